@@ -1,0 +1,19 @@
+/* Logging to stderr (foreground) or syslog, relayd style. */
+#ifndef QMPMUX_LOG_H
+#define QMPMUX_LOG_H
+
+#include <stdarg.h>
+
+#define LOG_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+void	log_init(int foreground, int verbose);
+void	log_setverbose(int verbose);
+int	log_getverbose(void);
+void	log_warn(const char *, ...) LOG_PRINTF(1, 2);
+void	log_warnx(const char *, ...) LOG_PRINTF(1, 2);
+void	log_info(const char *, ...) LOG_PRINTF(1, 2);
+void	log_debug(const char *, ...) LOG_PRINTF(1, 2);
+void	fatal(const char *, ...) LOG_PRINTF(1, 2) __attribute__((noreturn));
+void	fatalx(const char *, ...) LOG_PRINTF(1, 2) __attribute__((noreturn));
+
+#endif
