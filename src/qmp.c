@@ -539,6 +539,8 @@ qmp_reader_next(struct qmp_reader *r, struct evbuffer *in,
 			text = yajl_get_error(r->yajl, 0, NULL, 0);
 			snprintf(r->error, sizeof(r->error), "%s", (const char *)text);
 			yajl_free_error(r->yajl, text);
+			/* yajl ends its text with a newline; a desc must not */
+			r->error[strcspn(r->error, "\r\n")] = '\0';
 			evbuffer_drain(in, used);
 			err = QMP_ERR_JSON;
 			goto fail;

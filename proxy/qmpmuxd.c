@@ -1,0 +1,261 @@
+/*
+ * qmpmuxd: the QMP multiplexing proxy daemon.  This file holds only what
+ * a main does: options, the loop, signals.  Everything else is in src/.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "qmpmux.h"
+
+enum {
+	OPT_UPSTREAM = 256,
+	OPT_LISTEN,
+	OPT_NAME,
+	OPT_MODE,
+	OPT_HANDSHAKE_TIMEOUT,
+	OPT_GREETING_TIMEOUT,
+	OPT_BACKOFF_MAX,
+	OPT_MAX_UPSTREAM_MESSAGE,
+	OPT_MAX_CLIENT_MESSAGE,
+	OPT_MAX_JSON_DEPTH,
+	OPT_COMMAND_TIMEOUT,
+	OPT_TIMEOUT,
+	OPT_MAX_INFLIGHT,
+	OPT_MAX_CLIENT_PIPELINE,
+	OPT_MAX_QUEUED_COMMANDS,
+	OPT_MAX_QUEUED_EVENTS,
+	OPT_MAX_QUEUED_BYTES,
+	OPT_HELP,
+	OPT_VERSION,
+};
+
+static const struct option longopts[] = {
+	{ "upstream", required_argument, NULL, OPT_UPSTREAM },
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "name", required_argument, NULL, OPT_NAME },
+	{ "mode", required_argument, NULL, OPT_MODE },
+	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
+	{ "greeting-timeout", required_argument, NULL, OPT_GREETING_TIMEOUT },
+	{ "backoff-max", required_argument, NULL, OPT_BACKOFF_MAX },
+	{ "max-upstream-message", required_argument, NULL,
+	    OPT_MAX_UPSTREAM_MESSAGE },
+	{ "max-client-message", required_argument, NULL,
+	    OPT_MAX_CLIENT_MESSAGE },
+	{ "max-json-depth", required_argument, NULL, OPT_MAX_JSON_DEPTH },
+	{ "command-timeout", required_argument, NULL, OPT_COMMAND_TIMEOUT },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT },
+	{ "max-client-pipeline", required_argument, NULL,
+	    OPT_MAX_CLIENT_PIPELINE },
+	{ "max-queued-commands", required_argument, NULL,
+	    OPT_MAX_QUEUED_COMMANDS },
+	{ "max-queued-events", required_argument, NULL,
+	    OPT_MAX_QUEUED_EVENTS },
+	{ "max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED_BYTES },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+static struct event_base	*base;
+
+static void	usage(FILE *, int) __attribute__((noreturn));
+static void	signal_cb(int, short, void *);
+
+/* The synopsis of qmpmuxd(8). */
+static void
+usage(FILE *f, int status)
+{
+	fprintf(f,
+	    "usage: qmpmuxd [-dv] --upstream PATH --listen PATH [--name NAME]\n"
+	    "               [--mode MODE] [--handshake-timeout SECONDS]\n"
+	    "               [--greeting-timeout SECONDS] [--backoff-max SECONDS]\n"
+	    "               [--max-upstream-message BYTES]\n"
+	    "               [--max-client-message BYTES] [--max-json-depth N]\n"
+	    "               [--command-timeout SECONDS]"
+	    " [--timeout COMMAND=SECONDS]\n"
+	    "               [--max-inflight N] [--max-client-pipeline N]\n"
+	    "               [--max-queued-commands N] [--max-queued-events N]\n"
+	    "               [--max-queued-bytes BYTES]\n"
+	    "       qmpmuxd --help | --version\n");
+	exit(status);
+}
+
+/* Complain about a bad option value and exit, as getopt would. */
+static void __attribute__((noreturn))
+badarg(const char *opt, const char *arg, const char *what)
+{
+	fprintf(stderr, "qmpmuxd: --%s %s: expected %s\n", opt, arg, what);
+	exit(1);
+}
+
+static void
+signal_cb(int sig, short events, void *arg)
+{
+	log_info("received signal %d (%s), shutting down", sig,
+	    strsignal(sig));
+	event_base_loopexit(base, NULL);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct vm_conf		 conf;
+	struct listener_conf	*lc;
+	struct vm		*vm;
+	struct event		*ev_term, *ev_int;
+	unsigned int		 n;
+	mode_t			 mode = 0600;
+	int			 ch, idx, debug = 0, verbose = 0;
+	const char		*optname;
+	char			*end;
+	unsigned long		 m;
+
+	vm_conf_init(&conf);
+	while ((ch = getopt_long(argc, argv, "dv", longopts, &idx)) != -1) {
+		optname = ch >= OPT_UPSTREAM ? longopts[idx].name : "";
+		switch (ch) {
+		case 'd':
+			debug = 1;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case OPT_UPSTREAM:
+			free(conf.upstream);
+			if ((conf.upstream = strdup(optarg)) == NULL)
+				fatal("strdup");
+			break;
+		case OPT_LISTEN:
+			lc = vm_conf_add_listener(&conf, optarg);
+			lc->mode = mode;
+			break;
+		case OPT_NAME:
+			free(conf.name);
+			if ((conf.name = strdup(optarg)) == NULL)
+				fatal("strdup");
+			break;
+		case OPT_MODE:
+			errno = 0;
+			m = strtoul(optarg, &end, 8);
+			if (errno != 0 || *end != '\0' || end == optarg ||
+			    m > 0777)
+				badarg(optname, optarg, "an octal mode");
+			mode = (mode_t)m;
+			break;
+		case OPT_HANDSHAKE_TIMEOUT:
+			if (util_parse_seconds(optarg,
+			    &conf.handshake_timeout) == -1)
+				badarg(optname, optarg, "seconds");
+			break;
+		case OPT_GREETING_TIMEOUT:
+			if (util_parse_seconds(optarg,
+			    &conf.greeting_timeout) == -1)
+				badarg(optname, optarg, "seconds");
+			break;
+		case OPT_BACKOFF_MAX:
+			if (util_parse_seconds(optarg, &conf.backoff_max) == -1 ||
+			    conf.backoff_max <= 0)
+				badarg(optname, optarg, "seconds above 0");
+			break;
+		case OPT_MAX_UPSTREAM_MESSAGE:
+			if (util_parse_size(optarg,
+			    &conf.max_upstream_message) == -1)
+				badarg(optname, optarg, "a size in bytes");
+			break;
+		case OPT_MAX_CLIENT_MESSAGE:
+			if (util_parse_size(optarg,
+			    &conf.max_client_message) == -1)
+				badarg(optname, optarg, "a size in bytes");
+			break;
+		case OPT_MAX_JSON_DEPTH:
+			if (util_parse_uint(optarg, 1, 65536,
+			    &conf.max_json_depth) == -1)
+				badarg(optname, optarg, "1 to 65536");
+			break;
+		case OPT_COMMAND_TIMEOUT:
+			if (util_parse_seconds(optarg,
+			    &conf.command_timeout) == -1)
+				badarg(optname, optarg, "seconds (0: none)");
+			break;
+		case OPT_TIMEOUT:
+			if (vm_conf_add_timeout(&conf, optarg) == -1)
+				badarg(optname, optarg, "COMMAND=SECONDS");
+			break;
+		case OPT_MAX_INFLIGHT:
+			if (util_parse_uint(optarg, 1, 8, &n) == -1)
+				badarg(optname, optarg, "1 to 8");
+			conf.max_inflight = n;
+			break;
+		case OPT_MAX_CLIENT_PIPELINE:
+			if (util_parse_uint(optarg, 1, 65536, &n) == -1)
+				badarg(optname, optarg, "1 to 65536");
+			conf.max_client_pipeline = n;
+			break;
+		case OPT_MAX_QUEUED_COMMANDS:
+			if (util_parse_uint(optarg, 0, 1 << 20, &n) == -1)
+				badarg(optname, optarg, "0 to 1048576");
+			conf.max_queued_commands = n;
+			break;
+		case OPT_MAX_QUEUED_EVENTS:
+			if (util_parse_uint(optarg, 1, 1 << 24, &n) == -1)
+				badarg(optname, optarg, "1 to 16777216");
+			conf.max_queued_events = n;
+			break;
+		case OPT_MAX_QUEUED_BYTES:
+			if (util_parse_size(optarg,
+			    &conf.max_queued_bytes) == -1)
+				badarg(optname, optarg, "a size in bytes");
+			break;
+		case OPT_HELP:
+			usage(stdout, 0);
+		case OPT_VERSION:
+			printf("qmpmuxd %s\n", PACKAGE_VERSION);
+			return (0);
+		default:
+			usage(stderr, 1);
+		}
+	}
+	if (optind != argc || conf.upstream == NULL ||
+	    TAILQ_EMPTY(&conf.listeners))
+		usage(stderr, 1);
+	if (conf.name == NULL && (conf.name = strdup("vm")) == NULL)
+		fatal("strdup");
+	if (conf.backoff_min > conf.backoff_max)
+		conf.backoff_min = conf.backoff_max;
+
+	log_init(debug, verbose);
+	if (!debug && daemon(0, 0) == -1)
+		fatal("daemon");
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	ev_term = evsignal_new(base, SIGTERM, signal_cb, NULL);
+	ev_int = evsignal_new(base, SIGINT, signal_cb, NULL);
+	if (ev_term == NULL || ev_int == NULL)
+		fatalx("evsignal_new failed");
+	evsignal_add(ev_term, NULL);
+	evsignal_add(ev_int, NULL);
+
+	if ((vm = vm_new(base, &conf)) == NULL)
+		fatalx("cannot start vm");
+	log_info("qmpmuxd %s started", PACKAGE_VERSION);
+	event_base_dispatch(base);
+
+	vm_free(vm);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_base_free(base);
+	log_info("qmpmuxd stopped");
+	return (0);
+}

@@ -1,0 +1,433 @@
+/*
+ * Downstream clients.  Each sees an ordinary QEMU monitor: the greeting,
+ * its own capabilities negotiation answered here with QEMU's texts, and
+ * then the shared monitor.  A client is read only while it has fewer
+ * than max_client_pipeline commands waiting or in flight, as QEMU
+ * suspends a monitor whose queue is full.
+ *
+ * There is one close path, client_close, which logs why; the free runs
+ * later from the loop (c->reap), never inside a bufferevent callback.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <yajl/yajl_tree.h>
+
+#include "qmpmux.h"
+
+static const char *client_state_names[] = {
+	[CLIENT_WAITING] = "waiting",
+	[CLIENT_CAPS] = "capabilities",
+	[CLIENT_READY] = "ready",
+	[CLIENT_CLOSING] = "closing",
+};
+
+static void	client_read(struct client *);
+static void	client_read_cb(struct bufferevent *, void *);
+static void	client_write_cb(struct bufferevent *, void *);
+static void	client_event_cb(struct bufferevent *, short, void *);
+static void	client_timer_cb(int, short, void *);
+static void	client_resume_cb(int, short, void *);
+static void	client_reap_cb(int, short, void *);
+
+/* Return the printable name of a state. */
+const char *
+client_state_name(enum client_state state)
+{
+	return (client_state_names[state]);
+}
+
+/* Change state, logging the transition. */
+static void
+client_set_state(struct client *c, enum client_state state)
+{
+	log_debug("vm %s: client %d: %s -> %s", c->vm->name, c->id,
+	    client_state_names[c->state], client_state_names[state]);
+	c->state = state;
+}
+
+/* Arm the client's timer; 0 seconds disarms it. */
+static void
+client_arm(struct client *c, double seconds)
+{
+	struct timeval	 tv;
+
+	if (seconds <= 0 || util_timeval(seconds, &tv) == -1)
+		evtimer_del(c->timer);
+	else
+		evtimer_add(c->timer, &tv);
+}
+
+/* Take an accepted connection on a listener. */
+void
+client_accept(struct listener *l, int fd)
+{
+	struct vm	*vm = l->vm;
+	struct client	*c;
+	struct ucred	 cred;
+	socklen_t	 len = sizeof(cred);
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		fatal("%s", __func__);
+	c->vm = vm;
+	c->listener = l;
+	c->id = ++vm->next_client_id;
+	c->pid = -1;
+	c->uid = (uid_t)-1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		c->pid = cred.pid;
+		c->uid = cred.uid;
+	}
+	c->bev = bufferevent_socket_new(vm->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->reader = qmp_reader_new(vm->conf.max_client_message,
+	    vm->conf.max_json_depth);
+	c->timer = evtimer_new(vm->base, client_timer_cb, c);
+	c->resume = event_new(vm->base, -1, 0, client_resume_cb, c);
+	c->reap = event_new(vm->base, -1, 0, client_reap_cb, c);
+	if (c->bev == NULL || c->reader == NULL || c->timer == NULL ||
+	    c->resume == NULL || c->reap == NULL)
+		fatalx("%s: out of memory", __func__);
+	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
+	    client_event_cb, c);
+	TAILQ_INSERT_TAIL(&vm->clients, c, entry);
+	vm->stats.clients++;
+	log_info("vm %s: client %d: connected on %s (pid %ld, uid %ld)",
+	    vm->name, c->id, l->conf->path, (long)c->pid, (long)c->uid);
+
+	/* no input is read before the greeting, as QEMU would not accept */
+	bufferevent_enable(c->bev, EV_WRITE);
+	if (monitor_ready(vm->mon))
+		client_greet(c);
+	else {
+		c->state = CLIENT_WAITING;
+		client_arm(c, vm->conf.greeting_timeout);
+	}
+}
+
+/* Send QEMU's greeting and start reading. */
+void
+client_greet(struct client *c)
+{
+	struct monitor	*m = c->vm->mon;
+
+	evtimer_del(c->timer);
+	bufferevent_write(c->bev, m->greeting, m->greeting_len);
+	client_set_state(c, CLIENT_CAPS);
+	bufferevent_enable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		event_active(c->resume, EV_TIMEOUT, 1);
+}
+
+/*
+ * The one close path.  What is already queued for the client is written
+ * first (a client closed because QEMU went away gets its errors), within
+ * the listener's slow_client_timeout; then the client is freed.
+ */
+void
+client_close(struct client *c, const char *fmt, ...)
+{
+	char	 reason[512];
+	va_list	 ap;
+
+	if (c->state == CLIENT_CLOSING)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	log_info("vm %s: client %d: closed: %s", c->vm->name, c->id, reason);
+
+	cmd_client_gone(c);
+	client_set_state(c, CLIENT_CLOSING);
+	event_del(c->resume);
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		event_active(c->reap, EV_TIMEOUT, 1);
+	else
+		client_arm(c, c->listener->conf->slow_client_timeout);
+}
+
+/* Free a client now; only from the loop or at shutdown. */
+void
+client_free(struct client *c)
+{
+	if (c == NULL)
+		return;
+	if (c->state != CLIENT_CLOSING)
+		cmd_client_gone(c);
+	TAILQ_REMOVE(&c->vm->clients, c, entry);
+	bufferevent_free(c->bev);
+	qmp_reader_free(c->reader);
+	event_free(c->timer);
+	event_free(c->resume);
+	event_free(c->reap);
+	free(c);
+}
+
+static void
+client_reap_cb(int fd, short events, void *arg)
+{
+	client_free(arg);
+}
+
+/* The greeting never came, or a closing client did not take its output. */
+static void
+client_timer_cb(int fd, short events, void *arg)
+{
+	struct client	*c = arg;
+
+	if (c->state == CLIENT_WAITING)
+		client_close(c, "QEMU not ready within greeting_timeout (%gs)",
+		    c->vm->conf.greeting_timeout);
+	else if (c->state == CLIENT_CLOSING)
+		event_active(c->reap, EV_TIMEOUT, 1);
+}
+
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client	*c = arg;
+
+	if (c->state == CLIENT_CLOSING &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		event_active(c->reap, EV_TIMEOUT, 1);
+}
+
+static void
+client_event_cb(struct bufferevent *bev, short events, void *arg)
+{
+	struct client	*c = arg;
+
+	if (c->state == CLIENT_CLOSING) {
+		/* the peer is gone: nothing more can be flushed */
+		event_active(c->reap, EV_TIMEOUT, 1);
+		return;
+	}
+	if (events & BEV_EVENT_EOF)
+		client_close(c, "client disconnected");
+	else if (events & BEV_EVENT_ERROR)
+		client_close(c, "%s", strerror(EVUTIL_SOCKET_ERROR()));
+	event_active(c->reap, EV_TIMEOUT, 1);
+}
+
+/*
+ * qmp_capabilities, answered by the proxy as QEMU answers it.  Only oob
+ * can be enabled, and only when the proxy negotiated it upstream.
+ */
+static void
+client_negotiate(struct client *c, const struct qmp_msg *msg)
+{
+	static const char	*args_path[] = { "arguments", NULL };
+	struct evbuffer		*out = bufferevent_get_output(c->bev);
+	yajl_val		 root, args, v, e;
+	const char		*id;
+	size_t			 idlen, i, k;
+	char			 err[256];
+	int			 oob = 0;
+
+	reply_id(msg, &id, &idlen);
+	if ((root = yajl_tree_parse(msg->buf, err, sizeof(err))) == NULL) {
+		reply_error(out, id, idlen, "GenericError",
+		    "JSON parse error, %s", err);
+		return;
+	}
+	args = yajl_tree_get(root, args_path, yajl_t_object);
+	for (k = 0; args != NULL && k < args->u.object.len; k++) {
+		v = args->u.object.values[k];
+		if (strcmp(args->u.object.keys[k], "enable") != 0) {
+			reply_error(out, id, idlen, "GenericError",
+			    "Parameter '%s' is unexpected",
+			    args->u.object.keys[k]);
+			goto out;
+		}
+		if (!YAJL_IS_ARRAY(v)) {
+			reply_error(out, id, idlen, "GenericError",
+			    "Invalid parameter type for 'enable', "
+			    "expected: array");
+			goto out;
+		}
+		for (i = 0; i < v->u.array.len; i++) {
+			e = v->u.array.values[i];
+			if (!YAJL_IS_STRING(e)) {
+				reply_error(out, id, idlen, "GenericError",
+				    "Invalid parameter type for 'null', "
+				    "expected: string");
+				goto out;
+			}
+			if (strcmp(e->u.string, "oob") != 0) {
+				reply_error(out, id, idlen, "GenericError",
+				    "Parameter 'null' does not accept value "
+				    "'%s'", e->u.string);
+				goto out;
+			}
+			oob = 1;
+		}
+	}
+	if (oob && !c->vm->mon->oob) {
+		reply_error(out, id, idlen, "GenericError",
+		    "Capability 'oob' not available");
+		goto out;
+	}
+	c->oob = oob;
+	reply_return(out, id, idlen);
+	client_set_state(c, CLIENT_READY);
+	log_debug("vm %s: client %d: negotiated%s", c->vm->name, c->id,
+	    oob ? " oob" : "");
+out:
+	yajl_tree_free(root);
+}
+
+/* One whole message from the client. */
+static void
+client_handle(struct client *c, const struct qmp_msg *msg)
+{
+	struct evbuffer	*out = bufferevent_get_output(c->bev);
+	const char	*id;
+	size_t		 idlen;
+	char		 desc[512];
+	int		 caps;
+
+	reply_id(msg, &id, &idlen);
+	if (reply_check_command(msg, c->oob, desc, sizeof(desc)) == -1) {
+		/* QEMU has no id to give back when there is no object */
+		if (msg->kind == QMP_KIND_NONOBJECT || msg->dupkey)
+			id = NULL;
+		reply_error(out, id, idlen, "GenericError", "%s", desc);
+		return;
+	}
+	caps = msg->m_execute != -1 &&
+	    strcmp(msg->name, "qmp_capabilities") == 0;
+	if (c->state == CLIENT_CAPS) {
+		if (caps)
+			client_negotiate(c, msg);
+		else
+			reply_error(out, id, idlen, "CommandNotFound",
+			    "Expecting capabilities negotiation with "
+			    "'qmp_capabilities'");
+		return;
+	}
+	if (caps) {
+		reply_error(out, id, idlen, "CommandNotFound",
+		    "Capabilities negotiation is already complete, "
+		    "command ignored");
+		return;
+	}
+	cmd_submit(c, msg);
+}
+
+/*
+ * Take whole messages while the client may have more commands going.
+ * Input that stays in the buffer is read when a command is answered.
+ */
+static void
+client_read(struct client *c)
+{
+	struct vm	*vm = c->vm;
+	struct evbuffer	*in = bufferevent_get_input(c->bev);
+	struct qmp_msg	 msg;
+
+	while (c->state == CLIENT_CAPS || c->state == CLIENT_READY) {
+		if (c->ncmds >= vm->conf.max_client_pipeline) {
+			c->input_paused = 1;
+			bufferevent_disable(c->bev, EV_READ);
+			return;
+		}
+		switch (qmp_reader_next(c->reader, in, &msg)) {
+		case QMP_NEED_MORE:
+			return;
+		case QMP_MESSAGE:
+			client_handle(c, &msg);
+			qmp_msg_clear(&msg);
+			break;
+		case QMP_ERR_JSON:
+			reply_error(bufferevent_get_output(c->bev), NULL, 0,
+			    "GenericError", "JSON parse error, %s",
+			    qmp_reader_error(c->reader));
+			qmp_reader_skip_line(c->reader);
+			break;
+		case QMP_ERR_DEPTH:
+			reply_error(bufferevent_get_output(c->bev), NULL, 0,
+			    "GenericError", "JSON parse error, nesting deeper "
+			    "than %u", vm->conf.max_json_depth);
+			qmp_reader_skip_line(c->reader);
+			break;
+		case QMP_ERR_SIZE:
+			reply_error(bufferevent_get_output(c->bev), NULL, 0,
+			    "GenericError", "qmpmux: message larger than "
+			    "max_client_message (%zu bytes)",
+			    vm->conf.max_client_message);
+			client_close(c, "message larger than %zu bytes",
+			    vm->conf.max_client_message);
+			return;
+		}
+	}
+}
+
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+	client_read(arg);
+}
+
+static void
+client_resume_cb(int fd, short events, void *arg)
+{
+	client_read(arg);
+}
+
+/* One of the client's commands is answered: read again if it waited. */
+void
+client_command_done(struct client *c)
+{
+	if (c->ncmds > 0)
+		c->ncmds--;
+	if (c->input_paused && c->ncmds < c->vm->conf.max_client_pipeline) {
+		c->input_paused = 0;
+		bufferevent_enable(c->bev, EV_READ);
+		event_active(c->resume, EV_TIMEOUT, 1);
+	}
+}
+
+/*
+ * A reply from QEMU for this client: QEMU's bytes with the proxy's id
+ * replaced by the client's own, byte for byte, or removed when the
+ * client sent none.  A reply QEMU sent without an id goes as it is.
+ */
+void
+client_reply(struct client *c, const struct qmp_msg *msg,
+    const char *id, size_t idlen)
+{
+	struct evbuffer	*out = bufferevent_get_output(c->bev);
+	struct qmp_span	 span;
+
+	if (msg->m_id == -1)
+		span.off = msg->len, span.len = 0;
+	else if (id != NULL)
+		span = qmp_msg_id(msg);
+	else
+		span = qmp_msg_cut_member(msg, msg->m_id);
+	evbuffer_add(out, msg->buf, span.off);
+	if (msg->m_id != -1 && id != NULL)
+		evbuffer_add(out, id, idlen);
+	evbuffer_add(out, msg->buf + span.off + span.len,
+	    msg->len - span.off - span.len);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* Queue a shared event for the client, without copying it. */
+void
+client_event(struct client *c, const void *buf, size_t len,
+    void (*cleanup)(const void *, size_t, void *), void *arg)
+{
+	if (evbuffer_add_reference(bufferevent_get_output(c->bev), buf, len,
+	    cleanup, arg) == -1)
+		fatalx("%s: evbuffer_add_reference failed", __func__);
+}

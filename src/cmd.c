@@ -1,0 +1,333 @@
+/*
+ * The command queue of a VM.
+ *
+ * Every command forwarded to QEMU carries an id of the proxy's (a
+ * decimal counter); the client's id is kept as its exact bytes and put
+ * back into the reply.  In-band commands leave the queue in arrival
+ * order, across clients, at most max_inflight unanswered at once.
+ * A command's deadline runs from its arrival: expired before it was
+ * sent, it leaves the queue and is never sent; expired after, its
+ * caller gets an error at once but the command keeps its slot until
+ * QEMU answers, since QEMU is still working on it, and that late reply
+ * is dropped.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "qmpmux.h"
+
+static void	cmd_deadline_cb(int, short, void *);
+
+/* Free a command; it must be off both lists. */
+static void
+cmd_free(struct cmd *cmd)
+{
+	if (cmd == NULL)
+		return;
+	if (cmd->deadline != NULL)
+		event_free(cmd->deadline);
+	if (cmd->wire != NULL)
+		evbuffer_free(cmd->wire);
+	free(cmd->client_id);
+	free(cmd);
+}
+
+/* The command is answered for its client: one less in its pipeline. */
+static void
+cmd_done(struct cmd *cmd)
+{
+	struct client	*c = cmd->client;
+
+	cmd->answered = 1;
+	cmd->client = NULL;
+	if (c != NULL)
+		client_command_done(c);
+}
+
+/* Send an error to the command's client, with its id. */
+static void
+cmd_error(struct cmd *cmd, const char *class, const char *desc)
+{
+	struct client	*c = cmd->client;
+
+	if (c == NULL || cmd->answered)
+		return;
+	reply_error(bufferevent_get_output(c->bev), cmd->client_id,
+	    cmd->client_id_len, class, "%s", desc);
+	cmd_done(cmd);
+}
+
+/* Put the command on the wire. */
+static void
+cmd_send(struct vm *vm, struct cmd *cmd)
+{
+	cmd->sent = 1;
+	monitor_send(vm->mon, cmd->wire);
+	evbuffer_free(cmd->wire);
+	cmd->wire = NULL;
+	TAILQ_INSERT_TAIL(&vm->inflight, cmd, entry);
+	if (!cmd->oob)
+		vm->ninflight++;
+	log_debug("vm %s: sent %s%s (id %llu)", vm->name, cmd->name,
+	    cmd->oob ? " out of band" : "", (unsigned long long)cmd->upstream_id);
+}
+
+/* Send queued commands while QEMU has room for them. */
+void
+cmd_pump(struct vm *vm)
+{
+	struct cmd	*cmd;
+
+	while (monitor_ready(vm->mon) &&
+	    vm->ninflight < vm->conf.max_inflight &&
+	    (cmd = TAILQ_FIRST(&vm->queue)) != NULL) {
+		TAILQ_REMOVE(&vm->queue, cmd, entry);
+		vm->nqueued--;
+		cmd_send(vm, cmd);
+	}
+}
+
+/*
+ * The command as it goes to QEMU: the client's bytes with the id's value
+ * replaced by the proxy's, or an id inserted after the opening brace.
+ */
+static void
+cmd_wire(struct cmd *cmd, const struct qmp_msg *msg)
+{
+	struct qmp_span	 id = qmp_msg_id(msg);
+
+	if ((cmd->wire = evbuffer_new()) == NULL)
+		fatal("%s", __func__);
+	if (id.len > 0) {
+		evbuffer_add(cmd->wire, msg->buf, id.off);
+		evbuffer_add_printf(cmd->wire, "%llu",
+		    (unsigned long long)cmd->upstream_id);
+		evbuffer_add(cmd->wire, msg->buf + id.off + id.len,
+		    msg->len - id.off - id.len);
+	} else {
+		evbuffer_add_printf(cmd->wire, "{\"id\": %llu, ",
+		    (unsigned long long)cmd->upstream_id);
+		evbuffer_add(cmd->wire, msg->buf + 1, msg->len - 1);
+	}
+	evbuffer_add(cmd->wire, "\r\n", 2);
+}
+
+/*
+ * Take a checked command from a negotiated client.  Returns 0, or -1 if
+ * it was refused (the client has its error).
+ */
+int
+cmd_submit(struct client *c, const struct qmp_msg *msg)
+{
+	struct vm	*vm = c->vm;
+	struct cmd	*cmd;
+	struct timeval	 tv;
+	double		 timeout;
+	const char	*id;
+	size_t		 idlen;
+
+	reply_id(msg, &id, &idlen);
+	if (msg->m_exec_oob == -1 &&
+	    vm->nqueued >= vm->conf.max_queued_commands) {
+		vm->stats.refused++;
+		log_warnx("vm %s: client %d: %s refused: %u commands queued",
+		    vm->name, c->id, msg->name, vm->nqueued);
+		reply_error(bufferevent_get_output(c->bev), id, idlen,
+		    "GenericError", "qmpmux: too many commands queued for VM %s",
+		    vm->name);
+		return (-1);
+	}
+
+	if ((cmd = calloc(1, sizeof(*cmd))) == NULL)
+		fatal("%s", __func__);
+	cmd->vm = vm;
+	cmd->client = c;
+	cmd->upstream_id = ++vm->next_cmd_id;
+	cmd->oob = msg->m_exec_oob != -1;
+	memcpy(cmd->name, msg->name, sizeof(cmd->name));
+	if (id != NULL) {
+		if ((cmd->client_id = malloc(idlen)) == NULL)
+			fatal("%s", __func__);
+		memcpy(cmd->client_id, id, idlen);
+		cmd->client_id_len = idlen;
+	}
+	cmd_wire(cmd, msg);
+	util_now(&cmd->arrived);
+	vm->stats.commands++;
+	c->ncmds++;
+
+	timeout = vm_conf_timeout(&vm->conf, cmd->name);
+	if (timeout > 0 && util_timeval(timeout, &tv) == 0) {
+		cmd->deadline = evtimer_new(vm->base, cmd_deadline_cb, cmd);
+		if (cmd->deadline == NULL)
+			fatalx("%s: evtimer_new failed", __func__);
+		evtimer_add(cmd->deadline, &tv);
+	}
+
+	if (cmd->oob) {
+		/* out of band: past the queue, and never counted in it */
+		cmd_send(vm, cmd);
+		return (0);
+	}
+	TAILQ_INSERT_TAIL(&vm->queue, cmd, entry);
+	vm->nqueued++;
+	cmd_pump(vm);
+	return (0);
+}
+
+/* The deadline of a command has passed. */
+static void
+cmd_deadline_cb(int fd, short events, void *arg)
+{
+	struct cmd	*cmd = arg;
+	struct vm	*vm = cmd->vm;
+	double		 limit = vm_conf_timeout(&vm->conf, cmd->name);
+	char		 desc[512];
+
+	if (!cmd->sent) {
+		vm->stats.timeouts_unsent++;
+		log_warnx("vm %s: %s expired after %gs in the queue, not sent",
+		    vm->name, cmd->name, limit);
+		snprintf(desc, sizeof(desc), "qmpmux: command %s timed out "
+		    "after %gs waiting for QEMU and was not sent to QEMU",
+		    cmd->name, limit);
+		TAILQ_REMOVE(&vm->queue, cmd, entry);
+		vm->nqueued--;
+		cmd_error(cmd, "GenericError", desc);
+		cmd_free(cmd);
+		return;
+	}
+	vm->stats.timeouts_sent++;
+	log_warnx("vm %s: QEMU did not reply to %s (id %llu) within %gs; "
+	    "stalled until it does", vm->name, cmd->name,
+	    (unsigned long long)cmd->upstream_id, limit);
+	snprintf(desc, sizeof(desc), "qmpmux: QEMU did not reply to %s "
+	    "within %gs; it was sent and may still complete", cmd->name, limit);
+	cmd_error(cmd, "GenericError", desc);
+}
+
+/* Whether a sent command is past its deadline: the VM is stalled. */
+int
+cmd_stalled(struct vm *vm)
+{
+	struct cmd	*cmd;
+
+	TAILQ_FOREACH(cmd, &vm->inflight, entry) {
+		if (cmd->answered && cmd->sent)
+			return (1);
+	}
+	return (0);
+}
+
+/*
+ * Find the in-flight command a reply answers.  QEMU copies the id the
+ * proxy gave; a reply without one (QEMU's own parse errors) answers the
+ * oldest in-band command, since QEMU answers those in order.
+ */
+static struct cmd *
+cmd_find(struct vm *vm, const struct qmp_msg *msg)
+{
+	struct qmp_span		 span = qmp_msg_id(msg);
+	struct cmd		*cmd;
+	unsigned long long	 id;
+	char			*end;
+
+	if (span.len == 0) {
+		TAILQ_FOREACH(cmd, &vm->inflight, entry) {
+			if (!cmd->oob)
+				return (cmd);
+		}
+		return (NULL);
+	}
+	if (msg->buf[span.off] < '0' || msg->buf[span.off] > '9')
+		return (NULL);
+	errno = 0;
+	id = strtoull(msg->buf + span.off, &end, 10);
+	if (errno != 0 || end != msg->buf + span.off + span.len)
+		return (NULL);
+	TAILQ_FOREACH(cmd, &vm->inflight, entry) {
+		if (cmd->upstream_id == id)
+			return (cmd);
+	}
+	return (NULL);
+}
+
+/* A return or error from QEMU: route it to the client that asked. */
+void
+cmd_reply(struct vm *vm, struct qmp_msg *msg)
+{
+	struct cmd	*cmd;
+
+	if ((cmd = cmd_find(vm, msg)) == NULL) {
+		vm->stats.unknown_replies++;
+		log_warnx("vm %s: reply matching no command dropped: %.*s",
+		    vm->name, (int)(msg->len > 200 ? 200 : msg->len), msg->buf);
+		return;
+	}
+	TAILQ_REMOVE(&vm->inflight, cmd, entry);
+	if (!cmd->oob)
+		vm->ninflight--;
+	if (cmd->answered) {
+		vm->stats.late_replies++;
+		log_info("vm %s: late reply to %s after %.3fs dropped",
+		    vm->name, cmd->name, util_elapsed(&cmd->arrived));
+	} else if (cmd->client != NULL) {
+		vm->stats.replies++;
+		client_reply(cmd->client, msg, cmd->client_id,
+		    cmd->client_id_len);
+		cmd_done(cmd);
+	}
+	cmd_free(cmd);
+	cmd_pump(vm);
+}
+
+/* Answer every command with an error and empty the queue. */
+void
+cmd_fail_all(struct vm *vm, const char *desc)
+{
+	struct cmd	*cmd;
+
+	while ((cmd = TAILQ_FIRST(&vm->queue)) != NULL) {
+		TAILQ_REMOVE(&vm->queue, cmd, entry);
+		cmd_error(cmd, "GenericError", desc);
+		cmd_free(cmd);
+	}
+	while ((cmd = TAILQ_FIRST(&vm->inflight)) != NULL) {
+		TAILQ_REMOVE(&vm->inflight, cmd, entry);
+		cmd_error(cmd, "GenericError", desc);
+		cmd_free(cmd);
+	}
+	vm->nqueued = vm->ninflight = 0;
+}
+
+/*
+ * A client has gone.  Its unsent commands leave the queue, as QEMU drops
+ * a closed monitor's queue; the sent ones keep their slots, and their
+ * replies will be dropped.
+ */
+void
+cmd_client_gone(struct client *c)
+{
+	struct vm	*vm = c->vm;
+	struct cmd	*cmd, *next;
+
+	TAILQ_FOREACH_SAFE(cmd, &vm->queue, entry, next) {
+		if (cmd->client != c)
+			continue;
+		TAILQ_REMOVE(&vm->queue, cmd, entry);
+		vm->nqueued--;
+		cmd_free(cmd);
+	}
+	TAILQ_FOREACH(cmd, &vm->inflight, entry) {
+		if (cmd->client == c)
+			cmd->client = NULL;
+	}
+	c->ncmds = 0;
+}

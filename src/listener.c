@@ -1,0 +1,96 @@
+/*
+ * Downstream listeners: a unix socket per listener, mode 0600 unless
+ * configured.  An accept error such as EMFILE would fire again at once
+ * and spin the loop, so the listener is disabled for a second instead.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "qmpmux.h"
+
+#define LISTENER_RETRY_SECONDS	1
+
+static void	listener_accept_cb(struct evconnlistener *, evutil_socket_t,
+		    struct sockaddr *, int, void *);
+static void	listener_error_cb(struct evconnlistener *, void *);
+static void	listener_retry_cb(int, short, void *);
+
+/* Create the socket of a listener; NULL (logged) if it cannot be made. */
+struct listener *
+listener_new(struct vm *vm, struct listener_conf *conf)
+{
+	struct listener	*l;
+	int		 fd;
+
+	if ((fd = util_unix_listen(conf->path, conf->mode)) == -1) {
+		log_warn("vm %s: listen on %s", vm->name, conf->path);
+		return (NULL);
+	}
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		fatal("%s", __func__);
+	l->vm = vm;
+	l->conf = conf;
+	l->evl = evconnlistener_new(vm->base, listener_accept_cb, l,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	l->retry = evtimer_new(vm->base, listener_retry_cb, l);
+	if (l->evl == NULL || l->retry == NULL)
+		fatalx("%s: out of memory", __func__);
+	evconnlistener_set_error_cb(l->evl, listener_error_cb);
+	log_info("vm %s: listening on %s (mode %04o, slow clients: %s)",
+	    vm->name, conf->path, (unsigned int)conf->mode,
+	    conf->slow_client == SLOW_CLIENT_BLOCK ? "block" : "disconnect");
+	return (l);
+}
+
+/* Close a listener and remove its socket; NULL is allowed. */
+void
+listener_free(struct listener *l)
+{
+	struct client	*c;
+
+	if (l == NULL)
+		return;
+	/* clients outlive their listener only to be closed */
+	TAILQ_FOREACH(c, &l->vm->clients, entry) {
+		if (c->listener == l)
+			client_close(c, "listener %s removed", l->conf->path);
+	}
+	evconnlistener_free(l->evl);
+	event_free(l->retry);
+	unlink(l->conf->path);
+	free(l);
+}
+
+static void
+listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	client_accept(arg, fd);
+}
+
+static void
+listener_error_cb(struct evconnlistener *evl, void *arg)
+{
+	struct listener	*l = arg;
+	struct timeval	 tv = { LISTENER_RETRY_SECONDS, 0 };
+
+	log_warn("vm %s: accept on %s; pausing for %ds", l->vm->name,
+	    l->conf->path, LISTENER_RETRY_SECONDS);
+	evconnlistener_disable(evl);
+	evtimer_add(l->retry, &tv);
+}
+
+static void
+listener_retry_cb(int fd, short events, void *arg)
+{
+	struct listener	*l = arg;
+
+	evconnlistener_enable(l->evl);
+}

@@ -1,0 +1,494 @@
+/*
+ * The upstream: the proxy's connection to QEMU's QMP socket (connect
+ * mode).  Connects without blocking, retries with capped exponential
+ * backoff, keeps QEMU's greeting, negotiates oob when offered, and then
+ * hands every message to the vm.  One timer serves both the backoff and
+ * the handshake, which never run at once.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
+#include "qmpmux.h"
+
+static const char *monitor_state_names[] = {
+	[MONITOR_BACKOFF] = "backoff",
+	[MONITOR_CONNECTING] = "connecting",
+	[MONITOR_GREETING] = "greeting",
+	[MONITOR_NEGOTIATING] = "negotiating",
+	[MONITOR_READY] = "ready",
+};
+
+static void	monitor_connect(struct monitor *);
+static void	monitor_lost(struct monitor *, const char *, ...)
+		    LOG_PRINTF(2, 3);
+static void	monitor_read(struct monitor *);
+static void	monitor_read_cb(struct bufferevent *, void *);
+static void	monitor_event_cb(struct bufferevent *, short, void *);
+static void	monitor_timer_cb(int, short, void *);
+static void	monitor_resume_cb(int, short, void *);
+static void	monitor_bev_free_cb(int, short, void *);
+
+/* Return the printable name of a state. */
+const char *
+monitor_state_name(enum monitor_state state)
+{
+	return (monitor_state_names[state]);
+}
+
+/* Change state, logging the transition. */
+static void
+monitor_set_state(struct monitor *m, enum monitor_state state)
+{
+	log_debug("vm %s: upstream %s -> %s", m->vm->name,
+	    monitor_state_names[m->state], monitor_state_names[state]);
+	m->state = state;
+	util_now(&m->since);
+}
+
+/* Make the upstream of a vm; monitor_start connects it. */
+struct monitor *
+monitor_new(struct vm *vm)
+{
+	struct monitor	*m;
+
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		fatal("%s", __func__);
+	m->vm = vm;
+	m->state = MONITOR_BACKOFF;
+	util_now(&m->since);
+	m->backoff = vm->conf.backoff_min;
+	m->timer = evtimer_new(vm->base, monitor_timer_cb, m);
+	m->resume = event_new(vm->base, -1, 0, monitor_resume_cb, m);
+	if (m->timer == NULL || m->resume == NULL)
+		fatalx("%s: event_new failed", __func__);
+	return (m);
+}
+
+/*
+ * Let go of the connection.  Called from bufferevent callbacks, so the
+ * bufferevent itself is freed later, from the loop.
+ */
+static void
+monitor_drop(struct monitor *m)
+{
+	struct timeval	 zero = { 0, 0 };
+
+	if (m->bev != NULL) {
+		bufferevent_disable(m->bev, EV_READ | EV_WRITE);
+		bufferevent_setcb(m->bev, NULL, NULL, NULL, NULL);
+		if (event_base_once(m->vm->base, -1, EV_TIMEOUT,
+		    monitor_bev_free_cb, m->bev, &zero) == -1)
+			bufferevent_free(m->bev);
+		m->bev = NULL;
+	}
+	qmp_reader_free(m->reader);
+	m->reader = NULL;
+	free(m->greeting);
+	m->greeting = NULL;
+	free(m->version);
+	m->version = NULL;
+	m->oob = 0;
+	m->paused = 0;
+	evtimer_del(m->timer);
+	event_del(m->resume);
+}
+
+static void
+monitor_bev_free_cb(int fd, short events, void *arg)
+{
+	bufferevent_free(arg);
+}
+
+/* Free the upstream; NULL is allowed.  Not called from its callbacks. */
+void
+monitor_free(struct monitor *m)
+{
+	if (m == NULL)
+		return;
+	if (m->bev != NULL)
+		bufferevent_free(m->bev);
+	m->bev = NULL;
+	monitor_drop(m);
+	event_free(m->timer);
+	event_free(m->resume);
+	free(m);
+}
+
+/* Connect for the first time. */
+void
+monitor_start(struct monitor *m)
+{
+	monitor_connect(m);
+}
+
+/* Whether commands can be sent and clients greeted. */
+int
+monitor_ready(struct monitor *m)
+{
+	return (m->state == MONITOR_READY);
+}
+
+/* Arm the timer for the given number of seconds. */
+static void
+monitor_arm(struct monitor *m, double seconds)
+{
+	struct timeval	 tv;
+
+	if (seconds <= 0 || util_timeval(seconds, &tv) == -1) {
+		evtimer_del(m->timer);
+		return;
+	}
+	evtimer_add(m->timer, &tv);
+}
+
+/* Start a non-blocking connect to QEMU's socket. */
+static void
+monitor_connect(struct monitor *m)
+{
+	struct vm		*vm = m->vm;
+	struct sockaddr_un	 sun;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strncpy(sun.sun_path, vm->conf.upstream, sizeof(sun.sun_path) - 1);
+
+	m->bev = bufferevent_socket_new(vm->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	m->reader = qmp_reader_new(vm->conf.max_upstream_message,
+	    vm->conf.max_json_depth);
+	if (m->bev == NULL || m->reader == NULL)
+		fatalx("%s: out of memory", __func__);
+	bufferevent_setcb(m->bev, monitor_read_cb, NULL, monitor_event_cb, m);
+	monitor_set_state(m, MONITOR_CONNECTING);
+	monitor_arm(m, vm->conf.handshake_timeout);
+	if (bufferevent_socket_connect(m->bev, (struct sockaddr *)&sun,
+	    sizeof(sun)) == -1) {
+		monitor_lost(m, "connect to %s: %s", vm->conf.upstream,
+		    strerror(errno));
+		return;
+	}
+	bufferevent_enable(m->bev, EV_READ | EV_WRITE);
+}
+
+/*
+ * The one close path of the upstream: log why, drop the connection, let
+ * the vm fail its commands and close its clients, and retry later.
+ */
+static void
+monitor_lost(struct monitor *m, const char *fmt, ...)
+{
+	struct vm	*vm = m->vm;
+	char		 reason[512];
+	va_list		 ap;
+	int		 was_ready = m->state == MONITOR_READY;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+
+	if (was_ready || log_getverbose() > 0)
+		log_warnx("vm %s: upstream lost (%s): %s; retry in %.2fs",
+		    vm->name, monitor_state_names[m->state], reason,
+		    m->backoff);
+	monitor_drop(m);
+	monitor_set_state(m, MONITOR_BACKOFF);
+	if (was_ready) {
+		vm->stats.reconnects++;
+		vm_upstream_lost(vm, reason);
+	}
+	monitor_arm(m, m->backoff);
+	m->backoff *= 2;
+	if (m->backoff > vm->conf.backoff_max)
+		m->backoff = vm->conf.backoff_max;
+}
+
+/* Backoff over: connect.  Handshake too slow: give up on this attempt. */
+static void
+monitor_timer_cb(int fd, short events, void *arg)
+{
+	struct monitor	*m = arg;
+
+	if (m->state == MONITOR_BACKOFF)
+		monitor_connect(m);
+	else if (m->state != MONITOR_READY)
+		monitor_lost(m, "handshake did not finish within %gs",
+		    m->vm->conf.handshake_timeout);
+}
+
+static void
+monitor_event_cb(struct bufferevent *bev, short events, void *arg)
+{
+	struct monitor	*m = arg;
+
+	if (events & BEV_EVENT_CONNECTED) {
+		log_debug("vm %s: connected to %s", m->vm->name,
+		    m->vm->conf.upstream);
+		monitor_set_state(m, MONITOR_GREETING);
+		return;
+	}
+	if (events & BEV_EVENT_EOF)
+		monitor_lost(m, "QEMU closed the connection");
+	else if (events & BEV_EVENT_ERROR)
+		monitor_lost(m, "%s", strerror(EVUTIL_SOCKET_ERROR()));
+}
+
+/* Write a yajl tree back out, for a greeting that must be rewritten. */
+static void
+monitor_gen(yajl_gen g, yajl_val v)
+{
+	size_t	 i;
+
+	switch (v->type) {
+	case yajl_t_string:
+		yajl_gen_string(g, (const unsigned char *)v->u.string,
+		    strlen(v->u.string));
+		break;
+	case yajl_t_number:
+		yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
+		break;
+	case yajl_t_object:
+		yajl_gen_map_open(g);
+		for (i = 0; i < v->u.object.len; i++) {
+			yajl_gen_string(g,
+			    (const unsigned char *)v->u.object.keys[i],
+			    strlen(v->u.object.keys[i]));
+			monitor_gen(g, v->u.object.values[i]);
+		}
+		yajl_gen_map_close(g);
+		break;
+	case yajl_t_array:
+		yajl_gen_array_open(g);
+		for (i = 0; i < v->u.array.len; i++)
+			monitor_gen(g, v->u.array.values[i]);
+		yajl_gen_array_close(g);
+		break;
+	case yajl_t_true:
+		yajl_gen_bool(g, 1);
+		break;
+	case yajl_t_false:
+		yajl_gen_bool(g, 0);
+		break;
+	default:
+		yajl_gen_null(g);
+		break;
+	}
+}
+
+/*
+ * Keep QEMU's greeting for the clients.  It goes out verbatim when its
+ * capabilities are exactly what the proxy negotiated (QEMU today offers
+ * only oob); otherwise it is rewritten with the negotiated list, since a
+ * client must not be offered what the proxy did not take.
+ */
+static int
+monitor_greeting(struct monitor *m, struct qmp_msg *msg)
+{
+	static const char	*caps_path[] = { "QMP", "capabilities", NULL };
+	static const char	*ver_path[] = { "QMP", "version", "qemu", NULL };
+	yajl_val		 root, caps, ver, v;
+	char			 err[256];
+	size_t			 i, other = 0;
+	const unsigned char	*out;
+	size_t			 outlen;
+	yajl_gen		 g;
+
+	if ((root = yajl_tree_parse(msg->buf, err, sizeof(err))) == NULL)
+		return (-1);
+	caps = yajl_tree_get(root, caps_path, yajl_t_array);
+	if (caps == NULL) {
+		yajl_tree_free(root);
+		return (-1);
+	}
+	for (i = 0; i < caps->u.array.len; i++) {
+		v = caps->u.array.values[i];
+		if (YAJL_IS_STRING(v) && strcmp(v->u.string, "oob") == 0)
+			m->oob = 1;
+		else
+			other++;
+	}
+	ver = yajl_tree_get(root, ver_path, yajl_t_object);
+	if (ver != NULL) {
+		const char *p[2] = { NULL, NULL };
+		long long n[3] = { 0, 0, 0 };
+		const char *names[3] = { "major", "minor", "micro" };
+
+		for (i = 0; i < 3; i++) {
+			p[0] = names[i];
+			v = yajl_tree_get(ver, p, yajl_t_number);
+			if (v != NULL && YAJL_IS_INTEGER(v))
+				n[i] = YAJL_GET_INTEGER(v);
+		}
+		if (asprintf(&m->version, "%lld.%lld.%lld", n[0], n[1],
+		    n[2]) == -1)
+			m->version = NULL;
+	}
+
+	if (other == 0) {
+		m->greeting_len = msg->len + 2;
+		if ((m->greeting = malloc(m->greeting_len)) == NULL)
+			fatal("%s", __func__);
+		memcpy(m->greeting, msg->buf, msg->len);
+		memcpy(m->greeting + msg->len, "\r\n", 2);
+	} else {
+		g = yajl_gen_alloc(NULL);
+		yajl_gen_map_open(g);
+		yajl_gen_string(g, (const unsigned char *)"QMP", 3);
+		yajl_gen_map_open(g);
+		v = yajl_tree_get(root, (const char *[]){ "QMP", "version",
+		    NULL }, yajl_t_any);
+		yajl_gen_string(g, (const unsigned char *)"version", 7);
+		if (v != NULL)
+			monitor_gen(g, v);
+		else
+			yajl_gen_map_open(g), yajl_gen_map_close(g);
+		yajl_gen_string(g, (const unsigned char *)"capabilities", 12);
+		yajl_gen_array_open(g);
+		if (m->oob)
+			yajl_gen_string(g, (const unsigned char *)"oob", 3);
+		yajl_gen_array_close(g);
+		yajl_gen_map_close(g);
+		yajl_gen_map_close(g);
+		yajl_gen_get_buf(g, &out, &outlen);
+		m->greeting_len = outlen + 2;
+		if ((m->greeting = malloc(m->greeting_len)) == NULL)
+			fatal("%s", __func__);
+		memcpy(m->greeting, out, outlen);
+		memcpy(m->greeting + outlen, "\r\n", 2);
+		yajl_gen_free(g);
+	}
+	yajl_tree_free(root);
+	return (0);
+}
+
+/* Handle one message during the handshake. */
+static void
+monitor_handshake(struct monitor *m, struct qmp_msg *msg)
+{
+	struct vm	*vm = m->vm;
+	const char	*caps;
+
+	if (m->state == MONITOR_GREETING) {
+		if (msg->kind != QMP_KIND_GREETING ||
+		    monitor_greeting(m, msg) == -1) {
+			monitor_lost(m, "expected a QMP greeting, got %s",
+			    qmp_kind_name(msg->kind));
+			return;
+		}
+		caps = m->oob ? "{\"execute\": \"qmp_capabilities\", "
+		    "\"arguments\": {\"enable\": [\"oob\"]}}\r\n" :
+		    "{\"execute\": \"qmp_capabilities\"}\r\n";
+		bufferevent_write(m->bev, caps, strlen(caps));
+		monitor_set_state(m, MONITOR_NEGOTIATING);
+		return;
+	}
+	if (msg->kind != QMP_KIND_RETURN) {
+		monitor_lost(m, "qmp_capabilities failed: %.*s",
+		    (int)(msg->len > 200 ? 200 : msg->len), msg->buf);
+		return;
+	}
+	evtimer_del(m->timer);
+	m->backoff = vm->conf.backoff_min;
+	monitor_set_state(m, MONITOR_READY);
+	log_info("vm %s: upstream ready: QEMU %s at %s%s", vm->name,
+	    m->version != NULL ? m->version : "(unknown version)",
+	    vm->conf.upstream, m->oob ? ", oob" : "");
+	vm_upstream_ready(vm);
+}
+
+/*
+ * Take whole messages from the input until it is empty or the vm has
+ * paused reading.  A message larger than the cap, or invalid JSON, is a
+ * protocol error: QEMU can no longer be trusted to be in step.
+ */
+static void
+monitor_read(struct monitor *m)
+{
+	struct qmp_msg	 msg;
+	enum qmp_status	 st;
+	struct evbuffer	*in;
+
+	while (m->bev != NULL && !m->paused) {
+		in = bufferevent_get_input(m->bev);
+		st = qmp_reader_next(m->reader, in, &msg);
+		switch (st) {
+		case QMP_NEED_MORE:
+			return;
+		case QMP_MESSAGE:
+			if (m->state == MONITOR_READY)
+				vm_upstream_message(m->vm, &msg);
+			else
+				monitor_handshake(m, &msg);
+			qmp_msg_clear(&msg);
+			break;
+		case QMP_ERR_JSON:
+			monitor_lost(m, "invalid JSON from QEMU: %s",
+			    qmp_reader_error(m->reader));
+			return;
+		case QMP_ERR_DEPTH:
+			monitor_lost(m, "message from QEMU nested deeper than "
+			    "%u", m->vm->conf.max_json_depth);
+			return;
+		case QMP_ERR_SIZE:
+			monitor_lost(m, "message from QEMU larger than %zu "
+			    "bytes", m->vm->conf.max_upstream_message);
+			return;
+		}
+	}
+}
+
+static void
+monitor_read_cb(struct bufferevent *bev, void *arg)
+{
+	monitor_read(arg);
+}
+
+static void
+monitor_resume_cb(int fd, short events, void *arg)
+{
+	monitor_read(arg);
+}
+
+/* Queue bytes for QEMU. */
+void
+monitor_send(struct monitor *m, struct evbuffer *buf)
+{
+	if (m->bev != NULL)
+		bufferevent_write_buffer(m->bev, buf);
+}
+
+/* Stop reading from QEMU: what it has not written, it holds. */
+void
+monitor_pause(struct monitor *m)
+{
+	if (m->paused || m->bev == NULL)
+		return;
+	m->paused = 1;
+	bufferevent_disable(m->bev, EV_READ);
+}
+
+/*
+ * Read again.  Whole messages may already wait in the input buffer, and
+ * no read event will come for them, so they are handled from the loop
+ * (never from here: this runs inside a client's write callback).
+ */
+void
+monitor_unpause(struct monitor *m)
+{
+	if (!m->paused || m->bev == NULL)
+		return;
+	m->paused = 0;
+	bufferevent_enable(m->bev, EV_READ);
+	event_active(m->resume, EV_TIMEOUT, 1);
+}

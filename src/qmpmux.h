@@ -1,0 +1,280 @@
+/*
+ * The proxy's objects.  A vm owns its monitor (the upstream), listeners,
+ * clients and command queue; each points back at its vm.  They are
+ * declared together, as tmux.h does, because each module walks the
+ * others' lists; standalone modules (log, qmp) keep their own headers.
+ */
+#ifndef QMPMUX_H
+#define QMPMUX_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/time.h>
+#include <stdint.h>
+
+#include "log.h"
+#include "qmp.h"
+
+/* glibc's sys/queue.h lacks the _SAFE iterators of the BSDs. */
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST((head));				\
+	    (var) && ((tvar) = TAILQ_NEXT((var), field), 1);		\
+	    (var) = (tvar))
+#endif
+#ifndef TAILQ_FOREACH_REVERSE
+#define TAILQ_FOREACH_REVERSE(var, head, headname, field)		\
+	for ((var) = TAILQ_LAST((head), headname);			\
+	    (var);							\
+	    (var) = TAILQ_PREV((var), headname, field))
+#endif
+
+struct event;
+struct event_base;
+struct evbuffer;
+struct bufferevent;
+struct evconnlistener;
+
+struct vm;
+struct client;
+struct cmd;
+
+/* What a listener does with a client that keeps QEMU's reads paused. */
+enum slow_client {
+	SLOW_CLIENT_BLOCK,
+	SLOW_CLIENT_DISCONNECT,
+};
+
+/* One per-command timeout override (--timeout NAME=SECONDS). */
+struct timeout_conf {
+	char			*name;
+	double			 seconds;
+	TAILQ_ENTRY(timeout_conf) entry;
+};
+TAILQ_HEAD(timeout_confs, timeout_conf);
+
+struct listener_conf {
+	char			*path;
+	mode_t			 mode;
+	enum slow_client	 slow_client;
+	double			 slow_client_timeout;
+	TAILQ_ENTRY(listener_conf) entry;
+};
+TAILQ_HEAD(listener_confs, listener_conf);
+
+/* Every bound of a VM, with the defaults of vm_conf_init. */
+struct vm_conf {
+	char			*name;
+	char			*upstream;
+	struct listener_confs	 listeners;
+
+	double			 handshake_timeout;
+	double			 greeting_timeout;
+	double			 backoff_min;
+	double			 backoff_max;
+	size_t			 max_upstream_message;
+	size_t			 max_client_message;
+	unsigned int		 max_json_depth;
+
+	unsigned int		 max_inflight;
+	unsigned int		 max_client_pipeline;
+	unsigned int		 max_queued_commands;
+	double			 command_timeout;
+	struct timeout_confs	 timeouts;
+
+	size_t			 max_queued_events;
+	size_t			 max_queued_bytes;
+};
+
+/* vm.c */
+struct vm_stats {
+	uint64_t		 commands;
+	uint64_t		 replies;
+	uint64_t		 timeouts_unsent;
+	uint64_t		 timeouts_sent;
+	uint64_t		 late_replies;
+	uint64_t		 unknown_replies;
+	uint64_t		 refused;
+	uint64_t		 events;
+	uint64_t		 event_bytes;
+	uint64_t		 reconnects;
+	uint64_t		 clients;
+};
+
+struct vm {
+	struct event_base	*base;
+	struct vm_conf		 conf;
+	const char		*name;
+
+	struct monitor		*mon;
+	TAILQ_HEAD(, listener)	 listeners;
+	TAILQ_HEAD(, client)	 clients;
+	int			 next_client_id;
+
+	/*
+	 * Commands: queue holds in-band commands not yet sent, in arrival
+	 * order; inflight holds those sent and not yet answered by QEMU
+	 * (including ones whose caller has already had a timeout error).
+	 * ninflight counts the in-band ones among them, at most
+	 * max_inflight; out-of-band commands never wait and never count.
+	 */
+	TAILQ_HEAD(, cmd)	 queue;
+	TAILQ_HEAD(, cmd)	 inflight;
+	unsigned int		 nqueued;
+	unsigned int		 ninflight;
+	uint64_t		 next_cmd_id;
+
+	/*
+	 * Event backlog: events read from QEMU and not yet written to
+	 * every client they were given to.  Each event is one shared
+	 * buffer referenced from every client's output.
+	 */
+	size_t			 backlog_events;
+	size_t			 backlog_bytes;
+	int			 reads_paused;
+	struct timeval		 paused_since;
+	int			 dying;		/* freed when the backlog is */
+
+	struct vm_stats		 stats;
+};
+
+void		 vm_conf_init(struct vm_conf *);
+void		 vm_conf_clear(struct vm_conf *);
+struct listener_conf *vm_conf_add_listener(struct vm_conf *, const char *);
+int		 vm_conf_add_timeout(struct vm_conf *, const char *);
+double		 vm_conf_timeout(const struct vm_conf *, const char *);
+struct vm	*vm_new(struct event_base *, struct vm_conf *);
+void		 vm_free(struct vm *);
+void		 vm_upstream_ready(struct vm *);
+void		 vm_upstream_message(struct vm *, struct qmp_msg *);
+void		 vm_upstream_lost(struct vm *, const char *);
+int		 vm_backlog_full(struct vm *);
+void		 vm_event_done(struct vm *, size_t);
+
+/* monitor.c: the upstream connection to QEMU's QMP socket */
+enum monitor_state {
+	MONITOR_BACKOFF,	/* waiting to connect again */
+	MONITOR_CONNECTING,
+	MONITOR_GREETING,	/* connected, waiting for QEMU's greeting */
+	MONITOR_NEGOTIATING,	/* qmp_capabilities sent */
+	MONITOR_READY,
+};
+
+struct monitor {
+	struct vm		*vm;
+	enum monitor_state	 state;
+	struct timeval		 since;
+	struct bufferevent	*bev;
+	struct qmp_reader	*reader;
+	struct event		*timer;		/* backoff or handshake */
+	struct event		*resume;	/* read what is buffered */
+	double			 backoff;
+	char			*greeting;	/* as clients get it, with \r\n */
+	size_t			 greeting_len;
+	char			*version;	/* "7.2.22", for logs and dump */
+	int			 oob;		/* negotiated upstream */
+	int			 paused;
+};
+
+struct monitor	*monitor_new(struct vm *);
+void		 monitor_free(struct monitor *);
+void		 monitor_start(struct monitor *);
+int		 monitor_ready(struct monitor *);
+void		 monitor_send(struct monitor *, struct evbuffer *);
+void		 monitor_pause(struct monitor *);
+void		 monitor_unpause(struct monitor *);
+const char	*monitor_state_name(enum monitor_state);
+
+/* listener.c */
+struct listener {
+	struct vm		*vm;
+	struct listener_conf	*conf;
+	struct evconnlistener	*evl;
+	struct event		*retry;		/* after EMFILE and the like */
+	TAILQ_ENTRY(listener)	 entry;
+};
+
+struct listener	*listener_new(struct vm *, struct listener_conf *);
+void		 listener_free(struct listener *);
+
+/* client.c: one downstream connection */
+enum client_state {
+	CLIENT_WAITING,		/* accepted, upstream not ready: no greeting */
+	CLIENT_CAPS,		/* greeted, not negotiated */
+	CLIENT_READY,		/* negotiated: commands and events */
+	CLIENT_CLOSING,		/* flushing its output, then freed */
+};
+
+struct client {
+	struct vm		*vm;
+	struct listener		*listener;
+	int			 id;
+	enum client_state	 state;
+	struct bufferevent	*bev;
+	struct qmp_reader	*reader;
+	struct event		*timer;		/* greeting or slow-client */
+	struct event		*resume;	/* read what is buffered */
+	struct event		*reap;		/* free from the loop */
+	pid_t			 pid;
+	uid_t			 uid;
+	int			 oob;		/* negotiated oob */
+	unsigned int		 ncmds;		/* waiting or in flight */
+	int			 input_paused;
+	TAILQ_ENTRY(client)	 entry;
+};
+
+void		 client_accept(struct listener *, int);
+void		 client_greet(struct client *);
+void		 client_close(struct client *, const char *, ...)
+		    LOG_PRINTF(2, 3);
+void		 client_reply(struct client *, const struct qmp_msg *,
+		    const char *, size_t);
+void		 client_free(struct client *);
+void		 client_command_done(struct client *);
+void		 client_event(struct client *, const void *, size_t,
+		    void (*)(const void *, size_t, void *), void *);
+const char	*client_state_name(enum client_state);
+
+/* cmd.c: the per-VM command queue */
+struct cmd {
+	struct vm		*vm;
+	struct client		*client;	/* NULL once it has gone */
+	uint64_t		 upstream_id;
+	char			*client_id;	/* id value bytes, or NULL */
+	size_t			 client_id_len;
+	char			 name[QMP_NAME_MAX];
+	int			 oob;
+	int			 sent;
+	int			 answered;	/* the client had its reply */
+	struct evbuffer		*wire;		/* as it goes to QEMU */
+	struct timeval		 arrived;
+	struct event		*deadline;
+	TAILQ_ENTRY(cmd)	 entry;
+};
+
+int		 cmd_submit(struct client *, const struct qmp_msg *);
+void		 cmd_reply(struct vm *, struct qmp_msg *);
+void		 cmd_pump(struct vm *);
+void		 cmd_fail_all(struct vm *, const char *);
+void		 cmd_client_gone(struct client *);
+int		 cmd_stalled(struct vm *);
+
+/* reply.c: QEMU-style replies made by the proxy */
+void		 reply_error(struct evbuffer *, const char *, size_t,
+		    const char *, const char *, ...) LOG_PRINTF(5, 6);
+void		 reply_return(struct evbuffer *, const char *, size_t);
+void		 reply_id(const struct qmp_msg *, const char **, size_t *);
+int		 reply_check_command(const struct qmp_msg *, int, char *,
+		    size_t);
+
+/* util.c */
+int		 util_unix_listen(const char *, mode_t);
+int		 util_timeval(double, struct timeval *);
+double		 util_elapsed(const struct timeval *);
+void		 util_now(struct timeval *);
+int		 util_parse_seconds(const char *, double *);
+int		 util_parse_size(const char *, size_t *);
+int		 util_parse_uint(const char *, unsigned int, unsigned int,
+		    unsigned int *);
+
+#endif

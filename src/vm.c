@@ -1,0 +1,322 @@
+/*
+ * A VM: one QEMU monitor, its upstream, listeners, clients and command
+ * queue.  Events from QEMU fan out here: each is one shared buffer that
+ * every negotiated client's output references, and it counts in the
+ * VM's backlog until the last client has written it.  At either bound
+ * of the backlog the upstream stops reading; at half it reads again.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "qmpmux.h"
+
+/* One event from QEMU, shared by every client it is queued for. */
+struct vm_event {
+	struct vm	*vm;
+	int		 refs;
+	size_t		 len;
+	char		*buf;		/* the event and "\r\n" */
+};
+
+static void	vm_event_unref(struct vm_event *);
+static void	vm_event_cleanup_cb(const void *, size_t, void *);
+
+/* Fill in the defaults of DESIGN.md and qmpmuxd(8). */
+void
+vm_conf_init(struct vm_conf *conf)
+{
+	memset(conf, 0, sizeof(*conf));
+	TAILQ_INIT(&conf->listeners);
+	TAILQ_INIT(&conf->timeouts);
+	conf->handshake_timeout = 10;
+	conf->greeting_timeout = 30;
+	conf->backoff_min = 0.05;
+	conf->backoff_max = 5;
+	conf->max_upstream_message = 16 << 20;
+	conf->max_client_message = 1 << 20;
+	conf->max_json_depth = 1024;
+	conf->max_inflight = 1;
+	conf->max_client_pipeline = 8;
+	conf->max_queued_commands = 64;
+	conf->command_timeout = 30;
+	conf->max_queued_events = 1024;
+	conf->max_queued_bytes = 4 << 20;
+}
+
+/* Free what a conf holds. */
+void
+vm_conf_clear(struct vm_conf *conf)
+{
+	struct listener_conf	*lc;
+	struct timeout_conf	*tc;
+
+	while ((lc = TAILQ_FIRST(&conf->listeners)) != NULL) {
+		TAILQ_REMOVE(&conf->listeners, lc, entry);
+		free(lc->path);
+		free(lc);
+	}
+	while ((tc = TAILQ_FIRST(&conf->timeouts)) != NULL) {
+		TAILQ_REMOVE(&conf->timeouts, tc, entry);
+		free(tc->name);
+		free(tc);
+	}
+	free(conf->name);
+	free(conf->upstream);
+	conf->name = conf->upstream = NULL;
+}
+
+/* Add a listener at path with the default role. */
+struct listener_conf *
+vm_conf_add_listener(struct vm_conf *conf, const char *path)
+{
+	struct listener_conf	*lc;
+
+	if ((lc = calloc(1, sizeof(*lc))) == NULL ||
+	    (lc->path = strdup(path)) == NULL)
+		fatal("%s", __func__);
+	lc->mode = 0600;
+	lc->slow_client = SLOW_CLIENT_BLOCK;
+	lc->slow_client_timeout = 10;
+	TAILQ_INSERT_TAIL(&conf->listeners, lc, entry);
+	return (lc);
+}
+
+/* Add "NAME=SECONDS"; -1 if it is not of that form. */
+int
+vm_conf_add_timeout(struct vm_conf *conf, const char *spec)
+{
+	struct timeout_conf	*tc;
+	const char		*eq;
+	char			*end;
+	double			 seconds;
+	struct timeval		 tv;
+
+	if ((eq = strchr(spec, '=')) == NULL || eq == spec)
+		return (-1);
+	seconds = strtod(eq + 1, &end);
+	if (*end != '\0' || end == eq + 1 || util_timeval(seconds, &tv) == -1)
+		return (-1);
+	if ((tc = calloc(1, sizeof(*tc))) == NULL ||
+	    (tc->name = strndup(spec, eq - spec)) == NULL)
+		fatal("%s", __func__);
+	tc->seconds = seconds;
+	TAILQ_INSERT_TAIL(&conf->timeouts, tc, entry);
+	return (0);
+}
+
+/* The timeout of a command: its override, else the VM's; 0 for none. */
+double
+vm_conf_timeout(const struct vm_conf *conf, const char *name)
+{
+	const struct timeout_conf	*tc;
+
+	TAILQ_FOREACH_REVERSE(tc, &conf->timeouts, timeout_confs, entry) {
+		if (strcmp(tc->name, name) == 0)
+			return (tc->seconds);
+	}
+	return (conf->command_timeout);
+}
+
+/* Make a VM from its conf (taken over) and start connecting. */
+struct vm *
+vm_new(struct event_base *base, struct vm_conf *conf)
+{
+	struct vm		*vm;
+	struct listener_conf	*lc;
+	struct listener		*l;
+
+	if ((vm = calloc(1, sizeof(*vm))) == NULL)
+		fatal("%s", __func__);
+	vm->base = base;
+	vm->conf = *conf;
+	TAILQ_INIT(&vm->conf.listeners);
+	TAILQ_CONCAT(&vm->conf.listeners, &conf->listeners, entry);
+	TAILQ_INIT(&vm->conf.timeouts);
+	TAILQ_CONCAT(&vm->conf.timeouts, &conf->timeouts, entry);
+	memset(conf, 0, sizeof(*conf));
+	vm->name = vm->conf.name;
+	TAILQ_INIT(&vm->listeners);
+	TAILQ_INIT(&vm->clients);
+	TAILQ_INIT(&vm->queue);
+	TAILQ_INIT(&vm->inflight);
+
+	vm->mon = monitor_new(vm);
+	TAILQ_FOREACH(lc, &vm->conf.listeners, entry) {
+		if ((l = listener_new(vm, lc)) == NULL) {
+			vm_free(vm);
+			return (NULL);
+		}
+		TAILQ_INSERT_TAIL(&vm->listeners, l, entry);
+	}
+	log_info("vm %s: upstream %s", vm->name, vm->conf.upstream);
+	monitor_start(vm->mon);
+	return (vm);
+}
+
+/*
+ * Free a VM; NULL is allowed.  Clients' outputs may still reference
+ * events, and libevent frees those buffers later, from its finalizers;
+ * the struct itself then stays until the last event lets go of it.
+ */
+void
+vm_free(struct vm *vm)
+{
+	struct listener	*l;
+	struct client	*c;
+
+	if (vm == NULL)
+		return;
+	while ((l = TAILQ_FIRST(&vm->listeners)) != NULL) {
+		TAILQ_REMOVE(&vm->listeners, l, entry);
+		listener_free(l);
+	}
+	cmd_fail_all(vm, "qmpmux: shutting down");
+	while ((c = TAILQ_FIRST(&vm->clients)) != NULL)
+		client_free(c);
+	monitor_free(vm->mon);
+	vm->mon = NULL;
+	vm_conf_clear(&vm->conf);
+	vm->name = "(freed)";
+	if (vm->backlog_events == 0)
+		free(vm);
+	else
+		vm->dying = 1;
+}
+
+/* QEMU is ready: greet the clients that waited and send what queued. */
+void
+vm_upstream_ready(struct vm *vm)
+{
+	struct client	*c, *next;
+
+	TAILQ_FOREACH_SAFE(c, &vm->clients, entry, next) {
+		if (c->state == CLIENT_WAITING)
+			client_greet(c);
+	}
+	cmd_pump(vm);
+}
+
+/*
+ * QEMU is gone: every command gets its error, then every client is
+ * closed after what was already queued for it, as if QEMU had exited.
+ */
+void
+vm_upstream_lost(struct vm *vm, const char *reason)
+{
+	struct client	*c, *next;
+
+	cmd_fail_all(vm, "qmpmux: connection to QEMU lost");
+	TAILQ_FOREACH_SAFE(c, &vm->clients, entry, next) {
+		if (c->state != CLIENT_WAITING)
+			client_close(c, "upstream lost: %s", reason);
+	}
+}
+
+/* Whether the backlog is at one of its bounds. */
+int
+vm_backlog_full(struct vm *vm)
+{
+	return (vm->backlog_events >= vm->conf.max_queued_events ||
+	    vm->backlog_bytes >= vm->conf.max_queued_bytes);
+}
+
+/* Give one event from QEMU to every negotiated client. */
+static void
+vm_event(struct vm *vm, struct qmp_msg *msg)
+{
+	struct vm_event	*ev;
+	struct client	*c;
+
+	if ((ev = calloc(1, sizeof(*ev))) == NULL)
+		fatal("%s", __func__);
+	ev->vm = vm;
+	ev->len = msg->len + 2;
+	if ((ev->buf = realloc(qmp_msg_steal(msg), ev->len + 1)) == NULL)
+		fatal("%s", __func__);
+	memcpy(ev->buf + ev->len - 2, "\r\n", 3);
+	vm->stats.events++;
+	vm->stats.event_bytes += ev->len;
+	vm->backlog_events++;
+	vm->backlog_bytes += ev->len;
+
+	/* hold one reference while handing it out */
+	ev->refs = 1;
+	TAILQ_FOREACH(c, &vm->clients, entry) {
+		if (c->state != CLIENT_READY)
+			continue;
+		ev->refs++;
+		client_event(c, ev->buf, ev->len, vm_event_cleanup_cb, ev);
+	}
+	vm_event_unref(ev);
+	if (vm_backlog_full(vm) && !vm->reads_paused) {
+		vm->reads_paused = 1;
+		util_now(&vm->paused_since);
+		log_debug("vm %s: event backlog full (%zu events, %zu bytes): "
+		    "reads paused", vm->name, vm->backlog_events,
+		    vm->backlog_bytes);
+		monitor_pause(vm->mon);
+	}
+}
+
+/*
+ * Called by libevent when a client's output no longer needs an event:
+ * written, or the client freed.  It may run inside a write callback.
+ */
+static void
+vm_event_cleanup_cb(const void *data, size_t len, void *arg)
+{
+	vm_event_unref(arg);
+}
+
+/* Drop one reference; the last one takes the event out of the backlog. */
+static void
+vm_event_unref(struct vm_event *ev)
+{
+	struct vm	*vm = ev->vm;
+
+	if (--ev->refs > 0)
+		return;
+	vm->backlog_events--;
+	vm->backlog_bytes -= ev->len;
+	free(ev->buf);
+	free(ev);
+	if (vm->dying) {
+		if (vm->backlog_events == 0)
+			free(vm);
+		return;
+	}
+	if (vm->reads_paused &&
+	    vm->backlog_events <= vm->conf.max_queued_events / 2 &&
+	    vm->backlog_bytes <= vm->conf.max_queued_bytes / 2) {
+		vm->reads_paused = 0;
+		log_debug("vm %s: event backlog down to %zu events, %zu bytes "
+		    "after %.3fs: reading again", vm->name, vm->backlog_events,
+		    vm->backlog_bytes, util_elapsed(&vm->paused_since));
+		monitor_unpause(vm->mon);
+	}
+}
+
+/* A message from QEMU after the handshake. */
+void
+vm_upstream_message(struct vm *vm, struct qmp_msg *msg)
+{
+	switch (msg->kind) {
+	case QMP_KIND_RETURN:
+	case QMP_KIND_ERROR:
+		cmd_reply(vm, msg);
+		break;
+	case QMP_KIND_EVENT:
+		vm_event(vm, msg);
+		break;
+	default:
+		log_warnx("vm %s: unexpected %s from QEMU dropped: %.*s",
+		    vm->name, qmp_kind_name(msg->kind),
+		    (int)(msg->len > 200 ? 200 : msg->len), msg->buf);
+		break;
+	}
+}
