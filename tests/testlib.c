@@ -1,0 +1,551 @@
+/* Test helpers; see testlib.h. */
+#include "config.h"
+
+#include <sys/inotify.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "qmp.h"
+#include "testlib.h"
+
+struct t_client {
+	int			 fd;
+	int			 eof;
+	struct evbuffer		*in;
+	struct qmp_reader	*reader;
+};
+
+static char	 t_dirbuf[64];
+
+/* Milliseconds of the monotonic clock. */
+static long long
+t_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* The private directory of this process (each Check test forks). */
+const char *
+t_dir(void)
+{
+	static pid_t	 owner;
+
+	if (owner != getpid()) {
+		snprintf(t_dirbuf, sizeof(t_dirbuf), "/tmp/qmpmux-t.XXXXXX");
+		if (mkdtemp(t_dirbuf) == NULL) {
+			perror("mkdtemp");
+			abort();
+		}
+		owner = getpid();
+	}
+	return (t_dirbuf);
+}
+
+/* A path in the private directory; the caller frees it. */
+char *
+t_path(const char *name)
+{
+	char	*p;
+
+	if (asprintf(&p, "%s/%s", t_dir(), name) == -1)
+		abort();
+	return (p);
+}
+
+/* The binary named by an environment variable, e.g. QMPMUXD. */
+const char *
+t_bin(const char *var)
+{
+	const char	*v = getenv(var);
+
+	if (v == NULL || *v == '\0') {
+		fprintf(stderr, "testlib: %s is not set (run under make check)\n",
+		    var);
+		abort();
+	}
+	return (v);
+}
+
+/*
+ * Start a program with its output in DIR/log.  It is killed if the test
+ * process dies, so a failed test leaves nothing running.
+ */
+pid_t
+t_spawn(const char *const *argv, const char *log)
+{
+	pid_t	 pid, parent = getpid();
+	char	*path = t_path(log);
+	int	 fd;
+
+	if ((pid = fork()) == -1)
+		abort();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd != -1) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		if ((fd = open("/dev/null", O_RDONLY)) != -1)
+			dup2(fd, 0);
+		/* exec takes char *const[]; copy the pointers, not the strings */
+		{
+			char	*av[64];
+			size_t	 n = 0;
+
+			while (argv[n] != NULL && n < 63)
+				n++;
+			memcpy(av, argv, n * sizeof(av[0]));
+			av[n] = NULL;
+			execvp(av[0], av);
+		}
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	free(path);
+	return (pid);
+}
+
+/*
+ * Wait for a socket file to appear: inotify on the directory, so the
+ * wait ends the moment it is created.
+ */
+int
+t_wait_socket(const char *path, int ms)
+{
+	struct stat	 st;
+	struct pollfd	 pfd;
+	char		*dir, *slash, buf[4096];
+	long long	 end = t_ms() + ms;
+	int		 fd, left;
+
+	if ((dir = strdup(path)) == NULL)
+		abort();
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*slash = '\0';
+	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd == -1 || inotify_add_watch(fd, slash != NULL ? dir : ".",
+	    IN_CREATE | IN_MOVED_TO) == -1)
+		abort();
+	free(dir);
+	for (;;) {
+		if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+			close(fd);
+			return (0);
+		}
+		if ((left = (int)(end - t_ms())) <= 0)
+			break;
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, left) > 0)
+			while (read(fd, buf, sizeof(buf)) > 0)
+				;
+	}
+	close(fd);
+	return (-1);
+}
+
+/* Start a real QEMU with its QMP socket at sock, and wait for it. */
+pid_t
+t_qemu(const char *sock)
+{
+	const char	*argv[12];
+	char		*qmp;
+	pid_t		 pid;
+	int		 i = 0;
+
+	if (asprintf(&qmp, "unix:%s,server=on,wait=off", sock) == -1)
+		abort();
+	argv[i++] = t_bin("QEMU");
+	argv[i++] = "-M";
+	argv[i++] = "none";
+	argv[i++] = "-nodefaults";
+	argv[i++] = "-display";
+	argv[i++] = "none";
+	argv[i++] = "-qmp";
+	argv[i++] = qmp;
+	argv[i] = NULL;
+	pid = t_spawn(argv, "qemu.log");
+	free(qmp);
+	if (t_wait_socket(sock, T_WAIT_MS) == -1) {
+		fprintf(stderr, "QEMU's socket %s did not appear\n", sock);
+		abort();
+	}
+	return (pid);
+}
+
+/* Start qmpmuxd -d with extra options, and wait for its listener. */
+pid_t
+t_qmpmuxd(const char *upstream, const char *listen, const char *const *extra)
+{
+	const char	*argv[64];
+	pid_t		 pid;
+	int		 i = 0;
+
+	argv[i++] = t_bin("QMPMUXD");
+	argv[i++] = "-d";
+	argv[i++] = "-v";
+	argv[i++] = "--name";
+	argv[i++] = "test";
+	argv[i++] = "--upstream";
+	argv[i++] = upstream;
+	while (extra != NULL && *extra != NULL && i < 60)
+		argv[i++] = *extra++;
+	argv[i++] = "--listen";
+	argv[i++] = listen;
+	argv[i] = NULL;
+	pid = t_spawn(argv, "qmpmuxd.log");
+	if (t_wait_socket(listen, T_WAIT_MS) == -1) {
+		fprintf(stderr, "qmpmuxd's socket %s did not appear\n", listen);
+		abort();
+	}
+	return (pid);
+}
+
+/* Start the fake QEMU with a script and options; wait for its socket. */
+pid_t
+t_fakeqemu(const char *sock, const char *const *args)
+{
+	const char	*argv[64];
+	pid_t		 pid;
+	int		 i = 0;
+
+	argv[i++] = t_bin("FAKEQEMU");
+	argv[i++] = sock;
+	while (args != NULL && *args != NULL && i < 62)
+		argv[i++] = *args++;
+	argv[i] = NULL;
+	pid = t_spawn(argv, "fakeqemu.log");
+	if (t_wait_socket(sock, T_WAIT_MS) == -1) {
+		fprintf(stderr, "fake QEMU's socket %s did not appear\n", sock);
+		abort();
+	}
+	return (pid);
+}
+
+/*
+ * Wait up to ms for pid to exit, through a pidfd so the wait ends when
+ * it does.  Returns its wait status, or -1 if it is still running.
+ */
+int
+t_wait_exit(pid_t pid, int ms)
+{
+	struct pollfd	 pfd;
+	int		 status, fd;
+
+	fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd != -1) {
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		poll(&pfd, 1, ms);
+		close(fd);
+	}
+	if (waitpid(pid, &status, WNOHANG) == pid)
+		return (status);
+	return (-1);
+}
+
+/* Signal pid and reap it; SIGKILL if it outlives the bound. */
+int
+t_stop(pid_t pid, int sig)
+{
+	int	 status;
+
+	if (pid <= 0)
+		return (-1);
+	kill(pid, sig);
+	if ((status = t_wait_exit(pid, T_WAIT_MS)) != -1)
+		return (status);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return (-1);
+}
+
+/* A line of /proc/PID/status, in kB (VmRSS, VmHWM). */
+static long
+t_proc_kb(pid_t pid, const char *field)
+{
+	char	 path[64], line[256];
+	FILE	*f;
+	long	 kb = -1;
+	size_t	 len = strlen(field);
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return (-1);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, field, len) == 0 && line[len] == ':')
+			kb = strtol(line + len + 1, NULL, 10);
+	}
+	fclose(f);
+	return (kb);
+}
+
+/* Resident memory of pid, in kB. */
+long
+t_rss_kb(pid_t pid)
+{
+	return (t_proc_kb(pid, "VmRSS"));
+}
+
+/*
+ * Connect to a QMP socket.  The listener may be bound but not yet
+ * listening, so a refused connect is retried within the bound.
+ */
+struct t_client *
+t_client_new(const char *path)
+{
+	struct sockaddr_un	 sun;
+	struct t_client		*c;
+	struct pollfd		 none;
+	long long		 end = t_ms() + T_WAIT_MS;
+	int			 fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	strncpy(sun.sun_path, path, sizeof(sun.sun_path) - 1);
+	for (;;) {
+		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+			abort();
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+			break;
+		close(fd);
+		if ((errno != ECONNREFUSED && errno != ENOENT) ||
+		    t_ms() > end)
+			return (NULL);
+		/* bound retry while bind and listen race; not a readiness wait */
+		none.fd = -1;
+		poll(&none, 0, 2);
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		abort();
+	c->fd = fd;
+	c->in = evbuffer_new();
+	c->reader = qmp_reader_new(64 << 20, 4096);
+	return (c);
+}
+
+/* Connect, take the greeting and negotiate; NULL if any step fails. */
+struct t_client *
+t_client_ready(const char *path)
+{
+	struct t_client	*c;
+	char		*m;
+
+	if ((c = t_client_new(path)) == NULL)
+		return (NULL);
+	if ((m = t_recv(c, T_WAIT_MS)) == NULL || strstr(m, "\"QMP\"") == NULL)
+		goto fail;
+	free(m);
+	t_send(c, "{\"execute\": \"qmp_capabilities\"}\n");
+	if ((m = t_recv(c, T_WAIT_MS)) == NULL ||
+	    strcmp(m, "{\"return\": {}}") != 0)
+		goto fail;
+	free(m);
+	return (c);
+fail:
+	fprintf(stderr, "t_client_ready %s: got %s\n", path,
+	    m != NULL ? m : "(nothing)");
+	free(m);
+	t_client_free(c);
+	return (NULL);
+}
+
+/* Close and free a client; NULL is allowed. */
+void
+t_client_free(struct t_client *c)
+{
+	if (c == NULL)
+		return;
+	close(c->fd);
+	evbuffer_free(c->in);
+	qmp_reader_free(c->reader);
+	free(c);
+}
+
+/* The socket, for tests that need to shut it down or stop reading. */
+int
+t_client_fd(struct t_client *c)
+{
+	return (c->fd);
+}
+
+/* Write all of buf. */
+void
+t_send_raw(struct t_client *c, const void *buf, size_t len)
+{
+	const char	*p = buf;
+	ssize_t		 n;
+
+	while (len > 0) {
+		n = send(c->fd, p, len, MSG_NOSIGNAL);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Write a formatted message. */
+void
+t_send(struct t_client *c, const char *fmt, ...)
+{
+	char	*s;
+	int	 n;
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n == -1)
+		abort();
+	t_send_raw(c, s, (size_t)n);
+	free(s);
+}
+
+/*
+ * The next whole message, without its line ending, or NULL after ms or
+ * at EOF.  The caller frees it.
+ */
+char *
+t_recv(struct t_client *c, int ms)
+{
+	struct qmp_msg	 msg;
+	struct pollfd	 pfd;
+	long long	 end = t_ms() + ms;
+	int		 left, n;
+
+	for (;;) {
+		switch (qmp_reader_next(c->reader, c->in, &msg)) {
+		case QMP_MESSAGE:
+			return (qmp_msg_steal(&msg));
+		case QMP_NEED_MORE:
+			break;
+		default:
+			fprintf(stderr, "t_recv: bad input: %s\n",
+			    qmp_reader_error(c->reader));
+			return (NULL);
+		}
+		if (c->eof || (left = (int)(end - t_ms())) <= 0)
+			return (NULL);
+		pfd.fd = c->fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, left) <= 0)
+			continue;
+		n = evbuffer_read(c->in, c->fd, 1 << 16);
+		if (n <= 0)
+			c->eof = 1;
+	}
+}
+
+/* The next reply (return or error), skipping events. */
+char *
+t_recv_reply(struct t_client *c, int ms)
+{
+	long long	 end = t_ms() + ms;
+	char		*m;
+	int		 left;
+
+	while ((left = (int)(end - t_ms())) > 0 &&
+	    (m = t_recv(c, left)) != NULL) {
+		if (strstr(m, "\"event\"") == NULL ||
+		    strncmp(m, "{\"timestamp\"", 12) != 0)
+			return (m);
+		free(m);
+	}
+	return (NULL);
+}
+
+/* Whether the peer closes within ms; messages before EOF are dropped. */
+int
+t_eof(struct t_client *c, int ms)
+{
+	long long	 end = t_ms() + ms;
+	char		*m;
+	int		 left;
+
+	while ((left = (int)(end - t_ms())) > 0) {
+		if ((m = t_recv(c, left)) != NULL) {
+			free(m);
+			continue;
+		}
+		return (c->eof);
+	}
+	return (c->eof);
+}
+
+/* Whether nothing at all arrives within ms (a reply that must not come). */
+int
+t_quiet(struct t_client *c, int ms)
+{
+	char	*m;
+
+	if ((m = t_recv(c, ms)) == NULL)
+		return (1);
+	fprintf(stderr, "t_quiet: got %s\n", m);
+	free(m);
+	return (0);
+}
+
+/* Parse a message; the caller frees it with yajl_tree_free. */
+yajl_val
+t_json(const char *text)
+{
+	char	 err[256];
+
+	if (text == NULL)
+		return (NULL);
+	return (yajl_tree_parse(text, err, sizeof(err)));
+}
+
+/* A string at v[k1][k2] (k2 may be NULL), or NULL. */
+const char *
+t_get_str(yajl_val v, const char *k1, const char *k2)
+{
+	const char	*path[3] = { k1, k2, NULL };
+
+	return (YAJL_GET_STRING(yajl_tree_get(v, path, yajl_t_string)));
+}
+
+/* Send a command and return its reply text, skipping events. */
+char *
+t_cmd(struct t_client *c, const char *fmt, ...)
+{
+	char	*s;
+	int	 n;
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n == -1)
+		abort();
+	t_send_raw(c, s, (size_t)n);
+	t_send_raw(c, "\n", 1);
+	free(s);
+	return (t_recv_reply(c, T_WAIT_MS));
+}

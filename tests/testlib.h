@@ -1,0 +1,55 @@
+/*
+ * Test helpers: real processes (QEMU, qmpmuxd, the fake QEMU), real unix
+ * sockets, and a blocking QMP client that reads with the project's own
+ * framer.  Every wait has a bound; nothing sleeps to wait for readiness.
+ *
+ * Binaries come from the environment make check sets: QMPMUXD, QEMU and
+ * FAKEQEMU.  A test that needs one that is missing fails.
+ */
+#ifndef QMPMUX_TESTLIB_H
+#define QMPMUX_TESTLIB_H
+
+#include <sys/types.h>
+#include <stddef.h>
+
+#include <yajl/yajl_tree.h>
+
+#define T_WAIT_MS	10000	/* default bound for any wait */
+
+struct t_client;
+
+/* A fresh private directory for this test process, and paths in it. */
+const char	*t_dir(void);
+char		*t_path(const char *);
+
+/* Processes.  Output goes to DIR/NAME.log; NULL-terminated argv. */
+pid_t		 t_spawn(const char *const *, const char *);
+pid_t		 t_qemu(const char *);
+pid_t		 t_qmpmuxd(const char *, const char *, const char *const *);
+pid_t		 t_fakeqemu(const char *, const char *const *);
+int		 t_stop(pid_t, int);
+int		 t_wait_exit(pid_t, int);
+int		 t_wait_socket(const char *, int);
+long		 t_rss_kb(pid_t);
+const char	*t_bin(const char *);
+
+/* A client of a QMP socket. */
+struct t_client	*t_client_new(const char *);
+struct t_client	*t_client_ready(const char *);
+void		 t_client_free(struct t_client *);
+int		 t_client_fd(struct t_client *);
+void		 t_send(struct t_client *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+void		 t_send_raw(struct t_client *, const void *, size_t);
+char		*t_recv(struct t_client *, int);
+char		*t_recv_reply(struct t_client *, int);
+int		 t_eof(struct t_client *, int);
+int		 t_quiet(struct t_client *, int);
+
+/* Reading replies. */
+yajl_val	 t_json(const char *);
+const char	*t_get_str(yajl_val, const char *, const char *);
+char		*t_cmd(struct t_client *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+#endif
