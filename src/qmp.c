@@ -14,7 +14,9 @@
  * - buf[0, len) holds the bytes of the message fed so far; the first is
  *   never whitespace;
  * - base is the offset in buf at which the chunk under yajl begins;
- * - depth counts the containers open; top-level members live at depth 1.
+ * - depth counts the containers open; top-level members live at depth 1;
+ * - cur holds what is known of the message so far: it belongs to the
+ *   reader, not the caller, since a message can span many calls.
  */
 #include "config.h"
 
@@ -45,7 +47,8 @@ struct qmp_reader {
 	int		 toodeep;
 	int		 skipping;	/* discarding up to a newline */
 	uint64_t	 keyhash[QMP_MEMBERS_MAX];
-	struct qmp_msg	*msg;
+	struct qmp_msg	 cur;		/* the message being read */
+	struct qmp_msg	*msg;		/* &cur while yajl runs */
 	char		 error[256];
 };
 
@@ -519,11 +522,11 @@ qmp_reader_next(struct qmp_reader *r, struct evbuffer *in,
 	if (r->yajl == NULL) {
 		if (!qmp_reader_discard(r, in))
 			return (QMP_NEED_MORE);
-		memset(msg, 0, sizeof(*msg));
+		memset(&r->cur, 0, sizeof(r->cur));
 		if ((r->yajl = yajl_alloc(&qmp_callbacks, NULL, r)) == NULL)
 			fatalx("yajl_alloc failed");
 	}
-	r->msg = msg;
+	r->msg = &r->cur;
 	while (qmp_chunk(in, &vec)) {
 		if (r->len == r->max_size) {
 			err = QMP_ERR_SIZE;
@@ -554,6 +557,7 @@ qmp_reader_next(struct qmp_reader *r, struct evbuffer *in,
 			fatalx("out of memory reading a QMP message");
 		evbuffer_drain(in, used);
 		if (r->done) {
+			*msg = r->cur;
 			msg->buf = r->buf;
 			msg->len = r->len;
 			r->buf = NULL;
@@ -566,7 +570,7 @@ qmp_reader_next(struct qmp_reader *r, struct evbuffer *in,
 
 fail:
 	qmp_reader_reset(r);
-	qmp_msg_clear(msg);
+	memset(msg, 0, sizeof(*msg));
 	return (err);
 }
 

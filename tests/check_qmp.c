@@ -75,7 +75,7 @@ START_TEST(test_split_every_byte)
 {
 	struct qmp_reader	*r;
 	struct evbuffer		*in;
-	struct qmp_msg		 msg;
+	struct qmp_msg		 msg, first;
 	const char		*s = samples[_i];
 	size_t			 len = strlen(s), cut;
 
@@ -83,7 +83,11 @@ START_TEST(test_split_every_byte)
 		r = qmp_reader_new(1 << 20, 64);
 		in = evbuffer_new();
 		evbuffer_add(in, s, cut);
-		ck_assert_int_eq(qmp_reader_next(r, in, &msg), QMP_NEED_MORE);
+		/* each call gets its own struct, as a caller's stack gives */
+		ck_assert_int_eq(qmp_reader_next(r, in, &first),
+		    QMP_NEED_MORE);
+		memset(&first, 0xa5, sizeof(first));
+		memset(&msg, 0x5a, sizeof(msg));
 		ck_assert_uint_eq(evbuffer_get_length(in), 0);
 		evbuffer_add(in, s + cut, len - cut);
 		evbuffer_add(in, "\r\n", 2);
