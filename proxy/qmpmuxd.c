@@ -21,6 +21,8 @@ enum {
 	OPT_LISTEN,
 	OPT_NAME,
 	OPT_MODE,
+	OPT_SLOW_CLIENT,
+	OPT_SLOW_CLIENT_TIMEOUT,
 	OPT_HANDSHAKE_TIMEOUT,
 	OPT_GREETING_TIMEOUT,
 	OPT_BACKOFF_MAX,
@@ -43,6 +45,9 @@ static const struct option longopts[] = {
 	{ "listen", required_argument, NULL, OPT_LISTEN },
 	{ "name", required_argument, NULL, OPT_NAME },
 	{ "mode", required_argument, NULL, OPT_MODE },
+	{ "slow-client", required_argument, NULL, OPT_SLOW_CLIENT },
+	{ "slow-client-timeout", required_argument, NULL,
+	    OPT_SLOW_CLIENT_TIMEOUT },
 	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
 	{ "greeting-timeout", required_argument, NULL, OPT_GREETING_TIMEOUT },
 	{ "backoff-max", required_argument, NULL, OPT_BACKOFF_MAX },
@@ -77,7 +82,9 @@ usage(FILE *f, int status)
 {
 	fprintf(f,
 	    "usage: qmpmuxd [-dv] --upstream PATH --listen PATH [--name NAME]\n"
-	    "               [--mode MODE] [--handshake-timeout SECONDS]\n"
+	    "               [--mode MODE] [--slow-client block | disconnect]\n"
+	    "               [--slow-client-timeout SECONDS]\n"
+	    "               [--handshake-timeout SECONDS]\n"
 	    "               [--greeting-timeout SECONDS] [--backoff-max SECONDS]\n"
 	    "               [--max-upstream-message BYTES]\n"
 	    "               [--max-client-message BYTES] [--max-json-depth N]\n"
@@ -115,6 +122,8 @@ main(int argc, char *argv[])
 	struct event		*ev_term, *ev_int;
 	unsigned int		 n;
 	mode_t			 mode = 0600;
+	enum slow_client	 slow = SLOW_CLIENT_BLOCK;
+	double			 slow_timeout = LISTENER_SLOW_CLIENT_TIMEOUT;
 	int			 ch, idx, debug = 0, verbose = 0;
 	const char		*optname;
 	char			*end;
@@ -136,8 +145,24 @@ main(int argc, char *argv[])
 				fatal("strdup");
 			break;
 		case OPT_LISTEN:
+			/* --mode and --slow-client* apply to the --listen after */
 			lc = vm_conf_add_listener(&conf, optarg);
 			lc->mode = mode;
+			lc->slow_client = slow;
+			lc->slow_client_timeout = slow_timeout;
+			break;
+		case OPT_SLOW_CLIENT:
+			if (strcmp(optarg, "block") == 0)
+				slow = SLOW_CLIENT_BLOCK;
+			else if (strcmp(optarg, "disconnect") == 0)
+				slow = SLOW_CLIENT_DISCONNECT;
+			else
+				badarg(optname, optarg, "block or disconnect");
+			break;
+		case OPT_SLOW_CLIENT_TIMEOUT:
+			if (util_parse_seconds(optarg, &slow_timeout) == -1 ||
+			    slow_timeout <= 0)
+				badarg(optname, optarg, "seconds above 0");
 			break;
 		case OPT_NAME:
 			free(conf.name);

@@ -149,7 +149,8 @@ client_close(struct client *c, const char *fmt, ...)
 	client_set_state(c, CLIENT_CLOSING);
 	event_del(c->resume);
 	bufferevent_disable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+	if (c->noflush ||
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 		event_active(c->reap, EV_TIMEOUT, 1);
 	else
 		client_arm(c, c->listener->conf->slow_client_timeout);
@@ -189,6 +190,32 @@ client_timer_cb(int fd, short events, void *arg)
 		    c->vm->conf.greeting_timeout);
 	else if (c->state == CLIENT_CLOSING)
 		event_active(c->reap, EV_TIMEOUT, 1);
+	else if (c->state == CLIENT_READY && c->vm->reads_paused &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+		/* what it cannot read it will not read on the way out */
+		c->noflush = 1;
+		client_close(c, "slow client: QEMU's reads paused for %gs "
+		    "with %zu bytes unsent to it",
+		    c->listener->conf->slow_client_timeout,
+		    evbuffer_get_length(bufferevent_get_output(c->bev)));
+	}
+}
+
+/*
+ * The VM has paused or resumed reading from QEMU.  A client of a
+ * disconnect listener that still has output when the pause has lasted
+ * slow_client_timeout is closed; a block client holds QEMU back instead.
+ */
+void
+client_reads_paused(struct client *c, int paused)
+{
+	if (c->state != CLIENT_READY ||
+	    c->listener->conf->slow_client != SLOW_CLIENT_DISCONNECT)
+		return;
+	if (paused)
+		client_arm(c, c->listener->conf->slow_client_timeout);
+	else
+		evtimer_del(c->timer);
 }
 
 static void

@@ -276,8 +276,9 @@ cmd_reply(struct vm *vm, struct qmp_msg *msg)
 		vm->ninflight--;
 	if (cmd->answered) {
 		vm->stats.late_replies++;
-		log_info("vm %s: late reply to %s after %.3fs dropped",
-		    vm->name, cmd->name, util_elapsed(&cmd->arrived));
+		log_info("vm %s: late reply to %s after %.3fs dropped%s",
+		    vm->name, cmd->name, util_elapsed(&cmd->arrived),
+		    cmd_stalled(vm) ? "" : "; no longer stalled");
 	} else if (cmd->client != NULL) {
 		vm->stats.replies++;
 		client_reply(cmd->client, msg, cmd->client_id,

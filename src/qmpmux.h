@@ -53,6 +53,8 @@ struct timeout_conf {
 };
 TAILQ_HEAD(timeout_confs, timeout_conf);
 
+#define LISTENER_SLOW_CLIENT_TIMEOUT	10	/* seconds */
+
 struct listener_conf {
 	char			*path;
 	mode_t			 mode;
@@ -218,6 +220,7 @@ struct client {
 	pid_t			 pid;
 	uid_t			 uid;
 	int			 oob;		/* negotiated oob */
+	int			 noflush;	/* close without writing more */
 	unsigned int		 ncmds;		/* waiting or in flight */
 	int			 input_paused;
 	TAILQ_ENTRY(client)	 entry;
@@ -233,6 +236,7 @@ void		 client_free(struct client *);
 void		 client_command_done(struct client *);
 void		 client_event(struct client *, const void *, size_t,
 		    void (*)(const void *, size_t, void *), void *);
+void		 client_reads_paused(struct client *, int);
 const char	*client_state_name(enum client_state);
 
 /* cmd.c: the per-VM command queue */

@@ -81,7 +81,7 @@ vm_conf_add_listener(struct vm_conf *conf, const char *path)
 		fatal("%s", __func__);
 	lc->mode = 0600;
 	lc->slow_client = SLOW_CLIENT_BLOCK;
-	lc->slow_client_timeout = 10;
+	lc->slow_client_timeout = LISTENER_SLOW_CLIENT_TIMEOUT;
 	TAILQ_INSERT_TAIL(&conf->listeners, lc, entry);
 	return (lc);
 }
@@ -260,6 +260,8 @@ vm_event(struct vm *vm, struct qmp_msg *msg)
 		    "reads paused", vm->name, vm->backlog_events,
 		    vm->backlog_bytes);
 		monitor_pause(vm->mon);
+		TAILQ_FOREACH(c, &vm->clients, entry)
+			client_reads_paused(c, 1);
 	}
 }
 
@@ -278,6 +280,7 @@ static void
 vm_event_unref(struct vm_event *ev)
 {
 	struct vm	*vm = ev->vm;
+	struct client	*c;
 
 	if (--ev->refs > 0)
 		return;
@@ -298,6 +301,8 @@ vm_event_unref(struct vm_event *ev)
 		    "after %.3fs: reading again", vm->name, vm->backlog_events,
 		    vm->backlog_bytes, util_elapsed(&vm->paused_since));
 		monitor_unpause(vm->mon);
+		TAILQ_FOREACH(c, &vm->clients, entry)
+			client_reads_paused(c, 0);
 	}
 }
 
