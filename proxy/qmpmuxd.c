@@ -74,6 +74,7 @@ static const struct option longopts[] = {
 static struct event_base	*base;
 
 static void	usage(FILE *, int) __attribute__((noreturn));
+static char	*absolute(const char *);
 static void	signal_cb(int, short, void *);
 
 /* The synopsis of qmpmuxd(8). */
@@ -103,6 +104,22 @@ badarg(const char *opt, const char *arg, const char *what)
 {
 	fprintf(stderr, "qmpmuxd: --%s %s: expected %s\n", opt, arg, what);
 	exit(1);
+}
+
+/* A path made absolute now, so a later reconnect does not depend on cwd. */
+static char *
+absolute(const char *path)
+{
+	char	 cwd[4096], *p;
+
+	if (path[0] == '/')
+		p = strdup(path);
+	else if (getcwd(cwd, sizeof(cwd)) == NULL ||
+	    asprintf(&p, "%s/%s", cwd, path) == -1)
+		p = NULL;
+	if (p == NULL)
+		fatal("%s", __func__);
+	return (p);
 }
 
 static void
@@ -141,12 +158,13 @@ main(int argc, char *argv[])
 			break;
 		case OPT_UPSTREAM:
 			free(conf.upstream);
-			if ((conf.upstream = strdup(optarg)) == NULL)
-				fatal("strdup");
+			conf.upstream = absolute(optarg);
 			break;
 		case OPT_LISTEN:
 			/* --mode and --slow-client* apply to the --listen after */
 			lc = vm_conf_add_listener(&conf, optarg);
+			free(lc->path);
+			lc->path = absolute(optarg);
 			lc->mode = mode;
 			lc->slow_client = slow;
 			lc->slow_client_timeout = slow_timeout;
@@ -179,13 +197,13 @@ main(int argc, char *argv[])
 			break;
 		case OPT_HANDSHAKE_TIMEOUT:
 			if (util_parse_seconds(optarg,
-			    &conf.handshake_timeout) == -1)
-				badarg(optname, optarg, "seconds");
+			    &conf.handshake_timeout) == -1 || conf.handshake_timeout <= 0)
+				badarg(optname, optarg, "seconds above 0");
 			break;
 		case OPT_GREETING_TIMEOUT:
 			if (util_parse_seconds(optarg,
-			    &conf.greeting_timeout) == -1)
-				badarg(optname, optarg, "seconds");
+			    &conf.greeting_timeout) == -1 || conf.greeting_timeout <= 0)
+				badarg(optname, optarg, "seconds above 0");
 			break;
 		case OPT_BACKOFF_MAX:
 			if (util_parse_seconds(optarg, &conf.backoff_max) == -1 ||
@@ -259,12 +277,18 @@ main(int argc, char *argv[])
 		conf.backoff_min = conf.backoff_max;
 
 	log_init(debug, verbose);
-	if (!debug && daemon(0, 0) == -1)
-		fatal("daemon");
 	signal(SIGPIPE, SIG_IGN);
-
 	if ((base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
+	/* listeners exist before the fork, so a failure is our exit status */
+	if ((vm = vm_new(base, &conf)) == NULL)
+		fatalx("cannot start vm");
+	if (!debug) {
+		if (daemon(0, 0) == -1)
+			fatal("daemon");
+		if (event_reinit(base) == -1)
+			fatalx("event_reinit failed");
+	}
 	ev_term = evsignal_new(base, SIGTERM, signal_cb, NULL);
 	ev_int = evsignal_new(base, SIGINT, signal_cb, NULL);
 	if (ev_term == NULL || ev_int == NULL)
@@ -272,8 +296,6 @@ main(int argc, char *argv[])
 	evsignal_add(ev_term, NULL);
 	evsignal_add(ev_int, NULL);
 
-	if ((vm = vm_new(base, &conf)) == NULL)
-		fatalx("cannot start vm");
 	log_info("qmpmuxd %s started", PACKAGE_VERSION);
 	event_base_dispatch(base);
 

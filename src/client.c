@@ -306,6 +306,8 @@ client_negotiate(struct client *c, const struct qmp_msg *msg)
 	c->oob = oob;
 	reply_return(out, id, idlen);
 	client_set_state(c, CLIENT_READY);
+	if (c->vm->reads_paused)
+		client_reads_paused(c, 1);
 	log_debug("vm %s: client %d: negotiated%s", c->vm->name, c->id,
 	    oob ? " oob" : "");
 out:

@@ -134,7 +134,10 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	size_t		 idlen;
 
 	reply_id(msg, &id, &idlen);
+	/* only a command that has to wait counts against the queue */
 	if (msg->m_exec_oob == -1 &&
+	    (vm->ninflight >= vm->conf.max_inflight ||
+	    !TAILQ_EMPTY(&vm->queue)) &&
 	    vm->nqueued >= vm->conf.max_queued_commands) {
 		vm->stats.refused++;
 		log_warnx("vm %s: client %d: %s refused: %u commands queued",

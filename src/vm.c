@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "qmpmux.h"
@@ -176,8 +177,12 @@ vm_free(struct vm *vm)
 		listener_free(l);
 	}
 	cmd_fail_all(vm, "qmpmux: shutting down");
-	while ((c = TAILQ_FIRST(&vm->clients)) != NULL)
+	while ((c = TAILQ_FIRST(&vm->clients)) != NULL) {
+		/* the loop has stopped: give each what its socket takes now */
+		evbuffer_write(bufferevent_get_output(c->bev),
+		    bufferevent_getfd(c->bev));
 		client_free(c);
+	}
 	monitor_free(vm->mon);
 	vm->mon = NULL;
 	vm_conf_clear(&vm->conf);
