@@ -246,8 +246,9 @@ client_event_cb(struct bufferevent *bev, short events, void *arg)
 }
 
 /*
- * qmp_capabilities, answered by the proxy as QEMU answers it.  Only oob
- * can be enabled, and only when the proxy negotiated it upstream.
+ * qmp_capabilities, answered by the proxy as QEMU answers it, before and
+ * after negotiation.  Only oob can be enabled, and only when the proxy
+ * negotiated it upstream.
  */
 static void
 client_negotiate(struct client *c, const struct qmp_msg *msg)
@@ -285,8 +286,8 @@ client_negotiate(struct client *c, const struct qmp_msg *msg)
 			e = v->u.array.values[i];
 			if (!YAJL_IS_STRING(e)) {
 				reply_error(out, id, idlen, "GenericError",
-				    "Invalid parameter type for 'null', "
-				    "expected: string");
+				    "Invalid parameter type for 'enable[%zu]', "
+				    "expected: string", i);
 				goto out;
 			}
 			if (strcmp(e->u.string, "oob") != 0) {
@@ -297,6 +298,13 @@ client_negotiate(struct client *c, const struct qmp_msg *msg)
 			}
 			oob = 1;
 		}
+	}
+	/* QEMU checks the arguments first, then whether it is too late */
+	if (c->state == CLIENT_READY) {
+		reply_error(out, id, idlen, "CommandNotFound",
+		    "Capabilities negotiation is already complete, "
+		    "command ignored");
+		goto out;
 	}
 	if (oob && !c->vm->mon->oob) {
 		reply_error(out, id, idlen, "GenericError",
@@ -334,22 +342,14 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 	}
 	caps = msg->m_execute != -1 &&
 	    strcmp(msg->name, "qmp_capabilities") == 0;
-	if (c->state == CLIENT_CAPS) {
-		if (caps)
-			client_negotiate(c, msg);
-		else
-			reply_error(out, id, idlen, "CommandNotFound",
-			    "Expecting capabilities negotiation with "
-			    "'qmp_capabilities'");
-		return;
-	}
-	if (caps) {
+	if (caps)
+		client_negotiate(c, msg);
+	else if (c->state == CLIENT_CAPS)
 		reply_error(out, id, idlen, "CommandNotFound",
-		    "Capabilities negotiation is already complete, "
-		    "command ignored");
-		return;
-	}
-	cmd_submit(c, msg);
+		    "Expecting capabilities negotiation with "
+		    "'qmp_capabilities'");
+	else
+		cmd_submit(c, msg);
 }
 
 /*

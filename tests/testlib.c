@@ -549,3 +549,75 @@ t_cmd(struct t_client *c, const char *fmt, ...)
 	free(s);
 	return (t_recv_reply(c, T_WAIT_MS));
 }
+
+/* Milliseconds of the monotonic clock, for tests that time a bound. */
+long long
+t_clock_ms(void)
+{
+	return (t_ms());
+}
+
+/* How many lines of DIR/log contain needle; -1 if it cannot be read. */
+int
+t_log_count(const char *log, const char *needle)
+{
+	char	*path = t_path(log), *line = NULL;
+	size_t	 size = 0;
+	FILE	*f;
+	int	 n = 0;
+
+	f = fopen(path, "r");
+	free(path);
+	if (f == NULL)
+		return (-1);
+	while (getline(&line, &size, f) != -1) {
+		if (strstr(line, needle) != NULL)
+			n++;
+	}
+	free(line);
+	fclose(f);
+	return (n);
+}
+
+/*
+ * Wait up to ms for a text to appear in DIR/log (a process's log, e.g.
+ * qmpmuxd.log); inotify wakes the wait on each write.  0 when found.
+ */
+int
+t_wait_log(const char *log, const char *text, int ms)
+{
+	char		*path = t_path(log), *buf;
+	struct pollfd	 pfd;
+	long long	 end = t_ms() + ms;
+	FILE		*f;
+	long		 len;
+	int		 fd, left, found = 0;
+	char		 ev[4096];
+
+	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd == -1 || inotify_add_watch(fd, path, IN_MODIFY) == -1)
+		abort();
+	for (;;) {
+		if ((f = fopen(path, "r")) != NULL) {
+			fseek(f, 0, SEEK_END);
+			len = ftell(f);
+			rewind(f);
+			if ((buf = malloc((size_t)len + 1)) == NULL)
+				abort();
+			buf[fread(buf, 1, (size_t)len, f)] = '\0';
+			found = strstr(buf, text) != NULL;
+			free(buf);
+			fclose(f);
+		}
+		if (found || (left = (int)(end - t_ms())) <= 0)
+			break;
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, left) > 0)
+			while (read(fd, ev, sizeof(ev)) > 0)
+				;
+	}
+	close(fd);
+	free(path);
+	return (found ? 0 : -1);
+}

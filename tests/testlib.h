@@ -31,6 +31,7 @@ int		 t_stop(pid_t, int);
 int		 t_wait_exit(pid_t, int);
 int		 t_wait_socket(const char *, int);
 long		 t_rss_kb(pid_t);
+int		 t_wait_log(const char *, const char *, int);
 const char	*t_bin(const char *);
 
 /* A client of a QMP socket. */
@@ -51,5 +52,9 @@ yajl_val	 t_json(const char *);
 const char	*t_get_str(yajl_val, const char *, const char *);
 char		*t_cmd(struct t_client *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
+
+/* Timing and logs. */
+long long	 t_clock_ms(void);
+int		 t_log_count(const char *, const char *);
 
 #endif

@@ -1,0 +1,621 @@
+/*
+ * Integration tests: qmpmuxd in front of the scripted fake QEMU
+ * (tests/fakeqemu.c), for what a real QEMU cannot do on demand.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <check.h>
+#include <yajl/yajl_tree.h>
+
+#include "testlib.h"
+
+#define GREETING_OOB \
+	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, " \
+	"\"major\": 9}, \"package\": \"fake\"}, \"capabilities\": [\"oob\"]}}"
+#define GREETING_NONE \
+	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, " \
+	"\"major\": 9}, \"package\": \"fake\"}, \"capabilities\": []}}"
+#define LOST(id) \
+	"{\"id\": " id ", \"error\": {\"class\": \"GenericError\", " \
+	"\"desc\": \"qmpmux: connection to QEMU lost\"}}"
+
+static char	*fsock, *psock;
+static pid_t	 fake_pid, proxy_pid;
+
+/* Milliseconds of the monotonic clock. */
+static long long
+now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* Each test starts its own pair; this only names the sockets. */
+static void
+setup(void)
+{
+	fsock = t_path("fake.sock");
+	psock = t_path("proxy.sock");
+	fake_pid = proxy_pid = 0;
+}
+
+/* Stop whatever the test started. */
+static void
+teardown(void)
+{
+	t_stop(proxy_pid, SIGTERM);
+	t_stop(fake_pid, SIGTERM);
+	free(fsock);
+	free(psock);
+}
+
+/* Start the fake with its script, then qmpmuxd in front of it. */
+static void
+start(const char *const *fake_args, const char *const *proxy_args)
+{
+	fake_pid = t_fakeqemu(fsock, fake_args);
+	proxy_pid = t_qmpmuxd(fsock, psock, proxy_args);
+}
+
+/* The whole of a log file in the test's directory, or "" if none. */
+static char *
+log_text(const char *name)
+{
+	char	*path = t_path(name), *text = NULL;
+	size_t	 len = 0;
+	FILE	*f;
+
+	if ((f = fopen(path, "r")) == NULL ||
+	    getdelim(&text, &len, '\0', f) == -1) {
+		free(text);
+		text = strdup("");
+	}
+	if (f != NULL)
+		fclose(f);
+	free(path);
+	return (text);
+}
+
+/* Whether a log file in the test's directory contains needle. */
+static int
+log_has(const char *name, const char *needle)
+{
+	char	*text = log_text(name);
+	int	 found = strstr(text, needle) != NULL;
+
+	free(text);
+	return (found);
+}
+
+/* A log file in the test's directory must contain needle. */
+static void
+log_assert(const char *name, const char *needle)
+{
+	ck_assert_msg(log_has(name, needle), "%s lacks \"%s\"", name,
+	    needle);
+}
+
+/* The next message must be exactly expect. */
+static void
+recv_eq(struct t_client *c, const char *expect)
+{
+	char	*m = t_recv(c, T_WAIT_MS);
+
+	ck_assert_msg(m != NULL, "nothing received, expected %s", expect);
+	/* an unexpected message may be huge: show its start only */
+	ck_assert_msg(strcmp(m, expect) == 0, "got %.300s (%zu bytes), "
+	    "expected %s", m, strlen(m), expect);
+	free(m);
+}
+
+/* A number at v[k1][k2], or -1. */
+static long long
+get_int(yajl_val v, const char *k1, const char *k2)
+{
+	const char	*path[3] = { k1, k2, NULL };
+	yajl_val	 n = yajl_tree_get(v, path, yajl_t_number);
+
+	return (n != NULL && YAJL_IS_INTEGER(n) ? YAJL_GET_INTEGER(n) : -1);
+}
+
+/* Whether qmpmuxd still runs and its listener is still there. */
+static int
+proxy_alive(void)
+{
+	struct stat	 st;
+
+	return (t_wait_exit(proxy_pid, 0) == -1 && stat(psock, &st) == 0 &&
+	    S_ISSOCK(st.st_mode));
+}
+
+/*
+ * Half-written messages: with every message from QEMU written in pieces
+ * of 1 and of 7 bytes, the greeting, replies and events reach a client
+ * of the proxy whole and unchanged.
+ */
+START_TEST(test_split)
+{
+	static const char	*sizes[] = { "1", "7" };
+	const char		*fargs[] = { "--split", sizes[_i], "--delay",
+				    "query-slow=150", "--events-during-delay",
+				    "2", NULL };
+	struct t_client		*c;
+	char			*m;
+
+	start(fargs, NULL);
+	ck_assert_ptr_nonnull(c = t_client_new(psock));
+	recv_eq(c, GREETING_OOB);
+	t_send(c, "{\"execute\": \"qmp_capabilities\", \"id\": \"caps\"}\n");
+	recv_eq(c, "{\"return\": {}, \"id\": \"caps\"}");
+
+	t_send(c, "{\"execute\":\"query-status\",\"id\":\"s-1\"}\n");
+	recv_eq(c, "{\"return\": {\"command\": \"query-status\", "
+	    "\"seq\": 1}, \"id\": \"s-1\"}");
+	/* pipelined: two replies back to back, each whole */
+	t_send(c, "{\"execute\":\"query-name\",\"id\":{\"k\":[1,2]}}\n"
+	    "{\"execute\":\"query-kvm\"}\n");
+	recv_eq(c, "{\"return\": {\"command\": \"query-name\", "
+	    "\"seq\": 2}, \"id\": {\"k\":[1,2]}}");
+	recv_eq(c, "{\"return\": {\"command\": \"query-kvm\", \"seq\": 3}}");
+	/* events, split as well, then the held-back reply */
+	t_send(c, "{\"execute\":\"query-slow\",\"id\":7}\n");
+	ck_assert_ptr_nonnull(m = t_recv(c, T_WAIT_MS));
+	ck_assert_msg(strncmp(m, "{\"timestamp\": {\"seconds\": ", 26) == 0 &&
+	    strstr(m, "}, \"event\": \"TICK\", \"data\": {\"n\": 0}}") != NULL,
+	    "bad first TICK: %s", m);
+	free(m);
+	ck_assert_ptr_nonnull(m = t_recv(c, T_WAIT_MS));
+	ck_assert_msg(strstr(m, "\"event\": \"TICK\", \"data\": {\"n\": 1}}") !=
+	    NULL, "bad second TICK: %s", m);
+	free(m);
+	recv_eq(c, "{\"return\": {\"command\": \"query-slow\", "
+	    "\"seq\": 4}, \"id\": 7}");
+	t_client_free(c);
+	ck_assert(proxy_alive());
+}
+END_TEST
+
+/*
+ * Garbage from QEMU after the first answer: the command behind it gets
+ * the lost-connection error, the client is closed, and qmpmuxd stays up
+ * and reconnects to the fake, which serves a new client.  Loop 0 runs
+ * with one command in flight at a time, loop 1 with both in flight.
+ */
+START_TEST(test_garbage)
+{
+	static const char	*inflight[] = { "1", "2" };
+	const char		*fargs[] = { "--garbage-after", "1", NULL };
+	const char		*pargs[] = { "--max-inflight", inflight[_i],
+				    NULL };
+	struct t_client		*c;
+	yajl_val		 v;
+	char			*m;
+
+	start(fargs, pargs);
+	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	t_send(c, "{\"execute\":\"query-status\",\"id\":\"one\"}\n"
+	    "{\"execute\":\"query-name\",\"id\":\"two\"}\n");
+	recv_eq(c, "{\"return\": {\"command\": \"query-status\", "
+	    "\"seq\": 1}, \"id\": \"one\"}");
+	recv_eq(c, LOST("\"two\""));
+	ck_assert_msg(t_eof(c, T_WAIT_MS), "client not closed");
+	t_client_free(c);
+	ck_assert(proxy_alive());
+	log_assert("qmpmuxd.log", "invalid JSON from QEMU");
+
+	/* the fake accepts the proxy's reconnect: a new client is served */
+	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	m = t_cmd(c, "{\"execute\":\"query-kvm\",\"id\":\"three\"}");
+	ck_assert_ptr_nonnull(v = t_json(m));
+	ck_assert_str_eq(t_get_str(v, "return", "command"), "query-kvm");
+	ck_assert_str_eq(t_get_str(v, "id", NULL), "three");
+	ck_assert_int_ge(get_int(v, "return", "seq"), 2);
+	yajl_tree_free(v);
+	free(m);
+	/* and the garbage after it loses the upstream again */
+	ck_assert(t_eof(c, T_WAIT_MS));
+	t_client_free(c);
+	ck_assert(proxy_alive());
+	log_assert("fakeqemu.log", "conn 2: accepted");
+}
+END_TEST
+
+/*
+ * The upstream message cap, --max-upstream-message 4096, counts the
+ * bytes of a message without its "\r\n": an event of 4096 bytes reaches
+ * the client, one of 4097 or 5000 bytes drops the upstream.
+ */
+START_TEST(test_oversize)
+{
+	static const struct {
+		const char	*size;
+		int		 pass;
+	} cases[] = {
+		{ "4096", 1 },
+		{ "4097", 0 },
+		{ "5000", 0 },
+	};
+	const char	*fargs[] = { "--oversize", cases[_i].size,
+			    "--trigger", "go", NULL };
+	const char	*pargs[] = { "--max-upstream-message", "4096", NULL };
+	struct t_client	*c;
+	char		*m;
+
+	start(fargs, pargs);
+	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	t_send(c, "{\"execute\":\"go\",\"id\":\"g\"}\n");
+	if (cases[_i].pass) {
+		ck_assert_ptr_nonnull(m = t_recv(c, T_WAIT_MS));
+		ck_assert_uint_eq(strlen(m), strtoul(cases[_i].size, NULL,
+		    10));
+		ck_assert_ptr_nonnull(strstr(m, "\"event\": \"OVERSIZE\""));
+		free(m);
+		recv_eq(c, "{\"return\": {\"command\": \"go\", \"seq\": 1}, "
+		    "\"id\": \"g\"}");
+		m = t_cmd(c, "{\"execute\":\"query-status\",\"id\":2}");
+		ck_assert_str_eq(m, "{\"return\": {\"command\": "
+		    "\"query-status\", \"seq\": 2}, \"id\": 2}");
+		free(m);
+		ck_assert(!log_has("qmpmuxd.log", "upstream lost (ready)"));
+	} else {
+		recv_eq(c, LOST("\"g\""));
+		ck_assert_msg(t_eof(c, T_WAIT_MS), "client not closed");
+		log_assert("qmpmuxd.log",
+		    "message from QEMU larger than 4096 bytes");
+	}
+	t_client_free(c);
+	ck_assert(proxy_alive());
+}
+END_TEST
+
+/*
+ * A QEMU that never finishes the handshake (no greeting, or no answer to
+ * qmp_capabilities): the handshake times out after 0.5 s, and a client
+ * that connected meanwhile is closed after greeting_timeout, without a
+ * greeting, well within 5 s.
+ */
+START_TEST(test_handshake_stuck)
+{
+	static const char	*script[] = { "--silent", "--no-caps-reply" };
+	const char		*fargs[] = { script[_i], NULL };
+	const char		*pargs[] = { "--handshake-timeout", "0.5",
+				    "--greeting-timeout", "1", NULL };
+	struct t_client		*c;
+	long long		 t0, elapsed;
+	char			*m;
+
+	start(fargs, pargs);
+	t0 = now_ms();
+	ck_assert_ptr_nonnull(c = t_client_new(psock));
+	m = t_recv(c, 5000);
+	ck_assert_msg(m == NULL, "got %s", m);
+	elapsed = now_ms() - t0;
+	ck_assert_msg(t_eof(c, 0), "client not closed within 5 s");
+	ck_assert_int_lt(elapsed, 5000);
+	/* closed by greeting_timeout (1 s), not by anything earlier */
+	ck_assert_int_ge(elapsed, 900);
+	log_assert("qmpmuxd.log",
+	    "handshake did not finish within 0.5s");
+	log_assert("qmpmuxd.log", "greeting_timeout");
+	if (_i == 1)
+		log_assert("fakeqemu.log",
+		    "not answering qmp_capabilities");
+	t_client_free(c);
+	ck_assert(proxy_alive());
+}
+END_TEST
+
+/*
+ * A QEMU that offers no oob: clients are offered none and cannot enable
+ * it, and the proxy does not ask QEMU for it.
+ */
+START_TEST(test_no_oob)
+{
+	const char	*fargs[] = { "--no-oob", NULL };
+	struct t_client	*c;
+	char		*m;
+
+	start(fargs, NULL);
+	ck_assert_ptr_nonnull(c = t_client_new(psock));
+	recv_eq(c, GREETING_NONE);
+	m = t_cmd(c, "{\"execute\":\"qmp_capabilities\","
+	    "\"arguments\":{\"enable\":[\"oob\"]}}");
+	ck_assert_str_eq(m, "{\"error\": {\"class\": \"GenericError\", "
+	    "\"desc\": \"Capability 'oob' not available\"}}");
+	free(m);
+	/* still before negotiation: a plain one succeeds */
+	m = t_cmd(c, "{\"execute\":\"qmp_capabilities\"}");
+	ck_assert_str_eq(m, "{\"return\": {}}");
+	free(m);
+	m = t_cmd(c, "{\"exec-oob\":\"query-status\",\"id\":1}");
+	ck_assert_ptr_nonnull(strstr(m,
+	    "\"desc\": \"QMP input member 'exec-oob' is unexpected\""));
+	free(m);
+	m = t_cmd(c, "{\"execute\":\"query-status\",\"id\":2}");
+	ck_assert_str_eq(m, "{\"return\": {\"command\": \"query-status\", "
+	    "\"seq\": 1}, \"id\": 2}");
+	free(m);
+	log_assert("fakeqemu.log",
+	    "qmp_capabilities without capabilities");
+	t_client_free(c);
+}
+END_TEST
+
+/*
+ * A QEMU that offers oob: clients are offered it, may enable it, and an
+ * exec-oob passes an in-band command that QEMU holds back.
+ */
+START_TEST(test_oob)
+{
+	const char	*fargs[] = { "--delay", "query-slow=1500", NULL };
+	const char	*pargs[] = { "--max-inflight", "1", NULL };
+	struct t_client	*c;
+	char		*m;
+
+	start(fargs, pargs);
+	ck_assert_ptr_nonnull(c = t_client_new(psock));
+	recv_eq(c, GREETING_OOB);
+	m = t_cmd(c, "{\"execute\":\"qmp_capabilities\","
+	    "\"arguments\":{\"enable\":[\"oob\"]}}");
+	ck_assert_str_eq(m, "{\"return\": {}}");
+	free(m);
+	log_assert("fakeqemu.log", "qmp_capabilities enabling oob");
+	t_send(c, "{\"execute\":\"query-slow\",\"id\":\"slow\"}\n"
+	    "{\"exec-oob\":\"query-fast\",\"id\":\"fast\"}\n");
+	recv_eq(c, "{\"return\": {\"command\": \"query-fast\", \"seq\": 1}, "
+	    "\"id\": \"fast\"}");
+	recv_eq(c, "{\"return\": {\"command\": \"query-slow\", \"seq\": 2}, "
+	    "\"id\": \"slow\"}");
+	t_client_free(c);
+}
+END_TEST
+
+/*
+ * Ids: QEMU sees the proxy's own numeric ids, never a client's, and each
+ * client gets its own id back, byte for byte, on its own reply.
+ */
+START_TEST(test_ids)
+{
+	struct t_client	*a, *b;
+	char		*m;
+
+	start(NULL, NULL);
+	ck_assert_ptr_nonnull(a = t_client_ready(psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(psock));
+	m = t_cmd(a, "{\"execute\":\"query-status\",\"id\":\"client-id-a\"}");
+	ck_assert_str_eq(m, "{\"return\": {\"command\": \"query-status\", "
+	    "\"seq\": 1}, \"id\": \"client-id-a\"}");
+	free(m);
+	m = t_cmd(b, "{\"execute\":\"query-name\","
+	    "\"id\":{\"client\":[\"b\", null, 1e3]}}");
+	ck_assert_str_eq(m, "{\"return\": {\"command\": \"query-name\", "
+	    "\"seq\": 2}, \"id\": {\"client\":[\"b\", null, 1e3]}}");
+	free(m);
+	m = t_cmd(a, "{\"execute\":\"query-kvm\"}");
+	ck_assert_str_eq(m, "{\"return\": {\"command\": \"query-kvm\", "
+	    "\"seq\": 3}}");
+	free(m);
+	/* the same id from two clients: each gets its own command's reply */
+	t_send(a, "{\"execute\":\"query-a\",\"id\":\"same\"}\n");
+	t_send(b, "{\"execute\":\"query-b\",\"id\":\"same\"}\n");
+	m = t_recv_reply(a, T_WAIT_MS);
+	ck_assert_ptr_nonnull(strstr(m, "\"command\": \"query-a\""));
+	ck_assert_ptr_nonnull(strstr(m, "\"id\": \"same\""));
+	free(m);
+	m = t_recv_reply(b, T_WAIT_MS);
+	ck_assert_ptr_nonnull(strstr(m, "\"command\": \"query-b\""));
+	free(m);
+	ck_assert(t_quiet(a, 100));
+	ck_assert(t_quiet(b, 100));
+
+	/* what the fake saw: numbers, and none of the clients' ids */
+	log_assert("fakeqemu.log", "command query-status id 1\n");
+	log_assert("fakeqemu.log", "command query-name id 2\n");
+	log_assert("fakeqemu.log", "command query-kvm id 3\n");
+	m = log_text("fakeqemu.log");
+	ck_assert_ptr_null(strstr(m, "client-id-a"));
+	ck_assert_ptr_null(strstr(m, "\"client\""));
+	ck_assert_ptr_null(strstr(m, "same"));
+	free(m);
+	t_client_free(a);
+	t_client_free(b);
+}
+END_TEST
+
+/* qmpmuxd and the fake both end cleanly on SIGTERM (sanitizers agree). */
+START_TEST(test_sigterm)
+{
+	struct t_client	*c;
+	struct stat	 st;
+	char		*m;
+	int		 status;
+
+	start(NULL, NULL);
+	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	m = t_cmd(c, "{\"execute\":\"query-status\",\"id\":1}");
+	ck_assert_ptr_nonnull(m);
+	free(m);
+	status = t_stop(proxy_pid, SIGTERM);
+	proxy_pid = 0;
+	ck_assert_msg(status != -1 && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0, "qmpmuxd exit status %d", status);
+	ck_assert(t_eof(c, T_WAIT_MS));
+	t_client_free(c);
+	status = t_stop(fake_pid, SIGTERM);
+	fake_pid = 0;
+	ck_assert_msg(status != -1 && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0, "fake exit status %d", status);
+	ck_assert_int_eq(stat(fsock, &st), -1);
+}
+END_TEST
+
+/*
+ * Events keep flowing while a command is held back: every negotiated
+ * client gets the TICK events, in order, before the asker's reply.
+ */
+START_TEST(test_events_during_delay)
+{
+	const char	*fargs[] = { "--delay", "query-slow=400",
+			    "--events-during-delay", "3", NULL };
+	struct t_client	*a, *b;
+	yajl_val	 v;
+	char		*m;
+	long long	 i;
+
+	start(fargs, NULL);
+	ck_assert_ptr_nonnull(a = t_client_ready(psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(psock));
+	t_send(a, "{\"execute\":\"query-slow\",\"id\":\"s\"}\n");
+	for (i = 0; i < 3; i++) {
+		ck_assert_ptr_nonnull(m = t_recv(a, T_WAIT_MS));
+		ck_assert_ptr_nonnull(v = t_json(m));
+		ck_assert_str_eq(t_get_str(v, "event", NULL), "TICK");
+		ck_assert_int_eq(get_int(v, "data", "n"), i);
+		yajl_tree_free(v);
+		free(m);
+		ck_assert_ptr_nonnull(m = t_recv(b, T_WAIT_MS));
+		ck_assert_ptr_nonnull(strstr(m, "\"event\": \"TICK\""));
+		free(m);
+	}
+	recv_eq(a, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
+	    "\"id\": \"s\"}");
+	ck_assert(t_quiet(b, 100));
+	t_client_free(a);
+	t_client_free(b);
+}
+END_TEST
+
+/*
+ * A flood with a client that does not read: the proxy stops reading the
+ * fake (no event reaches the reading client for a while), and once the
+ * slow client goes the reading one gets every event, in order.
+ */
+START_TEST(test_flood)
+{
+	const char	*fargs[] = { "--flood", "50000", "--trigger", "go",
+			    NULL };
+	const char	*pargs[] = { "--max-queued-events", "64", NULL };
+	struct t_client	*a, *slow;
+	yajl_val	 v;
+	char		*m;
+	long long	 next = 0;
+	int		 replied = 0, stalled = 0;
+
+	start(fargs, pargs);
+	ck_assert_ptr_nonnull(a = t_client_ready(psock));
+	ck_assert_ptr_nonnull(slow = t_client_ready(psock));
+	t_send(a, "{\"execute\":\"go\",\"id\":\"go\"}\n");
+	while (next < 50000) {
+		if ((m = t_recv(a, stalled || next == 0 ? T_WAIT_MS :
+		    500)) == NULL) {
+			/* held back by the slow client: let it go */
+			ck_assert_msg(!stalled, "flood stopped at %lld", next);
+			ck_assert_int_gt(next, 0);
+			/* the proxy stopped reading, so the fake is held */
+			ck_assert(!log_has("fakeqemu.log",
+			    "flood of 50000 events written"));
+			stalled = 1;
+			t_client_free(slow);
+			slow = NULL;
+			continue;
+		}
+		ck_assert_ptr_nonnull(v = t_json(m));
+		if (t_get_str(v, "id", NULL) != NULL) {
+			ck_assert_str_eq(t_get_str(v, "return", "command"),
+			    "go");
+			replied++;
+		} else {
+			ck_assert_str_eq(t_get_str(v, "event", NULL),
+			    "FLOOD");
+			ck_assert_int_eq(get_int(v, "data", "n"), next);
+			next++;
+		}
+		yajl_tree_free(v);
+		free(m);
+	}
+	ck_assert_msg(stalled, "the slow client never held the fake back");
+	if (!replied) {
+		m = t_recv_reply(a, T_WAIT_MS);
+		ck_assert_ptr_nonnull(strstr(m, "\"command\": \"go\""));
+		free(m);
+	}
+	ck_assert(t_quiet(a, 100));
+	t_client_free(a);
+	ck_assert(proxy_alive());
+}
+END_TEST
+
+/* The fake itself: --exit-after ends it with status 0 and no socket. */
+START_TEST(test_fake_exit_after)
+{
+	const char	*fargs[] = { "--exit-after", "2", NULL };
+	struct t_client	*c;
+	struct stat	 st;
+	char		*m;
+	int		 status;
+
+	fake_pid = t_fakeqemu(fsock, fargs);
+	ck_assert_ptr_nonnull(c = t_client_ready(fsock));
+	m = t_cmd(c, "{\"execute\":\"a\",\"id\":\"x\"}");
+	ck_assert_str_eq(m, "{\"return\": {\"command\": \"a\", \"seq\": 1}, "
+	    "\"id\": \"x\"}");
+	free(m);
+	m = t_cmd(c, "{\"execute\":\"b\"}");
+	ck_assert_str_eq(m, "{\"return\": {\"command\": \"b\", \"seq\": 2}}");
+	free(m);
+	ck_assert(t_eof(c, T_WAIT_MS));
+	t_client_free(c);
+	status = t_wait_exit(fake_pid, T_WAIT_MS);
+	ck_assert_msg(status != -1 && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0, "fake exit status %d", status);
+	fake_pid = 0;
+	ck_assert_int_eq(stat(fsock, &st), -1);
+}
+END_TEST
+
+/* One TCase; each test starts its own fake and qmpmuxd. */
+static Suite *
+fake_suite(void)
+{
+	Suite	*s = suite_create("fake");
+	TCase	*tc = tcase_create("fake");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, test_split, 0, 2);
+	tcase_add_loop_test(tc, test_garbage, 0, 2);
+	tcase_add_loop_test(tc, test_oversize, 0, 3);
+	tcase_add_loop_test(tc, test_handshake_stuck, 0, 2);
+	tcase_add_test(tc, test_no_oob);
+	tcase_add_test(tc, test_oob);
+	tcase_add_test(tc, test_ids);
+	tcase_add_test(tc, test_sigterm);
+	tcase_add_test(tc, test_events_during_delay);
+	tcase_add_test(tc, test_flood);
+	tcase_add_test(tc, test_fake_exit_after);
+	suite_add_tcase(s, tc);
+	return (s);
+}
+
+/* Run the suite; the exit status is what make check reads. */
+int
+main(void)
+{
+	SRunner	*sr = srunner_create(fake_suite());
+	int	 failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}

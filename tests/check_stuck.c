@@ -1,0 +1,342 @@
+/*
+ * A stuck QEMU cannot hang a caller: the real QEMU, stopped with SIGSTOP
+ * or killed with SIGKILL, behind qmpmuxd.
+ */
+#include "config.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "testlib.h"
+
+static char	*qsock, *psock;
+static pid_t	 qemu_pid, proxy_pid;
+
+/* Seconds of the monotonic clock. */
+static double
+now(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+}
+
+/* A QEMU and a qmpmuxd with the given options in front of it. */
+static void
+start(const char *const *opts)
+{
+	qsock = t_path("qemu.sock");
+	psock = t_path("proxy.sock");
+	qemu_pid = t_qemu(qsock);
+	proxy_pid = t_qmpmuxd(qsock, psock, opts);
+}
+
+static void
+teardown(void)
+{
+	t_stop(proxy_pid, SIGTERM);
+	kill(qemu_pid, SIGCONT);
+	t_stop(qemu_pid, SIGKILL);
+	free(qsock);
+	free(psock);
+}
+
+/* Assert a message holds a text. */
+static void
+expect(const char *m, const char *text)
+{
+	ck_assert_msg(m != NULL && strstr(m, text) != NULL,
+	    "expected %s in %s", text, m != NULL ? m : "(nothing)");
+}
+
+/*
+ * Against a stopped QEMU: the sent command gets its error within its
+ * limit, the command queued behind it expires unsent and provably never
+ * runs (the stop it carried leaves the VM running), and the late reply
+ * reaches nobody.
+ */
+START_TEST(test_sigstop_timeouts)
+{
+	const char	*opts[] = { "--command-timeout", "1", NULL };
+	struct t_client	*a, *b;
+	char		*m;
+	double		 t0, ta, tb;
+
+	start(opts);
+	a = t_client_ready(psock);
+	b = t_client_ready(psock);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+
+	/* one write, so the proxy reads query-status first: it is sent */
+	t0 = now();
+	t_send(a, "{\"execute\":\"query-status\",\"id\":\"sent\"}\n"
+	    "{\"execute\":\"stop\",\"id\":\"queued\"}\n");
+	m = t_recv(a, T_WAIT_MS);
+	ta = now() - t0;
+	expect(m, "\"id\": \"sent\", \"error\"");
+	expect(m, "may still complete");
+	free(m);
+	m = t_recv(a, T_WAIT_MS);
+	tb = now() - t0;
+	expect(m, "\"id\": \"queued\", \"error\"");
+	expect(m, "was not sent to QEMU");
+	free(m);
+	printf("timeout 1s: sent command error after %.3fs, "
+	    "queued after %.3fs\n", ta, tb);
+	ck_assert(ta >= 0.95 && ta < 2.0);
+	ck_assert(tb >= 0.95 && tb < 2.0);
+
+	ck_assert_int_eq(kill(qemu_pid, SIGCONT), 0);
+	/* the late reply to "sent" is dropped: no client hears of it */
+	ck_assert(t_quiet(a, 500));
+	ck_assert(t_quiet(b, 100));
+	m = t_cmd(a, "{\"execute\":\"query-status\",\"id\":2}");
+	expect(m, "\"running\": true");
+	expect(m, "\"id\": 2");
+	free(m);
+	t_client_free(a);
+	t_client_free(b);
+}
+END_TEST
+
+/*
+ * A per-command override, with no VM-wide limit: only the named command
+ * times out; the other waits for as long as QEMU takes, and gets its
+ * reply once QEMU answers the first (whose slot stayed taken).
+ */
+START_TEST(test_per_command_timeout)
+{
+	const char	*opts[] = { "--command-timeout", "0",
+	    "--timeout", "query-status=0.5", NULL };
+	struct t_client	*a;
+	char		*m;
+	double		 t0, ta;
+
+	start(opts);
+	a = t_client_ready(psock);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	t0 = now();
+	t_send(a, "{\"execute\":\"query-status\",\"id\":1}\n");
+	t_send(a, "{\"execute\":\"query-name\",\"id\":2}\n");
+	m = t_recv(a, T_WAIT_MS);
+	ta = now() - t0;
+	expect(m, "\"id\": 1, \"error\"");
+	free(m);
+	printf("timeout query-status=0.5s: error after %.3fs\n", ta);
+	ck_assert(ta >= 0.45 && ta < 1.5);
+	ck_assert(t_quiet(a, 1000));
+	ck_assert_int_eq(kill(qemu_pid, SIGCONT), 0);
+	m = t_recv(a, T_WAIT_MS);
+	ck_assert_str_eq(m, "{\"return\": {}, \"id\": 2}");
+	free(m);
+	t_client_free(a);
+}
+END_TEST
+
+/*
+ * Many clients of a stuck VM: one command in flight and four queued
+ * (max_queued_commands); of six clients sending one each, exactly one is
+ * refused, at once, and the five others are answered once QEMU runs.
+ * Which one is refused depends on the order the proxy reads the sockets.
+ */
+START_TEST(test_queue_limit)
+{
+	const char	*opts[] = { "--max-queued-commands", "4", NULL };
+	struct t_client	*c[6];
+	char		*m, want[200];
+	double		 t0;
+	int		 i, refused = -1;
+
+	start(opts);
+	for (i = 0; i < 6; i++) {
+		c[i] = t_client_ready(psock);
+		ck_assert_ptr_nonnull(c[i]);
+	}
+	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	t0 = now();
+	for (i = 0; i < 6; i++)
+		t_send(c[i], "{\"execute\":\"query-status\",\"id\":%d}\n", i);
+	while (refused == -1 && now() - t0 < 5) {
+		for (i = 0; i < 6 && refused == -1; i++) {
+			if ((m = t_recv(c[i], 10)) == NULL)
+				continue;
+			snprintf(want, sizeof(want), "{\"id\": %d, \"error\": "
+			    "{\"class\": \"GenericError\", \"desc\": \"qmpmux: "
+			    "too many commands queued for VM test\"}}", i);
+			ck_assert_str_eq(m, want);
+			free(m);
+			refused = i;
+		}
+	}
+	ck_assert_int_ne(refused, -1);
+	printf("queue limit: refusal after %.3fs\n", now() - t0);
+	ck_assert(now() - t0 < 1.0);
+	for (i = 0; i < 6; i++) {
+		if (i != refused)
+			ck_assert(t_quiet(c[i], 100));
+	}
+	ck_assert_int_eq(kill(qemu_pid, SIGCONT), 0);
+	for (i = 0; i < 6; i++) {
+		if (i != refused) {
+			m = t_recv_reply(c[i], T_WAIT_MS);
+			expect(m, "\"return\"");
+			free(m);
+		}
+		t_client_free(c[i]);
+	}
+}
+END_TEST
+
+/*
+ * A client pipelining 1,000 commands without waiting gets 1,000 replies
+ * in order, none refused: it is slowed, as QEMU slows it, not refused.
+ */
+START_TEST(test_pipeline_1000)
+{
+	struct t_client	*a;
+	char		*buf, *m, want[64];
+	size_t		 len = 0;
+	int		 i;
+
+	start(NULL);
+	a = t_client_ready(psock);
+	ck_assert_ptr_nonnull(a);
+	buf = malloc(1000 * 64);
+	for (i = 0; i < 1000; i++)
+		len += (size_t)sprintf(buf + len,
+		    "{\"execute\":\"query-status\",\"id\":%d}\n", i);
+	t_send_raw(a, buf, len);
+	free(buf);
+	for (i = 0; i < 1000; i++) {
+		m = t_recv(a, T_WAIT_MS);
+		snprintf(want, sizeof(want), "\"id\": %d}", i);
+		ck_assert_msg(m != NULL && strstr(m, "\"return\"") != NULL &&
+		    strstr(m, want) != NULL, "reply %d: %s", i, m);
+		free(m);
+	}
+	t_client_free(a);
+}
+END_TEST
+
+/*
+ * QEMU killed with commands in flight and queued: each gets its error,
+ * the clients see EOF, and a QEMU restarted at the same path is
+ * reconnected and serves new clients.
+ */
+START_TEST(test_sigkill_reconnect)
+{
+	const char	*opts[] = { "--backoff-max", "0.2", NULL };
+	struct t_client	*a, *b;
+	char		*m;
+
+	start(opts);
+	a = t_client_ready(psock);
+	b = t_client_ready(psock);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	t_send(a, "{\"execute\":\"query-status\",\"id\":\"in-flight\"}\n");
+	t_send(b, "{\"execute\":\"query-name\",\"id\":\"queued\"}\n");
+	ck_assert(t_quiet(b, 200));
+	t_stop(qemu_pid, SIGKILL);
+	qemu_pid = -1;
+	m = t_recv(a, T_WAIT_MS);
+	ck_assert_str_eq(m, "{\"id\": \"in-flight\", \"error\": {\"class\": "
+	    "\"GenericError\", \"desc\": \"qmpmux: connection to QEMU lost\"}}");
+	free(m);
+	m = t_recv(b, T_WAIT_MS);
+	ck_assert_str_eq(m, "{\"id\": \"queued\", \"error\": {\"class\": "
+	    "\"GenericError\", \"desc\": \"qmpmux: connection to QEMU lost\"}}");
+	free(m);
+	ck_assert(t_eof(a, T_WAIT_MS));
+	ck_assert(t_eof(b, T_WAIT_MS));
+	t_client_free(a);
+	t_client_free(b);
+
+	/* the listener stayed; a new QEMU at the same path is found */
+	ck_assert_int_eq(access(psock, F_OK), 0);
+	unlink(qsock);
+	qemu_pid = t_qemu(qsock);
+	a = t_client_ready(psock);
+	ck_assert_ptr_nonnull(a);
+	m = t_cmd(a, "{\"execute\":\"query-status\",\"id\":3}");
+	expect(m, "\"id\": 3");
+	expect(m, "\"return\"");
+	free(m);
+	t_client_free(a);
+}
+END_TEST
+
+/* exec-oob reaches the real QEMU when both sides negotiated oob. */
+START_TEST(test_exec_oob_real)
+{
+	struct t_client	*a, *b;
+	char		*m;
+
+	start(NULL);
+	a = t_client_new(psock);
+	ck_assert_ptr_nonnull(a);
+	m = t_recv(a, T_WAIT_MS);
+	expect(m, "\"capabilities\": [\"oob\"]");
+	free(m);
+	m = t_cmd(a, "{\"execute\":\"qmp_capabilities\","
+	    "\"arguments\":{\"enable\":[\"oob\"]}}");
+	ck_assert_str_eq(m, "{\"return\": {}}");
+	free(m);
+	m = t_cmd(a, "{\"exec-oob\":\"yank\",\"arguments\":{\"instances\":[]},"
+	    "\"id\":\"o1\"}");
+	ck_assert_str_eq(m, "{\"return\": {}, \"id\": \"o1\"}");
+	free(m);
+	/* without oob negotiated, QEMU's own error */
+	b = t_client_ready(psock);
+	ck_assert_ptr_nonnull(b);
+	m = t_cmd(b, "{\"exec-oob\":\"yank\",\"arguments\":{\"instances\":[]},"
+	    "\"id\":\"o2\"}");
+	ck_assert_str_eq(m, "{\"id\": \"o2\", \"error\": {\"class\": "
+	    "\"GenericError\", \"desc\": \"QMP input member 'exec-oob' is "
+	    "unexpected\"}}");
+	free(m);
+	t_client_free(a);
+	t_client_free(b);
+}
+END_TEST
+
+static Suite *
+stuck_suite(void)
+{
+	Suite	*s = suite_create("stuck");
+	TCase	*tc = tcase_create("real-qemu");
+
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_sigstop_timeouts);
+	tcase_add_test(tc, test_per_command_timeout);
+	tcase_add_test(tc, test_queue_limit);
+	tcase_add_test(tc, test_pipeline_1000);
+	tcase_add_test(tc, test_sigkill_reconnect);
+	tcase_add_test(tc, test_exec_oob_real);
+	suite_add_tcase(s, tc);
+	return (s);
+}
+
+int
+main(void)
+{
+	SRunner	*sr = srunner_create(stuck_suite());
+	int	 failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}
