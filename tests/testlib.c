@@ -410,6 +410,17 @@ t_send_raw(struct t_client *c, const void *buf, size_t len)
 	}
 }
 
+/* Format a message; the caller frees it. */
+static char *
+t_vformat(const char *fmt, va_list ap, int *len)
+{
+	char	*s;
+
+	if ((*len = vasprintf(&s, fmt, ap)) == -1)
+		abort();
+	return (s);
+}
+
 /* Write a formatted message. */
 void
 t_send(struct t_client *c, const char *fmt, ...)
@@ -419,10 +430,8 @@ t_send(struct t_client *c, const char *fmt, ...)
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
+	s = t_vformat(fmt, ap, &n);
 	va_end(ap);
-	if (n == -1)
-		abort();
 	t_send_raw(c, s, (size_t)n);
 	free(s);
 }
@@ -540,10 +549,8 @@ t_cmd(struct t_client *c, const char *fmt, ...)
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
+	s = t_vformat(fmt, ap, &n);
 	va_end(ap);
-	if (n == -1)
-		abort();
 	t_send_raw(c, s, (size_t)n);
 	t_send_raw(c, "\n", 1);
 	free(s);
