@@ -233,9 +233,11 @@ monitor_event_cb(struct bufferevent *bev, short events, void *arg)
 	struct monitor	*m = arg;
 
 	if (events & BEV_EVENT_CONNECTED) {
+		/* the greeting may have been read already: never go back */
 		log_debug("vm %s: connected to %s", m->vm->name,
 		    m->vm->conf.upstream);
-		monitor_set_state(m, MONITOR_GREETING);
+		if (m->state == MONITOR_CONNECTING)
+			monitor_set_state(m, MONITOR_GREETING);
 		return;
 	}
 	if (events & BEV_EVENT_EOF)
@@ -426,6 +428,12 @@ monitor_read(struct monitor *m)
 		case QMP_NEED_MORE:
 			return;
 		case QMP_MESSAGE:
+			/*
+			 * On a unix socket the greeting can be read before
+			 * libevent reports the connect: input proves it.
+			 */
+			if (m->state == MONITOR_CONNECTING)
+				monitor_set_state(m, MONITOR_GREETING);
 			if (m->state == MONITOR_READY)
 				vm_upstream_message(m->vm, &msg);
 			else
