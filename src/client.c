@@ -89,7 +89,7 @@ client_accept(struct listener *l, int fd)
 	}
 	c->bev = bufferevent_socket_new(vm->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->reader = qmp_reader_new(vm->conf.max_client_message,
-	    vm->conf.max_json_depth);
+	    vm->conf.max_json_depth, QMP_READ_DUPKEYS);
 	c->timer = evtimer_new(vm->base, client_timer_cb, c);
 	c->resume = event_new(vm->base, -1, 0, client_resume_cb, c);
 	c->reap = event_new(vm->base, -1, 0, client_reap_cb, c);

@@ -167,7 +167,7 @@ monitor_connect(struct monitor *m)
 
 	m->bev = bufferevent_socket_new(vm->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	m->reader = qmp_reader_new(vm->conf.max_upstream_message,
-	    vm->conf.max_json_depth);
+	    vm->conf.max_json_depth, 0);
 	if (m->bev == NULL || m->reader == NULL)
 		fatalx("%s: out of memory", __func__);
 	bufferevent_setcb(m->bev, monitor_read_cb, NULL, monitor_event_cb, m);

@@ -10,6 +10,13 @@
  * inside a callback is the position just past the current token of the
  * chunk being parsed.
  *
+ * The reader keeps its buffers from one message to the next and hands
+ * each message an exact-size copy; yajl's few allocations per message
+ * come from a small cache of blocks (qmp_pool_*).  An event flood is
+ * millions of small messages: per-message malloc and realloc of the
+ * working buffers fragmented the heap until RSS was several times the
+ * event backlog, and with ASan filled its quarantine.
+ *
  * Invariants while a message is being read:
  * - buf[0, len) holds the bytes of the message fed so far; the first is
  *   never whitespace;
@@ -20,6 +27,7 @@
  */
 #include "config.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,10 +40,30 @@
 #include "qmp.h"
 
 #define QMP_BUF_START	512
+#define QMP_BUF_KEEP	(64 << 10)	/* larger buffers are not kept */
+#define QMP_POOL_MAX	8		/* blocks cached for yajl */
+#define QMP_KEY_MARK	SIZE_MAX	/* a qmp_keyref that opens an object */
+
+/* A block handed to yajl, with its capacity in front. */
+union qmp_block {
+	size_t		 cap;
+	max_align_t	 align;
+};
+
+/*
+ * A key of an object still open, in kbuf; an entry of length
+ * QMP_KEY_MARK opens each object, so the keys above the last mark are
+ * those of the innermost object.
+ */
+struct qmp_keyref {
+	size_t		 off;
+	size_t		 len;
+};
 
 struct qmp_reader {
 	size_t		 max_size;
 	unsigned int	 max_depth;
+	int		 flags;
 
 	yajl_handle	 yajl;
 	char		*buf;
@@ -46,7 +74,19 @@ struct qmp_reader {
 	int		 done;		/* top-level value complete */
 	int		 toodeep;
 	int		 skipping;	/* discarding up to a newline */
-	uint64_t	 keyhash[QMP_MEMBERS_MAX];
+
+	/* QMP_READ_DUPKEYS: the keys of the objects open */
+	char		*kbuf;
+	size_t		 klen;
+	size_t		 kcap;
+	struct qmp_keyref *keys;
+	size_t		 nkeys;
+	size_t		 keyscap;
+
+	yajl_alloc_funcs afs;
+	union qmp_block	*pool[QMP_POOL_MAX];
+	int		 npool;
+
 	struct qmp_msg	 cur;		/* the message being read */
 	struct qmp_msg	*msg;		/* &cur while yajl runs */
 	char		 error[256];
@@ -71,6 +111,8 @@ static int	qmp_map_key_cb(void *, const unsigned char *, size_t);
 static int	qmp_end_map_cb(void *);
 static int	qmp_start_array_cb(void *);
 static int	qmp_end_array_cb(void *);
+static void	qmp_keys_open(struct qmp_reader *);
+static void	qmp_keys_close(struct qmp_reader *);
 
 /*
  * Numbers go through yajl_number so that they are never converted: an id
@@ -95,9 +137,17 @@ qmp_kind_name(enum qmp_kind kind)
 	return (qmp_kind_names[kind]);
 }
 
-/* Make a reader for messages of at most max_size bytes and max_depth. */
+static void	*qmp_pool_malloc(void *, size_t);
+static void	*qmp_pool_realloc(void *, void *, size_t);
+static void	 qmp_pool_free(void *, void *);
+
+/*
+ * Make a reader for messages of at most max_size bytes and max_depth.
+ * QMP_READ_DUPKEYS in flags checks every object for a repeated key, as
+ * QEMU does; messages from QEMU itself need not pay for it.
+ */
 struct qmp_reader *
-qmp_reader_new(size_t max_size, unsigned int max_depth)
+qmp_reader_new(size_t max_size, unsigned int max_depth, int flags)
 {
 	struct qmp_reader	*r;
 
@@ -105,19 +155,40 @@ qmp_reader_new(size_t max_size, unsigned int max_depth)
 		return (NULL);
 	r->max_size = max_size;
 	r->max_depth = max_depth;
+	r->flags = flags;
+	r->afs.malloc = qmp_pool_malloc;
+	r->afs.realloc = qmp_pool_realloc;
+	r->afs.free = qmp_pool_free;
+	r->afs.ctx = r;
 	return (r);
 }
 
-/* Forget the message being read, keeping the caps. */
+/*
+ * Forget the message being read, keeping the caps and, unless one grew
+ * large for a large message, the buffers.
+ */
 static void
 qmp_reader_reset(struct qmp_reader *r)
 {
 	if (r->yajl != NULL)
 		yajl_free(r->yajl);
 	r->yajl = NULL;
-	free(r->buf);
-	r->buf = NULL;
-	r->len = r->cap = r->base = 0;
+	if (r->cap > QMP_BUF_KEEP) {
+		free(r->buf);
+		r->buf = NULL;
+		r->cap = 0;
+	}
+	if (r->kcap > QMP_BUF_KEEP) {
+		free(r->kbuf);
+		r->kbuf = NULL;
+		r->kcap = 0;
+	}
+	if (r->keyscap * sizeof(*r->keys) > QMP_BUF_KEEP) {
+		free(r->keys);
+		r->keys = NULL;
+		r->keyscap = 0;
+	}
+	r->len = r->base = r->klen = r->nkeys = 0;
 	r->depth = 0;
 	r->done = r->toodeep = 0;
 	r->msg = NULL;
@@ -130,7 +201,87 @@ qmp_reader_free(struct qmp_reader *r)
 	if (r == NULL)
 		return;
 	qmp_reader_reset(r);
+	while (r->npool > 0)
+		free(r->pool[--r->npool]);
+	free(r->buf);
+	free(r->kbuf);
+	free(r->keys);
 	free(r);
+}
+
+/*
+ * Make room for need elements of size in *p, growing *cap by doubling
+ * from start; -1 when memory is short.
+ */
+static int
+qmp_grow(void *p, size_t *cap, size_t need, size_t size, size_t start)
+{
+	void	**pp = p, *np;
+	size_t	  ncap;
+
+	if (need <= *cap)
+		return (0);
+	ncap = *cap == 0 ? start : *cap;
+	while (ncap < need)
+		ncap *= 2;
+	if ((np = reallocarray(*pp, ncap, size)) == NULL)
+		return (-1);
+	*pp = np;
+	*cap = ncap;
+	return (0);
+}
+
+/* yajl's malloc: a cached block large enough, else a new one. */
+static void *
+qmp_pool_malloc(void *ctx, size_t size)
+{
+	struct qmp_reader	*r = ctx;
+	union qmp_block		*b;
+	int			 i;
+
+	for (i = 0; i < r->npool; i++) {
+		b = r->pool[i];
+		if (b->cap >= size) {
+			r->pool[i] = r->pool[--r->npool];
+			return (b + 1);
+		}
+	}
+	if ((b = malloc(sizeof(*b) + size)) == NULL)
+		return (NULL);
+	b->cap = size;
+	return (b + 1);
+}
+
+static void *
+qmp_pool_realloc(void *ctx, void *p, size_t size)
+{
+	union qmp_block	*b;
+
+	if (p == NULL)
+		return (qmp_pool_malloc(ctx, size));
+	b = (union qmp_block *)p - 1;
+	if (b->cap >= size)
+		return (p);
+	if ((b = realloc(b, sizeof(*b) + size)) == NULL)
+		return (NULL);
+	b->cap = size;
+	return (b + 1);
+}
+
+/* yajl's free: keep the block for the next message if it is small. */
+static void
+qmp_pool_free(void *ctx, void *p)
+{
+	struct qmp_reader	*r = ctx;
+	union qmp_block		*b;
+
+	if (p == NULL)
+		return;
+	b = (union qmp_block *)p - 1;
+	if (r->npool < QMP_POOL_MAX && b->cap <= QMP_BUF_KEEP)
+		r->pool[r->npool++] = b;
+	else
+		free(b);
 }
 
 /* Return the text of the last QMP_ERR_JSON. */
@@ -265,12 +416,14 @@ qmp_close(struct qmp_reader *r)
 static int
 qmp_start_map_cb(void *arg)
 {
+	qmp_keys_open(arg);
 	return (qmp_open(arg, QMP_TYPE_OBJECT));
 }
 
 static int
 qmp_end_map_cb(void *arg)
 {
+	qmp_keys_close(arg);
 	return (qmp_close(arg));
 }
 
@@ -284,17 +437,6 @@ static int
 qmp_end_array_cb(void *arg)
 {
 	return (qmp_close(arg));
-}
-
-/* FNV-1a, to notice a repeated top-level key without keeping its text. */
-static uint64_t
-qmp_hash(const unsigned char *s, size_t len)
-{
-	uint64_t	 h = 0xcbf29ce484222325ULL;
-
-	while (len-- > 0)
-		h = (h ^ *s++) * 0x100000001b3ULL;
-	return (h);
 }
 
 /* Map a decoded key to the QMP member it names. */
@@ -324,6 +466,78 @@ qmp_key_lookup(const unsigned char *s, size_t len)
 	return (QMP_KEY_OTHER);
 }
 
+/* With QMP_READ_DUPKEYS, note that an object opens. */
+static void
+qmp_keys_open(struct qmp_reader *r)
+{
+	if (!(r->flags & QMP_READ_DUPKEYS))
+		return;
+	if (qmp_grow(&r->keys, &r->keyscap, r->nkeys + 1, sizeof(*r->keys),
+	    16) == -1)
+		fatalx("out of memory reading a QMP message");
+	r->keys[r->nkeys].off = r->klen;
+	r->keys[r->nkeys].len = QMP_KEY_MARK;
+	r->nkeys++;
+}
+
+/* With QMP_READ_DUPKEYS, keep a key of the innermost object. */
+static void
+qmp_keys_add(struct qmp_reader *r, const unsigned char *s, size_t len)
+{
+	if (!(r->flags & QMP_READ_DUPKEYS))
+		return;
+	/* one spare byte, so that kbuf is not NULL even for a key "" */
+	if (qmp_grow(&r->kbuf, &r->kcap, r->klen + len + 1, 1, 256) == -1 ||
+	    qmp_grow(&r->keys, &r->keyscap, r->nkeys + 1, sizeof(*r->keys),
+	    16) == -1)
+		fatalx("out of memory reading a QMP message");
+	memcpy(r->kbuf + r->klen, s, len);
+	r->keys[r->nkeys].off = r->klen;
+	r->keys[r->nkeys].len = len;
+	r->nkeys++;
+	r->klen += len;
+}
+
+static int
+qmp_keyref_cmp(const void *a, const void *b, void *arg)
+{
+	const struct qmp_keyref	*ka = a, *kb = b;
+	const char		*kbuf = arg;
+
+	if (ka->len != kb->len)
+		return (ka->len < kb->len ? -1 : 1);
+	return (memcmp(kbuf + ka->off, kbuf + kb->off, ka->len));
+}
+
+/*
+ * With QMP_READ_DUPKEYS, the innermost object closes: sorting its keys
+ * finds a repeated one in n log n, where comparing each key with those
+ * before it would be quadratic in a message of a million keys.
+ */
+static void
+qmp_keys_close(struct qmp_reader *r)
+{
+	size_t	 mark, n, i;
+
+	if (!(r->flags & QMP_READ_DUPKEYS))
+		return;
+	mark = r->nkeys;
+	while (r->keys[--mark].len != QMP_KEY_MARK)
+		;
+	n = r->nkeys - mark - 1;
+	if (n > 1) {
+		qsort_r(r->keys + mark + 1, n, sizeof(*r->keys),
+		    qmp_keyref_cmp, r->kbuf);
+		for (i = mark + 2; i < r->nkeys; i++) {
+			if (qmp_keyref_cmp(&r->keys[i - 1], &r->keys[i],
+			    r->kbuf) == 0)
+				r->msg->dupkey = 1;
+		}
+	}
+	r->klen = r->keys[mark].off;
+	r->nkeys = mark;
+}
+
 /* A key: at depth 1 it starts a new top-level member. */
 static int
 qmp_map_key_cb(void *arg, const unsigned char *s, size_t len)
@@ -331,21 +545,14 @@ qmp_map_key_cb(void *arg, const unsigned char *s, size_t len)
 	struct qmp_reader	*r = arg;
 	struct qmp_msg		*msg = r->msg;
 	struct qmp_member	*m;
-	uint64_t		 h;
-	int			 i;
 
+	qmp_keys_add(r, s, len);
 	if (r->depth != 1)
 		return (1);
 	if (msg->nmembers == QMP_MEMBERS_MAX) {
 		msg->toomany = 1;
 		return (1);
 	}
-	h = qmp_hash(s, len);
-	for (i = 0; i < msg->nmembers; i++) {
-		if (r->keyhash[i] == h)
-			msg->dupkey = 1;
-	}
-	r->keyhash[msg->nmembers] = h;
 	m = &msg->members[msg->nmembers++];
 	memset(m, 0, sizeof(*m));
 	m->key = qmp_key_lookup(s, len);
@@ -427,25 +634,30 @@ qmp_finish(struct qmp_msg *msg)
 }
 
 /* Append n bytes to the message buffer; the caller has checked the cap. */
-static int
+static void
 qmp_append(struct qmp_reader *r, const void *p, size_t n)
 {
-	size_t	 cap;
-	char	*nbuf;
-
-	if (r->len + n + 1 > r->cap) {
-		cap = r->cap == 0 ? QMP_BUF_START : r->cap;
-		while (cap < r->len + n + 1)
-			cap *= 2;
-		if ((nbuf = realloc(r->buf, cap)) == NULL)
-			return (-1);
-		r->buf = nbuf;
-		r->cap = cap;
-	}
+	if (qmp_grow(&r->buf, &r->cap, r->len + n, 1, QMP_BUF_START) == -1)
+		fatalx("out of memory reading a QMP message");
 	memcpy(r->buf + r->len, p, n);
 	r->len += n;
-	r->buf[r->len] = '\0';
-	return (0);
+}
+
+/*
+ * Give the whole message to msg, in a buffer of its own size plus
+ * QMP_MSG_SLACK: exact, so that a million of them queued cost what they
+ * hold, with room for a caller to end the line without a realloc.
+ */
+static void
+qmp_take(struct qmp_reader *r, struct qmp_msg *msg)
+{
+	*msg = r->cur;
+	if ((msg->buf = malloc(r->len + QMP_MSG_SLACK)) == NULL)
+		fatalx("out of memory reading a QMP message");
+	memcpy(msg->buf, r->buf, r->len);
+	msg->buf[r->len] = '\0';
+	msg->len = r->len;
+	qmp_finish(msg);
 }
 
 /*
@@ -523,7 +735,7 @@ qmp_reader_next(struct qmp_reader *r, struct evbuffer *in,
 		if (!qmp_reader_discard(r, in))
 			return (QMP_NEED_MORE);
 		memset(&r->cur, 0, sizeof(r->cur));
-		if ((r->yajl = yajl_alloc(&qmp_callbacks, NULL, r)) == NULL)
+		if ((r->yajl = yajl_alloc(&qmp_callbacks, &r->afs, r)) == NULL)
 			fatalx("yajl_alloc failed");
 	}
 	r->msg = &r->cur;
@@ -553,15 +765,10 @@ qmp_reader_next(struct qmp_reader *r, struct evbuffer *in,
 			err = QMP_ERR_DEPTH;
 			goto fail;
 		}
-		if (qmp_append(r, vec.iov_base, used) == -1)
-			fatalx("out of memory reading a QMP message");
+		qmp_append(r, vec.iov_base, used);
 		evbuffer_drain(in, used);
 		if (r->done) {
-			*msg = r->cur;
-			msg->buf = r->buf;
-			msg->len = r->len;
-			r->buf = NULL;
-			qmp_finish(msg);
+			qmp_take(r, msg);
 			qmp_reader_reset(r);
 			return (QMP_MESSAGE);
 		}

@@ -13,6 +13,9 @@ struct evbuffer;
 
 #define QMP_NAME_MAX	256	/* command, event and member names kept */
 #define QMP_MEMBERS_MAX	8	/* top-level members recorded in order */
+#define QMP_MSG_SLACK	3	/* bytes past a message's end: "\r\n" and NUL */
+
+#define QMP_READ_DUPKEYS 0x1	/* find repeated keys at any depth */
 
 enum qmp_kind {
 	QMP_KIND_NONOBJECT,	/* valid JSON, but not an object */
@@ -62,7 +65,8 @@ struct qmp_member {
 
 /*
  * A whole message.  buf holds exactly its bytes, without the whitespace
- * around it, and is owned by the message (qmp_msg_steal hands it over).
+ * around it, then a NUL, in an allocation of len + QMP_MSG_SLACK bytes;
+ * it is owned by the message (qmp_msg_steal hands it over).
  */
 struct qmp_msg {
 	char		*buf;
@@ -72,7 +76,7 @@ struct qmp_msg {
 	struct qmp_member members[QMP_MEMBERS_MAX];
 	int		 nmembers;
 	int		 toomany;	/* more members than recorded */
-	int		 dupkey;	/* a top-level key appears twice */
+	int		 dupkey;	/* a key repeats in one object */
 	int		 m_id;		/* index into members, or -1 */
 	int		 m_execute;
 	int		 m_exec_oob;
@@ -95,7 +99,8 @@ enum qmp_status {
 
 struct qmp_reader;
 
-struct qmp_reader *qmp_reader_new(size_t max_size, unsigned int max_depth);
+struct qmp_reader *qmp_reader_new(size_t max_size, unsigned int max_depth,
+		    int);
 void		 qmp_reader_free(struct qmp_reader *);
 enum qmp_status	 qmp_reader_next(struct qmp_reader *, struct evbuffer *,
 		    struct qmp_msg *);

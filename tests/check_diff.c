@@ -442,6 +442,27 @@ static const struct step caps_bad_again[] = {
 };
 
 
+/* Duplicate keys below the top level: QEMU rejects them all. */
+static const struct step dup_pre[] = {
+	{ "{\"execute\":\"query-status\",\"id\":{\"a\": 1, \"a\": 2}}", 0 },
+	{ "{\"execute\":\"query-status\",\"arguments\":"
+	    "{\"a\": 1, \"a\": 2},\"id\":5}", 0 },
+};
+
+static const struct step dup_post[] = {
+	{ "{\"execute\":\"query-status\",\"id\":{\"a\": 1, \"a\": 2}}", 0 },
+	{ "{\"execute\":\"stop\",\"id\":[{\"a\": 1, \"a\": 2}]}", 0 },
+	{ "{\"execute\":\"query-status\",\"id\":\"running?\"}", 0 },
+	{ "{\"execute\":\"query-status\",\"arguments\":"
+	    "{\"a\": 1, \"a\": 2},\"id\":5}", 0 },
+};
+
+/* qmp_capabilities whose arguments repeat a key: not a negotiation. */
+static const struct step dup_caps[] = {
+	{ "{\"execute\":\"qmp_capabilities\",\"arguments\":"
+	    "{\"enable\": [], \"enable\": []}}", 0 },
+	{ "{\"execute\":\"query-status\",\"id\":\"negotiated?\"}", 0 },
+};
 
 #define SCRIPT(s)	(s), (sizeof(s) / sizeof((s)[0]))
 
@@ -525,6 +546,33 @@ START_TEST(test_diff_caps_bad_again_oob)
 }
 END_TEST
 
+/*
+ * A key repeated inside the id or the arguments is a JSON parse error
+ * to QEMU, before and after negotiation; nothing of it may run.
+ */
+START_TEST(test_diff_nested_dupkey)
+{
+	struct run	 r;
+
+	run_start(&r);
+	run_script(&r, SCRIPT(dup_pre));
+	run_script(&r, SCRIPT(caps_plain));
+	run_script(&r, SCRIPT(dup_post));
+	run_end(&r);
+}
+END_TEST
+
+/* A qmp_capabilities with a repeated argument does not negotiate. */
+START_TEST(test_diff_caps_dupkey)
+{
+	struct run	 r;
+
+	run_start(&r);
+	run_script(&r, SCRIPT(dup_caps));
+	run_end(&r);
+}
+END_TEST
+
 /* A second session on the same monitors starts afresh on both sides. */
 START_TEST(test_diff_second_session)
 {
@@ -558,6 +606,8 @@ diff_suite(void)
 	tcase_add_test(tc, test_diff_caps_elem);
 	tcase_add_test(tc, test_diff_caps_bad_again);
 	tcase_add_test(tc, test_diff_caps_bad_again_oob);
+	tcase_add_test(tc, test_diff_nested_dupkey);
+	tcase_add_test(tc, test_diff_caps_dupkey);
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -564,6 +564,31 @@ START_TEST(test_pre_negotiation)
 END_TEST
 
 /*
+ * A key repeated inside a command's id or arguments makes it invalid
+ * JSON to QEMU; qmpmuxd must answer QEMU's error and never run it.
+ */
+START_TEST(test_nested_dupkey_not_forwarded)
+{
+	struct t_client	*a, *watch;
+
+	a = t_client_ready(psock);
+	watch = t_client_ready(psock);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(watch);
+	send_error(a, "{\"execute\":\"stop\",\"id\":{\"k\": 1, \"k\": 2}}",
+	    NULL, "GenericError", "JSON parse error, duplicate key");
+	send_error(a, "{\"execute\":\"stop\",\"arguments\":{},"
+	    "\"id\":[{\"k\": 1, \"k\": 2}]}", NULL, "GenericError",
+	    "JSON parse error, duplicate key");
+	/* the VM must still run, and watch must have seen no STOP */
+	send_eq(watch, "{\"execute\":\"query-status\",\"id\":\"w\"}",
+	    "{\"return\": " RUNNING ", \"id\": \"w\"}");
+	t_client_free(a);
+	t_client_free(watch);
+}
+END_TEST
+
+/*
  * The listener is mode 0600 whatever the umask; SIGTERM closes the
  * clients, removes the socket, and qmpmuxd exits 0.
  */
@@ -760,6 +785,7 @@ proxy_suite(void)
 	tcase_add_test(tc, test_client_gone_inflight);
 	tcase_add_test(tc, test_qemu_quit_reconnect);
 	tcase_add_test(tc, test_pre_negotiation);
+	tcase_add_test(tc, test_nested_dupkey_not_forwarded);
 	suite_add_tcase(s, tc);
 
 	/* these start QEMU and qmpmuxd themselves, with their options */

@@ -80,7 +80,7 @@ START_TEST(test_split_every_byte)
 	size_t			 len = strlen(s), cut;
 
 	for (cut = 0; cut < len; cut++) {
-		r = qmp_reader_new(1 << 20, 64);
+		r = qmp_reader_new(1 << 20, 64, 0);
 		in = evbuffer_new();
 		evbuffer_add(in, s, cut);
 		/* each call gets its own struct, as a caller's stack gives */
@@ -105,7 +105,7 @@ END_TEST
 /* Every sample, fed one byte at a time. */
 START_TEST(test_byte_at_a_time)
 {
-	struct qmp_reader	*r = qmp_reader_new(1 << 20, 64);
+	struct qmp_reader	*r = qmp_reader_new(1 << 20, 64, 0);
 	struct evbuffer		*in = evbuffer_new();
 	struct qmp_msg		 msg;
 	const char		*s = samples[_i];
@@ -135,7 +135,7 @@ END_TEST
 /* All samples in one buffer come out one at a time, in order. */
 START_TEST(test_many_in_one_buffer)
 {
-	struct qmp_reader	*r = qmp_reader_new(1 << 20, 64);
+	struct qmp_reader	*r = qmp_reader_new(1 << 20, 64, 0);
 	struct evbuffer		*in = evbuffer_new();
 	struct qmp_msg		 msg;
 	size_t			 i, rep;
@@ -163,7 +163,7 @@ END_TEST
 /* The reader stops at the end of a message and leaves the rest queued. */
 START_TEST(test_stops_at_boundary)
 {
-	struct qmp_reader	*r = qmp_reader_new(1 << 20, 64);
+	struct qmp_reader	*r = qmp_reader_new(1 << 20, 64, 0);
 	struct evbuffer		*in = evbuffer_new();
 	struct qmp_msg		 msg;
 	const char		*two = "{\"return\": {}, \"id\": 1}{\"return\"";
@@ -193,14 +193,14 @@ START_TEST(test_size_cap_edge)
 	strcat(buf, "\"}");
 	ck_assert_uint_eq(strlen(buf), cap);
 
-	r = qmp_reader_new(cap, 64);
+	r = qmp_reader_new(cap, 64, 0);
 	in = evbuffer_new();
 	evbuffer_add(in, buf, cap);
 	ck_assert_int_eq(qmp_reader_next(r, in, &msg), QMP_MESSAGE);
 	qmp_msg_clear(&msg);
 	qmp_reader_free(r);
 
-	r = qmp_reader_new(cap - 1, 64);
+	r = qmp_reader_new(cap - 1, 64, 0);
 	evbuffer_add(in, buf, cap);
 	ck_assert_int_eq(qmp_reader_next(r, in, &msg), QMP_ERR_SIZE);
 	qmp_reader_free(r);
@@ -211,7 +211,7 @@ END_TEST
 /* An endless message is refused once it passes the cap, fed in pieces. */
 START_TEST(test_size_cap_streamed)
 {
-	struct qmp_reader	*r = qmp_reader_new(4096, 64);
+	struct qmp_reader	*r = qmp_reader_new(4096, 64, 0);
 	struct evbuffer		*in = evbuffer_new();
 	struct qmp_msg		 msg;
 	enum qmp_status		 st = QMP_NEED_MORE;
@@ -232,7 +232,7 @@ END_TEST
 /* Nesting of exactly the cap passes; one level more is refused. */
 START_TEST(test_depth_cap_edge)
 {
-	struct qmp_reader	*r = qmp_reader_new(1 << 20, 8);
+	struct qmp_reader	*r = qmp_reader_new(1 << 20, 8, 0);
 	struct evbuffer		*in = evbuffer_new();
 	struct qmp_msg		 msg;
 
@@ -254,7 +254,7 @@ END_TEST
 /* Invalid JSON gives yajl's text; after skipping the line, input goes on. */
 START_TEST(test_invalid_json_recovers)
 {
-	struct qmp_reader	*r = qmp_reader_new(1 << 20, 64);
+	struct qmp_reader	*r = qmp_reader_new(1 << 20, 64, 0);
 	struct evbuffer		*in = evbuffer_new();
 	struct qmp_msg		 msg;
 
@@ -275,7 +275,7 @@ END_TEST
 /* Skipping with no newline yet discards what came and waits for more. */
 START_TEST(test_skip_waits_for_newline)
 {
-	struct qmp_reader	*r = qmp_reader_new(1 << 20, 64);
+	struct qmp_reader	*r = qmp_reader_new(1 << 20, 64, 0);
 	struct evbuffer		*in = evbuffer_new();
 	struct qmp_msg		 msg;
 
@@ -295,7 +295,8 @@ END_TEST
 /* Members are recorded in order, with types, duplicates and strangers. */
 START_TEST(test_members)
 {
-	struct qmp_reader	*r = qmp_reader_new(1 << 20, 64);
+	struct qmp_reader	*r = qmp_reader_new(1 << 20, 64,
+				    QMP_READ_DUPKEYS);
 	struct evbuffer		*in = evbuffer_new();
 	struct qmp_msg		 msg;
 	struct qmp_span		 cut;
@@ -318,6 +319,114 @@ START_TEST(test_members)
 	evbuffer_add_printf(in, "{\"id\":1,\"id\":2}");
 	ck_assert_int_eq(qmp_reader_next(r, in, &msg), QMP_MESSAGE);
 	ck_assert_int_eq(msg.dupkey, 1);
+	qmp_msg_clear(&msg);
+	evbuffer_free(in);
+	qmp_reader_free(r);
+}
+END_TEST
+
+/* Objects with and without a repeated key, at every depth. */
+static const struct {
+	const char	*json;
+	int		 dupkey;
+} dupcases[] = {
+	{ "{\"a\":{\"x\":1,\"x\":2}}", 1 },
+	{ "{\"a\":[1,{\"b\":[{\"x\":1,\"y\":2,\"x\":3}]}]}", 1 },
+	{ "{\"a\":1,\"b\":{\"c\":1},\"a\":2}", 1 },
+	{ "{\"a\":1,\"\\u0061\":2}", 1 },
+	{ "[{\"x\":1,\"x\":1}]", 1 },
+	{ "{\"\":1,\"\":2}", 1 },
+	{ "{\"a\":[{\"x\":1},{\"x\":2}]}", 0 },
+	{ "{\"x\":{\"x\":1},\"y\":{\"x\":2}}", 0 },
+	{ "{\"ab\":1,\"a\":2,\"b\":3,\"ba\":{}}", 0 },
+	{ "{\"a\":{\"b\":{}},\"b\":{\"a\":{}}}", 0 },
+	{ "{\"a\":1,\"A\":2,\"a \":3}", 0 },
+};
+#define NDUPCASES	(sizeof(dupcases) / sizeof(dupcases[0]))
+
+/*
+ * A repeated key is found in any object, split at every byte, and the
+ * next message starts clean; without QMP_READ_DUPKEYS nothing is looked
+ * for.
+ */
+START_TEST(test_dupkey_any_depth)
+{
+	struct qmp_reader	*r, *plain;
+	struct evbuffer		*in = evbuffer_new();
+	struct qmp_msg		 msg;
+	const char		*s = dupcases[_i].json;
+	size_t			 len = strlen(s), cut;
+
+	r = qmp_reader_new(1 << 20, 64, QMP_READ_DUPKEYS);
+	plain = qmp_reader_new(1 << 20, 64, 0);
+	for (cut = 0; cut < len; cut++) {
+		evbuffer_add(in, s, cut);
+		ck_assert_int_eq(qmp_reader_next(r, in, &msg), QMP_NEED_MORE);
+		evbuffer_add(in, s + cut, len - cut);
+		evbuffer_add_printf(in, "{\"a\":{\"a\":1},\"b\":2}");
+		ck_assert_int_eq(qmp_reader_next(r, in, &msg), QMP_MESSAGE);
+		ck_assert_msg(msg.dupkey == dupcases[_i].dupkey,
+		    "%s cut at %zu: dupkey %d", s, cut, msg.dupkey);
+		qmp_msg_clear(&msg);
+		ck_assert_int_eq(qmp_reader_next(r, in, &msg), QMP_MESSAGE);
+		ck_assert_int_eq(msg.dupkey, 0);
+		qmp_msg_clear(&msg);
+	}
+	evbuffer_add(in, s, len);
+	ck_assert_int_eq(qmp_reader_next(plain, in, &msg), QMP_MESSAGE);
+	ck_assert_int_eq(msg.dupkey, 0);
+	qmp_msg_clear(&msg);
+	evbuffer_free(in);
+	qmp_reader_free(plain);
+	qmp_reader_free(r);
+}
+END_TEST
+
+/*
+ * 100,000 keys in one object, the repeat last: found, and in the time
+ * of a sort (a quadratic scan would take minutes under ASan).
+ */
+START_TEST(test_dupkey_many_keys)
+{
+	struct qmp_reader	*r = qmp_reader_new(8 << 20, 64,
+				    QMP_READ_DUPKEYS);
+	struct evbuffer		*in = evbuffer_new();
+	struct qmp_msg		 msg;
+	int			 i, last;
+
+	for (last = 0; last < 2; last++) {
+		evbuffer_add_printf(in, "{\"k\":0");
+		for (i = 1; i < 100000; i++)
+			evbuffer_add_printf(in, ",\"k%d\":{\"k\":%d}", i, i);
+		evbuffer_add_printf(in, last ? ",\"k77777\":0}" : "}");
+		ck_assert_int_eq(qmp_reader_next(r, in, &msg), QMP_MESSAGE);
+		ck_assert_int_eq(msg.dupkey, last);
+		ck_assert_int_eq(msg.toomany, 1);
+		qmp_msg_clear(&msg);
+	}
+	evbuffer_free(in);
+	qmp_reader_free(r);
+}
+END_TEST
+
+/* A message's buffer has room to end the line: QMP_MSG_SLACK. */
+START_TEST(test_msg_slack)
+{
+	struct qmp_reader	*r = qmp_reader_new(1 << 20, 64, 0);
+	struct evbuffer		*in = evbuffer_new();
+	struct qmp_msg		 msg;
+	char			*buf;
+
+	evbuffer_add_printf(in, "{\"event\":\"STOP\"}  {\"return\":{}}");
+	ck_assert_int_eq(qmp_reader_next(r, in, &msg), QMP_MESSAGE);
+	ck_assert_uint_eq(msg.len, 16);
+	ck_assert_int_eq(msg.buf[msg.len], '\0');
+	buf = qmp_msg_steal(&msg);
+	memcpy(buf + 16, "\r\n", 3);	/* ASan: within the allocation */
+	ck_assert_str_eq(buf, "{\"event\":\"STOP\"}\r\n");
+	free(buf);
+	ck_assert_int_eq(qmp_reader_next(r, in, &msg), QMP_MESSAGE);
+	ck_assert_str_eq(msg.buf, "{\"return\":{}}");
 	qmp_msg_clear(&msg);
 	evbuffer_free(in);
 	qmp_reader_free(r);
@@ -347,6 +456,9 @@ qmp_suite(void)
 	tcase_add_test(tc, test_invalid_json_recovers);
 	tcase_add_test(tc, test_skip_waits_for_newline);
 	tcase_add_test(tc, test_members);
+	tcase_add_loop_test(tc, test_dupkey_any_depth, 0, NDUPCASES);
+	tcase_add_test(tc, test_dupkey_many_keys);
+	tcase_add_test(tc, test_msg_slack);
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -856,7 +856,7 @@ fake_accept_cb(int fd, short events, void *arg)
 	c->oob = opt.oob || !opt.no_oob;
 	TAILQ_INIT(&c->delayed);
 	c->bev = bufferevent_socket_new(base, s, BEV_OPT_CLOSE_ON_FREE);
-	c->reader = qmp_reader_new(FAKE_MAX_INPUT, FAKE_MAX_DEPTH);
+	c->reader = qmp_reader_new(FAKE_MAX_INPUT, FAKE_MAX_DEPTH, 0);
 	c->pending = evbuffer_new();
 	c->tick = evtimer_new(base, fake_tick_cb, c);
 	if (c->bev == NULL || c->reader == NULL || c->pending == NULL ||

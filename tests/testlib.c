@@ -342,7 +342,7 @@ t_client_new(const char *path)
 		abort();
 	c->fd = fd;
 	c->in = evbuffer_new();
-	c->reader = qmp_reader_new(64 << 20, 4096);
+	c->reader = qmp_reader_new(64 << 20, 4096, 0);
 	return (c);
 }
 
