@@ -415,7 +415,7 @@ monitor_handshake(struct monitor *m, struct qmp_msg *msg)
  * protocol error: QEMU can no longer be trusted to be in step.
  */
 static void
-monitor_read(struct monitor *m)
+monitor_take(struct monitor *m)
 {
 	struct qmp_msg	 msg;
 	enum qmp_status	 st;
@@ -454,6 +454,14 @@ monitor_read(struct monitor *m)
 			return;
 		}
 	}
+}
+
+/* Read, then hand out the events read: no batch outlives a callback. */
+static void
+monitor_read(struct monitor *m)
+{
+	monitor_take(m);
+	vm_events_flush(m->vm);
 }
 
 static void

@@ -128,9 +128,11 @@ struct vm {
 
 	/*
 	 * Event backlog: events read from QEMU and not yet written to
-	 * every client they were given to.  Each event is one shared
-	 * buffer referenced from every client's output.
+	 * every client they were given to.  The events of one read are one
+	 * shared buffer, referenced once from every client's output; batch
+	 * is the one being gathered, handed out within the same callback.
 	 */
+	struct vm_event		*batch;
 	size_t			 backlog_events;
 	size_t			 backlog_bytes;
 	int			 reads_paused;
@@ -151,6 +153,7 @@ void		 vm_upstream_ready(struct vm *);
 void		 vm_upstream_message(struct vm *, struct qmp_msg *);
 void		 vm_upstream_lost(struct vm *, const char *);
 int		 vm_backlog_full(struct vm *);
+void		 vm_events_flush(struct vm *);
 void		 vm_event_done(struct vm *, size_t);
 
 /* monitor.c: the upstream connection to QEMU's QMP socket */

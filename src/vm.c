@@ -1,9 +1,17 @@
 /*
  * A VM: one QEMU monitor, its upstream, listeners, clients and command
- * queue.  Events from QEMU fan out here: each is one shared buffer that
- * every negotiated client's output references, and it counts in the
+ * queue.  Events from QEMU fan out here.  The events of one read from
+ * QEMU are gathered into a batch, one shared buffer that every
+ * negotiated client's output then references once; it counts in the
  * VM's backlog until the last client has written it.  At either bound
  * of the backlog the upstream stops reading; at half it reads again.
+ *
+ * Why batches: libevent gives every evbuffer_add_reference a chain of
+ * at least 1 KiB, ten times a typical event, so one reference per event
+ * per client made a backlog of small events cost eleven times its
+ * bytes for each client.  A batch is handed out before anything else
+ * is written to a client (vm_events_flush), so each client still sees
+ * events and its replies in QEMU's order.
  */
 #include "config.h"
 
@@ -16,12 +24,16 @@
 
 #include "qmpmux.h"
 
-/* One event from QEMU, shared by every client it is queued for. */
+#define VM_BATCH_MAX	(64 << 10)	/* bytes gathered before handing out */
+
+/* Events from QEMU, shared by every client they are queued for. */
 struct vm_event {
 	struct vm	*vm;
 	int		 refs;
+	size_t		 nevents;
 	size_t		 len;
-	char		*buf;		/* the event and "\r\n" */
+	size_t		 cap;
+	char		*buf;		/* each event followed by "\r\n" */
 };
 
 static void	vm_event_unref(struct vm_event *);
@@ -215,6 +227,8 @@ vm_upstream_lost(struct vm *vm, const char *reason)
 {
 	struct client	*c, *next;
 
+	/* what QEMU sent before it went is still theirs */
+	vm_events_flush(vm);
 	cmd_fail_all(vm, "qmpmux: connection to QEMU lost");
 	TAILQ_FOREACH_SAFE(c, &vm->clients, entry, next) {
 		if (c->state != CLIENT_WAITING)
@@ -230,35 +244,50 @@ vm_backlog_full(struct vm *vm)
 	    vm->backlog_bytes >= vm->conf.max_queued_bytes);
 }
 
-/* Give one event from QEMU to every negotiated client. */
+/*
+ * Add one event from QEMU to the batch being gathered.  The first event
+ * lends its own buffer, so that a lone event is never copied.
+ */
 static void
 vm_event(struct vm *vm, struct qmp_msg *msg)
 {
-	struct vm_event	*ev;
+	struct vm_event	*ev = vm->batch;
 	struct client	*c;
+	size_t		 len = msg->len + 2, cap;
+	char		*buf;
 
-	if ((ev = calloc(1, sizeof(*ev))) == NULL)
-		fatal("%s", __func__);
-	ev->vm = vm;
-	ev->len = msg->len + 2;
-	/* the reader leaves QMP_MSG_SLACK bytes for the line's end */
-	ev->buf = qmp_msg_steal(msg);
-	memcpy(ev->buf + ev->len - 2, "\r\n", 3);
-	vm->stats.events++;
-	vm->stats.event_bytes += ev->len;
-	vm->backlog_events++;
-	vm->backlog_bytes += ev->len;
-
-	/* hold one reference while handing it out */
-	ev->refs = 1;
-	TAILQ_FOREACH(c, &vm->clients, entry) {
-		if (c->state != CLIENT_READY)
-			continue;
-		ev->refs++;
-		client_event(c, ev->buf, ev->len, vm_event_cleanup_cb, ev);
+	if (ev == NULL) {
+		if ((ev = calloc(1, sizeof(*ev))) == NULL)
+			fatal("%s", __func__);
+		ev->vm = vm;
+		ev->refs = 1;	/* the batch's own, until handed out */
+		/* the reader leaves QMP_MSG_SLACK bytes for the line's end */
+		ev->buf = qmp_msg_steal(msg);
+		ev->cap = len + 1;
+		vm->batch = ev;
+	} else {
+		if (ev->len + len > ev->cap) {
+			cap = ev->cap * 2 < ev->len + len ? ev->len + len :
+			    ev->cap * 2;
+			if ((buf = realloc(ev->buf, cap)) == NULL)
+				fatal("%s", __func__);
+			ev->buf = buf;
+			ev->cap = cap;
+		}
+		memcpy(ev->buf + ev->len, msg->buf, msg->len);
 	}
-	vm_event_unref(ev);
+	memcpy(ev->buf + ev->len + msg->len, "\r\n", 2);
+	ev->len += len;
+	ev->nevents++;
+	vm->stats.events++;
+	vm->stats.event_bytes += len;
+	vm->backlog_events++;
+	vm->backlog_bytes += len;
+
+	if (ev->len >= VM_BATCH_MAX)
+		vm_events_flush(vm);
 	if (vm_backlog_full(vm) && !vm->reads_paused) {
+		vm_events_flush(vm);
 		vm->reads_paused = 1;
 		util_now(&vm->paused_since);
 		log_debug("vm %s: event backlog full (%zu events, %zu bytes): "
@@ -268,6 +297,36 @@ vm_event(struct vm *vm, struct qmp_msg *msg)
 		TAILQ_FOREACH(c, &vm->clients, entry)
 			client_reads_paused(c, 1);
 	}
+}
+
+/*
+ * Hand the batch gathered so far to every negotiated client.  Called
+ * before QEMU's next message that is not an event, and whenever reading
+ * from QEMU stops, so no batch outlives the callback that filled it.
+ */
+void
+vm_events_flush(struct vm *vm)
+{
+	struct vm_event	*ev = vm->batch;
+	struct client	*c;
+	char		*buf;
+
+	if (ev == NULL)
+		return;
+	vm->batch = NULL;
+	/* a batch that grew by doubling gives back what it does not use */
+	if (ev->cap - ev->len > ev->len / 8 &&
+	    (buf = realloc(ev->buf, ev->len)) != NULL) {
+		ev->buf = buf;
+		ev->cap = ev->len;
+	}
+	TAILQ_FOREACH(c, &vm->clients, entry) {
+		if (c->state != CLIENT_READY)
+			continue;
+		ev->refs++;
+		client_event(c, ev->buf, ev->len, vm_event_cleanup_cb, ev);
+	}
+	vm_event_unref(ev);
 }
 
 /*
@@ -289,7 +348,7 @@ vm_event_unref(struct vm_event *ev)
 
 	if (--ev->refs > 0)
 		return;
-	vm->backlog_events--;
+	vm->backlog_events -= ev->nevents;
 	vm->backlog_bytes -= ev->len;
 	free(ev->buf);
 	free(ev);
@@ -318,6 +377,8 @@ vm_upstream_message(struct vm *vm, struct qmp_msg *msg)
 	switch (msg->kind) {
 	case QMP_KIND_RETURN:
 	case QMP_KIND_ERROR:
+		/* the events before a reply reach its client first */
+		vm_events_flush(vm);
 		cmd_reply(vm, msg);
 		break;
 	case QMP_KIND_EVENT:

@@ -154,7 +154,7 @@ main(int argc, char *argv[])
 	bench_row("socat", s, rounds, d[rounds / 2]);
 	printf("  qmpmuxd/socat median: %.2fx\n",
 	    p[rounds / 2] / s[rounds / 2]);
-	rss = t_rss_kb(proxy);
+	rss = t_proc_kb(proxy, "VmRSS");
 	printf("  qmpmuxd RSS after the rounds: %ld kB\n", rss);
 	t_client_free(c1);
 	t_client_free(c2);
@@ -188,7 +188,7 @@ main(int argc, char *argv[])
 	if (ce != NULL)
 		t_send(ce, "{\"execute\":\"flood\"}\n");
 	proxy_eps = ce != NULL ? bench_drain(ce, events) : -1;
-	rss = t_rss_kb(fproxy);
+	rss = t_proc_kb(fproxy, "VmRSS");
 	t_client_free(ce);
 	printf("event throughput, %ld events from the fake QEMU:\n", events);
 	printf("  direct   %12.0f events/s\n", direct_eps);

@@ -282,8 +282,8 @@ t_stop(pid_t pid, int sig)
 	return (-1);
 }
 
-/* A line of /proc/PID/status, in kB (VmRSS, VmHWM). */
-static long
+/* A line of /proc/PID/status, in kB: VmRSS, or VmHWM for the peak. */
+long
 t_proc_kb(pid_t pid, const char *field)
 {
 	char	 path[64], line[256];
@@ -300,13 +300,6 @@ t_proc_kb(pid_t pid, const char *field)
 	}
 	fclose(f);
 	return (kb);
-}
-
-/* Resident memory of pid, in kB. */
-long
-t_rss_kb(pid_t pid)
-{
-	return (t_proc_kb(pid, "VmRSS"));
 }
 
 /*

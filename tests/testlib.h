@@ -30,7 +30,7 @@ pid_t		 t_fakeqemu(const char *, const char *const *);
 int		 t_stop(pid_t, int);
 int		 t_wait_exit(pid_t, int);
 int		 t_wait_socket(const char *, int);
-long		 t_rss_kb(pid_t);
+long		 t_proc_kb(pid_t, const char *);
 int		 t_wait_log(const char *, const char *, int);
 const char	*t_bin(const char *);
 
