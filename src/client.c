@@ -81,6 +81,7 @@ client_accept(struct listener *l, int fd)
 	c->vm = vm;
 	c->listener = l;
 	c->id = ++vm->next_client_id;
+	TAILQ_INIT(&c->order);
 	c->pid = -1;
 	c->uid = (uid_t)-1;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
@@ -254,7 +255,7 @@ static void
 client_negotiate(struct client *c, const struct qmp_msg *msg)
 {
 	static const char	*args_path[] = { "arguments", NULL };
-	struct evbuffer		*out = bufferevent_get_output(c->bev);
+	struct evbuffer		*out = client_local_out(c);
 	yajl_val		 root, args, v, e;
 	const char		*id;
 	size_t			 idlen, i, k;
@@ -326,7 +327,6 @@ out:
 static void
 client_handle(struct client *c, const struct qmp_msg *msg)
 {
-	struct evbuffer	*out = bufferevent_get_output(c->bev);
 	const char	*id;
 	size_t		 idlen;
 	char		 desc[512];
@@ -337,7 +337,8 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 		/* QEMU has no id to give back when there is no object */
 		if (msg->kind == QMP_KIND_NONOBJECT || msg->dupkey)
 			id = NULL;
-		reply_error(out, id, idlen, "GenericError", "%s", desc);
+		reply_error(client_local_out(c), id, idlen, "GenericError",
+		    "%s", desc);
 		return;
 	}
 	caps = msg->m_execute != -1 &&
@@ -345,7 +346,7 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 	if (caps)
 		client_negotiate(c, msg);
 	else if (c->state == CLIENT_CAPS)
-		reply_error(out, id, idlen, "CommandNotFound",
+		reply_error(client_local_out(c), id, idlen, "CommandNotFound",
 		    "Expecting capabilities negotiation with "
 		    "'qmp_capabilities'");
 	else
@@ -377,13 +378,13 @@ client_read(struct client *c)
 			qmp_msg_clear(&msg);
 			break;
 		case QMP_ERR_JSON:
-			reply_error(bufferevent_get_output(c->bev), NULL, 0,
+			reply_error(client_local_out(c), NULL, 0,
 			    "GenericError", "JSON parse error, %s",
 			    qmp_reader_error(c->reader));
 			qmp_reader_skip_line(c->reader);
 			break;
 		case QMP_ERR_DEPTH:
-			reply_error(bufferevent_get_output(c->bev), NULL, 0,
+			reply_error(client_local_out(c), NULL, 0,
 			    "GenericError", "JSON parse error, nesting deeper "
 			    "than %u", vm->conf.max_json_depth);
 			qmp_reader_skip_line(c->reader);
@@ -410,6 +411,19 @@ static void
 client_resume_cb(int fd, short events, void *arg)
 {
 	client_read(arg);
+}
+
+/*
+ * Where a reply the proxy makes itself goes: straight out, or held
+ * behind the client's in-band commands not yet answered, as QEMU would
+ * answer it after them.
+ */
+struct evbuffer *
+client_local_out(struct client *c)
+{
+	if (TAILQ_EMPTY(&c->order))
+		return (bufferevent_get_output(c->bev));
+	return (cmd_hold(c));
 }
 
 /* One of the client's commands is answered: read again if it waited. */

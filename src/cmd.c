@@ -10,6 +10,14 @@
  * caller gets an error at once but the command keeps its slot until
  * QEMU answers, since QEMU is still working on it, and that late reply
  * is dropped.
+ *
+ * Each client also has its order: its in-band commands as they came,
+ * and between them the replies the proxy makes itself (to invalid
+ * input, to a second qmp_capabilities).  QEMU answers all in-band input
+ * in order, parse errors included, so a reply of the proxy's waits
+ * (held) until the client's commands before it are answered.  Timeout
+ * errors and the refusal of a full queue do not wait: they exist to
+ * answer at once.
  */
 #include "config.h"
 
@@ -35,20 +43,55 @@ cmd_free(struct cmd *cmd)
 		event_free(cmd->deadline);
 	if (cmd->wire != NULL)
 		evbuffer_free(cmd->wire);
+	if (cmd->held != NULL)
+		evbuffer_free(cmd->held);
 	free(cmd->client_id);
 	free(cmd);
 }
 
-/* The command is answered for its client: one less in its pipeline. */
+/*
+ * The command is answered for its client: one less in its pipeline, and
+ * the replies of the proxy's that waited for it go out.
+ */
 static void
 cmd_done(struct cmd *cmd)
 {
 	struct client	*c = cmd->client;
+	struct cmd	*h;
 
 	cmd->answered = 1;
 	cmd->client = NULL;
-	if (c != NULL)
+	if (c == NULL)
+		return;
+	if (!cmd->oob)
+		TAILQ_REMOVE(&c->order, cmd, order);
+	client_command_done(c);
+	while ((h = TAILQ_FIRST(&c->order)) != NULL && h->held != NULL) {
+		TAILQ_REMOVE(&c->order, h, order);
+		evbuffer_add_buffer(bufferevent_get_output(c->bev), h->held);
+		cmd_free(h);
 		client_command_done(c);
+	}
+}
+
+/*
+ * A reply of the proxy's own for c, behind c's in-band commands: the
+ * buffer to write it to, sent when they are answered.  It counts in
+ * the client's pipeline, so a client cannot pile them up.
+ */
+struct evbuffer *
+cmd_hold(struct client *c)
+{
+	struct cmd	*h;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL ||
+	    (h->held = evbuffer_new()) == NULL)
+		fatal("%s", __func__);
+	h->vm = c->vm;
+	h->client = c;
+	TAILQ_INSERT_TAIL(&c->order, h, order);
+	c->ncmds++;
+	return (h->held);
 }
 
 /* Send an error to the command's client, with its id. */
@@ -179,6 +222,7 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 		cmd_send(vm, cmd);
 		return (0);
 	}
+	TAILQ_INSERT_TAIL(&c->order, cmd, order);
 	TAILQ_INSERT_TAIL(&vm->queue, cmd, entry);
 	vm->nqueued++;
 	cmd_pump(vm);
@@ -322,6 +366,11 @@ cmd_client_gone(struct client *c)
 	struct vm	*vm = c->vm;
 	struct cmd	*cmd, *next;
 
+	TAILQ_FOREACH_SAFE(cmd, &c->order, order, next) {
+		if (cmd->held != NULL)
+			cmd_free(cmd);
+	}
+	TAILQ_INIT(&c->order);
 	TAILQ_FOREACH_SAFE(cmd, &vm->queue, entry, next) {
 		if (cmd->client != c)
 			continue;

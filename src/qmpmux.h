@@ -226,6 +226,12 @@ struct client {
 	int			 noflush;	/* close without writing more */
 	unsigned int		 ncmds;		/* waiting or in flight */
 	int			 input_paused;
+	/*
+	 * What the client waits to be answered, in its order: its in-band
+	 * commands, and the proxy's own replies held behind them (cmds
+	 * with held set), since QEMU answers all in-band input in order.
+	 */
+	TAILQ_HEAD(, cmd)	 order;
 	TAILQ_ENTRY(client)	 entry;
 };
 
@@ -240,6 +246,7 @@ void		 client_command_done(struct client *);
 void		 client_event(struct client *, const void *, size_t,
 		    void (*)(const void *, size_t, void *), void *);
 void		 client_reads_paused(struct client *, int);
+struct evbuffer	*client_local_out(struct client *);
 const char	*client_state_name(enum client_state);
 
 /* cmd.c: the per-VM command queue */
@@ -256,7 +263,9 @@ struct cmd {
 	struct evbuffer		*wire;		/* as it goes to QEMU */
 	struct timeval		 arrived;
 	struct event		*deadline;
-	TAILQ_ENTRY(cmd)	 entry;
+	struct evbuffer		*held;		/* a held reply of the proxy's */
+	TAILQ_ENTRY(cmd)	 entry;		/* the VM's queue or inflight */
+	TAILQ_ENTRY(cmd)	 order;		/* the client's order */
 };
 
 int		 cmd_submit(struct client *, const struct qmp_msg *);
@@ -265,6 +274,7 @@ void		 cmd_pump(struct vm *);
 void		 cmd_fail_all(struct vm *, const char *);
 void		 cmd_client_gone(struct client *);
 int		 cmd_stalled(struct vm *);
+struct evbuffer	*cmd_hold(struct client *);
 
 /* reply.c: QEMU-style replies made by the proxy */
 void		 reply_error(struct evbuffer *, const char *, size_t,

@@ -432,6 +432,57 @@ START_TEST(test_ids)
 }
 END_TEST
 
+/*
+ * The proxy's own replies keep QEMU's order.  QEMU answers all in-band
+ * input in order, parse errors included, so invalid input sent behind a
+ * pending command is answered after that command; another client's
+ * error does not wait for it.  The held replies count in the pipeline
+ * (3 here), so the proxy stops reading a before its last command and
+ * goes on once the slow one is answered.
+ */
+START_TEST(test_local_replies_in_order)
+{
+	const char	*fargs[] = { "--delay", "query-slow=600", NULL };
+	const char	*pargs[] = { "--max-client-pipeline", "3", NULL };
+	struct t_client	*a, *b;
+	char		*m;
+
+	start(fargs, pargs);
+	ck_assert_ptr_nonnull(a = t_client_ready(psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(psock));
+	t_send(a, "{\"execute\":\"query-slow\",\"id\":1}\n"
+	    "[]\n"
+	    "{\"execute\":\"query-x\",\"foo\":1,\"id\":2}\n"
+	    "{\"execute\":\"qmp_capabilities\",\"id\":3}\n"
+	    "{\"execute\": nope}\n"
+	    "{\"execute\":\"query-y\",\"id\":4}\n");
+	t_send(b, "[]\n");
+	recv_eq(b, "{\"error\": {\"class\": \"GenericError\", "
+	    "\"desc\": \"QMP input must be a JSON object\"}}");
+	/* a's errors wait for its slow command */
+	ck_assert(t_quiet(a, 100));
+	recv_eq(a, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
+	    "\"id\": 1}");
+	recv_eq(a, "{\"error\": {\"class\": \"GenericError\", "
+	    "\"desc\": \"QMP input must be a JSON object\"}}");
+	recv_eq(a, "{\"id\": 2, \"error\": {\"class\": \"GenericError\", "
+	    "\"desc\": \"QMP input member 'foo' is unexpected\"}}");
+	recv_eq(a, "{\"id\": 3, \"error\": {\"class\": \"CommandNotFound\", "
+	    "\"desc\": \"Capabilities negotiation is already complete, "
+	    "command ignored\"}}");
+	m = t_recv(a, T_WAIT_MS);
+	ck_assert_msg(m != NULL && strncmp(m, "{\"error\": {\"class\": "
+	    "\"GenericError\", \"desc\": \"JSON parse error, ", 55) == 0,
+	    "parse error: %s", m);
+	free(m);
+	recv_eq(a, "{\"return\": {\"command\": \"query-y\", \"seq\": 2}, "
+	    "\"id\": 4}");
+	ck_assert(t_quiet(a, 100));
+	t_client_free(a);
+	t_client_free(b);
+}
+END_TEST
+
 /* qmpmuxd and the fake both end cleanly on SIGTERM (sanitizers agree). */
 START_TEST(test_sigterm)
 {
@@ -599,6 +650,7 @@ fake_suite(void)
 	tcase_add_test(tc, test_no_oob);
 	tcase_add_test(tc, test_oob);
 	tcase_add_test(tc, test_ids);
+	tcase_add_test(tc, test_local_replies_in_order);
 	tcase_add_test(tc, test_sigterm);
 	tcase_add_test(tc, test_events_during_delay);
 	tcase_add_test(tc, test_flood);
