@@ -119,7 +119,8 @@ cmd_send(struct vm *vm, struct cmd *cmd)
 	if (!cmd->oob)
 		vm->ninflight++;
 	log_debug("vm %s: sent %s%s (id %llu)", vm->name, cmd->name,
-	    cmd->oob ? " out of band" : "", (unsigned long long)cmd->upstream_id);
+	    cmd->oob ? " out of band" : "",
+	    (unsigned long long)cmd->upstream_id);
 }
 
 /* Send queued commands while QEMU has room for them. */

@@ -752,7 +752,8 @@ qmp_reader_next(struct qmp_reader *r, struct evbuffer *in,
 		used = yajl_get_bytes_consumed(r->yajl);
 		if (st == yajl_status_error) {
 			text = yajl_get_error(r->yajl, 0, NULL, 0);
-			snprintf(r->error, sizeof(r->error), "%s", (const char *)text);
+			snprintf(r->error, sizeof(r->error), "%s",
+			    (const char *)text);
 			yajl_free_error(r->yajl, text);
 			/* yajl ends its text with a newline; a desc must not */
 			r->error[strcspn(r->error, "\r\n")] = '\0';

@@ -262,11 +262,5 @@ flood_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(flood_suite());
-	int	 failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+	return (t_run(flood_suite()));
 }

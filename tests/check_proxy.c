@@ -800,15 +800,8 @@ proxy_suite(void)
 	return (s);
 }
 
-/* Run the suite; the exit status is make check's verdict. */
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(proxy_suite());
-	int	 failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+	return (t_run(proxy_suite()));
 }

@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 
 #include "qmp.h"
+#include "testlib.h"
 
 /* Messages covering every kind and id type, as QEMU and clients write them. */
 static const char *samples[] = {
@@ -466,11 +467,5 @@ qmp_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(qmp_suite());
-	int	 failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+	return (t_run(qmp_suite()));
 }

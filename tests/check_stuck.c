@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -17,16 +16,6 @@
 
 static char	*qsock, *psock;
 static pid_t	 qemu_pid, proxy_pid;
-
-/* Seconds of the monotonic clock. */
-static double
-now(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
-}
 
 /* A QEMU and a qmpmuxd with the given options in front of it. */
 static void
@@ -77,16 +66,16 @@ START_TEST(test_sigstop_timeouts)
 	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
 
 	/* one write, so the proxy reads query-status first: it is sent */
-	t0 = now();
+	t0 = t_clock_ms() / 1e3;
 	t_send(a, "{\"execute\":\"query-status\",\"id\":\"sent\"}\n"
 	    "{\"execute\":\"stop\",\"id\":\"queued\"}\n");
 	m = t_recv(a, T_WAIT_MS);
-	ta = now() - t0;
+	ta = t_clock_ms() / 1e3 - t0;
 	expect(m, "\"id\": \"sent\", \"error\"");
 	expect(m, "may still complete");
 	free(m);
 	m = t_recv(a, T_WAIT_MS);
-	tb = now() - t0;
+	tb = t_clock_ms() / 1e3 - t0;
 	expect(m, "\"id\": \"queued\", \"error\"");
 	expect(m, "was not sent to QEMU");
 	free(m);
@@ -125,11 +114,11 @@ START_TEST(test_per_command_timeout)
 	a = t_client_ready(psock);
 	ck_assert_ptr_nonnull(a);
 	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
-	t0 = now();
+	t0 = t_clock_ms() / 1e3;
 	t_send(a, "{\"execute\":\"query-status\",\"id\":1}\n");
 	t_send(a, "{\"execute\":\"query-name\",\"id\":2}\n");
 	m = t_recv(a, T_WAIT_MS);
-	ta = now() - t0;
+	ta = t_clock_ms() / 1e3 - t0;
 	expect(m, "\"id\": 1, \"error\"");
 	free(m);
 	printf("timeout query-status=0.5s: error after %.3fs\n", ta);
@@ -163,10 +152,10 @@ START_TEST(test_queue_limit)
 		ck_assert_ptr_nonnull(c[i]);
 	}
 	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
-	t0 = now();
+	t0 = t_clock_ms() / 1e3;
 	for (i = 0; i < 6; i++)
 		t_send(c[i], "{\"execute\":\"query-status\",\"id\":%d}\n", i);
-	while (refused == -1 && now() - t0 < 5) {
+	while (refused == -1 && t_clock_ms() / 1e3 - t0 < 5) {
 		for (i = 0; i < 6 && refused == -1; i++) {
 			if ((m = t_recv(c[i], 10)) == NULL)
 				continue;
@@ -179,8 +168,8 @@ START_TEST(test_queue_limit)
 		}
 	}
 	ck_assert_int_ne(refused, -1);
-	printf("queue limit: refusal after %.3fs\n", now() - t0);
-	ck_assert(now() - t0 < 1.0);
+	printf("queue limit: refusal after %.3fs\n", t_clock_ms() / 1e3 - t0);
+	ck_assert(t_clock_ms() / 1e3 - t0 < 1.0);
 	for (i = 0; i < 6; i++) {
 		if (i != refused)
 			ck_assert(t_quiet(c[i], 100));
@@ -332,11 +321,5 @@ stuck_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(stuck_suite());
-	int	 failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+	return (t_run(stuck_suite()));
 }

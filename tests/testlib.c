@@ -33,9 +33,9 @@ struct t_client {
 
 static char	 t_dirbuf[64];
 
-/* Milliseconds of the monotonic clock. */
-static long long
-t_ms(void)
+/* Milliseconds of the monotonic clock, for waits and timed bounds. */
+long long
+t_clock_ms(void)
 {
 	struct timespec	 ts;
 
@@ -137,7 +137,7 @@ t_wait_socket(const char *path, int ms)
 	struct stat	 st;
 	struct pollfd	 pfd;
 	char		*dir, *slash, buf[4096];
-	long long	 end = t_ms() + ms;
+	long long	 end = t_clock_ms() + ms;
 	int		 fd, left;
 
 	if ((dir = strdup(path)) == NULL)
@@ -154,7 +154,7 @@ t_wait_socket(const char *path, int ms)
 			close(fd);
 			return (0);
 		}
-		if ((left = (int)(end - t_ms())) <= 0)
+		if ((left = (int)(end - t_clock_ms())) <= 0)
 			break;
 		pfd.fd = fd;
 		pfd.events = POLLIN;
@@ -312,7 +312,7 @@ t_client_new(const char *path)
 	struct sockaddr_un	 sun;
 	struct t_client		*c;
 	struct pollfd		 none;
-	long long		 end = t_ms() + T_WAIT_MS;
+	long long		 end = t_clock_ms() + T_WAIT_MS;
 	int			 fd;
 
 	memset(&sun, 0, sizeof(sun));
@@ -325,7 +325,7 @@ t_client_new(const char *path)
 			break;
 		close(fd);
 		if ((errno != ECONNREFUSED && errno != ENOENT) ||
-		    t_ms() > end)
+		    t_clock_ms() > end)
 			return (NULL);
 		/* bound retry while bind and listen race; not a readiness wait */
 		none.fd = -1;
@@ -438,7 +438,7 @@ t_recv(struct t_client *c, int ms)
 {
 	struct qmp_msg	 msg;
 	struct pollfd	 pfd;
-	long long	 end = t_ms() + ms;
+	long long	 end = t_clock_ms() + ms;
 	int		 left, n;
 
 	for (;;) {
@@ -452,7 +452,7 @@ t_recv(struct t_client *c, int ms)
 			    qmp_reader_error(c->reader));
 			return (NULL);
 		}
-		if (c->eof || (left = (int)(end - t_ms())) <= 0)
+		if (c->eof || (left = (int)(end - t_clock_ms())) <= 0)
 			return (NULL);
 		pfd.fd = c->fd;
 		pfd.events = POLLIN;
@@ -468,11 +468,11 @@ t_recv(struct t_client *c, int ms)
 char *
 t_recv_reply(struct t_client *c, int ms)
 {
-	long long	 end = t_ms() + ms;
+	long long	 end = t_clock_ms() + ms;
 	char		*m;
 	int		 left;
 
-	while ((left = (int)(end - t_ms())) > 0 &&
+	while ((left = (int)(end - t_clock_ms())) > 0 &&
 	    (m = t_recv(c, left)) != NULL) {
 		if (strstr(m, "\"event\"") == NULL ||
 		    strncmp(m, "{\"timestamp\"", 12) != 0)
@@ -486,11 +486,11 @@ t_recv_reply(struct t_client *c, int ms)
 int
 t_eof(struct t_client *c, int ms)
 {
-	long long	 end = t_ms() + ms;
+	long long	 end = t_clock_ms() + ms;
 	char		*m;
 	int		 left;
 
-	while ((left = (int)(end - t_ms())) > 0) {
+	while ((left = (int)(end - t_clock_ms())) > 0) {
 		if ((m = t_recv(c, left)) != NULL) {
 			free(m);
 			continue;
@@ -550,13 +550,6 @@ t_cmd(struct t_client *c, const char *fmt, ...)
 	return (t_recv_reply(c, T_WAIT_MS));
 }
 
-/* Milliseconds of the monotonic clock, for tests that time a bound. */
-long long
-t_clock_ms(void)
-{
-	return (t_ms());
-}
-
 /* How many lines of DIR/log contain needle; -1 if it cannot be read. */
 int
 t_log_count(const char *log, const char *needle)
@@ -588,7 +581,7 @@ t_wait_log(const char *log, const char *text, int ms)
 {
 	char		*path = t_path(log), *buf;
 	struct pollfd	 pfd;
-	long long	 end = t_ms() + ms;
+	long long	 end = t_clock_ms() + ms;
 	FILE		*f;
 	long		 len;
 	int		 fd, left, found = 0;
@@ -609,7 +602,7 @@ t_wait_log(const char *log, const char *text, int ms)
 			free(buf);
 			fclose(f);
 		}
-		if (found || (left = (int)(end - t_ms())) <= 0)
+		if (found || (left = (int)(end - t_clock_ms())) <= 0)
 			break;
 		pfd.fd = fd;
 		pfd.events = POLLIN;
@@ -620,4 +613,17 @@ t_wait_log(const char *log, const char *text, int ms)
 	close(fd);
 	free(path);
 	return (found ? 0 : -1);
+}
+
+/* Run a test program's suite; the exit status is make check's verdict. */
+int
+t_run(Suite *s)
+{
+	SRunner	*sr = srunner_create(s);
+	int	 failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
 }

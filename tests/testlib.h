@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include <stddef.h>
 
+#include <check.h>
 #include <yajl/yajl_tree.h>
 
 #define T_WAIT_MS	10000	/* default bound for any wait */
@@ -55,6 +56,7 @@ char		*t_cmd(struct t_client *, const char *, ...)
 
 /* Timing and logs. */
 long long	 t_clock_ms(void);
+int		 t_run(Suite *);
 int		 t_log_count(const char *, const char *);
 
 #endif
