@@ -259,6 +259,8 @@ cmd_deadline_cb(int fd, short events, void *arg)
 	snprintf(desc, sizeof(desc), "qmpmux: QEMU did not reply to %s "
 	    "within %gs; it was sent and may still complete", cmd->name, limit);
 	cmd_error(cmd, "GenericError", desc);
+	/* stalled even if the caller has gone and had no error */
+	cmd->answered = 1;
 }
 
 /* Whether a sent command is past its deadline: the VM is stalled. */
@@ -343,13 +345,14 @@ cmd_fail_all(struct vm *vm, const char *desc)
 {
 	struct cmd	*cmd;
 
-	while ((cmd = TAILQ_FIRST(&vm->queue)) != NULL) {
-		TAILQ_REMOVE(&vm->queue, cmd, entry);
+	/* the oldest first, so that each client's order holds */
+	while ((cmd = TAILQ_FIRST(&vm->inflight)) != NULL) {
+		TAILQ_REMOVE(&vm->inflight, cmd, entry);
 		cmd_error(cmd, "GenericError", desc);
 		cmd_free(cmd);
 	}
-	while ((cmd = TAILQ_FIRST(&vm->inflight)) != NULL) {
-		TAILQ_REMOVE(&vm->inflight, cmd, entry);
+	while ((cmd = TAILQ_FIRST(&vm->queue)) != NULL) {
+		TAILQ_REMOVE(&vm->queue, cmd, entry);
 		cmd_error(cmd, "GenericError", desc);
 		cmd_free(cmd);
 	}

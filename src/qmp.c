@@ -40,7 +40,7 @@
 #include "qmp.h"
 
 #define QMP_BUF_START	512
-#define QMP_BUF_KEEP	(64 << 10)	/* larger buffers are not kept */
+#define QMP_BUF_KEEP	(16 << 10)	/* larger buffers are not kept */
 #define QMP_POOL_MAX	8		/* blocks cached for yajl */
 #define QMP_KEY_MARK	SIZE_MAX	/* a qmp_keyref that opens an object */
 

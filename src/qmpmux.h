@@ -259,7 +259,7 @@ struct cmd {
 	char			 name[QMP_NAME_MAX];
 	int			 oob;
 	int			 sent;
-	int			 answered;	/* the client had its reply */
+	int			 answered;	/* replied to, or past its deadline */
 	struct evbuffer		*wire;		/* as it goes to QEMU */
 	struct timeval		 arrived;
 	struct event		*deadline;

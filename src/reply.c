@@ -125,12 +125,13 @@ reply_check_command(const struct qmp_msg *msg, int allow_oob, char *desc,
 	const char		*exec = NULL, *name;
 	int			 i;
 
-	if (msg->kind == QMP_KIND_NONOBJECT) {
-		snprintf(desc, size, "QMP input must be a JSON object");
-		return (-1);
-	}
+	/* a parse error first, as in QEMU: [{"a":1,"a":2}] is one */
 	if (msg->dupkey) {
 		snprintf(desc, size, "JSON parse error, duplicate key");
+		return (-1);
+	}
+	if (msg->kind == QMP_KIND_NONOBJECT) {
+		snprintf(desc, size, "QMP input must be a JSON object");
 		return (-1);
 	}
 	for (i = 0; i < msg->nmembers; i++) {

@@ -229,6 +229,11 @@ vm_upstream_lost(struct vm *vm, const char *reason)
 
 	/* what QEMU sent before it went is still theirs */
 	vm_events_flush(vm);
+	/*
+	 * The monitor reads the next connection from the start; its first
+	 * event pauses it again if the backlog is still full.
+	 */
+	vm->reads_paused = 0;
 	cmd_fail_all(vm, "qmpmux: connection to QEMU lost");
 	TAILQ_FOREACH_SAFE(c, &vm->clients, entry, next) {
 		if (c->state != CLIENT_WAITING)
@@ -287,7 +292,13 @@ vm_event(struct vm *vm, struct qmp_msg *msg)
 	if (ev->len >= VM_BATCH_MAX)
 		vm_events_flush(vm);
 	if (vm_backlog_full(vm) && !vm->reads_paused) {
+		/*
+		 * With no client to hold them the events are gone once
+		 * handed out, and nothing would ever resume the reads.
+		 */
 		vm_events_flush(vm);
+		if (!vm_backlog_full(vm))
+			return;
 		vm->reads_paused = 1;
 		util_now(&vm->paused_since);
 		log_debug("vm %s: event backlog full (%zu events, %zu bytes): "

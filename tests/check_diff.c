@@ -444,12 +444,14 @@ static const struct step caps_bad_again[] = {
 
 /* Duplicate keys below the top level: QEMU rejects them all. */
 static const struct step dup_pre[] = {
+	{ "[{\"a\": 1, \"a\": 2}]", 0 },
 	{ "{\"execute\":\"query-status\",\"id\":{\"a\": 1, \"a\": 2}}", 0 },
 	{ "{\"execute\":\"query-status\",\"arguments\":"
 	    "{\"a\": 1, \"a\": 2},\"id\":5}", 0 },
 };
 
 static const struct step dup_post[] = {
+	{ "[{\"a\": 1, \"a\": 2}]", 0 },
 	{ "{\"execute\":\"query-status\",\"id\":{\"a\": 1, \"a\": 2}}", 0 },
 	{ "{\"execute\":\"stop\",\"id\":[{\"a\": 1, \"a\": 2}]}", 0 },
 	{ "{\"execute\":\"query-status\",\"id\":\"running?\"}", 0 },

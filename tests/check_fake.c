@@ -472,6 +472,40 @@ START_TEST(test_local_replies_in_order)
 }
 END_TEST
 
+/*
+ * QEMU lost: the client's commands and the proxy's replies held behind
+ * them come out in the client's order, the one in flight first.
+ */
+START_TEST(test_lost_in_order)
+{
+	const char	*fargs[] = { "--delay", "query-slow=5000", NULL };
+	struct t_client	*a;
+	char		*m;
+
+	start(fargs, NULL);
+	ck_assert_ptr_nonnull(a = t_client_ready(psock));
+	t_send(a, "{\"execute\":\"query-slow\",\"id\":\"A\"}\n"
+	    "{\"execute\": nope}\n"
+	    "{\"execute\":\"query-x\",\"id\":\"B\"}\n"
+	    "[1]\n");
+	ck_assert_int_eq(t_wait_log("fakeqemu.log", "command query-slow",
+	    T_WAIT_MS), 0);
+	t_stop(fake_pid, SIGKILL);
+	fake_pid = 0;
+	recv_eq(a, LOST("\"A\""));
+	m = t_recv(a, T_WAIT_MS);
+	ck_assert_msg(m != NULL && strncmp(m, "{\"error\": {\"class\": "
+	    "\"GenericError\", \"desc\": \"JSON parse error, ", 55) == 0,
+	    "parse error: %s", m);
+	free(m);
+	recv_eq(a, LOST("\"B\""));
+	recv_eq(a, "{\"error\": {\"class\": \"GenericError\", "
+	    "\"desc\": \"QMP input must be a JSON object\"}}");
+	ck_assert(t_eof(a, T_WAIT_MS));
+	t_client_free(a);
+}
+END_TEST
+
 /* qmpmuxd and the fake both end cleanly on SIGTERM (sanitizers agree). */
 START_TEST(test_sigterm)
 {
@@ -640,6 +674,7 @@ fake_suite(void)
 	tcase_add_test(tc, test_oob);
 	tcase_add_test(tc, test_ids);
 	tcase_add_test(tc, test_local_replies_in_order);
+	tcase_add_test(tc, test_lost_in_order);
 	tcase_add_test(tc, test_sigterm);
 	tcase_add_test(tc, test_events_during_delay);
 	tcase_add_test(tc, test_flood);

@@ -140,6 +140,75 @@ START_TEST(test_flood_bounded)
 END_TEST
 
 /*
+ * With no client negotiated, events are handed to nobody and the
+ * backlog stays empty: a bound smaller than one read's worth of events
+ * must not pause QEMU's reads for good.
+ */
+START_TEST(test_flood_nobody_reads)
+{
+	const char	*fargs[] = { "--flood", "20000", NULL };
+	const char	*opts[] = { "--max-queued-events", "10", NULL };
+	struct t_client	*c;
+	char		*m;
+
+	fake_pid = t_fakeqemu(fsock, fargs);
+	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+	ck_assert_int_eq(t_wait_log("fakeqemu.log",
+	    "flood of 20000 events written", T_WAIT_MS), 0);
+	c = t_client_ready(psock);
+	ck_assert_ptr_nonnull(c);
+	m = t_cmd(c, "{\"execute\":\"query-status\",\"id\":1}");
+	ck_assert_msg(m != NULL && strstr(m, "\"id\": 1") != NULL, "reply: %s",
+	    m);
+	free(m);
+	/* the client may see the end of the flood; nobody saw a stale pause */
+	ck_assert_int_eq(t_log_count("qmpmuxd.log",
+	    "event backlog full (0 events"), 0);
+	t_client_free(c);
+}
+END_TEST
+
+/*
+ * Reads paused when QEMU goes: the next connection starts reading, and
+ * pauses again at the bound, with the events of the last one still
+ * held by a closing client; then its client gets every event.
+ */
+START_TEST(test_paused_across_reconnect)
+{
+	const char	*fargs[] = { "--flood", "100000", "--trigger", "flood",
+	    NULL };
+	const char	*opts[] = { "--max-queued-events", "1000",
+	    "--slow-client-timeout", "1", NULL };
+	struct t_client	*a, *b;
+
+	fake_pid = t_fakeqemu(fsock, fargs);
+	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+	a = t_client_ready(psock);
+	ck_assert_ptr_nonnull(a);
+	t_send(a, "{\"execute\":\"flood\",\"id\":1}\n");
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reads paused",
+	    T_WAIT_MS), 0);
+	t_stop(fake_pid, SIGKILL);
+	/* paused, qmpmuxd sees QEMU gone when it next writes to it */
+	t_send(a, "{\"execute\":\"query-status\",\"id\":2}\n");
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "upstream lost",
+	    T_WAIT_MS), 0);
+	fake_pid = t_fakeqemu(fsock, fargs);
+	b = t_client_ready(psock);
+	ck_assert_ptr_nonnull(b);
+	t_send(b, "{\"execute\":\"flood\",\"id\":1}\n");
+	/* 100000 events do not fit in the socket: paused, it cannot finish */
+	ck_assert_int_eq(t_wait_log("fakeqemu.log",
+	    "flood of 100000 events written", 1000), -1);
+	/* and a third when a's events are freed and b's fill the backlog */
+	ck_assert_int_ge(t_log_count("qmpmuxd.log", "reads paused"), 2);
+	ck_assert_int_eq(read_flood(b, 100000, NULL), 0);
+	t_client_free(a);
+	t_client_free(b);
+}
+END_TEST
+
+/*
  * Events keep flowing while a command is pending: the fake holds the
  * reply back and sends events meanwhile; both clients get them, and the
  * asker gets them before its reply.
@@ -252,6 +321,8 @@ flood_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, test_flood_bounded);
+	tcase_add_test(tc, test_flood_nobody_reads);
+	tcase_add_test(tc, test_paused_across_reconnect);
 	tcase_add_test(tc, test_events_while_pending);
 	tcase_add_test(tc, test_slow_client_disconnect);
 	tcase_add_test(tc, test_oob_overtakes);
