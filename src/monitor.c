@@ -101,7 +101,7 @@ monitor_drop(struct monitor *m)
 	free(m->version);
 	m->version = NULL;
 	m->oob = 0;
-	m->paused = 0;
+	m->paused = m->draining = 0;
 	evtimer_del(m->timer);
 	event_del(m->resume);
 }
@@ -227,6 +227,37 @@ monitor_timer_cb(int fd, short events, void *arg)
 		    m->vm->conf.handshake_timeout);
 }
 
+/*
+ * QEMU is gone, but what it wrote before it went may still wait: in the
+ * input buffer and the socket, when the event backlog held reads paused,
+ * or a write found the loss before a read.  Its last events (SHUTDOWN
+ * above all) and replies must still reach the clients, so every whole
+ * message is taken now, past the backlog's bounds: the excess is at
+ * most what the socket held.
+ */
+static void
+monitor_last_words(struct monitor *m)
+{
+	struct vm	*vm = m->vm;
+	struct evbuffer	*in;
+	uint64_t	 events = vm->stats.events;
+	int		 fd;
+
+	if (m->state != MONITOR_READY)
+		return;
+	in = bufferevent_get_input(m->bev);
+	fd = bufferevent_getfd(m->bev);
+	/* a bufferevent freezes its input's end except while it reads */
+	evbuffer_unfreeze(in, 0);
+	while (evbuffer_read(in, fd, -1) > 0)
+		;
+	evbuffer_freeze(in, 0);
+	m->draining = 1;
+	monitor_read(m);
+	log_debug("vm %s: QEMU gone: events taken from what it left: %llu",
+	    vm->name, (unsigned long long)(vm->stats.events - events));
+}
+
 static void
 monitor_event_cb(struct bufferevent *bev, short events, void *arg)
 {
@@ -240,6 +271,9 @@ monitor_event_cb(struct bufferevent *bev, short events, void *arg)
 			monitor_set_state(m, MONITOR_GREETING);
 		return;
 	}
+	monitor_last_words(m);
+	if (m->bev == NULL)
+		return;		/* lost on what it last wrote */
 	if (events & BEV_EVENT_EOF)
 		monitor_lost(m, "QEMU closed the connection");
 	else if (events & BEV_EVENT_ERROR)
@@ -421,7 +455,7 @@ monitor_take(struct monitor *m)
 	enum qmp_status	 st;
 	struct evbuffer	*in;
 
-	while (m->bev != NULL && !m->paused) {
+	while (m->bev != NULL && (!m->paused || m->draining)) {
 		in = bufferevent_get_input(m->bev);
 		st = qmp_reader_next(m->reader, in, &msg);
 		switch (st) {

@@ -179,6 +179,7 @@ struct monitor {
 	char			*version;	/* "7.2.22", for logs and dump */
 	int			 oob;		/* negotiated upstream */
 	int			 paused;
+	int			 draining;	/* QEMU gone: take all it wrote */
 };
 
 struct monitor	*monitor_new(struct vm *);

@@ -208,6 +208,74 @@ START_TEST(test_paused_across_reconnect)
 }
 END_TEST
 
+/* The number after "text" in a log of the test's; -1 if none. */
+static long
+log_number(const char *log, const char *text)
+{
+	char	*path = t_path(log), line[512], *p;
+	FILE	*f;
+	long	 n = -1;
+
+	if ((f = fopen(path, "r")) == NULL)
+		return (-1);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if ((p = strstr(line, text)) != NULL)
+			n = strtol(p + strlen(text), NULL, 10);
+	}
+	fclose(f);
+	free(path);
+	return (n);
+}
+
+/*
+ * QEMU crashes while reads are paused, and qmpmuxd finds it gone when it
+ * writes the next command: what QEMU had written to the socket still
+ * reaches the client, every event up to the last whole one, before the
+ * error for the command that found the loss, and the close.
+ */
+START_TEST(test_last_words)
+{
+	const char	*fargs[] = { "--flood", "1000000", "--trigger", "flood",
+	    NULL };
+	const char	*opts[] = { "--max-queued-events", "100", NULL };
+	struct t_client	*a;
+	char		*m, want[64];
+	long		 n = 0, last;
+
+	fake_pid = t_fakeqemu(fsock, fargs);
+	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+	a = t_client_ready(psock);
+	ck_assert_ptr_nonnull(a);
+	t_send(a, "{\"execute\":\"flood\",\"id\":1}\n");
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reads paused",
+	    T_WAIT_MS), 0);
+	kill(fake_pid, SIGUSR1);
+	ck_assert_int_eq(t_wait_exit(fake_pid, T_WAIT_MS), 0);
+	fake_pid = -1;
+	last = log_number("fakeqemu.log", "last FLOOD in the socket: ");
+	ck_assert_int_gt(last, 0);
+	t_send(a, "{\"execute\":\"query-status\",\"id\":2}\n");
+	while ((m = t_recv(a, T_WAIT_MS)) != NULL &&
+	    strstr(m, "\"id\": 2") == NULL) {
+		if (strstr(m, "\"FLOOD\"") != NULL) {
+			snprintf(want, sizeof(want), "{\"n\": %ld}", n++);
+			ck_assert_msg(strstr(m, want) != NULL, "want %s: %s",
+			    want, m);
+		}
+		free(m);
+	}
+	printf("last words: %ld events, %ld of them taken after QEMU had "
+	    "gone\n", n, log_number("qmpmuxd.log",
+	    "events taken from what it left: "));
+	ck_assert_int_eq(n, last + 1);
+	ck_assert_msg(m != NULL && strstr(m, "connection to QEMU lost") !=
+	    NULL, "lost: %s", m);
+	free(m);
+	ck_assert(t_eof(a, T_WAIT_MS));
+	t_client_free(a);
+}
+END_TEST
+
 /*
  * Events keep flowing while a command is pending: the fake holds the
  * reply back and sends events meanwhile; both clients get them, and the
@@ -323,6 +391,7 @@ flood_suite(void)
 	tcase_add_test(tc, test_flood_bounded);
 	tcase_add_test(tc, test_flood_nobody_reads);
 	tcase_add_test(tc, test_paused_across_reconnect);
+	tcase_add_test(tc, test_last_words);
 	tcase_add_test(tc, test_events_while_pending);
 	tcase_add_test(tc, test_slow_client_disconnect);
 	tcase_add_test(tc, test_oob_overtakes);

@@ -62,7 +62,10 @@
  *   -v, --verbose            also log every message read and written
  *   -h, --help               this text
  *
- * SIGTERM and SIGINT make it remove the socket and exit 0.  What it does
+ * SIGTERM and SIGINT make it remove the socket and exit 0.  SIGUSR1 makes
+ * it end at once, as a crashing QEMU does, leaving what it already wrote
+ * in the socket for the peer; it logs the number of the last FLOOD event
+ * whole in the socket ("last FLOOD in the socket: N").  What it does
  * is logged to stderr.
  */
 #include "config.h"
@@ -176,6 +179,7 @@ static void	fake_free_cb(int, short, void *);
 static void	fake_delayed_reply_cb(int, short, void *);
 static void	fake_delayed_tick_cb(int, short, void *);
 static void	fake_signal_cb(int, short, void *);
+static void	fake_crash_cb(int, short, void *);
 
 /* The help text, which is also the usage message. */
 static void __attribute__((noreturn))
@@ -893,6 +897,43 @@ fake_signal_cb(int sig, short events, void *arg)
 	event_base_loopbreak(base);
 }
 
+/* Messages in b not yet written: each ends with "\r\n". */
+static unsigned long
+fake_count_ends(struct evbuffer *b)
+{
+	struct evbuffer_ptr	 p;
+	unsigned long		 n = 0;
+
+	p = evbuffer_search(b, "\r\n", 2, NULL);
+	while (p.pos != -1) {
+		n++;
+		evbuffer_ptr_set(b, &p, 2, EVBUFFER_PTR_ADD);
+		p = evbuffer_search(b, "\r\n", 2, &p);
+	}
+	return (n);
+}
+
+/*
+ * SIGUSR1: crash.  The messages whose end is still in the process are
+ * lost; during a flood, those are its last events.
+ */
+static void
+fake_crash_cb(int sig, short events, void *arg)
+{
+	unsigned long	 unwritten = 0;
+
+	if (conn != NULL) {
+		unwritten = fake_count_ends(conn->pending) +
+		    fake_count_ends(bufferevent_get_output(conn->bev));
+		if (conn->flood_next > 0)
+			log_info("crash: %lu messages unwritten; last FLOOD "
+			    "in the socket: %ld", unwritten,
+			    (long)conn->flood_next - 1 - (long)unwritten);
+	}
+	log_info("crash: exiting at once");
+	_exit(0);
+}
+
 /* Remove a stale socket at path; anything else there is an error. */
 static void
 fake_unlink_stale(const char *path)
@@ -964,7 +1005,7 @@ main(int argc, char *argv[])
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct event	*ev_term, *ev_int;
+	struct event	*ev_term, *ev_int, *ev_usr1;
 	const char	*eq;
 	int		 ch, idx;
 
@@ -1042,11 +1083,14 @@ main(int argc, char *argv[])
 	    fake_accept_cb, NULL);
 	ev_term = evsignal_new(base, SIGTERM, fake_signal_cb, NULL);
 	ev_int = evsignal_new(base, SIGINT, fake_signal_cb, NULL);
-	if (ev_accept == NULL || ev_term == NULL || ev_int == NULL)
+	ev_usr1 = evsignal_new(base, SIGUSR1, fake_crash_cb, NULL);
+	if (ev_accept == NULL || ev_term == NULL || ev_int == NULL ||
+	    ev_usr1 == NULL)
 		fatalx("event_new failed");
 	event_add(ev_accept, NULL);
 	evsignal_add(ev_term, NULL);
 	evsignal_add(ev_int, NULL);
+	evsignal_add(ev_usr1, NULL);
 	log_info("listening on %s", opt.path);
 
 	event_base_dispatch(base);
@@ -1057,6 +1101,7 @@ main(int argc, char *argv[])
 	event_free(ev_accept);
 	event_free(ev_term);
 	event_free(ev_int);
+	event_free(ev_usr1);
 	event_base_free(base);
 	fake_free_names(&opt.no_reply);
 	fake_free_names(&opt.delays);
