@@ -280,6 +280,16 @@ main(int argc, char *argv[])
 	signal(SIGPIPE, SIG_IGN);
 	if ((base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
+	/*
+	 * Signals are caught before the listener exists: a SIGTERM as soon
+	 * as its socket appears must still remove it.
+	 */
+	ev_term = evsignal_new(base, SIGTERM, signal_cb, NULL);
+	ev_int = evsignal_new(base, SIGINT, signal_cb, NULL);
+	if (ev_term == NULL || ev_int == NULL)
+		fatalx("evsignal_new failed");
+	evsignal_add(ev_term, NULL);
+	evsignal_add(ev_int, NULL);
 	/* listeners exist before the fork, so a failure is our exit status */
 	if ((vm = vm_new(base, &conf)) == NULL)
 		fatalx("cannot start vm");
@@ -289,12 +299,6 @@ main(int argc, char *argv[])
 		if (event_reinit(base) == -1)
 			fatalx("event_reinit failed");
 	}
-	ev_term = evsignal_new(base, SIGTERM, signal_cb, NULL);
-	ev_int = evsignal_new(base, SIGINT, signal_cb, NULL);
-	if (ev_term == NULL || ev_int == NULL)
-		fatalx("evsignal_new failed");
-	evsignal_add(ev_term, NULL);
-	evsignal_add(ev_int, NULL);
 
 	log_info("qmpmuxd %s started", PACKAGE_VERSION);
 	event_base_dispatch(base);

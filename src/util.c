@@ -111,7 +111,20 @@ util_parse_seconds(const char *s, double *out)
 	struct timeval	 tv;
 	char		*end;
 	double		 v;
+	size_t		 i, digits = 0;
+	int		 point = 0;
 
+	/* decimal only: strtod would also take "0x10", " 1", "1e3", "inf" */
+	for (i = 0; s[i] != '\0'; i++) {
+		if (s[i] >= '0' && s[i] <= '9')
+			digits++;
+		else if (s[i] == '.' && !point)
+			point = 1;
+		else
+			return (-1);
+	}
+	if (digits == 0)
+		return (-1);
 	errno = 0;
 	v = strtod(s, &end);
 	if (errno != 0 || end == s || *end != '\0' ||

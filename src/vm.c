@@ -105,14 +105,10 @@ vm_conf_add_timeout(struct vm_conf *conf, const char *spec)
 {
 	struct timeout_conf	*tc;
 	const char		*eq;
-	char			*end;
 	double			 seconds;
-	struct timeval		 tv;
 
-	if ((eq = strchr(spec, '=')) == NULL || eq == spec)
-		return (-1);
-	seconds = strtod(eq + 1, &end);
-	if (*end != '\0' || end == eq + 1 || util_timeval(seconds, &tv) == -1)
+	if ((eq = strchr(spec, '=')) == NULL || eq == spec ||
+	    util_parse_seconds(eq + 1, &seconds) == -1)
 		return (-1);
 	if ((tc = calloc(1, sizeof(*tc))) == NULL ||
 	    (tc->name = strndup(spec, eq - spec)) == NULL)

@@ -1,0 +1,448 @@
+/*
+ * Every bound is configurable, documented, and tested at its edge: each
+ * option of qmpmuxd that takes a number is accepted at both ends of the
+ * range qmpmuxd(8) gives it and refused one past them, and the client
+ * pipeline and the event backlog hold exactly at their bounds, behind
+ * the scripted fake QEMU.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "testlib.h"
+
+static char	*fsock, *psock;
+static pid_t	 fake_pid, proxy_pid;
+
+static void
+setup(void)
+{
+	fsock = t_path("fake.sock");
+	psock = t_path("proxy.sock");
+	fake_pid = proxy_pid = -1;
+}
+
+static void
+teardown(void)
+{
+	t_stop(proxy_pid, SIGTERM);
+	t_stop(fake_pid, SIGTERM);
+	free(fsock);
+	free(psock);
+}
+
+/*
+ * One value of one option, and whether qmpmuxd(8) says it is accepted.
+ * The ranges are those of the man page; the sizes assume a 64-bit
+ * size_t, whose largest value is 18446744073709551615.
+ */
+static const struct edge {
+	const char	*opt;
+	const char	*arg;
+	int		 ok;
+} edges[] = {
+	{ "max-inflight", "1", 1 }, { "max-inflight", "8", 1 },
+	{ "max-inflight", "0", 0 }, { "max-inflight", "9", 0 },
+	{ "max-client-pipeline", "1", 1 },
+	{ "max-client-pipeline", "65536", 1 },
+	{ "max-client-pipeline", "0", 0 },
+	{ "max-client-pipeline", "65537", 0 },
+	{ "max-queued-commands", "0", 1 },
+	{ "max-queued-commands", "1048576", 1 },
+	{ "max-queued-commands", "-1", 0 },
+	{ "max-queued-commands", "1048577", 0 },
+	{ "max-queued-events", "1", 1 }, { "max-queued-events", "16777216", 1 },
+	{ "max-queued-events", "0", 0 }, { "max-queued-events", "16777217", 0 },
+	/* BYTES: above 0, K, M or G in either case for powers of 1024 */
+	{ "max-queued-bytes", "1", 1 }, { "max-queued-bytes", "1k", 1 },
+	{ "max-queued-bytes", "4M", 1 }, { "max-queued-bytes", "1g", 1 },
+	{ "max-queued-bytes", "18446744073709551615", 1 },
+	{ "max-queued-bytes", "17179869183G", 1 },
+	{ "max-queued-bytes", "0", 0 }, { "max-queued-bytes", "0K", 0 },
+	{ "max-queued-bytes", "1T", 0 }, { "max-queued-bytes", "1KB", 0 },
+	{ "max-queued-bytes", "18446744073709551616", 0 },
+	{ "max-queued-bytes", "17179869184G", 0 },
+	{ "max-client-message", "1", 1 },
+	{ "max-client-message", "18446744073709551615", 1 },
+	{ "max-client-message", "0", 0 },
+	{ "max-client-message", "18446744073709551616", 0 },
+	{ "max-upstream-message", "1", 1 },
+	{ "max-upstream-message", "18446744073709551615", 1 },
+	{ "max-upstream-message", "0", 0 },
+	{ "max-upstream-message", "18446744073709551616", 0 },
+	{ "max-json-depth", "1", 1 }, { "max-json-depth", "65536", 1 },
+	{ "max-json-depth", "0", 0 }, { "max-json-depth", "65537", 0 },
+	/* SECONDS: decimal, fractions allowed, 0 to 1000000000 */
+	{ "command-timeout", "0", 1 }, { "command-timeout", "0.5", 1 },
+	{ "command-timeout", "1000000000", 1 },
+	{ "command-timeout", "-0.001", 0 },
+	{ "command-timeout", "1000000000.001", 0 },
+	{ "command-timeout", "inf", 0 },
+	{ "command-timeout", "0x10", 0 },	/* not a decimal number */
+	{ "command-timeout", "1e3", 0 }, { "command-timeout", " 1", 0 },
+	{ "command-timeout", "+1", 0 }, { "command-timeout", ".", 0 },
+	{ "command-timeout", ".5", 1 }, { "command-timeout", "2.", 1 },
+	{ "timeout", "query-status=0", 1 },
+	{ "timeout", "query-status=1000000000", 1 },
+	{ "timeout", "query-status=-0.001", 0 },
+	{ "timeout", "query-status=1000000000.001", 0 },
+	{ "timeout", "query-status=0x10", 0 },
+	{ "timeout", "query-status=", 0 }, { "timeout", "query-status", 0 },
+	{ "timeout", "=5", 0 }, { "timeout", "query-status=5s", 0 },
+	{ "timeout", "query-status=1e-400", 0 },
+	{ "slow-client", "block", 1 }, { "slow-client", "disconnect", 1 },
+	{ "slow-client", "Block", 0 }, { "slow-client", "drop", 0 },
+	{ "slow-client", "", 0 },
+	/* "above 0": the smallest positive value is accepted, 0 is not */
+	{ "slow-client-timeout", "0.000001", 1 },
+	{ "slow-client-timeout", "1000000000", 1 },
+	{ "slow-client-timeout", "0", 0 },
+	{ "slow-client-timeout", "1000000000.001", 0 },
+	{ "handshake-timeout", "0.000001", 1 },
+	{ "handshake-timeout", "1000000000", 1 },
+	{ "handshake-timeout", "0", 0 },
+	{ "handshake-timeout", "1000000000.001", 0 },
+	{ "greeting-timeout", "0.000001", 1 },
+	{ "greeting-timeout", "1000000000", 1 }, { "greeting-timeout", "0", 0 },
+	{ "greeting-timeout", "1000000000.001", 0 },
+	{ "backoff-max", "0.000001", 1 }, { "backoff-max", "1000000000", 1 },
+	{ "backoff-max", "0", 0 }, { "backoff-max", "1000000000.001", 0 },
+	/* octal, 0 to 0777 */
+	{ "mode", "0", 1 }, { "mode", "0777", 1 },
+	{ "mode", "1000", 0 }, { "mode", "8", 0 }, { "mode", "-1", 0 },
+};
+
+/*
+ * Each value at an edge, given before --listen so that --mode and
+ * --slow-client apply to it.  An accepted value starts the daemon: its
+ * listener appears (the upstream need not exist; it connects in the
+ * background), and SIGTERM ends it with status 0.  A refused value ends it at once
+ * with status 1, a message naming the option and the value, and no
+ * listener.
+ */
+START_TEST(test_option_edges)
+{
+	const struct edge	*e = &edges[_i];
+	char			 opt[64], want[256], *up;
+	const char		*argv[] = { t_bin("QMPMUXD"), "-d",
+				    "--upstream", NULL, opt, e->arg,
+				    "--listen", psock, NULL };
+	struct stat		 st;
+	int			 status;
+
+	argv[3] = up = t_path("none.sock");
+	snprintf(opt, sizeof(opt), "--%s", e->opt);
+	proxy_pid = t_spawn(argv, "qmpmuxd.log");
+	if (e->ok) {
+		ck_assert_msg(t_wait_socket(psock, T_WAIT_MS) == 0,
+		    "%s %s: no listener; see %s/qmpmuxd.log", opt, e->arg,
+		    t_dir());
+		ck_assert_int_eq(t_wait_log("qmpmuxd.log", " started",
+		    T_WAIT_MS), 0);
+		status = t_stop(proxy_pid, SIGTERM);
+		proxy_pid = -1;
+		ck_assert_msg(status != -1 && WIFEXITED(status) &&
+		    WEXITSTATUS(status) == 0, "%s %s: status %d after SIGTERM",
+		    opt, e->arg, status);
+	} else {
+		status = t_wait_exit(proxy_pid, T_WAIT_MS);
+		ck_assert_msg(status != -1, "%s %s: accepted, still running",
+		    opt, e->arg);
+		proxy_pid = -1;
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+		    "%s %s: status %d", opt, e->arg, status);
+		snprintf(want, sizeof(want), "qmpmuxd: %s %s: expected ", opt,
+		    e->arg);
+		ck_assert_msg(t_log_count("qmpmuxd.log", want) == 1,
+		    "no \"%s\" in %s/qmpmuxd.log", want, t_dir());
+		ck_assert_int_eq(stat(psock, &st), -1);
+	}
+	free(up);
+}
+END_TEST
+
+/*
+ * SIGTERM the moment the listener appears, as a supervisor that waits
+ * for the socket may: qmpmuxd(8) promises exit status 0 and the socket
+ * removed.  Fifty tries, since the window is short.
+ */
+START_TEST(test_sigterm_at_listener)
+{
+	char		*up = t_path("none.sock");
+	const char	*argv[] = { t_bin("QMPMUXD"), "-d", "--upstream", up,
+			    "--listen", psock, NULL };
+	struct stat	 st;
+	int		 i, status, bad = 0;
+
+	for (i = 0; i < 50; i++) {
+		proxy_pid = t_spawn(argv, "qmpmuxd.log");
+		ck_assert_int_eq(t_wait_socket(psock, T_WAIT_MS), 0);
+		status = t_stop(proxy_pid, SIGTERM);
+		proxy_pid = -1;
+		if (status == -1 || !WIFEXITED(status) ||
+		    WEXITSTATUS(status) != 0 || stat(psock, &st) == 0) {
+			fprintf(stderr, "try %d: status %d, socket %s\n", i,
+			    status, stat(psock, &st) == 0 ? "left" : "gone");
+			bad++;
+			unlink(psock);
+		}
+	}
+	ck_assert_msg(bad == 0, "%d of 50 SIGTERMs killed qmpmuxd uncleanly",
+	    bad);
+	free(up);
+}
+END_TEST
+
+/*
+ * The nth (from 1) line of a log that holds needle: its line number,
+ * and the two numbers after needle in *e and *b when asked for them.
+ * -1 when there are fewer such lines.
+ */
+static int
+log_nth(const char *log, const char *needle, int nth, size_t *e, size_t *b)
+{
+	char	*path = t_path(log), line[1024], *p;
+	FILE	*f;
+	int	 lineno = 0, found = -1;
+
+	if ((f = fopen(path, "r")) == NULL)
+		abort();
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		if ((p = strstr(line, needle)) == NULL || --nth > 0)
+			continue;
+		if (e == NULL || sscanf(p + strlen(needle),
+		    "%zu events, %zu bytes", e, b) == 2)
+			found = lineno;
+		break;
+	}
+	fclose(f);
+	free(path);
+	return (found);
+}
+
+/*
+ * A client pipelining six slow commands in one write against
+ * --max-client-pipeline 4 with room for eight in flight: the fake gets
+ * exactly four, and the fifth only after it has answered the first,
+ * since qmpmuxd reads nothing more from the client until then.  The
+ * client is slowed, never refused: six replies, in order.  Each command
+ * has its own, longer delay: equal ones set in one callback would fire
+ * in no set order from libevent's timer heap, and the fake would answer
+ * out of order where QEMU does not.
+ */
+START_TEST(test_pipeline_edge)
+{
+	const char	*fargs[] = { "--delay", "query-slow1=300", "--delay",
+	    "query-slow2=310", "--delay", "query-slow3=320", "--delay",
+	    "query-slow4=330", "--delay", "query-slow5=340", "--delay",
+	    "query-slow6=350", NULL };
+	const char	*opts[] = { "--max-inflight", "8",
+	    "--max-client-pipeline", "4", NULL };
+	struct t_client	*c;
+	char		*m, want[128];
+	int		 i, c4, a1, c5;
+
+	fake_pid = t_fakeqemu(fsock, fargs);
+	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	t_send(c, "{\"execute\":\"query-slow1\",\"id\":1}\n"
+	    "{\"execute\":\"query-slow2\",\"id\":2}\n"
+	    "{\"execute\":\"query-slow3\",\"id\":3}\n"
+	    "{\"execute\":\"query-slow4\",\"id\":4}\n"
+	    "{\"execute\":\"query-slow5\",\"id\":5}\n"
+	    "{\"execute\":\"query-slow6\",\"id\":6}\n");
+	for (i = 1; i <= 6; i++) {
+		snprintf(want, sizeof(want), "{\"return\": {\"command\": "
+		    "\"query-slow%d\", \"seq\": %d}, \"id\": %d}", i, i, i);
+		m = t_recv(c, T_WAIT_MS);
+		ck_assert_msg(m != NULL && strcmp(m, want) == 0,
+		    "reply %d: %s", i, m != NULL ? m : "(nothing)");
+		free(m);
+	}
+	/* the fake's log, in its order: four read, one answered, the 5th */
+	c4 = log_nth("fakeqemu.log", "command query-slow", 4, NULL, NULL);
+	a1 = log_nth("fakeqemu.log", "answered query-slow", 1, NULL, NULL);
+	c5 = log_nth("fakeqemu.log", "command query-slow", 5, NULL, NULL);
+	ck_assert_msg(c4 != -1 && c4 < a1 && a1 < c5, "4th command at line "
+	    "%d, 1st answer %d, 5th command %d of %s/fakeqemu.log", c4, a1,
+	    c5, t_dir());
+	ck_assert_int_eq(t_log_count("fakeqemu.log", "command query-slow"), 6);
+	t_client_free(c);
+}
+END_TEST
+
+/*
+ * Read n FLOOD events in order; *maxlen is the longest as qmpmuxd
+ * counts it in the backlog: the message and its "\r\n".
+ */
+static int
+read_flood(struct t_client *c, long n, size_t *maxlen)
+{
+	char	*m, want[64];
+	long	 i = 0;
+
+	while (i < n) {
+		if ((m = t_recv(c, T_WAIT_MS)) == NULL)
+			return (-1);
+		if (strstr(m, "\"FLOOD\"") == NULL) {
+			free(m);
+			continue;
+		}
+		snprintf(want, sizeof(want), "{\"n\": %ld}}", i);
+		if (strstr(m, want) == NULL) {
+			fprintf(stderr, "event %ld out of order: %s\n", i, m);
+			free(m);
+			return (-1);
+		}
+		if (maxlen != NULL && strlen(m) + 2 > *maxlen)
+			*maxlen = strlen(m) + 2;
+		free(m);
+		i++;
+	}
+	return (0);
+}
+
+#define FLOOD		100000	/* ~9 MB: far past any socket's buffer */
+#define FLOOD_S		"100000"
+
+/*
+ * Start a flood at one client that then reads nothing, and wait for the
+ * backlog to fill; the counts of its first pause in *e and *b.
+ */
+static struct t_client *
+flood(const char *const *opts, size_t *e, size_t *b)
+{
+	const char	*fargs[] = { "--flood", FLOOD_S, "--trigger", "flood",
+	    NULL };
+	struct t_client	*c;
+
+	fake_pid = t_fakeqemu(fsock, fargs);
+	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	t_send(c, "{\"execute\":\"flood\",\"id\":1}\n");
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reads paused",
+	    T_WAIT_MS), 0);
+	ck_assert_int_ne(log_nth("qmpmuxd.log", "event backlog full (", 1,
+	    e, b), -1);
+	return (c);
+}
+
+/*
+ * --max-queued-events N pauses reads at exactly N events, at the bound's
+ * least value and at one far above a socket's worth.  It is exact
+ * because vm_event adds events to the backlog one at a time and checks
+ * the bound after each: the count goes N-1, N and stops, since the
+ * monitor takes no message while paused.  Bytes stay far below the
+ * default 4M, so the event count is the bound that binds.
+ */
+START_TEST(test_events_edge)
+{
+	static const char	*n[] = { "1", "1000" };
+	const char		*opts[] = { "--max-queued-events", n[_i],
+				    NULL };
+	struct t_client		*c;
+	size_t			 e, b;
+
+	c = flood(opts, &e, &b);
+	ck_assert_uint_eq(e, strtoul(n[_i], NULL, 10));
+	/* and paused, the fake cannot get the rest of its flood out */
+	ck_assert_int_eq(t_wait_log("fakeqemu.log", "flood of " FLOOD_S
+	    " events written", 500), -1);
+	t_client_free(c);
+}
+END_TEST
+
+/*
+ * --max-queued-bytes B, with the event bound at its largest: reads pause
+ * on the event that takes the backlog to B or past it, so the count is
+ * at least B and less than B plus one event.  The longest event the
+ * client then receives bounds that one.  "100K" takes the suffix too.
+ */
+START_TEST(test_bytes_edge)
+{
+	const char	*opts[] = { "--max-queued-events", "16777216",
+	    "--max-queued-bytes", "100K", NULL };
+	const size_t	 bound = 100 << 10;
+	struct t_client	*c;
+	size_t		 e, b, maxlen = 0;
+
+	c = flood(opts, &e, &b);
+	ck_assert_int_eq(read_flood(c, FLOOD, &maxlen), 0);
+	printf("bytes: paused at %zu events, %zu bytes; bound %zu, longest "
+	    "event %zu\n", e, b, bound, maxlen);
+	ck_assert_uint_ge(b, bound);
+	ck_assert_uint_lt(b, bound + maxlen);
+	ck_assert_uint_lt(e, 16777216);
+	t_client_free(c);
+}
+END_TEST
+
+/*
+ * Reads resume once the client drains the backlog to half: every
+ * "reading again" line shows at most N/2 events (and half the bytes
+ * bound), every pause exactly N, and the client gets all the flood in
+ * order, so reading did resume, as often as it paused.
+ */
+START_TEST(test_resume_half)
+{
+	const char	*opts[] = { "--max-queued-events", "1000", NULL };
+	const size_t	 n = 1000, bytes = 4 << 20;
+	struct t_client	*c;
+	size_t		 e, b;
+	int		 i, paused, resumed;
+
+	c = flood(opts, &e, &b);
+	ck_assert_uint_eq(e, n);
+	ck_assert_int_eq(read_flood(c, FLOOD, NULL), 0);
+	for (i = 1; log_nth("qmpmuxd.log", "event backlog down to ", i, &e,
+	    &b) != -1; i++) {
+		ck_assert_msg(e <= n / 2 && b <= bytes / 2, "resumed at %zu "
+		    "events, %zu bytes", e, b);
+	}
+	resumed = i - 1;
+	for (i = 1; log_nth("qmpmuxd.log", "event backlog full (", i, &e,
+	    &b) != -1; i++)
+		ck_assert_uint_eq(e, n);
+	paused = i - 1;
+	printf("resume: %d pauses, %d resumes\n", paused, resumed);
+	ck_assert_int_ge(resumed, 1);
+	ck_assert_int_eq(paused, t_log_count("qmpmuxd.log", "reads paused"));
+	ck_assert_int_eq(resumed, t_log_count("qmpmuxd.log", "reading again"));
+	ck_assert(resumed == paused || resumed == paused - 1);
+	t_client_free(c);
+}
+END_TEST
+
+static Suite *
+bounds_suite(void)
+{
+	Suite	*s = suite_create("bounds");
+	TCase	*tc = tcase_create("bounds");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, test_option_edges, 0,
+	    (int)(sizeof(edges) / sizeof(edges[0])));
+	tcase_add_test(tc, test_sigterm_at_listener);
+	tcase_add_test(tc, test_pipeline_edge);
+	tcase_add_loop_test(tc, test_events_edge, 0, 2);
+	tcase_add_test(tc, test_bytes_edge);
+	tcase_add_test(tc, test_resume_half);
+	suite_add_tcase(s, tc);
+	return (s);
+}
+
+int
+main(void)
+{
+	return (t_run(bounds_suite()));
+}
