@@ -180,7 +180,28 @@ client_reap_cb(int fd, short events, void *arg)
 	client_free(arg);
 }
 
-/* The greeting never came, or a closing client did not take its output. */
+/* Whether a client of a block listener other than c has unsent output. */
+static int
+client_blocker_lags(struct client *c)
+{
+	struct client	*o;
+
+	TAILQ_FOREACH(o, &c->vm->clients, entry) {
+		if (o != c && o->state == CLIENT_READY &&
+		    o->listener->conf->slow_client == SLOW_CLIENT_BLOCK &&
+		    evbuffer_get_length(bufferevent_get_output(o->bev)) > 0)
+			return (1);
+	}
+	return (0);
+}
+
+/*
+ * The greeting never came, or a closing client did not take its output,
+ * or a disconnect client kept QEMU's reads paused.  That one is closed
+ * only if it is among the clients that alone keep them paused: while a
+ * block client lags too, closing it would not let QEMU go on, so it is
+ * given another slow_client_timeout.
+ */
 static void
 client_timer_cb(int fd, short events, void *arg)
 {
@@ -192,6 +213,11 @@ client_timer_cb(int fd, short events, void *arg)
 	else if (c->state == CLIENT_CLOSING)
 		event_active(c->reap, EV_TIMEOUT, 1);
 	else if (c->state == CLIENT_READY && c->vm->reads_paused &&
+	    client_blocker_lags(c)) {
+		log_debug("vm %s: client %d: slow, but a block client holds "
+		    "QEMU's reads too", c->vm->name, c->id);
+		client_arm(c, c->listener->conf->slow_client_timeout);
+	} else if (c->state == CLIENT_READY && c->vm->reads_paused &&
 	    evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
 		/* what it cannot read it will not read on the way out */
 		c->noflush = 1;

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@ static void	monitor_event_cb(struct bufferevent *, short, void *);
 static void	monitor_timer_cb(int, short, void *);
 static void	monitor_resume_cb(int, short, void *);
 static void	monitor_bev_free_cb(int, short, void *);
+static void	monitor_hup_cb(int, short, void *);
 
 /* Return the printable name of a state. */
 const char *
@@ -102,6 +104,9 @@ monitor_drop(struct monitor *m)
 	m->version = NULL;
 	m->oob = 0;
 	m->paused = m->draining = 0;
+	if (m->hup != NULL)
+		event_free(m->hup);
+	m->hup = NULL;
 	evtimer_del(m->timer);
 	event_del(m->resume);
 }
@@ -231,9 +236,10 @@ monitor_timer_cb(int fd, short events, void *arg)
  * QEMU is gone, but what it wrote before it went may still wait: in the
  * input buffer and the socket, when the event backlog held reads paused,
  * or a write found the loss before a read.  Its last events (SHUTDOWN
- * above all) and replies must still reach the clients, so every whole
- * message is taken now, past the backlog's bounds: the excess is at
- * most what the socket held.
+ * above all) and replies must still reach the clients, so whole
+ * messages are taken now past the backlog's bounds, from at most
+ * max_queued_bytes more of input: a peer that is not dead after all
+ * and keeps writing cannot grow the proxy or hold its loop.
  */
 static void
 monitor_last_words(struct monitor *m)
@@ -241,7 +247,8 @@ monitor_last_words(struct monitor *m)
 	struct vm	*vm = m->vm;
 	struct evbuffer	*in;
 	uint64_t	 events = vm->stats.events;
-	int		 fd;
+	size_t		 budget = vm->conf.max_queued_bytes;
+	int		 fd, n;
 
 	if (m->state != MONITOR_READY)
 		return;
@@ -249,8 +256,9 @@ monitor_last_words(struct monitor *m)
 	fd = bufferevent_getfd(m->bev);
 	/* a bufferevent freezes its input's end except while it reads */
 	evbuffer_unfreeze(in, 0);
-	while (evbuffer_read(in, fd, -1) > 0)
-		;
+	while (budget > 0 && (n = evbuffer_read(in, fd,
+	    budget > INT_MAX ? INT_MAX : (int)budget)) > 0)
+		budget -= (size_t)n;
 	evbuffer_freeze(in, 0);
 	m->draining = 1;
 	monitor_read(m);
@@ -258,10 +266,30 @@ monitor_last_words(struct monitor *m)
 	    vm->name, (unsigned long long)(vm->stats.events - events));
 }
 
+/* The connection has ended: take QEMU's last words, then give up on it. */
+static void
+monitor_gone(struct monitor *m, const char *reason)
+{
+	monitor_last_words(m);
+	if (m->bev != NULL)	/* else lost already, on what it last wrote */
+		monitor_lost(m, "%s", reason);
+}
+
+/*
+ * Reads paused, no EOF can be seen: QEMU hanging up is watched for
+ * apart, or a dead QEMU would keep greeting new clients.
+ */
+static void
+monitor_hup_cb(int fd, short events, void *arg)
+{
+	monitor_gone(arg, "QEMU closed the connection");
+}
+
 static void
 monitor_event_cb(struct bufferevent *bev, short events, void *arg)
 {
 	struct monitor	*m = arg;
+	char		 reason[256];
 
 	if (events & BEV_EVENT_CONNECTED) {
 		/* the greeting may have been read already: never go back */
@@ -271,13 +299,13 @@ monitor_event_cb(struct bufferevent *bev, short events, void *arg)
 			monitor_set_state(m, MONITOR_GREETING);
 		return;
 	}
-	monitor_last_words(m);
-	if (m->bev == NULL)
-		return;		/* lost on what it last wrote */
+	/* the reason first: taking the last words may change errno */
 	if (events & BEV_EVENT_EOF)
-		monitor_lost(m, "QEMU closed the connection");
-	else if (events & BEV_EVENT_ERROR)
-		monitor_lost(m, "%s", strerror(EVUTIL_SOCKET_ERROR()));
+		snprintf(reason, sizeof(reason), "QEMU closed the connection");
+	else
+		snprintf(reason, sizeof(reason), "%s",
+		    strerror(EVUTIL_SOCKET_ERROR()));
+	monitor_gone(m, reason);
 }
 
 /* Write a yajl tree back out, for a greeting that must be rewritten. */
@@ -526,6 +554,10 @@ monitor_pause(struct monitor *m)
 		return;
 	m->paused = 1;
 	bufferevent_disable(m->bev, EV_READ);
+	if (m->hup == NULL && (m->hup = event_new(m->vm->base,
+	    bufferevent_getfd(m->bev), EV_CLOSED, monitor_hup_cb, m)) == NULL)
+		fatalx("%s: event_new failed", __func__);
+	event_add(m->hup, NULL);
 }
 
 /*
@@ -539,6 +571,7 @@ monitor_unpause(struct monitor *m)
 	if (!m->paused || m->bev == NULL)
 		return;
 	m->paused = 0;
+	event_del(m->hup);
 	bufferevent_enable(m->bev, EV_READ);
 	event_active(m->resume, EV_TIMEOUT, 1);
 }

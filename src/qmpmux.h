@@ -179,7 +179,8 @@ struct monitor {
 	char			*version;	/* "7.2.22", for logs and dump */
 	int			 oob;		/* negotiated upstream */
 	int			 paused;
-	int			 draining;	/* QEMU gone: take all it wrote */
+	struct event		*hup;		/* QEMU gone while paused */
+	int			 draining;	/* QEMU gone: take what it wrote */
 };
 
 struct monitor	*monitor_new(struct vm *);

@@ -228,10 +228,11 @@ log_number(const char *log, const char *text)
 }
 
 /*
- * QEMU crashes while reads are paused, and qmpmuxd finds it gone when it
- * writes the next command: what QEMU had written to the socket still
- * reaches the client, every event up to the last whole one, before the
- * error for the command that found the loss, and the close.
+ * QEMU crashes while reads are paused.  qmpmuxd cannot see an EOF it
+ * does not read, so it watches for the hang-up apart, and it must not
+ * lose what QEMU had written to the socket: the client gets every event
+ * up to the last whole one, then the close, with nobody writing to the
+ * dead QEMU to find out.
  */
 START_TEST(test_last_words)
 {
@@ -254,9 +255,9 @@ START_TEST(test_last_words)
 	fake_pid = -1;
 	last = log_number("fakeqemu.log", "last FLOOD in the socket: ");
 	ck_assert_int_gt(last, 0);
-	t_send(a, "{\"execute\":\"query-status\",\"id\":2}\n");
-	while ((m = t_recv(a, T_WAIT_MS)) != NULL &&
-	    strstr(m, "\"id\": 2") == NULL) {
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "upstream lost (ready): "
+	    "QEMU closed the connection", T_WAIT_MS), 0);
+	while ((m = t_recv(a, T_WAIT_MS)) != NULL) {
 		if (strstr(m, "\"FLOOD\"") != NULL) {
 			snprintf(want, sizeof(want), "{\"n\": %ld}", n++);
 			ck_assert_msg(strstr(m, want) != NULL, "want %s: %s",
@@ -268,11 +269,91 @@ START_TEST(test_last_words)
 	    "gone\n", n, log_number("qmpmuxd.log",
 	    "events taken from what it left: "));
 	ck_assert_int_eq(n, last + 1);
-	ck_assert_msg(m != NULL && strstr(m, "connection to QEMU lost") !=
-	    NULL, "lost: %s", m);
-	free(m);
 	ck_assert(t_eof(a, T_WAIT_MS));
 	t_client_free(a);
+}
+END_TEST
+
+/*
+ * A peer that takes no more input but keeps writing: qmpmuxd finds the
+ * loss when its next write fails, and takes QEMU's last words from at
+ * most max_queued_bytes more of input, not for as long as the peer
+ * writes.  Memory stays within the flood test's bound.  The bound is
+ * kept below what the socket holds, so that taking all of it would show.
+ */
+START_TEST(test_last_words_bounded)
+{
+	const char	*fargs[] = { "--flood", "100000000", "--trigger",
+	    "flood", "--shut-read", NULL };
+	/* two in flight: the flood's reply may still be behind the pause */
+	const char	*opts[] = { "--max-queued-events", "1000000",
+	    "--max-queued-bytes", "16K", "--max-inflight", "2", NULL };
+	const long	 bytes_bound = 16L << 10;
+	struct t_client	*a;
+	long		 base_kb, peak_kb, taken;
+
+	small_quarantine();
+	fake_pid = t_fakeqemu(fsock, fargs);
+	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+	a = t_client_ready(psock);
+	ck_assert_ptr_nonnull(a);
+	base_kb = t_proc_kb(proxy_pid, "VmRSS");
+	t_send(a, "{\"execute\":\"flood\",\"id\":1}\n");
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reads paused",
+	    T_WAIT_MS), 0);
+	t_send(a, "{\"execute\":\"query-status\",\"id\":2}\n");
+	/* the reason is the write's, not what reading afterwards left */
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "upstream lost (ready): "
+	    "Broken pipe", T_WAIT_MS), 0);
+	taken = log_number("qmpmuxd.log", "events taken from what it left: ");
+	peak_kb = t_proc_kb(proxy_pid, "VmHWM");
+	printf("last words bounded: %ld events taken (max_queued_bytes %ld), "
+	    "peak RSS %ld kB, %ld kB before\n", taken, bytes_bound, peak_kb,
+	    base_kb);
+	/*
+	 * Events of the fake's flood are over 90 bytes each; the input may
+	 * already hold one read of libevent's (16 KiB) from before the pause.
+	 */
+	ck_assert_int_ge(taken, 0);
+	ck_assert_int_le(taken * 90, bytes_bound + (16L << 10));
+	ck_assert_int_le(peak_kb, base_kb + (3 * bytes_bound +
+	    (4L << 20)) / 1024);
+	t_client_free(a);
+}
+END_TEST
+
+/*
+ * A client of a disconnect listener is closed only when it alone keeps
+ * QEMU's reads paused: while a block client lags too, closing it would
+ * not let QEMU go on.  Once the block client has read all it could, the
+ * slow one is closed, and the block client gets the whole flood.
+ */
+START_TEST(test_slow_client_not_alone)
+{
+	const char	*fargs[] = { "--flood", "100000", "--trigger", "flood",
+	    NULL };
+	const char	*opts[] = { "--max-queued-events", "1000",
+	    "--slow-client", "disconnect", "--slow-client-timeout", "1",
+	    "--listen", dsock, "--slow-client", "block", NULL };
+	struct t_client	*slow, *blocker;
+
+	fake_pid = t_fakeqemu(fsock, fargs);
+	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+	slow = t_client_ready(dsock);
+	blocker = t_client_ready(psock);
+	ck_assert_ptr_nonnull(slow);
+	ck_assert_ptr_nonnull(blocker);
+	t_send(blocker, "{\"execute\":\"flood\",\"id\":1}\n");
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "a block client holds "
+	    "QEMU's reads too", T_WAIT_MS), 0);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "slow client: QEMU's "
+	    "reads paused"), 0);
+	ck_assert_int_eq(read_flood(blocker, 100000, NULL), 0);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "slow client: QEMU's "
+	    "reads paused"), 1);
+	ck_assert(t_eof(slow, T_WAIT_MS));
+	t_client_free(slow);
+	t_client_free(blocker);
 }
 END_TEST
 
@@ -392,6 +473,8 @@ flood_suite(void)
 	tcase_add_test(tc, test_flood_nobody_reads);
 	tcase_add_test(tc, test_paused_across_reconnect);
 	tcase_add_test(tc, test_last_words);
+	tcase_add_test(tc, test_last_words_bounded);
+	tcase_add_test(tc, test_slow_client_not_alone);
 	tcase_add_test(tc, test_events_while_pending);
 	tcase_add_test(tc, test_slow_client_disconnect);
 	tcase_add_test(tc, test_oob_overtakes);

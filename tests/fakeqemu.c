@@ -53,6 +53,10 @@
  *                            greeting offers oob.  Without it exec-oob gets
  *                            QEMU's "QMP input member 'exec-oob' is
  *                            unexpected"
+ *   --shut-read              when the flood starts, shut down the reading
+ *                            side of the connection and go on writing: a
+ *                            peer that is not dead but takes no input, so
+ *                            the proxy's next write fails
  *   --exit-after N           after answering N commands (over the life of
  *                            the process), flush, close and exit 0
  *   --trigger NAME           start what comes "right after negotiation"
@@ -156,6 +160,7 @@ static struct {
 	unsigned long		 events_during_delay;
 	unsigned long		 flood;
 	unsigned long		 exit_after;
+	int			 shut_read;
 	const char		*trigger;
 	int			 verbose;
 	struct fake_names	 no_reply;
@@ -205,6 +210,8 @@ fake_usage(FILE *f, int status)
 	    "made as the socket drains\n"
 	    "  --oob                    answer exec-oob at once (default "
 	    "when oob is offered)\n"
+	    "  --shut-read              with the flood, stop reading and go "
+	    "on writing\n"
 	    "  --exit-after N           after N answers in all, close and "
 	    "exit 0\n"
 	    "  --trigger NAME           start --oversize/--flood on the first "
@@ -530,6 +537,11 @@ fake_script(struct fake_conn *c)
 		    opt.flood);
 		c->flooding = 1;
 		c->flood_next = 0;
+		if (opt.shut_read) {
+			log_info("conn %d: reading side shut down", c->id);
+			bufferevent_disable(c->bev, EV_READ);
+			shutdown(bufferevent_getfd(c->bev), SHUT_RD);
+		}
 		fake_flood(c);
 	}
 }
@@ -1000,6 +1012,7 @@ main(int argc, char *argv[])
 		{ "flood", required_argument, NULL, 'f' },
 		{ "oob", no_argument, NULL, 'o' },
 		{ "exit-after", required_argument, NULL, 'x' },
+		{ "shut-read", no_argument, NULL, 'r' },
 		{ "trigger", required_argument, NULL, 't' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -1057,6 +1070,9 @@ main(int argc, char *argv[])
 			break;
 		case 'x':
 			opt.exit_after = fake_number("exit-after", optarg, 1);
+			break;
+		case 'r':
+			opt.shut_read = 1;
 			break;
 		case 't':
 			opt.trigger = optarg;
