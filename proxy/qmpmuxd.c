@@ -23,6 +23,10 @@ enum {
 	OPT_MODE,
 	OPT_SLOW_CLIENT,
 	OPT_SLOW_CLIENT_TIMEOUT,
+	OPT_ALLOW,
+	OPT_DENY,
+	OPT_READ_ONLY,
+	OPT_FULL_ACCESS,
 	OPT_HANDSHAKE_TIMEOUT,
 	OPT_GREETING_TIMEOUT,
 	OPT_BACKOFF_MAX,
@@ -48,6 +52,10 @@ static const struct option longopts[] = {
 	{ "slow-client", required_argument, NULL, OPT_SLOW_CLIENT },
 	{ "slow-client-timeout", required_argument, NULL,
 	    OPT_SLOW_CLIENT_TIMEOUT },
+	{ "allow", required_argument, NULL, OPT_ALLOW },
+	{ "deny", required_argument, NULL, OPT_DENY },
+	{ "read-only", no_argument, NULL, OPT_READ_ONLY },
+	{ "full-access", no_argument, NULL, OPT_FULL_ACCESS },
 	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
 	{ "greeting-timeout", required_argument, NULL, OPT_GREETING_TIMEOUT },
 	{ "backoff-max", required_argument, NULL, OPT_BACKOFF_MAX },
@@ -84,7 +92,8 @@ usage(FILE *f, int status)
 	fprintf(f,
 	    "usage: qmpmuxd [-dv] --upstream PATH --listen PATH [--name NAME]\n"
 	    "               [--mode MODE] [--slow-client block | disconnect]\n"
-	    "               [--slow-client-timeout SECONDS]\n"
+	    "               [--slow-client-timeout SECONDS] [--allow GLOB]\n"
+	    "               [--deny GLOB] [--read-only] [--full-access]\n"
 	    "               [--handshake-timeout SECONDS]\n"
 	    "               [--greeting-timeout SECONDS] [--backoff-max SECONDS]\n"
 	    "               [--max-upstream-message BYTES]\n"
@@ -135,6 +144,7 @@ main(int argc, char *argv[])
 {
 	struct vm_conf		 conf;
 	struct listener_conf	*lc;
+	struct acl		 acl;
 	struct vm		*vm;
 	struct event		*ev_term, *ev_int;
 	unsigned int		 n;
@@ -147,6 +157,7 @@ main(int argc, char *argv[])
 	unsigned long		 m;
 
 	vm_conf_init(&conf);
+	memset(&acl, 0, sizeof(acl));
 	while ((ch = getopt_long(argc, argv, "dv", longopts, &idx)) != -1) {
 		optname = ch >= OPT_UPSTREAM ? longopts[idx].name : "";
 		switch (ch) {
@@ -161,13 +172,29 @@ main(int argc, char *argv[])
 			conf.upstream = absolute(optarg);
 			break;
 		case OPT_LISTEN:
-			/* --mode and --slow-client* apply to the --listen after */
+			/*
+			 * --mode, --slow-client* and the access list apply to
+			 * the --listen options after them
+			 */
 			lc = vm_conf_add_listener(&conf, optarg);
 			free(lc->path);
 			lc->path = absolute(optarg);
 			lc->mode = mode;
 			lc->slow_client = slow;
 			lc->slow_client_timeout = slow_timeout;
+			acl_copy(&lc->acl, &acl);
+			break;
+		case OPT_ALLOW:
+		case OPT_DENY:
+			if (*optarg == '\0')
+				badarg(optname, optarg, "a command name or glob");
+			acl_add(&acl, ch == OPT_DENY, optarg);
+			break;
+		case OPT_READ_ONLY:
+			acl.read_only = 1;
+			break;
+		case OPT_FULL_ACCESS:
+			acl_clear(&acl);
 			break;
 		case OPT_SLOW_CLIENT:
 			if (strcmp(optarg, "block") == 0)
@@ -273,6 +300,7 @@ main(int argc, char *argv[])
 		usage(stderr, 1);
 	if (conf.name == NULL && (conf.name = strdup("vm")) == NULL)
 		fatal("strdup");
+	acl_clear(&acl);
 	if (conf.backoff_min > conf.backoff_max)
 		conf.backoff_min = conf.backoff_max;
 

@@ -375,7 +375,16 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 		reply_error(client_local_out(c), id, idlen, "CommandNotFound",
 		    "Expecting capabilities negotiation with "
 		    "'qmp_capabilities'");
-	else
+	else if (!acl_allows(&c->listener->conf->acl, msg->name)) {
+		log_info("vm %s: client %d: %s refused by the access list of "
+		    "%s", c->vm->name, c->id, msg->name,
+		    c->listener->conf->path);
+		/* out of band, QEMU answers at once, past in-band input */
+		reply_error(msg->m_exec_oob != -1 ?
+		    bufferevent_get_output(c->bev) : client_local_out(c), id,
+		    idlen, "CommandNotFound", "The command %s has been "
+		    "disabled for this instance", msg->name);
+	} else
 		cmd_submit(c, msg);
 }
 

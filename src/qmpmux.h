@@ -55,9 +55,24 @@ TAILQ_HEAD(timeout_confs, timeout_conf);
 
 #define LISTENER_SLOW_CLIENT_TIMEOUT	10	/* seconds */
 
+/* acl.c: the commands a listener's clients may send; zeroed allows all */
+struct acl {
+	int			 read_only;	/* query-* only */
+	char			**allow;	/* globs; none: all */
+	size_t			 nallow;
+	char			**deny;		/* globs */
+	size_t			 ndeny;
+};
+
+void		 acl_add(struct acl *, int, const char *);
+void		 acl_copy(struct acl *, const struct acl *);
+void		 acl_clear(struct acl *);
+int		 acl_allows(const struct acl *, const char *);
+
 struct listener_conf {
 	char			*path;
 	mode_t			 mode;
+	struct acl		 acl;
 	enum slow_client	 slow_client;
 	double			 slow_client_timeout;
 	TAILQ_ENTRY(listener_conf) entry;

@@ -71,6 +71,7 @@ vm_conf_clear(struct vm_conf *conf)
 	while ((lc = TAILQ_FIRST(&conf->listeners)) != NULL) {
 		TAILQ_REMOVE(&conf->listeners, lc, entry);
 		free(lc->path);
+		acl_clear(&lc->acl);
 		free(lc);
 	}
 	while ((tc = TAILQ_FIRST(&conf->timeouts)) != NULL) {

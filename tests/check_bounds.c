@@ -115,6 +115,8 @@ static const struct edge {
 	{ "greeting-timeout", "1000000000.001", 0 },
 	{ "backoff-max", "0.000001", 1 }, { "backoff-max", "1000000000", 1 },
 	{ "backoff-max", "0", 0 }, { "backoff-max", "1000000000.001", 0 },
+	{ "allow", "query-*", 1 }, { "allow", "", 0 },
+	{ "deny", "stop", 1 }, { "deny", "", 0 },
 	/* octal, 0 to 0777 */
 	{ "mode", "0", 1 }, { "mode", "0777", 1 },
 	{ "mode", "1000", 0 }, { "mode", "8", 0 }, { "mode", "-1", 0 },

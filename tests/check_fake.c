@@ -370,6 +370,41 @@ START_TEST(test_oob)
 END_TEST
 
 /*
+ * A denied exec-oob is answered at once, past a pending in-band command,
+ * as QEMU answers out-of-band commands; a denied in-band one waits its
+ * turn behind it.  Neither reaches the fake.
+ */
+START_TEST(test_oob_denied)
+{
+	const char	*fargs[] = { "--delay", "query-slow=500", NULL };
+	const char	*pargs[] = { "--deny", "query-fast", NULL };
+	struct t_client	*c;
+	char		*m;
+
+	start(fargs, pargs);
+	ck_assert_ptr_nonnull(c = t_client_new(psock));
+	recv_eq(c, GREETING_OOB);
+	m = t_cmd(c, "{\"execute\":\"qmp_capabilities\","
+	    "\"arguments\":{\"enable\":[\"oob\"]}}");
+	ck_assert_str_eq(m, "{\"return\": {}}");
+	free(m);
+	t_send(c, "{\"execute\":\"query-slow\",\"id\":\"slow\"}\n"
+	    "{\"execute\":\"query-fast\",\"id\":\"in\"}\n"
+	    "{\"exec-oob\":\"query-fast\",\"id\":\"oob\"}\n");
+	recv_eq(c, "{\"id\": \"oob\", \"error\": {\"class\": "
+	    "\"CommandNotFound\", \"desc\": \"The command query-fast has been "
+	    "disabled for this instance\"}}");
+	recv_eq(c, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
+	    "\"id\": \"slow\"}");
+	recv_eq(c, "{\"id\": \"in\", \"error\": {\"class\": "
+	    "\"CommandNotFound\", \"desc\": \"The command query-fast has been "
+	    "disabled for this instance\"}}");
+	ck_assert(!log_has("fakeqemu.log", "query-fast"));
+	t_client_free(c);
+}
+END_TEST
+
+/*
  * Ids: QEMU sees the proxy's own numeric ids, never a client's, and each
  * client gets its own id back, byte for byte, on its own reply.
  */
@@ -672,6 +707,7 @@ fake_suite(void)
 	tcase_add_loop_test(tc, test_handshake_stuck, 0, 2);
 	tcase_add_test(tc, test_no_oob);
 	tcase_add_test(tc, test_oob);
+	tcase_add_test(tc, test_oob_denied);
 	tcase_add_test(tc, test_ids);
 	tcase_add_test(tc, test_local_replies_in_order);
 	tcase_add_test(tc, test_lost_in_order);

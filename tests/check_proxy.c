@@ -621,6 +621,56 @@ START_TEST(test_mode_and_sigterm)
 }
 END_TEST
 
+/*
+ * Access lists per listener, with the real QEMU: a read-only listener
+ * may query but not stop the VM; --deny refuses what --allow let
+ * through, and what --allow does not name is refused too.  The refusal
+ * is QEMU's own text for a disabled command, with the client's id, and
+ * nothing reaches QEMU: the VM keeps running.  --full-access gives the
+ * next listener everything again.
+ */
+START_TEST(test_access_lists)
+{
+	char		*ro = t_path("ro.sock"), *lim = t_path("lim.sock");
+	const char	*extra[] = { "--read-only", "--listen", ro,
+			    "--full-access", "--allow", "query-*", "--deny",
+			    "query-status", "--listen", lim, "--full-access",
+			    NULL };
+	struct t_client	*r, *l, *f;
+	char		*m;
+
+	qemu_pid = t_qemu(qsock);
+	proxy_pid = t_qmpmuxd(qsock, psock, extra);
+	ck_assert_ptr_nonnull(r = t_client_ready(ro));
+	ck_assert_ptr_nonnull(l = t_client_ready(lim));
+	ck_assert_ptr_nonnull(f = t_client_ready(psock));
+
+	send_error(r, "{\"execute\":\"stop\",\"id\":\"s\"}", "\"s\"",
+	    "CommandNotFound", "The command stop has been disabled for this "
+	    "instance");
+	send_eq(r, "{\"execute\":\"query-status\",\"id\":1}",
+	    "{\"return\": " RUNNING ", \"id\": 1}");
+	send_error(l, "{\"execute\":\"query-status\",\"id\":[1]}", "[1]",
+	    "CommandNotFound", "The command query-status has been disabled "
+	    "for this instance");
+	send_error(l, "{\"execute\":\"stop\"}", NULL, "CommandNotFound",
+	    "The command stop has been disabled for this instance");
+	marker(l, "allowed");
+	/* the full listener: stop reaches QEMU, so nothing else did */
+	send_eq(f, "{\"execute\":\"query-status\",\"id\":2}",
+	    "{\"return\": " RUNNING ", \"id\": 2}");
+	m = t_cmd(f, "{\"execute\":\"stop\",\"id\":3}");
+	ck_assert_str_eq(m, "{\"return\": {}, \"id\": 3}");
+	free(m);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "by the access list"), 3);
+	t_client_free(r);
+	t_client_free(l);
+	t_client_free(f);
+	free(ro);
+	free(lim);
+}
+END_TEST
+
 /* A message of a given length: a query-name padded in its string id. */
 static char *
 sized_message(size_t len, char **id)
@@ -796,6 +846,7 @@ proxy_suite(void)
 	tcase_add_test(tc, test_max_client_message);
 	tcase_add_test(tc, test_wait_for_qemu);
 	tcase_add_test(tc, test_greeting_timeout);
+	tcase_add_test(tc, test_access_lists);
 	suite_add_tcase(s, tc);
 	return (s);
 }
