@@ -204,6 +204,44 @@ START_TEST(test_sigterm_at_listener)
 END_TEST
 
 /*
+ * --help prints the usage on standard output and --version the version,
+ * both with status 0; SIGINT ends the daemon as SIGTERM does, with
+ * status 0 and the listener removed.
+ */
+START_TEST(test_help_version_sigint)
+{
+	char		*up = t_path("none.sock");
+	const char	*help[] = { t_bin("QMPMUXD"), "--help", NULL };
+	const char	*version[] = { t_bin("QMPMUXD"), "--version", NULL };
+	const char	*run[] = { t_bin("QMPMUXD"), "-d", "--upstream", up,
+			    "--listen", psock, NULL };
+	struct stat	 st;
+	int		 status;
+
+	status = t_wait_exit(t_spawn(help, "help.log"), T_WAIT_MS);
+	ck_assert(status != -1 && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0);
+	ck_assert_int_eq(t_log_count("help.log", "usage: qmpmuxd [-dv] "
+	    "--upstream PATH --listen PATH"), 1);
+	ck_assert_int_eq(t_log_count("help.log", "--allow GLOB"), 1);
+	status = t_wait_exit(t_spawn(version, "version.log"), T_WAIT_MS);
+	ck_assert(status != -1 && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0);
+	ck_assert_int_eq(t_log_count("version.log", "qmpmuxd " PACKAGE_VERSION),
+	    1);
+
+	proxy_pid = t_spawn(run, "qmpmuxd.log");
+	ck_assert_int_eq(t_wait_socket(psock, T_WAIT_MS), 0);
+	status = t_stop(proxy_pid, SIGINT);
+	proxy_pid = -1;
+	ck_assert_msg(status != -1 && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0, "status %d after SIGINT", status);
+	ck_assert_int_eq(stat(psock, &st), -1);
+	free(up);
+}
+END_TEST
+
+/*
  * The nth (from 1) line of a log that holds needle: its line number,
  * and the two numbers after needle in *e and *b when asked for them.
  * -1 when there are fewer such lines.
@@ -435,6 +473,7 @@ bounds_suite(void)
 	tcase_add_loop_test(tc, test_option_edges, 0,
 	    (int)(sizeof(edges) / sizeof(edges[0])));
 	tcase_add_test(tc, test_sigterm_at_listener);
+	tcase_add_test(tc, test_help_version_sigint);
 	tcase_add_test(tc, test_pipeline_edge);
 	tcase_add_loop_test(tc, test_events_edge, 0, 2);
 	tcase_add_test(tc, test_bytes_edge);
