@@ -320,37 +320,6 @@ START_TEST(test_pipeline_edge)
 }
 END_TEST
 
-/*
- * Read n FLOOD events in order; *maxlen is the longest as qmpmuxd
- * counts it in the backlog: the message and its "\r\n".
- */
-static int
-read_flood(struct t_client *c, long n, size_t *maxlen)
-{
-	char	*m, want[64];
-	long	 i = 0;
-
-	while (i < n) {
-		if ((m = t_recv(c, T_WAIT_MS)) == NULL)
-			return (-1);
-		if (strstr(m, "\"FLOOD\"") == NULL) {
-			free(m);
-			continue;
-		}
-		snprintf(want, sizeof(want), "{\"n\": %ld}}", i);
-		if (strstr(m, want) == NULL) {
-			fprintf(stderr, "event %ld out of order: %s\n", i, m);
-			free(m);
-			return (-1);
-		}
-		if (maxlen != NULL && strlen(m) + 2 > *maxlen)
-			*maxlen = strlen(m) + 2;
-		free(m);
-		i++;
-	}
-	return (0);
-}
-
 #define FLOOD		100000	/* ~9 MB: far past any socket's buffer */
 #define FLOOD_S		"100000"
 
@@ -416,7 +385,7 @@ START_TEST(test_bytes_edge)
 	size_t		 e, b, maxlen = 0;
 
 	c = flood(opts, &e, &b);
-	ck_assert_int_eq(read_flood(c, FLOOD, &maxlen), 0);
+	ck_assert_int_eq(t_read_flood(c, FLOOD, &maxlen), 0);
 	printf("bytes: paused at %zu events, %zu bytes; bound %zu, longest "
 	    "event %zu\n", e, b, bound, maxlen);
 	ck_assert_uint_ge(b, bound);
@@ -442,7 +411,7 @@ START_TEST(test_resume_half)
 
 	c = flood(opts, &e, &b);
 	ck_assert_uint_eq(e, n);
-	ck_assert_int_eq(read_flood(c, FLOOD, NULL), 0);
+	ck_assert_int_eq(t_read_flood(c, FLOOD, NULL), 0);
 	for (i = 1; log_nth("qmpmuxd.log", "event backlog down to ", i, &e,
 	    &b) != -1; i++) {
 		ck_assert_msg(e <= n / 2 && b <= bytes / 2, "resumed at %zu "

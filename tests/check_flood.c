@@ -35,35 +35,6 @@ teardown(void)
 	free(dsock);
 }
 
-/* Read n FLOOD events in order (n counted from 0); 0 when all came. */
-static int
-read_flood(struct t_client *c, long n, double *eps)
-{
-	char	*m, want[64];
-	long	 i = 0;
-	long long t0 = t_clock_ms();
-
-	while (i < n) {
-		if ((m = t_recv(c, T_WAIT_MS)) == NULL)
-			return (-1);
-		if (strstr(m, "\"FLOOD\"") == NULL) {
-			free(m);
-			continue;
-		}
-		snprintf(want, sizeof(want), "{\"n\": %ld}", i);
-		if (strstr(m, want) == NULL) {
-			fprintf(stderr, "event %ld out of order: %s\n", i, m);
-			free(m);
-			return (-1);
-		}
-		free(m);
-		i++;
-	}
-	if (eps != NULL)
-		*eps = (double)n * 1000 / (double)(t_clock_ms() - t0 + 1);
-	return (0);
-}
-
 /*
  * ASan keeps freed memory in a quarantine of up to 256 MiB to catch
  * use after free; a flood of a million events passes all of it through
@@ -98,6 +69,7 @@ START_TEST(test_flood_bounded)
 	struct t_client	*c;
 	long		 base_kb, paused_kb, later_kb, peak_kb, limit_kb;
 	double		 eps;
+	long long	 t0;
 
 	small_quarantine();
 	fake_pid = t_fakeqemu(fsock, fargs);
@@ -127,7 +99,9 @@ START_TEST(test_flood_bounded)
 	/* it did buffer up to the bound: most of 2 MiB of events */
 	ck_assert_int_ge(paused_kb - base_kb, bytes_bound / 1024 / 2);
 
-	ck_assert_int_eq(read_flood(c, 1000000, &eps), 0);
+	t0 = t_clock_ms();
+	ck_assert_int_eq(t_read_flood(c, 1000000, NULL), 0);
+	eps = 1e6 * 1000 / (double)(t_clock_ms() - t0 + 1);
 	peak_kb = t_proc_kb(proxy_pid, "VmHWM");
 	printf("flood: 1000000 events drained in order at %.0f events/s; "
 	    "peak RSS %ld kB (bound %ld kB), %d pauses\n", eps, peak_kb,
@@ -202,7 +176,7 @@ START_TEST(test_paused_across_reconnect)
 	    "flood of 100000 events written", 1000), -1);
 	/* and a third when a's events are freed and b's fill the backlog */
 	ck_assert_int_ge(t_log_count("qmpmuxd.log", "reads paused"), 2);
-	ck_assert_int_eq(read_flood(b, 100000, NULL), 0);
+	ck_assert_int_eq(t_read_flood(b, 100000, NULL), 0);
 	t_client_free(a);
 	t_client_free(b);
 }
@@ -348,7 +322,7 @@ START_TEST(test_slow_client_not_alone)
 	    "QEMU's reads too", T_WAIT_MS), 0);
 	ck_assert_int_eq(t_log_count("qmpmuxd.log", "slow client: QEMU's "
 	    "reads paused"), 0);
-	ck_assert_int_eq(read_flood(blocker, 100000, NULL), 0);
+	ck_assert_int_eq(t_read_flood(blocker, 100000, NULL), 0);
 	ck_assert_int_eq(t_log_count("qmpmuxd.log", "slow client: QEMU's "
 	    "reads paused"), 1);
 	ck_assert(t_eof(slow, T_WAIT_MS));
@@ -417,7 +391,7 @@ START_TEST(test_slow_client_disconnect)
 	ck_assert_ptr_nonnull(slow);
 	ck_assert_ptr_nonnull(good);
 	t_send(good, "{\"execute\":\"flood\",\"id\":1}\n");
-	ck_assert_int_eq(read_flood(good, 100000, NULL), 0);
+	ck_assert_int_eq(t_read_flood(good, 100000, NULL), 0);
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "slow client: QEMU's "
 	    "reads paused for 1s", T_WAIT_MS), 0);
 	ck_assert(t_eof(slow, T_WAIT_MS));

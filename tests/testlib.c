@@ -627,3 +627,35 @@ t_run(Suite *s)
 	srunner_free(sr);
 	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
 }
+
+/*
+ * Read n FLOOD events of the fake QEMU, numbered from 0, in order,
+ * passing over other messages; 0 when all came.  *maxlen, if given, is
+ * raised to the longest as qmpmuxd counts it: the message and "\r\n".
+ */
+int
+t_read_flood(struct t_client *c, long n, size_t *maxlen)
+{
+	char	*m, want[64];
+	long	 i = 0;
+
+	while (i < n) {
+		if ((m = t_recv(c, T_WAIT_MS)) == NULL)
+			return (-1);
+		if (strstr(m, "\"FLOOD\"") == NULL) {
+			free(m);
+			continue;
+		}
+		snprintf(want, sizeof(want), "{\"n\": %ld}", i);
+		if (strstr(m, want) == NULL) {
+			fprintf(stderr, "event %ld out of order: %s\n", i, m);
+			free(m);
+			return (-1);
+		}
+		if (maxlen != NULL && strlen(m) + 2 > *maxlen)
+			*maxlen = strlen(m) + 2;
+		free(m);
+		i++;
+	}
+	return (0);
+}

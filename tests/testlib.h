@@ -57,6 +57,7 @@ char		*t_cmd(struct t_client *, const char *, ...)
 /* Timing and logs. */
 long long	 t_clock_ms(void);
 int		 t_run(Suite *);
+int		 t_read_flood(struct t_client *, long, size_t *);
 int		 t_log_count(const char *, const char *);
 
 #endif
