@@ -9,6 +9,7 @@
 
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <poll.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -23,6 +24,8 @@
 #include <yajl/yajl_tree.h>
 
 #include "qmpmux.h"
+
+#define MONITOR_HUP_CHECK	1	/* seconds, while reads are paused */
 
 static const char *monitor_state_names[] = {
 	[MONITOR_BACKOFF] = "backoff",
@@ -276,13 +279,28 @@ monitor_gone(struct monitor *m, const char *reason)
 }
 
 /*
- * Reads paused, no EOF can be seen: QEMU hanging up is watched for
- * apart, or a dead QEMU would keep greeting new clients.
+ * Reads paused, no EOF can be seen: QEMU hanging up is looked for every
+ * MONITOR_HUP_CHECK seconds, or a dead QEMU would keep greeting new
+ * clients.  A poll of the socket sees both ways a peer goes: a close
+ * (POLLRDHUP, even with data still unread) and a reset (POLLERR, when
+ * it died with our input unread).  libevent's EV_CLOSED sees only the
+ * first, and with epoll a reset then wakes the loop without end.
  */
 static void
 monitor_hup_cb(int fd, short events, void *arg)
 {
-	monitor_gone(arg, "QEMU closed the connection");
+	struct monitor	*m = arg;
+	struct timeval	 tv = { MONITOR_HUP_CHECK, 0 };
+	struct pollfd	 pfd;
+
+	pfd.fd = bufferevent_getfd(m->bev);
+	pfd.events = POLLRDHUP;
+	if (poll(&pfd, 1, 0) == 1 &&
+	    (pfd.revents & (POLLRDHUP | POLLERR | POLLHUP)) != 0) {
+		monitor_gone(m, "QEMU closed the connection");
+		return;
+	}
+	evtimer_add(m->hup, &tv);
 }
 
 static void
@@ -550,14 +568,17 @@ monitor_send(struct monitor *m, struct evbuffer *buf)
 void
 monitor_pause(struct monitor *m)
 {
+	struct timeval	 tv = { MONITOR_HUP_CHECK, 0 };
+
 	if (m->paused || m->bev == NULL)
 		return;
 	m->paused = 1;
 	bufferevent_disable(m->bev, EV_READ);
-	if (m->hup == NULL && (m->hup = event_new(m->vm->base,
-	    bufferevent_getfd(m->bev), EV_CLOSED, monitor_hup_cb, m)) == NULL)
-		fatalx("%s: event_new failed", __func__);
-	event_add(m->hup, NULL);
+	if (m->hup == NULL && (m->hup = evtimer_new(m->vm->base,
+	    monitor_hup_cb, m)) == NULL)
+		fatalx("%s: evtimer_new failed", __func__);
+	/* not now: this runs while the monitor is taking messages */
+	evtimer_add(m->hup, &tv);
 }
 
 /*

@@ -194,7 +194,7 @@ struct monitor {
 	char			*version;	/* "7.2.22", for logs and dump */
 	int			 oob;		/* negotiated upstream */
 	int			 paused;
-	struct event		*hup;		/* QEMU gone while paused */
+	struct event		*hup;		/* is QEMU gone, while paused */
 	int			 draining;	/* QEMU gone: take what it wrote */
 };
 

@@ -249,6 +249,45 @@ START_TEST(test_last_words)
 END_TEST
 
 /*
+ * QEMU dies with a command of ours unread while reads are paused: the
+ * socket is reset, which a watch for a hang-up alone does not see.  The
+ * loss is still noticed without anything read or written, and a new
+ * client is not greeted by the dead QEMU.
+ */
+START_TEST(test_reset_while_paused)
+{
+	const char	*fargs[] = { "--flood", "1000000", "--trigger", "flood",
+	    NULL };
+	/* two in flight: the flood's reply may still be behind the pause */
+	const char	*opts[] = { "--max-queued-events", "1000",
+	    "--max-inflight", "2", NULL };
+	struct t_client	*a, *b;
+
+	fake_pid = t_fakeqemu(fsock, fargs);
+	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+	a = t_client_ready(psock);
+	ck_assert_ptr_nonnull(a);
+	t_send(a, "{\"execute\":\"flood\",\"id\":1}\n");
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reads paused",
+	    T_WAIT_MS), 0);
+	kill(fake_pid, SIGSTOP);
+	t_send(a, "{\"execute\":\"query-status\",\"id\":2}\n");
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-status",
+	    T_WAIT_MS), 0);
+	kill(fake_pid, SIGKILL);
+	ck_assert_int_ne(t_wait_exit(fake_pid, T_WAIT_MS), -1);
+	fake_pid = -1;
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "upstream lost (ready)",
+	    T_WAIT_MS), 0);
+	b = t_client_new(psock);
+	ck_assert_ptr_nonnull(b);
+	ck_assert(t_quiet(b, 300));
+	t_client_free(a);
+	t_client_free(b);
+}
+END_TEST
+
+/*
  * A peer that takes no more input but keeps writing: qmpmuxd finds the
  * loss when its next write fails, and takes QEMU's last words from at
  * most max_queued_bytes more of input, not for as long as the peer
@@ -448,6 +487,7 @@ flood_suite(void)
 	tcase_add_test(tc, test_paused_across_reconnect);
 	tcase_add_test(tc, test_last_words);
 	tcase_add_test(tc, test_last_words_bounded);
+	tcase_add_test(tc, test_reset_while_paused);
 	tcase_add_test(tc, test_slow_client_not_alone);
 	tcase_add_test(tc, test_events_while_pending);
 	tcase_add_test(tc, test_slow_client_disconnect);
