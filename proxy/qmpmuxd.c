@@ -32,6 +32,7 @@ enum {
 	OPT_BACKOFF_MAX,
 	OPT_MAX_UPSTREAM_MESSAGE,
 	OPT_MAX_CLIENT_MESSAGE,
+	OPT_MAX_CLIENT_OUTPUT,
 	OPT_MAX_JSON_DEPTH,
 	OPT_COMMAND_TIMEOUT,
 	OPT_TIMEOUT,
@@ -63,6 +64,8 @@ static const struct option longopts[] = {
 	    OPT_MAX_UPSTREAM_MESSAGE },
 	{ "max-client-message", required_argument, NULL,
 	    OPT_MAX_CLIENT_MESSAGE },
+	{ "max-client-output", required_argument, NULL,
+	    OPT_MAX_CLIENT_OUTPUT },
 	{ "max-json-depth", required_argument, NULL, OPT_MAX_JSON_DEPTH },
 	{ "command-timeout", required_argument, NULL, OPT_COMMAND_TIMEOUT },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
@@ -97,7 +100,9 @@ usage(FILE *f, int status)
 	    "               [--handshake-timeout SECONDS]\n"
 	    "               [--greeting-timeout SECONDS] [--backoff-max SECONDS]\n"
 	    "               [--max-upstream-message BYTES]\n"
-	    "               [--max-client-message BYTES] [--max-json-depth N]\n"
+	    "               [--max-client-message BYTES]"
+	    " [--max-client-output BYTES]\n"
+	    "               [--max-json-depth N]\n"
 	    "               [--command-timeout SECONDS]"
 	    " [--timeout COMMAND=SECONDS]\n"
 	    "               [--max-inflight N] [--max-client-pipeline N]\n"
@@ -245,6 +250,11 @@ main(int argc, char *argv[])
 		case OPT_MAX_CLIENT_MESSAGE:
 			if (util_parse_size(optarg,
 			    &conf.max_client_message) == -1)
+				badarg(optname, optarg, "a size in bytes");
+			break;
+		case OPT_MAX_CLIENT_OUTPUT:
+			if (util_parse_size(optarg,
+			    &conf.max_client_output) == -1)
 				badarg(optname, optarg, "a size in bytes");
 			break;
 		case OPT_MAX_JSON_DEPTH:

@@ -38,6 +38,7 @@ static void	client_event_cb(struct bufferevent *, short, void *);
 static void	client_timer_cb(int, short, void *);
 static void	client_resume_cb(int, short, void *);
 static void	client_reap_cb(int, short, void *);
+static void	client_read_again(struct client *);
 
 /* Return the printable name of a state. */
 const char *
@@ -99,6 +100,8 @@ client_accept(struct listener *l, int fd)
 		fatalx("%s: out of memory", __func__);
 	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
 	    client_event_cb, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE,
+	    vm->conf.max_client_output / 2, 0);
 	TAILQ_INSERT_TAIL(&vm->clients, c, entry);
 	vm->stats.clients++;
 	log_info("vm %s: client %d: connected on %s (pid %ld, uid %ld)",
@@ -245,6 +248,10 @@ client_reads_paused(struct client *c, int paused)
 		evtimer_del(c->timer);
 }
 
+/*
+ * Output has gone to the client.  Runs after each write once the output
+ * is down to half of max_client_output (the write low watermark).
+ */
 static void
 client_write_cb(struct bufferevent *bev, void *arg)
 {
@@ -253,6 +260,8 @@ client_write_cb(struct bufferevent *bev, void *arg)
 	if (c->state == CLIENT_CLOSING &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 		event_active(c->reap, EV_TIMEOUT, 1);
+	else
+		client_read_again(c);
 }
 
 static void
@@ -389,18 +398,30 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 }
 
 /*
- * Take whole messages while the client may have more commands going.
- * Input that stays in the buffer is read when a command is answered.
+ * Take whole messages while the client may have more commands going and
+ * reads what it is sent.  A client that does not read its replies is
+ * not read from either: else it could pile them up without end, as
+ * each answered command frees its place in the pipeline.  Input that
+ * stays in the buffer is read when a command is answered or the output
+ * has drained to half of max_client_output.
  */
 static void
 client_read(struct client *c)
 {
 	struct vm	*vm = c->vm;
 	struct evbuffer	*in = bufferevent_get_input(c->bev);
+	struct evbuffer	*out = bufferevent_get_output(c->bev);
 	struct qmp_msg	 msg;
 
 	while (c->state == CLIENT_CAPS || c->state == CLIENT_READY) {
-		if (c->ncmds >= vm->conf.max_client_pipeline) {
+		if (c->ncmds >= vm->conf.max_client_pipeline ||
+		    evbuffer_get_length(out) >= vm->conf.max_client_output) {
+			if (!c->input_paused &&
+			    evbuffer_get_length(out) >=
+			    vm->conf.max_client_output)
+				log_debug("vm %s: client %d: %zu bytes unread "
+				    "by it: not reading from it", vm->name,
+				    c->id, evbuffer_get_length(out));
 			c->input_paused = 1;
 			bufferevent_disable(c->bev, EV_READ);
 			return;
@@ -467,11 +488,23 @@ client_command_done(struct client *c)
 {
 	if (c->ncmds > 0)
 		c->ncmds--;
-	if (c->input_paused && c->ncmds < c->vm->conf.max_client_pipeline) {
-		c->input_paused = 0;
-		bufferevent_enable(c->bev, EV_READ);
-		event_active(c->resume, EV_TIMEOUT, 1);
-	}
+	client_read_again(c);
+}
+
+/* Read from a client again once both its bounds allow it. */
+static void
+client_read_again(struct client *c)
+{
+	struct vm	*vm = c->vm;
+
+	if (!c->input_paused || c->ncmds >= vm->conf.max_client_pipeline ||
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) >
+	    vm->conf.max_client_output / 2)
+		return;
+	c->input_paused = 0;
+	bufferevent_enable(c->bev, EV_READ);
+	/* from the loop: this may run inside a write callback */
+	event_active(c->resume, EV_TIMEOUT, 1);
 }
 
 /*

@@ -91,6 +91,7 @@ struct vm_conf {
 	double			 backoff_max;
 	size_t			 max_upstream_message;
 	size_t			 max_client_message;
+	size_t			 max_client_output;
 	unsigned int		 max_json_depth;
 
 	unsigned int		 max_inflight;
@@ -242,7 +243,7 @@ struct client {
 	int			 oob;		/* negotiated oob */
 	int			 noflush;	/* close without writing more */
 	unsigned int		 ncmds;		/* waiting or in flight */
-	int			 input_paused;
+	int			 input_paused;	/* at the pipeline or output bound */
 	/*
 	 * What the client waits to be answered, in its order: its in-band
 	 * commands, and the proxy's own replies held behind them (cmds

@@ -52,6 +52,7 @@ vm_conf_init(struct vm_conf *conf)
 	conf->backoff_max = 5;
 	conf->max_upstream_message = 16 << 20;
 	conf->max_client_message = 1 << 20;
+	conf->max_client_output = 1 << 20;
 	conf->max_json_depth = 1024;
 	conf->max_inflight = 1;
 	conf->max_client_pipeline = 8;

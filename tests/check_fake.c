@@ -541,6 +541,49 @@ START_TEST(test_lost_in_order)
 }
 END_TEST
 
+/*
+ * A client that sends and does not read: 20,000 invalid lines, each
+ * answered by the proxy itself, 1.6 MB of replies.  Past
+ * --max-client-output the proxy stops reading from it, so its memory
+ * holds the bound, not the replies; when the client reads, it gets all
+ * of them, in order.
+ */
+START_TEST(test_client_output_bound)
+{
+	const char	*pargs[] = { "--max-client-output", "64K", NULL };
+	struct t_client	*c;
+	char		*lines, *m;
+	long		 base_kb, peak_kb;
+	int		 i;
+
+	start(NULL, pargs);
+	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	base_kb = t_proc_kb(proxy_pid, "VmRSS");
+	/* 60 kB: the socket takes it all while the proxy does not read */
+	if ((lines = malloc(20000 * 3)) == NULL)
+		abort();
+	for (i = 0; i < 20000; i++)
+		memcpy(lines + i * 3, "[]\n", 3);
+	t_send_raw(c, lines, 20000 * 3);
+	free(lines);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "unread by it: not "
+	    "reading from it", T_WAIT_MS), 0);
+	peak_kb = t_proc_kb(proxy_pid, "VmHWM");
+	printf("client output: RSS %ld kB before, peak %ld kB when not "
+	    "reading\n", base_kb, peak_kb);
+	ck_assert_int_le(peak_kb - base_kb, 1024);
+	for (i = 0; i < 20000; i++) {
+		m = t_recv(c, T_WAIT_MS);
+		ck_assert_msg(m != NULL && strcmp(m, "{\"error\": {\"class\": "
+		    "\"GenericError\", \"desc\": \"QMP input must be a JSON "
+		    "object\"}}") == 0, "reply %d: %s", i, m);
+		free(m);
+	}
+	ck_assert(t_quiet(c, 100));
+	t_client_free(c);
+}
+END_TEST
+
 /* qmpmuxd and the fake both end cleanly on SIGTERM (sanitizers agree). */
 START_TEST(test_sigterm)
 {
@@ -711,6 +754,7 @@ fake_suite(void)
 	tcase_add_test(tc, test_ids);
 	tcase_add_test(tc, test_local_replies_in_order);
 	tcase_add_test(tc, test_lost_in_order);
+	tcase_add_test(tc, test_client_output_bound);
 	tcase_add_test(tc, test_sigterm);
 	tcase_add_test(tc, test_events_during_delay);
 	tcase_add_test(tc, test_flood);
