@@ -157,7 +157,7 @@ main(int argc, char *argv[])
 	enum slow_client	 slow = SLOW_CLIENT_BLOCK;
 	double			 slow_timeout = LISTENER_SLOW_CLIENT_TIMEOUT;
 	int			 ch, idx, debug = 0, verbose = 0;
-	const char		*optname;
+	const char		*optname, *unused = NULL;
 	char			*end;
 	unsigned long		 m;
 
@@ -177,6 +177,7 @@ main(int argc, char *argv[])
 			conf.upstream = absolute(optarg);
 			break;
 		case OPT_LISTEN:
+			unused = NULL;
 			/*
 			 * --mode, --slow-client* and the access list apply to
 			 * the --listen options after them
@@ -191,17 +192,21 @@ main(int argc, char *argv[])
 			break;
 		case OPT_ALLOW:
 		case OPT_DENY:
+			unused = optname;
 			if (*optarg == '\0')
 				badarg(optname, optarg, "a command name or glob");
 			acl_add(&acl, ch == OPT_DENY, optarg);
 			break;
 		case OPT_READ_ONLY:
+			unused = optname;
 			acl.read_only = 1;
 			break;
 		case OPT_FULL_ACCESS:
+			unused = optname;
 			acl_clear(&acl);
 			break;
 		case OPT_SLOW_CLIENT:
+			unused = optname;
 			if (strcmp(optarg, "block") == 0)
 				slow = SLOW_CLIENT_BLOCK;
 			else if (strcmp(optarg, "disconnect") == 0)
@@ -210,6 +215,7 @@ main(int argc, char *argv[])
 				badarg(optname, optarg, "block or disconnect");
 			break;
 		case OPT_SLOW_CLIENT_TIMEOUT:
+			unused = optname;
 			if (util_parse_seconds(optarg, &slow_timeout) == -1 ||
 			    slow_timeout <= 0)
 				badarg(optname, optarg, "seconds above 0");
@@ -220,6 +226,7 @@ main(int argc, char *argv[])
 				fatal("strdup");
 			break;
 		case OPT_MODE:
+			unused = optname;
 			errno = 0;
 			m = strtoul(optarg, &end, 8);
 			if (errno != 0 || *end != '\0' || end == optarg ||
@@ -311,6 +318,12 @@ main(int argc, char *argv[])
 	if (conf.name == NULL && (conf.name = strdup("vm")) == NULL)
 		fatal("strdup");
 	acl_clear(&acl);
+	/* a listener's option after the last --listen would be ignored */
+	if (unused != NULL) {
+		fprintf(stderr, "qmpmuxd: --%s after the last --listen applies "
+		    "to no listener\n", unused);
+		exit(1);
+	}
 	if (conf.backoff_min > conf.backoff_max)
 		conf.backoff_min = conf.backoff_max;
 

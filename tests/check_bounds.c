@@ -246,6 +246,36 @@ START_TEST(test_help_version_sigint)
 END_TEST
 
 /*
+ * An option for the listeners that follow it, after the last --listen,
+ * would apply to none: a --read-only there must not leave a listener
+ * with full access unsaid.  It is refused.
+ */
+START_TEST(test_trailing_listener_option)
+{
+	static const char	*opts[] = { "--read-only", "--deny",
+				    "--allow", "--mode", "--slow-client",
+				    "--slow-client-timeout", "--full-access" };
+	static const char	*args[] = { NULL, "stop", "query-*", "0600",
+				    "block", "1", NULL };
+	char			*up = t_path("none.sock"), want[128];
+	const char		*argv[] = { t_bin("QMPMUXD"), "-d",
+				    "--upstream", up, "--listen", psock, NULL,
+				    NULL, NULL };
+	int			 status;
+
+	argv[6] = opts[_i];
+	argv[7] = args[_i];
+	status = t_wait_exit(t_spawn(argv, "qmpmuxd.log"), T_WAIT_MS);
+	ck_assert_msg(status != -1 && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 1, "%s: status %d", opts[_i], status);
+	snprintf(want, sizeof(want), "qmpmuxd: %s after the last --listen "
+	    "applies to no listener", opts[_i]);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", want), 1);
+	free(up);
+}
+END_TEST
+
+/*
  * The nth (from 1) line of a log that holds needle: its line number,
  * and the two numbers after needle in *e and *b when asked for them.
  * -1 when there are fewer such lines.
@@ -447,6 +477,7 @@ bounds_suite(void)
 	    (int)(sizeof(edges) / sizeof(edges[0])));
 	tcase_add_test(tc, test_sigterm_at_listener);
 	tcase_add_test(tc, test_help_version_sigint);
+	tcase_add_loop_test(tc, test_trailing_listener_option, 0, 7);
 	tcase_add_test(tc, test_pipeline_edge);
 	tcase_add_loop_test(tc, test_events_edge, 0, 2);
 	tcase_add_test(tc, test_bytes_edge);
