@@ -83,6 +83,7 @@ client_accept(struct listener *l, int fd)
 	c->listener = l;
 	c->id = ++vm->next_client_id;
 	TAILQ_INIT(&c->order);
+	TAILQ_INIT(&c->events);
 	c->pid = -1;
 	c->uid = (uid_t)-1;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
@@ -169,6 +170,7 @@ client_free(struct client *c)
 	if (c->state != CLIENT_CLOSING)
 		cmd_client_gone(c);
 	TAILQ_REMOVE(&c->vm->clients, c, entry);
+	vm_client_gone(c);
 	bufferevent_free(c->bev);
 	qmp_reader_free(c->reader);
 	event_free(c->timer);
@@ -183,7 +185,11 @@ client_reap_cb(int fd, short events, void *arg)
 	client_free(arg);
 }
 
-/* Whether a client of a block listener other than c has unsent output. */
+/*
+ * Whether a client of a block listener other than c holds events it
+ * has not written, and so QEMU's reads too; its own replies unread do
+ * not count, they are not in the backlog.
+ */
 static int
 client_blocker_lags(struct client *c)
 {
@@ -192,7 +198,7 @@ client_blocker_lags(struct client *c)
 	TAILQ_FOREACH(o, &c->vm->clients, entry) {
 		if (o != c && o->state == CLIENT_READY &&
 		    o->listener->conf->slow_client == SLOW_CLIENT_BLOCK &&
-		    evbuffer_get_length(bufferevent_get_output(o->bev)) > 0)
+		    !TAILQ_EMPTY(&o->events))
 			return (1);
 	}
 	return (0);
@@ -221,7 +227,7 @@ client_timer_cb(int fd, short events, void *arg)
 		    "QEMU's reads too", c->vm->name, c->id);
 		client_arm(c, c->listener->conf->slow_client_timeout);
 	} else if (c->state == CLIENT_READY && c->vm->reads_paused &&
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+	    !TAILQ_EMPTY(&c->events)) {
 		/* what it cannot read it will not read on the way out */
 		c->noflush = 1;
 		client_close(c, "slow client: QEMU's reads paused for %gs "
@@ -233,7 +239,7 @@ client_timer_cb(int fd, short events, void *arg)
 
 /*
  * The VM has paused or resumed reading from QEMU.  A client of a
- * disconnect listener that still has output when the pause has lasted
+ * disconnect listener that still holds events when the pause has lasted
  * slow_client_timeout is closed; a block client holds QEMU back instead.
  */
 void

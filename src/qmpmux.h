@@ -170,6 +170,14 @@ void		 vm_upstream_message(struct vm *, struct qmp_msg *);
 void		 vm_upstream_lost(struct vm *, const char *);
 int		 vm_backlog_full(struct vm *);
 void		 vm_events_flush(struct vm *);
+void		 vm_client_gone(struct client *);
+
+/* One client's reference to a batch of events, until it has written it. */
+struct vm_ref {
+	struct vm_event		*ev;
+	struct client		*client;	/* NULL once it is freed */
+	TAILQ_ENTRY(vm_ref)	 entry;
+};
 void		 vm_event_done(struct vm *, size_t);
 
 /* monitor.c: the upstream connection to QEMU's QMP socket */
@@ -250,6 +258,7 @@ struct client {
 	 * with held set), since QEMU answers all in-band input in order.
 	 */
 	TAILQ_HEAD(, cmd)	 order;
+	TAILQ_HEAD(, vm_ref)	 events;	/* batches not yet written */
 	TAILQ_ENTRY(client)	 entry;
 };
 

@@ -317,6 +317,7 @@ void
 vm_events_flush(struct vm *vm)
 {
 	struct vm_event	*ev = vm->batch;
+	struct vm_ref	*ref;
 	struct client	*c;
 	char		*buf;
 
@@ -332,20 +333,43 @@ vm_events_flush(struct vm *vm)
 	TAILQ_FOREACH(c, &vm->clients, entry) {
 		if (c->state != CLIENT_READY)
 			continue;
+		if ((ref = malloc(sizeof(*ref))) == NULL)
+			fatal("%s", __func__);
+		ref->ev = ev;
+		ref->client = c;
+		TAILQ_INSERT_TAIL(&c->events, ref, entry);
 		ev->refs++;
-		client_event(c, ev->buf, ev->len, vm_event_cleanup_cb, ev);
+		client_event(c, ev->buf, ev->len, vm_event_cleanup_cb, ref);
 	}
 	vm_event_unref(ev);
 }
 
 /*
- * Called by libevent when a client's output no longer needs an event:
- * written, or the client freed.  It may run inside a write callback.
+ * Called by libevent when a client's output no longer needs a batch:
+ * written, or the output freed, which libevent may do after the client
+ * itself (vm_client_gone).  It may run inside a write callback.
  */
 static void
 vm_event_cleanup_cb(const void *data, size_t len, void *arg)
 {
-	vm_event_unref(arg);
+	struct vm_ref	*ref = arg;
+
+	if (ref->client != NULL)
+		TAILQ_REMOVE(&ref->client->events, ref, entry);
+	vm_event_unref(ref->ev);
+	free(ref);
+}
+
+/* A client is being freed: its output's batches outlive it. */
+void
+vm_client_gone(struct client *c)
+{
+	struct vm_ref	*ref;
+
+	while ((ref = TAILQ_FIRST(&c->events)) != NULL) {
+		TAILQ_REMOVE(&c->events, ref, entry);
+		ref->client = NULL;
+	}
 }
 
 /* Drop one reference; the last one takes the event out of the backlog. */

@@ -371,6 +371,46 @@ START_TEST(test_slow_client_not_alone)
 END_TEST
 
 /*
+ * A block client whose own replies wait unread holds no events, so it
+ * does not spare a disconnect client that alone holds QEMU's reads: it
+ * joins after the pause, and fills its output with the proxy's replies
+ * to 5,000 invalid lines it does not read.
+ */
+START_TEST(test_slow_client_replies_not_events)
+{
+	const char	*fargs[] = { "--flood", "100000", "--trigger", "flood",
+	    NULL };
+	const char	*opts[] = { "--max-queued-events", "1000",
+	    "--slow-client", "disconnect", "--slow-client-timeout", "1",
+	    "--listen", dsock, "--slow-client", "block", NULL };
+	struct t_client	*slow, *b;
+	char		*lines;
+	int		 i;
+
+	fake_pid = t_fakeqemu(fsock, fargs);
+	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+	slow = t_client_ready(dsock);
+	ck_assert_ptr_nonnull(slow);
+	t_send(slow, "{\"execute\":\"flood\",\"id\":1}\n");
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reads paused",
+	    T_WAIT_MS), 0);
+	b = t_client_ready(psock);
+	ck_assert_ptr_nonnull(b);
+	if ((lines = malloc(5000 * 3)) == NULL)
+		abort();
+	for (i = 0; i < 5000; i++)
+		memcpy(lines + i * 3, "[]\n", 3);
+	t_send_raw(b, lines, 5000 * 3);
+	free(lines);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "slow client: QEMU's "
+	    "reads paused", T_WAIT_MS), 0);
+	ck_assert(t_eof(slow, T_WAIT_MS));
+	t_client_free(slow);
+	t_client_free(b);
+}
+END_TEST
+
+/*
  * Events keep flowing while a command is pending: the fake holds the
  * reply back and sends events meanwhile; both clients get them, and the
  * asker gets them before its reply.
@@ -489,6 +529,7 @@ flood_suite(void)
 	tcase_add_test(tc, test_last_words_bounded);
 	tcase_add_test(tc, test_reset_while_paused);
 	tcase_add_test(tc, test_slow_client_not_alone);
+	tcase_add_test(tc, test_slow_client_replies_not_events);
 	tcase_add_test(tc, test_events_while_pending);
 	tcase_add_test(tc, test_slow_client_disconnect);
 	tcase_add_test(tc, test_oob_overtakes);
