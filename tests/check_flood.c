@@ -54,6 +54,23 @@ small_quarantine(void)
 }
 
 /*
+ * A flood of 100,000 events on a trigger, and qmpmuxd with two
+ * listeners: dsock disconnects slow clients after 1 s, psock blocks.
+ */
+static void
+start_two_listeners(void)
+{
+	const char	*fargs[] = { "--flood", "100000", "--trigger", "flood",
+	    NULL };
+	const char	*opts[] = { "--max-queued-events", "1000",
+	    "--slow-client", "disconnect", "--slow-client-timeout", "1",
+	    "--listen", dsock, "--slow-client", "block", NULL };
+
+	fake_pid = t_fakeqemu(fsock, fargs);
+	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+}
+
+/*
  * A million events while the one client reads nothing: qmpmuxd pauses
  * its reads at the byte bound, and its memory stays within a bound made
  * of the configured limits, while paused and at its peak; then the
@@ -343,15 +360,9 @@ END_TEST
  */
 START_TEST(test_slow_client_not_alone)
 {
-	const char	*fargs[] = { "--flood", "100000", "--trigger", "flood",
-	    NULL };
-	const char	*opts[] = { "--max-queued-events", "1000",
-	    "--slow-client", "disconnect", "--slow-client-timeout", "1",
-	    "--listen", dsock, "--slow-client", "block", NULL };
 	struct t_client	*slow, *blocker;
 
-	fake_pid = t_fakeqemu(fsock, fargs);
-	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+	start_two_listeners();
 	slow = t_client_ready(dsock);
 	blocker = t_client_ready(psock);
 	ck_assert_ptr_nonnull(slow);
@@ -378,17 +389,11 @@ END_TEST
  */
 START_TEST(test_slow_client_replies_not_events)
 {
-	const char	*fargs[] = { "--flood", "100000", "--trigger", "flood",
-	    NULL };
-	const char	*opts[] = { "--max-queued-events", "1000",
-	    "--slow-client", "disconnect", "--slow-client-timeout", "1",
-	    "--listen", dsock, "--slow-client", "block", NULL };
 	struct t_client	*slow, *b;
 	char		*lines;
 	int		 i;
 
-	fake_pid = t_fakeqemu(fsock, fargs);
-	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+	start_two_listeners();
 	slow = t_client_ready(dsock);
 	ck_assert_ptr_nonnull(slow);
 	t_send(slow, "{\"execute\":\"flood\",\"id\":1}\n");
@@ -456,15 +461,9 @@ END_TEST
  */
 START_TEST(test_slow_client_disconnect)
 {
-	const char	*fargs[] = { "--flood", "100000", "--trigger", "flood",
-	    NULL };
-	const char	*opts[] = { "--max-queued-events", "1000",
-	    "--slow-client", "disconnect", "--slow-client-timeout", "1",
-	    "--listen", dsock, "--slow-client", "block", NULL };
 	struct t_client	*slow, *good;
 
-	fake_pid = t_fakeqemu(fsock, fargs);
-	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+	start_two_listeners();
 	slow = t_client_ready(dsock);
 	good = t_client_ready(psock);
 	ck_assert_ptr_nonnull(slow);
