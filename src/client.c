@@ -503,6 +503,9 @@ client_read_again(struct client *c)
 {
 	struct vm	*vm = c->vm;
 
+	/* a closing client is never read again */
+	if (c->state != CLIENT_CAPS && c->state != CLIENT_READY)
+		return;
 	if (!c->input_paused || c->ncmds >= vm->conf.max_client_pipeline ||
 	    evbuffer_get_length(bufferevent_get_output(c->bev)) >
 	    vm->conf.max_client_output / 2)

@@ -584,6 +584,41 @@ START_TEST(test_client_output_bound)
 }
 END_TEST
 
+/*
+ * A client closed while reading from it was paused at
+ * --max-client-output is never read again, even when its output drains
+ * to half: what it sends then stays in the socket, not in the proxy.
+ */
+START_TEST(test_closing_not_read)
+{
+	const char	*pargs[] = { "--max-client-output", "4M",
+	    "--slow-client-timeout", "20", NULL };
+	struct t_client	*c;
+	size_t		 got = 0, sent;
+	char		*m;
+
+	start(NULL, pargs);
+	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	/* ~100-byte parse errors for 3-byte lines: the output fills first */
+	sent = t_send_while_taken(c, "x\n\n", 1 << 20, 500);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "unread by it: not "
+	    "reading from it", T_WAIT_MS), 0);
+	t_stop(fake_pid, SIGKILL);
+	fake_pid = 0;
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "client 1: closed",
+	    T_WAIT_MS), 0);
+	/* read until the output is under half, not empty */
+	while (got < (3 << 20) && (m = t_recv(c, T_WAIT_MS)) != NULL) {
+		got += strlen(m) + 2;
+		free(m);
+	}
+	sent = t_send_while_taken(c, "x\n\n", 64 << 20, 500);
+	printf("closing: read %zu bytes, then %zu bytes taken\n", got, sent);
+	ck_assert_uint_lt(sent, 4 << 20);
+	t_client_free(c);
+}
+END_TEST
+
 /* qmpmuxd and the fake both end cleanly on SIGTERM (sanitizers agree). */
 START_TEST(test_sigterm)
 {
@@ -755,6 +790,7 @@ fake_suite(void)
 	tcase_add_test(tc, test_local_replies_in_order);
 	tcase_add_test(tc, test_lost_in_order);
 	tcase_add_test(tc, test_client_output_bound);
+	tcase_add_test(tc, test_closing_not_read);
 	tcase_add_test(tc, test_sigterm);
 	tcase_add_test(tc, test_events_during_delay);
 	tcase_add_test(tc, test_flood);

@@ -659,3 +659,34 @@ t_read_flood(struct t_client *c, long n, size_t *maxlen)
 	}
 	return (0);
 }
+
+/*
+ * Send copies of line for as long as the peer takes them, up to max
+ * bytes, without ever blocking; stop once nothing more has been taken
+ * for ms.  Returns the bytes sent: what a peer that has stopped reading
+ * still took.
+ */
+size_t
+t_send_while_taken(struct t_client *c, const char *line, size_t max, int ms)
+{
+	struct pollfd	 pfd;
+	size_t		 len = strlen(line), sent = 0, off = 0;
+	ssize_t		 n;
+
+	while (sent < max) {
+		n = send(c->fd, line + off, len - off,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			sent += (size_t)n;
+			off = (off + (size_t)n) % len;
+			continue;
+		}
+		if (n == -1 && errno != EAGAIN && errno != EINTR)
+			break;
+		pfd.fd = c->fd;
+		pfd.events = POLLOUT;
+		if (poll(&pfd, 1, ms) <= 0)
+			break;
+	}
+	return (sent);
+}

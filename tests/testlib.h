@@ -43,6 +43,8 @@ int		 t_client_fd(struct t_client *);
 void		 t_send(struct t_client *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 void		 t_send_raw(struct t_client *, const void *, size_t);
+size_t		 t_send_while_taken(struct t_client *, const char *, size_t,
+		    int);
 char		*t_recv(struct t_client *, int);
 char		*t_recv_reply(struct t_client *, int);
 int		 t_eof(struct t_client *, int);
