@@ -417,13 +417,11 @@ monitor_greeting(struct monitor *m, struct qmp_msg *msg)
 			m->version = NULL;
 	}
 
-	if (other == 0) {
-		m->greeting_len = msg->len + 2;
-		if ((m->greeting = malloc(m->greeting_len)) == NULL)
-			fatal("%s", __func__);
-		memcpy(m->greeting, msg->buf, msg->len);
-		memcpy(m->greeting + msg->len, "\r\n", 2);
-	} else {
+	/* verbatim, unless it offers what the proxy cannot pass on */
+	out = (const unsigned char *)msg->buf;
+	outlen = msg->len;
+	g = NULL;
+	if (other > 0) {
 		g = yajl_gen_alloc(NULL);
 		yajl_gen_map_open(g);
 		yajl_gen_string(g, (const unsigned char *)"QMP", 3);
@@ -443,13 +441,14 @@ monitor_greeting(struct monitor *m, struct qmp_msg *msg)
 		yajl_gen_map_close(g);
 		yajl_gen_map_close(g);
 		yajl_gen_get_buf(g, &out, &outlen);
-		m->greeting_len = outlen + 2;
-		if ((m->greeting = malloc(m->greeting_len)) == NULL)
-			fatal("%s", __func__);
-		memcpy(m->greeting, out, outlen);
-		memcpy(m->greeting + outlen, "\r\n", 2);
-		yajl_gen_free(g);
 	}
+	m->greeting_len = outlen + 2;
+	if ((m->greeting = malloc(m->greeting_len)) == NULL)
+		fatal("%s", __func__);
+	memcpy(m->greeting, out, outlen);
+	memcpy(m->greeting + outlen, "\r\n", 2);
+	if (g != NULL)
+		yajl_gen_free(g);
 	yajl_tree_free(root);
 	return (0);
 }

@@ -439,31 +439,47 @@ qmp_end_array_cb(void *arg)
 	return (qmp_close(arg));
 }
 
+/* The QMP members by name, for both directions. */
+static const struct {
+	const char	*name;
+	enum qmp_key	 key;
+} qmp_keys[] = {
+	{ "execute", QMP_KEY_EXECUTE },
+	{ "exec-oob", QMP_KEY_EXEC_OOB },
+	{ "arguments", QMP_KEY_ARGUMENTS },
+	{ "id", QMP_KEY_ID },
+	{ "return", QMP_KEY_RETURN },
+	{ "error", QMP_KEY_ERROR },
+	{ "event", QMP_KEY_EVENT },
+	{ "QMP", QMP_KEY_QMP },
+};
+#define QMP_NKEYS	(sizeof(qmp_keys) / sizeof(qmp_keys[0]))
+
 /* Map a decoded key to the QMP member it names. */
 static enum qmp_key
 qmp_key_lookup(const unsigned char *s, size_t len)
 {
-	static const struct {
-		const char	*name;
-		enum qmp_key	 key;
-	} keys[] = {
-		{ "execute", QMP_KEY_EXECUTE },
-		{ "exec-oob", QMP_KEY_EXEC_OOB },
-		{ "arguments", QMP_KEY_ARGUMENTS },
-		{ "id", QMP_KEY_ID },
-		{ "return", QMP_KEY_RETURN },
-		{ "error", QMP_KEY_ERROR },
-		{ "event", QMP_KEY_EVENT },
-		{ "QMP", QMP_KEY_QMP },
-	};
 	size_t	 i;
 
-	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		if (strlen(keys[i].name) == len &&
-		    memcmp(keys[i].name, s, len) == 0)
-			return (keys[i].key);
+	for (i = 0; i < QMP_NKEYS; i++) {
+		if (strlen(qmp_keys[i].name) == len &&
+		    memcmp(qmp_keys[i].name, s, len) == 0)
+			return (qmp_keys[i].key);
 	}
 	return (QMP_KEY_OTHER);
+}
+
+/* The name of a QMP member; NULL for QMP_KEY_OTHER. */
+const char *
+qmp_key_name(enum qmp_key key)
+{
+	size_t	 i;
+
+	for (i = 0; i < QMP_NKEYS; i++) {
+		if (qmp_keys[i].key == key)
+			return (qmp_keys[i].name);
+	}
+	return (NULL);
 }
 
 /* With QMP_READ_DUPKEYS, note that an object opens. */

@@ -113,5 +113,6 @@ char		*qmp_msg_steal(struct qmp_msg *);
 struct qmp_span	 qmp_msg_id(const struct qmp_msg *);
 struct qmp_span	 qmp_msg_cut_member(const struct qmp_msg *, int);
 const char	*qmp_kind_name(enum qmp_kind);
+const char	*qmp_key_name(enum qmp_key);
 
 #endif

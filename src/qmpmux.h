@@ -304,6 +304,7 @@ int		 cmd_stalled(struct vm *);
 struct evbuffer	*cmd_hold(struct client *);
 
 /* reply.c: QEMU-style replies made by the proxy */
+void		 reply_string(struct evbuffer *, const char *);
 void		 reply_error(struct evbuffer *, const char *, size_t,
 		    const char *, const char *, ...) LOG_PRINTF(5, 6);
 void		 reply_return(struct evbuffer *, const char *, size_t);

@@ -15,7 +15,7 @@
 #include "qmpmux.h"
 
 /* Append s as a JSON string. */
-static void
+void
 reply_string(struct evbuffer *out, const char *s)
 {
 	const unsigned char	*p;
@@ -88,27 +88,7 @@ reply_id(const struct qmp_msg *msg, const char **id, size_t *len)
 static const char *
 reply_member_name(const struct qmp_msg *msg, const struct qmp_member *m)
 {
-	switch (m->key) {
-	case QMP_KEY_EXECUTE:
-		return ("execute");
-	case QMP_KEY_EXEC_OOB:
-		return ("exec-oob");
-	case QMP_KEY_ARGUMENTS:
-		return ("arguments");
-	case QMP_KEY_ID:
-		return ("id");
-	case QMP_KEY_RETURN:
-		return ("return");
-	case QMP_KEY_ERROR:
-		return ("error");
-	case QMP_KEY_EVENT:
-		return ("event");
-	case QMP_KEY_QMP:
-		return ("QMP");
-	case QMP_KEY_OTHER:
-		break;
-	}
-	return (msg->other);
+	return (m->key == QMP_KEY_OTHER ? msg->other : qmp_key_name(m->key));
 }
 
 /*

@@ -379,15 +379,9 @@ START_TEST(test_oob_denied)
 	const char	*fargs[] = { "--delay", "query-slow=500", NULL };
 	const char	*pargs[] = { "--deny", "query-fast", NULL };
 	struct t_client	*c;
-	char		*m;
 
 	start(fargs, pargs);
-	ck_assert_ptr_nonnull(c = t_client_new(psock));
-	recv_eq(c, GREETING_OOB);
-	m = t_cmd(c, "{\"execute\":\"qmp_capabilities\","
-	    "\"arguments\":{\"enable\":[\"oob\"]}}");
-	ck_assert_str_eq(m, "{\"return\": {}}");
-	free(m);
+	ck_assert_ptr_nonnull(c = t_client_ready_oob(psock));
 	t_send(c, "{\"execute\":\"query-slow\",\"id\":\"slow\"}\n"
 	    "{\"execute\":\"query-fast\",\"id\":\"in\"}\n"
 	    "{\"exec-oob\":\"query-fast\",\"id\":\"oob\"}\n");

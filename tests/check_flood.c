@@ -71,6 +71,30 @@ start_two_listeners(void)
 }
 
 /*
+ * Start the fake with fargs and qmpmuxd with opts, connect one client,
+ * set off the flood and wait for qmpmuxd to pause reading, the client
+ * reading nothing.  *base_kb, if asked for, is qmpmuxd's RSS just
+ * before the flood.
+ */
+static struct t_client *
+flood_until_paused(const char *const *fargs, const char *const *opts,
+    long *base_kb)
+{
+	struct t_client	*c;
+
+	fake_pid = t_fakeqemu(fsock, fargs);
+	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+	c = t_client_ready(psock);
+	ck_assert_ptr_nonnull(c);
+	if (base_kb != NULL)
+		*base_kb = t_proc_kb(proxy_pid, "VmRSS");
+	t_send(c, "{\"execute\":\"flood\",\"id\":1}\n");
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reads paused",
+	    T_WAIT_MS), 0);
+	return (c);
+}
+
+/*
  * A million events while the one client reads nothing: qmpmuxd pauses
  * its reads at the byte bound, and its memory stays within a bound made
  * of the configured limits, while paused and at its peak; then the
@@ -89,14 +113,7 @@ START_TEST(test_flood_bounded)
 	long long	 t0;
 
 	small_quarantine();
-	fake_pid = t_fakeqemu(fsock, fargs);
-	proxy_pid = t_qmpmuxd(fsock, psock, opts);
-	c = t_client_ready(psock);
-	ck_assert_ptr_nonnull(c);
-	base_kb = t_proc_kb(proxy_pid, "VmRSS");
-	t_send(c, "{\"execute\":\"flood\",\"id\":1}\n");
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reads paused",
-	    T_WAIT_MS), 0);
+	c = flood_until_paused(fargs, opts, &base_kb);
 	paused_kb = t_proc_kb(proxy_pid, "VmRSS");
 	/* while the client reads nothing, nothing more is read from QEMU */
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reading again", 500), -1);
@@ -172,13 +189,7 @@ START_TEST(test_paused_across_reconnect)
 	    "--slow-client-timeout", "1", NULL };
 	struct t_client	*a, *b;
 
-	fake_pid = t_fakeqemu(fsock, fargs);
-	proxy_pid = t_qmpmuxd(fsock, psock, opts);
-	a = t_client_ready(psock);
-	ck_assert_ptr_nonnull(a);
-	t_send(a, "{\"execute\":\"flood\",\"id\":1}\n");
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reads paused",
-	    T_WAIT_MS), 0);
+	a = flood_until_paused(fargs, opts, NULL);
 	t_stop(fake_pid, SIGKILL);
 	/* paused, qmpmuxd sees QEMU gone when it next writes to it */
 	t_send(a, "{\"execute\":\"query-status\",\"id\":2}\n");
@@ -234,13 +245,7 @@ START_TEST(test_last_words)
 	char		*m, want[64];
 	long		 n = 0, last;
 
-	fake_pid = t_fakeqemu(fsock, fargs);
-	proxy_pid = t_qmpmuxd(fsock, psock, opts);
-	a = t_client_ready(psock);
-	ck_assert_ptr_nonnull(a);
-	t_send(a, "{\"execute\":\"flood\",\"id\":1}\n");
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reads paused",
-	    T_WAIT_MS), 0);
+	a = flood_until_paused(fargs, opts, NULL);
 	kill(fake_pid, SIGUSR1);
 	ck_assert_int_eq(t_wait_exit(fake_pid, T_WAIT_MS), 0);
 	fake_pid = -1;
@@ -280,13 +285,7 @@ START_TEST(test_reset_while_paused)
 	    "--max-inflight", "2", NULL };
 	struct t_client	*a, *b;
 
-	fake_pid = t_fakeqemu(fsock, fargs);
-	proxy_pid = t_qmpmuxd(fsock, psock, opts);
-	a = t_client_ready(psock);
-	ck_assert_ptr_nonnull(a);
-	t_send(a, "{\"execute\":\"flood\",\"id\":1}\n");
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reads paused",
-	    T_WAIT_MS), 0);
+	a = flood_until_paused(fargs, opts, NULL);
 	kill(fake_pid, SIGSTOP);
 	t_send(a, "{\"execute\":\"query-status\",\"id\":2}\n");
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-status",
@@ -323,14 +322,7 @@ START_TEST(test_last_words_bounded)
 	long		 base_kb, peak_kb, taken;
 
 	small_quarantine();
-	fake_pid = t_fakeqemu(fsock, fargs);
-	proxy_pid = t_qmpmuxd(fsock, psock, opts);
-	a = t_client_ready(psock);
-	ck_assert_ptr_nonnull(a);
-	base_kb = t_proc_kb(proxy_pid, "VmRSS");
-	t_send(a, "{\"execute\":\"flood\",\"id\":1}\n");
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reads paused",
-	    T_WAIT_MS), 0);
+	a = flood_until_paused(fargs, opts, &base_kb);
 	t_send(a, "{\"execute\":\"query-status\",\"id\":2}\n");
 	/* the reason is the write's, not what reading afterwards left */
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "upstream lost (ready): "
@@ -487,13 +479,8 @@ START_TEST(test_oob_overtakes)
 
 	fake_pid = t_fakeqemu(fsock, fargs);
 	proxy_pid = t_qmpmuxd(fsock, psock, NULL);
-	a = t_client_new(psock);
+	a = t_client_ready_oob(psock);
 	ck_assert_ptr_nonnull(a);
-	free(t_recv(a, T_WAIT_MS));
-	m = t_cmd(a, "{\"execute\":\"qmp_capabilities\","
-	    "\"arguments\":{\"enable\":[\"oob\"]}}");
-	ck_assert_str_eq(m, "{\"return\": {}}");
-	free(m);
 	t_send(a, "{\"execute\":\"slow\",\"id\":1}\n");
 	t_send(a, "{\"execute\":\"queued\",\"id\":2}\n");
 	t_send(a, "{\"exec-oob\":\"fast\",\"id\":3}\n");

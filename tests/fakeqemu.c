@@ -93,6 +93,7 @@
 
 #include "log.h"
 #include "qmp.h"
+#include "qmpmux.h"
 
 #define FAKE_FLOOD_LOW	(16 * 1024)	/* refill the flood below */
 #define FAKE_FLOOD_HIGH	(64 * 1024)	/* and up to this */
@@ -354,24 +355,6 @@ fake_write_buffer(struct fake_conn *c, struct evbuffer *b)
 	evbuffer_drain(b, len);
 }
 
-/* Append s as a JSON string. */
-static void
-fake_json_string(struct evbuffer *b, const char *s)
-{
-	const unsigned char	*p;
-
-	evbuffer_add(b, "\"", 1);
-	for (p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			evbuffer_add_printf(b, "\\%c", *p);
-		else if (*p < 0x20)
-			evbuffer_add_printf(b, "\\u%04x", *p);
-		else
-			evbuffer_add(b, p, 1);
-	}
-	evbuffer_add(b, "\"", 1);
-}
-
 /* Append the start of an event, up to and including "data": . */
 static void
 fake_event_head(struct evbuffer *b, const char *name)
@@ -382,7 +365,7 @@ fake_event_head(struct evbuffer *b, const char *name)
 	evbuffer_add_printf(b, "{\"timestamp\": {\"seconds\": %lld, "
 	    "\"microseconds\": %ld}, \"event\": ", (long long)tv.tv_sec,
 	    (long)tv.tv_usec);
-	fake_json_string(b, name);
+	reply_string(b, name);
 	evbuffer_add_printf(b, ", \"data\": ");
 }
 
@@ -409,17 +392,8 @@ fake_error(struct fake_conn *c, const char *id, size_t idlen,
 
 	if ((b = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new failed");
-	evbuffer_add_printf(b, "{");
-	if (id != NULL) {
-		evbuffer_add_printf(b, "\"id\": ");
-		evbuffer_add(b, id, idlen);
-		evbuffer_add_printf(b, ", ");
-	}
-	evbuffer_add_printf(b, "\"error\": {\"class\": ");
-	fake_json_string(b, class);
-	evbuffer_add_printf(b, ", \"desc\": ");
-	fake_json_string(b, desc);
-	evbuffer_add_printf(b, "}}\r\n");
+	/* QEMU's format, which the proxy's own errors copy */
+	reply_error(b, id, idlen, class, "%s", desc);
 	log_info("conn %d: error %s: %s", c->id, class, desc);
 	fake_write_buffer(c, b);
 	evbuffer_free(b);
@@ -452,7 +426,7 @@ fake_answer(struct fake_conn *c, const char *name, const char *id,
 	seq++;
 	c->answered++;
 	evbuffer_add_printf(b, "{\"return\": {\"command\": ");
-	fake_json_string(b, name);
+	reply_string(b, name);
 	evbuffer_add_printf(b, ", \"seq\": %lu}", seq);
 	if (id != NULL) {
 		evbuffer_add_printf(b, ", \"id\": ");

@@ -166,6 +166,20 @@ t_wait_socket(const char *path, int ms)
 	return (-1);
 }
 
+/* Spawn a process that listens on sock, and wait for the socket. */
+static pid_t
+t_spawn_listening(const char *const *argv, const char *log, const char *sock)
+{
+	pid_t	 pid = t_spawn(argv, log);
+
+	if (t_wait_socket(sock, T_WAIT_MS) == -1) {
+		fprintf(stderr, "%s: socket %s did not appear; see %s/%s\n",
+		    argv[0], sock, t_dir(), log);
+		abort();
+	}
+	return (pid);
+}
+
 /* Start a real QEMU with its QMP socket at sock, and wait for it. */
 pid_t
 t_qemu(const char *sock)
@@ -186,12 +200,8 @@ t_qemu(const char *sock)
 	argv[i++] = "-qmp";
 	argv[i++] = qmp;
 	argv[i] = NULL;
-	pid = t_spawn(argv, "qemu.log");
+	pid = t_spawn_listening(argv, "qemu.log", sock);
 	free(qmp);
-	if (t_wait_socket(sock, T_WAIT_MS) == -1) {
-		fprintf(stderr, "QEMU's socket %s did not appear\n", sock);
-		abort();
-	}
 	return (pid);
 }
 
@@ -200,7 +210,6 @@ pid_t
 t_qmpmuxd(const char *upstream, const char *listen, const char *const *extra)
 {
 	const char	*argv[64];
-	pid_t		 pid;
 	int		 i = 0;
 
 	argv[i++] = t_bin("QMPMUXD");
@@ -215,12 +224,7 @@ t_qmpmuxd(const char *upstream, const char *listen, const char *const *extra)
 	argv[i++] = "--listen";
 	argv[i++] = listen;
 	argv[i] = NULL;
-	pid = t_spawn(argv, "qmpmuxd.log");
-	if (t_wait_socket(listen, T_WAIT_MS) == -1) {
-		fprintf(stderr, "qmpmuxd's socket %s did not appear\n", listen);
-		abort();
-	}
-	return (pid);
+	return (t_spawn_listening(argv, "qmpmuxd.log", listen));
 }
 
 /* Start the fake QEMU with a script and options; wait for its socket. */
@@ -228,7 +232,6 @@ pid_t
 t_fakeqemu(const char *sock, const char *const *args)
 {
 	const char	*argv[64];
-	pid_t		 pid;
 	int		 i = 0;
 
 	argv[i++] = t_bin("FAKEQEMU");
@@ -236,12 +239,7 @@ t_fakeqemu(const char *sock, const char *const *args)
 	while (args != NULL && *args != NULL && i < 62)
 		argv[i++] = *args++;
 	argv[i] = NULL;
-	pid = t_spawn(argv, "fakeqemu.log");
-	if (t_wait_socket(sock, T_WAIT_MS) == -1) {
-		fprintf(stderr, "fake QEMU's socket %s did not appear\n", sock);
-		abort();
-	}
-	return (pid);
+	return (t_spawn_listening(argv, "fakeqemu.log", sock));
 }
 
 /*
@@ -339,9 +337,9 @@ t_client_new(const char *path)
 	return (c);
 }
 
-/* Connect, take the greeting and negotiate; NULL if any step fails. */
-struct t_client *
-t_client_ready(const char *path)
+/* Connect, take the greeting, negotiate with caps; NULL on a failure. */
+static struct t_client *
+t_client_caps(const char *path, const char *caps)
 {
 	struct t_client	*c;
 	char		*m;
@@ -351,18 +349,33 @@ t_client_ready(const char *path)
 	if ((m = t_recv(c, T_WAIT_MS)) == NULL || strstr(m, "\"QMP\"") == NULL)
 		goto fail;
 	free(m);
-	t_send(c, "{\"execute\": \"qmp_capabilities\"}\n");
+	t_send(c, "%s\n", caps);
 	if ((m = t_recv(c, T_WAIT_MS)) == NULL ||
 	    strcmp(m, "{\"return\": {}}") != 0)
 		goto fail;
 	free(m);
 	return (c);
 fail:
-	fprintf(stderr, "t_client_ready %s: got %s\n", path,
+	fprintf(stderr, "t_client_caps %s: got %s\n", path,
 	    m != NULL ? m : "(nothing)");
 	free(m);
 	t_client_free(c);
 	return (NULL);
+}
+
+/* A client negotiated without capabilities. */
+struct t_client *
+t_client_ready(const char *path)
+{
+	return (t_client_caps(path, "{\"execute\": \"qmp_capabilities\"}"));
+}
+
+/* A client negotiated with oob. */
+struct t_client *
+t_client_ready_oob(const char *path)
+{
+	return (t_client_caps(path, "{\"execute\": \"qmp_capabilities\", "
+	    "\"arguments\": {\"enable\": [\"oob\"]}}"));
 }
 
 /* Close and free a client; NULL is allowed. */
@@ -464,7 +477,7 @@ t_recv(struct t_client *c, int ms)
 	}
 }
 
-/* The next reply (return or error), skipping events. */
+/* The next reply (return or error); events before it are passed over. */
 char *
 t_recv_reply(struct t_client *c, int ms)
 {
@@ -533,7 +546,7 @@ t_get_str(yajl_val v, const char *k1, const char *k2)
 	return (YAJL_GET_STRING(yajl_tree_get(v, path, yajl_t_string)));
 }
 
-/* Send a command and return its reply text, skipping events. */
+/* Send a command and return its reply text; events are passed over. */
 char *
 t_cmd(struct t_client *c, const char *fmt, ...)
 {

@@ -38,6 +38,7 @@ const char	*t_bin(const char *);
 /* A client of a QMP socket. */
 struct t_client	*t_client_new(const char *);
 struct t_client	*t_client_ready(const char *);
+struct t_client	*t_client_ready_oob(const char *);
 void		 t_client_free(struct t_client *);
 int		 t_client_fd(struct t_client *);
 void		 t_send(struct t_client *, const char *, ...)
