@@ -7,11 +7,17 @@
  *
  * There is one close path, client_close, which logs why; the free runs
  * later from the loop (c->reap), never inside a bufferevent callback.
+ *
+ * End of input is not a hang-up: a client that shuts down its writing
+ * side (a shell piping commands into socat) has sent its last command,
+ * and gets every reply before its connection is closed.  A client gone
+ * both ways is gone, and its unsent commands leave the queue.
  */
 #include "config.h"
 
 #include <sys/socket.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -270,6 +276,22 @@ client_write_cb(struct bufferevent *bev, void *arg)
 		client_read_again(c);
 }
 
+/*
+ * Whether the peer has gone both ways, by a poll of its socket: a close
+ * (POLLHUP) or a reset (POLLERR).  On a unix socket a peer that only
+ * shut down its writing gives POLLRDHUP alone: it still reads.
+ */
+static int
+client_peer_gone(struct client *c)
+{
+	struct pollfd	 pfd;
+
+	pfd.fd = bufferevent_getfd(c->bev);
+	pfd.events = POLLRDHUP;
+	return (poll(&pfd, 1, 0) == 1 &&
+	    (pfd.revents & (POLLHUP | POLLERR)) != 0);
+}
+
 static void
 client_event_cb(struct bufferevent *bev, short events, void *arg)
 {
@@ -278,6 +300,14 @@ client_event_cb(struct bufferevent *bev, short events, void *arg)
 	if (c->state == CLIENT_CLOSING) {
 		/* the peer is gone: nothing more can be flushed */
 		event_active(c->reap, EV_TIMEOUT, 1);
+		return;
+	}
+	if ((events & BEV_EVENT_EOF) && !client_peer_gone(c)) {
+		/* no more commands: what it sent is still answered */
+		log_debug("vm %s: client %d: end of input", c->vm->name,
+		    c->id);
+		c->eof = 1;
+		event_active(c->resume, EV_TIMEOUT, 1);
 		return;
 	}
 	if (events & BEV_EVENT_EOF)
@@ -404,6 +434,19 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 }
 
 /*
+ * The client's input has ended and every whole message in it is taken:
+ * it is closed once each is answered and the replies are written.  What
+ * is left is part of a message that will never be finished.
+ */
+static void
+client_end(struct client *c)
+{
+	if (c->ncmds == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		client_close(c, "end of input, every command answered");
+}
+
+/*
  * Take whole messages while the client may have more commands going and
  * reads what it is sent.  A client that does not read its replies is
  * not read from either: else it could pile them up without end, as
@@ -434,6 +477,8 @@ client_read(struct client *c)
 		}
 		switch (qmp_reader_next(c->reader, in, &msg)) {
 		case QMP_NEED_MORE:
+			if (c->eof)
+				client_end(c);
 			return;
 		case QMP_MESSAGE:
 			client_handle(c, &msg);
@@ -497,7 +542,10 @@ client_command_done(struct client *c)
 	client_read_again(c);
 }
 
-/* Read from a client again once both its bounds allow it. */
+/*
+ * Read from a client again once both its bounds allow it; or, its input
+ * having ended, take what is buffered and see whether it is done.
+ */
 static void
 client_read_again(struct client *c)
 {
@@ -506,6 +554,11 @@ client_read_again(struct client *c)
 	/* a closing client is never read again */
 	if (c->state != CLIENT_CAPS && c->state != CLIENT_READY)
 		return;
+	/* its input has ended: take what is buffered, or close it */
+	if (c->eof) {
+		event_active(c->resume, EV_TIMEOUT, 1);
+		return;
+	}
 	if (!c->input_paused || c->ncmds >= vm->conf.max_client_pipeline ||
 	    evbuffer_get_length(bufferevent_get_output(c->bev)) >
 	    vm->conf.max_client_output / 2)

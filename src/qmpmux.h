@@ -252,6 +252,7 @@ struct client {
 	int			 noflush;	/* close without writing more */
 	unsigned int		 ncmds;		/* waiting or in flight */
 	int			 input_paused;	/* at the pipeline or output bound */
+	int			 eof;		/* input ended: answer, then close */
 	/*
 	 * What the client waits to be answered, in its order: its in-band
 	 * commands, and the proxy's own replies held behind them (cmds

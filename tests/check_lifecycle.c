@@ -1,0 +1,177 @@
+/*
+ * How a client's connection ends: the real QEMU behind qmpmuxd, stopped
+ * with SIGSTOP where a test needs it stuck.  A client that shuts down
+ * its writing side gets every reply, then EOF; one that hangs up is gone
+ * even while qmpmuxd is not reading from it.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "testlib.h"
+
+static char	*qsock, *psock;
+static pid_t	 qemu_pid, proxy_pid;
+
+static void
+setup(void)
+{
+	qsock = t_path("qemu.sock");
+	psock = t_path("proxy.sock");
+	qemu_pid = proxy_pid = -1;
+}
+
+static void
+teardown(void)
+{
+	t_stop(proxy_pid, SIGTERM);
+	if (qemu_pid > 0)
+		kill(qemu_pid, SIGCONT);
+	t_stop(qemu_pid, SIGKILL);
+	free(qsock);
+	free(psock);
+}
+
+/* A QEMU and a qmpmuxd with the given options in front of it. */
+static void
+start(const char *const *opts)
+{
+	qemu_pid = t_qemu(qsock);
+	proxy_pid = t_qmpmuxd(qsock, psock, opts);
+}
+
+/* The next message must be exactly want. */
+static void
+recv_eq(struct t_client *c, const char *want)
+{
+	char	*m = t_recv(c, T_WAIT_MS);
+
+	ck_assert_msg(m != NULL && strcmp(m, want) == 0,
+	    "expected\n  %s\ngot\n  %s", want, m != NULL ? m : "(nothing)");
+	free(m);
+}
+
+/* Nothing more comes, and the connection ends. */
+static void
+recv_eof(struct t_client *c)
+{
+	char	*m = t_recv(c, T_WAIT_MS);
+
+	ck_assert_msg(m == NULL, "expected EOF, got %s", m);
+	ck_assert_msg(t_eof(c, 0), "no EOF within %d ms", T_WAIT_MS);
+}
+
+/*
+ * Commands pipelined past max_client_pipeline (8), then the writing side
+ * shut down, as socat and nc -U do at the end of their input: every
+ * command is answered, in order, and only then does the connection end.
+ */
+START_TEST(test_half_close_pipeline)
+{
+	struct t_client	*c;
+	char		*m, want[64];
+	int		 i;
+
+	start(NULL);
+	c = t_client_new(psock);
+	ck_assert_ptr_nonnull(c);
+	m = t_recv(c, T_WAIT_MS);
+	ck_assert_msg(m != NULL && strstr(m, "\"QMP\"") != NULL,
+	    "greeting: %s", m);
+	free(m);
+	t_send(c, "{\"execute\":\"qmp_capabilities\"}\n");
+	for (i = 1; i <= 12; i++)
+		t_send(c, "{\"execute\":\"query-name\",\"id\":%d}\n", i);
+	ck_assert_int_eq(shutdown(t_client_fd(c), SHUT_WR), 0);
+	recv_eq(c, "{\"return\": {}}");
+	for (i = 1; i <= 12; i++) {
+		snprintf(want, sizeof(want), "{\"return\": {}, \"id\": %d}", i);
+		recv_eq(c, want);
+	}
+	recv_eof(c);
+	t_client_free(c);
+}
+END_TEST
+
+/*
+ * The real-world case: commands piped into socat.  socat waits -t
+ * seconds (0.5 by default) for the rest once its input has ended; a long
+ * -t makes the test independent of the machine's speed, and shows that
+ * qmpmuxd closes the connection once all is answered: socat exits then.
+ */
+START_TEST(test_half_close_socat)
+{
+	char		*in = t_path("in.json"), *cmdline, *out, *p, want[64];
+	const char	*argv[] = { "sh", "-c", NULL, NULL };
+	FILE		*f;
+	long long	 t0;
+	int		 i, status;
+
+	start(NULL);
+	if ((f = fopen(in, "w")) == NULL)
+		ck_abort_msg("cannot write %s", in);
+	fprintf(f, "{\"execute\":\"qmp_capabilities\"}\n");
+	for (i = 1; i <= 12; i++)
+		fprintf(f, "{\"execute\":\"query-name\",\"id\":%d}\n", i);
+	fclose(f);
+	if (asprintf(&cmdline, "cat '%s' | exec socat -t 60 - "
+	    "UNIX-CONNECT:'%s'", in, psock) == -1)
+		abort();
+	argv[2] = cmdline;
+	t0 = t_clock_ms();
+	status = t_wait_exit(t_spawn(argv, "socat.log"), T_WAIT_MS);
+	ck_assert_msg(status != -1, "socat still running after %lld ms",
+	    t_clock_ms() - t0);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "socat: status %d", status);
+
+	/* its output: the greeting, the negotiation, the twelve replies */
+	out = t_path("socat.log");
+	if ((f = fopen(out, "r")) == NULL)
+		ck_abort_msg("cannot read %s", out);
+	if ((p = malloc(1 << 16)) == NULL)
+		abort();
+	p[fread(p, 1, (1 << 16) - 1, f)] = '\0';
+	fclose(f);
+	ck_assert_msg(strncmp(p, "{\"QMP\"", 6) == 0, "socat got %s", p);
+	ck_assert_msg(strstr(p, "\r\n{\"return\": {}}\r\n") != NULL,
+	    "socat got %s", p);
+	for (i = 1; i <= 12; i++) {
+		snprintf(want, sizeof(want), "{\"return\": {}, \"id\": %d}\r\n",
+		    i);
+		ck_assert_msg(strstr(p, want) != NULL, "no reply %d: %s", i, p);
+	}
+	free(p);
+	free(out);
+	free(cmdline);
+	free(in);
+}
+END_TEST
+
+static Suite *
+lifecycle_suite(void)
+{
+	Suite	*s = suite_create("lifecycle");
+	TCase	*tc = tcase_create("real-qemu");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_half_close_pipeline);
+	tcase_add_test(tc, test_half_close_socat);
+	suite_add_tcase(s, tc);
+	return (s);
+}
+
+int
+main(void)
+{
+	return (t_run(lifecycle_suite()));
+}
