@@ -30,6 +30,8 @@
 
 #include "qmpmux.h"
 
+#define CLIENT_HUP_CHECK	1	/* seconds, while not read from */
+
 static const char *client_state_names[] = {
 	[CLIENT_WAITING] = "waiting",
 	[CLIENT_CAPS] = "capabilities",
@@ -44,7 +46,9 @@ static void	client_event_cb(struct bufferevent *, short, void *);
 static void	client_timer_cb(int, short, void *);
 static void	client_resume_cb(int, short, void *);
 static void	client_reap_cb(int, short, void *);
+static void	client_hup_cb(int, short, void *);
 static void	client_read_again(struct client *);
+static void	client_watch(struct client *);
 
 /* Return the printable name of a state. */
 const char *
@@ -102,8 +106,9 @@ client_accept(struct listener *l, int fd)
 	c->timer = evtimer_new(vm->base, client_timer_cb, c);
 	c->resume = event_new(vm->base, -1, 0, client_resume_cb, c);
 	c->reap = event_new(vm->base, -1, 0, client_reap_cb, c);
+	c->hup = evtimer_new(vm->base, client_hup_cb, c);
 	if (c->bev == NULL || c->reader == NULL || c->timer == NULL ||
-	    c->resume == NULL || c->reap == NULL)
+	    c->resume == NULL || c->reap == NULL || c->hup == NULL)
 		fatalx("%s: out of memory", __func__);
 	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
 	    client_event_cb, c);
@@ -158,6 +163,7 @@ client_close(struct client *c, const char *fmt, ...)
 
 	cmd_client_gone(c);
 	client_set_state(c, CLIENT_CLOSING);
+	client_watch(c);
 	event_del(c->resume);
 	bufferevent_disable(c->bev, EV_READ);
 	if (c->noflush ||
@@ -182,6 +188,7 @@ client_free(struct client *c)
 	event_free(c->timer);
 	event_free(c->resume);
 	event_free(c->reap);
+	event_free(c->hup);
 	free(c);
 }
 
@@ -292,6 +299,42 @@ client_peer_gone(struct client *c)
 	    (pfd.revents & (POLLHUP | POLLERR)) != 0);
 }
 
+/*
+ * While a client is not read from, its hang-up cannot come as an EOF,
+ * and its queued commands would outlive it; so its socket is polled
+ * every CLIENT_HUP_CHECK seconds.  Not by EV_CLOSED: that fires without
+ * end on a peer that only shut down its writing, and never on one that
+ * reset the connection with our output unread, whose error then wakes
+ * the loop without end (as monitor_hup_cb found for QEMU).
+ */
+static void
+client_watch(struct client *c)
+{
+	struct timeval	 tv = { CLIENT_HUP_CHECK, 0 };
+
+	if ((c->state == CLIENT_CAPS || c->state == CLIENT_READY) &&
+	    (c->input_paused || c->eof)) {
+		if (!evtimer_pending(c->hup, NULL))
+			evtimer_add(c->hup, &tv);
+	} else
+		evtimer_del(c->hup);
+}
+
+/* Look for a hang-up of a client that is not read from. */
+static void
+client_hup_cb(int fd, short events, void *arg)
+{
+	struct client	*c = arg;
+
+	if (client_peer_gone(c)) {
+		/* nothing more can reach it */
+		c->noflush = 1;
+		client_close(c, "client hung up while not read from");
+		return;
+	}
+	client_watch(c);
+}
+
 static void
 client_event_cb(struct bufferevent *bev, short events, void *arg)
 {
@@ -307,6 +350,7 @@ client_event_cb(struct bufferevent *bev, short events, void *arg)
 		log_debug("vm %s: client %d: end of input", c->vm->name,
 		    c->id);
 		c->eof = 1;
+		client_watch(c);
 		event_active(c->resume, EV_TIMEOUT, 1);
 		return;
 	}
@@ -473,6 +517,7 @@ client_read(struct client *c)
 				    c->id, evbuffer_get_length(out));
 			c->input_paused = 1;
 			bufferevent_disable(c->bev, EV_READ);
+			client_watch(c);
 			return;
 		}
 		switch (qmp_reader_next(c->reader, in, &msg)) {
@@ -565,6 +610,7 @@ client_read_again(struct client *c)
 		return;
 	c->input_paused = 0;
 	bufferevent_enable(c->bev, EV_READ);
+	client_watch(c);
 	/* from the loop: this may run inside a write callback */
 	event_active(c->resume, EV_TIMEOUT, 1);
 }

@@ -246,6 +246,7 @@ struct client {
 	struct event		*timer;		/* greeting or slow-client */
 	struct event		*resume;	/* read what is buffered */
 	struct event		*reap;		/* free from the loop */
+	struct event		*hup;		/* is it gone, while not read */
 	pid_t			 pid;
 	uid_t			 uid;
 	int			 oob;		/* negotiated oob */

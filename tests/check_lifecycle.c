@@ -8,6 +8,7 @@
 
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,32 @@ recv_eof(struct t_client *c)
 
 	ck_assert_msg(m == NULL, "expected EOF, got %s", m);
 	ck_assert_msg(t_eof(c, 0), "no EOF within %d ms", T_WAIT_MS);
+}
+
+/*
+ * The CPU time a process has used, user and system, in clock ticks: a
+ * loop that spins shows here.
+ */
+static long
+cpu_ticks(pid_t pid)
+{
+	char		 path[64], buf[1024], *p;
+	FILE		*f;
+	size_t		 n;
+	long		 utime, stime;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return (-1);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* after the command name: state and ten fields, then the times */
+	if ((p = strrchr(buf, ')')) == NULL || sscanf(p + 1,
+	    " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime,
+	    &stime) != 2)
+		return (-1);
+	return (utime + stime);
 }
 
 /*
@@ -156,6 +183,96 @@ START_TEST(test_half_close_socat)
 }
 END_TEST
 
+/*
+ * A client hangs up while qmpmuxd is not reading from it: QEMU stopped,
+ * query-status in flight, stop queued, and the client's third command
+ * unread at --max-client-pipeline 2.  qmpmuxd must see the hang-up all
+ * the same, and the dead client's stop must never run: once QEMU goes
+ * on, another client finds the VM running.  Loop 1 leaves a reply
+ * unread in the client's socket first, so that its close is a reset.
+ */
+START_TEST(test_hangup_while_paused)
+{
+	const char	*opts[] = { "--max-client-pipeline", "2", NULL };
+	struct t_client	*a, *b;
+	struct pollfd	 pfd;
+	long		 cpu;
+	int		 seen;
+
+	start(opts);
+	a = t_client_ready(psock);
+	b = t_client_ready(psock);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	if (_i == 1) {
+		t_send(a, "{\"execute\":\"query-name\",\"id\":0}\n");
+		pfd.fd = t_client_fd(a);
+		pfd.events = POLLIN;
+		ck_assert_int_eq(poll(&pfd, 1, T_WAIT_MS), 1);
+	}
+	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	t_send(a, "{\"execute\":\"query-status\",\"id\":1}\n"
+	    "{\"execute\":\"stop\",\"id\":2}\n"
+	    "{\"execute\":\"query-status\",\"id\":3}\n");
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-status",
+	    T_WAIT_MS), 0);
+	cpu = cpu_ticks(proxy_pid);
+	t_client_free(a);
+	seen = t_wait_log("qmpmuxd.log", "client 1: closed: ", T_WAIT_MS);
+	cpu = cpu_ticks(proxy_pid) - cpu;
+	ck_assert_int_eq(kill(qemu_pid, SIGCONT), 0);
+	/* not even its STOP event comes first */
+	t_send(b, "{\"execute\":\"query-status\",\"id\":4}\n");
+	recv_eq(b, "{\"return\": {\"status\": \"running\", \"singlestep\": "
+	    "false, \"running\": true}, \"id\": 4}");
+	ck_assert_msg(seen == 0, "the hang-up was not seen");
+	ck_assert_int_eq(t_log_count("qmpmuxd.log",
+	    "client 1: closed: client hung up"), 1);
+	ck_assert_msg(cpu >= 0 && cpu < 20, "%ld ticks of CPU while the "
+	    "hang-up was looked for", cpu);
+	t_client_free(b);
+}
+END_TEST
+
+/*
+ * A client that shuts down its writing side while qmpmuxd is not reading
+ * from it (QEMU stopped, --max-client-pipeline 2) has not hung up: it
+ * gets all its replies once QEMU goes on, then EOF.  Looking for a
+ * hang-up meanwhile must not spin the loop on the half-close.
+ */
+START_TEST(test_half_close_while_paused)
+{
+	const char	*opts[] = { "--max-client-pipeline", "2", NULL };
+	struct t_client	*a;
+	char		 want[64];
+	long		 cpu;
+	int		 i;
+
+	start(opts);
+	a = t_client_ready(psock);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	for (i = 1; i <= 5; i++)
+		t_send(a, "{\"execute\":\"query-name\",\"id\":%d}\n", i);
+	ck_assert_int_eq(shutdown(t_client_fd(a), SHUT_WR), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-name",
+	    T_WAIT_MS), 0);
+	/* long enough for the hang-up check to find the half-close */
+	cpu = cpu_ticks(proxy_pid);
+	ck_assert(t_quiet(a, 2500));
+	cpu = cpu_ticks(proxy_pid) - cpu;
+	ck_assert_msg(cpu >= 0 && cpu < 20, "%ld ticks of CPU in 2.5 s "
+	    "paused", cpu);
+	ck_assert_int_eq(kill(qemu_pid, SIGCONT), 0);
+	for (i = 1; i <= 5; i++) {
+		snprintf(want, sizeof(want), "{\"return\": {}, \"id\": %d}", i);
+		recv_eq(a, want);
+	}
+	recv_eof(a);
+	t_client_free(a);
+}
+END_TEST
+
 static Suite *
 lifecycle_suite(void)
 {
@@ -166,6 +283,8 @@ lifecycle_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_half_close_pipeline);
 	tcase_add_test(tc, test_half_close_socat);
+	tcase_add_loop_test(tc, test_hangup_while_paused, 0, 2);
+	tcase_add_test(tc, test_half_close_while_paused);
 	suite_add_tcase(s, tc);
 	return (s);
 }
