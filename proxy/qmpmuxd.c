@@ -83,10 +83,12 @@ static const struct option longopts[] = {
 };
 
 static struct event_base	*base;
+static struct vm		*vm;
 
 static void	usage(FILE *, int) __attribute__((noreturn));
 static char	*absolute(const char *);
 static void	signal_cb(int, short, void *);
+static void	stopped_cb(struct vm *, void *);
 
 /* The synopsis of qmpmuxd(8). */
 static void
@@ -136,11 +138,31 @@ absolute(const char *path)
 	return (p);
 }
 
+/*
+ * SIGTERM, SIGINT: stop the VM, which answers what it owes its clients
+ * first, and leave the loop once it has; a second signal leaves at once.
+ */
 static void
 signal_cb(int sig, short events, void *arg)
 {
+	static int	 stopping;
+
+	if (stopping) {
+		log_info("received signal %d (%s) while shutting down, "
+		    "exiting now", sig, strsignal(sig));
+		event_base_loopexit(base, NULL);
+		return;
+	}
+	stopping = 1;
 	log_info("received signal %d (%s), shutting down", sig,
 	    strsignal(sig));
+	vm_stop(vm, "qmpmux: shutting down", stopped_cb, NULL);
+}
+
+/* Every client of the VM is closed: leave the loop, and main frees it. */
+static void
+stopped_cb(struct vm *stopped, void *arg)
+{
 	event_base_loopexit(base, NULL);
 }
 
@@ -150,7 +172,6 @@ main(int argc, char *argv[])
 	struct vm_conf		 conf;
 	struct listener_conf	*lc;
 	struct acl		 acl;
-	struct vm		*vm;
 	struct event		*ev_term, *ev_int;
 	unsigned int		 n;
 	mode_t			 mode = 0600;

@@ -339,7 +339,21 @@ cmd_reply(struct vm *vm, struct qmp_msg *msg)
 	cmd_pump(vm);
 }
 
-/* Answer every command with an error and empty the queue. */
+/* Answer every command not yet sent with an error and empty the queue. */
+static void
+cmd_fail_queue(struct vm *vm, const char *desc)
+{
+	struct cmd	*cmd;
+
+	while ((cmd = TAILQ_FIRST(&vm->queue)) != NULL) {
+		TAILQ_REMOVE(&vm->queue, cmd, entry);
+		cmd_error(cmd, "GenericError", desc);
+		cmd_free(cmd);
+	}
+	vm->nqueued = 0;
+}
+
+/* QEMU is gone: answer every command with an error and forget them. */
 void
 cmd_fail_all(struct vm *vm, const char *desc)
 {
@@ -351,12 +365,26 @@ cmd_fail_all(struct vm *vm, const char *desc)
 		cmd_error(cmd, "GenericError", desc);
 		cmd_free(cmd);
 	}
-	while ((cmd = TAILQ_FIRST(&vm->queue)) != NULL) {
-		TAILQ_REMOVE(&vm->queue, cmd, entry);
+	vm->ninflight = 0;
+	cmd_fail_queue(vm, desc);
+}
+
+/*
+ * The VM stops with QEMU still there: answer every command with an
+ * error now.  The sent ones keep their slots, as past a deadline, so
+ * that the replies QEMU still sends for them are dropped.
+ */
+void
+cmd_answer_all(struct vm *vm, const char *desc)
+{
+	struct cmd	*cmd;
+
+	/* the oldest first, so that each client's order holds */
+	TAILQ_FOREACH(cmd, &vm->inflight, entry) {
 		cmd_error(cmd, "GenericError", desc);
-		cmd_free(cmd);
+		cmd->answered = 1;
 	}
-	vm->nqueued = vm->ninflight = 0;
+	cmd_fail_queue(vm, desc);
 }
 
 /*

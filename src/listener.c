@@ -49,7 +49,24 @@ listener_new(struct vm *vm, struct listener_conf *conf)
 	return (l);
 }
 
-/* Close a listener and remove its socket; NULL is allowed. */
+/*
+ * Stop accepting and remove the socket.  The clients stay, with their
+ * listener's settings, until they are closed on their own path.
+ */
+void
+listener_close(struct listener *l)
+{
+	if (l->evl == NULL)
+		return;
+	evconnlistener_free(l->evl);
+	l->evl = NULL;
+	evtimer_del(l->retry);
+	unlink(l->conf->path);
+	log_info("vm %s: no longer listening on %s", l->vm->name,
+	    l->conf->path);
+}
+
+/* Close a listener, its socket and its clients; NULL is allowed. */
 void
 listener_free(struct listener *l)
 {
@@ -62,9 +79,8 @@ listener_free(struct listener *l)
 		if (c->listener == l)
 			client_close(c, "listener %s removed", l->conf->path);
 	}
-	evconnlistener_free(l->evl);
+	listener_close(l);
 	event_free(l->retry);
-	unlink(l->conf->path);
 	free(l);
 }
 

@@ -155,6 +155,14 @@ struct vm {
 	struct timeval		 paused_since;
 	int			 dying;		/* freed when the backlog is */
 
+	/*
+	 * vm_stop: the listeners are closed and the clients closing; stop
+	 * runs stop_done from the loop once the last client is freed.
+	 */
+	struct event		*stop;
+	void			(*stop_done)(struct vm *, void *);
+	void			*stop_arg;
+
 	struct vm_stats		 stats;
 };
 
@@ -164,6 +172,8 @@ struct listener_conf *vm_conf_add_listener(struct vm_conf *, const char *);
 int		 vm_conf_add_timeout(struct vm_conf *, const char *);
 double		 vm_conf_timeout(const struct vm_conf *, const char *);
 struct vm	*vm_new(struct event_base *, struct vm_conf *);
+void		 vm_stop(struct vm *, const char *,
+		    void (*)(struct vm *, void *), void *);
 void		 vm_free(struct vm *);
 void		 vm_upstream_ready(struct vm *);
 void		 vm_upstream_message(struct vm *, struct qmp_msg *);
@@ -220,12 +230,13 @@ const char	*monitor_state_name(enum monitor_state);
 struct listener {
 	struct vm		*vm;
 	struct listener_conf	*conf;
-	struct evconnlistener	*evl;
+	struct evconnlistener	*evl;		/* NULL once closed */
 	struct event		*retry;		/* after EMFILE and the like */
 	TAILQ_ENTRY(listener)	 entry;
 };
 
 struct listener	*listener_new(struct vm *, struct listener_conf *);
+void		 listener_close(struct listener *);
 void		 listener_free(struct listener *);
 
 /* client.c: one downstream connection */
@@ -301,6 +312,7 @@ int		 cmd_submit(struct client *, const struct qmp_msg *);
 void		 cmd_reply(struct vm *, struct qmp_msg *);
 void		 cmd_pump(struct vm *);
 void		 cmd_fail_all(struct vm *, const char *);
+void		 cmd_answer_all(struct vm *, const char *);
 void		 cmd_client_gone(struct client *);
 int		 cmd_stalled(struct vm *);
 struct evbuffer	*cmd_hold(struct client *);

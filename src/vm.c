@@ -38,6 +38,7 @@ struct vm_event {
 
 static void	vm_event_unref(struct vm_event *);
 static void	vm_event_cleanup_cb(const void *, size_t, void *);
+static void	vm_stop_cb(int, short, void *);
 
 /* Fill in the defaults of DESIGN.md and qmpmuxd(8). */
 void
@@ -170,9 +171,53 @@ vm_new(struct event_base *base, struct vm_conf *conf)
 }
 
 /*
+ * Stop a VM without losing what its clients are owed: stop accepting,
+ * answer every queued and in-flight command with desc, and close each
+ * client on its own path, which writes what is queued for it within its
+ * listener's slow_client_timeout.  done runs from the loop once the last
+ * client is freed; the caller then frees the VM.  QEMU stays connected
+ * until then, and the replies it still sends are dropped.
+ */
+void
+vm_stop(struct vm *vm, const char *desc, void (*done)(struct vm *, void *),
+    void *arg)
+{
+	struct listener	*l;
+	struct client	*c, *next;
+
+	if (vm->stop != NULL)
+		return;
+	log_info("vm %s: stopping: %s", vm->name, desc);
+	if ((vm->stop = event_new(vm->base, -1, 0, vm_stop_cb, vm)) == NULL)
+		fatalx("%s: event_new failed", __func__);
+	vm->stop_done = done;
+	vm->stop_arg = arg;
+	TAILQ_FOREACH(l, &vm->listeners, entry)
+		listener_close(l);
+	cmd_answer_all(vm, desc);
+	TAILQ_FOREACH_SAFE(c, &vm->clients, entry, next)
+		client_close(c, "%s", desc);
+	if (TAILQ_EMPTY(&vm->clients))
+		event_active(vm->stop, EV_TIMEOUT, 1);
+}
+
+/* The last client of a stopping VM is freed: the stop is done. */
+static void
+vm_stop_cb(int fd, short events, void *arg)
+{
+	struct vm	*vm = arg;
+
+	log_info("vm %s: stopped", vm->name);
+	if (vm->stop_done != NULL)
+		vm->stop_done(vm, vm->stop_arg);
+}
+
+/*
  * Free a VM; NULL is allowed.  Clients' outputs may still reference
  * events, and libevent frees those buffers later, from its finalizers;
  * the struct itself then stays until the last event lets go of it.
+ * Without vm_stop first, each client is given only what its socket
+ * takes at once.
  */
 void
 vm_free(struct vm *vm)
@@ -182,11 +227,12 @@ vm_free(struct vm *vm)
 
 	if (vm == NULL)
 		return;
+	/* answered before their clients are closed, which would drop them */
+	cmd_fail_all(vm, "qmpmux: shutting down");
 	while ((l = TAILQ_FIRST(&vm->listeners)) != NULL) {
 		TAILQ_REMOVE(&vm->listeners, l, entry);
 		listener_free(l);
 	}
-	cmd_fail_all(vm, "qmpmux: shutting down");
 	while ((c = TAILQ_FIRST(&vm->clients)) != NULL) {
 		/* the loop has stopped: give each what its socket takes now */
 		evbuffer_write(bufferevent_get_output(c->bev),
@@ -195,6 +241,9 @@ vm_free(struct vm *vm)
 	}
 	monitor_free(vm->mon);
 	vm->mon = NULL;
+	if (vm->stop != NULL)
+		event_free(vm->stop);
+	vm->stop = NULL;
 	vm_conf_clear(&vm->conf);
 	vm->name = "(freed)";
 	if (vm->backlog_events == 0)
@@ -360,16 +409,22 @@ vm_event_cleanup_cb(const void *data, size_t len, void *arg)
 	free(ref);
 }
 
-/* A client is being freed: its output's batches outlive it. */
+/*
+ * A client is being freed, and is off the VM's list: its output's
+ * batches outlive it, and a stopping VM may be done.
+ */
 void
 vm_client_gone(struct client *c)
 {
+	struct vm	*vm = c->vm;
 	struct vm_ref	*ref;
 
 	while ((ref = TAILQ_FIRST(&c->events)) != NULL) {
 		TAILQ_REMOVE(&c->events, ref, entry);
 		ref->client = NULL;
 	}
+	if (vm->stop != NULL && TAILQ_EMPTY(&vm->clients))
+		event_active(vm->stop, EV_TIMEOUT, 1);
 }
 
 /* Drop one reference; the last one takes the event out of the backlog. */

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <poll.h>
 #include <signal.h>
@@ -273,6 +274,101 @@ START_TEST(test_half_close_while_paused)
 }
 END_TEST
 
+/* qmpmuxd must exit 0 within ms, its listening socket removed. */
+static void
+proxy_exits(int ms)
+{
+	struct stat	 st;
+	int		 status;
+
+	status = t_wait_exit(proxy_pid, ms);
+	ck_assert_msg(status != -1, "qmpmuxd still running after %d ms", ms);
+	proxy_pid = -1;
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "qmpmuxd: status %d", status);
+	ck_assert_msg(stat(psock, &st) == -1, "%s left behind", psock);
+}
+
+/*
+ * SIGTERM with a command in flight to a stopped QEMU and another queued
+ * behind it: qmpmuxd(8) promises each the error "qmpmux: shutting
+ * down", with its id, then EOF; then qmpmuxd exits 0 and removes its
+ * socket, QEMU still stopped.
+ */
+START_TEST(test_sigterm_answers)
+{
+	struct t_client	*a, *b;
+
+	start(NULL);
+	a = t_client_ready(psock);
+	b = t_client_ready(psock);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	t_send(a, "{\"execute\":\"query-status\",\"id\":\"in-flight\"}\n"
+	    "{\"execute\":\"query-name\",\"id\":\"queued\"}\n");
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-status",
+	    T_WAIT_MS), 0);
+	ck_assert_int_eq(kill(proxy_pid, SIGTERM), 0);
+	recv_eq(a, "{\"id\": \"in-flight\", \"error\": {\"class\": "
+	    "\"GenericError\", \"desc\": \"qmpmux: shutting down\"}}");
+	recv_eq(a, "{\"id\": \"queued\", \"error\": {\"class\": "
+	    "\"GenericError\", \"desc\": \"qmpmux: shutting down\"}}");
+	recv_eof(a);
+	recv_eof(b);
+	proxy_exits(T_WAIT_MS);
+	t_client_free(a);
+	t_client_free(b);
+}
+END_TEST
+
+/*
+ * A client that never reads, with more of its replies queued in
+ * qmpmuxd than --max-client-output, cannot hold the exit after SIGTERM
+ * beyond --slow-client-timeout (1 s); and qmpmuxd does give it that
+ * long to take them.  Eight replies to query-qmp-schema (200 kB each)
+ * fill its socket and the bound; a second client's reply, queued after
+ * them, says they are all in qmpmuxd.  Loop 1: a second SIGTERM while
+ * it waits (30 s) for the client ends it at once.
+ */
+START_TEST(test_sigterm_slow_reader)
+{
+	const char	*opts[] = { "--slow-client-timeout", _i == 0 ? "1" : "30",
+	    NULL };
+	struct t_client	*a, *b;
+	long long	 t0, ms;
+	char		*m;
+	int		 i;
+
+	start(opts);
+	a = t_client_ready(psock);
+	b = t_client_ready(psock);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	for (i = 0; i < 8; i++)
+		t_send(a, "{\"execute\":\"query-qmp-schema\",\"id\":%d}\n",
+		    i);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-qmp-schema "
+	    "(id 8)", T_WAIT_MS), 0);
+	m = t_cmd(b, "{\"execute\":\"query-name\",\"id\":\"b\"}");
+	ck_assert_str_eq(m, "{\"return\": {}, \"id\": \"b\"}");
+	free(m);
+	t0 = t_clock_ms();
+	ck_assert_int_eq(kill(proxy_pid, SIGTERM), 0);
+	recv_eof(b);
+	if (_i == 1)
+		ck_assert_int_eq(kill(proxy_pid, SIGTERM), 0);
+	proxy_exits(T_WAIT_MS);
+	ms = t_clock_ms() - t0;
+	printf("slow reader, %d SIGTERM: qmpmuxd exited %lld ms after the "
+	    "first\n", _i + 1, ms);
+	ck_assert_msg(ms >= (_i == 0 ? 900 : 0) && ms < 3000,
+	    "exit after %lld ms", ms);
+	t_client_free(a);
+	t_client_free(b);
+}
+END_TEST
+
 static Suite *
 lifecycle_suite(void)
 {
@@ -285,6 +381,8 @@ lifecycle_suite(void)
 	tcase_add_test(tc, test_half_close_socat);
 	tcase_add_loop_test(tc, test_hangup_while_paused, 0, 2);
 	tcase_add_test(tc, test_half_close_while_paused);
+	tcase_add_test(tc, test_sigterm_answers);
+	tcase_add_loop_test(tc, test_sigterm_slow_reader, 0, 2);
 	suite_add_tcase(s, tc);
 	return (s);
 }
