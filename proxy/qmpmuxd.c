@@ -88,7 +88,27 @@ static struct vm		*vm;
 static void	usage(FILE *, int) __attribute__((noreturn));
 static char	*absolute(const char *);
 static void	signal_cb(int, short, void *);
+static void	signal_ignore_cb(int, short, void *);
 static void	stopped_cb(struct vm *, void *);
+
+/*
+ * The signals the daemon catches.  SIGHUP, SIGUSR1 and SIGUSR2 are kept
+ * for reload, dump and restart; until then they must not kill it and
+ * leave its sockets behind.
+ */
+static struct signal_def {
+	int		 sig;
+	const char	*name;
+	void		(*cb)(int, short, void *);
+	struct event	*ev;
+} signals[] = {
+	{ SIGTERM, "SIGTERM", signal_cb, NULL },
+	{ SIGINT, "SIGINT", signal_cb, NULL },
+	{ SIGHUP, "SIGHUP", signal_ignore_cb, NULL },
+	{ SIGUSR1, "SIGUSR1", signal_ignore_cb, NULL },
+	{ SIGUSR2, "SIGUSR2", signal_ignore_cb, NULL },
+};
+#define NSIGNALS	(sizeof(signals) / sizeof(signals[0]))
 
 /* The synopsis of qmpmuxd(8). */
 static void
@@ -159,6 +179,15 @@ signal_cb(int sig, short events, void *arg)
 	vm_stop(vm, "qmpmux: shutting down", stopped_cb, NULL);
 }
 
+/* A signal kept for what is to come: say so in the log, and go on. */
+static void
+signal_ignore_cb(int sig, short events, void *arg)
+{
+	struct signal_def	*sd = arg;
+
+	log_info("received %s, ignored", sd->name);
+}
+
 /* Every client of the VM is closed: leave the loop, and main frees it. */
 static void
 stopped_cb(struct vm *stopped, void *arg)
@@ -172,7 +201,7 @@ main(int argc, char *argv[])
 	struct vm_conf		 conf;
 	struct listener_conf	*lc;
 	struct acl		 acl;
-	struct event		*ev_term, *ev_int;
+	size_t			 i;
 	unsigned int		 n;
 	mode_t			 mode = 0600;
 	enum slow_client	 slow = SLOW_CLIENT_BLOCK;
@@ -356,12 +385,13 @@ main(int argc, char *argv[])
 	 * Signals are caught before the listener exists: a SIGTERM as soon
 	 * as its socket appears must still remove it.
 	 */
-	ev_term = evsignal_new(base, SIGTERM, signal_cb, NULL);
-	ev_int = evsignal_new(base, SIGINT, signal_cb, NULL);
-	if (ev_term == NULL || ev_int == NULL)
-		fatalx("evsignal_new failed");
-	evsignal_add(ev_term, NULL);
-	evsignal_add(ev_int, NULL);
+	for (i = 0; i < NSIGNALS; i++) {
+		signals[i].ev = evsignal_new(base, signals[i].sig,
+		    signals[i].cb, &signals[i]);
+		if (signals[i].ev == NULL || evsignal_add(signals[i].ev,
+		    NULL) == -1)
+			fatalx("cannot catch %s", signals[i].name);
+	}
 	/* listeners exist before the fork, so a failure is our exit status */
 	if ((vm = vm_new(base, &conf)) == NULL)
 		fatalx("cannot start vm");
@@ -376,8 +406,8 @@ main(int argc, char *argv[])
 	event_base_dispatch(base);
 
 	vm_free(vm);
-	event_free(ev_term);
-	event_free(ev_int);
+	for (i = 0; i < NSIGNALS; i++)
+		event_free(signals[i].ev);
 	event_base_free(base);
 	log_info("qmpmuxd stopped");
 	return (0);

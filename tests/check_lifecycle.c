@@ -369,6 +369,40 @@ START_TEST(test_sigterm_slow_reader)
 }
 END_TEST
 
+/*
+ * SIGHUP, SIGUSR1 and SIGUSR2 (reload, dump and restart, to come) are
+ * ignored and logged, as qmpmuxd(8) says: the daemon goes on serving,
+ * its socket still there.
+ */
+START_TEST(test_signals_ignored)
+{
+	static const struct {
+		int		 sig;
+		const char	*name;
+	} sigs[] = { { SIGHUP, "SIGHUP" }, { SIGUSR1, "SIGUSR1" },
+	    { SIGUSR2, "SIGUSR2" } };
+	struct t_client	*c;
+	char		*m, want[64];
+	size_t		 i;
+
+	start(NULL);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		ck_assert_int_eq(kill(proxy_pid, sigs[i].sig), 0);
+		snprintf(want, sizeof(want), "received %s, ignored",
+		    sigs[i].name);
+		ck_assert_msg(t_wait_log("qmpmuxd.log", want, T_WAIT_MS) == 0,
+		    "no \"%s\" in the log", want);
+	}
+	ck_assert_msg(t_wait_exit(proxy_pid, 0) == -1, "qmpmuxd exited");
+	c = t_client_ready(psock);
+	ck_assert_ptr_nonnull(c);
+	m = t_cmd(c, "{\"execute\":\"query-name\",\"id\":1}");
+	ck_assert_str_eq(m, "{\"return\": {}, \"id\": 1}");
+	free(m);
+	t_client_free(c);
+}
+END_TEST
+
 static Suite *
 lifecycle_suite(void)
 {
@@ -383,6 +417,7 @@ lifecycle_suite(void)
 	tcase_add_test(tc, test_half_close_while_paused);
 	tcase_add_test(tc, test_sigterm_answers);
 	tcase_add_loop_test(tc, test_sigterm_slow_reader, 0, 2);
+	tcase_add_test(tc, test_signals_ignored);
 	suite_add_tcase(s, tc);
 	return (s);
 }
