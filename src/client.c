@@ -320,19 +320,33 @@ client_watch(struct client *c)
 		evtimer_del(c->hup);
 }
 
+/*
+ * Whether the client has gone, though no EOF said so: if it has, it is
+ * closed now, and its unsent commands leave the queue.  Asked while it
+ * is not read from, and before a command of its that had to wait is
+ * sent, since it may have hung up meanwhile.
+ */
+int
+client_gone(struct client *c)
+{
+	if (c->state == CLIENT_CLOSING)
+		return (1);
+	if (!client_peer_gone(c))
+		return (0);
+	/* nothing more can reach it */
+	c->noflush = 1;
+	client_close(c, "client hung up");
+	return (1);
+}
+
 /* Look for a hang-up of a client that is not read from. */
 static void
 client_hup_cb(int fd, short events, void *arg)
 {
 	struct client	*c = arg;
 
-	if (client_peer_gone(c)) {
-		/* nothing more can reach it */
-		c->noflush = 1;
-		client_close(c, "client hung up while not read from");
-		return;
-	}
-	client_watch(c);
+	if (!client_gone(c))
+		client_watch(c);
 }
 
 static void

@@ -132,6 +132,10 @@ cmd_pump(struct vm *vm)
 	while (monitor_ready(vm->mon) &&
 	    vm->ninflight < vm->conf.max_inflight &&
 	    (cmd = TAILQ_FIRST(&vm->queue)) != NULL) {
+		/* its client may have hung up while it waited: then it goes */
+		if (cmd->waited && cmd->client != NULL &&
+		    client_gone(cmd->client))
+			continue;
 		TAILQ_REMOVE(&vm->queue, cmd, entry);
 		vm->nqueued--;
 		cmd_send(vm, cmd);
@@ -176,13 +180,14 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	double		 timeout;
 	const char	*id;
 	size_t		 idlen;
+	int		 wait;
 
 	reply_id(msg, &id, &idlen);
-	/* only a command that has to wait counts against the queue */
-	if (msg->m_exec_oob == -1 &&
+	wait = msg->m_exec_oob == -1 &&
 	    (vm->ninflight >= vm->conf.max_inflight ||
-	    !TAILQ_EMPTY(&vm->queue)) &&
-	    vm->nqueued >= vm->conf.max_queued_commands) {
+	    !TAILQ_EMPTY(&vm->queue));
+	/* only a command that has to wait counts against the queue */
+	if (wait && vm->nqueued >= vm->conf.max_queued_commands) {
 		vm->stats.refused++;
 		log_warnx("vm %s: client %d: %s refused: %u commands queued",
 		    vm->name, c->id, msg->name, vm->nqueued);
@@ -198,6 +203,7 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	cmd->client = c;
 	cmd->upstream_id = ++vm->next_cmd_id;
 	cmd->oob = msg->m_exec_oob != -1;
+	cmd->waited = wait;
 	memcpy(cmd->name, msg->name, sizeof(cmd->name));
 	if (id != NULL) {
 		if ((cmd->client_id = malloc(idlen)) == NULL)

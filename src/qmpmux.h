@@ -282,6 +282,7 @@ void		 client_close(struct client *, const char *, ...)
 void		 client_reply(struct client *, const struct qmp_msg *,
 		    const char *, size_t);
 void		 client_free(struct client *);
+int		 client_gone(struct client *);
 void		 client_command_done(struct client *);
 void		 client_event(struct client *, const void *, size_t,
 		    void (*)(const void *, size_t, void *), void *);
@@ -300,6 +301,7 @@ struct cmd {
 	int			 oob;
 	int			 sent;
 	int			 answered;	/* replied to, or past its deadline */
+	int			 waited;	/* could not be sent on arrival */
 	struct evbuffer		*wire;		/* as it goes to QEMU */
 	struct timeval		 arrived;
 	struct event		*deadline;
