@@ -345,12 +345,21 @@ cmd_reply(struct vm *vm, struct qmp_msg *msg)
 	cmd_pump(vm);
 }
 
-/* Answer every command not yet sent with an error and empty the queue. */
-static void
-cmd_fail_queue(struct vm *vm, const char *desc)
+/*
+ * Answer every command with an error now, the oldest first so that each
+ * client's order holds, and empty the queue.  The sent ones keep their
+ * slots, as past a deadline, so that the replies QEMU may still send
+ * for them are dropped: the VM stops with QEMU still there.
+ */
+void
+cmd_answer_all(struct vm *vm, const char *desc)
 {
 	struct cmd	*cmd;
 
+	TAILQ_FOREACH(cmd, &vm->inflight, entry) {
+		cmd_error(cmd, "GenericError", desc);
+		cmd->answered = 1;
+	}
 	while ((cmd = TAILQ_FIRST(&vm->queue)) != NULL) {
 		TAILQ_REMOVE(&vm->queue, cmd, entry);
 		cmd_error(cmd, "GenericError", desc);
@@ -365,32 +374,12 @@ cmd_fail_all(struct vm *vm, const char *desc)
 {
 	struct cmd	*cmd;
 
-	/* the oldest first, so that each client's order holds */
+	cmd_answer_all(vm, desc);
 	while ((cmd = TAILQ_FIRST(&vm->inflight)) != NULL) {
 		TAILQ_REMOVE(&vm->inflight, cmd, entry);
-		cmd_error(cmd, "GenericError", desc);
 		cmd_free(cmd);
 	}
 	vm->ninflight = 0;
-	cmd_fail_queue(vm, desc);
-}
-
-/*
- * The VM stops with QEMU still there: answer every command with an
- * error now.  The sent ones keep their slots, as past a deadline, so
- * that the replies QEMU still sends for them are dropped.
- */
-void
-cmd_answer_all(struct vm *vm, const char *desc)
-{
-	struct cmd	*cmd;
-
-	/* the oldest first, so that each client's order holds */
-	TAILQ_FOREACH(cmd, &vm->inflight, entry) {
-		cmd_error(cmd, "GenericError", desc);
-		cmd->answered = 1;
-	}
-	cmd_fail_queue(vm, desc);
 }
 
 /*

@@ -50,6 +50,17 @@ start(const char *const *opts)
 	proxy_pid = t_qmpmuxd(qsock, psock, opts);
 }
 
+/* start(), and two clients negotiated with qmpmuxd. */
+static void
+start_two(const char *const *opts, struct t_client **a, struct t_client **b)
+{
+	start(opts);
+	*a = t_client_ready(psock);
+	*b = t_client_ready(psock);
+	ck_assert_ptr_nonnull(*a);
+	ck_assert_ptr_nonnull(*b);
+}
+
 /* The next message must be exactly want. */
 static void
 recv_eq(struct t_client *c, const char *want)
@@ -69,6 +80,30 @@ recv_eof(struct t_client *c)
 
 	ck_assert_msg(m == NULL, "expected EOF, got %s", m);
 	ck_assert_msg(t_eof(c, 0), "no EOF within %d ms", T_WAIT_MS);
+}
+
+/* Send query-name n times, with ids 1 to n. */
+static void
+send_names(struct t_client *c, int n)
+{
+	int	 i;
+
+	for (i = 1; i <= n; i++)
+		t_send(c, "{\"execute\":\"query-name\",\"id\":%d}\n", i);
+}
+
+/* The replies to send_names, in order, and then EOF. */
+static void
+recv_names_eof(struct t_client *c, int n)
+{
+	char	 want[64];
+	int	 i;
+
+	for (i = 1; i <= n; i++) {
+		snprintf(want, sizeof(want), "{\"return\": {}, \"id\": %d}", i);
+		recv_eq(c, want);
+	}
+	recv_eof(c);
 }
 
 /*
@@ -105,8 +140,7 @@ cpu_ticks(pid_t pid)
 START_TEST(test_half_close_pipeline)
 {
 	struct t_client	*c;
-	char		*m, want[64];
-	int		 i;
+	char		*m;
 
 	start(NULL);
 	c = t_client_new(psock);
@@ -116,15 +150,10 @@ START_TEST(test_half_close_pipeline)
 	    "greeting: %s", m);
 	free(m);
 	t_send(c, "{\"execute\":\"qmp_capabilities\"}\n");
-	for (i = 1; i <= 12; i++)
-		t_send(c, "{\"execute\":\"query-name\",\"id\":%d}\n", i);
+	send_names(c, 12);
 	ck_assert_int_eq(shutdown(t_client_fd(c), SHUT_WR), 0);
 	recv_eq(c, "{\"return\": {}}");
-	for (i = 1; i <= 12; i++) {
-		snprintf(want, sizeof(want), "{\"return\": {}, \"id\": %d}", i);
-		recv_eq(c, want);
-	}
-	recv_eof(c);
+	recv_names_eof(c, 12);
 	t_client_free(c);
 }
 END_TEST
@@ -202,11 +231,7 @@ START_TEST(test_hangup_while_paused)
 	long		 cpu;
 	int		 seen;
 
-	start(opts);
-	a = t_client_ready(psock);
-	b = t_client_ready(psock);
-	ck_assert_ptr_nonnull(a);
-	ck_assert_ptr_nonnull(b);
+	start_two(opts, &a, &b);
 	if (_i == 1) {
 		t_send(a, "{\"execute\":\"query-name\",\"id\":0}\n");
 		pfd.fd = t_client_fd(a);
@@ -250,16 +275,13 @@ START_TEST(test_half_close_while_paused)
 {
 	const char	*opts[] = { "--max-client-pipeline", "2", NULL };
 	struct t_client	*a;
-	char		 want[64];
 	long		 cpu;
-	int		 i;
 
 	start(opts);
 	a = t_client_ready(psock);
 	ck_assert_ptr_nonnull(a);
 	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
-	for (i = 1; i <= 5; i++)
-		t_send(a, "{\"execute\":\"query-name\",\"id\":%d}\n", i);
+	send_names(a, 5);
 	ck_assert_int_eq(shutdown(t_client_fd(a), SHUT_WR), 0);
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-name",
 	    T_WAIT_MS), 0);
@@ -270,11 +292,7 @@ START_TEST(test_half_close_while_paused)
 	ck_assert_msg(cpu >= 0 && cpu < 20, "%ld ticks of CPU in 2.5 s "
 	    "paused", cpu);
 	ck_assert_int_eq(kill(qemu_pid, SIGCONT), 0);
-	for (i = 1; i <= 5; i++) {
-		snprintf(want, sizeof(want), "{\"return\": {}, \"id\": %d}", i);
-		recv_eq(a, want);
-	}
-	recv_eof(a);
+	recv_names_eof(a, 5);
 	t_client_free(a);
 }
 END_TEST
@@ -304,11 +322,7 @@ START_TEST(test_sigterm_answers)
 {
 	struct t_client	*a, *b;
 
-	start(NULL);
-	a = t_client_ready(psock);
-	b = t_client_ready(psock);
-	ck_assert_ptr_nonnull(a);
-	ck_assert_ptr_nonnull(b);
+	start_two(NULL, &a, &b);
 	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
 	t_send(a, "{\"execute\":\"query-status\",\"id\":\"in-flight\"}\n"
 	    "{\"execute\":\"query-name\",\"id\":\"queued\"}\n");
@@ -345,11 +359,7 @@ START_TEST(test_sigterm_slow_reader)
 	char		*m;
 	int		 i;
 
-	start(opts);
-	a = t_client_ready(psock);
-	b = t_client_ready(psock);
-	ck_assert_ptr_nonnull(a);
-	ck_assert_ptr_nonnull(b);
+	start_two(opts, &a, &b);
 	for (i = 0; i < 8; i++)
 		t_send(a, "{\"execute\":\"query-qmp-schema\",\"id\":%d}\n",
 		    i);
