@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,53 @@
 #include <unistd.h>
 
 #include "qmpmux.h"
+
+/*
+ * Fill a unix socket address with path.  A path that does not fit is
+ * ENAMETOOLONG, never cut short: the shorter path would name another
+ * socket.  An empty one (EINVAL) would mean an abstract socket.  Every
+ * connect and bind of the proxy goes through here.
+ */
+int
+util_sun_path(struct sockaddr_un *sun, const char *path)
+{
+	size_t	 len = strlen(path);
+
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (len == 0) {
+		errno = EINVAL;
+		return (-1);
+	}
+	if (len >= sizeof(sun->sun_path)) {
+		errno = ENAMETOOLONG;
+		return (-1);
+	}
+	memcpy(sun->sun_path, path, len);
+	return (0);
+}
+
+/*
+ * Check that path can be a unix socket's, where it enters the
+ * configuration (an option, the config file, a control command), so a
+ * bad one is refused there and not at its first connect.  On failure,
+ * err holds why, for the caller to put after the path.
+ */
+int
+util_check_sun_path(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un	 sun;
+
+	if (util_sun_path(&sun, path) == 0)
+		return (0);
+	if (*path == '\0')
+		snprintf(err, errlen, "a unix socket path cannot be empty");
+	else
+		snprintf(err, errlen, "the path is %zu bytes long, and a unix "
+		    "socket path can be at most %zu bytes", strlen(path),
+		    sizeof(sun.sun_path) - 1);
+	return (-1);
+}
 
 /*
  * Create a listening unix socket at path with the given mode.  A stale
@@ -28,13 +76,8 @@ util_unix_listen(const char *path, mode_t mode)
 	mode_t			 old;
 	int			 fd, probe, saved;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		errno = ENAMETOOLONG;
+	if (util_sun_path(&sun, path) == -1)
 		return (-1);
-	}
-	strncpy(sun.sun_path, path, sizeof(sun.sun_path) - 1);
 
 	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
 		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
