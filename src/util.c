@@ -63,10 +63,37 @@ util_check_sun_path(const char *path, char *err, size_t errlen)
 }
 
 /*
+ * Whether something listens on the socket at sun: 1 if so, 0 if it is
+ * stale or gone, -1 (errno set) if that cannot be told.  The probe is a
+ * non-blocking connect, which on a unix socket answers at once: it
+ * never waits on a listener that does not accept, so it may run on a
+ * loop that serves other VMs.  A full backlog (EAGAIN) is a listener.
+ */
+static int
+util_unix_live(const struct sockaddr_un *sun)
+{
+	int	 fd, rc, saved;
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return (-1);
+	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+	saved = errno;
+	close(fd);
+	if (rc == 0 || saved == EAGAIN || saved == EINPROGRESS)
+		return (1);
+	if (saved == ECONNREFUSED || saved == ENOENT)
+		return (0);
+	errno = saved;
+	return (-1);
+}
+
+/*
  * Create a listening unix socket at path with the given mode.  A stale
- * socket file is replaced; a live one (something accepts on it) is not,
- * so two daemons cannot steal each other's VMs.  The umask is tightened
- * around bind so the socket is never reachable with a wider mode.
+ * socket file is replaced; a live one (something listens on it) is not,
+ * so two daemons cannot steal each other's VMs: EADDRINUSE.  Nothing
+ * here blocks.  The umask is tightened around bind so the socket is
+ * never reachable with a wider mode.
  */
 int
 util_unix_listen(const char *path, mode_t mode)
@@ -74,22 +101,21 @@ util_unix_listen(const char *path, mode_t mode)
 	struct sockaddr_un	 sun;
 	struct stat		 st;
 	mode_t			 old;
-	int			 fd, probe, saved;
+	int			 fd, live, saved;
 
 	if (util_sun_path(&sun, path) == -1)
 		return (-1);
 
 	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (probe != -1 && connect(probe, (struct sockaddr *)&sun,
-		    sizeof(sun)) == 0) {
-			close(probe);
+		if ((live = util_unix_live(&sun)) == -1)
+			return (-1);
+		if (live) {
 			errno = EADDRINUSE;
 			return (-1);
 		}
-		if (probe != -1)
-			close(probe);
-		unlink(path);
+		if (unlink(path) == -1 && errno != ENOENT)
+			return (-1);
+		log_info("removed stale socket %s", path);
 	}
 
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

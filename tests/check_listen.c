@@ -1,12 +1,17 @@
 /*
  * The proxy's sockets: paths, readiness, stale sockets.  A socket path
  * that does not fit in a unix socket address is refused where it is
- * given, never cut short.
+ * given, never cut short; a stale socket is replaced and a live one is
+ * not, without blocking on a listener that does not accept.
  */
 #include "config.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <dirent.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +93,47 @@ assert_exit_1(pid_t pid, const char *what)
 	    "%s: status %d", what, status);
 }
 
+/* Connect to path once, without retrying; errno when it fails. */
+static int
+connect_once(const char *path)
+{
+	struct sockaddr_un	 sun;
+	int			 fd, rc, saved;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	ck_assert_uint_lt(strlen(path), sizeof(sun.sun_path));
+	memcpy(sun.sun_path, path, strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		abort();
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	saved = errno;
+	close(fd);
+	return (rc == 0 ? 0 : saved);
+}
+
+/* The names in the run directory other than keep: none may be left. */
+static int
+count_others(const char *keep)
+{
+	DIR		*d;
+	struct dirent	*de;
+	int		 n = 0;
+
+	if ((d = opendir(rundir)) == NULL)
+		abort();
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0 ||
+		    (keep != NULL && strcmp(de->d_name, keep) == 0))
+			continue;
+		fprintf(stderr, "left in %s: %s\n", rundir, de->d_name);
+		n++;
+	}
+	closedir(d);
+	return (n);
+}
+
 /*
  * The longest path a unix socket can have, 107 bytes, works for both
  * sockets: the real QEMU listens on a 107-byte path, qmpmuxd connects
@@ -148,6 +194,104 @@ START_TEST(test_path_108_refused)
 }
 END_TEST
 
+/*
+ * The socket a SIGKILLed qmpmuxd leaves behind is stale: nothing
+ * listens on it.  The next qmpmuxd replaces it, says so, and listens.
+ */
+START_TEST(test_stale_replaced)
+{
+	struct stat	 st;
+	char		*log;
+
+	proxy_pid = spawn_qmpmuxd("qmpmuxd.log", none, psock, "0600");
+	ck_assert_int_eq(t_wait_socket(psock, T_WAIT_MS), 0);
+	t_stop(proxy_pid, SIGKILL);
+	proxy_pid = -1;
+	ck_assert_int_eq(lstat(psock, &st), 0);
+	ck_assert_int_eq(connect_once(psock), ECONNREFUSED);
+
+	/* the log exists before qmpmuxd does, for t_wait_log to watch */
+	log = t_path("again.log");
+	fclose(fopen(log, "a"));
+	free(log);
+	proxy_pid = spawn_qmpmuxd("again.log", none, psock, "0600");
+	ck_assert_int_eq(t_wait_log("again.log", " started", T_WAIT_MS), 0);
+	ck_assert_int_eq(t_log_count("again.log", "removed stale socket "), 1);
+	ck_assert_int_eq(connect_once(psock), 0);
+	ck_assert_int_eq(count_others("proxy.sock"), 0);
+}
+END_TEST
+
+/*
+ * A live socket, on which another qmpmuxd listens, is not taken over:
+ * the second exits 1 saying why, and the first still listens there.
+ */
+START_TEST(test_live_refused)
+{
+	struct stat	 before, after;
+
+	proxy_pid = spawn_qmpmuxd("qmpmuxd.log", none, psock, "0600");
+	ck_assert_int_eq(t_wait_socket(psock, T_WAIT_MS), 0);
+	ck_assert_int_eq(lstat(psock, &before), 0);
+
+	other_pid = spawn_qmpmuxd("other.log", none, psock, "0600");
+	assert_exit_1(other_pid, "a second qmpmuxd");
+	other_pid = -1;
+	ck_assert_msg(t_log_count("other.log", "another process is listening "
+	    "on it") == 1, "no message in %s/other.log", t_dir());
+	ck_assert_int_eq(lstat(psock, &after), 0);
+	ck_assert(before.st_ino == after.st_ino);
+	ck_assert_int_eq(connect_once(psock), 0);
+	ck_assert_int_eq(count_others("proxy.sock"), 0);
+}
+END_TEST
+
+/*
+ * A listener that never accepts, its backlog full, is still live: a
+ * connect to it would wait for an accept that never comes, and the
+ * probe must not.  qmpmuxd exits 1 at once, and the socket stays.
+ */
+START_TEST(test_full_backlog_live)
+{
+	struct sockaddr_un	 sun;
+	struct stat		 before, after;
+	int			 lfd, fds[64], n, i;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, psock, strlen(psock));
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ne(lfd, -1);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	ck_assert_int_eq(listen(lfd, 0), 0);
+	/* fill the backlog: the connect that would wait is refused */
+	for (n = 0; n < 64; n++) {
+		fds[n] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+		if (connect(fds[n], (struct sockaddr *)&sun,
+		    sizeof(sun)) == -1) {
+			ck_assert_int_eq(errno, EAGAIN);
+			close(fds[n]);
+			break;
+		}
+	}
+	ck_assert_int_lt(n, 64);
+	ck_assert_int_eq(lstat(psock, &before), 0);
+
+	proxy_pid = spawn_qmpmuxd("qmpmuxd.log", none, psock, "0600");
+	assert_exit_1(proxy_pid, "a full backlog");
+	proxy_pid = -1;
+	ck_assert_msg(t_log_count("qmpmuxd.log", "another process is "
+	    "listening on it") == 1, "no message in %s/qmpmuxd.log", t_dir());
+	ck_assert_int_eq(lstat(psock, &after), 0);
+	ck_assert(before.st_ino == after.st_ino);
+	ck_assert_int_eq(count_others("proxy.sock"), 0);
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+	close(lfd);
+}
+END_TEST
+
 static Suite *
 listen_suite(void)
 {
@@ -158,6 +302,9 @@ listen_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_path_107_works);
 	tcase_add_loop_test(tc, test_path_108_refused, 0, 2);
+	tcase_add_test(tc, test_stale_replaced);
+	tcase_add_test(tc, test_live_refused);
+	tcase_add_test(tc, test_full_backlog_live);
 	suite_add_tcase(s, tc);
 	return (s);
 }
