@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -89,55 +90,157 @@ util_unix_live(const struct sockaddr_un *sun)
 }
 
 /*
- * Create a listening unix socket at path with the given mode.  A stale
- * socket file is replaced; a live one (something listens on it) is not,
- * so two daemons cannot steal each other's VMs: EADDRINUSE.  Nothing
- * here blocks.  The umask is tightened around bind so the socket is
- * never reachable with a wider mode.
+ * Make way for a socket at base in the directory dfd: nothing is there,
+ * or a stale socket, which is removed.  A live socket is EADDRINUSE and
+ * anything else EEXIST: only what is proved dead is replaced.
+ */
+static int
+util_unix_clear(int dfd, const char *base, const struct sockaddr_un *sun)
+{
+	struct stat	 st;
+	int		 live;
+
+	if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return (errno == ENOENT ? 0 : -1);
+	if (!S_ISSOCK(st.st_mode)) {
+		errno = EEXIST;
+		return (-1);
+	}
+	if ((live = util_unix_live(sun)) == -1)
+		return (-1);
+	if (live) {
+		errno = EADDRINUSE;
+		return (-1);
+	}
+	if (unlinkat(dfd, base, 0) == -1 && errno != ENOENT)
+		return (-1);
+	log_info("removed stale socket %s", sun->sun_path);
+	return (0);
+}
+
+/*
+ * Bind fd to a new temporary name, written to tmp, in the directory dir
+ * (open as dfd).  Names carry the pid and a count, and a name in use is
+ * passed over, as mkstemp does, so two daemons never share one, even
+ * in different pid namespaces.  bind() takes no directory descriptor:
+ * where dir/name would not fit in sun_path, the directory is reached
+ * through /proc/self/fd, so any path that fits can be listened on,
+ * however long its directory.  The umask is tightened around bind so
+ * the socket is never reachable with a wider mode, even under this name.
+ */
+static int
+util_unix_bind_tmp(int fd, const char *dir, int dfd, char *tmp,
+    size_t tmplen)
+{
+	static unsigned int	 seq;
+	struct sockaddr_un	 sun;
+	char			 where[sizeof(sun.sun_path)];
+	mode_t			 old;
+	int			 i, rc, saved;
+
+	for (i = 0; i < 100; i++) {
+		snprintf(tmp, tmplen, ".qmpmuxd.%ld.%u", (long)getpid(), seq++);
+		if (snprintf(where, sizeof(where), "%s/%s", dir, tmp) >=
+		    (int)sizeof(where))
+			snprintf(where, sizeof(where), "/proc/self/fd/%d/%s",
+			    dfd, tmp);
+		if (util_sun_path(&sun, where) == -1)
+			return (-1);
+		old = umask(0177);
+		rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+		saved = errno;
+		umask(old);
+		if (rc == 0)
+			return (0);
+		if (saved != EADDRINUSE) {
+			errno = saved;
+			return (-1);
+		}
+	}
+	errno = EADDRINUSE;
+	return (-1);
+}
+
+/*
+ * Move from to to in the directory dfd, unless to exists: rename()
+ * would replace a socket that another daemon put there since the probe.
+ * A filesystem without RENAME_NOREPLACE gets link and unlink, which
+ * refuse the same way.  A name taken is EADDRINUSE.
+ */
+static int
+util_rename_new(int dfd, const char *from, const char *to)
+{
+	int	 rc;
+
+	rc = renameat2(dfd, from, dfd, to, RENAME_NOREPLACE);
+	if (rc == -1 && (errno == EINVAL || errno == ENOSYS) &&
+	    (rc = linkat(dfd, from, dfd, to, 0)) == 0)
+		unlinkat(dfd, from, 0);
+	if (rc == -1 && errno == EEXIST)
+		errno = EADDRINUSE;
+	return (rc);
+}
+
+/*
+ * Create a listening unix socket at path with the given mode.  The path
+ * appears only once the socket listens with its mode: the socket is
+ * bound under a temporary name in the same directory, made ready there,
+ * and renamed into place, so a client that connects the moment the path
+ * appears is never refused and never finds a wider mode.  The temporary
+ * name is removed on every failure.  A stale socket at path is
+ * replaced; a live one (something listens on it) is not, so two daemons
+ * cannot steal each other's VMs: EADDRINUSE.  Nothing here blocks.
  */
 int
 util_unix_listen(const char *path, mode_t mode)
 {
 	struct sockaddr_un	 sun;
-	struct stat		 st;
-	mode_t			 old;
-	int			 fd, live, saved;
+	const char		*slash, *base;
+	char			*dir, tmp[64];
+	int			 dfd, fd = -1, bound = 0, saved;
 
 	if (util_sun_path(&sun, path) == -1)
 		return (-1);
+	slash = strrchr(path, '/');
+	base = slash != NULL ? slash + 1 : path;
+	if (*base == '\0') {
+		errno = EISDIR;
+		return (-1);
+	}
+	if (slash == NULL)
+		dir = strdup(".");
+	else if (slash == path)
+		dir = strdup("/");
+	else
+		dir = strndup(path, (size_t)(slash - path));
+	if (dir == NULL)
+		fatal("%s", __func__);
 
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-		if ((live = util_unix_live(&sun)) == -1)
-			return (-1);
-		if (live) {
-			errno = EADDRINUSE;
-			return (-1);
-		}
-		if (unlink(path) == -1 && errno != ENOENT)
-			return (-1);
-		log_info("removed stale socket %s", path);
-	}
-
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		return (-1);
-	old = umask(0177);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		saved = errno;
-		umask(old);
-		close(fd);
-		errno = saved;
-		return (-1);
-	}
-	umask(old);
-	if (chmod(path, mode) == -1 || listen(fd, 128) == -1) {
-		saved = errno;
-		unlink(path);
-		close(fd);
-		errno = saved;
-		return (-1);
-	}
+	if ((dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    util_unix_clear(dfd, base, &sun) == -1 ||
+	    (fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) == -1 ||
+	    util_unix_bind_tmp(fd, dir, dfd, tmp, sizeof(tmp)) == -1)
+		goto fail;
+	bound = 1;
+	if (fchmodat(dfd, tmp, mode, 0) == -1 || listen(fd, 128) == -1 ||
+	    util_rename_new(dfd, tmp, base) == -1)
+		goto fail;
+	close(dfd);
+	free(dir);
 	return (fd);
+
+fail:
+	saved = errno;
+	if (bound)
+		unlinkat(dfd, tmp, 0);
+	if (fd != -1)
+		close(fd);
+	if (dfd != -1)
+		close(dfd);
+	free(dir);
+	errno = saved;
+	return (-1);
 }
 
 /* Seconds (fractions allowed) to a timeval; -1 if negative or not finite. */

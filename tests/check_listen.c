@@ -1,17 +1,20 @@
 /*
  * The proxy's sockets: paths, readiness, stale sockets.  A socket path
  * that does not fit in a unix socket address is refused where it is
- * given, never cut short; a stale socket is replaced and a live one is
+ * given, never cut short; a listener's path appears only once it
+ * listens with its mode; a stale socket is replaced and a live one is
  * not, without blocking on a listener that does not accept.
  */
 #include "config.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +96,32 @@ assert_exit_1(pid_t pid, const char *what)
 	    "%s: status %d", what, status);
 }
 
+/*
+ * Wait up to T_WAIT_MS for a or b to exit, through their pidfds; the
+ * other one, still running, with the exit status in *status, or -1.
+ */
+static pid_t
+wait_either(pid_t a, pid_t b, int *status)
+{
+	struct pollfd	 pfd[2];
+	pid_t		 gone = -1;
+
+	pfd[0].fd = (int)syscall(SYS_pidfd_open, a, 0);
+	pfd[1].fd = (int)syscall(SYS_pidfd_open, b, 0);
+	pfd[0].events = pfd[1].events = POLLIN;
+	ck_assert(pfd[0].fd != -1 && pfd[1].fd != -1);
+	poll(pfd, 2, T_WAIT_MS);
+	close(pfd[0].fd);
+	close(pfd[1].fd);
+	if (waitpid(a, status, WNOHANG) == a)
+		gone = a;
+	else if (waitpid(b, status, WNOHANG) == b)
+		gone = b;
+	if (gone == -1)
+		return (-1);
+	return (gone == a ? b : a);
+}
+
 /* Connect to path once, without retrying; errno when it fails. */
 static int
 connect_once(const char *path)
@@ -110,6 +139,36 @@ connect_once(const char *path)
 	saved = errno;
 	close(fd);
 	return (rc == 0 ? 0 : saved);
+}
+
+/*
+ * What a client sees the moment path appears, found within T_WAIT_MS by
+ * a tight loop, since waking on inotify takes longer than the moments
+ * between a bind and a listen.  By connect (by_stat 0): the first
+ * connect not refused with ENOENT, whose errno is in *err, then the
+ * mode.  By lstat (by_stat 1): the mode at the first lstat that finds
+ * it, then a connect.  -1 if the path never appears.
+ */
+static int
+when_it_appears(const char *path, int by_stat, int *err, mode_t *mode)
+{
+	struct stat	 st;
+	long long	 end = t_clock_ms() + T_WAIT_MS;
+
+	for (;;) {
+		if (by_stat && lstat(path, &st) == 0)
+			break;
+		if (!by_stat && (*err = connect_once(path)) != ENOENT)
+			break;
+		if (t_clock_ms() > end)
+			return (-1);
+	}
+	if (by_stat)
+		*err = connect_once(path);
+	else if (lstat(path, &st) == -1)
+		return (-1);
+	*mode = st.st_mode & 07777;
+	return (0);
 }
 
 /* The names in the run directory other than keep: none may be left. */
@@ -136,30 +195,47 @@ count_others(const char *keep)
 
 /*
  * The longest path a unix socket can have, 107 bytes, works for both
- * sockets: the real QEMU listens on a 107-byte path, qmpmuxd connects
- * to it and listens on another 107-byte path, and a client reaches QEMU
- * through it.
+ * sockets: the real QEMU listens on a 107-byte path, and qmpmuxd
+ * connects to it and listens on two more, one with a long name and one
+ * in a directory so deep that no temporary name would fit beside it.
+ * A client reaches QEMU through each.
  */
 START_TEST(test_path_107_works)
 {
-	char	*up = path_of_length('u', SUN_PATH_MAX);
-	char	*lp = path_of_length('l', SUN_PATH_MAX);
-	char	*r;
+	char		*up = path_of_length('u', SUN_PATH_MAX);
+	char		*lp = path_of_length('l', SUN_PATH_MAX);
+	char		*deep = path_of_length('d', SUN_PATH_MAX - 3), *dp;
+	const char	*argv[] = { t_bin("QMPMUXD"), "-d", "--upstream", up,
+			    "--listen", lp, "--listen", NULL, NULL };
+	const char	*socks[2];
 	struct t_client	*c;
+	char		*r;
+	int		 i;
 
+	ck_assert_int_eq(mkdir(deep, 0755), 0);
+	if (asprintf(&dp, "%s/sk", deep) == -1)
+		abort();
+	ck_assert_uint_eq(strlen(dp), SUN_PATH_MAX);
+	argv[7] = socks[1] = dp;
+	socks[0] = lp;
 	qemu_pid = t_qemu(up);
-	proxy_pid = spawn_qmpmuxd("qmpmuxd.log", up, lp, "0600");
-	ck_assert_msg(t_wait_socket(lp, T_WAIT_MS) == 0,
-	    "no listener at a 107-byte path; see %s/qmpmuxd.log", t_dir());
-	ck_assert_ptr_nonnull(c = t_client_ready(lp));
-	r = t_cmd(c, "{\"execute\": \"query-status\", \"id\": 7}");
-	ck_assert_ptr_nonnull(r);
-	ck_assert_msg(strstr(r, "\"status\": \"") != NULL &&
-	    strstr(r, "\"id\": 7") != NULL, "got %s", r);
-	free(r);
-	t_client_free(c);
+	proxy_pid = t_spawn(argv, "qmpmuxd.log");
+	for (i = 0; i < 2; i++) {
+		ck_assert_msg(t_wait_socket(socks[i], T_WAIT_MS) == 0,
+		    "no listener at %s; see %s/qmpmuxd.log", socks[i],
+		    t_dir());
+		ck_assert_ptr_nonnull(c = t_client_ready(socks[i]));
+		r = t_cmd(c, "{\"execute\": \"query-status\", \"id\": 7}");
+		ck_assert_ptr_nonnull(r);
+		ck_assert_msg(strstr(r, "\"status\": \"") != NULL &&
+		    strstr(r, "\"id\": 7") != NULL, "got %s", r);
+		free(r);
+		t_client_free(c);
+	}
 	free(up);
 	free(lp);
+	free(deep);
+	free(dp);
 }
 END_TEST
 
@@ -191,6 +267,65 @@ START_TEST(test_path_108_refused)
 	free(cut);
 	free(lp);
 	free(up);
+}
+END_TEST
+
+/*
+ * A client that connects the instant the listener's path appears, as a
+ * supervisor waiting for the socket does, is accepted every time, and
+ * the socket already has its configured mode: over twenty starts.
+ */
+START_TEST(test_ready_when_it_appears)
+{
+	mode_t	 mode;
+	int	 i, err, bad = 0;
+
+	for (i = 0; i < 20; i++) {
+		proxy_pid = spawn_qmpmuxd("qmpmuxd.log", none, psock, "0660");
+		ck_assert_msg(when_it_appears(psock, i % 2, &err, &mode) == 0,
+		    "start %d: no listener; see %s/qmpmuxd.log", i, t_dir());
+		if (err != 0 || mode != 0660) {
+			fprintf(stderr, "start %d (by %s): connect: %s, mode "
+			    "%04o\n", i, i % 2 ? "lstat" : "connect",
+			    err != 0 ? strerror(err) : "ok",
+			    (unsigned int)mode);
+			bad++;
+		}
+		ck_assert_int_eq(t_stop(proxy_pid, SIGTERM), 0);
+		proxy_pid = -1;
+		ck_assert_int_eq(count_others(NULL), 0);
+	}
+	ck_assert_msg(bad == 0, "%d of 20 starts showed the path before it "
+	    "was ready", bad);
+}
+END_TEST
+
+/*
+ * Two daemons started at once on one path: exactly one listens there,
+ * the other exits 1 saying so, and neither leaves a temporary name
+ * behind.  Ten rounds, so that both orders of the race are likely seen.
+ */
+START_TEST(test_two_daemons_one_path)
+{
+	pid_t	 winner;
+	int	 i, status;
+
+	for (i = 0; i < 10; i++) {
+		proxy_pid = spawn_qmpmuxd("qmpmuxd.log", none, psock, "0600");
+		other_pid = spawn_qmpmuxd("other.log", none, psock, "0600");
+		winner = wait_either(proxy_pid, other_pid, &status);
+		ck_assert_msg(winner != -1, "round %d: both still run", i);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+		    "round %d: the loser's status %d", i, status);
+		ck_assert_msg(t_wait_exit(winner, 0) == -1,
+		    "round %d: both exited", i);
+		ck_assert_int_eq(t_wait_socket(psock, T_WAIT_MS), 0);
+		ck_assert_int_eq(connect_once(psock), 0);
+		ck_assert_int_eq(count_others("proxy.sock"), 0);
+		ck_assert_int_eq(t_stop(winner, SIGTERM), 0);
+		proxy_pid = other_pid = -1;
+		ck_assert_int_eq(count_others(NULL), 0);
+	}
 }
 END_TEST
 
@@ -302,6 +437,8 @@ listen_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_path_107_works);
 	tcase_add_loop_test(tc, test_path_108_refused, 0, 2);
+	tcase_add_test(tc, test_ready_when_it_appears);
+	tcase_add_test(tc, test_two_daemons_one_path);
 	tcase_add_test(tc, test_stale_replaced);
 	tcase_add_test(tc, test_live_refused);
 	tcase_add_test(tc, test_full_backlog_live);
