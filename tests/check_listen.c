@@ -194,6 +194,26 @@ count_others(const char *keep)
 }
 
 /*
+ * Start qmpmuxd on psock, where a live socket listens: it must exit 1
+ * saying so, and leave that socket as it was and no temporary name.
+ */
+static void
+assert_live_kept(const char *log, const char *what)
+{
+	struct stat	 before, after;
+
+	ck_assert_int_eq(lstat(psock, &before), 0);
+	other_pid = spawn_qmpmuxd(log, none, psock, "0600");
+	assert_exit_1(other_pid, what);
+	other_pid = -1;
+	ck_assert_msg(t_log_count(log, "another process is listening on it")
+	    == 1, "%s: no message in %s/%s", what, t_dir(), log);
+	ck_assert_int_eq(lstat(psock, &after), 0);
+	ck_assert(before.st_ino == after.st_ino);
+	ck_assert_int_eq(count_others("proxy.sock"), 0);
+}
+
+/*
  * The longest path a unix socket can have, 107 bytes, works for both
  * sockets: the real QEMU listens on a 107-byte path, and qmpmuxd
  * connects to it and listens on two more, one with a long name and one
@@ -363,21 +383,10 @@ END_TEST
  */
 START_TEST(test_live_refused)
 {
-	struct stat	 before, after;
-
 	proxy_pid = spawn_qmpmuxd("qmpmuxd.log", none, psock, "0600");
 	ck_assert_int_eq(t_wait_socket(psock, T_WAIT_MS), 0);
-	ck_assert_int_eq(lstat(psock, &before), 0);
-
-	other_pid = spawn_qmpmuxd("other.log", none, psock, "0600");
-	assert_exit_1(other_pid, "a second qmpmuxd");
-	other_pid = -1;
-	ck_assert_msg(t_log_count("other.log", "another process is listening "
-	    "on it") == 1, "no message in %s/other.log", t_dir());
-	ck_assert_int_eq(lstat(psock, &after), 0);
-	ck_assert(before.st_ino == after.st_ino);
+	assert_live_kept("other.log", "a second qmpmuxd");
 	ck_assert_int_eq(connect_once(psock), 0);
-	ck_assert_int_eq(count_others("proxy.sock"), 0);
 }
 END_TEST
 
@@ -389,7 +398,6 @@ END_TEST
 START_TEST(test_full_backlog_live)
 {
 	struct sockaddr_un	 sun;
-	struct stat		 before, after;
 	int			 lfd, fds[64], n, i;
 
 	memset(&sun, 0, sizeof(sun));
@@ -411,16 +419,7 @@ START_TEST(test_full_backlog_live)
 		}
 	}
 	ck_assert_int_lt(n, 64);
-	ck_assert_int_eq(lstat(psock, &before), 0);
-
-	proxy_pid = spawn_qmpmuxd("qmpmuxd.log", none, psock, "0600");
-	assert_exit_1(proxy_pid, "a full backlog");
-	proxy_pid = -1;
-	ck_assert_msg(t_log_count("qmpmuxd.log", "another process is "
-	    "listening on it") == 1, "no message in %s/qmpmuxd.log", t_dir());
-	ck_assert_int_eq(lstat(psock, &after), 0);
-	ck_assert(before.st_ino == after.st_ino);
-	ck_assert_int_eq(count_others("proxy.sock"), 0);
+	assert_live_kept("qmpmuxd.log", "a full backlog");
 	for (i = 0; i < n; i++)
 		close(fds[i]);
 	close(lfd);
