@@ -87,6 +87,7 @@ static struct vm		*vm;
 
 static void	usage(FILE *, int) __attribute__((noreturn));
 static char	*absolute(const char *);
+static char	*socket_path(const char *, const char *);
 static void	signal_cb(int, short, void *);
 static void	signal_ignore_cb(int, short, void *);
 static void	stopped_cb(struct vm *, void *);
@@ -159,6 +160,22 @@ absolute(const char *path)
 }
 
 /*
+ * A socket option's path, made absolute and refused (exit 1) if it
+ * cannot be a unix socket's: cut short, it would name another socket.
+ */
+static char *
+socket_path(const char *opt, const char *arg)
+{
+	char	*path = absolute(arg), err[128];
+
+	if (util_check_sun_path(path, err, sizeof(err)) == -1) {
+		fprintf(stderr, "qmpmuxd: --%s %s: %s\n", opt, path, err);
+		exit(1);
+	}
+	return (path);
+}
+
+/*
  * SIGTERM, SIGINT: stop the VM, which answers what it owes its clients
  * first, and leave the loop once it has; a second signal leaves at once.
  */
@@ -224,7 +241,7 @@ main(int argc, char *argv[])
 			break;
 		case OPT_UPSTREAM:
 			free(conf.upstream);
-			conf.upstream = absolute(optarg);
+			conf.upstream = socket_path(optname, optarg);
 			break;
 		case OPT_LISTEN:
 			unused = NULL;
@@ -234,7 +251,7 @@ main(int argc, char *argv[])
 			 */
 			lc = vm_conf_add_listener(&conf, optarg);
 			free(lc->path);
-			lc->path = absolute(optarg);
+			lc->path = socket_path(optname, optarg);
 			lc->mode = mode;
 			lc->slow_client = slow;
 			lc->slow_client_timeout = slow_timeout;

@@ -30,7 +30,12 @@ listener_new(struct vm *vm, struct listener_conf *conf)
 	int		 fd;
 
 	if ((fd = util_unix_listen(conf->path, conf->mode)) == -1) {
-		log_warn("vm %s: listen on %s", vm->name, conf->path);
+		if (errno == EADDRINUSE)
+			log_warnx("vm %s: cannot listen on %s: another process "
+			    "is listening on it", vm->name, conf->path);
+		else
+			log_warn("vm %s: cannot listen on %s", vm->name,
+			    conf->path);
 		return (NULL);
 	}
 	if ((l = calloc(1, sizeof(*l))) == NULL)

@@ -169,10 +169,6 @@ monitor_connect(struct monitor *m)
 	struct vm		*vm = m->vm;
 	struct sockaddr_un	 sun;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	strncpy(sun.sun_path, vm->conf.upstream, sizeof(sun.sun_path) - 1);
-
 	m->bev = bufferevent_socket_new(vm->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	m->reader = qmp_reader_new(vm->conf.max_upstream_message,
 	    vm->conf.max_json_depth, 0);
@@ -181,7 +177,8 @@ monitor_connect(struct monitor *m)
 	bufferevent_setcb(m->bev, monitor_read_cb, NULL, monitor_event_cb, m);
 	monitor_set_state(m, MONITOR_CONNECTING);
 	monitor_arm(m, vm->conf.handshake_timeout);
-	if (bufferevent_socket_connect(m->bev, (struct sockaddr *)&sun,
+	if (util_sun_path(&sun, vm->conf.upstream) == -1 ||
+	    bufferevent_socket_connect(m->bev, (struct sockaddr *)&sun,
 	    sizeof(sun)) == -1) {
 		monitor_lost(m, "connect to %s: %s", vm->conf.upstream,
 		    strerror(errno));

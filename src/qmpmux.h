@@ -34,6 +34,7 @@ struct event_base;
 struct evbuffer;
 struct bufferevent;
 struct evconnlistener;
+struct sockaddr_un;
 
 struct vm;
 struct client;
@@ -329,6 +330,8 @@ int		 reply_check_command(const struct qmp_msg *, int, char *,
 		    size_t);
 
 /* util.c */
+int		 util_sun_path(struct sockaddr_un *, const char *);
+int		 util_check_sun_path(const char *, char *, size_t);
 int		 util_unix_listen(const char *, mode_t);
 int		 util_timeval(double, struct timeval *);
 double		 util_elapsed(const struct timeval *);

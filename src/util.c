@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,60 +17,230 @@
 #include "qmpmux.h"
 
 /*
- * Create a listening unix socket at path with the given mode.  A stale
- * socket file is replaced; a live one (something accepts on it) is not,
- * so two daemons cannot steal each other's VMs.  The umask is tightened
- * around bind so the socket is never reachable with a wider mode.
+ * Fill a unix socket address with path.  A path that does not fit is
+ * ENAMETOOLONG, never cut short: the shorter path would name another
+ * socket.  An empty one (EINVAL) would mean an abstract socket.  Every
+ * connect and bind of the proxy goes through here.
+ */
+int
+util_sun_path(struct sockaddr_un *sun, const char *path)
+{
+	size_t	 len = strlen(path);
+
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (len == 0) {
+		errno = EINVAL;
+		return (-1);
+	}
+	if (len >= sizeof(sun->sun_path)) {
+		errno = ENAMETOOLONG;
+		return (-1);
+	}
+	memcpy(sun->sun_path, path, len);
+	return (0);
+}
+
+/*
+ * Check that path can be a unix socket's, where it enters the
+ * configuration (an option, the config file, a control command), so a
+ * bad one is refused there and not at its first connect.  On failure,
+ * err holds why, for the caller to put after the path.
+ */
+int
+util_check_sun_path(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un	 sun;
+
+	if (util_sun_path(&sun, path) == 0)
+		return (0);
+	if (*path == '\0')
+		snprintf(err, errlen, "a unix socket path cannot be empty");
+	else
+		snprintf(err, errlen, "the path is %zu bytes long, and a unix "
+		    "socket path can be at most %zu bytes", strlen(path),
+		    sizeof(sun.sun_path) - 1);
+	return (-1);
+}
+
+/*
+ * Whether something listens on the socket at sun: 1 if so, 0 if it is
+ * stale or gone, -1 (errno set) if that cannot be told.  The probe is a
+ * non-blocking connect, which on a unix socket answers at once: it
+ * never waits on a listener that does not accept, so it may run on a
+ * loop that serves other VMs.  A full backlog (EAGAIN) is a listener.
+ */
+static int
+util_unix_live(const struct sockaddr_un *sun)
+{
+	int	 fd, rc, saved;
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return (-1);
+	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+	saved = errno;
+	close(fd);
+	if (rc == 0 || saved == EAGAIN || saved == EINPROGRESS)
+		return (1);
+	if (saved == ECONNREFUSED || saved == ENOENT)
+		return (0);
+	errno = saved;
+	return (-1);
+}
+
+/*
+ * Make way for a socket at base in the directory dfd: nothing is there,
+ * or a stale socket, which is removed.  A live socket is EADDRINUSE and
+ * anything else EEXIST: only what is proved dead is replaced.
+ */
+static int
+util_unix_clear(int dfd, const char *base, const struct sockaddr_un *sun)
+{
+	struct stat	 st;
+	int		 live;
+
+	if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return (errno == ENOENT ? 0 : -1);
+	if (!S_ISSOCK(st.st_mode)) {
+		errno = EEXIST;
+		return (-1);
+	}
+	if ((live = util_unix_live(sun)) == -1)
+		return (-1);
+	if (live) {
+		errno = EADDRINUSE;
+		return (-1);
+	}
+	if (unlinkat(dfd, base, 0) == -1 && errno != ENOENT)
+		return (-1);
+	log_info("removed stale socket %s", sun->sun_path);
+	return (0);
+}
+
+/*
+ * Bind fd to a new temporary name, written to tmp, in the directory dir
+ * (open as dfd).  Names carry the pid and a count, and a name in use is
+ * passed over, as mkstemp does, so two daemons never share one, even
+ * in different pid namespaces.  bind() takes no directory descriptor:
+ * where dir/name would not fit in sun_path, the directory is reached
+ * through /proc/self/fd, so any path that fits can be listened on,
+ * however long its directory.  The umask is tightened around bind so
+ * the socket is never reachable with a wider mode, even under this name.
+ */
+static int
+util_unix_bind_tmp(int fd, const char *dir, int dfd, char *tmp,
+    size_t tmplen)
+{
+	static unsigned int	 seq;
+	struct sockaddr_un	 sun;
+	char			 where[sizeof(sun.sun_path)];
+	mode_t			 old;
+	int			 i, rc, saved;
+
+	for (i = 0; i < 100; i++) {
+		snprintf(tmp, tmplen, ".qmpmuxd.%ld.%u", (long)getpid(), seq++);
+		if (snprintf(where, sizeof(where), "%s/%s", dir, tmp) >=
+		    (int)sizeof(where))
+			snprintf(where, sizeof(where), "/proc/self/fd/%d/%s",
+			    dfd, tmp);
+		if (util_sun_path(&sun, where) == -1)
+			return (-1);
+		old = umask(0177);
+		rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+		saved = errno;
+		umask(old);
+		if (rc == 0)
+			return (0);
+		if (saved != EADDRINUSE) {
+			errno = saved;
+			return (-1);
+		}
+	}
+	errno = EADDRINUSE;
+	return (-1);
+}
+
+/*
+ * Move from to to in the directory dfd, unless to exists: rename()
+ * would replace a socket that another daemon put there since the probe.
+ * A filesystem without RENAME_NOREPLACE gets link and unlink, which
+ * refuse the same way.  A name taken is EADDRINUSE.
+ */
+static int
+util_rename_new(int dfd, const char *from, const char *to)
+{
+	int	 rc;
+
+	rc = renameat2(dfd, from, dfd, to, RENAME_NOREPLACE);
+	if (rc == -1 && (errno == EINVAL || errno == ENOSYS) &&
+	    (rc = linkat(dfd, from, dfd, to, 0)) == 0)
+		unlinkat(dfd, from, 0);
+	if (rc == -1 && errno == EEXIST)
+		errno = EADDRINUSE;
+	return (rc);
+}
+
+/*
+ * Create a listening unix socket at path with the given mode.  The path
+ * appears only once the socket listens with its mode: the socket is
+ * bound under a temporary name in the same directory, made ready there,
+ * and renamed into place, so a client that connects the moment the path
+ * appears is never refused and never finds a wider mode.  The temporary
+ * name is removed on every failure.  A stale socket at path is
+ * replaced; a live one (something listens on it) is not, so two daemons
+ * cannot steal each other's VMs: EADDRINUSE.  Nothing here blocks.
  */
 int
 util_unix_listen(const char *path, mode_t mode)
 {
 	struct sockaddr_un	 sun;
-	struct stat		 st;
-	mode_t			 old;
-	int			 fd, probe, saved;
+	const char		*slash, *base;
+	char			*dir, tmp[64];
+	int			 dfd, fd = -1, bound = 0, saved;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		errno = ENAMETOOLONG;
+	if (util_sun_path(&sun, path) == -1)
+		return (-1);
+	slash = strrchr(path, '/');
+	base = slash != NULL ? slash + 1 : path;
+	if (*base == '\0') {
+		errno = EISDIR;
 		return (-1);
 	}
-	strncpy(sun.sun_path, path, sizeof(sun.sun_path) - 1);
+	if (slash == NULL)
+		dir = strdup(".");
+	else if (slash == path)
+		dir = strdup("/");
+	else
+		dir = strndup(path, (size_t)(slash - path));
+	if (dir == NULL)
+		fatal("%s", __func__);
 
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (probe != -1 && connect(probe, (struct sockaddr *)&sun,
-		    sizeof(sun)) == 0) {
-			close(probe);
-			errno = EADDRINUSE;
-			return (-1);
-		}
-		if (probe != -1)
-			close(probe);
-		unlink(path);
-	}
-
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		return (-1);
-	old = umask(0177);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		saved = errno;
-		umask(old);
-		close(fd);
-		errno = saved;
-		return (-1);
-	}
-	umask(old);
-	if (chmod(path, mode) == -1 || listen(fd, 128) == -1) {
-		saved = errno;
-		unlink(path);
-		close(fd);
-		errno = saved;
-		return (-1);
-	}
+	if ((dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    util_unix_clear(dfd, base, &sun) == -1 ||
+	    (fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) == -1 ||
+	    util_unix_bind_tmp(fd, dir, dfd, tmp, sizeof(tmp)) == -1)
+		goto fail;
+	bound = 1;
+	if (fchmodat(dfd, tmp, mode, 0) == -1 || listen(fd, 128) == -1 ||
+	    util_rename_new(dfd, tmp, base) == -1)
+		goto fail;
+	close(dfd);
+	free(dir);
 	return (fd);
+
+fail:
+	saved = errno;
+	if (bound)
+		unlinkat(dfd, tmp, 0);
+	if (fd != -1)
+		close(fd);
+	if (dfd != -1)
+		close(dfd);
+	free(dir);
+	errno = saved;
+	return (-1);
 }
 
 /* Seconds (fractions allowed) to a timeval; -1 if negative or not finite. */

@@ -40,7 +40,7 @@ static void	vm_event_unref(struct vm_event *);
 static void	vm_event_cleanup_cb(const void *, size_t, void *);
 static void	vm_stop_cb(int, short, void *);
 
-/* Fill in the defaults of DESIGN.md and qmpmuxd(8). */
+/* Fill in the defaults that qmpmuxd(8) gives. */
 void
 vm_conf_init(struct vm_conf *conf)
 {

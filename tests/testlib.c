@@ -180,16 +180,32 @@ t_spawn_listening(const char *const *argv, const char *log, const char *sock)
 	return (pid);
 }
 
-/* Start a real QEMU with its QMP socket at sock, and wait for it. */
+/*
+ * Start a real QEMU with its QMP monitor on sock.  QEMU binds its own
+ * socket before it listens, so the socket is made here, listening
+ * before its path appears, and handed over as libvirt does (fd=N).
+ */
 pid_t
 t_qemu(const char *sock)
 {
-	const char	*argv[12];
-	char		*qmp;
-	pid_t		 pid;
-	int		 i = 0;
+	struct sockaddr_un	 sun;
+	const char		*argv[12];
+	char			*chardev;
+	pid_t			 pid;
+	int			 fd, i = 0;
 
-	if (asprintf(&qmp, "unix:%s,server=on,wait=off", sock) == -1)
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(sock) >= sizeof(sun.sun_path))
+		abort();
+	memcpy(sun.sun_path, sock, strlen(sock));
+	unlink(sock);
+	/* not close-on-exec: QEMU inherits it */
+	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) == -1 ||
+	    bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
+	    listen(fd, 16) == -1 ||
+	    asprintf(&chardev, "socket,id=qmp,fd=%d,server=on,wait=off",
+	    fd) == -1)
 		abort();
 	argv[i++] = t_bin("QEMU");
 	argv[i++] = "-M";
@@ -197,11 +213,14 @@ t_qemu(const char *sock)
 	argv[i++] = "-nodefaults";
 	argv[i++] = "-display";
 	argv[i++] = "none";
-	argv[i++] = "-qmp";
-	argv[i++] = qmp;
+	argv[i++] = "-chardev";
+	argv[i++] = chardev;
+	argv[i++] = "-mon";
+	argv[i++] = "chardev=qmp,mode=control";
 	argv[i] = NULL;
-	pid = t_spawn_listening(argv, "qemu.log", sock);
-	free(qmp);
+	pid = t_spawn(argv, "qemu.log");
+	close(fd);
+	free(chardev);
 	return (pid);
 }
 
@@ -301,33 +320,26 @@ t_proc_kb(pid_t pid, const char *field)
 }
 
 /*
- * Connect to a QMP socket.  The listener may be bound but not yet
- * listening, so a refused connect is retried within the bound.
+ * Connect to a QMP socket, once: what testlib starts listens before its
+ * path appears, so a refusal is a failure, never a race to retry.
  */
 struct t_client *
 t_client_new(const char *path)
 {
 	struct sockaddr_un	 sun;
 	struct t_client		*c;
-	struct pollfd		 none;
-	long long		 end = t_clock_ms() + T_WAIT_MS;
 	int			 fd;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	strncpy(sun.sun_path, path, sizeof(sun.sun_path) - 1);
-	for (;;) {
-		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-			abort();
-		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
-			break;
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		abort();
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		fprintf(stderr, "t_client_new: connect %s: %s\n", path,
+		    strerror(errno));
 		close(fd);
-		if ((errno != ECONNREFUSED && errno != ENOENT) ||
-		    t_clock_ms() > end)
-			return (NULL);
-		/* bound retry while bind and listen race; not a readiness wait */
-		none.fd = -1;
-		poll(&none, 0, 2);
+		return (NULL);
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		abort();
