@@ -322,9 +322,12 @@ main(int argc, char *argv[])
 				badarg(optname, optarg, "a size in bytes");
 			break;
 		case OPT_MAX_CLIENT_MESSAGE:
+			/* QEMU's own cap: past it, it reads one message as two */
 			if (util_parse_size(optarg,
-			    &conf.max_client_message) == -1)
-				badarg(optname, optarg, "a size in bytes");
+			    &conf.max_client_message) == -1 ||
+			    conf.max_client_message > QMP_SIZE_MAX)
+				badarg(optname, optarg, "a size in bytes, at "
+				    "most 64M");
 			break;
 		case OPT_MAX_CLIENT_OUTPUT:
 			if (util_parse_size(optarg,
@@ -332,9 +335,10 @@ main(int argc, char *argv[])
 				badarg(optname, optarg, "a size in bytes");
 			break;
 		case OPT_MAX_JSON_DEPTH:
-			if (util_parse_uint(optarg, 1, 65536,
+			/* likewise QEMU's nesting limit */
+			if (util_parse_uint(optarg, 1, QMP_DEPTH_MAX,
 			    &conf.max_json_depth) == -1)
-				badarg(optname, optarg, "1 to 65536");
+				badarg(optname, optarg, "1 to 1024");
 			break;
 		case OPT_COMMAND_TIMEOUT:
 			if (util_parse_seconds(optarg,

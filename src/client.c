@@ -102,7 +102,7 @@ client_accept(struct listener *l, int fd)
 	}
 	c->bev = bufferevent_socket_new(vm->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->reader = qmp_reader_new(vm->conf.max_client_message,
-	    vm->conf.max_json_depth, QMP_READ_DUPKEYS);
+	    vm->conf.max_json_depth, QMP_READ_STRICT);
 	c->timer = evtimer_new(vm->base, client_timer_cb, c);
 	c->resume = event_new(vm->base, -1, 0, client_resume_cb, c);
 	c->reap = event_new(vm->base, -1, 0, client_reap_cb, c);
@@ -464,7 +464,7 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 	reply_id(msg, &id, &idlen);
 	if (reply_check_command(msg, c->oob, desc, sizeof(desc)) == -1) {
 		/* QEMU has no id to give back when there is no object */
-		if (msg->kind == QMP_KIND_NONOBJECT || msg->dupkey)
+		if (msg->kind == QMP_KIND_NONOBJECT)
 			id = NULL;
 		reply_error(client_local_out(c), id, idlen, "GenericError",
 		    "%s", desc);
@@ -544,16 +544,10 @@ client_read(struct client *c)
 			qmp_msg_clear(&msg);
 			break;
 		case QMP_ERR_JSON:
-			reply_error(client_local_out(c), NULL, 0,
-			    "GenericError", "JSON parse error, %s",
-			    qmp_reader_error(c->reader));
-			qmp_reader_skip_line(c->reader);
-			break;
 		case QMP_ERR_DEPTH:
+			/* QEMU's own words; the reader goes on as QEMU does */
 			reply_error(client_local_out(c), NULL, 0,
-			    "GenericError", "JSON parse error, nesting deeper "
-			    "than %u", vm->conf.max_json_depth);
-			qmp_reader_skip_line(c->reader);
+			    "GenericError", "%s", qmp_reader_error(c->reader));
 			break;
 		case QMP_ERR_SIZE:
 			reply_error(bufferevent_get_output(c->bev), NULL, 0,

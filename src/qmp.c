@@ -1,32 +1,40 @@
 /*
- * QMP framing.
+ * QMP framing: one reading of every byte.
  *
- * Each message gets a fresh yajl handle.  The callback that closes the
- * top-level value cancels the parse, so yajl stops exactly at the end of
- * the message and whatever follows stays in the caller's evbuffer: a
- * caller that must stop at a bound (a client's pipeline, the event
- * backlog) can stop between two messages without the reader having
- * swallowed a third.  Offsets come from yajl_get_bytes_consumed, which
- * inside a callback is the position just past the current token of the
- * chunk being parsed.
+ * The proxy checks a client's command and forwards its bytes, which QEMU
+ * then reads itself.  Were the two readings ever different, a client
+ * could hide a command from an access list, wedge the monitor with an
+ * object that never closes, or take another client's replies.  So this
+ * reader is not a general JSON parser: it reads as QEMU does, in the
+ * three layers of QEMU's own reader, kept in step byte by byte.
+ *
+ * - The lexer (QEMU's qobject/json-lexer.c).  Whitespace is space, tab,
+ *   CR and LF, nothing else; strings may be single-quoted; keywords are
+ *   [a-z]+.  A byte that cannot start or continue a token is "stray": it
+ *   is an error, and input is then skipped up to a structural character
+ *   or a control character other than tab, where QEMU starts again.
+ * - The streamer (json-streamer.c).  A message ends at the token that
+ *   brings the counts of open braces and brackets both back to zero, or
+ *   either below; nesting and the number of tokens are bounded as QEMU
+ *   bounds them.
+ * - The parser (json-parser.c).  The grammar, string escapes, UTF-8 and
+ *   repeated keys are checked token by token, and the first error found
+ *   is the one QEMU's recursive parser reports, with its text.
+ *
+ * A message is exactly its tokens and the whitespace between them; what
+ * the caller forwards is those bytes.  The reader stops right after the
+ * last token of a message and leaves what follows in the caller's
+ * evbuffer, so a caller that must stop at a bound (a client's pipeline,
+ * the event backlog) can stop between two messages.
  *
  * The reader keeps its buffers from one message to the next and hands
- * each message an exact-size copy; yajl's few allocations per message
- * come from a small cache of blocks (qmp_pool_*).  An event flood is
- * millions of small messages: per-message malloc and realloc of the
- * working buffers fragmented the heap until RSS was several times the
- * event backlog, and with ASan filled its quarantine.
- *
- * Invariants while a message is being read:
- * - buf[0, len) holds the bytes of the message fed so far; the first is
- *   never whitespace;
- * - base is the offset in buf at which the chunk under yajl begins;
- * - depth counts the containers open; top-level members live at depth 1;
- * - cur holds what is known of the message so far: it belongs to the
- *   reader, not the caller, since a message can span many calls.
+ * each message an exact-size copy: an event flood is millions of small
+ * messages, and per-message working buffers fragment the heap.
  */
 #include "config.h"
 
+#include <sys/random.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,62 +42,130 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <yajl/yajl_parse.h>
 
 #include "log.h"
 #include "qmp.h"
 
 #define QMP_BUF_START	512
 #define QMP_BUF_KEEP	(16 << 10)	/* larger buffers are not kept */
-#define QMP_POOL_MAX	8		/* blocks cached for yajl */
-#define QMP_KEY_MARK	SIZE_MAX	/* a qmp_keyref that opens an object */
+#define QMP_TOKENS_MAX	(2 << 20)	/* QEMU's MAX_TOKEN_COUNT */
+#define QMP_PARSE_ERR	1024		/* QEMU's parse_error buffer */
+#define QMP_QDICT_BUCKETS 512		/* QEMU's QDICT_BUCKET_MAX */
 
-/* A block handed to yajl, with its capacity in front. */
-union qmp_block {
-	size_t		 cap;
-	max_align_t	 align;
+/* Where the lexer is: between tokens, skipping, or inside one. */
+enum qmp_lex {
+	LEX_START,
+	LEX_RECOVER,	/* after a stray byte */
+	LEX_DQ,		/* "string */
+	LEX_DQ_ESC,
+	LEX_SQ,		/* 'string */
+	LEX_SQ_ESC,
+	LEX_ZERO,	/* 0 or -0 */
+	LEX_SIGN,	/* - */
+	LEX_INT,	/* digits, not starting with 0 */
+	LEX_DOT,	/* 1. */
+	LEX_FRAC,	/* 1.5 */
+	LEX_E,		/* 1e */
+	LEX_ESIGN,	/* 1e- */
+	LEX_EXP,	/* 1e5 */
+	LEX_WORD,	/* true, false, null or not */
 };
 
-/*
- * A key of an object still open, in kbuf; an entry of length
- * QMP_KEY_MARK opens each object, so the keys above the last mark are
- * those of the innermost object.
- */
-struct qmp_keyref {
+enum qmp_tok {
+	TOK_LCURLY,
+	TOK_RCURLY,
+	TOK_LSQUARE,
+	TOK_RSQUARE,
+	TOK_COLON,
+	TOK_COMMA,
+	TOK_STRING,
+	TOK_NUMBER,
+	TOK_WORD,
+};
+
+/* What the parser expects next, in a container or at the top. */
+enum qmp_expect {
+	EXP_VALUE,		/* the top, an array's item, a pair's value */
+	EXP_FIRST_KEY,		/* after '{': a key, or '}' */
+	EXP_KEY,		/* after ',' in an object: any value */
+	EXP_COLON,
+	EXP_OBJ_NEXT,		/* after a pair: ',' or '}' */
+	EXP_FIRST_ITEM,		/* after '[': a value, or ']' */
+	EXP_ARR_NEXT,		/* after an item: ',' or ']' */
+	EXP_DONE,
+};
+
+/* An open container; id and the pending key serve repeated keys. */
+struct qmp_frame {
+	int		 obj;
+	enum qmp_expect	 expect;
+	unsigned int	 id;
+	size_t		 koff;		/* the key of the pair, in kbuf */
+	size_t		 klen;
+};
+
+/* A key of an object, for QMP_READ_STRICT; obj 0 marks a free slot. */
+struct qmp_seen {
+	unsigned int	 obj;
+	uint32_t	 hash;
 	size_t		 off;
 	size_t		 len;
 };
 
+/*
+ * Invariants while a message is read (active):
+ * - buf[0, len) holds the message so far: its tokens and the whitespace
+ *   between them, the current token last; tok is where that token
+ *   starts when lex is inside one;
+ * - braces and brackets count as QEMU's streamer counts; frames and top
+ *   are the parser's state, which stops changing once failed is set;
+ * - kbuf holds the decoded keys of the message (QMP_READ_STRICT), seen
+ *   those of every object, by object id.
+ */
 struct qmp_reader {
 	size_t		 max_size;
 	unsigned int	 max_depth;
 	int		 flags;
+	uint32_t	 seed;
 
-	yajl_handle	 yajl;
+	enum qmp_lex	 lex;
+	int		 active;
 	char		*buf;
 	size_t		 len;
 	size_t		 cap;
-	size_t		 base;
-	unsigned int	 depth;
-	int		 done;		/* top-level value complete */
-	int		 toodeep;
-	int		 skipping;	/* discarding up to a newline */
+	size_t		 tok;
 
-	/* QMP_READ_DUPKEYS: the keys of the objects open */
+	long		 braces;
+	long		 brackets;
+	size_t		 ntokens;
+
+	struct qmp_frame *frames;
+	size_t		 depth;
+	size_t		 framescap;
+	enum qmp_expect	 top;
+	int		 failed;
+	unsigned int	 nobjects;
+
+	/* the string just decoded */
+	char		*sbuf;
+	size_t		 slen;
+	size_t		 scap;
+
 	char		*kbuf;
 	size_t		 klen;
 	size_t		 kcap;
-	struct qmp_keyref *keys;
-	size_t		 nkeys;
-	size_t		 keyscap;
+	struct qmp_seen	*seen;
+	size_t		 nseen;
+	size_t		 seencap;
 
-	yajl_alloc_funcs afs;
-	union qmp_block	*pool[QMP_POOL_MAX];
-	int		 npool;
+	/* the top-level member being read */
+	struct qmp_member pending;
+	size_t		 last_end;	/* end of the last member's value */
+	struct qmp_member *last;	/* where it was recorded, or NULL */
+	unsigned int	 nmembers;
 
-	struct qmp_msg	 cur;		/* the message being read */
-	struct qmp_msg	*msg;		/* &cur while yajl runs */
-	char		 error[256];
+	struct qmp_msg	 cur;
+	char		*error;
 };
 
 static const char *qmp_kind_names[] = {
@@ -102,371 +178,31 @@ static const char *qmp_kind_names[] = {
 	[QMP_KIND_COMMAND] = "command",
 };
 
-static int	qmp_null_cb(void *);
-static int	qmp_boolean_cb(void *, int);
-static int	qmp_number_cb(void *, const char *, size_t);
-static int	qmp_string_cb(void *, const unsigned char *, size_t);
-static int	qmp_start_map_cb(void *);
-static int	qmp_map_key_cb(void *, const unsigned char *, size_t);
-static int	qmp_end_map_cb(void *);
-static int	qmp_start_array_cb(void *);
-static int	qmp_end_array_cb(void *);
-static void	qmp_keys_open(struct qmp_reader *);
-static void	qmp_keys_close(struct qmp_reader *);
-
-/*
- * Numbers go through yajl_number so that they are never converted: an id
- * of 1e400 or 123456789012345678901234567890 is as valid as 1.
- */
-static const yajl_callbacks qmp_callbacks = {
-	.yajl_null = qmp_null_cb,
-	.yajl_boolean = qmp_boolean_cb,
-	.yajl_number = qmp_number_cb,
-	.yajl_string = qmp_string_cb,
-	.yajl_start_map = qmp_start_map_cb,
-	.yajl_map_key = qmp_map_key_cb,
-	.yajl_end_map = qmp_end_map_cb,
-	.yajl_start_array = qmp_start_array_cb,
-	.yajl_end_array = qmp_end_array_cb,
+/* The QMP members by name, for both directions. */
+static const struct {
+	const char	*name;
+	size_t		 len;
+	enum qmp_key	 key;
+} qmp_keys[] = {
+	{ "execute", 7, QMP_KEY_EXECUTE },
+	{ "exec-oob", 8, QMP_KEY_EXEC_OOB },
+	{ "arguments", 9, QMP_KEY_ARGUMENTS },
+	{ "id", 2, QMP_KEY_ID },
+	{ "return", 6, QMP_KEY_RETURN },
+	{ "error", 5, QMP_KEY_ERROR },
+	{ "event", 5, QMP_KEY_EVENT },
+	{ "QMP", 3, QMP_KEY_QMP },
 };
+#define QMP_NKEYS	(sizeof(qmp_keys) / sizeof(qmp_keys[0]))
+
+static void	qmp_fail(struct qmp_reader *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
 
 /* Return the printable name of a kind. */
 const char *
 qmp_kind_name(enum qmp_kind kind)
 {
 	return (qmp_kind_names[kind]);
-}
-
-static void	*qmp_pool_malloc(void *, size_t);
-static void	*qmp_pool_realloc(void *, void *, size_t);
-static void	 qmp_pool_free(void *, void *);
-
-/*
- * Make a reader for messages of at most max_size bytes and max_depth.
- * QMP_READ_DUPKEYS in flags checks every object for a repeated key, as
- * QEMU does; messages from QEMU itself need not pay for it.
- */
-struct qmp_reader *
-qmp_reader_new(size_t max_size, unsigned int max_depth, int flags)
-{
-	struct qmp_reader	*r;
-
-	if ((r = calloc(1, sizeof(*r))) == NULL)
-		return (NULL);
-	r->max_size = max_size;
-	r->max_depth = max_depth;
-	r->flags = flags;
-	r->afs.malloc = qmp_pool_malloc;
-	r->afs.realloc = qmp_pool_realloc;
-	r->afs.free = qmp_pool_free;
-	r->afs.ctx = r;
-	return (r);
-}
-
-/*
- * Forget the message being read, keeping the caps and, unless one grew
- * large for a large message, the buffers.
- */
-static void
-qmp_reader_reset(struct qmp_reader *r)
-{
-	if (r->yajl != NULL)
-		yajl_free(r->yajl);
-	r->yajl = NULL;
-	if (r->cap > QMP_BUF_KEEP) {
-		free(r->buf);
-		r->buf = NULL;
-		r->cap = 0;
-	}
-	if (r->kcap > QMP_BUF_KEEP) {
-		free(r->kbuf);
-		r->kbuf = NULL;
-		r->kcap = 0;
-	}
-	if (r->keyscap * sizeof(*r->keys) > QMP_BUF_KEEP) {
-		free(r->keys);
-		r->keys = NULL;
-		r->keyscap = 0;
-	}
-	r->len = r->base = r->klen = r->nkeys = 0;
-	r->depth = 0;
-	r->done = r->toodeep = 0;
-	r->msg = NULL;
-}
-
-/* Free a reader; NULL is allowed. */
-void
-qmp_reader_free(struct qmp_reader *r)
-{
-	if (r == NULL)
-		return;
-	qmp_reader_reset(r);
-	while (r->npool > 0)
-		free(r->pool[--r->npool]);
-	free(r->buf);
-	free(r->kbuf);
-	free(r->keys);
-	free(r);
-}
-
-/*
- * Make room for need elements of size in *p, growing *cap by doubling
- * from start; -1 when memory is short.
- */
-static int
-qmp_grow(void *p, size_t *cap, size_t need, size_t size, size_t start)
-{
-	void	**pp = p, *np;
-	size_t	  ncap;
-
-	if (need <= *cap)
-		return (0);
-	ncap = *cap == 0 ? start : *cap;
-	while (ncap < need)
-		ncap *= 2;
-	if ((np = reallocarray(*pp, ncap, size)) == NULL)
-		return (-1);
-	*pp = np;
-	*cap = ncap;
-	return (0);
-}
-
-/* yajl's malloc: a cached block large enough, else a new one. */
-static void *
-qmp_pool_malloc(void *ctx, size_t size)
-{
-	struct qmp_reader	*r = ctx;
-	union qmp_block		*b;
-	int			 i;
-
-	for (i = 0; i < r->npool; i++) {
-		b = r->pool[i];
-		if (b->cap >= size) {
-			r->pool[i] = r->pool[--r->npool];
-			return (b + 1);
-		}
-	}
-	if ((b = malloc(sizeof(*b) + size)) == NULL)
-		return (NULL);
-	b->cap = size;
-	return (b + 1);
-}
-
-static void *
-qmp_pool_realloc(void *ctx, void *p, size_t size)
-{
-	union qmp_block	*b;
-
-	if (p == NULL)
-		return (qmp_pool_malloc(ctx, size));
-	b = (union qmp_block *)p - 1;
-	if (b->cap >= size)
-		return (p);
-	if ((b = realloc(b, sizeof(*b) + size)) == NULL)
-		return (NULL);
-	b->cap = size;
-	return (b + 1);
-}
-
-/* yajl's free: keep the block for the next message if it is small. */
-static void
-qmp_pool_free(void *ctx, void *p)
-{
-	struct qmp_reader	*r = ctx;
-	union qmp_block		*b;
-
-	if (p == NULL)
-		return;
-	b = (union qmp_block *)p - 1;
-	if (r->npool < QMP_POOL_MAX && b->cap <= QMP_BUF_KEEP)
-		r->pool[r->npool++] = b;
-	else
-		free(b);
-}
-
-/* Return the text of the last QMP_ERR_JSON. */
-const char *
-qmp_reader_error(struct qmp_reader *r)
-{
-	return (r->error);
-}
-
-/* Bytes of an unfinished message held by the reader. */
-size_t
-qmp_reader_pending(struct qmp_reader *r)
-{
-	return (r->len);
-}
-
-/*
- * Discard input up to and including the next newline, as QEMU's clients
- * expect after a parse error: the newline is where they resynchronise.
- */
-void
-qmp_reader_skip_line(struct qmp_reader *r)
-{
-	r->skipping = 1;
-}
-
-/* Offset in the message just past the token yajl is reporting. */
-static size_t
-qmp_pos(struct qmp_reader *r)
-{
-	return (r->base + yajl_get_bytes_consumed(r->yajl));
-}
-
-/* The member whose value is being parsed, or NULL past the recorded ones. */
-static struct qmp_member *
-qmp_current(struct qmp_reader *r)
-{
-	struct qmp_msg	*msg = r->msg;
-
-	if (msg->toomany || msg->nmembers == 0)
-		return (NULL);
-	return (&msg->members[msg->nmembers - 1]);
-}
-
-/* A scalar: at the top level it ends the message, in depth 1 a member. */
-static int
-qmp_scalar(struct qmp_reader *r, enum qmp_type type, const unsigned char *s,
-    size_t len)
-{
-	struct qmp_msg		*msg = r->msg;
-	struct qmp_member	*m;
-
-	if (r->depth == 0) {
-		msg->kind = QMP_KIND_NONOBJECT;
-		r->done = 1;
-		return (0);
-	}
-	if (r->depth != 1 || (m = qmp_current(r)) == NULL)
-		return (1);
-	m->type = type;
-	m->val_end = qmp_pos(r);
-	if (type == QMP_TYPE_STRING && (m->key == QMP_KEY_EXECUTE ||
-	    m->key == QMP_KEY_EXEC_OOB || m->key == QMP_KEY_EVENT)) {
-		if (len >= sizeof(msg->name)) {
-			len = sizeof(msg->name) - 1;
-			msg->name_truncated = 1;
-		}
-		memcpy(msg->name, s, len);
-		msg->name[len] = '\0';
-	}
-	return (1);
-}
-
-static int
-qmp_null_cb(void *arg)
-{
-	return (qmp_scalar(arg, QMP_TYPE_NULL, NULL, 0));
-}
-
-static int
-qmp_boolean_cb(void *arg, int value)
-{
-	return (qmp_scalar(arg, QMP_TYPE_BOOL, NULL, 0));
-}
-
-static int
-qmp_number_cb(void *arg, const char *s, size_t len)
-{
-	return (qmp_scalar(arg, QMP_TYPE_NUMBER, NULL, 0));
-}
-
-static int
-qmp_string_cb(void *arg, const unsigned char *s, size_t len)
-{
-	return (qmp_scalar(arg, QMP_TYPE_STRING, s, len));
-}
-
-/* Open a container; a member's value if at depth 1. */
-static int
-qmp_open(struct qmp_reader *r, enum qmp_type type)
-{
-	struct qmp_member	*m;
-
-	if (r->depth == 0)
-		r->msg->kind = type == QMP_TYPE_OBJECT ?
-		    QMP_KIND_OBJECT : QMP_KIND_NONOBJECT;
-	else if (r->depth == 1 && (m = qmp_current(r)) != NULL)
-		m->type = type;
-	if (++r->depth > r->max_depth) {
-		r->toodeep = 1;
-		return (0);
-	}
-	return (1);
-}
-
-/* Close a container; the message ends when the depth returns to zero. */
-static int
-qmp_close(struct qmp_reader *r)
-{
-	struct qmp_member	*m;
-
-	r->depth--;
-	if (r->depth == 1 && (m = qmp_current(r)) != NULL)
-		m->val_end = qmp_pos(r);
-	if (r->depth == 0) {
-		r->done = 1;
-		return (0);
-	}
-	return (1);
-}
-
-static int
-qmp_start_map_cb(void *arg)
-{
-	qmp_keys_open(arg);
-	return (qmp_open(arg, QMP_TYPE_OBJECT));
-}
-
-static int
-qmp_end_map_cb(void *arg)
-{
-	qmp_keys_close(arg);
-	return (qmp_close(arg));
-}
-
-static int
-qmp_start_array_cb(void *arg)
-{
-	return (qmp_open(arg, QMP_TYPE_ARRAY));
-}
-
-static int
-qmp_end_array_cb(void *arg)
-{
-	return (qmp_close(arg));
-}
-
-/* The QMP members by name, for both directions. */
-static const struct {
-	const char	*name;
-	enum qmp_key	 key;
-} qmp_keys[] = {
-	{ "execute", QMP_KEY_EXECUTE },
-	{ "exec-oob", QMP_KEY_EXEC_OOB },
-	{ "arguments", QMP_KEY_ARGUMENTS },
-	{ "id", QMP_KEY_ID },
-	{ "return", QMP_KEY_RETURN },
-	{ "error", QMP_KEY_ERROR },
-	{ "event", QMP_KEY_EVENT },
-	{ "QMP", QMP_KEY_QMP },
-};
-#define QMP_NKEYS	(sizeof(qmp_keys) / sizeof(qmp_keys[0]))
-
-/* Map a decoded key to the QMP member it names. */
-static enum qmp_key
-qmp_key_lookup(const unsigned char *s, size_t len)
-{
-	size_t	 i;
-
-	for (i = 0; i < QMP_NKEYS; i++) {
-		if (strlen(qmp_keys[i].name) == len &&
-		    memcmp(qmp_keys[i].name, s, len) == 0)
-			return (qmp_keys[i].key);
-	}
-	return (QMP_KEY_OTHER);
 }
 
 /* The name of a QMP member; NULL for QMP_KEY_OTHER. */
@@ -482,137 +218,1027 @@ qmp_key_name(enum qmp_key key)
 	return (NULL);
 }
 
-/* With QMP_READ_DUPKEYS, note that an object opens. */
-static void
-qmp_keys_open(struct qmp_reader *r)
+/* Map a decoded key to the QMP member it names. */
+static enum qmp_key
+qmp_key_lookup(const char *s, size_t len)
 {
-	if (!(r->flags & QMP_READ_DUPKEYS))
-		return;
-	if (qmp_grow(&r->keys, &r->keyscap, r->nkeys + 1, sizeof(*r->keys),
-	    16) == -1)
-		fatalx("out of memory reading a QMP message");
-	r->keys[r->nkeys].off = r->klen;
-	r->keys[r->nkeys].len = QMP_KEY_MARK;
-	r->nkeys++;
-}
+	size_t	 i;
 
-/* With QMP_READ_DUPKEYS, keep a key of the innermost object. */
-static void
-qmp_keys_add(struct qmp_reader *r, const unsigned char *s, size_t len)
-{
-	if (!(r->flags & QMP_READ_DUPKEYS))
-		return;
-	/* one spare byte, so that kbuf is not NULL even for a key "" */
-	if (qmp_grow(&r->kbuf, &r->kcap, r->klen + len + 1, 1, 256) == -1 ||
-	    qmp_grow(&r->keys, &r->keyscap, r->nkeys + 1, sizeof(*r->keys),
-	    16) == -1)
-		fatalx("out of memory reading a QMP message");
-	memcpy(r->kbuf + r->klen, s, len);
-	r->keys[r->nkeys].off = r->klen;
-	r->keys[r->nkeys].len = len;
-	r->nkeys++;
-	r->klen += len;
-}
-
-static int
-qmp_keyref_cmp(const void *a, const void *b, void *arg)
-{
-	const struct qmp_keyref	*ka = a, *kb = b;
-	const char		*kbuf = arg;
-
-	if (ka->len != kb->len)
-		return (ka->len < kb->len ? -1 : 1);
-	return (memcmp(kbuf + ka->off, kbuf + kb->off, ka->len));
+	for (i = 0; i < QMP_NKEYS; i++) {
+		if (qmp_keys[i].len == len &&
+		    memcmp(qmp_keys[i].name, s, len) == 0)
+			return (qmp_keys[i].key);
+	}
+	return (QMP_KEY_OTHER);
 }
 
 /*
- * With QMP_READ_DUPKEYS, the innermost object closes: sorting its keys
- * finds a repeated one in n log n, where comparing each key with those
- * before it would be quadratic in a message of a million keys.
+ * Make a reader for messages of at most max_size bytes and max_depth
+ * open braces and brackets.  For what QEMU will read (QMP_READ_STRICT)
+ * neither may exceed QEMU's own limits, QMP_SIZE_MAX and QMP_DEPTH_MAX:
+ * past them QEMU cuts a message in two and reads its tail as new input,
+ * where the proxy would have checked one message.
+ */
+struct qmp_reader *
+qmp_reader_new(size_t max_size, unsigned int max_depth, int flags)
+{
+	struct qmp_reader	*r;
+
+	if ((flags & QMP_READ_STRICT) &&
+	    (max_size > QMP_SIZE_MAX || max_depth > QMP_DEPTH_MAX))
+		return (NULL);
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return (NULL);
+	r->max_size = max_size;
+	r->max_depth = max_depth;
+	r->flags = flags;
+	/* keys are the client's to choose: keep their hashes unguessable */
+	if ((flags & QMP_READ_STRICT) &&
+	    getrandom(&r->seed, sizeof(r->seed), GRND_NONBLOCK) !=
+	    sizeof(r->seed))
+		r->seed = (uint32_t)(uintptr_t)r;
+	r->top = EXP_VALUE;
+	return (r);
+}
+
+/*
+ * Forget the message being read, keeping the caps and, unless one grew
+ * large for a large message, the buffers.
  */
 static void
-qmp_keys_close(struct qmp_reader *r)
+qmp_reader_reset(struct qmp_reader *r)
 {
-	size_t	 mark, n, i;
+	if (r->cap > QMP_BUF_KEEP) {
+		free(r->buf);
+		r->buf = NULL;
+		r->cap = 0;
+	}
+	if (r->kcap > QMP_BUF_KEEP) {
+		free(r->kbuf);
+		r->kbuf = NULL;
+		r->kcap = 0;
+	}
+	if (r->scap > QMP_BUF_KEEP) {
+		free(r->sbuf);
+		r->sbuf = NULL;
+		r->scap = 0;
+	}
+	if (r->seencap * sizeof(*r->seen) > QMP_BUF_KEEP) {
+		free(r->seen);
+		r->seen = NULL;
+		r->seencap = 0;
+	} else if (r->nseen > 0)
+		memset(r->seen, 0, r->seencap * sizeof(*r->seen));
+	r->active = 0;
+	r->len = r->tok = r->klen = r->slen = r->nseen = 0;
+	r->braces = r->brackets = 0;
+	r->ntokens = r->depth = 0;
+	r->top = EXP_VALUE;
+	r->failed = 0;
+	r->nobjects = r->nmembers = 0;
+	r->last_end = 0;
+	r->last = NULL;
+}
 
-	if (!(r->flags & QMP_READ_DUPKEYS))
+/* Free a reader; NULL is allowed. */
+void
+qmp_reader_free(struct qmp_reader *r)
+{
+	if (r == NULL)
 		return;
-	mark = r->nkeys;
-	while (r->keys[--mark].len != QMP_KEY_MARK)
-		;
-	n = r->nkeys - mark - 1;
-	if (n > 1) {
-		qsort_r(r->keys + mark + 1, n, sizeof(*r->keys),
-		    qmp_keyref_cmp, r->kbuf);
-		for (i = mark + 2; i < r->nkeys; i++) {
-			if (qmp_keyref_cmp(&r->keys[i - 1], &r->keys[i],
-			    r->kbuf) == 0)
-				r->msg->dupkey = 1;
-		}
-	}
-	r->klen = r->keys[mark].off;
-	r->nkeys = mark;
+	free(r->buf);
+	free(r->frames);
+	free(r->sbuf);
+	free(r->kbuf);
+	free(r->seen);
+	free(r->error);
+	free(r);
 }
 
-/* A key: at depth 1 it starts a new top-level member. */
-static int
-qmp_map_key_cb(void *arg, const unsigned char *s, size_t len)
+/* Return the text of the last error, as QEMU words it. */
+const char *
+qmp_reader_error(struct qmp_reader *r)
 {
-	struct qmp_reader	*r = arg;
-	struct qmp_msg		*msg = r->msg;
-	struct qmp_member	*m;
-
-	qmp_keys_add(r, s, len);
-	if (r->depth != 1)
-		return (1);
-	if (msg->nmembers == QMP_MEMBERS_MAX) {
-		msg->toomany = 1;
-		return (1);
-	}
-	m = &msg->members[msg->nmembers++];
-	memset(m, 0, sizeof(*m));
-	m->key = qmp_key_lookup(s, len);
-	m->key_end = qmp_pos(r);
-	if (m->key == QMP_KEY_OTHER && msg->other[0] == '\0') {
-		if (len >= sizeof(msg->other))
-			len = sizeof(msg->other) - 1;
-		memcpy(msg->other, s, len);
-		msg->other[len] = '\0';
-	}
-	return (1);
+	return (r->error != NULL ? r->error : "");
 }
 
-/* Skip JSON whitespace and the given separator from off onwards. */
-static size_t
-qmp_skip(const char *buf, size_t len, size_t off, char sep)
+/* Bytes of an unfinished message held by the reader. */
+size_t
+qmp_reader_pending(struct qmp_reader *r)
 {
-	while (off < len && (buf[off] == ' ' || buf[off] == '\t' ||
-	    buf[off] == '\n' || buf[off] == '\r' || buf[off] == sep))
-		off++;
-	return (off);
+	return (r->active ? r->len : 0);
 }
 
 /*
- * Fill in what the callbacks could not see: where each member's key and
- * value begin (yajl reports token ends only), the message's kind, and
- * the indexes of the members the proxy uses.
+ * Make room for need elements of size in *p, growing *cap by doubling
+ * from start.
+ */
+static void
+qmp_grow(void *p, size_t *cap, size_t need, size_t size, size_t start)
+{
+	void	**pp = p, *np;
+	size_t	  ncap;
+
+	if (need <= *cap)
+		return;
+	ncap = *cap == 0 ? start : *cap;
+	while (ncap < need)
+		ncap *= 2;
+	if ((np = reallocarray(*pp, ncap, size)) == NULL)
+		fatalx("out of memory reading a QMP message");
+	*pp = np;
+	*cap = ncap;
+}
+
+/* Set the error text; a new error replaces the last one. */
+static void
+qmp_set_error(struct qmp_reader *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void
+qmp_set_error(struct qmp_reader *r, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	free(r->error);
+	va_start(ap, fmt);
+	if (vasprintf(&r->error, fmt, ap) == -1)
+		fatalx("out of memory reading a QMP message");
+	va_end(ap);
+}
+
+/*
+ * A parse error.  Only the first counts, as in QEMU, whose message
+ * buffer also cuts the text at QMP_PARSE_ERR bytes.
+ */
+static void
+qmp_fail(struct qmp_reader *r, const char *fmt, ...)
+{
+	char	 text[QMP_PARSE_ERR];
+	va_list	 ap;
+
+	if (r->failed)
+		return;
+	r->failed = 1;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	qmp_set_error(r, "JSON parse error, %s", text);
+}
+
+/*
+ * Decode one UTF-8 sequence as QEMU's mod_utf8_codepoint does: the code
+ * point, or -1 for an invalid sequence (overlong but for the C0 80 of
+ * NUL, a surrogate, a noncharacter, past U+10FFFF, or cut short).
+ * *used is how many bytes it took; bytes past n read as NUL.
+ */
+int
+qmp_utf8_codepoint(const unsigned char *s, size_t n, size_t *used)
+{
+	static const int	 min_cp[5] = { 0x80, 0x800, 0x10000, 0x200000,
+				    0x4000000 };
+	unsigned int		 byte, mask, len, i;
+	int			 cp;
+
+	*used = 1;
+	if (n == 0 || s[0] == 0) {
+		*used = 0;
+		return (-1);
+	}
+	byte = s[0];
+	if (byte < 0x80)
+		return ((int)byte);
+	if (byte >= 0xfe || (byte & 0x40) == 0)
+		return (-1);
+	len = 0;
+	for (mask = 0x80; byte & mask; mask >>= 1)
+		len++;
+	cp = (int)(byte & (mask - 1));
+	for (i = 1; i < len; i++) {
+		byte = i < n ? s[i] : 0;
+		if ((byte & 0xc0) != 0x80) {
+			*used = i;
+			return (-1);
+		}
+		cp = (cp << 6) | (int)(byte & 0x3f);
+	}
+	*used = len;
+	if (cp > 0x10ffff || (cp >= 0xfdd0 && cp <= 0xfdef) ||
+	    (cp & 0xfffe) == 0xfffe || (cp >= 0xd800 && cp <= 0xdfff) ||
+	    (cp < min_cp[len - 2] && !(cp == 0 && len == 2)))
+		return (-1);
+	return (cp);
+}
+
+/* Whether QEMU takes cp from a \u escape (its is_valid_codepoint). */
+static int
+qmp_valid_codepoint(long cp)
+{
+	return (cp >= 0 && cp <= 0x10ffff && !(cp >= 0xfdd0 && cp <= 0xfdef) &&
+	    (cp & 0xfffe) != 0xfffe && !(cp >= 0xd800 && cp <= 0xdfff));
+}
+
+/* Four hex digits at s, as QEMU's cvt4hex: -1 unless all four are. */
+static long
+qmp_hex4(const char *s, const char *end)
+{
+	long	 cp = 0;
+	int	 i, c;
+
+	for (i = 0; i < 4; i++) {
+		if (s + i >= end)
+			return (-1);
+		c = (unsigned char)s[i];
+		if (c >= '0' && c <= '9')
+			cp = cp << 4 | (c - '0');
+		else if (c >= 'a' && c <= 'f')
+			cp = cp << 4 | (c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			cp = cp << 4 | (c - 'A' + 10);
+		else
+			return (-1);
+	}
+	return (cp);
+}
+
+/* Append a code point in QEMU's modified UTF-8 (NUL as C0 80). */
+static void
+qmp_put_codepoint(struct qmp_reader *r, long cp)
+{
+	unsigned char	 u[4];
+	size_t		 n;
+
+	if (cp > 0 && cp < 0x80) {
+		u[0] = (unsigned char)cp;
+		n = 1;
+	} else if (cp < 0x800) {
+		u[0] = (unsigned char)(0xc0 | cp >> 6);
+		u[1] = (unsigned char)(0x80 | (cp & 0x3f));
+		n = 2;
+	} else if (cp < 0x10000) {
+		u[0] = (unsigned char)(0xe0 | cp >> 12);
+		u[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+		u[2] = (unsigned char)(0x80 | (cp & 0x3f));
+		n = 3;
+	} else {
+		u[0] = (unsigned char)(0xf0 | cp >> 18);
+		u[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+		u[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+		u[3] = (unsigned char)(0x80 | (cp & 0x3f));
+		n = 4;
+	}
+	qmp_grow(&r->sbuf, &r->scap, r->slen + n + 1, 1, 64);
+	memcpy(r->sbuf + r->slen, u, n);
+	r->slen += n;
+}
+
+/*
+ * Decode the string token buf[off, end) into sbuf, checking it as QEMU's
+ * parse_string does; -1 (the error set) if QEMU refuses it.  The lexer
+ * has already refused control characters and the bytes FE and FF.
+ */
+static int
+qmp_string(struct qmp_reader *r, size_t off, size_t end)
+{
+	const char	*p = r->buf + off + 1, *tend = r->buf + end;
+	const char	*last = tend - 1, *u;
+	const char	*plain;
+	size_t		 used;
+	long		 cp, trail;
+	char		 c;
+
+	r->slen = 0;
+	qmp_grow(&r->sbuf, &r->scap, end - off, 1, 64);
+	while (p < last) {
+		if (*p != '\\') {
+			plain = p;
+			if (qmp_utf8_codepoint((const unsigned char *)p,
+			    (size_t)(tend - p), &used) < 0) {
+				qmp_fail(r, "invalid UTF-8 sequence in string");
+				return (-1);
+			}
+			p += used;
+			memcpy(r->sbuf + r->slen, plain, used);
+			r->slen += used;
+			continue;
+		}
+		p++;
+		switch ((c = *p++)) {
+		case '"':
+		case '\'':
+		case '\\':
+		case '/':
+			break;
+		case 'b':
+			c = '\b';
+			break;
+		case 'f':
+			c = '\f';
+			break;
+		case 'n':
+			c = '\n';
+			break;
+		case 'r':
+			c = '\r';
+			break;
+		case 't':
+			c = '\t';
+			break;
+		case 'u':
+			u = p;
+			cp = qmp_hex4(p, tend);
+			p += 4;
+			if (cp >= 0xd800 && cp <= 0xdbff && p + 1 < tend &&
+			    p[0] == '\\' && p[1] == 'u') {
+				trail = qmp_hex4(p + 2, tend);
+				if (trail >= 0xdc00 && trail <= 0xdfff) {
+					cp = 0x10000 + ((cp & 0x3ff) << 10 |
+					    (trail & 0x3ff));
+					p += 6;
+				}
+			}
+			if (!qmp_valid_codepoint(cp)) {
+				qmp_fail(r, "\\u%.*s is not a valid Unicode "
+				    "character", (int)(tend - u < 4 ?
+				    tend - u : 4), u);
+				return (-1);
+			}
+			qmp_put_codepoint(r, cp);
+			continue;
+		default:
+			qmp_fail(r, "invalid escape sequence in string");
+			return (-1);
+		}
+		qmp_grow(&r->sbuf, &r->scap, r->slen + 2, 1, 64);
+		r->sbuf[r->slen++] = c;
+	}
+	qmp_grow(&r->sbuf, &r->scap, r->slen + 1, 1, 64);
+	r->sbuf[r->slen] = '\0';
+	return (0);
+}
+
+/* QEMU's hash of a QDict key (tdb_hash), reduced to its bucket. */
+static unsigned int
+qmp_qdict_bucket(const char *s, size_t len)
+{
+	uint32_t	 value = 0x238f13afU * (uint32_t)len;
+	size_t		 i;
+
+	for (i = 0; i < len; i++)
+		value += (uint32_t)(unsigned char)s[i] << (i * 5 % 24);
+	return ((1103515243U * value + 12345U) % QMP_QDICT_BUCKETS);
+}
+
+/* Whether a comes before b when QEMU walks its QDict. */
+static int
+qmp_qdict_before(const struct qmp_member *a, const struct qmp_member *b)
+{
+	if (a->bucket != b->bucket)
+		return (a->bucket < b->bucket);
+	return (a->seq > b->seq);
+}
+
+/* A seeded FNV-1a of a key, for the table of keys seen. */
+static uint32_t
+qmp_key_hash(struct qmp_reader *r, const char *s, size_t len,
+    unsigned int obj)
+{
+	uint32_t	 h = 2166136261U ^ r->seed ^ obj * 16777619U;
+	size_t		 i;
+
+	for (i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 16777619U;
+	}
+	return (h);
+}
+
+/*
+ * Add the key kbuf[off, off + len) of object obj to the keys seen; 1 if
+ * that object already had it.  The table is open addressing, at most
+ * half full.
+ */
+static int
+qmp_key_seen(struct qmp_reader *r, unsigned int obj, size_t off, size_t len)
+{
+	struct qmp_seen	*old, *e;
+	uint32_t	 h = qmp_key_hash(r, r->kbuf + off, len, obj);
+	size_t		 i, oldcap, mask;
+
+	if ((r->nseen + 1) * 2 > r->seencap) {
+		old = r->seen;
+		oldcap = r->seencap;
+		r->seencap = oldcap == 0 ? 16 : oldcap * 2;
+		if ((r->seen = calloc(r->seencap, sizeof(*r->seen))) == NULL)
+			fatalx("out of memory reading a QMP message");
+		mask = r->seencap - 1;
+		for (i = 0; i < oldcap; i++) {
+			if (old[i].obj == 0)
+				continue;
+			e = &r->seen[old[i].hash & mask];
+			while (e->obj != 0)
+				e = &r->seen[(size_t)(e - r->seen + 1) & mask];
+			*e = old[i];
+		}
+		free(old);
+	}
+	mask = r->seencap - 1;
+	for (i = h & mask; r->seen[i].obj != 0; i = (i + 1) & mask) {
+		e = &r->seen[i];
+		if (e->obj == obj && e->hash == h && e->len == len &&
+		    memcmp(r->kbuf + e->off, r->kbuf + off, len) == 0)
+			return (1);
+	}
+	e = &r->seen[i];
+	e->obj = obj;
+	e->hash = h;
+	e->off = off;
+	e->len = len;
+	r->nseen++;
+	return (0);
+}
+
+/* A top-level key has been read: start its member. */
+static void
+qmp_member_key(struct qmp_reader *r, size_t off, size_t end)
+{
+	struct qmp_member	*m = &r->pending;
+
+	memset(m, 0, sizeof(*m));
+	m->key = qmp_key_lookup(r->sbuf, r->slen);
+	m->key_off = off;
+	m->key_end = end;
+	m->prev_end = r->last_end;
+	m->seq = r->nmembers++;
+	if (r->flags & QMP_READ_STRICT)
+		m->bucket = qmp_qdict_bucket(r->sbuf, r->slen);
+	if (r->last != NULL)
+		r->last->next_key = off;
+	r->last = NULL;
+}
+
+/* Copy a decoded string into one of the message's name fields. */
+static void
+qmp_set_name(struct qmp_reader *r, char *name, const char *s, size_t len)
+{
+	if (len >= QMP_NAME_MAX) {
+		len = QMP_NAME_MAX - 1;
+		if (name == r->cur.name)
+			r->cur.name_truncated = 1;
+	}
+	memcpy(name, s, len);
+	name[len] = '\0';
+}
+
+/*
+ * A top-level member's value has been read: keep the member if it is
+ * the first of its QMP key, or the first of the others.
+ */
+static void
+qmp_member_value(struct qmp_reader *r, enum qmp_type type, size_t end,
+    const char *key, size_t klen)
+{
+	struct qmp_msg		*msg = &r->cur;
+	struct qmp_member	*m = &r->pending;
+	int			 i;
+
+	m->type = type;
+	m->val_end = end;
+	r->last_end = end;
+	if (m->key == QMP_KEY_OTHER) {
+		if (msg->has_other && !((r->flags & QMP_READ_STRICT) &&
+		    qmp_qdict_before(m, &msg->other)))
+			return;
+		msg->has_other = 1;
+		msg->other = *m;
+		qmp_set_name(r, msg->other_name, key, klen);
+		r->last = &msg->other;
+		return;
+	}
+	for (i = 0; i < msg->nmembers; i++) {
+		if (msg->members[i].key == m->key)
+			return;
+	}
+	msg->members[msg->nmembers] = *m;
+	r->last = &msg->members[msg->nmembers++];
+	if (type == QMP_TYPE_STRING && (m->key == QMP_KEY_EXECUTE ||
+	    m->key == QMP_KEY_EXEC_OOB || m->key == QMP_KEY_EVENT))
+		qmp_set_name(r, msg->name, r->sbuf, r->slen);
+}
+
+/*
+ * A value has been read whole (a scalar, or a container just closed):
+ * the container around it moves on.  A key must be a string, and with
+ * QMP_READ_STRICT must not repeat; both are checked once the value is
+ * whole, as QEMU's parse_pair does, so its first error is ours.
+ */
+static void
+qmp_value_done(struct qmp_reader *r, enum qmp_type type, size_t off,
+    size_t end)
+{
+	struct qmp_frame	*f;
+
+	if (r->depth == 0) {
+		r->top = EXP_DONE;
+		return;
+	}
+	f = &r->frames[r->depth - 1];
+	switch (f->expect) {
+	case EXP_FIRST_KEY:
+	case EXP_KEY:
+		if (type != QMP_TYPE_STRING) {
+			qmp_fail(r, "key is not a string in object");
+			return;
+		}
+		qmp_grow(&r->kbuf, &r->kcap, r->klen + r->slen + 1, 1, 256);
+		memcpy(r->kbuf + r->klen, r->sbuf, r->slen);
+		f->koff = r->klen;
+		f->klen = r->slen;
+		r->klen += r->slen;
+		if (r->depth == 1)
+			qmp_member_key(r, off, end);
+		f->expect = EXP_COLON;
+		return;
+	case EXP_VALUE:
+		if (!f->obj) {
+			f->expect = EXP_ARR_NEXT;
+			return;
+		}
+		if ((r->flags & QMP_READ_STRICT) &&
+		    qmp_key_seen(r, f->id, f->koff, f->klen)) {
+			qmp_fail(r, "duplicate key");
+			return;
+		}
+		if (r->depth == 1)
+			qmp_member_value(r, type, end, r->kbuf + f->koff,
+			    f->klen);
+		f->expect = EXP_OBJ_NEXT;
+		return;
+	default:
+		f->expect = f->obj ? EXP_OBJ_NEXT : EXP_ARR_NEXT;
+		return;
+	}
+}
+
+/* A container opens where a value is expected. */
+static void
+qmp_open(struct qmp_reader *r, int obj)
+{
+	struct qmp_frame	*f;
+
+	qmp_grow(&r->frames, &r->framescap, r->depth + 1, sizeof(*f), 8);
+	f = &r->frames[r->depth++];
+	memset(f, 0, sizeof(*f));
+	f->obj = obj;
+	f->expect = obj ? EXP_FIRST_KEY : EXP_FIRST_ITEM;
+	if (obj)
+		f->id = ++r->nobjects;
+}
+
+/* A container closes where its closer is allowed. */
+static void
+qmp_close(struct qmp_reader *r, size_t end)
+{
+	int	 obj = r->frames[--r->depth].obj;
+
+	qmp_value_done(r, obj ? QMP_TYPE_OBJECT : QMP_TYPE_ARRAY, 0, end);
+}
+
+/* A token where a value is expected: QEMU's parse_value. */
+static void
+qmp_value(struct qmp_reader *r, enum qmp_tok t, size_t off, size_t end)
+{
+	const char	*w = r->buf + off;
+	size_t		 n = end - off;
+
+	/* the value of a top-level member, or the top itself */
+	if (r->depth == 1 && r->frames[0].expect == EXP_VALUE)
+		r->pending.val_off = off;
+	else if (r->depth == 0)
+		r->cur.kind = t == TOK_LCURLY ? QMP_KIND_OBJECT :
+		    QMP_KIND_NONOBJECT;
+
+	switch (t) {
+	case TOK_LCURLY:
+		qmp_open(r, 1);
+		break;
+	case TOK_LSQUARE:
+		qmp_open(r, 0);
+		break;
+	case TOK_STRING:
+		if (qmp_string(r, off, end) == 0)
+			qmp_value_done(r, QMP_TYPE_STRING, off, end);
+		break;
+	case TOK_NUMBER:
+		qmp_value_done(r, QMP_TYPE_NUMBER, off, end);
+		break;
+	case TOK_WORD:
+		if ((n == 4 && memcmp(w, "true", 4) == 0) ||
+		    (n == 5 && memcmp(w, "false", 5) == 0))
+			qmp_value_done(r, QMP_TYPE_BOOL, off, end);
+		else if (n == 4 && memcmp(w, "null", 4) == 0)
+			qmp_value_done(r, QMP_TYPE_NULL, off, end);
+		else
+			qmp_fail(r, "invalid keyword '%.*s'", (int)n, w);
+		break;
+	default:
+		qmp_fail(r, "expecting value");
+		break;
+	}
+}
+
+/* One token through the parser, until its first error. */
+static void
+qmp_parse(struct qmp_reader *r, enum qmp_tok t, size_t off, size_t end)
+{
+	enum qmp_expect	*e;
+
+	if (r->failed)
+		return;
+	e = r->depth > 0 ? &r->frames[r->depth - 1].expect : &r->top;
+	switch (*e) {
+	case EXP_FIRST_KEY:
+		if (t == TOK_RCURLY) {
+			qmp_close(r, end);
+			break;
+		}
+		/* FALLTHROUGH */
+	case EXP_KEY:
+		qmp_value(r, t, off, end);
+		break;
+	case EXP_FIRST_ITEM:
+		if (t == TOK_RSQUARE) {
+			qmp_close(r, end);
+			break;
+		}
+		/* FALLTHROUGH */
+	case EXP_VALUE:
+		qmp_value(r, t, off, end);
+		break;
+	case EXP_COLON:
+		if (t == TOK_COLON)
+			*e = EXP_VALUE;
+		else
+			qmp_fail(r, "missing : in object pair");
+		break;
+	case EXP_OBJ_NEXT:
+		if (t == TOK_RCURLY)
+			qmp_close(r, end);
+		else if (t == TOK_COMMA)
+			*e = EXP_KEY;
+		else
+			qmp_fail(r, "expected separator in dict");
+		break;
+	case EXP_ARR_NEXT:
+		if (t == TOK_RSQUARE)
+			qmp_close(r, end);
+		else if (t == TOK_COMMA)
+			*e = EXP_VALUE;
+		else
+			qmp_fail(r, "expected separator in list");
+		break;
+	case EXP_DONE:
+		/* the streamer ends the message with its value */
+		qmp_fail(r, "expecting value");
+		break;
+	}
+}
+
+/*
+ * A whole token, through QEMU's streamer: count, bound, parse, and say
+ * whether the message ends here.
+ */
+static enum qmp_status
+qmp_token(struct qmp_reader *r, enum qmp_tok t, size_t off, size_t end)
+{
+	switch (t) {
+	case TOK_LCURLY:
+		r->braces++;
+		break;
+	case TOK_RCURLY:
+		r->braces--;
+		break;
+	case TOK_LSQUARE:
+		r->brackets++;
+		break;
+	case TOK_RSQUARE:
+		r->brackets--;
+		break;
+	default:
+		break;
+	}
+	if (r->ntokens + 1 > QMP_TOKENS_MAX) {
+		qmp_set_error(r, "JSON token count limit exceeded");
+		qmp_reader_reset(r);
+		return (QMP_ERR_JSON);
+	}
+	if (r->braces + r->brackets > (long)r->max_depth) {
+		qmp_set_error(r, "JSON nesting depth limit exceeded");
+		qmp_reader_reset(r);
+		return (QMP_ERR_DEPTH);
+	}
+	r->ntokens++;
+	qmp_parse(r, t, off, end);
+	/* QEMU's own output: a peer that writes that is given up at once */
+	if (r->failed && !(r->flags & QMP_READ_STRICT)) {
+		qmp_reader_reset(r);
+		return (QMP_ERR_JSON);
+	}
+	if ((r->braces > 0 || r->brackets > 0) && r->braces >= 0 &&
+	    r->brackets >= 0)
+		return (QMP_NEED_MORE);
+	if (r->failed) {
+		qmp_reader_reset(r);
+		return (QMP_ERR_JSON);
+	}
+	return (QMP_MESSAGE);
+}
+
+/* Append one byte of the message; -1 past the size cap. */
+static int
+qmp_put(struct qmp_reader *r, unsigned char c)
+{
+	if (r->len == r->max_size)
+		return (-1);
+	if (r->len == r->cap)
+		qmp_grow(&r->buf, &r->cap, r->len + 1, 1, QMP_BUF_START);
+	r->buf[r->len++] = (char)c;
+	return (0);
+}
+
+/*
+ * A byte that no token takes: QEMU's "stray" error, naming the token
+ * so far with the byte; then skip to where QEMU starts again.
+ */
+static enum qmp_status
+qmp_stray(struct qmp_reader *r, unsigned char c)
+{
+	size_t	 n = r->lex == LEX_START ? 0 : r->len - r->tok;
+	char	*t;
+
+	if ((t = malloc(n + 2)) == NULL)
+		fatalx("out of memory reading a QMP message");
+	if (n > 0)
+		memcpy(t, r->buf + r->tok, n);
+	t[n] = (char)c;
+	t[n + 1] = '\0';
+	/* as QEMU's %s, a NUL byte ends the text */
+	qmp_set_error(r, "JSON parse error, stray '%s'", t);
+	free(t);
+	qmp_reader_reset(r);
+	r->lex = LEX_RECOVER;
+	return (QMP_ERR_JSON);
+}
+
+/* Whether c is one of QEMU's structural characters. */
+static int
+qmp_structural(unsigned char c)
+{
+	return (c == '{' || c == '}' || c == '[' || c == ']' || c == ':' ||
+	    c == ',');
+}
+
+/* The token a structural character is. */
+static enum qmp_tok
+qmp_structural_token(unsigned char c)
+{
+	switch (c) {
+	case '{':
+		return (TOK_LCURLY);
+	case '}':
+		return (TOK_RCURLY);
+	case '[':
+		return (TOK_LSQUARE);
+	case ']':
+		return (TOK_RSQUARE);
+	case ':':
+		return (TOK_COLON);
+	default:
+		return (TOK_COMMA);
+	}
+}
+
+/*
+ * Feed bytes to the lexer until a message ends or an error; *used is
+ * how many were taken.  A token that ends on a byte it does not include
+ * (a number or keyword, by lookahead) leaves that byte for the next
+ * round, as QEMU's lexer does.
+ */
+static enum qmp_status
+qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
+    size_t *used)
+{
+	enum qmp_status	 st;
+	enum qmp_tok	 t;
+	unsigned char	 c, quote;
+	size_t		 i = 0, run;
+
+	while (i < n) {
+		c = p[i];
+		switch (r->lex) {
+		case LEX_RECOVER:
+			if (c == '\t' || (c >= 0x20 && c <= 0xfd &&
+			    !qmp_structural(c))) {
+				i++;
+				continue;
+			}
+			r->lex = LEX_START;
+			continue;
+		case LEX_START:
+			if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+				if (r->active && qmp_put(r, c) == -1)
+					goto toolarge;
+				i++;
+				continue;
+			}
+			if (!r->active) {
+				memset(&r->cur, 0, sizeof(r->cur));
+				r->active = 1;
+			}
+			r->tok = r->len;
+			if (qmp_structural(c)) {
+				if (qmp_put(r, c) == -1)
+					goto toolarge;
+				i++;
+				t = qmp_structural_token(c);
+				if ((st = qmp_token(r, t, r->tok, r->len)) !=
+				    QMP_NEED_MORE)
+					goto out;
+				continue;
+			}
+			if (c == '"')
+				r->lex = LEX_DQ;
+			else if (c == '\'')
+				r->lex = LEX_SQ;
+			else if (c == '0')
+				r->lex = LEX_ZERO;
+			else if (c >= '1' && c <= '9')
+				r->lex = LEX_INT;
+			else if (c == '-')
+				r->lex = LEX_SIGN;
+			else if (c >= 'a' && c <= 'z')
+				r->lex = LEX_WORD;
+			else {
+				i++;
+				st = qmp_stray(r, c);
+				goto out;
+			}
+			break;
+		case LEX_DQ:
+		case LEX_SQ:
+			quote = r->lex == LEX_DQ ? '"' : '\'';
+			/* the bulk of a message: take plain runs at once */
+			for (run = i; run < n && p[run] >= 0x20 &&
+			    p[run] <= 0xfd && p[run] != quote &&
+			    p[run] != '\\'; run++)
+				;
+			if (run > i) {
+				if (run - i > r->max_size - r->len)
+					goto toolarge;
+				qmp_grow(&r->buf, &r->cap, r->len + run - i, 1,
+				    QMP_BUF_START);
+				memcpy(r->buf + r->len, p + i, run - i);
+				r->len += run - i;
+				i = run;
+				continue;
+			}
+			if (c == quote) {
+				if (qmp_put(r, c) == -1)
+					goto toolarge;
+				i++;
+				r->lex = LEX_START;
+				if ((st = qmp_token(r, TOK_STRING, r->tok,
+				    r->len)) != QMP_NEED_MORE)
+					goto out;
+				continue;
+			}
+			if (c == '\\') {
+				r->lex = r->lex == LEX_DQ ? LEX_DQ_ESC :
+				    LEX_SQ_ESC;
+				break;
+			}
+			i++;
+			st = qmp_stray(r, c);
+			goto out;
+		case LEX_DQ_ESC:
+		case LEX_SQ_ESC:
+			if (c < 0x20 || c > 0xfd) {
+				i++;
+				st = qmp_stray(r, c);
+				goto out;
+			}
+			r->lex = r->lex == LEX_DQ_ESC ? LEX_DQ : LEX_SQ;
+			break;
+		case LEX_ZERO:
+			if (c >= '0' && c <= '9') {
+				i++;
+				st = qmp_stray(r, c);
+				goto out;
+			}
+			if (c == '.') {
+				r->lex = LEX_DOT;
+				break;
+			}
+			goto number;
+		case LEX_SIGN:
+			if (c == '0')
+				r->lex = LEX_ZERO;
+			else if (c >= '1' && c <= '9')
+				r->lex = LEX_INT;
+			else {
+				i++;
+				st = qmp_stray(r, c);
+				goto out;
+			}
+			break;
+		case LEX_INT:
+			if (c >= '0' && c <= '9')
+				break;
+			if (c == 'e' || c == 'E') {
+				r->lex = LEX_E;
+				break;
+			}
+			if (c == '.') {
+				r->lex = LEX_DOT;
+				break;
+			}
+			goto number;
+		case LEX_DOT:
+		case LEX_ESIGN:
+			if (c < '0' || c > '9') {
+				i++;
+				st = qmp_stray(r, c);
+				goto out;
+			}
+			r->lex = r->lex == LEX_DOT ? LEX_FRAC : LEX_EXP;
+			break;
+		case LEX_FRAC:
+			if (c >= '0' && c <= '9')
+				break;
+			if (c == 'e' || c == 'E') {
+				r->lex = LEX_E;
+				break;
+			}
+			goto number;
+		case LEX_E:
+			if (c == '+' || c == '-')
+				r->lex = LEX_ESIGN;
+			else if (c >= '0' && c <= '9')
+				r->lex = LEX_EXP;
+			else {
+				i++;
+				st = qmp_stray(r, c);
+				goto out;
+			}
+			break;
+		case LEX_EXP:
+			if (c >= '0' && c <= '9')
+				break;
+			goto number;
+		case LEX_WORD:
+			if (c >= 'a' && c <= 'z')
+				break;
+			/* the byte after a word or number is not its own */
+			r->lex = LEX_START;
+			if ((st = qmp_token(r, TOK_WORD, r->tok, r->len)) !=
+			    QMP_NEED_MORE)
+				goto out;
+			continue;
+		}
+		/* the byte continues the token */
+		if (qmp_put(r, c) == -1)
+			goto toolarge;
+		i++;
+		continue;
+number:
+		r->lex = LEX_START;
+		if ((st = qmp_token(r, TOK_NUMBER, r->tok, r->len)) !=
+		    QMP_NEED_MORE)
+			goto out;
+	}
+	*used = n;
+	return (QMP_NEED_MORE);
+
+toolarge:
+	qmp_reader_reset(r);
+	r->lex = LEX_RECOVER;
+	st = QMP_ERR_SIZE;
+out:
+	*used = i;
+	return (st);
+}
+
+/*
+ * Fill in what is known only at the end: the message's kind and the
+ * indexes of the members the proxy uses.
  */
 static void
 qmp_finish(struct qmp_msg *msg)
 {
-	struct qmp_member	*m;
-	size_t			 off = 1;
-	int			 i;
+	int	 i;
 
 	msg->m_id = msg->m_execute = msg->m_exec_oob = msg->m_arguments = -1;
-	if (msg->kind == QMP_KIND_NONOBJECT)
-		return;
 	for (i = 0; i < msg->nmembers; i++) {
-		m = &msg->members[i];
-		m->key_off = qmp_skip(msg->buf, msg->len, off, ',');
-		m->val_off = qmp_skip(msg->buf, msg->len, m->key_end, ':');
-		off = m->val_end;
-		switch (m->key) {
+		switch (msg->members[i].key) {
 		case QMP_KEY_ID:
 			msg->m_id = i;
 			break;
@@ -647,16 +1273,6 @@ qmp_finish(struct qmp_msg *msg)
 			break;
 		}
 	}
-}
-
-/* Append n bytes to the message buffer; the caller has checked the cap. */
-static void
-qmp_append(struct qmp_reader *r, const void *p, size_t n)
-{
-	if (qmp_grow(&r->buf, &r->cap, r->len + n, 1, QMP_BUF_START) == -1)
-		fatalx("out of memory reading a QMP message");
-	memcpy(r->buf + r->len, p, n);
-	r->len += n;
 }
 
 /*
@@ -704,98 +1320,35 @@ qmp_chunk(struct evbuffer *in, struct evbuffer_iovec *vec)
 	return (vec->iov_base != NULL);
 }
 
-/* Drop leading whitespace, or everything up to a newline when skipping. */
-static int
-qmp_reader_discard(struct qmp_reader *r, struct evbuffer *in)
-{
-	struct evbuffer_iovec	 vec;
-	const char		*p;
-	size_t			 i;
-
-	while (qmp_chunk(in, &vec)) {
-		p = vec.iov_base;
-		for (i = 0; i < vec.iov_len; i++) {
-			if (r->skipping) {
-				if (p[i] == '\n')
-					r->skipping = 0;
-				continue;
-			}
-			if (p[i] != ' ' && p[i] != '\t' && p[i] != '\n' &&
-			    p[i] != '\r')
-				break;
-		}
-		evbuffer_drain(in, i);
-		if (i < vec.iov_len)
-			return (1);
-	}
-	return (0);
-}
-
 /*
  * Take the next whole message from the front of in.  On QMP_MESSAGE the
  * message's bytes are drained from in and msg owns a copy; on
  * QMP_NEED_MORE every byte of in has been taken into the reader; on an
- * error the reader is reset and the bytes yajl read are drained.
+ * error the bytes up to the error are drained, the text is in
+ * qmp_reader_error, and the next call goes on where QEMU would.
  */
 enum qmp_status
 qmp_reader_next(struct qmp_reader *r, struct evbuffer *in,
     struct qmp_msg *msg)
 {
 	struct evbuffer_iovec	 vec;
-	yajl_status		 st;
-	size_t			 n, used;
-	unsigned char		*text;
-	enum qmp_status		 err;
+	enum qmp_status		 st;
+	size_t			 used;
 
-	if (r->yajl == NULL) {
-		if (!qmp_reader_discard(r, in))
-			return (QMP_NEED_MORE);
-		memset(&r->cur, 0, sizeof(r->cur));
-		if ((r->yajl = yajl_alloc(&qmp_callbacks, &r->afs, r)) == NULL)
-			fatalx("yajl_alloc failed");
-	}
-	r->msg = &r->cur;
 	while (qmp_chunk(in, &vec)) {
-		if (r->len == r->max_size) {
-			err = QMP_ERR_SIZE;
-			goto fail;
-		}
-		n = vec.iov_len;
-		if (n > r->max_size - r->len)
-			n = r->max_size - r->len;
-		r->base = r->len;
-		st = yajl_parse(r->yajl, vec.iov_base, n);
-		used = yajl_get_bytes_consumed(r->yajl);
-		if (st == yajl_status_error) {
-			text = yajl_get_error(r->yajl, 0, NULL, 0);
-			snprintf(r->error, sizeof(r->error), "%s",
-			    (const char *)text);
-			yajl_free_error(r->yajl, text);
-			/* yajl ends its text with a newline; a desc must not */
-			r->error[strcspn(r->error, "\r\n")] = '\0';
-			evbuffer_drain(in, used);
-			err = QMP_ERR_JSON;
-			goto fail;
-		}
-		if (st == yajl_status_client_canceled && r->toodeep) {
-			evbuffer_drain(in, used);
-			err = QMP_ERR_DEPTH;
-			goto fail;
-		}
-		qmp_append(r, vec.iov_base, used);
+		st = qmp_feed(r, vec.iov_base, vec.iov_len, &used);
 		evbuffer_drain(in, used);
-		if (r->done) {
+		if (st == QMP_MESSAGE) {
 			qmp_take(r, msg);
 			qmp_reader_reset(r);
 			return (QMP_MESSAGE);
 		}
+		if (st != QMP_NEED_MORE) {
+			memset(msg, 0, sizeof(*msg));
+			return (st);
+		}
 	}
 	return (QMP_NEED_MORE);
-
-fail:
-	qmp_reader_reset(r);
-	memset(msg, 0, sizeof(*msg));
-	return (err);
 }
 
 /* Free a message's bytes; the struct itself belongs to the caller. */
@@ -834,7 +1387,8 @@ qmp_msg_id(const struct qmp_msg *msg)
 
 /*
  * The bytes to cut to remove member i with exactly one comma: from the
- * end of the previous value, or up to the next key when it is first.
+ * end of the value before it, or up to the key after it when it is
+ * first.
  */
 struct qmp_span
 qmp_msg_cut_member(const struct qmp_msg *msg, int i)
@@ -842,12 +1396,12 @@ qmp_msg_cut_member(const struct qmp_msg *msg, int i)
 	struct qmp_span		 span;
 	const struct qmp_member	*m = &msg->members[i];
 
-	if (i > 0) {
-		span.off = msg->members[i - 1].val_end;
+	if (m->prev_end != 0) {
+		span.off = m->prev_end;
 		span.len = m->val_end - span.off;
-	} else if (msg->nmembers > 1) {
+	} else if (m->next_key != 0) {
 		span.off = m->key_off;
-		span.len = msg->members[1].key_off - span.off;
+		span.len = m->next_key - span.off;
 	} else {
 		span.off = m->key_off;
 		span.len = m->val_end - span.off;

@@ -1,8 +1,11 @@
 /*
- * QMP framing on yajl: a streaming reader that takes bytes as they arrive
- * and yields one whole message at a time, with the few facts the proxy
- * needs (kind, id span, command or event name, top-level members) and no
- * tree.  Byte offsets are relative to the message's first byte.
+ * QMP framing: a streaming reader that takes bytes as they arrive and
+ * yields one whole message at a time, with the few facts the proxy
+ * needs (kind, id span, command or event name, the QMP members) and no
+ * tree.  It reads bytes exactly as QEMU's JSON lexer, streamer and
+ * parser do, so that the proxy and QEMU always see the same messages in
+ * the same bytes.  Byte offsets are relative to the message's first
+ * byte.
  */
 #ifndef QMPMUX_QMP_H
 #define QMPMUX_QMP_H
@@ -12,10 +15,23 @@
 struct evbuffer;
 
 #define QMP_NAME_MAX	256	/* command, event and member names kept */
-#define QMP_MEMBERS_MAX	8	/* top-level members recorded in order */
+#define QMP_MEMBERS_MAX	8	/* one of each QMP member (enum qmp_key) */
 #define QMP_MSG_SLACK	3	/* bytes past a message's end: "\r\n" and NUL */
 
-#define QMP_READ_DUPKEYS 0x1	/* find repeated keys at any depth */
+/* QEMU's own limits (qobject/json-streamer.c); see qmp_reader_new. */
+#define QMP_DEPTH_MAX	1024
+#define QMP_SIZE_MAX	(64 << 20)
+
+/*
+ * Read as QEMU reads commands: repeated keys at any depth are an error,
+ * the member QEMU would name first in its errors is found (QEMU checks
+ * members in its hash table's order, not the input's), and a parse
+ * error is told when its message ends, where QEMU's streamer tells it.
+ * Without it, for what QEMU itself writes, an error is told at once:
+ * a peer that writes invalid JSON is given up, and need not be waited
+ * for.
+ */
+#define QMP_READ_STRICT	0x1
 
 enum qmp_kind {
 	QMP_KIND_NONOBJECT,	/* valid JSON, but not an object */
@@ -53,7 +69,13 @@ struct qmp_span {
 	size_t		 len;
 };
 
-/* One top-level member: where its key starts and its value lies. */
+/*
+ * One top-level member: where its key starts and its value lies, and
+ * where its neighbours are, so that it can be cut out with exactly one
+ * comma.  bucket and seq place it in QEMU's hash table order
+ * (QMP_READ_STRICT): buckets ascending, and in a bucket the member
+ * added last first.
+ */
 struct qmp_member {
 	enum qmp_key	 key;
 	enum qmp_type	 type;
@@ -61,12 +83,21 @@ struct qmp_member {
 	size_t		 key_end;	/* just past the key's closing quote */
 	size_t		 val_off;
 	size_t		 val_end;
+	size_t		 prev_end;	/* end of the value before; 0: first */
+	size_t		 next_key;	/* key of the member after; 0: last */
+	unsigned int	 bucket;
+	unsigned int	 seq;
 };
 
 /*
  * A whole message.  buf holds exactly its bytes, without the whitespace
  * around it, then a NUL, in an allocation of len + QMP_MSG_SLACK bytes;
  * it is owned by the message (qmp_msg_steal hands it over).
+ *
+ * members holds the first member of each QMP key, in input order; other
+ * is the first member of any other name (in QEMU's hash order with
+ * QMP_READ_STRICT, else in input order), with its decoded name in
+ * other_name.
  */
 struct qmp_msg {
 	char		*buf;
@@ -75,25 +106,24 @@ struct qmp_msg {
 
 	struct qmp_member members[QMP_MEMBERS_MAX];
 	int		 nmembers;
-	int		 toomany;	/* more members than recorded */
-	int		 dupkey;	/* a key repeats in one object */
 	int		 m_id;		/* index into members, or -1 */
 	int		 m_execute;
 	int		 m_exec_oob;
 	int		 m_arguments;
+	int		 has_other;
+	struct qmp_member other;
 
-	/* execute or exec-oob string, or the event name */
+	/* execute or exec-oob string, or the event name, decoded */
 	char		 name[QMP_NAME_MAX];
 	int		 name_truncated;
-	/* first member that is not a known QMP key, decoded */
-	char		 other[QMP_NAME_MAX];
+	char		 other_name[QMP_NAME_MAX];
 };
 
 enum qmp_status {
 	QMP_NEED_MORE,		/* no whole message yet */
 	QMP_MESSAGE,		/* *msg is filled */
-	QMP_ERR_JSON,		/* invalid JSON; see qmp_reader_error */
-	QMP_ERR_DEPTH,		/* nesting deeper than the cap */
+	QMP_ERR_JSON,		/* QEMU's parse error; see qmp_reader_error */
+	QMP_ERR_DEPTH,		/* nesting deeper than the cap, likewise */
 	QMP_ERR_SIZE,		/* message larger than the cap */
 };
 
@@ -105,7 +135,6 @@ void		 qmp_reader_free(struct qmp_reader *);
 enum qmp_status	 qmp_reader_next(struct qmp_reader *, struct evbuffer *,
 		    struct qmp_msg *);
 const char	*qmp_reader_error(struct qmp_reader *);
-void		 qmp_reader_skip_line(struct qmp_reader *);
 size_t		 qmp_reader_pending(struct qmp_reader *);
 
 void		 qmp_msg_clear(struct qmp_msg *);
@@ -114,5 +143,6 @@ struct qmp_span	 qmp_msg_id(const struct qmp_msg *);
 struct qmp_span	 qmp_msg_cut_member(const struct qmp_msg *, int);
 const char	*qmp_kind_name(enum qmp_kind);
 const char	*qmp_key_name(enum qmp_key);
+int		 qmp_utf8_codepoint(const unsigned char *, size_t, size_t *);
 
 #endif

@@ -8,26 +8,68 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
 
 #include "qmpmux.h"
 
-/* Append s as a JSON string. */
+/*
+ * Append s as a JSON string, escaped as QEMU's JSON writer escapes it:
+ * short forms for the usual controls, \uXXXX in capitals for any other
+ * control, DEL and everything past ASCII (surrogate pairs beyond the
+ * BMP), and U+FFFD for bytes that are not UTF-8.  The proxy's errors
+ * quote the client's bytes (a stray byte, a bad escape), and must read
+ * exactly as QEMU's would.
+ */
 void
 reply_string(struct evbuffer *out, const char *s)
 {
-	const unsigned char	*p;
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 left = strlen(s), used;
+	int			 cp;
 
 	evbuffer_add(out, "\"", 1);
-	for (p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			evbuffer_add_printf(out, "\\%c", *p);
-		else if (*p < 0x20)
-			evbuffer_add_printf(out, "\\u%04x", *p);
-		else
-			evbuffer_add(out, p, 1);
+	while (left > 0) {
+		cp = qmp_utf8_codepoint(p, left, &used);
+		p += used;
+		left -= used;
+		switch (cp) {
+		case '"':
+			evbuffer_add(out, "\\\"", 2);
+			break;
+		case '\\':
+			evbuffer_add(out, "\\\\", 2);
+			break;
+		case '\b':
+			evbuffer_add(out, "\\b", 2);
+			break;
+		case '\f':
+			evbuffer_add(out, "\\f", 2);
+			break;
+		case '\n':
+			evbuffer_add(out, "\\n", 2);
+			break;
+		case '\r':
+			evbuffer_add(out, "\\r", 2);
+			break;
+		case '\t':
+			evbuffer_add(out, "\\t", 2);
+			break;
+		default:
+			if (cp < 0)
+				cp = 0xfffd;
+			if (cp > 0xffff)
+				evbuffer_add_printf(out, "\\u%04X\\u%04X",
+				    0xd800 + ((cp - 0x10000) >> 10),
+				    0xdc00 + ((cp - 0x10000) & 0x3ff));
+			else if (cp < 0x20 || cp >= 0x7f)
+				evbuffer_add_printf(out, "\\u%04X", cp);
+			else
+				evbuffer_add(out, p - 1, 1);
+			break;
+		}
 	}
 	evbuffer_add(out, "\"", 1);
 }
@@ -37,11 +79,13 @@ void
 reply_error(struct evbuffer *out, const char *id, size_t idlen,
     const char *class, const char *fmt, ...)
 {
-	char		 desc[1024];
+	char		*desc;
 	va_list		 ap;
 
+	/* as long as it takes: a stray token is quoted whole, as by QEMU */
 	va_start(ap, fmt);
-	vsnprintf(desc, sizeof(desc), fmt, ap);
+	if (vasprintf(&desc, fmt, ap) == -1)
+		fatal("%s", __func__);
 	va_end(ap);
 
 	evbuffer_add_printf(out, "{");
@@ -55,6 +99,7 @@ reply_error(struct evbuffer *out, const char *id, size_t idlen,
 	evbuffer_add_printf(out, ", \"desc\": ");
 	reply_string(out, desc);
 	evbuffer_add_printf(out, "}}\r\n");
+	free(desc);
 }
 
 /* Append an empty return, as for qmp_capabilities. */
@@ -84,39 +129,51 @@ reply_id(const struct qmp_msg *msg, const char **id, size_t *len)
 	*len = span.len;
 }
 
-/* The member name as QEMU prints it in its errors. */
-static const char *
-reply_member_name(const struct qmp_msg *msg, const struct qmp_member *m)
-{
-	return (m->key == QMP_KEY_OTHER ? msg->other : qmp_key_name(m->key));
-}
-
 /*
  * Check a client's message as QEMU's qmp_dispatch does before it looks
  * up the command, with QEMU's texts.  Returns 0 when it is a well-formed
  * command, or -1 with desc filled (class GenericError).  allow_oob is
  * whether the client negotiated oob: without it exec-oob is a stranger.
+ *
+ * QEMU checks the members in its hash table's order, and "id" is taken
+ * out before; the reader placed each member in that order (bucket and
+ * seq), and kept of the other members only the one QEMU meets first,
+ * so walking those few in that order finds QEMU's error.
  */
 int
 reply_check_command(const struct qmp_msg *msg, int allow_oob, char *desc,
     size_t size)
 {
-	const struct qmp_member	*m;
+	const struct qmp_member	*walk[QMP_MEMBERS_MAX + 1], *m, *t;
 	const char		*exec = NULL, *name;
-	int			 i;
+	int			 i, j, n = 0;
 
-	/* a parse error first, as in QEMU: [{"a":1,"a":2}] is one */
-	if (msg->dupkey) {
-		snprintf(desc, size, "JSON parse error, duplicate key");
-		return (-1);
-	}
 	if (msg->kind == QMP_KIND_NONOBJECT) {
 		snprintf(desc, size, "QMP input must be a JSON object");
 		return (-1);
 	}
 	for (i = 0; i < msg->nmembers; i++) {
-		m = &msg->members[i];
-		name = reply_member_name(msg, m);
+		if (msg->members[i].key != QMP_KEY_ID)
+			walk[n++] = &msg->members[i];
+	}
+	if (msg->has_other)
+		walk[n++] = &msg->other;
+	/* a handful: insertion sort, buckets up, the later first in one */
+	for (i = 1; i < n; i++) {
+		for (j = i; j > 0; j--) {
+			m = walk[j - 1];
+			t = walk[j];
+			if (m->bucket < t->bucket || (m->bucket == t->bucket &&
+			    m->seq > t->seq))
+				break;
+			walk[j - 1] = t;
+			walk[j] = m;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		m = walk[i];
+		name = m->key == QMP_KEY_OTHER ? msg->other_name :
+		    qmp_key_name(m->key);
 		switch (m->key) {
 		case QMP_KEY_EXEC_OOB:
 			if (!allow_oob)
@@ -143,19 +200,12 @@ reply_check_command(const struct qmp_msg *msg, int allow_oob, char *desc,
 				return (-1);
 			}
 			break;
-		case QMP_KEY_ID:
-			break;
 		default:
 		unexpected:
 			snprintf(desc, size,
 			    "QMP input member '%s' is unexpected", name);
 			return (-1);
 		}
-	}
-	if (msg->toomany) {
-		/* more than the recorded members: at least one stranger */
-		snprintf(desc, size, "QMP input has too many members");
-		return (-1);
 	}
 	if (exec == NULL) {
 		snprintf(desc, size, "QMP input lacks member 'execute'");

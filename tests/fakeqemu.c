@@ -724,17 +724,13 @@ fake_read_cb(struct bufferevent *bev, void *arg)
 			qmp_msg_clear(&msg);
 			break;
 		case QMP_ERR_JSON:
-			fake_error(c, NULL, 0, "GenericError",
-			    "JSON parse error");
-			log_info("conn %d: invalid JSON: %s", c->id,
-			    qmp_reader_error(c->reader));
-			qmp_reader_skip_line(c->reader);
-			break;
 		case QMP_ERR_DEPTH:
+			fake_error(c, NULL, 0, "GenericError",
+			    qmp_reader_error(c->reader));
+			break;
 		case QMP_ERR_SIZE:
 			fake_error(c, NULL, 0, "GenericError",
 			    "JSON parse error, too big");
-			qmp_reader_skip_line(c->reader);
 			break;
 		}
 	}
@@ -846,7 +842,8 @@ fake_accept_cb(int fd, short events, void *arg)
 	c->oob = opt.oob || !opt.no_oob;
 	TAILQ_INIT(&c->delayed);
 	c->bev = bufferevent_socket_new(base, s, BEV_OPT_CLOSE_ON_FREE);
-	c->reader = qmp_reader_new(FAKE_MAX_INPUT, FAKE_MAX_DEPTH, 0);
+	c->reader = qmp_reader_new(FAKE_MAX_INPUT, FAKE_MAX_DEPTH,
+	    QMP_READ_STRICT);
 	c->pending = evbuffer_new();
 	c->tick = evtimer_new(base, fake_tick_cb, c);
 	if (c->bev == NULL || c->reader == NULL || c->pending == NULL ||
