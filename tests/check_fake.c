@@ -433,8 +433,8 @@ START_TEST(test_ids)
 	m = t_recv_reply(b, T_WAIT_MS);
 	ck_assert_ptr_nonnull(strstr(m, "\"command\": \"query-b\""));
 	free(m);
-	ck_assert(t_quiet(a, 100));
-	ck_assert(t_quiet(b, 100));
+	ck_assert_int_eq(t_quiet(a, 100), T_SILENT);
+	ck_assert_int_eq(t_quiet(b, 100), T_SILENT);
 
 	/* what the fake saw: numbers, and none of the clients' ids */
 	log_assert("fakeqemu.log", "command query-status id 1\n");
@@ -478,7 +478,7 @@ START_TEST(test_local_replies_in_order)
 	recv_eq(b, "{\"error\": {\"class\": \"GenericError\", "
 	    "\"desc\": \"QMP input must be a JSON object\"}}");
 	/* a's errors wait for its slow command */
-	ck_assert(t_quiet(a, 100));
+	ck_assert_int_eq(t_quiet(a, 100), T_SILENT);
 	recv_eq(a, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
 	    "\"id\": 1}");
 	recv_eq(a, "{\"error\": {\"class\": \"GenericError\", "
@@ -495,7 +495,7 @@ START_TEST(test_local_replies_in_order)
 	free(m);
 	recv_eq(a, "{\"return\": {\"command\": \"query-y\", \"seq\": 2}, "
 	    "\"id\": 4}");
-	ck_assert(t_quiet(a, 100));
+	ck_assert_int_eq(t_quiet(a, 100), T_SILENT);
 	t_client_free(a);
 	t_client_free(b);
 }
@@ -573,7 +573,7 @@ START_TEST(test_client_output_bound)
 		    "object\"}}") == 0, "reply %d: %s", i, m);
 		free(m);
 	}
-	ck_assert(t_quiet(c, 100));
+	ck_assert_int_eq(t_quiet(c, 100), T_SILENT);
 	t_client_free(c);
 }
 END_TEST
@@ -670,7 +670,7 @@ START_TEST(test_events_during_delay)
 	}
 	recv_eq(a, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
 	    "\"id\": \"s\"}");
-	ck_assert(t_quiet(b, 100));
+	ck_assert_int_eq(t_quiet(b, 100), T_SILENT);
 	t_client_free(a);
 	t_client_free(b);
 }
@@ -730,7 +730,7 @@ START_TEST(test_flood)
 		ck_assert_ptr_nonnull(strstr(m, "\"command\": \"go\""));
 		free(m);
 	}
-	ck_assert(t_quiet(a, 100));
+	ck_assert_int_eq(t_quiet(a, 100), T_SILENT);
 	t_client_free(a);
 	ck_assert(proxy_alive());
 }

@@ -297,7 +297,7 @@ START_TEST(test_reset_while_paused)
 	    T_WAIT_MS), 0);
 	b = t_client_new(psock);
 	ck_assert_ptr_nonnull(b);
-	ck_assert(t_quiet(b, 300));
+	ck_assert_int_eq(t_quiet(b, 300), T_SILENT);
 	t_client_free(a);
 	t_client_free(b);
 }

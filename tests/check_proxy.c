@@ -766,8 +766,8 @@ START_TEST(test_wait_for_qemu)
 	ck_assert_ptr_nonnull(b);
 	/* QMP lets a client send before it has read the greeting */
 	t_send(b, "{\"execute\":\"qmp_capabilities\",\"id\":\"early\"}\n");
-	ck_assert(t_quiet(a, 300));
-	ck_assert(t_quiet(b, 1));
+	ck_assert_int_eq(t_quiet(a, 300), T_SILENT);
+	ck_assert_int_eq(t_quiet(b, 1), T_SILENT);
 
 	qemu_pid = t_qemu(qsock);
 	m = t_recv(a, T_WAIT_MS);

@@ -86,8 +86,8 @@ START_TEST(test_sigstop_timeouts)
 
 	ck_assert_int_eq(kill(qemu_pid, SIGCONT), 0);
 	/* the late reply to "sent" is dropped: no client hears of it */
-	ck_assert(t_quiet(a, 500));
-	ck_assert(t_quiet(b, 100));
+	ck_assert_int_eq(t_quiet(a, 500), T_SILENT);
+	ck_assert_int_eq(t_quiet(b, 100), T_SILENT);
 	m = t_cmd(a, "{\"execute\":\"query-status\",\"id\":2}");
 	expect(m, "\"running\": true");
 	expect(m, "\"id\": 2");
@@ -123,7 +123,7 @@ START_TEST(test_per_command_timeout)
 	free(m);
 	printf("timeout query-status=0.5s: error after %.3fs\n", ta);
 	ck_assert(ta >= 0.45 && ta < 1.5);
-	ck_assert(t_quiet(a, 1000));
+	ck_assert_int_eq(t_quiet(a, 1000), T_SILENT);
 	ck_assert_int_eq(kill(qemu_pid, SIGCONT), 0);
 	m = t_recv(a, T_WAIT_MS);
 	ck_assert_str_eq(m, "{\"return\": {}, \"id\": 2}");
@@ -172,7 +172,7 @@ START_TEST(test_queue_limit)
 	ck_assert(t_clock_ms() / 1e3 - t0 < 1.0);
 	for (i = 0; i < 6; i++) {
 		if (i != refused)
-			ck_assert(t_quiet(c[i], 100));
+			ck_assert_int_eq(t_quiet(c[i], 100), T_SILENT);
 	}
 	ck_assert_int_eq(kill(qemu_pid, SIGCONT), 0);
 	for (i = 0; i < 6; i++) {
@@ -236,7 +236,7 @@ START_TEST(test_sigkill_reconnect)
 	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
 	t_send(a, "{\"execute\":\"query-status\",\"id\":\"in-flight\"}\n");
 	t_send(b, "{\"execute\":\"query-name\",\"id\":\"queued\"}\n");
-	ck_assert(t_quiet(b, 200));
+	ck_assert_int_eq(t_quiet(b, 200), T_SILENT);
 	t_stop(qemu_pid, SIGKILL);
 	qemu_pid = -1;
 	m = t_recv(a, T_WAIT_MS);

@@ -27,6 +27,7 @@
 struct t_client {
 	int			 fd;
 	int			 eof;
+	int			 bad;		/* unparseable input came */
 	struct evbuffer		*in;
 	struct qmp_reader	*reader;
 };
@@ -463,6 +464,7 @@ t_recv(struct t_client *c, int ms)
 		default:
 			fprintf(stderr, "t_recv: bad input: %s\n",
 			    qmp_reader_error(c->reader));
+			c->bad = 1;
 			return (NULL);
 		}
 		if (c->eof || (left = (int)(end - t_clock_ms())) <= 0)
@@ -513,17 +515,30 @@ t_eof(struct t_client *c, int ms)
 	return (c->eof);
 }
 
-/* Whether nothing at all arrives within ms (a reply that must not come). */
-int
+/*
+ * What a client hears within ms, where it should hear nothing: T_SILENT
+ * only if the connection stayed open and nothing came for the whole
+ * wait.  An end of stream, a message or bytes that are no message are
+ * each told apart, and said on stderr, so that a test asserting silence
+ * does not pass because the proxy closed the client.
+ */
+enum t_heard
 t_quiet(struct t_client *c, int ms)
 {
 	char	*m;
 
-	if ((m = t_recv(c, ms)) == NULL)
-		return (1);
-	fprintf(stderr, "t_quiet: got %s\n", m);
-	free(m);
-	return (0);
+	if ((m = t_recv(c, ms)) != NULL) {
+		fprintf(stderr, "t_quiet: got %s\n", m);
+		free(m);
+		return (T_MESSAGE);
+	}
+	if (c->bad)
+		return (T_GARBAGE);
+	if (c->eof) {
+		fprintf(stderr, "t_quiet: end of stream\n");
+		return (T_EOF);
+	}
+	return (T_SILENT);
 }
 
 /* Parse a message; the caller frees it with yajl_tree_free. */

@@ -19,6 +19,14 @@
 
 struct t_client;
 
+/* What t_quiet heard: silence is 0, so a stale boolean use fails. */
+enum t_heard {
+	T_SILENT = 0,	/* connected, and nothing came for the whole wait */
+	T_EOF,		/* the peer closed the connection */
+	T_MESSAGE,	/* a whole message came */
+	T_GARBAGE	/* bytes came that are no message */
+};
+
 /* A fresh private directory for this test process, and paths in it. */
 const char	*t_dir(void);
 char		*t_path(const char *);
@@ -49,7 +57,7 @@ size_t		 t_send_while_taken(struct t_client *, const char *, size_t,
 char		*t_recv(struct t_client *, int);
 char		*t_recv_reply(struct t_client *, int);
 int		 t_eof(struct t_client *, int);
-int		 t_quiet(struct t_client *, int);
+enum t_heard	 t_quiet(struct t_client *, int);
 
 /* Reading replies. */
 yajl_val	 t_json(const char *);
