@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -32,7 +33,21 @@ struct t_client {
 	struct qmp_reader	*reader;
 };
 
-static char	 t_dirbuf[64];
+/*
+ * The files of the tests.  t_run makes a directory for the run, t_base;
+ * each test process (Check forks one per test) makes its own in it, the
+ * first time it asks for t_dir, and removes it when that process exits
+ * normally: a test that fails exits with _exit (or is killed, or aborts),
+ * so its directory stays.  Once every test has run, t_run removes the
+ * run's directory if all passed, and otherwise keeps it, with the
+ * directories of the failed tests in it, and says where it is.  A
+ * program that does not use t_run (the benchmark) gets a directory of
+ * its own in /tmp, removed when it exits normally.
+ */
+static char	 t_base[64];
+static char	 t_dirbuf[96];
+static pid_t	 t_dir_owner;
+static int	 t_keep;		/* a test failed: remove nothing */
 
 /* Milliseconds of the monotonic clock, for waits and timed bounds. */
 long long
@@ -44,19 +59,50 @@ t_clock_ms(void)
 	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
+/* Remove one entry of a tree, from the bottom up. */
+static int
+t_rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	if (remove(path) == -1 && errno != ENOENT)
+		fprintf(stderr, "testlib: remove %s: %s\n", path,
+		    strerror(errno));
+	return (0);
+}
+
+/* Remove a directory and everything in it. */
+static void
+t_rm_tree(const char *dir)
+{
+	nftw(dir, t_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* At a normal exit of the process that made it: remove its directory. */
+static void
+t_dir_atexit(void)
+{
+	if (t_dir_owner == getpid() && !t_keep)
+		t_rm_tree(t_dirbuf);
+}
+
 /* The private directory of this process (each Check test forks). */
 const char *
 t_dir(void)
 {
-	static pid_t	 owner;
-
-	if (owner != getpid()) {
-		snprintf(t_dirbuf, sizeof(t_dirbuf), "/tmp/qmpmux-t.XXXXXX");
+	if (t_dir_owner != getpid()) {
+		if (t_base[0] != '\0')
+			snprintf(t_dirbuf, sizeof(t_dirbuf), "%s/t.XXXXXX",
+			    t_base);
+		else
+			snprintf(t_dirbuf, sizeof(t_dirbuf),
+			    "/tmp/qmpmux-t.XXXXXX");
 		if (mkdtemp(t_dirbuf) == NULL) {
 			perror("mkdtemp");
 			abort();
 		}
-		owner = getpid();
+		/* the handler is inherited by forks; it checks the owner */
+		if (t_dir_owner == 0)
+			atexit(t_dir_atexit);
+		t_dir_owner = getpid();
 	}
 	return (t_dirbuf);
 }
@@ -643,16 +689,32 @@ t_wait_log(const char *log, const char *text, int ms)
 	return (found ? 0 : -1);
 }
 
-/* Run a test program's suite; the exit status is make check's verdict. */
+/*
+ * Run a test program's suite in a directory of its own; the exit status
+ * is make check's verdict.  The directory goes if every test passed.
+ */
 int
 t_run(Suite *s)
 {
-	SRunner	*sr = srunner_create(s);
+	SRunner	*sr;
 	int	 failed;
 
+	snprintf(t_base, sizeof(t_base), "/tmp/qmpmux-t.XXXXXX");
+	if (mkdtemp(t_base) == NULL) {
+		perror("mkdtemp");
+		abort();
+	}
+	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	if (failed == 0)
+		t_rm_tree(t_base);
+	else {
+		t_keep = 1;
+		fprintf(stderr, "testlib: the files of the failed tests are "
+		    "kept in %s\n", t_base);
+	}
 	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
 }
 
