@@ -19,26 +19,6 @@
 
 #include "testlib.h"
 
-static char	*fsock, *psock;
-static pid_t	 fake_pid, proxy_pid;
-
-static void
-setup(void)
-{
-	fsock = t_path("fake.sock");
-	psock = t_path("proxy.sock");
-	fake_pid = proxy_pid = -1;
-}
-
-static void
-teardown(void)
-{
-	t_stop(proxy_pid, SIGTERM);
-	t_stop(fake_pid, SIGTERM);
-	free(fsock);
-	free(psock);
-}
-
 /*
  * One value of one option, and whether qmpmuxd(8) says it is accepted.
  * The ranges are those of the man page; the sizes assume a 64-bit
@@ -140,36 +120,36 @@ START_TEST(test_option_edges)
 	char			 opt[64], want[256], *up;
 	const char		*argv[] = { t_bin("QMPMUXD"), "-d",
 				    "--upstream", NULL, opt, e->arg,
-				    "--listen", psock, NULL };
+				    "--listen", t_psock, NULL };
 	struct stat		 st;
 	int			 status;
 
 	argv[3] = up = t_path("none.sock");
 	snprintf(opt, sizeof(opt), "--%s", e->opt);
-	proxy_pid = t_spawn(argv, "qmpmuxd.log");
+	t_proxy_pid = t_spawn(argv, "qmpmuxd.log");
 	if (e->ok) {
-		ck_assert_msg(t_wait_socket(psock, T_WAIT_MS) == 0,
+		ck_assert_msg(t_wait_socket(t_psock, T_WAIT_MS) == 0,
 		    "%s %s: no listener; see %s/qmpmuxd.log", opt, e->arg,
 		    t_dir());
 		ck_assert_int_eq(t_wait_log("qmpmuxd.log", " started",
 		    T_WAIT_MS), 0);
-		status = t_stop(proxy_pid, SIGTERM);
-		proxy_pid = -1;
-		ck_assert_msg(status != -1 && WIFEXITED(status) &&
-		    WEXITSTATUS(status) == 0, "%s %s: status %d after SIGTERM",
+		status = t_stop(t_proxy_pid, SIGTERM);
+		t_proxy_pid = -1;
+		ck_assert_msg(t_exited(status, 0),
+		    "%s %s: status %d after SIGTERM",
 		    opt, e->arg, status);
 	} else {
-		status = t_wait_exit(proxy_pid, T_WAIT_MS);
+		status = t_wait_exit(t_proxy_pid, T_WAIT_MS);
 		ck_assert_msg(status != -1, "%s %s: accepted, still running",
 		    opt, e->arg);
-		proxy_pid = -1;
+		t_proxy_pid = -1;
 		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1,
 		    "%s %s: status %d", opt, e->arg, status);
 		snprintf(want, sizeof(want), "qmpmuxd: %s %s: expected ", opt,
 		    e->arg);
 		ck_assert_msg(t_log_count("qmpmuxd.log", want) == 1,
 		    "no \"%s\" in %s/qmpmuxd.log", want, t_dir());
-		ck_assert_int_eq(stat(psock, &st), -1);
+		ck_assert_int_eq(stat(t_psock, &st), -1);
 	}
 	free(up);
 }
@@ -184,21 +164,21 @@ START_TEST(test_sigterm_at_listener)
 {
 	char		*up = t_path("none.sock");
 	const char	*argv[] = { t_bin("QMPMUXD"), "-d", "--upstream", up,
-			    "--listen", psock, NULL };
+			    "--listen", t_psock, NULL };
 	struct stat	 st;
 	int		 i, status, bad = 0;
 
 	for (i = 0; i < 50; i++) {
-		proxy_pid = t_spawn(argv, "qmpmuxd.log");
-		ck_assert_int_eq(t_wait_socket(psock, T_WAIT_MS), 0);
-		status = t_stop(proxy_pid, SIGTERM);
-		proxy_pid = -1;
+		t_proxy_pid = t_spawn(argv, "qmpmuxd.log");
+		ck_assert_int_eq(t_wait_socket(t_psock, T_WAIT_MS), 0);
+		status = t_stop(t_proxy_pid, SIGTERM);
+		t_proxy_pid = -1;
 		if (status == -1 || !WIFEXITED(status) ||
-		    WEXITSTATUS(status) != 0 || stat(psock, &st) == 0) {
+		    WEXITSTATUS(status) != 0 || stat(t_psock, &st) == 0) {
 			fprintf(stderr, "try %d: status %d, socket %s\n", i,
-			    status, stat(psock, &st) == 0 ? "left" : "gone");
+			    status, stat(t_psock, &st) == 0 ? "left" : "gone");
 			bad++;
-			unlink(psock);
+			unlink(t_psock);
 		}
 	}
 	ck_assert_msg(bad == 0, "%d of 50 SIGTERMs killed qmpmuxd uncleanly",
@@ -218,29 +198,27 @@ START_TEST(test_help_version_sigint)
 	const char	*help[] = { t_bin("QMPMUXD"), "--help", NULL };
 	const char	*version[] = { t_bin("QMPMUXD"), "--version", NULL };
 	const char	*run[] = { t_bin("QMPMUXD"), "-d", "--upstream", up,
-			    "--listen", psock, NULL };
+			    "--listen", t_psock, NULL };
 	struct stat	 st;
 	int		 status;
 
 	status = t_wait_exit(t_spawn(help, "help.log"), T_WAIT_MS);
-	ck_assert(status != -1 && WIFEXITED(status) &&
-	    WEXITSTATUS(status) == 0);
+	ck_assert(t_exited(status, 0));
 	ck_assert_int_eq(t_log_count("help.log", "usage: qmpmuxd [-dv] "
 	    "--upstream PATH --listen PATH"), 1);
 	ck_assert_int_eq(t_log_count("help.log", "--allow GLOB"), 1);
 	status = t_wait_exit(t_spawn(version, "version.log"), T_WAIT_MS);
-	ck_assert(status != -1 && WIFEXITED(status) &&
-	    WEXITSTATUS(status) == 0);
+	ck_assert(t_exited(status, 0));
 	ck_assert_int_eq(t_log_count("version.log", "qmpmuxd " PACKAGE_VERSION),
 	    1);
 
-	proxy_pid = t_spawn(run, "qmpmuxd.log");
-	ck_assert_int_eq(t_wait_socket(psock, T_WAIT_MS), 0);
-	status = t_stop(proxy_pid, SIGINT);
-	proxy_pid = -1;
-	ck_assert_msg(status != -1 && WIFEXITED(status) &&
-	    WEXITSTATUS(status) == 0, "status %d after SIGINT", status);
-	ck_assert_int_eq(stat(psock, &st), -1);
+	t_proxy_pid = t_spawn(run, "qmpmuxd.log");
+	ck_assert_int_eq(t_wait_socket(t_psock, T_WAIT_MS), 0);
+	status = t_stop(t_proxy_pid, SIGINT);
+	t_proxy_pid = -1;
+	ck_assert_msg(t_exited(status, 0),
+	    "status %d after SIGINT", status);
+	ck_assert_int_eq(stat(t_psock, &st), -1);
 	free(up);
 }
 END_TEST
@@ -259,15 +237,15 @@ START_TEST(test_trailing_listener_option)
 				    "block", "1", NULL };
 	char			*up = t_path("none.sock"), want[128];
 	const char		*argv[] = { t_bin("QMPMUXD"), "-d",
-				    "--upstream", up, "--listen", psock, NULL,
+				    "--upstream", up, "--listen", t_psock, NULL,
 				    NULL, NULL };
 	int			 status;
 
 	argv[6] = opts[_i];
 	argv[7] = args[_i];
 	status = t_wait_exit(t_spawn(argv, "qmpmuxd.log"), T_WAIT_MS);
-	ck_assert_msg(status != -1 && WIFEXITED(status) &&
-	    WEXITSTATUS(status) == 1, "%s: status %d", opts[_i], status);
+	ck_assert_msg(t_exited(status, 1),
+	    "%s: status %d", opts[_i], status);
 	snprintf(want, sizeof(want), "qmpmuxd: %s after the last --listen "
 	    "applies to no listener", opts[_i]);
 	ck_assert_int_eq(t_log_count("qmpmuxd.log", want), 1);
@@ -325,9 +303,8 @@ START_TEST(test_pipeline_edge)
 	char		*m, want[128];
 	int		 i, c4, a1, c5;
 
-	fake_pid = t_fakeqemu(fsock, fargs);
-	proxy_pid = t_qmpmuxd(fsock, psock, opts);
-	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	t_start_fake(fargs, opts);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 	t_send(c, "{\"execute\":\"query-slow1\",\"id\":1}\n"
 	    "{\"execute\":\"query-slow2\",\"id\":2}\n"
 	    "{\"execute\":\"query-slow3\",\"id\":3}\n"
@@ -368,9 +345,8 @@ flood(const char *const *opts, size_t *e, size_t *b)
 	    NULL };
 	struct t_client	*c;
 
-	fake_pid = t_fakeqemu(fsock, fargs);
-	proxy_pid = t_qmpmuxd(fsock, psock, opts);
-	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	t_start_fake(fargs, opts);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 	t_send(c, "{\"execute\":\"flood\",\"id\":1}\n");
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reads paused",
 	    T_WAIT_MS), 0);
@@ -469,10 +445,8 @@ static Suite *
 bounds_suite(void)
 {
 	Suite	*s = suite_create("bounds");
-	TCase	*tc = tcase_create("bounds");
+	TCase	*tc = t_tcase(s, "bounds", 60);
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, test_option_edges, 0,
 	    (int)(sizeof(edges) / sizeof(edges[0])));
 	tcase_add_test(tc, test_sigterm_at_listener);
@@ -482,7 +456,6 @@ bounds_suite(void)
 	tcase_add_loop_test(tc, test_events_edge, 0, 2);
 	tcase_add_test(tc, test_bytes_edge);
 	tcase_add_test(tc, test_resume_half);
-	suite_add_tcase(s, tc);
 	return (s);
 }
 

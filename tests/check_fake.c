@@ -26,36 +26,6 @@
 	"{\"id\": " id ", \"error\": {\"class\": \"GenericError\", " \
 	"\"desc\": \"qmpmux: connection to QEMU lost\"}}"
 
-static char	*fsock, *psock;
-static pid_t	 fake_pid, proxy_pid;
-
-/* Each test starts its own pair; this only names the sockets. */
-static void
-setup(void)
-{
-	fsock = t_path("fake.sock");
-	psock = t_path("proxy.sock");
-	fake_pid = proxy_pid = 0;
-}
-
-/* Stop whatever the test started. */
-static void
-teardown(void)
-{
-	t_stop(proxy_pid, SIGTERM);
-	t_stop(fake_pid, SIGTERM);
-	free(fsock);
-	free(psock);
-}
-
-/* Start the fake with its script, then qmpmuxd in front of it. */
-static void
-start(const char *const *fake_args, const char *const *proxy_args)
-{
-	fake_pid = t_fakeqemu(fsock, fake_args);
-	proxy_pid = t_qmpmuxd(fsock, psock, proxy_args);
-}
-
 /* The whole of a log file in the test's directory, or "" if none. */
 static char *
 log_text(const char *name)
@@ -94,39 +64,6 @@ log_assert(const char *name, const char *needle)
 	    needle);
 }
 
-/* The next message must be exactly expect. */
-static void
-recv_eq(struct t_client *c, const char *expect)
-{
-	char	*m = t_recv(c, T_WAIT_MS);
-
-	ck_assert_msg(m != NULL, "nothing received, expected %s", expect);
-	/* an unexpected message may be huge: show its start only */
-	ck_assert_msg(strcmp(m, expect) == 0, "got %.300s (%zu bytes), "
-	    "expected %s", m, strlen(m), expect);
-	free(m);
-}
-
-/* A number at v[k1][k2], or -1. */
-static long long
-get_int(yajl_val v, const char *k1, const char *k2)
-{
-	const char	*path[3] = { k1, k2, NULL };
-	yajl_val	 n = yajl_tree_get(v, path, yajl_t_number);
-
-	return (n != NULL && YAJL_IS_INTEGER(n) ? YAJL_GET_INTEGER(n) : -1);
-}
-
-/* Whether qmpmuxd still runs and its listener is still there. */
-static int
-proxy_alive(void)
-{
-	struct stat	 st;
-
-	return (t_wait_exit(proxy_pid, 0) == -1 && stat(psock, &st) == 0 &&
-	    S_ISSOCK(st.st_mode));
-}
-
 /*
  * Half-written messages: with every message from QEMU written in pieces
  * of 1 and of 7 bytes, the greeting, replies and events reach a client
@@ -141,21 +78,21 @@ START_TEST(test_split)
 	struct t_client		*c;
 	char			*m;
 
-	start(fargs, NULL);
-	ck_assert_ptr_nonnull(c = t_client_new(psock));
-	recv_eq(c, GREETING_OOB);
+	t_start_fake(fargs, NULL);
+	ck_assert_ptr_nonnull(c = t_client_new(t_psock));
+	t_recv_eq(c, GREETING_OOB);
 	t_send(c, "{\"execute\": \"qmp_capabilities\", \"id\": \"caps\"}\n");
-	recv_eq(c, "{\"return\": {}, \"id\": \"caps\"}");
+	t_recv_eq(c, "{\"return\": {}, \"id\": \"caps\"}");
 
 	t_send(c, "{\"execute\":\"query-status\",\"id\":\"s-1\"}\n");
-	recv_eq(c, "{\"return\": {\"command\": \"query-status\", "
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-status\", "
 	    "\"seq\": 1}, \"id\": \"s-1\"}");
 	/* pipelined: two replies back to back, each whole */
 	t_send(c, "{\"execute\":\"query-name\",\"id\":{\"k\":[1,2]}}\n"
 	    "{\"execute\":\"query-kvm\"}\n");
-	recv_eq(c, "{\"return\": {\"command\": \"query-name\", "
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-name\", "
 	    "\"seq\": 2}, \"id\": {\"k\":[1,2]}}");
-	recv_eq(c, "{\"return\": {\"command\": \"query-kvm\", \"seq\": 3}}");
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-kvm\", \"seq\": 3}}");
 	/* events, split as well, then the held-back reply */
 	t_send(c, "{\"execute\":\"query-slow\",\"id\":7}\n");
 	ck_assert_ptr_nonnull(m = t_recv(c, T_WAIT_MS));
@@ -167,10 +104,10 @@ START_TEST(test_split)
 	ck_assert_msg(strstr(m, "\"event\": \"TICK\", \"data\": {\"n\": 1}}") !=
 	    NULL, "bad second TICK: %s", m);
 	free(m);
-	recv_eq(c, "{\"return\": {\"command\": \"query-slow\", "
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-slow\", "
 	    "\"seq\": 4}, \"id\": 7}");
 	t_client_free(c);
-	ck_assert(proxy_alive());
+	ck_assert(t_proxy_alive());
 }
 END_TEST
 
@@ -190,31 +127,31 @@ START_TEST(test_garbage)
 	yajl_val		 v;
 	char			*m;
 
-	start(fargs, pargs);
-	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	t_start_fake(fargs, pargs);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 	t_send(c, "{\"execute\":\"query-status\",\"id\":\"one\"}\n"
 	    "{\"execute\":\"query-name\",\"id\":\"two\"}\n");
-	recv_eq(c, "{\"return\": {\"command\": \"query-status\", "
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-status\", "
 	    "\"seq\": 1}, \"id\": \"one\"}");
-	recv_eq(c, LOST("\"two\""));
+	t_recv_eq(c, LOST("\"two\""));
 	ck_assert_msg(t_eof(c, T_WAIT_MS), "client not closed");
 	t_client_free(c);
-	ck_assert(proxy_alive());
+	ck_assert(t_proxy_alive());
 	log_assert("qmpmuxd.log", "invalid JSON from QEMU");
 
 	/* the fake accepts the proxy's reconnect: a new client is served */
-	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 	m = t_cmd(c, "{\"execute\":\"query-kvm\",\"id\":\"three\"}");
 	ck_assert_ptr_nonnull(v = t_json(m));
 	ck_assert_str_eq(t_get_str(v, "return", "command"), "query-kvm");
 	ck_assert_str_eq(t_get_str(v, "id", NULL), "three");
-	ck_assert_int_ge(get_int(v, "return", "seq"), 2);
+	ck_assert_int_ge(t_get_int(v, "return", "seq"), 2);
 	yajl_tree_free(v);
 	free(m);
 	/* and the garbage after it loses the upstream again */
 	ck_assert(t_eof(c, T_WAIT_MS));
 	t_client_free(c);
-	ck_assert(proxy_alive());
+	ck_assert(t_proxy_alive());
 	log_assert("fakeqemu.log", "conn 2: accepted");
 }
 END_TEST
@@ -240,8 +177,8 @@ START_TEST(test_oversize)
 	struct t_client	*c;
 	char		*m;
 
-	start(fargs, pargs);
-	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	t_start_fake(fargs, pargs);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 	t_send(c, "{\"execute\":\"go\",\"id\":\"g\"}\n");
 	if (cases[_i].pass) {
 		ck_assert_ptr_nonnull(m = t_recv(c, T_WAIT_MS));
@@ -249,7 +186,7 @@ START_TEST(test_oversize)
 		    10));
 		ck_assert_ptr_nonnull(strstr(m, "\"event\": \"OVERSIZE\""));
 		free(m);
-		recv_eq(c, "{\"return\": {\"command\": \"go\", \"seq\": 1}, "
+		t_recv_eq(c, "{\"return\": {\"command\": \"go\", \"seq\": 1}, "
 		    "\"id\": \"g\"}");
 		m = t_cmd(c, "{\"execute\":\"query-status\",\"id\":2}");
 		ck_assert_str_eq(m, "{\"return\": {\"command\": "
@@ -257,13 +194,13 @@ START_TEST(test_oversize)
 		free(m);
 		ck_assert(!log_has("qmpmuxd.log", "upstream lost (ready)"));
 	} else {
-		recv_eq(c, LOST("\"g\""));
+		t_recv_eq(c, LOST("\"g\""));
 		ck_assert_msg(t_eof(c, T_WAIT_MS), "client not closed");
 		log_assert("qmpmuxd.log",
 		    "message from QEMU larger than 4096 bytes");
 	}
 	t_client_free(c);
-	ck_assert(proxy_alive());
+	ck_assert(t_proxy_alive());
 }
 END_TEST
 
@@ -283,9 +220,9 @@ START_TEST(test_handshake_stuck)
 	long long		 t0, elapsed;
 	char			*m;
 
-	start(fargs, pargs);
+	t_start_fake(fargs, pargs);
 	t0 = t_clock_ms();
-	ck_assert_ptr_nonnull(c = t_client_new(psock));
+	ck_assert_ptr_nonnull(c = t_client_new(t_psock));
 	m = t_recv(c, 5000);
 	ck_assert_msg(m == NULL, "got %s", m);
 	elapsed = t_clock_ms() - t0;
@@ -300,7 +237,7 @@ START_TEST(test_handshake_stuck)
 		log_assert("fakeqemu.log",
 		    "not answering qmp_capabilities");
 	t_client_free(c);
-	ck_assert(proxy_alive());
+	ck_assert(t_proxy_alive());
 }
 END_TEST
 
@@ -314,9 +251,9 @@ START_TEST(test_no_oob)
 	struct t_client	*c;
 	char		*m;
 
-	start(fargs, NULL);
-	ck_assert_ptr_nonnull(c = t_client_new(psock));
-	recv_eq(c, GREETING_NONE);
+	t_start_fake(fargs, NULL);
+	ck_assert_ptr_nonnull(c = t_client_new(t_psock));
+	t_recv_eq(c, GREETING_NONE);
 	m = t_cmd(c, "{\"execute\":\"qmp_capabilities\","
 	    "\"arguments\":{\"enable\":[\"oob\"]}}");
 	ck_assert_str_eq(m, "{\"error\": {\"class\": \"GenericError\", "
@@ -351,9 +288,9 @@ START_TEST(test_oob)
 	struct t_client	*c;
 	char		*m;
 
-	start(fargs, pargs);
-	ck_assert_ptr_nonnull(c = t_client_new(psock));
-	recv_eq(c, GREETING_OOB);
+	t_start_fake(fargs, pargs);
+	ck_assert_ptr_nonnull(c = t_client_new(t_psock));
+	t_recv_eq(c, GREETING_OOB);
 	m = t_cmd(c, "{\"execute\":\"qmp_capabilities\","
 	    "\"arguments\":{\"enable\":[\"oob\"]}}");
 	ck_assert_str_eq(m, "{\"return\": {}}");
@@ -361,9 +298,9 @@ START_TEST(test_oob)
 	log_assert("fakeqemu.log", "qmp_capabilities enabling oob");
 	t_send(c, "{\"execute\":\"query-slow\",\"id\":\"slow\"}\n"
 	    "{\"exec-oob\":\"query-fast\",\"id\":\"fast\"}\n");
-	recv_eq(c, "{\"return\": {\"command\": \"query-fast\", \"seq\": 1}, "
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-fast\", \"seq\": 1}, "
 	    "\"id\": \"fast\"}");
-	recv_eq(c, "{\"return\": {\"command\": \"query-slow\", \"seq\": 2}, "
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-slow\", \"seq\": 2}, "
 	    "\"id\": \"slow\"}");
 	t_client_free(c);
 }
@@ -380,17 +317,17 @@ START_TEST(test_oob_denied)
 	const char	*pargs[] = { "--deny", "query-fast", NULL };
 	struct t_client	*c;
 
-	start(fargs, pargs);
-	ck_assert_ptr_nonnull(c = t_client_ready_oob(psock));
+	t_start_fake(fargs, pargs);
+	ck_assert_ptr_nonnull(c = t_client_ready_oob(t_psock));
 	t_send(c, "{\"execute\":\"query-slow\",\"id\":\"slow\"}\n"
 	    "{\"execute\":\"query-fast\",\"id\":\"in\"}\n"
 	    "{\"exec-oob\":\"query-fast\",\"id\":\"oob\"}\n");
-	recv_eq(c, "{\"id\": \"oob\", \"error\": {\"class\": "
+	t_recv_eq(c, "{\"id\": \"oob\", \"error\": {\"class\": "
 	    "\"CommandNotFound\", \"desc\": \"The command query-fast has been "
 	    "disabled for this instance\"}}");
-	recv_eq(c, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
 	    "\"id\": \"slow\"}");
-	recv_eq(c, "{\"id\": \"in\", \"error\": {\"class\": "
+	t_recv_eq(c, "{\"id\": \"in\", \"error\": {\"class\": "
 	    "\"CommandNotFound\", \"desc\": \"The command query-fast has been "
 	    "disabled for this instance\"}}");
 	ck_assert(!log_has("fakeqemu.log", "query-fast"));
@@ -407,9 +344,9 @@ START_TEST(test_ids)
 	struct t_client	*a, *b;
 	char		*m;
 
-	start(NULL, NULL);
-	ck_assert_ptr_nonnull(a = t_client_ready(psock));
-	ck_assert_ptr_nonnull(b = t_client_ready(psock));
+	t_start_fake(NULL, NULL);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
 	m = t_cmd(a, "{\"execute\":\"query-status\",\"id\":\"client-id-a\"}");
 	ck_assert_str_eq(m, "{\"return\": {\"command\": \"query-status\", "
 	    "\"seq\": 1}, \"id\": \"client-id-a\"}");
@@ -465,9 +402,9 @@ START_TEST(test_local_replies_in_order)
 	struct t_client	*a, *b;
 	char		*m;
 
-	start(fargs, pargs);
-	ck_assert_ptr_nonnull(a = t_client_ready(psock));
-	ck_assert_ptr_nonnull(b = t_client_ready(psock));
+	t_start_fake(fargs, pargs);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
 	t_send(a, "{\"execute\":\"query-slow\",\"id\":1}\n"
 	    "[]\n"
 	    "{\"execute\":\"query-x\",\"foo\":1,\"id\":2}\n"
@@ -475,17 +412,17 @@ START_TEST(test_local_replies_in_order)
 	    "{\"execute\": nope}\n"
 	    "{\"execute\":\"query-y\",\"id\":4}\n");
 	t_send(b, "[]\n");
-	recv_eq(b, "{\"error\": {\"class\": \"GenericError\", "
+	t_recv_eq(b, "{\"error\": {\"class\": \"GenericError\", "
 	    "\"desc\": \"QMP input must be a JSON object\"}}");
 	/* a's errors wait for its slow command */
 	ck_assert_int_eq(t_quiet(a, 100), T_SILENT);
-	recv_eq(a, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
+	t_recv_eq(a, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
 	    "\"id\": 1}");
-	recv_eq(a, "{\"error\": {\"class\": \"GenericError\", "
+	t_recv_eq(a, "{\"error\": {\"class\": \"GenericError\", "
 	    "\"desc\": \"QMP input must be a JSON object\"}}");
-	recv_eq(a, "{\"id\": 2, \"error\": {\"class\": \"GenericError\", "
+	t_recv_eq(a, "{\"id\": 2, \"error\": {\"class\": \"GenericError\", "
 	    "\"desc\": \"QMP input member 'foo' is unexpected\"}}");
-	recv_eq(a, "{\"id\": 3, \"error\": {\"class\": \"CommandNotFound\", "
+	t_recv_eq(a, "{\"id\": 3, \"error\": {\"class\": \"CommandNotFound\", "
 	    "\"desc\": \"Capabilities negotiation is already complete, "
 	    "command ignored\"}}");
 	m = t_recv(a, T_WAIT_MS);
@@ -493,7 +430,7 @@ START_TEST(test_local_replies_in_order)
 	    "\"GenericError\", \"desc\": \"JSON parse error, ", 55) == 0,
 	    "parse error: %s", m);
 	free(m);
-	recv_eq(a, "{\"return\": {\"command\": \"query-y\", \"seq\": 2}, "
+	t_recv_eq(a, "{\"return\": {\"command\": \"query-y\", \"seq\": 2}, "
 	    "\"id\": 4}");
 	ck_assert_int_eq(t_quiet(a, 100), T_SILENT);
 	t_client_free(a);
@@ -511,24 +448,24 @@ START_TEST(test_lost_in_order)
 	struct t_client	*a;
 	char		*m;
 
-	start(fargs, NULL);
-	ck_assert_ptr_nonnull(a = t_client_ready(psock));
+	t_start_fake(fargs, NULL);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
 	t_send(a, "{\"execute\":\"query-slow\",\"id\":\"A\"}\n"
 	    "{\"execute\": nope}\n"
 	    "{\"execute\":\"query-x\",\"id\":\"B\"}\n"
 	    "[1]\n");
 	ck_assert_int_eq(t_wait_log("fakeqemu.log", "command query-slow",
 	    T_WAIT_MS), 0);
-	t_stop(fake_pid, SIGKILL);
-	fake_pid = 0;
-	recv_eq(a, LOST("\"A\""));
+	t_stop(t_fake_pid, SIGKILL);
+	t_fake_pid = 0;
+	t_recv_eq(a, LOST("\"A\""));
 	m = t_recv(a, T_WAIT_MS);
 	ck_assert_msg(m != NULL && strncmp(m, "{\"error\": {\"class\": "
 	    "\"GenericError\", \"desc\": \"JSON parse error, ", 55) == 0,
 	    "parse error: %s", m);
 	free(m);
-	recv_eq(a, LOST("\"B\""));
-	recv_eq(a, "{\"error\": {\"class\": \"GenericError\", "
+	t_recv_eq(a, LOST("\"B\""));
+	t_recv_eq(a, "{\"error\": {\"class\": \"GenericError\", "
 	    "\"desc\": \"QMP input must be a JSON object\"}}");
 	ck_assert(t_eof(a, T_WAIT_MS));
 	t_client_free(a);
@@ -550,9 +487,9 @@ START_TEST(test_client_output_bound)
 	long		 base_kb, peak_kb;
 	int		 i;
 
-	start(NULL, pargs);
-	ck_assert_ptr_nonnull(c = t_client_ready(psock));
-	base_kb = t_proc_kb(proxy_pid, "VmRSS");
+	t_start_fake(NULL, pargs);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
+	base_kb = t_proc_kb(t_proxy_pid, "VmRSS");
 	/* 60 kB: the socket takes it all while the proxy does not read */
 	if ((lines = malloc(20000 * 3)) == NULL)
 		abort();
@@ -562,7 +499,7 @@ START_TEST(test_client_output_bound)
 	free(lines);
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "unread by it: not "
 	    "reading from it", T_WAIT_MS), 0);
-	peak_kb = t_proc_kb(proxy_pid, "VmHWM");
+	peak_kb = t_proc_kb(t_proxy_pid, "VmHWM");
 	printf("client output: RSS %ld kB before, peak %ld kB when not "
 	    "reading\n", base_kb, peak_kb);
 	ck_assert_int_le(peak_kb - base_kb, 1024);
@@ -591,14 +528,14 @@ START_TEST(test_closing_not_read)
 	size_t		 got = 0, sent;
 	char		*m;
 
-	start(NULL, pargs);
-	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	t_start_fake(NULL, pargs);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 	/* ~100-byte parse errors for 3-byte lines: the output fills first */
 	sent = t_send_while_taken(c, "x\n\n", 1 << 20, 500);
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "unread by it: not "
 	    "reading from it", T_WAIT_MS), 0);
-	t_stop(fake_pid, SIGKILL);
-	fake_pid = 0;
+	t_stop(t_fake_pid, SIGKILL);
+	t_fake_pid = 0;
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "client 1: closed",
 	    T_WAIT_MS), 0);
 	/* read until the output is under half, not empty */
@@ -621,22 +558,22 @@ START_TEST(test_sigterm)
 	char		*m;
 	int		 status;
 
-	start(NULL, NULL);
-	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	t_start_fake(NULL, NULL);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 	m = t_cmd(c, "{\"execute\":\"query-status\",\"id\":1}");
 	ck_assert_ptr_nonnull(m);
 	free(m);
-	status = t_stop(proxy_pid, SIGTERM);
-	proxy_pid = 0;
-	ck_assert_msg(status != -1 && WIFEXITED(status) &&
-	    WEXITSTATUS(status) == 0, "qmpmuxd exit status %d", status);
+	status = t_stop(t_proxy_pid, SIGTERM);
+	t_proxy_pid = 0;
+	ck_assert_msg(t_exited(status, 0),
+	    "qmpmuxd exit status %d", status);
 	ck_assert(t_eof(c, T_WAIT_MS));
 	t_client_free(c);
-	status = t_stop(fake_pid, SIGTERM);
-	fake_pid = 0;
-	ck_assert_msg(status != -1 && WIFEXITED(status) &&
-	    WEXITSTATUS(status) == 0, "fake exit status %d", status);
-	ck_assert_int_eq(stat(fsock, &st), -1);
+	status = t_stop(t_fake_pid, SIGTERM);
+	t_fake_pid = 0;
+	ck_assert_msg(t_exited(status, 0),
+	    "fake exit status %d", status);
+	ck_assert_int_eq(stat(t_fsock, &st), -1);
 }
 END_TEST
 
@@ -653,22 +590,22 @@ START_TEST(test_events_during_delay)
 	char		*m;
 	long long	 i;
 
-	start(fargs, NULL);
-	ck_assert_ptr_nonnull(a = t_client_ready(psock));
-	ck_assert_ptr_nonnull(b = t_client_ready(psock));
+	t_start_fake(fargs, NULL);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
 	t_send(a, "{\"execute\":\"query-slow\",\"id\":\"s\"}\n");
 	for (i = 0; i < 3; i++) {
 		ck_assert_ptr_nonnull(m = t_recv(a, T_WAIT_MS));
 		ck_assert_ptr_nonnull(v = t_json(m));
 		ck_assert_str_eq(t_get_str(v, "event", NULL), "TICK");
-		ck_assert_int_eq(get_int(v, "data", "n"), i);
+		ck_assert_int_eq(t_get_int(v, "data", "n"), i);
 		yajl_tree_free(v);
 		free(m);
 		ck_assert_ptr_nonnull(m = t_recv(b, T_WAIT_MS));
 		ck_assert_ptr_nonnull(strstr(m, "\"event\": \"TICK\""));
 		free(m);
 	}
-	recv_eq(a, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
+	t_recv_eq(a, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
 	    "\"id\": \"s\"}");
 	ck_assert_int_eq(t_quiet(b, 100), T_SILENT);
 	t_client_free(a);
@@ -692,9 +629,9 @@ START_TEST(test_flood)
 	long long	 next = 0;
 	int		 replied = 0, stalled = 0;
 
-	start(fargs, pargs);
-	ck_assert_ptr_nonnull(a = t_client_ready(psock));
-	ck_assert_ptr_nonnull(slow = t_client_ready(psock));
+	t_start_fake(fargs, pargs);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(slow = t_client_ready(t_psock));
 	t_send(a, "{\"execute\":\"go\",\"id\":\"go\"}\n");
 	while (next < 50000) {
 		if ((m = t_recv(a, stalled || next == 0 ? T_WAIT_MS :
@@ -718,7 +655,7 @@ START_TEST(test_flood)
 		} else {
 			ck_assert_str_eq(t_get_str(v, "event", NULL),
 			    "FLOOD");
-			ck_assert_int_eq(get_int(v, "data", "n"), next);
+			ck_assert_int_eq(t_get_int(v, "data", "n"), next);
 			next++;
 		}
 		yajl_tree_free(v);
@@ -732,7 +669,7 @@ START_TEST(test_flood)
 	}
 	ck_assert_int_eq(t_quiet(a, 100), T_SILENT);
 	t_client_free(a);
-	ck_assert(proxy_alive());
+	ck_assert(t_proxy_alive());
 }
 END_TEST
 
@@ -745,8 +682,8 @@ START_TEST(test_fake_exit_after)
 	char		*m;
 	int		 status;
 
-	fake_pid = t_fakeqemu(fsock, fargs);
-	ck_assert_ptr_nonnull(c = t_client_ready(fsock));
+	t_fake_pid = t_fakeqemu(t_fsock, fargs);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_fsock));
 	m = t_cmd(c, "{\"execute\":\"a\",\"id\":\"x\"}");
 	ck_assert_str_eq(m, "{\"return\": {\"command\": \"a\", \"seq\": 1}, "
 	    "\"id\": \"x\"}");
@@ -756,11 +693,11 @@ START_TEST(test_fake_exit_after)
 	free(m);
 	ck_assert(t_eof(c, T_WAIT_MS));
 	t_client_free(c);
-	status = t_wait_exit(fake_pid, T_WAIT_MS);
-	ck_assert_msg(status != -1 && WIFEXITED(status) &&
-	    WEXITSTATUS(status) == 0, "fake exit status %d", status);
-	fake_pid = 0;
-	ck_assert_int_eq(stat(fsock, &st), -1);
+	status = t_wait_exit(t_fake_pid, T_WAIT_MS);
+	ck_assert_msg(t_exited(status, 0),
+	    "fake exit status %d", status);
+	t_fake_pid = 0;
+	ck_assert_int_eq(stat(t_fsock, &st), -1);
 }
 END_TEST
 
@@ -769,10 +706,8 @@ static Suite *
 fake_suite(void)
 {
 	Suite	*s = suite_create("fake");
-	TCase	*tc = tcase_create("fake");
+	TCase	*tc = t_tcase(s, "fake", 60);
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, test_split, 0, 2);
 	tcase_add_loop_test(tc, test_garbage, 0, 2);
 	tcase_add_loop_test(tc, test_oversize, 0, 3);
@@ -789,7 +724,6 @@ fake_suite(void)
 	tcase_add_test(tc, test_events_during_delay);
 	tcase_add_test(tc, test_flood);
 	tcase_add_test(tc, test_fake_exit_after);
-	suite_add_tcase(s, tc);
 	return (s);
 }
 

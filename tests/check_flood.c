@@ -13,25 +13,18 @@
 
 #include "testlib.h"
 
-static char	*fsock, *psock, *dsock;
-static pid_t	 fake_pid, proxy_pid;
+static char	*dsock;		/* the listener that disconnects slow clients */
 
+/* Beside the common fixture: the path of the second listener. */
 static void
 setup(void)
 {
-	fsock = t_path("fake.sock");
-	psock = t_path("proxy.sock");
 	dsock = t_path("slow.sock");
-	fake_pid = proxy_pid = -1;
 }
 
 static void
 teardown(void)
 {
-	t_stop(proxy_pid, SIGTERM);
-	t_stop(fake_pid, SIGTERM);
-	free(fsock);
-	free(psock);
 	free(dsock);
 }
 
@@ -55,7 +48,7 @@ small_quarantine(void)
 
 /*
  * A flood of 100,000 events on a trigger, and qmpmuxd with two
- * listeners: dsock disconnects slow clients after 1 s, psock blocks.
+ * listeners: dsock disconnects slow clients after 1 s, t_psock blocks.
  */
 static void
 start_two_listeners(void)
@@ -66,8 +59,7 @@ start_two_listeners(void)
 	    "--slow-client", "disconnect", "--slow-client-timeout", "1",
 	    "--listen", dsock, "--slow-client", "block", NULL };
 
-	fake_pid = t_fakeqemu(fsock, fargs);
-	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+	t_start_fake(fargs, opts);
 }
 
 /*
@@ -82,12 +74,10 @@ flood_until_paused(const char *const *fargs, const char *const *opts,
 {
 	struct t_client	*c;
 
-	fake_pid = t_fakeqemu(fsock, fargs);
-	proxy_pid = t_qmpmuxd(fsock, psock, opts);
-	c = t_client_ready(psock);
-	ck_assert_ptr_nonnull(c);
+	t_start_fake(fargs, opts);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 	if (base_kb != NULL)
-		*base_kb = t_proc_kb(proxy_pid, "VmRSS");
+		*base_kb = t_proc_kb(t_proxy_pid, "VmRSS");
 	t_send(c, "{\"execute\":\"flood\",\"id\":1}\n");
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reads paused",
 	    T_WAIT_MS), 0);
@@ -114,10 +104,10 @@ START_TEST(test_flood_bounded)
 
 	small_quarantine();
 	c = flood_until_paused(fargs, opts, &base_kb);
-	paused_kb = t_proc_kb(proxy_pid, "VmRSS");
+	paused_kb = t_proc_kb(t_proxy_pid, "VmRSS");
 	/* while the client reads nothing, nothing more is read from QEMU */
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reading again", 500), -1);
-	later_kb = t_proc_kb(proxy_pid, "VmRSS");
+	later_kb = t_proc_kb(t_proxy_pid, "VmRSS");
 	/*
 	 * The backlog holds max_queued_bytes of events, as a batch per read
 	 * from QEMU with one chain per batch in the client's output; allow
@@ -136,7 +126,7 @@ START_TEST(test_flood_bounded)
 	t0 = t_clock_ms();
 	ck_assert_int_eq(t_read_flood(c, 1000000, NULL), 0);
 	eps = 1e6 * 1000 / (double)(t_clock_ms() - t0 + 1);
-	peak_kb = t_proc_kb(proxy_pid, "VmHWM");
+	peak_kb = t_proc_kb(t_proxy_pid, "VmHWM");
 	printf("flood: 1000000 events drained in order at %.0f events/s; "
 	    "peak RSS %ld kB (bound %ld kB), %d pauses\n", eps, peak_kb,
 	    limit_kb, t_log_count("qmpmuxd.log", "reads paused"));
@@ -159,12 +149,10 @@ START_TEST(test_flood_nobody_reads)
 	struct t_client	*c;
 	char		*m;
 
-	fake_pid = t_fakeqemu(fsock, fargs);
-	proxy_pid = t_qmpmuxd(fsock, psock, opts);
+	t_start_fake(fargs, opts);
 	ck_assert_int_eq(t_wait_log("fakeqemu.log",
 	    "flood of 20000 events written", T_WAIT_MS), 0);
-	c = t_client_ready(psock);
-	ck_assert_ptr_nonnull(c);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 	m = t_cmd(c, "{\"execute\":\"query-status\",\"id\":1}");
 	ck_assert_msg(m != NULL && strstr(m, "\"id\": 1") != NULL, "reply: %s",
 	    m);
@@ -190,14 +178,13 @@ START_TEST(test_paused_across_reconnect)
 	struct t_client	*a, *b;
 
 	a = flood_until_paused(fargs, opts, NULL);
-	t_stop(fake_pid, SIGKILL);
+	t_stop(t_fake_pid, SIGKILL);
 	/* paused, qmpmuxd sees QEMU gone when it next writes to it */
 	t_send(a, "{\"execute\":\"query-status\",\"id\":2}\n");
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "upstream lost",
 	    T_WAIT_MS), 0);
-	fake_pid = t_fakeqemu(fsock, fargs);
-	b = t_client_ready(psock);
-	ck_assert_ptr_nonnull(b);
+	t_fake_pid = t_fakeqemu(t_fsock, fargs);
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
 	t_send(b, "{\"execute\":\"flood\",\"id\":1}\n");
 	/* 100000 events do not fit in the socket: paused, it cannot finish */
 	ck_assert_int_eq(t_wait_log("fakeqemu.log",
@@ -246,9 +233,9 @@ START_TEST(test_last_words)
 	long		 n = 0, last;
 
 	a = flood_until_paused(fargs, opts, NULL);
-	kill(fake_pid, SIGUSR1);
-	ck_assert_int_eq(t_wait_exit(fake_pid, T_WAIT_MS), 0);
-	fake_pid = -1;
+	kill(t_fake_pid, SIGUSR1);
+	ck_assert_int_eq(t_wait_exit(t_fake_pid, T_WAIT_MS), 0);
+	t_fake_pid = -1;
 	last = log_number("fakeqemu.log", "last FLOOD in the socket: ");
 	ck_assert_int_gt(last, 0);
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "upstream lost (ready): "
@@ -286,17 +273,16 @@ START_TEST(test_reset_while_paused)
 	struct t_client	*a, *b;
 
 	a = flood_until_paused(fargs, opts, NULL);
-	kill(fake_pid, SIGSTOP);
+	kill(t_fake_pid, SIGSTOP);
 	t_send(a, "{\"execute\":\"query-status\",\"id\":2}\n");
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-status",
 	    T_WAIT_MS), 0);
-	kill(fake_pid, SIGKILL);
-	ck_assert_int_ne(t_wait_exit(fake_pid, T_WAIT_MS), -1);
-	fake_pid = -1;
+	kill(t_fake_pid, SIGKILL);
+	ck_assert_int_ne(t_wait_exit(t_fake_pid, T_WAIT_MS), -1);
+	t_fake_pid = -1;
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "upstream lost (ready)",
 	    T_WAIT_MS), 0);
-	b = t_client_new(psock);
-	ck_assert_ptr_nonnull(b);
+	ck_assert_ptr_nonnull(b = t_client_new(t_psock));
 	ck_assert_int_eq(t_quiet(b, 300), T_SILENT);
 	t_client_free(a);
 	t_client_free(b);
@@ -328,7 +314,7 @@ START_TEST(test_last_words_bounded)
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "upstream lost (ready): "
 	    "Broken pipe", T_WAIT_MS), 0);
 	taken = log_number("qmpmuxd.log", "events taken from what it left: ");
-	peak_kb = t_proc_kb(proxy_pid, "VmHWM");
+	peak_kb = t_proc_kb(t_proxy_pid, "VmHWM");
 	printf("last words bounded: %ld events taken (max_queued_bytes %ld), "
 	    "peak RSS %ld kB, %ld kB before\n", taken, bytes_bound, peak_kb,
 	    base_kb);
@@ -355,10 +341,8 @@ START_TEST(test_slow_client_not_alone)
 	struct t_client	*slow, *blocker;
 
 	start_two_listeners();
-	slow = t_client_ready(dsock);
-	blocker = t_client_ready(psock);
-	ck_assert_ptr_nonnull(slow);
-	ck_assert_ptr_nonnull(blocker);
+	ck_assert_ptr_nonnull(slow = t_client_ready(dsock));
+	ck_assert_ptr_nonnull(blocker = t_client_ready(t_psock));
 	t_send(blocker, "{\"execute\":\"flood\",\"id\":1}\n");
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "a block client holds "
 	    "QEMU's reads too", T_WAIT_MS), 0);
@@ -386,13 +370,11 @@ START_TEST(test_slow_client_replies_not_events)
 	int		 i;
 
 	start_two_listeners();
-	slow = t_client_ready(dsock);
-	ck_assert_ptr_nonnull(slow);
+	ck_assert_ptr_nonnull(slow = t_client_ready(dsock));
 	t_send(slow, "{\"execute\":\"flood\",\"id\":1}\n");
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reads paused",
 	    T_WAIT_MS), 0);
-	b = t_client_ready(psock);
-	ck_assert_ptr_nonnull(b);
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
 	if ((lines = malloc(5000 * 3)) == NULL)
 		abort();
 	for (i = 0; i < 5000; i++)
@@ -420,12 +402,9 @@ START_TEST(test_events_while_pending)
 	char		*m;
 	int		 i;
 
-	fake_pid = t_fakeqemu(fsock, fargs);
-	proxy_pid = t_qmpmuxd(fsock, psock, NULL);
-	a = t_client_ready(psock);
-	b = t_client_ready(psock);
-	ck_assert_ptr_nonnull(a);
-	ck_assert_ptr_nonnull(b);
+	t_start_fake(fargs, NULL);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
 	t_send(a, "{\"execute\":\"slow\",\"id\":\"s\"}\n");
 	for (i = 0; i < 5; i++) {
 		m = t_recv(a, T_WAIT_MS);
@@ -456,10 +435,8 @@ START_TEST(test_slow_client_disconnect)
 	struct t_client	*slow, *good;
 
 	start_two_listeners();
-	slow = t_client_ready(dsock);
-	good = t_client_ready(psock);
-	ck_assert_ptr_nonnull(slow);
-	ck_assert_ptr_nonnull(good);
+	ck_assert_ptr_nonnull(slow = t_client_ready(dsock));
+	ck_assert_ptr_nonnull(good = t_client_ready(t_psock));
 	t_send(good, "{\"execute\":\"flood\",\"id\":1}\n");
 	ck_assert_int_eq(t_read_flood(good, 100000, NULL), 0);
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "slow client: QEMU's "
@@ -477,10 +454,8 @@ START_TEST(test_oob_overtakes)
 	struct t_client	*a;
 	char		*m;
 
-	fake_pid = t_fakeqemu(fsock, fargs);
-	proxy_pid = t_qmpmuxd(fsock, psock, NULL);
-	a = t_client_ready_oob(psock);
-	ck_assert_ptr_nonnull(a);
+	t_start_fake(fargs, NULL);
+	ck_assert_ptr_nonnull(a = t_client_ready_oob(t_psock));
 	t_send(a, "{\"execute\":\"slow\",\"id\":1}\n");
 	t_send(a, "{\"execute\":\"queued\",\"id\":2}\n");
 	t_send(a, "{\"exec-oob\":\"fast\",\"id\":3}\n");
@@ -504,10 +479,9 @@ static Suite *
 flood_suite(void)
 {
 	Suite	*s = suite_create("flood");
-	TCase	*tc = tcase_create("fake-qemu");
+	TCase	*tc = t_tcase(s, "fake-qemu", 240);
 
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, test_flood_bounded);
 	tcase_add_test(tc, test_flood_nobody_reads);
 	tcase_add_test(tc, test_paused_across_reconnect);
@@ -519,7 +493,6 @@ flood_suite(void)
 	tcase_add_test(tc, test_events_while_pending);
 	tcase_add_test(tc, test_slow_client_disconnect);
 	tcase_add_test(tc, test_oob_overtakes);
-	suite_add_tcase(s, tc);
 	return (s);
 }
 

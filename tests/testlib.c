@@ -49,6 +49,10 @@ static char	 t_dirbuf[96];
 static pid_t	 t_dir_owner;
 static int	 t_keep;		/* a test failed: remove nothing */
 
+/* The common fixture; see t_setup. */
+char		*t_qsock, *t_fsock, *t_psock;
+pid_t		 t_qemu_pid, t_fake_pid, t_proxy_pid;
+
 /* Milliseconds of the monotonic clock, for waits and timed bounds. */
 long long
 t_clock_ms(void)
@@ -384,6 +388,39 @@ t_client_new(const char *path)
 	return (c);
 }
 
+/* The next message must be a greeting. */
+void
+t_recv_greeting(struct t_client *c)
+{
+	char	*m = t_recv(c, T_WAIT_MS);
+
+	ck_assert_msg(m != NULL && strncmp(m, "{\"QMP\": ", 8) == 0,
+	    "greeting: %s", m != NULL ? m : "(nothing or EOF)");
+	free(m);
+}
+
+/* Connect and take QEMU's greeting, which must come; the caller frees. */
+struct t_client *
+t_client_greeted(const char *path)
+{
+	struct t_client	*c;
+
+	ck_assert_msg((c = t_client_new(path)) != NULL, "connect %s", path);
+	t_recv_greeting(c);
+	return (c);
+}
+
+/* Connect n negotiated clients, which must all succeed. */
+void
+t_clients_ready(struct t_client **c, int n, const char *path)
+{
+	int	 i;
+
+	for (i = 0; i < n; i++)
+		ck_assert_msg((c[i] = t_client_ready(path)) != NULL,
+		    "client %d of %s not ready", i, path);
+}
+
 /* Connect, take the greeting, negotiate with caps; NULL on a failure. */
 static struct t_client *
 t_client_caps(const char *path, const char *caps)
@@ -543,6 +580,22 @@ t_recv_reply(struct t_client *c, int ms)
 	return (NULL);
 }
 
+/*
+ * The next message must be exactly want; where says whose it is (for
+ * t_recv_eq, the caller's file and line).  An unexpected message may be
+ * huge: its start is shown.
+ */
+void
+t_recv_eq_at(const char *where, struct t_client *c, const char *want)
+{
+	char	*m = t_recv(c, T_WAIT_MS);
+
+	ck_assert_msg(m != NULL && strcmp(m, want) == 0,
+	    "%s: expected\n  %s\ngot\n  %.300s (%zu bytes)", where, want,
+	    m != NULL ? m : "(nothing or EOF)", m != NULL ? strlen(m) : 0);
+	free(m);
+}
+
 /* Whether the peer closes within ms; messages before EOF are dropped. */
 int
 t_eof(struct t_client *c, int ms)
@@ -605,6 +658,16 @@ t_get_str(yajl_val v, const char *k1, const char *k2)
 	const char	*path[3] = { k1, k2, NULL };
 
 	return (YAJL_GET_STRING(yajl_tree_get(v, path, yajl_t_string)));
+}
+
+/* A whole number at v[k1][k2] (k2 may be NULL), or -1. */
+long long
+t_get_int(yajl_val v, const char *k1, const char *k2)
+{
+	const char	*path[3] = { k1, k2, NULL };
+	yajl_val	 n = yajl_tree_get(v, path, yajl_t_number);
+
+	return (n != NULL && YAJL_IS_INTEGER(n) ? YAJL_GET_INTEGER(n) : -1);
 }
 
 /* Send a command and return its reply text; events are passed over. */
@@ -687,6 +750,103 @@ t_wait_log(const char *log, const char *text, int ms)
 	close(fd);
 	free(path);
 	return (found ? 0 : -1);
+}
+
+/* Whether a wait status is an exit with code. */
+int
+t_exited(int status, int code)
+{
+	return (status != -1 && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == code);
+}
+
+/* Whether path is a unix socket right now. */
+int
+t_is_socket(const char *path)
+{
+	struct stat	 st;
+
+	return (stat(path, &st) == 0 && S_ISSOCK(st.st_mode));
+}
+
+/*
+ * The common fixture, run in each test's process: the paths of the
+ * sockets, in the test's directory, and no process yet.  A test starts
+ * what it needs (t_start_qemu, t_start_fake, or its own); t_teardown
+ * stops whatever is left.
+ */
+void
+t_setup(void)
+{
+	t_qsock = t_path("qemu.sock");
+	t_fsock = t_path("fake.sock");
+	t_psock = t_path("proxy.sock");
+	t_qemu_pid = t_fake_pid = t_proxy_pid = 0;
+}
+
+/*
+ * Stop what the test left running: qmpmuxd and the fake must end with
+ * status 0 on SIGTERM, so that a sanitizer's finding at their exit fails
+ * the test.  A test that stopped one itself sets its pid to 0.
+ */
+void
+t_teardown(void)
+{
+	int	 status;
+
+	if (t_proxy_pid > 0) {
+		status = t_stop(t_proxy_pid, SIGTERM);
+		ck_assert_msg(t_exited(status, 0), "qmpmuxd: status %d on "
+		    "SIGTERM; see %s/qmpmuxd.log", status, t_dir());
+	}
+	if (t_fake_pid > 0) {
+		status = t_stop(t_fake_pid, SIGTERM);
+		ck_assert_msg(t_exited(status, 0), "fake QEMU: status %d on "
+		    "SIGTERM; see %s/fakeqemu.log", status, t_dir());
+	}
+	if (t_qemu_pid > 0) {
+		kill(t_qemu_pid, SIGCONT);
+		t_stop(t_qemu_pid, SIGKILL);
+	}
+	t_qemu_pid = t_fake_pid = t_proxy_pid = 0;
+	free(t_qsock);
+	free(t_fsock);
+	free(t_psock);
+}
+
+/* Start QEMU, then qmpmuxd with opts in front of it. */
+void
+t_start_qemu(const char *const *opts)
+{
+	t_qemu_pid = t_qemu(t_qsock);
+	t_proxy_pid = t_qmpmuxd(t_qsock, t_psock, opts);
+}
+
+/* Start the fake QEMU with its script, then qmpmuxd with opts. */
+void
+t_start_fake(const char *const *args, const char *const *opts)
+{
+	t_fake_pid = t_fakeqemu(t_fsock, args);
+	t_proxy_pid = t_qmpmuxd(t_fsock, t_psock, opts);
+}
+
+/* Whether qmpmuxd still runs and its listener is still there. */
+int
+t_proxy_alive(void)
+{
+	return (t_wait_exit(t_proxy_pid, 0) == -1 && t_is_socket(t_psock));
+}
+
+/* A test case of s with the common fixture and a timeout in seconds. */
+TCase *
+t_tcase(Suite *s, const char *name, int timeout)
+{
+	TCase	*tc = tcase_create(name);
+
+	tcase_add_checked_fixture(tc, t_setup, t_teardown);
+	tcase_set_timeout(tc, timeout);
+	suite_add_tcase(s, tc);
+	return (tc);
 }
 
 /*
