@@ -279,7 +279,8 @@ END_TEST
 
 /*
  * A QEMU that offers oob: clients are offered it, may enable it, and an
- * exec-oob passes an in-band command that QEMU holds back.
+ * exec-oob overtakes an in-band command that QEMU holds back and one
+ * queued behind it (one in flight at a time).
  */
 START_TEST(test_oob)
 {
@@ -296,12 +297,15 @@ START_TEST(test_oob)
 	ck_assert_str_eq(m, "{\"return\": {}}");
 	free(m);
 	log_assert("fakeqemu.log", "qmp_capabilities enabling oob");
-	t_send(c, "{\"execute\":\"query-slow\",\"id\":\"slow\"}\n"
-	    "{\"exec-oob\":\"query-fast\",\"id\":\"fast\"}\n");
+	t_send(c, "{\"execute\":\"query-slow\",\"id\":\"slow\"}\n");
+	t_send(c, "{\"execute\":\"query-queued\",\"id\":\"queued\"}\n");
+	t_send(c, "{\"exec-oob\":\"query-fast\",\"id\":\"fast\"}\n");
 	t_recv_eq(c, "{\"return\": {\"command\": \"query-fast\", \"seq\": 1}, "
 	    "\"id\": \"fast\"}");
 	t_recv_eq(c, "{\"return\": {\"command\": \"query-slow\", \"seq\": 2}, "
 	    "\"id\": \"slow\"}");
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-queued\", "
+	    "\"seq\": 3}, \"id\": \"queued\"}");
 	t_client_free(c);
 }
 END_TEST
@@ -579,37 +583,37 @@ END_TEST
 
 /*
  * Events keep flowing while a command is held back: every negotiated
- * client gets the TICK events, in order, before the asker's reply.
+ * client gets the TICK events, in order, and the asker gets them all
+ * before its reply.
  */
 START_TEST(test_events_during_delay)
 {
-	const char	*fargs[] = { "--delay", "query-slow=400",
-			    "--events-during-delay", "3", NULL };
-	struct t_client	*a, *b;
+	const char	*fargs[] = { "--delay", "query-slow=500",
+			    "--events-during-delay", "5", NULL };
+	struct t_client	*c[2];
 	yajl_val	 v;
 	char		*m;
 	long long	 i;
+	int		 k;
 
 	t_start_fake(fargs, NULL);
-	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
-	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
-	t_send(a, "{\"execute\":\"query-slow\",\"id\":\"s\"}\n");
-	for (i = 0; i < 3; i++) {
-		ck_assert_ptr_nonnull(m = t_recv(a, T_WAIT_MS));
-		ck_assert_ptr_nonnull(v = t_json(m));
-		ck_assert_str_eq(t_get_str(v, "event", NULL), "TICK");
-		ck_assert_int_eq(t_get_int(v, "data", "n"), i);
-		yajl_tree_free(v);
-		free(m);
-		ck_assert_ptr_nonnull(m = t_recv(b, T_WAIT_MS));
-		ck_assert_ptr_nonnull(strstr(m, "\"event\": \"TICK\""));
-		free(m);
+	t_clients_ready(c, 2, t_psock);
+	t_send(c[0], "{\"execute\":\"query-slow\",\"id\":\"s\"}\n");
+	for (i = 0; i < 5; i++) {
+		for (k = 0; k < 2; k++) {
+			ck_assert_ptr_nonnull(m = t_recv(c[k], T_WAIT_MS));
+			ck_assert_ptr_nonnull(v = t_json(m));
+			ck_assert_str_eq(t_get_str(v, "event", NULL), "TICK");
+			ck_assert_int_eq(t_get_int(v, "data", "n"), i);
+			yajl_tree_free(v);
+			free(m);
+		}
 	}
-	t_recv_eq(a, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
-	    "\"id\": \"s\"}");
-	ck_assert_int_eq(t_quiet(b, 100), T_SILENT);
-	t_client_free(a);
-	t_client_free(b);
+	t_recv_eq(c[0], "{\"return\": {\"command\": \"query-slow\", "
+	    "\"seq\": 1}, \"id\": \"s\"}");
+	ck_assert_int_eq(t_quiet(c[1], 100), T_SILENT);
+	t_client_free(c[0]);
+	t_client_free(c[1]);
 }
 END_TEST
 

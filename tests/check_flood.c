@@ -390,42 +390,6 @@ START_TEST(test_slow_client_replies_not_events)
 END_TEST
 
 /*
- * Events keep flowing while a command is pending: the fake holds the
- * reply back and sends events meanwhile; both clients get them, and the
- * asker gets them before its reply.
- */
-START_TEST(test_events_while_pending)
-{
-	const char	*fargs[] = { "--delay", "slow=1000",
-	    "--events-during-delay", "5", NULL };
-	struct t_client	*a, *b;
-	char		*m;
-	int		 i;
-
-	t_start_fake(fargs, NULL);
-	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
-	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
-	t_send(a, "{\"execute\":\"slow\",\"id\":\"s\"}\n");
-	for (i = 0; i < 5; i++) {
-		m = t_recv(a, T_WAIT_MS);
-		ck_assert_msg(m != NULL && strstr(m, "\"TICK\"") != NULL,
-		    "tick %d: %s", i, m);
-		free(m);
-		m = t_recv(b, T_WAIT_MS);
-		ck_assert_msg(m != NULL && strstr(m, "\"TICK\"") != NULL,
-		    "b tick %d: %s", i, m);
-		free(m);
-	}
-	m = t_recv(a, T_WAIT_MS);
-	ck_assert_msg(m != NULL && strstr(m, "\"return\"") != NULL &&
-	    strstr(m, "\"id\": \"s\"") != NULL, "reply: %s", m);
-	free(m);
-	t_client_free(a);
-	t_client_free(b);
-}
-END_TEST
-
-/*
  * A client of a disconnect listener that reads nothing is closed after
  * its timeout, while a block client of another listener of the same VM
  * gets every event.
@@ -447,34 +411,6 @@ START_TEST(test_slow_client_disconnect)
 }
 END_TEST
 
-/* exec-oob overtakes in-band commands: one delayed, one queued behind. */
-START_TEST(test_oob_overtakes)
-{
-	const char	*fargs[] = { "--delay", "slow=1500", NULL };
-	struct t_client	*a;
-	char		*m;
-
-	t_start_fake(fargs, NULL);
-	ck_assert_ptr_nonnull(a = t_client_ready_oob(t_psock));
-	t_send(a, "{\"execute\":\"slow\",\"id\":1}\n");
-	t_send(a, "{\"execute\":\"queued\",\"id\":2}\n");
-	t_send(a, "{\"exec-oob\":\"fast\",\"id\":3}\n");
-	m = t_recv(a, T_WAIT_MS);
-	ck_assert_msg(m != NULL && strstr(m, "\"command\": \"fast\"") != NULL &&
-	    strstr(m, "\"id\": 3") != NULL, "first: %s", m);
-	free(m);
-	m = t_recv(a, T_WAIT_MS);
-	ck_assert_msg(m != NULL && strstr(m, "\"id\": 1") != NULL, "second: %s",
-	    m);
-	free(m);
-	m = t_recv(a, T_WAIT_MS);
-	ck_assert_msg(m != NULL && strstr(m, "\"id\": 2") != NULL, "third: %s",
-	    m);
-	free(m);
-	t_client_free(a);
-}
-END_TEST
-
 static Suite *
 flood_suite(void)
 {
@@ -490,9 +426,7 @@ flood_suite(void)
 	tcase_add_test(tc, test_reset_while_paused);
 	tcase_add_test(tc, test_slow_client_not_alone);
 	tcase_add_test(tc, test_slow_client_replies_not_events);
-	tcase_add_test(tc, test_events_while_pending);
 	tcase_add_test(tc, test_slow_client_disconnect);
-	tcase_add_test(tc, test_oob_overtakes);
 	return (s);
 }
 
