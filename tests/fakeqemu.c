@@ -57,6 +57,10 @@
  *                            side of the connection and go on writing: a
  *                            peer that is not dead but takes no input, so
  *                            the proxy's next write fails
+ *   --hold-input             when the flood starts, stop reading (the
+ *                            socket stays open) and log once, "input held
+ *                            unread", when the peer has written to it:
+ *                            then a crash leaves that input unread
  *   --exit-after N           after answering N commands (over the life of
  *                            the process), flush, close and exit 0
  *   --trigger NAME           start what comes "right after negotiation"
@@ -74,6 +78,7 @@
  */
 #include "config.h"
 
+#include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -142,6 +147,7 @@ struct fake_conn {
 	int			 scripted;	/* script started */
 	unsigned long		 answered;	/* on this connection */
 	int			 flooding;
+	struct event		*held;		/* --hold-input's watch */
 	unsigned long		 flood_next;
 	int			 closing;
 	int			 exiting;	/* exit 0 once closed */
@@ -162,6 +168,7 @@ static struct {
 	unsigned long		 flood;
 	unsigned long		 exit_after;
 	int			 shut_read;
+	int			 hold_input;
 	const char		*trigger;
 	int			 verbose;
 	struct fake_names	 no_reply;
@@ -186,6 +193,7 @@ static void	fake_delayed_reply_cb(int, short, void *);
 static void	fake_delayed_tick_cb(int, short, void *);
 static void	fake_signal_cb(int, short, void *);
 static void	fake_crash_cb(int, short, void *);
+static void	fake_held_cb(int, short, void *);
 
 /* The help text, which is also the usage message. */
 static void __attribute__((noreturn))
@@ -213,6 +221,8 @@ fake_usage(FILE *f, int status)
 	    "when oob is offered)\n"
 	    "  --shut-read              with the flood, stop reading and go "
 	    "on writing\n"
+	    "  --hold-input             with the flood, stop reading, and "
+	    "log input held\n"
 	    "  --exit-after N           after N answers in all, close and "
 	    "exit 0\n"
 	    "  --trigger NAME           start --oversize/--flood on the first "
@@ -516,8 +526,29 @@ fake_script(struct fake_conn *c)
 			bufferevent_disable(c->bev, EV_READ);
 			shutdown(bufferevent_getfd(c->bev), SHUT_RD);
 		}
+		if (opt.hold_input) {
+			log_info("conn %d: holding input", c->id);
+			bufferevent_disable(c->bev, EV_READ);
+			if ((c->held = event_new(base, bufferevent_getfd(c->bev),
+			    EV_READ, fake_held_cb, c)) == NULL)
+				fatalx("event_new failed");
+			event_add(c->held, NULL);
+		}
 		fake_flood(c);
 	}
+}
+
+/* --hold-input: the peer wrote to us; say so, and leave it unread. */
+static void
+fake_held_cb(int fd, short events, void *arg)
+{
+	struct fake_conn	*c = arg;
+	int			 n = 0;
+
+	if (ioctl(fd, FIONREAD, &n) == 0 && n > 0)
+		log_info("conn %d: input held unread (%d bytes)", c->id, n);
+	else
+		log_info("conn %d: peer closed, no input held", c->id);
 }
 
 /* Free a held-back reply. */
@@ -797,6 +828,8 @@ fake_conn_free(struct fake_conn *c)
 		TAILQ_REMOVE(&c->delayed, d, entry);
 		fake_delayed_free(d);
 	}
+	if (c->held != NULL)
+		event_free(c->held);
 	bufferevent_free(c->bev);
 	qmp_reader_free(c->reader);
 	evbuffer_free(c->pending);
@@ -987,6 +1020,7 @@ main(int argc, char *argv[])
 		{ "oob", no_argument, NULL, 'o' },
 		{ "exit-after", required_argument, NULL, 'x' },
 		{ "shut-read", no_argument, NULL, 'r' },
+		{ "hold-input", no_argument, NULL, 'H' },
 		{ "trigger", required_argument, NULL, 't' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -1047,6 +1081,9 @@ main(int argc, char *argv[])
 			break;
 		case 'r':
 			opt.shut_read = 1;
+			break;
+		case 'H':
+			opt.hold_input = 1;
 			break;
 		case 't':
 			opt.trigger = optarg;

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -14,6 +15,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,12 +233,16 @@ t_spawn_listening(const char *const *argv, const char *log, const char *sock)
 	return (pid);
 }
 
-/* Start a real QEMU with its QMP socket at sock, and wait for it. */
-pid_t
-t_qemu(const char *sock)
+/*
+ * Start a real QEMU with its QMP socket at sock, and wait for it.  With
+ * trace, QEMU logs to DIR/trace each QMP request it handles, as it
+ * parsed it: what reached QEMU, seen by QEMU.
+ */
+static pid_t
+t_qemu_trace(const char *sock, const char *trace)
 {
 	const char	*argv[12];
-	char		*qmp;
+	char		*qmp, *path = NULL, *opt = NULL;
 	pid_t		 pid;
 	int		 i = 0;
 
@@ -250,10 +256,34 @@ t_qemu(const char *sock)
 	argv[i++] = "none";
 	argv[i++] = "-qmp";
 	argv[i++] = qmp;
+	if (trace != NULL) {
+		path = t_path(trace);
+		if (asprintf(&opt, "enable=handle_qmp_command,file=%s",
+		    path) == -1)
+			abort();
+		argv[i++] = "-trace";
+		argv[i++] = opt;
+	}
 	argv[i] = NULL;
 	pid = t_spawn_listening(argv, "qemu.log", sock);
 	free(qmp);
+	free(path);
+	free(opt);
 	return (pid);
+}
+
+/* Start a real QEMU with its QMP socket at sock, and wait for it. */
+pid_t
+t_qemu(const char *sock)
+{
+	return (t_qemu_trace(sock, NULL));
+}
+
+/* The same, with each QMP request QEMU handles logged to DIR/trace. */
+pid_t
+t_qemu_traced(const char *sock, const char *trace)
+{
+	return (t_qemu_trace(sock, trace));
 }
 
 /* Start qmpmuxd -d with extra options, and wait for its listener. */
@@ -687,58 +717,76 @@ t_cmd(struct t_client *c, const char *fmt, ...)
 	return (t_recv_reply(c, T_WAIT_MS));
 }
 
-/* How many lines of DIR/log contain needle; -1 if it cannot be read. */
+/*
+ * The one reader of the logs in DIR: the lines of DIR/log that hold text.
+ * Returns how many there are, -1 if the log cannot be read.  For the
+ * nth of them (from 1; -1 for the last), *lineno is its line number
+ * (from 1) and *num the number that follows text on it; -1 where there
+ * is no such line or number.  Either may be NULL.
+ */
 int
-t_log_count(const char *log, const char *needle)
+t_log_scan(const char *log, const char *text, int nth, int *lineno,
+    long *num)
 {
-	char	*path = t_path(log), *line = NULL;
+	char	*path = t_path(log), *line = NULL, *p, *end;
 	size_t	 size = 0;
 	FILE	*f;
-	int	 n = 0;
+	int	 n = 0, at = 0;
 
+	if (lineno != NULL)
+		*lineno = -1;
+	if (num != NULL)
+		*num = -1;
 	f = fopen(path, "r");
 	free(path);
 	if (f == NULL)
 		return (-1);
 	while (getline(&line, &size, f) != -1) {
-		if (strstr(line, needle) != NULL)
-			n++;
+		at++;
+		if ((p = strstr(line, text)) == NULL)
+			continue;
+		if (++n != nth && nth != -1)
+			continue;
+		if (lineno != NULL)
+			*lineno = at;
+		if (num != NULL) {
+			*num = strtol(p + strlen(text), &end, 10);
+			if (end == p + strlen(text))
+				*num = -1;
+		}
 	}
 	free(line);
 	fclose(f);
 	return (n);
 }
 
+/* How many lines of DIR/log hold text; -1 if it cannot be read. */
+int
+t_log_count(const char *log, const char *text)
+{
+	return (t_log_scan(log, text, 0, NULL, NULL));
+}
+
 /*
- * Wait up to ms for a text to appear in DIR/log (a process's log, e.g.
- * qmpmuxd.log); inotify wakes the wait on each write.  0 when found.
+ * Wait up to ms for a line with text to appear in DIR/log (a process's
+ * log, e.g. fakeqemu.log); inotify wakes the wait on each write.  0 when
+ * found.
  */
 int
 t_wait_log(const char *log, const char *text, int ms)
 {
-	char		*path = t_path(log), *buf;
+	char		*path = t_path(log);
 	struct pollfd	 pfd;
 	long long	 end = t_clock_ms() + ms;
-	FILE		*f;
-	long		 len;
-	int		 fd, left, found = 0;
+	int		 fd, left, found;
 	char		 ev[4096];
 
 	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (fd == -1 || inotify_add_watch(fd, path, IN_MODIFY) == -1)
 		abort();
+	free(path);
 	for (;;) {
-		if ((f = fopen(path, "r")) != NULL) {
-			fseek(f, 0, SEEK_END);
-			len = ftell(f);
-			rewind(f);
-			if ((buf = malloc((size_t)len + 1)) == NULL)
-				abort();
-			buf[fread(buf, 1, (size_t)len, f)] = '\0';
-			found = strstr(buf, text) != NULL;
-			free(buf);
-			fclose(f);
-		}
+		found = t_log_scan(log, text, 0, NULL, NULL) > 0;
 		if (found || (left = (int)(end - t_clock_ms())) <= 0)
 			break;
 		pfd.fd = fd;
@@ -748,7 +796,6 @@ t_wait_log(const char *log, const char *text, int ms)
 				;
 	}
 	close(fd);
-	free(path);
 	return (found ? 0 : -1);
 }
 
@@ -878,6 +925,49 @@ t_run(Suite *s)
 	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
 }
 
+/* Start reading the fake QEMU's FLOOD events at c. */
+void
+t_flood_init(struct t_flood *f, struct t_client *c)
+{
+	memset(f, 0, sizeof(*f));
+	f->c = c;
+}
+
+/*
+ * Read FLOOD events at f's client, passing over other messages, until f
+ * has n events or bytes bytes of them.  Each must be the next in order
+ * (the test fails if not).  0 when reached; -1 if the next did not come
+ * within T_WAIT_MS or the stream ended first.
+ */
+int
+t_flood_read(struct t_flood *f, long n, size_t bytes)
+{
+	char	*m, want[64];
+	size_t	 len;
+
+	while (f->n < n && f->bytes < bytes) {
+		if ((m = t_recv(f->c, T_WAIT_MS)) == NULL)
+			return (-1);
+		if (strstr(m, "\"event\": \"FLOOD\"") == NULL) {
+			f->other++;
+			free(m);
+			continue;
+		}
+		snprintf(want, sizeof(want), "\"data\": {\"n\": %ld}}", f->n);
+		ck_assert_msg(strstr(m, want) != NULL, "FLOOD event %ld out of "
+		    "order: %.200s", f->n, m);
+		/* as qmpmuxd counts it in its backlog: with "\r\n" */
+		len = strlen(m) + 2;
+		f->bytes += len;
+		f->last = len;
+		if (len > f->maxlen)
+			f->maxlen = len;
+		f->n++;
+		free(m);
+	}
+	return (0);
+}
+
 /*
  * Read n FLOOD events of the fake QEMU, numbered from 0, in order,
  * passing over other messages; 0 when all came.  *maxlen, if given, is
@@ -886,28 +976,134 @@ t_run(Suite *s)
 int
 t_read_flood(struct t_client *c, long n, size_t *maxlen)
 {
-	char	*m, want[64];
-	long	 i = 0;
+	struct t_flood	 f;
+	int		 r;
 
-	while (i < n) {
-		if ((m = t_recv(c, T_WAIT_MS)) == NULL)
-			return (-1);
-		if (strstr(m, "\"FLOOD\"") == NULL) {
-			free(m);
-			continue;
-		}
-		snprintf(want, sizeof(want), "{\"n\": %ld}", i);
-		if (strstr(m, want) == NULL) {
-			fprintf(stderr, "event %ld out of order: %s\n", i, m);
-			free(m);
-			return (-1);
-		}
-		if (maxlen != NULL && strlen(m) + 2 > *maxlen)
-			*maxlen = strlen(m) + 2;
-		free(m);
-		i++;
+	t_flood_init(&f, c);
+	r = t_flood_read(&f, n, SIZE_MAX);
+	if (maxlen != NULL && f.maxlen > *maxlen)
+		*maxlen = f.maxlen;
+	return (r);
+}
+
+/*
+ * Make qmpmuxd hold every event it reads from now on for c, and none in
+ * c's socket: send enough invalid lines, "[]", that their replies, which
+ * c does not read, fill the socket and queue up behind it, then line in
+ * the same write.  qmpmuxd answers in order, so when line runs, replies
+ * already wait in c's output and every later event waits behind them,
+ * in the backlog.  The replies must stay under --max-client-output (the
+ * default 1M), or qmpmuxd would not read line.  Returns how many replies
+ * c will get before line's.
+ */
+long
+t_clog(struct t_client *c, const char *line)
+{
+	/* the error qmpmuxd gives "[]", with "\r\n" */
+	static const char	 reply[] = "{\"error\": {\"class\": "
+				    "\"GenericError\", \"desc\": \"QMP input must be "
+				    "a JSON object\"}}\r\n";
+	long			 sndbuf = 212992, n, i;
+	size_t			 len = strlen(line);
+	char			*buf;
+	FILE			*f;
+
+	/* a unix socket holds at most its sender's buffer, wmem_default */
+	if ((f = fopen("/proc/sys/net/core/wmem_default", "r")) != NULL) {
+		if (fscanf(f, "%ld", &sndbuf) != 1)
+			sndbuf = 212992;
+		fclose(f);
 	}
-	return (0);
+	n = (2 * sndbuf + 65536) / (long)(sizeof(reply) - 1) + 1;
+	ck_assert_msg(n * (long)(sizeof(reply) - 1) < (1L << 20) - 65536,
+	    "t_clog: %ld replies would pass max_client_output", n);
+	if ((buf = malloc((size_t)n * 3 + len + 1)) == NULL)
+		abort();
+	for (i = 0; i < n; i++)
+		memcpy(buf + i * 3, "[]\n", 3);
+	memcpy(buf + n * 3, line, len);
+	buf[n * 3 + len] = '\n';
+	t_send_raw(c, buf, (size_t)n * 3 + len + 1);
+	free(buf);
+	return (n);
+}
+
+/*
+ * With the fake QEMU flooding on the command "flood" behind qmpmuxd:
+ * clog holder (t_clog) and set the flood off behind it, then read at
+ * r until max_events events or max_bytes bytes, the backlog bounds
+ * qmpmuxd was given.  Every event qmpmuxd reads waits for holder, so
+ * the backlog holds just what r got: qmpmuxd has now paused its reads
+ * from QEMU, and r has every event it read.  Both clients must have
+ * negotiated before.
+ */
+void
+t_flood_hold(struct t_client *holder, struct t_flood *r, long max_events,
+    size_t max_bytes)
+{
+	t_clog(holder, "{\"execute\":\"flood\",\"id\":\"flood\"}");
+	ck_assert_msg(t_flood_read(r, max_events, max_bytes) == 0,
+	    "the flood stopped at %ld events, %zu bytes, short of the "
+	    "backlog's bounds", r->n, r->bytes);
+}
+
+/* Whether a read of c would not block: input buffered or waiting. */
+int
+t_ready(struct t_client *c)
+{
+	struct pollfd	 pfd;
+
+	if (evbuffer_get_length(c->in) > 0 || c->eof)
+		return (1);
+	pfd.fd = c->fd;
+	pfd.events = POLLIN;
+	return (poll(&pfd, 1, 0) > 0);
+}
+
+/*
+ * Whether the peer of c has closed the connection, within ms, without
+ * reading what it sent: a hang-up shows while the data waits unread.
+ */
+int
+t_hungup(struct t_client *c, int ms)
+{
+	struct pollfd	 pfd;
+
+	if (c->eof)
+		return (1);
+	pfd.fd = c->fd;
+	pfd.events = POLLRDHUP;
+	return (poll(&pfd, 1, ms) > 0 &&
+	    (pfd.revents & (POLLRDHUP | POLLHUP)) != 0);
+}
+
+/*
+ * How many times text occurs in what c has been sent and has not read:
+ * its input buffer and, peeked at, its socket.
+ */
+long
+t_count_unread(struct t_client *c, const char *text)
+{
+	size_t	 have = evbuffer_get_length(c->in), tlen = strlen(text);
+	char	*buf, *p;
+	int	 queued = 0;
+	ssize_t	 n = 0;
+	long	 count = 0;
+
+	if (ioctl(c->fd, FIONREAD, &queued) == -1)
+		queued = 0;
+	if ((buf = malloc(have + (size_t)queued + 1)) == NULL)
+		abort();
+	evbuffer_copyout(c->in, buf, have);
+	if (queued > 0 && (n = recv(c->fd, buf + have, (size_t)queued,
+	    MSG_PEEK | MSG_DONTWAIT)) == -1)
+		n = 0;
+	buf[have + (size_t)n] = '\0';
+	for (p = buf; (p = memmem(p, have + (size_t)n - (size_t)(p - buf),
+	    text, tlen)) != NULL; p += tlen)
+		count++;
+	free(buf);
+	return (count);
 }
 
 /*

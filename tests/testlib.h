@@ -49,13 +49,13 @@ TCase		*t_tcase(Suite *, const char *, int);
 /* Processes.  Output goes to DIR/NAME.log; NULL-terminated argv. */
 pid_t		 t_spawn(const char *const *, const char *);
 pid_t		 t_qemu(const char *);
+pid_t		 t_qemu_traced(const char *, const char *);
 pid_t		 t_qmpmuxd(const char *, const char *, const char *const *);
 pid_t		 t_fakeqemu(const char *, const char *const *);
 int		 t_stop(pid_t, int);
 int		 t_wait_exit(pid_t, int);
 int		 t_wait_socket(const char *, int);
 long		 t_proc_kb(pid_t, const char *);
-int		 t_wait_log(const char *, const char *, int);
 const char	*t_bin(const char *);
 int		 t_exited(int, int);
 int		 t_is_socket(const char *);
@@ -82,6 +82,9 @@ void		 t_recv_eq_at(const char *, struct t_client *, const char *);
 #define t_recv_eq(c, want)	\
 	t_recv_eq_at(__FILE__ ":" T_STR(__LINE__), (c), (want))
 int		 t_eof(struct t_client *, int);
+int		 t_hungup(struct t_client *, int);
+int		 t_ready(struct t_client *);
+long		 t_count_unread(struct t_client *, const char *);
 enum t_heard	 t_quiet(struct t_client *, int);
 
 /* Reading replies. */
@@ -94,7 +97,27 @@ char		*t_cmd(struct t_client *, const char *, ...)
 /* Timing and logs. */
 long long	 t_clock_ms(void);
 int		 t_run(Suite *);
-int		 t_read_flood(struct t_client *, long, size_t *);
+int		 t_log_scan(const char *, const char *, int, int *, long *);
 int		 t_log_count(const char *, const char *);
+int		 t_wait_log(const char *, const char *, int);
+
+/*
+ * The fake QEMU's flood (--flood N) as one client reads it: events
+ * numbered from 0, in order, counted as qmpmuxd counts its backlog.
+ */
+struct t_flood {
+	struct t_client	*c;
+	long		 n;		/* events read */
+	size_t		 bytes;		/* their bytes, each with "\r\n" */
+	size_t		 last;		/* the last one's */
+	size_t		 maxlen;	/* the longest one's */
+	long		 other;		/* other messages passed over */
+};
+void		 t_flood_init(struct t_flood *, struct t_client *);
+int		 t_flood_read(struct t_flood *, long, size_t);
+int		 t_read_flood(struct t_client *, long, size_t *);
+long		 t_clog(struct t_client *, const char *);
+void		 t_flood_hold(struct t_client *, struct t_flood *, long,
+		    size_t);
 
 #endif
