@@ -25,11 +25,37 @@
 #define CAPS_AGAIN \
 	"Capabilities negotiation is already complete, command ignored"
 
-/* The shared case: a fresh QEMU and a qmpmuxd in front of it. */
+/* What QEMU logs of each QMP request it handles: see trace_count. */
+#define TRACE	"qemu-trace.log"
+
+/*
+ * The shared case: a fresh QEMU, tracing the requests it handles, and a
+ * qmpmuxd in front of it.
+ */
 static void
 start(void)
 {
-	t_start_qemu(NULL);
+	t_qemu_pid = t_qemu_traced(t_qsock, TRACE);
+	t_proxy_pid = t_qmpmuxd(t_qsock, t_psock, NULL);
+}
+
+/*
+ * How many requests QEMU handled that begin with text (all of them for
+ * ""), as its trace shows them: re-serialised by QEMU, so
+ * {"execute": "stop", ...}.  The first is always qmpmuxd's own
+ * qmp_capabilities.
+ */
+static int
+trace_count(const char *text)
+{
+	char	*needle;
+	int	 n;
+
+	if (asprintf(&needle, "req: %s", text) == -1)
+		abort();
+	n = t_log_count(TRACE, needle);
+	free(needle);
+	return (n);
 }
 
 /* Send one line and require exactly want as the next message. */
@@ -464,11 +490,15 @@ START_TEST(test_pre_negotiation)
 	/* none of those stops ran: no STOP event, still running */
 	send_eq(watch, "{\"execute\":\"query-status\",\"id\":\"w\"}",
 	    "{\"return\": " RUNNING ", \"id\": \"w\"}");
-	/* and the only command qmpmuxd sent to QEMU is watch's */
-	ck_assert_int_eq(t_log_count("qmpmuxd.log", "vm test: sent "), 1);
+	/* and QEMU got qmpmuxd's handshake and watch's command only */
+	ck_assert_int_eq(trace_count(""), 2);
+	ck_assert_int_eq(trace_count("{\"execute\": \"qmp_capabilities\""),
+	    1);
+	ck_assert_int_eq(trace_count("{\"execute\": \"query-status\""), 1);
 	send_eq(c, "{\"execute\":\"query-status\",\"id\":\"c\"}",
 	    "{\"return\": " RUNNING ", \"id\": \"c\"}");
-	ck_assert_int_eq(t_log_count("qmpmuxd.log", "vm test: sent "), 2);
+	ck_assert_int_eq(trace_count(""), 3);
+	ck_assert_int_eq(trace_count("{\"execute\": \"query-status\""), 2);
 	t_client_free(c);
 	t_client_free(watch);
 }
@@ -545,9 +575,9 @@ START_TEST(test_access_lists)
 			    "query-status", "--listen", lim, "--full-access",
 			    NULL };
 	struct t_client	*r, *l, *f;
-	char		*m;
+	char		*m, *line;
 
-	t_qemu_pid = t_qemu(t_qsock);
+	t_qemu_pid = t_qemu_traced(t_qsock, TRACE);
 	t_proxy_pid = t_qmpmuxd(t_qsock, t_psock, extra);
 	ck_assert_ptr_nonnull(r = t_client_ready(ro));
 	ck_assert_ptr_nonnull(l = t_client_ready(lim));
@@ -570,7 +600,28 @@ START_TEST(test_access_lists)
 	m = t_cmd(f, "{\"execute\":\"stop\",\"id\":3}");
 	ck_assert_str_eq(m, "{\"return\": {}, \"id\": 3}");
 	free(m);
-	ck_assert_int_eq(t_log_count("qmpmuxd.log", "by the access list"), 3);
+	/* QEMU handled the handshake and the four allowed, no others */
+	ck_assert_int_eq(trace_count(""), 5);
+	ck_assert_int_eq(trace_count("{\"execute\": \"stop\""), 1);
+	ck_assert_int_eq(trace_count("{\"execute\": \"query-status\""), 2);
+	/* each refusal is logged, as qmpmuxd(8) says */
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "refused by the access "
+	    "list of "), 3);
+	if (asprintf(&line, "vm test: client 1: stop refused by the access "
+	    "list of %s\n", ro) == -1)
+		abort();
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", line), 1);
+	free(line);
+	if (asprintf(&line, "vm test: client 2: query-status refused by the "
+	    "access list of %s\n", lim) == -1)
+		abort();
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", line), 1);
+	free(line);
+	if (asprintf(&line, "vm test: client 2: stop refused by the access "
+	    "list of %s\n", lim) == -1)
+		abort();
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", line), 1);
+	free(line);
 	t_client_free(r);
 	t_client_free(l);
 	t_client_free(f);
