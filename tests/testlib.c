@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <linux/sockios.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1075,6 +1076,21 @@ t_hungup(struct t_client *c, int ms)
 	pfd.events = POLLRDHUP;
 	return (poll(&pfd, 1, ms) > 0 &&
 	    (pfd.revents & (POLLRDHUP | POLLHUP)) != 0);
+}
+
+/*
+ * Whether c's peer has left unread some of what c sent it.  (The kernel
+ * counts a unix socket's queue with its own overhead, so only whether
+ * it is empty is exact.)
+ */
+int
+t_peer_unread(struct t_client *c)
+{
+	int	 queued = 0;
+
+	if (ioctl(c->fd, SIOCOUTQ, &queued) == -1)
+		abort();
+	return (queued > 0);
 }
 
 /*

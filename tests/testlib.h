@@ -85,6 +85,7 @@ int		 t_eof(struct t_client *, int);
 int		 t_hungup(struct t_client *, int);
 int		 t_ready(struct t_client *);
 long		 t_count_unread(struct t_client *, const char *);
+int		 t_peer_unread(struct t_client *);
 enum t_heard	 t_quiet(struct t_client *, int);
 
 /* Reading replies. */
