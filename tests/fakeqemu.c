@@ -73,8 +73,9 @@
  * SIGTERM and SIGINT make it remove the socket and exit 0.  SIGUSR1 makes
  * it end at once, as a crashing QEMU does, leaving what it already wrote
  * in the socket for the peer; it logs the number of the last FLOOD event
- * whole in the socket ("last FLOOD in the socket: N").  What it does
- * is logged to stderr.
+ * whole in the socket ("last FLOOD in the socket: N"), whole meaning its
+ * JSON value: the "\r\n" after it may not be.  What it does is logged
+ * to stderr.
  */
 #include "config.h"
 
@@ -87,6 +88,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +106,7 @@
 #define FAKE_FLOOD_HIGH	(64 * 1024)	/* and up to this */
 #define FAKE_MAX_INPUT	(64 << 20)	/* largest message read */
 #define FAKE_MAX_DEPTH	1024
+#define FAKE_FLOOD_RING	4096		/* FLOOD ends kept: far more than unwritten */
 
 /* A command name of --no-reply or --delay, with its delay. */
 struct fake_name {
@@ -148,6 +151,9 @@ struct fake_conn {
 	unsigned long		 answered;	/* on this connection */
 	int			 flooding;
 	struct event		*held;		/* --hold-input's watch */
+	uint64_t		 enqueued;	/* bytes handed to the output */
+	/* where each recent FLOOD event's JSON value ends, in those bytes */
+	uint64_t		 flood_end[FAKE_FLOOD_RING];
 	unsigned long		 flood_next;
 	int			 closing;
 	int			 exiting;	/* exit 0 once closed */
@@ -346,6 +352,7 @@ fake_write(struct fake_conn *c, const void *buf, size_t len)
 	if (opt.verbose)
 		log_debug("conn %d: write %.*s", c->id,
 		    (int)(len > 300 ? 300 : len), (const char *)buf);
+	c->enqueued += len;
 	if (opt.split == 0) {
 		bufferevent_write(c->bev, buf, len);
 		return;
@@ -467,6 +474,7 @@ fake_flood(struct fake_conn *c)
 		return;
 	while (c->flooding && fake_outlen(c) < FAKE_FLOOD_HIGH) {
 		fake_event_n(c, "FLOOD", c->flood_next);
+		c->flood_end[c->flood_next % FAKE_FLOOD_RING] = c->enqueued - 2;
 		if (++c->flood_next == opt.flood) {
 			c->flooding = 0;
 			log_info("conn %d: flood of %lu events written", c->id,
@@ -916,38 +924,29 @@ fake_signal_cb(int sig, short events, void *arg)
 	event_base_loopbreak(base);
 }
 
-/* Messages in b not yet written: each ends with "\r\n". */
-static unsigned long
-fake_count_ends(struct evbuffer *b)
-{
-	struct evbuffer_ptr	 p;
-	unsigned long		 n = 0;
-
-	p = evbuffer_search(b, "\r\n", 2, NULL);
-	while (p.pos != -1) {
-		n++;
-		evbuffer_ptr_set(b, &p, 2, EVBUFFER_PTR_ADD);
-		p = evbuffer_search(b, "\r\n", 2, &p);
-	}
-	return (n);
-}
-
 /*
- * SIGUSR1: crash.  The messages whose end is still in the process are
- * lost; during a flood, those are its last events.
+ * SIGUSR1: crash.  What is still in the process is lost; during a flood,
+ * those are its last events.  The last FLOOD event whole in the socket
+ * is the last whose JSON value, without the "\r\n" after it, has been
+ * written.
  */
 static void
 fake_crash_cb(int sig, short events, void *arg)
 {
-	unsigned long	 unwritten = 0;
+	uint64_t	 unwritten, written;
+	unsigned long	 n;
 
-	if (conn != NULL) {
-		unwritten = fake_count_ends(conn->pending) +
-		    fake_count_ends(bufferevent_get_output(conn->bev));
-		if (conn->flood_next > 0)
-			log_info("crash: %lu messages unwritten; last FLOOD "
-			    "in the socket: %ld", unwritten,
-			    (long)conn->flood_next - 1 - (long)unwritten);
+	if (conn != NULL && conn->flood_next > 0) {
+		unwritten = fake_outlen(conn);
+		written = conn->enqueued - unwritten;
+		for (n = conn->flood_next; n > 0 &&
+		    conn->flood_next - n < FAKE_FLOOD_RING; n--)
+			if (conn->flood_end[(n - 1) % FAKE_FLOOD_RING] <=
+			    written)
+				break;
+		log_info("crash: %llu bytes unwritten; last FLOOD in the "
+		    "socket: %ld", (unsigned long long)unwritten,
+		    (long)n - 1);
 	}
 	log_info("crash: exiting at once");
 	_exit(0);
