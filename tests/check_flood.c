@@ -65,30 +65,6 @@ start_two_listeners(void)
 }
 
 /*
- * Start the fake with fargs and qmpmuxd with opts, then pause qmpmuxd's
- * reads from QEMU with a flood that one client holds, reading nothing
- * (t_flood_hold): the reader r has then got exactly the backlog, up to
- * the bound qmpmuxd was given, max_events or max_bytes.  Returns the
- * client that holds the events; *base_kb, if asked for, is qmpmuxd's
- * RSS just before the flood.
- */
-static struct t_client *
-flood_until_paused(const char *const *fargs, const char *const *opts,
-    long max_events, size_t max_bytes, struct t_flood *r, long *base_kb)
-{
-	struct t_client	*c, *reader;
-
-	t_start_fake(fargs, opts);
-	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
-	ck_assert_ptr_nonnull(reader = t_client_ready(t_psock));
-	if (base_kb != NULL)
-		*base_kb = t_proc_kb(t_proxy_pid, "VmRSS");
-	t_flood_init(r, reader);
-	t_flood_hold(c, r, max_events, max_bytes);
-	return (c);
-}
-
-/*
  * A million events while one client reads nothing: qmpmuxd pauses its
  * reads at the byte bound, and its memory stays within a bound made of
  * the configured limits, while paused and at its peak; then the client
@@ -108,7 +84,7 @@ START_TEST(test_flood_bounded)
 	long long	 t0;
 
 	small_quarantine();
-	c = flood_until_paused(fargs, opts, 1000000, (size_t)bytes_bound, &r,
+	c = t_flood_start(fargs, opts, 1000000, (size_t)bytes_bound, &r,
 	    &base_kb);
 	paused_kb = t_proc_kb(t_proxy_pid, "VmRSS");
 	/* the backlog is the bound: the last event took it to 2 MiB */
@@ -185,7 +161,7 @@ START_TEST(test_paused_across_reconnect)
 	struct t_client	*a, *b;
 	struct t_flood	 r;
 
-	a = flood_until_paused(fargs, opts, 1000, SIZE_MAX, &r, NULL);
+	a = t_flood_start(fargs, opts, 1000, SIZE_MAX, &r, NULL);
 	t_stop(t_fake_pid, SIGKILL);
 	t_fake_pid = 0;
 	/* paused, qmpmuxd sees QEMU gone when it next writes to it */
@@ -221,7 +197,7 @@ START_TEST(test_last_words)
 	struct t_flood	 r, fa;
 	long		 last;
 
-	a = flood_until_paused(fargs, opts, 100, SIZE_MAX, &r, NULL);
+	a = t_flood_start(fargs, opts, 100, SIZE_MAX, &r, NULL);
 	kill(t_fake_pid, SIGUSR1);
 	ck_assert_int_eq(t_wait_exit(t_fake_pid, T_WAIT_MS), 0);
 	t_fake_pid = 0;
@@ -259,7 +235,7 @@ START_TEST(test_reset_while_paused)
 	struct t_client	*a, *b;
 	struct t_flood	 r;
 
-	a = flood_until_paused(fargs, opts, 1000, SIZE_MAX, &r, NULL);
+	a = t_flood_start(fargs, opts, 1000, SIZE_MAX, &r, NULL);
 	t_send(a, "{\"execute\":\"query-status\",\"id\":2}\n");
 	/* qmpmuxd sent it on, and the fake, which reads no more, has it */
 	ck_assert_int_eq(t_wait_log("fakeqemu.log", "input held unread",
@@ -299,7 +275,7 @@ START_TEST(test_last_words_bounded)
 	long		 base_kb, peak_kb, paused, taken;
 
 	small_quarantine();
-	a = flood_until_paused(fargs, opts, 1000000, (size_t)bytes_bound, &r,
+	a = t_flood_start(fargs, opts, 1000000, (size_t)bytes_bound, &r,
 	    &base_kb);
 	paused = r.n;
 	t_send(a, "{\"execute\":\"query-status\",\"id\":2}\n");

@@ -140,14 +140,16 @@ t_bin(const char *var)
 }
 
 /*
- * Start a program with its output in DIR/log.  It is killed if the test
- * process dies, so a failed test leaves nothing running.
+ * Start a program with its standard output in DIR/out and its standard
+ * error in DIR/err (the same file when they are the same).  It is
+ * killed if the test process dies, so a failed test leaves nothing
+ * running.
  */
 pid_t
-t_spawn(const char *const *argv, const char *log)
+t_spawn_split(const char *const *argv, const char *out, const char *err)
 {
 	pid_t	 pid, parent = getpid();
-	char	*path = t_path(log);
+	char	*opath = t_path(out), *epath = t_path(err);
 	int	 fd;
 
 	if ((pid = fork()) == -1)
@@ -156,11 +158,14 @@ t_spawn(const char *const *argv, const char *log)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(127);
-		fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd != -1) {
+		fd = open(opath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd != -1)
 			dup2(fd, 1);
+		if (strcmp(out, err) == 0)
+			dup2(1, 2);
+		else if ((fd = open(epath, O_WRONLY | O_CREAT | O_APPEND,
+		    0644)) != -1)
 			dup2(fd, 2);
-		}
 		if ((fd = open("/dev/null", O_RDONLY)) != -1)
 			dup2(fd, 0);
 		/* exec takes char *const[]; copy the pointers, not the strings */
@@ -177,8 +182,16 @@ t_spawn(const char *const *argv, const char *log)
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
-	free(path);
+	free(opath);
+	free(epath);
 	return (pid);
+}
+
+/* Start a program with its output, both streams, in DIR/log. */
+pid_t
+t_spawn(const char *const *argv, const char *log)
+{
+	return (t_spawn_split(argv, log, log));
 }
 
 /*
@@ -1046,6 +1059,30 @@ t_flood_hold(struct t_client *holder, struct t_flood *r, long max_events,
 	ck_assert_msg(t_flood_read(r, max_events, max_bytes) == 0,
 	    "the flood stopped at %ld events, %zu bytes, short of the "
 	    "backlog's bounds", r->n, r->bytes);
+}
+
+/*
+ * Start the fake with fargs (a flood on the trigger "flood") and qmpmuxd
+ * with opts, then pause qmpmuxd's reads from QEMU with t_flood_hold: r
+ * reads, and has then got exactly the backlog, up to the bound qmpmuxd
+ * was given, max_events or max_bytes.  Returns the client that holds
+ * the events; *base_kb, if asked for, is qmpmuxd's RSS just before the
+ * flood.
+ */
+struct t_client *
+t_flood_start(const char *const *fargs, const char *const *opts,
+    long max_events, size_t max_bytes, struct t_flood *r, long *base_kb)
+{
+	struct t_client	*c, *reader;
+
+	t_start_fake(fargs, opts);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(reader = t_client_ready(t_psock));
+	if (base_kb != NULL)
+		*base_kb = t_proc_kb(t_proxy_pid, "VmRSS");
+	t_flood_init(r, reader);
+	t_flood_hold(c, r, max_events, max_bytes);
+	return (c);
 }
 
 /* Whether a read of c would not block: input buffered or waiting. */

@@ -48,6 +48,7 @@ TCase		*t_tcase(Suite *, const char *, int);
 
 /* Processes.  Output goes to DIR/NAME.log; NULL-terminated argv. */
 pid_t		 t_spawn(const char *const *, const char *);
+pid_t		 t_spawn_split(const char *const *, const char *, const char *);
 pid_t		 t_qemu(const char *);
 pid_t		 t_qemu_traced(const char *, const char *);
 pid_t		 t_qmpmuxd(const char *, const char *, const char *const *);
@@ -120,5 +121,7 @@ int		 t_read_flood(struct t_client *, long, size_t *);
 long		 t_clog(struct t_client *, const char *);
 void		 t_flood_hold(struct t_client *, struct t_flood *, long,
 		    size_t);
+struct t_client	*t_flood_start(const char *const *, const char *const *,
+		    long, size_t, struct t_flood *, long *);
 
 #endif
