@@ -300,7 +300,11 @@ t_qemu_traced(const char *sock, const char *trace)
 	return (t_qemu_trace(sock, trace));
 }
 
-/* Start qmpmuxd -d with extra options, and wait for its listener. */
+/*
+ * Start qmpmuxd -d with extra options, and wait for its listener.  It
+ * runs without -v: its log holds what an operator's does, so that a test
+ * can only rely on the lines qmpmuxd(8) documents, never on debug detail.
+ */
 pid_t
 t_qmpmuxd(const char *upstream, const char *listen, const char *const *extra)
 {
@@ -309,7 +313,6 @@ t_qmpmuxd(const char *upstream, const char *listen, const char *const *extra)
 
 	argv[i++] = t_bin("QMPMUXD");
 	argv[i++] = "-d";
-	argv[i++] = "-v";
 	argv[i++] = "--name";
 	argv[i++] = "test";
 	argv[i++] = "--upstream";
