@@ -154,11 +154,10 @@ START_TEST(test_oversize)
 		free(m);
 		t_recv_eq(c, "{\"return\": {\"command\": \"go\", \"seq\": 1}, "
 		    "\"id\": \"g\"}");
-		m = t_cmd(c, "{\"execute\":\"query-status\",\"id\":2}");
-		ck_assert_str_eq(m, "{\"return\": {\"command\": "
+		t_cmd_eq(c, "{\"execute\":\"query-status\",\"id\":2}",
+		    "{\"return\": {\"command\": "
 		    "\"query-status\", \"seq\": 2}, \"id\": 2}");
-		free(m);
-		/* the upstream stayed: c is still connected, never reconnected */
+		/* the upstream stayed: c still connected, no reconnect */
 		ck_assert_int_eq(t_quiet(c, 100), T_SILENT);
 		ck_assert_int_eq(t_log_count("fakeqemu.log", "conn 2: "), 0);
 	} else {
@@ -228,23 +227,20 @@ START_TEST(test_no_oob)
 	t_start_fake(fargs, NULL);
 	ck_assert_ptr_nonnull(c = t_client_new(t_psock));
 	t_recv_eq(c, GREETING_NONE);
-	m = t_cmd(c, "{\"execute\":\"qmp_capabilities\","
-	    "\"arguments\":{\"enable\":[\"oob\"]}}");
-	ck_assert_str_eq(m, "{\"error\": {\"class\": \"GenericError\", "
+	t_cmd_eq(c, "{\"execute\":\"qmp_capabilities\","
+	    "\"arguments\":{\"enable\":[\"oob\"]}}",
+	    "{\"error\": {\"class\": \"GenericError\", "
 	    "\"desc\": \"Capability 'oob' not available\"}}");
-	free(m);
 	/* still before negotiation: a plain one succeeds */
-	m = t_cmd(c, "{\"execute\":\"qmp_capabilities\"}");
-	ck_assert_str_eq(m, "{\"return\": {}}");
-	free(m);
+	t_cmd_eq(c, "{\"execute\":\"qmp_capabilities\"}",
+	    "{\"return\": {}}");
 	m = t_cmd(c, "{\"exec-oob\":\"query-status\",\"id\":1}");
 	ck_assert_ptr_nonnull(strstr(m,
 	    "\"desc\": \"QMP input member 'exec-oob' is unexpected\""));
 	free(m);
-	m = t_cmd(c, "{\"execute\":\"query-status\",\"id\":2}");
-	ck_assert_str_eq(m, "{\"return\": {\"command\": \"query-status\", "
+	t_cmd_eq(c, "{\"execute\":\"query-status\",\"id\":2}",
+	    "{\"return\": {\"command\": \"query-status\", "
 	    "\"seq\": 1}, \"id\": 2}");
-	free(m);
 	ck_assert_int_eq(t_log_count("fakeqemu.log",
 	    "conn 1: qmp_capabilities without capabilities"), 1);
 	t_client_free(c);
@@ -261,15 +257,13 @@ START_TEST(test_oob)
 	const char	*fargs[] = { "--delay", "query-slow=1500", NULL };
 	const char	*pargs[] = { "--max-inflight", "1", NULL };
 	struct t_client	*c;
-	char		*m;
 
 	t_start_fake(fargs, pargs);
 	ck_assert_ptr_nonnull(c = t_client_new(t_psock));
 	t_recv_eq(c, GREETING_OOB);
-	m = t_cmd(c, "{\"execute\":\"qmp_capabilities\","
-	    "\"arguments\":{\"enable\":[\"oob\"]}}");
-	ck_assert_str_eq(m, "{\"return\": {}}");
-	free(m);
+	t_cmd_eq(c, "{\"execute\":\"qmp_capabilities\","
+	    "\"arguments\":{\"enable\":[\"oob\"]}}",
+	    "{\"return\": {}}");
 	ck_assert_int_eq(t_log_count("fakeqemu.log",
 	    "conn 1: qmp_capabilities enabling oob"), 1);
 	t_send(c, "{\"execute\":\"query-slow\",\"id\":\"slow\"}\n");
@@ -326,19 +320,16 @@ START_TEST(test_ids)
 	t_start_fake(NULL, NULL);
 	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
 	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
-	m = t_cmd(a, "{\"execute\":\"query-status\",\"id\":\"client-id-a\"}");
-	ck_assert_str_eq(m, "{\"return\": {\"command\": \"query-status\", "
+	t_cmd_eq(a, "{\"execute\":\"query-status\",\"id\":\"client-id-a\"}",
+	    "{\"return\": {\"command\": \"query-status\", "
 	    "\"seq\": 1}, \"id\": \"client-id-a\"}");
-	free(m);
-	m = t_cmd(b, "{\"execute\":\"query-name\","
-	    "\"id\":{\"client\":[\"b\", null, 1e3]}}");
-	ck_assert_str_eq(m, "{\"return\": {\"command\": \"query-name\", "
+	t_cmd_eq(b, "{\"execute\":\"query-name\","
+	    "\"id\":{\"client\":[\"b\", null, 1e3]}}",
+	    "{\"return\": {\"command\": \"query-name\", "
 	    "\"seq\": 2}, \"id\": {\"client\":[\"b\", null, 1e3]}}");
-	free(m);
-	m = t_cmd(a, "{\"execute\":\"query-kvm\"}");
-	ck_assert_str_eq(m, "{\"return\": {\"command\": \"query-kvm\", "
+	t_cmd_eq(a, "{\"execute\":\"query-kvm\"}",
+	    "{\"return\": {\"command\": \"query-kvm\", "
 	    "\"seq\": 3}}");
-	free(m);
 	/* the same id from two clients: each gets its own command's reply */
 	t_send(a, "{\"execute\":\"query-a\",\"id\":\"same\"}\n");
 	t_send(b, "{\"execute\":\"query-b\",\"id\":\"same\"}\n");
@@ -463,8 +454,8 @@ END_TEST
 START_TEST(test_client_output_bound)
 {
 	static const char	 reply[] = "{\"error\": {\"class\": "
-				    "\"GenericError\", \"desc\": \"QMP input must be "
-				    "a JSON object\"}}";
+				    "\"GenericError\", \"desc\": "
+				    "\"QMP input must be a JSON object\"}}";
 	const char		*pargs[] = { "--max-client-output", "64K",
 				    NULL };
 	struct t_client		*c;
@@ -664,18 +655,15 @@ START_TEST(test_fake_exit_after)
 	const char	*fargs[] = { "--exit-after", "2", NULL };
 	struct t_client	*c;
 	struct stat	 st;
-	char		*m;
 	int		 status;
 
 	t_fake_pid = t_fakeqemu(t_fsock, fargs);
 	ck_assert_ptr_nonnull(c = t_client_ready(t_fsock));
-	m = t_cmd(c, "{\"execute\":\"a\",\"id\":\"x\"}");
-	ck_assert_str_eq(m, "{\"return\": {\"command\": \"a\", \"seq\": 1}, "
+	t_cmd_eq(c, "{\"execute\":\"a\",\"id\":\"x\"}",
+	    "{\"return\": {\"command\": \"a\", \"seq\": 1}, "
 	    "\"id\": \"x\"}");
-	free(m);
-	m = t_cmd(c, "{\"execute\":\"b\"}");
-	ck_assert_str_eq(m, "{\"return\": {\"command\": \"b\", \"seq\": 2}}");
-	free(m);
+	t_cmd_eq(c, "{\"execute\":\"b\"}",
+	    "{\"return\": {\"command\": \"b\", \"seq\": 2}}");
 	ck_assert(t_eof(c, T_WAIT_MS));
 	t_client_free(c);
 	status = t_wait_exit(t_fake_pid, T_WAIT_MS);

@@ -65,6 +65,26 @@ start_two_listeners(void)
 }
 
 /*
+ * The slow client, client 1 of a disconnect listener, is closed as slow:
+ * the close is seen without reading (a client that reads is not slow),
+ * then what is left in its socket is read to the end, and its close is
+ * logged with that reason.  Returns the FLOOD events it got.
+ */
+static long
+slow_cut(struct t_client *slow)
+{
+	struct t_flood	 f;
+
+	ck_assert(t_hungup(slow, T_WAIT_MS));
+	t_flood_init(&f, slow);
+	ck_assert_int_eq(t_flood_read(&f, LONG_MAX, SIZE_MAX), -1);
+	ck_assert(t_eof(slow, 0));
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "vm test: client 1: "
+	    "closed: slow client: QEMU's reads paused for 1s with "), 1);
+	return (f.n);
+}
+
+/*
  * A million events while one client reads nothing: qmpmuxd pauses its
  * reads at the byte bound, and its memory stays within a bound made of
  * the configured limits, while paused and at its peak; then the client
@@ -329,10 +349,7 @@ START_TEST(test_slow_client_not_alone)
 	ck_assert_msg(!t_hungup(slow, 2500), "slow client closed while a "
 	    "block client held QEMU's reads too");
 	ck_assert_int_eq(t_read_flood(blocker, 100000, NULL), 0);
-	ck_assert(t_hungup(slow, T_WAIT_MS));
-	ck_assert(t_eof(slow, T_WAIT_MS));
-	ck_assert_int_eq(t_log_count("qmpmuxd.log", "vm test: client 1: "
-	    "closed: slow client: QEMU's reads paused for 1s with "), 1);
+	slow_cut(slow);
 	t_client_free(slow);
 	t_client_free(blocker);
 }
@@ -348,7 +365,7 @@ END_TEST
 START_TEST(test_slow_client_replies_not_events)
 {
 	struct t_client	*slow, *reader, *b;
-	struct t_flood	 r, fs;
+	struct t_flood	 r;
 	char		*lines;
 	int		 i;
 
@@ -365,14 +382,7 @@ START_TEST(test_slow_client_replies_not_events)
 		memcpy(lines + i * 3, "[]\n", 3);
 	t_send_raw(b, lines, 5000 * 3);
 	free(lines);
-	/* closed, seen without reading: a client that reads is not slow */
-	ck_assert(t_hungup(slow, T_WAIT_MS));
-	t_flood_init(&fs, slow);
-	ck_assert_int_eq(t_flood_read(&fs, LONG_MAX, SIZE_MAX), -1);
-	ck_assert(t_eof(slow, 0));
-	ck_assert_int_eq(fs.n, 0);
-	ck_assert_int_eq(t_log_count("qmpmuxd.log", "vm test: client 1: "
-	    "closed: slow client: QEMU's reads paused for 1s with "), 1);
+	ck_assert_int_eq(slow_cut(slow), 0);
 	t_client_free(slow);
 	t_client_free(b);
 }
@@ -392,10 +402,7 @@ START_TEST(test_slow_client_disconnect)
 	ck_assert_ptr_nonnull(good = t_client_ready(t_psock));
 	t_send(good, "{\"execute\":\"flood\",\"id\":1}\n");
 	ck_assert_int_eq(t_read_flood(good, 100000, NULL), 0);
-	ck_assert(t_hungup(slow, T_WAIT_MS));
-	ck_assert(t_eof(slow, T_WAIT_MS));
-	ck_assert_int_eq(t_log_count("qmpmuxd.log", "vm test: client 1: "
-	    "closed: slow client: QEMU's reads paused for 1s with "), 1);
+	ck_assert_int_lt(slow_cut(slow), 100000);
 	t_client_free(slow);
 	t_client_free(good);
 }

@@ -155,23 +155,16 @@ marker(struct t_client *c, const char *tag)
 START_TEST(test_two_clients_share)
 {
 	struct t_client	*a, *b;
-	char		*m;
 
 	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
 	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
-	m = t_cmd(a, "{\"execute\":\"stop\",\"id\":\"a-1\"}");
-	ck_assert_str_eq(m, "{\"return\": {}, \"id\": \"a-1\"}");
-	free(m);
-	m = t_recv(b, T_WAIT_MS);
-	ck_assert_ptr_nonnull(strstr(m, "\"event\": \"STOP\""));
-	free(m);
-	m = t_cmd(b, "{\"execute\":\"cont\",\"id\":[1, {\"b\":null}]}");
-	ck_assert_str_eq(m, "{\"return\": {}, \"id\": [1, {\"b\":null}]}");
-	free(m);
+	t_cmd_eq(a, "{\"execute\":\"stop\",\"id\":\"a-1\"}",
+	    "{\"return\": {}, \"id\": \"a-1\"}");
+	recv_event(b, "STOP", "b");
+	t_cmd_eq(b, "{\"execute\":\"cont\",\"id\":[1, {\"b\":null}]}",
+	    "{\"return\": {}, \"id\": [1, {\"b\":null}]}");
 	/* a's STOP came before its reply and t_cmd passed it over */
-	m = t_recv(a, T_WAIT_MS);
-	ck_assert_ptr_nonnull(strstr(m, "\"event\": \"RESUME\""));
-	free(m);
+	recv_event(a, "RESUME", "a");
 	t_client_free(a);
 	t_client_free(b);
 }
@@ -575,7 +568,7 @@ START_TEST(test_access_lists)
 			    "query-status", "--listen", lim, "--full-access",
 			    NULL };
 	struct t_client	*r, *l, *f;
-	char		*m, *line;
+	char		*line;
 
 	t_qemu_pid = t_qemu_traced(t_qsock, TRACE);
 	t_proxy_pid = t_qmpmuxd(t_qsock, t_psock, extra);
@@ -597,9 +590,8 @@ START_TEST(test_access_lists)
 	/* the full listener: stop reaches QEMU, so nothing else did */
 	send_eq(f, "{\"execute\":\"query-status\",\"id\":2}",
 	    "{\"return\": " RUNNING ", \"id\": 2}");
-	m = t_cmd(f, "{\"execute\":\"stop\",\"id\":3}");
-	ck_assert_str_eq(m, "{\"return\": {}, \"id\": 3}");
-	free(m);
+	t_cmd_eq(f, "{\"execute\":\"stop\",\"id\":3}",
+	    "{\"return\": {}, \"id\": 3}");
 	/* QEMU handled the handshake and the four allowed, no others */
 	ck_assert_int_eq(trace_count(""), 5);
 	ck_assert_int_eq(trace_count("{\"execute\": \"stop\""), 1);

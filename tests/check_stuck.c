@@ -244,22 +244,19 @@ START_TEST(test_exec_oob_real)
 	m = t_recv(a, T_WAIT_MS);
 	expect(m, "\"capabilities\": [\"oob\"]");
 	free(m);
-	m = t_cmd(a, "{\"execute\":\"qmp_capabilities\","
-	    "\"arguments\":{\"enable\":[\"oob\"]}}");
-	ck_assert_str_eq(m, "{\"return\": {}}");
-	free(m);
-	m = t_cmd(a, "{\"exec-oob\":\"yank\",\"arguments\":{\"instances\":[]},"
-	    "\"id\":\"o1\"}");
-	ck_assert_str_eq(m, "{\"return\": {}, \"id\": \"o1\"}");
-	free(m);
+	t_cmd_eq(a, "{\"execute\":\"qmp_capabilities\","
+	    "\"arguments\":{\"enable\":[\"oob\"]}}",
+	    "{\"return\": {}}");
+	t_cmd_eq(a, "{\"exec-oob\":\"yank\",\"arguments\":{\"instances\":[]},"
+	    "\"id\":\"o1\"}",
+	    "{\"return\": {}, \"id\": \"o1\"}");
 	/* without oob negotiated, QEMU's own error */
 	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
-	m = t_cmd(b, "{\"exec-oob\":\"yank\",\"arguments\":{\"instances\":[]},"
-	    "\"id\":\"o2\"}");
-	ck_assert_str_eq(m, "{\"id\": \"o2\", \"error\": {\"class\": "
+	t_cmd_eq(b, "{\"exec-oob\":\"yank\",\"arguments\":{\"instances\":[]},"
+	    "\"id\":\"o2\"}",
+	    "{\"id\": \"o2\", \"error\": {\"class\": "
 	    "\"GenericError\", \"desc\": \"QMP input member 'exec-oob' is "
 	    "unexpected\"}}");
-	free(m);
 	t_client_free(a);
 	t_client_free(b);
 }

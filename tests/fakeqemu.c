@@ -106,7 +106,7 @@
 #define FAKE_FLOOD_HIGH	(64 * 1024)	/* and up to this */
 #define FAKE_MAX_INPUT	(64 << 20)	/* largest message read */
 #define FAKE_MAX_DEPTH	1024
-#define FAKE_FLOOD_RING	4096		/* FLOOD ends kept: far more than unwritten */
+#define FAKE_FLOOD_RING	4096		/* FLOOD ends kept: > unwritten */
 
 /* A command name of --no-reply or --delay, with its delay. */
 struct fake_name {
@@ -537,8 +537,9 @@ fake_script(struct fake_conn *c)
 		if (opt.hold_input) {
 			log_info("conn %d: holding input", c->id);
 			bufferevent_disable(c->bev, EV_READ);
-			if ((c->held = event_new(base, bufferevent_getfd(c->bev),
-			    EV_READ, fake_held_cb, c)) == NULL)
+			c->held = event_new(base, bufferevent_getfd(c->bev),
+			    EV_READ, fake_held_cb, c);
+			if (c->held == NULL)
 				fatalx("event_new failed");
 			event_add(c->held, NULL);
 		}

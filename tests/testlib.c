@@ -547,30 +547,30 @@ t_send_raw(struct t_client *c, const void *buf, size_t len)
 	}
 }
 
-/* Format a message; the caller frees it. */
-static char *
-t_vformat(const char *fmt, va_list ap, int *len)
+/* Write a formatted message, and a newline after it if asked. */
+static void
+t_vsend(struct t_client *c, int newline, const char *fmt, va_list ap)
 {
 	char	*s;
+	int	 n;
 
-	if ((*len = vasprintf(&s, fmt, ap)) == -1)
+	if ((n = vasprintf(&s, fmt, ap)) == -1)
 		abort();
-	return (s);
+	t_send_raw(c, s, (size_t)n);
+	if (newline)
+		t_send_raw(c, "\n", 1);
+	free(s);
 }
 
 /* Write a formatted message. */
 void
 t_send(struct t_client *c, const char *fmt, ...)
 {
-	char	*s;
-	int	 n;
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	s = t_vformat(fmt, ap, &n);
+	t_vsend(c, 0, fmt, ap);
 	va_end(ap);
-	t_send_raw(c, s, (size_t)n);
-	free(s);
 }
 
 /*
@@ -721,17 +721,28 @@ t_get_int(yajl_val v, const char *k1, const char *k2)
 char *
 t_cmd(struct t_client *c, const char *fmt, ...)
 {
-	char	*s;
-	int	 n;
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	s = t_vformat(fmt, ap, &n);
+	t_vsend(c, 1, fmt, ap);
 	va_end(ap);
-	t_send_raw(c, s, (size_t)n);
-	t_send_raw(c, "\n", 1);
-	free(s);
 	return (t_recv_reply(c, T_WAIT_MS));
+}
+
+/*
+ * Send a command; its reply, events passed over, must be exactly want.
+ * where says whose it is (for t_cmd_eq, the caller's file and line).
+ */
+void
+t_cmd_eq_at(const char *where, struct t_client *c, const char *cmd,
+    const char *want)
+{
+	char	*m = t_cmd(c, "%s", cmd);
+
+	ck_assert_msg(m != NULL && strcmp(m, want) == 0,
+	    "%s: %s: expected\n  %s\ngot\n  %.300s", where, cmd, want,
+	    m != NULL ? m : "(nothing or EOF)");
+	free(m);
 }
 
 /*
@@ -1018,8 +1029,8 @@ t_clog(struct t_client *c, const char *line)
 {
 	/* the error qmpmuxd gives "[]", with "\r\n" */
 	static const char	 reply[] = "{\"error\": {\"class\": "
-				    "\"GenericError\", \"desc\": \"QMP input must be "
-				    "a JSON object\"}}\r\n";
+				    "\"GenericError\", \"desc\": "
+				    "\"QMP input must be a JSON object\"}}\r\n";
 	long			 sndbuf = 212992, n, i;
 	size_t			 len = strlen(line);
 	char			*buf;

@@ -95,6 +95,10 @@ const char	*t_get_str(yajl_val, const char *, const char *);
 long long	 t_get_int(yajl_val, const char *, const char *);
 char		*t_cmd(struct t_client *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
+void		 t_cmd_eq_at(const char *, struct t_client *, const char *,
+		    const char *);
+#define t_cmd_eq(c, cmd, want)	\
+	t_cmd_eq_at(__FILE__ ":" T_STR(__LINE__), (c), (cmd), (want))
 
 /* Timing and logs. */
 long long	 t_clock_ms(void);
