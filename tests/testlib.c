@@ -195,34 +195,23 @@ t_spawn(const char *const *argv, const char *log)
 }
 
 /*
- * Wait for a socket file to appear: inotify on the directory, so the
- * wait ends the moment it is created.
+ * Wait up to ms for done(arg), checked again at each change inotify
+ * reports on watch (for mask), so the wait ends the moment it is true.
+ * 0 when it is.
  */
-int
-t_wait_socket(const char *path, int ms)
+static int
+t_wait_change(const char *watch, uint32_t mask, int (*done)(const void *),
+    const void *arg, int ms)
 {
-	struct stat	 st;
 	struct pollfd	 pfd;
-	char		*dir, *slash, buf[4096];
 	long long	 end = t_clock_ms() + ms;
-	int		 fd, left;
+	char		 buf[4096];
+	int		 fd, left, ok;
 
-	if ((dir = strdup(path)) == NULL)
-		abort();
-	if ((slash = strrchr(dir, '/')) != NULL)
-		*slash = '\0';
 	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (fd == -1 || inotify_add_watch(fd, slash != NULL ? dir : ".",
-	    IN_CREATE | IN_MOVED_TO) == -1)
+	if (fd == -1 || inotify_add_watch(fd, watch, mask) == -1)
 		abort();
-	free(dir);
-	for (;;) {
-		if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-			close(fd);
-			return (0);
-		}
-		if ((left = (int)(end - t_clock_ms())) <= 0)
-			break;
+	while (!(ok = done(arg)) && (left = (int)(end - t_clock_ms())) > 0) {
 		pfd.fd = fd;
 		pfd.events = POLLIN;
 		if (poll(&pfd, 1, left) > 0)
@@ -230,7 +219,34 @@ t_wait_socket(const char *path, int ms)
 				;
 	}
 	close(fd);
-	return (-1);
+	return (ok ? 0 : -1);
+}
+
+/* For t_wait_change: whether the path arg is a unix socket. */
+static int
+t_is_socket_cb(const void *arg)
+{
+	return (t_is_socket(arg));
+}
+
+/*
+ * Wait for a socket file to appear: inotify on the directory, so the
+ * wait ends the moment it is created.
+ */
+int
+t_wait_socket(const char *path, int ms)
+{
+	char	*dir, *slash;
+	int	 r;
+
+	if ((dir = strdup(path)) == NULL)
+		abort();
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*slash = '\0';
+	r = t_wait_change(slash != NULL ? dir : ".", IN_CREATE | IN_MOVED_TO,
+	    t_is_socket_cb, path, ms);
+	free(dir);
+	return (r);
 }
 
 /* Spawn a process that listens on sock, and wait for the socket. */
@@ -795,6 +811,21 @@ t_log_count(const char *log, const char *text)
 	return (t_log_scan(log, text, 0, NULL, NULL));
 }
 
+/* A log and a text, for t_wait_change. */
+struct t_log_text {
+	const char	*log;
+	const char	*text;
+};
+
+/* For t_wait_change: whether a line of the log holds the text. */
+static int
+t_log_has_cb(const void *arg)
+{
+	const struct t_log_text	*lt = arg;
+
+	return (t_log_scan(lt->log, lt->text, 0, NULL, NULL) > 0);
+}
+
 /*
  * Wait up to ms for a line with text to appear in DIR/log (a process's
  * log, e.g. fakeqemu.log); inotify wakes the wait on each write.  0 when
@@ -803,28 +834,13 @@ t_log_count(const char *log, const char *text)
 int
 t_wait_log(const char *log, const char *text, int ms)
 {
-	char		*path = t_path(log);
-	struct pollfd	 pfd;
-	long long	 end = t_clock_ms() + ms;
-	int		 fd, left, found;
-	char		 ev[4096];
+	struct t_log_text	 lt = { log, text };
+	char			*path = t_path(log);
+	int			 r;
 
-	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (fd == -1 || inotify_add_watch(fd, path, IN_MODIFY) == -1)
-		abort();
+	r = t_wait_change(path, IN_MODIFY, t_log_has_cb, &lt, ms);
 	free(path);
-	for (;;) {
-		found = t_log_scan(log, text, 0, NULL, NULL) > 0;
-		if (found || (left = (int)(end - t_clock_ms())) <= 0)
-			break;
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, left) > 0)
-			while (read(fd, ev, sizeof(ev)) > 0)
-				;
-	}
-	close(fd);
-	return (found ? 0 : -1);
+	return (r);
 }
 
 /* Whether a wait status is an exit with code. */
