@@ -1,6 +1,8 @@
 /*
- * A flooding QEMU cannot grow qmpmuxd's memory, and events never wait
- * for commands: the scripted fake QEMU behind qmpmuxd.
+ * A flooding QEMU cannot grow qmpmuxd's memory, a QEMU that goes while
+ * reads are paused is noticed and its last events delivered, and slow
+ * clients are closed only when closing them lets QEMU go on: the
+ * scripted fake QEMU behind qmpmuxd.
  */
 #include "config.h"
 
