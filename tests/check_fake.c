@@ -22,110 +22,10 @@
 #define GREETING_NONE \
 	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, " \
 	"\"major\": 9}, \"package\": \"fake\"}, \"capabilities\": []}}"
+#define UPSTREAM_LOST	"vm test: upstream lost (ready): "
 #define LOST(id) \
 	"{\"id\": " id ", \"error\": {\"class\": \"GenericError\", " \
 	"\"desc\": \"qmpmux: connection to QEMU lost\"}}"
-
-static char	*fsock, *psock;
-static pid_t	 fake_pid, proxy_pid;
-
-/* Each test starts its own pair; this only names the sockets. */
-static void
-setup(void)
-{
-	fsock = t_path("fake.sock");
-	psock = t_path("proxy.sock");
-	fake_pid = proxy_pid = 0;
-}
-
-/* Stop whatever the test started. */
-static void
-teardown(void)
-{
-	t_stop(proxy_pid, SIGTERM);
-	t_stop(fake_pid, SIGTERM);
-	free(fsock);
-	free(psock);
-}
-
-/* Start the fake with its script, then qmpmuxd in front of it. */
-static void
-start(const char *const *fake_args, const char *const *proxy_args)
-{
-	fake_pid = t_fakeqemu(fsock, fake_args);
-	proxy_pid = t_qmpmuxd(fsock, psock, proxy_args);
-}
-
-/* The whole of a log file in the test's directory, or "" if none. */
-static char *
-log_text(const char *name)
-{
-	char	*path = t_path(name), *text = NULL;
-	size_t	 len = 0;
-	FILE	*f;
-
-	if ((f = fopen(path, "r")) == NULL ||
-	    getdelim(&text, &len, '\0', f) == -1) {
-		free(text);
-		text = strdup("");
-	}
-	if (f != NULL)
-		fclose(f);
-	free(path);
-	return (text);
-}
-
-/* Whether a log file in the test's directory contains needle. */
-static int
-log_has(const char *name, const char *needle)
-{
-	char	*text = log_text(name);
-	int	 found = strstr(text, needle) != NULL;
-
-	free(text);
-	return (found);
-}
-
-/* A log file in the test's directory must contain needle. */
-static void
-log_assert(const char *name, const char *needle)
-{
-	ck_assert_msg(log_has(name, needle), "%s lacks \"%s\"", name,
-	    needle);
-}
-
-/* The next message must be exactly expect. */
-static void
-recv_eq(struct t_client *c, const char *expect)
-{
-	char	*m = t_recv(c, T_WAIT_MS);
-
-	ck_assert_msg(m != NULL, "nothing received, expected %s", expect);
-	/* an unexpected message may be huge: show its start only */
-	ck_assert_msg(strcmp(m, expect) == 0, "got %.300s (%zu bytes), "
-	    "expected %s", m, strlen(m), expect);
-	free(m);
-}
-
-/* A number at v[k1][k2], or -1. */
-static long long
-get_int(yajl_val v, const char *k1, const char *k2)
-{
-	const char	*path[3] = { k1, k2, NULL };
-	yajl_val	 n = yajl_tree_get(v, path, yajl_t_number);
-
-	return (n != NULL && YAJL_IS_INTEGER(n) ? YAJL_GET_INTEGER(n) : -1);
-}
-
-/* Whether qmpmuxd still runs and its listener is still there. */
-static int
-proxy_alive(void)
-{
-	struct stat	 st;
-
-	return (t_wait_exit(proxy_pid, 0) == -1 && stat(psock, &st) == 0 &&
-	    S_ISSOCK(st.st_mode));
-}
 
 /*
  * Half-written messages: with every message from QEMU written in pieces
@@ -141,21 +41,21 @@ START_TEST(test_split)
 	struct t_client		*c;
 	char			*m;
 
-	start(fargs, NULL);
-	ck_assert_ptr_nonnull(c = t_client_new(psock));
-	recv_eq(c, GREETING_OOB);
+	t_start_fake(fargs, NULL);
+	ck_assert_ptr_nonnull(c = t_client_new(t_psock));
+	t_recv_eq(c, GREETING_OOB);
 	t_send(c, "{\"execute\": \"qmp_capabilities\", \"id\": \"caps\"}\n");
-	recv_eq(c, "{\"return\": {}, \"id\": \"caps\"}");
+	t_recv_eq(c, "{\"return\": {}, \"id\": \"caps\"}");
 
 	t_send(c, "{\"execute\":\"query-status\",\"id\":\"s-1\"}\n");
-	recv_eq(c, "{\"return\": {\"command\": \"query-status\", "
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-status\", "
 	    "\"seq\": 1}, \"id\": \"s-1\"}");
 	/* pipelined: two replies back to back, each whole */
 	t_send(c, "{\"execute\":\"query-name\",\"id\":{\"k\":[1,2]}}\n"
 	    "{\"execute\":\"query-kvm\"}\n");
-	recv_eq(c, "{\"return\": {\"command\": \"query-name\", "
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-name\", "
 	    "\"seq\": 2}, \"id\": {\"k\":[1,2]}}");
-	recv_eq(c, "{\"return\": {\"command\": \"query-kvm\", \"seq\": 3}}");
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-kvm\", \"seq\": 3}}");
 	/* events, split as well, then the held-back reply */
 	t_send(c, "{\"execute\":\"query-slow\",\"id\":7}\n");
 	ck_assert_ptr_nonnull(m = t_recv(c, T_WAIT_MS));
@@ -167,10 +67,10 @@ START_TEST(test_split)
 	ck_assert_msg(strstr(m, "\"event\": \"TICK\", \"data\": {\"n\": 1}}") !=
 	    NULL, "bad second TICK: %s", m);
 	free(m);
-	recv_eq(c, "{\"return\": {\"command\": \"query-slow\", "
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-slow\", "
 	    "\"seq\": 4}, \"id\": 7}");
 	t_client_free(c);
-	ck_assert(proxy_alive());
+	ck_assert(t_proxy_alive());
 }
 END_TEST
 
@@ -190,32 +90,35 @@ START_TEST(test_garbage)
 	yajl_val		 v;
 	char			*m;
 
-	start(fargs, pargs);
-	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	t_start_fake(fargs, pargs);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 	t_send(c, "{\"execute\":\"query-status\",\"id\":\"one\"}\n"
 	    "{\"execute\":\"query-name\",\"id\":\"two\"}\n");
-	recv_eq(c, "{\"return\": {\"command\": \"query-status\", "
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-status\", "
 	    "\"seq\": 1}, \"id\": \"one\"}");
-	recv_eq(c, LOST("\"two\""));
+	t_recv_eq(c, LOST("\"two\""));
 	ck_assert_msg(t_eof(c, T_WAIT_MS), "client not closed");
 	t_client_free(c);
-	ck_assert(proxy_alive());
-	log_assert("qmpmuxd.log", "invalid JSON from QEMU");
+	ck_assert(t_proxy_alive());
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", UPSTREAM_LOST
+	    "invalid JSON from QEMU: "), 1);
 
 	/* the fake accepts the proxy's reconnect: a new client is served */
-	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 	m = t_cmd(c, "{\"execute\":\"query-kvm\",\"id\":\"three\"}");
 	ck_assert_ptr_nonnull(v = t_json(m));
 	ck_assert_str_eq(t_get_str(v, "return", "command"), "query-kvm");
 	ck_assert_str_eq(t_get_str(v, "id", NULL), "three");
-	ck_assert_int_ge(get_int(v, "return", "seq"), 2);
+	ck_assert_int_ge(t_get_int(v, "return", "seq"), 2);
 	yajl_tree_free(v);
 	free(m);
 	/* and the garbage after it loses the upstream again */
 	ck_assert(t_eof(c, T_WAIT_MS));
 	t_client_free(c);
-	ck_assert(proxy_alive());
-	log_assert("fakeqemu.log", "conn 2: accepted");
+	ck_assert(t_proxy_alive());
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", UPSTREAM_LOST
+	    "invalid JSON from QEMU: "), 2);
+	ck_assert_int_eq(t_log_count("fakeqemu.log", "conn 2: accepted"), 1);
 }
 END_TEST
 
@@ -240,8 +143,8 @@ START_TEST(test_oversize)
 	struct t_client	*c;
 	char		*m;
 
-	start(fargs, pargs);
-	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	t_start_fake(fargs, pargs);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 	t_send(c, "{\"execute\":\"go\",\"id\":\"g\"}\n");
 	if (cases[_i].pass) {
 		ck_assert_ptr_nonnull(m = t_recv(c, T_WAIT_MS));
@@ -249,21 +152,22 @@ START_TEST(test_oversize)
 		    10));
 		ck_assert_ptr_nonnull(strstr(m, "\"event\": \"OVERSIZE\""));
 		free(m);
-		recv_eq(c, "{\"return\": {\"command\": \"go\", \"seq\": 1}, "
+		t_recv_eq(c, "{\"return\": {\"command\": \"go\", \"seq\": 1}, "
 		    "\"id\": \"g\"}");
-		m = t_cmd(c, "{\"execute\":\"query-status\",\"id\":2}");
-		ck_assert_str_eq(m, "{\"return\": {\"command\": "
+		t_cmd_eq(c, "{\"execute\":\"query-status\",\"id\":2}",
+		    "{\"return\": {\"command\": "
 		    "\"query-status\", \"seq\": 2}, \"id\": 2}");
-		free(m);
-		ck_assert(!log_has("qmpmuxd.log", "upstream lost (ready)"));
+		/* the upstream stayed: c still connected, no reconnect */
+		ck_assert_int_eq(t_quiet(c, 100), T_SILENT);
+		ck_assert_int_eq(t_log_count("fakeqemu.log", "conn 2: "), 0);
 	} else {
-		recv_eq(c, LOST("\"g\""));
+		t_recv_eq(c, LOST("\"g\""));
 		ck_assert_msg(t_eof(c, T_WAIT_MS), "client not closed");
-		log_assert("qmpmuxd.log",
-		    "message from QEMU larger than 4096 bytes");
+		ck_assert_int_eq(t_log_count("qmpmuxd.log", UPSTREAM_LOST
+		    "message from QEMU larger than 4096 bytes; retry in "), 1);
 	}
 	t_client_free(c);
-	ck_assert(proxy_alive());
+	ck_assert(t_proxy_alive());
 }
 END_TEST
 
@@ -283,9 +187,16 @@ START_TEST(test_handshake_stuck)
 	long long		 t0, elapsed;
 	char			*m;
 
-	start(fargs, pargs);
+	t_start_fake(fargs, pargs);
 	t0 = t_clock_ms();
-	ck_assert_ptr_nonnull(c = t_client_new(psock));
+	ck_assert_ptr_nonnull(c = t_client_new(t_psock));
+	/* the fake sees the attempt given up after 0.5 s, and the next */
+	ck_assert_int_eq(t_wait_log("fakeqemu.log", "conn 2: accepted",
+	    T_WAIT_MS), 0);
+	elapsed = t_clock_ms() - t0;
+	ck_assert_int_ge(elapsed, 450);
+	ck_assert_int_eq(t_log_count("fakeqemu.log", "conn 1: client left"),
+	    1);
 	m = t_recv(c, 5000);
 	ck_assert_msg(m == NULL, "got %s", m);
 	elapsed = t_clock_ms() - t0;
@@ -293,14 +204,13 @@ START_TEST(test_handshake_stuck)
 	ck_assert_int_lt(elapsed, 5000);
 	/* closed by greeting_timeout (1 s), not by anything earlier */
 	ck_assert_int_ge(elapsed, 900);
-	log_assert("qmpmuxd.log",
-	    "handshake did not finish within 0.5s");
-	log_assert("qmpmuxd.log", "greeting_timeout");
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "vm test: client 1: "
+	    "closed: QEMU not ready within greeting_timeout (1s)\n"), 1);
 	if (_i == 1)
-		log_assert("fakeqemu.log",
-		    "not answering qmp_capabilities");
+		ck_assert_int_ge(t_log_count("fakeqemu.log",
+		    "conn 1: not answering qmp_capabilities"), 1);
 	t_client_free(c);
-	ck_assert(proxy_alive());
+	ck_assert(t_proxy_alive());
 }
 END_TEST
 
@@ -314,57 +224,57 @@ START_TEST(test_no_oob)
 	struct t_client	*c;
 	char		*m;
 
-	start(fargs, NULL);
-	ck_assert_ptr_nonnull(c = t_client_new(psock));
-	recv_eq(c, GREETING_NONE);
-	m = t_cmd(c, "{\"execute\":\"qmp_capabilities\","
-	    "\"arguments\":{\"enable\":[\"oob\"]}}");
-	ck_assert_str_eq(m, "{\"error\": {\"class\": \"GenericError\", "
+	t_start_fake(fargs, NULL);
+	ck_assert_ptr_nonnull(c = t_client_new(t_psock));
+	t_recv_eq(c, GREETING_NONE);
+	t_cmd_eq(c, "{\"execute\":\"qmp_capabilities\","
+	    "\"arguments\":{\"enable\":[\"oob\"]}}",
+	    "{\"error\": {\"class\": \"GenericError\", "
 	    "\"desc\": \"Capability 'oob' not available\"}}");
-	free(m);
 	/* still before negotiation: a plain one succeeds */
-	m = t_cmd(c, "{\"execute\":\"qmp_capabilities\"}");
-	ck_assert_str_eq(m, "{\"return\": {}}");
-	free(m);
+	t_cmd_eq(c, "{\"execute\":\"qmp_capabilities\"}",
+	    "{\"return\": {}}");
 	m = t_cmd(c, "{\"exec-oob\":\"query-status\",\"id\":1}");
 	ck_assert_ptr_nonnull(strstr(m,
 	    "\"desc\": \"QMP input member 'exec-oob' is unexpected\""));
 	free(m);
-	m = t_cmd(c, "{\"execute\":\"query-status\",\"id\":2}");
-	ck_assert_str_eq(m, "{\"return\": {\"command\": \"query-status\", "
+	t_cmd_eq(c, "{\"execute\":\"query-status\",\"id\":2}",
+	    "{\"return\": {\"command\": \"query-status\", "
 	    "\"seq\": 1}, \"id\": 2}");
-	free(m);
-	log_assert("fakeqemu.log",
-	    "qmp_capabilities without capabilities");
+	ck_assert_int_eq(t_log_count("fakeqemu.log",
+	    "conn 1: qmp_capabilities without capabilities"), 1);
 	t_client_free(c);
 }
 END_TEST
 
 /*
  * A QEMU that offers oob: clients are offered it, may enable it, and an
- * exec-oob passes an in-band command that QEMU holds back.
+ * exec-oob overtakes an in-band command that QEMU holds back and one
+ * queued behind it (one in flight at a time).
  */
 START_TEST(test_oob)
 {
 	const char	*fargs[] = { "--delay", "query-slow=1500", NULL };
 	const char	*pargs[] = { "--max-inflight", "1", NULL };
 	struct t_client	*c;
-	char		*m;
 
-	start(fargs, pargs);
-	ck_assert_ptr_nonnull(c = t_client_new(psock));
-	recv_eq(c, GREETING_OOB);
-	m = t_cmd(c, "{\"execute\":\"qmp_capabilities\","
-	    "\"arguments\":{\"enable\":[\"oob\"]}}");
-	ck_assert_str_eq(m, "{\"return\": {}}");
-	free(m);
-	log_assert("fakeqemu.log", "qmp_capabilities enabling oob");
-	t_send(c, "{\"execute\":\"query-slow\",\"id\":\"slow\"}\n"
-	    "{\"exec-oob\":\"query-fast\",\"id\":\"fast\"}\n");
-	recv_eq(c, "{\"return\": {\"command\": \"query-fast\", \"seq\": 1}, "
+	t_start_fake(fargs, pargs);
+	ck_assert_ptr_nonnull(c = t_client_new(t_psock));
+	t_recv_eq(c, GREETING_OOB);
+	t_cmd_eq(c, "{\"execute\":\"qmp_capabilities\","
+	    "\"arguments\":{\"enable\":[\"oob\"]}}",
+	    "{\"return\": {}}");
+	ck_assert_int_eq(t_log_count("fakeqemu.log",
+	    "conn 1: qmp_capabilities enabling oob"), 1);
+	t_send(c, "{\"execute\":\"query-slow\",\"id\":\"slow\"}\n");
+	t_send(c, "{\"execute\":\"query-queued\",\"id\":\"queued\"}\n");
+	t_send(c, "{\"exec-oob\":\"query-fast\",\"id\":\"fast\"}\n");
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-fast\", \"seq\": 1}, "
 	    "\"id\": \"fast\"}");
-	recv_eq(c, "{\"return\": {\"command\": \"query-slow\", \"seq\": 2}, "
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-slow\", \"seq\": 2}, "
 	    "\"id\": \"slow\"}");
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-queued\", "
+	    "\"seq\": 3}, \"id\": \"queued\"}");
 	t_client_free(c);
 }
 END_TEST
@@ -380,20 +290,20 @@ START_TEST(test_oob_denied)
 	const char	*pargs[] = { "--deny", "query-fast", NULL };
 	struct t_client	*c;
 
-	start(fargs, pargs);
-	ck_assert_ptr_nonnull(c = t_client_ready_oob(psock));
+	t_start_fake(fargs, pargs);
+	ck_assert_ptr_nonnull(c = t_client_ready_oob(t_psock));
 	t_send(c, "{\"execute\":\"query-slow\",\"id\":\"slow\"}\n"
 	    "{\"execute\":\"query-fast\",\"id\":\"in\"}\n"
 	    "{\"exec-oob\":\"query-fast\",\"id\":\"oob\"}\n");
-	recv_eq(c, "{\"id\": \"oob\", \"error\": {\"class\": "
+	t_recv_eq(c, "{\"id\": \"oob\", \"error\": {\"class\": "
 	    "\"CommandNotFound\", \"desc\": \"The command query-fast has been "
 	    "disabled for this instance\"}}");
-	recv_eq(c, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
+	t_recv_eq(c, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
 	    "\"id\": \"slow\"}");
-	recv_eq(c, "{\"id\": \"in\", \"error\": {\"class\": "
+	t_recv_eq(c, "{\"id\": \"in\", \"error\": {\"class\": "
 	    "\"CommandNotFound\", \"desc\": \"The command query-fast has been "
 	    "disabled for this instance\"}}");
-	ck_assert(!log_has("fakeqemu.log", "query-fast"));
+	ck_assert_int_eq(t_log_count("fakeqemu.log", "query-fast"), 0);
 	t_client_free(c);
 }
 END_TEST
@@ -407,22 +317,19 @@ START_TEST(test_ids)
 	struct t_client	*a, *b;
 	char		*m;
 
-	start(NULL, NULL);
-	ck_assert_ptr_nonnull(a = t_client_ready(psock));
-	ck_assert_ptr_nonnull(b = t_client_ready(psock));
-	m = t_cmd(a, "{\"execute\":\"query-status\",\"id\":\"client-id-a\"}");
-	ck_assert_str_eq(m, "{\"return\": {\"command\": \"query-status\", "
+	t_start_fake(NULL, NULL);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
+	t_cmd_eq(a, "{\"execute\":\"query-status\",\"id\":\"client-id-a\"}",
+	    "{\"return\": {\"command\": \"query-status\", "
 	    "\"seq\": 1}, \"id\": \"client-id-a\"}");
-	free(m);
-	m = t_cmd(b, "{\"execute\":\"query-name\","
-	    "\"id\":{\"client\":[\"b\", null, 1e3]}}");
-	ck_assert_str_eq(m, "{\"return\": {\"command\": \"query-name\", "
+	t_cmd_eq(b, "{\"execute\":\"query-name\","
+	    "\"id\":{\"client\":[\"b\", null, 1e3]}}",
+	    "{\"return\": {\"command\": \"query-name\", "
 	    "\"seq\": 2}, \"id\": {\"client\":[\"b\", null, 1e3]}}");
-	free(m);
-	m = t_cmd(a, "{\"execute\":\"query-kvm\"}");
-	ck_assert_str_eq(m, "{\"return\": {\"command\": \"query-kvm\", "
+	t_cmd_eq(a, "{\"execute\":\"query-kvm\"}",
+	    "{\"return\": {\"command\": \"query-kvm\", "
 	    "\"seq\": 3}}");
-	free(m);
 	/* the same id from two clients: each gets its own command's reply */
 	t_send(a, "{\"execute\":\"query-a\",\"id\":\"same\"}\n");
 	t_send(b, "{\"execute\":\"query-b\",\"id\":\"same\"}\n");
@@ -433,18 +340,19 @@ START_TEST(test_ids)
 	m = t_recv_reply(b, T_WAIT_MS);
 	ck_assert_ptr_nonnull(strstr(m, "\"command\": \"query-b\""));
 	free(m);
-	ck_assert(t_quiet(a, 100));
-	ck_assert(t_quiet(b, 100));
+	ck_assert_int_eq(t_quiet(a, 100), T_SILENT);
+	ck_assert_int_eq(t_quiet(b, 100), T_SILENT);
 
 	/* what the fake saw: numbers, and none of the clients' ids */
-	log_assert("fakeqemu.log", "command query-status id 1\n");
-	log_assert("fakeqemu.log", "command query-name id 2\n");
-	log_assert("fakeqemu.log", "command query-kvm id 3\n");
-	m = log_text("fakeqemu.log");
-	ck_assert_ptr_null(strstr(m, "client-id-a"));
-	ck_assert_ptr_null(strstr(m, "\"client\""));
-	ck_assert_ptr_null(strstr(m, "same"));
-	free(m);
+	ck_assert_int_eq(t_log_count("fakeqemu.log",
+	    "conn 1: command query-status id 1\n"), 1);
+	ck_assert_int_eq(t_log_count("fakeqemu.log",
+	    "conn 1: command query-name id 2\n"), 1);
+	ck_assert_int_eq(t_log_count("fakeqemu.log",
+	    "conn 1: command query-kvm id 3\n"), 1);
+	ck_assert_int_eq(t_log_count("fakeqemu.log", "client-id-a"), 0);
+	ck_assert_int_eq(t_log_count("fakeqemu.log", "\"client\""), 0);
+	ck_assert_int_eq(t_log_count("fakeqemu.log", "same"), 0);
 	t_client_free(a);
 	t_client_free(b);
 }
@@ -465,9 +373,9 @@ START_TEST(test_local_replies_in_order)
 	struct t_client	*a, *b;
 	char		*m;
 
-	start(fargs, pargs);
-	ck_assert_ptr_nonnull(a = t_client_ready(psock));
-	ck_assert_ptr_nonnull(b = t_client_ready(psock));
+	t_start_fake(fargs, pargs);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
 	t_send(a, "{\"execute\":\"query-slow\",\"id\":1}\n"
 	    "[]\n"
 	    "{\"execute\":\"query-x\",\"foo\":1,\"id\":2}\n"
@@ -475,17 +383,17 @@ START_TEST(test_local_replies_in_order)
 	    "{\"execute\": nope}\n"
 	    "{\"execute\":\"query-y\",\"id\":4}\n");
 	t_send(b, "[]\n");
-	recv_eq(b, "{\"error\": {\"class\": \"GenericError\", "
+	t_recv_eq(b, "{\"error\": {\"class\": \"GenericError\", "
 	    "\"desc\": \"QMP input must be a JSON object\"}}");
 	/* a's errors wait for its slow command */
-	ck_assert(t_quiet(a, 100));
-	recv_eq(a, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
+	ck_assert_int_eq(t_quiet(a, 100), T_SILENT);
+	t_recv_eq(a, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
 	    "\"id\": 1}");
-	recv_eq(a, "{\"error\": {\"class\": \"GenericError\", "
+	t_recv_eq(a, "{\"error\": {\"class\": \"GenericError\", "
 	    "\"desc\": \"QMP input must be a JSON object\"}}");
-	recv_eq(a, "{\"id\": 2, \"error\": {\"class\": \"GenericError\", "
+	t_recv_eq(a, "{\"id\": 2, \"error\": {\"class\": \"GenericError\", "
 	    "\"desc\": \"QMP input member 'foo' is unexpected\"}}");
-	recv_eq(a, "{\"id\": 3, \"error\": {\"class\": \"CommandNotFound\", "
+	t_recv_eq(a, "{\"id\": 3, \"error\": {\"class\": \"CommandNotFound\", "
 	    "\"desc\": \"Capabilities negotiation is already complete, "
 	    "command ignored\"}}");
 	m = t_recv(a, T_WAIT_MS);
@@ -493,9 +401,9 @@ START_TEST(test_local_replies_in_order)
 	    "\"GenericError\", \"desc\": \"JSON parse error, ", 55) == 0,
 	    "parse error: %s", m);
 	free(m);
-	recv_eq(a, "{\"return\": {\"command\": \"query-y\", \"seq\": 2}, "
+	t_recv_eq(a, "{\"return\": {\"command\": \"query-y\", \"seq\": 2}, "
 	    "\"id\": 4}");
-	ck_assert(t_quiet(a, 100));
+	ck_assert_int_eq(t_quiet(a, 100), T_SILENT);
 	t_client_free(a);
 	t_client_free(b);
 }
@@ -511,24 +419,24 @@ START_TEST(test_lost_in_order)
 	struct t_client	*a;
 	char		*m;
 
-	start(fargs, NULL);
-	ck_assert_ptr_nonnull(a = t_client_ready(psock));
+	t_start_fake(fargs, NULL);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
 	t_send(a, "{\"execute\":\"query-slow\",\"id\":\"A\"}\n"
 	    "{\"execute\": nope}\n"
 	    "{\"execute\":\"query-x\",\"id\":\"B\"}\n"
 	    "[1]\n");
 	ck_assert_int_eq(t_wait_log("fakeqemu.log", "command query-slow",
 	    T_WAIT_MS), 0);
-	t_stop(fake_pid, SIGKILL);
-	fake_pid = 0;
-	recv_eq(a, LOST("\"A\""));
+	t_stop(t_fake_pid, SIGKILL);
+	t_fake_pid = 0;
+	t_recv_eq(a, LOST("\"A\""));
 	m = t_recv(a, T_WAIT_MS);
 	ck_assert_msg(m != NULL && strncmp(m, "{\"error\": {\"class\": "
 	    "\"GenericError\", \"desc\": \"JSON parse error, ", 55) == 0,
 	    "parse error: %s", m);
 	free(m);
-	recv_eq(a, LOST("\"B\""));
-	recv_eq(a, "{\"error\": {\"class\": \"GenericError\", "
+	t_recv_eq(a, LOST("\"B\""));
+	t_recv_eq(a, "{\"error\": {\"class\": \"GenericError\", "
 	    "\"desc\": \"QMP input must be a JSON object\"}}");
 	ck_assert(t_eof(a, T_WAIT_MS));
 	t_client_free(a);
@@ -536,44 +444,46 @@ START_TEST(test_lost_in_order)
 END_TEST
 
 /*
- * A client that sends and does not read: 20,000 invalid lines, each
- * answered by the proxy itself, 1.6 MB of replies.  Past
- * --max-client-output the proxy stops reading from it, so its memory
- * holds the bound, not the replies; when the client reads, it gets all
- * of them, in order.
+ * A client that sends and does not read: invalid lines, each answered by
+ * the proxy itself.  Past --max-client-output the proxy stops reading
+ * from it, which the client sees as its lines no longer being taken,
+ * well short of 1 MiB of them, and some left unread; the proxy's memory
+ * holds the bound, not the replies.  When the client reads, it gets a
+ * reply to every line it sent, in order.
  */
 START_TEST(test_client_output_bound)
 {
-	const char	*pargs[] = { "--max-client-output", "64K", NULL };
-	struct t_client	*c;
-	char		*lines, *m;
-	long		 base_kb, peak_kb;
-	int		 i;
+	static const char	 reply[] = "{\"error\": {\"class\": "
+				    "\"GenericError\", \"desc\": "
+				    "\"QMP input must be a JSON object\"}}";
+	const char		*pargs[] = { "--max-client-output", "64K",
+				    NULL };
+	struct t_client		*c;
+	char			*lines;
+	long			 base_kb, peak_kb;
+	size_t			 sent, n, i;
 
-	start(NULL, pargs);
-	ck_assert_ptr_nonnull(c = t_client_ready(psock));
-	base_kb = t_proc_kb(proxy_pid, "VmRSS");
-	/* 60 kB: the socket takes it all while the proxy does not read */
-	if ((lines = malloc(20000 * 3)) == NULL)
+	t_start_fake(NULL, pargs);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
+	base_kb = t_proc_kb(t_proxy_pid, "VmRSS");
+	/* 1,000 lines a write; a line "[]" is answered once "]" is in */
+	if ((lines = malloc(1000 * 3 + 1)) == NULL)
 		abort();
-	for (i = 0; i < 20000; i++)
+	for (i = 0; i < 1000; i++)
 		memcpy(lines + i * 3, "[]\n", 3);
-	t_send_raw(c, lines, 20000 * 3);
+	lines[1000 * 3] = '\0';
+	sent = t_send_while_taken(c, lines, 1 << 20, 500);
 	free(lines);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "unread by it: not "
-	    "reading from it", T_WAIT_MS), 0);
-	peak_kb = t_proc_kb(proxy_pid, "VmHWM");
-	printf("client output: RSS %ld kB before, peak %ld kB when not "
-	    "reading\n", base_kb, peak_kb);
+	ck_assert_uint_lt(sent, 1 << 20);
+	ck_assert(t_peer_unread(c));
+	peak_kb = t_proc_kb(t_proxy_pid, "VmHWM");
+	n = sent / 3 + (sent % 3 == 2);
+	printf("client output: %zu lines taken; RSS %ld kB before, peak "
+	    "%ld kB when not reading\n", n, base_kb, peak_kb);
 	ck_assert_int_le(peak_kb - base_kb, 1024);
-	for (i = 0; i < 20000; i++) {
-		m = t_recv(c, T_WAIT_MS);
-		ck_assert_msg(m != NULL && strcmp(m, "{\"error\": {\"class\": "
-		    "\"GenericError\", \"desc\": \"QMP input must be a JSON "
-		    "object\"}}") == 0, "reply %d: %s", i, m);
-		free(m);
-	}
-	ck_assert(t_quiet(c, 100));
+	for (i = 0; i < n; i++)
+		t_recv_eq_at("reply to a line", c, reply);
+	ck_assert_int_eq(t_quiet(c, 100), T_SILENT);
 	t_client_free(c);
 }
 END_TEST
@@ -582,25 +492,27 @@ END_TEST
  * A client closed while reading from it was paused at
  * --max-client-output is never read again, even when its output drains
  * to half: what it sends then stays in the socket, not in the proxy.
+ * The close comes from the fake's death, which closes every client: w,
+ * which reads, sees it, and c was closed with it.
  */
 START_TEST(test_closing_not_read)
 {
 	const char	*pargs[] = { "--max-client-output", "4M",
 	    "--slow-client-timeout", "20", NULL };
-	struct t_client	*c;
+	struct t_client	*c, *w;
 	size_t		 got = 0, sent;
 	char		*m;
 
-	start(NULL, pargs);
-	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	t_start_fake(NULL, pargs);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(w = t_client_ready(t_psock));
 	/* ~100-byte parse errors for 3-byte lines: the output fills first */
 	sent = t_send_while_taken(c, "x\n\n", 1 << 20, 500);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "unread by it: not "
-	    "reading from it", T_WAIT_MS), 0);
-	t_stop(fake_pid, SIGKILL);
-	fake_pid = 0;
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "client 1: closed",
-	    T_WAIT_MS), 0);
+	ck_assert_uint_lt(sent, 1 << 20);
+	ck_assert(t_peer_unread(c));
+	t_stop(t_fake_pid, SIGKILL);
+	t_fake_pid = 0;
+	ck_assert(t_eof(w, T_WAIT_MS));
 	/* read until the output is under half, not empty */
 	while (got < (3 << 20) && (m = t_recv(c, T_WAIT_MS)) != NULL) {
 		got += strlen(m) + 2;
@@ -610,6 +522,7 @@ START_TEST(test_closing_not_read)
 	printf("closing: read %zu bytes, then %zu bytes taken\n", got, sent);
 	ck_assert_uint_lt(sent, 4 << 20);
 	t_client_free(c);
+	t_client_free(w);
 }
 END_TEST
 
@@ -621,58 +534,58 @@ START_TEST(test_sigterm)
 	char		*m;
 	int		 status;
 
-	start(NULL, NULL);
-	ck_assert_ptr_nonnull(c = t_client_ready(psock));
+	t_start_fake(NULL, NULL);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 	m = t_cmd(c, "{\"execute\":\"query-status\",\"id\":1}");
 	ck_assert_ptr_nonnull(m);
 	free(m);
-	status = t_stop(proxy_pid, SIGTERM);
-	proxy_pid = 0;
-	ck_assert_msg(status != -1 && WIFEXITED(status) &&
-	    WEXITSTATUS(status) == 0, "qmpmuxd exit status %d", status);
+	status = t_stop(t_proxy_pid, SIGTERM);
+	t_proxy_pid = 0;
+	ck_assert_msg(t_exited(status, 0),
+	    "qmpmuxd exit status %d", status);
 	ck_assert(t_eof(c, T_WAIT_MS));
 	t_client_free(c);
-	status = t_stop(fake_pid, SIGTERM);
-	fake_pid = 0;
-	ck_assert_msg(status != -1 && WIFEXITED(status) &&
-	    WEXITSTATUS(status) == 0, "fake exit status %d", status);
-	ck_assert_int_eq(stat(fsock, &st), -1);
+	status = t_stop(t_fake_pid, SIGTERM);
+	t_fake_pid = 0;
+	ck_assert_msg(t_exited(status, 0),
+	    "fake exit status %d", status);
+	ck_assert_int_eq(stat(t_fsock, &st), -1);
 }
 END_TEST
 
 /*
  * Events keep flowing while a command is held back: every negotiated
- * client gets the TICK events, in order, before the asker's reply.
+ * client gets the TICK events, in order, and the asker gets them all
+ * before its reply.
  */
 START_TEST(test_events_during_delay)
 {
-	const char	*fargs[] = { "--delay", "query-slow=400",
-			    "--events-during-delay", "3", NULL };
-	struct t_client	*a, *b;
+	const char	*fargs[] = { "--delay", "query-slow=500",
+			    "--events-during-delay", "5", NULL };
+	struct t_client	*c[2];
 	yajl_val	 v;
 	char		*m;
 	long long	 i;
+	int		 k;
 
-	start(fargs, NULL);
-	ck_assert_ptr_nonnull(a = t_client_ready(psock));
-	ck_assert_ptr_nonnull(b = t_client_ready(psock));
-	t_send(a, "{\"execute\":\"query-slow\",\"id\":\"s\"}\n");
-	for (i = 0; i < 3; i++) {
-		ck_assert_ptr_nonnull(m = t_recv(a, T_WAIT_MS));
-		ck_assert_ptr_nonnull(v = t_json(m));
-		ck_assert_str_eq(t_get_str(v, "event", NULL), "TICK");
-		ck_assert_int_eq(get_int(v, "data", "n"), i);
-		yajl_tree_free(v);
-		free(m);
-		ck_assert_ptr_nonnull(m = t_recv(b, T_WAIT_MS));
-		ck_assert_ptr_nonnull(strstr(m, "\"event\": \"TICK\""));
-		free(m);
+	t_start_fake(fargs, NULL);
+	t_clients_ready(c, 2, t_psock);
+	t_send(c[0], "{\"execute\":\"query-slow\",\"id\":\"s\"}\n");
+	for (i = 0; i < 5; i++) {
+		for (k = 0; k < 2; k++) {
+			ck_assert_ptr_nonnull(m = t_recv(c[k], T_WAIT_MS));
+			ck_assert_ptr_nonnull(v = t_json(m));
+			ck_assert_str_eq(t_get_str(v, "event", NULL), "TICK");
+			ck_assert_int_eq(t_get_int(v, "data", "n"), i);
+			yajl_tree_free(v);
+			free(m);
+		}
 	}
-	recv_eq(a, "{\"return\": {\"command\": \"query-slow\", \"seq\": 1}, "
-	    "\"id\": \"s\"}");
-	ck_assert(t_quiet(b, 100));
-	t_client_free(a);
-	t_client_free(b);
+	t_recv_eq(c[0], "{\"return\": {\"command\": \"query-slow\", "
+	    "\"seq\": 1}, \"id\": \"s\"}");
+	ck_assert_int_eq(t_quiet(c[1], 100), T_SILENT);
+	t_client_free(c[0]);
+	t_client_free(c[1]);
 }
 END_TEST
 
@@ -692,9 +605,9 @@ START_TEST(test_flood)
 	long long	 next = 0;
 	int		 replied = 0, stalled = 0;
 
-	start(fargs, pargs);
-	ck_assert_ptr_nonnull(a = t_client_ready(psock));
-	ck_assert_ptr_nonnull(slow = t_client_ready(psock));
+	t_start_fake(fargs, pargs);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(slow = t_client_ready(t_psock));
 	t_send(a, "{\"execute\":\"go\",\"id\":\"go\"}\n");
 	while (next < 50000) {
 		if ((m = t_recv(a, stalled || next == 0 ? T_WAIT_MS :
@@ -703,8 +616,8 @@ START_TEST(test_flood)
 			ck_assert_msg(!stalled, "flood stopped at %lld", next);
 			ck_assert_int_gt(next, 0);
 			/* the proxy stopped reading, so the fake is held */
-			ck_assert(!log_has("fakeqemu.log",
-			    "flood of 50000 events written"));
+			ck_assert_int_eq(t_log_count("fakeqemu.log",
+			    "flood of 50000 events written"), 0);
 			stalled = 1;
 			t_client_free(slow);
 			slow = NULL;
@@ -718,7 +631,7 @@ START_TEST(test_flood)
 		} else {
 			ck_assert_str_eq(t_get_str(v, "event", NULL),
 			    "FLOOD");
-			ck_assert_int_eq(get_int(v, "data", "n"), next);
+			ck_assert_int_eq(t_get_int(v, "data", "n"), next);
 			next++;
 		}
 		yajl_tree_free(v);
@@ -730,9 +643,9 @@ START_TEST(test_flood)
 		ck_assert_ptr_nonnull(strstr(m, "\"command\": \"go\""));
 		free(m);
 	}
-	ck_assert(t_quiet(a, 100));
+	ck_assert_int_eq(t_quiet(a, 100), T_SILENT);
 	t_client_free(a);
-	ck_assert(proxy_alive());
+	ck_assert(t_proxy_alive());
 }
 END_TEST
 
@@ -742,25 +655,22 @@ START_TEST(test_fake_exit_after)
 	const char	*fargs[] = { "--exit-after", "2", NULL };
 	struct t_client	*c;
 	struct stat	 st;
-	char		*m;
 	int		 status;
 
-	fake_pid = t_fakeqemu(fsock, fargs);
-	ck_assert_ptr_nonnull(c = t_client_ready(fsock));
-	m = t_cmd(c, "{\"execute\":\"a\",\"id\":\"x\"}");
-	ck_assert_str_eq(m, "{\"return\": {\"command\": \"a\", \"seq\": 1}, "
+	t_fake_pid = t_fakeqemu(t_fsock, fargs);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_fsock));
+	t_cmd_eq(c, "{\"execute\":\"a\",\"id\":\"x\"}",
+	    "{\"return\": {\"command\": \"a\", \"seq\": 1}, "
 	    "\"id\": \"x\"}");
-	free(m);
-	m = t_cmd(c, "{\"execute\":\"b\"}");
-	ck_assert_str_eq(m, "{\"return\": {\"command\": \"b\", \"seq\": 2}}");
-	free(m);
+	t_cmd_eq(c, "{\"execute\":\"b\"}",
+	    "{\"return\": {\"command\": \"b\", \"seq\": 2}}");
 	ck_assert(t_eof(c, T_WAIT_MS));
 	t_client_free(c);
-	status = t_wait_exit(fake_pid, T_WAIT_MS);
-	ck_assert_msg(status != -1 && WIFEXITED(status) &&
-	    WEXITSTATUS(status) == 0, "fake exit status %d", status);
-	fake_pid = 0;
-	ck_assert_int_eq(stat(fsock, &st), -1);
+	status = t_wait_exit(t_fake_pid, T_WAIT_MS);
+	ck_assert_msg(t_exited(status, 0),
+	    "fake exit status %d", status);
+	t_fake_pid = 0;
+	ck_assert_int_eq(stat(t_fsock, &st), -1);
 }
 END_TEST
 
@@ -769,10 +679,8 @@ static Suite *
 fake_suite(void)
 {
 	Suite	*s = suite_create("fake");
-	TCase	*tc = tcase_create("fake");
+	TCase	*tc = t_tcase(s, "fake", 60);
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, test_split, 0, 2);
 	tcase_add_loop_test(tc, test_garbage, 0, 2);
 	tcase_add_loop_test(tc, test_oversize, 0, 3);
@@ -789,7 +697,6 @@ fake_suite(void)
 	tcase_add_test(tc, test_events_during_delay);
 	tcase_add_test(tc, test_flood);
 	tcase_add_test(tc, test_fake_exit_after);
-	suite_add_tcase(s, tc);
 	return (s);
 }
 

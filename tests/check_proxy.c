@@ -25,49 +25,37 @@
 #define CAPS_AGAIN \
 	"Capabilities negotiation is already complete, command ignored"
 
-static char	*qsock, *psock;
-static pid_t	 qemu_pid, proxy_pid;
+/* What QEMU logs of each QMP request it handles: see trace_count. */
+#define TRACE	"qemu-trace.log"
 
-/* Only the paths: the test starts QEMU and qmpmuxd itself. */
+/*
+ * The shared case: a fresh QEMU, tracing the requests it handles, and a
+ * qmpmuxd in front of it.
+ */
 static void
-setup_paths(void)
+start(void)
 {
-	qsock = t_path("qemu.sock");
-	psock = t_path("proxy.sock");
-	qemu_pid = proxy_pid = 0;
+	t_qemu_pid = t_qemu_traced(t_qsock, TRACE);
+	t_proxy_pid = t_qmpmuxd(t_qsock, t_psock, NULL);
 }
 
-/* Each test: a fresh QEMU and a qmpmuxd in front of it. */
-static void
-setup(void)
+/*
+ * How many requests QEMU handled that begin with text (all of them for
+ * ""), as its trace shows them: re-serialised by QEMU, so
+ * {"execute": "stop", ...}.  The first is always qmpmuxd's own
+ * qmp_capabilities.
+ */
+static int
+trace_count(const char *text)
 {
-	setup_paths();
-	qemu_pid = t_qemu(qsock);
-	proxy_pid = t_qmpmuxd(qsock, psock, NULL);
-}
+	char	*needle;
+	int	 n;
 
-/* Stop whatever the test left running; a pid of 0 is already gone. */
-static void
-teardown(void)
-{
-	if (proxy_pid > 0)
-		t_stop(proxy_pid, SIGTERM);
-	if (qemu_pid > 0)
-		t_stop(qemu_pid, SIGKILL);
-	free(qsock);
-	free(psock);
-}
-
-/* The next message must be exactly want. */
-static void
-recv_eq(struct t_client *c, const char *want, const char *who)
-{
-	char	*m = t_recv(c, T_WAIT_MS);
-
-	ck_assert_msg(m != NULL && strcmp(m, want) == 0,
-	    "%s: expected\n  %s\ngot\n  %s", who, want,
-	    m != NULL ? m : "(nothing or EOF)");
-	free(m);
+	if (asprintf(&needle, "req: %s", text) == -1)
+		abort();
+	n = t_log_count(TRACE, needle);
+	free(needle);
+	return (n);
 }
 
 /* Send one line and require exactly want as the next message. */
@@ -75,7 +63,7 @@ static void
 send_eq(struct t_client *c, const char *line, const char *want)
 {
 	t_send(c, "%s\n", line);
-	recv_eq(c, want, line);
+	t_recv_eq_at(line, c, want);
 }
 
 /* The next message must be the event named name. */
@@ -163,44 +151,20 @@ marker(struct t_client *c, const char *tag)
 	free(want);
 }
 
-/* Whether path is a unix socket right now. */
-static int
-is_socket(const char *path)
-{
-	struct stat	 st;
-
-	return (stat(path, &st) == 0 && S_ISSOCK(st.st_mode));
-}
-
-/* Whether qmpmuxd is still running. */
-static int
-proxy_alive(void)
-{
-	return (t_wait_exit(proxy_pid, 0) == -1);
-}
-
 /* Two clients: each gets its own id back; STOP and RESUME reach both. */
 START_TEST(test_two_clients_share)
 {
-	struct t_client	*a = t_client_ready(psock);
-	struct t_client	*b = t_client_ready(psock);
-	char		*m;
+	struct t_client	*a, *b;
 
-	ck_assert_ptr_nonnull(a);
-	ck_assert_ptr_nonnull(b);
-	m = t_cmd(a, "{\"execute\":\"stop\",\"id\":\"a-1\"}");
-	ck_assert_str_eq(m, "{\"return\": {}, \"id\": \"a-1\"}");
-	free(m);
-	m = t_recv(b, T_WAIT_MS);
-	ck_assert_ptr_nonnull(strstr(m, "\"event\": \"STOP\""));
-	free(m);
-	m = t_cmd(b, "{\"execute\":\"cont\",\"id\":[1, {\"b\":null}]}");
-	ck_assert_str_eq(m, "{\"return\": {}, \"id\": [1, {\"b\":null}]}");
-	free(m);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
+	t_cmd_eq(a, "{\"execute\":\"stop\",\"id\":\"a-1\"}",
+	    "{\"return\": {}, \"id\": \"a-1\"}");
+	recv_event(b, "STOP", "b");
+	t_cmd_eq(b, "{\"execute\":\"cont\",\"id\":[1, {\"b\":null}]}",
+	    "{\"return\": {}, \"id\": [1, {\"b\":null}]}");
 	/* a's STOP came before its reply and t_cmd passed it over */
-	m = t_recv(a, T_WAIT_MS);
-	ck_assert_ptr_nonnull(strstr(m, "\"event\": \"RESUME\""));
-	free(m);
+	recv_event(a, "RESUME", "a");
 	t_client_free(a);
 	t_client_free(b);
 }
@@ -245,10 +209,7 @@ START_TEST(test_three_clients_ids)
 	char			*base[3], *want, tag[32];
 	size_t			 i, k;
 
-	for (k = 0; k < 3; k++) {
-		c[k] = t_client_ready(psock);
-		ck_assert_ptr_nonnull(c[k]);
-	}
+	t_clients_ready(c, 3, t_psock);
 	/* each client's command answers differently: whose reply is plain */
 	for (k = 0; k < 3; k++) {
 		base[k] = t_cmd(c[k], "{\"execute\":\"%s\"}", cmds[k]);
@@ -277,7 +238,7 @@ START_TEST(test_three_clients_ids)
 	for (k = 0; k < 3; k++) {
 		for (i = 0; i < NSHARE; i++) {
 			want = with_id(base[k], share_ids[i]);
-			recv_eq(c[k], want, cmds[k]);
+			t_recv_eq_at(cmds[k], c[k], want);
 			free(want);
 		}
 		snprintf(tag, sizeof(tag), "end-%zu", k);
@@ -297,27 +258,18 @@ END_TEST
 START_TEST(test_events_fanout)
 {
 	struct t_client	*c[3], *late;
-	char		*m;
 	int		 k;
 
-	for (k = 0; k < 3; k++) {
-		c[k] = t_client_ready(psock);
-		ck_assert_ptr_nonnull(c[k]);
-	}
-	late = t_client_new(psock);
-	ck_assert_ptr_nonnull(late);
-	m = t_recv(late, T_WAIT_MS);
-	ck_assert_msg(m != NULL && strncmp(m, "{\"QMP\": ", 8) == 0,
-	    "greeting: %s", m != NULL ? m : "(nothing)");
-	free(m);
+	t_clients_ready(c, 3, t_psock);
+	late = t_client_greeted(t_psock);
 
 	/* the event comes before the reply of the command that caused it */
 	t_send(c[0], "{\"execute\":\"stop\",\"id\":\"s\"}\n");
 	recv_event(c[0], "STOP", "client 0");
-	recv_eq(c[0], "{\"return\": {}, \"id\": \"s\"}", "stop");
+	t_recv_eq(c[0], "{\"return\": {}, \"id\": \"s\"}");
 	t_send(c[0], "{\"execute\":\"cont\",\"id\":\"c\"}\n");
 	recv_event(c[0], "RESUME", "client 0");
-	recv_eq(c[0], "{\"return\": {}, \"id\": \"c\"}", "cont");
+	t_recv_eq(c[0], "{\"return\": {}, \"id\": \"c\"}");
 	for (k = 1; k < 3; k++) {
 		recv_event(c[k], "STOP", "other client");
 		recv_event(c[k], "RESUME", "other client");
@@ -332,7 +284,7 @@ START_TEST(test_events_fanout)
 	/* negotiated now, it gets the next ones, as all the others do */
 	t_send(c[1], "{\"execute\":\"stop\"}\n");
 	recv_event(c[1], "STOP", "client 1");
-	recv_eq(c[1], "{\"return\": {}}", "stop");
+	t_recv_eq(c[1], "{\"return\": {}}");
 	recv_event(late, "STOP", "late client");
 	recv_event(c[0], "STOP", "client 0");
 	recv_event(c[2], "STOP", "client 2");
@@ -353,15 +305,11 @@ START_TEST(test_client_gone_inflight)
 	struct t_client	*b, *c, *gone, *piped, *fresh;
 	int		 i, round;
 
-	b = t_client_ready(psock);
-	c = t_client_ready(psock);
-	ck_assert_ptr_nonnull(b);
-	ck_assert_ptr_nonnull(c);
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 	for (round = 0; round < 3; round++) {
-		gone = t_client_ready(psock);
-		piped = t_client_ready(psock);
-		ck_assert_ptr_nonnull(gone);
-		ck_assert_ptr_nonnull(piped);
+		ck_assert_ptr_nonnull(gone = t_client_ready(t_psock));
+		ck_assert_ptr_nonnull(piped = t_client_ready(t_psock));
 
 		/* b's first is in flight; gone's and piped's wait behind */
 		t_send(b, "{\"execute\":\"query-status\",\"id\":1}\n");
@@ -375,17 +323,16 @@ START_TEST(test_client_gone_inflight)
 		t_client_free(piped);
 		t_send(c, "{\"execute\":\"query-status\",\"id\":2}\n");
 
-		recv_eq(b, "{\"return\": " RUNNING ", \"id\": 1}", "b 1");
-		recv_eq(b, "{\"return\": {}, \"id\": 2}", "b 2");
-		recv_eq(c, "{\"return\": {}, \"id\": 1}", "c 1");
-		recv_eq(c, "{\"return\": " RUNNING ", \"id\": 2}", "c 2");
+		t_recv_eq(b, "{\"return\": " RUNNING ", \"id\": 1}");
+		t_recv_eq(b, "{\"return\": {}, \"id\": 2}");
+		t_recv_eq(c, "{\"return\": {}, \"id\": 1}");
+		t_recv_eq(c, "{\"return\": " RUNNING ", \"id\": 2}");
 		marker(b, "b-end");
 		marker(c, "c-end");
 	}
 
 	/* a command sent and closed at once, with nobody else waiting */
-	gone = t_client_ready(psock);
-	ck_assert_ptr_nonnull(gone);
+	ck_assert_ptr_nonnull(gone = t_client_ready(t_psock));
 	t_send(gone, "{\"execute\":\"stop\",\"id\":\"gone\"}\n");
 	t_client_free(gone);
 	/* it did run: the others see its STOP, but not its reply */
@@ -393,15 +340,14 @@ START_TEST(test_client_gone_inflight)
 	recv_event(c, "STOP", "c");
 	t_send(b, "{\"execute\":\"cont\",\"id\":\"b\"}\n");
 	recv_event(b, "RESUME", "b");
-	recv_eq(b, "{\"return\": {}, \"id\": \"b\"}", "b cont");
+	t_recv_eq(b, "{\"return\": {}, \"id\": \"b\"}");
 	recv_event(c, "RESUME", "c");
 	marker(b, "b-last");
 	marker(c, "c-last");
 	t_client_free(b);
 	t_client_free(c);
-	fresh = t_client_ready(psock);
-	ck_assert_ptr_nonnull(fresh);
-	ck_assert(proxy_alive());
+	ck_assert_ptr_nonnull(fresh = t_client_ready(t_psock));
+	ck_assert(t_proxy_alive());
 	t_client_free(fresh);
 }
 END_TEST
@@ -413,48 +359,34 @@ END_TEST
 START_TEST(test_qemu_quit_reconnect)
 {
 	struct t_client	*c[3], *waiting, *fresh;
-	char		*m;
 	int		 k, status;
 
-	for (k = 0; k < 3; k++) {
-		c[k] = t_client_ready(psock);
-		ck_assert_ptr_nonnull(c[k]);
-	}
+	t_clients_ready(c, 3, t_psock);
 	/* greeted but not negotiated: closed as well */
-	waiting = t_client_new(psock);
-	ck_assert_ptr_nonnull(waiting);
-	m = t_recv(waiting, T_WAIT_MS);
-	ck_assert_msg(m != NULL && strncmp(m, "{\"QMP\": ", 8) == 0,
-	    "greeting: %s", m != NULL ? m : "(nothing)");
-	free(m);
+	waiting = t_client_greeted(t_psock);
 
 	/* as from QEMU itself: SHUTDOWN, the return, then EOF */
 	t_send(c[0], "{\"execute\":\"quit\",\"id\":\"q\"}\n");
 	for (k = 0; k < 3; k++)
 		recv_event(c[k], "SHUTDOWN", "quit");
-	recv_eq(c[0], "{\"return\": {}, \"id\": \"q\"}", "quit");
+	t_recv_eq(c[0], "{\"return\": {}, \"id\": \"q\"}");
 	for (k = 0; k < 3; k++)
 		ck_assert_msg(t_eof(c[k], T_WAIT_MS), "client %d not closed",
 		    k);
 	ck_assert_msg(t_eof(waiting, T_WAIT_MS), "waiting client not closed");
-	status = t_wait_exit(qemu_pid, T_WAIT_MS);
-	ck_assert_msg(status != -1 && WIFEXITED(status) &&
-	    WEXITSTATUS(status) == 0, "QEMU did not exit 0 (%d)", status);
-	qemu_pid = 0;
+	status = t_wait_exit(t_qemu_pid, T_WAIT_MS);
+	ck_assert_msg(t_exited(status, 0),
+	    "QEMU did not exit 0 (%d)", status);
+	t_qemu_pid = 0;
 
-	ck_assert_msg(is_socket(psock), "listener %s is gone", psock);
-	ck_assert(proxy_alive());
+	ck_assert_msg(t_is_socket(t_psock), "listener %s is gone", t_psock);
+	ck_assert(t_proxy_alive());
 
 	/* QEMU may leave its socket file; a new one must be seen anew */
-	if (unlink(qsock) == -1)
+	if (unlink(t_qsock) == -1)
 		ck_assert_int_eq(errno, ENOENT);
-	qemu_pid = t_qemu(qsock);
-	fresh = t_client_new(psock);
-	ck_assert_ptr_nonnull(fresh);
-	m = t_recv(fresh, T_WAIT_MS);
-	ck_assert_msg(m != NULL && strncmp(m, "{\"QMP\": ", 8) == 0,
-	    "greeting after reconnect: %s", m != NULL ? m : "(nothing)");
-	free(m);
+	t_qemu_pid = t_qemu(t_qsock);
+	fresh = t_client_greeted(t_psock);
 	send_eq(fresh, "{\"execute\":\"qmp_capabilities\"}",
 	    "{\"return\": {}}");
 	send_eq(fresh, "{\"execute\":\"query-status\",\"id\":\"again\"}",
@@ -476,10 +408,8 @@ START_TEST(test_pre_negotiation)
 	struct t_client	*c, *watch;
 	char		*m;
 
-	watch = t_client_ready(psock);
-	ck_assert_ptr_nonnull(watch);
-	c = t_client_new(psock);
-	ck_assert_ptr_nonnull(c);
+	ck_assert_ptr_nonnull(watch = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(c = t_client_new(t_psock));
 	m = t_recv(c, T_WAIT_MS);
 	ck_assert_msg(m != NULL &&
 	    strncmp(m, "{\"QMP\": {\"version\": {\"qemu\": ", 29) == 0 &&
@@ -545,11 +475,15 @@ START_TEST(test_pre_negotiation)
 	/* none of those stops ran: no STOP event, still running */
 	send_eq(watch, "{\"execute\":\"query-status\",\"id\":\"w\"}",
 	    "{\"return\": " RUNNING ", \"id\": \"w\"}");
-	/* and the only command qmpmuxd sent to QEMU is watch's */
-	ck_assert_int_eq(t_log_count("qmpmuxd.log", "vm test: sent "), 1);
+	/* and QEMU got qmpmuxd's handshake and watch's command only */
+	ck_assert_int_eq(trace_count(""), 2);
+	ck_assert_int_eq(trace_count("{\"execute\": \"qmp_capabilities\""),
+	    1);
+	ck_assert_int_eq(trace_count("{\"execute\": \"query-status\""), 1);
 	send_eq(c, "{\"execute\":\"query-status\",\"id\":\"c\"}",
 	    "{\"return\": " RUNNING ", \"id\": \"c\"}");
-	ck_assert_int_eq(t_log_count("qmpmuxd.log", "vm test: sent "), 2);
+	ck_assert_int_eq(trace_count(""), 3);
+	ck_assert_int_eq(trace_count("{\"execute\": \"query-status\""), 2);
 	t_client_free(c);
 	t_client_free(watch);
 }
@@ -563,10 +497,8 @@ START_TEST(test_nested_dupkey_not_forwarded)
 {
 	struct t_client	*a, *watch;
 
-	a = t_client_ready(psock);
-	watch = t_client_ready(psock);
-	ck_assert_ptr_nonnull(a);
-	ck_assert_ptr_nonnull(watch);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(watch = t_client_ready(t_psock));
 	send_error(a, "{\"execute\":\"stop\",\"id\":{\"k\": 1, \"k\": 2}}",
 	    NULL, "GenericError", "JSON parse error, duplicate key");
 	send_error(a, "{\"execute\":\"stop\",\"arguments\":{},"
@@ -592,22 +524,21 @@ START_TEST(test_mode_and_sigterm)
 	int		 status;
 
 	old = umask(0);
-	qemu_pid = t_qemu(qsock);
-	proxy_pid = t_qmpmuxd(qsock, psock, NULL);
+	t_qemu_pid = t_qemu(t_qsock);
+	t_proxy_pid = t_qmpmuxd(t_qsock, t_psock, NULL);
 	umask(old);
-	ck_assert_int_eq(stat(psock, &st), 0);
+	ck_assert_int_eq(stat(t_psock, &st), 0);
 	ck_assert(S_ISSOCK(st.st_mode));
 	ck_assert_msg((st.st_mode & 07777) == 0600, "mode %04o",
 	    (unsigned int)(st.st_mode & 07777));
-	c = t_client_ready(psock);
-	ck_assert_ptr_nonnull(c);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 
-	status = t_stop(proxy_pid, SIGTERM);
-	proxy_pid = 0;
-	ck_assert_msg(status != -1 && WIFEXITED(status) &&
-	    WEXITSTATUS(status) == 0, "qmpmuxd exit status %d", status);
-	ck_assert_msg(stat(psock, &st) == -1 && errno == ENOENT,
-	    "%s still exists", psock);
+	status = t_stop(t_proxy_pid, SIGTERM);
+	t_proxy_pid = 0;
+	ck_assert_msg(t_exited(status, 0),
+	    "qmpmuxd exit status %d", status);
+	ck_assert_msg(stat(t_psock, &st) == -1 && errno == ENOENT,
+	    "%s still exists", t_psock);
 	ck_assert(t_eof(c, T_WAIT_MS));
 	t_client_free(c);
 }
@@ -629,13 +560,13 @@ START_TEST(test_access_lists)
 			    "query-status", "--listen", lim, "--full-access",
 			    NULL };
 	struct t_client	*r, *l, *f;
-	char		*m;
+	char		*line;
 
-	qemu_pid = t_qemu(qsock);
-	proxy_pid = t_qmpmuxd(qsock, psock, extra);
+	t_qemu_pid = t_qemu_traced(t_qsock, TRACE);
+	t_proxy_pid = t_qmpmuxd(t_qsock, t_psock, extra);
 	ck_assert_ptr_nonnull(r = t_client_ready(ro));
 	ck_assert_ptr_nonnull(l = t_client_ready(lim));
-	ck_assert_ptr_nonnull(f = t_client_ready(psock));
+	ck_assert_ptr_nonnull(f = t_client_ready(t_psock));
 
 	send_error(r, "{\"execute\":\"stop\",\"id\":\"s\"}", "\"s\"",
 	    "CommandNotFound", "The command stop has been disabled for this "
@@ -651,10 +582,30 @@ START_TEST(test_access_lists)
 	/* the full listener: stop reaches QEMU, so nothing else did */
 	send_eq(f, "{\"execute\":\"query-status\",\"id\":2}",
 	    "{\"return\": " RUNNING ", \"id\": 2}");
-	m = t_cmd(f, "{\"execute\":\"stop\",\"id\":3}");
-	ck_assert_str_eq(m, "{\"return\": {}, \"id\": 3}");
-	free(m);
-	ck_assert_int_eq(t_log_count("qmpmuxd.log", "by the access list"), 3);
+	t_cmd_eq(f, "{\"execute\":\"stop\",\"id\":3}",
+	    "{\"return\": {}, \"id\": 3}");
+	/* QEMU handled the handshake and the four allowed, no others */
+	ck_assert_int_eq(trace_count(""), 5);
+	ck_assert_int_eq(trace_count("{\"execute\": \"stop\""), 1);
+	ck_assert_int_eq(trace_count("{\"execute\": \"query-status\""), 2);
+	/* each refusal is logged, as qmpmuxd(8) says */
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "refused by the access "
+	    "list of "), 3);
+	if (asprintf(&line, "vm test: client 1: stop refused by the access "
+	    "list of %s\n", ro) == -1)
+		abort();
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", line), 1);
+	free(line);
+	if (asprintf(&line, "vm test: client 2: query-status refused by the "
+	    "access list of %s\n", lim) == -1)
+		abort();
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", line), 1);
+	free(line);
+	if (asprintf(&line, "vm test: client 2: stop refused by the access "
+	    "list of %s\n", lim) == -1)
+		abort();
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", line), 1);
+	free(line);
 	t_client_free(r);
 	t_client_free(l);
 	t_client_free(f);
@@ -698,19 +649,17 @@ START_TEST(test_max_client_message)
 	struct t_client		*a, *b, *big;
 	char			*msg, *id, *want;
 
-	qemu_pid = t_qemu(qsock);
-	proxy_pid = t_qmpmuxd(qsock, psock, extra);
-	a = t_client_ready(psock);
-	b = t_client_ready(psock);
-	ck_assert_ptr_nonnull(a);
-	ck_assert_ptr_nonnull(b);
+	t_qemu_pid = t_qemu(t_qsock);
+	t_proxy_pid = t_qmpmuxd(t_qsock, t_psock, extra);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
 
 	/* exactly 1024 bytes, whitespace around it not counted */
 	msg = sized_message(1024, &id);
 	ck_assert_uint_eq(strlen(msg), 1024);
 	want = with_id("{\"return\": {}}", id);
 	t_send(a, "  \r\n\t%s\r\n", msg);
-	recv_eq(a, want, "1024 bytes");
+	t_recv_eq(a, want);
 	free(msg);
 	free(id);
 	free(want);
@@ -720,22 +669,21 @@ START_TEST(test_max_client_message)
 	ck_assert_uint_eq(strlen(msg), 1025);
 	t_send(a, "%s\n", msg);
 	free(msg);
-	recv_eq(a, toolong, "1025 bytes");
+	t_recv_eq(a, toolong);
 	ck_assert_msg(t_eof(a, T_WAIT_MS), "client not closed after 1025");
 
 	/* far beyond, in one go, while b has a command going */
-	big = t_client_ready(psock);
-	ck_assert_ptr_nonnull(big);
+	ck_assert_ptr_nonnull(big = t_client_ready(t_psock));
 	t_send(b, "{\"execute\":\"query-status\",\"id\":\"b1\"}\n");
 	msg = sized_message(256 * 1024, NULL);
 	t_send(big, "%s\n", msg);
 	free(msg);
-	recv_eq(big, toolong, "256 KiB");
+	t_recv_eq(big, toolong);
 	ck_assert_msg(t_eof(big, T_WAIT_MS), "client not closed after 256K");
 
-	recv_eq(b, "{\"return\": " RUNNING ", \"id\": \"b1\"}", "b1");
+	t_recv_eq(b, "{\"return\": " RUNNING ", \"id\": \"b1\"}");
 	marker(b, "b-end");
-	ck_assert(proxy_alive());
+	ck_assert(t_proxy_alive());
 	t_client_free(a);
 	t_client_free(b);
 	t_client_free(big);
@@ -749,28 +697,19 @@ END_TEST
 START_TEST(test_wait_for_qemu)
 {
 	struct t_client	*a, *b;
-	char		*m;
 
-	proxy_pid = t_qmpmuxd(qsock, psock, NULL);
-	a = t_client_new(psock);
-	b = t_client_new(psock);
-	ck_assert_ptr_nonnull(a);
-	ck_assert_ptr_nonnull(b);
+	t_proxy_pid = t_qmpmuxd(t_qsock, t_psock, NULL);
+	ck_assert_ptr_nonnull(a = t_client_new(t_psock));
+	ck_assert_ptr_nonnull(b = t_client_new(t_psock));
 	/* QMP lets a client send before it has read the greeting */
 	t_send(b, "{\"execute\":\"qmp_capabilities\",\"id\":\"early\"}\n");
-	ck_assert(t_quiet(a, 300));
-	ck_assert(t_quiet(b, 1));
+	ck_assert_int_eq(t_quiet(a, 300), T_SILENT);
+	ck_assert_int_eq(t_quiet(b, 1), T_SILENT);
 
-	qemu_pid = t_qemu(qsock);
-	m = t_recv(a, T_WAIT_MS);
-	ck_assert_msg(m != NULL && strncmp(m, "{\"QMP\": ", 8) == 0,
-	    "greeting: %s", m != NULL ? m : "(nothing)");
-	free(m);
-	m = t_recv(b, T_WAIT_MS);
-	ck_assert_msg(m != NULL && strncmp(m, "{\"QMP\": ", 8) == 0,
-	    "greeting: %s", m != NULL ? m : "(nothing)");
-	free(m);
-	recv_eq(b, "{\"return\": {}, \"id\": \"early\"}", "early caps");
+	t_qemu_pid = t_qemu(t_qsock);
+	t_recv_greeting(a);
+	t_recv_greeting(b);
+	t_recv_eq(b, "{\"return\": {}, \"id\": \"early\"}");
 	send_eq(a, "{\"execute\":\"qmp_capabilities\"}", "{\"return\": {}}");
 	send_eq(a, "{\"execute\":\"query-status\",\"id\":\"a\"}",
 	    "{\"return\": " RUNNING ", \"id\": \"a\"}");
@@ -790,10 +729,9 @@ START_TEST(test_greeting_timeout)
 	long long		 start, took;
 	char			*m;
 
-	proxy_pid = t_qmpmuxd(qsock, psock, extra);
+	t_proxy_pid = t_qmpmuxd(t_qsock, t_psock, extra);
 	start = t_clock_ms();
-	c = t_client_new(psock);
-	ck_assert_ptr_nonnull(c);
+	ck_assert_ptr_nonnull(c = t_client_new(t_psock));
 	m = t_recv(c, 5000);
 	took = t_clock_ms() - start;
 	ck_assert_msg(m == NULL, "got %s", m);
@@ -802,9 +740,8 @@ START_TEST(test_greeting_timeout)
 	    took);
 
 	/* qmpmuxd goes on, and so does its listener */
-	ck_assert(proxy_alive());
-	d = t_client_new(psock);
-	ck_assert_ptr_nonnull(d);
+	ck_assert(t_proxy_alive());
+	ck_assert_ptr_nonnull(d = t_client_new(t_psock));
 	ck_assert(t_eof(d, 5000));
 	t_client_free(c);
 	t_client_free(d);
@@ -818,9 +755,8 @@ proxy_suite(void)
 	Suite	*s = suite_create("proxy");
 	TCase	*tc;
 
-	tc = tcase_create("share");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
+	tc = t_tcase(s, "share", 60);
+	tcase_add_checked_fixture(tc, start, NULL);
 	tcase_add_test(tc, test_two_clients_share);
 	tcase_add_test(tc, test_three_clients_ids);
 	tcase_add_test(tc, test_events_fanout);
@@ -828,18 +764,14 @@ proxy_suite(void)
 	tcase_add_test(tc, test_qemu_quit_reconnect);
 	tcase_add_test(tc, test_pre_negotiation);
 	tcase_add_test(tc, test_nested_dupkey_not_forwarded);
-	suite_add_tcase(s, tc);
 
 	/* these start QEMU and qmpmuxd themselves, with their options */
-	tc = tcase_create("own");
-	tcase_add_checked_fixture(tc, setup_paths, teardown);
-	tcase_set_timeout(tc, 60);
+	tc = t_tcase(s, "own", 60);
 	tcase_add_test(tc, test_mode_and_sigterm);
 	tcase_add_test(tc, test_max_client_message);
 	tcase_add_test(tc, test_wait_for_qemu);
 	tcase_add_test(tc, test_greeting_timeout);
 	tcase_add_test(tc, test_access_lists);
-	suite_add_tcase(s, tc);
 	return (s);
 }
 

@@ -14,29 +14,6 @@
 
 #include "testlib.h"
 
-static char	*qsock, *psock;
-static pid_t	 qemu_pid, proxy_pid;
-
-/* A QEMU and a qmpmuxd with the given options in front of it. */
-static void
-start(const char *const *opts)
-{
-	qsock = t_path("qemu.sock");
-	psock = t_path("proxy.sock");
-	qemu_pid = t_qemu(qsock);
-	proxy_pid = t_qmpmuxd(qsock, psock, opts);
-}
-
-static void
-teardown(void)
-{
-	t_stop(proxy_pid, SIGTERM);
-	kill(qemu_pid, SIGCONT);
-	t_stop(qemu_pid, SIGKILL);
-	free(qsock);
-	free(psock);
-}
-
 /* Assert a message holds a text. */
 static void
 expect(const char *m, const char *text)
@@ -58,12 +35,10 @@ START_TEST(test_sigstop_timeouts)
 	char		*m;
 	double		 t0, ta, tb;
 
-	start(opts);
-	a = t_client_ready(psock);
-	b = t_client_ready(psock);
-	ck_assert_ptr_nonnull(a);
-	ck_assert_ptr_nonnull(b);
-	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	t_start_qemu(opts);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
+	ck_assert_int_eq(kill(t_qemu_pid, SIGSTOP), 0);
 
 	/* one write, so the proxy reads query-status first: it is sent */
 	t0 = t_clock_ms() / 1e3;
@@ -84,10 +59,10 @@ START_TEST(test_sigstop_timeouts)
 	ck_assert(ta >= 0.95 && ta < 2.0);
 	ck_assert(tb >= 0.95 && tb < 2.0);
 
-	ck_assert_int_eq(kill(qemu_pid, SIGCONT), 0);
+	ck_assert_int_eq(kill(t_qemu_pid, SIGCONT), 0);
 	/* the late reply to "sent" is dropped: no client hears of it */
-	ck_assert(t_quiet(a, 500));
-	ck_assert(t_quiet(b, 100));
+	ck_assert_int_eq(t_quiet(a, 500), T_SILENT);
+	ck_assert_int_eq(t_quiet(b, 100), T_SILENT);
 	m = t_cmd(a, "{\"execute\":\"query-status\",\"id\":2}");
 	expect(m, "\"running\": true");
 	expect(m, "\"id\": 2");
@@ -110,10 +85,9 @@ START_TEST(test_per_command_timeout)
 	char		*m;
 	double		 t0, ta;
 
-	start(opts);
-	a = t_client_ready(psock);
-	ck_assert_ptr_nonnull(a);
-	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	t_start_qemu(opts);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_int_eq(kill(t_qemu_pid, SIGSTOP), 0);
 	t0 = t_clock_ms() / 1e3;
 	t_send(a, "{\"execute\":\"query-status\",\"id\":1}\n");
 	t_send(a, "{\"execute\":\"query-name\",\"id\":2}\n");
@@ -123,8 +97,8 @@ START_TEST(test_per_command_timeout)
 	free(m);
 	printf("timeout query-status=0.5s: error after %.3fs\n", ta);
 	ck_assert(ta >= 0.45 && ta < 1.5);
-	ck_assert(t_quiet(a, 1000));
-	ck_assert_int_eq(kill(qemu_pid, SIGCONT), 0);
+	ck_assert_int_eq(t_quiet(a, 1000), T_SILENT);
+	ck_assert_int_eq(kill(t_qemu_pid, SIGCONT), 0);
 	m = t_recv(a, T_WAIT_MS);
 	ck_assert_str_eq(m, "{\"return\": {}, \"id\": 2}");
 	free(m);
@@ -146,12 +120,9 @@ START_TEST(test_queue_limit)
 	double		 t0;
 	int		 i, refused = -1;
 
-	start(opts);
-	for (i = 0; i < 6; i++) {
-		c[i] = t_client_ready(psock);
-		ck_assert_ptr_nonnull(c[i]);
-	}
-	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	t_start_qemu(opts);
+	t_clients_ready(c, 6, t_psock);
+	ck_assert_int_eq(kill(t_qemu_pid, SIGSTOP), 0);
 	t0 = t_clock_ms() / 1e3;
 	for (i = 0; i < 6; i++)
 		t_send(c[i], "{\"execute\":\"query-status\",\"id\":%d}\n", i);
@@ -172,9 +143,9 @@ START_TEST(test_queue_limit)
 	ck_assert(t_clock_ms() / 1e3 - t0 < 1.0);
 	for (i = 0; i < 6; i++) {
 		if (i != refused)
-			ck_assert(t_quiet(c[i], 100));
+			ck_assert_int_eq(t_quiet(c[i], 100), T_SILENT);
 	}
-	ck_assert_int_eq(kill(qemu_pid, SIGCONT), 0);
+	ck_assert_int_eq(kill(t_qemu_pid, SIGCONT), 0);
 	for (i = 0; i < 6; i++) {
 		if (i != refused) {
 			m = t_recv_reply(c[i], T_WAIT_MS);
@@ -197,9 +168,8 @@ START_TEST(test_pipeline_1000)
 	size_t		 len = 0;
 	int		 i;
 
-	start(NULL);
-	a = t_client_ready(psock);
-	ck_assert_ptr_nonnull(a);
+	t_start_qemu(NULL);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
 	buf = malloc(1000 * 64);
 	for (i = 0; i < 1000; i++)
 		len += (size_t)sprintf(buf + len,
@@ -228,17 +198,15 @@ START_TEST(test_sigkill_reconnect)
 	struct t_client	*a, *b;
 	char		*m;
 
-	start(opts);
-	a = t_client_ready(psock);
-	b = t_client_ready(psock);
-	ck_assert_ptr_nonnull(a);
-	ck_assert_ptr_nonnull(b);
-	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	t_start_qemu(opts);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
+	ck_assert_int_eq(kill(t_qemu_pid, SIGSTOP), 0);
 	t_send(a, "{\"execute\":\"query-status\",\"id\":\"in-flight\"}\n");
 	t_send(b, "{\"execute\":\"query-name\",\"id\":\"queued\"}\n");
-	ck_assert(t_quiet(b, 200));
-	t_stop(qemu_pid, SIGKILL);
-	qemu_pid = -1;
+	ck_assert_int_eq(t_quiet(b, 200), T_SILENT);
+	t_stop(t_qemu_pid, SIGKILL);
+	t_qemu_pid = -1;
 	m = t_recv(a, T_WAIT_MS);
 	ck_assert_str_eq(m, "{\"id\": \"in-flight\", \"error\": {\"class\": "
 	    "\"GenericError\", \"desc\": \"qmpmux: connection to QEMU lost\"}}");
@@ -253,11 +221,10 @@ START_TEST(test_sigkill_reconnect)
 	t_client_free(b);
 
 	/* the listener stayed; a new QEMU at the same path is found */
-	ck_assert_int_eq(access(psock, F_OK), 0);
-	unlink(qsock);
-	qemu_pid = t_qemu(qsock);
-	a = t_client_ready(psock);
-	ck_assert_ptr_nonnull(a);
+	ck_assert_int_eq(access(t_psock, F_OK), 0);
+	unlink(t_qsock);
+	t_qemu_pid = t_qemu(t_qsock);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
 	m = t_cmd(a, "{\"execute\":\"query-status\",\"id\":3}");
 	expect(m, "\"id\": 3");
 	expect(m, "\"return\"");
@@ -272,29 +239,24 @@ START_TEST(test_exec_oob_real)
 	struct t_client	*a, *b;
 	char		*m;
 
-	start(NULL);
-	a = t_client_new(psock);
-	ck_assert_ptr_nonnull(a);
+	t_start_qemu(NULL);
+	ck_assert_ptr_nonnull(a = t_client_new(t_psock));
 	m = t_recv(a, T_WAIT_MS);
 	expect(m, "\"capabilities\": [\"oob\"]");
 	free(m);
-	m = t_cmd(a, "{\"execute\":\"qmp_capabilities\","
-	    "\"arguments\":{\"enable\":[\"oob\"]}}");
-	ck_assert_str_eq(m, "{\"return\": {}}");
-	free(m);
-	m = t_cmd(a, "{\"exec-oob\":\"yank\",\"arguments\":{\"instances\":[]},"
-	    "\"id\":\"o1\"}");
-	ck_assert_str_eq(m, "{\"return\": {}, \"id\": \"o1\"}");
-	free(m);
+	t_cmd_eq(a, "{\"execute\":\"qmp_capabilities\","
+	    "\"arguments\":{\"enable\":[\"oob\"]}}",
+	    "{\"return\": {}}");
+	t_cmd_eq(a, "{\"exec-oob\":\"yank\",\"arguments\":{\"instances\":[]},"
+	    "\"id\":\"o1\"}",
+	    "{\"return\": {}, \"id\": \"o1\"}");
 	/* without oob negotiated, QEMU's own error */
-	b = t_client_ready(psock);
-	ck_assert_ptr_nonnull(b);
-	m = t_cmd(b, "{\"exec-oob\":\"yank\",\"arguments\":{\"instances\":[]},"
-	    "\"id\":\"o2\"}");
-	ck_assert_str_eq(m, "{\"id\": \"o2\", \"error\": {\"class\": "
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
+	t_cmd_eq(b, "{\"exec-oob\":\"yank\",\"arguments\":{\"instances\":[]},"
+	    "\"id\":\"o2\"}",
+	    "{\"id\": \"o2\", \"error\": {\"class\": "
 	    "\"GenericError\", \"desc\": \"QMP input member 'exec-oob' is "
 	    "unexpected\"}}");
-	free(m);
 	t_client_free(a);
 	t_client_free(b);
 }
@@ -304,17 +266,14 @@ static Suite *
 stuck_suite(void)
 {
 	Suite	*s = suite_create("stuck");
-	TCase	*tc = tcase_create("real-qemu");
+	TCase	*tc = t_tcase(s, "real-qemu", 60);
 
-	tcase_add_checked_fixture(tc, NULL, teardown);
-	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_sigstop_timeouts);
 	tcase_add_test(tc, test_per_command_timeout);
 	tcase_add_test(tc, test_queue_limit);
 	tcase_add_test(tc, test_pipeline_1000);
 	tcase_add_test(tc, test_sigkill_reconnect);
 	tcase_add_test(tc, test_exec_oob_real);
-	suite_add_tcase(s, tc);
 	return (s);
 }
 

@@ -57,6 +57,10 @@
  *                            side of the connection and go on writing: a
  *                            peer that is not dead but takes no input, so
  *                            the proxy's next write fails
+ *   --hold-input             when the flood starts, stop reading (the
+ *                            socket stays open) and log once, "input held
+ *                            unread", when the peer has written to it:
+ *                            then a crash leaves that input unread
  *   --exit-after N           after answering N commands (over the life of
  *                            the process), flush, close and exit 0
  *   --trigger NAME           start what comes "right after negotiation"
@@ -69,11 +73,13 @@
  * SIGTERM and SIGINT make it remove the socket and exit 0.  SIGUSR1 makes
  * it end at once, as a crashing QEMU does, leaving what it already wrote
  * in the socket for the peer; it logs the number of the last FLOOD event
- * whole in the socket ("last FLOOD in the socket: N").  What it does
- * is logged to stderr.
+ * whole in the socket ("last FLOOD in the socket: N"), whole meaning its
+ * JSON value: the "\r\n" after it may not be.  What it does is logged
+ * to stderr.
  */
 #include "config.h"
 
+#include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -82,6 +88,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +106,7 @@
 #define FAKE_FLOOD_HIGH	(64 * 1024)	/* and up to this */
 #define FAKE_MAX_INPUT	(64 << 20)	/* largest message read */
 #define FAKE_MAX_DEPTH	1024
+#define FAKE_FLOOD_RING	4096		/* FLOOD ends kept: > unwritten */
 
 /* A command name of --no-reply or --delay, with its delay. */
 struct fake_name {
@@ -142,6 +150,10 @@ struct fake_conn {
 	int			 scripted;	/* script started */
 	unsigned long		 answered;	/* on this connection */
 	int			 flooding;
+	struct event		*held;		/* --hold-input's watch */
+	uint64_t		 enqueued;	/* bytes handed to the output */
+	/* where each recent FLOOD event's JSON value ends, in those bytes */
+	uint64_t		 flood_end[FAKE_FLOOD_RING];
 	unsigned long		 flood_next;
 	int			 closing;
 	int			 exiting;	/* exit 0 once closed */
@@ -162,6 +174,7 @@ static struct {
 	unsigned long		 flood;
 	unsigned long		 exit_after;
 	int			 shut_read;
+	int			 hold_input;
 	const char		*trigger;
 	int			 verbose;
 	struct fake_names	 no_reply;
@@ -186,6 +199,7 @@ static void	fake_delayed_reply_cb(int, short, void *);
 static void	fake_delayed_tick_cb(int, short, void *);
 static void	fake_signal_cb(int, short, void *);
 static void	fake_crash_cb(int, short, void *);
+static void	fake_held_cb(int, short, void *);
 
 /* The help text, which is also the usage message. */
 static void __attribute__((noreturn))
@@ -213,6 +227,8 @@ fake_usage(FILE *f, int status)
 	    "when oob is offered)\n"
 	    "  --shut-read              with the flood, stop reading and go "
 	    "on writing\n"
+	    "  --hold-input             with the flood, stop reading, and "
+	    "log input held\n"
 	    "  --exit-after N           after N answers in all, close and "
 	    "exit 0\n"
 	    "  --trigger NAME           start --oversize/--flood on the first "
@@ -336,6 +352,7 @@ fake_write(struct fake_conn *c, const void *buf, size_t len)
 	if (opt.verbose)
 		log_debug("conn %d: write %.*s", c->id,
 		    (int)(len > 300 ? 300 : len), (const char *)buf);
+	c->enqueued += len;
 	if (opt.split == 0) {
 		bufferevent_write(c->bev, buf, len);
 		return;
@@ -457,6 +474,7 @@ fake_flood(struct fake_conn *c)
 		return;
 	while (c->flooding && fake_outlen(c) < FAKE_FLOOD_HIGH) {
 		fake_event_n(c, "FLOOD", c->flood_next);
+		c->flood_end[c->flood_next % FAKE_FLOOD_RING] = c->enqueued - 2;
 		if (++c->flood_next == opt.flood) {
 			c->flooding = 0;
 			log_info("conn %d: flood of %lu events written", c->id,
@@ -516,8 +534,30 @@ fake_script(struct fake_conn *c)
 			bufferevent_disable(c->bev, EV_READ);
 			shutdown(bufferevent_getfd(c->bev), SHUT_RD);
 		}
+		if (opt.hold_input) {
+			log_info("conn %d: holding input", c->id);
+			bufferevent_disable(c->bev, EV_READ);
+			c->held = event_new(base, bufferevent_getfd(c->bev),
+			    EV_READ, fake_held_cb, c);
+			if (c->held == NULL)
+				fatalx("event_new failed");
+			event_add(c->held, NULL);
+		}
 		fake_flood(c);
 	}
+}
+
+/* --hold-input: the peer wrote to us; say so, and leave it unread. */
+static void
+fake_held_cb(int fd, short events, void *arg)
+{
+	struct fake_conn	*c = arg;
+	int			 n = 0;
+
+	if (ioctl(fd, FIONREAD, &n) == 0 && n > 0)
+		log_info("conn %d: input held unread (%d bytes)", c->id, n);
+	else
+		log_info("conn %d: peer closed, no input held", c->id);
 }
 
 /* Free a held-back reply. */
@@ -793,6 +833,8 @@ fake_conn_free(struct fake_conn *c)
 		TAILQ_REMOVE(&c->delayed, d, entry);
 		fake_delayed_free(d);
 	}
+	if (c->held != NULL)
+		event_free(c->held);
 	bufferevent_free(c->bev);
 	qmp_reader_free(c->reader);
 	evbuffer_free(c->pending);
@@ -880,38 +922,29 @@ fake_signal_cb(int sig, short events, void *arg)
 	event_base_loopbreak(base);
 }
 
-/* Messages in b not yet written: each ends with "\r\n". */
-static unsigned long
-fake_count_ends(struct evbuffer *b)
-{
-	struct evbuffer_ptr	 p;
-	unsigned long		 n = 0;
-
-	p = evbuffer_search(b, "\r\n", 2, NULL);
-	while (p.pos != -1) {
-		n++;
-		evbuffer_ptr_set(b, &p, 2, EVBUFFER_PTR_ADD);
-		p = evbuffer_search(b, "\r\n", 2, &p);
-	}
-	return (n);
-}
-
 /*
- * SIGUSR1: crash.  The messages whose end is still in the process are
- * lost; during a flood, those are its last events.
+ * SIGUSR1: crash.  What is still in the process is lost; during a flood,
+ * those are its last events.  The last FLOOD event whole in the socket
+ * is the last whose JSON value, without the "\r\n" after it, has been
+ * written.
  */
 static void
 fake_crash_cb(int sig, short events, void *arg)
 {
-	unsigned long	 unwritten = 0;
+	uint64_t	 unwritten, written;
+	unsigned long	 n;
 
-	if (conn != NULL) {
-		unwritten = fake_count_ends(conn->pending) +
-		    fake_count_ends(bufferevent_get_output(conn->bev));
-		if (conn->flood_next > 0)
-			log_info("crash: %lu messages unwritten; last FLOOD "
-			    "in the socket: %ld", unwritten,
-			    (long)conn->flood_next - 1 - (long)unwritten);
+	if (conn != NULL && conn->flood_next > 0) {
+		unwritten = fake_outlen(conn);
+		written = conn->enqueued - unwritten;
+		for (n = conn->flood_next; n > 0 &&
+		    conn->flood_next - n < FAKE_FLOOD_RING; n--)
+			if (conn->flood_end[(n - 1) % FAKE_FLOOD_RING] <=
+			    written)
+				break;
+		log_info("crash: %llu bytes unwritten; last FLOOD in the "
+		    "socket: %ld", (unsigned long long)unwritten,
+		    (long)n - 1);
 	}
 	log_info("crash: exiting at once");
 	_exit(0);
@@ -984,6 +1017,7 @@ main(int argc, char *argv[])
 		{ "oob", no_argument, NULL, 'o' },
 		{ "exit-after", required_argument, NULL, 'x' },
 		{ "shut-read", no_argument, NULL, 'r' },
+		{ "hold-input", no_argument, NULL, 'H' },
 		{ "trigger", required_argument, NULL, 't' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -1044,6 +1078,9 @@ main(int argc, char *argv[])
 			break;
 		case 'r':
 			opt.shut_read = 1;
+			break;
+		case 'H':
+			opt.hold_input = 1;
 			break;
 		case 't':
 			opt.trigger = optarg;

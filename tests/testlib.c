@@ -2,17 +2,21 @@
 #include "config.h"
 
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <linux/sockios.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,11 +31,30 @@
 struct t_client {
 	int			 fd;
 	int			 eof;
+	int			 bad;		/* unparseable input came */
 	struct evbuffer		*in;
 	struct qmp_reader	*reader;
 };
 
-static char	 t_dirbuf[64];
+/*
+ * The files of the tests.  t_run makes a directory for the run, t_base;
+ * each test process (Check forks one per test) makes its own in it, the
+ * first time it asks for t_dir, and removes it when that process exits
+ * normally: a test that fails exits with _exit (or is killed, or aborts),
+ * so its directory stays.  Once every test has run, t_run removes the
+ * run's directory if all passed, and otherwise keeps it, with the
+ * directories of the failed tests in it, and says where it is.  A
+ * program that does not use t_run (the benchmark) gets a directory of
+ * its own in /tmp, removed when it exits normally.
+ */
+static char	 t_base[64];
+static char	 t_dirbuf[96];
+static pid_t	 t_dir_owner;
+static int	 t_keep;		/* a test failed: remove nothing */
+
+/* The common fixture; see t_setup. */
+char		*t_qsock, *t_fsock, *t_psock;
+pid_t		 t_qemu_pid, t_fake_pid, t_proxy_pid;
 
 /* Milliseconds of the monotonic clock, for waits and timed bounds. */
 long long
@@ -43,19 +66,50 @@ t_clock_ms(void)
 	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
+/* Remove one entry of a tree, from the bottom up. */
+static int
+t_rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	if (remove(path) == -1 && errno != ENOENT)
+		fprintf(stderr, "testlib: remove %s: %s\n", path,
+		    strerror(errno));
+	return (0);
+}
+
+/* Remove a directory and everything in it. */
+static void
+t_rm_tree(const char *dir)
+{
+	nftw(dir, t_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* At a normal exit of the process that made it: remove its directory. */
+static void
+t_dir_atexit(void)
+{
+	if (t_dir_owner == getpid() && !t_keep)
+		t_rm_tree(t_dirbuf);
+}
+
 /* The private directory of this process (each Check test forks). */
 const char *
 t_dir(void)
 {
-	static pid_t	 owner;
-
-	if (owner != getpid()) {
-		snprintf(t_dirbuf, sizeof(t_dirbuf), "/tmp/qmpmux-t.XXXXXX");
+	if (t_dir_owner != getpid()) {
+		if (t_base[0] != '\0')
+			snprintf(t_dirbuf, sizeof(t_dirbuf), "%s/t.XXXXXX",
+			    t_base);
+		else
+			snprintf(t_dirbuf, sizeof(t_dirbuf),
+			    "/tmp/qmpmux-t.XXXXXX");
 		if (mkdtemp(t_dirbuf) == NULL) {
 			perror("mkdtemp");
 			abort();
 		}
-		owner = getpid();
+		/* the handler is inherited by forks; it checks the owner */
+		if (t_dir_owner == 0)
+			atexit(t_dir_atexit);
+		t_dir_owner = getpid();
 	}
 	return (t_dirbuf);
 }
@@ -86,14 +140,16 @@ t_bin(const char *var)
 }
 
 /*
- * Start a program with its output in DIR/log.  It is killed if the test
- * process dies, so a failed test leaves nothing running.
+ * Start a program with its standard output in DIR/out and its standard
+ * error in DIR/err (the same file when they are the same).  It is
+ * killed if the test process dies, so a failed test leaves nothing
+ * running.
  */
 pid_t
-t_spawn(const char *const *argv, const char *log)
+t_spawn_split(const char *const *argv, const char *out, const char *err)
 {
 	pid_t	 pid, parent = getpid();
-	char	*path = t_path(log);
+	char	*opath = t_path(out), *epath = t_path(err);
 	int	 fd;
 
 	if ((pid = fork()) == -1)
@@ -102,11 +158,14 @@ t_spawn(const char *const *argv, const char *log)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(127);
-		fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd != -1) {
+		fd = open(opath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd != -1)
 			dup2(fd, 1);
+		if (strcmp(out, err) == 0)
+			dup2(1, 2);
+		else if ((fd = open(epath, O_WRONLY | O_CREAT | O_APPEND,
+		    0644)) != -1)
 			dup2(fd, 2);
-		}
 		if ((fd = open("/dev/null", O_RDONLY)) != -1)
 			dup2(fd, 0);
 		/* exec takes char *const[]; copy the pointers, not the strings */
@@ -123,8 +182,51 @@ t_spawn(const char *const *argv, const char *log)
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
-	free(path);
+	free(opath);
+	free(epath);
 	return (pid);
+}
+
+/* Start a program with its output, both streams, in DIR/log. */
+pid_t
+t_spawn(const char *const *argv, const char *log)
+{
+	return (t_spawn_split(argv, log, log));
+}
+
+/*
+ * Wait up to ms for done(arg), checked again at each change inotify
+ * reports on watch (for mask), so the wait ends the moment it is true.
+ * 0 when it is.
+ */
+static int
+t_wait_change(const char *watch, uint32_t mask, int (*done)(const void *),
+    const void *arg, int ms)
+{
+	struct pollfd	 pfd;
+	long long	 end = t_clock_ms() + ms;
+	char		 buf[4096];
+	int		 fd, left, ok;
+
+	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd == -1 || inotify_add_watch(fd, watch, mask) == -1)
+		abort();
+	while (!(ok = done(arg)) && (left = (int)(end - t_clock_ms())) > 0) {
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, left) > 0)
+			while (read(fd, buf, sizeof(buf)) > 0)
+				;
+	}
+	close(fd);
+	return (ok ? 0 : -1);
+}
+
+/* For t_wait_change: whether the path arg is a unix socket. */
+static int
+t_is_socket_cb(const void *arg)
+{
+	return (t_is_socket(arg));
 }
 
 /*
@@ -134,36 +236,17 @@ t_spawn(const char *const *argv, const char *log)
 int
 t_wait_socket(const char *path, int ms)
 {
-	struct stat	 st;
-	struct pollfd	 pfd;
-	char		*dir, *slash, buf[4096];
-	long long	 end = t_clock_ms() + ms;
-	int		 fd, left;
+	char	*dir, *slash;
+	int	 r;
 
 	if ((dir = strdup(path)) == NULL)
 		abort();
 	if ((slash = strrchr(dir, '/')) != NULL)
 		*slash = '\0';
-	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (fd == -1 || inotify_add_watch(fd, slash != NULL ? dir : ".",
-	    IN_CREATE | IN_MOVED_TO) == -1)
-		abort();
+	r = t_wait_change(slash != NULL ? dir : ".", IN_CREATE | IN_MOVED_TO,
+	    t_is_socket_cb, path, ms);
 	free(dir);
-	for (;;) {
-		if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-			close(fd);
-			return (0);
-		}
-		if ((left = (int)(end - t_clock_ms())) <= 0)
-			break;
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, left) > 0)
-			while (read(fd, buf, sizeof(buf)) > 0)
-				;
-	}
-	close(fd);
-	return (-1);
+	return (r);
 }
 
 /* Spawn a process that listens on sock, and wait for the socket. */
@@ -181,16 +264,19 @@ t_spawn_listening(const char *const *argv, const char *log, const char *sock)
 }
 
 /*
+/*
  * Start a real QEMU with its QMP monitor on sock.  QEMU binds its own
  * socket before it listens, so the socket is made here, listening
  * before its path appears, and handed over as libvirt does (fd=N).
+ * With trace, QEMU logs to DIR/trace each QMP request it handles, as it
+ * parsed it: what reached QEMU, seen by QEMU.
  */
-pid_t
-t_qemu(const char *sock)
+static pid_t
+t_qemu_trace(const char *sock, const char *trace)
 {
 	struct sockaddr_un	 sun;
-	const char		*argv[12];
-	char			*chardev;
+	const char		*argv[14];
+	char			*chardev, *path = NULL, *opt = NULL;
 	pid_t			 pid;
 	int			 fd, i = 0;
 
@@ -217,14 +303,42 @@ t_qemu(const char *sock)
 	argv[i++] = chardev;
 	argv[i++] = "-mon";
 	argv[i++] = "chardev=qmp,mode=control";
+	if (trace != NULL) {
+		path = t_path(trace);
+		if (asprintf(&opt, "enable=handle_qmp_command,file=%s",
+		    path) == -1)
+			abort();
+		argv[i++] = "-trace";
+		argv[i++] = opt;
+	}
 	argv[i] = NULL;
 	pid = t_spawn(argv, "qemu.log");
 	close(fd);
 	free(chardev);
+	free(path);
+	free(opt);
 	return (pid);
 }
 
-/* Start qmpmuxd -d with extra options, and wait for its listener. */
+/* Start a real QEMU with its QMP socket at sock, and wait for it. */
+pid_t
+t_qemu(const char *sock)
+{
+	return (t_qemu_trace(sock, NULL));
+}
+
+/* The same, with each QMP request QEMU handles logged to DIR/trace. */
+pid_t
+t_qemu_traced(const char *sock, const char *trace)
+{
+	return (t_qemu_trace(sock, trace));
+}
+
+/*
+ * Start qmpmuxd -d with extra options, and wait for its listener.  It
+ * runs without -v: its log holds what an operator's does, so that a test
+ * can only rely on the lines qmpmuxd(8) documents, never on debug detail.
+ */
 pid_t
 t_qmpmuxd(const char *upstream, const char *listen, const char *const *extra)
 {
@@ -233,7 +347,6 @@ t_qmpmuxd(const char *upstream, const char *listen, const char *const *extra)
 
 	argv[i++] = t_bin("QMPMUXD");
 	argv[i++] = "-d";
-	argv[i++] = "-v";
 	argv[i++] = "--name";
 	argv[i++] = "test";
 	argv[i++] = "--upstream";
@@ -349,6 +462,39 @@ t_client_new(const char *path)
 	return (c);
 }
 
+/* The next message must be a greeting. */
+void
+t_recv_greeting(struct t_client *c)
+{
+	char	*m = t_recv(c, T_WAIT_MS);
+
+	ck_assert_msg(m != NULL && strncmp(m, "{\"QMP\": ", 8) == 0,
+	    "greeting: %s", m != NULL ? m : "(nothing or EOF)");
+	free(m);
+}
+
+/* Connect and take QEMU's greeting, which must come; the caller frees. */
+struct t_client *
+t_client_greeted(const char *path)
+{
+	struct t_client	*c;
+
+	ck_assert_msg((c = t_client_new(path)) != NULL, "connect %s", path);
+	t_recv_greeting(c);
+	return (c);
+}
+
+/* Connect n negotiated clients, which must all succeed. */
+void
+t_clients_ready(struct t_client **c, int n, const char *path)
+{
+	int	 i;
+
+	for (i = 0; i < n; i++)
+		ck_assert_msg((c[i] = t_client_ready(path)) != NULL,
+		    "client %d of %s not ready", i, path);
+}
+
 /* Connect, take the greeting, negotiate with caps; NULL on a failure. */
 static struct t_client *
 t_client_caps(const char *path, const char *caps)
@@ -428,30 +574,30 @@ t_send_raw(struct t_client *c, const void *buf, size_t len)
 	}
 }
 
-/* Format a message; the caller frees it. */
-static char *
-t_vformat(const char *fmt, va_list ap, int *len)
+/* Write a formatted message, and a newline after it if asked. */
+static void
+t_vsend(struct t_client *c, int newline, const char *fmt, va_list ap)
 {
 	char	*s;
+	int	 n;
 
-	if ((*len = vasprintf(&s, fmt, ap)) == -1)
+	if ((n = vasprintf(&s, fmt, ap)) == -1)
 		abort();
-	return (s);
+	t_send_raw(c, s, (size_t)n);
+	if (newline)
+		t_send_raw(c, "\n", 1);
+	free(s);
 }
 
 /* Write a formatted message. */
 void
 t_send(struct t_client *c, const char *fmt, ...)
 {
-	char	*s;
-	int	 n;
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	s = t_vformat(fmt, ap, &n);
+	t_vsend(c, 0, fmt, ap);
 	va_end(ap);
-	t_send_raw(c, s, (size_t)n);
-	free(s);
 }
 
 /*
@@ -475,6 +621,7 @@ t_recv(struct t_client *c, int ms)
 		default:
 			fprintf(stderr, "t_recv: bad input: %s\n",
 			    qmp_reader_error(c->reader));
+			c->bad = 1;
 			return (NULL);
 		}
 		if (c->eof || (left = (int)(end - t_clock_ms())) <= 0)
@@ -507,6 +654,22 @@ t_recv_reply(struct t_client *c, int ms)
 	return (NULL);
 }
 
+/*
+ * The next message must be exactly want; where says whose it is (for
+ * t_recv_eq, the caller's file and line).  An unexpected message may be
+ * huge: its start is shown.
+ */
+void
+t_recv_eq_at(const char *where, struct t_client *c, const char *want)
+{
+	char	*m = t_recv(c, T_WAIT_MS);
+
+	ck_assert_msg(m != NULL && strcmp(m, want) == 0,
+	    "%s: expected\n  %s\ngot\n  %.300s (%zu bytes)", where, want,
+	    m != NULL ? m : "(nothing or EOF)", m != NULL ? strlen(m) : 0);
+	free(m);
+}
+
 /* Whether the peer closes within ms; messages before EOF are dropped. */
 int
 t_eof(struct t_client *c, int ms)
@@ -525,17 +688,30 @@ t_eof(struct t_client *c, int ms)
 	return (c->eof);
 }
 
-/* Whether nothing at all arrives within ms (a reply that must not come). */
-int
+/*
+ * What a client hears within ms, where it should hear nothing: T_SILENT
+ * only if the connection stayed open and nothing came for the whole
+ * wait.  An end of stream, a message or bytes that are no message are
+ * each told apart, and said on stderr, so that a test asserting silence
+ * does not pass because the proxy closed the client.
+ */
+enum t_heard
 t_quiet(struct t_client *c, int ms)
 {
 	char	*m;
 
-	if ((m = t_recv(c, ms)) == NULL)
-		return (1);
-	fprintf(stderr, "t_quiet: got %s\n", m);
-	free(m);
-	return (0);
+	if ((m = t_recv(c, ms)) != NULL) {
+		fprintf(stderr, "t_quiet: got %s\n", m);
+		free(m);
+		return (T_MESSAGE);
+	}
+	if (c->bad)
+		return (T_GARBAGE);
+	if (c->eof) {
+		fprintf(stderr, "t_quiet: end of stream\n");
+		return (T_EOF);
+	}
+	return (T_SILENT);
 }
 
 /* Parse a message; the caller frees it with yajl_tree_free. */
@@ -558,99 +734,293 @@ t_get_str(yajl_val v, const char *k1, const char *k2)
 	return (YAJL_GET_STRING(yajl_tree_get(v, path, yajl_t_string)));
 }
 
+/* A whole number at v[k1][k2] (k2 may be NULL), or -1. */
+long long
+t_get_int(yajl_val v, const char *k1, const char *k2)
+{
+	const char	*path[3] = { k1, k2, NULL };
+	yajl_val	 n = yajl_tree_get(v, path, yajl_t_number);
+
+	return (n != NULL && YAJL_IS_INTEGER(n) ? YAJL_GET_INTEGER(n) : -1);
+}
+
 /* Send a command and return its reply text; events are passed over. */
 char *
 t_cmd(struct t_client *c, const char *fmt, ...)
 {
-	char	*s;
-	int	 n;
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	s = t_vformat(fmt, ap, &n);
+	t_vsend(c, 1, fmt, ap);
 	va_end(ap);
-	t_send_raw(c, s, (size_t)n);
-	t_send_raw(c, "\n", 1);
-	free(s);
 	return (t_recv_reply(c, T_WAIT_MS));
 }
 
-/* How many lines of DIR/log contain needle; -1 if it cannot be read. */
-int
-t_log_count(const char *log, const char *needle)
+/*
+ * Send a command; its reply, events passed over, must be exactly want.
+ * where says whose it is (for t_cmd_eq, the caller's file and line).
+ */
+void
+t_cmd_eq_at(const char *where, struct t_client *c, const char *cmd,
+    const char *want)
 {
-	char	*path = t_path(log), *line = NULL;
+	char	*m = t_cmd(c, "%s", cmd);
+
+	ck_assert_msg(m != NULL && strcmp(m, want) == 0,
+	    "%s: %s: expected\n  %s\ngot\n  %.300s", where, cmd, want,
+	    m != NULL ? m : "(nothing or EOF)");
+	free(m);
+}
+
+/*
+ * The one reader of the logs in DIR: the lines of DIR/log that hold text.
+ * Returns how many there are, -1 if the log cannot be read.  For the
+ * nth of them (from 1; -1 for the last), *lineno is its line number
+ * (from 1) and *num the number that follows text on it; -1 where there
+ * is no such line or number.  Either may be NULL.
+ */
+int
+t_log_scan(const char *log, const char *text, int nth, int *lineno,
+    long *num)
+{
+	char	*path = t_path(log), *line = NULL, *p, *end;
 	size_t	 size = 0;
 	FILE	*f;
-	int	 n = 0;
+	int	 n = 0, at = 0;
 
+	if (lineno != NULL)
+		*lineno = -1;
+	if (num != NULL)
+		*num = -1;
 	f = fopen(path, "r");
 	free(path);
 	if (f == NULL)
 		return (-1);
 	while (getline(&line, &size, f) != -1) {
-		if (strstr(line, needle) != NULL)
-			n++;
+		at++;
+		if ((p = strstr(line, text)) == NULL)
+			continue;
+		if (++n != nth && nth != -1)
+			continue;
+		if (lineno != NULL)
+			*lineno = at;
+		if (num != NULL) {
+			*num = strtol(p + strlen(text), &end, 10);
+			if (end == p + strlen(text))
+				*num = -1;
+		}
 	}
 	free(line);
 	fclose(f);
 	return (n);
 }
 
+/* How many lines of DIR/log hold text; -1 if it cannot be read. */
+int
+t_log_count(const char *log, const char *text)
+{
+	return (t_log_scan(log, text, 0, NULL, NULL));
+}
+
+/* A log and a text, for t_wait_change. */
+struct t_log_text {
+	const char	*log;
+	const char	*text;
+};
+
+/* For t_wait_change: whether a line of the log holds the text. */
+static int
+t_log_has_cb(const void *arg)
+{
+	const struct t_log_text	*lt = arg;
+
+	return (t_log_scan(lt->log, lt->text, 0, NULL, NULL) > 0);
+}
+
 /*
- * Wait up to ms for a text to appear in DIR/log (a process's log, e.g.
- * qmpmuxd.log); inotify wakes the wait on each write.  0 when found.
+ * Wait up to ms for a line with text to appear in DIR/log (a process's
+ * log, e.g. fakeqemu.log); inotify wakes the wait on each write.  0 when
+ * found.
  */
 int
 t_wait_log(const char *log, const char *text, int ms)
 {
-	char		*path = t_path(log), *buf;
-	struct pollfd	 pfd;
-	long long	 end = t_clock_ms() + ms;
-	FILE		*f;
-	long		 len;
-	int		 fd, left, found = 0;
-	char		 ev[4096];
+	struct t_log_text	 lt = { log, text };
+	char			*path = t_path(log);
+	int			 r;
 
-	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (fd == -1 || inotify_add_watch(fd, path, IN_MODIFY) == -1)
-		abort();
-	for (;;) {
-		if ((f = fopen(path, "r")) != NULL) {
-			fseek(f, 0, SEEK_END);
-			len = ftell(f);
-			rewind(f);
-			if ((buf = malloc((size_t)len + 1)) == NULL)
-				abort();
-			buf[fread(buf, 1, (size_t)len, f)] = '\0';
-			found = strstr(buf, text) != NULL;
-			free(buf);
-			fclose(f);
-		}
-		if (found || (left = (int)(end - t_clock_ms())) <= 0)
-			break;
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, left) > 0)
-			while (read(fd, ev, sizeof(ev)) > 0)
-				;
-	}
-	close(fd);
+	r = t_wait_change(path, IN_MODIFY, t_log_has_cb, &lt, ms);
 	free(path);
-	return (found ? 0 : -1);
+	return (r);
 }
 
-/* Run a test program's suite; the exit status is make check's verdict. */
+/* Whether a wait status is an exit with code. */
+int
+t_exited(int status, int code)
+{
+	return (status != -1 && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == code);
+}
+
+/* Whether path is a unix socket right now. */
+int
+t_is_socket(const char *path)
+{
+	struct stat	 st;
+
+	return (stat(path, &st) == 0 && S_ISSOCK(st.st_mode));
+}
+
+/*
+ * The common fixture, run in each test's process: the paths of the
+ * sockets, in the test's directory, and no process yet.  A test starts
+ * what it needs (t_start_qemu, t_start_fake, or its own); t_teardown
+ * stops whatever is left.
+ */
+void
+t_setup(void)
+{
+	t_qsock = t_path("qemu.sock");
+	t_fsock = t_path("fake.sock");
+	t_psock = t_path("proxy.sock");
+	t_qemu_pid = t_fake_pid = t_proxy_pid = 0;
+}
+
+/*
+ * Stop what the test left running: qmpmuxd and the fake must end with
+ * status 0 on SIGTERM, so that a sanitizer's finding at their exit fails
+ * the test.  A test that stopped one itself sets its pid to 0.
+ */
+void
+t_teardown(void)
+{
+	int	 status;
+
+	if (t_proxy_pid > 0) {
+		status = t_stop(t_proxy_pid, SIGTERM);
+		ck_assert_msg(t_exited(status, 0), "qmpmuxd: status %d on "
+		    "SIGTERM; see %s/qmpmuxd.log", status, t_dir());
+	}
+	if (t_fake_pid > 0) {
+		status = t_stop(t_fake_pid, SIGTERM);
+		ck_assert_msg(t_exited(status, 0), "fake QEMU: status %d on "
+		    "SIGTERM; see %s/fakeqemu.log", status, t_dir());
+	}
+	if (t_qemu_pid > 0) {
+		kill(t_qemu_pid, SIGCONT);
+		t_stop(t_qemu_pid, SIGKILL);
+	}
+	t_qemu_pid = t_fake_pid = t_proxy_pid = 0;
+	free(t_qsock);
+	free(t_fsock);
+	free(t_psock);
+}
+
+/* Start QEMU, then qmpmuxd with opts in front of it. */
+void
+t_start_qemu(const char *const *opts)
+{
+	t_qemu_pid = t_qemu(t_qsock);
+	t_proxy_pid = t_qmpmuxd(t_qsock, t_psock, opts);
+}
+
+/* Start the fake QEMU with its script, then qmpmuxd with opts. */
+void
+t_start_fake(const char *const *args, const char *const *opts)
+{
+	t_fake_pid = t_fakeqemu(t_fsock, args);
+	t_proxy_pid = t_qmpmuxd(t_fsock, t_psock, opts);
+}
+
+/* Whether qmpmuxd still runs and its listener is still there. */
+int
+t_proxy_alive(void)
+{
+	return (t_wait_exit(t_proxy_pid, 0) == -1 && t_is_socket(t_psock));
+}
+
+/* A test case of s with the common fixture and a timeout in seconds. */
+TCase *
+t_tcase(Suite *s, const char *name, int timeout)
+{
+	TCase	*tc = tcase_create(name);
+
+	tcase_add_checked_fixture(tc, t_setup, t_teardown);
+	tcase_set_timeout(tc, timeout);
+	suite_add_tcase(s, tc);
+	return (tc);
+}
+
+/*
+ * Run a test program's suite in a directory of its own; the exit status
+ * is make check's verdict.  The directory goes if every test passed.
+ */
 int
 t_run(Suite *s)
 {
-	SRunner	*sr = srunner_create(s);
+	SRunner	*sr;
 	int	 failed;
 
+	snprintf(t_base, sizeof(t_base), "/tmp/qmpmux-t.XXXXXX");
+	if (mkdtemp(t_base) == NULL) {
+		perror("mkdtemp");
+		abort();
+	}
+	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	if (failed == 0)
+		t_rm_tree(t_base);
+	else {
+		t_keep = 1;
+		fprintf(stderr, "testlib: the files of the failed tests are "
+		    "kept in %s\n", t_base);
+	}
 	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}
+
+/* Start reading the fake QEMU's FLOOD events at c. */
+void
+t_flood_init(struct t_flood *f, struct t_client *c)
+{
+	memset(f, 0, sizeof(*f));
+	f->c = c;
+}
+
+/*
+ * Read FLOOD events at f's client, passing over other messages, until f
+ * has n events or bytes bytes of them.  Each must be the next in order
+ * (the test fails if not).  0 when reached; -1 if the next did not come
+ * within T_WAIT_MS or the stream ended first.
+ */
+int
+t_flood_read(struct t_flood *f, long n, size_t bytes)
+{
+	char	*m, want[64];
+	size_t	 len;
+
+	while (f->n < n && f->bytes < bytes) {
+		if ((m = t_recv(f->c, T_WAIT_MS)) == NULL)
+			return (-1);
+		if (strstr(m, "\"event\": \"FLOOD\"") == NULL) {
+			f->other++;
+			free(m);
+			continue;
+		}
+		snprintf(want, sizeof(want), "\"data\": {\"n\": %ld}}", f->n);
+		ck_assert_msg(strstr(m, want) != NULL, "FLOOD event %ld out of "
+		    "order: %.200s", f->n, m);
+		/* as qmpmuxd counts it in its backlog: with "\r\n" */
+		len = strlen(m) + 2;
+		f->bytes += len;
+		f->last = len;
+		if (len > f->maxlen)
+			f->maxlen = len;
+		f->n++;
+		free(m);
+	}
+	return (0);
 }
 
 /*
@@ -661,28 +1031,173 @@ t_run(Suite *s)
 int
 t_read_flood(struct t_client *c, long n, size_t *maxlen)
 {
-	char	*m, want[64];
-	long	 i = 0;
+	struct t_flood	 f;
+	int		 r;
 
-	while (i < n) {
-		if ((m = t_recv(c, T_WAIT_MS)) == NULL)
-			return (-1);
-		if (strstr(m, "\"FLOOD\"") == NULL) {
-			free(m);
-			continue;
-		}
-		snprintf(want, sizeof(want), "{\"n\": %ld}", i);
-		if (strstr(m, want) == NULL) {
-			fprintf(stderr, "event %ld out of order: %s\n", i, m);
-			free(m);
-			return (-1);
-		}
-		if (maxlen != NULL && strlen(m) + 2 > *maxlen)
-			*maxlen = strlen(m) + 2;
-		free(m);
-		i++;
+	t_flood_init(&f, c);
+	r = t_flood_read(&f, n, SIZE_MAX);
+	if (maxlen != NULL && f.maxlen > *maxlen)
+		*maxlen = f.maxlen;
+	return (r);
+}
+
+/*
+ * Make qmpmuxd hold every event it reads from now on for c, and none in
+ * c's socket: send enough invalid lines, "[]", that their replies, which
+ * c does not read, fill the socket and queue up behind it, then line in
+ * the same write.  qmpmuxd answers in order, so when line runs, replies
+ * already wait in c's output and every later event waits behind them,
+ * in the backlog.  The replies must stay under --max-client-output (the
+ * default 1M), or qmpmuxd would not read line.  Returns how many replies
+ * c will get before line's.
+ */
+long
+t_clog(struct t_client *c, const char *line)
+{
+	/* the error qmpmuxd gives "[]", with "\r\n" */
+	static const char	 reply[] = "{\"error\": {\"class\": "
+				    "\"GenericError\", \"desc\": "
+				    "\"QMP input must be a JSON object\"}}\r\n";
+	long			 sndbuf = 212992, n, i;
+	size_t			 len = strlen(line);
+	char			*buf;
+	FILE			*f;
+
+	/* a unix socket holds at most its sender's buffer, wmem_default */
+	if ((f = fopen("/proc/sys/net/core/wmem_default", "r")) != NULL) {
+		if (fscanf(f, "%ld", &sndbuf) != 1)
+			sndbuf = 212992;
+		fclose(f);
 	}
-	return (0);
+	n = (2 * sndbuf + 65536) / (long)(sizeof(reply) - 1) + 1;
+	ck_assert_msg(n * (long)(sizeof(reply) - 1) < (1L << 20) - 65536,
+	    "t_clog: %ld replies would pass max_client_output", n);
+	if ((buf = malloc((size_t)n * 3 + len + 1)) == NULL)
+		abort();
+	for (i = 0; i < n; i++)
+		memcpy(buf + i * 3, "[]\n", 3);
+	memcpy(buf + n * 3, line, len);
+	buf[n * 3 + len] = '\n';
+	t_send_raw(c, buf, (size_t)n * 3 + len + 1);
+	free(buf);
+	return (n);
+}
+
+/*
+ * With the fake QEMU flooding on the command "flood" behind qmpmuxd:
+ * clog holder (t_clog) and set the flood off behind it, then read at
+ * r until max_events events or max_bytes bytes, the backlog bounds
+ * qmpmuxd was given.  Every event qmpmuxd reads waits for holder, so
+ * the backlog holds just what r got: qmpmuxd has now paused its reads
+ * from QEMU, and r has every event it read.  Both clients must have
+ * negotiated before.
+ */
+void
+t_flood_hold(struct t_client *holder, struct t_flood *r, long max_events,
+    size_t max_bytes)
+{
+	t_clog(holder, "{\"execute\":\"flood\",\"id\":\"flood\"}");
+	ck_assert_msg(t_flood_read(r, max_events, max_bytes) == 0,
+	    "the flood stopped at %ld events, %zu bytes, short of the "
+	    "backlog's bounds", r->n, r->bytes);
+}
+
+/*
+ * Start the fake with fargs (a flood on the trigger "flood") and qmpmuxd
+ * with opts, then pause qmpmuxd's reads from QEMU with t_flood_hold: r
+ * reads, and has then got exactly the backlog, up to the bound qmpmuxd
+ * was given, max_events or max_bytes.  Returns the client that holds
+ * the events; *base_kb, if asked for, is qmpmuxd's RSS just before the
+ * flood.
+ */
+struct t_client *
+t_flood_start(const char *const *fargs, const char *const *opts,
+    long max_events, size_t max_bytes, struct t_flood *r, long *base_kb)
+{
+	struct t_client	*c, *reader;
+
+	t_start_fake(fargs, opts);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(reader = t_client_ready(t_psock));
+	if (base_kb != NULL)
+		*base_kb = t_proc_kb(t_proxy_pid, "VmRSS");
+	t_flood_init(r, reader);
+	t_flood_hold(c, r, max_events, max_bytes);
+	return (c);
+}
+
+/* Whether a read of c would not block: input buffered or waiting. */
+int
+t_ready(struct t_client *c)
+{
+	struct pollfd	 pfd;
+
+	if (evbuffer_get_length(c->in) > 0 || c->eof)
+		return (1);
+	pfd.fd = c->fd;
+	pfd.events = POLLIN;
+	return (poll(&pfd, 1, 0) > 0);
+}
+
+/*
+ * Whether the peer of c has closed the connection, within ms, without
+ * reading what it sent: a hang-up shows while the data waits unread.
+ */
+int
+t_hungup(struct t_client *c, int ms)
+{
+	struct pollfd	 pfd;
+
+	if (c->eof)
+		return (1);
+	pfd.fd = c->fd;
+	pfd.events = POLLRDHUP;
+	return (poll(&pfd, 1, ms) > 0 &&
+	    (pfd.revents & (POLLRDHUP | POLLHUP)) != 0);
+}
+
+/*
+ * Whether c's peer has left unread some of what c sent it.  (The kernel
+ * counts a unix socket's queue with its own overhead, so only whether
+ * it is empty is exact.)
+ */
+int
+t_peer_unread(struct t_client *c)
+{
+	int	 queued = 0;
+
+	if (ioctl(c->fd, SIOCOUTQ, &queued) == -1)
+		abort();
+	return (queued > 0);
+}
+
+/*
+ * How many times text occurs in what c has been sent and has not read:
+ * its input buffer and, peeked at, its socket.
+ */
+long
+t_count_unread(struct t_client *c, const char *text)
+{
+	size_t	 have = evbuffer_get_length(c->in), tlen = strlen(text);
+	char	*buf, *p;
+	int	 queued = 0;
+	ssize_t	 n = 0;
+	long	 count = 0;
+
+	if (ioctl(c->fd, FIONREAD, &queued) == -1)
+		queued = 0;
+	if ((buf = malloc(have + (size_t)queued + 1)) == NULL)
+		abort();
+	evbuffer_copyout(c->in, buf, have);
+	if (queued > 0 && (n = recv(c->fd, buf + have, (size_t)queued,
+	    MSG_PEEK | MSG_DONTWAIT)) == -1)
+		n = 0;
+	buf[have + (size_t)n] = '\0';
+	for (p = buf; (p = memmem(p, have + (size_t)n - (size_t)(p - buf),
+	    text, tlen)) != NULL; p += tlen)
+		count++;
+	free(buf);
+	return (count);
 }
 
 /*

@@ -19,26 +19,54 @@
 
 struct t_client;
 
+/* What t_quiet heard: silence is 0, so a stale boolean use fails. */
+enum t_heard {
+	T_SILENT = 0,	/* connected, and nothing came for the whole wait */
+	T_EOF,		/* the peer closed the connection */
+	T_MESSAGE,	/* a whole message came */
+	T_GARBAGE	/* bytes came that are no message */
+};
+
 /* A fresh private directory for this test process, and paths in it. */
 const char	*t_dir(void);
 char		*t_path(const char *);
 
+/*
+ * The common fixture (t_tcase adds it): the sockets in DIR, and the
+ * processes on them, 0 when not running.
+ */
+extern char	*t_qsock;	/* QEMU's QMP socket */
+extern char	*t_fsock;	/* the fake QEMU's */
+extern char	*t_psock;	/* qmpmuxd's listener */
+extern pid_t	 t_qemu_pid, t_fake_pid, t_proxy_pid;
+void		 t_setup(void);
+void		 t_teardown(void);
+void		 t_start_qemu(const char *const *);
+void		 t_start_fake(const char *const *, const char *const *);
+int		 t_proxy_alive(void);
+TCase		*t_tcase(Suite *, const char *, int);
+
 /* Processes.  Output goes to DIR/NAME.log; NULL-terminated argv. */
 pid_t		 t_spawn(const char *const *, const char *);
+pid_t		 t_spawn_split(const char *const *, const char *, const char *);
 pid_t		 t_qemu(const char *);
+pid_t		 t_qemu_traced(const char *, const char *);
 pid_t		 t_qmpmuxd(const char *, const char *, const char *const *);
 pid_t		 t_fakeqemu(const char *, const char *const *);
 int		 t_stop(pid_t, int);
 int		 t_wait_exit(pid_t, int);
 int		 t_wait_socket(const char *, int);
 long		 t_proc_kb(pid_t, const char *);
-int		 t_wait_log(const char *, const char *, int);
 const char	*t_bin(const char *);
+int		 t_exited(int, int);
+int		 t_is_socket(const char *);
 
 /* A client of a QMP socket. */
 struct t_client	*t_client_new(const char *);
 struct t_client	*t_client_ready(const char *);
 struct t_client	*t_client_ready_oob(const char *);
+struct t_client	*t_client_greeted(const char *);
+void		 t_clients_ready(struct t_client **, int, const char *);
 void		 t_client_free(struct t_client *);
 int		 t_client_fd(struct t_client *);
 void		 t_send(struct t_client *, const char *, ...)
@@ -48,19 +76,56 @@ size_t		 t_send_while_taken(struct t_client *, const char *, size_t,
 		    int);
 char		*t_recv(struct t_client *, int);
 char		*t_recv_reply(struct t_client *, int);
+void		 t_recv_greeting(struct t_client *);
+void		 t_recv_eq_at(const char *, struct t_client *, const char *);
+#define T_STR_(x)		#x
+#define T_STR(x)		T_STR_(x)
+#define t_recv_eq(c, want)	\
+	t_recv_eq_at(__FILE__ ":" T_STR(__LINE__), (c), (want))
 int		 t_eof(struct t_client *, int);
-int		 t_quiet(struct t_client *, int);
+int		 t_hungup(struct t_client *, int);
+int		 t_ready(struct t_client *);
+long		 t_count_unread(struct t_client *, const char *);
+int		 t_peer_unread(struct t_client *);
+enum t_heard	 t_quiet(struct t_client *, int);
 
 /* Reading replies. */
 yajl_val	 t_json(const char *);
 const char	*t_get_str(yajl_val, const char *, const char *);
+long long	 t_get_int(yajl_val, const char *, const char *);
 char		*t_cmd(struct t_client *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
+void		 t_cmd_eq_at(const char *, struct t_client *, const char *,
+		    const char *);
+#define t_cmd_eq(c, cmd, want)	\
+	t_cmd_eq_at(__FILE__ ":" T_STR(__LINE__), (c), (cmd), (want))
 
 /* Timing and logs. */
 long long	 t_clock_ms(void);
 int		 t_run(Suite *);
-int		 t_read_flood(struct t_client *, long, size_t *);
+int		 t_log_scan(const char *, const char *, int, int *, long *);
 int		 t_log_count(const char *, const char *);
+int		 t_wait_log(const char *, const char *, int);
+
+/*
+ * The fake QEMU's flood (--flood N) as one client reads it: events
+ * numbered from 0, in order, counted as qmpmuxd counts its backlog.
+ */
+struct t_flood {
+	struct t_client	*c;
+	long		 n;		/* events read */
+	size_t		 bytes;		/* their bytes, each with "\r\n" */
+	size_t		 last;		/* the last one's */
+	size_t		 maxlen;	/* the longest one's */
+	long		 other;		/* other messages passed over */
+};
+void		 t_flood_init(struct t_flood *, struct t_client *);
+int		 t_flood_read(struct t_flood *, long, size_t);
+int		 t_read_flood(struct t_client *, long, size_t *);
+long		 t_clog(struct t_client *, const char *);
+void		 t_flood_hold(struct t_client *, struct t_flood *, long,
+		    size_t);
+struct t_client	*t_flood_start(const char *const *, const char *const *,
+		    long, size_t, struct t_flood *, long *);
 
 #endif
