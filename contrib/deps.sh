@@ -7,7 +7,8 @@
 # Build tools, libraries, Check, and the real QEMU and socat of the tests.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 QMPMUX_DEPS=(build-essential autoconf automake libtool pkg-config
-	libevent-dev libyajl-dev check qemu-system-x86 socat)
+	libevent-dev libyajl-dev libinih-dev libsystemd-dev check
+	qemu-system-x86 socat)
 
 # Install those of the packages named as arguments that are missing.
 deps_install() {

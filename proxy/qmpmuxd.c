@@ -1,12 +1,20 @@
 /*
  * qmpmuxd: the QMP multiplexing proxy daemon.  This file holds only what
- * a main does: options, the loop, signals.  Everything else is in src/.
+ * a main does: options, the loop, signals.  Everything else is in src/;
+ * the server owns the VMs.
+ *
+ * Options become config entries (conf.c), as if from a file: a VM
+ * bound such as --command-timeout goes to [global], over the file's
+ * value; --name, --upstream and --listen make the one VM of the old
+ * command line, [vm NAME] and a [listener NAME PATH] for each --listen,
+ * with the listener options given before it.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,88 +22,42 @@
 
 #include <event2/event.h>
 
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 #include "qmpmux.h"
 
+#define QMPMUXD_CONF	SYSCONFDIR "/qmpmux/qmpmuxd.conf"
+
 enum {
-	OPT_UPSTREAM = 256,
+	OPT_TABLE = 256,	/* + the index in conf.c's table */
+	OPT_UPSTREAM = 1024,
 	OPT_LISTEN,
 	OPT_NAME,
-	OPT_MODE,
-	OPT_SLOW_CLIENT,
-	OPT_SLOW_CLIENT_TIMEOUT,
-	OPT_ALLOW,
-	OPT_DENY,
-	OPT_READ_ONLY,
-	OPT_FULL_ACCESS,
-	OPT_HANDSHAKE_TIMEOUT,
-	OPT_GREETING_TIMEOUT,
-	OPT_BACKOFF_MAX,
-	OPT_MAX_UPSTREAM_MESSAGE,
-	OPT_MAX_CLIENT_MESSAGE,
-	OPT_MAX_CLIENT_OUTPUT,
-	OPT_MAX_JSON_DEPTH,
-	OPT_COMMAND_TIMEOUT,
 	OPT_TIMEOUT,
-	OPT_MAX_INFLIGHT,
-	OPT_MAX_CLIENT_PIPELINE,
-	OPT_MAX_QUEUED_COMMANDS,
-	OPT_MAX_QUEUED_EVENTS,
-	OPT_MAX_QUEUED_BYTES,
+	OPT_FULL_ACCESS,
 	OPT_HELP,
 	OPT_VERSION,
 };
 
-static const struct option longopts[] = {
-	{ "upstream", required_argument, NULL, OPT_UPSTREAM },
-	{ "listen", required_argument, NULL, OPT_LISTEN },
-	{ "name", required_argument, NULL, OPT_NAME },
-	{ "mode", required_argument, NULL, OPT_MODE },
-	{ "slow-client", required_argument, NULL, OPT_SLOW_CLIENT },
-	{ "slow-client-timeout", required_argument, NULL,
-	    OPT_SLOW_CLIENT_TIMEOUT },
-	{ "allow", required_argument, NULL, OPT_ALLOW },
-	{ "deny", required_argument, NULL, OPT_DENY },
-	{ "read-only", no_argument, NULL, OPT_READ_ONLY },
-	{ "full-access", no_argument, NULL, OPT_FULL_ACCESS },
-	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
-	{ "greeting-timeout", required_argument, NULL, OPT_GREETING_TIMEOUT },
-	{ "backoff-max", required_argument, NULL, OPT_BACKOFF_MAX },
-	{ "max-upstream-message", required_argument, NULL,
-	    OPT_MAX_UPSTREAM_MESSAGE },
-	{ "max-client-message", required_argument, NULL,
-	    OPT_MAX_CLIENT_MESSAGE },
-	{ "max-client-output", required_argument, NULL,
-	    OPT_MAX_CLIENT_OUTPUT },
-	{ "max-json-depth", required_argument, NULL, OPT_MAX_JSON_DEPTH },
-	{ "command-timeout", required_argument, NULL, OPT_COMMAND_TIMEOUT },
-	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-	{ "max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT },
-	{ "max-client-pipeline", required_argument, NULL,
-	    OPT_MAX_CLIENT_PIPELINE },
-	{ "max-queued-commands", required_argument, NULL,
-	    OPT_MAX_QUEUED_COMMANDS },
-	{ "max-queued-events", required_argument, NULL,
-	    OPT_MAX_QUEUED_EVENTS },
-	{ "max-queued-bytes", required_argument, NULL, OPT_MAX_QUEUED_BYTES },
-	{ "help", no_argument, NULL, OPT_HELP },
-	{ "version", no_argument, NULL, OPT_VERSION },
-	{ NULL, 0, NULL, 0 },
-};
-
 static struct event_base	*base;
-static struct vm		*vm;
+static struct server		*server;
+static int			 stopping;
 
 static void	usage(FILE *, int) __attribute__((noreturn));
 static char	*absolute(const char *);
 static char	*socket_path(const char *, const char *);
 static void	signal_cb(int, short, void *);
+static void	signal_hup_cb(int, short, void *);
 static void	signal_ignore_cb(int, short, void *);
-static void	stopped_cb(struct vm *, void *);
+static void	stopped_cb(void *);
+static void	notify(const char *);
 
 /*
- * The signals the daemon catches.  SIGHUP, SIGUSR1 and SIGUSR2 are kept
- * for reload, dump and restart; until then they must not kill it and
- * leave its sockets behind.
+ * The signals the daemon catches.  SIGUSR1 and SIGUSR2 are kept for the
+ * dump and the restart; until then they must not kill it and leave its
+ * sockets behind.
  */
 static struct signal_def {
 	int		 sig;
@@ -105,7 +67,7 @@ static struct signal_def {
 } signals[] = {
 	{ SIGTERM, "SIGTERM", signal_cb, NULL },
 	{ SIGINT, "SIGINT", signal_cb, NULL },
-	{ SIGHUP, "SIGHUP", signal_ignore_cb, NULL },
+	{ SIGHUP, "SIGHUP", signal_hup_cb, NULL },
 	{ SIGUSR1, "SIGUSR1", signal_ignore_cb, NULL },
 	{ SIGUSR2, "SIGUSR2", signal_ignore_cb, NULL },
 };
@@ -116,8 +78,12 @@ static void
 usage(FILE *f, int status)
 {
 	fprintf(f,
-	    "usage: qmpmuxd [-dv] --upstream PATH --listen PATH [--name NAME]\n"
-	    "               [--mode MODE] [--slow-client block | disconnect]\n"
+	    "usage: qmpmuxd [-dnv] [-f FILE] [--OPTION VALUE ...]\n"
+	    "       qmpmuxd [-dnv] --upstream PATH --listen PATH"
+	    " [--name NAME]\n"
+	    "               [--mode MODE] [--owner USER] [--group GROUP]\n"
+	    "               [--allowed-uids UIDS] [--slow-client block |"
+	    " disconnect]\n"
 	    "               [--slow-client-timeout SECONDS] [--allow GLOB]\n"
 	    "               [--deny GLOB] [--read-only] [--full-access]\n"
 	    "               [--handshake-timeout SECONDS]\n"
@@ -130,17 +96,10 @@ usage(FILE *f, int status)
 	    " [--timeout COMMAND=SECONDS]\n"
 	    "               [--max-inflight N] [--max-client-pipeline N]\n"
 	    "               [--max-queued-commands N] [--max-queued-events N]\n"
-	    "               [--max-queued-bytes BYTES]\n"
+	    "               [--max-queued-bytes BYTES]"
+	    " [--max-total-queued-bytes BYTES]\n"
 	    "       qmpmuxd --help | --version\n");
 	exit(status);
-}
-
-/* Complain about a bad option value and exit, as getopt would. */
-static void __attribute__((noreturn))
-badarg(const char *opt, const char *arg, const char *what)
-{
-	fprintf(stderr, "qmpmuxd: --%s %s: expected %s\n", opt, arg, what);
-	exit(1);
 }
 
 /* A path made absolute now, so a later reconnect does not depend on cwd. */
@@ -176,14 +135,41 @@ socket_path(const char *opt, const char *arg)
 }
 
 /*
- * SIGTERM, SIGINT: stop the VM, which answers what it owes its clients
- * first, and leave the loop once it has; a second signal leaves at once.
+ * Refuse a bad option value (exit 1), in the words of conf.c: key set
+ * to value, told as --opt arg.
+ */
+static void
+check_value(const char *opt, const char *arg, int listener, const char *key,
+    const char *value)
+{
+	struct vm_conf		 vc;
+	struct listener_conf	*lc;
+	char			 err[CONF_ERR_MAX];
+	int			 rv;
+
+	if (listener) {
+		lc = conf_listener_new("/");
+		rv = conf_set_listener(lc, key, value, err, sizeof(err));
+		conf_listener_free(lc);
+	} else {
+		conf_vm_init(&vc);
+		rv = conf_set_vm(&vc, key, value, err, sizeof(err));
+		conf_vm_clear(&vc);
+	}
+	if (rv == -1) {
+		fprintf(stderr, "qmpmuxd: --%s %s: %s\n", opt, arg, err);
+		exit(1);
+	}
+}
+
+/*
+ * SIGTERM, SIGINT: stop every VM, which answers what it owes its
+ * clients first, and leave the loop once they have; a second signal
+ * leaves at once.
  */
 static void
 signal_cb(int sig, short events, void *arg)
 {
-	static int	 stopping;
-
 	if (stopping) {
 		log_info("received signal %d (%s) while shutting down, "
 		    "exiting now", sig, strsignal(sig));
@@ -193,7 +179,24 @@ signal_cb(int sig, short events, void *arg)
 	stopping = 1;
 	log_info("received signal %d (%s), shutting down", sig,
 	    strsignal(sig));
-	vm_stop(vm, "qmpmux: shutting down", stopped_cb, NULL);
+	notify("STOPPING=1");
+	server_shutdown(server, stopped_cb, NULL);
+}
+
+/* SIGHUP: reload the configuration. */
+static void
+signal_hup_cb(int sig, short events, void *arg)
+{
+	char	 status[64];
+
+	if (stopping)
+		return;
+	log_info("received SIGHUP, reloading");
+	notify("RELOADING=1");
+	server_reload(server);
+	snprintf(status, sizeof(status), "READY=1\nSTATUS=%u VMs",
+	    server_count(server));
+	notify(status);
 }
 
 /* A signal kept for what is to come: say so in the log, and go on. */
@@ -205,206 +208,275 @@ signal_ignore_cb(int sig, short events, void *arg)
 	log_info("received %s, ignored", sd->name);
 }
 
-/* Every client of the VM is closed: leave the loop, and main frees it. */
+/* Every VM is stopped: leave the loop, and main frees the rest. */
 static void
-stopped_cb(struct vm *stopped, void *arg)
+stopped_cb(void *arg)
 {
 	event_base_loopexit(base, NULL);
 }
 
+/* Tell the service manager, when there is one. */
+static void
+notify(const char *state)
+{
+#ifdef HAVE_LIBSYSTEMD
+	sd_notify(0, state);
+#else
+	(void)state;
+#endif
+}
+
+/* Forget the access list of the listener options given so far. */
+static void
+drop_access(struct conf_entries *pending)
+{
+	struct conf_entries	 keep;
+	struct conf_entry	*e;
+
+	TAILQ_INIT(&keep);
+	TAILQ_FOREACH(e, pending, entry) {
+		if (strcmp(e->key, "allow") != 0 &&
+		    strcmp(e->key, "deny") != 0 &&
+		    strcmp(e->key, "read_only") != 0)
+			conf_entry_add(&keep, e->section, e->key, e->value,
+			    e->file, e->line);
+	}
+	conf_entries_clear(pending);
+	TAILQ_CONCAT(pending, &keep, entry);
+}
+
+/* The long options: the fixed ones, then one per entry of conf.c's table. */
+static struct option *
+long_options(void)
+{
+	static const struct option fixed[] = {
+		{ "upstream", required_argument, NULL, OPT_UPSTREAM },
+		{ "listen", required_argument, NULL, OPT_LISTEN },
+		{ "name", required_argument, NULL, OPT_NAME },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "full-access", no_argument, NULL, OPT_FULL_ACCESS },
+		{ "help", no_argument, NULL, OPT_HELP },
+		{ "version", no_argument, NULL, OPT_VERSION },
+	};
+	size_t		 nfixed = sizeof(fixed) / sizeof(fixed[0]);
+	struct option	*o;
+	int		 i, n = conf_option_count();
+	char		*name, *p;
+
+	if ((o = calloc(nfixed + (size_t)n + 1, sizeof(*o))) == NULL)
+		fatal("%s", __func__);
+	memcpy(o, fixed, sizeof(fixed));
+	for (i = 0; i < n; i++) {
+		if ((name = strdup(conf_option_name(i))) == NULL)
+			fatal("%s", __func__);
+		for (p = name; *p != '\0'; p++) {
+			if (*p == '_')
+				*p = '-';
+		}
+		o[nfixed + i].name = name;
+		/* --read-only takes no value: it is read_only = yes */
+		o[nfixed + i].has_arg = strcmp(name, "read-only") == 0 ?
+		    no_argument : required_argument;
+		o[nfixed + i].val = OPT_TABLE + i;
+	}
+	return (o);
+}
+
+/* Free the long options, with the names made for them. */
+static void
+free_long_options(struct option *o)
+{
+	struct option	*p;
+
+	for (p = o; p->name != NULL; p++) {
+		if (p->val >= OPT_TABLE && p->val < OPT_UPSTREAM)
+			free((void *)(uintptr_t)p->name);
+	}
+	free(o);
+}
+
+/* A listener given on the command line, with the options before it. */
+struct cmd_listener {
+	char			*path;
+	struct conf_entries	 keys;
+	TAILQ_ENTRY(cmd_listener) entry;
+};
+TAILQ_HEAD(cmd_listeners, cmd_listener);
+
 int
 main(int argc, char *argv[])
 {
-	struct vm_conf		 conf;
-	struct listener_conf	*lc;
-	struct acl		 acl;
+	struct conf_entries	 entries, pending;
+	struct cmd_listeners	 listeners;
+	struct cmd_listener	*cl;
+	struct conf_entry	*e;
+	struct option		*longopts = long_options();
+	struct conf		 conf;
+	struct vm_conf		*vc;
+	const char		*file = NULL, *key, *value;
+	char			*upstream = NULL, *name = NULL, *section, *eq;
+	char			 err[CONF_ERR_MAX], status[64], unused[64];
+	int			 ch, idx, debug = 0, verbose = 0, check = 0;
 	size_t			 i;
-	unsigned int		 n;
-	mode_t			 mode = 0600;
-	enum slow_client	 slow = SLOW_CLIENT_BLOCK;
-	double			 slow_timeout = LISTENER_SLOW_CLIENT_TIMEOUT;
-	int			 ch, idx, debug = 0, verbose = 0;
-	const char		*optname, *unused = NULL;
-	char			*end;
-	unsigned long		 m;
 
-	vm_conf_init(&conf);
-	memset(&acl, 0, sizeof(acl));
-	while ((ch = getopt_long(argc, argv, "dv", longopts, &idx)) != -1) {
-		optname = ch >= OPT_UPSTREAM ? longopts[idx].name : "";
+	unused[0] = '\0';
+	TAILQ_INIT(&entries);
+	TAILQ_INIT(&pending);
+	TAILQ_INIT(&listeners);
+	while ((ch = getopt_long(argc, argv, "df:nv", longopts, &idx)) !=
+	    -1) {
 		switch (ch) {
 		case 'd':
 			debug = 1;
+			break;
+		case 'f':
+			file = optarg;
+			break;
+		case 'n':
+			check = 1;
 			break;
 		case 'v':
 			verbose++;
 			break;
 		case OPT_UPSTREAM:
-			free(conf.upstream);
-			conf.upstream = socket_path(optname, optarg);
+			free(upstream);
+			upstream = socket_path("upstream", optarg);
 			break;
 		case OPT_LISTEN:
-			unused = NULL;
-			/*
-			 * --mode, --slow-client* and the access list apply to
-			 * the --listen options after them
-			 */
-			lc = vm_conf_add_listener(&conf, optarg);
-			free(lc->path);
-			lc->path = socket_path(optname, optarg);
-			lc->mode = mode;
-			lc->slow_client = slow;
-			lc->slow_client_timeout = slow_timeout;
-			acl_copy(&lc->acl, &acl);
-			break;
-		case OPT_ALLOW:
-		case OPT_DENY:
-			unused = optname;
-			if (*optarg == '\0')
-				badarg(optname, optarg, "a command name or glob");
-			acl_add(&acl, ch == OPT_DENY, optarg);
-			break;
-		case OPT_READ_ONLY:
-			unused = optname;
-			acl.read_only = 1;
-			break;
-		case OPT_FULL_ACCESS:
-			unused = optname;
-			acl_clear(&acl);
-			break;
-		case OPT_SLOW_CLIENT:
-			unused = optname;
-			if (strcmp(optarg, "block") == 0)
-				slow = SLOW_CLIENT_BLOCK;
-			else if (strcmp(optarg, "disconnect") == 0)
-				slow = SLOW_CLIENT_DISCONNECT;
-			else
-				badarg(optname, optarg, "block or disconnect");
-			break;
-		case OPT_SLOW_CLIENT_TIMEOUT:
-			unused = optname;
-			if (util_parse_seconds(optarg, &slow_timeout) == -1 ||
-			    slow_timeout <= 0)
-				badarg(optname, optarg, "seconds above 0");
+			/* the listener options so far are this one's */
+			if ((cl = calloc(1, sizeof(*cl))) == NULL)
+				fatal("calloc");
+			cl->path = socket_path("listen", optarg);
+			TAILQ_INIT(&cl->keys);
+			TAILQ_FOREACH(e, &pending, entry)
+				conf_entry_add(&cl->keys, "", e->key, e->value,
+				    "command line", 0);
+			TAILQ_INSERT_TAIL(&listeners, cl, entry);
+			unused[0] = '\0';
 			break;
 		case OPT_NAME:
-			free(conf.name);
-			if ((conf.name = strdup(optarg)) == NULL)
+			free(name);
+			if ((name = strdup(optarg)) == NULL)
 				fatal("strdup");
 			break;
-		case OPT_MODE:
-			unused = optname;
-			errno = 0;
-			m = strtoul(optarg, &end, 8);
-			if (errno != 0 || *end != '\0' || end == optarg ||
-			    m > 0777)
-				badarg(optname, optarg, "an octal mode");
-			mode = (mode_t)m;
-			break;
-		case OPT_HANDSHAKE_TIMEOUT:
-			if (util_parse_seconds(optarg,
-			    &conf.handshake_timeout) == -1 || conf.handshake_timeout <= 0)
-				badarg(optname, optarg, "seconds above 0");
-			break;
-		case OPT_GREETING_TIMEOUT:
-			if (util_parse_seconds(optarg,
-			    &conf.greeting_timeout) == -1 || conf.greeting_timeout <= 0)
-				badarg(optname, optarg, "seconds above 0");
-			break;
-		case OPT_BACKOFF_MAX:
-			if (util_parse_seconds(optarg, &conf.backoff_max) == -1 ||
-			    conf.backoff_max <= 0)
-				badarg(optname, optarg, "seconds above 0");
-			break;
-		case OPT_MAX_UPSTREAM_MESSAGE:
-			if (util_parse_size(optarg,
-			    &conf.max_upstream_message) == -1)
-				badarg(optname, optarg, "a size in bytes");
-			break;
-		case OPT_MAX_CLIENT_MESSAGE:
-			/* QEMU's own cap: past it, it reads one message as two */
-			if (util_parse_size(optarg,
-			    &conf.max_client_message) == -1 ||
-			    conf.max_client_message > QMP_SIZE_MAX)
-				badarg(optname, optarg, "a size in bytes, at "
-				    "most 64M");
-			break;
-		case OPT_MAX_CLIENT_OUTPUT:
-			if (util_parse_size(optarg,
-			    &conf.max_client_output) == -1)
-				badarg(optname, optarg, "a size in bytes");
-			break;
-		case OPT_MAX_JSON_DEPTH:
-			/* likewise QEMU's nesting limit */
-			if (util_parse_uint(optarg, 1, QMP_DEPTH_MAX,
-			    &conf.max_json_depth) == -1)
-				badarg(optname, optarg, "1 to 1024");
-			break;
-		case OPT_COMMAND_TIMEOUT:
-			if (util_parse_seconds(optarg,
-			    &conf.command_timeout) == -1)
-				badarg(optname, optarg, "seconds (0: none)");
-			break;
 		case OPT_TIMEOUT:
-			if (vm_conf_add_timeout(&conf, optarg) == -1)
-				badarg(optname, optarg, "COMMAND=SECONDS");
+			/* COMMAND=SECONDS is the file's timeout.COMMAND */
+			if ((eq = strchr(optarg, '=')) == NULL ||
+			    eq == optarg) {
+				fprintf(stderr, "qmpmuxd: --timeout %s: "
+				    "expected COMMAND=SECONDS\n", optarg);
+				exit(1);
+			}
+			if (asprintf(&section, "timeout.%.*s",
+			    (int)(eq - optarg), optarg) == -1)
+				fatal("asprintf");
+			check_value("timeout", optarg, 0, section, eq + 1);
+			conf_entry_add(&entries, "global", section, eq + 1,
+			    "command line", 0);
+			free(section);
 			break;
-		case OPT_MAX_INFLIGHT:
-			if (util_parse_uint(optarg, 1, 8, &n) == -1)
-				badarg(optname, optarg, "1 to 8");
-			conf.max_inflight = n;
-			break;
-		case OPT_MAX_CLIENT_PIPELINE:
-			if (util_parse_uint(optarg, 1, 65536, &n) == -1)
-				badarg(optname, optarg, "1 to 65536");
-			conf.max_client_pipeline = n;
-			break;
-		case OPT_MAX_QUEUED_COMMANDS:
-			if (util_parse_uint(optarg, 0, 1 << 20, &n) == -1)
-				badarg(optname, optarg, "0 to 1048576");
-			conf.max_queued_commands = n;
-			break;
-		case OPT_MAX_QUEUED_EVENTS:
-			if (util_parse_uint(optarg, 1, 1 << 24, &n) == -1)
-				badarg(optname, optarg, "1 to 16777216");
-			conf.max_queued_events = n;
-			break;
-		case OPT_MAX_QUEUED_BYTES:
-			if (util_parse_size(optarg,
-			    &conf.max_queued_bytes) == -1)
-				badarg(optname, optarg, "a size in bytes");
+		case OPT_FULL_ACCESS:
+			/* the listeners after it get no access list */
+			drop_access(&pending);
+			snprintf(unused, sizeof(unused), "full-access");
 			break;
 		case OPT_HELP:
 			usage(stdout, 0);
 		case OPT_VERSION:
 			printf("qmpmuxd %s\n", PACKAGE_VERSION);
-			return (0);
+			exit(0);
 		default:
-			usage(stderr, 1);
+			if (ch < OPT_TABLE || ch >= OPT_TABLE +
+			    conf_option_count())
+				usage(stderr, 1);
+			key = conf_option_name(ch - OPT_TABLE);
+			if (conf_option_is_listener(ch - OPT_TABLE)) {
+				/* --read-only is read_only = yes */
+				value = optarg != NULL ? optarg : "yes";
+				check_value(longopts[idx].name, value, 1, key,
+				    value);
+				conf_entry_add(&pending, "", key, value,
+				    "command line", 0);
+				snprintf(unused, sizeof(unused), "%s",
+				    longopts[idx].name);
+			} else {
+				if (strcmp(key, "max_total_queued_bytes") != 0)
+					check_value(longopts[idx].name, optarg,
+					    0, key, optarg);
+				conf_entry_add(&entries, "global", key, optarg,
+				    "command line", 0);
+			}
+			break;
 		}
 	}
-	if (optind != argc || conf.upstream == NULL ||
-	    TAILQ_EMPTY(&conf.listeners))
+	free_long_options(longopts);
+	if (optind != argc)
 		usage(stderr, 1);
-	if (conf.name == NULL && (conf.name = strdup("vm")) == NULL)
-		fatal("strdup");
-	acl_clear(&acl);
 	/* a listener's option after the last --listen would be ignored */
-	if (unused != NULL) {
+	if (unused[0] != '\0') {
 		fprintf(stderr, "qmpmuxd: --%s after the last --listen applies "
 		    "to no listener\n", unused);
 		exit(1);
 	}
-	if (conf.backoff_min > conf.backoff_max)
-		conf.backoff_min = conf.backoff_max;
+	if (upstream != NULL || !TAILQ_EMPTY(&listeners)) {
+		/* the one VM of the command line */
+		if (upstream == NULL || TAILQ_EMPTY(&listeners) ||
+		    file != NULL)
+			usage(stderr, 1);
+		if (asprintf(&section, "vm %s", name != NULL ? name : "vm") ==
+		    -1)
+			fatal("asprintf");
+		/* a bare path: connect mode, as the old command line had it */
+		conf_entry_add(&entries, section, "upstream", upstream,
+		    "command line", 0);
+		free(section);
+		while ((cl = TAILQ_FIRST(&listeners)) != NULL) {
+			TAILQ_REMOVE(&listeners, cl, entry);
+			if (asprintf(&section, "listener %s %s",
+			    name != NULL ? name : "vm", cl->path) == -1)
+				fatal("asprintf");
+			/* the header first: a listener may have no keys */
+			conf_entry_add(&entries, section, "", "",
+			    "command line", 0);
+			TAILQ_FOREACH(e, &cl->keys, entry)
+				conf_entry_add(&entries, section, e->key,
+				    e->value, "command line", 0);
+			free(section);
+			conf_entries_clear(&cl->keys);
+			free(cl->path);
+			free(cl);
+		}
+	} else if (file == NULL)
+		file = QMPMUXD_CONF;
+
+	server = NULL;
+	if ((base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	server = server_new(base, file, &entries);
+	if (server_load(server, &conf, err, sizeof(err)) == -1) {
+		fprintf(stderr, "qmpmuxd: %s\n", err);
+		exit(1);
+	}
+	conf_entries_clear(&entries);
+	conf_entries_clear(&pending);
+	free(upstream);
+	free(name);
+	if (check) {
+		i = 0;
+		TAILQ_FOREACH(vc, &conf.vms, entry)
+			i++;
+		printf("configuration OK: %zu VMs\n", i);
+		conf_clear(&conf);
+		server_free(server);
+		event_base_free(base);
+		return (0);
+	}
 
 	log_init(debug, verbose);
 	signal(SIGPIPE, SIG_IGN);
-	if ((base = event_base_new()) == NULL)
-		fatalx("event_base_new failed");
 	/*
-	 * Signals are caught before the listener exists: a SIGTERM as soon
-	 * as its socket appears must still remove it.
+	 * Signals are caught before the listeners exist: a SIGTERM as soon
+	 * as a socket appears must still remove it.
 	 */
 	for (i = 0; i < NSIGNALS; i++) {
 		signals[i].ev = evsignal_new(base, signals[i].sig,
@@ -414,9 +486,11 @@ main(int argc, char *argv[])
 			fatalx("cannot catch %s", signals[i].name);
 	}
 	/* listeners exist before the fork, so a failure is our exit status */
-	if ((vm = vm_new(base, &conf)) == NULL)
-		fatalx("cannot start vm");
-	if (!debug) {
+	if (server_start(server, &conf) == -1)
+		fatalx("cannot start the VMs");
+	conf_clear(&conf);
+	/* a service manager that waits for READY=1 must not see a fork */
+	if (!debug && getenv("NOTIFY_SOCKET") == NULL) {
 		if (daemon(0, 0) == -1)
 			fatal("daemon");
 		if (event_reinit(base) == -1)
@@ -424,9 +498,12 @@ main(int argc, char *argv[])
 	}
 
 	log_info("qmpmuxd %s started", PACKAGE_VERSION);
+	snprintf(status, sizeof(status), "READY=1\nSTATUS=%u VMs",
+	    server_count(server));
+	notify(status);
 	event_base_dispatch(base);
 
-	vm_free(vm);
+	server_free(server);
 	for (i = 0; i < NSIGNALS; i++)
 		event_free(signals[i].ev);
 	event_base_free(base);

@@ -58,6 +58,30 @@ acl_clear(struct acl *acl)
 	memset(acl, 0, sizeof(*acl));
 }
 
+/* Whether two lists of globs are the same, in the same order. */
+static int
+acl_same_globs(char *const *a, size_t na, char *const *b, size_t nb)
+{
+	size_t	 i;
+
+	if (na != nb)
+		return (0);
+	for (i = 0; i < na; i++) {
+		if (strcmp(a[i], b[i]) != 0)
+			return (0);
+	}
+	return (1);
+}
+
+/* Whether two access lists allow and deny the same. */
+int
+acl_equal(const struct acl *a, const struct acl *b)
+{
+	return (a->read_only == b->read_only &&
+	    acl_same_globs(a->allow, a->nallow, b->allow, b->nallow) &&
+	    acl_same_globs(a->deny, a->ndeny, b->deny, b->ndeny));
+}
+
 static int
 acl_match(char *const *globs, size_t n, const char *name)
 {

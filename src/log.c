@@ -19,6 +19,8 @@ static int	log_verbose;
 
 static void	log_vwrite(int, const char *, const char *, va_list)
 		    __attribute__((format(printf, 3, 0)));
+static void	log_write(int, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
 
 /* Choose where log lines go; called once before the loop starts. */
 void
@@ -73,6 +75,17 @@ log_vwrite(int pri, const char *suffix, const char *fmt, va_list ap)
 	fflush(stderr);
 }
 
+/* Write one line, without a suffix. */
+static void
+log_write(int pri, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vwrite(pri, NULL, fmt, ap);
+	va_end(ap);
+}
+
 /* Warn, with the text of errno. */
 void
 log_warn(const char *fmt, ...)
@@ -119,6 +132,21 @@ log_debug(const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vwrite(LOG_DEBUG, NULL, fmt, ap);
 	va_end(ap);
+}
+
+/*
+ * A line at a syslog priority, with the object's identity before it
+ * ("vm web1", "vm web1: client 3"); debug lines only with -v.
+ */
+void
+log_vmsg(int pri, const char *prefix, const char *fmt, va_list ap)
+{
+	char	 line[2048];
+
+	if (pri == LOG_DEBUG && log_verbose < 1)
+		return;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	log_write(pri, "%s: %s", prefix, line);
 }
 
 /* Log with errno and exit. */

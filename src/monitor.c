@@ -142,6 +142,21 @@ monitor_start(struct monitor *m)
 	monitor_connect(m);
 }
 
+/*
+ * The upstream's address changed (a reload): let go of the old
+ * connection, its clients closed as when QEMU goes, and reach the new
+ * one now rather than after a backoff.
+ */
+void
+monitor_restart(struct monitor *m)
+{
+	if (m->bev != NULL)
+		monitor_lost(m, "the upstream changed");
+	evtimer_del(m->timer);
+	m->backoff = m->vm->conf.backoff_min;
+	monitor_connect(m);
+}
+
 /* Whether commands can be sent and clients greeted. */
 int
 monitor_ready(struct monitor *m)

@@ -46,15 +46,13 @@ enum slow_client {
 	SLOW_CLIENT_DISCONNECT,
 };
 
-/* One per-command timeout override (--timeout NAME=SECONDS). */
+/* One per-command timeout override (timeout.NAME = SECONDS). */
 struct timeout_conf {
 	char			*name;
 	double			 seconds;
 	TAILQ_ENTRY(timeout_conf) entry;
 };
 TAILQ_HEAD(timeout_confs, timeout_conf);
-
-#define LISTENER_SLOW_CLIENT_TIMEOUT	10	/* seconds */
 
 /* acl.c: the commands a listener's clients may send; zeroed allows all */
 struct acl {
@@ -68,11 +66,17 @@ struct acl {
 void		 acl_add(struct acl *, int, const char *);
 void		 acl_copy(struct acl *, const struct acl *);
 void		 acl_clear(struct acl *);
+int		 acl_equal(const struct acl *, const struct acl *);
 int		 acl_allows(const struct acl *, const char *);
 
+/* A listener's role: where it is, who may connect, what they may send. */
 struct listener_conf {
 	char			*path;
 	mode_t			 mode;
+	uid_t			 owner;		/* (uid_t)-1: unchanged */
+	gid_t			 group;		/* (gid_t)-1: unchanged */
+	uid_t			*allowed_uids;	/* none: any */
+	size_t			 nallowed_uids;
 	struct acl		 acl;
 	enum slow_client	 slow_client;
 	double			 slow_client_timeout;
@@ -80,11 +84,27 @@ struct listener_conf {
 };
 TAILQ_HEAD(listener_confs, listener_conf);
 
-/* Every bound of a VM, with the defaults of vm_conf_init. */
+/* How qmpmuxd reaches QEMU's monitor. */
+enum upstream_mode {
+	UPSTREAM_CONNECT,	/* QEMU listens at path; qmpmuxd connects */
+	UPSTREAM_LISTEN,	/* qmpmuxd listens at path; QEMU dials in */
+	UPSTREAM_FD,		/* a socket already connected to QEMU */
+};
+
+/*
+ * A VM: its upstream, its listeners, and every bound, with the defaults
+ * of conf_vm_init.  where is the file and line that defined it, for
+ * messages; from_file tells a VM of the config file from one added
+ * while running, which a reload leaves alone.
+ */
 struct vm_conf {
 	char			*name;
-	char			*upstream;
+	enum upstream_mode	 upstream_mode;
+	char			*upstream;	/* the path; NULL in fd mode */
+	int			 upstream_fd;	/* fd mode, else -1 */
 	struct listener_confs	 listeners;
+	char			*where;
+	int			 from_file;
 
 	double			 handshake_timeout;
 	double			 greeting_timeout;
@@ -103,7 +123,96 @@ struct vm_conf {
 
 	size_t			 max_queued_events;
 	size_t			 max_queued_bytes;
+	TAILQ_ENTRY(vm_conf)	 entry;
 };
+TAILQ_HEAD(vm_confs, vm_conf);
+
+/* conf.c: the whole configuration, as one file and the command line say */
+struct conf {
+	char			*path;		/* the file; NULL: none */
+	struct vm_conf		 defaults;	/* [global] */
+	struct vm_confs		 vms;
+	size_t			 max_memory;	/* host-wide budget, bytes */
+};
+
+/*
+ * One key = value, from a file (with its line) or the command line
+ * (line 0).  An empty key stands for a section's header, which the
+ * command line has no other way to give.
+ */
+struct conf_entry {
+	char			*section;	/* "global", "vm NAME", ... */
+	char			*key;
+	char			*value;
+	char			*file;
+	int			 line;
+	TAILQ_ENTRY(conf_entry)	 entry;
+};
+TAILQ_HEAD(conf_entries, conf_entry);
+
+/* What a reload changes in a VM (conf_diff). */
+#define CONF_DIFF_BOUNDS	0x1	/* bounds and timeouts, in place */
+#define CONF_DIFF_UPSTREAM	0x2	/* reconnect the upstream */
+#define CONF_DIFF_LISTENERS	0x4	/* some listener changed */
+
+#define CONF_ERR_MAX	512	/* room for any conf error message */
+
+void		 conf_vm_init(struct vm_conf *);
+void		 conf_vm_clear(struct vm_conf *);
+void		 conf_vm_copy(struct vm_conf *, const struct vm_conf *);
+double		 conf_vm_timeout(const struct vm_conf *, const char *);
+struct listener_conf *conf_listener_new(const char *);
+void		 conf_listener_free(struct listener_conf *);
+int		 conf_listener_equal(const struct listener_conf *,
+		    const struct listener_conf *);
+int		 conf_set_vm(struct vm_conf *, const char *, const char *,
+		    char *, size_t);
+int		 conf_set_listener(struct listener_conf *, const char *,
+		    const char *, char *, size_t);
+int		 conf_set_upstream(struct vm_conf *, const char *, char *,
+		    size_t);
+void		 conf_entry_add(struct conf_entries *, const char *,
+		    const char *, const char *, const char *, int);
+void		 conf_entries_clear(struct conf_entries *);
+int		 conf_load(struct conf *, const char *,
+		    const struct conf_entries *, char *, size_t);
+void		 conf_clear(struct conf *);
+int		 conf_diff(const struct vm_conf *, const struct vm_conf *);
+const char	*conf_upstream_mode_name(enum upstream_mode);
+const char	*conf_option_name(int);
+int		 conf_option_is_listener(int);
+int		 conf_option_count(void);
+
+/*
+ * server.c: the one owner of the set of VMs.  vms are those running, by
+ * name; stopping, those removed and not yet freed.  backlog_bytes counts
+ * every VM's event backlog against max_memory, the host-wide budget;
+ * budget_paused, the VMs whose reads it holds.
+ */
+struct server {
+	struct event_base	*base;
+	char			*conf_path;
+	struct conf_entries	 cmdline;
+	TAILQ_HEAD(, vm)	 vms;
+	TAILQ_HEAD(, vm)	 stopping;
+	size_t			 max_memory;
+	size_t			 backlog_bytes;
+	TAILQ_HEAD(, vm)	 budget_paused;
+	void			(*shutdown_done)(void *);
+	void			*shutdown_arg;
+};
+
+struct server	*server_new(struct event_base *, const char *,
+		    const struct conf_entries *);
+int		 server_load(struct server *, struct conf *, char *, size_t);
+int		 server_start(struct server *, struct conf *);
+int		 server_reload(struct server *);
+struct vm	*server_find(struct server *, const char *);
+unsigned int	 server_count(struct server *);
+int		 server_add(struct server *, struct vm_conf *);
+void		 server_remove(struct server *, struct vm *, const char *);
+void		 server_shutdown(struct server *, void (*)(void *), void *);
+void		 server_free(struct server *);
 
 /* vm.c */
 struct vm_stats {
@@ -121,9 +230,13 @@ struct vm_stats {
 };
 
 struct vm {
+	struct server		*server;
 	struct event_base	*base;
 	struct vm_conf		 conf;
 	const char		*name;
+	TAILQ_ENTRY(vm)		 entry;		/* the server's lists */
+	TAILQ_ENTRY(vm)		 budget_entry;
+	int			 budget_paused;
 
 	struct monitor		*mon;
 	TAILQ_HEAD(, listener)	 listeners;
@@ -167,12 +280,10 @@ struct vm {
 	struct vm_stats		 stats;
 };
 
-void		 vm_conf_init(struct vm_conf *);
-void		 vm_conf_clear(struct vm_conf *);
-struct listener_conf *vm_conf_add_listener(struct vm_conf *, const char *);
-int		 vm_conf_add_timeout(struct vm_conf *, const char *);
-double		 vm_conf_timeout(const struct vm_conf *, const char *);
-struct vm	*vm_new(struct event_base *, struct vm_conf *);
+struct vm	*vm_new(struct server *, struct vm_conf *);
+void		 vm_reconfigure(struct vm *, struct vm_conf *, int);
+void		 vm_log(const struct vm *, int, const char *, ...)
+		    LOG_PRINTF(3, 4);
 void		 vm_stop(struct vm *, const char *,
 		    void (*)(struct vm *, void *), void *);
 void		 vm_free(struct vm *);
@@ -221,6 +332,7 @@ struct monitor {
 struct monitor	*monitor_new(struct vm *);
 void		 monitor_free(struct monitor *);
 void		 monitor_start(struct monitor *);
+void		 monitor_restart(struct monitor *);
 int		 monitor_ready(struct monitor *);
 void		 monitor_send(struct monitor *, struct evbuffer *);
 void		 monitor_pause(struct monitor *);

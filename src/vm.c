@@ -15,6 +15,8 @@
  */
 #include "config.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,103 +42,39 @@ static void	vm_event_unref(struct vm_event *);
 static void	vm_event_cleanup_cb(const void *, size_t, void *);
 static void	vm_stop_cb(int, short, void *);
 
-/* Fill in the defaults that qmpmuxd(8) gives. */
+/* Log a line about the VM, its name first. */
 void
-vm_conf_init(struct vm_conf *conf)
+vm_log(const struct vm *vm, int pri, const char *fmt, ...)
 {
-	memset(conf, 0, sizeof(*conf));
-	TAILQ_INIT(&conf->listeners);
-	TAILQ_INIT(&conf->timeouts);
-	conf->handshake_timeout = 10;
-	conf->greeting_timeout = 30;
-	conf->backoff_min = 0.05;
-	conf->backoff_max = 5;
-	conf->max_upstream_message = 16 << 20;
-	conf->max_client_message = 1 << 20;
-	conf->max_client_output = 1 << 20;
-	conf->max_json_depth = 1024;
-	conf->max_inflight = 1;
-	conf->max_client_pipeline = 8;
-	conf->max_queued_commands = 64;
-	conf->command_timeout = 30;
-	conf->max_queued_events = 1024;
-	conf->max_queued_bytes = 4 << 20;
+	char	 prefix[128];
+	va_list	 ap;
+
+	snprintf(prefix, sizeof(prefix), "vm %s", vm->name);
+	va_start(ap, fmt);
+	log_vmsg(pri, prefix, fmt, ap);
+	va_end(ap);
 }
 
-/* Free what a conf holds. */
-void
-vm_conf_clear(struct vm_conf *conf)
+/* Take over what a conf holds, leaving it empty. */
+static void
+vm_take_conf(struct vm_conf *dst, struct vm_conf *src)
 {
-	struct listener_conf	*lc;
-	struct timeout_conf	*tc;
-
-	while ((lc = TAILQ_FIRST(&conf->listeners)) != NULL) {
-		TAILQ_REMOVE(&conf->listeners, lc, entry);
-		free(lc->path);
-		acl_clear(&lc->acl);
-		free(lc);
-	}
-	while ((tc = TAILQ_FIRST(&conf->timeouts)) != NULL) {
-		TAILQ_REMOVE(&conf->timeouts, tc, entry);
-		free(tc->name);
-		free(tc);
-	}
-	free(conf->name);
-	free(conf->upstream);
-	conf->name = conf->upstream = NULL;
+	*dst = *src;
+	TAILQ_INIT(&dst->listeners);
+	TAILQ_CONCAT(&dst->listeners, &src->listeners, entry);
+	TAILQ_INIT(&dst->timeouts);
+	TAILQ_CONCAT(&dst->timeouts, &src->timeouts, entry);
+	memset(src, 0, sizeof(*src));
+	TAILQ_INIT(&src->listeners);
+	TAILQ_INIT(&src->timeouts);
 }
 
-/* Add a listener at path with the default role. */
-struct listener_conf *
-vm_conf_add_listener(struct vm_conf *conf, const char *path)
-{
-	struct listener_conf	*lc;
-
-	if ((lc = calloc(1, sizeof(*lc))) == NULL ||
-	    (lc->path = strdup(path)) == NULL)
-		fatal("%s", __func__);
-	lc->mode = 0600;
-	lc->slow_client = SLOW_CLIENT_BLOCK;
-	lc->slow_client_timeout = LISTENER_SLOW_CLIENT_TIMEOUT;
-	TAILQ_INSERT_TAIL(&conf->listeners, lc, entry);
-	return (lc);
-}
-
-/* Add "NAME=SECONDS"; -1 if it is not of that form. */
-int
-vm_conf_add_timeout(struct vm_conf *conf, const char *spec)
-{
-	struct timeout_conf	*tc;
-	const char		*eq;
-	double			 seconds;
-
-	if ((eq = strchr(spec, '=')) == NULL || eq == spec ||
-	    util_parse_seconds(eq + 1, &seconds) == -1)
-		return (-1);
-	if ((tc = calloc(1, sizeof(*tc))) == NULL ||
-	    (tc->name = strndup(spec, eq - spec)) == NULL)
-		fatal("%s", __func__);
-	tc->seconds = seconds;
-	TAILQ_INSERT_TAIL(&conf->timeouts, tc, entry);
-	return (0);
-}
-
-/* The timeout of a command: its override, else the VM's; 0 for none. */
-double
-vm_conf_timeout(const struct vm_conf *conf, const char *name)
-{
-	const struct timeout_conf	*tc;
-
-	TAILQ_FOREACH_REVERSE(tc, &conf->timeouts, timeout_confs, entry) {
-		if (strcmp(tc->name, name) == 0)
-			return (tc->seconds);
-	}
-	return (conf->command_timeout);
-}
-
-/* Make a VM from its conf (taken over) and start connecting. */
+/*
+ * Make a VM of a server from its conf (taken over) and start reaching
+ * its QEMU; NULL (logged) if a listener cannot be made.
+ */
 struct vm *
-vm_new(struct event_base *base, struct vm_conf *conf)
+vm_new(struct server *s, struct vm_conf *conf)
 {
 	struct vm		*vm;
 	struct listener_conf	*lc;
@@ -144,13 +82,9 @@ vm_new(struct event_base *base, struct vm_conf *conf)
 
 	if ((vm = calloc(1, sizeof(*vm))) == NULL)
 		fatal("%s", __func__);
-	vm->base = base;
-	vm->conf = *conf;
-	TAILQ_INIT(&vm->conf.listeners);
-	TAILQ_CONCAT(&vm->conf.listeners, &conf->listeners, entry);
-	TAILQ_INIT(&vm->conf.timeouts);
-	TAILQ_CONCAT(&vm->conf.timeouts, &conf->timeouts, entry);
-	memset(conf, 0, sizeof(*conf));
+	vm->server = s;
+	vm->base = s->base;
+	vm_take_conf(&vm->conf, conf);
 	vm->name = vm->conf.name;
 	TAILQ_INIT(&vm->listeners);
 	TAILQ_INIT(&vm->clients);
@@ -165,9 +99,78 @@ vm_new(struct event_base *base, struct vm_conf *conf)
 		}
 		TAILQ_INSERT_TAIL(&vm->listeners, l, entry);
 	}
-	log_info("vm %s: upstream %s", vm->name, vm->conf.upstream);
+	vm_log(vm, LOG_INFO, "upstream %s:%s",
+	    conf_upstream_mode_name(vm->conf.upstream_mode),
+	    vm->conf.upstream != NULL ? vm->conf.upstream : "(fd)");
 	monitor_start(vm->mon);
 	return (vm);
+}
+
+/*
+ * Reopen the listeners of the new conf that differ from the running
+ * ones: a listener whose path and role are unchanged keeps its socket
+ * and its clients, and takes its new (equal) conf; one that changed or
+ * went is closed with its clients; a new one opens.
+ */
+static void
+vm_reconfigure_listeners(struct vm *vm, struct listener_confs *olds)
+{
+	struct listener		*l, *next;
+	struct listener_conf	*lc;
+
+	TAILQ_FOREACH_SAFE(l, &vm->listeners, entry, next) {
+		TAILQ_FOREACH(lc, &vm->conf.listeners, entry) {
+			if (conf_listener_equal(l->conf, lc))
+				break;
+		}
+		if (lc != NULL) {
+			l->conf = lc;
+			continue;
+		}
+		vm_log(vm, LOG_INFO, "listener %s changed or removed",
+		    l->conf->path);
+		TAILQ_REMOVE(&vm->listeners, l, entry);
+		listener_free(l);
+	}
+	/* the running confs, now in use by nothing */
+	while ((lc = TAILQ_FIRST(olds)) != NULL) {
+		TAILQ_REMOVE(olds, lc, entry);
+		conf_listener_free(lc);
+	}
+	TAILQ_FOREACH(lc, &vm->conf.listeners, entry) {
+		TAILQ_FOREACH(l, &vm->listeners, entry) {
+			if (l->conf == lc)
+				break;
+		}
+		if (l == NULL && (l = listener_new(vm, lc)) != NULL)
+			TAILQ_INSERT_TAIL(&vm->listeners, l, entry);
+	}
+}
+
+/*
+ * Change a running VM to its new conf (taken over), in what diff says
+ * changed (conf_diff): bounds and timeouts in place, for what comes
+ * next; a new upstream is reached afresh, its clients closed as when
+ * QEMU goes; listeners as vm_reconfigure_listeners says.
+ */
+void
+vm_reconfigure(struct vm *vm, struct vm_conf *nc, int diff)
+{
+	struct vm_conf	 old;
+
+	vm_log(vm, LOG_INFO, "configuration changed:%s%s%s",
+	    diff & CONF_DIFF_BOUNDS ? " bounds" : "",
+	    diff & CONF_DIFF_UPSTREAM ? " upstream" : "",
+	    diff & CONF_DIFF_LISTENERS ? " listeners" : "");
+	vm_take_conf(&old, &vm->conf);
+	vm_take_conf(&vm->conf, nc);
+	vm->name = vm->conf.name;
+	/* unchanged listeners only take their new, equal confs */
+	vm_reconfigure_listeners(vm, &old.listeners);
+	conf_vm_clear(&old);
+	if (diff & CONF_DIFF_UPSTREAM)
+		monitor_restart(vm->mon);
+	cmd_pump(vm);
 }
 
 /*
@@ -244,7 +247,7 @@ vm_free(struct vm *vm)
 	if (vm->stop != NULL)
 		event_free(vm->stop);
 	vm->stop = NULL;
-	vm_conf_clear(&vm->conf);
+	conf_vm_clear(&vm->conf);
 	vm->name = "(freed)";
 	if (vm->backlog_events == 0)
 		free(vm);

@@ -209,7 +209,9 @@ START_TEST(test_help_version_sigint)
 	status = t_wait_exit(t_spawn_split(help, "help.out", "help.err"),
 	    T_WAIT_MS);
 	ck_assert(t_exited(status, 0));
-	ck_assert_int_eq(t_log_count("help.out", "usage: qmpmuxd [-dv] "
+	ck_assert_int_eq(t_log_count("help.out", "usage: qmpmuxd [-dnv] "
+	    "[-f FILE] [--OPTION VALUE ...]"), 1);
+	ck_assert_int_eq(t_log_count("help.out", "qmpmuxd [-dnv] "
 	    "--upstream PATH --listen PATH"), 1);
 	ck_assert_int_eq(t_log_count("help.out", "--allow GLOB"), 1);
 	ck_assert_int_eq(t_log_count("help.err", ""), 0);

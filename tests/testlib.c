@@ -264,7 +264,6 @@ t_spawn_listening(const char *const *argv, const char *log, const char *sock)
 }
 
 /*
-/*
  * Start a real QEMU with its QMP monitor on sock.  QEMU binds its own
  * socket before it listens, so the socket is made here, listening
  * before its path appears, and handed over as libvirt does (fd=N).

@@ -1,0 +1,242 @@
+/*
+ * The server: the one owner of the set of VMs.  It holds the event
+ * base, the VMs by name, the configuration they came from, and what is
+ * counted across them (the host-wide memory budget).  main hands it
+ * signals; the control socket will hand it commands.
+ *
+ * A VM leaves in two steps.  server_remove takes it off the list of
+ * names at once, so a VM of the same name may be added straight away
+ * and is a new VM; the old one stops on its own (vm_stop answers what
+ * its clients are owed and closes them on their normal path) and is
+ * freed from the loop when its last client is.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "qmpmux.h"
+
+static void	server_vm_stopped(struct vm *, void *);
+
+/* Make a server; conf_path NULL: the command line alone configures it. */
+struct server *
+server_new(struct event_base *base, const char *conf_path,
+    const struct conf_entries *cmdline)
+{
+	struct server		*s;
+	struct conf_entry	*e;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		fatal("%s", __func__);
+	s->base = base;
+	if (conf_path != NULL && (s->conf_path = strdup(conf_path)) == NULL)
+		fatal("%s", __func__);
+	TAILQ_INIT(&s->cmdline);
+	TAILQ_FOREACH(e, cmdline, entry)
+		conf_entry_add(&s->cmdline, e->section, e->key, e->value,
+		    e->file, e->line);
+	TAILQ_INIT(&s->vms);
+	TAILQ_INIT(&s->stopping);
+	return (s);
+}
+
+/* Read the configuration the server was made with. */
+int
+server_load(struct server *s, struct conf *conf, char *err, size_t errlen)
+{
+	return (conf_load(conf, s->conf_path, &s->cmdline, err, errlen));
+}
+
+/* The VM of that name, or NULL; one that is stopping has no name. */
+struct vm *
+server_find(struct server *s, const char *name)
+{
+	struct vm	*vm;
+
+	TAILQ_FOREACH(vm, &s->vms, entry) {
+		if (strcmp(vm->name, name) == 0)
+			return (vm);
+	}
+	return (NULL);
+}
+
+/* How many VMs run, for the log and the service manager. */
+unsigned int
+server_count(struct server *s)
+{
+	struct vm	*vm;
+	unsigned int	 n = 0;
+
+	TAILQ_FOREACH(vm, &s->vms, entry)
+		n++;
+	return (n);
+}
+
+/* Add and start a VM; its conf is taken over.  -1 (logged) on failure. */
+int
+server_add(struct server *s, struct vm_conf *vc)
+{
+	struct vm	*vm;
+
+	if (server_find(s, vc->name) != NULL) {
+		log_warnx("vm %s: already running; not added again", vc->name);
+		conf_vm_clear(vc);
+		return (-1);
+	}
+	if ((vm = vm_new(s, vc)) == NULL)
+		return (-1);
+	TAILQ_INSERT_TAIL(&s->vms, vm, entry);
+	return (0);
+}
+
+/*
+ * Remove a VM: its commands get desc, its clients are closed on their
+ * normal path, and it is freed once they are gone.
+ */
+void
+server_remove(struct server *s, struct vm *vm, const char *desc)
+{
+	TAILQ_REMOVE(&s->vms, vm, entry);
+	TAILQ_INSERT_TAIL(&s->stopping, vm, entry);
+	vm_stop(vm, desc, server_vm_stopped, s);
+}
+
+/* A removed VM has let go of its last client: free it, from the loop. */
+static void
+server_vm_stopped(struct vm *vm, void *arg)
+{
+	struct server	*s = arg;
+
+	TAILQ_REMOVE(&s->stopping, vm, entry);
+	vm_free(vm);
+	if (s->shutdown_done != NULL && TAILQ_EMPTY(&s->vms) &&
+	    TAILQ_EMPTY(&s->stopping))
+		s->shutdown_done(s->shutdown_arg);
+}
+
+/*
+ * Start every VM of a configuration, at start-up.  Connects and
+ * handshakes then run at once, each VM under its own timeouts.  -1 if
+ * one cannot start (a listener's socket cannot be made): at start-up
+ * that is the exit status, not a log line to find later.
+ */
+int
+server_start(struct server *s, struct conf *conf)
+{
+	struct vm_conf	*vc;
+
+	s->max_memory = conf->max_memory;
+	while ((vc = TAILQ_FIRST(&conf->vms)) != NULL) {
+		TAILQ_REMOVE(&conf->vms, vc, entry);
+		if (server_add(s, vc) == -1) {
+			free(vc);
+			return (-1);
+		}
+		free(vc);
+	}
+	log_info("%u VMs started", server_count(s));
+	return (0);
+}
+
+/*
+ * Reload: read the whole configuration again, and only if it is good
+ * change anything.  Removed VMs stop; added ones start; changed ones
+ * are changed in place, only in what changed; the others, and their
+ * upstreams and clients, are not touched.  VMs added while running
+ * (not from the file) are left alone.  -1 (logged) if the new
+ * configuration is bad: the running one stays.
+ */
+int
+server_reload(struct server *s)
+{
+	struct conf	 conf;
+	struct vm_conf	*vc;
+	struct vm	*vm, *next;
+	char		 err[CONF_ERR_MAX];
+	unsigned int	 added = 0, removed = 0, changed = 0;
+	int		 diff;
+
+	if (server_load(s, &conf, err, sizeof(err)) == -1) {
+		log_warnx("reload failed, the running configuration stays: "
+		    "%s", err);
+		return (-1);
+	}
+	TAILQ_FOREACH_SAFE(vm, &s->vms, entry, next) {
+		if (!vm->conf.from_file)
+			continue;
+		TAILQ_FOREACH(vc, &conf.vms, entry) {
+			if (strcmp(vc->name, vm->name) == 0)
+				break;
+		}
+		if (vc == NULL) {
+			server_remove(s, vm, "qmpmux: VM removed");
+			removed++;
+		}
+	}
+	while ((vc = TAILQ_FIRST(&conf.vms)) != NULL) {
+		TAILQ_REMOVE(&conf.vms, vc, entry);
+		if ((vm = server_find(s, vc->name)) == NULL) {
+			if (server_add(s, vc) == 0)
+				added++;
+		} else if (!vm->conf.from_file) {
+			log_warnx("vm %s: added while running; the one in the "
+			    "configuration is not started", vc->name);
+			conf_vm_clear(vc);
+		} else if ((diff = conf_diff(&vm->conf, vc)) != 0) {
+			vm_reconfigure(vm, vc, diff);
+			changed++;
+		} else
+			conf_vm_clear(vc);
+		free(vc);
+	}
+	s->max_memory = conf.max_memory;
+	conf_clear(&conf);
+	log_info("reloaded: %u VMs added, %u removed, %u changed; %u running",
+	    added, removed, changed, server_count(s));
+	return (0);
+}
+
+/*
+ * Stop every VM, answering what is owed, and call done once the last
+ * is freed.  A second call changes nothing.
+ */
+void
+server_shutdown(struct server *s, void (*done)(void *), void *arg)
+{
+	struct vm	*vm;
+
+	if (s->shutdown_done != NULL)
+		return;
+	s->shutdown_done = done;
+	s->shutdown_arg = arg;
+	if (TAILQ_EMPTY(&s->vms) && TAILQ_EMPTY(&s->stopping)) {
+		done(arg);
+		return;
+	}
+	while ((vm = TAILQ_FIRST(&s->vms)) != NULL)
+		server_remove(s, vm, "qmpmux: shutting down");
+}
+
+/* Free the server and whatever VMs it still has; NULL is allowed. */
+void
+server_free(struct server *s)
+{
+	struct vm	*vm;
+
+	if (s == NULL)
+		return;
+	while ((vm = TAILQ_FIRST(&s->vms)) != NULL) {
+		TAILQ_REMOVE(&s->vms, vm, entry);
+		vm_free(vm);
+	}
+	while ((vm = TAILQ_FIRST(&s->stopping)) != NULL) {
+		TAILQ_REMOVE(&s->stopping, vm, entry);
+		vm_free(vm);
+	}
+	conf_entries_clear(&s->cmdline);
+	free(s->conf_path);
+	free(s);
+}
