@@ -57,12 +57,26 @@ client_state_name(enum client_state state)
 	return (client_state_names[state]);
 }
 
+/* Log a line about the client, its VM's name and its number first. */
+void
+client_log(const struct client *c, int pri, const char *fmt, ...)
+{
+	char	 prefix[128];
+	va_list	 ap;
+
+	snprintf(prefix, sizeof(prefix), "vm %s: client %d", c->vm->name,
+	    c->id);
+	va_start(ap, fmt);
+	log_vmsg(pri, prefix, fmt, ap);
+	va_end(ap);
+}
+
 /* Change state, logging the transition. */
 static void
 client_set_state(struct client *c, enum client_state state)
 {
-	log_debug("vm %s: client %d: %s -> %s", c->vm->name, c->id,
-	    client_state_names[c->state], client_state_names[state]);
+	client_log(c, LOG_DEBUG, "%s -> %s", client_state_names[c->state],
+	    client_state_names[state]);
 	c->state = state;
 }
 
@@ -116,8 +130,8 @@ client_accept(struct listener *l, int fd)
 	    vm->conf.max_client_output / 2, 0);
 	TAILQ_INSERT_TAIL(&vm->clients, c, entry);
 	vm->stats.clients++;
-	log_info("vm %s: client %d: connected on %s (pid %ld, uid %ld)",
-	    vm->name, c->id, l->conf->path, (long)c->pid, (long)c->uid);
+	client_log(c, LOG_INFO, "connected on %s (pid %ld, uid %ld)",
+	    l->conf->path, (long)c->pid, (long)c->uid);
 
 	/* no input is read before the greeting, as QEMU would not accept */
 	bufferevent_enable(c->bev, EV_WRITE);
@@ -159,7 +173,7 @@ client_close(struct client *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	log_info("vm %s: client %d: closed: %s", c->vm->name, c->id, reason);
+	client_log(c, LOG_INFO, "closed: %s", reason);
 
 	cmd_client_gone(c);
 	client_set_state(c, CLIENT_CLOSING);
@@ -236,8 +250,8 @@ client_timer_cb(int fd, short events, void *arg)
 		event_active(c->reap, EV_TIMEOUT, 1);
 	else if (c->state == CLIENT_READY && c->vm->reads_paused &&
 	    client_blocker_lags(c)) {
-		log_debug("vm %s: client %d: slow, but a block client holds "
-		    "QEMU's reads too", c->vm->name, c->id);
+		client_log(c, LOG_DEBUG,
+		    "slow, but a block client holds QEMU's reads too");
 		client_arm(c, c->listener->conf->slow_client_timeout);
 	} else if (c->state == CLIENT_READY && c->vm->reads_paused &&
 	    !TAILQ_EMPTY(&c->events)) {
@@ -361,8 +375,7 @@ client_event_cb(struct bufferevent *bev, short events, void *arg)
 	}
 	if ((events & BEV_EVENT_EOF) && !client_peer_gone(c)) {
 		/* no more commands: what it sent is still answered */
-		log_debug("vm %s: client %d: end of input", c->vm->name,
-		    c->id);
+		client_log(c, LOG_DEBUG, "end of input");
 		c->eof = 1;
 		client_watch(c);
 		event_active(c->resume, EV_TIMEOUT, 1);
@@ -446,8 +459,7 @@ client_negotiate(struct client *c, const struct qmp_msg *msg)
 	client_set_state(c, CLIENT_READY);
 	if (c->vm->reads_paused)
 		client_reads_paused(c, 1);
-	log_debug("vm %s: client %d: negotiated%s", c->vm->name, c->id,
-	    oob ? " oob" : "");
+	client_log(c, LOG_DEBUG, "negotiated%s", oob ? " oob" : "");
 out:
 	yajl_tree_free(root);
 }
@@ -479,9 +491,8 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 		    "Expecting capabilities negotiation with "
 		    "'qmp_capabilities'");
 	else if (!acl_allows(&c->listener->conf->acl, msg->name)) {
-		log_info("vm %s: client %d: %s refused by the access list of "
-		    "%s", c->vm->name, c->id, msg->name,
-		    c->listener->conf->path);
+		client_log(c, LOG_INFO, "%s refused by the access list of %s",
+		    msg->name, c->listener->conf->path);
 		/* out of band, QEMU answers at once, past in-band input */
 		reply_error(msg->m_exec_oob != -1 ?
 		    bufferevent_get_output(c->bev) : client_local_out(c), id,
@@ -526,9 +537,10 @@ client_read(struct client *c)
 			if (!c->input_paused &&
 			    evbuffer_get_length(out) >=
 			    vm->conf.max_client_output)
-				log_debug("vm %s: client %d: %zu bytes unread "
-				    "by it: not reading from it", vm->name,
-				    c->id, evbuffer_get_length(out));
+				client_log(c, LOG_DEBUG,
+				    "%zu bytes unread by it: not reading "
+				    "from it",
+				    evbuffer_get_length(out));
 			c->input_paused = 1;
 			bufferevent_disable(c->bev, EV_READ);
 			client_watch(c);

@@ -118,7 +118,7 @@ cmd_send(struct vm *vm, struct cmd *cmd)
 	TAILQ_INSERT_TAIL(&vm->inflight, cmd, entry);
 	if (!cmd->oob)
 		vm->ninflight++;
-	log_debug("vm %s: sent %s%s (id %llu)", vm->name, cmd->name,
+	vm_log(vm, LOG_DEBUG, "sent %s%s (id %llu)", cmd->name,
 	    cmd->oob ? " out of band" : "",
 	    (unsigned long long)cmd->upstream_id);
 }
@@ -189,8 +189,8 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	/* only a command that has to wait counts against the queue */
 	if (wait && vm->nqueued >= vm->conf.max_queued_commands) {
 		vm->stats.refused++;
-		log_warnx("vm %s: client %d: %s refused: %u commands queued",
-		    vm->name, c->id, msg->name, vm->nqueued);
+		client_log(c, LOG_ERR, "%s refused: %u commands queued",
+		    msg->name, vm->nqueued);
 		reply_error(bufferevent_get_output(c->bev), id, idlen,
 		    "GenericError", "qmpmux: too many commands queued for VM %s",
 		    vm->name);
@@ -247,8 +247,9 @@ cmd_deadline_cb(int fd, short events, void *arg)
 
 	if (!cmd->sent) {
 		vm->stats.timeouts_unsent++;
-		log_warnx("vm %s: %s expired after %gs in the queue, not sent",
-		    vm->name, cmd->name, limit);
+		vm_log(vm, LOG_ERR,
+		    "%s expired after %gs in the queue, not sent", cmd->name,
+		    limit);
 		snprintf(desc, sizeof(desc), "qmpmux: command %s timed out "
 		    "after %gs waiting for QEMU and was not sent to QEMU",
 		    cmd->name, limit);
@@ -259,9 +260,8 @@ cmd_deadline_cb(int fd, short events, void *arg)
 		return;
 	}
 	vm->stats.timeouts_sent++;
-	log_warnx("vm %s: QEMU did not reply to %s (id %llu) within %gs; "
-	    "stalled until it does", vm->name, cmd->name,
-	    (unsigned long long)cmd->upstream_id, limit);
+	vm_log(vm, LOG_ERR, "QEMU did not reply to %s (id %llu) within %gs; "
+	    "stalled until it does", cmd->name, (unsigned long long)cmd->upstream_id, limit);
 	snprintf(desc, sizeof(desc), "qmpmux: QEMU did not reply to %s "
 	    "within %gs; it was sent and may still complete", cmd->name, limit);
 	cmd_error(cmd, "GenericError", desc);
@@ -323,8 +323,8 @@ cmd_reply(struct vm *vm, struct qmp_msg *msg)
 
 	if ((cmd = cmd_find(vm, msg)) == NULL) {
 		vm->stats.unknown_replies++;
-		log_warnx("vm %s: reply matching no command dropped: %.*s",
-		    vm->name, (int)(msg->len > 200 ? 200 : msg->len), msg->buf);
+		vm_log(vm, LOG_ERR, "reply matching no command dropped: %.*s",
+		    (int)(msg->len > 200 ? 200 : msg->len), msg->buf);
 		return;
 	}
 	TAILQ_REMOVE(&vm->inflight, cmd, entry);
@@ -332,8 +332,8 @@ cmd_reply(struct vm *vm, struct qmp_msg *msg)
 		vm->ninflight--;
 	if (cmd->answered) {
 		vm->stats.late_replies++;
-		log_info("vm %s: late reply to %s after %.3fs dropped%s",
-		    vm->name, cmd->name, util_elapsed(&cmd->arrived),
+		vm_log(vm, LOG_INFO, "late reply to %s after %.3fs dropped%s",
+		    cmd->name, util_elapsed(&cmd->arrived),
 		    cmd_stalled(vm) ? "" : "; no longer stalled");
 	} else if (cmd->client != NULL) {
 		vm->stats.replies++;

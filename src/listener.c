@@ -31,11 +31,11 @@ listener_new(struct vm *vm, struct listener_conf *conf)
 
 	if ((fd = util_unix_listen(conf->path, conf->mode)) == -1) {
 		if (errno == EADDRINUSE)
-			log_warnx("vm %s: cannot listen on %s: another process "
-			    "is listening on it", vm->name, conf->path);
+			vm_log(vm, LOG_ERR, "cannot listen on %s: another "
+			    "process is listening on it", conf->path);
 		else
-			log_warn("vm %s: cannot listen on %s", vm->name,
-			    conf->path);
+			vm_log(vm, LOG_ERR, "cannot listen on %s: %s",
+			    conf->path, strerror(errno));
 		return (NULL);
 	}
 	if ((l = calloc(1, sizeof(*l))) == NULL)
@@ -48,8 +48,8 @@ listener_new(struct vm *vm, struct listener_conf *conf)
 	if (l->evl == NULL || l->retry == NULL)
 		fatalx("%s: out of memory", __func__);
 	evconnlistener_set_error_cb(l->evl, listener_error_cb);
-	log_info("vm %s: listening on %s (mode %04o, slow clients: %s)",
-	    vm->name, conf->path, (unsigned int)conf->mode,
+	vm_log(vm, LOG_INFO, "listening on %s (mode %04o, slow clients: %s)",
+	    conf->path, (unsigned int)conf->mode,
 	    conf->slow_client == SLOW_CLIENT_BLOCK ? "block" : "disconnect");
 	return (l);
 }
@@ -67,8 +67,7 @@ listener_close(struct listener *l)
 	l->evl = NULL;
 	evtimer_del(l->retry);
 	unlink(l->conf->path);
-	log_info("vm %s: no longer listening on %s", l->vm->name,
-	    l->conf->path);
+	vm_log(l->vm, LOG_INFO, "no longer listening on %s", l->conf->path);
 }
 
 /* Close a listener, its socket and its clients; NULL is allowed. */
@@ -102,8 +101,8 @@ listener_error_cb(struct evconnlistener *evl, void *arg)
 	struct listener	*l = arg;
 	struct timeval	 tv = { LISTENER_RETRY_SECONDS, 0 };
 
-	log_warn("vm %s: accept on %s; pausing for %ds", l->vm->name,
-	    l->conf->path, LISTENER_RETRY_SECONDS);
+	vm_log(l->vm, LOG_ERR, "accept on %s; pausing for %ds: %s",
+	    l->conf->path, LISTENER_RETRY_SECONDS, strerror(errno));
 	evconnlistener_disable(evl);
 	evtimer_add(l->retry, &tv);
 }

@@ -57,7 +57,7 @@ monitor_state_name(enum monitor_state state)
 static void
 monitor_set_state(struct monitor *m, enum monitor_state state)
 {
-	log_debug("vm %s: upstream %s -> %s", m->vm->name,
+	vm_log(m->vm, LOG_DEBUG, "upstream %s -> %s",
 	    monitor_state_names[m->state], monitor_state_names[state]);
 	m->state = state;
 	util_now(&m->since);
@@ -219,9 +219,8 @@ monitor_lost(struct monitor *m, const char *fmt, ...)
 	va_end(ap);
 
 	if (was_ready || log_getverbose() > 0)
-		log_warnx("vm %s: upstream lost (%s): %s; retry in %.2fs",
-		    vm->name, monitor_state_names[m->state], reason,
-		    m->backoff);
+		vm_log(vm, LOG_ERR, "upstream lost (%s): %s; retry in %.2fs",
+		    monitor_state_names[m->state], reason, m->backoff);
 	monitor_drop(m);
 	monitor_set_state(m, MONITOR_BACKOFF);
 	if (was_ready) {
@@ -277,8 +276,8 @@ monitor_last_words(struct monitor *m)
 	evbuffer_freeze(in, 0);
 	m->draining = 1;
 	monitor_read(m);
-	log_debug("vm %s: QEMU gone: events taken from what it left: %llu",
-	    vm->name, (unsigned long long)(vm->stats.events - events));
+	vm_log(vm, LOG_DEBUG, "QEMU gone: events taken from what it left: %llu",
+	    (unsigned long long)(vm->stats.events - events));
 }
 
 /* The connection has ended: take QEMU's last words, then give up on it. */
@@ -323,7 +322,7 @@ monitor_event_cb(struct bufferevent *bev, short events, void *arg)
 
 	if (events & BEV_EVENT_CONNECTED) {
 		/* the greeting may have been read already: never go back */
-		log_debug("vm %s: connected to %s", m->vm->name,
+		vm_log(m->vm, LOG_DEBUG, "connected to %s",
 		    m->vm->conf.upstream);
 		if (m->state == MONITOR_CONNECTING)
 			monitor_set_state(m, MONITOR_GREETING);
@@ -494,7 +493,7 @@ monitor_handshake(struct monitor *m, struct qmp_msg *msg)
 	evtimer_del(m->timer);
 	m->backoff = vm->conf.backoff_min;
 	monitor_set_state(m, MONITOR_READY);
-	log_info("vm %s: upstream ready: QEMU %s at %s%s", vm->name,
+	vm_log(vm, LOG_INFO, "upstream ready: QEMU %s at %s%s",
 	    m->version != NULL ? m->version : "(unknown version)",
 	    vm->conf.upstream, m->oob ? ", oob" : "");
 	vm_upstream_ready(vm);

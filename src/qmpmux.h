@@ -388,6 +388,8 @@ struct client {
 	TAILQ_ENTRY(client)	 entry;
 };
 
+void		 client_log(const struct client *, int, const char *, ...)
+		    LOG_PRINTF(3, 4);
 void		 client_accept(struct listener *, int);
 void		 client_greet(struct client *);
 void		 client_close(struct client *, const char *, ...)

@@ -190,7 +190,7 @@ vm_stop(struct vm *vm, const char *desc, void (*done)(struct vm *, void *),
 
 	if (vm->stop != NULL)
 		return;
-	log_info("vm %s: stopping: %s", vm->name, desc);
+	vm_log(vm, LOG_INFO, "stopping: %s", desc);
 	if ((vm->stop = event_new(vm->base, -1, 0, vm_stop_cb, vm)) == NULL)
 		fatalx("%s: event_new failed", __func__);
 	vm->stop_done = done;
@@ -210,7 +210,7 @@ vm_stop_cb(int fd, short events, void *arg)
 {
 	struct vm	*vm = arg;
 
-	log_info("vm %s: stopped", vm->name);
+	vm_log(vm, LOG_INFO, "stopped");
 	if (vm->stop_done != NULL)
 		vm->stop_done(vm, vm->stop_arg);
 }
@@ -351,9 +351,9 @@ vm_event(struct vm *vm, struct qmp_msg *msg)
 			return;
 		vm->reads_paused = 1;
 		util_now(&vm->paused_since);
-		log_debug("vm %s: event backlog full (%zu events, %zu bytes): "
-		    "reads paused", vm->name, vm->backlog_events,
-		    vm->backlog_bytes);
+		vm_log(vm, LOG_DEBUG,
+		    "event backlog full (%zu events, %zu bytes): reads paused",
+		    vm->backlog_events, vm->backlog_bytes);
 		monitor_pause(vm->mon);
 		TAILQ_FOREACH(c, &vm->clients, entry)
 			client_reads_paused(c, 1);
@@ -452,9 +452,11 @@ vm_event_unref(struct vm_event *ev)
 	    vm->backlog_events <= vm->conf.max_queued_events / 2 &&
 	    vm->backlog_bytes <= vm->conf.max_queued_bytes / 2) {
 		vm->reads_paused = 0;
-		log_debug("vm %s: event backlog down to %zu events, %zu bytes "
-		    "after %.3fs: reading again", vm->name, vm->backlog_events,
-		    vm->backlog_bytes, util_elapsed(&vm->paused_since));
+		vm_log(vm, LOG_DEBUG,
+		    "event backlog down to %zu events, %zu bytes after "
+		    "%.3fs: reading again",
+		    vm->backlog_events, vm->backlog_bytes,
+		    util_elapsed(&vm->paused_since));
 		monitor_unpause(vm->mon);
 		TAILQ_FOREACH(c, &vm->clients, entry)
 			client_reads_paused(c, 0);
@@ -476,8 +478,8 @@ vm_upstream_message(struct vm *vm, struct qmp_msg *msg)
 		vm_event(vm, msg);
 		break;
 	default:
-		log_warnx("vm %s: unexpected %s from QEMU dropped: %.*s",
-		    vm->name, qmp_kind_name(msg->kind),
+		vm_log(vm, LOG_ERR, "unexpected %s from QEMU dropped: %.*s",
+		    qmp_kind_name(msg->kind),
 		    (int)(msg->len > 200 ? 200 : msg->len), msg->buf);
 		break;
 	}
