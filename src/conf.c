@@ -773,6 +773,9 @@ conf_reader(char *str, int num, void *stream)
 			fatal("%s", __func__);
 		s->line = cr->line;
 		TAILQ_INSERT_TAIL(cr->sections, s, entry);
+		/* a section with no key is a section all the same */
+		conf_entry_add(cr->entries, s->name, "", "", cr->file,
+		    cr->line);
 	}
 	return (str);
 }
@@ -1230,10 +1233,7 @@ conf_load(struct conf *conf, const char *path,
 {
 	struct conf_entries	 entries;
 	struct conf_sections	 sections;
-	struct conf_section	*s;
 	struct conf_entry	*e;
-	const char		*kind, *rest;
-	char			 name[CONF_NAME_MAX + 2];
 	int			 rv = -1;
 
 	memset(conf, 0, sizeof(*conf));
@@ -1253,16 +1253,6 @@ conf_load(struct conf *conf, const char *path,
 		    e->line);
 	if (conf_build(conf, &entries, &sections, err, errlen) == -1)
 		goto out;
-	/* a [vm] header with no key under it: no entry built it */
-	TAILQ_FOREACH(s, &sections, entry) {
-		if (conf_split(s->name, &kind, name, sizeof(name), &rest) ==
-		    0 && strcmp(kind, "vm") == 0 &&
-		    conf_find_vm(conf, name) == NULL) {
-			conf_err(err, errlen, "%s:%d: vm %s has no upstream",
-			    s->file, s->line, name);
-			goto out;
-		}
-	}
 	rv = 0;
 out:
 	conf_entries_clear(&entries);

@@ -186,8 +186,9 @@ int		 conf_option_count(void);
 /*
  * server.c: the one owner of the set of VMs.  vms are those running, by
  * name; stopping, those removed and not yet freed.  backlog_bytes counts
- * every VM's event backlog against max_memory, the host-wide budget;
- * budget_paused, the VMs whose reads it holds.
+ * every VM's event backlog against max_memory, the host-wide budget, and
+ * nbacklogged the VMs that hold some; budget_paused lists the VMs whose
+ * reads wait for the budget alone.
  */
 struct server {
 	struct event_base	*base;
@@ -197,6 +198,7 @@ struct server {
 	TAILQ_HEAD(, vm)	 stopping;
 	size_t			 max_memory;
 	size_t			 backlog_bytes;
+	unsigned int		 nbacklogged;	/* VMs that hold events */
 	TAILQ_HEAD(, vm)	 budget_paused;
 	void			(*shutdown_done)(void *);
 	void			*shutdown_arg;

@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,8 @@ server_new(struct event_base *base, const char *conf_path,
 		    e->file, e->line);
 	TAILQ_INIT(&s->vms);
 	TAILQ_INIT(&s->stopping);
+	TAILQ_INIT(&s->budget_paused);
+	s->max_memory = SIZE_MAX;
 	return (s);
 }
 

@@ -41,6 +41,10 @@ struct vm_event {
 static void	vm_event_unref(struct vm_event *);
 static void	vm_event_cleanup_cb(const void *, size_t, void *);
 static void	vm_stop_cb(int, short, void *);
+static void	vm_resume(struct vm *);
+static void	vm_may_resume(struct vm *);
+static void	vm_budget_forget(struct vm *);
+static void	vm_budget_resume(struct server *);
 
 /* Log a line about the VM, its name first. */
 void
@@ -248,6 +252,12 @@ vm_free(struct vm *vm)
 		event_free(vm->stop);
 	vm->stop = NULL;
 	conf_vm_clear(&vm->conf);
+	vm_budget_forget(vm);
+	/* what it still holds is freed soon, and no longer the server's */
+	vm->server->backlog_bytes -= vm->backlog_bytes;
+	if (vm->backlog_events > 0)
+		vm->server->nbacklogged--;
+	vm_budget_resume(vm->server);
 	vm->name = "(freed)";
 	if (vm->backlog_events == 0)
 		free(vm);
@@ -284,6 +294,7 @@ vm_upstream_lost(struct vm *vm, const char *reason)
 	 * event pauses it again if the backlog is still full.
 	 */
 	vm->reads_paused = 0;
+	vm_budget_forget(vm);
 	cmd_fail_all(vm, "qmpmux: connection to QEMU lost");
 	TAILQ_FOREACH_SAFE(c, &vm->clients, entry, next) {
 		if (c->state != CLIENT_WAITING)
@@ -291,12 +302,33 @@ vm_upstream_lost(struct vm *vm, const char *reason)
 	}
 }
 
-/* Whether the backlog is at one of its bounds. */
+/*
+ * The part of the host's budget a VM may hold when the budget is
+ * spent: an equal share among the VMs that hold events.  A VM under its
+ * share reads on whatever the others hold, so one VM's slow clients
+ * can never stop another's events; the sum can then pass the budget,
+ * by at most the budget again.
+ */
+static size_t
+vm_share(const struct server *s)
+{
+	return (s->max_memory / (s->nbacklogged > 0 ? s->nbacklogged : 1));
+}
+
+/*
+ * Whether the backlog is at one of its bounds: the VM's own, or, when
+ * the events of all VMs together have spent the host's budget, its
+ * share of it.
+ */
 int
 vm_backlog_full(struct vm *vm)
 {
+	struct server	*s = vm->server;
+
 	return (vm->backlog_events >= vm->conf.max_queued_events ||
-	    vm->backlog_bytes >= vm->conf.max_queued_bytes);
+	    vm->backlog_bytes >= vm->conf.max_queued_bytes ||
+	    (s->backlog_bytes >= s->max_memory &&
+	    vm->backlog_bytes >= vm_share(s)));
 }
 
 /*
@@ -336,8 +368,10 @@ vm_event(struct vm *vm, struct qmp_msg *msg)
 	ev->nevents++;
 	vm->stats.events++;
 	vm->stats.event_bytes += len;
-	vm->backlog_events++;
+	if (vm->backlog_events++ == 0)
+		vm->server->nbacklogged++;
 	vm->backlog_bytes += len;
+	vm->server->backlog_bytes += len;
 
 	if (ev->len >= VM_BATCH_MAX)
 		vm_events_flush(vm);
@@ -351,12 +385,15 @@ vm_event(struct vm *vm, struct qmp_msg *msg)
 			return;
 		vm->reads_paused = 1;
 		util_now(&vm->paused_since);
-		vm_log(vm, LOG_DEBUG,
-		    "event backlog full (%zu events, %zu bytes): reads paused",
-		    vm->backlog_events, vm->backlog_bytes);
+		vm_log(vm, LOG_DEBUG, "event backlog full (%zu events, %zu "
+		    "bytes; all VMs: %zu bytes): reads paused",
+		    vm->backlog_events, vm->backlog_bytes,
+		    vm->server->backlog_bytes);
 		monitor_pause(vm->mon);
 		TAILQ_FOREACH(c, &vm->clients, entry)
 			client_reads_paused(c, 1);
+		/* paused by the host's budget alone: wait for it on the list */
+		vm_may_resume(vm);
 	}
 }
 
@@ -435,7 +472,8 @@ static void
 vm_event_unref(struct vm_event *ev)
 {
 	struct vm	*vm = ev->vm;
-	struct client	*c;
+	struct server	*s;
+	size_t		 ev_len = ev->len;
 
 	if (--ev->refs > 0)
 		return;
@@ -443,23 +481,97 @@ vm_event_unref(struct vm_event *ev)
 	vm->backlog_bytes -= ev->len;
 	free(ev->buf);
 	free(ev);
+	/* a freed VM left the server's count when it was freed */
 	if (vm->dying) {
 		if (vm->backlog_events == 0)
 			free(vm);
 		return;
 	}
-	if (vm->reads_paused &&
-	    vm->backlog_events <= vm->conf.max_queued_events / 2 &&
-	    vm->backlog_bytes <= vm->conf.max_queued_bytes / 2) {
-		vm->reads_paused = 0;
-		vm_log(vm, LOG_DEBUG,
-		    "event backlog down to %zu events, %zu bytes after "
-		    "%.3fs: reading again",
-		    vm->backlog_events, vm->backlog_bytes,
-		    util_elapsed(&vm->paused_since));
-		monitor_unpause(vm->mon);
-		TAILQ_FOREACH(c, &vm->clients, entry)
-			client_reads_paused(c, 0);
+	s = vm->server;
+	s->backlog_bytes -= ev_len;
+	if (vm->backlog_events == 0)
+		s->nbacklogged--;
+	vm_may_resume(vm);
+	vm_budget_resume(s);
+}
+
+/*
+ * Whether a VM holds little enough of the host's budget to read again:
+ * all VMs together are down to half of it, or this one to half of its
+ * share.
+ */
+static int
+vm_budget_allows(const struct vm *vm)
+{
+	const struct server	*s = vm->server;
+
+	return (s->backlog_bytes <= s->max_memory / 2 ||
+	    vm->backlog_bytes <= vm_share(s) / 2);
+}
+
+/*
+ * A paused VM whose own backlog is down to half of its bounds reads
+ * again, if the host's budget allows it; if not, it waits on the
+ * server's list until it does.
+ */
+static void
+vm_may_resume(struct vm *vm)
+{
+	struct server	*s = vm->server;
+
+	if (!vm->reads_paused || vm->budget_paused ||
+	    vm->backlog_events > vm->conf.max_queued_events / 2 ||
+	    vm->backlog_bytes > vm->conf.max_queued_bytes / 2)
+		return;
+	if (vm_budget_allows(vm)) {
+		vm_resume(vm);
+		return;
+	}
+	vm->budget_paused = 1;
+	TAILQ_INSERT_TAIL(&s->budget_paused, vm, budget_entry);
+}
+
+/* Read from QEMU again: the backlog is down to half of every bound. */
+static void
+vm_resume(struct vm *vm)
+{
+	struct client	*c;
+
+	vm->reads_paused = 0;
+	vm_log(vm, LOG_DEBUG, "event backlog down to %zu events, %zu bytes "
+	    "(all VMs: %zu) after %.3fs: reading again", vm->backlog_events,
+	    vm->backlog_bytes, vm->server->backlog_bytes,
+	    util_elapsed(&vm->paused_since));
+	monitor_unpause(vm->mon);
+	TAILQ_FOREACH(c, &vm->clients, entry)
+		client_reads_paused(c, 0);
+}
+
+/* Take a VM off the list of those that wait for the host's budget. */
+static void
+vm_budget_forget(struct vm *vm)
+{
+	if (!vm->budget_paused)
+		return;
+	TAILQ_REMOVE(&vm->server->budget_paused, vm, budget_entry);
+	vm->budget_paused = 0;
+}
+
+/*
+ * Resume the VMs that waited only for the host's budget
+ * (max_total_queued_bytes), as far as it now allows each.
+ */
+static void
+vm_budget_resume(struct server *s)
+{
+	struct vm	*vm, *next;
+
+	TAILQ_FOREACH_SAFE(vm, &s->budget_paused, budget_entry, next) {
+		if (!vm_budget_allows(vm))
+			continue;
+		vm_budget_forget(vm);
+		if (vm->reads_paused)
+			vm_resume(vm);
 	}
 }
 

@@ -145,6 +145,90 @@ START_TEST(test_flood_bounded)
 END_TEST
 
 /*
+ * The host's budget: two VMs whose own bounds (64M) would each hold a
+ * whole flood, and max_total_queued_bytes = 2M for both together.  The
+ * first VM's backlog stops at the budget; the second, flooding then,
+ * reads on up to its share (half the budget, with two VMs holding
+ * events) whatever the first holds, and stops there; qmpmuxd's memory
+ * stays within what the budget allows (at most twice it), not what the
+ * VMs' bounds would; and once the holders go, both resume and every
+ * event of both arrives in order, each VM's reader read on its own.
+ */
+START_TEST(test_host_budget)
+{
+	const char	*fargs[] = { "--flood", "300000", "--trigger", "flood",
+	    NULL };
+	const long	 budget = 2L << 20;
+	char		*conf, *fa, *fb, *pa, *pb;
+	const char	*argv[] = { t_bin("QMPMUXD"), "-d", "-f", NULL, NULL };
+	struct t_client	*ha, *ra, *hb, *rb;
+	struct t_flood	 fla, flb;
+	pid_t		 fake_b;
+	long		 base_kb, paused_kb, peak_kb, limit_kb;
+	FILE		*f;
+
+	small_quarantine();
+	conf = t_path("qmpmuxd.conf");
+	fa = t_path("fa.sock");
+	fb = t_path("fb.sock");
+	pa = t_path("pa.sock");
+	pb = t_path("pb.sock");
+	t_fake_pid = t_fakeqemu(fa, fargs);
+	fake_b = t_fakeqemu(fb, fargs);
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fprintf(f, "[global]\nmax_total_queued_bytes = 2M\n"
+	    "max_queued_bytes = 64M\nmax_queued_events = 16777216\n"
+	    "[vm a]\nupstream = connect:%s\n[listener a %s]\n"
+	    "[vm b]\nupstream = connect:%s\n[listener b %s]\n", fa, pa, fb, pb);
+	fclose(f);
+	argv[3] = conf;
+	t_proxy_pid = t_spawn(argv, "qmpmuxd.log");
+	ck_assert_int_eq(t_wait_socket(pb, T_WAIT_MS), 0);
+	ck_assert_ptr_nonnull(ha = t_client_ready(pa));
+	ck_assert_ptr_nonnull(ra = t_client_ready(pa));
+	ck_assert_ptr_nonnull(hb = t_client_ready(pb));
+	ck_assert_ptr_nonnull(rb = t_client_ready(pb));
+	base_kb = t_proc_kb(t_proxy_pid, "VmRSS");
+
+	/* a alone: its backlog stops at the host's budget, not its own */
+	t_flood_init(&fla, ra);
+	t_flood_hold(ha, &fla, LONG_MAX, (size_t)budget);
+	ck_assert_uint_lt(fla.bytes - fla.last, (size_t)budget);
+	ck_assert_int_eq(t_quiet(ra, 300), T_SILENT);
+	/* b then: on past what a holds, up to its share, and no further */
+	t_flood_init(&flb, rb);
+	t_flood_hold(hb, &flb, LONG_MAX, (size_t)budget / 2);
+	ck_assert_uint_lt(flb.bytes - flb.last, (size_t)budget / 2);
+	ck_assert_int_eq(t_quiet(rb, 300), T_SILENT);
+	paused_kb = t_proc_kb(t_proxy_pid, "VmRSS");
+	/* as test_flood_bounded's bound, of twice the budget */
+	limit_kb = base_kb + (3 * 2 * budget + (4L << 20)) / 1024;
+	printf("host budget: a holds %zu bytes, b %zu; RSS %ld kB before, "
+	    "%ld kB paused (bound %ld kB)\n", fla.bytes, flb.bytes, base_kb,
+	    paused_kb, limit_kb);
+	ck_assert_int_le(paused_kb, limit_kb);
+
+	/* the holders go: both read again, and nothing was lost */
+	t_client_free(ha);
+	t_client_free(hb);
+	ck_assert_int_eq(t_flood_read(&fla, 300000, SIZE_MAX), 0);
+	ck_assert_int_eq(t_flood_read(&flb, 300000, SIZE_MAX), 0);
+	peak_kb = t_proc_kb(t_proxy_pid, "VmHWM");
+	printf("host budget: 2 x 300000 events in order; peak RSS %ld kB "
+	    "(bound %ld kB)\n", peak_kb, limit_kb);
+	ck_assert_int_le(peak_kb, limit_kb);
+	t_client_free(ra);
+	t_client_free(rb);
+	ck_assert(t_exited(t_stop(fake_b, SIGTERM), 0));
+	free(conf);
+	free(fa);
+	free(fb);
+	free(pa);
+	free(pb);
+}
+END_TEST
+
+/*
  * With no client negotiated, events are handed to nobody and the
  * backlog stays empty: a bound smaller than one read's worth of events
  * must not pause QEMU's reads for good.  Paused, the fake could not
@@ -419,6 +503,7 @@ flood_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_flood_bounded);
 	tcase_add_test(tc, test_flood_nobody_reads);
+	tcase_add_test(tc, test_host_budget);
 	tcase_add_test(tc, test_paused_across_reconnect);
 	tcase_add_test(tc, test_last_words);
 	tcase_add_test(tc, test_last_words_bounded);
