@@ -22,38 +22,6 @@
 #define RUNNING		"{\"status\": \"running\", \"singlestep\": false, " \
 			"\"running\": true}"
 
-static char	*qsock, *psock;
-static pid_t	 qemu_pid, proxy_pid;
-
-static void
-setup(void)
-{
-	qsock = t_path("qemu.sock");
-	psock = t_path("proxy.sock");
-	qemu_pid = t_qemu(qsock);
-}
-
-static void
-teardown(void)
-{
-	t_stop(proxy_pid, SIGTERM);
-	t_stop(qemu_pid, SIGKILL);
-	free(qsock);
-	free(psock);
-}
-
-/* The next message must be exactly want. */
-static void
-expect(struct t_client *c, const char *want, const char *who)
-{
-	char	*m = t_recv(c, T_WAIT_MS);
-
-	ck_assert_msg(m != NULL && strcmp(m, want) == 0,
-	    "%s: expected\n  %s\ngot\n  %s", who, want,
-	    m != NULL ? m : "(nothing or EOF)");
-	free(m);
-}
-
 /*
  * A \v before a command without an id: QEMU's error for the stray byte,
  * then the command's reply, and the monitor goes on for everyone.  It
@@ -64,15 +32,14 @@ START_TEST(test_stray_no_wedge)
 {
 	struct t_client	*a, *b;
 
-	proxy_pid = t_qmpmuxd(qsock, psock, NULL);
-	ck_assert_ptr_nonnull(a = t_client_ready(psock));
-	ck_assert_ptr_nonnull(b = t_client_ready(psock));
+	t_start_qemu(NULL);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
 	t_send(a, "\v{\"execute\":\"query-status\"}\n");
-	expect(a, STRAY_VT, "a: the stray byte");
-	expect(a, "{\"return\": " RUNNING "}", "a: its command");
+	t_recv_eq(a, STRAY_VT);
+	t_recv_eq(a, "{\"return\": " RUNNING "}");
 	t_send(b, "{\"execute\":\"query-status\",\"id\":\"b\"}\n");
-	expect(b, "{\"return\": " RUNNING ", \"id\": \"b\"}",
-	    "b: the monitor is not wedged");
+	t_recv_eq(b, "{\"return\": " RUNNING ", \"id\": \"b\"}");
 	t_client_free(a);
 	t_client_free(b);
 }
@@ -89,16 +56,15 @@ START_TEST(test_stray_no_theft)
 	struct t_client	*a, *b;
 	int		 i;
 
-	proxy_pid = t_qmpmuxd(qsock, psock, NULL);
-	ck_assert_ptr_nonnull(a = t_client_ready(psock));
-	ck_assert_ptr_nonnull(b = t_client_ready(psock));
+	t_start_qemu(NULL);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
 	t_send(a, "\v\v\v\v{\"execute\":\"query-name\",\"id\":\"a\"}\n");
 	t_send(b, "{\"execute\":\"query-status\",\"id\":\"b\"}\n");
 	for (i = 0; i < 4; i++)
-		expect(a, STRAY_VT, "a: a stray byte");
-	expect(a, "{\"return\": {}, \"id\": \"a\"}", "a: its own reply");
-	expect(b, "{\"return\": " RUNNING ", \"id\": \"b\"}",
-	    "b: its own reply");
+		t_recv_eq(a, STRAY_VT);
+	t_recv_eq(a, "{\"return\": {}, \"id\": \"a\"}");
+	t_recv_eq(b, "{\"return\": " RUNNING ", \"id\": \"b\"}");
 	ck_assert_int_eq(t_quiet(a, 200), T_SILENT);
 	t_client_free(a);
 	t_client_free(b);
@@ -120,8 +86,8 @@ START_TEST(test_stray_no_acl_bypass)
 	struct t_client	*r, *w;
 	size_t		 i, n = 0, len = 64 + 2 * 1021 + 32;
 
-	proxy_pid = t_qmpmuxd(qsock, psock, extra);
-	ck_assert_ptr_nonnull(w = t_client_ready(psock));
+	t_start_qemu(extra);
+	ck_assert_ptr_nonnull(w = t_client_ready(t_psock));
 	ck_assert_ptr_nonnull(r = t_client_ready(ro));
 	ck_assert_ptr_nonnull(deep = malloc(len));
 	n += (size_t)snprintf(deep, len,
@@ -148,7 +114,7 @@ START_TEST(test_stray_no_acl_bypass)
 	free(m);
 	/* no STOP event came first, and QEMU still runs */
 	t_send(w, "{\"execute\":\"query-status\",\"id\":\"w\"}\n");
-	expect(w, "{\"return\": " RUNNING ", \"id\": \"w\"}", "watcher");
+	t_recv_eq(w, "{\"return\": " RUNNING ", \"id\": \"w\"}");
 	t_client_free(r);
 	t_client_free(w);
 	free(deep);
@@ -160,14 +126,11 @@ static Suite *
 framing_suite(void)
 {
 	Suite	*s = suite_create("framing");
-	TCase	*tc = tcase_create("stray bytes");
+	TCase	*tc = t_tcase(s, "stray bytes", 60);
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_stray_no_wedge);
 	tcase_add_test(tc, test_stray_no_theft);
 	tcase_add_test(tc, test_stray_no_acl_bypass);
-	suite_add_tcase(s, tc);
 	return (s);
 }
 
