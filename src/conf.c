@@ -143,8 +143,8 @@ struct conf_read {
 	const char		*file;
 	FILE			*f;
 	int			 line;
-	int			 toolong;	/* the line inih got was cut */
 	int			 nested;	/* an included file */
+	const char		*section;	/* the last header, whole */
 	struct conf_entries	*entries;
 	struct conf_sections	*sections;
 	char			*err;
@@ -741,8 +741,10 @@ conf_read_fail(struct conf_read *cr, const char *fmt, ...)
 
 /*
  * inih's reader: one line, counted.  A section header is noted here,
- * since inih tells only of keys; a line longer than inih's buffer is
- * refused, since inih would read its tail as a line of its own.
+ * whole, since inih tells only of keys and cuts a header's name at 50
+ * bytes, shorter than a listener's path may be; a line longer than
+ * inih's buffer is refused, since inih would read its tail as a line of
+ * its own.
  */
 static char *
 conf_reader(char *str, int num, void *stream)
@@ -773,6 +775,7 @@ conf_reader(char *str, int num, void *stream)
 			fatal("%s", __func__);
 		s->line = cr->line;
 		TAILQ_INSERT_TAIL(cr->sections, s, entry);
+		cr->section = s->name;
 		/* a section with no key is a section all the same */
 		conf_entry_add(cr->entries, s->name, "", "", cr->file,
 		    cr->line);
@@ -787,11 +790,13 @@ conf_handler(void *user, const char *section, const char *key,
 {
 	struct conf_read	*cr = user;
 
-	if (*section == '\0')
+	/* inih cuts a header at 50 bytes: the reader kept it whole */
+	if (cr->section == NULL)
 		return (conf_read_fail(cr, "%s outside of a section", key));
 	if (cr->nested && strcmp(key, "include") == 0)
 		return (conf_read_fail(cr, "include in an included file"));
-	conf_entry_add(cr->entries, section, key, value, cr->file, cr->line);
+	conf_entry_add(cr->entries, cr->section, key, value, cr->file,
+	    cr->line);
 	return (1);
 }
 
