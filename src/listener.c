@@ -1,7 +1,8 @@
 /*
- * Downstream listeners: a unix socket per listener, mode 0600 unless
- * configured.  An accept error such as EMFILE would fire again at once
- * and spin the loop, so the listener is disabled for a second instead.
+ * Downstream listeners: a unix socket per listener, with the mode (0600
+ * unless configured), owner and group of its conf.  An accept error such
+ * as EMFILE would fire again at once and spin the loop, so the listener
+ * is disabled for a second instead.
  */
 #include "config.h"
 
@@ -27,15 +28,12 @@ struct listener *
 listener_new(struct vm *vm, struct listener_conf *conf)
 {
 	struct listener	*l;
+	char		 err[256];
 	int		 fd;
 
-	if ((fd = util_unix_listen(conf->path, conf->mode)) == -1) {
-		if (errno == EADDRINUSE)
-			vm_log(vm, LOG_ERR, "cannot listen on %s: another "
-			    "process is listening on it", conf->path);
-		else
-			vm_log(vm, LOG_ERR, "cannot listen on %s: %s",
-			    conf->path, strerror(errno));
+	if ((fd = util_unix_listen_as(conf->path, conf->mode, conf->owner,
+	    conf->group, err, sizeof(err))) == -1) {
+		vm_log(vm, LOG_ERR, "cannot listen on %s: %s", conf->path, err);
 		return (NULL);
 	}
 	if ((l = calloc(1, sizeof(*l))) == NULL)

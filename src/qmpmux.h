@@ -447,6 +447,8 @@ int		 reply_check_command(const struct qmp_msg *, int, char *,
 int		 util_sun_path(struct sockaddr_un *, const char *);
 int		 util_check_sun_path(const char *, char *, size_t);
 int		 util_unix_listen(const char *, mode_t);
+int		 util_unix_listen_as(const char *, mode_t, uid_t, gid_t, char *,
+		    size_t);
 int		 util_timeval(double, struct timeval *);
 double		 util_elapsed(const struct timeval *);
 void		 util_now(struct timeval *);
