@@ -227,6 +227,7 @@ struct vm_stats {
 	uint64_t		 event_bytes;
 	uint64_t		 reconnects;
 	uint64_t		 clients;
+	uint64_t		 clients_refused;	/* not in allowed_uids */
 };
 
 struct vm {
@@ -349,6 +350,7 @@ struct listener {
 };
 
 struct listener	*listener_new(struct vm *, struct listener_conf *);
+int		 listener_allows(const struct listener *, uid_t);
 void		 listener_close(struct listener *);
 void		 listener_free(struct listener *);
 
