@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -92,7 +93,11 @@ client_arm(struct client *c, double seconds)
 		evtimer_add(c->timer, &tv);
 }
 
-/* Take an accepted connection on a listener. */
+/*
+ * Take an accepted connection on a listener.  A peer whose uid the
+ * listener's allowed_uids does not list is refused here: it gets
+ * nothing, and its connection is closed at once.
+ */
 void
 client_accept(struct listener *l, int fd)
 {
@@ -100,6 +105,28 @@ client_accept(struct listener *l, int fd)
 	struct client	*c;
 	struct ucred	 cred;
 	socklen_t	 len = sizeof(cred);
+	pid_t		 pid = -1;
+	uid_t		 uid = (uid_t)-1;
+	int		 saved = 0;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		pid = cred.pid;
+		uid = cred.uid;
+	} else
+		saved = errno;
+	if (!listener_allows(l, uid)) {
+		vm->stats.clients_refused++;
+		if (saved != 0)
+			vm_log(vm, LOG_INFO, "refused a client on %s: its uid "
+			    "cannot be read: %s", l->conf->path,
+			    strerror(saved));
+		else
+			vm_log(vm, LOG_INFO, "refused a client of uid %ld "
+			    "(pid %ld) on %s: not in allowed_uids", (long)uid,
+			    (long)pid, l->conf->path);
+		close(fd);
+		return;
+	}
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		fatal("%s", __func__);
@@ -108,12 +135,8 @@ client_accept(struct listener *l, int fd)
 	c->id = ++vm->next_client_id;
 	TAILQ_INIT(&c->order);
 	TAILQ_INIT(&c->events);
-	c->pid = -1;
-	c->uid = (uid_t)-1;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-		c->pid = cred.pid;
-		c->uid = cred.uid;
-	}
+	c->pid = pid;
+	c->uid = uid;
 	c->bev = bufferevent_socket_new(vm->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->reader = qmp_reader_new(vm->conf.max_client_message,
 	    vm->conf.max_json_depth, QMP_READ_STRICT);

@@ -1,7 +1,9 @@
 /*
- * Downstream listeners: a unix socket per listener, mode 0600 unless
- * configured.  An accept error such as EMFILE would fire again at once
- * and spin the loop, so the listener is disabled for a second instead.
+ * Downstream listeners: a unix socket per listener, with the mode (0600
+ * unless configured), owner and group of its conf; when allowed_uids is
+ * given, only those users are let in.  An accept error such as EMFILE
+ * would fire again at once and spin the loop, so the listener is
+ * disabled for a second instead.
  */
 #include "config.h"
 
@@ -27,15 +29,12 @@ struct listener *
 listener_new(struct vm *vm, struct listener_conf *conf)
 {
 	struct listener	*l;
+	char		 err[256];
 	int		 fd;
 
-	if ((fd = util_unix_listen(conf->path, conf->mode)) == -1) {
-		if (errno == EADDRINUSE)
-			vm_log(vm, LOG_ERR, "cannot listen on %s: another "
-			    "process is listening on it", conf->path);
-		else
-			vm_log(vm, LOG_ERR, "cannot listen on %s: %s",
-			    conf->path, strerror(errno));
+	if ((fd = util_unix_listen_as(conf->path, conf->mode, conf->owner,
+	    conf->group, err, sizeof(err))) == -1) {
+		vm_log(vm, LOG_ERR, "cannot listen on %s: %s", conf->path, err);
 		return (NULL);
 	}
 	if ((l = calloc(1, sizeof(*l))) == NULL)
@@ -52,6 +51,25 @@ listener_new(struct vm *vm, struct listener_conf *conf)
 	    conf->path, (unsigned int)conf->mode,
 	    conf->slow_client == SLOW_CLIENT_BLOCK ? "block" : "disconnect");
 	return (l);
+}
+
+/*
+ * Whether a peer of uid may connect: allowed_uids lists it, or is empty.
+ * No uid is special, root's included; (uid_t)-1, a uid that could not be
+ * read, is never listed.
+ */
+int
+listener_allows(const struct listener *l, uid_t uid)
+{
+	size_t	 i;
+
+	if (l->conf->nallowed_uids == 0)
+		return (1);
+	for (i = 0; i < l->conf->nallowed_uids; i++) {
+		if (l->conf->allowed_uids[i] == uid && uid != (uid_t)-1)
+			return (1);
+	}
+	return (0);
 }
 
 /*

@@ -229,6 +229,7 @@ struct vm_stats {
 	uint64_t		 event_bytes;
 	uint64_t		 reconnects;
 	uint64_t		 clients;
+	uint64_t		 clients_refused;	/* not in allowed_uids */
 };
 
 struct vm {
@@ -351,6 +352,7 @@ struct listener {
 };
 
 struct listener	*listener_new(struct vm *, struct listener_conf *);
+int		 listener_allows(const struct listener *, uid_t);
 void		 listener_close(struct listener *);
 void		 listener_free(struct listener *);
 
@@ -449,6 +451,8 @@ int		 reply_check_command(const struct qmp_msg *, int, char *,
 int		 util_sun_path(struct sockaddr_un *, const char *);
 int		 util_check_sun_path(const char *, char *, size_t);
 int		 util_unix_listen(const char *, mode_t);
+int		 util_unix_listen_as(const char *, mode_t, uid_t, gid_t, char *,
+		    size_t);
 int		 util_timeval(double, struct timeval *);
 double		 util_elapsed(const struct timeval *);
 void		 util_now(struct timeval *);

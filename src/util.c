@@ -182,30 +182,65 @@ util_rename_new(int dfd, const char *from, const char *to)
 }
 
 /*
- * Create a listening unix socket at path with the given mode.  The path
- * appears only once the socket listens with its mode: the socket is
- * bound under a temporary name in the same directory, made ready there,
- * and renamed into place, so a client that connects the moment the path
- * appears is never refused and never finds a wider mode.  The temporary
- * name is removed on every failure.  A stale socket at path is
- * replaced; a live one (something listens on it) is not, so two daemons
- * cannot steal each other's VMs: EADDRINUSE.  Nothing here blocks.
+ * Give the socket at name in dfd its owner and group ((uid_t)-1 and
+ * (gid_t)-1 leave them); on failure, err says why, for the caller to
+ * put after the path.
+ */
+static int
+util_unix_chown(int dfd, const char *name, uid_t owner, gid_t group,
+    char *err, size_t errlen)
+{
+	int	 saved;
+
+	if (owner == (uid_t)-1 && group == (gid_t)-1)
+		return (0);
+	if (fchownat(dfd, name, owner, group, AT_SYMLINK_NOFOLLOW) == 0)
+		return (0);
+	saved = errno;
+	if (group == (gid_t)-1)
+		snprintf(err, errlen, "cannot change its owner to uid %lu: %s",
+		    (unsigned long)owner, strerror(saved));
+	else if (owner == (uid_t)-1)
+		snprintf(err, errlen, "cannot change its group to gid %lu: %s",
+		    (unsigned long)group, strerror(saved));
+	else
+		snprintf(err, errlen, "cannot change its owner to uid %lu and "
+		    "its group to gid %lu: %s", (unsigned long)owner,
+		    (unsigned long)group, strerror(saved));
+	errno = saved;
+	return (-1);
+}
+
+/*
+ * Create a listening unix socket at path with the given mode, owner and
+ * group ((uid_t)-1 and (gid_t)-1 leave those of the process).  The path
+ * appears only once the socket listens with all three: the socket is
+ * bound under a temporary name in the same directory, given its owner,
+ * group and mode there, made ready, and renamed into place, so a
+ * client that connects the moment the path appears is never refused
+ * and never finds a wider mode or another owner.  The temporary name
+ * is removed on every failure.  A stale socket at path is replaced; a
+ * live one (something listens on it) is not, so two daemons cannot
+ * steal each other's VMs: EADDRINUSE.  Nothing here blocks.  On
+ * failure errno is set, and err says why, for the caller to put after
+ * the path.
  */
 int
-util_unix_listen(const char *path, mode_t mode)
+util_unix_listen_as(const char *path, mode_t mode, uid_t owner,
+    gid_t group, char *err, size_t errlen)
 {
 	struct sockaddr_un	 sun;
 	const char		*slash, *base;
-	char			*dir, tmp[64];
-	int			 dfd, fd = -1, bound = 0, saved;
+	char			*dir = NULL, tmp[64];
+	int			 dfd = -1, fd = -1, bound = 0, saved;
 
 	if (util_sun_path(&sun, path) == -1)
-		return (-1);
+		goto fail_errno;
 	slash = strrchr(path, '/');
 	base = slash != NULL ? slash + 1 : path;
 	if (*base == '\0') {
 		errno = EISDIR;
-		return (-1);
+		goto fail_errno;
 	}
 	if (slash == NULL)
 		dir = strdup(".");
@@ -221,15 +256,23 @@ util_unix_listen(const char *path, mode_t mode)
 	    (fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0)) == -1 ||
 	    util_unix_bind_tmp(fd, dir, dfd, tmp, sizeof(tmp)) == -1)
-		goto fail;
+		goto fail_errno;
 	bound = 1;
+	/* owner, group and mode, all before it listens and appears */
+	if (util_unix_chown(dfd, tmp, owner, group, err, errlen) == -1)
+		goto fail;
 	if (fchmodat(dfd, tmp, mode, 0) == -1 || listen(fd, 128) == -1 ||
 	    util_rename_new(dfd, tmp, base) == -1)
-		goto fail;
+		goto fail_errno;
 	close(dfd);
 	free(dir);
 	return (fd);
 
+fail_errno:
+	if (errno == EADDRINUSE)
+		snprintf(err, errlen, "another process is listening on it");
+	else
+		snprintf(err, errlen, "%s", strerror(errno));
 fail:
 	saved = errno;
 	if (bound)
@@ -241,6 +284,20 @@ fail:
 	free(dir);
 	errno = saved;
 	return (-1);
+}
+
+/*
+ * Create a listening unix socket at path with the given mode, owned by
+ * the process: util_unix_listen_as, for a caller that has no owner to
+ * give and reads only errno.
+ */
+int
+util_unix_listen(const char *path, mode_t mode)
+{
+	char	 err[256];
+
+	return (util_unix_listen_as(path, mode, (uid_t)-1, (gid_t)-1, err,
+	    sizeof(err)));
 }
 
 /* Seconds (fractions allowed) to a timeval; -1 if negative or not finite. */
