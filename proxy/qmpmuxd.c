@@ -139,24 +139,12 @@ socket_path(const char *opt, const char *arg)
  * to value, told as --opt arg.
  */
 static void
-check_value(const char *opt, const char *arg, int listener, const char *key,
+check_value(const char *opt, const char *arg, const char *key,
     const char *value)
 {
-	struct vm_conf		 vc;
-	struct listener_conf	*lc;
-	char			 err[CONF_ERR_MAX];
-	int			 rv;
+	char	 err[CONF_ERR_MAX];
 
-	if (listener) {
-		lc = conf_listener_new("/");
-		rv = conf_set_listener(lc, key, value, err, sizeof(err));
-		conf_listener_free(lc);
-	} else {
-		conf_vm_init(&vc);
-		rv = conf_set_vm(&vc, key, value, err, sizeof(err));
-		conf_vm_clear(&vc);
-	}
-	if (rv == -1) {
+	if (conf_check_value(key, value, err, sizeof(err)) == -1) {
 		fprintf(stderr, "qmpmuxd: --%s %s: %s\n", opt, arg, err);
 		exit(1);
 	}
@@ -313,7 +301,8 @@ main(int argc, char *argv[])
 	struct option		*longopts = long_options();
 	struct conf		 conf;
 	struct vm_conf		*vc;
-	const char		*file = NULL, *key, *value;
+	const char		*key, *value;
+	char			*file = NULL;
 	char			*upstream = NULL, *name = NULL, *section, *eq;
 	char			 err[CONF_ERR_MAX], status[64], unused[64];
 	int			 ch, idx, debug = 0, verbose = 0, check = 0;
@@ -330,7 +319,9 @@ main(int argc, char *argv[])
 			debug = 1;
 			break;
 		case 'f':
-			file = optarg;
+			/* a reload after the chdir of daemon() finds it */
+			free(file);
+			file = absolute(optarg);
 			break;
 		case 'n':
 			check = 1;
@@ -370,7 +361,7 @@ main(int argc, char *argv[])
 			if (asprintf(&section, "timeout.%.*s",
 			    (int)(eq - optarg), optarg) == -1)
 				fatal("asprintf");
-			check_value("timeout", optarg, 0, section, eq + 1);
+			check_value("timeout", optarg, section, eq + 1);
 			conf_entry_add(&entries, "global", section, eq + 1,
 			    "command line", 0);
 			free(section);
@@ -393,16 +384,15 @@ main(int argc, char *argv[])
 			if (conf_option_is_listener(ch - OPT_TABLE)) {
 				/* --read-only is read_only = yes */
 				value = optarg != NULL ? optarg : "yes";
-				check_value(longopts[idx].name, value, 1, key,
+				check_value(longopts[idx].name, value, key,
 				    value);
 				conf_entry_add(&pending, "", key, value,
 				    "command line", 0);
 				snprintf(unused, sizeof(unused), "%s",
 				    longopts[idx].name);
 			} else {
-				if (strcmp(key, "max_total_queued_bytes") != 0)
-					check_value(longopts[idx].name, optarg,
-					    0, key, optarg);
+				check_value(longopts[idx].name, optarg, key,
+				    optarg);
 				conf_entry_add(&entries, "global", key, optarg,
 				    "command line", 0);
 			}
@@ -446,13 +436,18 @@ main(int argc, char *argv[])
 			free(cl->path);
 			free(cl);
 		}
-	} else if (file == NULL)
-		file = QMPMUXD_CONF;
+	} else if (name != NULL) {
+		fprintf(stderr, "qmpmuxd: --name goes with --upstream and "
+		    "--listen; a config file names its VMs\n");
+		exit(1);
+	} else if (file == NULL && (file = strdup(QMPMUXD_CONF)) == NULL)
+		fatal("strdup");
 
 	server = NULL;
 	if ((base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	server = server_new(base, file, &entries);
+	free(file);
 	if (server_load(server, &conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "qmpmuxd: %s\n", err);
 		exit(1);

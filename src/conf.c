@@ -637,6 +637,37 @@ conf_set_timeout(struct vm_conf *vc, const char *name, const char *value,
 	return (0);
 }
 
+/*
+ * Whether value is one key takes, wherever the key belongs: the command
+ * line's check, before it knows which VM or listener it is for.
+ */
+int
+conf_check_value(const char *key, const char *value, char *err,
+    size_t errlen)
+{
+	const struct conf_opt	*o = conf_find(key);
+	struct vm_conf		 vc;
+	struct listener_conf	*lc;
+	struct conf		 c;
+	int			 rv;
+
+	if (o != NULL && o->where == CONF_LISTENER) {
+		lc = conf_listener_new("/");
+		rv = conf_set_listener(lc, key, value, err, errlen);
+		conf_listener_free(lc);
+		return (rv);
+	}
+	if (o != NULL && o->where == CONF_GLOBAL) {
+		memset(&c, 0, sizeof(c));
+		return (conf_apply(&c, (int)(o - conf_opts), key, value, err,
+		    errlen));
+	}
+	conf_vm_init(&vc);
+	rv = conf_set_vm(&vc, key, value, err, errlen);
+	conf_vm_clear(&vc);
+	return (rv);
+}
+
 /* Set a key of a VM (or of the defaults): a VM option or timeout.NAME. */
 int
 conf_set_vm(struct vm_conf *vc, const char *key, const char *value,

@@ -171,6 +171,7 @@ int		 conf_set_listener(struct listener_conf *, const char *,
 		    const char *, char *, size_t);
 int		 conf_set_upstream(struct vm_conf *, const char *, char *,
 		    size_t);
+int		 conf_check_value(const char *, const char *, char *, size_t);
 void		 conf_entry_add(struct conf_entries *, const char *,
 		    const char *, const char *, const char *, int);
 void		 conf_entries_clear(struct conf_entries *);
@@ -285,6 +286,7 @@ struct vm {
 
 struct vm	*vm_new(struct server *, struct vm_conf *);
 void		 vm_reconfigure(struct vm *, struct vm_conf *, int);
+void		 vm_listen(struct vm *);
 void		 vm_log(const struct vm *, int, const char *, ...)
 		    LOG_PRINTF(3, 4);
 void		 vm_stop(struct vm *, const char *,

@@ -156,10 +156,11 @@ int
 server_reload(struct server *s)
 {
 	struct conf	 conf;
-	struct vm_conf	*vc;
-	struct vm	*vm, *next;
+	struct vm_conf	*vc, *next;
+	struct vm	*vm, *vnext;
+	struct vm	**changed;
 	char		 err[CONF_ERR_MAX];
-	unsigned int	 added = 0, removed = 0, changed = 0;
+	unsigned int	 added = 0, removed = 0, nchanged = 0, i;
 	int		 diff;
 
 	if (server_load(s, &conf, err, sizeof(err)) == -1) {
@@ -167,7 +168,8 @@ server_reload(struct server *s)
 		    "%s", err);
 		return (-1);
 	}
-	TAILQ_FOREACH_SAFE(vm, &s->vms, entry, next) {
+	/* the VMs gone from the file stop, and let go of their sockets */
+	TAILQ_FOREACH_SAFE(vm, &s->vms, entry, vnext) {
 		if (!vm->conf.from_file)
 			continue;
 		TAILQ_FOREACH(vc, &conf.vms, entry) {
@@ -179,26 +181,37 @@ server_reload(struct server *s)
 			removed++;
 		}
 	}
-	while ((vc = TAILQ_FIRST(&conf.vms)) != NULL) {
+	/* the changed ones close what they give up, then all open */
+	if ((changed = calloc(server_count(s) + 1, sizeof(*changed))) == NULL)
+		fatal("%s", __func__);
+	TAILQ_FOREACH_SAFE(vc, &conf.vms, entry, next) {
+		if ((vm = server_find(s, vc->name)) == NULL)
+			continue;
 		TAILQ_REMOVE(&conf.vms, vc, entry);
-		if ((vm = server_find(s, vc->name)) == NULL) {
-			if (server_add(s, vc) == 0)
-				added++;
-		} else if (!vm->conf.from_file) {
+		if (!vm->conf.from_file)
 			log_warnx("vm %s: added while running; the one in the "
 			    "configuration is not started", vc->name);
-			conf_vm_clear(vc);
-		} else if ((diff = conf_diff(&vm->conf, vc)) != 0) {
+		else if ((diff = conf_diff(&vm->conf, vc)) != 0) {
 			vm_reconfigure(vm, vc, diff);
-			changed++;
-		} else
-			conf_vm_clear(vc);
+			changed[nchanged++] = vm;
+		}
+		conf_vm_clear(vc);
+		free(vc);
+	}
+	for (i = 0; i < nchanged; i++)
+		vm_listen(changed[i]);
+	free(changed);
+	/* what is left of the file is new */
+	while ((vc = TAILQ_FIRST(&conf.vms)) != NULL) {
+		TAILQ_REMOVE(&conf.vms, vc, entry);
+		if (server_add(s, vc) == 0)
+			added++;
 		free(vc);
 	}
 	s->max_memory = conf.max_memory;
 	conf_clear(&conf);
 	log_info("reloaded: %u VMs added, %u removed, %u changed; %u running",
-	    added, removed, changed, server_count(s));
+	    added, removed, nchanged, server_count(s));
 	return (0);
 }
 

@@ -111,10 +111,10 @@ vm_new(struct server *s, struct vm_conf *conf)
 }
 
 /*
- * Reopen the listeners of the new conf that differ from the running
- * ones: a listener whose path and role are unchanged keeps its socket
- * and its clients, and takes its new (equal) conf; one that changed or
- * went is closed with its clients; a new one opens.
+ * Close the listeners that the new conf changes or drops: a listener
+ * whose path and role are unchanged keeps its socket and its clients,
+ * and takes its new (equal) conf; one that changed or went is closed
+ * with its clients.  vm_listen then opens the new ones.
  */
 static void
 vm_reconfigure_listeners(struct vm *vm, struct listener_confs *olds)
@@ -141,13 +141,34 @@ vm_reconfigure_listeners(struct vm *vm, struct listener_confs *olds)
 		TAILQ_REMOVE(olds, lc, entry);
 		conf_listener_free(lc);
 	}
-	TAILQ_FOREACH(lc, &vm->conf.listeners, entry) {
+}
+
+/*
+ * Open the listeners of the VM's conf that are not open, after a
+ * reload: the server closes what every VM gives up first, so that a
+ * path may move from one VM to another in one reload.  A listener that
+ * cannot be made leaves the conf too (logged), so that the next reload
+ * sees it as new and tries again.
+ */
+void
+vm_listen(struct vm *vm)
+{
+	struct listener		*l;
+	struct listener_conf	*lc, *next;
+
+	TAILQ_FOREACH_SAFE(lc, &vm->conf.listeners, entry, next) {
 		TAILQ_FOREACH(l, &vm->listeners, entry) {
 			if (l->conf == lc)
 				break;
 		}
-		if (l == NULL && (l = listener_new(vm, lc)) != NULL)
+		if (l != NULL)
+			continue;
+		if ((l = listener_new(vm, lc)) != NULL) {
 			TAILQ_INSERT_TAIL(&vm->listeners, l, entry);
+			continue;
+		}
+		TAILQ_REMOVE(&vm->conf.listeners, lc, entry);
+		conf_listener_free(lc);
 	}
 }
 
@@ -155,7 +176,8 @@ vm_reconfigure_listeners(struct vm *vm, struct listener_confs *olds)
  * Change a running VM to its new conf (taken over), in what diff says
  * changed (conf_diff): bounds and timeouts in place, for what comes
  * next; a new upstream is reached afresh, its clients closed as when
- * QEMU goes; listeners as vm_reconfigure_listeners says.
+ * QEMU goes; listeners as vm_reconfigure_listeners says, the new ones
+ * opened by vm_listen once every VM has closed its old ones.
  */
 void
 vm_reconfigure(struct vm *vm, struct vm_conf *nc, int diff)
@@ -172,8 +194,12 @@ vm_reconfigure(struct vm *vm, struct vm_conf *nc, int diff)
 	/* unchanged listeners only take their new, equal confs */
 	vm_reconfigure_listeners(vm, &old.listeners);
 	conf_vm_clear(&old);
-	if (diff & CONF_DIFF_UPSTREAM)
+	if (diff & CONF_DIFF_UPSTREAM) {
+		vm_log(vm, LOG_INFO, "upstream %s:%s",
+		    conf_upstream_mode_name(vm->conf.upstream_mode),
+		    vm->conf.upstream != NULL ? vm->conf.upstream : "(fd)");
 		monitor_restart(vm->mon);
+	}
 	cmd_pump(vm);
 }
 
