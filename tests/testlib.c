@@ -4,6 +4,7 @@
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -393,6 +394,52 @@ t_wait_exit(pid_t pid, int ms)
 	if (waitpid(pid, &status, WNOHANG) == pid)
 		return (status);
 	return (-1);
+}
+
+/*
+ * Stop pid, a child of this process, with SIGSTOP, and wait up to ms for
+ * it to have stopped: kill returns before every thread of a process has
+ * stopped, and until then it can still read its input.  The stop is
+ * reported to the parent (SIGCHLD, read here from a signalfd), so the
+ * wait ends when it comes.  0 when pid has stopped.
+ */
+int
+t_sigstop(pid_t pid, int ms)
+{
+	struct signalfd_siginfo	 si;
+	struct pollfd		 pfd;
+	siginfo_t		 info;
+	sigset_t		 chld, old;
+	long long		 end = t_clock_ms() + ms;
+	int			 fd, left, r = -1;
+
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	if (sigprocmask(SIG_BLOCK, &chld, &old) == -1 ||
+	    (fd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		abort();
+	if (kill(pid, SIGSTOP) == 0) {
+		for (;;) {
+			memset(&info, 0, sizeof(info));
+			if (waitid(P_PID, (id_t)pid, &info, WSTOPPED |
+			    WNOHANG) == -1)
+				break;
+			if (info.si_pid == pid) {
+				r = 0;
+				break;
+			}
+			if ((left = (int)(end - t_clock_ms())) <= 0)
+				break;
+			pfd.fd = fd;
+			pfd.events = POLLIN;
+			if (poll(&pfd, 1, left) > 0)
+				while (read(fd, &si, sizeof(si)) > 0)
+					;
+		}
+	}
+	close(fd);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return (r);
 }
 
 /* Signal pid and reap it; SIGKILL if it outlives the bound. */

@@ -54,6 +54,7 @@ pid_t		 t_qemu_traced(const char *, const char *);
 pid_t		 t_qmpmuxd(const char *, const char *, const char *const *);
 pid_t		 t_fakeqemu(const char *, const char *const *);
 int		 t_stop(pid_t, int);
+int		 t_sigstop(pid_t, int);
 int		 t_wait_exit(pid_t, int);
 int		 t_wait_socket(const char *, int);
 long		 t_proc_kb(pid_t, const char *);
