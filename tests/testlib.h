@@ -88,6 +88,7 @@ int		 t_hungup(struct t_client *, int);
 int		 t_ready(struct t_client *);
 long		 t_count_unread(struct t_client *, const char *);
 int		 t_peer_unread(struct t_client *);
+int		 t_wait_unread(const char *, int);
 enum t_heard	 t_quiet(struct t_client *, int);
 
 /* Reading replies. */
@@ -107,6 +108,7 @@ int		 t_run(Suite *);
 int		 t_log_scan(const char *, const char *, int, int *, long *);
 int		 t_log_count(const char *, const char *);
 int		 t_wait_log(const char *, const char *, int);
+int		 t_wait_log_n(const char *, const char *, int, int);
 
 /*
  * The fake QEMU's flood (--flood N) as one client reads it: events
