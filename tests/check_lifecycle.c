@@ -20,6 +20,9 @@
 
 #include "testlib.h"
 
+/* What QEMU logs of each QMP request it handles, as it parsed it. */
+#define TRACE	"qemu-trace.log"
+
 static char	*qsock, *psock;
 static pid_t	 qemu_pid, proxy_pid;
 
@@ -42,11 +45,11 @@ teardown(void)
 	free(psock);
 }
 
-/* A QEMU and a qmpmuxd with the given options in front of it. */
+/* A QEMU, tracing requests, and a qmpmuxd with opts in front of it. */
 static void
 start(const char *const *opts)
 {
-	qemu_pid = t_qemu(qsock);
+	qemu_pid = t_qemu_traced(qsock, TRACE);
 	proxy_pid = t_qmpmuxd(qsock, psock, opts);
 }
 
@@ -238,12 +241,12 @@ START_TEST(test_hangup_while_paused)
 		pfd.events = POLLIN;
 		ck_assert_int_eq(poll(&pfd, 1, T_WAIT_MS), 1);
 	}
-	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	ck_assert_int_eq(t_sigstop(qemu_pid, T_WAIT_MS), 0);
 	t_send(a, "{\"execute\":\"query-status\",\"id\":1}\n"
 	    "{\"execute\":\"stop\",\"id\":2}\n"
 	    "{\"execute\":\"query-status\",\"id\":3}\n");
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-status",
-	    T_WAIT_MS), 0);
+	/* query-status is in flight: the stopped QEMU holds it unread */
+	ck_assert_int_eq(t_wait_unread(qsock, T_WAIT_MS), 0);
 	cpu = cpu_ticks(proxy_pid);
 	t_client_free(a);
 	if (_i == 2)
@@ -280,14 +283,14 @@ START_TEST(test_half_close_while_paused)
 	start(opts);
 	a = t_client_ready(psock);
 	ck_assert_ptr_nonnull(a);
-	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	ck_assert_int_eq(t_sigstop(qemu_pid, T_WAIT_MS), 0);
 	send_names(a, 5);
 	ck_assert_int_eq(shutdown(t_client_fd(a), SHUT_WR), 0);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-name",
-	    T_WAIT_MS), 0);
+	/* the first is in flight: the stopped QEMU holds it unread */
+	ck_assert_int_eq(t_wait_unread(qsock, T_WAIT_MS), 0);
 	/* long enough for the hang-up check to find the half-close */
 	cpu = cpu_ticks(proxy_pid);
-	ck_assert(t_quiet(a, 2500));
+	ck_assert_int_eq(t_quiet(a, 2500), T_SILENT);
 	cpu = cpu_ticks(proxy_pid) - cpu;
 	ck_assert_msg(cpu >= 0 && cpu < 20, "%ld ticks of CPU in 2.5 s "
 	    "paused", cpu);
@@ -323,11 +326,11 @@ START_TEST(test_sigterm_answers)
 	struct t_client	*a, *b;
 
 	start_two(NULL, &a, &b);
-	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	ck_assert_int_eq(t_sigstop(qemu_pid, T_WAIT_MS), 0);
 	t_send(a, "{\"execute\":\"query-status\",\"id\":\"in-flight\"}\n"
 	    "{\"execute\":\"query-name\",\"id\":\"queued\"}\n");
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-status",
-	    T_WAIT_MS), 0);
+	/* query-status is in flight: the stopped QEMU holds it unread */
+	ck_assert_int_eq(t_wait_unread(qsock, T_WAIT_MS), 0);
 	ck_assert_int_eq(kill(proxy_pid, SIGTERM), 0);
 	recv_eq(a, "{\"id\": \"in-flight\", \"error\": {\"class\": "
 	    "\"GenericError\", \"desc\": \"qmpmux: shutting down\"}}");
@@ -363,8 +366,9 @@ START_TEST(test_sigterm_slow_reader)
 	for (i = 0; i < 8; i++)
 		t_send(a, "{\"execute\":\"query-qmp-schema\",\"id\":%d}\n",
 		    i);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-qmp-schema "
-	    "(id 8)", T_WAIT_MS), 0);
+	/* all eight reached QEMU, by its own trace, before b's command */
+	ck_assert_int_eq(t_wait_log_n(TRACE, "req: {\"execute\": "
+	    "\"query-qmp-schema\"", 8, T_WAIT_MS), 0);
 	m = t_cmd(b, "{\"execute\":\"query-name\",\"id\":\"b\"}");
 	ck_assert_str_eq(m, "{\"return\": {}, \"id\": \"b\"}");
 	free(m);
