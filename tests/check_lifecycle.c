@@ -64,6 +64,21 @@ start_two(const char *const *opts, struct t_client **a, struct t_client **b)
 	ck_assert_ptr_nonnull(*b);
 }
 
+/*
+ * Stop QEMU, every thread of it, so that it reads nothing more; returns
+ * what its socket held unread then, for t_wait_unread.
+ */
+static long
+stop_qemu(void)
+{
+	long	 held;
+
+	ck_assert_int_eq(t_sigstop(qemu_pid, T_WAIT_MS), 0);
+	held = t_unread(qsock);
+	ck_assert_int_ge(held, 0);
+	return (held);
+}
+
 /* The next message must be exactly want. */
 static void
 recv_eq(struct t_client *c, const char *want)
@@ -231,7 +246,7 @@ START_TEST(test_hangup_while_paused)
 	const char	*opts[] = { "--max-client-pipeline", "2", NULL };
 	struct t_client	*a, *b;
 	struct pollfd	 pfd;
-	long		 cpu;
+	long		 cpu, held;
 	int		 seen;
 
 	start_two(opts, &a, &b);
@@ -241,12 +256,12 @@ START_TEST(test_hangup_while_paused)
 		pfd.events = POLLIN;
 		ck_assert_int_eq(poll(&pfd, 1, T_WAIT_MS), 1);
 	}
-	ck_assert_int_eq(t_sigstop(qemu_pid, T_WAIT_MS), 0);
+	held = stop_qemu();
 	t_send(a, "{\"execute\":\"query-status\",\"id\":1}\n"
 	    "{\"execute\":\"stop\",\"id\":2}\n"
 	    "{\"execute\":\"query-status\",\"id\":3}\n");
 	/* query-status is in flight: the stopped QEMU holds it unread */
-	ck_assert_int_eq(t_wait_unread(qsock, T_WAIT_MS), 0);
+	ck_assert_int_eq(t_wait_unread(qsock, held, T_WAIT_MS), 0);
 	cpu = cpu_ticks(proxy_pid);
 	t_client_free(a);
 	if (_i == 2)
@@ -278,16 +293,16 @@ START_TEST(test_half_close_while_paused)
 {
 	const char	*opts[] = { "--max-client-pipeline", "2", NULL };
 	struct t_client	*a;
-	long		 cpu;
+	long		 cpu, held;
 
 	start(opts);
 	a = t_client_ready(psock);
 	ck_assert_ptr_nonnull(a);
-	ck_assert_int_eq(t_sigstop(qemu_pid, T_WAIT_MS), 0);
+	held = stop_qemu();
 	send_names(a, 5);
 	ck_assert_int_eq(shutdown(t_client_fd(a), SHUT_WR), 0);
 	/* the first is in flight: the stopped QEMU holds it unread */
-	ck_assert_int_eq(t_wait_unread(qsock, T_WAIT_MS), 0);
+	ck_assert_int_eq(t_wait_unread(qsock, held, T_WAIT_MS), 0);
 	/* long enough for the hang-up check to find the half-close */
 	cpu = cpu_ticks(proxy_pid);
 	ck_assert_int_eq(t_quiet(a, 2500), T_SILENT);
@@ -324,13 +339,14 @@ proxy_exits(int ms)
 START_TEST(test_sigterm_answers)
 {
 	struct t_client	*a, *b;
+	long		 held;
 
 	start_two(NULL, &a, &b);
-	ck_assert_int_eq(t_sigstop(qemu_pid, T_WAIT_MS), 0);
+	held = stop_qemu();
 	t_send(a, "{\"execute\":\"query-status\",\"id\":\"in-flight\"}\n"
 	    "{\"execute\":\"query-name\",\"id\":\"queued\"}\n");
 	/* query-status is in flight: the stopped QEMU holds it unread */
-	ck_assert_int_eq(t_wait_unread(qsock, T_WAIT_MS), 0);
+	ck_assert_int_eq(t_wait_unread(qsock, held, T_WAIT_MS), 0);
 	ck_assert_int_eq(kill(proxy_pid, SIGTERM), 0);
 	recv_eq(a, "{\"id\": \"in-flight\", \"error\": {\"class\": "
 	    "\"GenericError\", \"desc\": \"qmpmux: shutting down\"}}");

@@ -1237,8 +1237,8 @@ t_peer_unread(struct t_client *c)
  * accepted connection bears the name of its listener.  -1 if the kernel
  * cannot be asked.
  */
-static long
-t_accepted_unread(const char *path)
+long
+t_unread(const char *path)
 {
 	struct {
 		struct nlmsghdr		nlh;
@@ -1305,24 +1305,27 @@ t_accepted_unread(const char *path)
 }
 
 /*
- * Wait up to ms for a connection accepted on the unix socket testlib bound
- * at path to hold input its owner has not read: a stopped QEMU's socket,
- * once qmpmuxd has written a command to it.  Nothing wakes a process for
- * input that arrives at another's socket, so the kernel is asked again
- * every millisecond until it is so.  0 when it holds some.
+ * Wait up to ms for the connections accepted on the unix socket testlib
+ * bound at path to hold more than held bytes unread (t_unread before): a
+ * stopped QEMU's socket, once qmpmuxd has written a command to it.  A
+ * QEMU may stop before it has read the "\r\n" after the last command,
+ * hence held.  Nothing wakes a process for input that arrives at
+ * another's socket, so the kernel is asked again every millisecond until
+ * it is so.  0 when it holds more.
  */
 int
-t_wait_unread(const char *path, int ms)
+t_wait_unread(const char *path, long held, int ms)
 {
 	long long	 end = t_clock_ms() + ms;
 	long		 n;
 
-	while ((n = t_accepted_unread(path)) == 0 && t_clock_ms() < end)
+	while ((n = t_unread(path)) != -1 && n <= held &&
+	    t_clock_ms() < end)
 		poll(NULL, 0, 1);
 	if (n == -1)
 		fprintf(stderr, "t_wait_unread: the kernel's sock_diag did "
 		    "not answer for %s\n", path);
-	return (n > 0 ? 0 : -1);
+	return (n > held ? 0 : -1);
 }
 
 /*

@@ -88,7 +88,8 @@ int		 t_hungup(struct t_client *, int);
 int		 t_ready(struct t_client *);
 long		 t_count_unread(struct t_client *, const char *);
 int		 t_peer_unread(struct t_client *);
-int		 t_wait_unread(const char *, int);
+long		 t_unread(const char *);
+int		 t_wait_unread(const char *, long, int);
 enum t_heard	 t_quiet(struct t_client *, int);
 
 /* Reading replies. */
