@@ -20,6 +20,9 @@
 
 #include "testlib.h"
 
+/* What QEMU logs of each QMP request it handles, as it parsed it. */
+#define TRACE	"qemu-trace.log"
+
 static char	*qsock, *psock;
 static pid_t	 qemu_pid, proxy_pid;
 
@@ -42,11 +45,11 @@ teardown(void)
 	free(psock);
 }
 
-/* A QEMU and a qmpmuxd with the given options in front of it. */
+/* A QEMU, tracing requests, and a qmpmuxd with opts in front of it. */
 static void
 start(const char *const *opts)
 {
-	qemu_pid = t_qemu(qsock);
+	qemu_pid = t_qemu_traced(qsock, TRACE);
 	proxy_pid = t_qmpmuxd(qsock, psock, opts);
 }
 
@@ -59,6 +62,21 @@ start_two(const char *const *opts, struct t_client **a, struct t_client **b)
 	*b = t_client_ready(psock);
 	ck_assert_ptr_nonnull(*a);
 	ck_assert_ptr_nonnull(*b);
+}
+
+/*
+ * Stop QEMU, every thread of it, so that it reads nothing more; returns
+ * what its socket held unread then, for t_wait_unread.
+ */
+static long
+stop_qemu(void)
+{
+	long	 held;
+
+	ck_assert_int_eq(t_sigstop(qemu_pid, T_WAIT_MS), 0);
+	held = t_unread(qsock);
+	ck_assert_int_ge(held, 0);
+	return (held);
 }
 
 /* The next message must be exactly want. */
@@ -228,7 +246,7 @@ START_TEST(test_hangup_while_paused)
 	const char	*opts[] = { "--max-client-pipeline", "2", NULL };
 	struct t_client	*a, *b;
 	struct pollfd	 pfd;
-	long		 cpu;
+	long		 cpu, held;
 	int		 seen;
 
 	start_two(opts, &a, &b);
@@ -238,12 +256,12 @@ START_TEST(test_hangup_while_paused)
 		pfd.events = POLLIN;
 		ck_assert_int_eq(poll(&pfd, 1, T_WAIT_MS), 1);
 	}
-	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	held = stop_qemu();
 	t_send(a, "{\"execute\":\"query-status\",\"id\":1}\n"
 	    "{\"execute\":\"stop\",\"id\":2}\n"
 	    "{\"execute\":\"query-status\",\"id\":3}\n");
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-status",
-	    T_WAIT_MS), 0);
+	/* query-status is in flight: the stopped QEMU holds it unread */
+	ck_assert_int_eq(t_wait_unread(qsock, held, T_WAIT_MS), 0);
 	cpu = cpu_ticks(proxy_pid);
 	t_client_free(a);
 	if (_i == 2)
@@ -256,6 +274,9 @@ START_TEST(test_hangup_while_paused)
 	t_send(b, "{\"execute\":\"query-status\",\"id\":4}\n");
 	recv_eq(b, "{\"return\": {\"status\": \"running\", \"singlestep\": "
 	    "false, \"running\": true}, \"id\": 4}");
+	/* QEMU, which has handled b's since, never saw the stop */
+	ck_assert_int_eq(t_log_count(TRACE, "req: {\"execute\": \"stop\""),
+	    0);
 	ck_assert_msg(seen == 0, "the hang-up was not seen");
 	ck_assert_int_eq(t_log_count("qmpmuxd.log",
 	    "client 1: closed: client hung up"), 1);
@@ -275,19 +296,19 @@ START_TEST(test_half_close_while_paused)
 {
 	const char	*opts[] = { "--max-client-pipeline", "2", NULL };
 	struct t_client	*a;
-	long		 cpu;
+	long		 cpu, held;
 
 	start(opts);
 	a = t_client_ready(psock);
 	ck_assert_ptr_nonnull(a);
-	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	held = stop_qemu();
 	send_names(a, 5);
 	ck_assert_int_eq(shutdown(t_client_fd(a), SHUT_WR), 0);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-name",
-	    T_WAIT_MS), 0);
+	/* the first is in flight: the stopped QEMU holds it unread */
+	ck_assert_int_eq(t_wait_unread(qsock, held, T_WAIT_MS), 0);
 	/* long enough for the hang-up check to find the half-close */
 	cpu = cpu_ticks(proxy_pid);
-	ck_assert(t_quiet(a, 2500));
+	ck_assert_int_eq(t_quiet(a, 2500), T_SILENT);
 	cpu = cpu_ticks(proxy_pid) - cpu;
 	ck_assert_msg(cpu >= 0 && cpu < 20, "%ld ticks of CPU in 2.5 s "
 	    "paused", cpu);
@@ -321,13 +342,14 @@ proxy_exits(int ms)
 START_TEST(test_sigterm_answers)
 {
 	struct t_client	*a, *b;
+	long		 held;
 
 	start_two(NULL, &a, &b);
-	ck_assert_int_eq(kill(qemu_pid, SIGSTOP), 0);
+	held = stop_qemu();
 	t_send(a, "{\"execute\":\"query-status\",\"id\":\"in-flight\"}\n"
 	    "{\"execute\":\"query-name\",\"id\":\"queued\"}\n");
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-status",
-	    T_WAIT_MS), 0);
+	/* query-status is in flight: the stopped QEMU holds it unread */
+	ck_assert_int_eq(t_wait_unread(qsock, held, T_WAIT_MS), 0);
 	ck_assert_int_eq(kill(proxy_pid, SIGTERM), 0);
 	recv_eq(a, "{\"id\": \"in-flight\", \"error\": {\"class\": "
 	    "\"GenericError\", \"desc\": \"qmpmux: shutting down\"}}");
@@ -363,8 +385,9 @@ START_TEST(test_sigterm_slow_reader)
 	for (i = 0; i < 8; i++)
 		t_send(a, "{\"execute\":\"query-qmp-schema\",\"id\":%d}\n",
 		    i);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sent query-qmp-schema "
-	    "(id 8)", T_WAIT_MS), 0);
+	/* all eight reached QEMU, by its own trace, before b's command */
+	ck_assert_int_eq(t_wait_log_n(TRACE, "req: {\"execute\": "
+	    "\"query-qmp-schema\"", 8, T_WAIT_MS), 0);
 	m = t_cmd(b, "{\"execute\":\"query-name\",\"id\":\"b\"}");
 	ck_assert_str_eq(m, "{\"return\": {}, \"id\": \"b\"}");
 	free(m);

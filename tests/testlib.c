@@ -4,12 +4,18 @@
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
 #include <linux/sockios.h>
+#include <linux/unix_diag.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -393,6 +399,52 @@ t_wait_exit(pid_t pid, int ms)
 	if (waitpid(pid, &status, WNOHANG) == pid)
 		return (status);
 	return (-1);
+}
+
+/*
+ * Stop pid, a child of this process, with SIGSTOP, and wait up to ms for
+ * it to have stopped: kill returns before every thread of a process has
+ * stopped, and until then it can still read its input.  The stop is
+ * reported to the parent (SIGCHLD, read here from a signalfd), so the
+ * wait ends when it comes.  0 when pid has stopped.
+ */
+int
+t_sigstop(pid_t pid, int ms)
+{
+	struct signalfd_siginfo	 si;
+	struct pollfd		 pfd;
+	siginfo_t		 info;
+	sigset_t		 chld, old;
+	long long		 end = t_clock_ms() + ms;
+	int			 fd, left, r = -1;
+
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	if (sigprocmask(SIG_BLOCK, &chld, &old) == -1 ||
+	    (fd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		abort();
+	if (kill(pid, SIGSTOP) == 0) {
+		for (;;) {
+			memset(&info, 0, sizeof(info));
+			if (waitid(P_PID, (id_t)pid, &info, WSTOPPED |
+			    WNOHANG) == -1)
+				break;
+			if (info.si_pid == pid) {
+				r = 0;
+				break;
+			}
+			if ((left = (int)(end - t_clock_ms())) <= 0)
+				break;
+			pfd.fd = fd;
+			pfd.events = POLLIN;
+			if (poll(&pfd, 1, left) > 0)
+				while (read(fd, &si, sizeof(si)) > 0)
+					;
+		}
+	}
+	close(fd);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return (r);
 }
 
 /* Signal pid and reap it; SIGKILL if it outlives the bound. */
@@ -821,36 +873,44 @@ t_log_count(const char *log, const char *text)
 	return (t_log_scan(log, text, 0, NULL, NULL));
 }
 
-/* A log and a text, for t_wait_change. */
+/* A log, a text and how many lines must hold it, for t_wait_change. */
 struct t_log_text {
 	const char	*log;
 	const char	*text;
+	int		 n;
 };
 
-/* For t_wait_change: whether a line of the log holds the text. */
+/* For t_wait_change: whether n lines of the log hold the text. */
 static int
 t_log_has_cb(const void *arg)
 {
 	const struct t_log_text	*lt = arg;
 
-	return (t_log_scan(lt->log, lt->text, 0, NULL, NULL) > 0);
+	return (t_log_scan(lt->log, lt->text, 0, NULL, NULL) >= lt->n);
 }
 
 /*
- * Wait up to ms for a line with text to appear in DIR/log (a process's
- * log, e.g. fakeqemu.log); inotify wakes the wait on each write.  0 when
- * found.
+ * Wait up to ms for n lines with text to be in DIR/log (a process's log,
+ * e.g. fakeqemu.log, or QEMU's trace); inotify wakes the wait on each
+ * write.  0 when they are.
  */
 int
-t_wait_log(const char *log, const char *text, int ms)
+t_wait_log_n(const char *log, const char *text, int n, int ms)
 {
-	struct t_log_text	 lt = { log, text };
+	struct t_log_text	 lt = { log, text, n };
 	char			*path = t_path(log);
 	int			 r;
 
 	r = t_wait_change(path, IN_MODIFY, t_log_has_cb, &lt, ms);
 	free(path);
 	return (r);
+}
+
+/* Wait up to ms for a line with text to appear in DIR/log; 0 when found. */
+int
+t_wait_log(const char *log, const char *text, int ms)
+{
+	return (t_wait_log_n(log, text, 1, ms));
 }
 
 /* Whether a wait status is an exit with code. */
@@ -1168,6 +1228,104 @@ t_peer_unread(struct t_client *c)
 	if (ioctl(c->fd, SIOCOUTQ, &queued) == -1)
 		abort();
 	return (queued > 0);
+}
+
+/*
+ * The bytes waiting unread in the connections accepted on the unix socket
+ * that testlib bound at path (QEMU's QMP socket): their receive queues, as
+ * the kernel's sock_diag gives them (ss -x shows them as Recv-Q).  An
+ * accepted connection bears the name of its listener.  -1 if the kernel
+ * cannot be asked.
+ */
+long
+t_unread(const char *path)
+{
+	struct {
+		struct nlmsghdr		nlh;
+		struct unix_diag_req	req;
+	} q;
+	struct sockaddr_nl	 nl;
+	struct nlmsghdr		*h;
+	struct unix_diag_msg	*m;
+	struct rtattr		*a;
+	const char		*name;
+	char			 buf[32768];
+	size_t			 plen = strlen(path), nlen;
+	long			 total = 0, rq;
+	ssize_t			 n;
+	int			 fd, alen, done = 0;
+
+	memset(&q, 0, sizeof(q));
+	q.nlh.nlmsg_len = sizeof(q);
+	q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	q.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	q.req.sdiag_family = AF_UNIX;
+	q.req.udiag_states = 1 << TCP_ESTABLISHED;
+	q.req.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN;
+	memset(&nl, 0, sizeof(nl));
+	nl.nl_family = AF_NETLINK;
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd == -1 || sendto(fd, &q, sizeof(q), 0, (struct sockaddr *)&nl,
+	    sizeof(nl)) != (ssize_t)sizeof(q)) {
+		if (fd != -1)
+			close(fd);
+		return (-1);
+	}
+	while (!done && (n = recv(fd, buf, sizeof(buf), 0)) > 0) {
+		for (h = (struct nlmsghdr *)buf; NLMSG_OK(h, n);
+		    h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_type == NLMSG_DONE ||
+			    h->nlmsg_type == NLMSG_ERROR) {
+				if (h->nlmsg_type == NLMSG_ERROR)
+					total = -1;
+				done = 1;
+				break;
+			}
+			m = NLMSG_DATA(h);
+			a = (struct rtattr *)(m + 1);
+			alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+			name = NULL;
+			nlen = 0;
+			rq = 0;
+			for (; RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
+				if (a->rta_type == UNIX_DIAG_NAME) {
+					name = RTA_DATA(a);
+					nlen = strnlen(name, RTA_PAYLOAD(a));
+				} else if (a->rta_type == UNIX_DIAG_RQLEN)
+					rq = ((struct unix_diag_rqlen *)
+					    RTA_DATA(a))->udiag_rqueue;
+			}
+			if (name != NULL && nlen == plen &&
+			    memcmp(name, path, plen) == 0)
+				total += rq;
+		}
+	}
+	close(fd);
+	return (done ? total : -1);
+}
+
+/*
+ * Wait up to ms for the connections accepted on the unix socket testlib
+ * bound at path to hold more than held bytes unread (t_unread before): a
+ * stopped QEMU's socket, once qmpmuxd has written a command to it.  A
+ * QEMU may stop before it has read the "\r\n" after the last command,
+ * hence held.  Nothing wakes a process for input that arrives at
+ * another's socket, so the kernel is asked again every millisecond until
+ * it is so.  0 when it holds more.
+ */
+int
+t_wait_unread(const char *path, long held, int ms)
+{
+	long long	 end = t_clock_ms() + ms;
+	long		 n;
+
+	while ((n = t_unread(path)) != -1 && n <= held &&
+	    t_clock_ms() < end)
+		poll(NULL, 0, 1);
+	if (n == -1)
+		fprintf(stderr, "t_wait_unread: the kernel's sock_diag did "
+		    "not answer for %s\n", path);
+	return (n > held ? 0 : -1);
 }
 
 /*

@@ -54,6 +54,7 @@ pid_t		 t_qemu_traced(const char *, const char *);
 pid_t		 t_qmpmuxd(const char *, const char *, const char *const *);
 pid_t		 t_fakeqemu(const char *, const char *const *);
 int		 t_stop(pid_t, int);
+int		 t_sigstop(pid_t, int);
 int		 t_wait_exit(pid_t, int);
 int		 t_wait_socket(const char *, int);
 long		 t_proc_kb(pid_t, const char *);
@@ -87,6 +88,8 @@ int		 t_hungup(struct t_client *, int);
 int		 t_ready(struct t_client *);
 long		 t_count_unread(struct t_client *, const char *);
 int		 t_peer_unread(struct t_client *);
+long		 t_unread(const char *);
+int		 t_wait_unread(const char *, long, int);
 enum t_heard	 t_quiet(struct t_client *, int);
 
 /* Reading replies. */
@@ -106,6 +109,7 @@ int		 t_run(Suite *);
 int		 t_log_scan(const char *, const char *, int, int *, long *);
 int		 t_log_count(const char *, const char *);
 int		 t_wait_log(const char *, const char *, int);
+int		 t_wait_log_n(const char *, const char *, int, int);
 
 /*
  * The fake QEMU's flood (--flood N) as one client reads it: events
