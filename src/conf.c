@@ -355,6 +355,8 @@ conf_vm_copy(struct vm_conf *dst, const struct vm_conf *src)
 	TAILQ_INIT(&dst->listeners);
 	TAILQ_INIT(&dst->timeouts);
 	dst->name = dst->upstream = dst->where = NULL;
+	/* an fd has one owner: the copy has none */
+	dst->upstream_fd = -1;
 	if ((src->name != NULL && (dst->name = strdup(src->name)) == NULL) ||
 	    (src->upstream != NULL &&
 	    (dst->upstream = strdup(src->upstream)) == NULL) ||

@@ -1,9 +1,15 @@
 /*
- * The upstream: the proxy's connection to QEMU's QMP socket (connect
- * mode).  Connects without blocking, retries with capped exponential
- * backoff, keeps QEMU's greeting, negotiates oob when offered, and then
- * hands every message to the vm.  One timer serves both the backoff and
- * the handshake, which never run at once.
+ * The upstream: the proxy's connection to QEMU's QMP monitor, reached in
+ * one of three modes.  connect: QEMU listens, the proxy connects without
+ * blocking and retries with capped exponential backoff.  listen: the
+ * proxy listens and QEMU dials in (reconnect=N), so either can restart;
+ * while one QEMU is connected another connection is refused, since
+ * whoever holds the connection drives the VM.  fd: a socket already
+ * connected to QEMU is handed over, and when it goes it cannot come
+ * back: the VM is removed.  Once connected the modes are one: the
+ * greeting is kept, oob negotiated when offered, and every message
+ * handed to the vm.  One timer serves both the backoff and the
+ * handshake, which never run at once.
  */
 #include "config.h"
 
@@ -16,28 +22,46 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
 #include "qmpmux.h"
 
 #define MONITOR_HUP_CHECK	1	/* seconds, while reads are paused */
+#define MONITOR_ACCEPT_RETRY	1	/* seconds, after a failed accept */
+#define MONITOR_SOCKET_MODE	0600	/* listen mode: QEMU's user only */
 
 static const char *monitor_state_names[] = {
 	[MONITOR_BACKOFF] = "backoff",
 	[MONITOR_CONNECTING] = "connecting",
+	[MONITOR_LISTENING] = "listening",
 	[MONITOR_GREETING] = "greeting",
 	[MONITOR_NEGOTIATING] = "negotiating",
 	[MONITOR_READY] = "ready",
+	[MONITOR_CLOSED] = "closed",
 };
 
+static int	monitor_reach(struct monitor *);
+static void	monitor_arm(struct monitor *, double);
 static void	monitor_connect(struct monitor *);
+static int	monitor_listen(struct monitor *);
+static void	monitor_attach(struct monitor *, int);
+static void	monitor_gone(struct monitor *, const char *);
+static int	monitor_close(struct monitor *, const char *, const char *);
+static void	monitor_upstream_lost(struct monitor *, const char *);
 static void	monitor_lost(struct monitor *, const char *, ...)
 		    LOG_PRINTF(2, 3);
+static void	monitor_accept_cb(struct evconnlistener *, evutil_socket_t,
+		    struct sockaddr *, int, void *);
+static void	monitor_accept_error_cb(struct evconnlistener *, void *);
+static void	monitor_accept_retry_cb(int, short, void *);
 static void	monitor_read(struct monitor *);
 static void	monitor_read_cb(struct bufferevent *, void *);
 static void	monitor_event_cb(struct bufferevent *, short, void *);
@@ -63,7 +87,11 @@ monitor_set_state(struct monitor *m, enum monitor_state state)
 	util_now(&m->since);
 }
 
-/* Make the upstream of a vm; monitor_start connects it. */
+/*
+ * Make the upstream of a vm; monitor_start reaches QEMU.  In fd mode
+ * the conf's fd is the monitor's from here on, so that it is closed
+ * (once) even if the vm never starts.
+ */
 struct monitor *
 monitor_new(struct vm *vm)
 {
@@ -75,9 +103,12 @@ monitor_new(struct vm *vm)
 	m->state = MONITOR_BACKOFF;
 	util_now(&m->since);
 	m->backoff = vm->conf.backoff_min;
+	m->fd = vm->conf.upstream_fd;
+	vm->conf.upstream_fd = -1;
 	m->timer = evtimer_new(vm->base, monitor_timer_cb, m);
 	m->resume = event_new(vm->base, -1, 0, monitor_resume_cb, m);
-	if (m->timer == NULL || m->resume == NULL)
+	m->accept_retry = evtimer_new(vm->base, monitor_accept_retry_cb, m);
+	if (m->timer == NULL || m->resume == NULL || m->accept_retry == NULL)
 		fatalx("%s: event_new failed", __func__);
 	return (m);
 }
@@ -120,6 +151,22 @@ monitor_bev_free_cb(int fd, short events, void *arg)
 	bufferevent_free(arg);
 }
 
+/* Stop listening for QEMU, and remove the socket: listen mode. */
+static void
+monitor_unlisten(struct monitor *m)
+{
+	evtimer_del(m->accept_retry);
+	if (m->evl == NULL)
+		return;
+	evconnlistener_free(m->evl);
+	m->evl = NULL;
+	unlink(m->listen_path);
+	vm_log(m->vm, LOG_INFO, "no longer listening for QEMU on %s",
+	    m->listen_path);
+	free(m->listen_path);
+	m->listen_path = NULL;
+}
+
 /* Free the upstream; NULL is allowed.  Not called from its callbacks. */
 void
 monitor_free(struct monitor *m)
@@ -130,31 +177,106 @@ monitor_free(struct monitor *m)
 		bufferevent_free(m->bev);
 	m->bev = NULL;
 	monitor_drop(m);
+	monitor_unlisten(m);
+	/* an fd handed over that no connection took */
+	if (m->fd != -1)
+		close(m->fd);
+	m->fd = -1;
 	event_free(m->timer);
 	event_free(m->resume);
+	event_free(m->accept_retry);
 	free(m);
 }
 
-/* Connect for the first time. */
-void
+/*
+ * Start reaching QEMU in the conf's mode, saying how in the log.  -1
+ * (logged) if listen mode cannot make its socket: at start-up that is
+ * the VM's failure, as a listener's is.
+ */
+static int
+monitor_begin(struct monitor *m)
+{
+	struct vm	*vm = m->vm;
+
+	if (vm->conf.upstream_mode == UPSTREAM_FD) {
+		/* a new fd (a restart): the old one is done with */
+		if (vm->conf.upstream_fd != -1) {
+			if (m->fd != -1)
+				close(m->fd);
+			m->fd = vm->conf.upstream_fd;
+			vm->conf.upstream_fd = -1;
+		}
+		snprintf(m->where, sizeof(m->where), "fd %d", m->fd);
+		vm_log(vm, LOG_INFO, "upstream fd:%d", m->fd);
+	} else {
+		snprintf(m->where, sizeof(m->where), "%s", vm->conf.upstream);
+		vm_log(vm, LOG_INFO, "upstream %s:%s",
+		    conf_upstream_mode_name(vm->conf.upstream_mode),
+		    vm->conf.upstream);
+	}
+	return (monitor_reach(m));
+}
+
+/* Reach QEMU for the first time; -1 (logged) if the VM cannot start. */
+int
 monitor_start(struct monitor *m)
 {
-	monitor_connect(m);
+	return (monitor_begin(m));
 }
 
 /*
- * The upstream's address changed (a reload): let go of the old
- * connection, its clients closed as when QEMU goes, and reach the new
- * one now rather than after a backoff.
+ * Retry what failed after the backoff: connecting, or making the
+ * socket of listen mode.
+ */
+static void
+monitor_retry(struct monitor *m)
+{
+	struct vm	*vm = m->vm;
+
+	monitor_set_state(m, MONITOR_BACKOFF);
+	monitor_arm(m, m->backoff);
+	m->backoff *= 2;
+	if (m->backoff > vm->conf.backoff_max)
+		m->backoff = vm->conf.backoff_max;
+}
+
+/*
+ * The upstream changed (a reload, or a new fd handed over): let go of
+ * the old connection, its clients closed as when QEMU goes, and of the
+ * old socket of listen mode, then reach the new upstream now rather
+ * than after a backoff.  Listen mode that cannot make its socket now
+ * tries again after the backoff: a reload cannot fail half way.
  */
 void
 monitor_restart(struct monitor *m)
 {
-	if (m->bev != NULL)
-		monitor_lost(m, "the upstream changed");
+	const char	*reason = "the upstream changed";
+
+	if (m->bev != NULL && monitor_close(m, reason, "reaching the new one")) {
+		monitor_set_state(m, MONITOR_BACKOFF);
+		monitor_upstream_lost(m, reason);
+	}
+	monitor_unlisten(m);
 	evtimer_del(m->timer);
 	m->backoff = m->vm->conf.backoff_min;
-	monitor_connect(m);
+	if (monitor_begin(m) == -1)
+		monitor_retry(m);
+}
+
+/*
+ * The VM stops: QEMU is not reached again.  The socket of listen mode
+ * goes now, as the listeners' do; a connection that is up stays until
+ * the VM is freed, and QEMU's replies until then are dropped.
+ */
+void
+monitor_stop(struct monitor *m)
+{
+	m->stopped = 1;
+	monitor_unlisten(m);
+	if (m->bev == NULL) {
+		evtimer_del(m->timer);
+		monitor_set_state(m, MONITOR_CLOSED);
+	}
 }
 
 /* Whether commands can be sent and clients greeted. */
@@ -175,6 +297,159 @@ monitor_arm(struct monitor *m, double seconds)
 		return;
 	}
 	evtimer_add(m->timer, &tv);
+}
+
+/*
+ * Reach QEMU as the mode says: connect, listen for it, or take the fd
+ * handed over.  -1 (logged) only if listen mode cannot make its socket.
+ */
+static int
+monitor_reach(struct monitor *m)
+{
+	switch (m->vm->conf.upstream_mode) {
+	case UPSTREAM_CONNECT:
+		monitor_connect(m);
+		return (0);
+	case UPSTREAM_LISTEN:
+		return (monitor_listen(m));
+	case UPSTREAM_FD:
+		if (m->fd == -1) {
+			monitor_lost(m, "no socket was handed over");
+			return (0);
+		}
+		monitor_attach(m, m->fd);
+		m->fd = -1;
+		return (0);
+	}
+	return (0);
+}
+
+/*
+ * Take a socket connected to QEMU (accepted, or handed over) and wait
+ * for its greeting, within the handshake timeout.
+ */
+static void
+monitor_attach(struct monitor *m, int fd)
+{
+	struct vm	*vm = m->vm;
+
+	if (evutil_make_socket_nonblocking(fd) == -1 ||
+	    evutil_make_socket_closeonexec(fd) == -1)
+		vm_log(vm, LOG_DEBUG, "%s: fcntl failed", __func__);
+	m->bev = bufferevent_socket_new(vm->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	m->reader = qmp_reader_new(vm->conf.max_upstream_message,
+	    vm->conf.max_json_depth, 0);
+	if (m->bev == NULL || m->reader == NULL)
+		fatalx("%s: out of memory", __func__);
+	bufferevent_setcb(m->bev, monitor_read_cb, NULL, monitor_event_cb, m);
+	monitor_set_state(m, MONITOR_GREETING);
+	monitor_arm(m, vm->conf.handshake_timeout);
+	bufferevent_enable(m->bev, EV_READ | EV_WRITE);
+}
+
+/*
+ * Listen mode: make the socket QEMU dials, as a listener's is made
+ * (util_unix_listen: ready before its path appears, a stale socket
+ * replaced, a live one left alone), mode 0600.  -1 (logged) if it
+ * cannot be made.
+ */
+static int
+monitor_listen(struct monitor *m)
+{
+	struct vm	*vm = m->vm;
+	const char	*path = vm->conf.upstream;
+	int		 fd;
+
+	if ((fd = util_unix_listen(path, MONITOR_SOCKET_MODE)) == -1) {
+		if (errno == EADDRINUSE)
+			vm_log(vm, LOG_ERR, "cannot listen for QEMU on %s: "
+			    "another process is listening on it", path);
+		else
+			vm_log(vm, LOG_ERR, "cannot listen for QEMU on %s: %s",
+			    path, strerror(errno));
+		return (-1);
+	}
+	m->evl = evconnlistener_new(vm->base, monitor_accept_cb, m,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	if (m->evl == NULL || (m->listen_path = strdup(path)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	evconnlistener_set_error_cb(m->evl, monitor_accept_error_cb);
+	monitor_set_state(m, MONITOR_LISTENING);
+	return (0);
+}
+
+/*
+ * Whether the peer of the connection has gone, by a close or a reset,
+ * even with data of its still unread.
+ */
+static int
+monitor_peer_gone(struct monitor *m)
+{
+	struct pollfd	 pfd;
+
+	pfd.fd = bufferevent_getfd(m->bev);
+	pfd.events = POLLRDHUP;
+	return (poll(&pfd, 1, 0) == 1 &&
+	    (pfd.revents & (POLLRDHUP | POLLERR | POLLHUP)) != 0);
+}
+
+/*
+ * QEMU dials in (listen mode).  While a connection is held a second one
+ * is refused, whoever makes it: replacing the held one would let any
+ * process that can reach the socket take the VM from its QEMU, and QEMU
+ * with reconnect=N dials again only once it has lost its connection.
+ * A held connection whose peer has already gone, its end not yet read,
+ * is given up first, so a QEMU restarted at once is not refused.
+ */
+static void
+monitor_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct monitor	*m = arg;
+	struct vm	*vm = m->vm;
+	struct ucred	 cred;
+	socklen_t	 len = sizeof(cred);
+	long		 pid = -1, uid = -1;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		pid = cred.pid;
+		uid = cred.uid;
+	}
+	if (m->bev != NULL && monitor_peer_gone(m))
+		monitor_gone(m, "QEMU closed the connection");
+	if (m->bev != NULL) {
+		vm_log(vm, LOG_WARNING, "refused a connection on %s (pid %ld, "
+		    "uid %ld): QEMU is already connected", m->listen_path,
+		    pid, uid);
+		close(fd);
+		return;
+	}
+	vm_log(vm, LOG_INFO, "QEMU connected on %s (pid %ld, uid %ld)",
+	    m->listen_path, pid, uid);
+	evtimer_del(m->timer);
+	monitor_attach(m, fd);
+}
+
+/* An accept failed (EMFILE and the like): pause, or it would spin. */
+static void
+monitor_accept_error_cb(struct evconnlistener *evl, void *arg)
+{
+	struct monitor	*m = arg;
+	struct timeval	 tv = { MONITOR_ACCEPT_RETRY, 0 };
+
+	vm_log(m->vm, LOG_ERR, "accept on %s; pausing for %ds: %s",
+	    m->listen_path, MONITOR_ACCEPT_RETRY, strerror(errno));
+	evconnlistener_disable(evl);
+	evtimer_add(m->accept_retry, &tv);
+}
+
+static void
+monitor_accept_retry_cb(int fd, short events, void *arg)
+{
+	struct monitor	*m = arg;
+
+	if (m->evl != NULL)
+		evconnlistener_enable(m->evl);
 }
 
 /* Start a non-blocking connect to QEMU's socket. */
@@ -203,47 +478,95 @@ monitor_connect(struct monitor *m)
 }
 
 /*
+ * Log why the connection ends, and what comes next, and drop it.
+ * Whether it was ready: then monitor_upstream_lost must follow, once
+ * the state says the upstream is not ready.
+ */
+static int
+monitor_close(struct monitor *m, const char *reason, const char *next)
+{
+	int	 was_ready = m->state == MONITOR_READY;
+
+	if (was_ready || log_getverbose() > 0)
+		vm_log(m->vm, LOG_ERR, "upstream lost (%s): %s; %s",
+		    monitor_state_names[m->state], reason, next);
+	monitor_drop(m);
+	return (was_ready);
+}
+
+/* A ready upstream is gone: its commands fail and its clients close. */
+static void
+monitor_upstream_lost(struct monitor *m, const char *reason)
+{
+	m->vm->stats.reconnects++;
+	vm_upstream_lost(m->vm, reason);
+}
+
+/*
  * The one close path of the upstream: log why, drop the connection, let
- * the vm fail its commands and close its clients, and retry later.
+ * the vm fail its commands and close its clients, and go on as the mode
+ * says.  connect: retry after the backoff.  listen: wait for QEMU to
+ * dial in again.  fd: nothing can come back, and the VM is removed.  A
+ * stopping VM reaches QEMU no more.
  */
 static void
 monitor_lost(struct monitor *m, const char *fmt, ...)
 {
 	struct vm	*vm = m->vm;
-	char		 reason[512];
+	enum upstream_mode mode = vm->conf.upstream_mode;
+	char		 reason[512], next[256];
 	va_list		 ap;
-	int		 was_ready = m->state == MONITOR_READY;
+	int		 was_ready;
 
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
 
-	if (was_ready || log_getverbose() > 0)
-		vm_log(vm, LOG_ERR, "upstream lost (%s): %s; retry in %.2fs",
-		    monitor_state_names[m->state], reason, m->backoff);
-	monitor_drop(m);
-	monitor_set_state(m, MONITOR_BACKOFF);
-	if (was_ready) {
-		vm->stats.reconnects++;
-		vm_upstream_lost(vm, reason);
-	}
-	monitor_arm(m, m->backoff);
-	m->backoff *= 2;
-	if (m->backoff > vm->conf.backoff_max)
-		m->backoff = vm->conf.backoff_max;
+	if (m->stopped)
+		snprintf(next, sizeof(next), "the VM is stopping");
+	else if (mode == UPSTREAM_FD)
+		snprintf(next, sizeof(next), "the VM is removed");
+	else if (mode == UPSTREAM_LISTEN && m->evl != NULL)
+		snprintf(next, sizeof(next), "waiting for QEMU on %s",
+		    m->listen_path);
+	else
+		snprintf(next, sizeof(next), "retry in %.2fs", m->backoff);
+	was_ready = monitor_close(m, reason, next);
+	if (m->stopped || mode == UPSTREAM_FD)
+		monitor_set_state(m, MONITOR_CLOSED);
+	else if (mode == UPSTREAM_LISTEN && m->evl != NULL)
+		monitor_set_state(m, MONITOR_LISTENING);
+	else
+		monitor_retry(m);
+	if (was_ready)
+		monitor_upstream_lost(m, reason);
+	if (mode == UPSTREAM_FD && !m->stopped)
+		vm_upstream_closed(vm);
 }
 
-/* Backoff over: connect.  Handshake too slow: give up on this attempt. */
+/*
+ * Backoff over: connect, or make listen mode's socket, again.
+ * Handshake too slow: give up on this attempt.
+ */
 static void
 monitor_timer_cb(int fd, short events, void *arg)
 {
 	struct monitor	*m = arg;
 
-	if (m->state == MONITOR_BACKOFF)
-		monitor_connect(m);
-	else if (m->state != MONITOR_READY)
+	switch (m->state) {
+	case MONITOR_BACKOFF:
+		if (monitor_reach(m) == -1)
+			monitor_retry(m);
+		break;
+	case MONITOR_CONNECTING:
+	case MONITOR_GREETING:
+	case MONITOR_NEGOTIATING:
 		monitor_lost(m, "handshake did not finish within %gs",
 		    m->vm->conf.handshake_timeout);
+		break;
+	default:
+		break;
+	}
 }
 
 /*
@@ -302,12 +625,8 @@ monitor_hup_cb(int fd, short events, void *arg)
 {
 	struct monitor	*m = arg;
 	struct timeval	 tv = { MONITOR_HUP_CHECK, 0 };
-	struct pollfd	 pfd;
 
-	pfd.fd = bufferevent_getfd(m->bev);
-	pfd.events = POLLRDHUP;
-	if (poll(&pfd, 1, 0) == 1 &&
-	    (pfd.revents & (POLLRDHUP | POLLERR | POLLHUP)) != 0) {
+	if (monitor_peer_gone(m)) {
 		monitor_gone(m, "QEMU closed the connection");
 		return;
 	}
@@ -495,7 +814,7 @@ monitor_handshake(struct monitor *m, struct qmp_msg *msg)
 	monitor_set_state(m, MONITOR_READY);
 	vm_log(vm, LOG_INFO, "upstream ready: QEMU %s at %s%s",
 	    m->version != NULL ? m->version : "(unknown version)",
-	    vm->conf.upstream, m->oob ? ", oob" : "");
+	    m->where, m->oob ? ", oob" : "");
 	vm_upstream_ready(vm);
 }
 

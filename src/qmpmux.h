@@ -280,6 +280,7 @@ struct vm {
 	struct event		*stop;
 	void			(*stop_done)(struct vm *, void *);
 	void			*stop_arg;
+	struct event		*remove;	/* its upstream gone for good */
 
 	struct vm_stats		 stats;
 };
@@ -295,6 +296,7 @@ void		 vm_free(struct vm *);
 void		 vm_upstream_ready(struct vm *);
 void		 vm_upstream_message(struct vm *, struct qmp_msg *);
 void		 vm_upstream_lost(struct vm *, const char *);
+void		 vm_upstream_closed(struct vm *);
 int		 vm_backlog_full(struct vm *);
 void		 vm_events_flush(struct vm *);
 void		 vm_client_gone(struct client *);
@@ -309,13 +311,22 @@ void		 vm_event_done(struct vm *, size_t);
 
 /* monitor.c: the upstream connection to QEMU's QMP socket */
 enum monitor_state {
-	MONITOR_BACKOFF,	/* waiting to connect again */
+	MONITOR_BACKOFF,	/* waiting to connect (or listen) again */
 	MONITOR_CONNECTING,
+	MONITOR_LISTENING,	/* listen mode: waiting for QEMU to dial in */
 	MONITOR_GREETING,	/* connected, waiting for QEMU's greeting */
 	MONITOR_NEGOTIATING,	/* qmp_capabilities sent */
 	MONITOR_READY,
+	MONITOR_CLOSED,		/* for good: fd mode's QEMU gone, or stopping */
 };
 
+/*
+ * The upstream.  bev is the one connection to QEMU, whatever the mode.
+ * In listen mode evl listens at listen_path for as long as the VM runs
+ * (not stopping), and a connection while bev is held is refused: only
+ * one QEMU drives a VM.  In fd mode fd is the socket handed over, owned
+ * here until bev takes it; either closes it, once.
+ */
 struct monitor {
 	struct vm		*vm;
 	enum monitor_state	 state;
@@ -324,6 +335,12 @@ struct monitor {
 	struct qmp_reader	*reader;
 	struct event		*timer;		/* backoff or handshake */
 	struct event		*resume;	/* read what is buffered */
+	struct evconnlistener	*evl;		/* listen mode */
+	char			*listen_path;
+	struct event		*accept_retry;	/* after EMFILE and the like */
+	int			 fd;		/* fd mode, until bev has it */
+	char			 where[128];	/* the path, or "fd N" */
+	int			 stopped;	/* the VM stops: reach QEMU no more */
 	double			 backoff;
 	char			*greeting;	/* as clients get it, with \r\n */
 	size_t			 greeting_len;
@@ -336,8 +353,9 @@ struct monitor {
 
 struct monitor	*monitor_new(struct vm *);
 void		 monitor_free(struct monitor *);
-void		 monitor_start(struct monitor *);
+int		 monitor_start(struct monitor *);
 void		 monitor_restart(struct monitor *);
+void		 monitor_stop(struct monitor *);
 int		 monitor_ready(struct monitor *);
 void		 monitor_send(struct monitor *, struct evbuffer *);
 void		 monitor_pause(struct monitor *);

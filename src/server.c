@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -78,7 +79,11 @@ server_count(struct server *s)
 	return (n);
 }
 
-/* Add and start a VM; its conf is taken over.  -1 (logged) on failure. */
+/*
+ * Add and start a VM; its conf is taken over, and with it the fd of fd
+ * mode, which is closed if the VM cannot be added.  -1 (logged) on
+ * failure.
+ */
 int
 server_add(struct server *s, struct vm_conf *vc)
 {
@@ -86,6 +91,9 @@ server_add(struct server *s, struct vm_conf *vc)
 
 	if (server_find(s, vc->name) != NULL) {
 		log_warnx("vm %s: already running; not added again", vc->name);
+		if (vc->upstream_fd != -1)
+			close(vc->upstream_fd);
+		vc->upstream_fd = -1;
 		conf_vm_clear(vc);
 		return (-1);
 	}

@@ -45,6 +45,7 @@ static void	vm_resume(struct vm *);
 static void	vm_may_resume(struct vm *);
 static void	vm_budget_forget(struct vm *);
 static void	vm_budget_resume(struct server *);
+static void	vm_remove_cb(int, short, void *);
 
 /* Log a line about the VM, its name first. */
 void
@@ -69,13 +70,16 @@ vm_take_conf(struct vm_conf *dst, struct vm_conf *src)
 	TAILQ_INIT(&dst->timeouts);
 	TAILQ_CONCAT(&dst->timeouts, &src->timeouts, entry);
 	memset(src, 0, sizeof(*src));
+	src->upstream_fd = -1;		/* an fd has one owner */
 	TAILQ_INIT(&src->listeners);
 	TAILQ_INIT(&src->timeouts);
 }
 
 /*
- * Make a VM of a server from its conf (taken over) and start reaching
- * its QEMU; NULL (logged) if a listener cannot be made.
+ * Make a VM of a server from its conf (taken over, with the fd of fd
+ * mode, closed if the VM cannot be made) and start reaching its QEMU;
+ * NULL (logged) if a listener, or the socket of listen mode, cannot be
+ * made.
  */
 struct vm *
 vm_new(struct server *s, struct vm_conf *conf)
@@ -94,6 +98,9 @@ vm_new(struct server *s, struct vm_conf *conf)
 	TAILQ_INIT(&vm->clients);
 	TAILQ_INIT(&vm->queue);
 	TAILQ_INIT(&vm->inflight);
+	if ((vm->remove = event_new(vm->base, -1, 0, vm_remove_cb, vm)) ==
+	    NULL)
+		fatalx("%s: event_new failed", __func__);
 
 	vm->mon = monitor_new(vm);
 	TAILQ_FOREACH(lc, &vm->conf.listeners, entry) {
@@ -103,10 +110,10 @@ vm_new(struct server *s, struct vm_conf *conf)
 		}
 		TAILQ_INSERT_TAIL(&vm->listeners, l, entry);
 	}
-	vm_log(vm, LOG_INFO, "upstream %s:%s",
-	    conf_upstream_mode_name(vm->conf.upstream_mode),
-	    vm->conf.upstream != NULL ? vm->conf.upstream : "(fd)");
-	monitor_start(vm->mon);
+	if (monitor_start(vm->mon) == -1) {
+		vm_free(vm);
+		return (NULL);
+	}
 	return (vm);
 }
 
@@ -184,6 +191,9 @@ vm_reconfigure(struct vm *vm, struct vm_conf *nc, int diff)
 {
 	struct vm_conf	 old;
 
+	/* an fd handed over is a new upstream, whatever else is equal */
+	if (nc->upstream_mode == UPSTREAM_FD && nc->upstream_fd != -1)
+		diff |= CONF_DIFF_UPSTREAM;
 	vm_log(vm, LOG_INFO, "configuration changed:%s%s%s",
 	    diff & CONF_DIFF_BOUNDS ? " bounds" : "",
 	    diff & CONF_DIFF_UPSTREAM ? " upstream" : "",
@@ -227,6 +237,7 @@ vm_stop(struct vm *vm, const char *desc, void (*done)(struct vm *, void *),
 	vm->stop_arg = arg;
 	TAILQ_FOREACH(l, &vm->listeners, entry)
 		listener_close(l);
+	monitor_stop(vm->mon);
 	cmd_answer_all(vm, desc);
 	TAILQ_FOREACH_SAFE(c, &vm->clients, entry, next)
 		client_close(c, "%s", desc);
@@ -277,6 +288,9 @@ vm_free(struct vm *vm)
 	if (vm->stop != NULL)
 		event_free(vm->stop);
 	vm->stop = NULL;
+	if (vm->remove != NULL)
+		event_free(vm->remove);
+	vm->remove = NULL;
 	conf_vm_clear(&vm->conf);
 	vm_budget_forget(vm);
 	/* what it still holds is freed soon, and no longer the server's */
@@ -326,6 +340,29 @@ vm_upstream_lost(struct vm *vm, const char *reason)
 		if (c->state != CLIENT_WAITING)
 			client_close(c, "upstream lost: %s", reason);
 	}
+}
+
+/*
+ * The upstream cannot come back (fd mode): once its clients have had
+ * the connection-lost path, the VM leaves its server, from the loop,
+ * since this runs in the monitor's callbacks and even inside vm_new.
+ */
+void
+vm_upstream_closed(struct vm *vm)
+{
+	if (vm->stop == NULL)
+		event_active(vm->remove, EV_TIMEOUT, 1);
+}
+
+/* Remove the VM whose upstream is gone for good. */
+static void
+vm_remove_cb(int fd, short events, void *arg)
+{
+	struct vm	*vm = arg;
+
+	if (vm->stop == NULL)
+		server_remove(vm->server, vm,
+		    "qmpmux: connection to QEMU lost");
 }
 
 /*
