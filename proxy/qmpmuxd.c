@@ -50,14 +50,14 @@ static char	*absolute(const char *);
 static char	*socket_path(const char *, const char *);
 static void	signal_cb(int, short, void *);
 static void	signal_hup_cb(int, short, void *);
+static void	signal_dump_cb(int, short, void *);
 static void	signal_ignore_cb(int, short, void *);
 static void	stopped_cb(void *);
 static void	notify(const char *);
 
 /*
- * The signals the daemon catches.  SIGUSR1 and SIGUSR2 are kept for the
- * dump and the restart; until then they must not kill it and leave its
- * sockets behind.
+ * The signals the daemon catches.  SIGUSR2 is kept for the restart;
+ * until then it must not kill the daemon and leave its sockets behind.
  */
 static struct signal_def {
 	int		 sig;
@@ -68,7 +68,7 @@ static struct signal_def {
 	{ SIGTERM, "SIGTERM", signal_cb, NULL },
 	{ SIGINT, "SIGINT", signal_cb, NULL },
 	{ SIGHUP, "SIGHUP", signal_hup_cb, NULL },
-	{ SIGUSR1, "SIGUSR1", signal_ignore_cb, NULL },
+	{ SIGUSR1, "SIGUSR1", signal_dump_cb, NULL },
 	{ SIGUSR2, "SIGUSR2", signal_ignore_cb, NULL },
 };
 #define NSIGNALS	(sizeof(signals) / sizeof(signals[0]))
@@ -185,6 +185,14 @@ signal_hup_cb(int sig, short events, void *arg)
 	snprintf(status, sizeof(status), "READY=1\nSTATUS=%u VMs",
 	    server_count(server));
 	notify(status);
+}
+
+/* SIGUSR1: the diagnostic dump. */
+static void
+signal_dump_cb(int sig, short events, void *arg)
+{
+	log_info("received SIGUSR1, dumping");
+	server_dump(server);
 }
 
 /* A signal kept for what is to come: say so in the log, and go on. */

@@ -267,6 +267,11 @@ cmd_deadline_cb(int fd, short events, void *arg)
 	cmd_error(cmd, "GenericError", desc);
 	/* stalled even if the caller has gone and had no error */
 	cmd->answered = 1;
+	cmd->expired = 1;
+	if (!vm->stalled) {
+		vm->stalled = 1;
+		util_now(&vm->stalled_since);
+	}
 }
 
 /* Whether a sent command is past its deadline: the VM is stalled. */
@@ -276,7 +281,7 @@ cmd_stalled(struct vm *vm)
 	struct cmd	*cmd;
 
 	TAILQ_FOREACH(cmd, &vm->inflight, entry) {
-		if (cmd->answered && cmd->sent)
+		if (cmd->expired)
 			return (1);
 	}
 	return (0);
@@ -332,9 +337,11 @@ cmd_reply(struct vm *vm, struct qmp_msg *msg)
 		vm->ninflight--;
 	if (cmd->answered) {
 		vm->stats.late_replies++;
+		if (vm->stalled && !cmd_stalled(vm))
+			vm->stalled = 0;
 		vm_log(vm, LOG_INFO, "late reply to %s after %.3fs dropped%s",
 		    cmd->name, util_elapsed(&cmd->arrived),
-		    cmd_stalled(vm) ? "" : "; no longer stalled");
+		    vm->stalled ? "" : "; no longer stalled");
 	} else if (cmd->client != NULL) {
 		vm->stats.replies++;
 		client_reply(cmd->client, msg, cmd->client_id,
@@ -380,6 +387,7 @@ cmd_fail_all(struct vm *vm, const char *desc)
 		cmd_free(cmd);
 	}
 	vm->ninflight = 0;
+	vm->stalled = 0;
 }
 
 /*

@@ -59,6 +59,7 @@ enum conf_type {
 	CONF_UIDS,		/* user names or ids, space separated */
 	CONF_ALLOW,		/* command globs, space separated */
 	CONF_DENY,
+	CONF_PATH,		/* a file's path, made absolute */
 };
 
 /*
@@ -118,6 +119,8 @@ static const struct conf_opt {
 	    L(slow_client_timeout), 0.001, 1e9, "10" },
 	{ "max_total_queued_bytes", CONF_GLOBAL, CONF_SIZE,
 	    offsetof(struct conf, max_memory), 1, (double)SIZE_MAX, "1G" },
+	{ "dump_file", CONF_GLOBAL, CONF_PATH, offsetof(struct conf,
+	    dump_file), 0, 0, QMPMUX_RUNDIR "/dump.json" },
 #undef V
 #undef L
 };
@@ -575,6 +578,14 @@ conf_apply(void *base, int i, const char *key, const char *value,
 			return (conf_err(err, errlen, "expected user names or "
 			    "ids, each of a user that exists"));
 		break;
+	case CONF_PATH:
+		if (*value != '/')
+			return (conf_err(err, errlen, "expected an absolute "
+			    "path"));
+		free(*(char **)(void *)p);
+		if ((*(char **)(void *)p = strdup(value)) == NULL)
+			fatal("%s", __func__);
+		break;
 	case CONF_ALLOW:
 	case CONF_DENY:
 		if (conf_words(value, o->type == CONF_ALLOW ?
@@ -660,6 +671,10 @@ conf_check_value(const char *key, const char *value, char *err,
 		return (rv);
 	}
 	if (o != NULL && o->where == CONF_GLOBAL) {
+		/* a relative path is made absolute when the conf is built */
+		if (o->type == CONF_PATH)
+			return (*value == '\0' ? conf_err(err, errlen,
+			    "expected a path") : 0);
 		memset(&c, 0, sizeof(c));
 		return (conf_apply(&c, (int)(o - conf_opts), key, value, err,
 		    errlen));
@@ -1052,7 +1067,8 @@ conf_build_global(struct conf *conf, struct conf_entries *entries,
 {
 	const struct conf_opt	*o;
 	struct conf_entry	*e;
-	char			 why[CONF_ERR_MAX];
+	char			 why[CONF_ERR_MAX], *dir, *path;
+	int			 rv;
 
 	TAILQ_FOREACH(e, entries, entry) {
 		if (strcmp(e->section, "global") != 0 || *e->key == '\0' ||
@@ -1060,9 +1076,17 @@ conf_build_global(struct conf *conf, struct conf_entries *entries,
 			continue;
 		if ((o = conf_find(e->key)) != NULL &&
 		    o->where == CONF_GLOBAL) {
-			if (conf_apply(conf, (int)(o - conf_opts), e->key,
-			    e->value, why, sizeof(why)) == -1)
-				return (conf_at(err, errlen, e, "%s = %s: %s", e->key, e->value, why));
+			/* relative to the file, or to the command line's cwd */
+			dir = conf_entry_dir(e);
+			path = o->type == CONF_PATH && *e->value != '\0' ?
+			    conf_path(dir, e->value) : NULL;
+			free(dir);
+			rv = conf_apply(conf, (int)(o - conf_opts), e->key,
+			    path != NULL ? path : e->value, why, sizeof(why));
+			free(path);
+			if (rv == -1)
+				return (conf_at(err, errlen, e, "%s = %s: %s",
+				    e->key, e->value, why));
 			continue;
 		}
 		if (strcmp(e->key, "upstream") == 0)
@@ -1313,7 +1337,8 @@ conf_clear(struct conf *conf)
 	}
 	conf_vm_clear(&conf->defaults);
 	free(conf->path);
-	conf->path = NULL;
+	free(conf->dump_file);
+	conf->path = conf->dump_file = NULL;
 }
 
 /* Whether two lists of per-command timeouts are the same. */

@@ -843,6 +843,7 @@ monitor_take(struct monitor *m)
 			 */
 			if (m->state == MONITOR_CONNECTING)
 				monitor_set_state(m, MONITOR_GREETING);
+			m->vm->stats.bytes_from_qemu += msg.len;
 			if (m->state == MONITOR_READY)
 				vm_upstream_message(m->vm, &msg);
 			else
@@ -889,8 +890,10 @@ monitor_resume_cb(int fd, short events, void *arg)
 void
 monitor_send(struct monitor *m, struct evbuffer *buf)
 {
-	if (m->bev != NULL)
-		bufferevent_write_buffer(m->bev, buf);
+	if (m->bev == NULL)
+		return;
+	m->vm->stats.bytes_to_qemu += evbuffer_get_length(buf);
+	bufferevent_write_buffer(m->bev, buf);
 }
 
 /* Stop reading from QEMU: what it has not written, it holds. */

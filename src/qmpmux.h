@@ -84,6 +84,8 @@ struct listener_conf {
 };
 TAILQ_HEAD(listener_confs, listener_conf);
 
+#define QMPMUX_RUNDIR	"/run/qmpmux"	/* the dump's, by default */
+
 /* How qmpmuxd reaches QEMU's monitor. */
 enum upstream_mode {
 	UPSTREAM_CONNECT,	/* QEMU listens at path; qmpmuxd connects */
@@ -133,6 +135,7 @@ struct conf {
 	struct vm_conf		 defaults;	/* [global] */
 	struct vm_confs		 vms;
 	size_t			 max_memory;	/* host-wide budget, bytes */
+	char			*dump_file;	/* where SIGUSR1 writes */
 };
 
 /*
@@ -203,6 +206,7 @@ struct server {
 	TAILQ_HEAD(, vm)	 budget_paused;
 	void			(*shutdown_done)(void *);
 	void			*shutdown_arg;
+	char			*dump_file;
 };
 
 struct server	*server_new(struct event_base *, const char *,
@@ -216,6 +220,15 @@ int		 server_add(struct server *, struct vm_conf *);
 void		 server_remove(struct server *, struct vm *, const char *);
 void		 server_shutdown(struct server *, void (*)(void *), void *);
 void		 server_free(struct server *);
+void		 server_dump(struct server *);
+
+/* dump.c: the whole state, for the log and as JSON */
+struct yajl_gen_t;
+const char	*dump_vm_state(const struct vm *);
+void		 dump_vm(struct yajl_gen_t *, const struct vm *);
+char		*dump_json(struct server *, size_t *);
+void		 dump_log(struct server *);
+int		 dump_write(struct server *, const char *);
 
 /* vm.c */
 struct vm_stats {
@@ -231,6 +244,8 @@ struct vm_stats {
 	uint64_t		 reconnects;
 	uint64_t		 clients;
 	uint64_t		 clients_refused;	/* not in allowed_uids */
+	uint64_t		 bytes_from_qemu;	/* its messages, whole */
+	uint64_t		 bytes_to_qemu;
 };
 
 struct vm {
@@ -281,6 +296,10 @@ struct vm {
 	void			(*stop_done)(struct vm *, void *);
 	void			*stop_arg;
 	struct event		*remove;	/* its upstream gone for good */
+
+	/* a sent command passed its deadline, and QEMU has not answered */
+	int			 stalled;
+	struct timeval		 stalled_since;
 
 	struct vm_stats		 stats;
 };
@@ -440,6 +459,7 @@ struct cmd {
 	int			 oob;
 	int			 sent;
 	int			 answered;	/* replied to, or past its deadline */
+	int			 expired;	/* sent, and past its deadline */
 	int			 waited;	/* could not be sent on arrival */
 	struct evbuffer		*wire;		/* as it goes to QEMU */
 	struct timeval		 arrived;

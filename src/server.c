@@ -128,6 +128,28 @@ server_vm_stopped(struct vm *vm, void *arg)
 		s->shutdown_done(s->shutdown_arg);
 }
 
+/* Take what the configuration says for the whole daemon. */
+static void
+server_set_global(struct server *s, struct conf *conf)
+{
+	s->max_memory = conf->max_memory;
+	free(s->dump_file);
+	if ((s->dump_file = strdup(conf->dump_file)) == NULL)
+		fatal("%s", __func__);
+}
+
+/*
+ * SIGUSR1: the state of every VM, as lines in the log and as JSON in
+ * the dump file.
+ */
+void
+server_dump(struct server *s)
+{
+	dump_log(s);
+	if (s->dump_file != NULL)
+		dump_write(s, s->dump_file);
+}
+
 /*
  * Start every VM of a configuration, at start-up.  Connects and
  * handshakes then run at once, each VM under its own timeouts.  -1 if
@@ -139,7 +161,7 @@ server_start(struct server *s, struct conf *conf)
 {
 	struct vm_conf	*vc;
 
-	s->max_memory = conf->max_memory;
+	server_set_global(s, conf);
 	while ((vc = TAILQ_FIRST(&conf->vms)) != NULL) {
 		TAILQ_REMOVE(&conf->vms, vc, entry);
 		if (server_add(s, vc) == -1) {
@@ -216,7 +238,7 @@ server_reload(struct server *s)
 			added++;
 		free(vc);
 	}
-	s->max_memory = conf.max_memory;
+	server_set_global(s, &conf);
 	conf_clear(&conf);
 	log_info("reloaded: %u VMs added, %u removed, %u changed; %u running",
 	    added, removed, nchanged, server_count(s));
@@ -262,5 +284,6 @@ server_free(struct server *s)
 	}
 	conf_entries_clear(&s->cmdline);
 	free(s->conf_path);
+	free(s->dump_file);
 	free(s);
 }

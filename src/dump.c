@@ -1,0 +1,429 @@
+/*
+ * The diagnostic dump: the whole state of the server, for a person in
+ * the log and for a program as one JSON document.  Both are made from
+ * the same walk of the VMs, so they cannot disagree.  Nothing here
+ * waits on a peer: the document is built in memory and written to a
+ * local file under a temporary name, then renamed into place, so a
+ * reader never sees half of it.
+ *
+ * The JSON format is versioned (DUMP_VERSION) and documented in
+ * qmpmuxd(8); a change that removes or retypes a member bumps it.
+ * Times are seconds, as fractions: "age" members count back from the
+ * dump's own "time", which is the wall clock.
+ */
+#include "config.h"
+
+#include <sys/time.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <yajl/yajl_gen.h>
+
+#include "qmpmux.h"
+
+#define DUMP_VERSION	1
+
+/* A yajl generator with shorthands for the members of an object. */
+struct dump {
+	yajl_gen	 g;
+};
+
+static void
+dump_key(struct dump *d, const char *key)
+{
+	yajl_gen_string(d->g, (const unsigned char *)key, strlen(key));
+}
+
+static void
+dump_str(struct dump *d, const char *key, const char *value)
+{
+	dump_key(d, key);
+	if (value == NULL)
+		yajl_gen_null(d->g);
+	else
+		yajl_gen_string(d->g, (const unsigned char *)value,
+		    strlen(value));
+}
+
+static void
+dump_uint(struct dump *d, const char *key, unsigned long long value)
+{
+	char	 buf[32];
+	int	 n;
+
+	dump_key(d, key);
+	n = snprintf(buf, sizeof(buf), "%llu", value);
+	yajl_gen_number(d->g, buf, (size_t)n);
+}
+
+static void
+dump_int(struct dump *d, const char *key, long long value)
+{
+	dump_key(d, key);
+	yajl_gen_integer(d->g, value);
+}
+
+static void
+dump_bool(struct dump *d, const char *key, int value)
+{
+	dump_key(d, key);
+	yajl_gen_bool(d->g, value);
+}
+
+/* Seconds, to the millisecond; NULL when there is no such time. */
+static void
+dump_secs(struct dump *d, const char *key, const struct timeval *since)
+{
+	char	 buf[32];
+	int	 n;
+
+	dump_key(d, key);
+	if (since == NULL) {
+		yajl_gen_null(d->g);
+		return;
+	}
+	n = snprintf(buf, sizeof(buf), "%.3f", util_elapsed(since));
+	yajl_gen_number(d->g, buf, (size_t)n);
+}
+
+/* A number of seconds, to the millisecond. */
+static void
+dump_double(struct dump *d, const char *key, double value)
+{
+	char	 buf[32];
+	int	 n;
+
+	dump_key(d, key);
+	n = snprintf(buf, sizeof(buf), "%.3f", value);
+	yajl_gen_number(d->g, buf, (size_t)n);
+}
+
+/*
+ * The VM's state as an operator asks about it: connecting (or
+ * listening for QEMU), handshaking, ready, stalled (a sent command is
+ * past its deadline and QEMU has not answered since), lost (QEMU went,
+ * and it is reached again), stopping.
+ */
+const char *
+dump_vm_state(const struct vm *vm)
+{
+	if (vm->stop != NULL)
+		return ("stopping");
+	switch (vm->mon->state) {
+	case MONITOR_BACKOFF:
+		return (vm->stats.reconnects > 0 ? "lost" : "connecting");
+	case MONITOR_CONNECTING:
+		return ("connecting");
+	case MONITOR_LISTENING:
+		return (vm->stats.reconnects > 0 ? "lost" : "listening");
+	case MONITOR_GREETING:
+	case MONITOR_NEGOTIATING:
+		return ("handshaking");
+	case MONITOR_READY:
+		return (vm->stalled ? "stalled" : "ready");
+	case MONITOR_CLOSED:
+		return ("lost");
+	}
+	return ("unknown");
+}
+
+/* The time left before a command's deadline; -1 without one. */
+static double
+dump_deadline(const struct cmd *cmd)
+{
+	double	 limit = conf_vm_timeout(&cmd->vm->conf, cmd->name);
+
+	if (limit <= 0 || cmd->expired)
+		return (-1);
+	return (limit - util_elapsed(&cmd->arrived));
+}
+
+static void
+dump_cmd(struct dump *d, const struct cmd *cmd)
+{
+	double	 left = dump_deadline(cmd);
+
+	yajl_gen_map_open(d->g);
+	dump_str(d, "command", cmd->name);
+	dump_key(d, "client");
+	if (cmd->client != NULL)
+		yajl_gen_integer(d->g, cmd->client->id);
+	else
+		yajl_gen_null(d->g);
+	dump_uint(d, "upstream_id", cmd->upstream_id);
+	dump_bool(d, "sent", cmd->sent);
+	dump_bool(d, "oob", cmd->oob);
+	dump_bool(d, "timed_out", cmd->answered);
+	dump_secs(d, "age", &cmd->arrived);
+	if (left < 0) {
+		dump_key(d, "deadline_in");
+		yajl_gen_null(d->g);
+	} else
+		dump_double(d, "deadline_in", left);
+	yajl_gen_map_close(d->g);
+}
+
+static void
+dump_client(struct dump *d, const struct client *c)
+{
+	yajl_gen_map_open(d->g);
+	dump_int(d, "id", c->id);
+	dump_int(d, "pid", (long long)c->pid);
+	dump_int(d, "uid", (long long)c->uid);
+	dump_str(d, "listener", c->listener->conf->path);
+	dump_str(d, "state", client_state_name(c->state));
+	dump_bool(d, "negotiated", c->state == CLIENT_READY);
+	dump_bool(d, "oob", c->oob);
+	dump_uint(d, "commands", c->ncmds);
+	dump_uint(d, "output_bytes",
+	    evbuffer_get_length(bufferevent_get_output(c->bev)));
+	dump_bool(d, "holds_events", !TAILQ_EMPTY(&c->events));
+	dump_bool(d, "input_paused", c->input_paused);
+	dump_bool(d, "input_ended", c->eof);
+	yajl_gen_map_close(d->g);
+}
+
+static void
+dump_counters(struct dump *d, const struct vm_stats *st)
+{
+	dump_key(d, "counters");
+	yajl_gen_map_open(d->g);
+	dump_uint(d, "commands", st->commands);
+	dump_uint(d, "replies", st->replies);
+	dump_uint(d, "timeouts_unsent", st->timeouts_unsent);
+	dump_uint(d, "timeouts_sent", st->timeouts_sent);
+	dump_uint(d, "late_replies_dropped", st->late_replies);
+	dump_uint(d, "unknown_replies_dropped", st->unknown_replies);
+	dump_uint(d, "commands_refused", st->refused);
+	dump_uint(d, "events", st->events);
+	dump_uint(d, "event_bytes", st->event_bytes);
+	dump_uint(d, "bytes_from_qemu", st->bytes_from_qemu);
+	dump_uint(d, "bytes_to_qemu", st->bytes_to_qemu);
+	dump_uint(d, "reconnects", st->reconnects);
+	dump_uint(d, "clients", st->clients);
+	dump_uint(d, "clients_refused", st->clients_refused);
+	yajl_gen_map_close(d->g);
+}
+
+/* One VM, in full: what query-vm answers, and an element of the dump. */
+void
+dump_vm(yajl_gen g, const struct vm *vm)
+{
+	struct dump		 d = { g };
+	const struct monitor	*m = vm->mon;
+	const struct listener	*l;
+	const struct client	*c;
+	const struct cmd	*cmd;
+
+	yajl_gen_map_open(g);
+	dump_str(&d, "name", vm->name);
+	dump_str(&d, "state", dump_vm_state(vm));
+	dump_secs(&d, "stalled_for", vm->stalled ? &vm->stalled_since : NULL);
+	dump_str(&d, "origin", vm->conf.from_file ? "config" : "control");
+	dump_str(&d, "defined_at", vm->conf.where);
+
+	dump_key(&d, "upstream");
+	yajl_gen_map_open(g);
+	dump_str(&d, "mode", conf_upstream_mode_name(vm->conf.upstream_mode));
+	dump_str(&d, "path", vm->conf.upstream);
+	dump_str(&d, "state", monitor_state_name(m->state));
+	dump_secs(&d, "state_for", &m->since);
+	dump_str(&d, "qemu", m->version);
+	dump_bool(&d, "oob", m->oob);
+	yajl_gen_map_close(g);
+
+	dump_key(&d, "reads");
+	yajl_gen_map_open(g);
+	dump_bool(&d, "paused", vm->reads_paused);
+	dump_secs(&d, "paused_for", vm->reads_paused ? &vm->paused_since :
+	    NULL);
+	dump_bool(&d, "waiting_for_host_budget", vm->budget_paused);
+	yajl_gen_map_close(g);
+
+	dump_key(&d, "backlog");
+	yajl_gen_map_open(g);
+	dump_uint(&d, "events", vm->backlog_events);
+	dump_uint(&d, "max_events", vm->conf.max_queued_events);
+	dump_uint(&d, "bytes", vm->backlog_bytes);
+	dump_uint(&d, "max_bytes", vm->conf.max_queued_bytes);
+	yajl_gen_map_close(g);
+
+	dump_key(&d, "commands");
+	yajl_gen_map_open(g);
+	dump_uint(&d, "in_flight", vm->ninflight);
+	dump_uint(&d, "max_in_flight", vm->conf.max_inflight);
+	dump_uint(&d, "queued", vm->nqueued);
+	dump_uint(&d, "max_queued", vm->conf.max_queued_commands);
+	dump_double(&d, "command_timeout", vm->conf.command_timeout);
+	dump_key(&d, "list");
+	yajl_gen_array_open(g);
+	TAILQ_FOREACH(cmd, &vm->inflight, entry)
+		dump_cmd(&d, cmd);
+	TAILQ_FOREACH(cmd, &vm->queue, entry)
+		dump_cmd(&d, cmd);
+	yajl_gen_array_close(g);
+	yajl_gen_map_close(g);
+
+	dump_key(&d, "listeners");
+	yajl_gen_array_open(g);
+	TAILQ_FOREACH(l, &vm->listeners, entry) {
+		yajl_gen_map_open(g);
+		dump_str(&d, "path", l->conf->path);
+		dump_bool(&d, "open", l->evl != NULL);
+		dump_bool(&d, "read_only", l->conf->acl.read_only);
+		dump_str(&d, "slow_client", l->conf->slow_client ==
+		    SLOW_CLIENT_BLOCK ? "block" : "disconnect");
+		yajl_gen_map_close(g);
+	}
+	yajl_gen_array_close(g);
+
+	dump_key(&d, "clients");
+	yajl_gen_array_open(g);
+	TAILQ_FOREACH(c, &vm->clients, entry)
+		dump_client(&d, c);
+	yajl_gen_array_close(g);
+
+	dump_counters(&d, &vm->stats);
+	yajl_gen_map_close(g);
+}
+
+/* The whole server, as one JSON document; *len its length. */
+char *
+dump_json(struct server *s, size_t *len)
+{
+	struct dump		 d;
+	struct vm		*vm;
+	struct timeval		 now;
+	const unsigned char	*buf;
+	char			*out;
+	size_t			 n;
+
+	if ((d.g = yajl_gen_alloc(NULL)) == NULL)
+		fatalx("%s: yajl_gen_alloc failed", __func__);
+	gettimeofday(&now, NULL);
+	yajl_gen_map_open(d.g);
+	dump_str(&d, "format", "qmpmux-dump");
+	dump_int(&d, "version", DUMP_VERSION);
+	dump_str(&d, "qmpmuxd", PACKAGE_VERSION);
+	dump_int(&d, "pid", (long long)getpid());
+	dump_double(&d, "time", (double)now.tv_sec + now.tv_usec / 1e6);
+	dump_key(&d, "memory");
+	yajl_gen_map_open(d.g);
+	dump_uint(&d, "event_bytes", s->backlog_bytes);
+	dump_uint(&d, "max_total_queued_bytes", s->max_memory);
+	dump_uint(&d, "vms_holding_events", s->nbacklogged);
+	yajl_gen_map_close(d.g);
+	dump_key(&d, "vms");
+	yajl_gen_array_open(d.g);
+	TAILQ_FOREACH(vm, &s->vms, entry)
+		dump_vm(d.g, vm);
+	TAILQ_FOREACH(vm, &s->stopping, entry)
+		dump_vm(d.g, vm);
+	yajl_gen_array_close(d.g);
+	yajl_gen_map_close(d.g);
+	yajl_gen_get_buf(d.g, &buf, &n);
+	if ((out = malloc(n + 2)) == NULL)
+		fatal("%s", __func__);
+	memcpy(out, buf, n);
+	out[n] = '\n';
+	out[n + 1] = '\0';
+	*len = n + 1;
+	yajl_gen_free(d.g);
+	return (out);
+}
+
+/* The same state as readable lines in the log, a VM at a time. */
+void
+dump_log(struct server *s)
+{
+	struct vm	*vm;
+	struct cmd	*cmd;
+	struct client	*c;
+
+	log_info("dump: %u VMs; events of all VMs %zu of %zu bytes",
+	    server_count(s), s->backlog_bytes, s->max_memory);
+	TAILQ_FOREACH(vm, &s->vms, entry) {
+		vm_log(vm, LOG_INFO, "dump: %s for %.3fs; upstream %s:%s %s, "
+		    "QEMU %s; reads %s; backlog %zu/%zu events, %zu/%zu "
+		    "bytes; %u in flight, %u queued; %llu commands, %llu "
+		    "timeouts, %llu late replies dropped, %llu events, "
+		    "%llu reconnects", dump_vm_state(vm),
+		    util_elapsed(vm->stalled ? &vm->stalled_since :
+		    &vm->mon->since), conf_upstream_mode_name(
+		    vm->conf.upstream_mode), vm->conf.upstream != NULL ?
+		    vm->conf.upstream : "(fd)", monitor_state_name(
+		    vm->mon->state), vm->mon->version != NULL ?
+		    vm->mon->version : "(unknown)", vm->reads_paused ?
+		    "paused" : "running", vm->backlog_events,
+		    vm->conf.max_queued_events, vm->backlog_bytes,
+		    vm->conf.max_queued_bytes, vm->ninflight, vm->nqueued,
+		    (unsigned long long)vm->stats.commands,
+		    (unsigned long long)(vm->stats.timeouts_sent +
+		    vm->stats.timeouts_unsent),
+		    (unsigned long long)vm->stats.late_replies,
+		    (unsigned long long)vm->stats.events,
+		    (unsigned long long)vm->stats.reconnects);
+		TAILQ_FOREACH(cmd, &vm->inflight, entry)
+			vm_log(vm, LOG_INFO, "dump: %s (id %llu) of client "
+			    "%d: sent, %.3fs ago%s", cmd->name,
+			    (unsigned long long)cmd->upstream_id,
+			    cmd->client != NULL ? cmd->client->id : 0,
+			    util_elapsed(&cmd->arrived), cmd->expired ?
+			    ", past its deadline" : "");
+		TAILQ_FOREACH(cmd, &vm->queue, entry)
+			vm_log(vm, LOG_INFO, "dump: %s of client %d: queued, "
+			    "%.3fs ago", cmd->name, cmd->client != NULL ?
+			    cmd->client->id : 0, util_elapsed(&cmd->arrived));
+		TAILQ_FOREACH(c, &vm->clients, entry)
+			client_log(c, LOG_INFO, "dump: %s on %s (pid %ld, uid "
+			    "%ld), %u commands, %zu bytes unwritten",
+			    client_state_name(c->state),
+			    c->listener->conf->path, (long)c->pid,
+			    (long)c->uid, c->ncmds, evbuffer_get_length(
+			    bufferevent_get_output(c->bev)));
+	}
+}
+
+/*
+ * Write the dump to path: under a temporary name in the same directory,
+ * then renamed into place.  -1 (logged) if it cannot be written.
+ */
+int
+dump_write(struct server *s, const char *path)
+{
+	char	*tmp, *json;
+	size_t	 len;
+	FILE	*f;
+	int	 rv = -1;
+
+	json = dump_json(s, &len);
+	if (asprintf(&tmp, "%s.%ld.tmp", path, (long)getpid()) == -1)
+		fatal("%s", __func__);
+	if ((f = fopen(tmp, "w")) == NULL) {
+		log_warn("dump: cannot write %s", tmp);
+		goto out;
+	}
+	if (fwrite(json, 1, len, f) != len || fclose(f) == EOF) {
+		log_warn("dump: cannot write %s", tmp);
+		unlink(tmp);
+		goto out;
+	}
+	if (rename(tmp, path) == -1) {
+		log_warn("dump: cannot rename %s to %s", tmp, path);
+		unlink(tmp);
+		goto out;
+	}
+	log_info("dump: written to %s (%zu bytes)", path, len);
+	rv = 0;
+out:
+	free(tmp);
+	free(json);
+	return (rv);
+}
