@@ -408,8 +408,8 @@ START_TEST(test_sigterm_slow_reader)
 END_TEST
 
 /*
- * SIGHUP reloads (here the command line alone, so nothing changes);
- * SIGUSR1 and SIGUSR2 (dump and restart, to come) are ignored and
+ * SIGHUP reloads (here the command line alone, so nothing changes),
+ * SIGUSR1 dumps, and SIGUSR2 (the restart, to come) is ignored and
  * logged, as qmpmuxd(8) says.  The daemon goes on serving the same
  * client on the same connection.
  */
@@ -422,7 +422,7 @@ START_TEST(test_signals_ignored)
 		/* the command line alone, read again: nothing changes */
 		{ SIGHUP, "reloaded: 0 VMs added, 0 removed, 0 changed; "
 		    "1 running" },
-		{ SIGUSR1, "received SIGUSR1, ignored" },
+		{ SIGUSR1, "received SIGUSR1, dumping" },
 		{ SIGUSR2, "received SIGUSR2, ignored" },
 	};
 	struct t_client	*c;
