@@ -145,6 +145,8 @@ struct conf_read {
 	int			 line;
 	int			 toolong;	/* the line inih got was cut */
 	int			 nested;	/* an included file */
+	char			*section;	/* the last header, whole */
+	int			 inkey;		/* a key came since it */
 	struct conf_entries	*entries;
 	struct conf_sections	*sections;
 	char			*err;
@@ -741,8 +743,11 @@ conf_read_fail(struct conf_read *cr, const char *fmt, ...)
 
 /*
  * inih's reader: one line, counted.  A section header is noted here,
- * since inih tells only of keys; a line longer than inih's buffer is
- * refused, since inih would read its tail as a line of its own.
+ * whole, since inih tells only of keys, and cuts a section's name at
+ * 49 bytes, which would cut a listener's path; an entry with no key
+ * marks it, so that a section with no keys is still built.  A line
+ * longer than inih's buffer is refused, since inih would read its tail
+ * as a line of its own.
  */
 static char *
 conf_reader(char *str, int num, void *stream)
@@ -764,8 +769,15 @@ conf_reader(char *str, int num, void *stream)
 		str[0] = '\0';
 		return (str);
 	}
-	for (p = str; *p == ' ' || *p == '\t'; p++)
+	p = str;
+	/* inih skips a UTF-8 byte order mark on the first line */
+	if (cr->line == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+		p += 3;
+	for (; *p == ' ' || *p == '\t'; p++)
 		;
+	/* an indented line after a key continues its value, for inih */
+	if (p > str && cr->inkey)
+		return (str);
 	if (*p == '[' && (end = strchr(p, ']')) != NULL) {
 		if ((s = calloc(1, sizeof(*s))) == NULL ||
 		    (s->name = strndup(p + 1, (size_t)(end - p - 1))) == NULL ||
@@ -773,6 +785,12 @@ conf_reader(char *str, int num, void *stream)
 			fatal("%s", __func__);
 		s->line = cr->line;
 		TAILQ_INSERT_TAIL(cr->sections, s, entry);
+		free(cr->section);
+		if ((cr->section = strdup(s->name)) == NULL)
+			fatal("%s", __func__);
+		cr->inkey = 0;
+		conf_entry_add(cr->entries, s->name, "", "", cr->file,
+		    cr->line);
 	}
 	return (str);
 }
@@ -784,11 +802,14 @@ conf_handler(void *user, const char *section, const char *key,
 {
 	struct conf_read	*cr = user;
 
-	if (*section == '\0')
+	/* inih's section is cut at 49 bytes: the reader's is whole */
+	cr->inkey = 1;
+	if (cr->section == NULL)
 		return (conf_read_fail(cr, "%s outside of a section", key));
 	if (cr->nested && strcmp(key, "include") == 0)
 		return (conf_read_fail(cr, "include in an included file"));
-	conf_entry_add(cr->entries, section, key, value, cr->file, cr->line);
+	conf_entry_add(cr->entries, cr->section, key, value, cr->file,
+	    cr->line);
 	return (1);
 }
 
@@ -812,6 +833,7 @@ conf_read_file(const char *path, int nested, struct conf_entries *entries,
 		    strerror(errno)));
 	rv = ini_parse_stream(conf_reader, &cr, conf_handler, &cr);
 	fclose(cr.f);
+	free(cr.section);
 	if (cr.failed)
 		return (-1);
 	if (rv > 0)
@@ -1210,7 +1232,7 @@ conf_build(struct conf *conf, struct conf_entries *entries,
 				return (-1);
 		}
 	}
-	/* a [vm] section with no keys at all has no entry to start it */
+	/* a VM no client can reach is a mistake, not a config */
 	TAILQ_FOREACH(vc, &conf->vms, entry) {
 		if (TAILQ_EMPTY(&vc->listeners))
 			return (conf_err(err, errlen, "%s: vm %s has no "
@@ -1230,10 +1252,7 @@ conf_load(struct conf *conf, const char *path,
 {
 	struct conf_entries	 entries;
 	struct conf_sections	 sections;
-	struct conf_section	*s;
 	struct conf_entry	*e;
-	const char		*kind, *rest;
-	char			 name[CONF_NAME_MAX + 2];
 	int			 rv = -1;
 
 	memset(conf, 0, sizeof(*conf));
@@ -1253,16 +1272,6 @@ conf_load(struct conf *conf, const char *path,
 		    e->line);
 	if (conf_build(conf, &entries, &sections, err, errlen) == -1)
 		goto out;
-	/* a [vm] header with no key under it: no entry built it */
-	TAILQ_FOREACH(s, &sections, entry) {
-		if (conf_split(s->name, &kind, name, sizeof(name), &rest) ==
-		    0 && strcmp(kind, "vm") == 0 &&
-		    conf_find_vm(conf, name) == NULL) {
-			conf_err(err, errlen, "%s:%d: vm %s has no upstream",
-			    s->file, s->line, name);
-			goto out;
-		}
-	}
 	rv = 0;
 out:
 	conf_entries_clear(&entries);
