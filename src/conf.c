@@ -151,7 +151,7 @@ struct conf_read {
 	struct conf_sections	*sections;
 	char			*err;
 	size_t			 errlen;
-	int			 failed;
+	int			 failed;	/* at this line */
 };
 
 static int	conf_apply(void *, int, const char *, const char *, char *,
@@ -733,7 +733,7 @@ conf_read_fail(struct conf_read *cr, const char *fmt, ...)
 
 	if (cr->failed)
 		return (0);
-	cr->failed = 1;
+	cr->failed = cr->line;
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
@@ -834,11 +834,12 @@ conf_read_file(const char *path, int nested, struct conf_entries *entries,
 	rv = ini_parse_stream(conf_reader, &cr, conf_handler, &cr);
 	fclose(cr.f);
 	free(cr.section);
-	if (cr.failed)
-		return (-1);
-	if (rv > 0)
+	/* inih reads on after a line it cannot parse: the first counts */
+	if (rv > 0 && (!cr.failed || rv < cr.failed))
 		return (conf_err(err, errlen, "%s:%d: not a section, a "
 		    "comment or key = value", path, rv));
+	if (cr.failed)
+		return (-1);
 	if (rv != 0)
 		return (conf_err(err, errlen, "%s: cannot be read", path));
 	return (0);
