@@ -313,8 +313,9 @@ main(int argc, char *argv[])
 	struct option		*longopts = long_options();
 	struct conf		 conf;
 	struct vm_conf		*vc;
-	const char		*file = NULL, *key, *value;
-	char			*upstream = NULL, *name = NULL, *section, *eq;
+	const char		*key, *value;
+	char			*file = NULL, *upstream = NULL, *name = NULL;
+	char			*section, *eq;
 	char			 err[CONF_ERR_MAX], status[64], unused[64];
 	int			 ch, idx, debug = 0, verbose = 0, check = 0;
 	size_t			 i;
@@ -330,7 +331,9 @@ main(int argc, char *argv[])
 			debug = 1;
 			break;
 		case 'f':
-			file = optarg;
+			/* absolute: a reload runs after the chdir to / */
+			free(file);
+			file = absolute(optarg);
 			break;
 		case 'n':
 			check = 1;
@@ -447,12 +450,13 @@ main(int argc, char *argv[])
 			free(cl);
 		}
 	} else if (file == NULL)
-		file = QMPMUXD_CONF;
+		file = absolute(QMPMUXD_CONF);
 
 	server = NULL;
 	if ((base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	server = server_new(base, file, &entries);
+	free(file);
 	if (server_load(server, &conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "qmpmuxd: %s\n", err);
 		exit(1);
