@@ -1087,13 +1087,22 @@ conf_build_vm(struct conf *conf, struct conf_entries *entries,
 				return (conf_at(err, errlen, e, "%s = %s: %s", e->key, e->value, why));
 			continue;
 		}
-		/* a relative path is the config file's directory's */
-		p = strchr(e->value, ':');
+		/*
+		 * A relative path is the config file's directory's: the
+		 * path after the mode, which may itself hold a ':'.  A
+		 * bare path (no mode) must be absolute, so that a mistyped
+		 * mode is not taken for a file name.
+		 */
+		p = NULL;
+		if (strncmp(e->value, "connect:", 8) == 0)
+			p = e->value + 8;
+		else if (strncmp(e->value, "listen:", 7) == 0)
+			p = e->value + 7;
 		val = NULL;
-		if (p != NULL && p[1] != '/' && p[1] != '\0') {
+		if (p != NULL && *p != '/' && *p != '\0') {
 			dir = conf_entry_dir(e);
-			path = conf_path(dir, p + 1);
-			if (asprintf(&val, "%.*s:%s", (int)(p - e->value),
+			path = conf_path(dir, p);
+			if (asprintf(&val, "%.*s%s", (int)(p - e->value),
 			    e->value, path) == -1)
 				fatal("%s", __func__);
 			free(dir);
