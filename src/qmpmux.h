@@ -282,6 +282,7 @@ struct vm {
 
 struct vm	*vm_new(struct server *, struct vm_conf *);
 void		 vm_reconfigure(struct vm *, struct vm_conf *, int);
+void		 vm_close_listeners(struct vm *, const struct vm_conf *);
 void		 vm_log(const struct vm *, int, const char *, ...)
 		    LOG_PRINTF(3, 4);
 void		 vm_stop(struct vm *, const char *,

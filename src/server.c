@@ -176,6 +176,16 @@ server_reload(struct server *s)
 			removed++;
 		}
 	}
+	/*
+	 * Every VM lets go of the listeners it no longer has before any
+	 * opens a new one, so that a path may pass from one VM to another
+	 * whatever their order in the file.  An unchanged VM keeps all.
+	 */
+	TAILQ_FOREACH(vc, &conf.vms, entry) {
+		if ((vm = server_find(s, vc->name)) != NULL &&
+		    vm->conf.from_file)
+			vm_close_listeners(vm, vc);
+	}
 	while ((vc = TAILQ_FIRST(&conf.vms)) != NULL) {
 		TAILQ_REMOVE(&conf.vms, vc, entry);
 		if ((vm = server_find(s, vc->name)) == NULL) {

@@ -107,6 +107,32 @@ vm_new(struct server *s, struct vm_conf *conf)
 }
 
 /*
+ * Close, with their clients, the running listeners that the conf nc
+ * does not have as they are: changed or gone.  A reload does this for
+ * every VM before any opens a new listener, so that a path may pass
+ * from one VM to another.
+ */
+void
+vm_close_listeners(struct vm *vm, const struct vm_conf *nc)
+{
+	struct listener		*l, *next;
+	struct listener_conf	*lc;
+
+	TAILQ_FOREACH_SAFE(l, &vm->listeners, entry, next) {
+		TAILQ_FOREACH(lc, &nc->listeners, entry) {
+			if (conf_listener_equal(l->conf, lc))
+				break;
+		}
+		if (lc != NULL)
+			continue;
+		vm_log(vm, LOG_INFO, "listener %s changed or removed",
+		    l->conf->path);
+		TAILQ_REMOVE(&vm->listeners, l, entry);
+		listener_free(l);
+	}
+}
+
+/*
  * Reopen the listeners of the new conf that differ from the running
  * ones: a listener whose path and role are unchanged keeps its socket
  * and its clients, and takes its new (equal) conf; one that changed or
@@ -115,22 +141,16 @@ vm_new(struct server *s, struct vm_conf *conf)
 static void
 vm_reconfigure_listeners(struct vm *vm, struct listener_confs *olds)
 {
-	struct listener		*l, *next;
+	struct listener		*l;
 	struct listener_conf	*lc;
 
-	TAILQ_FOREACH_SAFE(l, &vm->listeners, entry, next) {
+	vm_close_listeners(vm, &vm->conf);
+	TAILQ_FOREACH(l, &vm->listeners, entry) {
 		TAILQ_FOREACH(lc, &vm->conf.listeners, entry) {
 			if (conf_listener_equal(l->conf, lc))
 				break;
 		}
-		if (lc != NULL) {
-			l->conf = lc;
-			continue;
-		}
-		vm_log(vm, LOG_INFO, "listener %s changed or removed",
-		    l->conf->path);
-		TAILQ_REMOVE(&vm->listeners, l, entry);
-		listener_free(l);
+		l->conf = lc;
 	}
 	/* the running confs, now in use by nothing */
 	while ((lc = TAILQ_FIRST(olds)) != NULL) {
