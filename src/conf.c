@@ -742,6 +742,43 @@ conf_read_fail(struct conf_read *cr, const char *fmt, ...)
 }
 
 /*
+ * A section header in one spelling: its words one space apart, with no
+ * space around them, so that a section is found again however it was
+ * spaced, and a listener's path does not end in a space.  The path, all
+ * that follows the kind and the name, keeps the spaces inside it.
+ */
+static char *
+conf_section_name(const char *p, size_t len)
+{
+	const char	*end = p + len;
+	char		*name, *q;
+	int		 words = 0;
+
+	if ((name = malloc(len + 1)) == NULL)
+		fatal("%s", __func__);
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	for (q = name; p < end;) {
+		if (*p != ' ' && *p != '\t') {
+			*q++ = *p++;
+			continue;
+		}
+		while (*p == ' ' || *p == '\t')
+			p++;
+		*q++ = ' ';
+		if (++words == 2) {
+			memcpy(q, p, (size_t)(end - p));
+			q += end - p;
+			p = end;
+		}
+	}
+	*q = '\0';
+	return (name);
+}
+
+/*
  * inih's reader: one line, counted.  A section header is noted here,
  * whole, since inih tells only of keys, and cuts a section's name at
  * 49 bytes, which would cut a listener's path; an entry with no key
@@ -780,9 +817,9 @@ conf_reader(char *str, int num, void *stream)
 		return (str);
 	if (*p == '[' && (end = strchr(p, ']')) != NULL) {
 		if ((s = calloc(1, sizeof(*s))) == NULL ||
-		    (s->name = strndup(p + 1, (size_t)(end - p - 1))) == NULL ||
 		    (s->file = strdup(cr->file)) == NULL)
 			fatal("%s", __func__);
+		s->name = conf_section_name(p + 1, (size_t)(end - p - 1));
 		s->line = cr->line;
 		TAILQ_INSERT_TAIL(cr->sections, s, entry);
 		free(cr->section);
