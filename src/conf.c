@@ -550,7 +550,7 @@ conf_apply(void *base, int i, const char *key, const char *value,
 		if (errno != 0 || *end != '\0' || end == value || m > 0777 ||
 		    *value == '-' || *value == '+' || *value == ' ')
 			return (conf_err(err, errlen, "expected an octal "
-			    "mode"));
+			    "mode from 0 to 0777"));
 		lc->mode = (mode_t)m;
 		break;
 	case CONF_SLOW:
