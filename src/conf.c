@@ -910,6 +910,24 @@ conf_dir(const char *file)
 	return (dir);
 }
 
+/* The directory an include's glob could not read, and why. */
+static char	conf_glob_path[PATH_MAX];
+static int	conf_glob_errno;
+
+/*
+ * glob's error callback: a directory that does not exist holds no file,
+ * as a pattern that matches none; any other error stops the glob.
+ */
+static int
+conf_glob_err(const char *path, int error)
+{
+	if (error == ENOENT)
+		return (0);
+	snprintf(conf_glob_path, sizeof(conf_glob_path), "%s", path);
+	conf_glob_errno = error;
+	return (1);
+}
+
 /*
  * Read a file and the files its includes name, in that order: each
  * include is a glob, relative to the file's directory, its files read
@@ -942,13 +960,20 @@ conf_read_all(const char *path, struct conf_entries *entries,
 			break;
 		}
 		pattern = conf_path(dir, e->value);
-		grv = glob(pattern, GLOB_ERR, NULL, &g);
+		conf_glob_errno = 0;
+		grv = glob(pattern, 0, conf_glob_err, &g);
 		free(pattern);
 		if (grv == GLOB_NOMATCH)
 			continue;
 		if (grv != 0) {
-			rv = conf_at(err, errlen, e, "include %s: cannot "
-			    "be read", e->value);
+			if (grv == GLOB_ABORTED && conf_glob_errno != 0)
+				rv = conf_at(err, errlen, e, "include %s: %s: "
+				    "%s", e->value, conf_glob_path,
+				    strerror(conf_glob_errno));
+			else
+				rv = conf_at(err, errlen, e, "include %s: "
+				    "cannot be read", e->value);
+			globfree(&g);
 			break;
 		}
 		for (i = 0; rv == 0 && i < g.gl_pathc; i++) {

@@ -435,6 +435,19 @@ START_TEST(test_check_example)
 }
 END_TEST
 
+/*
+ * An include that matches no file adds nothing, and so does one whose
+ * directory does not exist (a conf.d not made yet).
+ */
+START_TEST(test_check_include_nothing)
+{
+	free(write_file(CONF, "[global]\ninclude = conf.d/*.conf\n"
+	    "include = @/none.d/*.conf\n" VM_A));
+	free(write_file("conf.d/README", "no config here\n"));
+	check_ok(1);
+}
+END_TEST
+
 /* A name that makes DIR/NAME len bytes long, of the letter c. */
 static char *
 name_for(size_t len, char c)
@@ -1122,6 +1135,7 @@ conf_suite(void)
 	tcase_add_loop_test(tc, test_check_bad, 0, NBAD);
 	tcase_add_test(tc, test_check_empty);
 	tcase_add_test(tc, test_check_example);
+	tcase_add_test(tc, test_check_include_nothing);
 	tcase_add_test(tc, test_check_path_107);
 
 	tc = tcase_create("real-qemu");
