@@ -921,6 +921,37 @@ START_TEST(test_reload_renamed)
 END_TEST
 
 /*
+ * A command keeps the timeout it was given when it came, and its error
+ * says so, when a reload changes the VM's in the meantime.
+ */
+START_TEST(test_reload_keeps_deadline)
+{
+	struct t_client	*c;
+	long long	 t0, ms;
+
+	start_qemu("t");
+	free(write_file(CONF, "[vm t]\nupstream = connect:@/t.qmp\n"
+	    "command_timeout = 2\n[listener t @/t.sock]\n"));
+	start_proxy(NULL, (const char *[]){ "t.sock", NULL });
+	c = client("t.sock");
+	stop_qemu(qemu(0));
+	t0 = t_clock_ms();
+	t_send(c, "{\"execute\":\"query-status\",\"id\":\"t\"}\n");
+	free(write_file(CONF, "[vm t]\nupstream = connect:@/t.qmp\n"
+	    "command_timeout = 30\n[listener t @/t.sock]\n"));
+	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
+	ck_assert(t_wait_log(LOG, "reloaded: 0 VMs added, 0 removed, 1 "
+	    "changed; 1 running", T_WAIT_MS) == 0);
+	t_recv_eq(c, "{\"id\": \"t\", \"error\": {\"class\": "
+	    "\"GenericError\", \"desc\": \"qmpmux: QEMU did not reply to "
+	    "query-status within 2s; it was sent and may still complete\"}}");
+	ms = t_clock_ms() - t0;
+	ck_assert_msg(ms >= 1950 && ms < 6000, "timed out after %lld ms", ms);
+	t_client_free(c);
+}
+END_TEST
+
+/*
  * --command-timeout with -f is over [global]'s command_timeout, but
  * under a [vm] section's own: to stopped QEMUs, G's command times out
  * after 1s (the command line's, not 30), V's after its own 2s.  A
@@ -1145,6 +1176,7 @@ conf_suite(void)
 	tcase_add_test(tc, test_reload);
 	tcase_add_test(tc, test_reload_moves_listener);
 	tcase_add_test(tc, test_reload_renamed);
+	tcase_add_test(tc, test_reload_keeps_deadline);
 	tcase_add_test(tc, test_command_line_over_global);
 	tcase_add_test(tc, test_relative_paths);
 	tcase_add_test(tc, test_reload_detached);
