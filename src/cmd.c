@@ -216,7 +216,8 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	vm->stats.commands++;
 	c->ncmds++;
 
-	timeout = conf_vm_timeout(&vm->conf, cmd->name);
+	/* a reload may change the VM's; this one keeps its own */
+	timeout = cmd->timeout = conf_vm_timeout(&vm->conf, cmd->name);
 	if (timeout > 0 && util_timeval(timeout, &tv) == 0) {
 		cmd->deadline = evtimer_new(vm->base, cmd_deadline_cb, cmd);
 		if (cmd->deadline == NULL)
@@ -242,7 +243,7 @@ cmd_deadline_cb(int fd, short events, void *arg)
 {
 	struct cmd	*cmd = arg;
 	struct vm	*vm = cmd->vm;
-	double		 limit = conf_vm_timeout(&vm->conf, cmd->name);
+	double		 limit = cmd->timeout;
 	char		 desc[512];
 
 	if (!cmd->sent) {

@@ -147,12 +147,13 @@ struct conf_read {
 	FILE			*f;
 	int			 line;
 	int			 nested;	/* an included file */
-	const char		*section;	/* the last header, whole */
+	char			*section;	/* the last header, whole */
+	int			 inkey;		/* a key came since it */
 	struct conf_entries	*entries;
 	struct conf_sections	*sections;
 	char			*err;
 	size_t			 errlen;
-	int			 failed;
+	int			 failed;	/* at this line */
 };
 
 static int	conf_apply(void *, int, const char *, const char *, char *,
@@ -553,7 +554,7 @@ conf_apply(void *base, int i, const char *key, const char *value,
 		if (errno != 0 || *end != '\0' || end == value || m > 0777 ||
 		    *value == '-' || *value == '+' || *value == ' ')
 			return (conf_err(err, errlen, "expected an octal "
-			    "mode"));
+			    "mode from 0 to 0777"));
 		lc->mode = (mode_t)m;
 		break;
 	case CONF_SLOW:
@@ -779,7 +780,7 @@ conf_read_fail(struct conf_read *cr, const char *fmt, ...)
 
 	if (cr->failed)
 		return (0);
-	cr->failed = 1;
+	cr->failed = cr->line;
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
@@ -788,11 +789,49 @@ conf_read_fail(struct conf_read *cr, const char *fmt, ...)
 }
 
 /*
+ * A section header in one spelling: its words one space apart, with no
+ * space around them, so that a section is found again however it was
+ * spaced, and a listener's path does not end in a space.  The path, all
+ * that follows the kind and the name, keeps the spaces inside it.
+ */
+static char *
+conf_section_name(const char *p, size_t len)
+{
+	const char	*end = p + len;
+	char		*name, *q;
+	int		 words = 0;
+
+	if ((name = malloc(len + 1)) == NULL)
+		fatal("%s", __func__);
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	for (q = name; p < end;) {
+		if (*p != ' ' && *p != '\t') {
+			*q++ = *p++;
+			continue;
+		}
+		while (*p == ' ' || *p == '\t')
+			p++;
+		*q++ = ' ';
+		if (++words == 2) {
+			memcpy(q, p, (size_t)(end - p));
+			q += end - p;
+			p = end;
+		}
+	}
+	*q = '\0';
+	return (name);
+}
+
+/*
  * inih's reader: one line, counted.  A section header is noted here,
- * whole, since inih tells only of keys and cuts a header's name at 50
- * bytes, shorter than a listener's path may be; a line longer than
- * inih's buffer is refused, since inih would read its tail as a line of
- * its own.
+ * whole, since inih tells only of keys, and cuts a section's name at
+ * 49 bytes, which would cut a listener's path; an entry with no key
+ * marks it, so that a section with no keys is still built.  A line
+ * longer than inih's buffer is refused, since inih would read its tail
+ * as a line of its own.
  */
 static char *
 conf_reader(char *str, int num, void *stream)
@@ -814,17 +853,26 @@ conf_reader(char *str, int num, void *stream)
 		str[0] = '\0';
 		return (str);
 	}
-	for (p = str; *p == ' ' || *p == '\t'; p++)
+	p = str;
+	/* inih skips a UTF-8 byte order mark on the first line */
+	if (cr->line == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+		p += 3;
+	for (; *p == ' ' || *p == '\t'; p++)
 		;
+	/* an indented line after a key continues its value, for inih */
+	if (p > str && cr->inkey)
+		return (str);
 	if (*p == '[' && (end = strchr(p, ']')) != NULL) {
 		if ((s = calloc(1, sizeof(*s))) == NULL ||
-		    (s->name = strndup(p + 1, (size_t)(end - p - 1))) == NULL ||
 		    (s->file = strdup(cr->file)) == NULL)
 			fatal("%s", __func__);
+		s->name = conf_section_name(p + 1, (size_t)(end - p - 1));
 		s->line = cr->line;
 		TAILQ_INSERT_TAIL(cr->sections, s, entry);
-		cr->section = s->name;
-		/* a section with no key is a section all the same */
+		free(cr->section);
+		if ((cr->section = strdup(s->name)) == NULL)
+			fatal("%s", __func__);
+		cr->inkey = 0;
 		conf_entry_add(cr->entries, s->name, "", "", cr->file,
 		    cr->line);
 	}
@@ -838,7 +886,8 @@ conf_handler(void *user, const char *section, const char *key,
 {
 	struct conf_read	*cr = user;
 
-	/* inih cuts a header at 50 bytes: the reader kept it whole */
+	/* inih's section is cut at 49 bytes: the reader's is whole */
+	cr->inkey = 1;
 	if (cr->section == NULL)
 		return (conf_read_fail(cr, "%s outside of a section", key));
 	if (cr->nested && strcmp(key, "include") == 0)
@@ -868,11 +917,13 @@ conf_read_file(const char *path, int nested, struct conf_entries *entries,
 		    strerror(errno)));
 	rv = ini_parse_stream(conf_reader, &cr, conf_handler, &cr);
 	fclose(cr.f);
-	if (cr.failed)
-		return (-1);
-	if (rv > 0)
+	free(cr.section);
+	/* inih reads on after a line it cannot parse: the first counts */
+	if (rv > 0 && (!cr.failed || rv < cr.failed))
 		return (conf_err(err, errlen, "%s:%d: not a section, a "
 		    "comment or key = value", path, rv));
+	if (cr.failed)
+		return (-1);
 	if (rv != 0)
 		return (conf_err(err, errlen, "%s: cannot be read", path));
 	return (0);
@@ -904,6 +955,24 @@ conf_dir(const char *file)
 		fatal("%s", __func__);
 	free(copy);
 	return (dir);
+}
+
+/* The directory an include's glob could not read, and why. */
+static char	conf_glob_path[PATH_MAX];
+static int	conf_glob_errno;
+
+/*
+ * glob's error callback: a directory that does not exist holds no file,
+ * as a pattern that matches none; any other error stops the glob.
+ */
+static int
+conf_glob_err(const char *path, int error)
+{
+	if (error == ENOENT)
+		return (0);
+	snprintf(conf_glob_path, sizeof(conf_glob_path), "%s", path);
+	conf_glob_errno = error;
+	return (1);
 }
 
 /*
@@ -938,13 +1007,20 @@ conf_read_all(const char *path, struct conf_entries *entries,
 			break;
 		}
 		pattern = conf_path(dir, e->value);
-		grv = glob(pattern, GLOB_ERR, NULL, &g);
+		conf_glob_errno = 0;
+		grv = glob(pattern, 0, conf_glob_err, &g);
 		free(pattern);
 		if (grv == GLOB_NOMATCH)
 			continue;
 		if (grv != 0) {
-			rv = conf_at(err, errlen, e, "include %s: cannot "
-			    "be read", e->value);
+			if (grv == GLOB_ABORTED && conf_glob_errno != 0)
+				rv = conf_at(err, errlen, e, "include %s: %s: "
+				    "%s", e->value, conf_glob_path,
+				    strerror(conf_glob_errno));
+			else
+				rv = conf_at(err, errlen, e, "include %s: "
+				    "cannot be read", e->value);
+			globfree(&g);
 			break;
 		}
 		for (i = 0; rv == 0 && i < g.gl_pathc; i++) {
@@ -1129,13 +1205,22 @@ conf_build_vm(struct conf *conf, struct conf_entries *entries,
 				return (conf_at(err, errlen, e, "%s = %s: %s", e->key, e->value, why));
 			continue;
 		}
-		/* a relative path is the config file's directory's */
-		p = strchr(e->value, ':');
+		/*
+		 * A relative path is the config file's directory's: the
+		 * path after the mode, which may itself hold a ':'.  A
+		 * bare path (no mode) must be absolute, so that a mistyped
+		 * mode is not taken for a file name.
+		 */
+		p = NULL;
+		if (strncmp(e->value, "connect:", 8) == 0)
+			p = e->value + 8;
+		else if (strncmp(e->value, "listen:", 7) == 0)
+			p = e->value + 7;
 		val = NULL;
-		if (p != NULL && p[1] != '/' && p[1] != '\0') {
+		if (p != NULL && *p != '/' && *p != '\0') {
 			dir = conf_entry_dir(e);
-			path = conf_path(dir, p + 1);
-			if (asprintf(&val, "%.*s:%s", (int)(p - e->value),
+			path = conf_path(dir, p);
+			if (asprintf(&val, "%.*s%s", (int)(p - e->value),
 			    e->value, path) == -1)
 				fatal("%s", __func__);
 			free(dir);
@@ -1275,7 +1360,7 @@ conf_build(struct conf *conf, struct conf_entries *entries,
 				return (-1);
 		}
 	}
-	/* a [vm] section with no keys at all has no entry to start it */
+	/* a VM no client can reach is a mistake, not a config */
 	TAILQ_FOREACH(vc, &conf->vms, entry) {
 		if (TAILQ_EMPTY(&vc->listeners))
 			return (conf_err(err, errlen, "%s: vm %s has no "

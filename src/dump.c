@@ -138,7 +138,7 @@ dump_vm_state(const struct vm *vm)
 static double
 dump_deadline(const struct cmd *cmd)
 {
-	double	 limit = conf_vm_timeout(&cmd->vm->conf, cmd->name);
+	double	 limit = cmd->timeout;
 
 	if (limit <= 0 || cmd->expired)
 		return (-1);

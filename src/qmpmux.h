@@ -463,6 +463,7 @@ struct cmd {
 	int			 waited;	/* could not be sent on arrival */
 	struct evbuffer		*wire;		/* as it goes to QEMU */
 	struct timeval		 arrived;
+	double			 timeout;	/* seconds, as when it came */
 	struct event		*deadline;
 	struct evbuffer		*held;		/* a held reply of the proxy's */
 	TAILQ_ENTRY(cmd)	 entry;		/* the VM's queue or inflight */
