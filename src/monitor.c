@@ -656,47 +656,6 @@ monitor_event_cb(struct bufferevent *bev, short events, void *arg)
 	monitor_gone(m, reason);
 }
 
-/* Write a yajl tree back out, for a greeting that must be rewritten. */
-static void
-monitor_gen(yajl_gen g, yajl_val v)
-{
-	size_t	 i;
-
-	switch (v->type) {
-	case yajl_t_string:
-		yajl_gen_string(g, (const unsigned char *)v->u.string,
-		    strlen(v->u.string));
-		break;
-	case yajl_t_number:
-		yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
-		break;
-	case yajl_t_object:
-		yajl_gen_map_open(g);
-		for (i = 0; i < v->u.object.len; i++) {
-			yajl_gen_string(g,
-			    (const unsigned char *)v->u.object.keys[i],
-			    strlen(v->u.object.keys[i]));
-			monitor_gen(g, v->u.object.values[i]);
-		}
-		yajl_gen_map_close(g);
-		break;
-	case yajl_t_array:
-		yajl_gen_array_open(g);
-		for (i = 0; i < v->u.array.len; i++)
-			monitor_gen(g, v->u.array.values[i]);
-		yajl_gen_array_close(g);
-		break;
-	case yajl_t_true:
-		yajl_gen_bool(g, 1);
-		break;
-	case yajl_t_false:
-		yajl_gen_bool(g, 0);
-		break;
-	default:
-		yajl_gen_null(g);
-		break;
-	}
-}
 
 /*
  * Keep QEMU's greeting for the clients.  It goes out verbatim when its
@@ -760,7 +719,7 @@ monitor_greeting(struct monitor *m, struct qmp_msg *msg)
 		    NULL }, yajl_t_any);
 		yajl_gen_string(g, (const unsigned char *)"version", 7);
 		if (v != NULL)
-			monitor_gen(g, v);
+			util_json_gen(g, v);
 		else
 			yajl_gen_map_open(g), yajl_gen_map_close(g);
 		yajl_gen_string(g, (const unsigned char *)"capabilities", 12);

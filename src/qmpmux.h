@@ -499,6 +499,8 @@ double		 util_elapsed(const struct timeval *);
 void		 util_now(struct timeval *);
 int		 util_parse_seconds(const char *, double *);
 int		 util_parse_size(const char *, size_t *);
+struct yajl_val_s;
+void		 util_json_gen(struct yajl_gen_t *, struct yajl_val_s *);
 int		 util_parse_uint(const char *, unsigned int, unsigned int,
 		    unsigned int *);
 

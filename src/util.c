@@ -14,6 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
 #include "qmpmux.h"
 
 /*
@@ -410,4 +413,46 @@ util_parse_uint(const char *s, unsigned int min, unsigned int max,
 		return (-1);
 	*out = (unsigned int)v;
 	return (0);
+}
+
+/* Write a yajl tree back out, numbers as their text. */
+void
+util_json_gen(yajl_gen g, yajl_val v)
+{
+	size_t	 i;
+
+	switch (v->type) {
+	case yajl_t_string:
+		yajl_gen_string(g, (const unsigned char *)v->u.string,
+		    strlen(v->u.string));
+		break;
+	case yajl_t_number:
+		yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
+		break;
+	case yajl_t_object:
+		yajl_gen_map_open(g);
+		for (i = 0; i < v->u.object.len; i++) {
+			yajl_gen_string(g,
+			    (const unsigned char *)v->u.object.keys[i],
+			    strlen(v->u.object.keys[i]));
+			util_json_gen(g, v->u.object.values[i]);
+		}
+		yajl_gen_map_close(g);
+		break;
+	case yajl_t_array:
+		yajl_gen_array_open(g);
+		for (i = 0; i < v->u.array.len; i++)
+			util_json_gen(g, v->u.array.values[i]);
+		yajl_gen_array_close(g);
+		break;
+	case yajl_t_true:
+		yajl_gen_bool(g, 1);
+		break;
+	case yajl_t_false:
+		yajl_gen_bool(g, 0);
+		break;
+	default:
+		yajl_gen_null(g);
+		break;
+	}
 }
