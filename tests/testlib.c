@@ -821,19 +821,20 @@ t_log_count(const char *log, const char *text)
 	return (t_log_scan(log, text, 0, NULL, NULL));
 }
 
-/* A log and a text, for t_wait_change. */
+/* A log, a text and how many lines must hold it, for t_wait_change. */
 struct t_log_text {
 	const char	*log;
 	const char	*text;
+	int		 n;
 };
 
-/* For t_wait_change: whether a line of the log holds the text. */
+/* For t_wait_change: whether n lines of the log hold the text. */
 static int
 t_log_has_cb(const void *arg)
 {
 	const struct t_log_text	*lt = arg;
 
-	return (t_log_scan(lt->log, lt->text, 0, NULL, NULL) > 0);
+	return (t_log_scan(lt->log, lt->text, 0, NULL, NULL) >= lt->n);
 }
 
 /*
@@ -844,7 +845,18 @@ t_log_has_cb(const void *arg)
 int
 t_wait_log(const char *log, const char *text, int ms)
 {
-	struct t_log_text	 lt = { log, text };
+	return (t_wait_log_count(log, text, 1, ms));
+}
+
+/*
+ * Wait up to ms for n lines with text in DIR/log, as t_wait_log waits
+ * for one: for many VMs of one process to reach a documented line.
+ * 0 when there are.
+ */
+int
+t_wait_log_count(const char *log, const char *text, int n, int ms)
+{
+	struct t_log_text	 lt = { log, text, n };
 	char			*path = t_path(log);
 	int			 r;
 

@@ -106,6 +106,7 @@ int		 t_run(Suite *);
 int		 t_log_scan(const char *, const char *, int, int *, long *);
 int		 t_log_count(const char *, const char *);
 int		 t_wait_log(const char *, const char *, int);
+int		 t_wait_log_count(const char *, const char *, int, int);
 
 /*
  * The fake QEMU's flood (--flood N) as one client reads it: events
