@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -593,6 +594,77 @@ START_TEST(test_rss)
 }
 END_TEST
 
+/* How many entries a directory holds, . and .. aside. */
+static int
+dir_entries(const char *path)
+{
+	struct dirent	*d;
+	DIR		*dir;
+	int		 n = 0;
+
+	ck_assert_ptr_nonnull(dir = opendir(path));
+	while ((d = readdir(dir)) != NULL)
+		if (strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0)
+			n++;
+	closedir(dir);
+	return (n);
+}
+
+/*
+ * Too few descriptors for its VMs: 200 VMs need 400 in qmpmuxd (a
+ * listener and an upstream each), and it is given 256, soft and hard,
+ * as a service manager might.  It refuses to start, with exit 1 and the
+ * listener it could not make in its log, and leaves no socket behind of
+ * the VMs it had started before.
+ */
+START_TEST(test_nofile)
+{
+	enum { NVM = 200 };
+	struct rlimit	 rl;
+	char		*conf = t_path("host.conf"), *fk = t_path("fake");
+	char		*ldir = t_path("l"), up[128], name[16], rel[32];
+	const char	*argv[] = { t_bin("QMPMUXD"), "-d", "-f", conf, NULL };
+	pid_t		 pid;
+	int		 i, status;
+	FILE		*cf;
+
+	raise_nofile(4096);
+	ck_assert_int_eq(mkdir(ldir, 0700), 0);
+	t_fake_pid = start_fakes("fake", NVM, NULL, "fakeqemu.log");
+	ck_assert_ptr_nonnull(cf = fopen(conf, "w"));
+	for (i = 0; i < NVM; i++) {
+		snprintf(name, sizeof(name), "vm%d", i);
+		snprintf(up, sizeof(up), "%s/%d.sock", fk, i);
+		snprintf(rel, sizeof(rel), "l/%d.sock", i);
+		conf_vm(cf, name, up, "", rel);
+	}
+	fclose(cf);
+
+	/* this test's process only: the fake is running already */
+	rl.rlim_cur = rl.rlim_max = 256;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	pid = t_spawn(argv, "qmpmuxd.log");
+	status = t_wait_exit(pid, T_WAIT_MS);
+	if (status == -1)
+		t_proxy_pid = pid;
+	ck_assert_msg(t_exited(status, 1), "qmpmuxd with %d VMs and 256 "
+	    "open files: status %d; see %s/qmpmuxd.log", NVM, status,
+	    t_dir());
+	/* the line qmpmuxd(8) gives, with strerror's */
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "listen on "), 1);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", ": Too many open files"),
+	    1);
+	ck_assert_msg(dir_entries(ldir) == 0, "%d sockets left in %s after "
+	    "qmpmuxd refused to start", dir_entries(ldir), ldir);
+	fprintf(stderr, "check_host: %d VMs with 256 open files: qmpmuxd "
+	    "exits 1 after %d of them listened, and leaves no socket\n", NVM,
+	    t_log_count("qmpmuxd.log", ": listening on "));
+	free(conf);
+	free(fk);
+	free(ldir);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -605,5 +677,7 @@ main(void)
 	tcase_add_test(tc, test_startup);
 	tc = t_tcase(s, "rss", 120);
 	tcase_add_test(tc, test_rss);
+	tc = t_tcase(s, "nofile", 60);
+	tcase_add_test(tc, test_nofile);
 	return (t_run(s));
 }
