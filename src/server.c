@@ -154,18 +154,25 @@ server_dump(struct server *s)
  * Start every VM of a configuration, at start-up.  Connects and
  * handshakes then run at once, each VM under its own timeouts.  -1 if
  * one cannot start (a listener's socket cannot be made): at start-up
- * that is the exit status, not a log line to find later.
+ * that is the exit status, not a log line to find later.  The VMs
+ * started before it are freed then, so that the exit leaves none of
+ * their sockets behind.
  */
 int
 server_start(struct server *s, struct conf *conf)
 {
 	struct vm_conf	*vc;
+	struct vm	*vm;
 
 	server_set_global(s, conf);
 	while ((vc = TAILQ_FIRST(&conf->vms)) != NULL) {
 		TAILQ_REMOVE(&conf->vms, vc, entry);
 		if (server_add(s, vc) == -1) {
 			free(vc);
+			while ((vm = TAILQ_FIRST(&s->vms)) != NULL) {
+				TAILQ_REMOVE(&s->vms, vm, entry);
+				vm_free(vm);
+			}
 			return (-1);
 		}
 		free(vc);

@@ -3,11 +3,25 @@
  * do on demand (half-written messages, garbage, silence, floods).
  *
  * usage: fakeqemu SOCKET [options]
+ *        fakeqemu --many N DIR [--silent-from K] [options]
  *
  * It listens on the unix socket SOCKET (a stale socket there is removed
  * first; the path appears only once it listens) and serves one client at
  * a time, as QEMU does: while a client is connected the next one waits in
- * the listen backlog.  Each client gets the greeting
+ * the listen backlog.
+ *
+ * With --many N it is N monitors in one process, for tests of many VMs
+ * that should not need a process each: DIR/0.sock to DIR/N-1.sock, made
+ * in that order (so once the last has appeared, all listen).  Each is an
+ * independent monitor that behaves as the one of SOCKET would, with the
+ * same options: its own client at a time, its own seq, its own script.
+ * --silent-from K makes monitors K to N-1 stuck, as --silent makes all
+ * of them: they accept, but never greet.  The soft limit of open files
+ * is raised to fit 2N + 16 descriptors (a socket and a client each), or
+ * the fake exits 1 if the hard limit is lower.  Log lines about a
+ * connection then begin "monitor I conn C" instead of "conn C".
+ *
+ * Each client gets the greeting
  *
  *   {"QMP": {"version": {"qemu": {"micro": 0, "minor": 0, "major": 9},
  *    "package": "fake"}, "capabilities": ["oob"]}}
@@ -15,13 +29,15 @@
  * qmp_capabilities is answered {"return": {}} (with the id, if any), and
  * every other command {"return": {"command": "NAME", "seq": N}, "id": ID},
  * ID being the command's id bytes verbatim (no id, no "id" member) and N
- * counting the commands answered over the life of the process.  Before
+ * counting the commands answered over the life of the monitor.  Before
  * qmp_capabilities, other commands get QEMU's CommandNotFound error.
  * Every message ends with "\r\n".  Events look like QEMU's:
  * {"timestamp": {"seconds": S, "microseconds": U}, "event": NAME,
  *  "data": {...}}.
  *
  * Options (each client plays the script from the start):
+ *   --many N                 N monitors, on DIR/0.sock to DIR/N-1.sock
+ *   --silent-from K          with --many, monitors K and up are silent
  *   --no-oob                 the greeting offers no capabilities
  *   --silent                 accept, but never send the greeting
  *   --no-caps-reply          greet, but never answer qmp_capabilities
@@ -62,7 +78,10 @@
  *                            unread", when the peer has written to it:
  *                            then a crash leaves that input unread
  *   --exit-after N           after answering N commands (over the life of
- *                            the process), flush, close and exit 0
+ *                            the monitor), flush, close and exit 0; with
+ *                            --many, that monitor stops listening (its
+ *                            socket goes) and the process exits 0 once
+ *                            the last monitor has
  *   --trigger NAME           start what comes "right after negotiation"
  *                            (--oversize, --flood) instead when the first
  *                            command NAME arrives, before answering it, so
@@ -74,13 +93,15 @@
  * it end at once, as a crashing QEMU does, leaving what it already wrote
  * in the socket for the peer; it logs the number of the last FLOOD event
  * whole in the socket ("last FLOOD in the socket: N"), whole meaning its
- * JSON value: the "\r\n" after it may not be.  What it does is logged
- * to stderr.
+ * JSON value: the "\r\n" after it may not be (with --many, one such line
+ * for each monitor whose client has had FLOOD events, "crash: monitor
+ * I: ...").  What it does is logged to stderr.
  */
 #include "config.h"
 
 #include <sys/ioctl.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -118,6 +139,24 @@ TAILQ_HEAD(fake_names, fake_name);
 
 struct fake_conn;
 
+/*
+ * One monitor: a listening socket and the one client it serves at a
+ * time (conn, NULL when none).  While conn is set ev_accept is off, so
+ * the next client waits in the backlog.  gone: --exit-after closed it
+ * for good, its socket removed.
+ */
+struct fake_mon {
+	int			 index;
+	char			*path;
+	int			 fd;
+	int			 silent;
+	struct event		*ev_accept;
+	struct fake_conn	*conn;
+	int			 next_conn_id;
+	unsigned long		 seq;		/* commands answered */
+	int			 gone;
+};
+
 /* A reply held back by --delay, with its TICK events. */
 struct fake_delayed {
 	struct fake_conn	*conn;
@@ -139,7 +178,9 @@ struct fake_delayed {
  * when all of its output has gone.
  */
 struct fake_conn {
+	struct fake_mon		*mon;
 	int			 id;
+	char			 tag[48];	/* "conn C", for the log */
 	struct bufferevent	*bev;
 	struct qmp_reader	*reader;
 	struct evbuffer		*pending;
@@ -152,8 +193,12 @@ struct fake_conn {
 	int			 flooding;
 	struct event		*held;		/* --hold-input's watch */
 	uint64_t		 enqueued;	/* bytes handed to the output */
-	/* where each recent FLOOD event's JSON value ends, in those bytes */
-	uint64_t		 flood_end[FAKE_FLOOD_RING];
+	/*
+	 * where each recent FLOOD event's JSON value ends, in those bytes:
+	 * FAKE_FLOOD_RING of them, allocated when a flood starts, so that a
+	 * thousand monitors do not each carry the ring
+	 */
+	uint64_t		*flood_end;
 	unsigned long		 flood_next;
 	int			 closing;
 	int			 exiting;	/* exit 0 once closed */
@@ -162,7 +207,9 @@ struct fake_conn {
 };
 
 static struct {
-	const char		*path;
+	const char		*path;		/* SOCKET, or DIR with --many */
+	int			 many;		/* 0: the one SOCKET */
+	int			 silent_from;	/* -1: none */
 	int			 no_oob;
 	int			 silent;
 	int			 no_caps_reply;
@@ -182,11 +229,9 @@ static struct {
 } opt;
 
 static struct event_base	*base;
-static struct event		*ev_accept;
-static struct fake_conn		*conn;
-static int			 listen_fd = -1;
-static int			 next_conn_id;
-static unsigned long		 seq;		/* commands answered */
+static struct fake_mon		*mons;
+static int			 nmons;
+static int			 nlive;		/* monitors not gone */
 static int			 exit_status;
 
 static void	fake_accept_cb(int, short, void *);
@@ -207,6 +252,11 @@ fake_usage(FILE *f, int status)
 {
 	fprintf(f,
 	    "usage: fakeqemu SOCKET [options]\n"
+	    "       fakeqemu --many N DIR [--silent-from K] [options]\n"
+	    "  --many N                 N monitors, on DIR/0.sock to "
+	    "DIR/N-1.sock\n"
+	    "  --silent-from K          with --many, monitors K and up never "
+	    "greet\n"
 	    "  --no-oob                 greeting offers no capabilities\n"
 	    "  --silent                 accept but never send the greeting\n"
 	    "  --no-caps-reply          greet, never answer qmp_capabilities\n"
@@ -323,7 +373,7 @@ static void
 fake_check_closed(struct fake_conn *c)
 {
 	if (c->closing && !c->dead && fake_outlen(c) == 0) {
-		log_info("conn %d: output flushed, closing", c->id);
+		log_info("%s: output flushed, closing", c->tag);
 		fake_kill(c);
 	}
 }
@@ -350,7 +400,7 @@ static void
 fake_write(struct fake_conn *c, const void *buf, size_t len)
 {
 	if (opt.verbose)
-		log_debug("conn %d: write %.*s", c->id,
+		log_debug("%s: write %.*s", c->tag,
 		    (int)(len > 300 ? 300 : len), (const char *)buf);
 	c->enqueued += len;
 	if (opt.split == 0) {
@@ -411,7 +461,7 @@ fake_error(struct fake_conn *c, const char *id, size_t idlen,
 		fatalx("evbuffer_new failed");
 	/* QEMU's format, which the proxy's own errors copy */
 	reply_error(b, id, idlen, class, "%s", desc);
-	log_info("conn %d: error %s: %s", c->id, class, desc);
+	log_info("%s: error %s: %s", c->tag, class, desc);
 	fake_write_buffer(c, b);
 	evbuffer_free(b);
 }
@@ -440,28 +490,28 @@ fake_answer(struct fake_conn *c, const char *name, const char *id,
 
 	if ((b = evbuffer_new()) == NULL)
 		fatalx("evbuffer_new failed");
-	seq++;
+	c->mon->seq++;
 	c->answered++;
 	evbuffer_add_printf(b, "{\"return\": {\"command\": ");
 	reply_string(b, name);
-	evbuffer_add_printf(b, ", \"seq\": %lu}", seq);
+	evbuffer_add_printf(b, ", \"seq\": %lu}", c->mon->seq);
 	if (id != NULL) {
 		evbuffer_add_printf(b, ", \"id\": ");
 		evbuffer_add(b, id, idlen);
 	}
 	evbuffer_add_printf(b, "}\r\n");
-	log_info("conn %d: answered %s (seq %lu)", c->id, name, seq);
+	log_info("%s: answered %s (seq %lu)", c->tag, name, c->mon->seq);
 	fake_write_buffer(c, b);
 	evbuffer_free(b);
 
 	if (opt.garbage_after != 0 && c->answered == opt.garbage_after) {
-		log_info("conn %d: writing garbage after %lu answers", c->id,
+		log_info("%s: writing garbage after %lu answers", c->tag,
 		    c->answered);
 		fake_write(c, garbage, sizeof(garbage) - 1);
 	}
-	if (opt.exit_after != 0 && seq == opt.exit_after) {
-		log_info("conn %d: %lu commands answered: exiting", c->id,
-		    seq);
+	if (opt.exit_after != 0 && c->mon->seq == opt.exit_after) {
+		log_info("%s: %lu commands answered: exiting", c->tag,
+		    c->mon->seq);
 		fake_close(c, 1);
 	}
 }
@@ -477,7 +527,7 @@ fake_flood(struct fake_conn *c)
 		c->flood_end[c->flood_next % FAKE_FLOOD_RING] = c->enqueued - 2;
 		if (++c->flood_next == opt.flood) {
 			c->flooding = 0;
-			log_info("conn %d: flood of %lu events written", c->id,
+			log_info("%s: flood of %lu events written", c->tag,
 			    opt.flood);
 		}
 	}
@@ -498,8 +548,8 @@ fake_oversize(struct fake_conn *c)
 	evbuffer_add_printf(b, "{\"pad\": \"");
 	head = evbuffer_get_length(b);
 	if (opt.oversize < head + sizeof(tail) - 1) {
-		log_warnx("conn %d: --oversize %zu is below the smallest "
-		    "event (%zu bytes): sending that", c->id, opt.oversize,
+		log_warnx("%s: --oversize %zu is below the smallest "
+		    "event (%zu bytes): sending that", c->tag, opt.oversize,
 		    head + sizeof(tail) - 1);
 		pad = 0;
 	} else
@@ -510,7 +560,7 @@ fake_oversize(struct fake_conn *c)
 	evbuffer_add(b, p, pad);
 	free(p);
 	evbuffer_add(b, tail, sizeof(tail) - 1);
-	log_info("conn %d: OVERSIZE event of %zu bytes", c->id,
+	log_info("%s: OVERSIZE event of %zu bytes", c->tag,
 	    evbuffer_get_length(b));
 	evbuffer_add(b, "\r\n", 2);
 	fake_write_buffer(c, b);
@@ -525,17 +575,20 @@ fake_script(struct fake_conn *c)
 	if (opt.oversize != 0)
 		fake_oversize(c);
 	if (opt.flood != 0) {
-		log_info("conn %d: flood of %lu events starts", c->id,
+		log_info("%s: flood of %lu events starts", c->tag,
 		    opt.flood);
+		if (c->flood_end == NULL && (c->flood_end = calloc(
+		    FAKE_FLOOD_RING, sizeof(*c->flood_end))) == NULL)
+			fatal("%s", __func__);
 		c->flooding = 1;
 		c->flood_next = 0;
 		if (opt.shut_read) {
-			log_info("conn %d: reading side shut down", c->id);
+			log_info("%s: reading side shut down", c->tag);
 			bufferevent_disable(c->bev, EV_READ);
 			shutdown(bufferevent_getfd(c->bev), SHUT_RD);
 		}
 		if (opt.hold_input) {
-			log_info("conn %d: holding input", c->id);
+			log_info("%s: holding input", c->tag);
 			bufferevent_disable(c->bev, EV_READ);
 			c->held = event_new(base, bufferevent_getfd(c->bev),
 			    EV_READ, fake_held_cb, c);
@@ -555,9 +608,9 @@ fake_held_cb(int fd, short events, void *arg)
 	int			 n = 0;
 
 	if (ioctl(fd, FIONREAD, &n) == 0 && n > 0)
-		log_info("conn %d: input held unread (%d bytes)", c->id, n);
+		log_info("%s: input held unread (%d bytes)", c->tag, n);
 	else
-		log_info("conn %d: peer closed, no input held", c->id);
+		log_info("%s: peer closed, no input held", c->tag);
 }
 
 /* Free a held-back reply. */
@@ -607,7 +660,7 @@ fake_delay(struct fake_conn *c, const char *name, const char *id,
 		evtimer_add(d->tick, &d->interval);
 	}
 	TAILQ_INSERT_TAIL(&c->delayed, d, entry);
-	log_info("conn %d: %s answered in %ld ms", c->id, name, ms);
+	log_info("%s: %s answered in %ld ms", c->tag, name, ms);
 }
 
 /* One TICK event while a reply is held back. */
@@ -658,11 +711,11 @@ fake_negotiate(struct fake_conn *c, const struct qmp_msg *msg,
 {
 	int	 oob = fake_wants_oob(msg);
 
-	log_info("conn %d: qmp_capabilities%s", c->id,
+	log_info("%s: qmp_capabilities%s", c->tag,
 	    oob ? " enabling oob" : " without capabilities");
 	if (opt.no_caps_reply) {
-		log_info("conn %d: not answering qmp_capabilities "
-		    "(--no-caps-reply)", c->id);
+		log_info("%s: not answering qmp_capabilities "
+		    "(--no-caps-reply)", c->tag);
 		return;
 	}
 	if (c->negotiated) {
@@ -697,7 +750,7 @@ fake_handle(struct fake_conn *c, const struct qmp_msg *msg)
 	int			 oob = msg->m_exec_oob != -1;
 
 	if (opt.verbose)
-		log_debug("conn %d: read %.*s", c->id,
+		log_debug("%s: read %.*s", c->tag,
 		    (int)(msg->len > 300 ? 300 : msg->len), msg->buf);
 	if (span.len > 0) {
 		id = msg->buf + span.off;
@@ -713,7 +766,7 @@ fake_handle(struct fake_conn *c, const struct qmp_msg *msg)
 		    "QMP input lacks member 'execute'");
 		return;
 	}
-	log_info("conn %d: %s %s id %.*s", c->id, oob ? "exec-oob" : "command",
+	log_info("%s: %s %s id %.*s", c->tag, oob ? "exec-oob" : "command",
 	    msg->name, id != NULL ? (int)idlen : 6,
 	    id != NULL ? id : "(none)");
 	if (!oob && strcmp(msg->name, "qmp_capabilities") == 0) {
@@ -732,11 +785,11 @@ fake_handle(struct fake_conn *c, const struct qmp_msg *msg)
 	}
 	if (opt.trigger != NULL && !c->scripted &&
 	    strcmp(msg->name, opt.trigger) == 0) {
-		log_info("conn %d: trigger %s", c->id, msg->name);
+		log_info("%s: trigger %s", c->tag, msg->name);
 		fake_script(c);
 	}
 	if (fake_find_name(&opt.no_reply, msg->name) != NULL) {
-		log_info("conn %d: not answering %s (--no-reply)", c->id,
+		log_info("%s: not answering %s (--no-reply)", c->tag,
 		    msg->name);
 		return;
 	}
@@ -812,9 +865,9 @@ fake_event_cb(struct bufferevent *bev, short events, void *arg)
 	struct fake_conn	*c = arg;
 
 	if (events & BEV_EVENT_EOF)
-		log_info("conn %d: client left", c->id);
+		log_info("%s: client left", c->tag);
 	else if (events & BEV_EVENT_ERROR)
-		log_info("conn %d: %s", c->id,
+		log_info("%s: %s", c->tag,
 		    strerror(EVUTIL_SOCKET_ERROR()));
 	else
 		return;
@@ -839,32 +892,54 @@ fake_conn_free(struct fake_conn *c)
 	qmp_reader_free(c->reader);
 	evbuffer_free(c->pending);
 	event_free(c->tick);
-	if (conn == c)
-		conn = NULL;
+	if (c->mon->conn == c)
+		c->mon->conn = NULL;
+	free(c->flood_end);
 	free(c);
 }
 
-/* A connection is over: accept the next client, or exit. */
+/*
+ * A monitor is done with (--exit-after): stop listening and remove its
+ * socket; the process exits once no monitor is left.
+ */
+static void
+fake_mon_close(struct fake_mon *mon)
+{
+	if (mon->gone)
+		return;
+	mon->gone = 1;
+	event_del(mon->ev_accept);
+	unlink(mon->path);
+	close(mon->fd);
+	mon->fd = -1;
+	if (--nlive == 0) {
+		exit_status = 0;
+		event_base_loopbreak(base);
+	}
+}
+
+/* A connection is over: accept the next client, or close the monitor. */
 static void
 fake_free_cb(int fd, short events, void *arg)
 {
 	struct fake_conn	*c = arg;
+	struct fake_mon		*mon = c->mon;
 	int			 exiting = c->exiting;
 
-	log_info("conn %d: closed", c->id);
+	log_info("%s: closed", c->tag);
 	fake_conn_free(c);
 	if (exiting) {
-		exit_status = 0;
-		event_base_loopbreak(base);
+		fake_mon_close(mon);
 		return;
 	}
-	event_add(ev_accept, NULL);
+	event_add(mon->ev_accept, NULL);
 }
 
-/* Take one client; no other until it has gone. */
+/* Take one client of a monitor; no other until it has gone. */
 static void
 fake_accept_cb(int fd, short events, void *arg)
 {
+	struct fake_mon		*mon = arg;
 	struct fake_conn	*c;
 	char			 greeting[256];
 	int			 s;
@@ -876,11 +951,17 @@ fake_accept_cb(int fd, short events, void *arg)
 			log_warn("accept");
 		return;
 	}
-	event_del(ev_accept);
+	event_del(mon->ev_accept);
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		fatal("%s", __func__);
-	c->id = ++next_conn_id;
+	c->mon = mon;
+	c->id = ++mon->next_conn_id;
+	if (opt.many)
+		snprintf(c->tag, sizeof(c->tag), "monitor %d conn %d",
+		    mon->index, c->id);
+	else
+		snprintf(c->tag, sizeof(c->tag), "conn %d", c->id);
 	c->oob = opt.oob || !opt.no_oob;
 	TAILQ_INIT(&c->delayed);
 	c->bev = bufferevent_socket_new(base, s, BEV_OPT_CLOSE_ON_FREE);
@@ -897,11 +978,11 @@ fake_accept_cb(int fd, short events, void *arg)
 	bufferevent_setwatermark(c->bev, EV_WRITE,
 	    opt.split != 0 ? 0 : FAKE_FLOOD_LOW, 0);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	conn = c;
-	log_info("conn %d: accepted", c->id);
+	mon->conn = c;
+	log_info("%s: accepted", c->tag);
 
-	if (opt.silent) {
-		log_info("conn %d: silent, no greeting", c->id);
+	if (mon->silent) {
+		log_info("%s: silent, no greeting", c->tag);
 		return;
 	}
 	snprintf(greeting, sizeof(greeting), "{\"QMP\": {\"version\": "
@@ -909,7 +990,7 @@ fake_accept_cb(int fd, short events, void *arg)
 	    "\"package\": \"fake\"}, \"capabilities\": [%s]}}\r\n",
 	    opt.no_oob ? "" : "\"oob\"");
 	fake_write(c, greeting, strlen(greeting));
-	log_info("conn %d: greeting sent%s", c->id,
+	log_info("%s: greeting sent%s", c->tag,
 	    opt.no_oob ? " (no capabilities)" : "");
 }
 
@@ -931,10 +1012,15 @@ fake_signal_cb(int sig, short events, void *arg)
 static void
 fake_crash_cb(int sig, short events, void *arg)
 {
-	uint64_t	 unwritten, written;
-	unsigned long	 n;
+	struct fake_conn	*conn;
+	uint64_t		 unwritten, written;
+	unsigned long		 n;
+	char			 who[32];
+	int			 i;
 
-	if (conn != NULL && conn->flood_next > 0) {
+	for (i = 0; i < nmons; i++) {
+		if ((conn = mons[i].conn) == NULL || conn->flood_next == 0)
+			continue;
 		unwritten = fake_outlen(conn);
 		written = conn->enqueued - unwritten;
 		for (n = conn->flood_next; n > 0 &&
@@ -942,8 +1028,11 @@ fake_crash_cb(int sig, short events, void *arg)
 			if (conn->flood_end[(n - 1) % FAKE_FLOOD_RING] <=
 			    written)
 				break;
-		log_info("crash: %llu bytes unwritten; last FLOOD in the "
-		    "socket: %ld", (unsigned long long)unwritten,
+		who[0] = '\0';
+		if (opt.many)
+			snprintf(who, sizeof(who), "monitor %d: ", i);
+		log_info("crash: %s%llu bytes unwritten; last FLOOD in the "
+		    "socket: %ld", who, (unsigned long long)unwritten,
 		    (long)n - 1);
 	}
 	log_info("crash: exiting at once");
@@ -999,6 +1088,88 @@ fake_listen(const char *path)
 	return (fd);
 }
 
+/*
+ * With --many, make room for every monitor's two descriptors (its
+ * socket and its client) and a few more, within the hard limit.
+ */
+static void
+fake_raise_nofile(int n)
+{
+	struct rlimit	 rl;
+	rlim_t		 want = (rlim_t)n * 2 + 16;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		fatal("getrlimit");
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
+		fatalx("--many %d needs %llu open files; the hard limit is "
+		    "%llu", n, (unsigned long long)want,
+		    (unsigned long long)rl.rlim_max);
+	rl.rlim_cur = want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		fatal("setrlimit");
+}
+
+/* Make the monitors and listen on their sockets, in order. */
+static void
+fake_mons_open(void)
+{
+	struct fake_mon	*mon;
+	int		 i, silent = 0;
+
+	nmons = opt.many != 0 ? opt.many : 1;
+	if ((mons = calloc((size_t)nmons, sizeof(*mons))) == NULL)
+		fatal("%s", __func__);
+	for (i = 0; i < nmons; i++) {
+		mon = &mons[i];
+		mon->index = i;
+		mon->silent = opt.silent ||
+		    (opt.silent_from != -1 && i >= opt.silent_from);
+		if (opt.many == 0)
+			mon->path = strdup(opt.path);
+		else if (asprintf(&mon->path, "%s/%d.sock", opt.path, i) == -1)
+			mon->path = NULL;
+		if (mon->path == NULL)
+			fatal("%s", __func__);
+		mon->fd = fake_listen(mon->path);
+		mon->ev_accept = event_new(base, mon->fd, EV_READ | EV_PERSIST,
+		    fake_accept_cb, mon);
+		if (mon->ev_accept == NULL)
+			fatalx("event_new failed");
+		event_add(mon->ev_accept, NULL);
+		silent += mon->silent;
+	}
+	nlive = nmons;
+	if (opt.many == 0)
+		log_info("listening on %s", opt.path);
+	else
+		log_info("listening on %s/0.sock to %s/%d.sock (%d monitors, "
+		    "%d silent)", opt.path, opt.path, nmons - 1, nmons,
+		    silent);
+}
+
+/* Close every monitor, its client and its socket, at the exit. */
+static unsigned long
+fake_mons_free(void)
+{
+	unsigned long	 seq = 0;
+	int		 i;
+
+	for (i = 0; i < nmons; i++) {
+		seq += mons[i].seq;
+		fake_conn_free(mons[i].conn);
+		if (!mons[i].gone) {
+			unlink(mons[i].path);
+			close(mons[i].fd);
+		}
+		event_free(mons[i].ev_accept);
+		free(mons[i].path);
+	}
+	free(mons);
+	return (seq);
+}
+
 /* Parse the options, listen, and serve clients one at a time. */
 int
 main(int argc, char *argv[])
@@ -1019,14 +1190,18 @@ main(int argc, char *argv[])
 		{ "shut-read", no_argument, NULL, 'r' },
 		{ "hold-input", no_argument, NULL, 'H' },
 		{ "trigger", required_argument, NULL, 't' },
+		{ "many", required_argument, NULL, 'M' },
+		{ "silent-from", required_argument, NULL, 'K' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct event	*ev_term, *ev_int, *ev_usr1;
+	unsigned long	 seq;
 	const char	*eq;
 	int		 ch, idx;
 
+	opt.silent_from = -1;
 	TAILQ_INIT(&opt.no_reply);
 	TAILQ_INIT(&opt.delays);
 	while ((ch = getopt_long(argc, argv, "vh", longopts, &idx)) != -1) {
@@ -1085,6 +1260,18 @@ main(int argc, char *argv[])
 		case 't':
 			opt.trigger = optarg;
 			break;
+		case 'M':
+			opt.many = (int)fake_number("many", optarg, 1);
+			if (opt.many > 100000) {
+				fprintf(stderr, "fakeqemu: --many %s: at most "
+				    "100000\n", optarg);
+				exit(1);
+			}
+			break;
+		case 'K':
+			opt.silent_from = (int)fake_number("silent-from",
+			    optarg, 0);
+			break;
 		case 'v':
 			opt.verbose = 1;
 			break;
@@ -1094,35 +1281,29 @@ main(int argc, char *argv[])
 			fake_usage(stderr, 1);
 		}
 	}
-	if (optind != argc - 1)
+	if (optind != argc - 1 || (opt.silent_from != -1 && opt.many == 0))
 		fake_usage(stderr, 1);
 	opt.path = argv[optind];
 
 	log_init(1, opt.verbose);
 	signal(SIGPIPE, SIG_IGN);
+	if (opt.many != 0)
+		fake_raise_nofile(opt.many);
 	if ((base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
-	listen_fd = fake_listen(opt.path);
-	ev_accept = event_new(base, listen_fd, EV_READ | EV_PERSIST,
-	    fake_accept_cb, NULL);
 	ev_term = evsignal_new(base, SIGTERM, fake_signal_cb, NULL);
 	ev_int = evsignal_new(base, SIGINT, fake_signal_cb, NULL);
 	ev_usr1 = evsignal_new(base, SIGUSR1, fake_crash_cb, NULL);
-	if (ev_accept == NULL || ev_term == NULL || ev_int == NULL ||
-	    ev_usr1 == NULL)
+	if (ev_term == NULL || ev_int == NULL || ev_usr1 == NULL)
 		fatalx("event_new failed");
-	event_add(ev_accept, NULL);
 	evsignal_add(ev_term, NULL);
 	evsignal_add(ev_int, NULL);
 	evsignal_add(ev_usr1, NULL);
-	log_info("listening on %s", opt.path);
+	fake_mons_open();
 
 	event_base_dispatch(base);
 
-	fake_conn_free(conn);
-	unlink(opt.path);
-	close(listen_fd);
-	event_free(ev_accept);
+	seq = fake_mons_free();
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_usr1);
