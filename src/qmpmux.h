@@ -203,6 +203,7 @@ struct server {
 	size_t			 max_memory;
 	size_t			 backlog_bytes;
 	unsigned int		 nbacklogged;	/* VMs that hold events */
+	unsigned int		 nvms;		/* VMs made and not freed */
 	TAILQ_HEAD(, vm)	 budget_paused;
 	void			(*shutdown_done)(void *);
 	void			*shutdown_arg;

@@ -92,6 +92,7 @@ vm_new(struct server *s, struct vm_conf *conf)
 		fatal("%s", __func__);
 	vm->server = s;
 	vm->base = s->base;
+	s->nvms++;
 	vm_take_conf(&vm->conf, conf);
 	vm->name = vm->conf.name;
 	TAILQ_INIT(&vm->listeners);
@@ -204,12 +205,9 @@ vm_reconfigure(struct vm *vm, struct vm_conf *nc, int diff)
 	/* unchanged listeners only take their new, equal confs */
 	vm_reconfigure_listeners(vm, &old.listeners);
 	conf_vm_clear(&old);
-	if (diff & CONF_DIFF_UPSTREAM) {
-		vm_log(vm, LOG_INFO, "upstream %s:%s",
-		    conf_upstream_mode_name(vm->conf.upstream_mode),
-		    vm->conf.upstream != NULL ? vm->conf.upstream : "(fd)");
+	/* the monitor logs the new upstream as it reaches it */
+	if (diff & CONF_DIFF_UPSTREAM)
 		monitor_restart(vm->mon);
-	}
 	cmd_pump(vm);
 }
 
@@ -294,6 +292,7 @@ vm_free(struct vm *vm)
 	conf_vm_clear(&vm->conf);
 	vm_budget_forget(vm);
 	/* what it still holds is freed soon, and no longer the server's */
+	vm->server->nvms--;
 	vm->server->backlog_bytes -= vm->backlog_bytes;
 	if (vm->backlog_events > 0)
 		vm->server->nbacklogged--;
@@ -367,15 +366,17 @@ vm_remove_cb(int fd, short events, void *arg)
 
 /*
  * The part of the host's budget a VM may hold when the budget is
- * spent: an equal share among the VMs that hold events.  A VM under its
- * share reads on whatever the others hold, so one VM's slow clients
- * can never stop another's events; the sum can then pass the budget,
- * by at most the budget again.
+ * spent: an equal share among all the VMs.  A VM under its share reads
+ * on whatever the others hold, so one VM's slow clients can never stop
+ * another's events; the sum can then pass the budget by at most every
+ * VM's share, the budget again.  (A share among only the VMs that hold
+ * events would grow as they drain, and let the sum reach the budget
+ * times 1 + 1/2 + ... + 1/N.)
  */
 static size_t
 vm_share(const struct server *s)
 {
-	return (s->max_memory / (s->nbacklogged > 0 ? s->nbacklogged : 1));
+	return (s->max_memory / (s->nvms > 0 ? s->nvms : 1));
 }
 
 /*

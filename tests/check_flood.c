@@ -148,7 +148,7 @@ END_TEST
  * The host's budget: two VMs whose own bounds (64M) would each hold a
  * whole flood, and max_total_queued_bytes = 2M for both together.  The
  * first VM's backlog stops at the budget; the second, flooding then,
- * reads on up to its share (half the budget, with two VMs holding
+ * reads on up to its share (half the budget, with two VMs), whatever
  * events) whatever the first holds, and stops there; qmpmuxd's memory
  * stays within what the budget allows (at most twice it), not what the
  * VMs' bounds would; and once the holders go, both resume and every
