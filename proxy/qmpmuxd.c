@@ -11,6 +11,7 @@
  */
 #include "config.h"
 
+#include <sys/resource.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -54,6 +55,7 @@ static void	signal_dump_cb(int, short, void *);
 static void	signal_ignore_cb(int, short, void *);
 static void	stopped_cb(void *);
 static void	notify(const char *);
+static void	raise_nofile(void);
 
 /*
  * The signals the daemon catches.  SIGUSR2 is kept for the restart;
@@ -209,6 +211,22 @@ static void
 stopped_cb(void *arg)
 {
 	event_base_loopexit(base, NULL);
+}
+
+/*
+ * Two fds per VM and one per client: the soft limit many systems start
+ * with (1024) would stop a host at some 500 VMs.  Take the hard one.
+ */
+static void
+raise_nofile(void)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		log_warn("cannot raise the limit of open files");
 }
 
 /* Tell the service manager, when there is one. */
@@ -477,6 +495,7 @@ main(int argc, char *argv[])
 
 	log_init(debug, verbose);
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 	/*
 	 * Signals are caught before the listeners exist: a SIGTERM as soon
 	 * as a socket appears must still remove it.
