@@ -100,6 +100,7 @@ usage(FILE *f, int status)
 	    "               [--max-queued-commands N] [--max-queued-events N]\n"
 	    "               [--max-queued-bytes BYTES]"
 	    " [--max-total-queued-bytes BYTES]\n"
+	    "               [--dump-file PATH]\n"
 	    "       qmpmuxd --help | --version\n");
 	exit(status);
 }
