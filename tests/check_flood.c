@@ -33,24 +33,6 @@ teardown(void)
 }
 
 /*
- * ASan keeps freed memory in a quarantine of up to 256 MiB to catch
- * use after free; a flood of a million events passes all of it through
- * there, and the RSS would measure ASan instead of qmpmuxd.  A 1 MiB
- * quarantine still catches a use soon after a free.  Other options the
- * caller set are kept.
- */
-static void
-small_quarantine(void)
-{
-	const char	*old = getenv("ASAN_OPTIONS");
-	char		 opts[512];
-
-	snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=1",
-	    old != NULL ? old : "", old != NULL && *old != '\0' ? ":" : "");
-	setenv("ASAN_OPTIONS", opts, 1);
-}
-
-/*
  * A flood of 100,000 events on a trigger, and qmpmuxd with two
  * listeners: dsock disconnects slow clients after 1 s, t_psock blocks.
  */
@@ -105,7 +87,7 @@ START_TEST(test_flood_bounded)
 	double		 eps;
 	long long	 t0;
 
-	small_quarantine();
+	t_small_quarantine();
 	c = t_flood_start(fargs, opts, 1000000, (size_t)bytes_bound, &r,
 	    &base_kb);
 	paused_kb = t_proc_kb(t_proxy_pid, "VmRSS");
@@ -167,7 +149,7 @@ START_TEST(test_host_budget)
 	long		 base_kb, paused_kb, peak_kb, limit_kb;
 	FILE		*f;
 
-	small_quarantine();
+	t_small_quarantine();
 	conf = t_path("qmpmuxd.conf");
 	fa = t_path("fa.sock");
 	fb = t_path("fb.sock");
@@ -380,7 +362,7 @@ START_TEST(test_last_words_bounded)
 	struct t_flood	 r;
 	long		 base_kb, peak_kb, paused, taken;
 
-	small_quarantine();
+	t_small_quarantine();
 	a = t_flood_start(fargs, opts, 1000000, (size_t)bytes_bound, &r,
 	    &base_kb);
 	paused = r.n;

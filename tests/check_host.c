@@ -60,21 +60,6 @@ raise_nofile(rlim_t want)
 	return (rl.rlim_cur);
 }
 
-/*
- * ASan keeps up to 256 MiB of freed memory in quarantine; with 1 MiB
- * the RSS measures qmpmuxd rather than ASan (as check_flood does).
- */
-static void
-small_quarantine(void)
-{
-	const char	*old = getenv("ASAN_OPTIONS");
-	char		 opts[512];
-
-	snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=1",
-	    old != NULL ? old : "", old != NULL && *old != '\0' ? ":" : "");
-	setenv("ASAN_OPTIONS", opts, 1);
-}
-
 /* Start the fake with n monitors in DIR/dir, their sockets waited for. */
 static pid_t
 start_fakes(const char *dir, int n, const char *const *args, const char *log)
@@ -579,7 +564,7 @@ START_TEST(test_rss)
 	rlim_t			 lim;
 	int			 i;
 
-	small_quarantine();
+	t_small_quarantine();
 	lim = raise_nofile(8192);
 	ck_assert_msg(lim >= 2 * 1000 + 64, "the hard limit of open files, "
 	    "%llu, is too low for 1000 VMs", (unsigned long long)lim);

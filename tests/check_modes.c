@@ -175,6 +175,24 @@ gone(const char *path)
 }
 
 /*
+ * QEMU stops, with client a's two commands sent (the probe's timeout
+ * shows the proxy read both), and is killed: a gets the lost path, its
+ * queued command's error and then EOF, and is freed.
+ */
+static void
+qemu_killed_under(struct t_client *a)
+{
+	ck_assert_int_eq(kill(t_qemu_pid, SIGSTOP), 0);
+	t_send(a, PROBE);
+	t_recv_eq(a, PROBED);
+	t_stop(t_qemu_pid, SIGKILL);
+	t_qemu_pid = 0;
+	t_recv_eq(a, LOST);
+	ck_assert(t_eof(a, T_WAIT_MS));
+	t_client_free(a);
+}
+
+/*
  * Listen mode: qmpmuxd first, its upstream socket a 0600 unix socket; a
  * client that connects before QEMU waits for the greeting; QEMU dials
  * in and both that client and a new one are served.
@@ -221,15 +239,7 @@ START_TEST(test_listen_qemu_restart)
 	t_qemu_pid = qemu_dial(upsock);
 	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
 
-	/* the probe's timeout shows the proxy read both commands */
-	ck_assert_int_eq(kill(t_qemu_pid, SIGSTOP), 0);
-	t_send(a, PROBE);
-	t_recv_eq(a, PROBED);
-	t_stop(t_qemu_pid, SIGKILL);
-	t_qemu_pid = 0;
-	t_recv_eq(a, LOST);
-	ck_assert(t_eof(a, T_WAIT_MS));
-	t_client_free(a);
+	qemu_killed_under(a);
 
 	ck_assert(t_is_socket(upsock));
 	t_qemu_pid = qemu_dial(upsock);
@@ -604,14 +614,7 @@ START_TEST(test_fd_closed_once)
 	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
 	t_cmd_eq(a, STATUS, RUNNING);
 
-	ck_assert_int_eq(kill(t_qemu_pid, SIGSTOP), 0);
-	t_send(a, PROBE);
-	t_recv_eq(a, PROBED);
-	t_stop(t_qemu_pid, SIGKILL);
-	t_qemu_pid = 0;
-	t_recv_eq(a, LOST);
-	ck_assert(t_eof(a, T_WAIT_MS));
-	t_client_free(a);
+	qemu_killed_under(a);
 
 	pfd.fd = sp[0];
 	pfd.events = POLLIN;

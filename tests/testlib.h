@@ -123,6 +123,7 @@ struct t_flood {
 	size_t		 maxlen;	/* the longest one's */
 	long		 other;		/* other messages passed over */
 };
+void		 t_small_quarantine(void);
 void		 t_flood_init(struct t_flood *, struct t_client *);
 int		 t_flood_read(struct t_flood *, long, size_t);
 int		 t_read_flood(struct t_client *, long, size_t *);
