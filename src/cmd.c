@@ -343,7 +343,11 @@ cmd_reply(struct vm *vm, struct qmp_msg *msg)
 		vm_log(vm, LOG_INFO, "late reply to %s after %.3fs dropped%s",
 		    cmd->name, util_elapsed(&cmd->arrived),
 		    vm->stalled ? "" : "; no longer stalled");
-	} else if (cmd->client != NULL) {
+	} else {
+		/* a round trip: QEMU answered before the deadline */
+		metrics_observe(&vm->stats, util_elapsed(&cmd->arrived));
+	}
+	if (!cmd->answered && cmd->client != NULL) {
 		vm->stats.replies++;
 		client_reply(cmd->client, msg, cmd->client_id,
 		    cmd->client_id_len);

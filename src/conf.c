@@ -18,6 +18,7 @@
  */
 #include "config.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <errno.h>
@@ -60,6 +61,7 @@ enum conf_type {
 	CONF_ALLOW,		/* command globs, space separated */
 	CONF_DENY,
 	CONF_PATH,		/* a file's path, made absolute */
+	CONF_ADDR,		/* IPv4:PORT or [IPv6]:PORT */
 };
 
 /*
@@ -121,6 +123,8 @@ static const struct conf_opt {
 	    offsetof(struct conf, max_memory), 1, (double)SIZE_MAX, "1G" },
 	{ "dump_file", CONF_GLOBAL, CONF_PATH, offsetof(struct conf,
 	    dump_file), 0, 0, QMPMUX_RUNDIR "/dump.json" },
+	{ "metrics", CONF_GLOBAL, CONF_ADDR, offsetof(struct conf, metrics),
+	    0, 0, NULL },
 #undef V
 #undef L
 };
@@ -510,6 +514,8 @@ conf_apply(void *base, int i, const char *key, const char *value,
 	unsigned long		 m;
 	char			*end;
 	int			 b;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
 
 	p += o->off;
 	switch (o->type) {
@@ -583,6 +589,15 @@ conf_apply(void *base, int i, const char *key, const char *value,
 		if (*value != '/')
 			return (conf_err(err, errlen, "expected an absolute "
 			    "path"));
+		free(*(char **)(void *)p);
+		if ((*(char **)(void *)p = strdup(value)) == NULL)
+			fatal("%s", __func__);
+		break;
+	case CONF_ADDR:
+		if (util_parse_hostport(value, &ss, &sslen) == -1)
+			return (conf_err(err, errlen, "expected ADDRESS:PORT, "
+			    "an IPv4 address or an IPv6 one in brackets, and a "
+			    "port from 0 to 65535"));
 		free(*(char **)(void *)p);
 		if ((*(char **)(void *)p = strdup(value)) == NULL)
 			fatal("%s", __func__);
@@ -677,8 +692,10 @@ conf_check_value(const char *key, const char *value, char *err,
 			return (*value == '\0' ? conf_err(err, errlen,
 			    "expected a path") : 0);
 		memset(&c, 0, sizeof(c));
-		return (conf_apply(&c, (int)(o - conf_opts), key, value, err,
-		    errlen));
+		rv = conf_apply(&c, (int)(o - conf_opts), key, value, err,
+		    errlen);
+		free(c.metrics);
+		return (rv);
 	}
 	conf_vm_init(&vc);
 	rv = conf_set_vm(&vc, key, value, err, errlen);
@@ -1423,7 +1440,8 @@ conf_clear(struct conf *conf)
 	conf_vm_clear(&conf->defaults);
 	free(conf->path);
 	free(conf->dump_file);
-	conf->path = conf->dump_file = NULL;
+	free(conf->metrics);
+	conf->path = conf->dump_file = conf->metrics = NULL;
 }
 
 /* Whether two lists of per-command timeouts are the same. */

@@ -8,6 +8,7 @@
 #define QMPMUX_H
 
 #include <sys/types.h>
+#include <sys/socket.h>
 #include <sys/queue.h>
 #include <sys/time.h>
 #include <stdint.h>
@@ -136,6 +137,7 @@ struct conf {
 	struct vm_confs		 vms;
 	size_t			 max_memory;	/* host-wide budget, bytes */
 	char			*dump_file;	/* where SIGUSR1 writes */
+	char			*metrics;	/* ADDR:PORT; NULL: off */
 };
 
 /*
@@ -208,6 +210,8 @@ struct server {
 	void			(*shutdown_done)(void *);
 	void			*shutdown_arg;
 	char			*dump_file;
+	struct metrics		*metrics;	/* NULL: off, or cannot listen */
+	struct timeval		 started;	/* wall clock */
 };
 
 struct server	*server_new(struct event_base *, const char *,
@@ -231,6 +235,15 @@ char		*dump_json(struct server *, size_t *);
 void		 dump_log(struct server *);
 int		 dump_write(struct server *, const char *);
 
+/* metrics.c: the Prometheus text format over HTTP */
+#define METRICS_NBUCKETS	15	/* of the duration, +Inf apart */
+struct metrics;
+struct vm_stats;
+struct metrics	*metrics_new(struct server *, const char *);
+void		 metrics_free(struct metrics *);
+const char	*metrics_addr(const struct metrics *);
+void		 metrics_observe(struct vm_stats *, double);
+
 /* vm.c */
 struct vm_stats {
 	uint64_t		 commands;
@@ -247,6 +260,10 @@ struct vm_stats {
 	uint64_t		 clients_refused;	/* not in allowed_uids */
 	uint64_t		 bytes_from_qemu;	/* its messages, whole */
 	uint64_t		 bytes_to_qemu;
+	/* round trips of commands QEMU answered, each in its bucket */
+	uint64_t		 duration_buckets[METRICS_NBUCKETS];
+	uint64_t		 duration_count;
+	double			 duration_sum;
 };
 
 struct vm {
@@ -504,5 +521,7 @@ struct yajl_val_s;
 void		 util_json_gen(struct yajl_gen_t *, struct yajl_val_s *);
 int		 util_parse_uint(const char *, unsigned int, unsigned int,
 		    unsigned int *);
+int		 util_parse_hostport(const char *, struct sockaddr_storage *,
+		    socklen_t *);
 
 #endif

@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include <sys/time.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ server_new(struct event_base *base, const char *conf_path,
 	TAILQ_INIT(&s->stopping);
 	TAILQ_INIT(&s->budget_paused);
 	s->max_memory = SIZE_MAX;
+	gettimeofday(&s->started, NULL);
 	return (s);
 }
 
@@ -128,14 +130,38 @@ server_vm_stopped(struct vm *vm, void *arg)
 		s->shutdown_done(s->shutdown_arg);
 }
 
-/* Take what the configuration says for the whole daemon. */
-static void
+/*
+ * Serve the metrics at addr, NULL for none: a new address is listened
+ * on in place of the old, and the same one is left alone, unless it
+ * could not be listened on before.  -1 (logged) if it cannot be now.
+ */
+static int
+server_set_metrics(struct server *s, const char *addr)
+{
+	if (s->metrics != NULL && addr != NULL &&
+	    strcmp(metrics_addr(s->metrics), addr) == 0)
+		return (0);
+	metrics_free(s->metrics);
+	s->metrics = NULL;
+	if (addr == NULL)
+		return (0);
+	if ((s->metrics = metrics_new(s, addr)) == NULL)
+		return (-1);
+	return (0);
+}
+
+/*
+ * Take what the configuration says for the whole daemon; -1 (logged)
+ * if the metrics cannot be served where it says.
+ */
+static int
 server_set_global(struct server *s, struct conf *conf)
 {
 	s->max_memory = conf->max_memory;
 	free(s->dump_file);
 	if ((s->dump_file = strdup(conf->dump_file)) == NULL)
 		fatal("%s", __func__);
+	return (server_set_metrics(s, conf->metrics));
 }
 
 /*
@@ -164,7 +190,8 @@ server_start(struct server *s, struct conf *conf)
 	struct vm_conf	*vc;
 	struct vm	*vm;
 
-	server_set_global(s, conf);
+	if (server_set_global(s, conf) == -1)
+		return (-1);
 	while ((vc = TAILQ_FIRST(&conf->vms)) != NULL) {
 		TAILQ_REMOVE(&conf->vms, vc, entry);
 		if (server_add(s, vc) == -1) {
@@ -289,6 +316,7 @@ server_free(struct server *s)
 		TAILQ_REMOVE(&s->stopping, vm, entry);
 		vm_free(vm);
 	}
+	metrics_free(s->metrics);
 	conf_entries_clear(&s->cmdline);
 	free(s->conf_path);
 	free(s->dump_file);

@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -455,4 +457,57 @@ util_json_gen(yajl_gen g, yajl_val v)
 		yajl_gen_null(g);
 		break;
 	}
+}
+
+/*
+ * Parse ADDRESS:PORT, an IPv4 address or an IPv6 one in brackets, with
+ * a port from 0 (any free one) to 65535, into ss.  -1 if it is not one.
+ */
+int
+util_parse_hostport(const char *s, struct sockaddr_storage *ss,
+    socklen_t *sslen)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)(void *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)(void *)ss;
+	char			 host[INET6_ADDRSTRLEN];
+	const char		*colon, *p;
+	unsigned long		 port;
+	size_t			 n;
+	int			 v6 = *s == '[';
+
+	memset(ss, 0, sizeof(*ss));
+	if (v6) {
+		if ((p = strchr(s, ']')) == NULL || p[1] != ':')
+			return (-1);
+		colon = p + 1;
+		n = (size_t)(p - s - 1);
+		s++;
+	} else {
+		if ((colon = strchr(s, ':')) == NULL ||
+		    strchr(colon + 1, ':') != NULL)
+			return (-1);
+		n = (size_t)(colon - s);
+	}
+	if (n == 0 || n >= sizeof(host))
+		return (-1);
+	memcpy(host, s, n);
+	host[n] = '\0';
+	p = colon + 1;
+	if (*p == '\0' || strspn(p, "0123456789") != strlen(p) ||
+	    strlen(p) > 5 || (port = strtoul(p, NULL, 10)) > 65535)
+		return (-1);
+	if (v6) {
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return (-1);
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		*sslen = sizeof(*sin6);
+	} else {
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return (-1);
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		*sslen = sizeof(*sin);
+	}
+	return (0);
 }

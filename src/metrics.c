@@ -1,0 +1,505 @@
+/*
+ * Metrics in the Prometheus text format (version 0.0.4), over HTTP on
+ * the address of the [global] key metrics: GET /metrics, and 404 for
+ * any other path.  evhttp serves it on the daemon's loop: the response
+ * is built in memory from the counters the VMs keep, a family at a
+ * time, and handed to evhttp, which writes it without blocking.
+ *
+ * A slow or greedy scraper is bounded three ways.  Every connection
+ * has METRICS_TIMEOUT seconds for each read and write (evhttp_set_
+ * timeout), and small request headers and body.  A response larger
+ * than METRICS_MAX_BYTES is not sent: the scrape gets a 500.  At most
+ * METRICS_MAX_CONNS connections are served at once: evhttp has no cap
+ * of its own, so each connection is counted at its first request (a
+ * close callback counts it out), the listener stops accepting while the
+ * count is at the cap, and a connection accepted before that which
+ * would pass the cap gets a 503 and is closed.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+
+#include "qmpmux.h"
+
+#define METRICS_TIMEOUT		10		/* seconds, each read or write */
+#define METRICS_MAX_CONNS	8		/* served at once */
+#define METRICS_MAX_BYTES	(16 << 20)	/* of one response */
+#define METRICS_MAX_HEADERS	8192		/* of one request */
+
+/* The buckets of qmpmux_command_duration_seconds, as they are printed. */
+static const char *metrics_le[METRICS_NBUCKETS] = {
+	"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
+	"0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30",
+};
+
+/*
+ * The metrics server.  conns are the connections served now, nconns
+ * of them, at most METRICS_MAX_CONNS; while there are that many, the
+ * listener (evl, evhttp's) does not accept.
+ */
+struct metrics {
+	struct server		*server;
+	struct evhttp		*http;
+	struct evconnlistener	*evl;
+	char			*addr;		/* as configured */
+	char			 bound[INET6_ADDRSTRLEN + 16];
+	struct evhttp_connection *conns[METRICS_MAX_CONNS];
+	int			 nconns;
+	int			 closing;	/* metrics_free runs */
+};
+
+/* What a per-VM series shows. */
+enum metrics_src {
+	M_COMMANDS, M_REPLIES, M_TIMEOUTS_UNSENT, M_TIMEOUTS_SENT,
+	M_LATE_REPLIES, M_UNKNOWN_REPLIES, M_EVENTS, M_EVENT_BYTES,
+	M_FROM_QEMU, M_TO_QEMU, M_RECONNECTS, M_CLIENTS_TOTAL,
+	M_CLIENTS_REFUSED, M_REFUSED, M_UP, M_STALLED, M_READS_PAUSED,
+	M_BACKLOG_EVENTS, M_BACKLOG_BYTES, M_INFLIGHT, M_QUEUED, M_CLIENTS,
+};
+
+/*
+ * The per-VM families: each is one series per VM with the label vm,
+ * or two with a second label, named in label and told apart by value.
+ */
+static const struct metrics_family {
+	const char		*name;
+	const char		*type;
+	const char		*help;
+	const char		*label;
+	const char		*value[2];
+	enum metrics_src	 src[2];
+} metrics_families[] = {
+	{ "qmpmux_commands_total", "counter",
+	    "Commands taken from clients, to be sent to QEMU.", NULL,
+	    { NULL }, { M_COMMANDS } },
+	{ "qmpmux_replies_total", "counter",
+	    "Replies of QEMU passed to the client that asked.", NULL,
+	    { NULL }, { M_REPLIES } },
+	{ "qmpmux_command_timeouts_total", "counter",
+	    "Commands past their deadline, before or after they were sent.",
+	    "when", { "unsent", "sent" },
+	    { M_TIMEOUTS_UNSENT, M_TIMEOUTS_SENT } },
+	{ "qmpmux_late_replies_dropped_total", "counter",
+	    "Replies of QEMU to commands past their deadline, dropped.", NULL,
+	    { NULL }, { M_LATE_REPLIES } },
+	{ "qmpmux_unknown_replies_dropped_total", "counter",
+	    "Replies of QEMU that matched no command, dropped.", NULL,
+	    { NULL }, { M_UNKNOWN_REPLIES } },
+	{ "qmpmux_events_total", "counter",
+	    "Events read from QEMU.", NULL, { NULL }, { M_EVENTS } },
+	{ "qmpmux_event_bytes_total", "counter",
+	    "Bytes of the events read from QEMU.", NULL, { NULL },
+	    { M_EVENT_BYTES } },
+	{ "qmpmux_upstream_bytes_total", "counter",
+	    "Bytes of the messages read from and written to QEMU.",
+	    "direction", { "from_qemu", "to_qemu" },
+	    { M_FROM_QEMU, M_TO_QEMU } },
+	{ "qmpmux_reconnects_total", "counter",
+	    "Times the upstream was lost and QEMU reached again.", NULL,
+	    { NULL }, { M_RECONNECTS } },
+	{ "qmpmux_clients_total", "counter",
+	    "Clients accepted.", NULL, { NULL }, { M_CLIENTS_TOTAL } },
+	{ "qmpmux_clients_refused_total", "counter",
+	    "Connections refused: a uid that allowed_uids does not list.",
+	    NULL, { NULL }, { M_CLIENTS_REFUSED } },
+	{ "qmpmux_commands_refused_total", "counter",
+	    "Commands refused because max_queued_commands already waited.",
+	    NULL, { NULL }, { M_REFUSED } },
+	{ "qmpmux_vm_up", "gauge",
+	    "1 when the upstream is ready (stalled included), else 0.", NULL,
+	    { NULL }, { M_UP } },
+	{ "qmpmux_vm_stalled", "gauge",
+	    "1 when a sent command is past its deadline and QEMU has not "
+	    "answered it.", NULL, { NULL }, { M_STALLED } },
+	{ "qmpmux_reads_paused", "gauge",
+	    "1 when reads from QEMU are paused at the event backlog's bounds.",
+	    NULL, { NULL }, { M_READS_PAUSED } },
+	{ "qmpmux_backlog_events", "gauge",
+	    "Events read from QEMU and not yet written to every client.",
+	    NULL, { NULL }, { M_BACKLOG_EVENTS } },
+	{ "qmpmux_backlog_bytes", "gauge",
+	    "Bytes of the events in the backlog.", NULL, { NULL },
+	    { M_BACKLOG_BYTES } },
+	{ "qmpmux_commands_in_flight", "gauge",
+	    "In-band commands sent to QEMU and not answered by it.", NULL,
+	    { NULL }, { M_INFLIGHT } },
+	{ "qmpmux_commands_queued", "gauge",
+	    "Commands waiting to be sent to QEMU.", NULL, { NULL },
+	    { M_QUEUED } },
+	{ "qmpmux_clients", "gauge",
+	    "Clients connected.", NULL, { NULL }, { M_CLIENTS } },
+};
+#define METRICS_NFAMILIES \
+	(sizeof(metrics_families) / sizeof(metrics_families[0]))
+
+static void	metrics_request_cb(struct evhttp_request *, void *);
+static void	metrics_close_cb(struct evhttp_connection *, void *);
+
+/* The value of one series of a VM. */
+static unsigned long long
+metrics_value(const struct vm *vm, enum metrics_src src)
+{
+	const struct vm_stats	*st = &vm->stats;
+	const struct client	*c;
+	const char		*state;
+	unsigned long long	 n = 0;
+
+	switch (src) {
+	case M_COMMANDS:	return (st->commands);
+	case M_REPLIES:		return (st->replies);
+	case M_TIMEOUTS_UNSENT:	return (st->timeouts_unsent);
+	case M_TIMEOUTS_SENT:	return (st->timeouts_sent);
+	case M_LATE_REPLIES:	return (st->late_replies);
+	case M_UNKNOWN_REPLIES:	return (st->unknown_replies);
+	case M_EVENTS:		return (st->events);
+	case M_EVENT_BYTES:	return (st->event_bytes);
+	case M_FROM_QEMU:	return (st->bytes_from_qemu);
+	case M_TO_QEMU:		return (st->bytes_to_qemu);
+	case M_RECONNECTS:	return (st->reconnects);
+	case M_CLIENTS_TOTAL:	return (st->clients);
+	case M_CLIENTS_REFUSED:	return (st->clients_refused);
+	case M_REFUSED:		return (st->refused);
+	case M_UP:
+		state = dump_vm_state(vm);
+		return (strcmp(state, "ready") == 0 ||
+		    strcmp(state, "stalled") == 0);
+	case M_STALLED:		return (vm->stalled != 0);
+	case M_READS_PAUSED:	return (vm->reads_paused != 0);
+	case M_BACKLOG_EVENTS:	return (vm->backlog_events);
+	case M_BACKLOG_BYTES:	return (vm->backlog_bytes);
+	case M_INFLIGHT:	return (vm->ninflight);
+	case M_QUEUED:		return (vm->nqueued);
+	case M_CLIENTS:
+		TAILQ_FOREACH(c, &vm->clients, entry)
+			n++;
+		return (n);
+	}
+	return (0);
+}
+
+/* Count a command's round trip, from its arrival to QEMU's reply. */
+void
+metrics_observe(struct vm_stats *st, double seconds)
+{
+	static const double	 le[METRICS_NBUCKETS] = {
+		0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+		0.5, 1, 2.5, 5, 10, 30,
+	};
+	int			 i;
+
+	for (i = 0; i < METRICS_NBUCKETS; i++) {
+		if (seconds <= le[i]) {
+			st->duration_buckets[i]++;
+			break;
+		}
+	}
+	st->duration_count++;
+	st->duration_sum += seconds;
+}
+
+/* A label value as the text format escapes it: \\, \" and \n. */
+static void
+metrics_label(struct evbuffer *b, const char *value)
+{
+	const char	*p;
+
+	for (p = value; *p != '\0'; p++) {
+		switch (*p) {
+		case '\\':
+			evbuffer_add(b, "\\\\", 2);
+			break;
+		case '"':
+			evbuffer_add(b, "\\\"", 2);
+			break;
+		case '\n':
+			evbuffer_add(b, "\\n", 2);
+			break;
+		default:
+			evbuffer_add(b, p, 1);
+		}
+	}
+}
+
+/* The HELP and TYPE lines of a family. */
+static void
+metrics_family(struct evbuffer *b, const char *name, const char *type,
+    const char *help)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help,
+	    name, type);
+}
+
+/* The start of a VM's sample: NAME{vm="VM" and no closing brace. */
+static void
+metrics_vm_sample(struct evbuffer *b, const char *name, const struct vm *vm)
+{
+	evbuffer_add_printf(b, "%s{vm=\"", name);
+	metrics_label(b, vm->name);
+	evbuffer_add(b, "\"", 1);
+}
+
+/* The histogram of the round trips of a VM's commands. */
+static void
+metrics_histogram(struct evbuffer *b, const struct vm *vm)
+{
+	const struct vm_stats	*st = &vm->stats;
+	const char		*name = "qmpmux_command_duration_seconds";
+	unsigned long long	 n = 0;
+	char			 fam[64];
+	int			 i;
+
+	for (i = 0; i < METRICS_NBUCKETS; i++) {
+		n += st->duration_buckets[i];
+		snprintf(fam, sizeof(fam), "%s_bucket", name);
+		metrics_vm_sample(b, fam, vm);
+		evbuffer_add_printf(b, ",le=\"%s\"} %llu\n", metrics_le[i], n);
+	}
+	metrics_vm_sample(b, fam, vm);
+	evbuffer_add_printf(b, ",le=\"+Inf\"} %llu\n",
+	    (unsigned long long)st->duration_count);
+	snprintf(fam, sizeof(fam), "%s_sum", name);
+	metrics_vm_sample(b, fam, vm);
+	evbuffer_add_printf(b, "} %.9f\n", st->duration_sum);
+	snprintf(fam, sizeof(fam), "%s_count", name);
+	metrics_vm_sample(b, fam, vm);
+	evbuffer_add_printf(b, "} %llu\n",
+	    (unsigned long long)st->duration_count);
+}
+
+/*
+ * The whole exposition into b: the process's families, then each
+ * per-VM family with a series for every running VM.  -1 as soon as it
+ * passes METRICS_MAX_BYTES.
+ */
+static int
+metrics_render(struct server *s, struct evbuffer *b)
+{
+	const struct metrics_family	*f;
+	struct vm			*vm;
+	size_t				 i;
+	int				 j;
+
+	metrics_family(b, "process_start_time_seconds", "gauge",
+	    "Start time of the process since the epoch, in seconds.");
+	evbuffer_add_printf(b, "process_start_time_seconds %.3f\n",
+	    (double)s->started.tv_sec + s->started.tv_usec / 1e6);
+	metrics_family(b, "qmpmux_vms", "gauge", "VMs running.");
+	evbuffer_add_printf(b, "qmpmux_vms %u\n", server_count(s));
+	metrics_family(b, "qmpmux_event_bytes_held", "gauge",
+	    "Bytes of the event backlogs of all VMs.");
+	evbuffer_add_printf(b, "qmpmux_event_bytes_held %zu\n",
+	    s->backlog_bytes);
+	metrics_family(b, "qmpmux_max_total_queued_bytes", "gauge",
+	    "The host-wide bound of the event backlogs, in bytes.");
+	evbuffer_add_printf(b, "qmpmux_max_total_queued_bytes %zu\n",
+	    s->max_memory);
+
+	for (i = 0; i < METRICS_NFAMILIES; i++) {
+		f = &metrics_families[i];
+		metrics_family(b, f->name, f->type, f->help);
+		TAILQ_FOREACH(vm, &s->vms, entry) {
+			for (j = 0; j < (f->label != NULL ? 2 : 1); j++) {
+				metrics_vm_sample(b, f->name, vm);
+				if (f->label != NULL)
+					evbuffer_add_printf(b, ",%s=\"%s\"",
+					    f->label, f->value[j]);
+				evbuffer_add_printf(b, "} %llu\n",
+				    metrics_value(vm, f->src[j]));
+			}
+			if (evbuffer_get_length(b) > METRICS_MAX_BYTES)
+				return (-1);
+		}
+	}
+	metrics_family(b, "qmpmux_command_duration_seconds", "histogram",
+	    "Round trip of the commands QEMU answered, from their arrival "
+	    "to QEMU's reply, in seconds.");
+	TAILQ_FOREACH(vm, &s->vms, entry) {
+		metrics_histogram(b, vm);
+		if (evbuffer_get_length(b) > METRICS_MAX_BYTES)
+			return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Count a connection at its request; 0 if it may be served, -1 if it
+ * would pass the cap.  At the cap the listener stops accepting.
+ */
+static int
+metrics_track(struct metrics *m, struct evhttp_connection *evcon)
+{
+	int	 i;
+
+	for (i = 0; i < m->nconns; i++) {
+		if (m->conns[i] == evcon)
+			return (0);
+	}
+	if (m->nconns >= METRICS_MAX_CONNS)
+		return (-1);
+	m->conns[m->nconns++] = evcon;
+	evhttp_connection_set_closecb(evcon, metrics_close_cb, m);
+	if (m->nconns == METRICS_MAX_CONNS && m->evl != NULL)
+		evconnlistener_disable(m->evl);
+	return (0);
+}
+
+/* A connection served is closed: below the cap, accept again. */
+static void
+metrics_close_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct metrics	*m = arg;
+	int		 i;
+
+	if (m->closing)
+		return;
+	for (i = 0; i < m->nconns; i++) {
+		if (m->conns[i] != evcon)
+			continue;
+		m->conns[i] = m->conns[--m->nconns];
+		if (m->nconns == METRICS_MAX_CONNS - 1 && m->evl != NULL)
+			evconnlistener_enable(m->evl);
+		return;
+	}
+}
+
+/* A request: GET /metrics, or 404. */
+static void
+metrics_request_cb(struct evhttp_request *req, void *arg)
+{
+	struct metrics		*m = arg;
+	struct evkeyvalq	*out = evhttp_request_get_output_headers(req);
+	const char		*path;
+	struct evbuffer		*b;
+
+	if (metrics_track(m, evhttp_request_get_connection(req)) == -1) {
+		evhttp_add_header(out, "Connection", "close");
+		evhttp_send_error(req, 503, "Too many connections");
+		return;
+	}
+	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	if (path == NULL || strcmp(path, "/metrics") != 0) {
+		evhttp_send_error(req, HTTP_NOTFOUND, NULL);
+		return;
+	}
+	if ((b = evbuffer_new()) == NULL)
+		fatal("%s", __func__);
+	if (metrics_render(m->server, b) == -1) {
+		log_warnx("metrics: the response passes %d bytes; not sent",
+		    METRICS_MAX_BYTES);
+		evbuffer_free(b);
+		evhttp_send_error(req, HTTP_INTERNAL, "Response too large");
+		return;
+	}
+	evhttp_add_header(out, "Content-Type",
+	    "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_send_reply(req, HTTP_OK, "OK", b);
+	evbuffer_free(b);
+}
+
+/* The address a socket is bound to, as ADDRESS:PORT or [ADDRESS]:PORT. */
+static void
+metrics_bound(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage	 ss;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)(void *)&ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)(void *)&ss;
+	socklen_t		 sslen = sizeof(ss);
+	char			 host[INET6_ADDRSTRLEN];
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == -1) {
+		snprintf(buf, len, "(unknown)");
+		return;
+	}
+	if (ss.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(sin6->sin6_port));
+	} else {
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, ntohs(sin->sin_port));
+	}
+}
+
+/*
+ * Serve the metrics of s at addr, ADDRESS:PORT as the key metrics
+ * takes it; port 0 is any free one, logged.  NULL (logged) if it
+ * cannot listen there.
+ */
+struct metrics *
+metrics_new(struct server *s, const char *addr)
+{
+	struct metrics			*m;
+	struct evhttp_bound_socket	*bs;
+	struct sockaddr_storage		 ss;
+	socklen_t			 sslen;
+	int				 fd, on = 1;
+
+	if (util_parse_hostport(addr, &ss, &sslen) == -1) {
+		log_warnx("metrics: %s: not an ADDRESS:PORT", addr);
+		return (NULL);
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on,
+	    sizeof(on)) == -1 || (ss.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) ==
+	    -1) || bind(fd, (struct sockaddr *)&ss, sslen) == -1 ||
+	    listen(fd, 16) == -1) {
+		log_warn("metrics: cannot listen on %s", addr);
+		if (fd != -1)
+			close(fd);
+		return (NULL);
+	}
+	if ((m = calloc(1, sizeof(*m))) == NULL ||
+	    (m->addr = strdup(addr)) == NULL)
+		fatal("%s", __func__);
+	m->server = s;
+	metrics_bound(fd, m->bound, sizeof(m->bound));
+	if ((m->http = evhttp_new(s->base)) == NULL)
+		fatalx("%s: evhttp_new failed", __func__);
+	evhttp_set_timeout(m->http, METRICS_TIMEOUT);
+	evhttp_set_max_headers_size(m->http, METRICS_MAX_HEADERS);
+	evhttp_set_max_body_size(m->http, 0);
+	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET |
+	    EVHTTP_REQ_HEAD);
+	evhttp_set_gencb(m->http, metrics_request_cb, m);
+	if ((bs = evhttp_accept_socket_with_handle(m->http, fd)) == NULL)
+		fatalx("%s: evhttp_accept_socket_with_handle failed",
+		    __func__);
+	m->evl = evhttp_bound_socket_get_listener(bs);
+	log_info("metrics: listening on %s", m->bound);
+	return (m);
+}
+
+/* The address the metrics were configured with. */
+const char *
+metrics_addr(const struct metrics *m)
+{
+	return (m->addr);
+}
+
+/* Stop serving, closing every connection; NULL is allowed. */
+void
+metrics_free(struct metrics *m)
+{
+	if (m == NULL)
+		return;
+	m->closing = 1;
+	evhttp_free(m->http);
+	log_info("metrics: no longer listening on %s", m->bound);
+	free(m->addr);
+	free(m);
+}

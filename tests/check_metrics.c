@@ -1,0 +1,684 @@
+/*
+ * The metrics: qmpmuxd in front of a real QEMU with --metrics on a
+ * port of the kernel's choosing, scraped over plain sockets while
+ * commands and events flow.  Every scrape must parse as the Prometheus
+ * text format (version 0.0.4), by the parser below; the counters move
+ * with the traffic, and the histogram counts every command answered.
+ * The key's values, a reload that moves the address, 404, and the cap
+ * on connections served at once.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "testlib.h"
+
+#define MAX_SAMPLES	1024
+#define MAX_CONNS	8	/* METRICS_MAX_CONNS */
+
+/* One sample of a scrape: its name, its labels as written, its value. */
+struct sample {
+	char	*name;
+	char	*labels;	/* between the braces; "" without */
+	double	 value;
+};
+
+/* A parsed scrape. */
+struct scrape {
+	char		*text;
+	struct sample	 s[MAX_SAMPLES];
+	int		 n;
+};
+
+/* Whether name is a metric name: [a-zA-Z_:][a-zA-Z0-9_:]*. */
+static int
+valid_name(const char *p, size_t len)
+{
+	size_t	 i;
+
+	if (len == 0 || !(isalpha((unsigned char)p[0]) || p[0] == '_' ||
+	    p[0] == ':'))
+		return (0);
+	for (i = 1; i < len; i++) {
+		if (!(isalnum((unsigned char)p[i]) || p[i] == '_' ||
+		    p[i] == ':'))
+			return (0);
+	}
+	return (1);
+}
+
+/*
+ * The labels of a sample, from just after '{': name="value" pairs
+ * separated by commas, values escaped as the format says (\\, \", \n
+ * and nothing else).  Returns the end, just after '}', or NULL.
+ */
+static const char *
+parse_labels(const char *p, int *has_le)
+{
+	const char	*q;
+
+	*has_le = 0;
+	if (*p == '}')
+		return (p + 1);
+	for (;;) {
+		q = p;
+		if (!(isalpha((unsigned char)*q) || *q == '_'))
+			return (NULL);
+		while (isalnum((unsigned char)*q) || *q == '_')
+			q++;
+		if (q - p == 2 && strncmp(p, "le", 2) == 0)
+			*has_le = 1;
+		if (q[0] != '=' || q[1] != '"')
+			return (NULL);
+		for (q += 2; *q != '"'; q++) {
+			if (*q == '\0' || *q == '\n')
+				return (NULL);
+			if (*q == '\\') {
+				q++;
+				if (*q != '\\' && *q != '"' && *q != 'n')
+					return (NULL);
+			}
+		}
+		q++;
+		if (*q == '}')
+			return (q + 1);
+		if (*q != ',')
+			return (NULL);
+		p = q + 1;
+	}
+}
+
+/* A sample's value: a float, +Inf, -Inf or NaN. */
+static int
+parse_value(const char *p, double *v)
+{
+	char	*end;
+
+	if (strcmp(p, "+Inf") == 0) {
+		*v = INFINITY;
+		return (0);
+	}
+	if (strcmp(p, "-Inf") == 0) {
+		*v = -INFINITY;
+		return (0);
+	}
+	if (strcmp(p, "NaN") == 0) {
+		*v = NAN;
+		return (0);
+	}
+	errno = 0;
+	*v = strtod(p, &end);
+	return (end == p || *end != '\0' || errno != 0 ? -1 : 0);
+}
+
+/*
+ * Parse text as the exposition format: every line a HELP or TYPE
+ * comment, another comment, or a sample; the samples of a family
+ * together, after its TYPE, which comes once; a histogram's samples
+ * NAME_bucket (with le), NAME_sum and NAME_count.  Fails the test at
+ * the first line that is not so.
+ */
+static void
+parse(struct scrape *sc, char *text)
+{
+	char		*line, *next, *sp, family[256] = "", type[32] = "";
+	char		 seen[64][256];
+	const char	*p, *lend;
+	size_t		 nlen, flen;
+	int		 nseen = 0, lineno = 0, i, has_le;
+
+	sc->text = text;
+	sc->n = 0;
+	ck_assert_msg(*text != '\0' && text[strlen(text) - 1] == '\n',
+	    "the scrape does not end with a newline");
+	for (line = text; *line != '\0'; line = next) {
+		next = strchr(line, '\n');
+		*next++ = '\0';
+		lineno++;
+		if (strncmp(line, "# HELP ", 7) == 0 ||
+		    strncmp(line, "# TYPE ", 7) == 0) {
+			p = line + 7;
+			sp = strchr(p, ' ');
+			ck_assert_msg(sp != NULL && valid_name(p,
+			    (size_t)(sp - p)), "line %d: %s", lineno, line);
+			if (line[2] == 'H')
+				continue;
+			ck_assert_msg(strcmp(sp + 1, "counter") == 0 ||
+			    strcmp(sp + 1, "gauge") == 0 ||
+			    strcmp(sp + 1, "histogram") == 0 ||
+			    strcmp(sp + 1, "summary") == 0 ||
+			    strcmp(sp + 1, "untyped") == 0,
+			    "line %d: a TYPE of no type: %s", lineno, line);
+			snprintf(family, sizeof(family), "%.*s",
+			    (int)(sp - p), p);
+			snprintf(type, sizeof(type), "%s", sp + 1);
+			for (i = 0; i < nseen; i++)
+				ck_assert_msg(strcmp(seen[i], family) != 0,
+				    "line %d: a second TYPE of %s", lineno,
+				    family);
+			ck_assert_int_lt(nseen, 64);
+			snprintf(seen[nseen++], sizeof(seen[0]), "%s", family);
+			continue;
+		}
+		if (line[0] == '#')
+			continue;
+		/* a sample: name{labels} value */
+		for (p = line; *p != '\0' && *p != '{' && *p != ' '; p++)
+			;
+		nlen = (size_t)(p - line);
+		ck_assert_msg(valid_name(line, nlen), "line %d: bad name: %s",
+		    lineno, line);
+		lend = p;
+		has_le = 0;
+		if (*p == '{') {
+			lend = parse_labels(p + 1, &has_le);
+			ck_assert_msg(lend != NULL, "line %d: bad labels: %s",
+			    lineno, line);
+		}
+		ck_assert_msg(*lend == ' ', "line %d: no value: %s", lineno,
+		    line);
+		ck_assert_int_lt(sc->n, MAX_SAMPLES);
+		ck_assert_msg(parse_value(lend + 1, &sc->s[sc->n].value) == 0,
+		    "line %d: bad value: %s", lineno, line);
+		/* its family is the last TYPE'd one */
+		flen = strlen(family);
+		ck_assert_msg(*family != '\0', "line %d: a sample before any "
+		    "TYPE: %s", lineno, line);
+		if (strcmp(type, "histogram") == 0) {
+			ck_assert_msg(nlen > flen && strncmp(line, family,
+			    flen) == 0 && ((strncmp(line + flen, "_bucket",
+			    nlen - flen) == 0 && nlen - flen == 7 && has_le) ||
+			    (nlen - flen == 4 && strncmp(line + flen, "_sum",
+			    4) == 0) || (nlen - flen == 6 &&
+			    strncmp(line + flen, "_count", 6) == 0)),
+			    "line %d: not a sample of histogram %s: %s",
+			    lineno, family, line);
+		} else
+			ck_assert_msg(nlen == flen && strncmp(line, family,
+			    flen) == 0, "line %d: not a sample of %s: %s",
+			    lineno, family, line);
+		sc->s[sc->n].name = strndup(line, nlen);
+		sc->s[sc->n].labels = *p == '{' ? strndup(p + 1,
+		    (size_t)(lend - p - 2)) : strdup("");
+		for (i = 0; i < sc->n; i++)
+			ck_assert_msg(strcmp(sc->s[i].name,
+			    sc->s[sc->n].name) != 0 || strcmp(sc->s[i].labels,
+			    sc->s[sc->n].labels) != 0, "line %d: a series "
+			    "given twice: %s", lineno, line);
+		sc->n++;
+	}
+}
+
+/* Free what parse made. */
+static void
+scrape_free(struct scrape *sc)
+{
+	int	 i;
+
+	for (i = 0; i < sc->n; i++) {
+		free(sc->s[i].name);
+		free(sc->s[i].labels);
+	}
+	free(sc->text);
+	free(sc);
+}
+
+/* The value of the series name{labels}, which must be there. */
+static double
+get(const struct scrape *sc, const char *name, const char *labels)
+{
+	int	 i;
+
+	for (i = 0; i < sc->n; i++) {
+		if (strcmp(sc->s[i].name, name) == 0 &&
+		    strcmp(sc->s[i].labels, labels) == 0)
+			return (sc->s[i].value);
+	}
+	ck_abort_msg("no series %s{%s}", name, labels);
+	return (0);
+}
+
+/* Connect to 127.0.0.1:port, or [::1]:port; -1 if refused. */
+static int
+tcp_connect(int family, int port)
+{
+	struct sockaddr_in	 sin;
+	struct sockaddr_in6	 sin6;
+	int			 fd, r;
+
+	ck_assert_int_ne(fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0),
+	    -1);
+	if (family == AF_INET) {
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_port = htons((uint16_t)port);
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		r = connect(fd, (struct sockaddr *)&sin, sizeof(sin));
+	} else {
+		memset(&sin6, 0, sizeof(sin6));
+		sin6.sin6_family = AF_INET6;
+		sin6.sin6_port = htons((uint16_t)port);
+		sin6.sin6_addr = in6addr_loopback;
+		r = connect(fd, (struct sockaddr *)&sin6, sizeof(sin6));
+	}
+	if (r == -1) {
+		close(fd);
+		return (-1);
+	}
+	return (fd);
+}
+
+/* Send a request for path on fd. */
+static void
+http_send(int fd, const char *method, const char *path, int keep)
+{
+	char	 req[512];
+	int	 n;
+
+	n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: test\r\n"
+	    "%s\r\n", method, path, keep ? "" : "Connection: close\r\n");
+	ck_assert_int_eq(write(fd, req, (size_t)n), n);
+}
+
+/*
+ * Read one response from fd within ms: its status (-1 if none came)
+ * and its body, of Content-Length bytes, in *body.
+ */
+static int
+http_read(int fd, char **body, int ms)
+{
+	struct pollfd	 pfd;
+	long long	 end = t_clock_ms() + ms;
+	char		*buf = NULL, *hend, *cl;
+	size_t		 len = 0, size = 0, hlen, blen = 0;
+	ssize_t		 n;
+	int		 status = -1, left;
+
+	*body = NULL;
+	for (;;) {
+		if (buf != NULL && (hend = strstr(buf, "\r\n\r\n")) != NULL) {
+			hlen = (size_t)(hend - buf) + 4;
+			cl = strcasestr(buf, "\r\nContent-Length: ");
+			ck_assert_msg(cl != NULL && cl < hend,
+			    "no Content-Length: %s", buf);
+			blen = strtoul(cl + 18, NULL, 10);
+			if (len >= hlen + blen) {
+				ck_assert_int_eq(sscanf(buf, "HTTP/1.1 %d",
+				    &status), 1);
+				*body = strndup(buf + hlen, blen);
+				break;
+			}
+		}
+		if ((left = (int)(end - t_clock_ms())) <= 0)
+			break;
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, left) <= 0)
+			continue;
+		if (size - len < 65537) {
+			size = size * 2 + 65537;
+			ck_assert_ptr_nonnull(buf = realloc(buf, size));
+		}
+		if ((n = read(fd, buf + len, size - len - 1)) <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = '\0';
+	}
+	free(buf);
+	return (status);
+}
+
+/* GET /metrics at port and parse it. */
+static struct scrape *
+scrape(int family, int port)
+{
+	struct scrape	*sc;
+	char		*body;
+	int		 fd;
+
+	ck_assert_msg((fd = tcp_connect(family, port)) != -1,
+	    "connect to port %d: %s", port, strerror(errno));
+	http_send(fd, "GET", "/metrics", 0);
+	ck_assert_int_eq(http_read(fd, &body, T_WAIT_MS), 200);
+	close(fd);
+	ck_assert_ptr_nonnull(sc = calloc(1, sizeof(*sc)));
+	parse(sc, body);
+	return (sc);
+}
+
+/* The port of the nth documented line "metrics: listening on ADDR:". */
+static int
+metrics_port(const char *addr, int nth)
+{
+	char	 text[128];
+	long	 port;
+
+	snprintf(text, sizeof(text), "metrics: listening on %s:", addr);
+	ck_assert_msg(t_wait_log_n("qmpmuxd.log", text, nth, T_WAIT_MS) == 0,
+	    "no line \"%s\" in %s/qmpmuxd.log", text, t_dir());
+	ck_assert_int_eq(t_log_scan("qmpmuxd.log", text, nth, NULL, &port),
+	    nth);
+	ck_assert(port > 0 && port < 65536);
+	return ((int)port);
+}
+
+/* The histogram of VM test: cumulative buckets, +Inf equal to _count. */
+static double
+check_histogram(const struct scrape *sc)
+{
+	static const char	*le[] = { "0.0005", "0.001", "0.0025", "0.005",
+	    "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
+	    "10", "30", "+Inf" };
+	char			 labels[64];
+	double			 prev = 0, v, count;
+	size_t			 i;
+
+	for (i = 0; i < sizeof(le) / sizeof(le[0]); i++) {
+		snprintf(labels, sizeof(labels), "vm=\"test\",le=\"%s\"", le[i]);
+		v = get(sc, "qmpmux_command_duration_seconds_bucket", labels);
+		ck_assert_msg(v >= prev, "bucket le=%s %g below %g", le[i], v,
+		    prev);
+		prev = v;
+	}
+	count = get(sc, "qmpmux_command_duration_seconds_count", "vm=\"test\"");
+	ck_assert_double_eq(prev, count);
+	return (count);
+}
+
+/*
+ * Scrapes during traffic: 20 commands, then a stop and a cont with
+ * their events, each scrape parsed whole, the counters moved by just
+ * what was sent and answered, and the histogram counting every
+ * command answered.
+ */
+START_TEST(test_metrics_traffic)
+{
+	const char	*opts[] = { "--metrics", "127.0.0.1:0", NULL };
+	struct t_client	*a, *b;
+	struct scrape	*s1, *s2;
+	const char	*vm = "vm=\"test\"";
+	char		*m;
+	int		 port, i;
+	double		 start;
+
+	t_start_qemu(opts);
+	port = metrics_port("127.0.0.1", 1);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
+	for (i = 0; i < 20; i++) {
+		m = t_cmd(a, "{\"execute\":\"query-status\",\"id\":%d}", i);
+		ck_assert_ptr_nonnull(m);
+		free(m);
+	}
+	s1 = scrape(AF_INET, port);
+	ck_assert_double_eq(get(s1, "qmpmux_vms", ""), 1);
+	start = get(s1, "process_start_time_seconds", "");
+	ck_assert(start <= (double)time(NULL) + 1 &&
+	    start > (double)time(NULL) - 60);
+	ck_assert_double_eq(get(s1, "qmpmux_max_total_queued_bytes", ""),
+	    1 << 30);
+	ck_assert_double_eq(get(s1, "qmpmux_commands_total", vm), 20);
+	ck_assert_double_eq(get(s1, "qmpmux_replies_total", vm), 20);
+	ck_assert_double_eq(get(s1, "qmpmux_vm_up", vm), 1);
+	ck_assert_double_eq(get(s1, "qmpmux_vm_stalled", vm), 0);
+	ck_assert_double_eq(get(s1, "qmpmux_clients", vm), 2);
+	ck_assert_double_eq(get(s1, "qmpmux_clients_total", vm), 2);
+	ck_assert_double_eq(get(s1, "qmpmux_commands_in_flight", vm), 0);
+	ck_assert_double_eq(get(s1, "qmpmux_commands_queued", vm), 0);
+	ck_assert_double_eq(get(s1, "qmpmux_command_timeouts_total",
+	    "vm=\"test\",when=\"sent\""), 0);
+	ck_assert_double_eq(check_histogram(s1), 20);
+	ck_assert_double_gt(get(s1, "qmpmux_command_duration_seconds_sum",
+	    vm), 0);
+	ck_assert_double_gt(get(s1, "qmpmux_upstream_bytes_total",
+	    "vm=\"test\",direction=\"to_qemu\""), 20 * 30);
+
+	/* stop and cont: two commands, and QEMU's STOP and RESUME events */
+	m = t_cmd(a, "{\"execute\":\"stop\",\"id\":\"s\"}");
+	ck_assert_msg(m != NULL && strstr(m, "\"return\"") != NULL, "%s", m);
+	free(m);
+	m = t_cmd(a, "{\"execute\":\"cont\",\"id\":\"c\"}");
+	ck_assert_msg(m != NULL && strstr(m, "\"return\"") != NULL, "%s", m);
+	free(m);
+	/* b sees both events, so qmpmuxd has read them */
+	for (i = 0; i < 2; i++) {
+		m = t_recv(b, T_WAIT_MS);
+		ck_assert_msg(m != NULL && strstr(m, i == 0 ?
+		    "\"event\": \"STOP\"" : "\"event\": \"RESUME\"") != NULL,
+		    "expected an event: %s", m);
+		free(m);
+	}
+	s2 = scrape(AF_INET, port);
+	ck_assert_double_eq(get(s2, "qmpmux_commands_total", vm), 22);
+	ck_assert_double_eq(get(s2, "qmpmux_replies_total", vm), 22);
+	ck_assert_double_eq(get(s2, "qmpmux_events_total", vm) -
+	    get(s1, "qmpmux_events_total", vm), 2);
+	ck_assert_double_gt(get(s2, "qmpmux_event_bytes_total", vm),
+	    get(s1, "qmpmux_event_bytes_total", vm) + 2 * 60);
+	ck_assert_double_gt(get(s2, "qmpmux_upstream_bytes_total",
+	    "vm=\"test\",direction=\"from_qemu\""),
+	    get(s1, "qmpmux_upstream_bytes_total",
+	    "vm=\"test\",direction=\"from_qemu\""));
+	ck_assert_double_gt(get(s2, "qmpmux_upstream_bytes_total",
+	    "vm=\"test\",direction=\"to_qemu\""),
+	    get(s1, "qmpmux_upstream_bytes_total",
+	    "vm=\"test\",direction=\"to_qemu\""));
+	ck_assert_double_eq(check_histogram(s2), 22);
+	ck_assert_double_ge(get(s2, "qmpmux_command_duration_seconds_sum",
+	    vm), get(s1, "qmpmux_command_duration_seconds_sum", vm));
+	printf("metrics: %d series in a scrape\n", s2->n);
+	scrape_free(s1);
+	scrape_free(s2);
+	t_client_free(a);
+	t_client_free(b);
+}
+END_TEST
+
+/*
+ * A command that times out after it was sent to a stopped QEMU is a
+ * timeout, and the VM stalled; its late reply is no round trip: the
+ * histogram does not count it.
+ */
+START_TEST(test_metrics_stalled)
+{
+	const char	*opts[] = { "--metrics", "127.0.0.1:0",
+	    "--command-timeout", "1", NULL };
+	const char	*vm = "vm=\"test\"";
+	struct t_client	*a;
+	struct scrape	*sc;
+	char		*m;
+	int		 port;
+	long		 held;
+
+	t_start_qemu(opts);
+	port = metrics_port("127.0.0.1", 1);
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	free(t_cmd(a, "{\"execute\":\"query-status\"}"));
+	ck_assert_int_eq(t_sigstop(t_qemu_pid, T_WAIT_MS), 0);
+	ck_assert_int_ge(held = t_unread(t_qsock), 0);
+	t_send(a, "{\"execute\":\"query-status\",\"id\":\"s\"}\n");
+	ck_assert_int_eq(t_wait_unread(t_qsock, held, T_WAIT_MS), 0);
+	sc = scrape(AF_INET, port);
+	ck_assert_double_eq(get(sc, "qmpmux_commands_in_flight", vm), 1);
+	ck_assert_double_eq(check_histogram(sc), 1);
+	scrape_free(sc);
+	m = t_recv(a, T_WAIT_MS);
+	ck_assert_msg(m != NULL && strstr(m, "may still complete") != NULL,
+	    "%s", m);
+	free(m);
+	sc = scrape(AF_INET, port);
+	ck_assert_double_eq(get(sc, "qmpmux_vm_stalled", vm), 1);
+	ck_assert_double_eq(get(sc, "qmpmux_vm_up", vm), 1);
+	ck_assert_double_eq(get(sc, "qmpmux_command_timeouts_total",
+	    "vm=\"test\",when=\"sent\""), 1);
+	scrape_free(sc);
+	ck_assert_int_eq(kill(t_qemu_pid, SIGCONT), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm test: late reply to "
+	    "query-status after ", T_WAIT_MS), 0);
+	sc = scrape(AF_INET, port);
+	ck_assert_double_eq(get(sc, "qmpmux_vm_stalled", vm), 0);
+	ck_assert_double_eq(get(sc, "qmpmux_late_replies_dropped_total", vm),
+	    1);
+	ck_assert_double_eq(get(sc, "qmpmux_replies_total", vm), 1);
+	ck_assert_double_eq(check_histogram(sc), 1);
+	scrape_free(sc);
+	t_client_free(a);
+}
+END_TEST
+
+/*
+ * Any path but /metrics is 404; at most MAX_CONNS connections are
+ * served at once, and the next is served once one of them closes.
+ */
+START_TEST(test_metrics_http)
+{
+	const char	*opts[] = { "--metrics", "[::1]:0", NULL };
+	int		 port, fd[MAX_CONNS + 1], i;
+	char		*body;
+
+	t_start_qemu(opts);
+	port = metrics_port("[::1]", 1);
+	/* evhttp closes the connection after an error */
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_ne(fd[0] = tcp_connect(AF_INET6, port), -1);
+		http_send(fd[0], "GET", i == 0 ? "/" : "/metrics/x", 1);
+		ck_assert_int_eq(http_read(fd[0], &body, T_WAIT_MS), 404);
+		free(body);
+		close(fd[0]);
+	}
+	/* kept alive: the same connection, counted once */
+	for (i = 0; i < MAX_CONNS; i++) {
+		ck_assert_int_ne(fd[i] = tcp_connect(AF_INET6, port), -1);
+		http_send(fd[i], "GET", "/metrics", 1);
+		ck_assert_int_eq(http_read(fd[i], &body, T_WAIT_MS), 200);
+		free(body);
+	}
+	http_send(fd[0], "GET", "/metrics", 1);
+	ck_assert_int_eq(http_read(fd[0], &body, T_WAIT_MS), 200);
+	free(body);
+	/* one more waits, unanswered, while eight are open */
+	ck_assert_int_ne(fd[MAX_CONNS] = tcp_connect(AF_INET6, port), -1);
+	http_send(fd[MAX_CONNS], "GET", "/metrics", 1);
+	ck_assert_int_eq(http_read(fd[MAX_CONNS], &body, 300), -1);
+	close(fd[0]);
+	ck_assert_int_eq(http_read(fd[MAX_CONNS], &body, T_WAIT_MS), 200);
+	ck_assert_ptr_nonnull(strstr(body, "# TYPE qmpmux_vms gauge\n"));
+	free(body);
+	for (i = 1; i <= MAX_CONNS; i++)
+		close(fd[i]);
+	ck_assert(t_proxy_alive());
+}
+END_TEST
+
+/* The values --metrics refuses, with the key's error, and exit 1. */
+START_TEST(test_metrics_bad_values)
+{
+	static const char *bad[] = { "localhost:9100", "1.2.3.4", "[::1]",
+	    "::1:9100", "1.2.3.4:65536", "1.2.3.4:", "[::1]9100",
+	    "1.2.3.4:-1", "1.2.3.4:+80", "[1.2.3.4]:80", "1.2.3:80", "" };
+	char		*up = t_path("q.sock"), *ls = t_path("p.sock");
+	char		 want[256];
+	size_t		 i;
+	pid_t		 pid;
+	int		 status;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		pid = t_spawn_split((const char *[]){ t_bin("QMPMUXD"), "-d",
+		    "--metrics", bad[i], "--upstream", up, "--listen", ls,
+		    NULL }, "bad.out", "bad.err");
+		status = t_wait_exit(pid, T_WAIT_MS);
+		ck_assert_msg(t_exited(status, 1), "--metrics %s: status %d",
+		    bad[i], status);
+		snprintf(want, sizeof(want), "qmpmuxd: --metrics %s: expected ",
+		    bad[i]);
+		ck_assert_msg(t_log_count("bad.err", want) == 1 || (*bad[i] ==
+		    '\0' && t_log_count("bad.err", "qmpmuxd: --metrics") == 1),
+		    "--metrics %s: no \"%s\" in %s/bad.err", bad[i], want,
+		    t_dir());
+	}
+	free(up);
+	free(ls);
+}
+END_TEST
+
+/*
+ * A reload that changes the key listens on the new address and closes
+ * the old one; one that leaves it alone leaves the socket alone.
+ */
+START_TEST(test_metrics_reload)
+{
+	char	*conf = t_path("qmpmuxd.conf");
+	const char *logs[] = { "metrics = 127.0.0.1:0\n",
+	    "metrics = [::1]:0\n" };
+	FILE	*f;
+	int	 port, port6;
+	struct scrape *sc;
+
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fprintf(f, "[global]\n%s[vm test]\nupstream = connect:%s\n"
+	    "[listener test %s]\n", logs[0], t_qsock, t_psock);
+	fclose(f);
+	t_qemu_pid = t_qemu(t_qsock);
+	t_proxy_pid = t_spawn((const char *[]){ t_bin("QMPMUXD"), "-d", "-f",
+	    conf, NULL }, "qmpmuxd.log");
+	ck_assert_int_eq(t_wait_socket(t_psock, T_WAIT_MS), 0);
+	port = metrics_port("127.0.0.1", 1);
+	/* unchanged: the same socket */
+	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ", T_WAIT_MS),
+	    0);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "metrics: listening on"),
+	    1);
+	sc = scrape(AF_INET, port);
+	scrape_free(sc);
+
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fprintf(f, "[global]\n%s[vm test]\nupstream = connect:%s\n"
+	    "[listener test %s]\n", logs[1], t_qsock, t_psock);
+	fclose(f);
+	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
+	port6 = metrics_port("[::1]", 1);
+	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "reloaded: ", 2,
+	    T_WAIT_MS), 0);
+	sc = scrape(AF_INET6, port6);
+	ck_assert_double_eq(get(sc, "qmpmux_vms", ""), 1);
+	scrape_free(sc);
+	ck_assert_int_eq(tcp_connect(AF_INET, port), -1);
+	ck_assert_int_eq(errno, ECONNREFUSED);
+	free(conf);
+}
+END_TEST
+
+static Suite *
+metrics_suite(void)
+{
+	Suite	*s = suite_create("metrics");
+	TCase	*tc = t_tcase(s, "real-qemu", 60);
+
+	tcase_add_test(tc, test_metrics_traffic);
+	tcase_add_test(tc, test_metrics_stalled);
+	tcase_add_test(tc, test_metrics_http);
+	tcase_add_test(tc, test_metrics_bad_values);
+	tcase_add_test(tc, test_metrics_reload);
+	return (s);
+}
+
+int
+main(void)
+{
+	return (t_run(metrics_suite()));
+}
