@@ -151,6 +151,9 @@ t_bin(const char *var)
  * killed if the test process dies, so a failed test leaves nothing
  * running.
  */
+/* What t_spawn_split adds; exec takes char *, not string literals. */
+static char	 t_opt_control[] = "--control", t_opt_none[] = "none";
+
 /*
  * Whether argv runs qmpmuxd without --control: then the test does not
  * use the control socket, and qmpmuxd is given --control none, since
@@ -207,8 +210,8 @@ t_spawn_split(const char *const *argv, const char *out, const char *err)
 			if (t_no_control(argv)) {
 				/* after argv[0]: "--control none" */
 				memmove(av + 3, av + 1, n * sizeof(av[0]));
-				av[1] = (char *)"--control";
-				av[2] = (char *)"none";
+				av[1] = t_opt_control;
+				av[2] = t_opt_none;
 			}
 			execvp(av[0], av);
 		}
