@@ -44,6 +44,7 @@ enum {
 
 static struct event_base	*base;
 static struct server		*server;
+static struct control		*control;
 static int			 stopping;
 
 static void	usage(FILE *, int) __attribute__((noreturn));
@@ -101,6 +102,7 @@ usage(FILE *f, int status)
 	    "               [--max-queued-bytes BYTES]"
 	    " [--max-total-queued-bytes BYTES]\n"
 	    "               [--dump-file PATH]\n"
+	    "               [--control PATH | none]\n"
 	    "       qmpmuxd --help | --version\n");
 	exit(status);
 }
@@ -171,6 +173,9 @@ signal_cb(int sig, short events, void *arg)
 	log_info("received signal %d (%s), shutting down", sig,
 	    strsignal(sig));
 	notify("STOPPING=1");
+	/* no command may change the VMs while they stop */
+	control_free(control);
+	control = NULL;
 	server_shutdown(server, stopped_cb, NULL);
 }
 
@@ -178,13 +183,13 @@ signal_cb(int sig, short events, void *arg)
 static void
 signal_hup_cb(int sig, short events, void *arg)
 {
-	char	 status[64];
+	char	 status[64], err[CONF_ERR_MAX];
 
 	if (stopping)
 		return;
 	log_info("received SIGHUP, reloading");
 	notify("RELOADING=1");
-	server_reload(server);
+	server_reload(server, err, sizeof(err));
 	snprintf(status, sizeof(status), "READY=1\nSTATUS=%u VMs",
 	    server_count(server));
 	notify(status);
@@ -511,6 +516,13 @@ main(int argc, char *argv[])
 	/* listeners exist before the fork, so a failure is our exit status */
 	if (server_start(server, &conf) == -1)
 		fatalx("cannot start the VMs");
+	/* after the VMs, so that its first command finds them */
+	if (conf.control_path != NULL &&
+	    (control = control_new(server, conf.control_path)) == NULL) {
+		/* the VMs' sockets go: nothing is left behind */
+		server_free(server);
+		fatalx("cannot make the control socket");
+	}
 	conf_clear(&conf);
 	/* a service manager that waits for READY=1 must not see a fork */
 	if (!debug && getenv("NOTIFY_SOCKET") == NULL) {
@@ -526,6 +538,7 @@ main(int argc, char *argv[])
 	notify(status);
 	event_base_dispatch(base);
 
+	control_free(control);
 	server_free(server);
 	for (i = 0; i < NSIGNALS; i++)
 		event_free(signals[i].ev);

@@ -62,6 +62,7 @@ enum conf_type {
 	CONF_DENY,
 	CONF_PATH,		/* a file's path, made absolute */
 	CONF_ADDR,		/* IPv4:PORT or [IPv6]:PORT */
+	CONF_SOCKET,		/* a socket's path, made absolute, or none */
 };
 
 /*
@@ -125,6 +126,8 @@ static const struct conf_opt {
 	    dump_file), 0, 0, QMPMUX_RUNDIR "/dump.json" },
 	{ "metrics", CONF_GLOBAL, CONF_ADDR, offsetof(struct conf, metrics),
 	    0, 0, NULL },
+	{ "control", CONF_GLOBAL, CONF_SOCKET, offsetof(struct conf,
+	    control_path), 0, 0, QMPMUX_RUNDIR "/control.sock" },
 #undef V
 #undef L
 };
@@ -277,6 +280,7 @@ conf_listener_new(const char *path)
 		fatal("%s", __func__);
 	lc->owner = (uid_t)-1;
 	lc->group = (gid_t)-1;
+	lc->fd = -1;
 	conf_defaults(lc, CONF_LISTENER);
 	return (lc);
 }
@@ -287,6 +291,8 @@ conf_listener_free(struct listener_conf *lc)
 {
 	if (lc == NULL)
 		return;
+	if (lc->fd != -1)
+		close(lc->fd);
 	free(lc->path);
 	free(lc->allowed_uids);
 	acl_clear(&lc->acl);
@@ -316,6 +322,7 @@ conf_listener_copy(const struct listener_conf *src)
 	if ((lc = malloc(sizeof(*lc))) == NULL)
 		fatal("%s", __func__);
 	*lc = *src;
+	lc->fd = -1;		/* an fd has one owner: the copy has none */
 	if ((lc->path = strdup(src->path)) == NULL)
 		fatal("%s", __func__);
 	lc->allowed_uids = NULL;
@@ -512,7 +519,7 @@ conf_apply(void *base, int i, const char *key, const char *value,
 	size_t			 z;
 	unsigned int		 u;
 	unsigned long		 m;
-	char			*end;
+	char			*end, why[128];
 	int			 b;
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen;
@@ -602,6 +609,20 @@ conf_apply(void *base, int i, const char *key, const char *value,
 		if ((*(char **)(void *)p = strdup(value)) == NULL)
 			fatal("%s", __func__);
 		break;
+	case CONF_SOCKET:
+		/* "none" turns it off; a path must fit a sockaddr_un */
+		free(*(char **)(void *)p);
+		*(char **)(void *)p = NULL;
+		if (strcmp(value, "none") == 0)
+			break;
+		if (*value != '/')
+			return (conf_err(err, errlen, "expected an absolute "
+			    "path, or none"));
+		if (util_check_sun_path(value, why, sizeof(why)) == -1)
+			return (conf_err(err, errlen, "%s", why));
+		if ((*(char **)(void *)p = strdup(value)) == NULL)
+			fatal("%s", __func__);
+		break;
 	case CONF_ALLOW:
 	case CONF_DENY:
 		if (conf_words(value, o->type == CONF_ALLOW ?
@@ -688,7 +709,8 @@ conf_check_value(const char *key, const char *value, char *err,
 	}
 	if (o != NULL && o->where == CONF_GLOBAL) {
 		/* a relative path is made absolute when the conf is built */
-		if (o->type == CONF_PATH)
+		if (o->type == CONF_PATH || (o->type == CONF_SOCKET &&
+		    strcmp(value, "none") != 0))
 			return (*value == '\0' ? conf_err(err, errlen,
 			    "expected a path") : 0);
 		memset(&c, 0, sizeof(c));
@@ -1055,7 +1077,7 @@ conf_read_all(const char *path, struct conf_entries *entries,
 }
 
 /* Whether a VM's name is one qmpmuxd takes: printable, no space or '/'. */
-static int
+int
 conf_valid_name(const char *s)
 {
 	size_t	 n = strlen(s), i;
@@ -1171,8 +1193,10 @@ conf_build_global(struct conf *conf, struct conf_entries *entries,
 		    o->where == CONF_GLOBAL) {
 			/* relative to the file, or to the command line's cwd */
 			dir = conf_entry_dir(e);
-			path = o->type == CONF_PATH && *e->value != '\0' ?
-			    conf_path(dir, e->value) : NULL;
+			path = (o->type == CONF_PATH || (o->type ==
+			    CONF_SOCKET && strcmp(e->value, "none") != 0)) &&
+			    *e->value != '\0' ? conf_path(dir, e->value) :
+			    NULL;
 			free(dir);
 			rv = conf_apply(conf, (int)(o - conf_opts), e->key,
 			    path != NULL ? path : e->value, why, sizeof(why));
@@ -1441,7 +1465,9 @@ conf_clear(struct conf *conf)
 	free(conf->path);
 	free(conf->dump_file);
 	free(conf->metrics);
+	free(conf->control_path);
 	conf->path = conf->dump_file = conf->metrics = NULL;
+	conf->control_path = NULL;
 }
 
 /* Whether two lists of per-command timeouts are the same. */

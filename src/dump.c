@@ -294,6 +294,48 @@ dump_vm(yajl_gen g, const struct vm *vm)
 	yajl_gen_map_close(g);
 }
 
+/*
+ * One VM in short, an element of the control socket's query-vms: what
+ * an operator lists, without the commands and clients of dump_vm.
+ */
+void
+dump_vm_brief(yajl_gen g, const struct vm *vm)
+{
+	struct dump		 d = { g };
+	const struct listener	*l;
+	const struct client	*c;
+	unsigned int		 nclients = 0;
+
+	yajl_gen_map_open(g);
+	dump_str(&d, "name", vm->name);
+	dump_str(&d, "state", dump_vm_state(vm));
+	dump_secs(&d, "state_for", vm->stalled ? &vm->stalled_since :
+	    &vm->mon->since);
+	dump_str(&d, "origin", vm->conf.from_file ? "config" : "control");
+	dump_key(&d, "upstream");
+	yajl_gen_map_open(g);
+	dump_str(&d, "mode", conf_upstream_mode_name(vm->conf.upstream_mode));
+	dump_str(&d, "path", vm->conf.upstream);
+	dump_str(&d, "state", monitor_state_name(vm->mon->state));
+	yajl_gen_map_close(g);
+	dump_key(&d, "listeners");
+	yajl_gen_array_open(g);
+	TAILQ_FOREACH(l, &vm->listeners, entry)
+		yajl_gen_string(g, (const unsigned char *)l->conf->path,
+		    strlen(l->conf->path));
+	yajl_gen_array_close(g);
+	TAILQ_FOREACH(c, &vm->clients, entry)
+		nclients++;
+	dump_uint(&d, "clients", nclients);
+	dump_uint(&d, "in_flight", vm->ninflight);
+	dump_uint(&d, "queued", vm->nqueued);
+	dump_uint(&d, "backlog_events", vm->backlog_events);
+	dump_uint(&d, "backlog_bytes", vm->backlog_bytes);
+	dump_bool(&d, "reads_paused", vm->reads_paused);
+	dump_secs(&d, "stalled_for", vm->stalled ? &vm->stalled_since : NULL);
+	yajl_gen_map_close(g);
+}
+
 /* The whole server, as one JSON document; *len its length. */
 char *
 dump_json(struct server *s, size_t *len)

@@ -4,6 +4,11 @@
  * given, only those users are let in.  An accept error such as EMFILE
  * would fire again at once and spin the loop, so the listener is
  * disabled for a second instead.
+ *
+ * A listener may also be a listening socket passed over the control
+ * socket (listener_conf.fd): it is used as it is, and its path, read
+ * with getsockname, is only a name for the log; qmpmuxd neither made
+ * it nor removes it.
  */
 #include "config.h"
 
@@ -23,6 +28,9 @@ static void	listener_accept_cb(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
 static void	listener_error_cb(struct evconnlistener *, void *);
 static void	listener_retry_cb(int, short, void *);
+static struct listener *listener_new_fd(struct vm *, struct listener_conf *);
+static struct listener *listener_wrap(struct vm *, struct listener_conf *,
+		    int);
 
 /* Create the socket of a listener; NULL (logged) if it cannot be made. */
 struct listener *
@@ -32,11 +40,51 @@ listener_new(struct vm *vm, struct listener_conf *conf)
 	char		 err[256];
 	int		 fd;
 
+	if (conf->fd != -1)
+		return (listener_new_fd(vm, conf));
 	if ((fd = util_unix_listen_as(conf->path, conf->mode, conf->owner,
 	    conf->group, err, sizeof(err))) == -1) {
 		vm_log(vm, LOG_ERR, "cannot listen on %s: %s", conf->path, err);
 		return (NULL);
 	}
+	l = listener_wrap(vm, conf, fd);
+	vm_log(vm, LOG_INFO, "listening on %s (mode %04o, slow clients: %s)",
+	    conf->path, (unsigned int)conf->mode,
+	    conf->slow_client == SLOW_CLIENT_BLOCK ? "block" : "disconnect");
+	return (l);
+}
+
+/*
+ * A listener on the listening socket in conf->fd, passed over the control
+ * socket, which it takes over; conf->path is the name getsockname gave.
+ */
+static struct listener *
+listener_new_fd(struct vm *vm, struct listener_conf *conf)
+{
+	struct listener	*l;
+	int		 fd = conf->fd;
+
+	conf->fd = -1;		/* the evconnlistener's now, closed once */
+	if (evutil_make_socket_nonblocking(fd) == -1 ||
+	    evutil_make_socket_closeonexec(fd) == -1) {
+		vm_log(vm, LOG_ERR, "cannot use the listening socket %s: %s",
+		    conf->path, strerror(errno));
+		close(fd);
+		return (NULL);
+	}
+	l = listener_wrap(vm, conf, fd);
+	vm_log(vm, LOG_INFO, "listening on %s, passed as fd %d (slow clients: "
+	    "%s)", conf->path, fd, conf->slow_client == SLOW_CLIENT_BLOCK ?
+	    "block" : "disconnect");
+	return (l);
+}
+
+/* Accept on a listening socket fd, which the listener then owns. */
+static struct listener *
+listener_wrap(struct vm *vm, struct listener_conf *conf, int fd)
+{
+	struct listener	*l;
+
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		fatal("%s", __func__);
 	l->vm = vm;
@@ -47,9 +95,6 @@ listener_new(struct vm *vm, struct listener_conf *conf)
 	if (l->evl == NULL || l->retry == NULL)
 		fatalx("%s: out of memory", __func__);
 	evconnlistener_set_error_cb(l->evl, listener_error_cb);
-	vm_log(vm, LOG_INFO, "listening on %s (mode %04o, slow clients: %s)",
-	    conf->path, (unsigned int)conf->mode,
-	    conf->slow_client == SLOW_CLIENT_BLOCK ? "block" : "disconnect");
 	return (l);
 }
 
@@ -84,7 +129,9 @@ listener_close(struct listener *l)
 	evconnlistener_free(l->evl);
 	l->evl = NULL;
 	evtimer_del(l->retry);
-	unlink(l->conf->path);
+	/* a passed socket's path is whoever made it's to remove */
+	if (!l->conf->passed)
+		unlink(l->conf->path);
 	vm_log(l->vm, LOG_INFO, "no longer listening on %s", l->conf->path);
 }
 

@@ -81,6 +81,9 @@ struct listener_conf {
 	struct acl		 acl;
 	enum slow_client	 slow_client;
 	double			 slow_client_timeout;
+	int			 fd;		/* passed, until listening; or -1 */
+	int			 passed;	/* by the control socket: no path
+						   of ours to make or remove */
 	TAILQ_ENTRY(listener_conf) entry;
 };
 TAILQ_HEAD(listener_confs, listener_conf);
@@ -138,6 +141,7 @@ struct conf {
 	size_t			 max_memory;	/* host-wide budget, bytes */
 	char			*dump_file;	/* where SIGUSR1 writes */
 	char			*metrics;	/* ADDR:PORT; NULL: off */
+	char			*control_path;	/* NULL: none */
 };
 
 /*
@@ -177,6 +181,7 @@ int		 conf_set_listener(struct listener_conf *, const char *,
 int		 conf_set_upstream(struct vm_conf *, const char *, char *,
 		    size_t);
 int		 conf_check_value(const char *, const char *, char *, size_t);
+int		 conf_valid_name(const char *);
 void		 conf_entry_add(struct conf_entries *, const char *,
 		    const char *, const char *, const char *, int);
 void		 conf_entries_clear(struct conf_entries *);
@@ -194,7 +199,8 @@ int		 conf_option_count(void);
  * name; stopping, those removed and not yet freed.  backlog_bytes counts
  * every VM's event backlog against max_memory, the host-wide budget, and
  * nbacklogged the VMs that hold some; budget_paused lists the VMs whose
- * reads wait for the budget alone.
+ * reads wait for the budget alone.  defaults are [global]'s, for the VMs
+ * the control socket adds.
  */
 struct server {
 	struct event_base	*base;
@@ -212,13 +218,14 @@ struct server {
 	char			*dump_file;
 	struct metrics		*metrics;	/* NULL: off, or cannot listen */
 	struct timeval		 started;	/* wall clock */
+	struct vm_conf		 defaults;
 };
 
 struct server	*server_new(struct event_base *, const char *,
 		    const struct conf_entries *);
 int		 server_load(struct server *, struct conf *, char *, size_t);
 int		 server_start(struct server *, struct conf *);
-int		 server_reload(struct server *);
+int		 server_reload(struct server *, char *, size_t);
 struct vm	*server_find(struct server *, const char *);
 unsigned int	 server_count(struct server *);
 int		 server_add(struct server *, struct vm_conf *);
@@ -227,10 +234,16 @@ void		 server_shutdown(struct server *, void (*)(void *), void *);
 void		 server_free(struct server *);
 void		 server_dump(struct server *);
 
+/* control.c: the control socket, a QMP monitor of qmpmuxd itself */
+struct control;
+struct control	*control_new(struct server *, const char *);
+void		 control_free(struct control *);
+
 /* dump.c: the whole state, for the log and as JSON */
 struct yajl_gen_t;
 const char	*dump_vm_state(const struct vm *);
 void		 dump_vm(struct yajl_gen_t *, const struct vm *);
+void		 dump_vm_brief(struct yajl_gen_t *, const struct vm *);
 char		*dump_json(struct server *, size_t *);
 void		 dump_log(struct server *);
 int		 dump_write(struct server *, const char *);

@@ -2,7 +2,7 @@
  * The server: the one owner of the set of VMs.  It holds the event
  * base, the VMs by name, the configuration they came from, and what is
  * counted across them (the host-wide memory budget).  main hands it
- * signals; the control socket will hand it commands.
+ * signals; the control socket hands it commands.
  *
  * A VM leaves in two steps.  server_remove takes it off the list of
  * names at once, so a VM of the same name may be added straight away
@@ -46,6 +46,7 @@ server_new(struct event_base *base, const char *conf_path,
 	TAILQ_INIT(&s->budget_paused);
 	s->max_memory = SIZE_MAX;
 	gettimeofday(&s->started, NULL);
+	conf_vm_init(&s->defaults);
 	return (s);
 }
 
@@ -158,6 +159,8 @@ static int
 server_set_global(struct server *s, struct conf *conf)
 {
 	s->max_memory = conf->max_memory;
+	conf_vm_clear(&s->defaults);
+	conf_vm_copy(&s->defaults, &conf->defaults);
 	free(s->dump_file);
 	if ((s->dump_file = strdup(conf->dump_file)) == NULL)
 		fatal("%s", __func__);
@@ -213,21 +216,20 @@ server_start(struct server *s, struct conf *conf)
  * change anything.  Removed VMs stop; added ones start; changed ones
  * are changed in place, only in what changed; the others, and their
  * upstreams and clients, are not touched.  VMs added while running
- * (not from the file) are left alone.  -1 (logged) if the new
- * configuration is bad: the running one stays.
+ * (not from the file) are left alone.  -1 (logged, and err says why)
+ * if the new configuration is bad: the running one stays.
  */
 int
-server_reload(struct server *s)
+server_reload(struct server *s, char *err, size_t errlen)
 {
 	struct conf	 conf;
 	struct vm_conf	*vc, *next;
 	struct vm	*vm, *vnext;
 	struct vm	**changed;
-	char		 err[CONF_ERR_MAX];
 	unsigned int	 added = 0, removed = 0, nchanged = 0, i;
 	int		 diff;
 
-	if (server_load(s, &conf, err, sizeof(err)) == -1) {
+	if (server_load(s, &conf, err, errlen) == -1) {
 		log_warnx("reload failed, the running configuration stays: "
 		    "%s", err);
 		return (-1);
@@ -318,6 +320,7 @@ server_free(struct server *s)
 	}
 	metrics_free(s->metrics);
 	conf_entries_clear(&s->cmdline);
+	conf_vm_clear(&s->defaults);
 	free(s->conf_path);
 	free(s->dump_file);
 	free(s);

@@ -151,6 +151,30 @@ t_bin(const char *var)
  * killed if the test process dies, so a failed test leaves nothing
  * running.
  */
+/* What t_spawn_split adds; exec takes char *, not string literals. */
+static char	 t_opt_control[] = "--control", t_opt_none[] = "none";
+
+/*
+ * Whether argv runs qmpmuxd without --control: then the test does not
+ * use the control socket, and qmpmuxd is given --control none, since
+ * its default is the host's own (/run/qmpmux/control.sock), which a
+ * test must not take, nor two tests at once.
+ */
+static int
+t_no_control(const char *const *argv)
+{
+	const char	*bin = getenv("QMPMUXD");
+	size_t		 i;
+
+	if (bin == NULL || strcmp(argv[0], bin) != 0)
+		return (0);
+	for (i = 1; argv[i] != NULL; i++) {
+		if (strncmp(argv[i], "--control", 9) == 0)
+			return (0);
+	}
+	return (1);
+}
+
 pid_t
 t_spawn_split(const char *const *argv, const char *out, const char *err)
 {
@@ -179,10 +203,16 @@ t_spawn_split(const char *const *argv, const char *out, const char *err)
 			char	*av[64];
 			size_t	 n = 0;
 
-			while (argv[n] != NULL && n < 63)
+			while (argv[n] != NULL && n < 61)
 				n++;
 			memcpy(av, argv, n * sizeof(av[0]));
 			av[n] = NULL;
+			if (t_no_control(argv)) {
+				/* after argv[0]: "--control none" */
+				memmove(av + 3, av + 1, n * sizeof(av[0]));
+				av[1] = t_opt_control;
+				av[2] = t_opt_none;
+			}
 			execvp(av[0], av);
 		}
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
