@@ -31,7 +31,7 @@ if ! make -C build-test -j2 check; then
 fi
 
 echo "== mandoc -Tlint"
-mandoc -Tlint -Wwarning man/qmpmuxd.8 man/qmpmuxd.conf.5
+mandoc -Tlint -Wwarning man/qmpmuxctl.1 man/qmpmuxd.8 man/qmpmuxd.conf.5
 
 echo "== build-dist: make distcheck"
 mkdir -p build-dist

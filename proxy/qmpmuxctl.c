@@ -1,0 +1,591 @@
+/*
+ * qmpmuxctl: see and steer a running qmpmuxd through its control socket,
+ * which is a QMP monitor: greeting, qmp_capabilities, then one command
+ * and its reply.  People get tables; --json gives programs the raw
+ * return value.  Each way a command can fail has its own exit status,
+ * so that scripts can tell "the daemon is not running" from "no such
+ * VM".
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
+#include "qmpmux.h"
+
+#define CTL_CONTROL	"/run/qmpmux/control.sock"
+#define CTL_WAIT_MS	30000	/* the longest a reply may take */
+#define CTL_MAX_MESSAGE	(64 << 20)
+
+/* The exit statuses of qmpmuxctl(1). */
+enum {
+	EXIT_OK = 0,
+	EXIT_USAGE = 1,		/* bad command line */
+	EXIT_DAEMON = 2,	/* no daemon to talk to, or it broke off */
+	EXIT_REFUSED = 3,	/* the daemon answered with an error */
+	EXIT_NOVM = 4,		/* no VM of that name */
+};
+
+struct ctl {
+	int			 fd;
+	struct evbuffer		*in;
+	struct qmp_reader	*reader;
+	int			 json;
+};
+
+static void	usage(FILE *, int) __attribute__((noreturn));
+static void	die(int, const char *, ...)
+		    __attribute__((noreturn, format(printf, 2, 3)));
+
+/* The synopsis of qmpmuxctl(1). */
+static void
+usage(FILE *f, int status)
+{
+	fprintf(f,
+	    "usage: qmpmuxctl [--control PATH] [--json] list\n"
+	    "       qmpmuxctl [--control PATH] [--json] status VM\n"
+	    "       qmpmuxctl [--control PATH] dump\n"
+	    "       qmpmuxctl [--control PATH] add VM upstream=MODE:PATH "
+	    "listen=PATH [KEY=VALUE ...]\n"
+	    "       qmpmuxctl [--control PATH] remove VM\n"
+	    "       qmpmuxctl [--control PATH] reload\n"
+	    "       qmpmuxctl --help | --version\n");
+	exit(status);
+}
+
+/* One line on stderr, then the exit status that says what failed. */
+static void
+die(int status, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	fprintf(stderr, "qmpmuxctl: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(status);
+}
+
+/* The next whole message from the daemon, as a tree; dies on EOF. */
+static yajl_val
+ctl_recv(struct ctl *c)
+{
+	struct qmp_msg	 msg;
+	struct pollfd	 pfd;
+	yajl_val	 v;
+	char		 err[256];
+	int		 n;
+
+	for (;;) {
+		switch (qmp_reader_next(c->reader, c->in, &msg)) {
+		case QMP_MESSAGE:
+			v = yajl_tree_parse(msg.buf, err, sizeof(err));
+			qmp_msg_clear(&msg);
+			if (v == NULL)
+				die(EXIT_DAEMON, "unreadable reply: %s", err);
+			return (v);
+		case QMP_NEED_MORE:
+			break;
+		default:
+			die(EXIT_DAEMON, "invalid reply from the daemon: %s",
+			    qmp_reader_error(c->reader));
+		}
+		pfd.fd = c->fd;
+		pfd.events = POLLIN;
+		if ((n = poll(&pfd, 1, CTL_WAIT_MS)) == 0)
+			die(EXIT_DAEMON, "no reply within %d s",
+			    CTL_WAIT_MS / 1000);
+		if (n == -1 && errno != EINTR)
+			die(EXIT_DAEMON, "poll: %s", strerror(errno));
+		if ((n = evbuffer_read(c->in, c->fd, 65536)) == 0)
+			die(EXIT_DAEMON, "the daemon closed the connection");
+		if (n == -1 && errno != EINTR && errno != EAGAIN)
+			die(EXIT_DAEMON, "read: %s", strerror(errno));
+	}
+}
+
+/* Send a whole message, with its line end. */
+static void
+ctl_send(struct ctl *c, const char *buf, size_t len)
+{
+	ssize_t	 n;
+
+	while (len > 0) {
+		if ((n = send(c->fd, buf, len, MSG_NOSIGNAL)) == -1) {
+			if (errno == EINTR)
+				continue;
+			die(EXIT_DAEMON, "send: %s", strerror(errno));
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+/* The string at path in v, or NULL. */
+static const char *
+ctl_str(yajl_val v, const char *a, const char *b)
+{
+	const char	*path[3] = { a, b, NULL };
+	yajl_val	 s = yajl_tree_get(v, path, yajl_t_string);
+
+	return (s != NULL ? YAJL_GET_STRING(s) : NULL);
+}
+
+/*
+ * Run one command: send it with its arguments (a JSON object, or NULL)
+ * and return the reply's "return".  An error reply ends qmpmuxctl with
+ * its desc, and the status its class says.
+ */
+static yajl_val
+ctl_run(struct ctl *c, const char *cmd, const char *args, yajl_val *reply)
+{
+	static const char	*ret_path[] = { "return", NULL };
+	char			*line;
+	const char		*class, *desc;
+	yajl_val		 v;
+	int			 n;
+
+	n = asprintf(&line, "{\"execute\": \"%s\"%s%s, \"id\": \"ctl\"}\n",
+	    cmd, args != NULL ? ", \"arguments\": " : "",
+	    args != NULL ? args : "");
+	if (n == -1)
+		die(EXIT_USAGE, "out of memory");
+	ctl_send(c, line, (size_t)n);
+	free(line);
+	for (;;) {
+		v = ctl_recv(c);
+		/* events (a trace) are not this command's reply */
+		if (ctl_str(v, "event", NULL) == NULL)
+			break;
+		yajl_tree_free(v);
+	}
+	if ((class = ctl_str(v, "error", "class")) != NULL) {
+		desc = ctl_str(v, "error", "desc");
+		if (strcmp(class, "DeviceNotFound") == 0)
+			die(EXIT_NOVM, "%s", desc != NULL ? desc : class);
+		die(EXIT_REFUSED, "%s", desc != NULL ? desc : class);
+	}
+	*reply = v;
+	return (yajl_tree_get(v, ret_path, yajl_t_any));
+}
+
+/* Connect, read the greeting, negotiate. */
+static void
+ctl_open(struct ctl *c, const char *path)
+{
+	struct sockaddr_un	 sun;
+	yajl_val		 v, ret;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		die(EXIT_USAGE, "%s: the path is too long for a unix socket",
+		    path);
+	memcpy(sun.sun_path, path, strlen(path));
+	if ((c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		die(EXIT_DAEMON, "socket: %s", strerror(errno));
+	if (connect(c->fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
+		die(EXIT_DAEMON, "cannot reach qmpmuxd at %s: %s", path,
+		    strerror(errno));
+	if ((c->in = evbuffer_new()) == NULL ||
+	    (c->reader = qmp_reader_new(CTL_MAX_MESSAGE, 1024, 0)) == NULL)
+		die(EXIT_USAGE, "out of memory");
+	v = ctl_recv(c);
+	if (ctl_str(v, "QMP", "package") == NULL &&
+	    yajl_tree_get(v, (const char *[]){ "QMP", NULL }, yajl_t_object)
+	    == NULL)
+		die(EXIT_DAEMON, "%s does not greet as a QMP monitor", path);
+	yajl_tree_free(v);
+	ret = ctl_run(c, "qmp_capabilities", NULL, &v);
+	(void)ret;
+	yajl_tree_free(v);
+}
+
+/* Print a JSON value as JSON, for --json and dump. */
+static void
+ctl_print_json(yajl_val v)
+{
+	yajl_gen		 g;
+	const unsigned char	*buf;
+	size_t			 len;
+
+	if ((g = yajl_gen_alloc(NULL)) == NULL)
+		die(EXIT_USAGE, "out of memory");
+	yajl_gen_config(g, yajl_gen_beautify, 1);
+	util_json_gen(g, v);
+	yajl_gen_get_buf(g, &buf, &len);
+	fwrite(buf, 1, len, stdout);
+	yajl_gen_free(g);
+}
+
+/* A number at path in v, or -1 when it is not there (null). */
+static double
+ctl_num(yajl_val v, const char *a, const char *b)
+{
+	const char	*path[3] = { a, b, NULL };
+	yajl_val	 n = yajl_tree_get(v, path, yajl_t_number);
+
+	return (n != NULL ? YAJL_GET_DOUBLE(n) : -1);
+}
+
+/* An age in human units: 42s, 3m05s, 2h01m, 4d03h. */
+static const char *
+ctl_age(double s, char *buf, size_t len)
+{
+	long	 t;
+
+	if (s < 0) {
+		snprintf(buf, len, "-");
+		return (buf);
+	}
+	t = lround(s);
+	if (s < 10)
+		snprintf(buf, len, "%.1fs", s);
+	else if (t < 60)
+		snprintf(buf, len, "%lds", t);
+	else if (t < 3600)
+		snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+	else if (t < 86400)
+		snprintf(buf, len, "%ldh%02ldm", t / 3600, t % 3600 / 60);
+	else
+		snprintf(buf, len, "%ldd%02ldh", t / 86400, t % 86400 / 3600);
+	return (buf);
+}
+
+/*
+ * A VM's state for people: the ones that need a look are in capitals
+ * (STALLED, LOST), so they stand out in a long list.
+ */
+static const char *
+ctl_state(const char *state, char *buf, size_t len)
+{
+	size_t	 i;
+
+	if (state == NULL)
+		return ("?");
+	if (strcmp(state, "stalled") != 0 && strcmp(state, "lost") != 0)
+		return (state);
+	for (i = 0; state[i] != '\0' && i + 1 < len; i++)
+		buf[i] = (char)(state[i] - 'a' + 'A');
+	buf[i] = '\0';
+	return (buf);
+}
+
+/* list: one line per VM. */
+static void
+ctl_list(yajl_val ret)
+{
+	char		 a[32], st[32], up[512];
+	yajl_val	 vm;
+	const char	*state;
+	double		 stalled;
+	size_t		 i, marked = 0;
+
+	if (!YAJL_IS_ARRAY(ret))
+		die(EXIT_DAEMON, "query-vms did not return a list");
+	printf("%-20s %-11s %8s %-8s %7s %6s %6s %9s  %s\n", "VM", "STATE",
+	    "FOR", "READS", "CLIENTS", "QUEUED", "FLIGHT", "BACKLOG",
+	    "UPSTREAM");
+	for (i = 0; i < ret->u.array.len; i++) {
+		vm = ret->u.array.values[i];
+		state = ctl_str(vm, "state", NULL);
+		stalled = ctl_num(vm, "stalled_for", NULL);
+		if (stalled >= 0 || (state != NULL &&
+		    strcmp(state, "lost") == 0))
+			marked++;
+		snprintf(up, sizeof(up), "%s:%s",
+		    ctl_str(vm, "upstream", "mode") != NULL ?
+		    ctl_str(vm, "upstream", "mode") : "?",
+		    ctl_str(vm, "upstream", "path") != NULL ?
+		    ctl_str(vm, "upstream", "path") : "(fd)");
+		printf("%-20s %-11s %8s %-8s %7.0f %6.0f %6.0f %9.0f  %s\n",
+		    ctl_str(vm, "name", NULL), ctl_state(state, st,
+		    sizeof(st)), ctl_age(stalled >= 0 ? stalled :
+		    ctl_num(vm, "state_for", NULL), a, sizeof(a)),
+		    yajl_tree_get(vm, (const char *[]){ "reads_paused",
+		    NULL }, yajl_t_true) != NULL ? "paused" : "running",
+		    ctl_num(vm, "clients", NULL), ctl_num(vm, "queued", NULL),
+		    ctl_num(vm, "in_flight", NULL),
+		    ctl_num(vm, "backlog_events", NULL), up);
+	}
+	if (marked > 0)
+		printf("\n%zu VM%s STALLED or LOST: qmpmuxctl status VM "
+		    "shows who waits on it\n", marked, marked == 1 ? "" : "s");
+}
+
+/* status VM: the VM in full, for people. */
+static void
+ctl_status(yajl_val vm)
+{
+	char		 a[32], st[32];
+	yajl_val	 list, x;
+	const char	*state = ctl_str(vm, "state", NULL);
+	double		 dl;
+	size_t		 i;
+
+	printf("vm %s: %s for %s", ctl_str(vm, "name", NULL),
+	    ctl_state(state, st, sizeof(st)), ctl_age(ctl_num(vm,
+	    "stalled_for", NULL) >= 0 ? ctl_num(vm, "stalled_for", NULL) :
+	    ctl_num(vm, "upstream", "state_for"), a, sizeof(a)));
+	printf(" (%s, defined at %s)\n", ctl_str(vm, "origin", NULL),
+	    ctl_str(vm, "defined_at", NULL) != NULL ?
+	    ctl_str(vm, "defined_at", NULL) : "-");
+	printf("  upstream  %s:%s, %s, QEMU %s\n",
+	    ctl_str(vm, "upstream", "mode"),
+	    ctl_str(vm, "upstream", "path") != NULL ?
+	    ctl_str(vm, "upstream", "path") : "(fd)",
+	    ctl_str(vm, "upstream", "state"),
+	    ctl_str(vm, "upstream", "qemu") != NULL ?
+	    ctl_str(vm, "upstream", "qemu") : "(unknown)");
+	printf("  reads     %s", yajl_tree_get(vm, (const char *[]){ "reads",
+	    "paused", NULL }, yajl_t_true) != NULL ? "paused" : "running");
+	if (ctl_num(vm, "reads", "paused_for") >= 0)
+		printf(" for %s", ctl_age(ctl_num(vm, "reads", "paused_for"),
+		    a, sizeof(a)));
+	printf("\n  backlog   %.0f/%.0f events, %.0f/%.0f bytes\n",
+	    ctl_num(vm, "backlog", "events"), ctl_num(vm, "backlog",
+	    "max_events"), ctl_num(vm, "backlog", "bytes"),
+	    ctl_num(vm, "backlog", "max_bytes"));
+	printf("  commands  %.0f/%.0f in flight, %.0f/%.0f queued\n",
+	    ctl_num(vm, "commands", "in_flight"), ctl_num(vm, "commands",
+	    "max_in_flight"), ctl_num(vm, "commands", "queued"),
+	    ctl_num(vm, "commands", "max_queued"));
+	list = yajl_tree_get(vm, (const char *[]){ "commands", "list", NULL },
+	    yajl_t_array);
+	for (i = 0; list != NULL && i < list->u.array.len; i++) {
+		x = list->u.array.values[i];
+		dl = ctl_num(x, "deadline_in", NULL);
+		printf("    %-24s client %-4.0f %-6s %8s ago", ctl_str(x,
+		    "command", NULL), ctl_num(x, "client", NULL),
+		    yajl_tree_get(x, (const char *[]){ "sent", NULL },
+		    yajl_t_true) != NULL ? "sent" : "queued",
+		    ctl_age(ctl_num(x, "age", NULL), a, sizeof(a)));
+		if (yajl_tree_get(x, (const char *[]){ "timed_out", NULL },
+		    yajl_t_true) != NULL)
+			printf(", TIMED OUT, QEMU has not answered");
+		else if (dl >= 0)
+			printf(", deadline in %s", ctl_age(dl, a, sizeof(a)));
+		printf("\n");
+	}
+	list = yajl_tree_get(vm, (const char *[]){ "clients", NULL },
+	    yajl_t_array);
+	printf("  clients   %zu\n", list != NULL ? list->u.array.len : 0);
+	for (i = 0; list != NULL && i < list->u.array.len; i++) {
+		x = list->u.array.values[i];
+		printf("    %-4.0f pid %-7.0f uid %-6.0f %-12s %s\n",
+		    ctl_num(x, "id", NULL), ctl_num(x, "pid", NULL),
+		    ctl_num(x, "uid", NULL), ctl_str(x, "state", NULL),
+		    ctl_str(x, "listener", NULL));
+	}
+	printf("  counters  %.0f commands, %.0f timeouts, %.0f late replies "
+	    "dropped, %.0f events, %.0f reconnects\n",
+	    ctl_num(vm, "counters", "commands"),
+	    ctl_num(vm, "counters", "timeouts_sent") +
+	    ctl_num(vm, "counters", "timeouts_unsent"),
+	    ctl_num(vm, "counters", "late_replies_dropped"),
+	    ctl_num(vm, "counters", "events"),
+	    ctl_num(vm, "counters", "reconnects"));
+}
+
+/* Append s to b as a JSON string. */
+static void
+ctl_json_str(struct evbuffer *b, const char *s)
+{
+	reply_string(b, s);
+}
+
+/* The listener keys: they go to the last listen= before them. */
+static int
+ctl_listener_key(const char *key)
+{
+	static const char	*keys[] = { "mode", "owner", "group",
+				    "allowed_uids", "read_only", "allow",
+				    "deny", "slow_client",
+				    "slow_client_timeout", NULL };
+	size_t			 i;
+
+	for (i = 0; keys[i] != NULL; i++) {
+		if (strcmp(keys[i], key) == 0)
+			return (1);
+	}
+	return (0);
+}
+
+/* add VM KEY=VALUE...: the arguments of add-vm, as JSON. */
+static char *
+ctl_add_args(const char *name, int argc, char **argv)
+{
+	struct evbuffer	*vmkeys, *ls;
+	char		*out, *eq, *key;
+	int		 i, nls = 0, inls = 0;
+	size_t		 len;
+
+	if ((vmkeys = evbuffer_new()) == NULL || (ls = evbuffer_new()) == NULL)
+		die(EXIT_USAGE, "out of memory");
+	evbuffer_add_printf(vmkeys, "{\"name\": ");
+	ctl_json_str(vmkeys, name);
+	for (i = 0; i < argc; i++) {
+		if ((eq = strchr(argv[i], '=')) == NULL || eq == argv[i])
+			die(EXIT_USAGE, "%s: expected KEY=VALUE", argv[i]);
+		if ((key = strndup(argv[i], (size_t)(eq - argv[i]))) == NULL)
+			die(EXIT_USAGE, "out of memory");
+		if (strcmp(key, "listen") == 0) {
+			evbuffer_add_printf(ls, "%s{\"path\": ",
+			    inls ? "}, " : (nls > 0 ? ", " : ""));
+			ctl_json_str(ls, eq + 1);
+			nls++;
+			inls = 1;
+		} else if (ctl_listener_key(key)) {
+			if (!inls)
+				die(EXIT_USAGE, "%s: a listener's key goes "
+				    "after its listen=PATH", key);
+			evbuffer_add_printf(ls, ", ");
+			ctl_json_str(ls, key);
+			evbuffer_add_printf(ls, ": ");
+			ctl_json_str(ls, eq + 1);
+		} else {
+			evbuffer_add_printf(vmkeys, ", ");
+			ctl_json_str(vmkeys, key);
+			evbuffer_add_printf(vmkeys, ": ");
+			ctl_json_str(vmkeys, eq + 1);
+		}
+		free(key);
+	}
+	if (nls == 0)
+		die(EXIT_USAGE, "add %s: give at least one listen=PATH", name);
+	evbuffer_add_printf(vmkeys, ", \"listeners\": [");
+	evbuffer_add_buffer(vmkeys, ls);
+	evbuffer_add_printf(vmkeys, "}]}");
+	len = evbuffer_get_length(vmkeys);
+	if ((out = malloc(len + 1)) == NULL)
+		die(EXIT_USAGE, "out of memory");
+	evbuffer_remove(vmkeys, out, len);
+	out[len] = '\0';
+	evbuffer_free(vmkeys);
+	evbuffer_free(ls);
+	return (out);
+}
+
+/* The arguments {"name": VM}. */
+static char *
+ctl_name_args(const char *name)
+{
+	struct evbuffer	*b;
+	char		*out;
+	size_t		 len;
+
+	if ((b = evbuffer_new()) == NULL)
+		die(EXIT_USAGE, "out of memory");
+	evbuffer_add_printf(b, "{\"name\": ");
+	ctl_json_str(b, name);
+	evbuffer_add_printf(b, "}");
+	len = evbuffer_get_length(b);
+	if ((out = malloc(len + 1)) == NULL)
+		die(EXIT_USAGE, "out of memory");
+	evbuffer_remove(b, out, len);
+	out[len] = '\0';
+	evbuffer_free(b);
+	return (out);
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{ "control", required_argument, NULL, 'c' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ctl	 c;
+	const char	*control = CTL_CONTROL, *cmd;
+	char		*args = NULL;
+	yajl_val	 reply, ret;
+	int		 ch;
+
+	memset(&c, 0, sizeof(c));
+	if ((cmd = getenv("QMPMUX_CONTROL")) != NULL && *cmd != '\0')
+		control = cmd;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			control = optarg;
+			break;
+		case 'j':
+			c.json = 1;
+			break;
+		case 'h':
+			usage(stdout, EXIT_OK);
+		case 'V':
+			printf("qmpmuxctl %s\n", PACKAGE_VERSION);
+			exit(EXIT_OK);
+		default:
+			usage(stderr, EXIT_USAGE);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		usage(stderr, EXIT_USAGE);
+	cmd = argv[0];
+	/* the command line first: a usage error needs no daemon */
+	if (strcmp(cmd, "list") == 0 || strcmp(cmd, "dump") == 0 ||
+	    strcmp(cmd, "reload") == 0) {
+		if (argc != 1)
+			usage(stderr, EXIT_USAGE);
+	} else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "remove") == 0) {
+		if (argc != 2)
+			usage(stderr, EXIT_USAGE);
+		args = ctl_name_args(argv[1]);
+	} else if (strcmp(cmd, "add") == 0) {
+		if (argc < 3)
+			usage(stderr, EXIT_USAGE);
+		args = ctl_add_args(argv[1], argc - 2, argv + 2);
+	} else
+		usage(stderr, EXIT_USAGE);
+
+	ctl_open(&c, control);
+	if (strcmp(cmd, "list") == 0) {
+		ret = ctl_run(&c, "query-vms", NULL, &reply);
+		if (c.json)
+			ctl_print_json(ret);
+		else
+			ctl_list(ret);
+	} else if (strcmp(cmd, "status") == 0) {
+		ret = ctl_run(&c, "query-vm", args, &reply);
+		if (c.json)
+			ctl_print_json(ret);
+		else
+			ctl_status(ret);
+	} else if (strcmp(cmd, "dump") == 0) {
+		ret = ctl_run(&c, "dump", NULL, &reply);
+		ctl_print_json(ret);
+	} else {
+		ret = ctl_run(&c, strcmp(cmd, "add") == 0 ? "add-vm" :
+		    strcmp(cmd, "remove") == 0 ? "remove-vm" : "reload", args,
+		    &reply);
+		if (c.json)
+			ctl_print_json(ret);
+	}
+	yajl_tree_free(reply);
+	free(args);
+	qmp_reader_free(c.reader);
+	evbuffer_free(c.in);
+	close(c.fd);
+	return (EXIT_OK);
+}
