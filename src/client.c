@@ -575,16 +575,22 @@ client_read(struct client *c)
 				client_end(c);
 			return;
 		case QMP_MESSAGE:
+			trace_message(vm, TRACE_CLIENT_IN, c, msg.buf, msg.len,
+			    NULL);
 			client_handle(c, &msg);
 			qmp_msg_clear(&msg);
 			break;
 		case QMP_ERR_JSON:
 		case QMP_ERR_DEPTH:
+			trace_message(vm, TRACE_CLIENT_IN, c, NULL, 0,
+			    qmp_reader_error(c->reader));
 			/* QEMU's own words; the reader goes on as QEMU does */
 			reply_error(client_local_out(c), NULL, 0,
 			    "GenericError", "%s", qmp_reader_error(c->reader));
 			break;
 		case QMP_ERR_SIZE:
+			trace_message(vm, TRACE_CLIENT_IN, c, NULL, 0,
+			    "message larger than max_client_message");
 			reply_error(bufferevent_get_output(c->bev), NULL, 0,
 			    "GenericError", "qmpmux: message larger than "
 			    "max_client_message (%zu bytes)",
@@ -668,8 +674,15 @@ client_reply(struct client *c, const struct qmp_msg *msg,
     const char *id, size_t idlen)
 {
 	struct evbuffer	*out = bufferevent_get_output(c->bev);
+	struct evbuffer	*traced = NULL;
 	struct qmp_span	 span;
 
+	/* traced, it is made apart first, to be seen whole */
+	if (TRACE_ON(c->vm)) {
+		if ((traced = evbuffer_new()) == NULL)
+			fatalx("%s: out of memory", __func__);
+		out = traced;
+	}
 	if (msg->m_id == -1)
 		span.off = msg->len, span.len = 0;
 	else if (id != NULL)
@@ -682,6 +695,13 @@ client_reply(struct client *c, const struct qmp_msg *msg,
 	evbuffer_add(out, msg->buf + span.off + span.len,
 	    msg->len - span.off - span.len);
 	evbuffer_add(out, "\r\n", 2);
+	if (traced != NULL) {
+		trace_message(c->vm, TRACE_CLIENT_OUT, c,
+		    (const char *)evbuffer_pullup(traced, -1),
+		    evbuffer_get_length(traced), NULL);
+		evbuffer_add_buffer(bufferevent_get_output(c->bev), traced);
+		evbuffer_free(traced);
+	}
 }
 
 /* Queue a shared event for the client, without copying it. */

@@ -112,6 +112,10 @@ static void
 cmd_send(struct vm *vm, struct cmd *cmd)
 {
 	cmd->sent = 1;
+	if (TRACE_ON(vm))
+		trace_message(vm, TRACE_QEMU_OUT, cmd->client,
+		    (const char *)evbuffer_pullup(cmd->wire, -1),
+		    evbuffer_get_length(cmd->wire), NULL);
 	monitor_send(vm->mon, cmd->wire);
 	evbuffer_free(cmd->wire);
 	cmd->wire = NULL;
@@ -327,7 +331,10 @@ cmd_reply(struct vm *vm, struct qmp_msg *msg)
 {
 	struct cmd	*cmd;
 
-	if ((cmd = cmd_find(vm, msg)) == NULL) {
+	cmd = cmd_find(vm, msg);
+	trace_message(vm, TRACE_QEMU_IN, cmd != NULL ? cmd->client : NULL,
+	    msg->buf, msg->len, NULL);
+	if (cmd == NULL) {
 		vm->stats.unknown_replies++;
 		vm_log(vm, LOG_ERR, "reply matching no command dropped: %.*s",
 		    (int)(msg->len > 200 ? 200 : msg->len), msg->buf);

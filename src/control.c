@@ -16,7 +16,9 @@
  * Everything is bounded: the clients (CONTROL_CLIENTS_MAX), a message
  * (CONTROL_MESSAGE_MAX, then the connection is closed), the output
  * (past CONTROL_OUTPUT_MAX the client is not read until it has read
- * half of it) and the fds a client holds (CONTROL_FDS_MAX).  Nothing
+ * half of it) and the fds a client holds (CONTROL_FDS_MAX).  A trace
+ * (trace.c) writes into the same output within the same bound, and
+ * skips what does not fit rather than wait.  Nothing
  * waits on a peer, so one control client cannot hold up another, or a
  * VM.
  */
@@ -86,6 +88,7 @@ struct control_client {
 	int			 paused;
 	struct control_fds	 fds;
 	unsigned int		 nfds;
+	struct trace_list	 traces;	/* the VMs it traces */
 	TAILQ_ENTRY(control_client) entry;
 };
 
@@ -145,6 +148,7 @@ static void	control_getfd(struct control_req *);
 static void	control_closefd(struct control_req *);
 static void	control_dump(struct control_req *);
 static void	control_reload(struct control_req *);
+static void	control_trace(struct control_req *);
 
 static const struct control_param control_no_params[] = {
 	{ NULL, yajl_t_null, NULL, 0 }
@@ -183,6 +187,7 @@ static const struct control_cmd {
 	{ "closefd", control_closefd, control_fdname_params, 0 },
 	{ "dump", control_dump, control_no_params, 0 },
 	{ "reload", control_reload, control_no_params, 0 },
+	{ "trace", control_trace, control_name_params, 0 },
 };
 #define CONTROL_NCMDS	(sizeof(control_cmds) / sizeof(control_cmds[0]))
 
@@ -287,6 +292,7 @@ control_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	cc->pid = pid;
 	cc->uid = uid;
 	TAILQ_INIT(&cc->fds);
+	TAILQ_INIT(&cc->traces);
 	cc->in = evbuffer_new();
 	cc->out = evbuffer_new();
 	cc->rev = event_new(ctl->base, fd, EV_READ | EV_PERSIST,
@@ -356,6 +362,7 @@ control_close(struct control_client *cc, const char *fmt, ...)
 	va_end(ap);
 	control_log(cc, LOG_INFO, "closed: %s", why);
 	free(why);
+	trace_free_all(&cc->traces);
 	event_del(cc->rev);
 	event_del(cc->wev);
 	if (evbuffer_get_length(cc->out) > 0)
@@ -378,6 +385,7 @@ control_client_free(struct control_client *cc)
 
 	TAILQ_REMOVE(&cc->ctl->clients, cc, entry);
 	cc->ctl->nclients--;
+	trace_free_all(&cc->traces);
 	while ((f = TAILQ_FIRST(&cc->fds)) != NULL) {
 		TAILQ_REMOVE(&cc->fds, f, entry);
 		close(f->fd);
@@ -996,6 +1004,37 @@ control_reload(struct control_req *req)
 		return;
 	}
 	reply_return(req->cc->out, req->id, req->idlen);
+}
+
+/* A trace queued output for a control client: write it. */
+static void
+control_trace_kick(void *arg)
+{
+	struct control_client	*cc = arg;
+
+	if (!cc->closing)
+		event_add(cc->wev, NULL);
+}
+
+/*
+ * trace: from now on, every message of the VM comes to this connection
+ * as a QMPMUX_TRACE event, within its output bound, until it closes or
+ * the VM goes.  Tracing a VM it already traces changes nothing.
+ */
+static void
+control_trace(struct control_req *req)
+{
+	struct control_client	*cc = req->cc;
+	struct vm		*vm;
+
+	if ((vm = control_find_vm(req)) == NULL)
+		return;
+	control_log(cc, LOG_INFO, "(pid %ld) traces vm %s", (long)cc->pid,
+	    vm->name);
+	/* the reply goes out before the first event */
+	reply_return(cc->out, req->id, req->idlen);
+	trace_new(vm, &cc->traces, cc->out, CONTROL_OUTPUT_MAX,
+	    control_trace_kick, cc);
 }
 
 /*

@@ -239,6 +239,25 @@ struct control;
 struct control	*control_new(struct server *, const char *);
 void		 control_free(struct control *);
 
+/* trace.c: the live trace of a VM's messages, for control connections */
+enum trace_dir {
+	TRACE_CLIENT_IN,	/* read from a client, before any check */
+	TRACE_QEMU_OUT,		/* sent to QEMU, with the upstream id */
+	TRACE_QEMU_IN,		/* read from QEMU: a reply or an event */
+	TRACE_CLIENT_OUT,	/* QEMU's reply, with the client's id */
+};
+struct trace;
+TAILQ_HEAD(trace_list, trace);
+/* whether anyone traces vm: all a message costs when nobody does */
+#define TRACE_ON(vm)	(!TAILQ_EMPTY(&(vm)->traces))
+struct trace	*trace_new(struct vm *, struct trace_list *, struct evbuffer *,
+		    size_t, void (*)(void *), void *);
+void		 trace_free(struct trace *);
+void		 trace_free_all(struct trace_list *);
+void		 trace_message(struct vm *, enum trace_dir,
+		    const struct client *, const char *, size_t, const char *);
+void		 trace_vm_gone(struct vm *);
+
 /* dump.c: the whole state, for the log and as JSON */
 struct yajl_gen_t;
 const char	*dump_vm_state(const struct vm *);
@@ -333,6 +352,7 @@ struct vm {
 	struct timeval		 stalled_since;
 
 	struct vm_stats		 stats;
+	struct trace_list	 traces;	/* who traces it */
 };
 
 struct vm	*vm_new(struct server *, struct vm_conf *);

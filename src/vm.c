@@ -97,6 +97,7 @@ vm_new(struct server *s, struct vm_conf *conf)
 	vm->name = vm->conf.name;
 	TAILQ_INIT(&vm->listeners);
 	TAILQ_INIT(&vm->clients);
+	TAILQ_INIT(&vm->traces);
 	TAILQ_INIT(&vm->queue);
 	TAILQ_INIT(&vm->inflight);
 	if ((vm->remove = event_new(vm->base, -1, 0, vm_remove_cb, vm)) ==
@@ -269,6 +270,7 @@ vm_free(struct vm *vm)
 
 	if (vm == NULL)
 		return;
+	trace_vm_gone(vm);
 	/* answered before their clients are closed, which would drop them */
 	cmd_fail_all(vm, "qmpmux: shutting down");
 	while ((l = TAILQ_FIRST(&vm->listeners)) != NULL) {
@@ -651,9 +653,14 @@ vm_upstream_message(struct vm *vm, struct qmp_msg *msg)
 		cmd_reply(vm, msg);
 		break;
 	case QMP_KIND_EVENT:
+		/* once, not once per client it goes to */
+		trace_message(vm, TRACE_QEMU_IN, NULL, msg->buf, msg->len,
+		    NULL);
 		vm_event(vm, msg);
 		break;
 	default:
+		trace_message(vm, TRACE_QEMU_IN, NULL, msg->buf, msg->len,
+		    NULL);
 		vm_log(vm, LOG_ERR, "unexpected %s from QEMU dropped: %.*s",
 		    qmp_kind_name(msg->kind),
 		    (int)(msg->len > 200 ? 200 : msg->len), msg->buf);
