@@ -14,10 +14,12 @@
 #include <getopt.h>
 #include <math.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -62,6 +64,7 @@ usage(FILE *f, int status)
 	    "listen=PATH [KEY=VALUE ...]\n"
 	    "       qmpmuxctl [--control PATH] remove VM\n"
 	    "       qmpmuxctl [--control PATH] reload\n"
+	    "       qmpmuxctl [--control PATH] [--json] trace VM\n"
 	    "       qmpmuxctl --help | --version\n");
 	exit(status);
 }
@@ -502,6 +505,142 @@ ctl_name_args(const char *name)
 	return (out);
 }
 
+/* SIGINT during a trace: it ends, and that is success. */
+static volatile sig_atomic_t	ctl_interrupted;
+static sigset_t			ctl_sigmask;	/* as it was, SIGINT in */
+
+static void
+ctl_sigint(int sig)
+{
+	ctl_interrupted = 1;
+}
+
+/* The message of a trace event, compact on one line, for people. */
+static void
+ctl_trace_message(yajl_val data)
+{
+	static const char	*msg_path[] = { "message", NULL };
+	yajl_gen		 g;
+	const unsigned char	*buf;
+	size_t			 len;
+	yajl_val		 m = yajl_tree_get(data, msg_path, yajl_t_any);
+
+	if (m == NULL || YAJL_IS_NULL(m)) {
+		printf("invalid input: %s", ctl_str(data, "error", NULL) !=
+		    NULL ? ctl_str(data, "error", NULL) : "?");
+		return;
+	}
+	if ((g = yajl_gen_alloc(NULL)) == NULL)
+		die(EXIT_USAGE, "out of memory");
+	util_json_gen(g, m);
+	yajl_gen_get_buf(g, &buf, &len);
+	if (yajl_tree_get(data, (const char *[]){ "raw", NULL }, yajl_t_true)
+	    != NULL)
+		printf("not JSON: ");
+	fwrite(buf, 1, len, stdout);
+	yajl_gen_free(g);
+}
+
+/*
+ * One event of a trace as a line for people: the time (HH:MM:SS.mmm,
+ * local), the direction, the client and the message.  1 when it says
+ * the trace has ended.
+ */
+static int
+ctl_trace_line(yajl_val v)
+{
+	static const char	*data_path[] = { "data", NULL };
+	const char		*event = ctl_str(v, "event", NULL);
+	yajl_val		 data = yajl_tree_get(v, data_path,
+				    yajl_t_object);
+	double			 sec = ctl_num(v, "timestamp", "seconds");
+	double			 usec = ctl_num(v, "timestamp", "microseconds");
+	time_t			 t = (time_t)(sec < 0 ? 0 : sec);
+	struct tm		 tm;
+	char			 when[32];
+
+	if (event == NULL || data == NULL)
+		return (0);
+	localtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%H:%M:%S", &tm);
+	printf("%s.%03ld ", when, usec < 0 ? 0 : (long)(usec / 1000));
+	if (strcmp(event, "QMPMUX_TRACE") == 0) {
+		printf("%-10s ", ctl_str(data, "direction", NULL) != NULL ?
+		    ctl_str(data, "direction", NULL) : "?");
+		if (ctl_num(data, "client", NULL) >= 0)
+			printf("%-4.0f ", ctl_num(data, "client", NULL));
+		else
+			printf("%-4s ", "-");
+		ctl_trace_message(data);
+	} else if (strcmp(event, "QMPMUX_TRACE_SKIPPED") == 0)
+		printf("skipped %.0f messages: this trace was read too slowly",
+		    ctl_num(data, "count", NULL));
+	else if (strcmp(event, "QMPMUX_TRACE_END") == 0)
+		printf("the trace of %s ended: the VM is gone",
+		    ctl_str(data, "vm", NULL));
+	else
+		printf("%s", event);
+	printf("\n");
+	fflush(stdout);
+	return (strcmp(event, "QMPMUX_TRACE_END") == 0);
+}
+
+/*
+ * trace VM: the trace is on; print each event as it comes, until SIGINT
+ * (success), the end of the trace (success) or of the connection.  No
+ * bound on the wait: a quiet VM sends nothing.
+ */
+static void
+ctl_trace(struct ctl *c)
+{
+	struct qmp_msg	 msg;
+	struct pollfd	 pfd;
+	yajl_val	 v;
+	char		 err[256];
+	int		 n, end;
+
+	for (;;) {
+		if (ctl_interrupted)
+			return;
+		switch (qmp_reader_next(c->reader, c->in, &msg)) {
+		case QMP_MESSAGE:
+			if ((v = yajl_tree_parse(msg.buf, err,
+			    sizeof(err))) == NULL)
+				die(EXIT_DAEMON, "unreadable event: %s", err);
+			if (c->json) {
+				fwrite(msg.buf, 1, msg.len, stdout);
+				putchar('\n');
+				fflush(stdout);
+				end = ctl_str(v, "event", NULL) != NULL &&
+				    strcmp(ctl_str(v, "event", NULL),
+				    "QMPMUX_TRACE_END") == 0;
+			} else
+				end = ctl_trace_line(v);
+			yajl_tree_free(v);
+			qmp_msg_clear(&msg);
+			if (end)
+				return;
+			continue;
+		case QMP_NEED_MORE:
+			break;
+		default:
+			die(EXIT_DAEMON, "invalid event from the daemon: %s",
+			    qmp_reader_error(c->reader));
+		}
+		pfd.fd = c->fd;
+		pfd.events = POLLIN;
+		if ((n = ppoll(&pfd, 1, NULL, &ctl_sigmask)) == -1) {
+			if (errno == EINTR)
+				continue;
+			die(EXIT_DAEMON, "poll: %s", strerror(errno));
+		}
+		if ((n = evbuffer_read(c->in, c->fd, 65536)) == 0)
+			die(EXIT_DAEMON, "the daemon closed the connection");
+		if (n == -1 && errno != EINTR && errno != EAGAIN)
+			die(EXIT_DAEMON, "read: %s", strerror(errno));
+	}
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -516,6 +655,8 @@ main(int argc, char *argv[])
 	const char	*control = CTL_CONTROL, *cmd;
 	char		*args = NULL;
 	yajl_val	 reply, ret;
+	struct sigaction sa;
+	sigset_t	 block;
 	int		 ch;
 
 	memset(&c, 0, sizeof(c));
@@ -548,7 +689,8 @@ main(int argc, char *argv[])
 	    strcmp(cmd, "reload") == 0) {
 		if (argc != 1)
 			usage(stderr, EXIT_USAGE);
-	} else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "remove") == 0) {
+	} else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "remove") == 0 ||
+	    strcmp(cmd, "trace") == 0) {
 		if (argc != 2)
 			usage(stderr, EXIT_USAGE);
 		args = ctl_name_args(argv[1]);
@@ -559,6 +701,16 @@ main(int argc, char *argv[])
 	} else
 		usage(stderr, EXIT_USAGE);
 
+	if (strcmp(cmd, "trace") == 0) {
+		/* SIGINT is taken only in ctl_trace's wait, so none is lost */
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = ctl_sigint;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL);
+		sigemptyset(&block);
+		sigaddset(&block, SIGINT);
+		sigprocmask(SIG_BLOCK, &block, &ctl_sigmask);
+	}
 	ctl_open(&c, control);
 	if (strcmp(cmd, "list") == 0) {
 		ret = ctl_run(&c, "query-vms", NULL, &reply);
@@ -575,6 +727,9 @@ main(int argc, char *argv[])
 	} else if (strcmp(cmd, "dump") == 0) {
 		ret = ctl_run(&c, "dump", NULL, &reply);
 		ctl_print_json(ret);
+	} else if (strcmp(cmd, "trace") == 0) {
+		ret = ctl_run(&c, "trace", args, &reply);
+		ctl_trace(&c);
 	} else {
 		ret = ctl_run(&c, strcmp(cmd, "add") == 0 ? "add-vm" :
 		    strcmp(cmd, "remove") == 0 ? "remove-vm" : "reload", args,
