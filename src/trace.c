@@ -139,25 +139,27 @@ trace_is_json(const char *buf, size_t len)
 	return (ok);
 }
 
-/* The start of an event of qmpmuxd's, up to its data's first member. */
+/*
+ * The start of an event of qmpmuxd's, in QEMU's shape and order (the
+ * time first), up to its data's first member.
+ */
 static void
 trace_event_open(struct evbuffer *b, const char *name, const char *vm)
-{
-	evbuffer_add_printf(b, "{\"event\": \"%s\", \"data\": {\"vm\": ",
-	    name);
-	trace_json_bytes(b, vm, strlen(vm));
-}
-
-/* The end of an event: its data closed, and the time now. */
-static void
-trace_event_close(struct evbuffer *b)
 {
 	struct timeval	 tv;
 
 	gettimeofday(&tv, NULL);
-	evbuffer_add_printf(b, "}, \"timestamp\": {\"seconds\": %lld, "
-	    "\"microseconds\": %ld}}\r\n", (long long)tv.tv_sec,
-	    (long)tv.tv_usec);
+	evbuffer_add_printf(b, "{\"timestamp\": {\"seconds\": %lld, "
+	    "\"microseconds\": %ld}, \"event\": \"%s\", \"data\": "
+	    "{\"vm\": ", (long long)tv.tv_sec, (long)tv.tv_usec, name);
+	trace_json_bytes(b, vm, strlen(vm));
+}
+
+/* The end of an event: its data closed, and the line. */
+static void
+trace_event_close(struct evbuffer *b)
+{
+	evbuffer_add(b, "}}\r\n", 4);
 }
 
 /* Write the count of skipped messages, if any, and start counting again. */
