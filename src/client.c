@@ -72,6 +72,52 @@ client_log(const struct client *c, int pri, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * A reply the proxy makes itself goes into out (the client's output,
+ * or a buffer held behind its commands) as one of QEMU's would, and a
+ * trace of the VM sees it there, as it sees QEMU's.
+ */
+static void
+client_made(struct client *c, struct evbuffer *out, struct evbuffer *b)
+{
+	if (b == out)
+		return;
+	trace_message(c->vm, TRACE_CLIENT_OUT, c,
+	    (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b),
+	    NULL);
+	evbuffer_add_buffer(out, b);
+	evbuffer_free(b);
+}
+
+/* An error of the proxy's own for c, with its id, into out. */
+void
+client_error(struct client *c, struct evbuffer *out, const char *id,
+    size_t idlen, const char *class, const char *fmt, ...)
+{
+	struct evbuffer	*b = out;
+	va_list		 ap;
+
+	if (TRACE_ON(c->vm) && (b = evbuffer_new()) == NULL)
+		fatal("%s", __func__);
+	va_start(ap, fmt);
+	reply_verror(b, id, idlen, class, fmt, ap);
+	va_end(ap);
+	client_made(c, out, b);
+}
+
+/* An empty return of the proxy's own for c, with its id, into out. */
+void
+client_return(struct client *c, struct evbuffer *out, const char *id,
+    size_t idlen)
+{
+	struct evbuffer	*b = out;
+
+	if (TRACE_ON(c->vm) && (b = evbuffer_new()) == NULL)
+		fatal("%s", __func__);
+	reply_return(b, id, idlen);
+	client_made(c, out, b);
+}
+
 /* Change state, logging the transition. */
 static void
 client_set_state(struct client *c, enum client_state state)
@@ -429,7 +475,7 @@ client_negotiate(struct client *c, const struct qmp_msg *msg)
 
 	reply_id(msg, &id, &idlen);
 	if ((root = yajl_tree_parse(msg->buf, err, sizeof(err))) == NULL) {
-		reply_error(out, id, idlen, "GenericError",
+		client_error(c, out, id, idlen, "GenericError",
 		    "JSON parse error, %s", err);
 		return;
 	}
@@ -437,13 +483,13 @@ client_negotiate(struct client *c, const struct qmp_msg *msg)
 	for (k = 0; args != NULL && k < args->u.object.len; k++) {
 		v = args->u.object.values[k];
 		if (strcmp(args->u.object.keys[k], "enable") != 0) {
-			reply_error(out, id, idlen, "GenericError",
+			client_error(c, out, id, idlen, "GenericError",
 			    "Parameter '%s' is unexpected",
 			    args->u.object.keys[k]);
 			goto out;
 		}
 		if (!YAJL_IS_ARRAY(v)) {
-			reply_error(out, id, idlen, "GenericError",
+			client_error(c, out, id, idlen, "GenericError",
 			    "Invalid parameter type for 'enable', "
 			    "expected: array");
 			goto out;
@@ -451,13 +497,13 @@ client_negotiate(struct client *c, const struct qmp_msg *msg)
 		for (i = 0; i < v->u.array.len; i++) {
 			e = v->u.array.values[i];
 			if (!YAJL_IS_STRING(e)) {
-				reply_error(out, id, idlen, "GenericError",
+				client_error(c, out, id, idlen, "GenericError",
 				    "Invalid parameter type for 'enable[%zu]', "
 				    "expected: string", i);
 				goto out;
 			}
 			if (strcmp(e->u.string, "oob") != 0) {
-				reply_error(out, id, idlen, "GenericError",
+				client_error(c, out, id, idlen, "GenericError",
 				    "Parameter 'null' does not accept value "
 				    "'%s'", e->u.string);
 				goto out;
@@ -467,18 +513,18 @@ client_negotiate(struct client *c, const struct qmp_msg *msg)
 	}
 	/* QEMU checks the arguments first, then whether it is too late */
 	if (c->state == CLIENT_READY) {
-		reply_error(out, id, idlen, "CommandNotFound",
+		client_error(c, out, id, idlen, "CommandNotFound",
 		    "Capabilities negotiation is already complete, "
 		    "command ignored");
 		goto out;
 	}
 	if (oob && !c->vm->mon->oob) {
-		reply_error(out, id, idlen, "GenericError",
+		client_error(c, out, id, idlen, "GenericError",
 		    "Capability 'oob' not available");
 		goto out;
 	}
 	c->oob = oob;
-	reply_return(out, id, idlen);
+	client_return(c, out, id, idlen);
 	client_set_state(c, CLIENT_READY);
 	if (c->vm->reads_paused)
 		client_reads_paused(c, 1);
@@ -501,7 +547,7 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 		/* QEMU has no id to give back when there is no object */
 		if (msg->kind == QMP_KIND_NONOBJECT)
 			id = NULL;
-		reply_error(client_local_out(c), id, idlen, "GenericError",
+		client_error(c, client_local_out(c), id, idlen, "GenericError",
 		    "%s", desc);
 		return;
 	}
@@ -510,14 +556,14 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 	if (caps)
 		client_negotiate(c, msg);
 	else if (c->state == CLIENT_CAPS)
-		reply_error(client_local_out(c), id, idlen, "CommandNotFound",
-		    "Expecting capabilities negotiation with "
-		    "'qmp_capabilities'");
+		client_error(c, client_local_out(c), id, idlen,
+		    "CommandNotFound", "Expecting capabilities negotiation "
+		    "with 'qmp_capabilities'");
 	else if (!acl_allows(&c->listener->conf->acl, msg->name)) {
 		client_log(c, LOG_INFO, "%s refused by the access list of %s",
 		    msg->name, c->listener->conf->path);
 		/* out of band, QEMU answers at once, past in-band input */
-		reply_error(msg->m_exec_oob != -1 ?
+		client_error(c, msg->m_exec_oob != -1 ?
 		    bufferevent_get_output(c->bev) : client_local_out(c), id,
 		    idlen, "CommandNotFound", "The command %s has been "
 		    "disabled for this instance", msg->name);
@@ -585,13 +631,13 @@ client_read(struct client *c)
 			trace_message(vm, TRACE_CLIENT_IN, c, NULL, 0,
 			    qmp_reader_error(c->reader));
 			/* QEMU's own words; the reader goes on as QEMU does */
-			reply_error(client_local_out(c), NULL, 0,
+			client_error(c, client_local_out(c), NULL, 0,
 			    "GenericError", "%s", qmp_reader_error(c->reader));
 			break;
 		case QMP_ERR_SIZE:
 			trace_message(vm, TRACE_CLIENT_IN, c, NULL, 0,
 			    "message larger than max_client_message");
-			reply_error(bufferevent_get_output(c->bev), NULL, 0,
+			client_error(c, bufferevent_get_output(c->bev), NULL, 0,
 			    "GenericError", "qmpmux: message larger than "
 			    "max_client_message (%zu bytes)",
 			    vm->conf.max_client_message);

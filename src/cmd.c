@@ -102,7 +102,7 @@ cmd_error(struct cmd *cmd, const char *class, const char *desc)
 
 	if (c == NULL || cmd->answered)
 		return;
-	reply_error(bufferevent_get_output(c->bev), cmd->client_id,
+	client_error(c, bufferevent_get_output(c->bev), cmd->client_id,
 	    cmd->client_id_len, class, "%s", desc);
 	cmd_done(cmd);
 }
@@ -195,9 +195,9 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 		vm->stats.refused++;
 		client_log(c, LOG_ERR, "%s refused: %u commands queued",
 		    msg->name, vm->nqueued);
-		reply_error(bufferevent_get_output(c->bev), id, idlen,
-		    "GenericError", "qmpmux: too many commands queued for VM %s",
-		    vm->name);
+		client_error(c, bufferevent_get_output(c->bev), id, idlen,
+		    "GenericError", "qmpmux: too many commands queued for VM "
+		    "%s", vm->name);
 		return (-1);
 	}
 
@@ -266,7 +266,8 @@ cmd_deadline_cb(int fd, short events, void *arg)
 	}
 	vm->stats.timeouts_sent++;
 	vm_log(vm, LOG_ERR, "QEMU did not reply to %s (id %llu) within %gs; "
-	    "stalled until it does", cmd->name, (unsigned long long)cmd->upstream_id, limit);
+	    "stalled until it does", cmd->name,
+	    (unsigned long long)cmd->upstream_id, limit);
 	snprintf(desc, sizeof(desc), "qmpmux: QEMU did not reply to %s "
 	    "within %gs; it was sent and may still complete", cmd->name, limit);
 	cmd_error(cmd, "GenericError", desc);

@@ -1211,7 +1211,8 @@ conf_build_global(struct conf *conf, struct conf_entries *entries,
 			    "belongs in a [vm] section"));
 		if (conf_set_vm(&conf->defaults, e->key, e->value, why,
 		    sizeof(why)) == -1)
-			return (conf_at(err, errlen, e, "%s = %s: %s", e->key, e->value, why));
+			return (conf_at(err, errlen, e, "%s = %s: %s",
+			    e->key, e->value, why));
 	}
 	return (0);
 }
@@ -1243,7 +1244,8 @@ conf_build_vm(struct conf *conf, struct conf_entries *entries,
 		if (strcmp(e->key, "upstream") != 0) {
 			if (conf_set_vm(vc, e->key, e->value, why,
 			    sizeof(why)) == -1)
-				return (conf_at(err, errlen, e, "%s = %s: %s", e->key, e->value, why));
+				return (conf_at(err, errlen, e, "%s = %s: %s",
+				    e->key, e->value, why));
 			continue;
 		}
 		/*
@@ -1270,7 +1272,8 @@ conf_build_vm(struct conf *conf, struct conf_entries *entries,
 		if (conf_set_upstream(vc, val != NULL ? val : e->value, why,
 		    sizeof(why)) == -1) {
 			free(val);
-			return (conf_at(err, errlen, e, "%s = %s: %s", e->key, e->value, why));
+			return (conf_at(err, errlen, e, "%s = %s: %s",
+			    e->key, e->value, why));
 		}
 		free(val);
 	}
@@ -1318,7 +1321,8 @@ conf_build_listener(struct conf *conf, struct conf_entries *entries,
 			continue;
 		if (conf_set_listener(lc, e->key, e->value, why,
 		    sizeof(why)) == -1)
-			return (conf_at(err, errlen, e, "%s = %s: %s", e->key, e->value, why));
+			return (conf_at(err, errlen, e, "%s = %s: %s",
+			    e->key, e->value, why));
 	}
 	return (0);
 }
@@ -1390,8 +1394,9 @@ conf_build(struct conf *conf, struct conf_entries *entries,
 				    e->section));
 			if (pass == 0 && strcmp(kind, "vm") == 0) {
 				if (!conf_valid_name(name))
-					return (conf_at(err, errlen, e, ""
-					    "vm %s: not a name qmpmuxd takes", name));
+					return (conf_at(err, errlen, e,
+					    "vm %s: not a name qmpmuxd takes",
+					    name));
 				if (conf_build_vm(conf, entries, name, e, err,
 				    errlen) == -1)
 					return (-1);

@@ -521,8 +521,8 @@ control_process(struct control_client *cc)
 	while (!cc->closing) {
 		if (evbuffer_get_length(cc->out) >= CONTROL_OUTPUT_MAX) {
 			if (!cc->paused)
-				control_log(cc, LOG_DEBUG, "%zu bytes unread by "
-				    "it: not reading from it",
+				control_log(cc, LOG_DEBUG, "%zu bytes unread "
+				    "by it: not reading from it",
 				    evbuffer_get_length(cc->out));
 			cc->paused = 1;
 			event_del(cc->rev);
@@ -1098,7 +1098,8 @@ control_path_used(struct server *s, const char *path)
 
 	TAILQ_FOREACH(vm, &s->vms, entry) {
 		TAILQ_FOREACH(l, &vm->listeners, entry) {
-			if (!l->conf->passed && strcmp(l->conf->path, path) == 0)
+			if (!l->conf->passed &&
+			    strcmp(l->conf->path, path) == 0)
 				return (vm);
 		}
 	}
@@ -1111,7 +1112,8 @@ control_path_used(struct server *s, const char *path)
  */
 struct control_use {
 	struct control_fd	*f[CONTROL_FDS_MAX + 1];
-	struct listener_conf	*lc[CONTROL_FDS_MAX + 1];	/* NULL: upstream */
+	/* NULL: the upstream */
+	struct listener_conf	*lc[CONTROL_FDS_MAX + 1];
 	size_t			 n;
 };
 
@@ -1294,8 +1296,8 @@ control_add_vm(struct control_req *req)
 		return;
 	}
 	if (ls->u.array.len == 0) {
-		control_error(req, "GenericError", "qmpmux: a VM needs at least "
-		    "one listener");
+		control_error(req, "GenericError", "qmpmux: a VM needs at "
+		    "least one listener");
 		return;
 	}
 	if ((vc = calloc(1, sizeof(*vc))) == NULL)

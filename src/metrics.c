@@ -35,7 +35,7 @@
 
 #include "qmpmux.h"
 
-#define METRICS_TIMEOUT		10		/* seconds, each read or write */
+#define METRICS_TIMEOUT		10	/* seconds, each read or write */
 #define METRICS_MAX_CONNS	8		/* served at once */
 #define METRICS_MAX_BYTES	(16 << 20)	/* of one response */
 #define METRICS_MAX_HEADERS	8192		/* of one request */

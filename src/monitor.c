@@ -252,7 +252,8 @@ monitor_restart(struct monitor *m)
 {
 	const char	*reason = "the upstream changed";
 
-	if (m->bev != NULL && monitor_close(m, reason, "reaching the new one")) {
+	if (m->bev != NULL &&
+	    monitor_close(m, reason, "reaching the new one")) {
 		monitor_set_state(m, MONITOR_BACKOFF);
 		monitor_upstream_lost(m, reason);
 	}

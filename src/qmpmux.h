@@ -484,6 +484,10 @@ struct client {
 
 void		 client_log(const struct client *, int, const char *, ...)
 		    LOG_PRINTF(3, 4);
+void		 client_error(struct client *, struct evbuffer *, const char *,
+		    size_t, const char *, const char *, ...) LOG_PRINTF(6, 7);
+void		 client_return(struct client *, struct evbuffer *, const char *,
+		    size_t);
 void		 client_accept(struct listener *, int);
 void		 client_greet(struct client *);
 void		 client_close(struct client *, const char *, ...)
@@ -534,6 +538,9 @@ struct evbuffer	*cmd_hold(struct client *);
 void		 reply_string(struct evbuffer *, const char *);
 void		 reply_error(struct evbuffer *, const char *, size_t,
 		    const char *, const char *, ...) LOG_PRINTF(5, 6);
+void		 reply_verror(struct evbuffer *, const char *, size_t,
+		    const char *, const char *, va_list)
+		    __attribute__((format(printf, 5, 0)));
 void		 reply_return(struct evbuffer *, const char *, size_t);
 void		 reply_id(const struct qmp_msg *, const char **, size_t *);
 int		 reply_check_command(const struct qmp_msg *, int, char *,

@@ -79,14 +79,23 @@ void
 reply_error(struct evbuffer *out, const char *id, size_t idlen,
     const char *class, const char *fmt, ...)
 {
-	char		*desc;
 	va_list		 ap;
 
-	/* as long as it takes: a stray token is quoted whole, as by QEMU */
 	va_start(ap, fmt);
+	reply_verror(out, id, idlen, class, fmt, ap);
+	va_end(ap);
+}
+
+/* The same, with the arguments of the description as a va_list. */
+void
+reply_verror(struct evbuffer *out, const char *id, size_t idlen,
+    const char *class, const char *fmt, va_list ap)
+{
+	char		*desc;
+
+	/* as long as it takes: a stray token is quoted whole, as by QEMU */
 	if (vasprintf(&desc, fmt, ap) == -1)
 		fatal("%s", __func__);
-	va_end(ap);
 
 	evbuffer_add_printf(out, "{");
 	if (id != NULL) {

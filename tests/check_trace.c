@@ -150,6 +150,17 @@ START_TEST(test_order)
 	yajl_tree_free(v);
 	free(t_recv_reply(a, T_WAIT_MS));
 
+	/* a reply the proxy makes itself is traced as QEMU's are */
+	t_send(a, "{\"execute\": \"query-status\", \"foo\": 1, \"id\": 2}");
+	v = recv_trace(tr, "client-in", 1);
+	yajl_tree_free(v);
+	v = recv_trace(tr, "client-out", 1);
+	ck_assert_int_eq(YAJL_GET_INTEGER(msg_get(v, "id")), 2);
+	ck_assert_str_eq(t_get_str(msg_get(v, "error"), "desc", NULL),
+	    "QMP input member 'foo' is unexpected");
+	yajl_tree_free(v);
+	free(t_recv_reply(a, T_WAIT_MS));
+
 	/* stop, then cont: each event once, whatever the clients */
 	for (i = 0; i < 2; i++) {
 		ev = i == 0 ? "STOP" : "RESUME";
