@@ -52,7 +52,6 @@
 #define CONTROL_FDS_PER_READ	16
 #define CONTROL_READ_SIZE	16384
 #define CONTROL_RETRY_SECONDS	1
-#define CONTROL_DUMP_VERSION	1
 
 /* An fd a client passed: unnamed until a getfd names it. */
 struct control_fd {
@@ -796,7 +795,7 @@ control_query_version(struct control_req *req)
 	int	 n;
 
 	n = snprintf(buf, sizeof(buf), "{\"qmpmuxd\": \"%s\", "
-	    "\"dump_version\": %d}", PACKAGE_VERSION, CONTROL_DUMP_VERSION);
+	    "\"dump_version\": %d}", PACKAGE_VERSION, DUMP_VERSION);
 	control_return(req, buf, (size_t)n);
 }
 

@@ -6,7 +6,7 @@
  * local file under a temporary name, then renamed into place, so a
  * reader never sees half of it.
  *
- * The JSON format is versioned (DUMP_VERSION) and documented in
+ * The JSON format is versioned (DUMP_VERSION, in qmpmux.h) and documented in
  * qmpmuxd(8); a change that removes or retypes a member bumps it.
  * Times are seconds, as fractions: "age" members count back from the
  * dump's own "time", which is the wall clock.
@@ -28,7 +28,6 @@
 
 #include "qmpmux.h"
 
-#define DUMP_VERSION	1
 
 /* A yajl generator with shorthands for the members of an object. */
 struct dump {

@@ -259,6 +259,7 @@ void		 trace_message(struct vm *, enum trace_dir,
 void		 trace_vm_gone(struct vm *);
 
 /* dump.c: the whole state, for the log and as JSON */
+#define DUMP_VERSION	1	/* of the JSON document; docs/DUMP.md */
 struct yajl_gen_t;
 const char	*dump_vm_state(const struct vm *);
 void		 dump_vm(struct yajl_gen_t *, const struct vm *);
