@@ -75,8 +75,17 @@ client_log(const struct client *c, int pri, const char *fmt, ...)
 /*
  * A reply the proxy makes itself goes into out (the client's output,
  * or a buffer held behind its commands) as one of QEMU's would, and a
- * trace of the VM sees it there, as it sees QEMU's.
+ * trace of the VM sees it as it sees QEMU's: now if it goes straight
+ * out, when it is let go if it is held (cmd_done), so that the trace
+ * shows the client's replies in the order the client gets them.
  */
+static int
+client_traces(struct client *c, struct evbuffer *out)
+{
+	return (TRACE_ON(c->vm) && out == bufferevent_get_output(c->bev));
+}
+
+/* A reply made in b for the trace goes to the trace, then into out. */
 static void
 client_made(struct client *c, struct evbuffer *out, struct evbuffer *b)
 {
@@ -97,7 +106,7 @@ client_error(struct client *c, struct evbuffer *out, const char *id,
 	struct evbuffer	*b = out;
 	va_list		 ap;
 
-	if (TRACE_ON(c->vm) && (b = evbuffer_new()) == NULL)
+	if (client_traces(c, out) && (b = evbuffer_new()) == NULL)
 		fatal("%s", __func__);
 	va_start(ap, fmt);
 	reply_verror(b, id, idlen, class, fmt, ap);
@@ -112,7 +121,7 @@ client_return(struct client *c, struct evbuffer *out, const char *id,
 {
 	struct evbuffer	*b = out;
 
-	if (TRACE_ON(c->vm) && (b = evbuffer_new()) == NULL)
+	if (client_traces(c, out) && (b = evbuffer_new()) == NULL)
 		fatal("%s", __func__);
 	reply_return(b, id, idlen);
 	client_made(c, out, b);

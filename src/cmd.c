@@ -68,6 +68,10 @@ cmd_done(struct cmd *cmd)
 	client_command_done(c);
 	while ((h = TAILQ_FIRST(&c->order)) != NULL && h->held != NULL) {
 		TAILQ_REMOVE(&c->order, h, order);
+		/* a held reply is traced as it goes, in the client's order */
+		trace_message(c->vm, TRACE_CLIENT_OUT, c,
+		    (const char *)evbuffer_pullup(h->held, -1),
+		    evbuffer_get_length(h->held), NULL);
 		evbuffer_add_buffer(bufferevent_get_output(c->bev), h->held);
 		cmd_free(h);
 		client_command_done(c);
