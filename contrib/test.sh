@@ -31,7 +31,8 @@ if ! make -C build-test -j2 check; then
 fi
 
 echo "== mandoc -Tlint"
-mandoc -Tlint -Wwarning man/qmpmuxctl.1 man/qmpmuxd.8 man/qmpmuxd.conf.5
+mandoc -Tlint -Wwarning man/qmpmuxctl.1 man/qmpmuxd.8 man/qmpmuxd.conf.5 \
+	man/qmpmux-qemu.8
 
 echo "== build-dist: make distcheck"
 mkdir -p build-dist
