@@ -10,6 +10,10 @@ QMPMUX_DEPS=(build-essential autoconf automake libtool pkg-config
 	libevent-dev libyajl-dev libinih-dev libsystemd-dev check
 	qemu-system-x86 socat)
 
+# The real libvirtd of tests/libvirt-e2e.sh, which contrib/test.sh runs.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+QMPMUX_E2E_DEPS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)
+
 # Install those of the packages named as arguments that are missing.
 deps_install() {
 	local missing=() p status

@@ -1,8 +1,9 @@
 #!/bin/bash
 #
 # The CI job: install what is missing (Debian, as root), build with
-# -Werror and the sanitizers in build-test/ and run every test, lint the
-# man page, and run make distcheck from a plain build in build-dist/.
+# -Werror and the sanitizers in build-test/ and run every test, run a
+# domain through the real libvirtd (tests/libvirt-e2e.sh), lint the
+# man pages, and run make distcheck from a plain build in build-dist/.
 # It can be run from anywhere; the build directories are in the tree.
 set -euo pipefail
 
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=contrib/deps.sh
 . contrib/deps.sh
 
-deps_install "${QMPMUX_DEPS[@]}" mandoc
+deps_install "${QMPMUX_DEPS[@]}" "${QMPMUX_E2E_DEPS[@]}" mandoc
 
 echo "== autogen"
 ./autogen.sh
@@ -30,8 +31,12 @@ if ! make -C build-test -j2 check; then
 	exit 1
 fi
 
+echo "== libvirt end to end: tests/libvirt-e2e.sh"
+tests/libvirt-e2e.sh build-test
+
 echo "== mandoc -Tlint"
-mandoc -Tlint -Wwarning man/qmpmuxctl.1 man/qmpmuxd.8 man/qmpmuxd.conf.5
+mandoc -Tlint -Wwarning man/qmpmuxctl.1 man/qmpmuxd.8 man/qmpmuxd.conf.5 \
+	man/qmpmux-qemu.8
 
 echo "== build-dist: make distcheck"
 mkdir -p build-dist
