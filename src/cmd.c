@@ -209,6 +209,7 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 		fatal("%s", __func__);
 	cmd->vm = vm;
 	cmd->client = c;
+	cmd->owner = c->id;
 	cmd->upstream_id = ++vm->next_cmd_id;
 	cmd->oob = msg->m_exec_oob != -1;
 	cmd->waited = wait;
@@ -433,6 +434,9 @@ cmd_client_gone(struct client *c)
 	TAILQ_FOREACH(cmd, &vm->inflight, entry) {
 		if (cmd->client == c)
 			cmd->client = NULL;
+		/* an answered one is c's until c goes: the dump shows it */
+		if (cmd->owner == c->id)
+			cmd->owner = 0;
 	}
 	c->ncmds = 0;
 }

@@ -152,8 +152,8 @@ dump_cmd(struct dump *d, const struct cmd *cmd)
 	yajl_gen_map_open(d->g);
 	dump_str(d, "command", cmd->name);
 	dump_key(d, "client");
-	if (cmd->client != NULL)
-		yajl_gen_integer(d->g, cmd->client->id);
+	if (cmd->owner != 0)
+		yajl_gen_integer(d->g, cmd->owner);
 	else
 		yajl_gen_null(d->g);
 	dump_uint(d, "upstream_id", cmd->upstream_id);
@@ -415,13 +415,13 @@ dump_log(struct server *s)
 			vm_log(vm, LOG_INFO, "dump: %s (id %llu) of client "
 			    "%d: sent, %.3fs ago%s", cmd->name,
 			    (unsigned long long)cmd->upstream_id,
-			    cmd->client != NULL ? cmd->client->id : 0,
+			    cmd->owner,
 			    util_elapsed(&cmd->arrived), cmd->expired ?
 			    ", past its deadline" : "");
 		TAILQ_FOREACH(cmd, &vm->queue, entry)
 			vm_log(vm, LOG_INFO, "dump: %s of client %d: queued, "
-			    "%.3fs ago", cmd->name, cmd->client != NULL ?
-			    cmd->client->id : 0, util_elapsed(&cmd->arrived));
+			    "%.3fs ago", cmd->name, cmd->owner,
+			    util_elapsed(&cmd->arrived));
 		TAILQ_FOREACH(c, &vm->clients, entry)
 			client_log(c, LOG_INFO, "dump: %s on %s (pid %ld, uid "
 			    "%ld), %u commands, %zu bytes unwritten",

@@ -507,7 +507,8 @@ const char	*client_state_name(enum client_state);
 /* cmd.c: the per-VM command queue */
 struct cmd {
 	struct vm		*vm;
-	struct client		*client;	/* NULL once it has gone */
+	struct client		*client;	/* NULL once answered or gone */
+	int			 owner;		/* its id; 0 once it has gone */
 	uint64_t		 upstream_id;
 	char			*client_id;	/* id value bytes, or NULL */
 	size_t			 client_id_len;
