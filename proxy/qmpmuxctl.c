@@ -334,7 +334,7 @@ ctl_list(yajl_val ret)
 static void
 ctl_status(yajl_val vm)
 {
-	char		 a[32], st[32];
+	char		 a[32], st[32], cl[32];
 	yajl_val	 list, x;
 	const char	*state = ctl_str(vm, "state", NULL);
 	double		 dl;
@@ -372,8 +372,14 @@ ctl_status(yajl_val vm)
 	for (i = 0; list != NULL && i < list->u.array.len; i++) {
 		x = list->u.array.values[i];
 		dl = ctl_num(x, "deadline_in", NULL);
-		printf("    %-24s client %-4.0f %-6s %8s ago", ctl_str(x,
-		    "command", NULL), ctl_num(x, "client", NULL),
+		/* A client that hung up leaves its command with QEMU. */
+		if (ctl_num(x, "client", NULL) >= 0)
+			snprintf(cl, sizeof(cl), "%.0f", ctl_num(x, "client",
+			    NULL));
+		else
+			snprintf(cl, sizeof(cl), "-");
+		printf("    %-24s client %-4s %-6s %8s ago", ctl_str(x,
+		    "command", NULL), cl,
 		    yajl_tree_get(x, (const char *[]){ "sent", NULL },
 		    yajl_t_true) != NULL ? "sent" : "queued",
 		    ctl_age(ctl_num(x, "age", NULL), a, sizeof(a)));
