@@ -121,40 +121,6 @@ cmd_fd_eq(struct t_client *c, const char *text, int fd, const char *want)
 	free(m);
 }
 
-/* How many fds a process has open. */
-static int
-count_fds(pid_t pid)
-{
-	char		 path[64];
-	DIR		*d;
-	struct dirent	*e;
-	int		 n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
-	ck_assert_ptr_nonnull(d = opendir(path));
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return (n);
-}
-
-/*
- * Wait until qmpmuxd has n fds open: it closes from its loop, after it
- * answered.  No event tells another process's fd table, so it is read
- * every millisecond, within the bound.
- */
-static void
-wait_fds(pid_t pid, int n)
-{
-	long long	 end = t_clock_ms() + T_WAIT_MS;
-	int		 now;
-
-	while ((now = count_fds(pid)) != n && t_clock_ms() < end)
-		poll(NULL, 0, 1);
-	ck_assert_msg(now == n, "qmpmuxd holds %d fds, expected %d", now, n);
-}
-
 /*
  * Pass over the errors input read as QEMU reads it may still give (the
  * rest of a message too deep), up to the reply to a command sent now.
@@ -392,7 +358,7 @@ START_TEST(test_add_fds)
 
 	start_empty();
 	c = ctl_client();
-	before = count_fds(t_proxy_pid);
+	before = t_proc_fds(t_proxy_pid, NULL);
 
 	/* sv[0] is QEMU's, inherited; the test's own ends are not */
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -449,7 +415,7 @@ START_TEST(test_add_fds)
 	free(wait_vms(c, "fdvm", 0));
 	/* its path is the test's: qmpmuxd did not make it, nor removes it */
 	ck_assert_int_eq(stat(t_psock, &st), 0);
-	wait_fds(t_proxy_pid, before);
+	t_wait_fds(t_proxy_pid, before);
 	t_client_free(c);
 }
 END_TEST
@@ -484,7 +450,7 @@ START_TEST(test_hostile)
 	vms = query_vms(c);
 	/* the client and its connection's fd are counted in "before" */
 	h = ctl_client();
-	before = count_fds(t_proxy_pid);
+	before = t_proc_fds(t_proxy_pid, NULL);
 
 	t_send_raw(h, "\x01\xff}", 3);
 	t_recv_eq(h, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
@@ -599,7 +565,7 @@ START_TEST(test_hostile)
 	ck_assert_str_eq(m, vms);
 	free(m);
 	t_client_free(h);
-	wait_fds(t_proxy_pid, before - 1);
+	t_wait_fds(t_proxy_pid, before - 1);
 
 	/* a message over 1 MiB: an error, then EOF */
 	h = ctl_client();
@@ -615,7 +581,7 @@ START_TEST(test_hostile)
 	m = query_vms(c);
 	ck_assert_str_eq(m, vms);
 	free(m);
-	wait_fds(t_proxy_pid, before - 1);
+	t_wait_fds(t_proxy_pid, before - 1);
 	free(vms);
 	free(file);
 	t_client_free(c);

@@ -422,55 +422,6 @@ START_TEST(test_reload_connect_to_listen)
 }
 END_TEST
 
-/* The number of sockets a process holds, from /proc/PID/fd. */
-static int
-count_sockets(pid_t pid)
-{
-	char		 dir[64], path[320], link[128];
-	struct dirent	*de;
-	DIR		*d;
-	ssize_t		 n;
-	int		 count = 0;
-
-	snprintf(dir, sizeof(dir), "/proc/%ld/fd", (long)pid);
-	ck_assert_ptr_nonnull(d = opendir(dir));
-	while ((de = readdir(d)) != NULL) {
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if ((n = readlink(path, link, sizeof(link) - 1)) <= 0)
-			continue;
-		link[n] = '\0';
-		if (strncmp(link, "socket:", 7) == 0)
-			count++;
-	}
-	closedir(d);
-	return (count);
-}
-
-/* Whether pid holds the socket whose inode is ino. */
-static int
-holds_socket(pid_t pid, ino_t ino)
-{
-	char		 dir[64], path[320], link[128], want[64];
-	struct dirent	*de;
-	DIR		*d;
-	ssize_t		 n;
-	int		 found = 0;
-
-	snprintf(dir, sizeof(dir), "/proc/%ld/fd", (long)pid);
-	snprintf(want, sizeof(want), "socket:[%lu]", (unsigned long)ino);
-	ck_assert_ptr_nonnull(d = opendir(dir));
-	while ((de = readdir(d)) != NULL) {
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if ((n = readlink(path, link, sizeof(link) - 1)) <= 0)
-			continue;
-		link[n] = '\0';
-		if (strcmp(link, want) == 0)
-			found = 1;
-	}
-	closedir(d);
-	return (found);
-}
-
 /*
  * Add a VM of fd mode on fd, with a listener at path: what the control
  * socket will do.  server_add's result.
@@ -609,8 +560,8 @@ START_TEST(test_fd_closed_once)
 	close(sp[1]);
 
 	ck_assert_int_eq(t_wait_socket(t_psock, T_WAIT_MS), 0);
-	ck_assert(holds_socket(child, st.st_ino));
-	before = count_sockets(child);
+	ck_assert(t_proc_holds(child, st.st_ino));
+	before = t_proc_fds(child, "socket:");
 	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
 	t_cmd_eq(a, STATUS, RUNNING);
 
@@ -624,8 +575,8 @@ START_TEST(test_fd_closed_once)
 	    "VM was freed; see %s/server.log", t_dir());
 	close(sp[0]);
 	ck_assert(gone(t_psock));
-	ck_assert(!holds_socket(child, st.st_ino));
-	ck_assert_int_eq(count_sockets(child), before - 2);
+	ck_assert(!t_proc_holds(child, st.st_ino));
+	ck_assert_int_eq(t_proc_fds(child, "socket:"), before - 2);
 
 	ck_assert_int_eq(kill(child, SIGTERM), 0);
 	status = t_wait_exit(child, T_WAIT_MS);

@@ -106,64 +106,6 @@ sock_ino(int fd)
 	return ((unsigned long)st.st_ino);
 }
 
-/* Whether pid holds the socket of inode ino. */
-static int
-holds_socket(pid_t pid, unsigned long ino)
-{
-	char		 dir[64], path[320], link[128], want[64];
-	DIR		*d;
-	struct dirent	*e;
-	ssize_t		 n;
-	int		 found = 0;
-
-	snprintf(dir, sizeof(dir), "/proc/%ld/fd", (long)pid);
-	snprintf(want, sizeof(want), "socket:[%lu]", ino);
-	ck_assert_ptr_nonnull(d = opendir(dir));
-	while ((e = readdir(d)) != NULL) {
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if ((n = readlink(path, link, sizeof(link) - 1)) <= 0)
-			continue;
-		link[n] = '\0';
-		if (strcmp(link, want) == 0)
-			found = 1;
-	}
-	closedir(d);
-	return (found);
-}
-
-/* How many fds a process has open. */
-static int
-count_fds(pid_t pid)
-{
-	char		 path[64];
-	DIR		*d;
-	struct dirent	*e;
-	int		 n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
-	ck_assert_ptr_nonnull(d = opendir(path));
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return (n);
-}
-
-/*
- * Wait until pid has n fds open.  No event tells another process's fd
- * table, so it is read every millisecond, within the bound.
- */
-static void
-wait_fds(pid_t pid, int n)
-{
-	long long	 end = t_clock_ms() + T_WAIT_MS;
-	int		 now;
-
-	while ((now = count_fds(pid)) != n && t_clock_ms() < end)
-		poll(NULL, 0, 1);
-	ck_assert_msg(now == n, "qmpmuxd holds %d fds, expected %d", now, n);
-}
-
 /* /proc/PID/cmdline as one string, its arguments joined by '|'. */
 static char *
 cmdline(pid_t pid)
@@ -352,9 +294,9 @@ START_TEST(test_hand_over)
 	a = qemu_client(mon);
 	t_cmd_eq(a, STATUS, RUNNING);
 	assert_is_qemu(t_qemu_pid);
-	ck_assert_msg(!holds_socket(t_qemu_pid, ino), "QEMU holds the "
+	ck_assert_msg(!t_proc_holds(t_qemu_pid, ino), "QEMU holds the "
 	    "monitor's listening socket");
-	ck_assert(holds_socket(t_proxy_pid, ino));
+	ck_assert(t_proc_holds(t_proxy_pid, ino));
 	m = cmdline(t_qemu_pid);
 	ck_assert_int_eq(sscanf(m, "%*[^|]|-name|guest=dom1,debug-threads=on|"
 	    "-machine|none|-nodefaults|-display|none|-chardev|socket,"
@@ -435,7 +377,7 @@ START_TEST(test_no_qmpmuxd)
 	a = qemu_client(mon);
 	t_cmd_eq(a, STATUS, RUNNING);
 	assert_is_qemu(t_qemu_pid);
-	ck_assert(holds_socket(t_qemu_pid, ino));
+	ck_assert(t_proc_holds(t_qemu_pid, ino));
 	m = cmdline(t_qemu_pid);
 	ck_assert_str_eq(m, want);
 	free(m);
@@ -473,7 +415,7 @@ START_TEST(test_refused)
 	    "one.log");
 	a = qemu_client(mon1);
 	free(wait_vms(c, "\"clients\":1", 1));
-	before = count_fds(t_proxy_pid);
+	before = t_proc_fds(t_proxy_pid, NULL);
 
 	lfd = listen_at(mon2);
 	second = run_wrapper(lfd, "dom1", ctl, NULL, "two.log");
@@ -483,7 +425,7 @@ START_TEST(test_refused)
 	ck_assert_int_eq(t_log_count("two.log", "qmpmux-qemu: vm dom1: QEMU "
 	    "keeps its own monitor: qmpmuxd refused add-vm: qmpmux: a VM "
 	    "named dom1 already runs"), 1);
-	wait_fds(t_proxy_pid, before);
+	t_wait_fds(t_proxy_pid, before);
 	m = wait_vms(c, "\"clients\":1", 1);
 	ck_assert_ptr_null(strstr(m, mon2));
 	free(m);

@@ -16,6 +16,7 @@
 #include <linux/sockios.h>
 #include <linux/unix_diag.h>
 #include <netinet/tcp.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1434,4 +1435,64 @@ t_send_while_taken(struct t_client *c, const char *line, size_t max, int ms)
 			break;
 	}
 	return (sent);
+}
+
+/*
+ * How many fds pid has open whose link starts with prefix (every fd if
+ * prefix is NULL): "socket:" counts its sockets.
+ */
+int
+t_proc_fds(pid_t pid, const char *prefix)
+{
+	char		 dir[64], path[320], link[128];
+	struct dirent	*de;
+	DIR		*d;
+	ssize_t		 n;
+	int		 count = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%ld/fd", (long)pid);
+	ck_assert_ptr_nonnull(d = opendir(dir));
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (prefix == NULL) {
+			count++;
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if ((n = readlink(path, link, sizeof(link) - 1)) <= 0)
+			continue;
+		link[n] = '\0';
+		if (strncmp(link, prefix, strlen(prefix)) == 0)
+			count++;
+	}
+	closedir(d);
+	return (count);
+}
+
+/* Whether pid holds the socket of inode ino (fstat's st_ino). */
+int
+t_proc_holds(pid_t pid, unsigned long ino)
+{
+	char	 want[64];
+
+	snprintf(want, sizeof(want), "socket:[%lu]", ino);
+	return (t_proc_fds(pid, want) > 0);
+}
+
+/*
+ * Wait until pid has n fds open: a daemon closes from its loop, after it
+ * answered.  No event tells another process's fd table, so it is read
+ * every millisecond, within the bound.
+ */
+void
+t_wait_fds(pid_t pid, int n)
+{
+	long long	 end = t_clock_ms() + T_WAIT_MS;
+	int		 now;
+
+	while ((now = t_proc_fds(pid, NULL)) != n && t_clock_ms() < end)
+		poll(NULL, 0, 1);
+	ck_assert_msg(now == n, "pid %ld holds %d fds, expected %d",
+	    (long)pid, now, n);
 }

@@ -111,6 +111,11 @@ int		 t_log_count(const char *, const char *);
 int		 t_wait_log(const char *, const char *, int);
 int		 t_wait_log_n(const char *, const char *, int, int);
 
+/* Another process's fd table, from /proc/PID/fd. */
+int		 t_proc_fds(pid_t, const char *);
+int		 t_proc_holds(pid_t, unsigned long);
+void		 t_wait_fds(pid_t, int);
+
 /*
  * The fake QEMU's flood (--flood N) as one client reads it: events
  * numbered from 0, in order, counted as qmpmuxd counts its backlog.
