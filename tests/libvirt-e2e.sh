@@ -1,8 +1,24 @@
 #!/bin/bash
 #
-# End to end with the real libvirtd: a domain whose <emulator> is the
-# qmpmux-qemu shim, started, suspended, resumed, asked a QMP command
-# and destroyed through virsh, while qmpmuxd serves its monitor.
+# End to end with the real libvirtd: two domains, A and B, whose
+# <emulator> is the qmpmux-qemu shim, so that qmpmuxd serves their
+# monitors, driven through virsh:
+#
+#  1. both started and running, and in qmpmuxctl list by name;
+#  2. an operator client on A's read-only listener queries A beside
+#     libvirtd and is refused stop;
+#  3. a stop passed through virsh qemu-monitor-command pauses A in
+#     libvirt's eyes too (the STOP event reached it); then resumed;
+#  4. A's QEMU stopped with SIGSTOP: virsh suspend A fails within
+#     command_timeout, not never; virsh resume A is not held for
+#     libvirt's 30 s job wait; domstate A and every command on B
+#     answer at once; after SIGCONT libvirt and QEMU agree on A's state;
+#  5. libvirtd restarted while both run, and driving both again;
+#  6. virsh destroy A removes A from qmpmuxd and leaves B running.
+#
+# With QMPMUX_E2E_COMPARE=1 it also measures step 4 without qmpmuxd, on
+# a domain C whose <emulator> is QEMU itself (it takes about 80 s more),
+# and prints the timings side by side.
 #
 #     tests/libvirt-e2e.sh BUILDDIR
 #
@@ -14,11 +30,18 @@
 set -euo pipefail
 
 build=$(cd "${1:?usage: libvirt-e2e.sh BUILDDIR}" && pwd)
-dom=qmpmux-e2e
+A=qmpmux-e2e-a
+B=qmpmux-e2e-b
+C=qmpmux-e2e-c
+domains=("$A" "$B" "$C")
 V=(virsh -q -c qemu:///system)
 conf=/etc/libvirt/qemu.conf
+qemu=$(command -v qemu-system-x86_64 || true)
 work=$(mktemp -d /tmp/qmpmux-e2e.XXXXXX)
+ctl=("$build/qmpmuxctl" --control "$work/control.sock")
 pids=()
+libvirtd_pid=
+stopped=()
 
 fail() {
 	echo "libvirt-e2e: $*" >&2
@@ -26,12 +49,26 @@ fail() {
 }
 
 cleanup() {
-	local status=$?
+	local status=$? d p
 
-	if [ -S /run/libvirt/libvirt-sock ]; then
-		timeout 20 "${V[@]}" destroy "$dom" >/dev/null 2>&1 || true
-		timeout 20 "${V[@]}" undefine "$dom" >/dev/null 2>&1 || true
+	for p in "${stopped[@]}"; do
+		kill -CONT "$p" 2>/dev/null || true
+	done
+	if [ -S /run/libvirt/libvirt-sock ] && [ -n "$libvirtd_pid" ]; then
+		for d in "${domains[@]}"; do
+			timeout 20 "${V[@]}" destroy "$d" >/dev/null 2>&1 || true
+			timeout 20 "${V[@]}" undefine "$d" >/dev/null 2>&1 || true
+		done
 	fi
+	# a QEMU that libvirtd could not destroy
+	for d in "${domains[@]}"; do
+		p=$(cat "/run/libvirt/qemu/$d.pid" 2>/dev/null) || continue
+		if [ -n "$p" ] && [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = \
+		    "$(readlink -f "$qemu")" ]; then
+			kill -9 "$p" 2>/dev/null || true
+		fi
+	done
+	[ -z "$libvirtd_pid" ] || pids+=("$libvirtd_pid")
 	for p in "${pids[@]}"; do
 		kill "$p" 2>/dev/null || true
 	done
@@ -45,8 +82,11 @@ cleanup() {
 	fi
 	if [ "$status" -ne 0 ]; then
 		echo "libvirt-e2e: failed; the logs:" >&2
-		tail -n 20 "$work"/*.log /var/log/libvirt/qemu/"$dom".log \
-		    /var/log/libvirt/libvirtd.log 2>/dev/null >&2 || true
+		for d in "${domains[@]}"; do
+			tail -n 20 /var/log/libvirt/qemu/"$d".log 2>/dev/null >&2 || true
+		done
+		tail -n 20 "$work"/*.log /var/log/libvirt/libvirtd.log \
+		    2>/dev/null >&2 || true
 	fi
 	rm -rf "$work"
 	exit "$status"
@@ -65,16 +105,102 @@ wait_for() {
 	done
 }
 
-# The domain's state must be $1.
+now_ms() {
+	echo $(($(date +%s%N) / 1000000))
+}
+
+# Run the command, and set $ms to the time it took, in ms, $rc to its
+# status and $out to its output.
+timed() {
+	local t0
+
+	t0=$(now_ms)
+	rc=0
+	out=$("$@" 2>&1) || rc=$?
+	ms=$(($(now_ms) - t0))
+}
+
+secs() {
+	printf '%d.%d s' $(($1 / 1000)) $(($1 % 1000 / 100))
+}
+
+# The state of domain $1 must be $2.
 state_is() {
 	local s
 
-	s=$(timeout 20 "${V[@]}" domstate "$dom")
-	[ "$s" = "$1" ] || fail "domstate: $s, expected $1"
+	s=$(timeout 20 "${V[@]}" domstate "$1")
+	[ "$s" = "$2" ] || fail "domstate $1: $s, expected $2"
+}
+
+# Domain $1 answers at once: domstate says $2, and, unless $3 is
+# "nomonitor", QEMU answers query-status through libvirt; each in 5 s.
+answers() {
+	timed timeout 20 "${V[@]}" domstate "$1"
+	if [ "$rc" -ne 0 ] || [ "$out" != "$2" ]; then
+		fail "domstate $1: $out ($rc), expected $2"
+	fi
+	[ "$ms" -lt 5000 ] || fail "domstate $1 took $(secs "$ms")"
+	[ "${3:-}" != nomonitor ] || return 0
+	timed timeout 20 "${V[@]}" qemu-monitor-command "$1" \
+	    '{"execute": "query-status"}'
+	[ "$rc" -eq 0 ] || fail "query-status $1: $out"
+	[ "$ms" -lt 5000 ] || fail "query-status $1 took $(secs "$ms")"
+}
+
+# QEMU's state of domain $1 through its read-only listener, as libvirt
+# names it.
+qemu_state() {
+	local o
+
+	o=$(printf '%s\n' '{"execute": "qmp_capabilities"}' \
+	    '{"execute": "query-status"}' |
+	    timeout 10 socat -t 5 - "UNIX-CONNECT:$work/$1.sock")
+	case $o in
+	*'"running": true'*) echo running ;;
+	*'"running": false'*) echo paused ;;
+	*) echo "unknown: $o" ;;
+	esac
+}
+
+# libvirt and QEMU agree on the state of domain $1.
+agree() {
+	local q l
+
+	q=$(qemu_state "$1")
+	l=$(timeout 5 "${V[@]}" domstate "$1")
+	echo "$q $l" >"$work/agree"
+	[ "$q" = "$l" ]
+}
+
+listed() {
+	timeout 10 "${ctl[@]}" list | grep -q "^$1 .* ready "
+}
+
+# Define domain $1 with emulator $2.
+define() {
+	cat >"$work/$1.xml" <<EOF
+<domain type='qemu'>
+  <name>$1</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <emulator>$2</emulator>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+EOF
+	timeout 20 "${V[@]}" define "$work/$1.xml" >/dev/null
+}
+
+start_libvirtd() {
+	libvirtd >>"$work/libvirtd.log" 2>&1 &
+	libvirtd_pid=$!
+	wait_for 300 timeout 5 "${V[@]}" version
 }
 
 [ "$(id -u)" -eq 0 ] || fail "run as root"
-for c in libvirtd virtlogd virsh socat; do
+for c in libvirtd virtlogd virsh socat qemu-system-x86_64; do
 	command -v "$c" >/dev/null || fail "$c is not installed"
 done
 if pgrep -x libvirtd >/dev/null || pgrep -x virtlogd >/dev/null; then
@@ -102,7 +228,12 @@ namespaces = [ ]
 EOF
 mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /run/libvirt
 
-: >"$work/qmpmuxd.conf"
+# The VMs that the wrapper adds take [global]: a command QEMU does not
+# answer fails after 3 s, instead of never.
+cat >"$work/qmpmuxd.conf" <<'EOF'
+[global]
+command_timeout = 3
+EOF
 "$build/qmpmuxd" -d -f "$work/qmpmuxd.conf" --control "$work/control.sock" \
     >"$work/qmpmuxd.log" 2>&1 &
 pids+=($!)
@@ -110,65 +241,174 @@ wait_for 100 test -S "$work/control.sock"
 
 cat >"$work/shim.sh" <<EOF
 #!/bin/sh
-export QMPMUX_QEMU=$(command -v qemu-system-x86_64) QMPMUX_CONTROL=$work/control.sock QMPMUX_LISTEN_DIR=$work; exec $build/qmpmux-qemu "\$@"
+export QMPMUX_QEMU=$qemu QMPMUX_CONTROL=$work/control.sock QMPMUX_LISTEN_DIR=$work; exec $build/qmpmux-qemu "\$@"
 EOF
 chmod 755 "$work/shim.sh"
 
 virtlogd >"$work/virtlogd.log" 2>&1 &
 pids+=($!)
-libvirtd >"$work/libvirtd.log" 2>&1 &
-pids+=($!)
-wait_for 300 timeout 5 "${V[@]}" version
+start_libvirtd
 
-cat >"$work/dom.xml" <<EOF
-<domain type='qemu'>
-  <name>$dom</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <devices>
-    <emulator>$work/shim.sh</emulator>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-EOF
-timeout 20 "${V[@]}" define "$work/dom.xml" >/dev/null
-timeout 60 "${V[@]}" start "$dom" >/dev/null
-state_is running
+echo "libvirt-e2e: 1. A and B started through the shim"
+for d in "$A" "$B"; do
+	define "$d" "$work/shim.sh"
+	timeout 60 "${V[@]}" start "$d" >/dev/null
+	state_is "$d" running
+	# the monitor is qmpmuxd's, and libvirt's pid is QEMU's
+	grep -q "qmpmux-qemu: vm $d: the monitor is served by qmpmuxd" \
+	    "/var/log/libvirt/qemu/$d.log" || fail "$d: the monitor was not handed over"
+	pid=$(cat "/run/libvirt/qemu/$d.pid")
+	[ "$(readlink "/proc/$pid/exe")" = "$(readlink -f "$qemu")" ] ||
+		fail "$d: pid $pid is not QEMU"
+done
+for d in "$A" "$B"; do
+	listed "$d" || fail "qmpmuxctl list has no ready $d"
+done
+timeout 10 "${ctl[@]}" list | sed 's/^/libvirt-e2e:   /'
+apid=$(cat "/run/libvirt/qemu/$A.pid")
 
-# the monitor is qmpmuxd's, and libvirt's pid is QEMU's
-grep -q "qmpmux-qemu: vm $dom: the monitor is served by qmpmuxd" \
-    "/var/log/libvirt/qemu/$dom.log" || fail "the monitor was not handed over"
-pid=$(cat "/run/libvirt/qemu/$dom.pid")
-[ "$(readlink "/proc/$pid/exe")" = "$(readlink -f "$(command -v \
-    qemu-system-x86_64)")" ] || fail "pid $pid is not QEMU"
-timeout 10 "$build/qmpmuxctl" --control "$work/control.sock" list |
-    grep -q "^$dom .* ready " || fail "qmpmuxctl list has no ready $dom"
+timeout 20 "${V[@]}" suspend "$B" >/dev/null
+state_is "$B" paused
+timeout 20 "${V[@]}" resume "$B" >/dev/null
+state_is "$B" running
 
-timeout 20 "${V[@]}" suspend "$dom" >/dev/null
-state_is paused
-timeout 20 "${V[@]}" resume "$dom" >/dev/null
-state_is running
-out=$(timeout 20 "${V[@]}" qemu-monitor-command "$dom" \
-    '{"execute": "query-status"}')
-case $out in
-*'"status":"running"'*) ;;
-*) fail "qemu-monitor-command: $out" ;;
-esac
-
-# a second client, beside libvirt's, on the read-only listener
+echo "libvirt-e2e: 2. an operator on A's read-only listener"
+[ "$(qemu_state "$A")" = running ] || fail "operator query-status: not running"
 out=$(printf '%s\n' '{"execute": "qmp_capabilities"}' \
     '{"execute": "stop"}' |
-    timeout 10 socat -t 5 - "UNIX-CONNECT:$work/$dom.sock")
+    timeout 10 socat -t 5 - "UNIX-CONNECT:$work/$A.sock")
 case $out in
 *'"desc": "The command stop has been disabled for this instance"'*) ;;
 *) fail "read-only listener: $out" ;;
 esac
-state_is running
+state_is "$A" running
 
-timeout 20 "${V[@]}" destroy "$dom" >/dev/null
-state_is "shut off"
-wait_for 100 sh -c "! '$build/qmpmuxctl' --control '$work/control.sock' \
-    list | grep -q '^$dom '"
-timeout 20 "${V[@]}" undefine "$dom" >/dev/null
+echo "libvirt-e2e: 3. stop through qemu-monitor-command"
+out=$(timeout 20 "${V[@]}" qemu-monitor-command "$A" '{"execute": "stop"}')
+case $out in
+*'"return":{}'*) ;;
+*) fail "qemu-monitor-command stop: $out" ;;
+esac
+# the STOP event, not a reply, tells libvirt
+wait_for 100 sh -c "[ \"\$(timeout 5 ${V[*]} domstate $A)\" = paused ]"
+timeout 20 "${V[@]}" resume "$A" >/dev/null
+state_is "$A" running
+[ "$(qemu_state "$A")" = running ] || fail "A: QEMU not running after resume"
+
+echo "libvirt-e2e: 4. A's QEMU stopped with SIGSTOP"
+kill -STOP "$apid"
+stopped+=("$apid")
+# B and domstate A, while virsh suspend A waits
+t0=$(now_ms)
+(
+	s=0
+	timeout 20 "${V[@]}" suspend "$A" >"$work/suspend.out" 2>&1 || s=$?
+	echo "$s" >"$work/suspend.rc"
+) &
+susp=$!
+sleep 0.5
+answers "$A" running nomonitor
+answers "$B" running
+wait "$susp"
+suspend_ms=$(($(now_ms) - t0))
+[ "$(cat "$work/suspend.rc")" -ne 0 ] ||
+	fail "virsh suspend A succeeded on a stopped QEMU"
+[ "$(cat "$work/suspend.rc")" -ne 124 ] ||
+	fail "virsh suspend A hung for 20 s"
+[ "$suspend_ms" -lt 10000 ] || fail "virsh suspend A took $(secs "$suspend_ms")"
+echo "libvirt-e2e:    virsh suspend A failed in $(secs "$suspend_ms"):" \
+    "$(tr '\n' ' ' <"$work/suspend.out")"
+answers "$A" running nomonitor
+answers "$B" running
+timed timeout 20 "${V[@]}" resume "$A"
+resume_ms=$ms
+echo "libvirt-e2e:    virsh resume A: status $rc in $(secs "$resume_ms"): ${out//$'\n'/ }"
+[ "$rc" -ne 124 ] || fail "virsh resume A hung for 20 s"
+[ "$resume_ms" -lt 15000 ] || fail "virsh resume A took $(secs "$resume_ms")"
+answers "$A" "$(timeout 5 "${V[@]}" domstate "$A")" nomonitor
+answers "$B" running
+kill -CONT "$apid"
+stopped=()
+if ! wait_for 150 agree "$A"; then
+	fail "A: QEMU and libvirt disagree: $(cat "$work/agree")"
+fi
+echo "libvirt-e2e:    after SIGCONT, QEMU and libvirt agree: $(cat "$work/agree")"
+# whichever it is, A is driveable again
+if [ "$(qemu_state "$A")" = paused ]; then
+	timeout 20 "${V[@]}" resume "$A" >/dev/null
+fi
+state_is "$A" running
+[ "$(qemu_state "$A")" = running ] || fail "A: QEMU not running"
+answers "$A" running
+
+echo "libvirt-e2e: 5. libvirtd restarted while A and B run"
+kill "$libvirtd_pid"
+timeout 20 tail --pid="$libvirtd_pid" -f /dev/null ||
+	fail "libvirtd did not stop"
+libvirtd_pid=
+start_libvirtd
+for d in "$A" "$B"; do
+	state_is "$d" running
+	answers "$d" running
+done
+timeout 20 "${V[@]}" suspend "$B" >/dev/null
+state_is "$B" paused
+[ "$(qemu_state "$B")" = paused ] || fail "B: QEMU not paused"
+timeout 20 "${V[@]}" resume "$B" >/dev/null
+state_is "$B" running
+[ "$(qemu_state "$B")" = running ] || fail "B: QEMU not running"
+
+echo "libvirt-e2e: 6. virsh destroy A"
+timeout 20 "${V[@]}" destroy "$A" >/dev/null
+state_is "$A" "shut off"
+wait_for 100 sh -c "! $(printf '%q ' "${ctl[@]}") list | grep -q '^$A '"
+listed "$B" || fail "qmpmuxctl list lost B"
+answers "$B" running
+timeout 20 "${V[@]}" suspend "$B" >/dev/null
+state_is "$B" paused
+timeout 20 "${V[@]}" resume "$B" >/dev/null
+state_is "$B" running
+timeout 20 "${V[@]}" destroy "$B" >/dev/null
+state_is "$B" "shut off"
+wait_for 100 sh -c "! $(printf '%q ' "${ctl[@]}") list | grep -q '^$B '"
+
+if [ "${QMPMUX_E2E_COMPARE:-0}" = 1 ]; then
+	echo "libvirt-e2e: the same SIGSTOP without qmpmuxd: C runs QEMU itself"
+	define "$C" "$qemu"
+	timeout 60 "${V[@]}" start "$C" >/dev/null
+	state_is "$C" running
+	cpid=$(cat "/run/libvirt/qemu/$C.pid")
+	kill -STOP "$cpid"
+	stopped+=("$cpid")
+	timed timeout 45 "${V[@]}" suspend "$C"
+	c_suspend_ms=$ms
+	c_suspend="status $rc in $(secs "$c_suspend_ms")"
+	[ "$rc" -ne 124 ] || c_suspend="timed out at $(secs "$c_suspend_ms")"
+	timed timeout 45 "${V[@]}" resume "$C"
+	c_resume_ms=$ms
+	c_resume="status $rc in $(secs "$c_resume_ms"): ${out//$'\n'/ }"
+	[ "$rc" -ne 124 ] || c_resume="timed out at $(secs "$c_resume_ms")"
+	kill -CONT "$cpid"
+	stopped=()
+	timeout 20 "${V[@]}" destroy "$C" >/dev/null
+fi
+
+cat <<EOF
+libvirt-e2e: a domain whose QEMU is stopped with SIGSTOP
+    with qmpmuxd (command_timeout = 3):
+        virsh suspend: failed in $(secs "$suspend_ms")
+        virsh resume:  $(secs "$resume_ms")
+EOF
+if [ "${QMPMUX_E2E_COMPARE:-0}" = 1 ]; then
+	cat <<EOF
+    without qmpmuxd:
+        virsh suspend: $c_suspend
+        virsh resume:  $c_resume
+EOF
+else
+	echo "    without qmpmuxd: not measured (QMPMUX_E2E_COMPARE=1 does)"
+fi
+for d in "${domains[@]}"; do
+	timeout 20 "${V[@]}" undefine "$d" >/dev/null 2>&1 || true
+done
 echo "libvirt-e2e: passed"
