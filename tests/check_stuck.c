@@ -31,7 +31,7 @@ expect(const char *m, const char *text)
 START_TEST(test_sigstop_timeouts)
 {
 	const char	*opts[] = { "--command-timeout", "1", NULL };
-	struct t_client	*a, *b;
+	struct t_client	*a, *b, *c;
 	char		*m;
 	double		 t0, ta, tb;
 
@@ -58,6 +58,17 @@ START_TEST(test_sigstop_timeouts)
 	    "queued after %.3fs\n", ta, tb);
 	ck_assert(ta >= 0.95 && ta < 2.0);
 	ck_assert(tb >= 0.95 && tb < 2.0);
+
+	/*
+	 * A restarted libvirtd connects once and waits for the greeting
+	 * with no timeout: a stuck QEMU must not keep a new client from
+	 * being greeted and negotiated, from what the proxy kept.
+	 */
+	t0 = t_clock_ms();
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
+	ck_assert_msg(t_clock_ms() - t0 < 1000, "a new client waited %.0f ms "
+	    "for its greeting from a stopped QEMU", t_clock_ms() - t0);
+	t_client_free(c);
 
 	ck_assert_int_eq(kill(t_qemu_pid, SIGCONT), 0);
 	/* the late reply to "sent" is dropped: no client hears of it */
