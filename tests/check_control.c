@@ -47,16 +47,22 @@ write_conf(const char *name, const char *text)
 	return (path);
 }
 
-/* Start qmpmuxd on conf with its control socket; wait for the socket. */
+/*
+ * Start qmpmuxd on conf with its control socket; wait for the socket.
+ * The dump goes to the test's directory, never to the host's /run.
+ */
 static void
 start(const char *conf)
 {
 	const char	*argv[] = { t_bin("QMPMUXD"), "-d", "-f", conf,
-			    "--control", NULL, NULL };
+			    "--control", NULL, "--dump-file", NULL, NULL };
+	char		*dump;
 
 	ctl = t_path("control.sock");
 	argv[5] = ctl;
+	argv[7] = dump = t_path("dump.json");
 	t_proxy_pid = t_spawn(argv, "qmpmuxd.log");
+	free(dump);
 	ck_assert_int_eq(t_wait_socket(ctl, T_WAIT_MS), 0);
 }
 
@@ -262,7 +268,7 @@ START_TEST(test_dump)
 {
 	struct t_client	*c;
 	yajl_val	 v;
-	char		*m;
+	char		*m, *dump;
 
 	start_empty();
 	c = ctl_client();
@@ -275,6 +281,10 @@ START_TEST(test_dump)
 	ck_assert_str_eq(t_get_str(v, "id", NULL), "d");
 	yajl_tree_free(v);
 	free(m);
+	/* and, as SIGUSR1's, written to the dump file before the answer */
+	dump = t_path("dump.json");
+	ck_assert_msg(access(dump, F_OK) == 0, "dump wrote no %s", dump);
+	free(dump);
 	t_client_free(c);
 }
 END_TEST
