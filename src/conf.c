@@ -81,6 +81,7 @@ static const struct conf_opt {
 } conf_opts[] = {
 #define V(f)	offsetof(struct vm_conf, f)
 #define L(f)	offsetof(struct listener_conf, f)
+#define G(f)	offsetof(struct conf, lim.f)
 	{ "handshake_timeout", CONF_VM, CONF_SECONDS, V(handshake_timeout),
 	    0.001, 1e9, "10" },
 	{ "greeting_timeout", CONF_VM, CONF_SECONDS, V(greeting_timeout),
@@ -128,8 +129,25 @@ static const struct conf_opt {
 	    0, 0, NULL },
 	{ "control", CONF_GLOBAL, CONF_SOCKET, offsetof(struct conf,
 	    control_path), 0, 0, QMPMUX_RUNDIR "/control.sock" },
+	{ "control_max_clients", CONF_GLOBAL, CONF_UINT,
+	    G(control_max_clients), 1, 65536, "64" },
+	{ "control_max_message", CONF_GLOBAL, CONF_SIZE,
+	    G(control_max_message), 1, QMP_SIZE_MAX, "1M" },
+	{ "control_max_output", CONF_GLOBAL, CONF_SIZE,
+	    G(control_max_output), 1, (double)SIZE_MAX, "1M" },
+	{ "control_max_fds", CONF_GLOBAL, CONF_UINT, G(control_max_fds), 1,
+	    4096, "64" },
+	{ "metrics_timeout", CONF_GLOBAL, CONF_SECONDS, G(metrics_timeout),
+	    0.001, 1e9, "10" },
+	{ "metrics_max_connections", CONF_GLOBAL, CONF_UINT,
+	    G(metrics_max_connections), 1, 65536, "8" },
+	{ "metrics_max_request", CONF_GLOBAL, CONF_SIZE,
+	    G(metrics_max_request), 256, 1 << 20, "8K" },
+	{ "metrics_max_response", CONF_GLOBAL, CONF_SIZE,
+	    G(metrics_max_response), 1, (double)SIZE_MAX, "16M" },
 #undef V
 #undef L
+#undef G
 };
 #define CONF_NOPTS	((int)(sizeof(conf_opts) / sizeof(conf_opts[0])))
 

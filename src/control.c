@@ -13,10 +13,12 @@
  * the oldest unnamed one that came no later than its own message.
  * What a connection holds and has not handed to a VM is closed with it.
  *
- * Everything is bounded: the clients (CONTROL_CLIENTS_MAX), a message
- * (CONTROL_MESSAGE_MAX, then the connection is closed), the output
- * (past CONTROL_OUTPUT_MAX the client is not read until it has read
- * half of it) and the fds a client holds (CONTROL_FDS_MAX).  A trace
+ * Everything is bounded, by [global] keys: the clients
+ * (control_max_clients), a message (control_max_message, then the
+ * connection is closed), the output (past control_max_output the client
+ * is not read until it has read half of it) and the fds a client holds
+ * (control_max_fds).  A client keeps the message bound it connected
+ * under; the others apply at once after a reload.  A trace
  * (trace.c) writes into the same output within the same bound, and
  * skips what does not fit rather than wait.  Nothing
  * waits on a peer, so one control client cannot hold up another, or a
@@ -45,10 +47,6 @@
 
 #include "qmpmux.h"
 
-#define CONTROL_CLIENTS_MAX	64
-#define CONTROL_MESSAGE_MAX	(1 << 20)
-#define CONTROL_OUTPUT_MAX	(1 << 20)
-#define CONTROL_FDS_MAX		64
 #define CONTROL_FDS_PER_READ	16
 #define CONTROL_READ_SIZE	16384
 #define CONTROL_RETRY_SECONDS	1
@@ -66,7 +64,7 @@ TAILQ_HEAD(control_fds, control_fd);
  * One control connection.  closing: it is not read again, and reap
  * frees it from the loop; paused: its output is over the bound, and it
  * is read again once it has read half.  nfds counts fds, at most
- * CONTROL_FDS_MAX.
+ * control_max_fds.
  */
 struct control_client {
 	struct control		*ctl;
@@ -87,6 +85,7 @@ struct control_client {
 	int			 paused;
 	struct control_fds	 fds;
 	unsigned int		 nfds;
+	size_t			 max_message;	/* of its reader */
 	struct trace_list	 traces;	/* the VMs it traces */
 	TAILQ_ENTRY(control_client) entry;
 };
@@ -276,10 +275,10 @@ control_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 		pid = cred.pid;
 		uid = cred.uid;
 	}
-	if (ctl->nclients >= CONTROL_CLIENTS_MAX) {
+	if (ctl->nclients >= ctl->server->lim.control_max_clients) {
 		log_warnx("control: refused a client (pid %ld, uid %ld): "
-		    "%d control clients already", (long)pid, (long)uid,
-		    CONTROL_CLIENTS_MAX);
+		    "%u control clients already", (long)pid, (long)uid,
+		    ctl->server->lim.control_max_clients);
 		close(fd);
 		return;
 	}
@@ -299,7 +298,8 @@ control_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	cc->wev = event_new(ctl->base, fd, EV_WRITE | EV_PERSIST,
 	    control_write_cb, cc);
 	cc->reap = event_new(ctl->base, -1, 0, control_reap_cb, cc);
-	cc->reader = qmp_reader_new(CONTROL_MESSAGE_MAX, QMP_DEPTH_MAX,
+	cc->max_message = ctl->server->lim.control_max_message;
+	cc->reader = qmp_reader_new(cc->max_message, QMP_DEPTH_MAX,
 	    QMP_READ_STRICT);
 	if (cc->in == NULL || cc->out == NULL || cc->rev == NULL ||
 	    cc->wev == NULL || cc->reap == NULL || cc->reader == NULL)
@@ -403,7 +403,7 @@ control_client_free(struct control_client *cc)
 
 /*
  * Hold the fds a read brought, marked with the offset of its first
- * byte; past CONTROL_FDS_MAX they are closed at once.
+ * byte; past control_max_fds they are closed at once.
  */
 static void
 control_take_fds(struct control_client *cc, struct msghdr *mh)
@@ -420,7 +420,7 @@ control_take_fds(struct control_client *cc, struct msghdr *mh)
 		for (i = 0; i < n; i++) {
 			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int),
 			    sizeof(fd));
-			if (cc->nfds >= CONTROL_FDS_MAX) {
+			if (cc->nfds >= cc->ctl->server->lim.control_max_fds) {
 				close(fd);
 				refused++;
 				continue;
@@ -434,8 +434,9 @@ control_take_fds(struct control_client *cc, struct msghdr *mh)
 		}
 	}
 	if (refused > 0)
-		control_log(cc, LOG_WARNING, "%zu fds passed past the %d it "
-		    "may hold: closed", refused, CONTROL_FDS_MAX);
+		control_log(cc, LOG_WARNING, "%zu fds passed past the %u it "
+		    "may hold: closed", refused,
+		    cc->ctl->server->lim.control_max_fds);
 	if (mh->msg_flags & MSG_CTRUNC)
 		control_log(cc, LOG_WARNING, "more than %d fds in one message: "
 		    "the rest were dropped", CONTROL_FDS_PER_READ);
@@ -493,7 +494,7 @@ control_write_cb(int fd, short events, void *arg)
 		return;
 	}
 	if (cc->paused && evbuffer_get_length(cc->out) <=
-	    CONTROL_OUTPUT_MAX / 2) {
+	    cc->ctl->server->lim.control_max_output / 2) {
 		cc->paused = 0;
 		if (!cc->eof)
 			event_add(cc->rev, NULL);
@@ -518,7 +519,8 @@ control_process(struct control_client *cc)
 	struct qmp_msg		 msg;
 
 	while (!cc->closing) {
-		if (evbuffer_get_length(cc->out) >= CONTROL_OUTPUT_MAX) {
+		if (evbuffer_get_length(cc->out) >=
+		    cc->ctl->server->lim.control_max_output) {
 			if (!cc->paused)
 				control_log(cc, LOG_DEBUG, "%zu bytes unread "
 				    "by it: not reading from it",
@@ -548,10 +550,10 @@ control_process(struct control_client *cc)
 			break;
 		case QMP_ERR_SIZE:
 			reply_error(cc->out, NULL, 0, "GenericError",
-			    "qmpmux: message larger than %d bytes",
-			    CONTROL_MESSAGE_MAX);
-			control_close(cc, "message larger than %d bytes",
-			    CONTROL_MESSAGE_MAX);
+			    "qmpmux: message larger than %zu bytes",
+			    cc->max_message);
+			control_close(cc, "message larger than %zu bytes",
+			    cc->max_message);
 			return;
 		}
 	}
@@ -1032,7 +1034,8 @@ control_trace(struct control_req *req)
 	    vm->name);
 	/* the reply goes out before the first event */
 	reply_return(cc->out, req->id, req->idlen);
-	trace_new(vm, &cc->traces, cc->out, CONTROL_OUTPUT_MAX,
+	trace_new(vm, &cc->traces, cc->out,
+	    cc->ctl->server->lim.control_max_output,
 	    control_trace_kick, cc);
 }
 
@@ -1110,9 +1113,8 @@ control_path_used(struct server *s, const char *path)
  * listeners', taken from the client only once everything is checked.
  */
 struct control_use {
-	struct control_fd	*f[CONTROL_FDS_MAX + 1];
-	/* NULL: the upstream */
-	struct listener_conf	*lc[CONTROL_FDS_MAX + 1];
+	struct control_fd	**f;	/* room for every fd the client holds */
+	struct listener_conf	**lc;	/* NULL: the upstream */
 	size_t			 n;
 };
 
@@ -1281,7 +1283,6 @@ control_add_vm(struct control_req *req)
 	char			 err[CONF_ERR_MAX];
 	size_t			 i;
 
-	memset(&use, 0, sizeof(use));
 	ls = yajl_tree_get(req->args, lpath, yajl_t_array);
 	if (server_find(s, name) != NULL) {
 		control_error(req, "GenericError", "qmpmux: a VM named %s "
@@ -1299,7 +1300,11 @@ control_add_vm(struct control_req *req)
 		    "least one listener");
 		return;
 	}
-	if ((vc = calloc(1, sizeof(*vc))) == NULL)
+	/* each fd used once: at most the ones the client holds */
+	memset(&use, 0, sizeof(use));
+	if ((use.f = calloc(cc->nfds + 1, sizeof(*use.f))) == NULL ||
+	    (use.lc = calloc(cc->nfds + 1, sizeof(*use.lc))) == NULL ||
+	    (vc = calloc(1, sizeof(*vc))) == NULL)
 		fatal("%s", __func__);
 	conf_vm_copy(vc, &s->defaults);
 	vc->from_file = 0;
@@ -1341,17 +1346,19 @@ control_add_vm(struct control_req *req)
 	}
 	control_log(cc, LOG_INFO, "(pid %ld) adds vm %s, upstream %s",
 	    (long)cc->pid, name, upstream);
-	if (server_add(s, vc) == -1) {
-		free(vc);
+	if (server_add(s, vc) == -1)
 		control_error(req, "GenericError", "qmpmux: VM %s could not be "
 		    "started; the log says why", name);
-		return;
-	}
+	else
+		reply_return(cc->out, req->id, req->idlen);
 	free(vc);
-	reply_return(cc->out, req->id, req->idlen);
+	free(use.f);
+	free(use.lc);
 	return;
 
 fail:
 	conf_vm_clear(vc);
 	free(vc);
+	free(use.f);
+	free(use.lc);
 }

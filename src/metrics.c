@@ -5,11 +5,12 @@
  * is built in memory from the counters the VMs keep, a family at a
  * time, and handed to evhttp, which writes it without blocking.
  *
- * A slow or greedy scraper is bounded three ways.  Every connection
- * has METRICS_TIMEOUT seconds for each read and write (evhttp_set_
- * timeout), and small request headers and body.  A response larger
- * than METRICS_MAX_BYTES is not sent: the scrape gets a 500.  At most
- * METRICS_MAX_CONNS connections are served at once: evhttp has no cap
+ * A slow or greedy scraper is bounded three ways, by [global] keys.
+ * Every connection has metrics_timeout for each read and write
+ * (evhttp_set_timeout_tv), request headers of metrics_max_request and no
+ * body.  A response larger than metrics_max_response is not sent: the
+ * scrape gets a 500.  At most metrics_max_connections connections are
+ * served at once: evhttp has no cap
  * of its own, so each connection is counted at its first request (a
  * close callback counts it out), the listener stops accepting while the
  * count is at the cap, and a connection accepted before that which
@@ -35,10 +36,6 @@
 
 #include "qmpmux.h"
 
-#define METRICS_TIMEOUT		10	/* seconds, each read or write */
-#define METRICS_MAX_CONNS	8		/* served at once */
-#define METRICS_MAX_BYTES	(16 << 20)	/* of one response */
-#define METRICS_MAX_HEADERS	8192		/* of one request */
 
 /* The buckets of qmpmux_command_duration_seconds, as they are printed. */
 static const char *metrics_le[METRICS_NBUCKETS] = {
@@ -48,8 +45,8 @@ static const char *metrics_le[METRICS_NBUCKETS] = {
 
 /*
  * The metrics server.  conns are the connections served now, nconns
- * of them, at most METRICS_MAX_CONNS; while there are that many, the
- * listener (evl, evhttp's) does not accept.
+ * of them (room for aconns), at most metrics_max_connections; while
+ * there are that many, the listener (evl, evhttp's) does not accept.
  */
 struct metrics {
 	struct server		*server;
@@ -57,8 +54,10 @@ struct metrics {
 	struct evconnlistener	*evl;
 	char			*addr;		/* as configured */
 	char			 bound[INET6_ADDRSTRLEN + 16];
-	struct evhttp_connection *conns[METRICS_MAX_CONNS];
-	int			 nconns;
+	struct evhttp_connection **conns;
+	unsigned int		 nconns;
+	unsigned int		 aconns;
+	int			 paused;	/* evl disabled at the cap */
 	int			 closing;	/* metrics_free runs */
 };
 
@@ -148,6 +147,7 @@ static const struct metrics_family {
 
 static void	metrics_request_cb(struct evhttp_request *, void *);
 static void	metrics_close_cb(struct evhttp_connection *, void *);
+static void	metrics_pause(struct metrics *);
 
 /* The value of one series of a VM. */
 static unsigned long long
@@ -283,7 +283,7 @@ metrics_histogram(struct evbuffer *b, const struct vm *vm)
 /*
  * The whole exposition into b: the process's families, then each
  * per-VM family with a series for every running VM.  -1 as soon as it
- * passes METRICS_MAX_BYTES.
+ * passes metrics_max_response.
  */
 static int
 metrics_render(struct server *s, struct evbuffer *b)
@@ -320,7 +320,8 @@ metrics_render(struct server *s, struct evbuffer *b)
 				evbuffer_add_printf(b, "} %llu\n",
 				    metrics_value(vm, f->src[j]));
 			}
-			if (evbuffer_get_length(b) > METRICS_MAX_BYTES)
+			if (evbuffer_get_length(b) >
+			    s->lim.metrics_max_response)
 				return (-1);
 		}
 	}
@@ -329,7 +330,7 @@ metrics_render(struct server *s, struct evbuffer *b)
 	    "to QEMU's reply, in seconds.");
 	TAILQ_FOREACH(vm, &s->vms, entry) {
 		metrics_histogram(b, vm);
-		if (evbuffer_get_length(b) > METRICS_MAX_BYTES)
+		if (evbuffer_get_length(b) > s->lim.metrics_max_response)
 			return (-1);
 	}
 	return (0);
@@ -342,19 +343,43 @@ metrics_render(struct server *s, struct evbuffer *b)
 static int
 metrics_track(struct metrics *m, struct evhttp_connection *evcon)
 {
-	int	 i;
+	unsigned int	 i;
 
 	for (i = 0; i < m->nconns; i++) {
 		if (m->conns[i] == evcon)
 			return (0);
 	}
-	if (m->nconns >= METRICS_MAX_CONNS)
+	if (m->nconns >= m->server->lim.metrics_max_connections)
 		return (-1);
+	if (m->nconns == m->aconns) {
+		m->aconns = m->aconns == 0 ? 8 : m->aconns * 2;
+		if ((m->conns = reallocarray(m->conns, m->aconns,
+		    sizeof(*m->conns))) == NULL)
+			fatal("%s", __func__);
+	}
 	m->conns[m->nconns++] = evcon;
 	evhttp_connection_set_closecb(evcon, metrics_close_cb, m);
-	if (m->nconns == METRICS_MAX_CONNS && m->evl != NULL)
-		evconnlistener_disable(m->evl);
+	metrics_pause(m);
 	return (0);
+}
+
+/*
+ * Stop accepting at the cap, and accept again below it: after a
+ * connection comes or goes, and when a reload moves the cap.
+ */
+static void
+metrics_pause(struct metrics *m)
+{
+	int	 full;
+
+	full = m->nconns >= m->server->lim.metrics_max_connections;
+	if (m->evl == NULL || full == m->paused)
+		return;
+	if (full)
+		evconnlistener_disable(m->evl);
+	else
+		evconnlistener_enable(m->evl);
+	m->paused = full;
 }
 
 /* A connection served is closed: below the cap, accept again. */
@@ -362,7 +387,7 @@ static void
 metrics_close_cb(struct evhttp_connection *evcon, void *arg)
 {
 	struct metrics	*m = arg;
-	int		 i;
+	unsigned int	 i;
 
 	if (m->closing)
 		return;
@@ -370,8 +395,7 @@ metrics_close_cb(struct evhttp_connection *evcon, void *arg)
 		if (m->conns[i] != evcon)
 			continue;
 		m->conns[i] = m->conns[--m->nconns];
-		if (m->nconns == METRICS_MAX_CONNS - 1 && m->evl != NULL)
-			evconnlistener_enable(m->evl);
+		metrics_pause(m);
 		return;
 	}
 }
@@ -398,8 +422,8 @@ metrics_request_cb(struct evhttp_request *req, void *arg)
 	if ((b = evbuffer_new()) == NULL)
 		fatal("%s", __func__);
 	if (metrics_render(m->server, b) == -1) {
-		log_warnx("metrics: the response passes %d bytes; not sent",
-		    METRICS_MAX_BYTES);
+		log_warnx("metrics: the response passes %zu bytes; not sent",
+		    m->server->lim.metrics_max_response);
 		evbuffer_free(b);
 		evhttp_send_error(req, HTTP_INTERNAL, "Response too large");
 		return;
@@ -470,8 +494,7 @@ metrics_new(struct server *s, const char *addr)
 	metrics_bound(fd, m->bound, sizeof(m->bound));
 	if ((m->http = evhttp_new(s->base)) == NULL)
 		fatalx("%s: evhttp_new failed", __func__);
-	evhttp_set_timeout(m->http, METRICS_TIMEOUT);
-	evhttp_set_max_headers_size(m->http, METRICS_MAX_HEADERS);
+	metrics_limits(m);
 	evhttp_set_max_body_size(m->http, 0);
 	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET |
 	    EVHTTP_REQ_HEAD);
@@ -500,6 +523,20 @@ metrics_free(struct metrics *m)
 	m->closing = 1;
 	evhttp_free(m->http);
 	log_info("metrics: no longer listening on %s", m->bound);
+	free(m->conns);
 	free(m->addr);
 	free(m);
+}
+
+/* Apply the [global] bounds, at the start and at each reload. */
+void
+metrics_limits(struct metrics *m)
+{
+	const struct conf_limits	*lim = &m->server->lim;
+	struct timeval			 tv;
+
+	util_timeval(lim->metrics_timeout, &tv);
+	evhttp_set_timeout_tv(m->http, &tv);
+	evhttp_set_max_headers_size(m->http, lim->metrics_max_request);
+	metrics_pause(m);
 }

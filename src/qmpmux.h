@@ -133,12 +133,28 @@ struct vm_conf {
 };
 TAILQ_HEAD(vm_confs, vm_conf);
 
+/*
+ * The bounds of the control socket's and the metrics' clients, [global]
+ * keys.  They apply from the next connection, message or scrape.
+ */
+struct conf_limits {
+	unsigned int		 control_max_clients;
+	size_t			 control_max_message;
+	size_t			 control_max_output;	/* a trace's too */
+	unsigned int		 control_max_fds;	/* held by a client */
+	double			 metrics_timeout;	/* each read, write */
+	unsigned int		 metrics_max_connections;
+	size_t			 metrics_max_request;	/* its headers */
+	size_t			 metrics_max_response;
+};
+
 /* conf.c: the whole configuration, as one file and the command line say */
 struct conf {
 	char			*path;		/* the file; NULL: none */
 	struct vm_conf		 defaults;	/* [global] */
 	struct vm_confs		 vms;
 	size_t			 max_memory;	/* host-wide budget, bytes */
+	struct conf_limits	 lim;
 	char			*dump_file;	/* where SIGUSR1 writes */
 	char			*metrics;	/* ADDR:PORT; NULL: off */
 	char			*control_path;	/* NULL: none */
@@ -209,6 +225,7 @@ struct server {
 	TAILQ_HEAD(, vm)	 vms;
 	TAILQ_HEAD(, vm)	 stopping;
 	size_t			 max_memory;
+	struct conf_limits	 lim;
 	size_t			 backlog_bytes;
 	unsigned int		 nbacklogged;	/* VMs that hold events */
 	unsigned int		 nvms;		/* VMs made and not freed */
@@ -275,6 +292,7 @@ struct vm_stats;
 struct metrics	*metrics_new(struct server *, const char *);
 void		 metrics_free(struct metrics *);
 const char	*metrics_addr(const struct metrics *);
+void		 metrics_limits(struct metrics *);
 void		 metrics_observe(struct vm_stats *, double);
 
 /* vm.c */

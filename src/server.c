@@ -140,8 +140,10 @@ static int
 server_set_metrics(struct server *s, const char *addr)
 {
 	if (s->metrics != NULL && addr != NULL &&
-	    strcmp(metrics_addr(s->metrics), addr) == 0)
+	    strcmp(metrics_addr(s->metrics), addr) == 0) {
+		metrics_limits(s->metrics);
 		return (0);
+	}
 	metrics_free(s->metrics);
 	s->metrics = NULL;
 	if (addr == NULL)
@@ -159,6 +161,7 @@ static int
 server_set_global(struct server *s, struct conf *conf)
 {
 	s->max_memory = conf->max_memory;
+	s->lim = conf->lim;
 	conf_vm_clear(&s->defaults);
 	conf_vm_copy(&s->defaults, &conf->defaults);
 	free(s->dump_file);

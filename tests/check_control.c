@@ -658,6 +658,79 @@ START_TEST(test_reload_keeps_added)
 	free(lc);
 }
 END_TEST
+/*
+ * The [global] bounds of the control socket, at their edges: with two
+ * clients the third is closed unanswered, and one is taken again once
+ * one leaves; a message of control_max_message bytes is answered and
+ * one byte more is the end; a client holds control_max_fds fds and
+ * the next is closed at once.
+ */
+START_TEST(test_limits)
+{
+	struct t_client	*a, *b, *c;
+	char		*conf, msg[256];
+	int		 sv[2], fds[4], before;
+	size_t		 n;
+
+	conf = write_conf("limits.conf", "[global]\ncontrol_max_clients = 2\n"
+	    "control_max_message = 200\ncontrol_max_fds = 3\n");
+	start(conf);
+	free(conf);
+	a = ctl_client();
+	b = ctl_client();
+	ck_assert_ptr_nonnull(c = t_client_new(ctl));
+	ck_assert_msg(t_eof(c, T_WAIT_MS), "a third control client was "
+	    "served past control_max_clients = 2");
+	t_client_free(c);
+	t_client_free(b);
+	/* one left: the next is served (the close is seen from the loop) */
+	b = NULL;
+	for (n = 0; n < 100 && b == NULL; n++) {
+		ck_assert_ptr_nonnull(c = t_client_new(ctl));
+		if (t_eof(c, 100))
+			t_client_free(c);
+		else
+			b = c;
+	}
+	ck_assert_msg(b != NULL, "no client served after one left");
+	t_client_free(b);
+
+	/* 200 bytes, then 201: the first answered, the second the end */
+	n = (size_t)snprintf(msg, sizeof(msg), "{\"execute\": "
+	    "\"query-version\", \"id\": 1");
+	memset(msg + n, ' ', 199 - n);
+	strcpy(msg + 199, "}");
+	ck_assert_uint_eq(strlen(msg), 200);
+	t_send(a, "%s", msg);
+	t_recv_eq(a, "{\"return\": {\"qmpmuxd\": \"" PACKAGE_VERSION "\", "
+	    "\"dump_version\": 1}, \"id\": 1}");
+	memset(msg + n, ' ', 200 - n);
+	strcpy(msg + 200, "}");
+	t_send(a, "%s", msg);
+	t_recv_eq(a, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+	    "\"qmpmux: message larger than 200 bytes\"}}");
+	ck_assert(t_eof(a, T_WAIT_MS));
+	t_client_free(a);
+
+	/* three fds held, the fourth closed on arrival */
+	a = ctl_client();
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+	    sv), 0);
+	before = t_proc_fds(t_proxy_pid, NULL);
+	fds[0] = fds[1] = fds[2] = fds[3] = sv[0];
+	send_fds(a, "{\"execute\": \"query-version\", \"id\": 2}", fds, 3);
+	free(t_recv_reply(a, T_WAIT_MS));
+	ck_assert_int_eq(t_proc_fds(t_proxy_pid, NULL), before + 3);
+	send_fds(a, "{\"execute\": \"query-version\", \"id\": 3}", fds, 1);
+	free(t_recv_reply(a, T_WAIT_MS));
+	ck_assert_int_eq(t_proc_fds(t_proxy_pid, NULL), before + 3);
+	t_client_free(a);
+	t_wait_fds(t_proxy_pid, before - 1);
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
 
 static Suite *
 control_suite(void)
@@ -667,6 +740,7 @@ control_suite(void)
 
 	tcase_add_test(tc, test_negotiation_and_ids);
 	tcase_add_test(tc, test_dump);
+	tcase_add_test(tc, test_limits);
 	tcase_add_test(tc, test_add_remove_paths);
 	tcase_add_test(tc, test_add_fds);
 	tcase_add_test(tc, test_hostile);

@@ -28,7 +28,7 @@
 #include "testlib.h"
 
 #define MAX_SAMPLES	1024
-#define MAX_CONNS	8	/* METRICS_MAX_CONNS */
+#define MAX_CONNS	3	/* metrics_max_connections, as set below */
 
 /* One sample of a scrape: its name, its labels as written, its value. */
 struct sample {
@@ -546,7 +546,8 @@ END_TEST
  */
 START_TEST(test_metrics_http)
 {
-	const char	*opts[] = { "--metrics", "[::1]:0", NULL };
+	const char	*opts[] = { "--metrics", "[::1]:0",
+			    "--metrics-max-connections", T_STR(MAX_CONNS), NULL };
 	int		 port, fd[MAX_CONNS + 1], i;
 	char		*body;
 
@@ -570,7 +571,7 @@ START_TEST(test_metrics_http)
 	http_send(fd[0], "GET", "/metrics", 1);
 	ck_assert_int_eq(http_read(fd[0], &body, T_WAIT_MS), 200);
 	free(body);
-	/* one more waits, unanswered, while eight are open */
+	/* one more waits, unanswered, while MAX_CONNS are open */
 	ck_assert_int_ne(fd[MAX_CONNS] = tcp_connect(AF_INET6, port), -1);
 	http_send(fd[MAX_CONNS], "GET", "/metrics", 1);
 	ck_assert_int_eq(http_read(fd[MAX_CONNS], &body, 300), -1);
@@ -663,6 +664,76 @@ START_TEST(test_metrics_reload)
 }
 END_TEST
 
+/* A request of n bytes of headers on fd: GET /metrics, padded. */
+static void
+http_send_padded(int fd, size_t n)
+{
+	char	 req[1024];
+	size_t	 len;
+
+	len = (size_t)snprintf(req, sizeof(req), "GET /metrics HTTP/1.1\r\n"
+	    "Host: test\r\nConnection: close\r\nX-Pad: ");
+	ck_assert(n > len + 4 && n < sizeof(req));
+	memset(req + len, 'x', n - len - 4);
+	memcpy(req + n - 4, "\r\n\r\n", 4);
+	ck_assert_int_eq(write(fd, req, n), (ssize_t)n);
+}
+
+/*
+ * The scrapers' bounds, at their edges: headers of metrics_max_request
+ * bytes are served and longer ones are not; a connection that sends
+ * nothing is closed after metrics_timeout; a response that would pass
+ * metrics_max_response is a 500 and a line in the log.
+ */
+START_TEST(test_metrics_limits)
+{
+	const char	*opts[] = { "--metrics", "127.0.0.1:0",
+			    "--metrics-max-request", "300",
+			    "--metrics-timeout", "0.5",
+			    "--metrics-max-response", "700", NULL };
+	long long	 t0, took;
+	char		*body, buf[64];
+	int		 port, fd, status;
+
+	t_start_qemu(opts);
+	port = metrics_port("127.0.0.1", 1);
+
+	/*
+	 * evhttp counts the request line and the headers without their
+	 * line ends, five here: 310 bytes are 300 and are read (to find
+	 * the response too large), 311 are not.
+	 */
+	ck_assert_int_ne(fd = tcp_connect(AF_INET, port), -1);
+	http_send_padded(fd, 310);
+	status = http_read(fd, &body, T_WAIT_MS);
+	ck_assert_int_eq(status, 500);
+	free(body);
+	close(fd);
+	ck_assert_int_ne(fd = tcp_connect(AF_INET, port), -1);
+	http_send_padded(fd, 311);
+	status = http_read(fd, &body, T_WAIT_MS);
+	ck_assert_msg(status != 200 && status != 500, "311 bytes of request: "
+	    "status %d", status);
+	free(body);
+	close(fd);
+
+	/* 700 bytes cannot hold one VM's series: 500, and the log says */
+	ck_assert(t_wait_log("qmpmuxd.log", "metrics: the response passes "
+	    "700 bytes; not sent", T_WAIT_MS) == 0);
+
+	/* silent: closed after half a second */
+	ck_assert_int_ne(fd = tcp_connect(AF_INET, port), -1);
+	t0 = t_clock_ms();
+	ck_assert_int_eq(read(fd, buf, sizeof(buf)), 0);
+	took = t_clock_ms() - t0;
+	printf("metrics: a silent scraper was closed after %lld ms\n", took);
+	ck_assert_msg(took >= 400 && took < 5000, "closed after %lld ms",
+	    took);
+	close(fd);
+	ck_assert(t_proxy_alive());
+}
+END_TEST
+
 static Suite *
 metrics_suite(void)
 {
@@ -672,6 +743,7 @@ metrics_suite(void)
 	tcase_add_test(tc, test_metrics_traffic);
 	tcase_add_test(tc, test_metrics_stalled);
 	tcase_add_test(tc, test_metrics_http);
+	tcase_add_test(tc, test_metrics_limits);
 	tcase_add_test(tc, test_metrics_bad_values);
 	tcase_add_test(tc, test_metrics_reload);
 	return (s);
