@@ -204,6 +204,22 @@ START_TEST(test_order)
 	/* one event each, not one per client */
 	ck_assert_int_eq(t_quiet(tr, 200), T_SILENT);
 
+	/*
+	 * The VM removed: its clients see the end, and the trace says
+	 * QMPMUX_TRACE_END once and nothing after, while the tracing
+	 * connection stays a control client.
+	 */
+	t_cmd_eq(tr, "{\"execute\": \"remove-vm\", \"arguments\": "
+	    "{\"name\": \"test\"}, \"id\": 5}", OK("5"));
+	ck_assert(t_eof(a, T_WAIT_MS));
+	ck_assert(t_eof(b, T_WAIT_MS));
+	v = recv_event(tr, "QMPMUX_TRACE_END");
+	ck_assert_str_eq(t_get_str(v, "data", "vm"), "test");
+	yajl_tree_free(v);
+	t_cmd_eq(tr, "{\"execute\": \"query-vms\", \"id\": 6}",
+	    "{\"return\": [], \"id\": 6}");
+	ck_assert_int_eq(t_quiet(tr, 200), T_SILENT);
+
 	t_client_free(a);
 	t_client_free(b);
 	t_client_free(tr);
