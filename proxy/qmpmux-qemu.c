@@ -135,7 +135,8 @@ wrap_opt_value(const char *p, char **value)
  * it: "key=value" items split at lone commas; the first item, when it
  * has no '=', is the value of implied; another item without '=' is a
  * flag ("on", or "off" with a "no" prefix).  The last one given wins,
- * as qemu_opt_get finds it; NULL when it is not there.
+ * as qemu_opt_get finds it, but for "id": opts_parse_id takes the first
+ * and ignores the rest.  NULL when it is not there.
  */
 static char *
 wrap_opt_get(const char *arg, const char *implied, const char *key)
@@ -176,7 +177,8 @@ wrap_opt_get(const char *arg, const char *implied, const char *key)
 		if (*p == ',')
 			p++;
 		first = 0;
-		if (strcmp(name, key) == 0) {
+		if (strcmp(name, key) == 0 && (found == NULL ||
+		    strcmp(key, "id") != 0)) {
 			free(found);
 			found = value;
 		} else

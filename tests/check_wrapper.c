@@ -562,8 +562,9 @@ START_TEST(test_syntax)
 	start_qmpmuxd();
 	c = ctl_client();
 	lfd = listen_at(mon);
+	/* QEMU takes a chardev's first id and ignores the others */
 	if (asprintf(&chardev, "backend=socket,server=on,fd=%d,"
-	    "id=charmonitor,wait=off", lfd) == -1)
+	    "id=charmonitor,wait=off,id=ignored", lfd) == -1)
 		abort();
 	argv[11] = chardev;
 	ck_assert_int_eq(setenv("QMPMUX_QEMU", qemu, 1), 0);
