@@ -29,6 +29,7 @@ mkdir -p build-demo
 	make -j2
 )
 QMPMUXD=$PWD/build-demo/qmpmuxd
+QMPMUXCTL=$PWD/build-demo/qmpmuxctl
 
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/qmpmux-demo.XXXXXX")
 qemu_pid=
@@ -124,7 +125,7 @@ qemu_pid=$!
 
 echo "== starting qmpmuxd in front of it; clients connect to $DIR/vm.sock"
 "$QMPMUXD" -dv --upstream "$DIR/qemu.sock" --listen "$DIR/vm.sock" \
-    --name demo >"$DIR/qmpmuxd.log" 2>&1 &
+    --name demo --control "$DIR/control.sock" >"$DIR/qmpmuxd.log" 2>&1 &
 proxy_pid=$!
 
 # QEMU's monitor takes one client; through qmpmuxd it takes two.  socat
@@ -175,6 +176,13 @@ send libvirtd '{"execute": "cont", "id": {"libvirt": 2}}'
 expect libvirtd '^\{"return": \{\}, "id": \{"libvirt": 2\}\}$' \
     '"event": "RESUME"'
 expect operator '"event": "RESUME"'
+
+echo
+echo "== qmpmuxctl asks qmpmuxd, on its control socket, what it holds:"
+echo "== the VM, ready, with its two clients"
+"$QMPMUXCTL" --control "$DIR/control.sock" list | sed 's/^/   /'
+"$QMPMUXCTL" --control "$DIR/control.sock" --json list |
+    grep -q '"clients":2' || fail "qmpmuxctl does not list two clients"
 
 echo
 echo "== SIGTERM: qmpmuxd closes its clients, removes its socket and exits;"

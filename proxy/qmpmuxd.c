@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -323,6 +324,34 @@ struct cmd_listener {
 };
 TAILQ_HEAD(cmd_listeners, cmd_listener);
 
+/*
+ * The control socket.  One that was asked for must be made, or the
+ * daemon exits (the VMs' sockets go first: nothing is left behind).
+ * The default's directory is made if it is missing, as systemd's
+ * RuntimeDirectory= would; if the default still cannot be made (a user
+ * other than root runs one VM by hand) the daemon runs without one and
+ * says so.
+ */
+static void
+start_control(const char *path)
+{
+	int	 dflt;
+
+	dflt = strcmp(path, QMPMUX_RUNDIR "/control.sock") == 0;
+	if (dflt && mkdir(QMPMUX_RUNDIR, 0755) == -1 && errno != EEXIST)
+		log_debug("control: cannot make %s: %s", QMPMUX_RUNDIR,
+		    strerror(errno));
+	if ((control = control_new(server, path)) != NULL)
+		return;
+	if (!dflt) {
+		server_free(server);
+		fatalx("cannot make the control socket");
+	}
+	log_warnx("control: running without a control socket: the default, "
+	    "%s, cannot be made; set control (--control) to a path or none",
+	    path);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -517,12 +546,8 @@ main(int argc, char *argv[])
 	if (server_start(server, &conf) == -1)
 		fatalx("cannot start the VMs");
 	/* after the VMs, so that its first command finds them */
-	if (conf.control_path != NULL &&
-	    (control = control_new(server, conf.control_path)) == NULL) {
-		/* the VMs' sockets go: nothing is left behind */
-		server_free(server);
-		fatalx("cannot make the control socket");
-	}
+	if (conf.control_path != NULL)
+		start_control(conf.control_path);
 	conf_clear(&conf);
 	/* a service manager that waits for READY=1 must not see a fork */
 	if (!debug && getenv("NOTIFY_SOCKET") == NULL) {

@@ -24,6 +24,8 @@
 
 #include "testlib.h"
 
+#define QMPMUX_RUNDIR_T	"/run/qmpmux"	/* qmpmux.h's QMPMUX_RUNDIR */
+
 #define STATUS	"{\"execute\":\"query-status\",\"id\":1}"
 #define RUNNING	"{\"return\": {\"status\": \"running\", \"singlestep\": " \
 		"false, \"running\": true}, \"id\": 1}"
@@ -732,6 +734,46 @@ START_TEST(test_limits)
 END_TEST
 
 
+/*
+ * A user other than root runs one VM by hand, with no --control: the
+ * default control socket cannot be made under /run, and qmpmuxd serves
+ * its VM without one, saying so, rather than exit.  (A path that is set
+ * and cannot be made is an exit: test_hostile's neighbours.)
+ */
+START_TEST(test_default_unprivileged)
+{
+	const char	*argv[] = { "setpriv", "--reuid=65534",
+			    "--regid=65534", "--clear-groups", t_bin("QMPMUXD"),
+			    "-d", "--upstream", NULL, "--listen", NULL, NULL };
+	char		*open_dir, *sock, *base, *up;
+
+	/* a directory nobody may make sockets in, under ours */
+	open_dir = t_path("open");
+	ck_assert_int_eq(mkdir(open_dir, 0777), 0);
+	ck_assert_int_eq(chmod(open_dir, 0777), 0);
+	ck_assert_int_eq(chmod(t_dir(), 0711), 0);
+	ck_assert_ptr_nonnull(base = strdup(t_dir()));
+	*strrchr(base, '/') = '\0';
+	ck_assert_int_eq(chmod(base, 0711), 0);
+	free(base);
+	if (asprintf(&up, "%s/q.sock", open_dir) == -1 ||
+	    asprintf(&sock, "%s/vm.sock", open_dir) == -1)
+		abort();
+	argv[7] = up;
+	argv[9] = sock;
+	t_proxy_pid = t_spawn(argv, "qmpmuxd.log");
+	ck_assert_msg(t_wait_socket(sock, T_WAIT_MS) == 0, "qmpmuxd as "
+	    "nobody did not listen; see %s/qmpmuxd.log", t_dir());
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "control: running without "
+	    "a control socket: the default, " QMPMUX_RUNDIR_T "/control.sock, "
+	    "cannot be made", T_WAIT_MS), 0);
+	ck_assert_int_eq(t_wait_exit(t_proxy_pid, 0), -1);
+	free(up);
+	free(sock);
+	free(open_dir);
+}
+END_TEST
+
 static Suite *
 control_suite(void)
 {
@@ -741,6 +783,7 @@ control_suite(void)
 	tcase_add_test(tc, test_negotiation_and_ids);
 	tcase_add_test(tc, test_dump);
 	tcase_add_test(tc, test_limits);
+	tcase_add_test(tc, test_default_unprivileged);
 	tcase_add_test(tc, test_add_remove_paths);
 	tcase_add_test(tc, test_add_fds);
 	tcase_add_test(tc, test_hostile);
