@@ -166,6 +166,17 @@ struct conf_section {
 };
 TAILQ_HEAD(conf_sections, conf_section);
 
+/*
+ * The entries of one section, in their order: a slice of the entries
+ * sorted by section.  Sorting once keeps a host's worth of sections
+ * from scanning every entry for each.
+ */
+struct conf_run {
+	struct conf_entry	**e;
+	size_t			 n;
+	size_t			 at;	/* the first one's place in the list */
+};
+
 /* The state of reading one file. */
 struct conf_read {
 	const char		*file;
@@ -1237,14 +1248,15 @@ conf_build_global(struct conf *conf, struct conf_entries *entries,
 
 /* Make the VM of a [vm NAME] section: the defaults, then its keys. */
 static int
-conf_build_vm(struct conf *conf, struct conf_entries *entries,
-    const char *name, const struct conf_entry *first, char *err,
-    size_t errlen)
+conf_build_vm(struct conf *conf, const struct conf_run *run,
+    const char *name, char *err, size_t errlen)
 {
+	const struct conf_entry	*first = run->e[0];
 	struct vm_conf		*vc;
 	struct conf_entry	*e;
 	char			 why[CONF_ERR_MAX], *dir, *path, *val;
 	const char		*p;
+	size_t			 i;
 
 	if ((vc = calloc(1, sizeof(*vc))) == NULL)
 		fatal("%s", __func__);
@@ -1255,9 +1267,8 @@ conf_build_vm(struct conf *conf, struct conf_entries *entries,
 		fatal("%s", __func__);
 	vc->from_file = 1;
 	TAILQ_INSERT_TAIL(&conf->vms, vc, entry);
-	TAILQ_FOREACH(e, entries, entry) {
-		if (strncmp(e->section, "vm ", 3) != 0 ||
-		    strcmp(e->section + 3, name) != 0 || *e->key == '\0')
+	for (i = 0; i < run->n; i++) {
+		if (*(e = run->e[i])->key == '\0')
 			continue;
 		if (strcmp(e->key, "upstream") != 0) {
 			if (conf_set_vm(vc, e->key, e->value, why,
@@ -1305,14 +1316,15 @@ conf_build_vm(struct conf *conf, struct conf_entries *entries,
 
 /* Make the listener of a [listener NAME PATH] section. */
 static int
-conf_build_listener(struct conf *conf, struct conf_entries *entries,
-    const char *section, const char *name, const char *rawpath,
-    const struct conf_entry *first, char *err, size_t errlen)
+conf_build_listener(struct conf *conf, const struct conf_run *run,
+    const char *name, const char *rawpath, char *err, size_t errlen)
 {
+	const struct conf_entry	*first = run->e[0];
 	struct vm_conf		*vc;
 	struct listener_conf	*lc;
 	struct conf_entry	*e;
 	char			 why[CONF_ERR_MAX], *dir, *path;
+	size_t			 i;
 
 	if ((vc = conf_find_vm(conf, name)) == NULL)
 		return (conf_at(err, errlen, first, "a listener of vm %s, "
@@ -1334,8 +1346,8 @@ conf_build_listener(struct conf *conf, struct conf_entries *entries,
 	lc = conf_listener_new(path);
 	free(path);
 	TAILQ_INSERT_TAIL(&vc->listeners, lc, entry);
-	TAILQ_FOREACH(e, entries, entry) {
-		if (strcmp(e->section, section) != 0 || *e->key == '\0')
+	for (i = 0; i < run->n; i++) {
+		if (*(e = run->e[i])->key == '\0')
 			continue;
 		if (conf_set_listener(lc, e->key, e->value, why,
 		    sizeof(why)) == -1)
@@ -1381,56 +1393,128 @@ conf_check_sections(struct conf_sections *sections, char *err,
 	return (0);
 }
 
+/* Entries by section, then by their place in the list. */
+struct conf_sorted {
+	struct conf_entry	*e;
+	size_t			 at;
+};
+
+static int
+conf_sorted_cmp(const void *a, const void *b)
+{
+	const struct conf_sorted	*x = a, *y = b;
+	int				 c;
+
+	if ((c = strcmp(x->e->section, y->e->section)) != 0)
+		return (c);
+	return (x->at < y->at ? -1 : x->at > y->at);
+}
+
+static int
+conf_run_cmp(const void *a, const void *b)
+{
+	const struct conf_run	*x = a, *y = b;
+
+	return (x->at < y->at ? -1 : x->at > y->at);
+}
+
+/*
+ * Group the entries into runs, one per section, in the order each
+ * section first appears.  *ev holds the entries the runs point into.
+ */
+static struct conf_run *
+conf_runs(struct conf_entries *entries, struct conf_entry ***ev,
+    size_t *nruns)
+{
+	struct conf_sorted	*v;
+	struct conf_entry	*e;
+	struct conf_run		*runs;
+	size_t			 n = 0, i, r = 0;
+
+	TAILQ_FOREACH(e, entries, entry)
+		n++;
+	if ((v = calloc(n + 1, sizeof(*v))) == NULL ||
+	    (*ev = calloc(n + 1, sizeof(**ev))) == NULL ||
+	    (runs = calloc(n + 1, sizeof(*runs))) == NULL)
+		fatal("%s", __func__);
+	n = 0;
+	TAILQ_FOREACH(e, entries, entry) {
+		v[n].e = e;
+		v[n].at = n;
+		n++;
+	}
+	qsort(v, n, sizeof(*v), conf_sorted_cmp);
+	for (i = 0; i < n; i++) {
+		(*ev)[i] = v[i].e;
+		if (i == 0 || strcmp(v[i].e->section, v[i - 1].e->section) !=
+		    0) {
+			runs[r].e = &(*ev)[i];
+			runs[r].at = v[i].at;
+			r++;
+		}
+		runs[r - 1].n++;
+	}
+	free(v);
+	qsort(runs, r, sizeof(*runs), conf_run_cmp);
+	*nruns = r;
+	return (runs);
+}
+
 /* Build conf from the entries: [global], then each VM, then listeners. */
 static int
 conf_build(struct conf *conf, struct conf_entries *entries,
     struct conf_sections *sections, char *err, size_t errlen)
 {
-	struct conf_entry	*e, *f;
+	struct conf_entry	**ev, *e;
+	struct conf_run		*runs;
 	struct vm_conf		*vc;
 	const char		*kind, *rest;
 	char			 name[CONF_NAME_MAX + 2];
-	int			 pass;
+	size_t			 nruns, i;
+	int			 pass, rv = -1;
 
 	if (conf_check_sections(sections, err, errlen) == -1 ||
 	    conf_build_global(conf, entries, err, errlen) == -1)
 		return (-1);
+	runs = conf_runs(entries, &ev, &nruns);
 	for (pass = 0; pass < 2; pass++) {
-		TAILQ_FOREACH(e, entries, entry) {
-			/* each section once, at its first entry */
-			for (f = TAILQ_FIRST(entries); f != e &&
-			    strcmp(f->section, e->section) != 0;
-			    f = TAILQ_NEXT(f, entry))
-				;
-			if (f != e)
-				continue;
+		for (i = 0; i < nruns; i++) {
+			e = runs[i].e[0];
 			if (conf_split(e->section, &kind, name, sizeof(name),
-			    &rest) == -1)
-				return (conf_at(err, errlen, e, "[%s]: "
-				    "expected [global], [vm NAME] or "
-				    "[listener NAME PATH]",
-				    e->section));
+			    &rest) == -1) {
+				conf_at(err, errlen, e, "[%s]: expected "
+				    "[global], [vm NAME] or [listener NAME "
+				    "PATH]", e->section);
+				goto out;
+			}
 			if (pass == 0 && strcmp(kind, "vm") == 0) {
-				if (!conf_valid_name(name))
-					return (conf_at(err, errlen, e,
-					    "vm %s: not a name qmpmuxd takes",
-					    name));
-				if (conf_build_vm(conf, entries, name, e, err,
+				if (!conf_valid_name(name)) {
+					conf_at(err, errlen, e, "vm %s: not a "
+					    "name qmpmuxd takes", name);
+					goto out;
+				}
+				if (conf_build_vm(conf, &runs[i], name, err,
 				    errlen) == -1)
-					return (-1);
+					goto out;
 			} else if (pass == 1 && strcmp(kind, "listener") == 0 &&
-			    conf_build_listener(conf, entries, e->section,
-			    name, rest, e, err, errlen) == -1)
-				return (-1);
+			    conf_build_listener(conf, &runs[i], name, rest,
+			    err, errlen) == -1)
+				goto out;
 		}
 	}
 	/* a VM no client can reach is a mistake, not a config */
 	TAILQ_FOREACH(vc, &conf->vms, entry) {
-		if (TAILQ_EMPTY(&vc->listeners))
-			return (conf_err(err, errlen, "%s: vm %s has no "
-			    "listener", vc->where, vc->name));
+		if (TAILQ_EMPTY(&vc->listeners)) {
+			conf_err(err, errlen, "%s: vm %s has no listener",
+			    vc->where, vc->name);
+			goto out;
+		}
 	}
-	return (0);
+	rv = 0;
+out:
+	free(runs);
+	free(ev);
+	return (rv);
 }
 
 /*
