@@ -162,6 +162,7 @@ struct conf_section {
 	char			*name;
 	char			*file;
 	int			 line;
+	size_t			 at;	/* its place, for the check */
 	TAILQ_ENTRY(conf_section) entry;
 };
 TAILQ_HEAD(conf_sections, conf_section);
@@ -1362,12 +1363,46 @@ conf_build_listener(struct conf *conf, const struct conf_run *run,
  * Entries name their section too, for a command line with no headers.
  */
 static int
+conf_section_cmp(const void *a, const void *b)
+{
+	const struct conf_section	*const *x = a, *const *y = b;
+	int				 c;
+
+	if ((c = strcmp((*x)->name, (*y)->name)) != 0)
+		return (c);
+	return ((*x)->at < (*y)->at ? -1 : (*x)->at > (*y)->at);
+}
+
+static int
 conf_check_sections(struct conf_sections *sections, char *err,
     size_t errlen)
 {
-	struct conf_section	*s, *t;
+	struct conf_section	*s, **v, *dup = NULL, *first = NULL;
 	const char		*kind, *rest;
 	char			 name[CONF_NAME_MAX + 2];
+	size_t			 n = 0, i, g = 0;
+
+	/* the first section given again, found by sorting, not scanning */
+	TAILQ_FOREACH(s, sections, entry)
+		s->at = n++;
+	if ((v = calloc(n + 1, sizeof(*v))) == NULL)
+		fatal("%s", __func__);
+	n = 0;
+	TAILQ_FOREACH(s, sections, entry)
+		v[n++] = s;
+	qsort(v, n, sizeof(*v), conf_section_cmp);
+	for (i = 1; i < n; i++) {
+		if (strcmp(v[i]->name, v[i - 1]->name) != 0) {
+			g = i;
+			continue;
+		}
+		if (strcmp(v[i]->name, "global") != 0 &&
+		    (dup == NULL || v[i]->at < dup->at)) {
+			dup = v[i];
+			first = v[g];
+		}
+	}
+	free(v);
 
 	TAILQ_FOREACH(s, sections, entry) {
 		if (conf_split(s->name, &kind, name, sizeof(name), &rest) ==
@@ -1380,15 +1415,10 @@ conf_check_sections(struct conf_sections *sections, char *err,
 			    "name is 1 to %d printable bytes, without "
 			    "spaces, '/', '\"' or '\\'", s->file, s->line,
 			    s->name, CONF_NAME_MAX));
-		if (strcmp(kind, "global") == 0)
-			continue;
-		for (t = TAILQ_FIRST(sections); t != s;
-		    t = TAILQ_NEXT(t, entry)) {
-			if (strcmp(t->name, s->name) == 0)
-				return (conf_err(err, errlen, "%s:%d: [%s] is "
-				    "given twice (first at %s:%d)", s->file,
-				    s->line, s->name, t->file, t->line));
-		}
+		if (s == dup)
+			return (conf_err(err, errlen, "%s:%d: [%s] is "
+			    "given twice (first at %s:%d)", s->file,
+			    s->line, s->name, first->file, first->line));
 	}
 	return (0);
 }
