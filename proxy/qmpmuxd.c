@@ -200,8 +200,10 @@ signal_hup_cb(int sig, short events, void *arg)
 static void
 signal_dump_cb(int sig, short events, void *arg)
 {
+	size_t	 len;
+
 	log_info("received SIGUSR1, dumping");
-	server_dump(server);
+	free(server_dump(server, &len));
 }
 
 /* A signal kept for what is to come: say so in the log, and go on. */

@@ -984,11 +984,10 @@ control_dump(struct control_req *req)
 	char		*json;
 	size_t		 len;
 
-	json = dump_json(s, &len);
+	json = server_dump(s, &len);
 	/* without its newline: it is a value inside the reply */
 	control_return(req, json, len - 1);
 	free(json);
-	server_dump(s);
 }
 
 /* reload: SIGHUP's, with the reason when the configuration is bad. */

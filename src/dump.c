@@ -433,18 +433,17 @@ dump_log(struct server *s)
 }
 
 /*
- * Write the dump to path: under a temporary name in the same directory,
- * then renamed into place.  -1 (logged) if it cannot be written.
+ * Write the dump's JSON to path: under a temporary name in the same
+ * directory, then renamed into place.  -1 (logged) if it cannot be
+ * written.
  */
 int
-dump_write(struct server *s, const char *path)
+dump_write(const char *path, const char *json, size_t len)
 {
-	char	*tmp, *json;
-	size_t	 len;
+	char	*tmp;
 	FILE	*f;
 	int	 rv = -1;
 
-	json = dump_json(s, &len);
 	if (asprintf(&tmp, "%s.%ld.tmp", path, (long)getpid()) == -1)
 		fatal("%s", __func__);
 	if ((f = fopen(tmp, "w")) == NULL) {
@@ -465,6 +464,5 @@ dump_write(struct server *s, const char *path)
 	rv = 0;
 out:
 	free(tmp);
-	free(json);
 	return (rv);
 }

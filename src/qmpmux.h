@@ -249,7 +249,7 @@ int		 server_add(struct server *, struct vm_conf *);
 void		 server_remove(struct server *, struct vm *, const char *);
 void		 server_shutdown(struct server *, void (*)(void *), void *);
 void		 server_free(struct server *);
-void		 server_dump(struct server *);
+char		*server_dump(struct server *, size_t *);
 
 /* control.c: the control socket, a QMP monitor of qmpmuxd itself */
 struct control;
@@ -283,7 +283,7 @@ void		 dump_vm(struct yajl_gen_t *, const struct vm *);
 void		 dump_vm_brief(struct yajl_gen_t *, const struct vm *);
 char		*dump_json(struct server *, size_t *);
 void		 dump_log(struct server *);
-int		 dump_write(struct server *, const char *);
+int		 dump_write(const char *, const char *, size_t);
 
 /* metrics.c: the Prometheus text format over HTTP */
 #define METRICS_NBUCKETS	15	/* of the duration, +Inf apart */

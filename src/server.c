@@ -171,15 +171,20 @@ server_set_global(struct server *s, struct conf *conf)
 }
 
 /*
- * SIGUSR1: the state of every VM, as lines in the log and as JSON in
- * the dump file.
+ * SIGUSR1 and the control socket's dump: the state of every VM, as
+ * lines in the log and as JSON in the dump file.  The JSON is made once
+ * and returned, for a caller that answers with it; the caller frees it.
  */
-void
-server_dump(struct server *s)
+char *
+server_dump(struct server *s, size_t *len)
 {
+	char	*json;
+
 	dump_log(s);
+	json = dump_json(s, len);
 	if (s->dump_file != NULL)
-		dump_write(s, s->dump_file);
+		dump_write(s->dump_file, json, *len);
+	return (json);
 }
 
 /*
