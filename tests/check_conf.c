@@ -1169,10 +1169,7 @@ conf_suite(void)
 	tcase_add_test(tc, test_check_include_nothing);
 	tcase_add_test(tc, test_check_path_107);
 
-	tc = tcase_create("real-qemu");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
-	suite_add_tcase(s, tc);
+	tc = t_tcase_with(s, "real-qemu", 60, setup, teardown);
 	tcase_add_test(tc, test_reload);
 	tcase_add_test(tc, test_reload_moves_listener);
 	tcase_add_test(tc, test_reload_renamed);

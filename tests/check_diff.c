@@ -637,12 +637,9 @@ static Suite *
 diff_suite(void)
 {
 	Suite	*s = suite_create("diff");
-	TCase	*tc = tcase_create("qemu");
+	TCase	*tc = t_tcase_with(s, "qemu", 120, setup, teardown);
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_diff, 0, NCASES);
-	suite_add_tcase(s, tc);
 	return (s);
 }
 

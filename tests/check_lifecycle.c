@@ -450,10 +450,8 @@ static Suite *
 lifecycle_suite(void)
 {
 	Suite	*s = suite_create("lifecycle");
-	TCase	*tc = tcase_create("real-qemu");
+	TCase	*tc = t_tcase_with(s, "real-qemu", 60, setup, teardown);
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_half_close_pipeline);
 	tcase_add_test(tc, test_half_close_socat);
 	tcase_add_loop_test(tc, test_hangup_while_paused, 0, 3);
@@ -461,7 +459,6 @@ lifecycle_suite(void)
 	tcase_add_test(tc, test_sigterm_answers);
 	tcase_add_loop_test(tc, test_sigterm_slow_reader, 0, 2);
 	tcase_add_test(tc, test_signals_ignored);
-	suite_add_tcase(s, tc);
 	return (s);
 }
 

@@ -430,10 +430,8 @@ static Suite *
 listen_suite(void)
 {
 	Suite	*s = suite_create("listen");
-	TCase	*tc = tcase_create("listen");
+	TCase	*tc = t_tcase_with(s, "listen", 60, setup, teardown);
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_path_107_works);
 	tcase_add_loop_test(tc, test_path_108_refused, 0, 2);
 	tcase_add_test(tc, test_ready_when_it_appears);
@@ -441,7 +439,6 @@ listen_suite(void)
 	tcase_add_test(tc, test_stale_replaced);
 	tcase_add_test(tc, test_live_refused);
 	tcase_add_test(tc, test_full_backlog_live);
-	suite_add_tcase(s, tc);
 	return (s);
 }
 

@@ -655,33 +655,21 @@ START_TEST(test_fd_ownership)
 }
 END_TEST
 
-/* A test case with this file's fixture and a timeout in seconds. */
-static TCase *
-tcase(Suite *s, const char *name, int timeout)
-{
-	TCase	*tc = tcase_create(name);
-
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, timeout);
-	suite_add_tcase(s, tc);
-	return (tc);
-}
-
 static Suite *
 modes_suite(void)
 {
 	Suite	*s = suite_create("modes");
 	TCase	*tc;
 
-	tc = tcase(s, "listen", 60);
+	tc = t_tcase_with(s, "listen", 60, setup, teardown);
 	tcase_add_test(tc, test_listen);
 	tcase_add_test(tc, test_listen_qemu_restart);
 	tcase_add_test(tc, test_listen_proxy_restart);
 	tcase_add_test(tc, test_listen_surplus);
 	tcase_add_test(tc, test_listen_stale_live);
-	tc = tcase(s, "reload", 60);
+	tc = t_tcase_with(s, "reload", 60, setup, teardown);
 	tcase_add_test(tc, test_reload_connect_to_listen);
-	tc = tcase(s, "fd", 60);
+	tc = t_tcase_with(s, "fd", 60, setup, teardown);
 	tcase_add_test(tc, test_fd_closed_once);
 	tcase_add_test(tc, test_fd_ownership);
 	return (s);

@@ -1033,9 +1033,17 @@ t_proxy_alive(void)
 TCase *
 t_tcase(Suite *s, const char *name, int timeout)
 {
+	return (t_tcase_with(s, name, timeout, t_setup, t_teardown));
+}
+
+/* A test case of s with a fixture of its file's own. */
+TCase *
+t_tcase_with(Suite *s, const char *name, int timeout, void (*setup)(void),
+    void (*teardown)(void))
+{
 	TCase	*tc = tcase_create(name);
 
-	tcase_add_checked_fixture(tc, t_setup, t_teardown);
+	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, timeout);
 	suite_add_tcase(s, tc);
 	return (tc);

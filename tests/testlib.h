@@ -45,6 +45,8 @@ void		 t_start_qemu(const char *const *);
 void		 t_start_fake(const char *const *, const char *const *);
 int		 t_proxy_alive(void);
 TCase		*t_tcase(Suite *, const char *, int);
+TCase		*t_tcase_with(Suite *, const char *, int, void (*)(void),
+		    void (*)(void));
 
 /* Processes.  Output goes to DIR/NAME.log; NULL-terminated argv. */
 pid_t		 t_spawn(const char *const *, const char *);
