@@ -306,7 +306,8 @@ t0=$(now_ms)
 	echo "$s" >"$work/suspend.rc"
 ) &
 susp=$!
-sleep 0.5
+# while libvirt's stop is with qmpmuxd, sent to the stopped QEMU
+wait_for 100 sh -c "${ctl[*]} --json status $A | grep -Eq '\"command\": ?\"stop\"'"
 answers "$A" running nomonitor
 answers "$B" running
 wait "$susp"
