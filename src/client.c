@@ -476,11 +476,11 @@ client_negotiate(struct client *c, const struct qmp_msg *msg)
 {
 	static const char	*args_path[] = { "arguments", NULL };
 	struct evbuffer		*out = client_local_out(c);
-	yajl_val		 root, args, v, e;
+	yajl_val		 root;
 	const char		*id;
-	size_t			 idlen, i, k;
+	size_t			 idlen;
 	char			 err[256];
-	int			 oob = 0;
+	int			 oob;
 
 	reply_id(msg, &id, &idlen);
 	if ((root = yajl_tree_parse(msg->buf, err, sizeof(err))) == NULL) {
@@ -488,37 +488,10 @@ client_negotiate(struct client *c, const struct qmp_msg *msg)
 		    "JSON parse error, %s", err);
 		return;
 	}
-	args = yajl_tree_get(root, args_path, yajl_t_object);
-	for (k = 0; args != NULL && k < args->u.object.len; k++) {
-		v = args->u.object.values[k];
-		if (strcmp(args->u.object.keys[k], "enable") != 0) {
-			client_error(c, out, id, idlen, "GenericError",
-			    "Parameter '%s' is unexpected",
-			    args->u.object.keys[k]);
-			goto out;
-		}
-		if (!YAJL_IS_ARRAY(v)) {
-			client_error(c, out, id, idlen, "GenericError",
-			    "Invalid parameter type for 'enable', "
-			    "expected: array");
-			goto out;
-		}
-		for (i = 0; i < v->u.array.len; i++) {
-			e = v->u.array.values[i];
-			if (!YAJL_IS_STRING(e)) {
-				client_error(c, out, id, idlen, "GenericError",
-				    "Invalid parameter type for 'enable[%zu]', "
-				    "expected: string", i);
-				goto out;
-			}
-			if (strcmp(e->u.string, "oob") != 0) {
-				client_error(c, out, id, idlen, "GenericError",
-				    "Parameter 'null' does not accept value "
-				    "'%s'", e->u.string);
-				goto out;
-			}
-			oob = 1;
-		}
+	if (reply_check_caps(yajl_tree_get(root, args_path, yajl_t_object),
+	    &oob, err, sizeof(err)) == -1) {
+		client_error(c, out, id, idlen, "GenericError", "%s", err);
+		goto out;
 	}
 	/* QEMU checks the arguments first, then whether it is too late */
 	if (c->state == CLIENT_READY) {

@@ -693,48 +693,27 @@ control_check_args(struct control_req *req, const struct control_cmd *cmd)
 
 /*
  * qmp_capabilities, as QEMU answers it: once, first, and with no
- * capability to enable, since the control socket offers none.
+ * capability to enable, since the control socket offers none (not oob).
  */
 static void
 control_negotiate(struct control_req *req)
 {
-	const char	*path[] = { "enable", NULL };
-	yajl_val	 v, e;
-	size_t		 i;
+	char	 desc[256];
+	int	 oob;
 
-	if (req->cc->negotiated) {
+	/* QEMU checks the arguments first, then whether it is too late */
+	if (reply_check_caps(req->args, &oob, desc, sizeof(desc)) == -1)
+		control_error(req, "GenericError", "%s", desc);
+	else if (req->cc->negotiated)
 		control_error(req, "CommandNotFound", "Capabilities "
 		    "negotiation is already complete, command ignored");
-		return;
+	else if (oob)
+		control_error(req, "GenericError", "Capability 'oob' not "
+		    "available");
+	else {
+		req->cc->negotiated = 1;
+		reply_return(req->cc->out, req->id, req->idlen);
 	}
-	for (i = 0; req->args != NULL && i < req->args->u.object.len; i++) {
-		if (strcmp(req->args->u.object.keys[i], "enable") != 0) {
-			control_error(req, "GenericError",
-			    "Parameter '%s' is unexpected",
-			    req->args->u.object.keys[i]);
-			return;
-		}
-	}
-	v = req->args != NULL ? yajl_tree_get(req->args, path, yajl_t_any) :
-	    NULL;
-	if (v != NULL && !YAJL_IS_ARRAY(v)) {
-		control_error(req, "GenericError", "Invalid parameter type for "
-		    "'enable', expected: array");
-		return;
-	}
-	for (i = 0; v != NULL && i < v->u.array.len; i++) {
-		e = v->u.array.values[i];
-		if (!YAJL_IS_STRING(e)) {
-			control_error(req, "GenericError", "Invalid parameter "
-			    "type for 'enable[%zu]', expected: string", i);
-			return;
-		}
-		control_error(req, "GenericError", "Capability '%s' not "
-		    "available", YAJL_GET_STRING(e));
-		return;
-	}
-	req->cc->negotiated = 1;
-	reply_return(req->cc->out, req->id, req->idlen);
 }
 
 /*

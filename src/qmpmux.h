@@ -565,6 +565,9 @@ void		 reply_return(struct evbuffer *, const char *, size_t);
 void		 reply_id(const struct qmp_msg *, const char **, size_t *);
 int		 reply_check_command(const struct qmp_msg *, int, char *,
 		    size_t);
+struct yajl_val_s;
+int		 reply_check_caps(const struct yajl_val_s *, int *, char *,
+		    size_t);
 
 /* util.c */
 int		 util_sun_path(struct sockaddr_un *, const char *);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <yajl/yajl_tree.h>
 
 #include "qmpmux.h"
 
@@ -219,6 +220,51 @@ reply_check_command(const struct qmp_msg *msg, int allow_oob, char *desc,
 	if (exec == NULL) {
 		snprintf(desc, size, "QMP input lacks member 'execute'");
 		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * The arguments of qmp_capabilities (args, NULL for none), checked as
+ * QEMU checks them: only "enable", a list of the capabilities QEMU
+ * knows, which is oob alone.  -1 with desc filled in; else *oob says
+ * whether oob was asked for.  Whether it may be had, and whether it is
+ * too late to ask, are for the caller.
+ */
+int
+reply_check_caps(const struct yajl_val_s *args, int *oob, char *desc,
+    size_t len)
+{
+	yajl_val	 v, e;
+	size_t		 i, k;
+
+	*oob = 0;
+	for (k = 0; args != NULL && k < args->u.object.len; k++) {
+		v = args->u.object.values[k];
+		if (strcmp(args->u.object.keys[k], "enable") != 0) {
+			snprintf(desc, len, "Parameter '%s' is unexpected",
+			    args->u.object.keys[k]);
+			return (-1);
+		}
+		if (!YAJL_IS_ARRAY(v)) {
+			snprintf(desc, len, "Invalid parameter type for "
+			    "'enable', expected: array");
+			return (-1);
+		}
+		for (i = 0; i < v->u.array.len; i++) {
+			e = v->u.array.values[i];
+			if (!YAJL_IS_STRING(e)) {
+				snprintf(desc, len, "Invalid parameter type "
+				    "for 'enable[%zu]', expected: string", i);
+				return (-1);
+			}
+			if (strcmp(e->u.string, "oob") != 0) {
+				snprintf(desc, len, "Parameter 'null' does not "
+				    "accept value '%s'", e->u.string);
+				return (-1);
+			}
+			*oob = 1;
+		}
 	}
 	return (0);
 }
