@@ -18,12 +18,10 @@
 #include "config.h"
 
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <sys/un.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -58,8 +56,7 @@ struct wrap {
 	int			 chardev;
 	int			 lfd;
 	int			 ctl;
-	struct evbuffer		*in;
-	struct qmp_reader	*reader;
+	struct qc		 qc;		/* on ctl */
 	long long		 deadline;	/* ms, CLOCK_MONOTONIC */
 	char			 err[WRAP_ERR_MAX];
 };
@@ -271,68 +268,25 @@ wrap_scan(struct wrap *w, int argc, char **argv)
 	return (0);
 }
 
-/* Wait for events on the control connection until the deadline. */
+/* What qc_next or qc_send said, as the domain's log should. */
 static int
-wrap_poll(struct wrap *w, short events)
+wrap_qc_fail(struct wrap *w, int rv, const char *err)
 {
-	struct pollfd	 pfd;
-	long long	 left;
-	int		 n;
-
-	for (;;) {
-		if ((left = w->deadline - wrap_now()) <= 0)
-			return (wrap_fail(w, "qmpmuxd did not answer within "
-			    "%d ms", WRAP_TIMEOUT_MS));
-		pfd.fd = w->ctl;
-		pfd.events = events;
-		if ((n = poll(&pfd, 1, (int)left)) > 0)
-			return (0);
-		if (n == -1 && errno != EINTR)
-			return (wrap_fail(w, "poll: %s", strerror(errno)));
-	}
+	if (rv == QC_TIMEOUT)
+		return (wrap_fail(w, "qmpmuxd did not answer within %d ms",
+		    WRAP_TIMEOUT_MS));
+	if (rv == QC_EOF)
+		return (wrap_fail(w, "qmpmuxd closed the connection"));
+	return (wrap_fail(w, "talking to qmpmuxd: %s", err));
 }
 
-/* Send a whole message, with one fd passed along it when fd != -1. */
+/* What is left of the whole talk's time, in ms. */
 static int
-wrap_send(struct wrap *w, const char *buf, size_t len, int fd)
+wrap_left(struct wrap *w)
 {
-	char		 cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec	 iov;
-	struct msghdr	 mh;
-	struct cmsghdr	*cm;
-	ssize_t		 n;
+	long long	 left = w->deadline - wrap_now();
 
-	while (len > 0) {
-		memset(&mh, 0, sizeof(mh));
-		iov.iov_base = (void *)(uintptr_t)buf;
-		iov.iov_len = len;
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		if (fd != -1) {
-			memset(cbuf, 0, sizeof(cbuf));
-			mh.msg_control = cbuf;
-			mh.msg_controllen = sizeof(cbuf);
-			cm = CMSG_FIRSTHDR(&mh);
-			cm->cmsg_level = SOL_SOCKET;
-			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-		}
-		if ((n = sendmsg(w->ctl, &mh, MSG_NOSIGNAL)) == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN)
-				return (wrap_fail(w, "sending to qmpmuxd: %s",
-				    strerror(errno)));
-			if (wrap_poll(w, POLLOUT) == -1)
-				return (-1);
-			continue;
-		}
-		fd = -1;	/* it went with the first byte */
-		buf += n;
-		len -= (size_t)n;
-	}
-	return (0);
+	return (left > 0 ? (int)left : 0);
 }
 
 /* The string at a, b in v, or NULL. */
@@ -352,36 +306,18 @@ wrap_recv(struct wrap *w)
 	struct qmp_msg	 msg;
 	yajl_val	 v;
 	char		 err[256];
-	int		 n;
+	int		 rv;
 
-	for (;;) {
-		switch (qmp_reader_next(w->reader, w->in, &msg)) {
-		case QMP_MESSAGE:
-			v = yajl_tree_parse(msg.buf, err, sizeof(err));
-			qmp_msg_clear(&msg);
-			if (v == NULL)
-				wrap_fail(w, "an unreadable message from "
-				    "qmpmuxd: %s", err);
-			return (v);
-		case QMP_NEED_MORE:
-			break;
-		default:
-			wrap_fail(w, "an invalid message from qmpmuxd: %s",
-			    qmp_reader_error(w->reader));
-			return (NULL);
-		}
-		if (wrap_poll(w, POLLIN) == -1)
-			return (NULL);
-		if ((n = evbuffer_read(w->in, w->ctl, 65536)) == 0) {
-			wrap_fail(w, "qmpmuxd closed the connection");
-			return (NULL);
-		}
-		if (n == -1 && errno != EINTR && errno != EAGAIN) {
-			wrap_fail(w, "reading from qmpmuxd: %s",
-			    strerror(errno));
-			return (NULL);
-		}
+	if ((rv = qc_next(&w->qc, &msg, wrap_left(w), NULL, err,
+	    sizeof(err))) != 1) {
+		wrap_qc_fail(w, rv, err);
+		return (NULL);
 	}
+	v = yajl_tree_parse(msg.buf, err, sizeof(err));
+	qmp_msg_clear(&msg);
+	if (v == NULL)
+		wrap_fail(w, "an unreadable message from qmpmuxd: %s", err);
+	return (v);
 }
 
 /*
@@ -395,7 +331,7 @@ wrap_cmd(struct wrap *w, struct evbuffer *b, const char *id, int fd)
 	const char	*what = NULL, *desc;
 	yajl_val	 v;
 	size_t		 len = evbuffer_get_length(b);
-	char		*text;
+	char		*text, err[256];
 	int		 rv;
 
 	if ((text = malloc(len + 1)) == NULL) {
@@ -404,10 +340,10 @@ wrap_cmd(struct wrap *w, struct evbuffer *b, const char *id, int fd)
 	}
 	evbuffer_remove(b, text, len);
 	text[len] = '\0';
-	rv = wrap_send(w, text, len, fd);
+	rv = qc_send(&w->qc, text, len, fd, wrap_left(w), err, sizeof(err));
 	free(text);
-	if (rv == -1)
-		return (-1);
+	if (rv != 0)
+		return (wrap_qc_fail(w, rv, err));
 	for (;;) {
 		if ((v = wrap_recv(w)) == NULL)
 			return (-1);
@@ -444,10 +380,7 @@ wrap_hand_over(struct wrap *w, int *qfd)
 	char			*path = NULL;
 	int			 sv[2] = { -1, -1 }, rv = -1;
 
-	if ((b = evbuffer_new()) == NULL ||
-	    (w->in = evbuffer_new()) == NULL ||
-	    (w->reader = qmp_reader_new(WRAP_MAX_MESSAGE, WRAP_MAX_DEPTH,
-	    0)) == NULL) {
+	if ((b = evbuffer_new()) == NULL) {
 		wrap_log("out of memory");
 		exit(1);
 	}
@@ -466,6 +399,10 @@ wrap_hand_over(struct wrap *w, int *qfd)
 		wrap_fail(w, "qmpmuxd cannot be reached at %s: %s",
 		    w->control, strerror(errno));
 		goto done;
+	}
+	if (qc_init(&w->qc, w->ctl, WRAP_MAX_MESSAGE, WRAP_MAX_DEPTH) == -1) {
+		wrap_log("out of memory");
+		exit(1);
 	}
 	if ((v = wrap_recv(w)) == NULL)
 		goto done;
@@ -531,6 +468,7 @@ done:
 	if (w->ctl != -1)
 		close(w->ctl);
 	w->ctl = -1;
+	qc_clear(&w->qc);
 	free(path);
 	evbuffer_free(b);
 	return (rv);

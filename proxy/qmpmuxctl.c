@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,8 +42,7 @@ enum {
 
 struct ctl {
 	int			 fd;
-	struct evbuffer		*in;
-	struct qmp_reader	*reader;
+	struct qc		 qc;		/* on fd */
 	int			 json;
 };
 
@@ -83,59 +81,56 @@ die(int status, const char *fmt, ...)
 	exit(status);
 }
 
+/*
+ * The next whole message from the daemon into msg, waiting at most
+ * timeout ms (-1: no bound) under mask; 0, or QC_SIGNAL.  Dies on the
+ * end of the connection, an error or the time run out.
+ */
+static int
+ctl_next(struct ctl *c, struct qmp_msg *msg, int timeout,
+    const sigset_t *mask)
+{
+	char	 err[256];
+	int	 rv;
+
+	switch (rv = qc_next(&c->qc, msg, timeout, mask, err, sizeof(err))) {
+	case 1:
+		return (0);
+	case QC_SIGNAL:
+		return (rv);
+	case QC_TIMEOUT:
+		die(EXIT_DAEMON, "no reply within %d s", CTL_WAIT_MS / 1000);
+	case QC_EOF:
+		die(EXIT_DAEMON, "the daemon closed the connection");
+	default:
+		die(EXIT_DAEMON, "%s", err);
+	}
+}
+
 /* The next whole message from the daemon, as a tree; dies on EOF. */
 static yajl_val
 ctl_recv(struct ctl *c)
 {
 	struct qmp_msg	 msg;
-	struct pollfd	 pfd;
 	yajl_val	 v;
 	char		 err[256];
-	int		 n;
 
-	for (;;) {
-		switch (qmp_reader_next(c->reader, c->in, &msg)) {
-		case QMP_MESSAGE:
-			v = yajl_tree_parse(msg.buf, err, sizeof(err));
-			qmp_msg_clear(&msg);
-			if (v == NULL)
-				die(EXIT_DAEMON, "unreadable reply: %s", err);
-			return (v);
-		case QMP_NEED_MORE:
-			break;
-		default:
-			die(EXIT_DAEMON, "invalid reply from the daemon: %s",
-			    qmp_reader_error(c->reader));
-		}
-		pfd.fd = c->fd;
-		pfd.events = POLLIN;
-		if ((n = poll(&pfd, 1, CTL_WAIT_MS)) == 0)
-			die(EXIT_DAEMON, "no reply within %d s",
-			    CTL_WAIT_MS / 1000);
-		if (n == -1 && errno != EINTR)
-			die(EXIT_DAEMON, "poll: %s", strerror(errno));
-		if ((n = evbuffer_read(c->in, c->fd, 65536)) == 0)
-			die(EXIT_DAEMON, "the daemon closed the connection");
-		if (n == -1 && errno != EINTR && errno != EAGAIN)
-			die(EXIT_DAEMON, "read: %s", strerror(errno));
-	}
+	ctl_next(c, &msg, CTL_WAIT_MS, NULL);
+	v = yajl_tree_parse(msg.buf, err, sizeof(err));
+	qmp_msg_clear(&msg);
+	if (v == NULL)
+		die(EXIT_DAEMON, "unreadable reply: %s", err);
+	return (v);
 }
 
 /* Send a whole message, with its line end. */
 static void
 ctl_send(struct ctl *c, const char *buf, size_t len)
 {
-	ssize_t	 n;
+	char	 err[256];
 
-	while (len > 0) {
-		if ((n = send(c->fd, buf, len, MSG_NOSIGNAL)) == -1) {
-			if (errno == EINTR)
-				continue;
-			die(EXIT_DAEMON, "send: %s", strerror(errno));
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
+	if (qc_send(&c->qc, buf, len, -1, -1, err, sizeof(err)) != 0)
+		die(EXIT_DAEMON, "%s", err);
 }
 
 /* The string at path in v, or NULL. */
@@ -204,8 +199,7 @@ ctl_open(struct ctl *c, const char *path)
 	if (connect(c->fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
 		die(EXIT_DAEMON, "cannot reach qmpmuxd at %s: %s", path,
 		    strerror(errno));
-	if ((c->in = evbuffer_new()) == NULL ||
-	    (c->reader = qmp_reader_new(CTL_MAX_MESSAGE, 1024, 0)) == NULL)
+	if (qc_init(&c->qc, c->fd, CTL_MAX_MESSAGE, 1024) == -1)
 		die(EXIT_USAGE, "out of memory");
 	v = ctl_recv(c);
 	if (ctl_str(v, "QMP", "package") == NULL &&
@@ -600,50 +594,30 @@ static void
 ctl_trace(struct ctl *c)
 {
 	struct qmp_msg	 msg;
-	struct pollfd	 pfd;
 	yajl_val	 v;
 	char		 err[256];
-	int		 n, end;
+	int		 end;
 
 	for (;;) {
 		if (ctl_interrupted)
 			return;
-		switch (qmp_reader_next(c->reader, c->in, &msg)) {
-		case QMP_MESSAGE:
-			if ((v = yajl_tree_parse(msg.buf, err,
-			    sizeof(err))) == NULL)
-				die(EXIT_DAEMON, "unreadable event: %s", err);
-			if (c->json) {
-				fwrite(msg.buf, 1, msg.len, stdout);
-				putchar('\n');
-				fflush(stdout);
-				end = ctl_str(v, "event", NULL) != NULL &&
-				    strcmp(ctl_str(v, "event", NULL),
-				    "QMPMUX_TRACE_END") == 0;
-			} else
-				end = ctl_trace_line(v);
-			yajl_tree_free(v);
-			qmp_msg_clear(&msg);
-			if (end)
-				return;
+		if (ctl_next(c, &msg, -1, &ctl_sigmask) == QC_SIGNAL)
 			continue;
-		case QMP_NEED_MORE:
-			break;
-		default:
-			die(EXIT_DAEMON, "invalid event from the daemon: %s",
-			    qmp_reader_error(c->reader));
-		}
-		pfd.fd = c->fd;
-		pfd.events = POLLIN;
-		if ((n = ppoll(&pfd, 1, NULL, &ctl_sigmask)) == -1) {
-			if (errno == EINTR)
-				continue;
-			die(EXIT_DAEMON, "poll: %s", strerror(errno));
-		}
-		if ((n = evbuffer_read(c->in, c->fd, 65536)) == 0)
-			die(EXIT_DAEMON, "the daemon closed the connection");
-		if (n == -1 && errno != EINTR && errno != EAGAIN)
-			die(EXIT_DAEMON, "read: %s", strerror(errno));
+		if ((v = yajl_tree_parse(msg.buf, err, sizeof(err))) == NULL)
+			die(EXIT_DAEMON, "unreadable event: %s", err);
+		if (c->json) {
+			fwrite(msg.buf, 1, msg.len, stdout);
+			putchar('\n');
+			fflush(stdout);
+			end = ctl_str(v, "event", NULL) != NULL &&
+			    strcmp(ctl_str(v, "event", NULL),
+			    "QMPMUX_TRACE_END") == 0;
+		} else
+			end = ctl_trace_line(v);
+		yajl_tree_free(v);
+		qmp_msg_clear(&msg);
+		if (end)
+			return;
 	}
 }
 
@@ -745,8 +719,7 @@ main(int argc, char *argv[])
 	}
 	yajl_tree_free(reply);
 	free(args);
-	qmp_reader_free(c.reader);
-	evbuffer_free(c.in);
+	qc_clear(&c.qc);
 	close(c.fd);
 	return (EXIT_OK);
 }

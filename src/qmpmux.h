@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/queue.h>
 #include <sys/time.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include "log.h"
@@ -567,6 +568,22 @@ int		 reply_check_command(const struct qmp_msg *, int, char *,
 		    size_t);
 struct yajl_val_s;
 int		 reply_check_caps(const struct yajl_val_s *, int *, char *,
+		    size_t);
+
+/* qmpclient.c: the control socket's clients' end */
+#define QC_SIGNAL	(-2)	/* ppoll was interrupted */
+#define QC_TIMEOUT	(-3)
+#define QC_EOF		(-4)
+struct qc {
+	int			 fd;
+	struct evbuffer		*in;
+	struct qmp_reader	*reader;
+};
+int		 qc_init(struct qc *, int, size_t, unsigned int);
+void		 qc_clear(struct qc *);
+int		 qc_next(struct qc *, struct qmp_msg *, int, const sigset_t *,
+		    char *, size_t);
+int		 qc_send(struct qc *, const char *, size_t, int, int, char *,
 		    size_t);
 
 /* util.c */
