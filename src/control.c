@@ -614,7 +614,11 @@ control_gen(void)
 	return (g);
 }
 
-/* A string argument, or NULL. */
+/*
+ * A string argument.  Every one is required, and control_check_args
+ * has seen it there and a string before a command runs; "" stands for
+ * one missing all the same, so that no caller meets a NULL.
+ */
 static const char *
 control_arg_str(struct control_req *req, const char *name)
 {
@@ -622,8 +626,9 @@ control_arg_str(struct control_req *req, const char *name)
 	yajl_val	 v;
 
 	if (req->args == NULL ||
-	    (v = yajl_tree_get(req->args, path, yajl_t_string)) == NULL)
-		return (NULL);
+	    (v = yajl_tree_get(req->args, path, yajl_t_string)) == NULL ||
+	    YAJL_GET_STRING(v) == NULL)
+		return ("");
 	return (YAJL_GET_STRING(v));
 }
 
