@@ -96,7 +96,8 @@ struct control {
 	struct event_base	*base;
 	char			*path;
 	struct evconnlistener	*evl;
-	struct event		*retry;
+	struct event		*retry;		/* after an error or a burst */
+	unsigned int		 accepted;	/* util_accept_paced */
 	TAILQ_HEAD(, control_client) clients;
 	unsigned int		 nclients;
 	int			 next_id;
@@ -122,6 +123,7 @@ struct control_param {
 
 static void	control_accept_cb(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
+static void	control_accept(struct control *, int);
 static void	control_accept_error_cb(struct evconnlistener *, void *);
 static void	control_retry_cb(int, short, void *);
 static void	control_read_cb(int, short, void *);
@@ -263,7 +265,15 @@ static void
 control_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
-	struct control		*ctl = arg;
+	struct control	*ctl = arg;
+
+	control_accept(ctl, fd);
+	util_accept_paced(evl, ctl->retry, &ctl->accepted);
+}
+
+static void
+control_accept(struct control *ctl, int fd)
+{
 	struct control_client	*cc;
 	struct ucred		 cred;
 	socklen_t		 len = sizeof(cred);

@@ -157,7 +157,10 @@ static void
 listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
-	client_accept(arg, fd);
+	struct listener	*l = arg;
+
+	client_accept(l, fd);
+	util_accept_paced(evl, l->retry, &l->accepted);
 }
 
 static void

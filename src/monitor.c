@@ -60,6 +60,7 @@ static void	monitor_lost(struct monitor *, const char *, ...)
 		    LOG_PRINTF(2, 3);
 static void	monitor_accept_cb(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
+static void	monitor_accept(struct monitor *, int);
 static void	monitor_accept_error_cb(struct evconnlistener *, void *);
 static void	monitor_accept_retry_cb(int, short, void *);
 static void	monitor_read(struct monitor *);
@@ -407,6 +408,14 @@ monitor_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct monitor	*m = arg;
+
+	monitor_accept(m, fd);
+	util_accept_paced(evl, m->accept_retry, &m->accepted);
+}
+
+static void
+monitor_accept(struct monitor *m, int fd)
+{
 	struct vm	*vm = m->vm;
 	struct ucred	 cred;
 	socklen_t	 len = sizeof(cred);

@@ -90,6 +90,7 @@ struct listener_conf {
 TAILQ_HEAD(listener_confs, listener_conf);
 
 #define QMPMUX_RUNDIR	"/run/qmpmux"	/* the dump's, by default */
+#define ACCEPT_BURST	16	/* accepts before a listener yields */
 
 /* How qmpmuxd reaches QEMU's monitor. */
 enum upstream_mode {
@@ -427,7 +428,8 @@ struct monitor {
 	struct event		*resume;	/* read what is buffered */
 	struct evconnlistener	*evl;		/* listen mode */
 	char			*listen_path;
-	struct event		*accept_retry;	/* after EMFILE and the like */
+	struct event		*accept_retry;	/* after an error or a burst */
+	unsigned int		 accepted;	/* util_accept_paced */
 	int			 fd;		/* fd mode, until bev has it */
 	char			 where[128];	/* the path, or "fd N" */
 	int			 stopped;	/* the VM stops: reach QEMU no more */
@@ -457,7 +459,8 @@ struct listener {
 	struct vm		*vm;
 	struct listener_conf	*conf;
 	struct evconnlistener	*evl;		/* NULL once closed */
-	struct event		*retry;		/* after EMFILE and the like */
+	struct event		*retry;		/* after an error or a burst */
+	unsigned int		 accepted;	/* util_accept_paced */
 	TAILQ_ENTRY(listener)	 entry;
 };
 
@@ -592,6 +595,9 @@ int		 util_check_sun_path(const char *, char *, size_t);
 int		 util_unix_listen(const char *, mode_t);
 int		 util_unix_listen_as(const char *, mode_t, uid_t, gid_t, char *,
 		    size_t);
+struct evconnlistener;
+void		 util_accept_paced(struct evconnlistener *, struct event *,
+		    unsigned int *);
 int		 util_timeval(double, struct timeval *);
 double		 util_elapsed(const struct timeval *);
 void		 util_now(struct timeval *);

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+#include <event2/listener.h>
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
@@ -306,6 +308,28 @@ util_unix_listen(const char *path, mode_t mode)
 }
 
 /* Seconds (fractions allowed) to a timeval; -1 if negative or not finite. */
+/*
+ * libevent's listener accepts until the backlog is empty, all in one
+ * callback: a peer that connects again as fast as it is refused (or a
+ * crowd of them) would keep the loop there, and the close of a client
+ * that would make room is never read.  So after ACCEPT_BURST accepts
+ * the listener is disabled, and resume (the listener's retry timer) is
+ * set to enable it again on the next turn of the loop, after the
+ * events already due.  Call it at the end of every accept callback.
+ */
+void
+util_accept_paced(struct evconnlistener *evl, struct event *resume,
+    unsigned int *accepted)
+{
+	static const struct timeval	now = { 0, 0 };
+
+	if (++*accepted < ACCEPT_BURST)
+		return;
+	*accepted = 0;
+	evconnlistener_disable(evl);
+	evtimer_add(resume, &now);
+}
+
 int
 util_timeval(double seconds, struct timeval *tv)
 {
