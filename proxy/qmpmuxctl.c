@@ -62,6 +62,7 @@ usage(FILE *f, int status)
 	    "listen=PATH [KEY=VALUE ...]\n"
 	    "       qmpmuxctl [--control PATH] remove VM\n"
 	    "       qmpmuxctl [--control PATH] reload\n"
+	    "       qmpmuxctl [--control PATH] restart\n"
 	    "       qmpmuxctl [--control PATH] [--json] trace VM\n"
 	    "       qmpmuxctl --help | --version\n");
 	exit(status);
@@ -666,7 +667,7 @@ main(int argc, char *argv[])
 	cmd = argv[0];
 	/* the command line first: a usage error needs no daemon */
 	if (strcmp(cmd, "list") == 0 || strcmp(cmd, "dump") == 0 ||
-	    strcmp(cmd, "reload") == 0) {
+	    strcmp(cmd, "reload") == 0 || strcmp(cmd, "restart") == 0) {
 		if (argc != 1)
 			usage(stderr, EXIT_USAGE);
 	} else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "remove") == 0 ||
@@ -712,7 +713,7 @@ main(int argc, char *argv[])
 		ctl_trace(&c);
 	} else {
 		ret = ctl_run(&c, strcmp(cmd, "add") == 0 ? "add-vm" :
-		    strcmp(cmd, "remove") == 0 ? "remove-vm" : "reload", args,
+		    strcmp(cmd, "remove") == 0 ? "remove-vm" : cmd, args,
 		    &reply);
 		if (c.json)
 			ctl_print_json(ret);

@@ -32,6 +32,11 @@
 
 #define QMPMUXD_CONF	SYSCONFDIR "/qmpmux/qmpmuxd.conf"
 
+/* The version it says it is; the tests build one that says another. */
+#ifndef QMPMUXD_VERSION
+#define QMPMUXD_VERSION	PACKAGE_VERSION
+#endif
+
 enum {
 	OPT_TABLE = 256,	/* + the index in conf.c's table */
 	OPT_UPSTREAM = 1024,
@@ -41,6 +46,7 @@ enum {
 	OPT_FULL_ACCESS,
 	OPT_HELP,
 	OPT_VERSION,
+	OPT_CHECK_STATE,
 };
 
 static struct event_base	*base;
@@ -54,15 +60,12 @@ static char	*socket_path(const char *, const char *);
 static void	signal_cb(int, short, void *);
 static void	signal_hup_cb(int, short, void *);
 static void	signal_dump_cb(int, short, void *);
-static void	signal_ignore_cb(int, short, void *);
+static void	signal_restart_cb(int, short, void *);
 static void	stopped_cb(void *);
 static void	notify(const char *);
 static void	raise_nofile(void);
 
-/*
- * The signals the daemon catches.  SIGUSR2 is kept for the restart;
- * until then it must not kill the daemon and leave its sockets behind.
- */
+/* The signals the daemon catches. */
 static struct signal_def {
 	int		 sig;
 	const char	*name;
@@ -73,7 +76,7 @@ static struct signal_def {
 	{ SIGINT, "SIGINT", signal_cb, NULL },
 	{ SIGHUP, "SIGHUP", signal_hup_cb, NULL },
 	{ SIGUSR1, "SIGUSR1", signal_dump_cb, NULL },
-	{ SIGUSR2, "SIGUSR2", signal_ignore_cb, NULL },
+	{ SIGUSR2, "SIGUSR2", signal_restart_cb, NULL },
 };
 #define NSIGNALS	(sizeof(signals) / sizeof(signals[0]))
 
@@ -104,6 +107,7 @@ usage(FILE *f, int status)
 	    " [--max-total-queued-bytes BYTES]\n"
 	    "               [--dump-file PATH]\n"
 	    "               [--control PATH | none]\n"
+	    "       qmpmuxd --check-state FD\n"
 	    "       qmpmuxd --help | --version\n");
 	exit(status);
 }
@@ -206,13 +210,19 @@ signal_dump_cb(int sig, short events, void *arg)
 	free(server_dump(server, &len));
 }
 
-/* A signal kept for what is to come: say so in the log, and go on. */
+/*
+ * SIGUSR2: restart in place, handing everything over (restart.c).  It
+ * returns only if the restart did not happen; the log says why.
+ */
 static void
-signal_ignore_cb(int sig, short events, void *arg)
+signal_restart_cb(int sig, short events, void *arg)
 {
-	struct signal_def	*sd = arg;
+	char	 err[256];
 
-	log_info("received %s, ignored", sd->name);
+	if (stopping)
+		return;
+	log_info("received SIGUSR2, restarting");
+	restart(server, control, 0, NULL, 0, err, sizeof(err));
 }
 
 /* Every VM is stopped: leave the loop, and main frees the rest. */
@@ -280,6 +290,7 @@ long_options(void)
 		{ "full-access", no_argument, NULL, OPT_FULL_ACCESS },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "check-state", required_argument, NULL, OPT_CHECK_STATE },
 	};
 	size_t		 nfixed = sizeof(fixed) / sizeof(fixed[0]);
 	struct option	*o;
@@ -369,6 +380,8 @@ main(int argc, char *argv[])
 	char			*upstream = NULL, *name = NULL, *section, *eq;
 	char			 err[CONF_ERR_MAX], status[64], unused[64];
 	int			 ch, idx, debug = 0, verbose = 0, check = 0;
+	int			 sfd, restored;
+	struct state		*st = NULL;
 	size_t			 i;
 
 	unused[0] = '\0';
@@ -437,8 +450,11 @@ main(int argc, char *argv[])
 		case OPT_HELP:
 			usage(stdout, 0);
 		case OPT_VERSION:
-			printf("qmpmuxd %s\n", PACKAGE_VERSION);
+			printf("qmpmuxd %s\n", QMPMUXD_VERSION);
 			exit(0);
+		case OPT_CHECK_STATE:
+			/* a restart asks: can this binary take over? */
+			exit(restart_check(atoi(optarg)));
 		default:
 			if (ch < OPT_TABLE || ch >= OPT_TABLE +
 			    conf_option_count())
@@ -533,6 +549,15 @@ main(int argc, char *argv[])
 	log_init(debug, verbose);
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
+	restart_init(argv);
+	/* a restart: the process before left its state and sockets */
+	if ((sfd = restart_state_fd()) != -1) {
+		if ((st = state_read(sfd, err, sizeof(err))) == NULL)
+			fatalx("cannot take over from the process before: %s",
+			    err);
+		close(sfd);
+		server->restore = st;
+	}
 	/*
 	 * Signals are caught before the listeners exist: a SIGTERM as soon
 	 * as a socket appears must still remove it.
@@ -544,22 +569,33 @@ main(int argc, char *argv[])
 		    NULL) == -1)
 			fatalx("cannot catch %s", signals[i].name);
 	}
+	/* held across a restart's exec: caught now, they come */
+	restart_hold_signals(0);
 	/* listeners exist before the fork, so a failure is our exit status */
 	if (server_start(server, &conf) == -1)
 		fatalx("cannot start the VMs");
+	if (st != NULL)
+		state_restore_rest(server, st);
 	/* after the VMs, so that its first command finds them */
-	if (conf.control_path != NULL)
+	if (st != NULL)
+		control = control_adopt(server, conf.control_path,
+		    state_root(st));
+	if (control == NULL && conf.control_path != NULL)
 		start_control(conf.control_path);
 	conf_clear(&conf);
+	server->restore = NULL;
+	restored = st != NULL;
+	state_free(st);
 	/* a service manager that waits for READY=1 must not see a fork */
-	if (!debug && getenv("NOTIFY_SOCKET") == NULL) {
+	if (!restored && !debug && getenv("NOTIFY_SOCKET") == NULL) {
 		if (daemon(0, 0) == -1)
 			fatal("daemon");
 		if (event_reinit(base) == -1)
 			fatalx("event_reinit failed");
 	}
 
-	log_info("qmpmuxd %s started", PACKAGE_VERSION);
+	log_info("qmpmuxd %s %s", QMPMUXD_VERSION, restored ?
+	    "took over" : "started");
 	snprintf(status, sizeof(status), "READY=1\nSTATUS=%u VMs",
 	    server_count(server));
 	notify(status);

@@ -40,6 +40,7 @@ static const char *client_state_names[] = {
 	[CLIENT_CLOSING] = "closing",
 };
 
+static struct client *client_new(struct listener *, int, int, pid_t, uid_t);
 static void	client_read(struct client *);
 static void	client_read_cb(struct bufferevent *, void *);
 static void	client_write_cb(struct bufferevent *, void *);
@@ -183,11 +184,33 @@ client_accept(struct listener *l, int fd)
 		return;
 	}
 
+	c = client_new(l, fd, ++vm->next_client_id, pid, uid);
+	vm->stats.clients++;
+	client_log(c, LOG_INFO, "connected on %s (pid %ld, uid %ld)",
+	    l->conf->path, (long)c->pid, (long)c->uid);
+
+	/* no input is read before the greeting, as QEMU would not accept */
+	bufferevent_enable(c->bev, EV_WRITE);
+	if (monitor_ready(vm->mon))
+		client_greet(c);
+	else {
+		c->state = CLIENT_WAITING;
+		client_arm(c, vm->conf.greeting_timeout);
+	}
+}
+
+/* A client of l on the connected socket fd, which it owns; not greeted. */
+static struct client *
+client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid)
+{
+	struct vm	*vm = l->vm;
+	struct client	*c;
+
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		fatal("%s", __func__);
 	c->vm = vm;
 	c->listener = l;
-	c->id = ++vm->next_client_id;
+	c->id = id;
 	TAILQ_INIT(&c->order);
 	TAILQ_INIT(&c->events);
 	c->pid = pid;
@@ -207,18 +230,41 @@ client_accept(struct listener *l, int fd)
 	bufferevent_setwatermark(c->bev, EV_WRITE,
 	    vm->conf.max_client_output / 2, 0);
 	TAILQ_INSERT_TAIL(&vm->clients, c, entry);
-	vm->stats.clients++;
-	client_log(c, LOG_INFO, "connected on %s (pid %ld, uid %ld)",
-	    l->conf->path, (long)c->pid, (long)c->uid);
+	return (c);
+}
 
-	/* no input is read before the greeting, as QEMU would not accept */
+/*
+ * A restart (state.c): a client of the process before, on its socket,
+ * in the state it had.  A client not yet greeted waits for QEMU within a
+ * new greeting_timeout.  in is what had been read from it and not
+ * taken, out what it had not yet been sent; both go before anything
+ * new.  Its commands are put back by the caller.
+ */
+struct client *
+client_adopt(struct listener *l, int fd, int id, enum client_state state,
+    pid_t pid, uid_t uid, int oob, const void *in, size_t inlen,
+    const void *out, size_t outlen)
+{
+	struct client	*c;
+
+	if (evutil_make_socket_nonblocking(fd) == -1 ||
+	    evutil_make_socket_closeonexec(fd) == -1)
+		log_debug("%s: fcntl failed", __func__);
+	c = client_new(l, fd, id, pid, uid);
+	c->oob = oob;
+	c->state = state;
+	if (inlen > 0)
+		evbuffer_add(bufferevent_get_input(c->bev), in, inlen);
+	if (outlen > 0)
+		evbuffer_add(bufferevent_get_output(c->bev), out, outlen);
 	bufferevent_enable(c->bev, EV_WRITE);
-	if (monitor_ready(vm->mon))
-		client_greet(c);
-	else {
-		c->state = CLIENT_WAITING;
-		client_arm(c, vm->conf.greeting_timeout);
+	if (state == CLIENT_WAITING) {
+		client_arm(c, c->vm->conf.greeting_timeout);
+		return (c);
 	}
+	bufferevent_enable(c->bev, EV_READ);
+	event_active(c->resume, EV_TIMEOUT, 1);
+	return (c);
 }
 
 /* Send QEMU's greeting and start reading. */

@@ -246,6 +246,41 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	return (0);
 }
 
+/*
+ * A restart (state.c): a command of the process before, its fields
+ * filled in by the caller, goes back where it was: a held reply into
+ * nothing here (the caller puts it in its client's order), an unsent
+ * command at the end of the queue, a sent one at the end of the
+ * in-flight list.  A deadline still to come is armed for what is left
+ * of it, at least a moment: one that passed during the restart fires
+ * at once.
+ */
+void
+cmd_adopt(struct cmd *cmd, double left)
+{
+	struct vm	*vm = cmd->vm;
+	struct timeval	 tv;
+
+	if (cmd->held != NULL)
+		return;
+	if (!cmd->answered && cmd->timeout > 0) {
+		if (util_timeval(left > 0.001 ? left : 0.001, &tv) == -1)
+			fatalx("%s: bad deadline", __func__);
+		cmd->deadline = evtimer_new(vm->base, cmd_deadline_cb, cmd);
+		if (cmd->deadline == NULL)
+			fatalx("%s: evtimer_new failed", __func__);
+		evtimer_add(cmd->deadline, &tv);
+	}
+	if (!cmd->sent) {
+		TAILQ_INSERT_TAIL(&vm->queue, cmd, entry);
+		vm->nqueued++;
+		return;
+	}
+	TAILQ_INSERT_TAIL(&vm->inflight, cmd, entry);
+	if (!cmd->oob)
+		vm->ninflight++;
+}
+
 /* The deadline of a command has passed. */
 static void
 cmd_deadline_cb(int fd, short events, void *arg)

@@ -294,6 +294,7 @@ conf_vm_init(struct vm_conf *vc)
 	memset(vc, 0, sizeof(*vc));
 	TAILQ_INIT(&vc->listeners);
 	TAILQ_INIT(&vc->timeouts);
+	TAILQ_INIT(&vc->given);
 	vc->upstream_fd = -1;
 	vc->backoff_min = 0.05;
 	conf_defaults(vc, CONF_VM);
@@ -383,6 +384,7 @@ conf_vm_clear(struct vm_conf *vc)
 		free(tc->name);
 		free(tc);
 	}
+	conf_entries_clear(&vc->given);
 	free(vc->name);
 	free(vc->upstream);
 	free(vc->where);
@@ -395,10 +397,12 @@ conf_vm_copy(struct vm_conf *dst, const struct vm_conf *src)
 {
 	struct listener_conf	*lc;
 	struct timeout_conf	*tc, *nt;
+	struct conf_entry	*e;
 
 	*dst = *src;
 	TAILQ_INIT(&dst->listeners);
 	TAILQ_INIT(&dst->timeouts);
+	TAILQ_INIT(&dst->given);
 	dst->name = dst->upstream = dst->where = NULL;
 	/* an fd has one owner: the copy has none */
 	dst->upstream_fd = -1;
@@ -417,6 +421,9 @@ conf_vm_copy(struct vm_conf *dst, const struct vm_conf *src)
 		nt->seconds = tc->seconds;
 		TAILQ_INSERT_TAIL(&dst->timeouts, nt, entry);
 	}
+	TAILQ_FOREACH(e, &src->given, entry)
+		conf_entry_add(&dst->given, e->section, e->key, e->value,
+		    e->file, e->line);
 }
 
 /* The timeout of a command: its override, else the VM's; 0 for none. */

@@ -124,6 +124,8 @@ struct control_param {
 static void	control_accept_cb(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
 static void	control_accept(struct control *, int);
+static struct control_client *control_client_new(struct control *, int, int,
+		    pid_t, uid_t);
 static void	control_accept_error_cb(struct evconnlistener *, void *);
 static void	control_retry_cb(int, short, void *);
 static void	control_read_cb(int, short, void *);
@@ -149,6 +151,7 @@ static void	control_closefd(struct control_req *);
 static void	control_dump(struct control_req *);
 static void	control_reload(struct control_req *);
 static void	control_trace(struct control_req *);
+static void	control_restart(struct control_req *);
 
 static const struct control_param control_no_params[] = {
 	{ NULL, yajl_t_null, NULL, 0 }
@@ -188,6 +191,7 @@ static const struct control_cmd {
 	{ "dump", control_dump, control_no_params, 0 },
 	{ "reload", control_reload, control_no_params, 0 },
 	{ "trace", control_trace, control_name_params, 0 },
+	{ "restart", control_restart, control_no_params, 0 },
 };
 #define CONTROL_NCMDS	(sizeof(control_cmds) / sizeof(control_cmds[0]))
 
@@ -292,10 +296,30 @@ control_accept(struct control *ctl, int fd)
 		close(fd);
 		return;
 	}
+	cc = control_client_new(ctl, fd, ++ctl->next_id, pid, uid);
+	control_log(cc, LOG_INFO, "connected (pid %ld, uid %ld)", (long)pid,
+	    (long)uid);
+
+	/* qmpmuxd's own version, in QEMU's shape */
+	sscanf(PACKAGE_VERSION, "%u.%u.%u", &major, &minor, &micro);
+	evbuffer_add_printf(cc->out, "{\"QMP\": {\"version\": {\"qemu\": "
+	    "{\"micro\": %u, \"minor\": %u, \"major\": %u}, \"package\": "
+	    "\"qmpmuxd %s\"}, \"capabilities\": []}}\r\n", micro, minor, major,
+	    PACKAGE_VERSION);
+	event_add(cc->rev, NULL);
+	event_add(cc->wev, NULL);
+}
+
+/* A control client on the connected socket fd, which it owns. */
+static struct control_client *
+control_client_new(struct control *ctl, int fd, int id, pid_t pid, uid_t uid)
+{
+	struct control_client	*cc;
+
 	if ((cc = calloc(1, sizeof(*cc))) == NULL)
 		fatal("%s", __func__);
 	cc->ctl = ctl;
-	cc->id = ++ctl->next_id;
+	cc->id = id;
 	cc->fd = fd;
 	cc->pid = pid;
 	cc->uid = uid;
@@ -316,17 +340,7 @@ control_accept(struct control *ctl, int fd)
 		fatalx("%s: out of memory", __func__);
 	TAILQ_INSERT_TAIL(&ctl->clients, cc, entry);
 	ctl->nclients++;
-	control_log(cc, LOG_INFO, "connected (pid %ld, uid %ld)", (long)pid,
-	    (long)uid);
-
-	/* qmpmuxd's own version, in QEMU's shape */
-	sscanf(PACKAGE_VERSION, "%u.%u.%u", &major, &minor, &micro);
-	evbuffer_add_printf(cc->out, "{\"QMP\": {\"version\": {\"qemu\": "
-	    "{\"micro\": %u, \"minor\": %u, \"major\": %u}, \"package\": "
-	    "\"qmpmuxd %s\"}, \"capabilities\": []}}\r\n", micro, minor, major,
-	    PACKAGE_VERSION);
-	event_add(cc->rev, NULL);
-	event_add(cc->wev, NULL);
+	return (cc);
 }
 
 /* accept failed (EMFILE and the like): stop for a second, not spin. */
@@ -1000,6 +1014,24 @@ control_reload(struct control_req *req)
 	reply_return(req->cc->out, req->id, req->idlen);
 }
 
+/*
+ * restart: qmpmuxd executes itself again, the same pid, and the new
+ * process answers (control_adopt); here only a restart that did not
+ * happen is answered, with why.
+ */
+static void
+control_restart(struct control_req *req)
+{
+	char	 err[256];
+
+	control_log(req->cc, LOG_INFO, "(pid %ld) restarts qmpmuxd",
+	    (long)req->cc->pid);
+	if (restart(req->cc->ctl->server, req->cc->ctl, req->cc->id, req->id,
+	    req->idlen, err, sizeof(err)) == -1)
+		control_error(req, "GenericError", "qmpmux: restart failed, "
+		    "the running qmpmuxd goes on: %s", err);
+}
+
 /* A trace queued output for a control client: write it. */
 static void
 control_trace_kick(void *arg)
@@ -1142,6 +1174,27 @@ control_use_fd(struct control_req *req, struct control_use *use,
 	return (f);
 }
 
+/*
+ * Keep a key an add-vm set, for a restart to make the VM's conf again
+ * (state.c): section "vm", or the listener's, by how it was given.
+ */
+static void
+control_given(struct vm_conf *vc, const struct listener_conf *lc,
+    const char *key, const char *value)
+{
+	char	*section;
+
+	if (lc == NULL)
+		section = strdup("vm");
+	else if (asprintf(&section, "%s %s", lc->passed ? "passed" :
+	    "listener", lc->path) == -1)
+		section = NULL;
+	if (section == NULL)
+		fatal("%s", __func__);
+	conf_entry_add(&vc->given, section, key, value, "add-vm", 0);
+	free(section);
+}
+
 /* Set one config key from a JSON value; -1 when the caller was answered. */
 static int
 control_set_key(struct control_req *req, struct vm_conf *vc,
@@ -1157,6 +1210,8 @@ control_set_key(struct control_req *req, struct vm_conf *vc,
 	}
 	rv = lc != NULL ? conf_set_listener(lc, key, text, err, sizeof(err)) :
 	    conf_set_vm(vc, key, text, err, sizeof(err));
+	if (rv == 0)
+		control_given(vc, lc, key, text);
 	if (rv == -1) {
 		if (strcmp(err, "unknown key") == 0)
 			control_error(req, "GenericError",
@@ -1243,6 +1298,7 @@ control_add_listener(struct control_req *req, struct vm_conf *vc,
 		lc->path = control_fd_path(use->f[use->n - 1]->fd, fdname);
 	}
 	TAILQ_INSERT_TAIL(&vc->listeners, lc, entry);
+	control_given(vc, lc, "", "");
 	snprintf(what, sizeof(what), "listeners[%zu].", idx);
 	for (i = 0; i < o->u.object.len; i++) {
 		key = o->u.object.keys[i];
@@ -1319,11 +1375,13 @@ control_add_vm(struct control_req *req)
 		if (control_use_fd(req, &use, upstream + 3, 0, NULL) == NULL)
 			goto fail;
 		vc->upstream_mode = UPSTREAM_FD;
+		control_given(vc, NULL, "upstream", "fd");
 	} else if (conf_set_upstream(vc, upstream, err, sizeof(err)) == -1) {
 		control_error(req, "GenericError", "qmpmux: upstream = %s: %s",
 		    upstream, err);
 		goto fail;
-	}
+	} else
+		control_given(vc, NULL, "upstream", upstream);
 	for (i = 0; i < ls->u.array.len; i++) {
 		if (control_add_listener(req, vc, &use, i,
 		    ls->u.array.values[i]) == -1)
@@ -1354,4 +1412,204 @@ fail:
 	free(vc);
 	free(use.f);
 	free(use.lc);
+}
+
+/*
+ * A restart (state.c): the control socket and its clients as they are,
+ * for the next process.  A closing client goes with this process.
+ */
+void
+control_save(struct control *ctl, struct yajl_gen_t *g, struct state_fds *fds)
+{
+	struct control_client	*cc;
+	struct control_fd	*f;
+	const char		*part;
+	size_t			 partlen;
+	int			 fd = evconnlistener_get_fd(ctl->evl);
+
+	yajl_gen_map_open(g);
+	state_str(g, "path", ctl->path);
+	state_int(g, "fd", fd);
+	state_keep_fd(fds, fd);
+	state_int(g, "next_id", ctl->next_id);
+	yajl_gen_string(g, (const unsigned char *)"clients", 7);
+	yajl_gen_array_open(g);
+	TAILQ_FOREACH(cc, &ctl->clients, entry) {
+		if (cc->closing)
+			continue;
+		yajl_gen_map_open(g);
+		state_int(g, "id", cc->id);
+		state_int(g, "fd", cc->fd);
+		state_keep_fd(fds, cc->fd);
+		state_int(g, "pid", (long long)cc->pid);
+		state_int(g, "uid", (long long)cc->uid);
+		state_bool(g, "negotiated", cc->negotiated);
+		state_int(g, "received", (long long)cc->received);
+		state_int(g, "max_message", (long long)cc->max_message);
+		part = qmp_reader_partial(cc->reader, &partlen);
+		state_evbuffer(g, "in", cc->in, part, partlen);
+		state_evbuffer(g, "out", cc->out, NULL, 0);
+		yajl_gen_string(g, (const unsigned char *)"traces", 6);
+		trace_save(&cc->traces, g);
+		yajl_gen_string(g, (const unsigned char *)"fds", 3);
+		yajl_gen_array_open(g);
+		TAILQ_FOREACH(f, &cc->fds, entry) {
+			yajl_gen_map_open(g);
+			state_str(g, "name", f->name);
+			state_int(g, "fd", f->fd);
+			state_keep_fd(fds, f->fd);
+			state_int(g, "at", (long long)f->at);
+			yajl_gen_map_close(g);
+		}
+		yajl_gen_array_close(g);
+		yajl_gen_map_close(g);
+	}
+	yajl_gen_array_close(g);
+	yajl_gen_map_close(g);
+}
+
+/* Close every fd of the control state that nothing takes over. */
+static void
+control_state_close(yajl_val st)
+{
+	yajl_val	 cs, c, fs;
+	size_t		 i, j;
+	int		 fd;
+
+	if ((fd = (int)state_get_int(st, "fd", -1)) >= 0)
+		close(fd);
+	cs = state_get(st, "clients", yajl_t_array);
+	for (i = 0; cs != NULL && i < cs->u.array.len; i++) {
+		c = cs->u.array.values[i];
+		if ((fd = (int)state_get_int(c, "fd", -1)) >= 0)
+			close(fd);
+		fs = state_get(c, "fds", yajl_t_array);
+		for (j = 0; fs != NULL && j < fs->u.array.len; j++) {
+			fd = (int)state_get_int(fs->u.array.values[j], "fd",
+			    -1);
+			if (fd >= 0)
+				close(fd);
+		}
+	}
+}
+
+/* One control client of the process before, as it was. */
+static void
+control_adopt_client(struct control *ctl, yajl_val c)
+{
+	struct control_client	*cc;
+	struct control_fd	*f;
+	struct vm		*vm;
+	yajl_val		 a, v;
+	const char		*name;
+	char			*bytes;
+	size_t			 len, i;
+	int			 fd;
+
+	if ((fd = (int)state_get_int(c, "fd", -1)) < 0)
+		return;
+	if (evutil_make_socket_closeonexec(fd) == -1)
+		log_debug("%s: fcntl failed", __func__);
+	cc = control_client_new(ctl, fd, (int)state_get_int(c, "id", 0),
+	    (pid_t)state_get_int(c, "pid", -1),
+	    (uid_t)state_get_int(c, "uid", -1));
+	cc->negotiated = state_get_bool(c, "negotiated");
+	cc->received = (uint64_t)state_get_int(c, "received", 0);
+	if ((bytes = state_get_hex(c, "in", &len)) != NULL)
+		evbuffer_add(cc->in, bytes, len);
+	free(bytes);
+	if ((bytes = state_get_hex(c, "out", &len)) != NULL)
+		evbuffer_add(cc->out, bytes, len);
+	free(bytes);
+	a = state_get(c, "fds", yajl_t_array);
+	for (i = 0; a != NULL && i < a->u.array.len; i++) {
+		v = a->u.array.values[i];
+		if ((fd = (int)state_get_int(v, "fd", -1)) < 0)
+			continue;
+		if ((f = calloc(1, sizeof(*f))) == NULL)
+			fatal("%s", __func__);
+		f->fd = fd;
+		f->at = (uint64_t)state_get_int(v, "at", 0);
+		if ((name = state_get_str(v, "name")) != NULL &&
+		    (f->name = strdup(name)) == NULL)
+			fatal("%s", __func__);
+		TAILQ_INSERT_TAIL(&cc->fds, f, entry);
+		cc->nfds++;
+	}
+	a = state_get(c, "traces", yajl_t_array);
+	for (i = 0; a != NULL && i < a->u.array.len; i++) {
+		v = a->u.array.values[i];
+		if (YAJL_IS_STRING(v) &&
+		    (vm = server_find(ctl->server, YAJL_GET_STRING(v))) != NULL)
+			trace_new(vm, &cc->traces, cc->out,
+			    ctl->server->lim.control_max_output,
+			    control_trace_kick, cc);
+	}
+	event_add(cc->rev, NULL);
+	event_add(cc->wev, NULL);
+	control_log(cc, LOG_INFO, "taken over (pid %ld, uid %ld)",
+	    (long)cc->pid, (long)cc->uid);
+}
+
+/*
+ * A restart: the control socket of the process before, with its
+ * clients, and the answer to the restart one of them asked for.  NULL
+ * if the state has none, or path is not its path any more (then its
+ * fds are closed): the caller makes the socket anew.
+ */
+struct control *
+control_adopt(struct server *s, const char *path, struct yajl_val_s *root)
+{
+	struct control		*ctl;
+	struct control_client	*cc;
+	yajl_val		 st, cs, by;
+	const char		*old;
+	char			*id;
+	size_t			 idlen, i;
+	int			 fd, who;
+
+	st = state_get(root, "control", yajl_t_object);
+	if (st == NULL)
+		return (NULL);
+	old = state_get_str(st, "path");
+	fd = (int)state_get_int(st, "fd", -1);
+	if (path == NULL || old == NULL || fd < 0 || strcmp(old, path) != 0) {
+		log_info("control: %s is no longer the control socket; its "
+		    "clients are closed", old != NULL ? old : "(none)");
+		control_state_close(st);
+		if (old != NULL)
+			unlink(old);
+		return (NULL);
+	}
+	if ((ctl = calloc(1, sizeof(*ctl))) == NULL ||
+	    (ctl->path = strdup(path)) == NULL)
+		fatal("%s", __func__);
+	ctl->server = s;
+	ctl->base = s->base;
+	TAILQ_INIT(&ctl->clients);
+	ctl->next_id = (int)state_get_int(st, "next_id", 0);
+	ctl->evl = evconnlistener_new(ctl->base, control_accept_cb, ctl,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	ctl->retry = evtimer_new(ctl->base, control_retry_cb, ctl);
+	if (ctl->evl == NULL || ctl->retry == NULL)
+		fatalx("%s: out of memory", __func__);
+	evconnlistener_set_error_cb(ctl->evl, control_accept_error_cb);
+	cs = state_get(st, "clients", yajl_t_array);
+	for (i = 0; cs != NULL && i < cs->u.array.len; i++)
+		control_adopt_client(ctl, cs->u.array.values[i]);
+	log_info("control: listening on %s, taken over with %u clients", path,
+	    ctl->nclients);
+
+	/* the restart is done: its caller hears so, then the rest is read */
+	by = state_get(root, "restart_by", yajl_t_object);
+	who = (int)state_get_int(by, "client", 0);
+	id = state_get_hex(by, "id", &idlen);
+	TAILQ_FOREACH(cc, &ctl->clients, entry) {
+		if (cc->id == who && who != 0)
+			reply_return(cc->out, id, idlen);
+	}
+	free(id);
+	TAILQ_FOREACH(cc, &ctl->clients, entry)
+		control_process(cc);
+	return (ctl);
 }

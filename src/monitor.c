@@ -53,6 +53,7 @@ static void	monitor_arm(struct monitor *, double);
 static void	monitor_connect(struct monitor *);
 static int	monitor_listen(struct monitor *);
 static void	monitor_attach(struct monitor *, int);
+static void	monitor_listen_on(struct monitor *, int);
 static void	monitor_gone(struct monitor *, const char *);
 static int	monitor_close(struct monitor *, const char *, const char *);
 static void	monitor_upstream_lost(struct monitor *, const char *);
@@ -371,13 +372,73 @@ monitor_listen(struct monitor *m)
 			    path, strerror(errno));
 		return (-1);
 	}
-	m->evl = evconnlistener_new(vm->base, monitor_accept_cb, m,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
-	if (m->evl == NULL || (m->listen_path = strdup(path)) == NULL)
-		fatalx("%s: out of memory", __func__);
-	evconnlistener_set_error_cb(m->evl, monitor_accept_error_cb);
+	monitor_listen_on(m, fd);
 	monitor_set_state(m, MONITOR_LISTENING);
 	return (0);
+}
+
+/* Accept QEMU's connections on listen mode's socket fd, now ours. */
+static void
+monitor_listen_on(struct monitor *m, int fd)
+{
+	m->evl = evconnlistener_new(m->vm->base, monitor_accept_cb, m,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	if (m->evl == NULL ||
+	    (m->listen_path = strdup(m->vm->conf.upstream)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	evconnlistener_set_error_cb(m->evl, monitor_accept_error_cb);
+}
+
+/*
+ * A restart (state.c): take over the upstream of the process before.
+ * listen_fd is listen mode's socket, or -1; fd the connection to QEMU,
+ * or -1 when there was none (then QEMU is reached as the mode says,
+ * from the start).  A connection comes in the state it had: a greeting
+ * or a qmp_capabilities still awaited is awaited within a new
+ * handshake_timeout, and a ready one is ready at once.  The caller
+ * gives back what had been read and not taken, and what was not yet
+ * written, with monitor_adopt_bytes.
+ */
+int
+monitor_adopt(struct monitor *m, enum monitor_state state, int fd,
+    int listen_fd)
+{
+	struct vm	*vm = m->vm;
+
+	if (listen_fd != -1)
+		monitor_listen_on(m, listen_fd);
+	if (fd == -1 || (state != MONITOR_GREETING &&
+	    state != MONITOR_NEGOTIATING && state != MONITOR_READY)) {
+		if (fd != -1)
+			close(fd);
+		if (m->evl != NULL) {
+			monitor_set_state(m, MONITOR_LISTENING);
+			return (0);
+		}
+		return (monitor_start(m));
+	}
+	snprintf(m->where, sizeof(m->where), "%s", vm->conf.upstream !=
+	    NULL ? vm->conf.upstream : "fd");
+	monitor_attach(m, fd);
+	monitor_set_state(m, state);
+	if (state == MONITOR_READY)
+		evtimer_del(m->timer);
+	return (0);
+}
+
+/* What the process before had read from QEMU and not taken, and not sent. */
+void
+monitor_adopt_bytes(struct monitor *m, const void *in, size_t inlen,
+    const void *out, size_t outlen)
+{
+	if (m->bev == NULL)
+		return;
+	if (inlen > 0) {
+		evbuffer_add(bufferevent_get_input(m->bev), in, inlen);
+		event_active(m->resume, EV_TIMEOUT, 1);
+	}
+	if (outlen > 0)
+		bufferevent_write(m->bev, out, outlen);
 }
 
 /*

@@ -330,6 +330,17 @@ qmp_reader_pending(struct qmp_reader *r)
 }
 
 /*
+ * The bytes of the message being read, for a restart to read again
+ * from the start; *len 0 between messages.
+ */
+const char *
+qmp_reader_partial(struct qmp_reader *r, size_t *len)
+{
+	*len = r->active ? r->len : 0;
+	return (r->buf);
+}
+
+/*
  * Make room for need elements of size in *p, growing *cap by doubling
  * from start.
  */

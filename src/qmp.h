@@ -136,6 +136,7 @@ enum qmp_status	 qmp_reader_next(struct qmp_reader *, struct evbuffer *,
 		    struct qmp_msg *);
 const char	*qmp_reader_error(struct qmp_reader *);
 size_t		 qmp_reader_pending(struct qmp_reader *);
+const char	*qmp_reader_partial(struct qmp_reader *, size_t *);
 
 void		 qmp_msg_clear(struct qmp_msg *);
 char		*qmp_msg_steal(struct qmp_msg *);

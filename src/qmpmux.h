@@ -92,6 +92,21 @@ TAILQ_HEAD(listener_confs, listener_conf);
 #define QMPMUX_RUNDIR	"/run/qmpmux"	/* the dump's, by default */
 #define ACCEPT_BURST	16	/* accepts before a listener yields */
 
+/*
+ * One key = value, from a file (with its line) or the command line
+ * (line 0).  An empty key stands for a section's header, which the
+ * command line has no other way to give.
+ */
+struct conf_entry {
+	char			*section;	/* "global", "vm NAME", ... */
+	char			*key;
+	char			*value;
+	char			*file;
+	int			 line;
+	TAILQ_ENTRY(conf_entry)	 entry;
+};
+TAILQ_HEAD(conf_entries, conf_entry);
+
 /* How qmpmuxd reaches QEMU's monitor. */
 enum upstream_mode {
 	UPSTREAM_CONNECT,	/* QEMU listens at path; qmpmuxd connects */
@@ -131,6 +146,12 @@ struct vm_conf {
 
 	size_t			 max_queued_events;
 	size_t			 max_queued_bytes;
+	/*
+	 * A VM of the control socket's: its add-vm as key = value entries
+	 * (section "vm", or "listener PATH" and "passed PATH" for its
+	 * listeners), so that a restart can make its conf again.
+	 */
+	struct conf_entries	 given;
 	TAILQ_ENTRY(vm_conf)	 entry;
 };
 TAILQ_HEAD(vm_confs, vm_conf);
@@ -162,20 +183,6 @@ struct conf {
 	char			*control_path;	/* NULL: none */
 };
 
-/*
- * One key = value, from a file (with its line) or the command line
- * (line 0).  An empty key stands for a section's header, which the
- * command line has no other way to give.
- */
-struct conf_entry {
-	char			*section;	/* "global", "vm NAME", ... */
-	char			*key;
-	char			*value;
-	char			*file;
-	int			 line;
-	TAILQ_ENTRY(conf_entry)	 entry;
-};
-TAILQ_HEAD(conf_entries, conf_entry);
 
 /* What a reload changes in a VM (conf_diff). */
 #define CONF_DIFF_BOUNDS	0x1	/* bounds and timeouts, in place */
@@ -238,6 +245,7 @@ struct server {
 	struct metrics		*metrics;	/* NULL: off, or cannot listen */
 	struct timeval		 started;	/* wall clock */
 	struct vm_conf		 defaults;
+	struct state		*restore;	/* taking over, at start-up */
 };
 
 struct server	*server_new(struct event_base *, const char *,
@@ -255,8 +263,62 @@ char		*server_dump(struct server *, size_t *);
 
 /* control.c: the control socket, a QMP monitor of qmpmuxd itself */
 struct control;
+struct state_fds;
+struct yajl_gen_t;
+struct yajl_val_s;
 struct control	*control_new(struct server *, const char *);
 void		 control_free(struct control *);
+void		 control_save(struct control *, struct yajl_gen_t *,
+		    struct state_fds *);
+struct control	*control_adopt(struct server *, const char *,
+		    struct yajl_val_s *);
+
+/*
+ * state.c: what one process hands the next across a restart.  fds are
+ * the sockets the state names, kept open across the exec.
+ */
+#define STATE_VERSION	1	/* of the document; docs/STATE.md */
+struct state;
+struct state_fds {
+	int			*fd;
+	size_t			 n;
+	size_t			 cap;
+};
+int		 state_save(struct server *, struct control *, int,
+		    const char *, size_t, struct state_fds *, char *, size_t);
+struct state	*state_read(int, char *, size_t);
+void		 state_free(struct state *);
+struct yajl_val_s *state_root(struct state *);
+int		 state_vm_prepare(struct state *, struct vm_conf *,
+		    struct yajl_val_s **);
+int		 state_vm_restore(struct vm *, struct yajl_val_s *);
+void		 state_restore_rest(struct server *, struct state *);
+void		 state_keep_fd(struct state_fds *, int);
+void		 state_str(struct yajl_gen_t *, const char *, const char *);
+void		 state_int(struct yajl_gen_t *, const char *, long long);
+void		 state_double(struct yajl_gen_t *, const char *, double);
+void		 state_bool(struct yajl_gen_t *, const char *, int);
+void		 state_hex(struct yajl_gen_t *, const char *, const void *,
+		    size_t);
+void		 state_evbuffer(struct yajl_gen_t *, const char *,
+		    struct evbuffer *, const char *, size_t);
+struct yajl_val_s *state_get(struct yajl_val_s *, const char *, int);
+long long	 state_get_int(struct yajl_val_s *, const char *, long long);
+double		 state_get_double(struct yajl_val_s *, const char *, double);
+int		 state_get_bool(struct yajl_val_s *, const char *);
+const char	*state_get_str(struct yajl_val_s *, const char *);
+char		*state_get_hex(struct yajl_val_s *, const char *, size_t *);
+
+/*
+ * restart.c: re-execute qmpmuxd in place, the same pid, handing over
+ * every socket and the state (SIGUSR2, the control socket's restart).
+ */
+void		 restart_init(char **);
+void		 restart_hold_signals(int);
+int		 restart_state_fd(void);
+int		 restart_check(int);
+int		 restart(struct server *, struct control *, int, const char *,
+		    size_t, char *, size_t);
 
 /* trace.c: the live trace of a VM's messages, for control connections */
 enum trace_dir {
@@ -276,6 +338,7 @@ void		 trace_free_all(struct trace_list *);
 void		 trace_message(struct vm *, enum trace_dir,
 		    const struct client *, const char *, size_t, const char *);
 void		 trace_vm_gone(struct vm *);
+void		 trace_save(struct trace_list *, struct yajl_gen_t *);
 
 /* dump.c: the whole state, for the log and as JSON */
 #define DUMP_VERSION	1	/* of the JSON document; docs/DUMP.md */
@@ -446,6 +509,9 @@ struct monitor {
 struct monitor	*monitor_new(struct vm *);
 void		 monitor_free(struct monitor *);
 int		 monitor_start(struct monitor *);
+int		 monitor_adopt(struct monitor *, enum monitor_state, int, int);
+void		 monitor_adopt_bytes(struct monitor *, const void *, size_t,
+		    const void *, size_t);
 void		 monitor_restart(struct monitor *);
 void		 monitor_stop(struct monitor *);
 int		 monitor_ready(struct monitor *);
@@ -512,6 +578,9 @@ void		 client_error(struct client *, struct evbuffer *, const char *,
 void		 client_return(struct client *, struct evbuffer *, const char *,
 		    size_t);
 void		 client_accept(struct listener *, int);
+struct client	*client_adopt(struct listener *, int, int, enum client_state,
+		    pid_t, uid_t, int, const void *, size_t, const void *,
+		    size_t);
 void		 client_greet(struct client *);
 void		 client_close(struct client *, const char *, ...)
 		    LOG_PRINTF(2, 3);
@@ -552,6 +621,7 @@ struct cmd {
 int		 cmd_submit(struct client *, const struct qmp_msg *);
 void		 cmd_reply(struct vm *, struct qmp_msg *);
 void		 cmd_pump(struct vm *);
+void		 cmd_adopt(struct cmd *, double);
 void		 cmd_fail_all(struct vm *, const char *);
 void		 cmd_answer_all(struct vm *, const char *);
 void		 cmd_client_gone(struct client *);
@@ -601,6 +671,7 @@ void		 util_accept_paced(struct evconnlistener *, struct event *,
 int		 util_timeval(double, struct timeval *);
 double		 util_elapsed(const struct timeval *);
 void		 util_now(struct timeval *);
+void		 util_since(struct timeval *, double);
 int		 util_parse_seconds(const char *, double *);
 int		 util_parse_size(const char *, size_t *);
 struct yajl_val_s;

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <yajl/yajl_gen.h>
 #include <yajl/yajl_parse.h>
 
 #include "qmpmux.h"
@@ -253,4 +254,17 @@ trace_vm_gone(struct vm *vm)
 		t->kick(t->arg);
 		trace_free(t);
 	}
+}
+
+/* The names of the VMs an owner traces, for a restart to trace again. */
+void
+trace_save(struct trace_list *list, struct yajl_gen_t *g)
+{
+	struct trace	*t;
+
+	yajl_gen_array_open(g);
+	TAILQ_FOREACH(t, list, owner_entry)
+		yajl_gen_string(g, (const unsigned char *)t->vm->name,
+		    strlen(t->vm->name));
+	yajl_gen_array_close(g);
 }

@@ -3,6 +3,7 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -307,7 +308,6 @@ util_unix_listen(const char *path, mode_t mode)
 	    sizeof(err)));
 }
 
-/* Seconds (fractions allowed) to a timeval; -1 if negative or not finite. */
 /*
  * libevent's listener accepts until the backlog is empty, all in one
  * callback: a peer that connects again as fast as it is refused (or a
@@ -330,6 +330,7 @@ util_accept_paced(struct evconnlistener *evl, struct event *resume,
 	evtimer_add(resume, &now);
 }
 
+/* Seconds (fractions allowed) to a timeval; -1 if negative or not finite. */
 int
 util_timeval(double seconds, struct timeval *tv)
 {
@@ -338,6 +339,16 @@ util_timeval(double seconds, struct timeval *tv)
 	tv->tv_sec = (time_t)seconds;
 	tv->tv_usec = (suseconds_t)((seconds - (double)tv->tv_sec) * 1e6);
 	return (0);
+}
+
+/* Move a monotonic time seconds back, as if it had been then. */
+void
+util_since(struct timeval *tv, double seconds)
+{
+	struct timeval	 d;
+
+	if (util_timeval(seconds, &d) == 0)
+		timersub(tv, &d, tv);
 }
 
 /* The monotonic time, as a timeval. */

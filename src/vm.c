@@ -69,10 +69,13 @@ vm_take_conf(struct vm_conf *dst, struct vm_conf *src)
 	TAILQ_CONCAT(&dst->listeners, &src->listeners, entry);
 	TAILQ_INIT(&dst->timeouts);
 	TAILQ_CONCAT(&dst->timeouts, &src->timeouts, entry);
+	TAILQ_INIT(&dst->given);
+	TAILQ_CONCAT(&dst->given, &src->given, entry);
 	memset(src, 0, sizeof(*src));
 	src->upstream_fd = -1;		/* an fd has one owner */
 	TAILQ_INIT(&src->listeners);
 	TAILQ_INIT(&src->timeouts);
+	TAILQ_INIT(&src->given);
 }
 
 /*
@@ -87,6 +90,8 @@ vm_new(struct server *s, struct vm_conf *conf)
 	struct vm		*vm;
 	struct listener_conf	*lc;
 	struct listener		*l;
+	struct yajl_val_s	*sv = NULL;
+	int			 restored = 0;
 
 	if ((vm = calloc(1, sizeof(*vm))) == NULL)
 		fatal("%s", __func__);
@@ -104,6 +109,9 @@ vm_new(struct server *s, struct vm_conf *conf)
 	    NULL)
 		fatalx("%s: event_new failed", __func__);
 
+	/* a restart: the sockets of the process before are taken over */
+	if (s->restore != NULL)
+		restored = state_vm_prepare(s->restore, &vm->conf, &sv);
 	vm->mon = monitor_new(vm);
 	TAILQ_FOREACH(lc, &vm->conf.listeners, entry) {
 		if ((l = listener_new(vm, lc)) == NULL) {
@@ -112,7 +120,8 @@ vm_new(struct server *s, struct vm_conf *conf)
 		}
 		TAILQ_INSERT_TAIL(&vm->listeners, l, entry);
 	}
-	if (monitor_start(vm->mon) == -1) {
+	if ((restored ? state_vm_restore(vm, sv) : monitor_start(vm->mon)) ==
+	    -1) {
 		vm_free(vm);
 		return (NULL);
 	}

@@ -1,0 +1,245 @@
+/*
+ * Restart in place: qmpmuxd executes its own binary again, from its
+ * path on disk (so an upgraded binary takes over), as the same process:
+ * the same pid, so systemd and anything else watching see nothing.  The
+ * new process gets every socket (they stay open across the exec) and
+ * the state that goes with them (state.c), in a memfd named by the
+ * environment (QMPMUX_STATE_FD), and carries on where this one stopped:
+ * nobody connected sees more than a pause.
+ *
+ * Before the exec the binary on disk is asked, as a short-lived child
+ * (qmpmuxd --check-state FD), whether it reads this state; if it does
+ * not, or the exec fails, this process carries on, and says why.
+ * Signals that come during the handover are held (blocked across the
+ * exec, whose new process unblocks them once it catches them), not
+ * fatal.
+ */
+#include "config.h"
+
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qmpmux.h"
+
+#define RESTART_ENV		"QMPMUX_STATE_FD"
+#define RESTART_CHECK_MS	5000	/* for the binary on disk to answer */
+
+static char	**restart_argv;
+static char	  restart_exe[PATH_MAX];
+
+/* The signals held across the exec: those qmpmuxd catches. */
+static const int restart_signals[] = {
+	SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2
+};
+
+/*
+ * Remember how this process was started: its arguments, and the path
+ * of its binary now, before a new one may be put in its place.
+ */
+void
+restart_init(char **argv)
+{
+	ssize_t	 n;
+
+	restart_argv = argv;
+	n = readlink("/proc/self/exe", restart_exe, sizeof(restart_exe) - 1);
+	if (n <= 0) {
+		log_warn("restart: cannot read /proc/self/exe; restarts will "
+		    "use %s", argv[0]);
+		snprintf(restart_exe, sizeof(restart_exe), "%s", argv[0]);
+		return;
+	}
+	restart_exe[n] = '\0';
+}
+
+/* Block or unblock the signals qmpmuxd catches. */
+void
+restart_hold_signals(int hold)
+{
+	sigset_t	 set;
+	size_t		 i;
+
+	sigemptyset(&set);
+	for (i = 0; i < sizeof(restart_signals) / sizeof(restart_signals[0]);
+	    i++)
+		sigaddset(&set, restart_signals[i]);
+	sigprocmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
+/*
+ * The state fd a restart handed over, taken out of the environment (no
+ * child inherits it); -1 if this process was started afresh.
+ */
+int
+restart_state_fd(void)
+{
+	const char	*v = getenv(RESTART_ENV);
+	char		*end;
+	long		 fd;
+
+	if (v == NULL)
+		return (-1);
+	errno = 0;
+	fd = strtol(v, &end, 10);
+	unsetenv(RESTART_ENV);
+	if (errno != 0 || *end != '\0' || fd < 3 || fd > INT_MAX)
+		return (-1);
+	return ((int)fd);
+}
+
+/* --check-state FD: whether this binary reads the state; exit status. */
+int
+restart_check(int fd)
+{
+	struct state	*st;
+	char		 err[256];
+
+	if ((st = state_read(fd, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "qmpmuxd: cannot take over: %s\n", err);
+		return (1);
+	}
+	state_free(st);
+	return (0);
+}
+
+/*
+ * Ask the binary on disk whether it reads the state in fd; -1 (err
+ * says why) if it does not, cannot be run, or does not answer within
+ * RESTART_CHECK_MS.  The loop waits meanwhile: a few milliseconds.
+ */
+static int
+restart_ask(int fd, char *err, size_t errlen)
+{
+	struct timespec	 ts = { 0, 1000000 };
+	char		 arg[16];
+	pid_t		 pid;
+	int		 status, ms;
+
+	snprintf(arg, sizeof(arg), "%d", fd);
+	switch ((pid = fork())) {
+	case -1:
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		return (-1);
+	case 0:
+		/* nothing of ours but the state goes to the child */
+		if (fd > 3)
+			close_range(3, (unsigned int)fd - 1, 0);
+		close_range((unsigned int)fd + 1, ~0U, 0);
+		restart_hold_signals(0);
+		execl(restart_exe, restart_exe, "--check-state", arg,
+		    (char *)NULL);
+		_exit(127);
+	}
+	for (ms = 0; ms < RESTART_CHECK_MS; ms++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	if (ms == RESTART_CHECK_MS) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		snprintf(err, errlen, "%s --check-state did not answer within "
+		    "%ds", restart_exe, RESTART_CHECK_MS / 1000);
+		return (-1);
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return (0);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+		snprintf(err, errlen, "%s cannot be run", restart_exe);
+	else
+		snprintf(err, errlen, "%s does not read this state (version "
+		    "%d); its log line says why", restart_exe, STATE_VERSION);
+	return (-1);
+}
+
+/* Set or clear close-on-exec on fd. */
+static void
+restart_cloexec(int fd, int on)
+{
+	int	 flags;
+
+	if ((flags = fcntl(fd, F_GETFD)) == -1)
+		return;
+	flags = on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC;
+	fcntl(fd, F_SETFD, flags);
+}
+
+/*
+ * Every fd of the process closes at the exec but the state's: a socket
+ * this process was letting go of (a closing client) must not live on,
+ * unseen, in the next.
+ */
+static void
+restart_close_on_exec_all(void)
+{
+	DIR		*d;
+	struct dirent	*de;
+	int		 fd;
+
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		fd = atoi(de->d_name);
+		if (fd > 2 && fd != dirfd(d))
+			restart_cloexec(fd, 1);
+	}
+	closedir(d);
+}
+
+/*
+ * Restart: save the state, have the binary on disk confirm it reads
+ * it, and execute it with every socket.  Returns only if it did not
+ * happen: -1, err says why, and this process goes on as it was.  by
+ * and id are the control client that asked and its command's id, for
+ * the new process to answer (by 0: a signal).
+ */
+int
+restart(struct server *s, struct control *ctl, int by, const char *id,
+    size_t idlen, char *err, size_t errlen)
+{
+	struct state_fds	 fds;
+	char			 num[16];
+	size_t			 i;
+	int			 sfd, saved;
+
+	memset(&fds, 0, sizeof(fds));
+	if ((sfd = state_save(s, ctl, by, id, idlen, &fds, err, errlen)) ==
+	    -1)
+		goto fail;
+	if (restart_ask(sfd, err, errlen) == -1)
+		goto fail;
+	log_info("restarting: %s, %zu sockets handed over", restart_exe,
+	    fds.n);
+
+	restart_hold_signals(1);
+	restart_close_on_exec_all();
+	for (i = 0; i < fds.n; i++)
+		restart_cloexec(fds.fd[i], 0);
+	restart_cloexec(sfd, 0);
+	snprintf(num, sizeof(num), "%d", sfd);
+	if (setenv(RESTART_ENV, num, 1) == 0)
+		execv(restart_exe, restart_argv);
+	saved = errno;
+	unsetenv(RESTART_ENV);
+	for (i = 0; i < fds.n; i++)
+		restart_cloexec(fds.fd[i], 1);
+	restart_hold_signals(0);
+	snprintf(err, errlen, "exec %s: %s", restart_exe, strerror(saved));
+
+fail:
+	if (sfd != -1)
+		close(sfd);
+	free(fds.fd);
+	log_warnx("restart failed, going on as before: %s", err);
+	return (-1);
+}
