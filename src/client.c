@@ -254,7 +254,7 @@ client_adopt(struct listener *l, int fd, int id, enum client_state state,
 	c->oob = oob;
 	c->state = state;
 	if (inlen > 0)
-		evbuffer_add(bufferevent_get_input(c->bev), in, inlen);
+		util_bev_input(c->bev, in, inlen);
 	if (outlen > 0)
 		evbuffer_add(bufferevent_get_output(c->bev), out, outlen);
 	bufferevent_enable(c->bev, EV_WRITE);

@@ -434,7 +434,7 @@ monitor_adopt_bytes(struct monitor *m, const void *in, size_t inlen,
 	if (m->bev == NULL)
 		return;
 	if (inlen > 0) {
-		evbuffer_add(bufferevent_get_input(m->bev), in, inlen);
+		util_bev_input(m->bev, in, inlen);
 		event_active(m->resume, EV_TIMEOUT, 1);
 	}
 	if (outlen > 0)

@@ -672,6 +672,8 @@ int		 util_timeval(double, struct timeval *);
 double		 util_elapsed(const struct timeval *);
 void		 util_now(struct timeval *);
 void		 util_since(struct timeval *, double);
+struct bufferevent;
+void		 util_bev_input(struct bufferevent *, const void *, size_t);
 int		 util_parse_seconds(const char *, double *);
 int		 util_parse_size(const char *, size_t *);
 struct yajl_val_s;

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <yajl/yajl_gen.h>
@@ -339,6 +341,22 @@ util_timeval(double seconds, struct timeval *tv)
 	tv->tv_sec = (time_t)seconds;
 	tv->tv_usec = (suseconds_t)((seconds - (double)tv->tv_sec) * 1e6);
 	return (0);
+}
+
+/*
+ * Put bytes into a bufferevent's input, as if read: a bufferevent
+ * freezes its input's end except while it reads, and an add would fail
+ * unseen.
+ */
+void
+util_bev_input(struct bufferevent *bev, const void *buf, size_t len)
+{
+	struct evbuffer	*in = bufferevent_get_input(bev);
+
+	evbuffer_unfreeze(in, 0);
+	if (evbuffer_add(in, buf, len) == -1)
+		fatalx("%s: evbuffer_add failed", __func__);
+	evbuffer_freeze(in, 0);
 }
 
 /* Move a monotonic time seconds back, as if it had been then. */

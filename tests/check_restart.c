@@ -1,0 +1,374 @@
+/*
+ * Restart in place (src/restart.c, src/state.c), against real QEMUs:
+ * several VMs, several clients each, commands queued and in flight,
+ * half-sent commands and events, across a SIGUSR2, a restart by the
+ * control socket into a different binary (tests/qmpmuxd-next, which
+ * says another version), and a restart the binary on disk refuses.
+ * Every connection stays open, every command gets exactly one reply
+ * with its own id, and no event is lost; the pid never changes.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "testlib.h"
+
+#define NVMS		3
+#define NCLIENTS	3	/* per VM: two ready, one not yet negotiated */
+
+static pid_t		 qemus[NVMS];
+static struct t_client	*clients[NVMS][NCLIENTS];
+static char		*ctl;
+
+/* The path of VM i's socket of kind ("q": QEMU's, "v": the listener). */
+static char *
+vm_path(const char *kind, int i)
+{
+	char	 name[32];
+
+	snprintf(name, sizeof(name), "%s%d.sock", kind, i);
+	return (t_path(name));
+}
+
+/* A binary copied into the test's directory, executable. */
+static char *
+copy_bin(const char *from, const char *name)
+{
+	char	*to = t_path(name), *tmp, buf[65536];
+	int	 in, out;
+	ssize_t	 n;
+
+	ck_assert_int_ne(asprintf(&tmp, "%s.new", to), -1);
+	ck_assert_int_ne(in = open(from, O_RDONLY), -1);
+	ck_assert_int_ne(out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0755),
+	    -1);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		ck_assert_int_eq(write(out, buf, (size_t)n), n);
+	ck_assert_int_eq(n, 0);
+	close(in);
+	ck_assert_int_eq(close(out), 0);
+	/* put in place as a package manager does: a new inode, renamed */
+	ck_assert_int_eq(rename(tmp, to), 0);
+	free(tmp);
+	return (to);
+}
+
+/*
+ * Start NVMS real QEMUs and qmpmuxd (the binary at bin) in front of
+ * them with a control socket, and connect the clients.
+ */
+static void
+start(const char *bin)
+{
+	const char	*argv[] = { bin, "-d", "-v", "-f", NULL, "--control",
+			    NULL, NULL };
+	char		*conf = t_path("qmpmuxd.conf"), *q, *v;
+	FILE		*f;
+	int		 i, j;
+
+	ctl = t_path("control.sock");
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fprintf(f, "[global]\ndump_file = %s/dump.json\n"
+	    "command_timeout = 20\n", t_dir());
+	for (i = 0; i < NVMS; i++) {
+		q = vm_path("q", i);
+		v = vm_path("v", i);
+		qemus[i] = t_qemu(q);
+		fprintf(f, "[vm v%d]\nupstream = connect:%s\n"
+		    "[listener v%d %s]\n", i, q, i, v);
+		free(q);
+		free(v);
+	}
+	ck_assert_int_eq(fclose(f), 0);
+	argv[4] = conf;
+	argv[6] = ctl;
+	t_proxy_pid = t_spawn(argv, "qmpmuxd.log");
+	free(conf);
+	ck_assert_int_eq(t_wait_socket(ctl, T_WAIT_MS), 0);
+	for (i = 0; i < NVMS; i++) {
+		v = vm_path("v", i);
+		ck_assert_int_eq(t_wait_socket(v, T_WAIT_MS), 0);
+		for (j = 0; j < NCLIENTS - 1; j++)
+			ck_assert_ptr_nonnull(clients[i][j] =
+			    t_client_ready(v));
+		ck_assert_ptr_nonnull(clients[i][j] = t_client_greeted(v));
+		free(v);
+	}
+}
+
+static void
+stop_all(void)
+{
+	int	 i, j;
+
+	for (i = 0; i < NVMS; i++) {
+		for (j = 0; j < NCLIENTS; j++) {
+			t_client_free(clients[i][j]);
+			clients[i][j] = NULL;
+		}
+		kill(qemus[i], SIGCONT);
+		t_stop(qemus[i], SIGKILL);
+	}
+	free(ctl);
+}
+
+/* The next message of c that is not an event, which must be want. */
+static void
+reply_is(struct t_client *c, const char *want)
+{
+	char	*m = t_recv_reply(c, T_WAIT_MS);
+
+	ck_assert_msg(m != NULL && strcmp(m, want) == 0, "expected %s, got "
+	    "%s", want, m != NULL ? m : "(nothing or EOF)");
+	free(m);
+}
+
+/* The next message of c, which must be the event name. */
+static void
+event_is(struct t_client *c, const char *name)
+{
+	char	*m = t_recv(c, T_WAIT_MS);
+	char	 want[64];
+
+	snprintf(want, sizeof(want), "\"event\": \"%s\"", name);
+	ck_assert_msg(m != NULL && strstr(m, want) != NULL, "expected event "
+	    "%s, got %s", name, m != NULL ? m : "(nothing or EOF)");
+	free(m);
+}
+
+#define STATUS(id, st, run) "{\"return\": {\"status\": \"" st "\", " \
+	"\"singlestep\": false, \"running\": " run "}, \"id\": " id "}"
+
+/*
+ * The traffic around a restart, for restart_by to make happen:
+ * - every ready client has two commands answered, then one sent whole
+ *   and one half sent when the restart comes;
+ * - VM 0's QEMU is stopped (SIGSTOP) with a stop command in flight and
+ *   a query queued behind it, both answered by the new process, and the
+ *   STOP event that follows reaches both of its ready clients;
+ * - the client not yet negotiated negotiates with the new process.
+ */
+static void
+traffic_restart(void (*restart_by)(void))
+{
+	struct t_client	*c;
+	int		 i, j;
+
+	for (i = 0; i < NVMS; i++) {
+		for (j = 0; j < NCLIENTS - 1; j++) {
+			c = clients[i][j];
+			t_send(c, "{\"execute\": \"query-status\", \"id\": "
+			    "\"a%d\"}", j);
+			reply_is(c, j == 0 ? STATUS("\"a0\"", "running",
+			    "true") : STATUS("\"a1\"", "running", "true"));
+		}
+	}
+	/* VM 0: a command in flight and one queued, QEMU stuck */
+	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
+	t_send(clients[0][0], "{\"execute\": \"stop\", \"id\": {\"k\": "
+	    "[1, \"in flight\"]}}");
+	t_send(clients[0][1], "{\"execute\": \"query-status\", \"id\": "
+	    "\"queued\"}");
+	/* the others: one command whole, one half sent */
+	for (i = 1; i < NVMS; i++) {
+		for (j = 0; j < NCLIENTS - 1; j++) {
+			c = clients[i][j];
+			t_send(c, "{\"execute\": \"query-status\", \"id\": "
+			    "\"b%d\"}", j);
+			t_send_raw(c, "{\"execute\": \"query-st", 21);
+		}
+	}
+	/* the commands have reached qmpmuxd: the log says VM 0's was sent */
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v0: sent stop",
+	    T_WAIT_MS), 0);
+
+	restart_by();
+
+	/* the half sent ones end, to the new process */
+	for (i = 1; i < NVMS; i++) {
+		for (j = 0; j < NCLIENTS - 1; j++) {
+			c = clients[i][j];
+			t_send(c, "atus\", \"id\": \"c%d\"}", j);
+			reply_is(c, j == 0 ?
+			    STATUS("\"b0\"", "running", "true") :
+			    STATUS("\"b1\"", "running", "true"));
+			reply_is(c, j == 0 ?
+			    STATUS("\"c0\"", "running", "true") :
+			    STATUS("\"c1\"", "running", "true"));
+		}
+		/* the client that had only its greeting negotiates now */
+		t_cmd_eq(clients[i][NCLIENTS - 1], "{\"execute\": "
+		    "\"qmp_capabilities\", \"id\": 9}", "{\"return\": {}, "
+		    "\"id\": 9}");
+	}
+	/* VM 0's QEMU goes on: the new process answers both, in order */
+	ck_assert_int_eq(kill(qemus[0], SIGCONT), 0);
+	event_is(clients[0][0], "STOP");
+	reply_is(clients[0][0], "{\"return\": {}, \"id\": {\"k\": [1, "
+	    "\"in flight\"]}}");
+	event_is(clients[0][1], "STOP");
+	reply_is(clients[0][1], STATUS("\"queued\"", "paused", "false"));
+	/* and the events of the new process reach every negotiated client */
+	t_cmd_eq(clients[0][0], "{\"execute\": \"cont\", \"id\": 5}",
+	    "{\"return\": {}, \"id\": 5}");
+	event_is(clients[0][1], "RESUME");
+	t_cmd_eq(clients[0][2], "{\"execute\": \"qmp_capabilities\"}",
+	    "{\"return\": {}}");
+	/* nothing more, and nothing twice, for anyone */
+	for (i = 0; i < NVMS; i++) {
+		for (j = 0; j < NCLIENTS; j++) {
+			if (i == 0 && j == 0)
+				continue;
+			c = clients[i][j];
+			ck_assert_int_eq(t_quiet(c, 50), T_SILENT);
+		}
+	}
+	ck_assert_int_eq(t_wait_exit(t_proxy_pid, 0), -1);
+}
+
+/* A restart by SIGUSR2, seen done in the log. */
+static void
+by_signal(void)
+{
+	ck_assert_int_eq(kill(t_proxy_pid, SIGUSR2), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
+	    0);
+}
+
+/*
+ * A restart by the control socket: the answer comes from the new
+ * process, and the control client stays connected through it.
+ */
+static void
+by_control(void)
+{
+	struct t_client	*c;
+
+	ck_assert_ptr_nonnull(c = t_client_ready(ctl));
+	t_cmd_eq(c, "{\"execute\": \"restart\", \"id\": \"r\"}",
+	    "{\"return\": {}, \"id\": \"r\"}");
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
+	    0);
+	t_cmd_eq(c, "{\"execute\": \"query-version\", \"id\": 2}",
+	    "{\"return\": {\"qmpmuxd\": \"" PACKAGE_VERSION "\", "
+	    "\"dump_version\": 1}, \"id\": 2}");
+	t_client_free(c);
+}
+
+START_TEST(test_sigusr2)
+{
+	pid_t	 pid;
+
+	start(t_bin("QMPMUXD"));
+	pid = t_proxy_pid;
+	traffic_restart(by_signal);
+	ck_assert_int_eq(t_proxy_pid, pid);
+	ck_assert_int_eq(kill(pid, 0), 0);
+	stop_all();
+}
+END_TEST
+
+/*
+ * An upgrade: the binary on disk is replaced by one that says another
+ * version, and the control socket's restart runs it.
+ */
+START_TEST(test_upgrade)
+{
+	char	*bin = copy_bin(t_bin("QMPMUXD"), "qmpmuxd");
+
+	start(bin);
+	free(copy_bin(t_bin("QMPMUXD_NEXT"), "qmpmuxd"));
+	traffic_restart(by_control);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "qmpmuxd "
+	    PACKAGE_VERSION "+next took over", T_WAIT_MS), 0);
+	free(bin);
+	stop_all();
+}
+END_TEST
+
+/*
+ * A binary on disk that cannot take over (it refuses the state): the
+ * restart is refused with why, and the running process serves on.
+ */
+START_TEST(test_refused)
+{
+	char		*bin = copy_bin(t_bin("QMPMUXD"), "qmpmuxd");
+	struct t_client	*c;
+	char		*m, *tmp;
+	FILE		*f;
+
+	start(bin);
+	ck_assert_int_ne(asprintf(&tmp, "%s.new", bin), -1);
+	ck_assert_ptr_nonnull(f = fopen(tmp, "w"));
+	fputs("#!/bin/sh\necho 'qmpmuxd: state version 1: no' >&2\nexit 1\n",
+	    f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(tmp, 0755), 0);
+	ck_assert_int_eq(rename(tmp, bin), 0);
+	ck_assert_ptr_nonnull(c = t_client_ready(ctl));
+	m = t_cmd(c, "{\"execute\": \"restart\", \"id\": 1}");
+	ck_assert_ptr_nonnull(m);
+	ck_assert_msg(strstr(m, "\"desc\": \"qmpmux: restart failed, the "
+	    "running qmpmuxd goes on: ") != NULL && strstr(m, "does not read "
+	    "this state") != NULL, "%s", m);
+	free(m);
+	/* a signal likewise: logged, and nothing changes */
+	ck_assert_int_eq(kill(t_proxy_pid, SIGUSR2), 0);
+	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "restart failed, going "
+	    "on as before", 2, T_WAIT_MS), 0);
+	t_cmd_eq(clients[1][0], "{\"execute\": \"query-status\", \"id\": 1}",
+	    STATUS("1", "running", "true"));
+	t_cmd_eq(c, "{\"execute\": \"query-version\", \"id\": 2}",
+	    "{\"return\": {\"qmpmuxd\": \"" PACKAGE_VERSION "\", "
+	    "\"dump_version\": 1}, \"id\": 2}");
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "took over"), 0);
+	t_client_free(c);
+	free(tmp);
+	free(bin);
+	stop_all();
+}
+END_TEST
+
+/* A second restart right after the first: the state goes on. */
+START_TEST(test_twice)
+{
+	start(t_bin("QMPMUXD"));
+	traffic_restart(by_signal);
+	ck_assert_int_eq(kill(t_proxy_pid, SIGUSR2), 0);
+	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "took over", 2,
+	    T_WAIT_MS), 0);
+	t_cmd_eq(clients[2][1], "{\"execute\": \"query-status\", \"id\": 1}",
+	    STATUS("1", "running", "true"));
+	t_cmd_eq(clients[0][1], "{\"execute\": \"query-status\", \"id\": 1}",
+	    STATUS("1", "running", "true"));
+	stop_all();
+}
+END_TEST
+
+static Suite *
+restart_suite(void)
+{
+	Suite	*s = suite_create("restart");
+	TCase	*tc = t_tcase(s, "restart", 60);
+
+	tcase_add_test(tc, test_sigusr2);
+	tcase_add_test(tc, test_upgrade);
+	tcase_add_test(tc, test_refused);
+	tcase_add_test(tc, test_twice);
+	return (s);
+}
+
+int
+main(void)
+{
+	return (t_run(restart_suite()));
+}
