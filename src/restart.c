@@ -36,6 +36,7 @@
 
 static char	**restart_argv;
 static char	  restart_exe[PATH_MAX];
+static char	  restart_cwd[PATH_MAX];	/* the arguments' paths are from */
 
 /* The signals held across the exec: those qmpmuxd catches. */
 static const int restart_signals[] = {
@@ -52,6 +53,8 @@ restart_init(char **argv)
 	ssize_t	 n;
 
 	restart_argv = argv;
+	if (getcwd(restart_cwd, sizeof(restart_cwd)) == NULL)
+		restart_cwd[0] = '\0';
 	n = readlink("/proc/self/exe", restart_exe, sizeof(restart_exe) - 1);
 	if (n <= 0) {
 		log_warn("restart: cannot read /proc/self/exe; restarts will "
@@ -208,7 +211,7 @@ restart(struct server *s, struct control *ctl, int by, const char *id,
     size_t idlen, char *err, size_t errlen)
 {
 	struct state_fds	 fds;
-	char			 num[16];
+	char			 num[16], cwd[PATH_MAX];
 	size_t			 i;
 	int			 sfd, saved;
 
@@ -227,10 +230,17 @@ restart(struct server *s, struct control *ctl, int by, const char *id,
 		restart_cloexec(fds.fd[i], 0);
 	restart_cloexec(sfd, 0);
 	snprintf(num, sizeof(num), "%d", sfd);
+	/* daemon() went to /: relative paths of the arguments are from here */
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		snprintf(cwd, sizeof(cwd), "/");
+	if (restart_cwd[0] != '\0' && chdir(restart_cwd) == -1)
+		log_warn("restart: cannot go back to %s", restart_cwd);
 	if (setenv(RESTART_ENV, num, 1) == 0)
 		execv(restart_exe, restart_argv);
 	saved = errno;
 	unsetenv(RESTART_ENV);
+	if (chdir(cwd) == -1)
+		log_warn("restart: cannot go back to %s", cwd);
 	for (i = 0; i < fds.n; i++)
 		restart_cloexec(fds.fd[i], 1);
 	restart_hold_signals(0);

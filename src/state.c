@@ -195,6 +195,7 @@ state_save_monitor(yajl_gen g, struct monitor *m, struct state_fds *fds)
 	if (m->evl != NULL)
 		lfd = evconnlistener_get_fd(m->evl);
 	state_str(g, "state", state_monitor_states[m->state]);
+	state_double(g, "since", util_elapsed(&m->since));
 	state_int(g, "fd", fd);
 	state_int(g, "listen_fd", lfd);
 	state_keep_fd(fds, fd);
@@ -799,6 +800,10 @@ state_vm_monitor(struct vm *vm, yajl_val sv)
 	}
 	if (monitor_adopt(m, state, fd, lfd) == -1)
 		return (-1);
+	if (m->state == state) {
+		util_now(&m->since);
+		util_since(&m->since, state_get_double(u, "since", 0));
+	}
 	in = state_get_hex(u, "in", &inlen);
 	out = state_get_hex(u, "out", &outlen);
 	monitor_adopt_bytes(m, in, inlen, out, outlen);

@@ -409,11 +409,11 @@ END_TEST
 
 /*
  * SIGHUP reloads (here the command line alone, so nothing changes),
- * SIGUSR1 dumps, and SIGUSR2 (the restart, to come) is ignored and
- * logged, as qmpmuxd(8) says.  The daemon goes on serving the same
+ * SIGUSR1 dumps, and SIGUSR2 restarts in place (check_restart has the
+ * rest), as qmpmuxd(8) says.  The daemon goes on serving the same
  * client on the same connection.
  */
-START_TEST(test_signals_ignored)
+START_TEST(test_signals)
 {
 	static const struct {
 		int		 sig;
@@ -423,7 +423,7 @@ START_TEST(test_signals_ignored)
 		{ SIGHUP, "reloaded: 0 VMs added, 0 removed, 0 changed; "
 		    "1 running" },
 		{ SIGUSR1, "received SIGUSR1, dumping" },
-		{ SIGUSR2, "received SIGUSR2, ignored" },
+		{ SIGUSR2, "qmpmuxd " PACKAGE_VERSION " took over" },
 	};
 	struct t_client	*c;
 	char		*m;
@@ -458,7 +458,7 @@ lifecycle_suite(void)
 	tcase_add_test(tc, test_half_close_while_paused);
 	tcase_add_test(tc, test_sigterm_answers);
 	tcase_add_loop_test(tc, test_sigterm_slow_reader, 0, 2);
-	tcase_add_test(tc, test_signals_ignored);
+	tcase_add_test(tc, test_signals);
 	return (s);
 }
 

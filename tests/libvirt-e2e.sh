@@ -14,7 +14,10 @@
 #     libvirt's 30 s job wait; domstate A and every command on B
 #     answer at once; after SIGCONT libvirt and QEMU agree on A's state;
 #  5. libvirtd restarted while both run, and driving both again;
-#  6. virsh destroy A removes A from qmpmuxd and leaves B running.
+#  6. qmpmuxd restarted in place (qmpmuxctl restart, then SIGUSR2)
+#     while libvirtd holds both monitors: the same pid, both domains
+#     running and driven by virsh, nothing in libvirt's log;
+#  7. virsh destroy A removes A from qmpmuxd and leaves B running.
 #
 # With QMPMUX_E2E_COMPARE=1 it also measures step 4 without qmpmuxd, on
 # a domain C whose <emulator> is QEMU itself (it takes about 80 s more),
@@ -236,6 +239,7 @@ command_timeout = 3
 EOF
 "$build/qmpmuxd" -d -f "$work/qmpmuxd.conf" --control "$work/control.sock" \
     >"$work/qmpmuxd.log" 2>&1 &
+qmpmuxd_pid=$!
 pids+=($!)
 wait_for 100 test -S "$work/control.sock"
 
@@ -359,7 +363,30 @@ timeout 20 "${V[@]}" resume "$B" >/dev/null
 state_is "$B" running
 [ "$(qemu_state "$B")" = running ] || fail "B: QEMU not running"
 
-echo "libvirt-e2e: 6. virsh destroy A"
+echo "libvirt-e2e: 6. qmpmuxd restarted in place while A and B run"
+timeout 20 "${ctl[@]}" restart || fail "qmpmuxctl restart failed"
+kill -USR2 "$qmpmuxd_pid"
+wait_for 100 sh -c "[ \$(grep -c 'took over' $(printf '%q' "$work/qmpmuxd.log")) -ge 2 ]" ||
+	fail "qmpmuxd did not take over twice"
+kill -0 "$qmpmuxd_pid" || fail "qmpmuxd is gone"
+for d in "$A" "$B"; do
+	listed "$d" || fail "qmpmuxctl list lost $d after the restarts"
+	state_is "$d" running
+	answers "$d" running
+	timeout 20 "${V[@]}" suspend "$d" >/dev/null
+	state_is "$d" paused
+	[ "$(qemu_state "$d")" = paused ] || fail "$d: QEMU not paused"
+	timeout 20 "${V[@]}" resume "$d" >/dev/null
+	state_is "$d" running
+done
+# libvirt saw no end of file on either monitor
+if grep -i "end of file" "$work/libvirtd.log" \
+    /var/log/libvirt/qemu/"$A".log /var/log/libvirt/qemu/"$B".log \
+    >/dev/null 2>&1; then
+	fail "libvirt saw an end of file on a monitor"
+fi
+
+echo "libvirt-e2e: 7. virsh destroy A"
 timeout 20 "${V[@]}" destroy "$A" >/dev/null
 state_is "$A" "shut off"
 wait_for 100 sh -c "! $(printf '%q ' "${ctl[@]}") list | grep -q '^$A '"
