@@ -135,6 +135,33 @@ state_hex(yajl_gen g, const char *key, const void *buf, size_t len)
 	free(hex);
 }
 
+/*
+ * Copy an evbuffer's len bytes out, leaving them: by evbuffer_peek, since
+ * evbuffer_copyout refuses a buffer whose start is frozen, as every
+ * bufferevent's output is.
+ */
+static void
+state_peek(struct evbuffer *b, char *to, size_t len)
+{
+	struct evbuffer_iovec	*v;
+	int			 n, i;
+	size_t			 off = 0;
+
+	if (len == 0)
+		return;
+	n = evbuffer_peek(b, -1, NULL, NULL, 0);
+	if ((v = calloc((size_t)n + 1, sizeof(*v))) == NULL)
+		fatal("%s", __func__);
+	n = evbuffer_peek(b, -1, NULL, v, n);
+	for (i = 0; i < n && off < len; i++) {
+		memcpy(to + off, v[i].iov_base, v[i].iov_len);
+		off += v[i].iov_len;
+	}
+	free(v);
+	if (off != len)
+		fatalx("%s: %zu of %zu bytes", __func__, off, len);
+}
+
 /* An evbuffer's bytes as hex, left in it. */
 void
 state_evbuffer(yajl_gen g, const char *key, struct evbuffer *b,
@@ -147,8 +174,7 @@ state_evbuffer(yajl_gen g, const char *key, struct evbuffer *b,
 		fatal("%s", __func__);
 	if (beforelen > 0)
 		memcpy(buf, before, beforelen);
-	if (evbuffer_copyout(b, buf + beforelen, len) != (ssize_t)len)
-		fatalx("%s: evbuffer_copyout failed", __func__);
+	state_peek(b, buf + beforelen, len);
 	state_hex(g, key, buf, beforelen + len);
 	free(buf);
 }
@@ -555,6 +581,16 @@ state_get_str(yajl_val o, const char *key)
 	return (v != NULL ? YAJL_GET_STRING(v) : NULL);
 }
 
+static int
+state_nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return (c - '0');
+	if (c >= 'a' && c <= 'f')
+		return (c - 'a' + 10);
+	return (-1);
+}
+
 /*
  * A hex member as bytes (NUL-terminated, for convenience), its length
  * in *len; NULL if it is null or missing.  The caller frees it.
@@ -565,7 +601,7 @@ state_get_hex(yajl_val o, const char *key, size_t *len)
 	const char	*hex = state_get_str(o, key);
 	char		*buf;
 	size_t		 n, i;
-	unsigned int	 b;
+	int		 hi, lo;
 
 	*len = 0;
 	if (hex == NULL)
@@ -574,9 +610,10 @@ state_get_hex(yajl_val o, const char *key, size_t *len)
 	if ((buf = malloc(n + 1)) == NULL)
 		fatal("%s", __func__);
 	for (i = 0; i < n; i++) {
-		if (sscanf(hex + i * 2, "%2x", &b) != 1)
+		if ((hi = state_nibble(hex[i * 2])) == -1 ||
+		    (lo = state_nibble(hex[i * 2 + 1])) == -1)
 			fatalx("%s: bad hex in %s", __func__, key);
-		buf[i] = (char)b;
+		buf[i] = (char)(hi << 4 | lo);
 	}
 	buf[n] = '\0';
 	*len = n;

@@ -338,6 +338,40 @@ START_TEST(test_refused)
 }
 END_TEST
 
+/*
+ * A client that does not read: its replies (query-qmp-schema, some
+ * 150 KB each) fill its socket and wait in qmpmuxd's output across the
+ * restart; once it reads, each comes whole, once, in order.
+ */
+START_TEST(test_unread_output)
+{
+	struct t_client	*c;
+	char		*m, want[32];
+	int		 i;
+
+	start(t_bin("QMPMUXD"));
+	c = clients[1][0];
+	for (i = 0; i < 8; i++)
+		t_send(c, "{\"execute\": \"query-qmp-schema\", \"id\": %d}",
+		    i);
+	/* the last one was sent: the replies are on their way, unread */
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v1: sent "
+	    "query-qmp-schema (id 8)", T_WAIT_MS), 0);
+	by_signal();
+	for (i = 0; i < 8; i++) {
+		m = t_recv_reply(c, T_WAIT_MS);
+		snprintf(want, sizeof(want), "\"id\": %d}", i);
+		ck_assert_msg(m != NULL && strncmp(m, "{\"return\": [", 12) ==
+		    0 && strlen(m) > 100000 && strcmp(m + strlen(m) -
+		    strlen(want), want) == 0, "reply %d: %.80s", i,
+		    m != NULL ? m : "(nothing or EOF)");
+		free(m);
+	}
+	ck_assert_int_eq(t_quiet(c, 50), T_SILENT);
+	stop_all();
+}
+END_TEST
+
 /* A second restart right after the first: the state goes on. */
 START_TEST(test_twice)
 {
@@ -364,6 +398,7 @@ restart_suite(void)
 	tcase_add_test(tc, test_upgrade);
 	tcase_add_test(tc, test_refused);
 	tcase_add_test(tc, test_twice);
+	tcase_add_test(tc, test_unread_output);
 	return (s);
 }
 
