@@ -557,6 +557,9 @@ main(int argc, char *argv[])
 			    err);
 		close(sfd);
 		server->restore = st;
+		/* the commands in flight keep their ids */
+		server->epoch = (unsigned int)state_get_int(state_root(st),
+		    "epoch", server->epoch);
 	}
 	/*
 	 * Signals are caught before the listeners exist: a SIGTERM as soon

@@ -22,6 +22,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,6 +153,37 @@ cmd_pump(struct vm *vm)
 }
 
 /*
+ * The id a command goes to QEMU with, a string that says whose it is
+ * without the queue: "EPOCH.SEQ.CLIENT.HEX", the server's epoch (new
+ * each time qmpmuxd starts afresh, kept across a restart in place), the
+ * VM's command number, the client's number and the client's own id
+ * bytes in hex ("-": it sent none; "~": too long to carry).  A qmpmuxd
+ * started again after a crash has no queue, but can still give a reply
+ * of QEMU's to the client that asked, with its own id (cmd_orphan).
+ */
+static void
+cmd_upstream_id(struct evbuffer *b, const struct cmd *cmd)
+{
+	static const char	 digits[] = "0123456789abcdef";
+	const unsigned char	*p = (const unsigned char *)cmd->client_id;
+	size_t			 i;
+
+	evbuffer_add_printf(b, "\"%08x.%llu.%d.", cmd->vm->server->epoch,
+	    (unsigned long long)cmd->upstream_id, cmd->owner);
+	if (cmd->client_id == NULL)
+		evbuffer_add(b, "-", 1);
+	else if (cmd->client_id_len > CMD_ID_CARRIED)
+		evbuffer_add(b, "~", 1);
+	else {
+		for (i = 0; i < cmd->client_id_len; i++) {
+			evbuffer_add(b, &digits[p[i] >> 4], 1);
+			evbuffer_add(b, &digits[p[i] & 0xf], 1);
+		}
+	}
+	evbuffer_add(b, "\"", 1);
+}
+
+/*
  * The command as it goes to QEMU: the client's bytes with the id's value
  * replaced by the proxy's, or an id inserted after the opening brace.
  */
@@ -163,16 +196,55 @@ cmd_wire(struct cmd *cmd, const struct qmp_msg *msg)
 		fatal("%s", __func__);
 	if (id.len > 0) {
 		evbuffer_add(cmd->wire, msg->buf, id.off);
-		evbuffer_add_printf(cmd->wire, "%llu",
-		    (unsigned long long)cmd->upstream_id);
+		cmd_upstream_id(cmd->wire, cmd);
 		evbuffer_add(cmd->wire, msg->buf + id.off + id.len,
 		    msg->len - id.off - id.len);
 	} else {
-		evbuffer_add_printf(cmd->wire, "{\"id\": %llu, ",
-		    (unsigned long long)cmd->upstream_id);
+		evbuffer_add(cmd->wire, "{\"id\": ", 7);
+		cmd_upstream_id(cmd->wire, cmd);
+		evbuffer_add(cmd->wire, ", ", 2);
 		evbuffer_add(cmd->wire, msg->buf + 1, msg->len - 1);
 	}
 	evbuffer_add(cmd->wire, "\r\n", 2);
+}
+
+/*
+ * The parts of an id of cmd_upstream_id as QEMU gives it back; -1 if
+ * it is not one.  hex points into the message, hexlen long.
+ */
+static int
+cmd_parse_id(const struct qmp_msg *msg, unsigned int *epoch, uint64_t *seq,
+    int *client, const char **hex, size_t *hexlen)
+{
+	struct qmp_span		 span = qmp_msg_id(msg);
+	const char		*p = msg->buf + span.off, *end;
+	unsigned long long	 n;
+	unsigned long		 e;
+	long			 c;
+	char			*q;
+
+	if (span.len < 2 || p[0] != '"')
+		return (-1);
+	end = p + span.len - 1;
+	p++;
+	errno = 0;
+	e = strtoul(p, &q, 16);
+	if (errno != 0 || q == p || *q != '.' || e > UINT32_MAX)
+		return (-1);
+	p = q + 1;
+	n = strtoull(p, &q, 10);
+	if (errno != 0 || q == p || *q != '.')
+		return (-1);
+	p = q + 1;
+	c = strtol(p, &q, 10);
+	if (errno != 0 || q == p || *q != '.' || c < 0 || c > INT_MAX)
+		return (-1);
+	*epoch = (unsigned int)e;
+	*seq = n;
+	*client = (int)c;
+	*hex = q + 1;
+	*hexlen = (size_t)(end - *hex);
+	return (0);
 }
 
 /*
@@ -341,29 +413,86 @@ cmd_stalled(struct vm *vm)
 static struct cmd *
 cmd_find(struct vm *vm, const struct qmp_msg *msg)
 {
-	struct qmp_span		 span = qmp_msg_id(msg);
-	struct cmd		*cmd;
-	unsigned long long	 id;
-	char			*end;
+	struct cmd	*cmd;
+	unsigned int	 epoch;
+	uint64_t	 seq;
+	const char	*hex;
+	size_t		 hexlen;
+	int		 client;
 
-	if (span.len == 0) {
+	if (msg->m_id == -1) {
 		TAILQ_FOREACH(cmd, &vm->inflight, entry) {
 			if (!cmd->oob)
 				return (cmd);
 		}
 		return (NULL);
 	}
-	if (msg->buf[span.off] < '0' || msg->buf[span.off] > '9')
-		return (NULL);
-	errno = 0;
-	id = strtoull(msg->buf + span.off, &end, 10);
-	if (errno != 0 || end != msg->buf + span.off + span.len)
+	if (cmd_parse_id(msg, &epoch, &seq, &client, &hex, &hexlen) == -1 ||
+	    epoch != vm->server->epoch)
 		return (NULL);
 	TAILQ_FOREACH(cmd, &vm->inflight, entry) {
-		if (cmd->upstream_id == id)
+		if (cmd->upstream_id == seq)
 			return (cmd);
 	}
 	return (NULL);
+}
+
+static int
+cmd_unhex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return (c - '0');
+	if (c >= 'a' && c <= 'f')
+		return (c - 'a' + 10);
+	return (-1);
+}
+
+/*
+ * A reply to a command of a qmpmuxd of another epoch: one that crashed,
+ * whose successor took its sockets from the service manager's fd store
+ * (fdstore.c) but not its queue.  The id says whose it is: it goes to
+ * that client, with the client's own id, if the client is still there.
+ * 1 if it went, 0 if there is nobody to give it to.
+ */
+static int
+cmd_orphan(struct vm *vm, const struct qmp_msg *msg)
+{
+	struct client	*c;
+	unsigned int	 epoch;
+	uint64_t	 seq;
+	const char	*hex;
+	char		*id = NULL;
+	size_t		 hexlen, i;
+	int		 owner, hi, lo;
+
+	if (msg->m_id == -1 || cmd_parse_id(msg, &epoch, &seq, &owner, &hex,
+	    &hexlen) == -1 || epoch == vm->server->epoch)
+		return (0);
+	TAILQ_FOREACH(c, &vm->clients, entry) {
+		if (c->id == owner && c->state == CLIENT_READY)
+			break;
+	}
+	if (c == NULL || (hexlen == 1 && hex[0] == '~') || (hexlen % 2 != 0 &&
+	    !(hexlen == 1 && hex[0] == '-')))
+		return (0);
+	if (hex[0] != '-') {
+		if ((id = malloc(hexlen / 2 + 1)) == NULL)
+			fatal("%s", __func__);
+		for (i = 0; i < hexlen / 2; i++) {
+			if ((hi = cmd_unhex(hex[i * 2])) == -1 ||
+			    (lo = cmd_unhex(hex[i * 2 + 1])) == -1) {
+				free(id);
+				return (0);
+			}
+			id[i] = (char)(hi << 4 | lo);
+		}
+	}
+	vm->stats.replies++;
+	client_log(c, LOG_INFO, "reply to command %llu of the qmpmuxd before "
+	    "a crash given to it", (unsigned long long)seq);
+	client_reply(c, msg, id, id != NULL ? hexlen / 2 : 0);
+	free(id);
+	return (1);
 }
 
 /* A return or error from QEMU: route it to the client that asked. */
@@ -375,6 +504,8 @@ cmd_reply(struct vm *vm, struct qmp_msg *msg)
 	cmd = cmd_find(vm, msg);
 	trace_message(vm, TRACE_QEMU_IN, cmd != NULL ? cmd->client : NULL,
 	    msg->buf, msg->len, NULL);
+	if (cmd == NULL && cmd_orphan(vm, msg))
+		return;
 	if (cmd == NULL) {
 		vm->stats.unknown_replies++;
 		vm_log(vm, LOG_ERR, "reply matching no command dropped: %.*s",

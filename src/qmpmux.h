@@ -246,6 +246,7 @@ struct server {
 	struct timeval		 started;	/* wall clock */
 	struct vm_conf		 defaults;
 	struct state		*restore;	/* taking over, at start-up */
+	unsigned int		 epoch;		/* of its upstream ids (cmd.c) */
 };
 
 struct server	*server_new(struct event_base *, const char *,
@@ -618,6 +619,8 @@ struct cmd {
 	TAILQ_ENTRY(cmd)	 order;		/* the client's order */
 };
 
+/* a client id longer than this is not carried in the upstream id */
+#define CMD_ID_CARRIED	1024
 int		 cmd_submit(struct client *, const struct qmp_msg *);
 void		 cmd_reply(struct vm *, struct qmp_msg *);
 void		 cmd_pump(struct vm *);

@@ -46,6 +46,10 @@ server_new(struct event_base *base, const char *conf_path,
 	TAILQ_INIT(&s->budget_paused);
 	s->max_memory = SIZE_MAX;
 	gettimeofday(&s->started, NULL);
+	/* new at each start afresh: an id of another is from before */
+	if (getentropy(&s->epoch, sizeof(s->epoch)) == -1)
+		s->epoch = (unsigned int)s->started.tv_usec ^
+		    (unsigned int)getpid();
 	conf_vm_init(&s->defaults);
 	return (s);
 }

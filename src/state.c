@@ -424,6 +424,7 @@ state_save(struct server *s, struct control *ctl, int by, const char *id,
 	yajl_gen_map_open(g);
 	state_int(g, "qmpmux_state", STATE_VERSION);
 	state_str(g, "qmpmuxd", PACKAGE_VERSION);
+	state_int(g, "epoch", s->epoch);
 	state_double(g, "started", (double)s->started.tv_sec +
 	    (double)s->started.tv_usec / 1e6);
 	yajl_gen_string(g, (const unsigned char *)"restart_by", 10);

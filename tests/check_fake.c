@@ -309,7 +309,7 @@ START_TEST(test_oob_denied)
 END_TEST
 
 /*
- * Ids: QEMU sees the proxy's own numeric ids, never a client's, and each
+ * Ids: QEMU sees the proxy's own ids, never a client's as JSON, and each
  * client gets its own id back, byte for byte, on its own reply.
  */
 START_TEST(test_ids)
@@ -343,13 +343,17 @@ START_TEST(test_ids)
 	ck_assert_int_eq(t_quiet(a, 100), T_SILENT);
 	ck_assert_int_eq(t_quiet(b, 100), T_SILENT);
 
-	/* what the fake saw: numbers, and none of the clients' ids */
+	/*
+	 * What the fake saw: qmpmuxd's ids, each its epoch, number, client
+	 * and the client's id in hex; never a client's id as JSON.
+	 */
 	ck_assert_int_eq(t_log_count("fakeqemu.log",
-	    "conn 1: command query-status id 1\n"), 1);
-	ck_assert_int_eq(t_log_count("fakeqemu.log",
-	    "conn 1: command query-name id 2\n"), 1);
-	ck_assert_int_eq(t_log_count("fakeqemu.log",
-	    "conn 1: command query-kvm id 3\n"), 1);
+	    "conn 1: command query-status id \""), 1);
+	ck_assert_int_eq(t_log_count("fakeqemu.log", ".1.1.22636c69656e742d69642d6122\"\n"),
+	    1);
+	ck_assert_int_eq(t_log_count("fakeqemu.log", ".2.2.7b22636c69656e74223a5b2262222c206e756c6c"
+	    "2c203165335d7d\"\n"), 1);
+	ck_assert_int_eq(t_log_count("fakeqemu.log", ".3.1.-\"\n"), 1);
 	ck_assert_int_eq(t_log_count("fakeqemu.log", "client-id-a"), 0);
 	ck_assert_int_eq(t_log_count("fakeqemu.log", "\"client\""), 0);
 	ck_assert_int_eq(t_log_count("fakeqemu.log", "same"), 0);

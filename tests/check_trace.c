@@ -117,8 +117,8 @@ recv_trace(struct t_client *c, const char *dir, long long client)
 START_TEST(test_order)
 {
 	struct t_client	*tr, *a, *b;
-	yajl_val	 v;
-	long long	 up;
+	yajl_val	 v, id;
+	char		*up;
 	const char	*ev;
 	int		 i, stops, replies;
 
@@ -136,12 +136,17 @@ START_TEST(test_order)
 	v = recv_trace(tr, "qemu-out", 1);
 	ck_assert_str_eq(msg_str(v, "execute"),
 	    "query-status");
-	ck_assert(YAJL_IS_INTEGER(msg_get(v, "id")));
-	up = YAJL_GET_INTEGER(msg_get(v, "id"));
+	/* qmpmuxd's id: its epoch, number, client, and "mine" in hex */
+	ck_assert_ptr_nonnull(id = msg_get(v, "id"));
+	ck_assert(YAJL_IS_STRING(id));
+	ck_assert_ptr_nonnull(up = strdup(id->u.string));
+	ck_assert_msg(strlen(up) == 8 + 17 && strcmp(up + 8,
+	    ".1.1.226d696e6522") == 0, "%s", up);
 	yajl_tree_free(v);
 	v = recv_trace(tr, "qemu-in", 1);
-	ck_assert(YAJL_IS_INTEGER(msg_get(v, "id")));
-	ck_assert_int_eq(YAJL_GET_INTEGER(msg_get(v, "id")), up);
+	ck_assert(YAJL_IS_STRING(msg_get(v, "id")));
+	ck_assert_str_eq(YAJL_GET_STRING(msg_get(v, "id")), up);
+	free(up);
 	ck_assert_ptr_nonnull(msg_get(v, "return"));
 	yajl_tree_free(v);
 	v = recv_trace(tr, "client-out", 1);
