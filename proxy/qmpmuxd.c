@@ -380,7 +380,7 @@ main(int argc, char *argv[])
 	char			*upstream = NULL, *name = NULL, *section, *eq;
 	char			 err[CONF_ERR_MAX], status[64], unused[64];
 	int			 ch, idx, debug = 0, verbose = 0, check = 0;
-	int			 sfd, restored;
+	int			 sfd, restored, check_state = -1;
 	struct state		*st = NULL;
 	size_t			 i;
 
@@ -454,7 +454,8 @@ main(int argc, char *argv[])
 			exit(0);
 		case OPT_CHECK_STATE:
 			/* a restart asks: can this binary take over? */
-			exit(restart_check(atoi(optarg)));
+			check_state = atoi(optarg);
+			break;
 		default:
 			if (ch < OPT_TABLE || ch >= OPT_TABLE +
 			    conf_option_count())
@@ -531,6 +532,9 @@ main(int argc, char *argv[])
 		fprintf(stderr, "qmpmuxd: %s\n", err);
 		exit(1);
 	}
+	/* the configuration is good: and the state of the process before? */
+	if (check_state != -1)
+		exit(restart_check(check_state));
 	conf_entries_clear(&entries);
 	conf_entries_clear(&pending);
 	free(upstream);

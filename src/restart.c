@@ -8,8 +8,9 @@
  * nobody connected sees more than a pause.
  *
  * Before the exec the binary on disk is asked, as a short-lived child
- * (qmpmuxd --check-state FD), whether it reads this state; if it does
- * not, or the exec fails, this process carries on, and says why.
+ * with the same arguments and --check-state FD, whether it reads this
+ * state and the configuration; if it does not, or the exec fails, this
+ * process carries on, and says why (the child's own words).
  * Signals that come during the handover are held (blocked across the
  * exec, whose new process unblocks them once it catches them), not
  * fatal.
@@ -124,25 +125,47 @@ static int
 restart_ask(int fd, char *err, size_t errlen)
 {
 	struct timespec	 ts = { 0, 1000000 };
-	char		 arg[16];
+	char		 arg[16], why[256], opt[] = "--check-state", **argv;
 	pid_t		 pid;
-	int		 status, ms;
+	int		 status, ms, p[2];
+	size_t		 n, i;
+	ssize_t		 got;
 
 	snprintf(arg, sizeof(arg), "%d", fd);
+	/* the same arguments: the configuration is checked too */
+	for (n = 0; restart_argv[n] != NULL; n++)
+		;
+	if ((argv = calloc(n + 3, sizeof(*argv))) == NULL)
+		fatal("%s", __func__);
+	for (i = 0; i < n; i++)
+		argv[i] = restart_argv[i];
+	argv[n] = opt;
+	argv[n + 1] = arg;
+	if (pipe2(p, O_CLOEXEC) == -1) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		free(argv);
+		return (-1);
+	}
 	switch ((pid = fork())) {
 	case -1:
 		snprintf(err, errlen, "fork: %s", strerror(errno));
+		free(argv);
+		close(p[0]);
+		close(p[1]);
 		return (-1);
 	case 0:
-		/* nothing of ours but the state goes to the child */
+		/* its complaint, for ours; nothing else of ours but the state */
+		if (dup2(p[1], STDERR_FILENO) == -1)
+			_exit(127);
 		if (fd > 3)
 			close_range(3, (unsigned int)fd - 1, 0);
 		close_range((unsigned int)fd + 1, ~0U, 0);
 		restart_hold_signals(0);
-		execl(restart_exe, restart_exe, "--check-state", arg,
-		    (char *)NULL);
+		execv(restart_exe, argv);
 		_exit(127);
 	}
+	free(argv);
+	close(p[1]);
 	for (ms = 0; ms < RESTART_CHECK_MS; ms++) {
 		if (waitpid(pid, &status, WNOHANG) == pid)
 			break;
@@ -151,17 +174,24 @@ restart_ask(int fd, char *err, size_t errlen)
 	if (ms == RESTART_CHECK_MS) {
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);
+		close(p[0]);
 		snprintf(err, errlen, "%s --check-state did not answer within "
 		    "%ds", restart_exe, RESTART_CHECK_MS / 1000);
 		return (-1);
 	}
+	/* it has exited: what it wrote is all there, and short */
+	got = read(p[0], why, sizeof(why) - 1);
+	close(p[0]);
+	why[got > 0 ? got : 0] = '\0';
+	why[strcspn(why, "\n")] = '\0';
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return (0);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
 		snprintf(err, errlen, "%s cannot be run", restart_exe);
 	else
-		snprintf(err, errlen, "%s does not read this state (version "
-		    "%d); its log line says why", restart_exe, STATE_VERSION);
+		snprintf(err, errlen, "%s cannot take over (state version %d): "
+		    "%s", restart_exe, STATE_VERSION, why[0] != '\0' ? why :
+		    "it said nothing");
 	return (-1);
 }
 

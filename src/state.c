@@ -74,6 +74,7 @@ static const char *state_client_states[] = {
 /* A parsed state, while the new process takes it over. */
 struct state {
 	yajl_val	 root;
+	double		 taken;		/* seconds since it was saved */
 	yajl_val	 vms;		/* the array */
 	char		*used;		/* per VM: taken over */
 };
@@ -416,6 +417,7 @@ state_save(struct server *s, struct control *ctl, int by, const char *id,
 	const unsigned char	*buf;
 	size_t			 len, off;
 	struct vm		*vm;
+	struct timeval		 now;
 	ssize_t			 n;
 	int			 fd;
 
@@ -425,6 +427,10 @@ state_save(struct server *s, struct control *ctl, int by, const char *id,
 	state_int(g, "qmpmux_state", STATE_VERSION);
 	state_str(g, "qmpmuxd", PACKAGE_VERSION);
 	state_int(g, "epoch", s->epoch);
+	util_now(&now);
+	/* the monotonic clock is the host's: the next process goes on it */
+	state_double(g, "saved", (double)now.tv_sec +
+	    (double)now.tv_usec / 1e6);
 	state_double(g, "started", (double)s->started.tv_sec +
 	    (double)s->started.tv_usec / 1e6);
 	yajl_gen_string(g, (const unsigned char *)"restart_by", 10);
@@ -476,6 +482,8 @@ state_read(int fd, char *err, size_t errlen)
 	size_t		 off;
 	ssize_t		 n;
 	yajl_val	 v;
+	struct timeval	 now;
+	double		 saved;
 
 	if (fstat(fd, &sb) == -1) {
 		snprintf(err, errlen, "fstat: %s", strerror(errno));
@@ -514,6 +522,13 @@ state_read(int fd, char *err, size_t errlen)
 	}
 	st->vms = yajl_tree_get(st->root, (const char *[]){ "vms", NULL },
 	    yajl_t_array);
+	/* the ages are as at the save: the check and the exec came since */
+	util_now(&now);
+	saved = state_get_double(st->root, "saved", -1);
+	st->taken = saved < 0 ? 0 : (double)now.tv_sec +
+	    (double)now.tv_usec / 1e6 - saved;
+	if (st->taken < 0)
+		st->taken = 0;
 	if (st->vms == NULL) {
 		snprintf(err, errlen, "the state has no vms");
 		state_free(st);
@@ -808,10 +823,18 @@ state_client_state(const char *name)
 	return (CLIENT_CLOSING);
 }
 
+/* How long ago the state being taken over was saved. */
+static double
+state_taken(const struct vm *vm)
+{
+	return (vm->server->restore != NULL ? vm->server->restore->taken : 0);
+}
+
 /* The upstream of the process before: its connection and its bytes. */
 static int
 state_vm_monitor(struct vm *vm, yajl_val sv)
 {
+	double		 taken = state_taken(vm);
 	struct monitor	*m = vm->mon;
 	yajl_val	 u = state_get(sv, "upstream", yajl_t_object);
 	enum monitor_state state;
@@ -840,7 +863,7 @@ state_vm_monitor(struct vm *vm, yajl_val sv)
 		return (-1);
 	if (m->state == state) {
 		util_now(&m->since);
-		util_since(&m->since, state_get_double(u, "since", 0));
+		util_since(&m->since, state_get_double(u, "since", 0) + taken);
 	}
 	in = state_get_hex(u, "in", &inlen);
 	out = state_get_hex(u, "out", &outlen);
@@ -890,6 +913,7 @@ state_count_clients(struct vm *vm)
 static struct cmd **
 state_vm_cmds(struct vm *vm, yajl_val sv, size_t *np)
 {
+	double		 taken = state_taken(vm);
 	yajl_val	 cs = state_get(sv, "commands", yajl_t_array), o;
 	struct cmd	*cmd, **all;
 	const char	*name;
@@ -914,7 +938,8 @@ state_vm_cmds(struct vm *vm, yajl_val sv, size_t *np)
 			continue;
 		}
 		cmd->owner = (int)state_get_int(o, "owner", 0);
-		if (cmd->client == NULL)
+		/* an owner that did not come along has gone */
+		if (state_client(vm, cmd->owner) == NULL)
 			cmd->owner = 0;
 		cmd->upstream_id = (uint64_t)state_get_int(o, "upstream_id", 0);
 		cmd->client_id = state_get_hex(o, "id", &cmd->client_id_len);
@@ -931,7 +956,7 @@ state_vm_cmds(struct vm *vm, yajl_val sv, size_t *np)
 			evbuffer_add(cmd->wire, wire, len);
 			free(wire);
 		}
-		age = state_get_double(o, "age", 0);
+		age = state_get_double(o, "age", 0) + taken;
 		cmd->timeout = state_get_double(o, "timeout", 0);
 		util_now(&cmd->arrived);
 		util_since(&cmd->arrived, age);
@@ -1041,6 +1066,7 @@ state_vm_prepare(struct state *st, struct vm_conf *vc, yajl_val *svp)
 int
 state_vm_restore(struct vm *vm, yajl_val sv)
 {
+	double		 taken = state_taken(vm);
 	yajl_val	 stats, b;
 	size_t		 i;
 	double		 stalled;
@@ -1064,6 +1090,7 @@ state_vm_restore(struct vm *vm, yajl_val sv)
 		return (-1);
 	state_vm_clients(vm, sv);
 	if ((stalled = state_get_double(sv, "stalled", -1)) >= 0 &&
+	    (stalled += taken) >= 0 &&
 	    cmd_stalled(vm)) {
 		vm->stalled = 1;
 		util_now(&vm->stalled_since);

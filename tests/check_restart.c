@@ -318,8 +318,8 @@ START_TEST(test_refused)
 	m = t_cmd(c, "{\"execute\": \"restart\", \"id\": 1}");
 	ck_assert_ptr_nonnull(m);
 	ck_assert_msg(strstr(m, "\"desc\": \"qmpmux: restart failed, the "
-	    "running qmpmuxd goes on: ") != NULL && strstr(m, "does not read "
-	    "this state") != NULL, "%s", m);
+	    "running qmpmuxd goes on: ") != NULL && strstr(m, "cannot take "
+	    "over (state version 1): qmpmuxd: state version 1: no") != NULL, "%s", m);
 	free(m);
 	/* a signal likewise: logged, and nothing changes */
 	ck_assert_int_eq(kill(t_proxy_pid, SIGUSR2), 0);
@@ -372,6 +372,36 @@ START_TEST(test_unread_output)
 }
 END_TEST
 
+/*
+ * A configuration that has gone bad since the start: the binary on disk
+ * is asked with the same arguments, refuses, and the restart does not
+ * happen; the error says where the file is wrong.
+ */
+START_TEST(test_bad_conf)
+{
+	struct t_client	*c;
+	char		*m, *conf = t_path("qmpmuxd.conf");
+	FILE		*f;
+
+	start(t_bin("QMPMUXD"));
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fputs("[vm broken\n", f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_ptr_nonnull(c = t_client_ready(ctl));
+	m = t_cmd(c, "{\"execute\": \"restart\", \"id\": 1}");
+	ck_assert_ptr_nonnull(m);
+	ck_assert_msg(strstr(m, "restart failed, the running qmpmuxd goes "
+	    "on: ") != NULL && strstr(m, "qmpmuxd.conf:1: ") != NULL, "%s", m);
+	free(m);
+	t_cmd_eq(clients[2][0], "{\"execute\": \"query-status\", \"id\": 1}",
+	    STATUS("1", "running", "true"));
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "took over"), 0);
+	t_client_free(c);
+	free(conf);
+	stop_all();
+}
+END_TEST
+
 /* A second restart right after the first: the state goes on. */
 START_TEST(test_twice)
 {
@@ -399,6 +429,7 @@ restart_suite(void)
 	tcase_add_test(tc, test_refused);
 	tcase_add_test(tc, test_twice);
 	tcase_add_test(tc, test_unread_output);
+	tcase_add_test(tc, test_bad_conf);
 	return (s);
 }
 
