@@ -554,17 +554,21 @@ main(int argc, char *argv[])
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
 	restart_init(argv);
+	fdstore_init();
 	/* a restart: the process before left its state and sockets */
 	if ((sfd = restart_state_fd()) != -1) {
 		if ((st = state_read(sfd, err, sizeof(err))) == NULL)
 			fatalx("cannot take over from the process before: %s",
 			    err);
 		close(sfd);
-		server->restore = st;
 		/* the commands in flight keep their ids */
 		server->epoch = (unsigned int)state_get_int(state_root(st),
 		    "epoch", server->epoch);
-	}
+	} else if ((st = fdstore_recover(err, sizeof(err))) == NULL &&
+	    err[0] != '\0')
+		log_warnx("fdstore: the sockets given back cannot be taken "
+		    "over: %s", err);
+	server->restore = st;
 	/*
 	 * Signals are caught before the listeners exist: a SIGTERM as soon
 	 * as a socket appears must still remove it.
@@ -591,6 +595,8 @@ main(int argc, char *argv[])
 		start_control(conf.control_path);
 	conf_clear(&conf);
 	server->restore = NULL;
+	/* what came in the store and was not taken over is let go */
+	fdstore_forget_others();
 	restored = st != NULL;
 	state_free(st);
 	/* a service manager that waits for READY=1 must not see a fork */

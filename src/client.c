@@ -41,6 +41,8 @@ static const char *client_state_names[] = {
 };
 
 static struct client *client_new(struct listener *, int, int, pid_t, uid_t);
+static void	client_store(const struct client *);
+static void	client_unstore(const struct client *);
 static void	client_read(struct client *);
 static void	client_read_cb(struct bufferevent *, void *);
 static void	client_write_cb(struct bufferevent *, void *);
@@ -134,7 +136,46 @@ client_set_state(struct client *c, enum client_state state)
 {
 	client_log(c, LOG_DEBUG, "%s -> %s", client_state_names[c->state],
 	    client_state_names[state]);
+	client_unstore(c);
 	c->state = state;
+	client_store(c);
+}
+
+/*
+ * The client's name in the service manager's fd store (fdstore.c): its
+ * VM, its number and its state, what a qmpmuxd started after a crash
+ * needs to take it over.  A closing client is not stored: it was going.
+ */
+static void
+client_store_name(const struct client *c, char *buf, size_t len)
+{
+	static const char	 letters[] = {
+		[CLIENT_WAITING] = 'w', [CLIENT_CAPS] = 'c',
+		[CLIENT_READY] = 'r', [CLIENT_CLOSING] = 'x'
+	};
+
+	fdstore_name(buf, len, "c", c->vm->name, "%d.%c", c->id,
+	    c->state == CLIENT_READY && c->oob ? 'o' : letters[c->state]);
+}
+
+static void
+client_store(const struct client *c)
+{
+	char	 name[FDSTORE_NAME_MAX + 1];
+
+	if (c->state == CLIENT_CLOSING)
+		return;
+	client_store_name(c, name, sizeof(name));
+	fdstore_add(bufferevent_getfd(c->bev), name);
+}
+
+static void
+client_unstore(const struct client *c)
+{
+	char	 name[FDSTORE_NAME_MAX + 1];
+
+	client_store_name(c, name, sizeof(name));
+	fdstore_remove(name);
 }
 
 /* Arm the client's timer; 0 seconds disarms it. */
@@ -185,6 +226,7 @@ client_accept(struct listener *l, int fd)
 	}
 
 	c = client_new(l, fd, ++vm->next_client_id, pid, uid);
+	client_store(c);
 	vm->stats.clients++;
 	client_log(c, LOG_INFO, "connected on %s (pid %ld, uid %ld)",
 	    l->conf->path, (long)c->pid, (long)c->uid);
@@ -253,6 +295,7 @@ client_adopt(struct listener *l, int fd, int id, enum client_state state,
 	c = client_new(l, fd, id, pid, uid);
 	c->oob = oob;
 	c->state = state;
+	client_store(c);
 	if (inlen > 0)
 		util_bev_input(c->bev, in, inlen);
 	if (outlen > 0)
@@ -319,6 +362,7 @@ client_free(struct client *c)
 		return;
 	if (c->state != CLIENT_CLOSING)
 		cmd_client_gone(c);
+	client_unstore(c);
 	TAILQ_REMOVE(&c->vm->clients, c, entry);
 	vm_client_gone(c);
 	bufferevent_free(c->bev);

@@ -465,8 +465,8 @@ cmd_orphan(struct vm *vm, const struct qmp_msg *msg)
 	size_t		 hexlen, i;
 	int		 owner, hi, lo;
 
-	if (msg->m_id == -1 || cmd_parse_id(msg, &epoch, &seq, &owner, &hex,
-	    &hexlen) == -1 || epoch == vm->server->epoch)
+	if (!vm->orphans || msg->m_id == -1 || cmd_parse_id(msg, &epoch,
+	    &seq, &owner, &hex, &hexlen) == -1 || epoch != vm->orphan_epoch)
 		return (0);
 	TAILQ_FOREACH(c, &vm->clients, entry) {
 		if (c->id == owner && c->state == CLIENT_READY)

@@ -124,6 +124,7 @@ struct control_param {
 static void	control_accept_cb(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
 static void	control_accept(struct control *, int);
+static void	control_listen_on(struct control *, int);
 static struct control_client *control_client_new(struct control *, int, int,
 		    pid_t, uid_t);
 static void	control_accept_error_cb(struct evconnlistener *, void *);
@@ -217,14 +218,25 @@ control_new(struct server *s, const char *path)
 	ctl->server = s;
 	ctl->base = s->base;
 	TAILQ_INIT(&ctl->clients);
+	control_listen_on(ctl, fd);
+	log_info("control: listening on %s", path);
+	return (ctl);
+}
+
+/*
+ * Accept on the control socket fd, kept in the service manager's fd
+ * store (fdstore.c) as "k".
+ */
+static void
+control_listen_on(struct control *ctl, int fd)
+{
+	fdstore_add(fd, "k");
 	ctl->evl = evconnlistener_new(ctl->base, control_accept_cb, ctl,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	ctl->retry = evtimer_new(ctl->base, control_retry_cb, ctl);
 	if (ctl->evl == NULL || ctl->retry == NULL)
 		fatalx("%s: out of memory", __func__);
 	evconnlistener_set_error_cb(ctl->evl, control_accept_error_cb);
-	log_info("control: listening on %s", path);
-	return (ctl);
 }
 
 /*
@@ -239,6 +251,7 @@ control_free(struct control *ctl)
 
 	if (ctl == NULL)
 		return;
+	fdstore_remove("k");
 	evconnlistener_free(ctl->evl);
 	event_free(ctl->retry);
 	unlink(ctl->path);
@@ -1588,12 +1601,7 @@ control_adopt(struct server *s, const char *path, struct yajl_val_s *root)
 	ctl->base = s->base;
 	TAILQ_INIT(&ctl->clients);
 	ctl->next_id = (int)state_get_int(st, "next_id", 0);
-	ctl->evl = evconnlistener_new(ctl->base, control_accept_cb, ctl,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
-	ctl->retry = evtimer_new(ctl->base, control_retry_cb, ctl);
-	if (ctl->evl == NULL || ctl->retry == NULL)
-		fatalx("%s: out of memory", __func__);
-	evconnlistener_set_error_cb(ctl->evl, control_accept_error_cb);
+	control_listen_on(ctl, fd);
 	cs = state_get(st, "clients", yajl_t_array);
 	for (i = 0; cs != NULL && i < cs->u.array.len; i++)
 		control_adopt_client(ctl, cs->u.array.values[i]);

@@ -54,6 +54,7 @@ static void	monitor_connect(struct monitor *);
 static int	monitor_listen(struct monitor *);
 static void	monitor_attach(struct monitor *, int);
 static void	monitor_listen_on(struct monitor *, int);
+static int	monitor_resync(struct monitor *, struct evbuffer *);
 static void	monitor_gone(struct monitor *, const char *);
 static int	monitor_close(struct monitor *, const char *, const char *);
 static void	monitor_upstream_lost(struct monitor *, const char *);
@@ -83,8 +84,15 @@ monitor_state_name(enum monitor_state state)
 static void
 monitor_set_state(struct monitor *m, enum monitor_state state)
 {
+	char	 name[FDSTORE_NAME_MAX + 1];
+
 	vm_log(m->vm, LOG_DEBUG, "upstream %s -> %s",
 	    monitor_state_names[m->state], monitor_state_names[state]);
+	/* connected: the connection goes into the store (fdstore.c) */
+	if (state == MONITOR_GREETING && m->bev != NULL) {
+		fdstore_name(name, sizeof(name), "u", m->vm->name, NULL);
+		fdstore_add(bufferevent_getfd(m->bev), name);
+	}
 	m->state = state;
 	util_now(&m->since);
 }
@@ -123,8 +131,11 @@ static void
 monitor_drop(struct monitor *m)
 {
 	struct timeval	 zero = { 0, 0 };
+	char		 name[FDSTORE_NAME_MAX + 1];
 
 	if (m->bev != NULL) {
+		fdstore_name(name, sizeof(name), "u", m->vm->name, NULL);
+		fdstore_remove(name);
 		bufferevent_disable(m->bev, EV_READ | EV_WRITE);
 		bufferevent_setcb(m->bev, NULL, NULL, NULL, NULL);
 		if (event_base_once(m->vm->base, -1, EV_TIMEOUT,
@@ -157,9 +168,13 @@ monitor_bev_free_cb(int fd, short events, void *arg)
 static void
 monitor_unlisten(struct monitor *m)
 {
+	char	 name[FDSTORE_NAME_MAX + 1];
+
 	evtimer_del(m->accept_retry);
 	if (m->evl == NULL)
 		return;
+	fdstore_name(name, sizeof(name), "m", m->vm->name, NULL);
+	fdstore_remove(name);
 	evconnlistener_free(m->evl);
 	m->evl = NULL;
 	unlink(m->listen_path);
@@ -381,6 +396,10 @@ monitor_listen(struct monitor *m)
 static void
 monitor_listen_on(struct monitor *m, int fd)
 {
+	char	 name[FDSTORE_NAME_MAX + 1];
+
+	fdstore_name(name, sizeof(name), "m", m->vm->name, NULL);
+	fdstore_add(fd, name);
 	m->evl = evconnlistener_new(m->vm->base, monitor_accept_cb, m,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	if (m->evl == NULL ||
@@ -849,6 +868,54 @@ monitor_handshake(struct monitor *m, struct qmp_msg *msg)
 }
 
 /*
+ * After a crash the first bytes from QEMU may be the rest of a message
+ * the process before had half read.  QEMU ends each message with a
+ * newline and has none inside one, so the first line is kept only if
+ * it is one whole message by itself; else it is dropped, and reading
+ * starts after it.  0 while the first line is not all there yet.
+ */
+static int
+monitor_resync(struct monitor *m, struct evbuffer *in)
+{
+	struct evbuffer_ptr	 nl;
+	struct evbuffer		*line;
+	struct qmp_reader	*r;
+	struct qmp_msg		 msg;
+	size_t			 len;
+	char			*buf;
+	int			 whole = 0;
+
+	nl = evbuffer_search(in, "\n", 1, NULL);
+	if (nl.pos == -1)
+		return (0);
+	m->resync = 0;
+	len = (size_t)nl.pos + 1;
+	/* an input's start is not frozen: it can be copied out */
+	if ((buf = malloc(len)) == NULL || (line = evbuffer_new()) == NULL ||
+	    (r = qmp_reader_new(m->vm->conf.max_upstream_message,
+	    m->vm->conf.max_json_depth, 0)) == NULL)
+		fatal("%s", __func__);
+	if (evbuffer_copyout(in, buf, len) != (ssize_t)len)
+		fatalx("%s: evbuffer_copyout failed", __func__);
+	evbuffer_add(line, buf, len);
+	free(buf);
+	if (qmp_reader_next(r, line, &msg) == QMP_MESSAGE) {
+		qmp_msg_clear(&msg);
+		/* one message, then nothing but its line's end */
+		whole = qmp_reader_pending(r) == 0 &&
+		    evbuffer_get_length(line) <= 2;
+	}
+	qmp_reader_free(r);
+	evbuffer_free(line);
+	if (!whole) {
+		vm_log(m->vm, LOG_INFO, "taking over after a crash: %zu bytes "
+		    "of a message half read before were dropped", len);
+		evbuffer_drain(in, len);
+	}
+	return (1);
+}
+
+/*
  * Take whole messages from the input until it is empty or the vm has
  * paused reading.  A message larger than the cap, or invalid JSON, is a
  * protocol error: QEMU can no longer be trusted to be in step.
@@ -862,6 +929,8 @@ monitor_take(struct monitor *m)
 
 	while (m->bev != NULL && (!m->paused || m->draining)) {
 		in = bufferevent_get_input(m->bev);
+		if (m->resync && monitor_resync(m, in) == 0)
+			return;
 		st = qmp_reader_next(m->reader, in, &msg);
 		switch (st) {
 		case QMP_NEED_MORE:

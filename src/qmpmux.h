@@ -288,6 +288,7 @@ struct state_fds {
 int		 state_save(struct server *, struct control *, int,
 		    const char *, size_t, struct state_fds *, char *, size_t);
 struct state	*state_read(int, char *, size_t);
+struct state	*state_parse(const char *, size_t, char *, size_t);
 void		 state_free(struct state *);
 struct yajl_val_s *state_root(struct state *);
 int		 state_vm_prepare(struct state *, struct vm_conf *,
@@ -309,6 +310,21 @@ double		 state_get_double(struct yajl_val_s *, const char *, double);
 int		 state_get_bool(struct yajl_val_s *, const char *);
 const char	*state_get_str(struct yajl_val_s *, const char *);
 char		*state_get_hex(struct yajl_val_s *, const char *, size_t *);
+
+/* fdstore.c: systemd's file descriptor store, so a crash loses no socket */
+#define FDSTORE_NAME_MAX	255
+void		 fdstore_init(void);
+int		 fdstore_enabled(void);
+void		 fdstore_name(char *, size_t, const char *, const char *,
+		    const char *, ...) __attribute__((format(printf, 5, 6)));
+unsigned int	 fdstore_hash(const char *);
+void		 fdstore_add(int, const char *);
+void		 fdstore_add_bytes(const char *, const void *, size_t);
+void		 fdstore_remove(const char *);
+void		 fdstore_inherit(const char *);
+void		 fdstore_forget_others(void);
+void		 fdstore_save(struct yajl_gen_t *);
+struct state	*fdstore_recover(char *, size_t);
 
 /*
  * restart.c: re-execute qmpmuxd in place, the same pid, handing over
@@ -438,9 +454,14 @@ struct vm {
 
 	struct vm_stats		 stats;
 	struct trace_list	 traces;	/* who traces it */
+
+	/* after a crash: replies to ids of that epoch go by their id */
+	int			 orphans;
+	unsigned int		 orphan_epoch;
 };
 
 struct vm	*vm_new(struct server *, struct vm_conf *);
+void		 vm_record(struct vm *);
 void		 vm_reconfigure(struct vm *, struct vm_conf *, int);
 void		 vm_listen(struct vm *);
 void		 vm_log(const struct vm *, int, const char *, ...)
@@ -505,6 +526,7 @@ struct monitor {
 	int			 paused;
 	struct event		*hup;		/* is QEMU gone, while paused */
 	int			 draining;	/* QEMU gone: take what it wrote */
+	int			 resync;	/* after a crash: find a boundary */
 };
 
 struct monitor	*monitor_new(struct vm *);
@@ -535,6 +557,7 @@ struct listener	*listener_new(struct vm *, struct listener_conf *);
 int		 listener_allows(const struct listener *, uid_t);
 void		 listener_close(struct listener *);
 void		 listener_free(struct listener *);
+void		 listener_store_name(const struct listener *, char *, size_t);
 
 /* client.c: one downstream connection */
 enum client_state {

@@ -443,6 +443,9 @@ state_save(struct server *s, struct control *ctl, int by, const char *id,
 		control_save(ctl, g, fds);
 	else
 		yajl_gen_null(g);
+	/* what is in the service manager's store, for the next to tidy */
+	yajl_gen_string(g, (const unsigned char *)"fdstore", 7);
+	fdstore_save(g);
 	yajl_gen_string(g, (const unsigned char *)"vms", 3);
 	yajl_gen_array_open(g);
 	TAILQ_FOREACH(vm, &s->vms, entry)
@@ -478,12 +481,9 @@ state_read(int fd, char *err, size_t errlen)
 {
 	struct state	*st;
 	struct stat	 sb;
-	char		*buf, perr[256];
+	char		*buf;
 	size_t		 off;
 	ssize_t		 n;
-	yajl_val	 v;
-	struct timeval	 now;
-	double		 saved;
 
 	if (fstat(fd, &sb) == -1) {
 		snprintf(err, errlen, "fstat: %s", strerror(errno));
@@ -501,10 +501,29 @@ state_read(int fd, char *err, size_t errlen)
 		}
 	}
 	buf[off] = '\0';
-	if ((st = calloc(1, sizeof(*st))) == NULL)
-		fatal("%s", __func__);
-	st->root = yajl_tree_parse(buf, perr, sizeof(perr));
+	st = state_parse(buf, off, err, errlen);
 	free(buf);
+	return (st);
+}
+
+/* A state document in buf, len bytes; NULL (err says why) if bad. */
+struct state *
+state_parse(const char *buf, size_t len, char *err, size_t errlen)
+{
+	struct state	*st;
+	char		*text, perr[256];
+	yajl_val	 v;
+	struct timeval	 now;
+	double		 saved;
+	size_t		 off;
+
+	if ((st = calloc(1, sizeof(*st))) == NULL ||
+	    (text = malloc(len + 1)) == NULL)
+		fatal("%s", __func__);
+	memcpy(text, buf, len);
+	text[len] = '\0';
+	st->root = yajl_tree_parse(text, perr, sizeof(perr));
+	free(text);
 	if (st->root == NULL) {
 		snprintf(err, errlen, "the state is not JSON: %s", perr);
 		free(st);
@@ -536,6 +555,12 @@ state_read(int fd, char *err, size_t errlen)
 	}
 	if ((st->used = calloc(st->vms->u.array.len + 1, 1)) == NULL)
 		fatal("%s", __func__);
+	v = state_get(st->root, "fdstore", yajl_t_array);
+	for (off = 0; v != NULL && off < v->u.array.len; off++) {
+		if (YAJL_IS_STRING(v->u.array.values[off]))
+			fdstore_inherit(YAJL_GET_STRING(
+			    v->u.array.values[off]));
+	}
 	return (st);
 }
 
@@ -861,6 +886,8 @@ state_vm_monitor(struct vm *vm, yajl_val sv)
 	}
 	if (monitor_adopt(m, state, fd, lfd) == -1)
 		return (-1);
+	/* after a crash: QEMU's stream may be cut in a message */
+	m->resync = state_get_bool(u, "resync") && m->bev != NULL;
 	if (m->state == state) {
 		util_now(&m->since);
 		util_since(&m->since, state_get_double(u, "since", 0) + taken);
@@ -1072,6 +1099,12 @@ state_vm_restore(struct vm *vm, yajl_val sv)
 	double		 stalled;
 
 	vm->next_client_id = (int)state_get_int(sv, "next_client_id", 0);
+	/* after a crash: QEMU's replies to the commands of before */
+	if (state_get(sv, "orphan_epoch", yajl_t_number) != NULL) {
+		vm->orphans = 1;
+		vm->orphan_epoch = (unsigned int)state_get_int(sv,
+		    "orphan_epoch", 0);
+	}
 	vm->next_cmd_id = (uint64_t)state_get_int(sv, "next_cmd_id", 0);
 	stats = state_get(sv, "stats", yajl_t_object);
 	for (i = 0; i < STATE_NSTATS; i++)

@@ -23,6 +23,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <yajl/yajl_gen.h>
 
 #include "qmpmux.h"
 
@@ -46,6 +47,55 @@ static void	vm_may_resume(struct vm *);
 static void	vm_budget_forget(struct vm *);
 static void	vm_budget_resume(struct server *);
 static void	vm_remove_cb(int, short, void *);
+
+/*
+ * The VM's record in the service manager's fd store (fdstore.c): what
+ * its sockets do not say of themselves, for a qmpmuxd started after a
+ * crash.  Whether the file has it, or the keys its add-vm set; QEMU's
+ * greeting once the upstream is ready (a connection that is taken over
+ * is not greeted again); the epoch of the ids of the commands it sends
+ * QEMU, whose replies may come after the crash.
+ */
+void
+vm_record(struct vm *vm)
+{
+	struct conf_entry	*e;
+	struct monitor		*m = vm->mon;
+	yajl_gen		 g;
+	const unsigned char	*buf;
+	size_t			 len;
+	char			 name[FDSTORE_NAME_MAX + 1];
+
+	if (!fdstore_enabled())
+		return;
+	if ((g = yajl_gen_alloc(NULL)) == NULL)
+		fatalx("%s: yajl_gen_alloc failed", __func__);
+	yajl_gen_map_open(g);
+	state_bool(g, "from_file", vm->conf.from_file);
+	state_int(g, "epoch", vm->server->epoch);
+	yajl_gen_string(g, (const unsigned char *)"given", 5);
+	yajl_gen_array_open(g);
+	TAILQ_FOREACH(e, &vm->conf.given, entry) {
+		yajl_gen_array_open(g);
+		yajl_gen_string(g, (const unsigned char *)e->section,
+		    strlen(e->section));
+		yajl_gen_string(g, (const unsigned char *)e->key,
+		    strlen(e->key));
+		yajl_gen_string(g, (const unsigned char *)e->value,
+		    strlen(e->value));
+		yajl_gen_array_close(g);
+	}
+	yajl_gen_array_close(g);
+	if (m != NULL && m->state == MONITOR_READY && m->greeting != NULL) {
+		state_hex(g, "greeting", m->greeting, m->greeting_len);
+		state_bool(g, "oob", m->oob);
+	}
+	yajl_gen_map_close(g);
+	yajl_gen_get_buf(g, &buf, &len);
+	fdstore_name(name, sizeof(name), "v", vm->name, NULL);
+	fdstore_add_bytes(name, buf, len);
+	yajl_gen_free(g);
+}
 
 /* Log a line about the VM, its name first. */
 void
@@ -125,6 +175,7 @@ vm_new(struct server *s, struct vm_conf *conf)
 		vm_free(vm);
 		return (NULL);
 	}
+	vm_record(vm);
 	return (vm);
 }
 
@@ -276,10 +327,13 @@ vm_free(struct vm *vm)
 {
 	struct listener	*l;
 	struct client	*c;
+	char		 name[FDSTORE_NAME_MAX + 1];
 
 	if (vm == NULL)
 		return;
 	trace_vm_gone(vm);
+	fdstore_name(name, sizeof(name), "v", vm->name, NULL);
+	fdstore_remove(name);
 	/* answered before their clients are closed, which would drop them */
 	cmd_fail_all(vm, "qmpmux: shutting down");
 	while ((l = TAILQ_FIRST(&vm->listeners)) != NULL) {
@@ -321,6 +375,7 @@ vm_upstream_ready(struct vm *vm)
 {
 	struct client	*c, *next;
 
+	vm_record(vm);
 	TAILQ_FOREACH_SAFE(c, &vm->clients, entry, next) {
 		if (c->state == CLIENT_WAITING)
 			client_greet(c);

@@ -1,0 +1,572 @@
+/*
+ * The service manager's file descriptor store: systemd keeps a copy of
+ * every socket qmpmuxd holds (FDSTORE=1, each named with FDNAME=), so
+ * that when qmpmuxd crashes nothing is closed, and the qmpmuxd started
+ * in its place gets them back (LISTEN_FDS, LISTEN_FDNAMES) and carries
+ * on (fdstore_recover).  A socket leaves the store when its connection
+ * ends (FDSTOREREMOVE=1), or systemd would hold it open for ever.  On
+ * only when NOTIFY_SOCKET is set; the protocol is spoken here, in a
+ * few datagrams, as sd_notify(3) and sd_listen_fds(3) document it.
+ *
+ * A name says what its fd is, so that it can be found again without any
+ * other state: KIND.VM[.MORE], VM the VM's name in hex (a name may not
+ * hold ':' or be longer than 255 bytes):
+ *   k              the control socket
+ *   l.VM.HASH      a listener (HASH of its path; the path is its name)
+ *   m.VM           listen mode's socket
+ *   u.VM           the connection to QEMU
+ *   c.VM.ID.S      client ID, S its state: w waiting, c capabilities,
+ *                  r ready, o ready with oob
+ *   v.VM           a memfd: the VM's record (fdstore_record)
+ * The same name is stored again only after the old one is removed, so
+ * storing what is already there (a restart in place takes everything
+ * over) changes nothing.  Every name stored is kept here too: a
+ * process that takes over removes what the one before stored and it
+ * no longer holds (fdstore_forget_others).
+ */
+#include "config.h"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
+#include "qmpmux.h"
+
+static struct sockaddr_un	 fdstore_sun;
+static socklen_t		 fdstore_sunlen;
+static int			 fdstore_sock = -1;
+
+/*
+ * The names stored, as this process knows them; inherited marks those
+ * of the process before that nothing here has stored again yet.
+ */
+static char			**fdstore_names;
+static char			*fdstore_inherited;
+static size_t			 fdstore_n, fdstore_cap;
+
+/*
+ * Whether there is a store to keep the sockets in: NOTIFY_SOCKET, as
+ * systemd sets it for a service (and the tests' fake store does).
+ */
+void
+fdstore_init(void)
+{
+	const char	*path = getenv("NOTIFY_SOCKET");
+	size_t		 len;
+
+	if (path == NULL || (path[0] != '/' && path[0] != '@') ||
+	    (len = strlen(path)) >= sizeof(fdstore_sun.sun_path))
+		return;
+	memset(&fdstore_sun, 0, sizeof(fdstore_sun));
+	fdstore_sun.sun_family = AF_UNIX;
+	memcpy(fdstore_sun.sun_path, path, len);
+	/* '@': an abstract address, its NUL first and none at the end */
+	if (path[0] == '@')
+		fdstore_sun.sun_path[0] = '\0';
+	fdstore_sunlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+	    len + (path[0] == '/'));
+	if ((fdstore_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) ==
+	    -1)
+		log_warn("fdstore: socket");
+}
+
+int
+fdstore_enabled(void)
+{
+	return (fdstore_sock != -1);
+}
+
+/* One message to the service manager, with fd if it is not -1. */
+static int
+fdstore_send(const char *text, int fd)
+{
+	union {
+		struct cmsghdr	 hdr;
+		char		 buf[CMSG_SPACE(sizeof(int))];
+	}		 cmsg;
+	struct iovec	 iov;
+	struct msghdr	 mh;
+	struct cmsghdr	*cm;
+
+	memset(&mh, 0, sizeof(mh));
+	iov.iov_base = (void *)(uintptr_t)text;
+	iov.iov_len = strlen(text);
+	mh.msg_name = &fdstore_sun;
+	mh.msg_namelen = fdstore_sunlen;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	if (fd != -1) {
+		memset(&cmsg, 0, sizeof(cmsg));
+		mh.msg_control = cmsg.buf;
+		mh.msg_controllen = sizeof(cmsg.buf);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	}
+	if (sendmsg(fdstore_sock, &mh, MSG_NOSIGNAL) == -1) {
+		log_warn("fdstore: %.*s", (int)strcspn(text, "\n"), text);
+		return (-1);
+	}
+	return (0);
+}
+
+static ssize_t
+fdstore_find(const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < fdstore_n; i++) {
+		if (strcmp(fdstore_names[i], name) == 0)
+			return ((ssize_t)i);
+	}
+	return (-1);
+}
+
+/* A name of the scheme above, into buf; vm NULL for none. */
+void
+fdstore_name(char *buf, size_t len, const char *kind, const char *vm,
+    const char *fmt, ...)
+{
+	static const char	 digits[] = "0123456789abcdef";
+	const unsigned char	*p;
+	size_t			 off;
+	va_list			 ap;
+
+	off = (size_t)snprintf(buf, len, "%s", kind);
+	if (vm != NULL) {
+		if (off + 1 < len)
+			buf[off++] = '.';
+		for (p = (const unsigned char *)vm; *p != '\0' &&
+		    off + 2 < len; p++) {
+			buf[off++] = digits[*p >> 4];
+			buf[off++] = digits[*p & 0xf];
+		}
+		buf[off] = '\0';
+	}
+	if (fmt != NULL && off + 1 < len) {
+		buf[off++] = '.';
+		va_start(ap, fmt);
+		vsnprintf(buf + off, len - off, fmt, ap);
+		va_end(ap);
+	}
+}
+
+/* FNV-1a of a path, for a listener's name: its path is its own name. */
+unsigned int
+fdstore_hash(const char *s)
+{
+	unsigned int	 h = 2166136261U;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 16777619U;
+	return (h);
+}
+
+/* Take name out of the store, if it is there. */
+void
+fdstore_remove(const char *name)
+{
+	char	 text[FDSTORE_NAME_MAX + 64];
+	ssize_t	 i;
+
+	if (fdstore_sock == -1 || (i = fdstore_find(name)) == -1)
+		return;
+	snprintf(text, sizeof(text), "FDSTOREREMOVE=1\nFDNAME=%s", name);
+	fdstore_send(text, -1);
+	free(fdstore_names[i]);
+	fdstore_names[i] = fdstore_names[--fdstore_n];
+	fdstore_inherited[i] = fdstore_inherited[fdstore_n];
+}
+
+/* Remember a name as stored; inherited: by the process before. */
+static void
+fdstore_keep(const char *name, int inherited)
+{
+	char	**n, *in;
+
+	if (fdstore_n == fdstore_cap) {
+		fdstore_cap = fdstore_cap == 0 ? 64 : fdstore_cap * 2;
+		if ((n = reallocarray(fdstore_names, fdstore_cap,
+		    sizeof(*n))) == NULL ||
+		    (in = realloc(fdstore_inherited, fdstore_cap)) == NULL)
+			fatal("%s", __func__);
+		fdstore_names = n;
+		fdstore_inherited = in;
+	}
+	if ((fdstore_names[fdstore_n] = strdup(name)) == NULL)
+		fatal("%s", __func__);
+	fdstore_inherited[fdstore_n++] = (char)inherited;
+}
+
+/* Keep a copy of fd in the store as name, in place of one of that name. */
+void
+fdstore_add(int fd, const char *name)
+{
+	char	 text[FDSTORE_NAME_MAX + 64];
+
+	if (fdstore_sock == -1 || fd < 0)
+		return;
+	fdstore_remove(name);
+	snprintf(text, sizeof(text), "FDSTORE=1\nFDNAME=%s", name);
+	if (fdstore_send(text, fd) == -1)
+		return;
+	fdstore_keep(name, 0);
+}
+
+/*
+ * Store bytes under name, in a memfd: the service manager keeps any fd.
+ * A VM's record is its add-vm keys, its greeting and the epoch of its
+ * upstream ids, what its sockets do not say of themselves.
+ */
+void
+fdstore_add_bytes(const char *name, const void *buf, size_t len)
+{
+	int	 fd;
+
+	if (fdstore_sock == -1)
+		return;
+	if ((fd = memfd_create("qmpmux-record", MFD_CLOEXEC)) == -1 ||
+	    write(fd, buf, len) != (ssize_t)len) {
+		log_warn("fdstore: %s", name);
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	fdstore_add(fd, name);
+	close(fd);
+}
+
+/*
+ * Taking over: a name the process before had stored.  Each is stored
+ * again in place (fdstore_add removes it first) as its socket is taken
+ * over; fdstore_forget_others then takes out those whose socket did
+ * not come along, or the service manager would hold them open for ever.
+ */
+void
+fdstore_inherit(const char *name)
+{
+	if (fdstore_sock != -1 && fdstore_find(name) == -1)
+		fdstore_keep(name, 1);
+}
+
+void
+fdstore_forget_others(void)
+{
+	size_t	 i = 0;
+
+	while (i < fdstore_n) {
+		if (fdstore_inherited[i])
+			fdstore_remove(fdstore_names[i]);
+		else
+			i++;
+	}
+}
+
+/* The names this process has stored, for the state of a restart. */
+void
+fdstore_save(struct yajl_gen_t *g)
+{
+	size_t	 i;
+
+	yajl_gen_array_open(g);
+	for (i = 0; i < fdstore_n; i++)
+		yajl_gen_string(g, (const unsigned char *)fdstore_names[i],
+		    strlen(fdstore_names[i]));
+	yajl_gen_array_close(g);
+}
+
+/* The path a unix socket is bound to, or NULL. */
+static const char *
+fdstore_sockname(int fd, char *buf, size_t len)
+{
+	struct sockaddr_un	 sun;
+	socklen_t		 sl = sizeof(sun);
+
+	memset(&sun, 0, sizeof(sun));
+	if (getsockname(fd, (struct sockaddr *)&sun, &sl) == -1 ||
+	    sun.sun_family != AF_UNIX || sun.sun_path[0] == '\0')
+		return (NULL);
+	snprintf(buf, len, "%.*s", (int)sizeof(sun.sun_path), sun.sun_path);
+	return (buf);
+}
+
+/* The bytes of a memfd the store gave back, or NULL. */
+static char *
+fdstore_read_bytes(int fd)
+{
+	struct stat	 sb;
+	char		*buf;
+	size_t		 off;
+	ssize_t		 n;
+
+	if (fstat(fd, &sb) == -1 || sb.st_size > (1 << 24) ||
+	    (buf = malloc((size_t)sb.st_size + 1)) == NULL)
+		return (NULL);
+	for (off = 0; off < (size_t)sb.st_size; off += (size_t)n) {
+		if ((n = pread(fd, buf + off, (size_t)sb.st_size - off,
+		    (off_t)off)) <= 0) {
+			free(buf);
+			return (NULL);
+		}
+	}
+	buf[off] = '\0';
+	return (buf);
+}
+
+/* One fd the store gave back: its name's parts. */
+struct fdstore_fd {
+	int		 fd;
+	char		*name;
+	char		 kind;
+	char		*vm;		/* hex, as in the name */
+	long		 id;		/* a client's */
+	char		 st;		/* a client's state letter */
+	int		 used;
+};
+
+/* A hex VM name back to its bytes; NULL if it is not hex. */
+static char *
+fdstore_unhex(const char *hex)
+{
+	size_t		 n = strlen(hex), i;
+	char		*s;
+	unsigned int	 b;
+
+	if (n % 2 != 0 || n == 0 || (s = malloc(n / 2 + 1)) == NULL)
+		return (NULL);
+	for (i = 0; i < n / 2; i++) {
+		if (sscanf(hex + i * 2, "%2x", &b) != 1) {
+			free(s);
+			return (NULL);
+		}
+		s[i] = (char)b;
+	}
+	s[n / 2] = '\0';
+	return (s);
+}
+
+/* The VM of the fds given back whose hex name is vm, as the state has it. */
+static void
+fdstore_gen_vm(yajl_gen g, struct fdstore_fd *f, size_t n, const char *vm)
+{
+	char		 path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+	char		*name = fdstore_unhex(vm), *rec = NULL, errbuf[128];
+	yajl_val	 r = NULL, v;
+	struct ucred	 cred;
+	socklen_t	 len;
+	size_t		 i;
+	long		 maxid = 0;
+	int		 up = -1, lfd = -1;
+	const char	*greeting = NULL;
+
+	for (i = 0; i < n; i++) {
+		if (f[i].used || f[i].vm == NULL || strcmp(f[i].vm, vm) != 0)
+			continue;
+		if (f[i].kind == 'v' && rec == NULL) {
+			rec = fdstore_read_bytes(f[i].fd);
+			close(f[i].fd);
+			f[i].used = 1;
+		} else if (f[i].kind == 'u' && up == -1)
+			up = f[i].fd, f[i].used = 1;
+		else if (f[i].kind == 'm' && lfd == -1)
+			lfd = f[i].fd, f[i].used = 1;
+	}
+	if (rec != NULL)
+		r = yajl_tree_parse(rec, errbuf, sizeof(errbuf));
+	free(rec);
+	yajl_gen_map_open(g);
+	state_str(g, "name", name);
+	v = state_get(r, "from_file", yajl_t_any);
+	state_bool(g, "from_file", r == NULL || v == NULL || YAJL_IS_TRUE(v));
+	yajl_gen_string(g, (const unsigned char *)"given", 5);
+	if ((v = state_get(r, "given", yajl_t_array)) != NULL)
+		util_json_gen(g, v);
+	else {
+		yajl_gen_array_open(g);
+		yajl_gen_array_close(g);
+	}
+	if (r != NULL)
+		state_int(g, "orphan_epoch", state_get_int(r, "epoch", -1));
+	greeting = state_get_str(r, "greeting");
+
+	yajl_gen_string(g, (const unsigned char *)"upstream", 8);
+	yajl_gen_map_open(g);
+	/* a connection whose handshake did not finish cannot be resumed */
+	state_str(g, "state", up != -1 && greeting != NULL ? "ready" :
+	    "backoff");
+	state_int(g, "fd", up);
+	state_int(g, "listen_fd", lfd);
+	state_str(g, "greeting", greeting);
+	state_bool(g, "oob", state_get_bool(r, "oob"));
+	state_bool(g, "resync", 1);
+	yajl_gen_map_close(g);
+
+	yajl_gen_string(g, (const unsigned char *)"listeners", 9);
+	yajl_gen_array_open(g);
+	for (i = 0; i < n; i++) {
+		if (f[i].used || f[i].kind != 'l' || strcmp(f[i].vm, vm) != 0)
+			continue;
+		f[i].used = 1;
+		yajl_gen_map_open(g);
+		state_str(g, "path", fdstore_sockname(f[i].fd, path,
+		    sizeof(path)));
+		state_int(g, "fd", f[i].fd);
+		yajl_gen_map_close(g);
+	}
+	yajl_gen_array_close(g);
+
+	yajl_gen_string(g, (const unsigned char *)"clients", 7);
+	yajl_gen_array_open(g);
+	for (i = 0; i < n; i++) {
+		if (f[i].used || f[i].kind != 'c' || strcmp(f[i].vm, vm) != 0)
+			continue;
+		f[i].used = 1;
+		/* a client's own name: the listener's path, it was accepted on */
+		yajl_gen_map_open(g);
+		state_int(g, "id", f[i].id);
+		if (f[i].id > maxid)
+			maxid = f[i].id;
+		state_int(g, "fd", f[i].fd);
+		state_str(g, "listener", fdstore_sockname(f[i].fd, path,
+		    sizeof(path)));
+		state_str(g, "state", f[i].st == 'w' ? "waiting" :
+		    f[i].st == 'c' ? "capabilities" : "ready");
+		state_bool(g, "oob", f[i].st == 'o');
+		len = sizeof(cred);
+		memset(&cred, 0, sizeof(cred));
+		cred.pid = -1;
+		cred.uid = (uid_t)-1;
+		getsockopt(f[i].fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+		state_int(g, "pid", (long long)cred.pid);
+		state_int(g, "uid", (long long)cred.uid);
+		yajl_gen_map_close(g);
+	}
+	yajl_gen_array_close(g);
+	state_int(g, "next_client_id", maxid);
+	yajl_gen_map_close(g);
+	yajl_tree_free(r);
+	free(name);
+}
+
+/*
+ * Started by the service manager after a crash, with the fds of the
+ * store (LISTEN_FDS from 3, LISTEN_FDNAMES): make of them a state as a
+ * restart in place leaves one, for the same take-over (state.c).  What
+ * died with the process (queues, unsent output, partial input) is not
+ * in it; an upstream is read again from QEMU's next message boundary.
+ * NULL if there is nothing to take over (err says why, when it is an
+ * error); the environment's variables are removed either way.
+ */
+struct state *
+fdstore_recover(char *err, size_t errlen)
+{
+	const char		*pid = getenv("LISTEN_PID");
+	const char		*nfds = getenv("LISTEN_FDS");
+	const char		*names = getenv("LISTEN_FDNAMES");
+	struct fdstore_fd	*f = NULL;
+	struct state		*st = NULL;
+	const unsigned char	*buf;
+	char			*all = NULL, *p, *tok, *q, path[128];
+	size_t			 n = 0, i, j, len;
+	yajl_gen		 g;
+	long			 want;
+
+	err[0] = '\0';
+	if (pid == NULL || nfds == NULL || strtol(pid, NULL, 10) != getpid() ||
+	    (want = strtol(nfds, NULL, 10)) <= 0 || want > 1 << 20)
+		goto out;
+	if ((f = calloc((size_t)want, sizeof(*f))) == NULL ||
+	    (all = strdup(names != NULL ? names : "")) == NULL)
+		fatal("%s", __func__);
+	for (p = all, i = 0; i < (size_t)want; i++) {
+		tok = p != NULL ? strsep(&p, ":") : NULL;
+		f[n].fd = 3 + (int)i;
+		if (tok == NULL || (f[n].name = strdup(tok)) == NULL ||
+		    (f[n].vm = strdup(tok)) == NULL) {
+			/* a stranger: nothing of ours */
+			close(3 + (int)i);
+			continue;
+		}
+		fdstore_inherit(tok);
+		f[n].kind = tok[0];
+		/* KIND.VM[.MORE]: cut VM out */
+		q = f[n].vm;
+		if (strlen(q) > 2 && q[1] == '.') {
+			memmove(q, q + 2, strlen(q + 2) + 1);
+			if ((tok = strchr(q, '.')) != NULL) {
+				*tok++ = '\0';
+				if (f[n].kind == 'c' && sscanf(tok, "%ld.%c",
+				    &f[n].id, &f[n].st) != 2)
+					f[n].kind = '?';
+			}
+		} else
+			q[0] = '\0';
+		n++;
+	}
+	if ((g = yajl_gen_alloc(NULL)) == NULL)
+		fatalx("%s: yajl_gen_alloc failed", __func__);
+	yajl_gen_map_open(g);
+	state_int(g, "qmpmux_state", STATE_VERSION);
+	state_str(g, "qmpmuxd", PACKAGE_VERSION);
+	yajl_gen_string(g, (const unsigned char *)"control", 7);
+	for (i = 0; i < n; i++) {
+		if (f[i].kind == 'k' && !f[i].used)
+			break;
+	}
+	if (i < n) {
+		f[i].used = 1;
+		yajl_gen_map_open(g);
+		state_str(g, "path", fdstore_sockname(f[i].fd, path,
+		    sizeof(path)));
+		state_int(g, "fd", f[i].fd);
+		yajl_gen_map_close(g);
+	} else
+		yajl_gen_null(g);
+	yajl_gen_string(g, (const unsigned char *)"vms", 3);
+	yajl_gen_array_open(g);
+	for (i = 0; i < n; i++) {
+		if (f[i].used || f[i].vm[0] == '\0' || strchr("lmucv",
+		    f[i].kind) == NULL)
+			continue;
+		/* each VM once: at its first fd */
+		for (j = 0; j < i; j++) {
+			if (strcmp(f[j].vm, f[i].vm) == 0)
+				break;
+		}
+		if (j == i)
+			fdstore_gen_vm(g, f, n, f[i].vm);
+	}
+	yajl_gen_array_close(g);
+	yajl_gen_map_close(g);
+	yajl_gen_get_buf(g, &buf, &len);
+	st = state_parse((const char *)buf, len, err, errlen);
+	yajl_gen_free(g);
+	for (i = 0; i < n; i++) {
+		/* what no VM took: not ours to keep */
+		if (!f[i].used && strchr("lmucv", f[i].kind) == NULL &&
+		    f[i].kind != 'k')
+			close(f[i].fd);
+		free(f[i].name);
+		free(f[i].vm);
+	}
+	log_info("fdstore: %zu sockets given back after a crash", n);
+out:
+	free(f);
+	free(all);
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	return (st);
+}
