@@ -143,8 +143,9 @@ client_set_state(struct client *c, enum client_state state)
 
 /*
  * The client's name in the service manager's fd store (fdstore.c): its
- * VM, its number and its state, what a qmpmuxd started after a crash
- * needs to take it over.  A closing client is not stored: it was going.
+ * VM, its number, its state and its listener (a hash of the path), what
+ * a qmpmuxd started after a crash needs to take it over.  A closing
+ * client is not stored: it was going.
  */
 static void
 client_store_name(const struct client *c, char *buf, size_t len)
@@ -154,8 +155,9 @@ client_store_name(const struct client *c, char *buf, size_t len)
 		[CLIENT_READY] = 'r', [CLIENT_CLOSING] = 'x'
 	};
 
-	fdstore_name(buf, len, "c", c->vm->name, "%d.%c", c->id,
-	    c->state == CLIENT_READY && c->oob ? 'o' : letters[c->state]);
+	fdstore_name(buf, len, "c", c->vm->name, "%d.%c.%08x", c->id,
+	    c->state == CLIENT_READY && c->oob ? 'o' : letters[c->state],
+	    c->listener_hash);
 }
 
 static void
@@ -252,6 +254,8 @@ client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid)
 		fatal("%s", __func__);
 	c->vm = vm;
 	c->listener = l;
+	/* its name in the fd store outlives the listener, freed first */
+	c->listener_hash = fdstore_hash(l->conf->path);
 	c->id = id;
 	TAILQ_INIT(&c->order);
 	TAILQ_INIT(&c->events);

@@ -125,6 +125,7 @@ static void	control_accept_cb(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
 static void	control_accept(struct control *, int);
 static void	control_listen_on(struct control *, int);
+static void	control_store_name(const struct control *, char *, size_t);
 static struct control_client *control_client_new(struct control *, int, int,
 		    pid_t, uid_t);
 static void	control_accept_error_cb(struct evconnlistener *, void *);
@@ -224,13 +225,24 @@ control_new(struct server *s, const char *path)
 }
 
 /*
- * Accept on the control socket fd, kept in the service manager's fd
- * store (fdstore.c) as "k".
+ * The control socket's name in the service manager's fd store
+ * (fdstore.c): a hash of its path.  The socket cannot say its path: it
+ * is bound under a temporary name, then renamed into place.
  */
+static void
+control_store_name(const struct control *ctl, char *buf, size_t len)
+{
+	fdstore_name(buf, len, "k", NULL, "%08x", fdstore_hash(ctl->path));
+}
+
+/* Accept on the control socket fd, kept in the fd store. */
 static void
 control_listen_on(struct control *ctl, int fd)
 {
-	fdstore_add(fd, "k");
+	char	 name[FDSTORE_NAME_MAX + 1];
+
+	control_store_name(ctl, name, sizeof(name));
+	fdstore_add(fd, name);
 	ctl->evl = evconnlistener_new(ctl->base, control_accept_cb, ctl,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	ctl->retry = evtimer_new(ctl->base, control_retry_cb, ctl);
@@ -248,10 +260,12 @@ void
 control_free(struct control *ctl)
 {
 	struct control_client	*cc;
+	char			 name[FDSTORE_NAME_MAX + 1];
 
 	if (ctl == NULL)
 		return;
-	fdstore_remove("k");
+	control_store_name(ctl, name, sizeof(name));
+	fdstore_remove(name);
 	evconnlistener_free(ctl->evl);
 	event_free(ctl->retry);
 	unlink(ctl->path);
@@ -1586,6 +1600,10 @@ control_adopt(struct server *s, const char *path, struct yajl_val_s *root)
 		return (NULL);
 	old = state_get_str(st, "path");
 	fd = (int)state_get_int(st, "fd", -1);
+	/* after a crash only the hash of its path is known */
+	if (old == NULL && path != NULL && state_get_int(st, "hash", -1) ==
+	    (long long)fdstore_hash(path))
+		old = path;
 	if (path == NULL || old == NULL || fd < 0 || strcmp(old, path) != 0) {
 		log_info("control: %s is no longer the control socket; its "
 		    "clients are closed", old != NULL ? old : "(none)");

@@ -11,12 +11,15 @@
  * A name says what its fd is, so that it can be found again without any
  * other state: KIND.VM[.MORE], VM the VM's name in hex (a name may not
  * hold ':' or be longer than 255 bytes):
- *   k              the control socket
- *   l.VM.HASH      a listener (HASH of its path; the path is its name)
+ *   k.HASH         the control socket (HASH of its path)
+ *   l.VM.HASH      a listener (HASH of its path)
  *   m.VM           listen mode's socket
  *   u.VM           the connection to QEMU
- *   c.VM.ID.S      client ID, S its state: w waiting, c capabilities,
- *                  r ready, o ready with oob
+ *   c.VM.ID.S.HASH client ID, S its state: w waiting, c capabilities,
+ *                  r ready, o ready with oob; HASH its listener's
+ * A socket cannot tell its path: it is bound under a temporary name and
+ * renamed into place (util_unix_listen), so a hash of the path stands
+ * for it, matched against the configuration.
  *   v.VM           a memfd: the VM's record (fdstore_record)
  * The same name is stored again only after the old one is removed, so
  * storing what is already there (a restart in place takes everything
@@ -287,21 +290,6 @@ fdstore_save(struct yajl_gen_t *g)
 	yajl_gen_array_close(g);
 }
 
-/* The path a unix socket is bound to, or NULL. */
-static const char *
-fdstore_sockname(int fd, char *buf, size_t len)
-{
-	struct sockaddr_un	 sun;
-	socklen_t		 sl = sizeof(sun);
-
-	memset(&sun, 0, sizeof(sun));
-	if (getsockname(fd, (struct sockaddr *)&sun, &sl) == -1 ||
-	    sun.sun_family != AF_UNIX || sun.sun_path[0] == '\0')
-		return (NULL);
-	snprintf(buf, len, "%.*s", (int)sizeof(sun.sun_path), sun.sun_path);
-	return (buf);
-}
-
 /* The bytes of a memfd the store gave back, or NULL. */
 static char *
 fdstore_read_bytes(int fd)
@@ -333,6 +321,7 @@ struct fdstore_fd {
 	char		*vm;		/* hex, as in the name */
 	long		 id;		/* a client's */
 	char		 st;		/* a client's state letter */
+	unsigned int	 hash;		/* a path's: a listener's, a client's */
 	int		 used;
 };
 
@@ -361,7 +350,6 @@ fdstore_unhex(const char *hex)
 static void
 fdstore_gen_vm(yajl_gen g, struct fdstore_fd *f, size_t n, const char *vm)
 {
-	char		 path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
 	char		*name = fdstore_unhex(vm), *rec = NULL, errbuf[128];
 	yajl_val	 r = NULL, v;
 	struct ucred	 cred;
@@ -420,8 +408,7 @@ fdstore_gen_vm(yajl_gen g, struct fdstore_fd *f, size_t n, const char *vm)
 			continue;
 		f[i].used = 1;
 		yajl_gen_map_open(g);
-		state_str(g, "path", fdstore_sockname(f[i].fd, path,
-		    sizeof(path)));
+		state_int(g, "hash", f[i].hash);
 		state_int(g, "fd", f[i].fd);
 		yajl_gen_map_close(g);
 	}
@@ -439,8 +426,7 @@ fdstore_gen_vm(yajl_gen g, struct fdstore_fd *f, size_t n, const char *vm)
 		if (f[i].id > maxid)
 			maxid = f[i].id;
 		state_int(g, "fd", f[i].fd);
-		state_str(g, "listener", fdstore_sockname(f[i].fd, path,
-		    sizeof(path)));
+		state_int(g, "listener_hash", f[i].hash);
 		state_str(g, "state", f[i].st == 'w' ? "waiting" :
 		    f[i].st == 'c' ? "capabilities" : "ready");
 		state_bool(g, "oob", f[i].st == 'o');
@@ -478,7 +464,7 @@ fdstore_recover(char *err, size_t errlen)
 	struct fdstore_fd	*f = NULL;
 	struct state		*st = NULL;
 	const unsigned char	*buf;
-	char			*all = NULL, *p, *tok, *q, path[128];
+	char			*all = NULL, *p, *tok, *q;
 	size_t			 n = 0, i, j, len;
 	yajl_gen		 g;
 	long			 want;
@@ -503,12 +489,20 @@ fdstore_recover(char *err, size_t errlen)
 		f[n].kind = tok[0];
 		/* KIND.VM[.MORE]: cut VM out */
 		q = f[n].vm;
-		if (strlen(q) > 2 && q[1] == '.') {
+		if (f[n].kind == 'k') {
+			if (sscanf(q, "k.%x", &f[n].hash) != 1)
+				f[n].kind = '?';
+			q[0] = '\0';
+		} else if (strlen(q) > 2 && q[1] == '.') {
 			memmove(q, q + 2, strlen(q + 2) + 1);
 			if ((tok = strchr(q, '.')) != NULL) {
 				*tok++ = '\0';
-				if (f[n].kind == 'c' && sscanf(tok, "%ld.%c",
-				    &f[n].id, &f[n].st) != 2)
+				if (f[n].kind == 'c' && sscanf(tok,
+				    "%ld.%c.%x", &f[n].id, &f[n].st,
+				    &f[n].hash) != 3)
+					f[n].kind = '?';
+				if (f[n].kind == 'l' && sscanf(tok, "%x",
+				    &f[n].hash) != 1)
 					f[n].kind = '?';
 			}
 		} else
@@ -528,8 +522,7 @@ fdstore_recover(char *err, size_t errlen)
 	if (i < n) {
 		f[i].used = 1;
 		yajl_gen_map_open(g);
-		state_str(g, "path", fdstore_sockname(f[i].fd, path,
-		    sizeof(path)));
+		state_int(g, "hash", f[i].hash);
 		state_int(g, "fd", f[i].fd);
 		yajl_gen_map_close(g);
 	} else

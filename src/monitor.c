@@ -133,9 +133,10 @@ monitor_drop(struct monitor *m)
 	struct timeval	 zero = { 0, 0 };
 	char		 name[FDSTORE_NAME_MAX + 1];
 
+	/* the connection, if any, leaves the fd store (fdstore.c) */
+	fdstore_name(name, sizeof(name), "u", m->vm->name, NULL);
+	fdstore_remove(name);
 	if (m->bev != NULL) {
-		fdstore_name(name, sizeof(name), "u", m->vm->name, NULL);
-		fdstore_remove(name);
 		bufferevent_disable(m->bev, EV_READ | EV_WRITE);
 		bufferevent_setcb(m->bev, NULL, NULL, NULL, NULL);
 		if (event_base_once(m->vm->base, -1, EV_TIMEOUT,

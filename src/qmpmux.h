@@ -570,6 +570,7 @@ enum client_state {
 struct client {
 	struct vm		*vm;
 	struct listener		*listener;
+	unsigned int		 listener_hash;	/* of its path: fdstore.c */
 	int			 id;
 	enum client_state	 state;
 	struct bufferevent	*bev;

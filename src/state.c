@@ -796,6 +796,7 @@ state_vm_listeners(yajl_val sv, struct vm_conf *vc)
 	yajl_val		 ls, l;
 	struct listener_conf	*lc;
 	const char		*path;
+	long long		 hash;
 	size_t			 i;
 	int			 fd;
 
@@ -804,20 +805,25 @@ state_vm_listeners(yajl_val sv, struct vm_conf *vc)
 	for (i = 0; i < ls->u.array.len; i++) {
 		l = ls->u.array.values[i];
 		path = state_get_str(l, "path");
+		/* after a crash only the hash of its path is known */
+		hash = state_get_int(l, "hash", -1);
 		fd = (int)state_get_int(l, "fd", -1);
-		if (path == NULL || fd < 0)
+		if ((path == NULL && hash == -1) || fd < 0)
 			continue;
 		TAILQ_FOREACH(lc, &vc->listeners, entry) {
-			if (lc->fd == -1 && strcmp(lc->path, path) == 0)
+			if (lc->fd == -1 && (path != NULL ?
+			    strcmp(lc->path, path) == 0 :
+			    fdstore_hash(lc->path) == hash))
 				break;
 		}
 		if (lc != NULL)
 			lc->fd = fd;
 		else {
 			log_info("vm %s: listener %s is no longer configured",
-			    vc->name, path);
+			    vc->name, path != NULL ? path : "(after a crash)");
 			close(fd);
-			unlink(path);
+			if (path != NULL)
+				unlink(path);
 		}
 	}
 }
@@ -900,14 +906,17 @@ state_vm_monitor(struct vm *vm, yajl_val sv)
 	return (0);
 }
 
-/* The listener of the VM at path, or NULL. */
+/* A client's listener: by its path, or after a crash its hash; or NULL. */
 static struct listener *
-state_listener(struct vm *vm, const char *path)
+state_listener(struct vm *vm, yajl_val o)
 {
 	struct listener	*l;
+	const char	*path = state_get_str(o, "listener");
+	long long	 hash = state_get_int(o, "listener_hash", -1);
 
 	TAILQ_FOREACH(l, &vm->listeners, entry) {
-		if (path != NULL && strcmp(l->conf->path, path) == 0)
+		if (path != NULL ? strcmp(l->conf->path, path) == 0 :
+		    fdstore_hash(l->conf->path) == hash)
 			return (l);
 	}
 	return (NULL);
@@ -1019,7 +1028,7 @@ state_vm_clients(struct vm *vm, yajl_val sv)
 		o = cs->u.array.values[i];
 		fd = (int)state_get_int(o, "fd", -1);
 		state = state_client_state(state_get_str(o, "state"));
-		l = state_listener(vm, state_get_str(o, "listener"));
+		l = state_listener(vm, o);
 		if (fd < 0)
 			continue;
 		if (l == NULL || state == CLIENT_CLOSING) {

@@ -1,0 +1,494 @@
+/*
+ * A crash loses no connection (src/fdstore.c).  The test plays systemd:
+ * a file descriptor store of its own on a notify socket that speaks the
+ * documented protocol (datagrams "FDSTORE=1\nFDNAME=..." carrying an fd
+ * by SCM_RIGHTS, "FDSTOREREMOVE=1\nFDNAME=..."), and, after kill -9, a
+ * new qmpmuxd given the fds from 3 with LISTEN_FDS, LISTEN_FDNAMES and
+ * LISTEN_PID.  Real QEMUs: two VMs of the file and one added by the
+ * control socket, two ready clients and one not negotiated on each, a
+ * stop in flight to a SIGSTOPped QEMU when the crash comes.
+ */
+#include "config.h"
+
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "testlib.h"
+
+#define NVMS		3
+#define NCLIENTS	3
+#define STORE_MAX	256
+
+/*
+ * The fake store: what the service manager holds, by name.  A thread
+ * reads the notify socket all the time, as systemd does: a unix
+ * datagram socket queues only a few datagrams (net.unix.max_dgram_qlen)
+ * and then the sender waits.
+ */
+static struct {
+	pthread_t	 thread;
+	pthread_mutex_t	 lock;
+	int		 stop;
+	int	 sock;
+	char	*path;
+	char	*name[STORE_MAX];
+	int	 fd[STORE_MAX];
+	size_t	 n;
+	int	 dup;		/* a name stored twice */
+} store;
+
+static void	*store_loop(void *);
+
+static pid_t		 qemus[NVMS];
+static struct t_client	*clients[NVMS][NCLIENTS];
+static char		*ctl, *conf;
+
+static void
+store_open(void)
+{
+	struct sockaddr_un	 sun;
+	int			 big = 8 << 20;
+
+	memset(&store, 0, sizeof(store));
+	store.path = t_path("notify.sock");
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", store.path);
+	ck_assert_int_ne(store.sock = socket(AF_UNIX, SOCK_DGRAM |
+	    SOCK_CLOEXEC | SOCK_NONBLOCK, 0), -1);
+	/* as systemd's: a burst of a host's sockets must not be lost */
+	setsockopt(store.sock, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big));
+	ck_assert_int_eq(bind(store.sock, (struct sockaddr *)&sun,
+	    sizeof(sun)), 0);
+	pthread_mutex_init(&store.lock, NULL);
+	ck_assert_int_eq(pthread_create(&store.thread, NULL, store_loop,
+	    NULL), 0);
+}
+
+static void
+store_close(void)
+{
+	size_t	 i;
+
+	__atomic_store_n(&store.stop, 1, __ATOMIC_SEQ_CST);
+	pthread_join(store.thread, NULL);
+	for (i = 0; i < store.n; i++) {
+		close(store.fd[i]);
+		free(store.name[i]);
+	}
+	close(store.sock);
+	free(store.path);
+}
+
+static void
+store_remove(const char *name)
+{
+	size_t	 i = 0;
+
+	while (i < store.n) {
+		if (strcmp(store.name[i], name) != 0) {
+			i++;
+			continue;
+		}
+		close(store.fd[i]);
+		free(store.name[i]);
+		store.n--;
+		store.name[i] = store.name[store.n];
+		store.fd[i] = store.fd[store.n];
+	}
+}
+
+/* Take every datagram that has come, as the service manager would. */
+static void
+store_take(void)
+{
+	char		 buf[1024], *name;
+	union {
+		struct cmsghdr	 hdr;
+		char		 buf[CMSG_SPACE(8 * sizeof(int))];
+	}		 cmsg;
+	struct iovec	 iov;
+	struct msghdr	 mh;
+	struct cmsghdr	*cm;
+	ssize_t		 n;
+	int		 fd;
+	size_t		 i;
+
+	for (;;) {
+		memset(&mh, 0, sizeof(mh));
+		iov.iov_base = buf;
+		iov.iov_len = sizeof(buf) - 1;
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = cmsg.buf;
+		mh.msg_controllen = sizeof(cmsg.buf);
+		if ((n = recvmsg(store.sock, &mh, MSG_CMSG_CLOEXEC)) == -1) {
+			ck_assert_int_eq(errno, EAGAIN);
+			return;
+		}
+		buf[n] = '\0';
+		fd = -1;
+		for (cm = CMSG_FIRSTHDR(&mh); cm != NULL;
+		    cm = CMSG_NXTHDR(&mh, cm)) {
+			if (cm->cmsg_type == SCM_RIGHTS)
+				memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
+		}
+		name = strstr(buf, "FDNAME=");
+		if (name != NULL)
+			name[strcspn(name, "\n")] = '\0', name += 7;
+		if (strstr(buf, "FDSTOREREMOVE=1") != NULL && name != NULL)
+			store_remove(name);
+		else if (strstr(buf, "FDSTORE=1") != NULL && name != NULL &&
+		    fd != -1) {
+			ck_assert_uint_lt(store.n, STORE_MAX);
+			for (i = 0; i < store.n; i++) {
+				if (strcmp(store.name[i], name) == 0)
+					store.dup = 1;
+			}
+			ck_assert_ptr_nonnull(store.name[store.n] =
+			    strdup(name));
+			store.fd[store.n++] = fd;
+			fd = -1;
+		}
+		if (fd != -1)
+			close(fd);
+	}
+}
+
+static void *
+store_loop(void *arg)
+{
+	struct pollfd	 pfd;
+
+	pfd.fd = store.sock;
+	pfd.events = POLLIN;
+	while (!__atomic_load_n(&store.stop, __ATOMIC_SEQ_CST)) {
+		if (poll(&pfd, 1, 20) < 1)
+			continue;
+		pthread_mutex_lock(&store.lock);
+		store_take();
+		pthread_mutex_unlock(&store.lock);
+	}
+	return (NULL);
+}
+
+/* What has been sent so far is in the store: take what is queued. */
+static void
+store_drain(void)
+{
+	pthread_mutex_lock(&store.lock);
+	store_take();
+	pthread_mutex_unlock(&store.lock);
+}
+
+/* How many fds the store holds whose names begin with prefix. */
+static size_t
+store_count(const char *prefix)
+{
+	size_t	 i, n = 0;
+
+	for (i = 0; i < store.n; i++)
+		n += strncmp(store.name[i], prefix, strlen(prefix)) == 0;
+	return (n);
+}
+
+/*
+ * Start qmpmuxd under the fake store: from scratch, or, with the fds
+ * of the store, as systemd starts a service again after a crash.
+ */
+static pid_t
+spawn(int recover)
+{
+	const char	*argv[] = { t_bin("QMPMUXD"), "-d", "-v", "-f", conf,
+			    "--control", ctl, NULL };
+	char		*log = t_path("qmpmuxd.log"), num[16], *names, *p;
+	size_t		 i, len = 1;
+	pid_t		 pid;
+	int		 fd;
+
+	/* the store as it is, and no thread in it while the child copies it */
+	pthread_mutex_lock(&store.lock);
+	store_take();
+	for (i = 0; i < store.n; i++)
+		len += strlen(store.name[i]) + 1;
+	if ((names = calloc(1, len)) == NULL)
+		abort();
+	for (p = names, i = 0; i < store.n; i++)
+		p += sprintf(p, "%s%s", i > 0 ? ":" : "", store.name[i]);
+	pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if ((fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644)) !=
+		    -1) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		setenv("NOTIFY_SOCKET", store.path, 1);
+		if (recover) {
+			/* out of the way first, then to 3, 4, ... in order */
+			for (i = 0; i < store.n; i++)
+				store.fd[i] = fcntl(store.fd[i], F_DUPFD,
+				    1000 + (int)i);
+			for (i = 0; i < store.n; i++)
+				dup2(store.fd[i], 3 + (int)i);
+			snprintf(num, sizeof(num), "%zu", store.n);
+			setenv("LISTEN_FDS", num, 1);
+			setenv("LISTEN_FDNAMES", names, 1);
+			snprintf(num, sizeof(num), "%ld", (long)getpid());
+			setenv("LISTEN_PID", num, 1);
+		}
+		close_range(3 + (unsigned int)(recover ? store.n : 0), ~0U, 0);
+		execv(argv[0], (char *const *)(uintptr_t)argv);
+		_exit(127);
+	}
+	pthread_mutex_unlock(&store.lock);
+	ck_assert_int_ne(pid, -1);
+	free(names);
+	free(log);
+	return (pid);
+}
+
+static char *
+vm_path(const char *kind, int i)
+{
+	char	 name[32];
+
+	snprintf(name, sizeof(name), "%s%d.sock", kind, i);
+	return (t_path(name));
+}
+
+#define STATUS(id, st, run) "{\"return\": {\"status\": \"" st "\", " \
+	"\"singlestep\": false, \"running\": " run "}, \"id\": " id "}"
+
+static void
+reply_is(struct t_client *c, const char *want)
+{
+	char	*m = t_recv_reply(c, T_WAIT_MS);
+
+	ck_assert_msg(m != NULL && strcmp(m, want) == 0, "expected %s, got "
+	    "%s", want, m != NULL ? m : "(nothing or EOF)");
+	free(m);
+}
+
+static void
+event_is(struct t_client *c, const char *name)
+{
+	char	*m = t_recv(c, T_WAIT_MS), want[64];
+
+	snprintf(want, sizeof(want), "\"event\": \"%s\"", name);
+	ck_assert_msg(m != NULL && strstr(m, want) != NULL, "expected event "
+	    "%s, got %s", name, m != NULL ? m : "(nothing or EOF)");
+	free(m);
+}
+
+/* Three VMs (the third added by the control socket), and their clients. */
+static void
+start(void)
+{
+	struct t_client	*c;
+	char		*q, *v, *m;
+	FILE		*f;
+	int		 i, j;
+
+	store_open();
+	ctl = t_path("control.sock");
+	conf = t_path("qmpmuxd.conf");
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fprintf(f, "[global]\ndump_file = %s/dump.json\n", t_dir());
+	for (i = 0; i < NVMS; i++) {
+		q = vm_path("q", i);
+		qemus[i] = t_qemu(q);
+		if (i < NVMS - 1) {
+			v = vm_path("v", i);
+			fprintf(f, "[vm v%d]\nupstream = connect:%s\n"
+			    "[listener v%d %s]\n", i, q, i, v);
+			free(v);
+		}
+		free(q);
+	}
+	ck_assert_int_eq(fclose(f), 0);
+	t_proxy_pid = spawn(0);
+	ck_assert_int_eq(t_wait_socket(ctl, T_WAIT_MS), 0);
+	ck_assert_ptr_nonnull(c = t_client_ready(ctl));
+	q = vm_path("q", NVMS - 1);
+	v = vm_path("v", NVMS - 1);
+	ck_assert_int_ne(asprintf(&m, "{\"execute\": \"add-vm\", "
+	    "\"arguments\": {\"name\": \"v2\", \"upstream\": \"connect:%s\", "
+	    "\"listeners\": [{\"path\": \"%s\", \"read_only\": \"yes\"}], "
+	    "\"command_timeout\": 20}}", q, v), -1);
+	t_cmd_eq(c, m, "{\"return\": {}}");
+	free(m);
+	t_client_free(c);
+	free(q);
+	free(v);
+	for (i = 0; i < NVMS; i++) {
+		v = vm_path("v", i);
+		ck_assert_int_eq(t_wait_socket(v, T_WAIT_MS), 0);
+		for (j = 0; j < NCLIENTS - 1; j++)
+			ck_assert_ptr_nonnull(clients[i][j] =
+			    t_client_ready(v));
+		ck_assert_ptr_nonnull(clients[i][j] = t_client_greeted(v));
+		free(v);
+	}
+}
+
+static void
+stop_all(void)
+{
+	int	 i, j;
+
+	for (i = 0; i < NVMS; i++) {
+		for (j = 0; j < NCLIENTS; j++) {
+			t_client_free(clients[i][j]);
+			clients[i][j] = NULL;
+		}
+		kill(qemus[i], SIGCONT);
+		t_stop(qemus[i], SIGKILL);
+	}
+	store_close();
+	free(ctl);
+	free(conf);
+}
+
+/*
+ * kill -9 with a stop in flight to a stopped QEMU, then the service
+ * manager's restart: every connection stays, the stop's reply (sent by
+ * QEMU after the crash) reaches its client with its own id, the STOP
+ * event both ready clients, and everything goes on.  A clean stop then
+ * leaves nothing in the store.
+ */
+START_TEST(test_kill9)
+{
+	struct t_client	*c;
+	char		*v, *m;
+	int		 i, j;
+	pid_t		 old;
+
+	start();
+	for (i = 0; i < NVMS; i++)
+		for (j = 0; j < NCLIENTS - 1; j++)
+			t_cmd_eq(clients[i][j], "{\"execute\": \"query-status\", "
+			    "\"id\": 1}", STATUS("1", "running", "true"));
+	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
+	t_send(clients[0][0], "{\"execute\": \"stop\", \"id\": {\"k\": "
+	    "[\"crash\", 1]}}");
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v0: sent stop",
+	    T_WAIT_MS), 0);
+
+	/*
+	 * The store holds every socket: the control socket, 3 listeners,
+	 * 3 upstreams, 9 clients, 3 records; each name once.
+	 */
+	store_drain();
+	ck_assert_uint_eq(store_count("k"), 1);
+	ck_assert_uint_eq(store_count("l."), 3);
+	ck_assert_uint_eq(store_count("u."), 3);
+	ck_assert_uint_eq(store_count("c."), 9);
+	ck_assert_uint_eq(store_count("v."), 3);
+	ck_assert_int_eq(store.dup, 0);
+
+	old = t_proxy_pid;
+	ck_assert_int_eq(kill(old, SIGKILL), 0);
+	ck_assert_int_ne(t_wait_exit(old, T_WAIT_MS), -1);
+	t_proxy_pid = spawn(1);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
+	    0);
+
+	/* QEMU goes on: its reply of after the crash, with the caller's id */
+	ck_assert_int_eq(kill(qemus[0], SIGCONT), 0);
+	event_is(clients[0][0], "STOP");
+	reply_is(clients[0][0], "{\"return\": {}, \"id\": {\"k\": "
+	    "[\"crash\", 1]}}");
+	event_is(clients[0][1], "STOP");
+	/* every client is still connected and served, in its state */
+	for (i = 0; i < NVMS; i++) {
+		for (j = 0; j < NCLIENTS - 1; j++)
+			t_cmd_eq(clients[i][j], "{\"execute\": \"query-status\", "
+			    "\"id\": 2}", i == 0 ? STATUS("2", "paused",
+			    "false") : STATUS("2", "running", "true"));
+		t_cmd_eq(clients[i][NCLIENTS - 1], "{\"execute\": "
+		    "\"qmp_capabilities\", \"id\": 3}", "{\"return\": {}, "
+		    "\"id\": 3}");
+		/* the added VM keeps its role: read-only */
+		if (i == NVMS - 1)
+			t_cmd_eq(clients[i][0], "{\"execute\": \"stop\", "
+			    "\"id\": 4}", "{\"id\": 4, \"error\": {\"class\": "
+			    "\"CommandNotFound\", \"desc\": \"The command stop "
+			    "has been disabled for this instance\"}}");
+		/* and the listeners take new clients */
+		v = vm_path("v", i);
+		ck_assert_ptr_nonnull(c = t_client_ready(v));
+		t_cmd_eq(c, "{\"execute\": \"query-status\", \"id\": 5}",
+		    i == 0 ? STATUS("5", "paused", "false") :
+		    STATUS("5", "running", "true"));
+		t_client_free(c);
+		free(v);
+	}
+	t_cmd_eq(clients[0][1], "{\"execute\": \"cont\", \"id\": 6}",
+	    "{\"return\": {}, \"id\": 6}");
+	event_is(clients[0][0], "RESUME");
+	/* the control socket too */
+	ck_assert_ptr_nonnull(c = t_client_ready(ctl));
+	m = t_cmd(c, "{\"execute\": \"query-vms\", \"id\": 7}");
+	ck_assert_msg(m != NULL && strstr(m, "\"name\":\"v2\"") != NULL &&
+	    strstr(m, "\"name\":\"v0\"") != NULL, "%s", m);
+	free(m);
+	t_client_free(c);
+
+	/* the store again holds each socket once, and nothing gone */
+	store_drain();
+	ck_assert_uint_eq(store_count("k"), 1);
+	ck_assert_uint_eq(store_count("l."), 3);
+	ck_assert_uint_eq(store_count("u."), 3);
+	ck_assert_uint_eq(store_count("c."), 9);
+	ck_assert_uint_eq(store_count("v."), 3);
+	ck_assert_int_eq(store.dup, 0);
+	/* a client that leaves leaves the store */
+	t_client_free(clients[1][1]);
+	clients[1][1] = NULL;
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v1: client 2: closed",
+	    T_WAIT_MS), 0);
+	t_cmd_eq(clients[1][0], "{\"execute\": \"query-status\", \"id\": 8}",
+	    STATUS("8", "running", "true"));
+	store_drain();
+	ck_assert_uint_eq(store_count("c."), 8);
+
+	/* a clean stop takes everything out */
+	ck_assert(t_exited(t_stop(t_proxy_pid, SIGTERM), 0));
+	t_proxy_pid = 0;
+	store_drain();
+	ck_assert_msg(store.n == 0, "%zu left in the store, the first %s",
+	    store.n, store.n > 0 ? store.name[0] : "");
+	stop_all();
+}
+END_TEST
+
+static Suite *
+crash_suite(void)
+{
+	Suite	*s = suite_create("crash");
+	TCase	*tc = t_tcase(s, "crash", 60);
+
+	tcase_add_test(tc, test_kill9);
+	return (s);
+}
+
+int
+main(void)
+{
+	return (t_run(crash_suite()));
+}
