@@ -477,6 +477,86 @@ START_TEST(test_kill9)
 }
 END_TEST
 
+/* Bytes pid has read, in all (/proc/PID/io's rchar); -1 if unknown. */
+static long long
+proc_rchar(pid_t pid)
+{
+	char		 path[64], line[128];
+	long long	 n = -1;
+	FILE		*f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/io", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return (-1);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "rchar: %lld", &n) == 1)
+			break;
+	}
+	fclose(f);
+	return (n);
+}
+
+/*
+ * A crash in the middle of a message from QEMU: the fake QEMU writes a
+ * 400 kB event in 512-byte pieces, one a millisecond, and qmpmuxd is
+ * killed once it has read some of it.  The qmpmuxd after it reads the
+ * rest from the middle: it drops up to the event's end (QEMU ends each
+ * message with a newline) and reads on from the next message, where a
+ * reader that took it as it came would find invalid JSON and lose the
+ * upstream, with every client.  The event is what the crash lost.
+ */
+START_TEST(test_half_read)
+{
+	const char	*fargs[] = { "--split", "512", "--oversize", "400000",
+			    NULL };
+	char		*fsock = t_path("fake.sock"), *v = t_path("v0.sock");
+	struct t_client	*c;
+	long long	 before, end;
+	FILE		*f;
+	pid_t		 fake;
+
+	store_open();
+	ctl = t_path("control.sock");
+	conf = t_path("qmpmuxd.conf");
+	fake = t_fakeqemu(fsock, fargs);
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fprintf(f, "[global]\ndump_file = %s/dump.json\n[vm v0]\n"
+	    "upstream = connect:%s\n[listener v0 %s]\n", t_dir(), fsock, v);
+	ck_assert_int_eq(fclose(f), 0);
+	t_proxy_pid = spawn(0);
+	ck_assert_int_eq(t_wait_socket(v, T_WAIT_MS), 0);
+	ck_assert_ptr_nonnull(c = t_client_ready(v));
+	/* the event trickles in: wait until qmpmuxd has 10 kB of it */
+	before = proc_rchar(t_proxy_pid);
+	ck_assert_int_ge(before, 0);
+	for (end = t_clock_ms() + T_WAIT_MS; t_clock_ms() < end &&
+	    proc_rchar(t_proxy_pid) < before + 10000;)
+		t_quiet(c, 1);
+	ck_assert_int_ge(proc_rchar(t_proxy_pid), before + 10000);
+	ck_assert_int_eq(kill(t_proxy_pid, SIGKILL), 0);
+	ck_assert_int_ne(t_wait_exit(t_proxy_pid, T_WAIT_MS), -1);
+	t_proxy_pid = spawn(1);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
+	    0);
+	/* the upstream was kept, and the client is served after it */
+	t_cmd_eq(c, "{\"execute\": \"query-status\", \"id\": 1}",
+	    "{\"return\": {\"command\": \"query-status\", \"seq\": 1}, "
+	    "\"id\": 1}");
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "upstream lost"), 0);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "taking over after a "
+	    "crash: "), 1);
+	t_client_free(c);
+	ck_assert(t_exited(t_stop(t_proxy_pid, SIGTERM), 0));
+	t_proxy_pid = 0;
+	t_stop(fake, SIGTERM);
+	store_close();
+	free(fsock);
+	free(v);
+	free(ctl);
+	free(conf);
+}
+END_TEST
+
 static Suite *
 crash_suite(void)
 {
@@ -484,6 +564,7 @@ crash_suite(void)
 	TCase	*tc = t_tcase(s, "crash", 60);
 
 	tcase_add_test(tc, test_kill9);
+	tcase_add_test(tc, test_half_read);
 	return (s);
 }
 
