@@ -599,6 +599,10 @@ main(int argc, char *argv[])
 	fdstore_forget_others();
 	restored = st != NULL;
 	state_free(st);
+	/* the process before went to / with daemon(); so does this one */
+	if (restored && !debug && getenv("NOTIFY_SOCKET") == NULL &&
+	    chdir("/") == -1)
+		log_warn("chdir /");
 	/* a service manager that waits for READY=1 must not see a fork */
 	if (!restored && !debug && getenv("NOTIFY_SOCKET") == NULL) {
 		if (daemon(0, 0) == -1)

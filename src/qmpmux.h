@@ -291,6 +291,7 @@ struct state	*state_read(int, char *, size_t);
 struct state	*state_parse(const char *, size_t, char *, size_t);
 void		 state_free(struct state *);
 struct yajl_val_s *state_root(struct state *);
+int		 state_vm_added(struct state *, const char *);
 int		 state_vm_prepare(struct state *, struct vm_conf *,
 		    struct yajl_val_s **);
 int		 state_vm_restore(struct vm *, struct yajl_val_s *);

@@ -209,6 +209,14 @@ server_start(struct server *s, struct conf *conf)
 		return (-1);
 	while ((vc = TAILQ_FIRST(&conf->vms)) != NULL) {
 		TAILQ_REMOVE(&conf->vms, vc, entry);
+		if (s->restore != NULL && state_vm_added(s->restore,
+		    vc->name)) {
+			log_warnx("vm %s: added while running; the one in the "
+			    "configuration is not started", vc->name);
+			conf_vm_clear(vc);
+			free(vc);
+			continue;
+		}
 		if (server_add(s, vc) == -1) {
 			free(vc);
 			while ((vm = TAILQ_FIRST(&s->vms)) != NULL) {

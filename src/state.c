@@ -222,6 +222,8 @@ state_save_monitor(yajl_gen g, struct monitor *m, struct state_fds *fds)
 	if (m->evl != NULL)
 		lfd = evconnlistener_get_fd(m->evl);
 	state_str(g, "state", state_monitor_states[m->state]);
+	state_str(g, "mode", conf_upstream_mode_name(m->vm->conf.upstream_mode));
+	state_str(g, "path", m->vm->conf.upstream);
 	state_double(g, "since", util_elapsed(&m->since));
 	state_int(g, "fd", fd);
 	state_int(g, "listen_fd", lfd);
@@ -661,6 +663,24 @@ state_get_hex(yajl_val o, const char *key, size_t *len)
 	return (buf);
 }
 
+/* Close the clients of a VM of the state, saying why. */
+static void
+state_close_clients(struct vm *vm, yajl_val sv, const char *why)
+{
+	yajl_val	 a = state_get(sv, "clients", yajl_t_array), o;
+	size_t		 i;
+	int		 fd;
+
+	for (i = 0; a != NULL && i < a->u.array.len; i++) {
+		o = a->u.array.values[i];
+		if ((fd = (int)state_get_int(o, "fd", -1)) < 0)
+			continue;
+		vm_log(vm, LOG_INFO, "client %lld: closed: %s",
+		    state_get_int(o, "id", 0), why);
+		close(fd);
+	}
+}
+
 /* Close every fd of a VM of the state that nothing takes over. */
 static void
 state_close_vm(yajl_val sv)
@@ -861,7 +881,11 @@ state_taken(const struct vm *vm)
 	return (vm->server->restore != NULL ? vm->server->restore->taken : 0);
 }
 
-/* The upstream of the process before: its connection and its bytes. */
+/*
+ * The upstream of the process before: its connection and its bytes.
+ * 1 if the configuration gives the VM another upstream now (the one of
+ * before is let go, as a reload would), -1 if it cannot be reached.
+ */
 static int
 state_vm_monitor(struct vm *vm, yajl_val sv)
 {
@@ -871,12 +895,32 @@ state_vm_monitor(struct vm *vm, yajl_val sv)
 	enum monitor_state state;
 	char		*in, *out;
 	size_t		 inlen, outlen, glen;
-	const char	*version;
-	int		 fd, lfd;
+	const char	*version, *mode, *path;
+	int		 fd, lfd, changed = 0;
 
 	state = state_monitor_state(state_get_str(u, "state"));
 	fd = (int)state_get_int(u, "fd", -1);
 	lfd = (int)state_get_int(u, "listen_fd", -1);
+	mode = state_get_str(u, "mode");
+	path = state_get_str(u, "path");
+	/* the file gives it another upstream now: reach that one */
+	if (mode != NULL && (strcmp(mode, conf_upstream_mode_name(
+	    vm->conf.upstream_mode)) != 0 || (path == NULL) !=
+	    (vm->conf.upstream == NULL) || (path != NULL &&
+	    strcmp(path, vm->conf.upstream) != 0))) {
+		vm_log(vm, LOG_INFO, "the upstream changed: the one of "
+		    "before (%s:%s) is let go", mode, path != NULL ? path :
+		    "fd");
+		if (fd != -1)
+			close(fd);
+		if (lfd != -1) {
+			close(lfd);
+			if (path != NULL)
+				unlink(path);
+		}
+		fd = lfd = -1;
+		changed = 1;
+	}
 	if (lfd != -1 && vm->conf.upstream_mode != UPSTREAM_LISTEN) {
 		close(lfd);
 		lfd = -1;
@@ -903,7 +947,7 @@ state_vm_monitor(struct vm *vm, yajl_val sv)
 	monitor_adopt_bytes(m, in, inlen, out, outlen);
 	free(in);
 	free(out);
-	return (0);
+	return (changed);
 }
 
 /* A client's listener: by its path, or after a crash its hash; or NULL. */
@@ -1082,6 +1126,20 @@ state_vm_clients(struct vm *vm, yajl_val sv)
 }
 
 /*
+ * Whether the state has a VM of that name that the control socket
+ * added: it is taken over as it was, and one of the configuration of
+ * the same name is not started, as a reload leaves it.
+ */
+int
+state_vm_added(struct state *st, const char *name)
+{
+	size_t	 idx;
+	yajl_val sv = state_vm_find(st, name, &idx);
+
+	return (sv != NULL && !state_get_bool(sv, "from_file"));
+}
+
+/*
  * A VM of the state takes over what the process before had: called by
  * vm_new, in place of reaching QEMU from the start, when the server is
  * restoring (s->restore).  Returns 1 when it did, 0 if the state has no
@@ -1103,6 +1161,7 @@ int
 state_vm_restore(struct vm *vm, yajl_val sv)
 {
 	double		 taken = state_taken(vm);
+	int		 changed;
 	yajl_val	 stats, b;
 	size_t		 i;
 	double		 stalled;
@@ -1128,9 +1187,13 @@ state_vm_restore(struct vm *vm, yajl_val sv)
 			vm->stats.duration_buckets[i] = (uint64_t)
 			    YAJL_GET_INTEGER(b->u.array.values[i]);
 	}
-	if (state_vm_monitor(vm, sv) == -1)
+	if ((changed = state_vm_monitor(vm, sv)) == -1)
 		return (-1);
-	state_vm_clients(vm, sv);
+	/* as a reload closes them when the upstream changes */
+	if (changed)
+		state_close_clients(vm, sv, "the upstream changed");
+	else
+		state_vm_clients(vm, sv);
 	if ((stalled = state_get_double(sv, "stalled", -1)) >= 0 &&
 	    (stalled += taken) >= 0 &&
 	    cmd_stalled(vm)) {

@@ -402,6 +402,73 @@ START_TEST(test_bad_conf)
 }
 END_TEST
 
+/*
+ * The file changed before the restart: VM v1 has another upstream (a
+ * fake QEMU), v2 is gone, and v5 is new; a VM added by the control
+ * socket, v0's namesake aside, stays.  As a reload would: v1's clients
+ * are closed and a new one is served by the fake, v2's are closed and
+ * its socket removed, v5 serves, v0 goes on untouched.
+ */
+START_TEST(test_conf_changed)
+{
+	char		*fsock = t_path("fake.sock"), *conf, *v, *q, *m;
+	struct t_client	*c;
+	FILE		*f;
+	pid_t		 fake;
+
+	start(t_bin("QMPMUXD"));
+	fake = t_fakeqemu(fsock, NULL);
+	conf = t_path("qmpmuxd.conf");
+	q = vm_path("q", 0);
+	v = vm_path("v", 0);
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fprintf(f, "[global]\ncommand_timeout = 20\n[vm v0]\n"
+	    "upstream = connect:%s\n[listener v0 %s]\n", q, v);
+	free(v);
+	v = vm_path("v", 1);
+	fprintf(f, "[vm v1]\nupstream = connect:%s\n[listener v1 %s]\n",
+	    fsock, v);
+	free(v);
+	free(q);
+	q = vm_path("q", 2);
+	v = vm_path("v", 5);
+	fprintf(f, "[vm v5]\nupstream = connect:%s\n[listener v5 %s]\n", q,
+	    v);
+	ck_assert_int_eq(fclose(f), 0);
+	/* v2's QEMU is v5's now: let v2's connection go with it */
+	by_signal();
+	ck_assert_msg(t_eof(clients[1][0], T_WAIT_MS), "v1's client stayed");
+	ck_assert_msg(t_eof(clients[2][0], T_WAIT_MS), "v2's client stayed");
+	free(v);
+	v = vm_path("v", 2);
+	ck_assert_int_eq(t_is_socket(v), 0);
+	free(v);
+	t_cmd_eq(clients[0][0], "{\"execute\": \"query-status\", \"id\": 1}",
+	    STATUS("1", "running", "true"));
+	v = vm_path("v", 1);
+	ck_assert_ptr_nonnull(c = t_client_ready(v));
+	t_cmd_eq(c, "{\"execute\": \"query-status\", \"id\": 2}",
+	    "{\"return\": {\"command\": \"query-status\", \"seq\": 1}, "
+	    "\"id\": 2}");
+	t_client_free(c);
+	free(v);
+	v = vm_path("v", 5);
+	ck_assert_int_eq(t_wait_socket(v, T_WAIT_MS), 0);
+	ck_assert_ptr_nonnull(c = t_client_ready(v));
+	m = t_cmd(c, "{\"execute\": \"query-status\", \"id\": 3}");
+	ck_assert_msg(m != NULL && strstr(m, "\"status\": \"running\"") !=
+	    NULL, "%s", m != NULL ? m : "(nothing)");
+	free(m);
+	t_client_free(c);
+	free(v);
+	free(q);
+	t_stop(fake, SIGTERM);
+	free(fsock);
+	free(conf);
+	stop_all();
+}
+END_TEST
+
 /* A second restart right after the first: the state goes on. */
 START_TEST(test_twice)
 {
@@ -430,6 +497,7 @@ restart_suite(void)
 	tcase_add_test(tc, test_twice);
 	tcase_add_test(tc, test_unread_output);
 	tcase_add_test(tc, test_bad_conf);
+	tcase_add_test(tc, test_conf_changed);
 	return (s);
 }
 
