@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -469,6 +470,87 @@ START_TEST(test_conf_changed)
 }
 END_TEST
 
+/*
+ * Run the binary at bin as a restart asks it, on the state document in
+ * file (the version given in place of its own when version is not 0):
+ * its exit status, its complaint in DIR/check.log.
+ */
+static int
+check_state(const char *bin, const char *file, int version)
+{
+	const char	*argv[] = { bin, "-f", NULL, "--control", "none",
+			    "--check-state", NULL, NULL };
+	char		*conf = t_path("empty.conf"), *text, num[16];
+	FILE		*f, *in;
+	long		 len;
+	int		 fd, status;
+
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_ptr_nonnull(in = fopen(file, "r"));
+	ck_assert_int_eq(fseek(in, 0, SEEK_END), 0);
+	ck_assert_int_gt(len = ftell(in), 0);
+	rewind(in);
+	ck_assert_ptr_nonnull(text = calloc(1, (size_t)len + 1));
+	ck_assert_uint_eq(fread(text, 1, (size_t)len, in), (size_t)len);
+	fclose(in);
+	if (version != 0) {
+		ck_assert_ptr_nonnull(strstr(text, "\"qmpmux_state\": 1,"));
+		*(strstr(text, "\"qmpmux_state\": 1,") + 16) =
+		    (char)('0' + version);
+	}
+	/* an inherited fd, as a restart gives one */
+	ck_assert_int_ne(fd = memfd_create("state", 0), -1);
+	ck_assert_int_eq(write(fd, text, (size_t)len), len);
+	snprintf(num, sizeof(num), "%d", fd);
+	argv[2] = conf;
+	argv[6] = num;
+	status = t_wait_exit(t_spawn(argv, "check.log"), T_WAIT_MS);
+	close(fd);
+	free(text);
+	free(conf);
+	return (status);
+}
+
+/*
+ * A newer binary reads every older state: the version 1 document of
+ * docs/STATE.md (tests/state-v1.json) is read by this one, by the one
+ * that says another version, and a version 2 document is refused with
+ * why.  The day the format changes, this file stays as it is.
+ */
+START_TEST(test_state_versions)
+{
+	const char	*doc = t_bin("STATE_V1");
+
+	ck_assert(t_exited(check_state(t_bin("QMPMUXD"), doc, 0), 0));
+	ck_assert(t_exited(check_state(t_bin("QMPMUXD_NEXT"), doc, 0), 0));
+	ck_assert(t_exited(check_state(t_bin("QMPMUXD"), doc, 2), 1));
+	ck_assert_int_eq(t_wait_log("check.log", "qmpmuxd: cannot take over: "
+	    "state version 2: this qmpmuxd reads versions 1 to 1", T_WAIT_MS),
+	    0);
+}
+END_TEST
+
+/*
+ * Signals during the handover are held, not fatal: a SIGHUP sent right
+ * behind the SIGUSR2 reaches the new process, which reloads.
+ */
+START_TEST(test_signal_held)
+{
+	start(t_bin("QMPMUXD"));
+	ck_assert_int_eq(kill(t_proxy_pid, SIGUSR2), 0);
+	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
+	    0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ", T_WAIT_MS),
+	    0);
+	ck_assert_int_eq(t_wait_exit(t_proxy_pid, 0), -1);
+	t_cmd_eq(clients[1][0], "{\"execute\": \"query-status\", \"id\": 1}",
+	    STATUS("1", "running", "true"));
+	stop_all();
+}
+END_TEST
+
 /* A second restart right after the first: the state goes on. */
 START_TEST(test_twice)
 {
@@ -498,6 +580,8 @@ restart_suite(void)
 	tcase_add_test(tc, test_unread_output);
 	tcase_add_test(tc, test_bad_conf);
 	tcase_add_test(tc, test_conf_changed);
+	tcase_add_test(tc, test_state_versions);
+	tcase_add_test(tc, test_signal_held);
 	return (s);
 }
 
