@@ -392,6 +392,8 @@ vm_upstream_lost(struct vm *vm, const char *reason)
 {
 	struct client	*c, *next;
 
+	/* the greeting of that QEMU is no next connection's (fdstore.c) */
+	vm_record(vm);
 	/* what QEMU sent before it went is still theirs */
 	vm_events_flush(vm);
 	/*
