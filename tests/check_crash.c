@@ -56,6 +56,7 @@ static void	*store_loop(void *);
 static pid_t		 qemus[NVMS];
 static struct t_client	*clients[NVMS][NCLIENTS];
 static char		*ctl, *conf;
+static const char	*bin;		/* NULL: $QMPMUXD */
 
 static void
 store_open(void)
@@ -213,8 +214,8 @@ store_count(const char *prefix)
 static pid_t
 spawn(int recover)
 {
-	const char	*argv[] = { t_bin("QMPMUXD"), "-d", "-v", "-f", conf,
-			    "--control", ctl, NULL };
+	const char	*argv[] = { bin != NULL ? bin : t_bin("QMPMUXD"), "-d",
+			    "-v", "-f", conf, "--control", ctl, NULL };
 	char		*log = t_path("qmpmuxd.log"), num[16], *names, *p;
 	size_t		 i, len = 1;
 	pid_t		 pid;
@@ -557,6 +558,120 @@ START_TEST(test_half_read)
 }
 END_TEST
 
+/* The store holds each socket of start()'s once, clients as n are left. */
+static void
+store_holds(size_t nclients)
+{
+	store_drain();
+	ck_assert_uint_eq(store_count("k"), 1);
+	ck_assert_uint_eq(store_count("l."), 3);
+	ck_assert_uint_eq(store_count("u."), 3);
+	ck_assert_uint_eq(store_count("c."), nclients);
+	ck_assert_uint_eq(store_count("v."), 3);
+	ck_assert_int_eq(store.dup, 0);
+	ck_assert_uint_eq(store.n, 1 + 3 + 3 + nclients + 3);
+}
+
+/*
+ * Traffic on every VM: each client's command answered with its own id,
+ * and a stop and a cont by the first client seen as STOP and RESUME
+ * events by the others (the first's own pass by with its replies);
+ * round says which round, for the ids.
+ */
+static void
+traffic(int round)
+{
+	char	 cmd[128], want[256];
+	int	 i, j;
+
+	for (i = 0; i < NVMS; i++) {
+		for (j = 0; j < NCLIENTS; j++) {
+			snprintf(cmd, sizeof(cmd), "{\"execute\": "
+			    "\"query-status\", \"id\": \"r%d.%d\"}", round, j);
+			snprintf(want, sizeof(want), "{\"return\": {\"status\": "
+			    "\"running\", \"singlestep\": false, \"running\": "
+			    "true}, \"id\": \"r%d.%d\"}", round, j);
+			t_cmd_eq(clients[i][j], cmd, want);
+		}
+		if (i == NVMS - 1)
+			continue;	/* read-only: no stop */
+		t_cmd_eq(clients[i][0], "{\"execute\": \"stop\"}",
+		    "{\"return\": {}}");
+		event_is(clients[i][1], "STOP");
+		event_is(clients[i][2], "STOP");
+		t_cmd_eq(clients[i][0], "{\"execute\": \"cont\"}",
+		    "{\"return\": {}}");
+		event_is(clients[i][1], "RESUME");
+		event_is(clients[i][2], "RESUME");
+	}
+	for (i = 0; i < NVMS; i++)
+		for (j = 0; j < NCLIENTS; j++)
+			ck_assert_int_eq(t_quiet(clients[i][j], 10), T_SILENT);
+}
+
+/*
+ * The whole life under a service manager: a restart in place, an
+ * upgrade to another binary, then kill -9; traffic and events before
+ * and after each.  No client's connection closes, and the store holds
+ * each socket once all along: a restart takes over what the store has
+ * and leaves nothing stale in it.
+ */
+START_TEST(test_sequence)
+{
+	struct t_client	*c;
+	char		*path;
+	int		 i;
+
+	path = t_copy_bin(t_bin("QMPMUXD"), "qmpmuxd");
+	bin = path;
+	start();
+	/* the third client of each negotiates too: all take events */
+	for (i = 0; i < NVMS; i++)
+		t_cmd_eq(clients[i][NCLIENTS - 1], "{\"execute\": "
+		    "\"qmp_capabilities\"}", "{\"return\": {}}");
+	traffic(0);
+	store_holds(9);
+
+	ck_assert_int_eq(kill(t_proxy_pid, SIGUSR2), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
+	    0);
+	traffic(1);
+	store_holds(9);
+
+	free(t_copy_bin(t_bin("QMPMUXD_NEXT"), "qmpmuxd"));
+	ck_assert_ptr_nonnull(c = t_client_ready(ctl));
+	t_cmd_eq(c, "{\"execute\": \"restart\", \"id\": 1}",
+	    "{\"return\": {}, \"id\": 1}");
+	t_client_free(c);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", PACKAGE_VERSION "+next "
+	    "took over", T_WAIT_MS), 0);
+	traffic(2);
+	store_holds(9);
+
+	ck_assert_int_eq(kill(t_proxy_pid, SIGKILL), 0);
+	ck_assert_int_ne(t_wait_exit(t_proxy_pid, T_WAIT_MS), -1);
+	t_proxy_pid = spawn(1);
+	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "took over", 3,
+	    T_WAIT_MS), 0);
+	traffic(3);
+	store_holds(9);
+	/* nothing was closed but the two control clients that left */
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", ": closed: "), 2);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "control client 1: "
+	    "closed: end of input"), 1);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "control client 2: "
+	    "closed: end of input"), 1);
+
+	ck_assert(t_exited(t_stop(t_proxy_pid, SIGTERM), 0));
+	t_proxy_pid = 0;
+	store_drain();
+	ck_assert_uint_eq(store.n, 0);
+	bin = NULL;
+	free(path);
+	stop_all();
+}
+END_TEST
+
 static Suite *
 crash_suite(void)
 {
@@ -565,6 +680,7 @@ crash_suite(void)
 
 	tcase_add_test(tc, test_kill9);
 	tcase_add_test(tc, test_half_read);
+	tcase_add_test(tc, test_sequence);
 	return (s);
 }
 

@@ -40,29 +40,6 @@ vm_path(const char *kind, int i)
 	return (t_path(name));
 }
 
-/* A binary copied into the test's directory, executable. */
-static char *
-copy_bin(const char *from, const char *name)
-{
-	char	*to = t_path(name), *tmp, buf[65536];
-	int	 in, out;
-	ssize_t	 n;
-
-	ck_assert_int_ne(asprintf(&tmp, "%s.new", to), -1);
-	ck_assert_int_ne(in = open(from, O_RDONLY), -1);
-	ck_assert_int_ne(out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0755),
-	    -1);
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		ck_assert_int_eq(write(out, buf, (size_t)n), n);
-	ck_assert_int_eq(n, 0);
-	close(in);
-	ck_assert_int_eq(close(out), 0);
-	/* put in place as a package manager does: a new inode, renamed */
-	ck_assert_int_eq(rename(tmp, to), 0);
-	free(tmp);
-	return (to);
-}
-
 /*
  * Start NVMS real QEMUs and qmpmuxd (the binary at bin) in front of
  * them with a control socket, and connect the clients.
@@ -284,10 +261,10 @@ END_TEST
  */
 START_TEST(test_upgrade)
 {
-	char	*bin = copy_bin(t_bin("QMPMUXD"), "qmpmuxd");
+	char	*bin = t_copy_bin(t_bin("QMPMUXD"), "qmpmuxd");
 
 	start(bin);
-	free(copy_bin(t_bin("QMPMUXD_NEXT"), "qmpmuxd"));
+	free(t_copy_bin(t_bin("QMPMUXD_NEXT"), "qmpmuxd"));
 	traffic_restart(by_control);
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "qmpmuxd "
 	    PACKAGE_VERSION "+next took over", T_WAIT_MS), 0);
@@ -302,7 +279,7 @@ END_TEST
  */
 START_TEST(test_refused)
 {
-	char		*bin = copy_bin(t_bin("QMPMUXD"), "qmpmuxd");
+	char		*bin = t_copy_bin(t_bin("QMPMUXD"), "qmpmuxd");
 	struct t_client	*c;
 	char		*m, *tmp;
 	FILE		*f;

@@ -224,6 +224,29 @@ t_spawn_split(const char *const *argv, const char *out, const char *err)
 	return (pid);
 }
 
+/* A binary copied into the test's directory, executable. */
+char *
+t_copy_bin(const char *from, const char *name)
+{
+	char	*to = t_path(name), *tmp, buf[65536];
+	int	 in, out;
+	ssize_t	 n;
+
+	ck_assert_int_ne(asprintf(&tmp, "%s.new", to), -1);
+	ck_assert_int_ne(in = open(from, O_RDONLY), -1);
+	ck_assert_int_ne(out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0755),
+	    -1);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		ck_assert_int_eq(write(out, buf, (size_t)n), n);
+	ck_assert_int_eq(n, 0);
+	close(in);
+	ck_assert_int_eq(close(out), 0);
+	/* put in place as a package manager does: a new inode, renamed */
+	ck_assert_int_eq(rename(tmp, to), 0);
+	free(tmp);
+	return (to);
+}
+
 /* Start a program with its output, both streams, in DIR/log. */
 pid_t
 t_spawn(const char *const *argv, const char *log)

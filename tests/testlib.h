@@ -61,6 +61,7 @@ int		 t_wait_exit(pid_t, int);
 int		 t_wait_socket(const char *, int);
 long		 t_proc_kb(pid_t, const char *);
 const char	*t_bin(const char *);
+char		*t_copy_bin(const char *, const char *);
 int		 t_exited(int, int);
 int		 t_is_socket(const char *);
 
