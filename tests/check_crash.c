@@ -27,29 +27,20 @@
 
 #include <check.h>
 
+#include "store.h"
 #include "testlib.h"
 
 #define NVMS		3
 #define NCLIENTS	3
-#define STORE_MAX	256
-
 /*
- * The fake store: what the service manager holds, by name.  A thread
- * reads the notify socket all the time, as systemd does: a unix
- * datagram socket queues only a few datagrams (net.unix.max_dgram_qlen)
- * and then the sender waits.
+ * The fake store (tests/store.c), read by a thread all the time, as
+ * systemd reads its notify socket: a unix datagram socket queues only a
+ * few datagrams (net.unix.max_dgram_qlen) and then the sender waits.
  */
-static struct {
-	pthread_t	 thread;
-	pthread_mutex_t	 lock;
-	int		 stop;
-	int	 sock;
-	char	*path;
-	char	*name[STORE_MAX];
-	int	 fd[STORE_MAX];
-	size_t	 n;
-	int	 dup;		/* a name stored twice */
-} store;
+static struct store	 store;
+static pthread_t	 store_thread;
+static pthread_mutex_t	 store_lock = PTHREAD_MUTEX_INITIALIZER;
+static int		 store_stop;
 
 static void	*store_loop(void *);
 
@@ -59,115 +50,23 @@ static char		*ctl, *conf;
 static const char	*bin;		/* NULL: $QMPMUXD */
 
 static void
-store_open(void)
+store_start(void)
 {
-	struct sockaddr_un	 sun;
-	int			 big = 8 << 20;
+	char	*path = t_path("notify.sock");
 
-	memset(&store, 0, sizeof(store));
-	store.path = t_path("notify.sock");
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", store.path);
-	ck_assert_int_ne(store.sock = socket(AF_UNIX, SOCK_DGRAM |
-	    SOCK_CLOEXEC | SOCK_NONBLOCK, 0), -1);
-	/* as systemd's: a burst of a host's sockets must not be lost */
-	setsockopt(store.sock, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big));
-	ck_assert_int_eq(bind(store.sock, (struct sockaddr *)&sun,
-	    sizeof(sun)), 0);
-	pthread_mutex_init(&store.lock, NULL);
-	ck_assert_int_eq(pthread_create(&store.thread, NULL, store_loop,
+	ck_assert_int_eq(store_open(&store, path), 0);
+	free(path);
+	__atomic_store_n(&store_stop, 0, __ATOMIC_SEQ_CST);
+	ck_assert_int_eq(pthread_create(&store_thread, NULL, store_loop,
 	    NULL), 0);
 }
 
 static void
-store_close(void)
+store_end(void)
 {
-	size_t	 i;
-
-	__atomic_store_n(&store.stop, 1, __ATOMIC_SEQ_CST);
-	pthread_join(store.thread, NULL);
-	for (i = 0; i < store.n; i++) {
-		close(store.fd[i]);
-		free(store.name[i]);
-	}
-	close(store.sock);
-	free(store.path);
-}
-
-static void
-store_remove(const char *name)
-{
-	size_t	 i = 0;
-
-	while (i < store.n) {
-		if (strcmp(store.name[i], name) != 0) {
-			i++;
-			continue;
-		}
-		close(store.fd[i]);
-		free(store.name[i]);
-		store.n--;
-		store.name[i] = store.name[store.n];
-		store.fd[i] = store.fd[store.n];
-	}
-}
-
-/* Take every datagram that has come, as the service manager would. */
-static void
-store_take(void)
-{
-	char		 buf[1024], *name;
-	union {
-		struct cmsghdr	 hdr;
-		char		 buf[CMSG_SPACE(8 * sizeof(int))];
-	}		 cmsg;
-	struct iovec	 iov;
-	struct msghdr	 mh;
-	struct cmsghdr	*cm;
-	ssize_t		 n;
-	int		 fd;
-	size_t		 i;
-
-	for (;;) {
-		memset(&mh, 0, sizeof(mh));
-		iov.iov_base = buf;
-		iov.iov_len = sizeof(buf) - 1;
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = cmsg.buf;
-		mh.msg_controllen = sizeof(cmsg.buf);
-		if ((n = recvmsg(store.sock, &mh, MSG_CMSG_CLOEXEC)) == -1) {
-			ck_assert_int_eq(errno, EAGAIN);
-			return;
-		}
-		buf[n] = '\0';
-		fd = -1;
-		for (cm = CMSG_FIRSTHDR(&mh); cm != NULL;
-		    cm = CMSG_NXTHDR(&mh, cm)) {
-			if (cm->cmsg_type == SCM_RIGHTS)
-				memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
-		}
-		name = strstr(buf, "FDNAME=");
-		if (name != NULL)
-			name[strcspn(name, "\n")] = '\0', name += 7;
-		if (strstr(buf, "FDSTOREREMOVE=1") != NULL && name != NULL)
-			store_remove(name);
-		else if (strstr(buf, "FDSTORE=1") != NULL && name != NULL &&
-		    fd != -1) {
-			ck_assert_uint_lt(store.n, STORE_MAX);
-			for (i = 0; i < store.n; i++) {
-				if (strcmp(store.name[i], name) == 0)
-					store.dup = 1;
-			}
-			ck_assert_ptr_nonnull(store.name[store.n] =
-			    strdup(name));
-			store.fd[store.n++] = fd;
-			fd = -1;
-		}
-		if (fd != -1)
-			close(fd);
-	}
+	__atomic_store_n(&store_stop, 1, __ATOMIC_SEQ_CST);
+	pthread_join(store_thread, NULL);
+	store_close(&store);
 }
 
 static void *
@@ -177,12 +76,12 @@ store_loop(void *arg)
 
 	pfd.fd = store.sock;
 	pfd.events = POLLIN;
-	while (!__atomic_load_n(&store.stop, __ATOMIC_SEQ_CST)) {
+	while (!__atomic_load_n(&store_stop, __ATOMIC_SEQ_CST)) {
 		if (poll(&pfd, 1, 20) < 1)
 			continue;
-		pthread_mutex_lock(&store.lock);
-		store_take();
-		pthread_mutex_unlock(&store.lock);
+		pthread_mutex_lock(&store_lock);
+		store_take(&store);
+		pthread_mutex_unlock(&store_lock);
 	}
 	return (NULL);
 }
@@ -191,20 +90,9 @@ store_loop(void *arg)
 static void
 store_drain(void)
 {
-	pthread_mutex_lock(&store.lock);
-	store_take();
-	pthread_mutex_unlock(&store.lock);
-}
-
-/* How many fds the store holds whose names begin with prefix. */
-static size_t
-store_count(const char *prefix)
-{
-	size_t	 i, n = 0;
-
-	for (i = 0; i < store.n; i++)
-		n += strncmp(store.name[i], prefix, strlen(prefix)) == 0;
-	return (n);
+	pthread_mutex_lock(&store_lock);
+	ck_assert_int_eq(store_take(&store), 0);
+	pthread_mutex_unlock(&store_lock);
 }
 
 /*
@@ -216,20 +104,13 @@ spawn(int recover)
 {
 	const char	*argv[] = { bin != NULL ? bin : t_bin("QMPMUXD"), "-d",
 			    "-v", "-f", conf, "--control", ctl, NULL };
-	char		*log = t_path("qmpmuxd.log"), num[16], *names, *p;
-	size_t		 i, len = 1;
+	char		*log = t_path("qmpmuxd.log");
 	pid_t		 pid;
 	int		 fd;
 
 	/* the store as it is, and no thread in it while the child copies it */
-	pthread_mutex_lock(&store.lock);
-	store_take();
-	for (i = 0; i < store.n; i++)
-		len += strlen(store.name[i]) + 1;
-	if ((names = calloc(1, len)) == NULL)
-		abort();
-	for (p = names, i = 0; i < store.n; i++)
-		p += sprintf(p, "%s%s", i > 0 ? ":" : "", store.name[i]);
+	pthread_mutex_lock(&store_lock);
+	store_take(&store);
 	pid = fork();
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -238,27 +119,10 @@ spawn(int recover)
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
-		setenv("NOTIFY_SOCKET", store.path, 1);
-		if (recover) {
-			/* out of the way first, then to 3, 4, ... in order */
-			for (i = 0; i < store.n; i++)
-				store.fd[i] = fcntl(store.fd[i], F_DUPFD,
-				    1000 + (int)i);
-			for (i = 0; i < store.n; i++)
-				dup2(store.fd[i], 3 + (int)i);
-			snprintf(num, sizeof(num), "%zu", store.n);
-			setenv("LISTEN_FDS", num, 1);
-			setenv("LISTEN_FDNAMES", names, 1);
-			snprintf(num, sizeof(num), "%ld", (long)getpid());
-			setenv("LISTEN_PID", num, 1);
-		}
-		close_range(3 + (unsigned int)(recover ? store.n : 0), ~0U, 0);
-		execv(argv[0], (char *const *)(uintptr_t)argv);
-		_exit(127);
+		store_exec(&store, argv, recover);
 	}
-	pthread_mutex_unlock(&store.lock);
+	pthread_mutex_unlock(&store_lock);
 	ck_assert_int_ne(pid, -1);
-	free(names);
 	free(log);
 	return (pid);
 }
@@ -305,7 +169,7 @@ start(void)
 	FILE		*f;
 	int		 i, j;
 
-	store_open();
+	store_start();
 	ctl = t_path("control.sock");
 	conf = t_path("qmpmuxd.conf");
 	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
@@ -360,7 +224,7 @@ stop_all(void)
 		kill(qemus[i], SIGCONT);
 		t_stop(qemus[i], SIGKILL);
 	}
-	store_close();
+	store_end();
 	free(ctl);
 	free(conf);
 }
@@ -395,11 +259,11 @@ START_TEST(test_kill9)
 	 * 3 upstreams, 9 clients, 3 records; each name once.
 	 */
 	store_drain();
-	ck_assert_uint_eq(store_count("k"), 1);
-	ck_assert_uint_eq(store_count("l."), 3);
-	ck_assert_uint_eq(store_count("u."), 3);
-	ck_assert_uint_eq(store_count("c."), 9);
-	ck_assert_uint_eq(store_count("v."), 3);
+	ck_assert_uint_eq(store_count(&store, "k"), 1);
+	ck_assert_uint_eq(store_count(&store, "l."), 3);
+	ck_assert_uint_eq(store_count(&store, "u."), 3);
+	ck_assert_uint_eq(store_count(&store, "c."), 9);
+	ck_assert_uint_eq(store_count(&store, "v."), 3);
 	ck_assert_int_eq(store.dup, 0);
 
 	old = t_proxy_pid;
@@ -452,11 +316,11 @@ START_TEST(test_kill9)
 
 	/* the store again holds each socket once, and nothing gone */
 	store_drain();
-	ck_assert_uint_eq(store_count("k"), 1);
-	ck_assert_uint_eq(store_count("l."), 3);
-	ck_assert_uint_eq(store_count("u."), 3);
-	ck_assert_uint_eq(store_count("c."), 9);
-	ck_assert_uint_eq(store_count("v."), 3);
+	ck_assert_uint_eq(store_count(&store, "k"), 1);
+	ck_assert_uint_eq(store_count(&store, "l."), 3);
+	ck_assert_uint_eq(store_count(&store, "u."), 3);
+	ck_assert_uint_eq(store_count(&store, "c."), 9);
+	ck_assert_uint_eq(store_count(&store, "v."), 3);
 	ck_assert_int_eq(store.dup, 0);
 	/* a client that leaves leaves the store */
 	t_client_free(clients[1][1]);
@@ -466,7 +330,7 @@ START_TEST(test_kill9)
 	t_cmd_eq(clients[1][0], "{\"execute\": \"query-status\", \"id\": 8}",
 	    STATUS("8", "running", "true"));
 	store_drain();
-	ck_assert_uint_eq(store_count("c."), 8);
+	ck_assert_uint_eq(store_count(&store, "c."), 8);
 
 	/* a clean stop takes everything out */
 	ck_assert(t_exited(t_stop(t_proxy_pid, SIGTERM), 0));
@@ -516,7 +380,7 @@ START_TEST(test_half_read)
 	FILE		*f;
 	pid_t		 fake;
 
-	store_open();
+	store_start();
 	ctl = t_path("control.sock");
 	conf = t_path("qmpmuxd.conf");
 	fake = t_fakeqemu(fsock, fargs);
@@ -550,7 +414,7 @@ START_TEST(test_half_read)
 	ck_assert(t_exited(t_stop(t_proxy_pid, SIGTERM), 0));
 	t_proxy_pid = 0;
 	t_stop(fake, SIGTERM);
-	store_close();
+	store_end();
 	free(fsock);
 	free(v);
 	free(ctl);
@@ -563,11 +427,11 @@ static void
 store_holds(size_t nclients)
 {
 	store_drain();
-	ck_assert_uint_eq(store_count("k"), 1);
-	ck_assert_uint_eq(store_count("l."), 3);
-	ck_assert_uint_eq(store_count("u."), 3);
-	ck_assert_uint_eq(store_count("c."), nclients);
-	ck_assert_uint_eq(store_count("v."), 3);
+	ck_assert_uint_eq(store_count(&store, "k"), 1);
+	ck_assert_uint_eq(store_count(&store, "l."), 3);
+	ck_assert_uint_eq(store_count(&store, "u."), 3);
+	ck_assert_uint_eq(store_count(&store, "c."), nclients);
+	ck_assert_uint_eq(store_count(&store, "v."), 3);
 	ck_assert_int_eq(store.dup, 0);
 	ck_assert_uint_eq(store.n, 1 + 3 + 3 + nclients + 3);
 }

@@ -17,7 +17,10 @@
 #  6. qmpmuxd restarted in place (qmpmuxctl restart, then SIGUSR2)
 #     while libvirtd holds both monitors: the same pid, both domains
 #     running and driven by virsh, nothing in libvirt's log;
-#  7. virsh destroy A removes A from qmpmuxd and leaves B running.
+#  7. qmpmuxd killed with SIGKILL and started again by the fd store
+#     (tests/fakestore, as systemd would): both domains running and
+#     driven by virsh, no end of file in libvirt's log;
+#  8. virsh destroy A removes A from qmpmuxd and leaves B running.
 #
 # With QMPMUX_E2E_COMPARE=1 it also measures step 4 without qmpmuxd, on
 # a domain C whose <emulator> is QEMU itself (it takes about 80 s more),
@@ -237,11 +240,14 @@ cat >"$work/qmpmuxd.conf" <<'EOF'
 [global]
 command_timeout = 3
 EOF
-"$build/qmpmuxd" -d -f "$work/qmpmuxd.conf" --control "$work/control.sock" \
-    >"$work/qmpmuxd.log" 2>&1 &
-qmpmuxd_pid=$!
+# Under a service manager's fd store (tests/fakestore: systemd's
+# FDSTORE=1 and Restart=on-failure), so that a crash loses nothing.
+"$build/tests/fakestore" "$work/notify.sock" "$work/qmpmuxd.pid" -- \
+    "$build/qmpmuxd" -d -f "$work/qmpmuxd.conf" \
+    --control "$work/control.sock" >"$work/qmpmuxd.log" 2>&1 &
 pids+=($!)
 wait_for 100 test -S "$work/control.sock"
+qmpmuxd_pid=$(cat "$work/qmpmuxd.pid")
 
 cat >"$work/shim.sh" <<EOF
 #!/bin/sh
@@ -380,13 +386,35 @@ for d in "$A" "$B"; do
 	state_is "$d" running
 done
 # libvirt saw no end of file on either monitor
-if grep -i "end of file" "$work/libvirtd.log" \
-    /var/log/libvirt/qemu/"$A".log /var/log/libvirt/qemu/"$B".log \
-    >/dev/null 2>&1; then
-	fail "libvirt saw an end of file on a monitor"
-fi
+no_eof() {
+	if grep -i "end of file" "$work/libvirtd.log" \
+	    /var/log/libvirt/qemu/"$A".log /var/log/libvirt/qemu/"$B".log \
+	    >/dev/null 2>&1; then
+		fail "libvirt saw an end of file on a monitor"
+	fi
+}
+no_eof
 
-echo "libvirt-e2e: 7. virsh destroy A"
+echo "libvirt-e2e: 7. qmpmuxd killed with SIGKILL while A and B run"
+kill -KILL "$qmpmuxd_pid"
+wait_for 100 sh -c "[ \"\$(cat $(printf '%q' "$work/qmpmuxd.pid"))\" != $qmpmuxd_pid ]" ||
+	fail "the fd store did not start qmpmuxd again"
+wait_for 100 sh -c "[ \$(grep -c 'took over' $(printf '%q' "$work/qmpmuxd.log")) -ge 3 ]" ||
+	fail "qmpmuxd did not take over after the crash"
+qmpmuxd_pid=$(cat "$work/qmpmuxd.pid")
+for d in "$A" "$B"; do
+	listed "$d" || fail "qmpmuxctl list lost $d after the crash"
+	state_is "$d" running
+	answers "$d" running
+	timeout 20 "${V[@]}" suspend "$d" >/dev/null
+	state_is "$d" paused
+	[ "$(qemu_state "$d")" = paused ] || fail "$d: QEMU not paused"
+	timeout 20 "${V[@]}" resume "$d" >/dev/null
+	state_is "$d" running
+done
+no_eof
+
+echo "libvirt-e2e: 8. virsh destroy A"
 timeout 20 "${V[@]}" destroy "$A" >/dev/null
 state_is "$A" "shut off"
 wait_for 100 sh -c "! $(printf '%q ' "${ctl[@]}") list | grep -q '^$A '"
