@@ -1,10 +1,13 @@
 #!/bin/bash
 #
-# How long clients wait across a restart in place: N VMs (default 200)
-# on one fake QEMU process (tests/fakeqemu --many), two negotiated
-# clients each, every one with a query-status in flight when SIGUSR2
-# comes; prints when each got its reply, against round trips before
-# and after.  Figures, not a test: see docs/BENCHMARKS.md for the rest.
+# How long clients wait across a restart in place, and across a crash:
+# N VMs (default 200) on one fake QEMU process (tests/fakeqemu --many),
+# two negotiated clients each, every one with a query-status in flight
+# when SIGUSR2 comes, then again when qmpmuxd is killed with SIGKILL
+# under a stand-in for systemd's fd store (tests/fakestore, which
+# starts it again at once with the stored sockets); prints when each
+# got its reply, against round trips before and after.  Figures, not a
+# test.
 #
 #     contrib/restart-pause.sh BUILDDIR [N]
 #
@@ -44,11 +47,12 @@ wait_socket "$work/f/$((n - 1)).sock"
 		echo "[listener v$i $work/v$i.sock]"
 	done
 } >"$work/qmpmuxd.conf"
-"$build/qmpmuxd" -d -f "$work/qmpmuxd.conf" --control "$work/control.sock" \
-    2>"$work/qmpmuxd.log" &
-pid=$!
-pids+=($pid)
+"$build/tests/fakestore" "$work/notify.sock" "$work/qmpmuxd.pid" -- \
+    "$build/qmpmuxd" -d -f "$work/qmpmuxd.conf" \
+    --control "$work/control.sock" 2>"$work/qmpmuxd.log" &
+pids+=($!)
 wait_socket "$work/v$((n - 1)).sock"
+pid=$(cat "$work/qmpmuxd.pid")
 
 python3 - "$work" "$n" "$pid" <<'PY'
 import os, socket, sys, time
@@ -88,6 +92,19 @@ print("restart: %d commands in flight at SIGUSR2, every reply within "
 w, a = rounds()
 print("after:   worst round trip %.2f ms; %d clients in %.1f ms" %
       (w, len(conns), a))
+for j, f in enumerate(conns):
+    f.write(b'{"execute":"query-status","id":"k%d"}\n' % j)
+t = time.time()
+os.kill(pid, 9)
+last = 0
+for j, f in enumerate(conns):
+    assert (b'"id": "k%d"}' % j) in f.readline()
+    last = time.time() - t
+print("crash:   %d commands in flight at SIGKILL, every reply within "
+      "%.1f ms of it" % (len(conns), last * 1e3))
+w, a = rounds()
+print("after:   worst round trip %.2f ms; %d clients in %.1f ms" %
+      (w, len(conns), a))
 PY
-kill -0 "$pid" || { echo "restart-pause: qmpmuxd is gone" >&2; exit 1; }
-grep -E "received SIGUSR2|restarting:|took over" "$work/qmpmuxd.log"
+grep -E "received SIGUSR2|restarting:|took over|fdstore:" \
+    "$work/qmpmuxd.log"
