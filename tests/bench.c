@@ -74,6 +74,13 @@ static struct {
 	long	 cg_events;
 } p;
 
+/* valgrind cannot run a program built with AddressSanitizer. */
+#if defined(__SANITIZE_ADDRESS__)
+static const int	 b_sanitized = 1;
+#else
+static const int	 b_sanitized = 0;
+#endif
+
 /* One figure: a median and a p99 (NAN when it has none), in unit. */
 struct fig {
 	const char	*section;
@@ -1829,7 +1836,10 @@ main(int argc, char *argv[])
 	b_mem_idle();
 	b_iso_all();
 	b_start_all();
-	if (b_have("valgrind"))
+	if (b_sanitized)
+		fprintf(stderr, "bench: a sanitizer build: no instruction "
+		    "counts\n");
+	else if (b_have("valgrind"))
 		b_instr();
 	else
 		fprintf(stderr, "bench: no valgrind: no instruction counts\n");
