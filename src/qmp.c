@@ -509,6 +509,19 @@ qmp_string(struct qmp_reader *r, size_t off, size_t end)
 	r->slen = 0;
 	qmp_grow(&r->sbuf, &r->scap, end - off, 1, 64);
 	while (p < last) {
+		/*
+		 * A run of ASCII is itself, as qmp_utf8_codepoint would
+		 * take it byte by byte: names, keys and most values are
+		 * all ASCII, and an event flood is millions of them.
+		 */
+		for (plain = p; p < last && *p != '\\' &&
+		    (unsigned char)*p - 1 < 0x7f; p++)
+			;
+		if (p > plain) {
+			memcpy(r->sbuf + r->slen, plain, (size_t)(p - plain));
+			r->slen += (size_t)(p - plain);
+			continue;
+		}
 		if (*p != '\\') {
 			plain = p;
 			if (qmp_utf8_codepoint((const unsigned char *)p,
@@ -1018,6 +1031,27 @@ qmp_structural_token(unsigned char c)
 }
 
 /*
+ * Start a message empty.  Only what a message without those members
+ * reads is cleared: the members and names are a kilobyte, which a
+ * memset per message of a flood would spend more on than the message.
+ */
+static void
+qmp_msg_start(struct qmp_msg *msg)
+{
+	msg->buf = NULL;
+	msg->len = 0;
+	msg->kind = QMP_KIND_NONOBJECT;
+	msg->nmembers = 0;
+	msg->m_id = msg->m_execute = msg->m_exec_oob = -1;
+	msg->m_arguments = -1;
+	msg->has_other = 0;
+	memset(&msg->other, 0, sizeof(msg->other));
+	msg->name[0] = '\0';
+	msg->name_truncated = 0;
+	msg->other_name[0] = '\0';
+}
+
+/*
  * Feed bytes to the lexer until a message ends or an error; *used is
  * how many were taken.  A token that ends on a byte it does not include
  * (a number or keyword, by lookahead) leaves that byte for the next
@@ -1051,7 +1085,7 @@ qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
 				continue;
 			}
 			if (!r->active) {
-				memset(&r->cur, 0, sizeof(r->cur));
+				qmp_msg_start(&r->cur);
 				r->active = 1;
 			}
 			r->tok = r->len;
@@ -1283,7 +1317,18 @@ qmp_finish(struct qmp_msg *msg)
 static void
 qmp_take(struct qmp_reader *r, struct qmp_msg *msg)
 {
-	*msg = r->cur;
+	const struct qmp_msg	*cur = &r->cur;
+
+	/* what the message holds, not the whole kilobyte of the struct */
+	msg->kind = cur->kind;
+	memcpy(msg->members, cur->members, (size_t)cur->nmembers *
+	    sizeof(msg->members[0]));
+	msg->nmembers = cur->nmembers;
+	msg->has_other = cur->has_other;
+	msg->other = cur->other;
+	memcpy(msg->name, cur->name, strlen(cur->name) + 1);
+	msg->name_truncated = cur->name_truncated;
+	memcpy(msg->other_name, cur->other_name, strlen(cur->other_name) + 1);
 	if ((msg->buf = malloc(r->len + QMP_MSG_SLACK)) == NULL)
 		fatalx("out of memory reading a QMP message");
 	memcpy(msg->buf, r->buf, r->len);
