@@ -28,8 +28,11 @@
  *
  * Usage (from a build directory): make bench, or
  *   QMPMUXD=... QEMU=... FAKEQEMU=... tests/bench [--quick] [--json FILE]
+ *       [--only SECTION,...]
  * --quick (or BENCH_QUICK=1) is the CI's run of a few seconds: the
- * same code with small counts and 100 VMs.
+ * same code with small counts and 100 VMs.  --only runs the sections
+ * named (rtt, pipe, events, mem, iso, start, instr), for one figure
+ * before and after a change: make bench BENCH_ARGS="--only instr".
  */
 #include "config.h"
 
@@ -1595,6 +1598,27 @@ b_instr(void)
 	free(fdir);
 }
 
+/* The sections asked for (--only), all when NULL. */
+static const char	*b_only;
+
+/* Whether the section name is to run: --only's list has it, or is none. */
+static int
+b_run(const char *name)
+{
+	const char	*s = b_only;
+	size_t		 len = strlen(name);
+
+	if (s == NULL)
+		return (1);
+	while ((s = strstr(s, name)) != NULL) {
+		if ((s == b_only || s[-1] == ',') &&
+		    (s[len] == '\0' || s[len] == ','))
+			return (1);
+		s += len;
+	}
+	return (0);
+}
+
 /* Whether a program runs: valgrind, for the instruction counts. */
 static int
 b_have(const char *prog)
@@ -1790,9 +1814,11 @@ main(int argc, char *argv[])
 			p.quick = 1;
 		else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
 			json = argv[++i];
+		else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+			b_only = argv[++i];
 		else {
-			fprintf(stderr, "usage: bench [--quick] [--json FILE]"
-			    "\n");
+			fprintf(stderr, "usage: bench [--quick] [--json FILE] "
+			    "[--only rtt,pipe,events,mem,iso,start,instr]\n");
 			return (1);
 		}
 	}
@@ -1828,21 +1854,32 @@ main(int argc, char *argv[])
 	fprintf(stderr, "bench: %s run in %s\n", p.quick ? "quick" : "full",
 	    t_dir());
 
-	b_rtt_fake();
-	b_rtt_qemu();
-	b_pipe_all();
-	b_events();
-	b_mem_flood();
-	b_mem_idle();
-	b_iso_all();
-	b_start_all();
-	if (b_sanitized)
-		fprintf(stderr, "bench: a sanitizer build: no instruction "
-		    "counts\n");
-	else if (b_have("valgrind"))
-		b_instr();
-	else
-		fprintf(stderr, "bench: no valgrind: no instruction counts\n");
+	if (b_run("rtt"))
+		b_rtt_fake();
+	if (b_run("rtt"))
+		b_rtt_qemu();
+	if (b_run("pipe"))
+		b_pipe_all();
+	if (b_run("events"))
+		b_events();
+	if (b_run("mem"))
+		b_mem_flood();
+	if (b_run("mem"))
+		b_mem_idle();
+	if (b_run("iso"))
+		b_iso_all();
+	if (b_run("start"))
+		b_start_all();
+	if (b_run("instr")) {
+		if (b_sanitized)
+			fprintf(stderr, "bench: a sanitizer build: no "
+			    "instruction counts\n");
+		else if (b_have("valgrind"))
+			b_instr();
+		else
+			fprintf(stderr, "bench: no valgrind: no instruction "
+			    "counts\n");
+	}
 	b_targets();
 	b_report(json, (b_us() - t0) / 1e6);
 	return (0);
