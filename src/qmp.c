@@ -134,6 +134,7 @@ struct qmp_reader {
 	size_t		 len;
 	size_t		 cap;
 	size_t		 tok;
+	int		 str_plain;	/* the string token is ASCII, unescaped */
 
 	long		 braces;
 	long		 brackets;
@@ -195,6 +196,25 @@ static const struct {
 };
 #define QMP_NKEYS	(sizeof(qmp_keys) / sizeof(qmp_keys[0]))
 
+/*
+ * The bytes a string token takes in a run, as the lexer's LEX_DQ and
+ * LEX_SQ do: all from 0x20 to 0xfd but the backslash (the quotes are
+ * told apart by the caller).  QMP_SB_HIGH marks those past ASCII.
+ */
+#define QMP_SB_ASCII	1
+#define QMP_SB_HIGH	2
+#define QMP_SB_R16(b)	b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, b
+static const unsigned char qmp_strbyte[256] = {
+	QMP_SB_R16(0), QMP_SB_R16(0),			/* 0x00-0x1f */
+	QMP_SB_R16(1), QMP_SB_R16(1),			/* 0x20-0x3f */
+	QMP_SB_R16(1),					/* 0x40-0x4f */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,	/* 0x5c '\\' */
+	QMP_SB_R16(1), QMP_SB_R16(1),			/* 0x60-0x7f */
+	QMP_SB_R16(2), QMP_SB_R16(2), QMP_SB_R16(2), QMP_SB_R16(2),
+	QMP_SB_R16(2), QMP_SB_R16(2), QMP_SB_R16(2),	/* 0x80-0xef */
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0,	/* 0xfe, 0xff */
+};
+
 static void	qmp_fail(struct qmp_reader *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 
@@ -224,8 +244,11 @@ qmp_key_lookup(const char *s, size_t len)
 {
 	size_t	 i;
 
+	/* no QMP name is longer than 9 or shorter than 2 */
+	if (len < 2 || len > 9)
+		return (QMP_KEY_OTHER);
 	for (i = 0; i < QMP_NKEYS; i++) {
-		if (qmp_keys[i].len == len &&
+		if (qmp_keys[i].len == len && qmp_keys[i].name[0] == s[0] &&
 		    memcmp(qmp_keys[i].name, s, len) == 0)
 			return (qmp_keys[i].key);
 	}
@@ -508,6 +531,13 @@ qmp_string(struct qmp_reader *r, size_t off, size_t end)
 
 	r->slen = 0;
 	qmp_grow(&r->sbuf, &r->scap, end - off, 1, 64);
+	if (r->str_plain) {
+		/* ASCII without an escape is itself: most strings */
+		memcpy(r->sbuf, p, (size_t)(last - p));
+		r->slen = (size_t)(last - p);
+		r->sbuf[r->slen] = '\0';
+		return (0);
+	}
 	while (p < last) {
 		/*
 		 * A run of ASCII is itself, as qmp_utf8_codepoint would
@@ -762,11 +792,19 @@ qmp_value_done(struct qmp_reader *r, enum qmp_type type, size_t off,
 			qmp_fail(r, "key is not a string in object");
 			return;
 		}
-		qmp_grow(&r->kbuf, &r->kcap, r->klen + r->slen + 1, 1, 256);
-		memcpy(r->kbuf + r->klen, r->sbuf, r->slen);
-		f->koff = r->klen;
-		f->klen = r->slen;
-		r->klen += r->slen;
+		/*
+		 * The key is kept for the check of repeated keys and for a
+		 * top-level member's name; QEMU's own nested keys need
+		 * neither.
+		 */
+		if ((r->flags & QMP_READ_STRICT) || r->depth == 1) {
+			qmp_grow(&r->kbuf, &r->kcap, r->klen + r->slen + 1, 1,
+			    256);
+			memcpy(r->kbuf + r->klen, r->sbuf, r->slen);
+			f->koff = r->klen;
+			f->klen = r->slen;
+			r->klen += r->slen;
+		}
 		if (r->depth == 1)
 			qmp_member_key(r, off, end);
 		f->expect = EXP_COLON;
@@ -967,7 +1005,7 @@ qmp_token(struct qmp_reader *r, enum qmp_tok t, size_t off, size_t end)
 }
 
 /* Append one byte of the message; -1 past the size cap. */
-static int
+static inline int
 qmp_put(struct qmp_reader *r, unsigned char c)
 {
 	if (r->len == r->max_size)
@@ -975,6 +1013,18 @@ qmp_put(struct qmp_reader *r, unsigned char c)
 	if (r->len == r->cap)
 		qmp_grow(&r->buf, &r->cap, r->len + 1, 1, QMP_BUF_START);
 	r->buf[r->len++] = (char)c;
+	return (0);
+}
+
+/* Append n bytes of the message at once; -1 past the size cap. */
+static inline int
+qmp_put_run(struct qmp_reader *r, const unsigned char *p, size_t n)
+{
+	if (n > r->max_size - r->len)
+		return (-1);
+	qmp_grow(&r->buf, &r->cap, r->len + n, 1, QMP_BUF_START);
+	memcpy(r->buf + r->len, p, n);
+	r->len += n;
 	return (0);
 }
 
@@ -1063,7 +1113,7 @@ qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
 {
 	enum qmp_status	 st;
 	enum qmp_tok	 t;
-	unsigned char	 c, quote;
+	unsigned char	 c, quote, k, high = 0;
 	size_t		 i = 0, run;
 
 	while (i < n) {
@@ -1079,9 +1129,14 @@ qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
 			continue;
 		case LEX_START:
 			if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
-				if (r->active && qmp_put(r, c) == -1)
+				for (run = i + 1; run < n && (p[run] == ' ' ||
+				    p[run] == '\t' || p[run] == '\r' ||
+				    p[run] == '\n'); run++)
+					;
+				if (r->active && qmp_put_run(r, p + i,
+				    run - i) == -1)
 					goto toolarge;
-				i++;
+				i = run;
 				continue;
 			}
 			if (!r->active) {
@@ -1099,10 +1154,10 @@ qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
 					goto out;
 				continue;
 			}
-			if (c == '"')
-				r->lex = LEX_DQ;
-			else if (c == '\'')
-				r->lex = LEX_SQ;
+			if (c == '"' || c == '\'') {
+				r->lex = c == '"' ? LEX_DQ : LEX_SQ;
+				r->str_plain = 1;
+			}
 			else if (c == '0')
 				r->lex = LEX_ZERO;
 			else if (c >= '1' && c <= '9')
@@ -1120,18 +1175,20 @@ qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
 		case LEX_DQ:
 		case LEX_SQ:
 			quote = r->lex == LEX_DQ ? '"' : '\'';
-			/* the bulk of a message: take plain runs at once */
-			for (run = i; run < n && p[run] >= 0x20 &&
-			    p[run] <= 0xfd && p[run] != quote &&
-			    p[run] != '\\'; run++)
-				;
+			/*
+			 * The bulk of a message: take plain runs at once, and
+			 * note a byte past ASCII, which only qmp_string's
+			 * full decoding checks.
+			 */
+			for (run = i; run < n && (k = qmp_strbyte[p[run]]) !=
+			    0 && p[run] != quote; run++)
+				high |= k;
+			if (high & QMP_SB_HIGH)
+				r->str_plain = 0;
+			high = 0;
 			if (run > i) {
-				if (run - i > r->max_size - r->len)
+				if (qmp_put_run(r, p + i, run - i) == -1)
 					goto toolarge;
-				qmp_grow(&r->buf, &r->cap, r->len + run - i, 1,
-				    QMP_BUF_START);
-				memcpy(r->buf + r->len, p + i, run - i);
-				r->len += run - i;
 				i = run;
 				continue;
 			}
@@ -1148,6 +1205,7 @@ qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
 			if (c == '\\') {
 				r->lex = r->lex == LEX_DQ ? LEX_DQ_ESC :
 				    LEX_SQ_ESC;
+				r->str_plain = 0;
 				break;
 			}
 			i++;
@@ -1185,8 +1243,16 @@ qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
 			}
 			break;
 		case LEX_INT:
-			if (c >= '0' && c <= '9')
-				break;
+			if (c >= '0' && c <= '9') {
+				/* a number's digits, at once */
+				for (run = i + 1; run < n && p[run] >= '0' &&
+				    p[run] <= '9'; run++)
+					;
+				if (qmp_put_run(r, p + i, run - i) == -1)
+					goto toolarge;
+				i = run;
+				continue;
+			}
 			if (c == 'e' || c == 'E') {
 				r->lex = LEX_E;
 				break;
@@ -1229,8 +1295,15 @@ qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
 				break;
 			goto number;
 		case LEX_WORD:
-			if (c >= 'a' && c <= 'z')
-				break;
+			if (c >= 'a' && c <= 'z') {
+				for (run = i + 1; run < n && p[run] >= 'a' &&
+				    p[run] <= 'z'; run++)
+					;
+				if (qmp_put_run(r, p + i, run - i) == -1)
+					goto toolarge;
+				i = run;
+				continue;
+			}
 			/* the byte after a word or number is not its own */
 			r->lex = LEX_START;
 			if ((st = qmp_token(r, TOK_WORD, r->tok, r->len)) !=
