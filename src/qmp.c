@@ -1388,7 +1388,8 @@ qmp_finish(struct qmp_msg *msg)
  * hold, with room for a caller to end the line without a realloc.
  */
 static void
-qmp_take(struct qmp_reader *r, struct qmp_msg *msg)
+qmp_take_bytes(struct qmp_reader *r, struct qmp_msg *msg, const char *bytes,
+    size_t len)
 {
 	const struct qmp_msg	*cur = &r->cur;
 
@@ -1402,12 +1403,19 @@ qmp_take(struct qmp_reader *r, struct qmp_msg *msg)
 	memcpy(msg->name, cur->name, strlen(cur->name) + 1);
 	msg->name_truncated = cur->name_truncated;
 	memcpy(msg->other_name, cur->other_name, strlen(cur->other_name) + 1);
-	if ((msg->buf = malloc(r->len + QMP_MSG_SLACK)) == NULL)
+	if ((msg->buf = malloc(len + QMP_MSG_SLACK)) == NULL)
 		fatalx("out of memory reading a QMP message");
-	memcpy(msg->buf, r->buf, r->len);
-	msg->buf[r->len] = '\0';
-	msg->len = r->len;
+	memcpy(msg->buf, bytes, len);
+	msg->buf[len] = '\0';
+	msg->len = len;
 	qmp_finish(msg);
+}
+
+/* The same, for the message qmp_feed has gathered in the reader. */
+static void
+qmp_take(struct qmp_reader *r, struct qmp_msg *msg)
+{
+	qmp_take_bytes(r, msg, r->buf, r->len);
 }
 
 /*
@@ -1439,6 +1447,272 @@ qmp_chunk(struct evbuffer *in, struct evbuffer_iovec *vec)
 }
 
 /*
+ * The fast path, for what QEMU writes (not QMP_READ_STRICT): QEMU's own
+ * output is objects of ASCII strings without escapes, numbers and
+ * keywords, and an event flood is millions of them.  qmp_fast reads one
+ * such message whole from one contiguous chunk, in one pass, and yields
+ * exactly what qmp_feed would: the same bytes, members, names and kind.
+ * Anything else, a byte it does not expect, an escape, a byte past
+ * ASCII, a message not whole in the chunk, an error, or a bound
+ * reached, makes it give up having taken nothing, and the message is
+ * read by qmp_feed from its first byte, errors and all.
+ */
+struct qmp_fast {
+	struct qmp_reader	*r;
+	const unsigned char	*p;
+	size_t			 n;
+	size_t			 i;
+	unsigned int		 depth;
+};
+
+/* Skip QEMU's whitespace. */
+static inline void
+qmp_fast_ws(struct qmp_fast *f)
+{
+	while (f->i < f->n && (f->p[f->i] == ' ' || f->p[f->i] == '\n' ||
+	    f->p[f->i] == '\r' || f->p[f->i] == '\t'))
+		f->i++;
+}
+
+/* A plain string at i: its end, just past the closing quote, or 0. */
+static inline size_t
+qmp_fast_string(struct qmp_fast *f)
+{
+	size_t	 i = f->i + 1;
+
+	while (i < f->n && qmp_strbyte[f->p[i]] == QMP_SB_ASCII &&
+	    f->p[i] != '"')
+		i++;
+	if (i == f->n || f->p[i] != '"')
+		return (0);
+	return (i + 1);
+}
+
+static int	qmp_fast_value(struct qmp_fast *, enum qmp_type *);
+
+/* The digits of a number from i; how many. */
+static inline size_t
+qmp_fast_digits(struct qmp_fast *f)
+{
+	size_t	 start = f->i;
+
+	while (f->i < f->n && f->p[f->i] >= '0' && f->p[f->i] <= '9')
+		f->i++;
+	return (f->i - start);
+}
+
+/* A number as QEMU's lexer takes it; 0 to give up. */
+static int
+qmp_fast_number(struct qmp_fast *f)
+{
+	if (f->p[f->i] == '-')
+		f->i++;
+	if (f->i == f->n)
+		return (0);
+	if (f->p[f->i] == '0') {
+		f->i++;
+		/* QEMU's lexer takes no exponent right after a 0 */
+		if (f->i < f->n && (f->p[f->i] == 'e' || f->p[f->i] == 'E' ||
+		    (f->p[f->i] >= '0' && f->p[f->i] <= '9')))
+			return (0);
+	} else if (qmp_fast_digits(f) == 0)
+		return (0);
+	if (f->i < f->n && f->p[f->i] == '.') {
+		f->i++;
+		if (qmp_fast_digits(f) == 0)
+			return (0);
+	}
+	if (f->i < f->n && (f->p[f->i] == 'e' || f->p[f->i] == 'E')) {
+		f->i++;
+		if (f->i < f->n && (f->p[f->i] == '+' || f->p[f->i] == '-'))
+			f->i++;
+		if (qmp_fast_digits(f) == 0)
+			return (0);
+	}
+	/* a token must not go on: the lexer would take more */
+	return (f->i < f->n);
+}
+
+/* An object or array whose opener is at i; 0 to give up. */
+static int
+qmp_fast_container(struct qmp_fast *f, int obj)
+{
+	struct qmp_reader	*r = f->r;
+	struct qmp_msg		*msg = &r->cur;
+	struct qmp_member	 m;
+	enum qmp_type		 type;
+	unsigned char		 close = obj ? '}' : ']';
+	size_t			 kend;
+	int			 top = f->depth == 0, i;
+
+	/* the streamer's bound, before any token past it */
+	if (++f->depth > r->max_depth)
+		return (0);
+	f->i++;
+	qmp_fast_ws(f);
+	if (f->i < f->n && f->p[f->i] == close) {
+		f->i++;
+		f->depth--;
+		return (1);
+	}
+	for (;;) {
+		if (obj) {
+			if (f->i == f->n || f->p[f->i] != '"' ||
+			    (kend = qmp_fast_string(f)) == 0)
+				return (0);
+			if (top) {
+				memset(&m, 0, sizeof(m));
+				m.key = qmp_key_lookup((const char *)f->p +
+				    f->i + 1, kend - f->i - 2);
+				m.key_off = f->i;
+				m.key_end = kend;
+				m.prev_end = r->last_end;
+				m.seq = r->nmembers++;
+				if (r->last != NULL)
+					r->last->next_key = f->i;
+				r->last = NULL;
+			}
+			f->i = kend;
+			qmp_fast_ws(f);
+			if (f->i == f->n || f->p[f->i] != ':')
+				return (0);
+			f->i++;
+			qmp_fast_ws(f);
+			if (top)
+				m.val_off = f->i;
+		}
+		if (!qmp_fast_value(f, &type))
+			return (0);
+		if (top) {
+			/* as qmp_member_value, in input order */
+			m.type = type;
+			m.val_end = f->i;
+			r->last_end = f->i;
+			if (m.key == QMP_KEY_OTHER) {
+				if (!msg->has_other) {
+					msg->has_other = 1;
+					msg->other = m;
+					qmp_set_name(r, msg->other_name,
+					    (const char *)f->p + m.key_off + 1,
+					    m.key_end - m.key_off - 2);
+					r->last = &msg->other;
+				}
+			} else {
+				for (i = 0; i < msg->nmembers; i++)
+					if (msg->members[i].key == m.key)
+						break;
+				if (i == msg->nmembers) {
+					msg->members[msg->nmembers] = m;
+					r->last =
+					    &msg->members[msg->nmembers++];
+					if (type == QMP_TYPE_STRING &&
+					    (m.key == QMP_KEY_EXECUTE ||
+					    m.key == QMP_KEY_EXEC_OOB ||
+					    m.key == QMP_KEY_EVENT))
+						qmp_set_name(r, msg->name,
+						    (const char *)f->p +
+						    m.val_off + 1,
+						    m.val_end - m.val_off - 2);
+				}
+			}
+		}
+		qmp_fast_ws(f);
+		if (f->i == f->n)
+			return (0);
+		if (f->p[f->i] == close) {
+			f->i++;
+			f->depth--;
+			return (1);
+		}
+		if (f->p[f->i] != ',')
+			return (0);
+		f->i++;
+		qmp_fast_ws(f);
+	}
+}
+
+/* A value at i, whitespace before it skipped; 0 to give up. */
+static int
+qmp_fast_value(struct qmp_fast *f, enum qmp_type *type)
+{
+	const unsigned char	*w;
+	size_t			 end;
+
+	if (f->i == f->n)
+		return (0);
+	switch (f->p[f->i]) {
+	case '{':
+		*type = QMP_TYPE_OBJECT;
+		return (qmp_fast_container(f, 1));
+	case '[':
+		*type = QMP_TYPE_ARRAY;
+		return (qmp_fast_container(f, 0));
+	case '"':
+		*type = QMP_TYPE_STRING;
+		if ((end = qmp_fast_string(f)) == 0)
+			return (0);
+		f->i = end;
+		return (1);
+	case 't':
+	case 'f':
+	case 'n':
+		w = f->p + f->i;
+		if (f->n - f->i > 4 && memcmp(w, "true", 4) == 0)
+			*type = QMP_TYPE_BOOL, f->i += 4;
+		else if (f->n - f->i > 4 && memcmp(w, "null", 4) == 0)
+			*type = QMP_TYPE_NULL, f->i += 4;
+		else if (f->n - f->i > 5 && memcmp(w, "false", 5) == 0)
+			*type = QMP_TYPE_BOOL, f->i += 5;
+		else
+			return (0);
+		/* a keyword is the whole run of letters */
+		return (!(f->p[f->i] >= 'a' && f->p[f->i] <= 'z'));
+	default:
+		*type = QMP_TYPE_NUMBER;
+		if (f->p[f->i] != '-' &&
+		    !(f->p[f->i] >= '0' && f->p[f->i] <= '9'))
+			return (0);
+		return (qmp_fast_number(f));
+	}
+}
+
+/*
+ * Read one message of QEMU's whole from p[0, n), which starts with its
+ * first byte: 1 with msg filled and *used its length, or 0, having
+ * changed nothing the slow path reads, to leave it to qmp_feed.
+ */
+static int
+qmp_fast(struct qmp_reader *r, const unsigned char *p, size_t n,
+    struct qmp_msg *msg, size_t *used)
+{
+	struct qmp_fast	 f;
+
+	if (n == 0 || p[0] != '{')
+		return (0);
+	/*
+	 * A token is a byte at least: a message shorter than the streamer's
+	 * token bound cannot pass it, and a longer one is qmp_feed's.
+	 */
+	if (n > QMP_TOKENS_MAX)
+		n = QMP_TOKENS_MAX;
+	f.r = r;
+	f.p = p;
+	f.n = n;
+	f.i = 0;
+	f.depth = 0;
+	qmp_msg_start(&r->cur);
+	r->cur.kind = QMP_KIND_OBJECT;
+	if (!qmp_fast_container(&f, 1) || f.i > r->max_size) {
+		qmp_reader_reset(r);
+		return (0);
+	}
+	qmp_take_bytes(r, msg, (const char *)p, f.i);
+	qmp_reader_reset(r);
+	*used = f.i;
+	return (1);
+}
+
+/*
  * Take the next whole message from the front of in.  On QMP_MESSAGE the
  * message's bytes are drained from in and msg owns a copy; on
  * QMP_NEED_MORE every byte of in has been taken into the reader; on an
@@ -1454,6 +1728,24 @@ qmp_reader_next(struct qmp_reader *r, struct evbuffer *in,
 	size_t			 used;
 
 	while (qmp_chunk(in, &vec)) {
+		if (!r->active && r->lex == LEX_START &&
+		    !(r->flags & (QMP_READ_STRICT | QMP_READ_SLOW))) {
+			const unsigned char	*p = vec.iov_base;
+
+			/* whitespace between messages is nobody's */
+			for (used = 0; used < vec.iov_len && (p[used] == ' ' ||
+			    p[used] == '\n' || p[used] == '\r' ||
+			    p[used] == '\t'); used++)
+				;
+			if (used > 0) {
+				evbuffer_drain(in, used);
+				continue;
+			}
+			if (qmp_fast(r, p, vec.iov_len, msg, &used)) {
+				evbuffer_drain(in, used);
+				return (QMP_MESSAGE);
+			}
+		}
 		st = qmp_feed(r, vec.iov_base, vec.iov_len, &used);
 		evbuffer_drain(in, used);
 		if (st == QMP_MESSAGE) {
