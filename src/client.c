@@ -67,6 +67,9 @@ client_log(const struct client *c, int pri, const char *fmt, ...)
 	char	 prefix[128];
 	va_list	 ap;
 
+	/* a debug line per command: not even its prefix without -v */
+	if (pri == LOG_DEBUG && log_getverbose() < 1)
+		return;
 	snprintf(prefix, sizeof(prefix), "vm %s: client %d", c->vm->name,
 	    c->id);
 	va_start(ap, fmt);
