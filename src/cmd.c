@@ -151,6 +151,22 @@ cmd_pump(struct vm *vm)
 }
 
 /*
+ * The decimal digits of v at the end of buf[24], without a printf per
+ * command; returns where they start.
+ */
+static char *
+cmd_digits(char *buf, unsigned long long v)
+{
+	char	*p = buf + 24;
+
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	return (p);
+}
+
+/*
  * The command as it goes to QEMU: the client's bytes with the id's value
  * replaced by the proxy's, or an id inserted after the opening brace.
  */
@@ -158,18 +174,20 @@ static void
 cmd_wire(struct cmd *cmd, const struct qmp_msg *msg)
 {
 	struct qmp_span	 id = qmp_msg_id(msg);
+	char		 buf[24], *num;
 
 	if ((cmd->wire = evbuffer_new()) == NULL)
 		fatal("%s", __func__);
+	num = cmd_digits(buf, (unsigned long long)cmd->upstream_id);
 	if (id.len > 0) {
 		evbuffer_add(cmd->wire, msg->buf, id.off);
-		evbuffer_add_printf(cmd->wire, "%llu",
-		    (unsigned long long)cmd->upstream_id);
+		evbuffer_add(cmd->wire, num, (size_t)(buf + sizeof(buf) - num));
 		evbuffer_add(cmd->wire, msg->buf + id.off + id.len,
 		    msg->len - id.off - id.len);
 	} else {
-		evbuffer_add_printf(cmd->wire, "{\"id\": %llu, ",
-		    (unsigned long long)cmd->upstream_id);
+		evbuffer_add(cmd->wire, "{\"id\": ", 7);
+		evbuffer_add(cmd->wire, num, (size_t)(buf + sizeof(buf) - num));
+		evbuffer_add(cmd->wire, ", ", 2);
 		evbuffer_add(cmd->wire, msg->buf + 1, msg->len - 1);
 	}
 	evbuffer_add(cmd->wire, "\r\n", 2);
