@@ -36,23 +36,29 @@
  */
 #include "config.h"
 
+#include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/utsname.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/magic.h>
 
 #include "testlib.h"
 
@@ -440,17 +446,75 @@ b_nofile(void)
 		    p.vms);
 }
 
-/* A path of the run's directory, made of a format. */
+/*
+ * Where the sockets and their directories go.  A host keeps them in
+ * /run, a tmpfs; where /tmp is a disk's file system, each bind of a
+ * thousand sockets is an inode to allocate (ext4 spent 80% of a
+ * 1000-VM start-up there, in bind), which would be measured as
+ * qmpmuxd's.  So they go in a directory of /dev/shm when it is a
+ * tmpfs, removed at exit; the logs stay in t_dir().
+ */
+static char	 b_sockdir[64];
+static pid_t	 b_sockdir_owner;
+
+static int
+b_rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	remove(path);
+	return (0);
+}
+
+static void
+b_sockdir_atexit(void)
+{
+	if (b_sockdir_owner == getpid())
+		nftw(b_sockdir, b_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void
+b_sockdir_init(void)
+{
+	struct statfs	 sf;
+
+	snprintf(b_sockdir, sizeof(b_sockdir), "/dev/shm/qmpmux-bench.XXXXXX");
+	if (statfs("/dev/shm", &sf) == 0 && sf.f_type == TMPFS_MAGIC &&
+	    mkdtemp(b_sockdir) != NULL) {
+		b_sockdir_owner = getpid();
+		atexit(b_sockdir_atexit);
+	} else
+		snprintf(b_sockdir, sizeof(b_sockdir), "%s", t_dir());
+	fprintf(stderr, "bench: sockets in %s\n", b_sockdir);
+}
+
+/* A path of the run's socket directory, made of a format. */
 static char *
 b_path(const char *fmt, ...)
 {
-	char	 name[128];
+	char	 name[128], *path;
 	va_list	 ap;
 
 	va_start(ap, fmt);
 	vsnprintf(name, sizeof(name), fmt, ap);
 	va_end(ap);
-	return (t_path(name));
+	if (asprintf(&path, "%s/%s", b_sockdir, name) == -1)
+		abort();
+	return (path);
+}
+
+/*
+ * Make a log of the run's directory before the process that writes it
+ * starts, so that a wait on it (inotify) has a file to watch.
+ */
+static void
+b_touch(const char *log)
+{
+	char	*path = t_path(log);
+	FILE	*f;
+
+	if ((f = fopen(path, "a")) == NULL)
+		abort();
+	fclose(f);
+	free(path);
 }
 
 /* Wait for a socket, or give up the whole run. */
@@ -494,23 +558,37 @@ b_fake(const char *dir, int n, const char *log, const char *const *extra)
 	return (pid);
 }
 
-/* socat from a listening socket to an upstream, for one connection. */
+/*
+ * socat from a listening socket to an upstream, for one connection.
+ * socat makes its socket's path when it binds, before it listens, so
+ * the path is no sign of readiness: its own "listening on" line is.
+ */
 static pid_t
-b_socat(const char *listen, const char *upstream, const char *log)
+b_socat(const char *listen, const char *upstream)
 {
-	const char	*argv[4];
-	char		*l, *u;
+	const char	*argv[6], *base;
+	char		*l, *u, log[128];
 	pid_t		 pid;
 
 	if (asprintf(&l, "UNIX-LISTEN:%s", listen) == -1 ||
 	    asprintf(&u, "UNIX-CONNECT:%s", upstream) == -1)
 		abort();
+	base = strrchr(listen, '/') != NULL ? strrchr(listen, '/') + 1 :
+	    listen;
+	snprintf(log, sizeof(log), "socat-%s.log", base);
 	argv[0] = "socat";
-	argv[1] = l;
-	argv[2] = u;
-	argv[3] = NULL;
+	argv[1] = "-d";
+	argv[2] = "-d";
+	argv[3] = l;
+	argv[4] = u;
+	argv[5] = NULL;
+	b_touch(log);
 	pid = t_spawn(argv, log);
-	b_wait_socket(listen);
+	if (t_wait_log(log, "listening on", T_WAIT_MS) == -1) {
+		fprintf(stderr, "bench: socat on %s did not listen; see %s/%s"
+		    "\n", listen, t_dir(), log);
+		exit(1);
+	}
 	free(l);
 	free(u);
 	return (pid);
@@ -715,7 +793,7 @@ b_path_close(struct path *pa)
 static void
 b_rtt_fake(void)
 {
-	char		*fdir = t_path("rtt"), *s, *q, *l;
+	char		*fdir = b_path("rtt"), *s, *q, *l;
 	struct path	 pa[3];
 	pid_t		 fake;
 	double		 dm, sm, qm;
@@ -731,7 +809,7 @@ b_rtt_fake(void)
 	pa[1].name = "socat";
 	s = b_path("rtt-socat.sock");
 	q = b_path("rtt/1.sock");
-	pa[1].relay[pa[1].nrelay++] = b_socat(s, q, "socat-rtt.log");
+	pa[1].relay[pa[1].nrelay++] = b_socat(s, q);
 	pa[1].c[pa[1].nc++] = lc_ready(s);
 	free(s);
 	free(q);
@@ -788,7 +866,7 @@ b_rtt_qemu(void)
 	pa[0].c[pa[0].nc++] = lc_ready(q[0]);
 	pa[1].name = "socat";
 	s = b_path("qemu-socat.sock");
-	pa[1].relay[pa[1].nrelay++] = b_socat(s, q[1], "socat-qemu.log");
+	pa[1].relay[pa[1].nrelay++] = b_socat(s, q[1]);
 	pa[1].c[pa[1].nc++] = lc_ready(s);
 	free(s);
 	pa[2].name = "qmpmuxd";
@@ -906,7 +984,7 @@ static void
 b_pipe_all(void)
 {
 	static const int	 ns[] = { 1, 4, 16 };
-	char			*fdir = t_path("pipe"), *s, *q, name[64];
+	char			*fdir = b_path("pipe"), *s, *q, name[64];
 	struct path		 pa[3];
 	pid_t			 fake;
 	double			 rate[3], med, p99;
@@ -930,8 +1008,7 @@ b_pipe_all(void)
 		for (i = 0; i < n; i++) {
 			s = b_path("pipe-socat-%d-%d.sock", n, i);
 			q = b_path("pipe/%d.sock", B_MAXC + i);
-			pa[1].relay[pa[1].nrelay++] = b_socat(s, q,
-			    "socat-pipe.log");
+			pa[1].relay[pa[1].nrelay++] = b_socat(s, q);
 			pa[1].c[pa[1].nc++] = lc_ready(s);
 			free(s);
 			free(q);
@@ -1070,7 +1147,7 @@ b_events(void)
 {
 	static const int	 ns[] = { 1, 4, 16 };
 	const char		*fargs[6];
-	char			*fdir = t_path("flood"), *s, *q, name[64];
+	char			*fdir = b_path("flood"), *s, *q, name[64];
 	char			 nbuf[32];
 	double			 rate[5][16], cpu[5][16], med, p99;
 	struct path		 pa;
@@ -1094,8 +1171,7 @@ b_events(void)
 				pa.c[pa.nc++] = lc_ready(q);
 			else if (j == 1) {
 				s = b_path("flood-socat-%d.sock", r);
-				pa.relay[pa.nrelay++] = b_socat(s, q,
-				    "socat-flood.log");
+				pa.relay[pa.nrelay++] = b_socat(s, q);
 				pa.c[pa.nc++] = lc_ready(s);
 				free(s);
 			} else {
@@ -1152,7 +1228,7 @@ b_mem_flood(void)
 {
 	static const char	 trigger[] = "{\"execute\":\"flood\"}\n";
 	const char		*fargs[6], *opts[12];
-	char			*fdir = t_path("memflood"), *q, *r, *s;
+	char			*fdir = b_path("memflood"), *q, *r, *s;
 	char			 nbuf[32];
 	struct path		 pa;
 	struct lc		*stall;
@@ -1348,28 +1424,54 @@ b_iso_all(void)
 	    fig_get("iso.healthy", 1), "x");
 }
 
+/* Connect the start-up run's client of healthy VM i and send its hello. */
+static int
+b_start_connect(struct lc **c, int i, const char *ldir, int ep)
+{
+	static const char	 hello[] = "{\"execute\":\"qmp_capabilities\"}"
+				    "\n{\"execute\":\"query-status\",\"id\":1}\n";
+	struct epoll_event	 ev;
+	char			 path[160];
+
+	snprintf(path, sizeof(path), "%s/%d.sock", ldir, i);
+	if ((c[i] = lc_connect(path, 1)) == NULL)
+		return (-1);
+	lc_send(c[i], hello, sizeof(hello) - 1);
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	ev.data.u32 = (uint32_t)i;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, c[i]->fd, &ev) == -1)
+		abort();
+	return (0);
+}
+
 /*
  * 6. Start-up: with the fake's monitors listening, 10% of them silent,
  * qmpmuxd starts on p.vms VMs, and a client of each healthy VM connects
- * as soon as its listener appears (inotify), negotiates and sends
+ * the moment inotify names its listener, negotiates and sends
  * query-status in one write.  The time from the start of qmpmuxd to
- * each reply; all of them must have come.  Milliseconds.
+ * each reply; all of them must come.  Milliseconds.  The clients are
+ * on epoll and each listener is tried once it appears, so that the
+ * bench's own work stays linear in the VMs.
  */
-static double
+static void
 b_start(int rep, double *all_ms, double *med_ms)
 {
-	char		*fdir = b_path("start%d", rep), *ldir;
-	char		*conf, log[64], kbuf[16], path[160], evb[4096];
-	const char	*fargs[3];
-	struct lc	**c;
-	struct pollfd	*pfd;
-	double		 t0, *ms;
-	int		 n = p.vms, h = n - n / 10, i, in, done = 0, nfd;
-	pid_t		 fake, proxy;
-	size_t		 len;
-	char		*m;
-	static const char hello[] = "{\"execute\":\"qmp_capabilities\"}\n"
-	    "{\"execute\":\"query-status\",\"id\":1}\n";
+	char			*fdir = b_path("start%d", rep), *ldir, *m;
+	char			*conf, log[64], kbuf[16];
+	char			 evb[65536] __attribute__((aligned(8)));
+	const char		*fargs[3], *argv[5];
+	struct inotify_event	*ie;
+	struct epoll_event	 evs[256], ev;
+	struct lc		**c;
+	double			 t0, *ms;
+	int			 n = p.vms, h = n - n / 10, i, k, in, ep;
+	int			 done = 0, nev, missing;
+	pid_t			 fake, proxy;
+	ssize_t			 r;
+	size_t			 len;
+	char			*end;
+	long			 idx;
 
 	ldir = b_path("start%d-l", rep);
 	snprintf(kbuf, sizeof(kbuf), "%d", h);
@@ -1380,58 +1482,74 @@ b_start(int rep, double *all_ms, double *med_ms)
 	conf = b_conf(n, n, fdir, fdir, ldir, NULL);
 	snprintf(log, sizeof(log), "qmpmuxd-start%d.log", rep);
 	if ((c = calloc((size_t)h, sizeof(*c))) == NULL ||
-	    (pfd = calloc((size_t)h + 1, sizeof(*pfd))) == NULL ||
 	    (ms = calloc((size_t)h, sizeof(*ms))) == NULL)
 		abort();
 	if ((in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) == -1 ||
-	    inotify_add_watch(in, ldir, IN_CREATE | IN_MOVED_TO) == -1)
+	    inotify_add_watch(in, ldir, IN_CREATE | IN_MOVED_TO) == -1 ||
+	    (ep = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		abort();
-	{
-		const char	*argv[5];
-
-		argv[0] = t_bin("QMPMUXD");
-		argv[1] = "-d";
-		argv[2] = "-f";
-		argv[3] = conf;
-		argv[4] = NULL;
-		t0 = b_us();
-		proxy = t_spawn(argv, log);
-	}
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	ev.data.u32 = UINT32_MAX;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, in, &ev) == -1)
+		abort();
+	argv[0] = t_bin("QMPMUXD");
+	argv[1] = "-d";
+	argv[2] = "-f";
+	argv[3] = conf;
+	argv[4] = NULL;
+	t0 = b_us();
+	proxy = t_spawn(argv, log);
+	missing = h;
 	while (done < h && b_us() - t0 < 30e6) {
-		/* connect those whose listener is there now */
-		for (i = 0; i < h; i++) {
-			if (c[i] != NULL)
+		/*
+		 * A listener made under its own name (not renamed into
+		 * place) may refuse for a moment: those are tried again
+		 * on each wake, and at least every 10 ms.
+		 */
+		nev = epoll_wait(ep, evs, 256, missing > 0 ? 10 : 1000);
+		for (k = 0; k < nev; k++) {
+			if (evs[k].data.u32 == UINT32_MAX) {
+				while ((r = read(in, evb, sizeof(evb))) > 0) {
+					for (m = evb; m < evb + r; m +=
+					    sizeof(*ie) + ie->len) {
+						ie = (struct inotify_event *)
+						    (void *)m;
+						idx = strtol(ie->name, &end,
+						    10);
+						if (ie->len == 0 ||
+						    strcmp(end, ".sock") != 0 ||
+						    idx < 0 || idx >= h ||
+						    c[idx] != NULL)
+							continue;
+						if (b_start_connect(c,
+						    (int)idx, ldir, ep) == 0)
+							missing--;
+					}
+				}
 				continue;
-			snprintf(path, sizeof(path), "%s/%d.sock", ldir, i);
-			if (!t_is_socket(path))
-				continue;
-			if ((c[i] = lc_connect(path, 1)) == NULL)
-				continue;
-			lc_send(c[i], hello, sizeof(hello) - 1);
-		}
-		nfd = 0;
-		pfd[nfd].fd = in;
-		pfd[nfd++].events = POLLIN;
-		for (i = 0; i < h; i++) {
-			pfd[nfd].fd = c[i] != NULL && c[i]->done == 0 ?
-			    c[i]->fd : -1;
-			pfd[nfd++].events = POLLIN;
-		}
-		if (poll(pfd, (nfds_t)nfd, 1000) <= 0)
-			continue;
-		if (pfd[0].revents != 0)
-			while (read(in, evb, sizeof(evb)) > 0)
-				;
-		for (i = 0; i < h; i++) {
-			if (pfd[i + 1].revents == 0)
-				continue;
+			}
+			i = (int)evs[k].data.u32;
 			lc_read(c[i]);
-			while ((m = lc_next(c[i], &len)) != NULL) {
+			while (c[i]->done == 0 &&
+			    (m = lc_next(c[i], &len)) != NULL) {
 				if (!lc_is_return(m, len) ||
 				    memmem(m, len, "\"id\"", 4) == NULL)
 					continue;
 				c[i]->done = b_us();
 				ms[done++] = (c[i]->done - t0) / 1e3;
+				epoll_ctl(ep, EPOLL_CTL_DEL, c[i]->fd, NULL);
+			}
+		}
+		if (missing > 0 && nev == 0) {
+			char	 path[160];
+
+			for (i = 0; i < h; i++) {
+				snprintf(path, sizeof(path), "%s/%d.sock",
+				    ldir, i);
+				if (c[i] == NULL && t_is_socket(path) &&
+				    b_start_connect(c, i, ldir, ep) == 0)
+					missing--;
 			}
 		}
 	}
@@ -1445,15 +1563,14 @@ b_start(int rep, double *all_ms, double *med_ms)
 	for (i = 0; i < h; i++)
 		lc_free(c[i]);
 	close(in);
+	close(ep);
 	b_stop(proxy);
 	b_stop(fake);
 	free(c);
-	free(pfd);
 	free(ms);
 	free(conf);
 	free(fdir);
 	free(ldir);
-	return (0);
 }
 
 /* 6. Start-up, repeated. */
@@ -1503,6 +1620,7 @@ b_cg_run(const char *relay, const char *fdir, int mon, int rounds,
 	char		*out = b_path("callgrind.%s.%d", relay, mon);
 	char		*q = b_path("%s/%d.sock", fdir, mon);
 	char		*l = b_path("cg-%s-%d.sock", relay, mon), *opt, *u;
+	char		 log[64];
 	const char	*argv[16];
 	struct path	 pa;
 	pid_t		 pid;
@@ -1518,6 +1636,8 @@ b_cg_run(const char *relay, const char *fdir, int mon, int rounds,
 		if (asprintf(&u, "UNIX-LISTEN:%s", l) == -1)
 			abort();
 		argv[i++] = "socat";
+		argv[i++] = "-d";
+		argv[i++] = "-d";
 		argv[i++] = u;
 		if (asprintf(&u, "UNIX-CONNECT:%s", q) == -1)
 			abort();
@@ -1533,9 +1653,16 @@ b_cg_run(const char *relay, const char *fdir, int mon, int rounds,
 		argv[i++] = l;
 	}
 	argv[i] = NULL;
-	pid = t_spawn(argv, "callgrind.log");
-	if (t_wait_socket(l, 60000) == -1)
+	snprintf(log, sizeof(log), "callgrind-%s-%d.log", relay, mon);
+	b_touch(log);
+	pid = t_spawn(argv, log);
+	/* socat's path is there before it listens; its line says when */
+	if ((strcmp(relay, "socat") == 0 ? t_wait_log(log, "listening on",
+	    60000) : t_wait_socket(l, 60000)) == -1) {
+		fprintf(stderr, "bench: %s under callgrind did not listen; see "
+		    "%s/%s\n", relay, t_dir(), log);
 		exit(1);
+	}
 	memset(&pa, 0, sizeof(pa));
 	if ((pa.c[pa.nc++] = lc_ready(l)) == NULL)
 		exit(1);
@@ -1566,7 +1693,7 @@ b_instr(void)
 {
 	static const char	*relays[] = { "socat", "qmpmuxd" };
 	const char		*fargs[6];
-	char			*fdir = t_path("cg"), nbuf[32], name[64];
+	char			*fdir = b_path("cg"), nbuf[32], name[64];
 	double			 base, rt, ev;
 	pid_t			 fake;
 	int			 r, mon = 0;
@@ -1743,9 +1870,9 @@ b_report(const char *json, double secs)
 	int		 i;
 
 	b_machine(cpu, sizeof(cpu), kernel, sizeof(kernel));
-	printf("qmpmux benchmark (%s run, %.0f s): %ld CPUs, %s, %s\n",
-	    p.quick ? "quick" : "full", secs, sysconf(_SC_NPROCESSORS_ONLN),
-	    cpu, kernel);
+	printf("qmpmux benchmark (%s run, %.0f s): %ld CPUs, %s, %s; "
+	    "sockets in %s\n", p.quick ? "quick" : "full", secs,
+	    sysconf(_SC_NPROCESSORS_ONLN), cpu, kernel, b_sockdir);
 	printf("%-34s %12s %12s  %s\n", "figure", "median", "p99", "unit");
 	for (i = 0; i < nfigs; i++) {
 		if (last == NULL || strcmp(last, figs[i].section) != 0) {
@@ -1772,6 +1899,7 @@ b_report(const char *json, double secs)
 	fprintf(f, "{\n  \"machine\": {\"nproc\": %ld, \"cpu\": \"%s\", "
 	    "\"kernel\": \"%s\"},\n", sysconf(_SC_NPROCESSORS_ONLN), cpu,
 	    kernel);
+	fprintf(f, "  \"sockets\": \"%s\",\n", b_sockdir);
 	fprintf(f, "  \"run\": {\"quick\": %s, \"seconds\": %.1f, \"vms\": "
 	    "%d, \"rtt_rounds_fake\": %d, \"rtt_rounds_qemu\": %d, "
 	    "\"pipe_cmds\": %ld, \"events\": %ld, \"event_reps\": %d, "
@@ -1851,6 +1979,7 @@ main(int argc, char *argv[])
 	b_nofile();
 	/* an RSS must measure qmpmuxd, not a sanitizer's quarantine */
 	t_small_quarantine();
+	b_sockdir_init();
 	fprintf(stderr, "bench: %s run in %s\n", p.quick ? "quick" : "full",
 	    t_dir());
 
