@@ -77,7 +77,8 @@ static struct {
 	int	 event_reps;	/* flood runs per path */
 	long	 mem_flood;	/* events of the stalled flood */
 	int	 vms;		/* the host's VMs: 1000 */
-	int	 iso_rounds;	/* healthy round trips per variant */
+	int	 iso_rounds;	/* healthy round trips per variant and run */
+	int	 iso_reps;	/* runs of each variant */
 	int	 start_reps;
 	int	 cg_rounds;	/* under callgrind */
 	long	 cg_events;
@@ -977,19 +978,25 @@ b_pipe(struct path *pa, long total)
 /*
  * 2. Pipelined throughput of 1, 4 and 16 clients.  A monitor serves one
  * client, so directly and through socat each client has a monitor of
- * its own (and socat a process for each); through qmpmuxd they share
- * the one monitor of one VM, which is what qmpmuxd is for.
+ * its own (and socat a process for each).  Through qmpmuxd they share
+ * the one monitor of one VM, which is what qmpmuxd is for, and in which
+ * QEMU's commands run one at a time (max_inflight 1); and, like for
+ * like with socat, each client on a VM of its own ("qmpmuxd-vms", one
+ * qmpmuxd for all of them).
  */
+#define B_NPIPE	4
 static void
 b_pipe_all(void)
 {
 	static const int	 ns[] = { 1, 4, 16 };
 	char			*fdir = b_path("pipe"), *s, *q, name[64];
-	struct path		 pa[3];
-	pid_t			 fake;
-	double			 rate[3], med, p99;
-	long			 err;
-	int			 k, i, j, n;
+	char			*vdir, *ldir, *conf, log[64];
+	struct path		 pa[B_NPIPE];
+	pid_t			 fake, vfake;
+	double			*all[B_NPIPE], cpu[B_NPIPE], secs[B_NPIPE];
+	double			 med, p99, r;
+	long			 nall[B_NPIPE], err;
+	int			 k, i, j, n, npa, part;
 
 	section = "pipelined throughput";
 	fake = b_fake(fdir, 2 * B_MAXC + 1, "fake-pipe.log", NULL);
@@ -999,6 +1006,8 @@ b_pipe_all(void)
 		pa[0].name = "direct";
 		pa[1].name = "socat";
 		pa[2].name = "qmpmuxd";
+		pa[3].name = "qmpmuxd-vms";
+		npa = n > 1 ? 4 : 3;
 		for (i = 0; i < n; i++) {
 			s = b_path("pipe/%d.sock", i);
 			pa[0].c[pa[0].nc++] = lc_ready(s);
@@ -1020,7 +1029,25 @@ b_pipe_all(void)
 			pa[2].c[pa[2].nc++] = lc_ready(s);
 		free(q);
 		free(s);
-		for (j = 0; j < 3; j++)
+		vfake = 0;
+		if (npa == 4) {
+			vdir = b_path("pipevms%d", n);
+			ldir = b_path("pipevms%d-l", n);
+			snprintf(log, sizeof(log), "qmpmuxd-pipevms%d.log", n);
+			vfake = b_fake(vdir, n, "fake-pipevms.log", NULL);
+			conf = b_conf(n, n, vdir, vdir, ldir, NULL);
+			pa[3].relay[pa[3].nrelay++] = b_qmpmuxd_conf(conf, n,
+			    ldir, log);
+			for (i = 0; i < n; i++) {
+				s = b_path("pipevms%d-l/%d.sock", n, i);
+				pa[3].c[pa[3].nc++] = lc_ready(s);
+				free(s);
+			}
+			free(vdir);
+			free(ldir);
+			free(conf);
+		}
+		for (j = 0; j < npa; j++)
 			for (i = 0; i < pa[j].nc; i++)
 				if (pa[j].c[i] == NULL) {
 					fprintf(stderr, "bench: pipelined "
@@ -1028,64 +1055,52 @@ b_pipe_all(void)
 					exit(1);
 				}
 		/* interleaved in four parts, for the noise */
-		for (j = 0; j < 3; j++) {
-			rate[j] = 0;
-			pa[j].cpu = 0;
+		for (j = 0; j < npa; j++) {
+			nall[j] = 0;
+			cpu[j] = secs[j] = 0;
+			if ((all[j] = calloc((size_t)p.pipe_cmds,
+			    sizeof(double))) == NULL)
+				abort();
 		}
-		{
-			double	*all[3];
-			long	 nall[3] = { 0, 0, 0 };
-			double	 cpu[3] = { 0, 0, 0 }, secs[3] = { 0, 0, 0 };
-			int	 part;
-
-			for (j = 0; j < 3; j++)
-				if ((all[j] = calloc((size_t)p.pipe_cmds,
-				    sizeof(double))) == NULL)
-					abort();
-			for (part = 0; part < 4; part++) {
-				for (j = 0; j < 3; j++) {
-					double	 r;
-
-					r = b_pipe(&pa[j], p.pipe_cmds / 4);
-					if (r < 0)
-						exit(1);
-					secs[j] += (double)(p.pipe_cmds / 4) /
-					    r;
-					cpu[j] += pa[j].cpu;
-					memcpy(all[j] + nall[j], pa[j].us,
-					    (size_t)pa[j].n * sizeof(double));
-					nall[j] += pa[j].n;
-					free(pa[j].us);
-					pa[j].us = NULL;
-				}
+		for (part = 0; part < 4; part++) {
+			for (j = 0; j < npa; j++) {
+				if ((r = b_pipe(&pa[j], p.pipe_cmds / 4)) < 0)
+					exit(1);
+				secs[j] += (double)(p.pipe_cmds / 4) / r;
+				cpu[j] += pa[j].cpu;
+				memcpy(all[j] + nall[j], pa[j].us,
+				    (size_t)pa[j].n * sizeof(double));
+				nall[j] += pa[j].n;
+				free(pa[j].us);
+				pa[j].us = NULL;
 			}
-			for (j = 0; j < 3; j++) {
-				rate[j] = (double)nall[j] / secs[j];
-				b_stats(all[j], nall[j], &med, &p99);
-				snprintf(name, sizeof(name),
-				    "pipe.%d.%s.latency", n, pa[j].name);
-				fig(name, med, p99, "us");
-				snprintf(name, sizeof(name), "pipe.%d.%s.rate",
+		}
+		for (j = 0; j < npa; j++) {
+			b_stats(all[j], nall[j], &med, &p99);
+			snprintf(name, sizeof(name), "pipe.%d.%s.latency", n,
+			    pa[j].name);
+			fig(name, med, p99, "us");
+			snprintf(name, sizeof(name), "pipe.%d.%s.rate", n,
+			    pa[j].name);
+			fig(name, (double)nall[j] / secs[j], NAN, "cmd/s");
+			if (pa[j].nrelay > 0) {
+				snprintf(name, sizeof(name), "pipe.%d.%s.cpu",
 				    n, pa[j].name);
-				fig(name, rate[j], NAN, "cmd/s");
-				if (pa[j].nrelay > 0) {
-					snprintf(name, sizeof(name),
-					    "pipe.%d.%s.cpu", n, pa[j].name);
-					fig(name, cpu[j] / (double)nall[j] *
-					    1e6, NAN, "us CPU/cmd");
-				}
-				free(all[j]);
+				fig(name, cpu[j] / (double)nall[j] * 1e6, NAN,
+				    "us CPU/cmd");
 			}
+			free(all[j]);
 		}
 		err = 0;
-		for (j = 0; j < 3; j++)
+		for (j = 0; j < npa; j++)
 			for (i = 0; i < pa[j].nc; i++)
 				err += pa[j].c[i]->nerrors;
 		if (err > 0)
 			fprintf(stderr, "bench: %ld pipelined commands got "
 			    "an error\n", err);
-		for (j = 0; j < 3; j++)
+		for (j = 0; j < npa; j++)
 			b_path_close(&pa[j]);
+		b_stop(vfake);
 	}
 	b_stop(fake);
 	free(fdir);
@@ -1333,25 +1348,38 @@ b_mem_idle(void)
 	}
 }
 
+/* The samples of a variant of the isolation run, over its repetitions. */
+struct iso {
+	const char	*variant;
+	double		*us;		/* healthy VMs' round trips */
+	long		 n;
+	double		*socat;		/* socat's, side by side */
+	long		 ns;
+};
+
 /*
  * 5. Round trips of the healthy VMs of p.vms while the last 10% are as
- * variant says: "healthy", "stopped" (SIGSTOP, with a command of a
+ * the variant says: "healthy", "stopped" (SIGSTOP, with a command of a
  * client of each waiting on it) or "flooding" (events as fast as
  * qmpmuxd reads them, with no client).  One client on each healthy VM,
- * a round trip on each in turn.
+ * a round trip on each in turn; and, ten at a time in between, round
+ * trips through socat to a monitor of the same fake, so that qmpmuxd at
+ * 1000 VMs is compared with a plain relay under the same load.
  */
 static void
-b_iso(const char *variant)
+b_iso(struct iso *iso, int rep)
 {
+	const char	*variant = iso->variant;
 	const char	*fargs[4] = { NULL, NULL, NULL, NULL };
-	char		*adir = b_path("iso-%s-a", variant);
-	char		*bdir = b_path("iso-%s-b", variant);
-	char		*ldir = b_path("iso-%s-l", variant), *conf, *s;
-	char		 log[64], name[64], flog[64];
-	struct lc	**c, **sc;
-	int		 n = p.vms, h = n - n / 10, i, k;
-	pid_t		 fa, fb, proxy;
-	double		*us, med, p99, t;
+	char		*adir = b_path("iso-%s-%d-a", variant, rep);
+	char		*bdir = b_path("iso-%s-%d-b", variant, rep);
+	char		*ldir = b_path("iso-%s-%d-l", variant, rep), *conf, *s;
+	char		*q;
+	char		 log[64], flog[64];
+	struct lc	**c, **sc, *relay;
+	int		 n = p.vms, h = n - n / 10, i, k, j;
+	pid_t		 fa, fb, proxy, socat;
+	double		 t;
 	static const char stuck_cmd[] =
 	    "{\"execute\":\"query-status\",\"id\":\"stuck\"}\n";
 
@@ -1359,20 +1387,27 @@ b_iso(const char *variant)
 		fargs[0] = "--flood";
 		fargs[1] = "2000000000";
 	}
-	snprintf(log, sizeof(log), "qmpmuxd-iso-%s.log", variant);
-	snprintf(flog, sizeof(flog), "fake-iso-%s.log", variant);
-	fa = b_fake(adir, h, flog, NULL);
+	snprintf(log, sizeof(log), "qmpmuxd-iso-%s-%d.log", variant, rep);
+	snprintf(flog, sizeof(flog), "fake-iso-%s-%d.log", variant, rep);
+	/* the healthy VMs' monitors, and one more for socat */
+	fa = b_fake(adir, h + 1, flog, NULL);
 	fb = b_fake(bdir, n - h, flog, fargs);
 	conf = b_conf(n, h, adir, bdir, ldir, NULL);
 	proxy = b_qmpmuxd_conf(conf, n, ldir, log);
 	if (b_wait_lines(log, "upstream ready", n, 30000) == -1)
 		exit(1);
-	if ((c = calloc((size_t)n, sizeof(*c))) == NULL ||
-	    (us = calloc((size_t)p.iso_rounds, sizeof(*us))) == NULL)
+	s = b_path("iso-%s-%d-socat.sock", variant, rep);
+	q = b_path("iso-%s-%d-a/%d.sock", variant, rep, h);
+	socat = b_socat(s, q);
+	if ((relay = lc_ready(s)) == NULL)
+		exit(1);
+	free(s);
+	free(q);
+	if ((c = calloc((size_t)n, sizeof(*c))) == NULL)
 		abort();
 	sc = c + h;
 	for (i = 0; i < n; i++) {
-		s = b_path("iso-%s-l/%d.sock", variant, i);
+		s = b_path("iso-%s-%d-l/%d.sock", variant, rep, i);
 		if ((c[i] = lc_ready(s)) == NULL)
 			exit(1);
 		free(s);
@@ -1387,18 +1422,23 @@ b_iso(const char *variant)
 	for (i = 0; i < h; i++)
 		if (lc_rtt(c[i]) < 0)
 			exit(1);
-	for (k = 0; k < p.iso_rounds; k++) {
-		if ((t = lc_rtt(c[k % h])) < 0)
-			exit(1);
-		us[k] = t;
+	for (k = 0; k < p.iso_rounds; k += 10) {
+		for (j = k; j < k + 10 && j < p.iso_rounds; j++) {
+			if ((t = lc_rtt(c[j % h])) < 0)
+				exit(1);
+			iso->us[iso->n++] = t;
+		}
+		for (j = k; j < k + 10 && j < p.iso_rounds; j++) {
+			if ((t = lc_rtt(relay)) < 0)
+				exit(1);
+			iso->socat[iso->ns++] = t;
+		}
 	}
-	b_stats(us, p.iso_rounds, &med, &p99);
-	snprintf(name, sizeof(name), "iso.%s", variant);
-	fig(name, med, p99, "us");
 	for (i = 0; i < n; i++)
 		lc_free(c[i]);
 	free(c);
-	free(us);
+	lc_free(relay);
+	b_stop(socat);
 	b_stop(proxy);
 	b_stop(fa);
 	b_stop(fb);
@@ -1408,14 +1448,55 @@ b_iso(const char *variant)
 	free(ldir);
 }
 
-/* 5. Isolation at scale. */
+/*
+ * 5. Isolation at scale: the variants in turn, repeated, so that a
+ * burst of the machine's noise falls on all of them alike; each
+ * variant's samples pooled over its repetitions.
+ */
 static void
 b_iso_all(void)
 {
+	static const char *variants[3] = { "healthy", "stopped", "flooding" };
+	struct iso	 iso[3];
+	char		 name[64];
+	double		 med, p99;
+	int		 r, v;
+
 	section = "isolation at scale";
-	b_iso("healthy");
-	b_iso("stopped");
-	b_iso("flooding");
+	memset(iso, 0, sizeof(iso));
+	for (v = 0; v < 3; v++) {
+		iso[v].variant = variants[v];
+		iso[v].us = calloc((size_t)(p.iso_rounds * p.iso_reps),
+		    sizeof(double));
+		iso[v].socat = calloc((size_t)(p.iso_rounds * p.iso_reps),
+		    sizeof(double));
+		if (iso[v].us == NULL || iso[v].socat == NULL)
+			abort();
+	}
+	for (r = 0; r < p.iso_reps; r++)
+		for (v = 0; v < 3; v++)
+			b_iso(&iso[v], r);
+	for (v = 0; v < 3; v++) {
+		b_stats(iso[v].us, iso[v].n, &med, &p99);
+		snprintf(name, sizeof(name), "iso.%s", iso[v].variant);
+		fig(name, med, p99, "us");
+		b_stats(iso[v].socat, iso[v].ns, &med, &p99);
+		snprintf(name, sizeof(name), "iso.%s.socat", iso[v].variant);
+		fig(name, med, p99, "us");
+		free(iso[v].us);
+		free(iso[v].socat);
+	}
+	/* each against socat in the same run: the machine's noise cancels */
+	for (v = 0; v < 3; v++) {
+		char	 a[64], b[64];
+
+		snprintf(a, sizeof(a), "iso.%s", variants[v]);
+		snprintf(b, sizeof(b), "iso.%s.socat", variants[v]);
+		snprintf(name, sizeof(name), "iso.%s.qmpmuxd/socat",
+		    variants[v]);
+		fig(name, fig_get(a, 0) / fig_get(b, 0), fig_get(a, 1) /
+		    fig_get(b, 1), "x");
+	}
 	fig("iso.stopped/healthy", fig_get("iso.stopped", 0) /
 	    fig_get("iso.healthy", 0), fig_get("iso.stopped", 1) /
 	    fig_get("iso.healthy", 1), "x");
@@ -1779,19 +1860,24 @@ b_targets(void)
 	b = fig_get("rtt.qemu.socat", 1);
 	target("round trip p99 <= socat's (real QEMU)", a, b,
 	    "%.1f us vs %.1f us", a, b);
-	a = fig_get("pipe.16.qmpmuxd.latency", 0);
+	a = fig_get("pipe.16.qmpmuxd-vms.latency", 0);
 	b = fig_get("pipe.16.socat.latency", 0);
-	c = fig_get("pipe.16.qmpmuxd.latency", 1);
+	c = fig_get("pipe.16.qmpmuxd-vms.latency", 1);
 	d = fig_get("pipe.16.socat.latency", 1);
-	target("16 clients pipelining: median and p99 <= socat's",
+	target("16 clients pipelining, a VM each: <= socat's",
 	    fmax(a / b, c / d), 1, "median %.0f vs %.0f us, p99 %.0f vs "
 	    "%.0f us", a, b, c, d);
-	snprintf(name, sizeof(name), "%d VMs: healthy round trip <= socat's "
-	    "(1 VM)", p.vms);
+	a = fig_get("pipe.16.qmpmuxd.latency", 0);
+	c = fig_get("pipe.16.qmpmuxd.latency", 1);
+	target("16 clients pipelining, one VM: <= socat's",
+	    fmax(a / b, c / d), 1, "median %.0f vs %.0f us, p99 %.0f vs "
+	    "%.0f us", a, b, c, d);
+	snprintf(name, sizeof(name), "%d VMs: healthy round trip <= socat's",
+	    p.vms);
 	a = fig_get("iso.healthy", 0);
-	b = fig_get("rtt.fake.socat", 0);
+	b = fig_get("iso.healthy.socat", 0);
 	c = fig_get("iso.healthy", 1);
-	d = fig_get("rtt.fake.socat", 1);
+	d = fig_get("iso.healthy.socat", 1);
 	target(name, fmax(a / b, c / d), 1, "median %.1f vs %.1f us, p99 "
 	    "%.1f vs %.1f us", a, b, c, d);
 	a = fig_get("rtt.fake.qmpmuxd.cpu", 0);
@@ -1903,10 +1989,11 @@ b_report(const char *json, double secs)
 	fprintf(f, "  \"run\": {\"quick\": %s, \"seconds\": %.1f, \"vms\": "
 	    "%d, \"rtt_rounds_fake\": %d, \"rtt_rounds_qemu\": %d, "
 	    "\"pipe_cmds\": %ld, \"events\": %ld, \"event_reps\": %d, "
-	    "\"mem_flood\": %ld, \"iso_rounds\": %d, \"start_reps\": %d},\n",
+	    "\"mem_flood\": %ld, \"iso_rounds\": %d, \"iso_reps\": %d, "
+	    "\"start_reps\": %d},\n",
 	    p.quick ? "true" : "false", secs, p.vms, p.rtt_fake, p.rtt_qemu,
 	    p.pipe_cmds, p.events, p.event_reps, p.mem_flood, p.iso_rounds,
-	    p.start_reps);
+	    p.iso_reps, p.start_reps);
 	fprintf(f, "  \"figures\": {\n");
 	for (i = 0; i < nfigs; i++) {
 		fprintf(f, "    \"%s\": {\"median\": ", figs[i].name);
@@ -1959,6 +2046,7 @@ main(int argc, char *argv[])
 		p.mem_flood = 50000;
 		p.vms = 100;
 		p.iso_rounds = 500;
+		p.iso_reps = 1;
 		p.start_reps = 1;
 		p.cg_rounds = 50;
 		p.cg_events = 2000;
@@ -1970,7 +2058,8 @@ main(int argc, char *argv[])
 		p.event_reps = 5;
 		p.mem_flood = 10000000;
 		p.vms = 1000;
-		p.iso_rounds = 10000;
+		p.iso_rounds = 6000;
+		p.iso_reps = 3;
 		p.start_reps = 5;
 		p.cg_rounds = 2000;
 		p.cg_events = 50000;
