@@ -49,6 +49,7 @@
 #include <ftw.h>
 #include <math.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -112,6 +113,7 @@ static struct target	 targets[32];
 static int		 ntargets;
 
 static const char	*section = "";
+static int		 b_rtt_cpu = -1;	/* the round trips' one CPU */
 
 /* A client that reads lines, cheaply, so that it is never the bottleneck. */
 struct lc {
@@ -720,6 +722,44 @@ struct path {
 };
 
 /*
+ * Pin this process, and the processes it starts from now on, to one CPU,
+ * or undo it.  A round trip wakes its processes one after the other;
+ * spread over the CPUs of a virtual machine, each wake-up across CPUs is
+ * an interprocessor interrupt, which a hypervisor makes cost tens of
+ * microseconds, and which of the three paths gets them changes from run
+ * to run (a full run once put socat at 120 us and qmpmuxd at 19 us, the
+ * next both at 130 us).  On one CPU a round trip measures the paths
+ * themselves.  Returns the CPU, or -1.
+ */
+static cpu_set_t	 b_cpus_saved;
+static int		 b_pinned = -1;
+
+static int
+b_pin(int on)
+{
+	cpu_set_t	 one;
+	int		 cpu;
+
+	if (!on) {
+		if (b_pinned != -1)
+			sched_setaffinity(0, sizeof(b_cpus_saved),
+			    &b_cpus_saved);
+		b_pinned = -1;
+		return (-1);
+	}
+	if (sched_getaffinity(0, sizeof(b_cpus_saved), &b_cpus_saved) == -1)
+		return (-1);
+	for (cpu = CPU_SETSIZE - 1; cpu >= 0; cpu--)
+		if (CPU_ISSET(cpu, &b_cpus_saved))
+			break;
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	if (cpu < 0 || sched_setaffinity(0, sizeof(one), &one) == -1)
+		return (-1);
+	return (b_pinned = cpu);
+}
+
+/*
  * Round trips on each path, one client each, interleaved a hundred at a
  * time so that the machine's noise hits the paths alike; after a warm-up
  * of a hundred each.
@@ -799,7 +839,7 @@ b_rtt_fake(void)
 	pid_t		 fake;
 	double		 dm, sm, qm;
 
-	section = "round trip, fake QEMU";
+	section = "round trip, fake QEMU, all on one CPU";
 	memset(pa, 0, sizeof(pa));
 	fake = b_fake(fdir, 3, "fake-rtt.log", NULL);
 	pa[0].name = "direct";
@@ -857,7 +897,7 @@ b_rtt_qemu(void)
 	double		 dm, sm, qm;
 	int		 i;
 
-	section = "round trip, real QEMU";
+	section = "round trip, real QEMU, all on one CPU";
 	memset(pa, 0, sizeof(pa));
 	for (i = 0; i < 3; i++) {
 		q[i] = b_path("qemu%d.qmp", i);
@@ -1985,7 +2025,8 @@ b_report(const char *json, double secs)
 	fprintf(f, "{\n  \"machine\": {\"nproc\": %ld, \"cpu\": \"%s\", "
 	    "\"kernel\": \"%s\"},\n", sysconf(_SC_NPROCESSORS_ONLN), cpu,
 	    kernel);
-	fprintf(f, "  \"sockets\": \"%s\",\n", b_sockdir);
+	fprintf(f, "  \"sockets\": \"%s\",\n  \"rtt_cpu\": %d,\n",
+	    b_sockdir, b_rtt_cpu);
 	fprintf(f, "  \"run\": {\"quick\": %s, \"seconds\": %.1f, \"vms\": "
 	    "%d, \"rtt_rounds_fake\": %d, \"rtt_rounds_qemu\": %d, "
 	    "\"pipe_cmds\": %ld, \"events\": %ld, \"event_reps\": %d, "
@@ -2072,10 +2113,12 @@ main(int argc, char *argv[])
 	fprintf(stderr, "bench: %s run in %s\n", p.quick ? "quick" : "full",
 	    t_dir());
 
-	if (b_run("rtt"))
+	if (b_run("rtt")) {
+		b_rtt_cpu = b_pin(1);
 		b_rtt_fake();
-	if (b_run("rtt"))
 		b_rtt_qemu();
+		b_pin(0);
+	}
 	if (b_run("pipe"))
 		b_pipe_all();
 	if (b_run("events"))
