@@ -1458,8 +1458,8 @@ qmp_chunk(struct evbuffer *in, struct evbuffer_iovec *vec)
 }
 
 /*
- * The fast path, for what QEMU writes (not QMP_READ_STRICT): QEMU's own
- * output is objects of ASCII strings without escapes, numbers and
+ * The fast path: QEMU's own output, and nearly every command a client
+ * sends, are objects of ASCII strings without escapes, numbers and
  * keywords, and an event flood is millions of them.  qmp_fast reads one
  * such message whole from one contiguous chunk, in one pass, and yields
  * exactly what qmp_feed would: the same bytes, members, names and kind.
@@ -1468,6 +1468,8 @@ qmp_chunk(struct evbuffer *in, struct evbuffer_iovec *vec)
  * reached, makes it give up having taken nothing, and the message is
  * read by qmp_feed from its first byte, errors and all.
  */
+#define QMP_FAST_KEYS	16	/* keys of an object checked for repeats */
+
 struct qmp_fast {
 	struct qmp_reader	*r;
 	const unsigned char	*p;
@@ -1551,10 +1553,12 @@ qmp_fast_container(struct qmp_fast *f, int obj)
 	struct qmp_reader	*r = f->r;
 	struct qmp_msg		*msg = &r->cur;
 	struct qmp_member	 m;
+	struct qmp_span		 keys[QMP_FAST_KEYS];
 	enum qmp_type		 type;
 	unsigned char		 close = obj ? '}' : ']';
-	size_t			 kend;
-	int			 top = f->depth == 0, i;
+	size_t			 kend, klen;
+	int			 top = f->depth == 0, i, nkeys = 0;
+	int			 strict = r->flags & QMP_READ_STRICT;
 
 	/* the streamer's bound, before any token past it */
 	if (++f->depth > r->max_depth)
@@ -1571,10 +1575,32 @@ qmp_fast_container(struct qmp_fast *f, int obj)
 			if (f->i == f->n || f->p[f->i] != '"' ||
 			    (kend = qmp_fast_string(f)) == 0)
 				return (0);
+			klen = kend - f->i - 2;
+			/*
+			 * A client's keys must not repeat, at any depth: a
+			 * plain string is its own decoding, so the bytes
+			 * compare.  A repeat, or more keys than kept here,
+			 * is for qmp_feed, which tells the error.
+			 */
+			if (strict) {
+				if (nkeys == QMP_FAST_KEYS)
+					return (0);
+				for (i = 0; i < nkeys; i++)
+					if (keys[i].len == klen &&
+					    memcmp(f->p + keys[i].off,
+					    f->p + f->i + 1, klen) == 0)
+						return (0);
+				keys[nkeys].off = f->i + 1;
+				keys[nkeys++].len = klen;
+			}
 			if (top) {
 				memset(&m, 0, sizeof(m));
 				m.key = qmp_key_lookup((const char *)f->p +
-				    f->i + 1, kend - f->i - 2);
+				    f->i + 1, klen);
+				if (strict)
+					m.bucket = qmp_qdict_bucket(
+					    (const char *)f->p + f->i + 1,
+					    klen);
 				m.key_off = f->i;
 				m.key_end = kend;
 				m.prev_end = r->last_end;
@@ -1600,7 +1626,9 @@ qmp_fast_container(struct qmp_fast *f, int obj)
 			m.val_end = f->i;
 			r->last_end = f->i;
 			if (m.key == QMP_KEY_OTHER) {
-				if (!msg->has_other) {
+				/* the first, in QEMU's hash order if strict */
+				if (!msg->has_other || (strict &&
+				    qmp_qdict_before(&m, &msg->other))) {
 					msg->has_other = 1;
 					msg->other = m;
 					qmp_set_name(r, msg->other_name,
@@ -1740,7 +1768,7 @@ qmp_reader_next(struct qmp_reader *r, struct evbuffer *in,
 
 	while (qmp_chunk(in, &vec)) {
 		if (!r->active && r->lex == LEX_START &&
-		    !(r->flags & (QMP_READ_STRICT | QMP_READ_SLOW))) {
+		    !(r->flags & QMP_READ_SLOW)) {
 			const unsigned char	*p = vec.iov_base;
 
 			/* whitespace between messages is nobody's */

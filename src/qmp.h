@@ -33,8 +33,8 @@ struct evbuffer;
  */
 #define QMP_READ_STRICT	0x1
 /*
- * Never take the fast path for what QEMU writes (see qmp_fast): for a
- * test that holds the two readings of the same bytes side by side.
+ * Never take the fast path (see qmp_fast): for a test that holds the
+ * two readings of the same bytes side by side.
  */
 #define QMP_READ_SLOW	0x2
 

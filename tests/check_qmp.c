@@ -631,6 +631,17 @@ static const char *fast_inputs[] = {
 	    "890123456789012345678901234567890123456789012345678901234567890123"
 	    "45678901234567890\"} ",
 	"{\"other\": 1, \"another\": 2, \"id\": 3} {} x {\"a\": 1} ",
+	"{\"execute\":\"query-status\",\"id\":12}\n",
+	"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": "
+	    "\"file\", \"node-name\": \"f\", \"filename\": \"/x\", "
+	    "\"node-name\": \"g\"}, \"id\": \"a\"}\n",
+	"{\"z\": 1, \"y\": 2, \"x\": 3, \"w\": 4, \"v\": 5, \"u\": 6, "
+	    "\"execute\": \"q\", \"t\": 7, \"id\": 1}\n",
+	"{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,"
+	    "\"h\":8,\"i\":9,\"j\":10,\"k\":11,\"l\":12,\"m\":13,"
+	    "\"n\":14,\"o\":15,\"p\":16,\"q\":17,\"a\":18}\n",
+	"{\"a\": {\"b\": 1, \"b\": 2}, \"execute\": \"x\"}\n",
+	"{\"a\": [{\"b\": 1}, {\"b\": 2}], \"a\": 3}\n",
 };
 #define NFAST (sizeof(fast_inputs) / sizeof(fast_inputs[0]))
 
@@ -647,8 +658,8 @@ fast_read(const char *in, size_t len, int flags, unsigned int depth,
 
 	ck_assert_ptr_nonnull(r);
 	evbuffer_add(b, in, len);
-	while ((st = qmp_reader_next(r, b, &msg)) != QMP_NEED_MORE &&
-	    n++ < 64) {
+	while (n++ < 64 && (st = qmp_reader_next(r, b, &msg)) !=
+	    QMP_NEED_MORE) {
 		evbuffer_add_printf(o, "status %d\n", (int)st);
 		if (st != QMP_MESSAGE) {
 			evbuffer_add_printf(o, "error %s\n",
@@ -688,13 +699,20 @@ fast_same(const char *in, size_t len, unsigned int depth, size_t max)
 	char	*a, *b;
 	size_t	 alen, blen;
 
-	fast_read(in, len, 0, depth, max, &a, &alen);
-	fast_read(in, len, QMP_READ_SLOW, depth, max, &b, &blen);
-	ck_assert_msg(alen == blen && memcmp(a, b, alen) == 0,
-	    "fast and slow readings differ for %.*s (depth %u, max %zu)",
-	    (int)len, in, depth, max);
-	free(a);
-	free(b);
+	int	 strict;
+
+	/* QEMU's output, and a client's input (strict) */
+	for (strict = 0; strict <= QMP_READ_STRICT; strict +=
+	    QMP_READ_STRICT) {
+		fast_read(in, len, strict, depth, max, &a, &alen);
+		fast_read(in, len, strict | QMP_READ_SLOW, depth, max, &b,
+		    &blen);
+		ck_assert_msg(alen == blen && memcmp(a, b, alen) == 0,
+		    "fast and slow readings differ for %.*s (depth %u, max "
+		    "%zu, flags %d)", (int)len, in, depth, max, strict);
+		free(a);
+		free(b);
+	}
 }
 
 START_TEST(test_fast_as_slow)
