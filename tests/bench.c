@@ -1281,7 +1281,6 @@ b_events(void)
 static void
 b_mem_flood(void)
 {
-	static const char	 trigger[] = "{\"execute\":\"flood\"}\n";
 	const char		*fargs[6], *opts[12];
 	char			*fdir = b_path("memflood"), *q, *r, *s;
 	char			 nbuf[32];
@@ -1323,7 +1322,6 @@ b_mem_flood(void)
 	idle = t_proc_kb(proxy, "VmRSS");
 	t0 = b_us();
 	/* b_flood sends the trigger; the staller never reads */
-	(void)trigger;
 	if (b_flood(&pa, p.mem_flood) < 0)
 		exit(1);
 	peak = t_proc_kb(proxy, "VmHWM");
@@ -1740,7 +1738,8 @@ b_cg_run(const char *relay, const char *fdir, int mon, int rounds,
 {
 	char		*out = b_path("callgrind.%s.%d", relay, mon);
 	char		*q = b_path("%s/%d.sock", fdir, mon);
-	char		*l = b_path("cg-%s-%d.sock", relay, mon), *opt, *u;
+	char		*l = b_path("cg-%s-%d.sock", relay, mon), *opt;
+	char		*u = NULL, *u2 = NULL;
 	char		 log[64];
 	const char	*argv[16];
 	struct path	 pa;
@@ -1760,9 +1759,9 @@ b_cg_run(const char *relay, const char *fdir, int mon, int rounds,
 		argv[i++] = "-d";
 		argv[i++] = "-d";
 		argv[i++] = u;
-		if (asprintf(&u, "UNIX-CONNECT:%s", q) == -1)
+		if (asprintf(&u2, "UNIX-CONNECT:%s", q) == -1)
 			abort();
-		argv[i++] = u;
+		argv[i++] = u2;
 	} else {
 		argv[i++] = t_bin("QMPMUXD");
 		argv[i++] = "-d";
@@ -1801,6 +1800,8 @@ b_cg_run(const char *relay, const char *fdir, int mon, int rounds,
 	free(q);
 	free(l);
 	free(opt);
+	free(u);
+	free(u2);
 	return (ir);
 }
 
