@@ -1,7 +1,8 @@
 #!/bin/bash
 #
 # The CI job: install what is missing (Debian, as root), build with
-# -Werror and the sanitizers in build-test/ and run every test, run a
+# -Werror and the sanitizers in build-test/ and run every test and the
+# benchmark's short run (BENCH_QUICK=1 make bench), run a
 # domain through the real libvirtd (tests/libvirt-e2e.sh), lint the
 # man pages, and run make distcheck from a plain build in build-dist/.
 # It can be run from anywhere; the build directories are in the tree.
@@ -30,6 +31,11 @@ if ! make -C build-test -j2 check; then
 	cat build-test/test-suite.log >&2 || true
 	exit 1
 fi
+
+# The benchmark's short run: not its figures (a sanitizer build's mean
+# nothing), but that every part of make bench still runs.
+echo "== make bench, quick"
+BENCH_QUICK=1 make -C build-test bench
 
 echo "== libvirt end to end: tests/libvirt-e2e.sh"
 tests/libvirt-e2e.sh build-test

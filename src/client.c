@@ -16,8 +16,10 @@
 #include "config.h"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <errno.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +70,9 @@ client_log(const struct client *c, int pri, const char *fmt, ...)
 	char	 prefix[128];
 	va_list	 ap;
 
+	/* a debug line per command: not even its prefix without -v */
+	if (pri == LOG_DEBUG && log_getverbose() < 1)
+		return;
 	snprintf(prefix, sizeof(prefix), "vm %s: client %d", c->vm->name,
 	    c->id);
 	va_start(ap, fmt);
@@ -811,6 +816,25 @@ client_reply(struct client *c, const struct qmp_msg *msg,
 		span = qmp_msg_id(msg);
 	else
 		span = qmp_msg_cut_member(msg, msg->m_id);
+	/*
+	 * Untraced, to a client that is not closing (whose write callback
+	 * must see its output drain), the reply goes at once if nothing
+	 * waits before it, in one sendmsg.
+	 */
+	if (traced == NULL && c->state != CLIENT_CLOSING) {
+		struct iovec	 iov[4];
+
+		iov[0].iov_base = msg->buf;
+		iov[0].iov_len = span.off;
+		iov[1].iov_base = (void *)(uintptr_t)id;
+		iov[1].iov_len = msg->m_id != -1 && id != NULL ? idlen : 0;
+		iov[2].iov_base = msg->buf + span.off + span.len;
+		iov[2].iov_len = msg->len - span.off - span.len;
+		iov[3].iov_base = (void *)(uintptr_t)"\r\n";
+		iov[3].iov_len = 2;
+		util_bev_writev(c->bev, iov, 4);
+		return;
+	}
 	evbuffer_add(out, msg->buf, span.off);
 	if (msg->m_id != -1 && id != NULL)
 		evbuffer_add(out, id, idlen);

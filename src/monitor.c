@@ -993,7 +993,8 @@ monitor_send(struct monitor *m, struct evbuffer *buf)
 	if (m->bev == NULL)
 		return;
 	m->vm->stats.bytes_to_qemu += evbuffer_get_length(buf);
-	bufferevent_write_buffer(m->bev, buf);
+	/* at once if nothing waits: no turn of the loop for a command */
+	util_bev_write_buffer(m->bev, buf);
 }
 
 /* Stop reading from QEMU: what it has not written, it holds. */

@@ -134,6 +134,7 @@ struct qmp_reader {
 	size_t		 len;
 	size_t		 cap;
 	size_t		 tok;
+	int		 str_plain;	/* the string token is ASCII, unescaped */
 
 	long		 braces;
 	long		 brackets;
@@ -195,6 +196,25 @@ static const struct {
 };
 #define QMP_NKEYS	(sizeof(qmp_keys) / sizeof(qmp_keys[0]))
 
+/*
+ * The bytes a string token takes in a run, as the lexer's LEX_DQ and
+ * LEX_SQ do: all from 0x20 to 0xfd but the backslash (the quotes are
+ * told apart by the caller).  QMP_SB_HIGH marks those past ASCII.
+ */
+#define QMP_SB_ASCII	1
+#define QMP_SB_HIGH	2
+#define QMP_SB_R16(b)	b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, b
+static const unsigned char qmp_strbyte[256] = {
+	QMP_SB_R16(0), QMP_SB_R16(0),			/* 0x00-0x1f */
+	QMP_SB_R16(1), QMP_SB_R16(1),			/* 0x20-0x3f */
+	QMP_SB_R16(1),					/* 0x40-0x4f */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,	/* 0x5c '\\' */
+	QMP_SB_R16(1), QMP_SB_R16(1),			/* 0x60-0x7f */
+	QMP_SB_R16(2), QMP_SB_R16(2), QMP_SB_R16(2), QMP_SB_R16(2),
+	QMP_SB_R16(2), QMP_SB_R16(2), QMP_SB_R16(2),	/* 0x80-0xef */
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0,	/* 0xfe, 0xff */
+};
+
 static void	qmp_fail(struct qmp_reader *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 
@@ -224,8 +244,11 @@ qmp_key_lookup(const char *s, size_t len)
 {
 	size_t	 i;
 
+	/* no QMP name is longer than 9 or shorter than 2 */
+	if (len < 2 || len > 9)
+		return (QMP_KEY_OTHER);
 	for (i = 0; i < QMP_NKEYS; i++) {
-		if (qmp_keys[i].len == len &&
+		if (qmp_keys[i].len == len && qmp_keys[i].name[0] == s[0] &&
 		    memcmp(qmp_keys[i].name, s, len) == 0)
 			return (qmp_keys[i].key);
 	}
@@ -519,7 +542,27 @@ qmp_string(struct qmp_reader *r, size_t off, size_t end)
 
 	r->slen = 0;
 	qmp_grow(&r->sbuf, &r->scap, end - off, 1, 64);
+	if (r->str_plain) {
+		/* ASCII without an escape is itself: most strings */
+		memcpy(r->sbuf, p, (size_t)(last - p));
+		r->slen = (size_t)(last - p);
+		r->sbuf[r->slen] = '\0';
+		return (0);
+	}
 	while (p < last) {
+		/*
+		 * A run of ASCII is itself, as qmp_utf8_codepoint would
+		 * take it byte by byte: names, keys and most values are
+		 * all ASCII, and an event flood is millions of them.
+		 */
+		for (plain = p; p < last && *p != '\\' &&
+		    (unsigned char)*p - 1 < 0x7f; p++)
+			;
+		if (p > plain) {
+			memcpy(r->sbuf + r->slen, plain, (size_t)(p - plain));
+			r->slen += (size_t)(p - plain);
+			continue;
+		}
 		if (*p != '\\') {
 			plain = p;
 			if (qmp_utf8_codepoint((const unsigned char *)p,
@@ -696,6 +739,17 @@ qmp_set_name(struct qmp_reader *r, char *name, const char *s, size_t len)
 		if (name == r->cur.name)
 			r->cur.name_truncated = 1;
 	}
+	/*
+	 * Names are a few bytes: a loop, where the memcpy of a length
+	 * unknown to the compiler became a rep movsq, whose start-up
+	 * was a sixth of qmpmuxd's time in an event flood (perf).
+	 */
+	if (len < 32) {
+		while (len-- > 0)
+			*name++ = *s++;
+		*name = '\0';
+		return;
+	}
 	memcpy(name, s, len);
 	name[len] = '\0';
 }
@@ -760,11 +814,19 @@ qmp_value_done(struct qmp_reader *r, enum qmp_type type, size_t off,
 			qmp_fail(r, "key is not a string in object");
 			return;
 		}
-		qmp_grow(&r->kbuf, &r->kcap, r->klen + r->slen + 1, 1, 256);
-		memcpy(r->kbuf + r->klen, r->sbuf, r->slen);
-		f->koff = r->klen;
-		f->klen = r->slen;
-		r->klen += r->slen;
+		/*
+		 * The key is kept for the check of repeated keys and for a
+		 * top-level member's name; QEMU's own nested keys need
+		 * neither.
+		 */
+		if ((r->flags & QMP_READ_STRICT) || r->depth == 1) {
+			qmp_grow(&r->kbuf, &r->kcap, r->klen + r->slen + 1, 1,
+			    256);
+			memcpy(r->kbuf + r->klen, r->sbuf, r->slen);
+			f->koff = r->klen;
+			f->klen = r->slen;
+			r->klen += r->slen;
+		}
 		if (r->depth == 1)
 			qmp_member_key(r, off, end);
 		f->expect = EXP_COLON;
@@ -965,7 +1027,7 @@ qmp_token(struct qmp_reader *r, enum qmp_tok t, size_t off, size_t end)
 }
 
 /* Append one byte of the message; -1 past the size cap. */
-static int
+static inline int
 qmp_put(struct qmp_reader *r, unsigned char c)
 {
 	if (r->len == r->max_size)
@@ -973,6 +1035,18 @@ qmp_put(struct qmp_reader *r, unsigned char c)
 	if (r->len == r->cap)
 		qmp_grow(&r->buf, &r->cap, r->len + 1, 1, QMP_BUF_START);
 	r->buf[r->len++] = (char)c;
+	return (0);
+}
+
+/* Append n bytes of the message at once; -1 past the size cap. */
+static inline int
+qmp_put_run(struct qmp_reader *r, const unsigned char *p, size_t n)
+{
+	if (n > r->max_size - r->len)
+		return (-1);
+	qmp_grow(&r->buf, &r->cap, r->len + n, 1, QMP_BUF_START);
+	memcpy(r->buf + r->len, p, n);
+	r->len += n;
 	return (0);
 }
 
@@ -1029,6 +1103,27 @@ qmp_structural_token(unsigned char c)
 }
 
 /*
+ * Start a message empty.  Only what a message without those members
+ * reads is cleared: the members and names are a kilobyte, which a
+ * memset per message of a flood would spend more on than the message.
+ */
+static void
+qmp_msg_start(struct qmp_msg *msg)
+{
+	msg->buf = NULL;
+	msg->len = 0;
+	msg->kind = QMP_KIND_NONOBJECT;
+	msg->nmembers = 0;
+	msg->m_id = msg->m_execute = msg->m_exec_oob = -1;
+	msg->m_arguments = -1;
+	msg->has_other = 0;
+	memset(&msg->other, 0, sizeof(msg->other));
+	msg->name[0] = '\0';
+	msg->name_truncated = 0;
+	msg->other_name[0] = '\0';
+}
+
+/*
  * Feed bytes to the lexer until a message ends or an error; *used is
  * how many were taken.  A token that ends on a byte it does not include
  * (a number or keyword, by lookahead) leaves that byte for the next
@@ -1040,7 +1135,7 @@ qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
 {
 	enum qmp_status	 st;
 	enum qmp_tok	 t;
-	unsigned char	 c, quote;
+	unsigned char	 c, quote, k, high = 0;
 	size_t		 i = 0, run;
 
 	while (i < n) {
@@ -1056,13 +1151,18 @@ qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
 			continue;
 		case LEX_START:
 			if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
-				if (r->active && qmp_put(r, c) == -1)
+				for (run = i + 1; run < n && (p[run] == ' ' ||
+				    p[run] == '\t' || p[run] == '\r' ||
+				    p[run] == '\n'); run++)
+					;
+				if (r->active && qmp_put_run(r, p + i,
+				    run - i) == -1)
 					goto toolarge;
-				i++;
+				i = run;
 				continue;
 			}
 			if (!r->active) {
-				memset(&r->cur, 0, sizeof(r->cur));
+				qmp_msg_start(&r->cur);
 				r->active = 1;
 			}
 			r->tok = r->len;
@@ -1076,10 +1176,10 @@ qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
 					goto out;
 				continue;
 			}
-			if (c == '"')
-				r->lex = LEX_DQ;
-			else if (c == '\'')
-				r->lex = LEX_SQ;
+			if (c == '"' || c == '\'') {
+				r->lex = c == '"' ? LEX_DQ : LEX_SQ;
+				r->str_plain = 1;
+			}
 			else if (c == '0')
 				r->lex = LEX_ZERO;
 			else if (c >= '1' && c <= '9')
@@ -1097,18 +1197,20 @@ qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
 		case LEX_DQ:
 		case LEX_SQ:
 			quote = r->lex == LEX_DQ ? '"' : '\'';
-			/* the bulk of a message: take plain runs at once */
-			for (run = i; run < n && p[run] >= 0x20 &&
-			    p[run] <= 0xfd && p[run] != quote &&
-			    p[run] != '\\'; run++)
-				;
+			/*
+			 * The bulk of a message: take plain runs at once, and
+			 * note a byte past ASCII, which only qmp_string's
+			 * full decoding checks.
+			 */
+			for (run = i; run < n && (k = qmp_strbyte[p[run]]) !=
+			    0 && p[run] != quote; run++)
+				high |= k;
+			if (high & QMP_SB_HIGH)
+				r->str_plain = 0;
+			high = 0;
 			if (run > i) {
-				if (run - i > r->max_size - r->len)
+				if (qmp_put_run(r, p + i, run - i) == -1)
 					goto toolarge;
-				qmp_grow(&r->buf, &r->cap, r->len + run - i, 1,
-				    QMP_BUF_START);
-				memcpy(r->buf + r->len, p + i, run - i);
-				r->len += run - i;
 				i = run;
 				continue;
 			}
@@ -1125,6 +1227,7 @@ qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
 			if (c == '\\') {
 				r->lex = r->lex == LEX_DQ ? LEX_DQ_ESC :
 				    LEX_SQ_ESC;
+				r->str_plain = 0;
 				break;
 			}
 			i++;
@@ -1162,8 +1265,16 @@ qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
 			}
 			break;
 		case LEX_INT:
-			if (c >= '0' && c <= '9')
-				break;
+			if (c >= '0' && c <= '9') {
+				/* a number's digits, at once */
+				for (run = i + 1; run < n && p[run] >= '0' &&
+				    p[run] <= '9'; run++)
+					;
+				if (qmp_put_run(r, p + i, run - i) == -1)
+					goto toolarge;
+				i = run;
+				continue;
+			}
 			if (c == 'e' || c == 'E') {
 				r->lex = LEX_E;
 				break;
@@ -1206,8 +1317,15 @@ qmp_feed(struct qmp_reader *r, const unsigned char *p, size_t n,
 				break;
 			goto number;
 		case LEX_WORD:
-			if (c >= 'a' && c <= 'z')
-				break;
+			if (c >= 'a' && c <= 'z') {
+				for (run = i + 1; run < n && p[run] >= 'a' &&
+				    p[run] <= 'z'; run++)
+					;
+				if (qmp_put_run(r, p + i, run - i) == -1)
+					goto toolarge;
+				i = run;
+				continue;
+			}
 			/* the byte after a word or number is not its own */
 			r->lex = LEX_START;
 			if ((st = qmp_token(r, TOK_WORD, r->tok, r->len)) !=
@@ -1292,15 +1410,34 @@ qmp_finish(struct qmp_msg *msg)
  * hold, with room for a caller to end the line without a realloc.
  */
 static void
+qmp_take_bytes(struct qmp_reader *r, struct qmp_msg *msg, const char *bytes,
+    size_t len)
+{
+	const struct qmp_msg	*cur = &r->cur;
+
+	/* what the message holds, not the whole kilobyte of the struct */
+	msg->kind = cur->kind;
+	memcpy(msg->members, cur->members, (size_t)cur->nmembers *
+	    sizeof(msg->members[0]));
+	msg->nmembers = cur->nmembers;
+	msg->has_other = cur->has_other;
+	msg->other = cur->other;
+	memcpy(msg->name, cur->name, strlen(cur->name) + 1);
+	msg->name_truncated = cur->name_truncated;
+	memcpy(msg->other_name, cur->other_name, strlen(cur->other_name) + 1);
+	if ((msg->buf = malloc(len + QMP_MSG_SLACK)) == NULL)
+		fatalx("out of memory reading a QMP message");
+	memcpy(msg->buf, bytes, len);
+	msg->buf[len] = '\0';
+	msg->len = len;
+	qmp_finish(msg);
+}
+
+/* The same, for the message qmp_feed has gathered in the reader. */
+static void
 qmp_take(struct qmp_reader *r, struct qmp_msg *msg)
 {
-	*msg = r->cur;
-	if ((msg->buf = malloc(r->len + QMP_MSG_SLACK)) == NULL)
-		fatalx("out of memory reading a QMP message");
-	memcpy(msg->buf, r->buf, r->len);
-	msg->buf[r->len] = '\0';
-	msg->len = r->len;
-	qmp_finish(msg);
+	qmp_take_bytes(r, msg, r->buf, r->len);
 }
 
 /*
@@ -1332,6 +1469,300 @@ qmp_chunk(struct evbuffer *in, struct evbuffer_iovec *vec)
 }
 
 /*
+ * The fast path: QEMU's own output, and nearly every command a client
+ * sends, are objects of ASCII strings without escapes, numbers and
+ * keywords, and an event flood is millions of them.  qmp_fast reads one
+ * such message whole from one contiguous chunk, in one pass, and yields
+ * exactly what qmp_feed would: the same bytes, members, names and kind.
+ * Anything else, a byte it does not expect, an escape, a byte past
+ * ASCII, a message not whole in the chunk, an error, or a bound
+ * reached, makes it give up having taken nothing, and the message is
+ * read by qmp_feed from its first byte, errors and all.
+ */
+#define QMP_FAST_KEYS	16	/* keys of an object checked for repeats */
+
+struct qmp_fast {
+	struct qmp_reader	*r;
+	const unsigned char	*p;
+	size_t			 n;
+	size_t			 i;
+	unsigned int		 depth;
+};
+
+/* Skip QEMU's whitespace. */
+static inline void
+qmp_fast_ws(struct qmp_fast *f)
+{
+	while (f->i < f->n && (f->p[f->i] == ' ' || f->p[f->i] == '\n' ||
+	    f->p[f->i] == '\r' || f->p[f->i] == '\t'))
+		f->i++;
+}
+
+/* A plain string at i: its end, just past the closing quote, or 0. */
+static inline size_t
+qmp_fast_string(struct qmp_fast *f)
+{
+	size_t	 i = f->i + 1;
+
+	while (i < f->n && qmp_strbyte[f->p[i]] == QMP_SB_ASCII &&
+	    f->p[i] != '"')
+		i++;
+	if (i == f->n || f->p[i] != '"')
+		return (0);
+	return (i + 1);
+}
+
+static int	qmp_fast_value(struct qmp_fast *, enum qmp_type *);
+
+/* The digits of a number from i; how many. */
+static inline size_t
+qmp_fast_digits(struct qmp_fast *f)
+{
+	size_t	 start = f->i;
+
+	while (f->i < f->n && f->p[f->i] >= '0' && f->p[f->i] <= '9')
+		f->i++;
+	return (f->i - start);
+}
+
+/* A number as QEMU's lexer takes it; 0 to give up. */
+static int
+qmp_fast_number(struct qmp_fast *f)
+{
+	if (f->p[f->i] == '-')
+		f->i++;
+	if (f->i == f->n)
+		return (0);
+	if (f->p[f->i] == '0') {
+		f->i++;
+		/* QEMU's lexer takes no exponent right after a 0 */
+		if (f->i < f->n && (f->p[f->i] == 'e' || f->p[f->i] == 'E' ||
+		    (f->p[f->i] >= '0' && f->p[f->i] <= '9')))
+			return (0);
+	} else if (qmp_fast_digits(f) == 0)
+		return (0);
+	if (f->i < f->n && f->p[f->i] == '.') {
+		f->i++;
+		if (qmp_fast_digits(f) == 0)
+			return (0);
+	}
+	if (f->i < f->n && (f->p[f->i] == 'e' || f->p[f->i] == 'E')) {
+		f->i++;
+		if (f->i < f->n && (f->p[f->i] == '+' || f->p[f->i] == '-'))
+			f->i++;
+		if (qmp_fast_digits(f) == 0)
+			return (0);
+	}
+	/* a token must not go on: the lexer would take more */
+	return (f->i < f->n);
+}
+
+/* An object or array whose opener is at i; 0 to give up. */
+static int
+qmp_fast_container(struct qmp_fast *f, int obj)
+{
+	struct qmp_reader	*r = f->r;
+	struct qmp_msg		*msg = &r->cur;
+	struct qmp_member	 m;
+	struct qmp_span		 keys[QMP_FAST_KEYS];
+	enum qmp_type		 type;
+	unsigned char		 close = obj ? '}' : ']';
+	size_t			 kend, klen;
+	int			 top = f->depth == 0, i, nkeys = 0;
+	int			 strict = r->flags & QMP_READ_STRICT;
+
+	/* the streamer's bound, before any token past it */
+	if (++f->depth > r->max_depth)
+		return (0);
+	f->i++;
+	qmp_fast_ws(f);
+	if (f->i < f->n && f->p[f->i] == close) {
+		f->i++;
+		f->depth--;
+		return (1);
+	}
+	for (;;) {
+		if (obj) {
+			if (f->i == f->n || f->p[f->i] != '"' ||
+			    (kend = qmp_fast_string(f)) == 0)
+				return (0);
+			klen = kend - f->i - 2;
+			/*
+			 * A client's keys must not repeat, at any depth: a
+			 * plain string is its own decoding, so the bytes
+			 * compare.  A repeat, or more keys than kept here,
+			 * is for qmp_feed, which tells the error.
+			 */
+			if (strict) {
+				if (nkeys == QMP_FAST_KEYS)
+					return (0);
+				for (i = 0; i < nkeys; i++)
+					if (keys[i].len == klen &&
+					    memcmp(f->p + keys[i].off,
+					    f->p + f->i + 1, klen) == 0)
+						return (0);
+				keys[nkeys].off = f->i + 1;
+				keys[nkeys++].len = klen;
+			}
+			if (top) {
+				memset(&m, 0, sizeof(m));
+				m.key = qmp_key_lookup((const char *)f->p +
+				    f->i + 1, klen);
+				if (strict)
+					m.bucket = qmp_qdict_bucket(
+					    (const char *)f->p + f->i + 1,
+					    klen);
+				m.key_off = f->i;
+				m.key_end = kend;
+				m.prev_end = r->last_end;
+				m.seq = r->nmembers++;
+				if (r->last != NULL)
+					r->last->next_key = f->i;
+				r->last = NULL;
+			}
+			f->i = kend;
+			qmp_fast_ws(f);
+			if (f->i == f->n || f->p[f->i] != ':')
+				return (0);
+			f->i++;
+			qmp_fast_ws(f);
+			if (top)
+				m.val_off = f->i;
+		}
+		if (!qmp_fast_value(f, &type))
+			return (0);
+		if (top) {
+			/* as qmp_member_value, in input order */
+			m.type = type;
+			m.val_end = f->i;
+			r->last_end = f->i;
+			if (m.key == QMP_KEY_OTHER) {
+				/* the first, in QEMU's hash order if strict */
+				if (!msg->has_other || (strict &&
+				    qmp_qdict_before(&m, &msg->other))) {
+					msg->has_other = 1;
+					msg->other = m;
+					qmp_set_name(r, msg->other_name,
+					    (const char *)f->p + m.key_off + 1,
+					    m.key_end - m.key_off - 2);
+					r->last = &msg->other;
+				}
+			} else {
+				for (i = 0; i < msg->nmembers; i++)
+					if (msg->members[i].key == m.key)
+						break;
+				if (i == msg->nmembers) {
+					msg->members[msg->nmembers] = m;
+					r->last =
+					    &msg->members[msg->nmembers++];
+					if (type == QMP_TYPE_STRING &&
+					    (m.key == QMP_KEY_EXECUTE ||
+					    m.key == QMP_KEY_EXEC_OOB ||
+					    m.key == QMP_KEY_EVENT))
+						qmp_set_name(r, msg->name,
+						    (const char *)f->p +
+						    m.val_off + 1,
+						    m.val_end - m.val_off - 2);
+				}
+			}
+		}
+		qmp_fast_ws(f);
+		if (f->i == f->n)
+			return (0);
+		if (f->p[f->i] == close) {
+			f->i++;
+			f->depth--;
+			return (1);
+		}
+		if (f->p[f->i] != ',')
+			return (0);
+		f->i++;
+		qmp_fast_ws(f);
+	}
+}
+
+/* A value at i, whitespace before it skipped; 0 to give up. */
+static int
+qmp_fast_value(struct qmp_fast *f, enum qmp_type *type)
+{
+	const unsigned char	*w;
+	size_t			 end;
+
+	if (f->i == f->n)
+		return (0);
+	switch (f->p[f->i]) {
+	case '{':
+		*type = QMP_TYPE_OBJECT;
+		return (qmp_fast_container(f, 1));
+	case '[':
+		*type = QMP_TYPE_ARRAY;
+		return (qmp_fast_container(f, 0));
+	case '"':
+		*type = QMP_TYPE_STRING;
+		if ((end = qmp_fast_string(f)) == 0)
+			return (0);
+		f->i = end;
+		return (1);
+	case 't':
+	case 'f':
+	case 'n':
+		w = f->p + f->i;
+		if (f->n - f->i > 4 && memcmp(w, "true", 4) == 0)
+			*type = QMP_TYPE_BOOL, f->i += 4;
+		else if (f->n - f->i > 4 && memcmp(w, "null", 4) == 0)
+			*type = QMP_TYPE_NULL, f->i += 4;
+		else if (f->n - f->i > 5 && memcmp(w, "false", 5) == 0)
+			*type = QMP_TYPE_BOOL, f->i += 5;
+		else
+			return (0);
+		/* a keyword is the whole run of letters */
+		return (!(f->p[f->i] >= 'a' && f->p[f->i] <= 'z'));
+	default:
+		*type = QMP_TYPE_NUMBER;
+		if (f->p[f->i] != '-' &&
+		    !(f->p[f->i] >= '0' && f->p[f->i] <= '9'))
+			return (0);
+		return (qmp_fast_number(f));
+	}
+}
+
+/*
+ * Read one message of QEMU's whole from p[0, n), which starts with its
+ * first byte: 1 with msg filled and *used its length, or 0, having
+ * changed nothing the slow path reads, to leave it to qmp_feed.
+ */
+static int
+qmp_fast(struct qmp_reader *r, const unsigned char *p, size_t n,
+    struct qmp_msg *msg, size_t *used)
+{
+	struct qmp_fast	 f;
+
+	if (n == 0 || p[0] != '{')
+		return (0);
+	/*
+	 * A token is a byte at least: a message shorter than the streamer's
+	 * token bound cannot pass it, and a longer one is qmp_feed's.
+	 */
+	if (n > QMP_TOKENS_MAX)
+		n = QMP_TOKENS_MAX;
+	f.r = r;
+	f.p = p;
+	f.n = n;
+	f.i = 0;
+	f.depth = 0;
+	qmp_msg_start(&r->cur);
+	r->cur.kind = QMP_KIND_OBJECT;
+	if (!qmp_fast_container(&f, 1) || f.i > r->max_size) {
+		qmp_reader_reset(r);
+		return (0);
+	}
+	qmp_take_bytes(r, msg, (const char *)p, f.i);
+	qmp_reader_reset(r);
+	*used = f.i;
+	return (1);
+}
+
+/*
  * Take the next whole message from the front of in.  On QMP_MESSAGE the
  * message's bytes are drained from in and msg owns a copy; on
  * QMP_NEED_MORE every byte of in has been taken into the reader; on an
@@ -1347,6 +1778,24 @@ qmp_reader_next(struct qmp_reader *r, struct evbuffer *in,
 	size_t			 used;
 
 	while (qmp_chunk(in, &vec)) {
+		if (!r->active && r->lex == LEX_START &&
+		    !(r->flags & QMP_READ_SLOW)) {
+			const unsigned char	*p = vec.iov_base;
+
+			/* whitespace between messages is nobody's */
+			for (used = 0; used < vec.iov_len && (p[used] == ' ' ||
+			    p[used] == '\n' || p[used] == '\r' ||
+			    p[used] == '\t'); used++)
+				;
+			if (used > 0) {
+				evbuffer_drain(in, used);
+				continue;
+			}
+			if (qmp_fast(r, p, vec.iov_len, msg, &used)) {
+				evbuffer_drain(in, used);
+				return (QMP_MESSAGE);
+			}
+		}
 		st = qmp_feed(r, vec.iov_base, vec.iov_len, &used);
 		evbuffer_drain(in, used);
 		if (st == QMP_MESSAGE) {

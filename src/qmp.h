@@ -32,6 +32,11 @@ struct evbuffer;
  * for.
  */
 #define QMP_READ_STRICT	0x1
+/*
+ * Never take the fast path (see qmp_fast): for a test that holds the
+ * two readings of the same bytes side by side.
+ */
+#define QMP_READ_SLOW	0x2
 
 enum qmp_kind {
 	QMP_KIND_NONOBJECT,	/* valid JSON, but not an object */

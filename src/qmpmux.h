@@ -708,6 +708,9 @@ struct yajl_val_s;
 void		 util_json_gen(struct yajl_gen_t *, struct yajl_val_s *);
 int		 util_parse_uint(const char *, unsigned int, unsigned int,
 		    unsigned int *);
+void		 util_bev_writev(struct bufferevent *, const struct iovec *,
+		    int);
+void		 util_bev_write_buffer(struct bufferevent *, struct evbuffer *);
 int		 util_parse_hostport(const char *, struct sockaddr_storage *,
 		    socklen_t *);
 

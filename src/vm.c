@@ -104,6 +104,9 @@ vm_log(const struct vm *vm, int pri, const char *fmt, ...)
 	char	 prefix[128];
 	va_list	 ap;
 
+	/* a debug line per command: not even its prefix without -v */
+	if (pri == LOG_DEBUG && log_getverbose() < 1)
+		return;
 	snprintf(prefix, sizeof(prefix), "vm %s", vm->name);
 	va_start(ap, fmt);
 	log_vmsg(pri, prefix, fmt, ap);

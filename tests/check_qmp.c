@@ -594,6 +594,172 @@ START_TEST(test_msg_slack)
 }
 END_TEST
 
+/*
+ * The fast path of what QEMU writes (qmp_fast) against the slow one
+ * (QMP_READ_SLOW), on the same bytes: every status, message, member,
+ * name and error must be the same, and so must what is left unread.
+ */
+static const char *fast_inputs[] = {
+	"{\"timestamp\": {\"seconds\": 1764500000, \"microseconds\": 12}, "
+	    "\"event\": \"FLOOD\", \"data\": {\"n\": 0}}\r\n",
+	"{\"return\": {\"status\": \"running\", \"singlestep\": false, "
+	    "\"running\": true}, \"id\": 7}\r\n{\"return\": {}}\r\n",
+	"  \r\n\t{\"a\":1,\"a\":2,\"b\":[],\"c\":{},\"id\":\"x\",\"id\":3}",
+	"{\"execute\":\"x\",\"exec-oob\":\"y\",\"event\":\"z\"} ",
+	"{\"return\": [1, -0, 0.5, -1.25e+3, 2E-2, 10e5, null, true, false]} ",
+	"{\"return\": 0e5} ",
+	"{\"return\": 01} ",
+	"{\"return\": -} ",
+	"{\"return\": 1.} ",
+	"{\"return\": 1e} ",
+	"{\"return\": truex} ",
+	"{\"return\": nul} ",
+	"{\"return\": 'single'} ",
+	"{\"return\": \"esc\\n\"} ",
+	"{\"return\": \"\xc3\xa9\"} ",
+	"{\"return\": \"\xff\"} ",
+	"{\"return\": {\"a\": [[[[[[[[1]]]]]]]]}} ",
+	"{\"return\": 1,} ",
+	"{\"return\" 1} ",
+	"{1: 2} ",
+	"{\"return\": 1}} ",
+	"{\"return\": 1",
+	"[1] {\"return\": 1} ",
+	"{\"event\": \"NAME_THAT_IS_LONG_ENOUGH_TO_BE_CUT_AT_THE_BOUND_OF_"
+	    "QMP_NAME_MAX_0123456789012345678901234567890123456789012345678901"
+	    "234567890123456789012345678901234567890123456789012345678901234567"
+	    "890123456789012345678901234567890123456789012345678901234567890123"
+	    "45678901234567890\"} ",
+	"{\"other\": 1, \"another\": 2, \"id\": 3} {} x {\"a\": 1} ",
+	"{\"execute\":\"query-status\",\"id\":12}\n",
+	"{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": "
+	    "\"file\", \"node-name\": \"f\", \"filename\": \"/x\", "
+	    "\"node-name\": \"g\"}, \"id\": \"a\"}\n",
+	"{\"z\": 1, \"y\": 2, \"x\": 3, \"w\": 4, \"v\": 5, \"u\": 6, "
+	    "\"execute\": \"q\", \"t\": 7, \"id\": 1}\n",
+	"{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,"
+	    "\"h\":8,\"i\":9,\"j\":10,\"k\":11,\"l\":12,\"m\":13,"
+	    "\"n\":14,\"o\":15,\"p\":16,\"q\":17,\"a\":18}\n",
+	"{\"a\": {\"b\": 1, \"b\": 2}, \"execute\": \"x\"}\n",
+	"{\"a\": [{\"b\": 1}, {\"b\": 2}], \"a\": 3}\n",
+};
+#define NFAST (sizeof(fast_inputs) / sizeof(fast_inputs[0]))
+
+/* One reading of what a reader makes of bytes, to compare. */
+static void
+fast_read(const char *in, size_t len, int flags, unsigned int depth,
+    size_t max, char **out, size_t *outlen)
+{
+	struct qmp_reader	*r = qmp_reader_new(max, depth, flags);
+	struct evbuffer		*b = evbuffer_new(), *o = evbuffer_new();
+	struct qmp_msg		 msg;
+	enum qmp_status		 st;
+	int			 i, n = 0;
+
+	ck_assert_ptr_nonnull(r);
+	evbuffer_add(b, in, len);
+	while (n++ < 64 && (st = qmp_reader_next(r, b, &msg)) !=
+	    QMP_NEED_MORE) {
+		evbuffer_add_printf(o, "status %d\n", (int)st);
+		if (st != QMP_MESSAGE) {
+			evbuffer_add_printf(o, "error %s\n",
+			    qmp_reader_error(r));
+			continue;
+		}
+		evbuffer_add_printf(o, "len %zu kind %d name %s trunc %d "
+		    "n %d id %d ex %d oob %d args %d\n", msg.len,
+		    (int)msg.kind, msg.name, msg.name_truncated,
+		    msg.nmembers, msg.m_id, msg.m_execute, msg.m_exec_oob,
+		    msg.m_arguments);
+		evbuffer_add(o, msg.buf, msg.len + 1);
+		for (i = 0; i < msg.nmembers; i++)
+			evbuffer_add(o, &msg.members[i],
+			    sizeof(msg.members[i]));
+		if (msg.has_other) {
+			evbuffer_add(o, &msg.other, sizeof(msg.other));
+			evbuffer_add_printf(o, "other %s\n", msg.other_name);
+		}
+		qmp_msg_clear(&msg);
+	}
+	evbuffer_add_printf(o, "pending %zu left %zu\n",
+	    qmp_reader_pending(r), evbuffer_get_length(b));
+	*outlen = evbuffer_get_length(o);
+	*out = malloc(*outlen);
+	ck_assert_ptr_nonnull(*out);
+	evbuffer_remove(o, *out, *outlen);
+	evbuffer_free(o);
+	evbuffer_free(b);
+	qmp_reader_free(r);
+}
+
+/* Whether the two readings of in agree; say where they do not. */
+static void
+fast_same(const char *in, size_t len, unsigned int depth, size_t max)
+{
+	char	*a, *b;
+	size_t	 alen, blen;
+
+	int	 strict;
+
+	/* QEMU's output, and a client's input (strict) */
+	for (strict = 0; strict <= QMP_READ_STRICT; strict +=
+	    QMP_READ_STRICT) {
+		fast_read(in, len, strict, depth, max, &a, &alen);
+		fast_read(in, len, strict | QMP_READ_SLOW, depth, max, &b,
+		    &blen);
+		ck_assert_msg(alen == blen && memcmp(a, b, alen) == 0,
+		    "fast and slow readings differ for %.*s (depth %u, max "
+		    "%zu, flags %d)", (int)len, in, depth, max, strict);
+		free(a);
+		free(b);
+	}
+}
+
+START_TEST(test_fast_as_slow)
+{
+	const char	*in = fast_inputs[_i];
+	size_t		 len = strlen(in);
+
+	fast_same(in, len, 1024, 1 << 20);
+	/* at the bounds: depth and size, just under, at and over */
+	fast_same(in, len, 2, 1 << 20);
+	fast_same(in, len, 8, 1 << 20);
+	fast_same(in, len, 1024, 20);
+	fast_same(in, len, 1024, len > 4 ? len - 4 : 1);
+}
+END_TEST
+
+/*
+ * The same on mutations of QEMU's messages: a byte or two replaced by
+ * one of those that steer the lexer, a few thousand times, seeded.
+ */
+START_TEST(test_fast_mutations)
+{
+	static const char	 alphabet[] = "{}[]:,\"'\\ \t\r\n0123456789"
+				    "eE.+-tfnlrsuaxq\x80\xc3\xa9\x7f\x01";
+	char			 buf[512];
+	unsigned int		 seed = 13;
+	size_t			 len, k, j;
+	int			 round;
+
+	for (round = 0; round < 4000; round++) {
+		const char	*src = fast_inputs[round % NFAST];
+
+		len = strlen(src);
+		if (len >= sizeof(buf))
+			len = sizeof(buf) - 1;
+		memcpy(buf, src, len);
+		for (j = 0; j < 1 + (unsigned int)round % 3; j++) {
+			k = (size_t)rand_r(&seed) % len;
+			buf[k] = alphabet[(size_t)rand_r(&seed) %
+			    (sizeof(alphabet) - 1)];
+		}
+		fast_same(buf, len, 1024, 1 << 20);
+		fast_same(buf, len, 3, 1 << 20);
+	}
+}
+END_TEST
+
 static Suite *
 qmp_suite(void)
 {
@@ -621,6 +787,12 @@ qmp_suite(void)
 	tcase_add_loop_test(tc, test_dupkey_any_depth, 0, NDUPCASES);
 	tcase_add_test(tc, test_dupkey_many_keys);
 	tcase_add_test(tc, test_msg_slack);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fast path");
+	tcase_add_loop_test(tc, test_fast_as_slow, 0, NFAST);
+	tcase_add_test(tc, test_fast_mutations);
+	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -86,6 +86,9 @@
  *                            (--oversize, --flood) instead when the first
  *                            command NAME arrives, before answering it, so
  *                            that a client of a proxy is there to see it
+ *   -q, --quiet              do not log each command and its answer: a
+ *                            log line costs more than the answer, and the
+ *                            benchmark measures what the proxy costs
  *   -v, --verbose            also log every message read and written
  *   -h, --help               this text
  *
@@ -224,6 +227,7 @@ static struct {
 	int			 hold_input;
 	const char		*trigger;
 	int			 verbose;
+	int			 quiet;
 	struct fake_names	 no_reply;
 	struct fake_names	 delays;
 } opt;
@@ -283,6 +287,8 @@ fake_usage(FILE *f, int status)
 	    "exit 0\n"
 	    "  --trigger NAME           start --oversize/--flood on the first "
 	    "command NAME\n"
+	    "  -q, --quiet              do not log each command and "
+	    "answer\n"
 	    "  -v, --verbose            log every message\n"
 	    "  -h, --help               this text\n");
 	exit(status);
@@ -500,7 +506,9 @@ fake_answer(struct fake_conn *c, const char *name, const char *id,
 		evbuffer_add(b, id, idlen);
 	}
 	evbuffer_add_printf(b, "}\r\n");
-	log_info("%s: answered %s (seq %lu)", c->tag, name, c->mon->seq);
+	if (!opt.quiet)
+		log_info("%s: answered %s (seq %lu)", c->tag, name,
+		    c->mon->seq);
 	fake_write_buffer(c, b);
 	evbuffer_free(b);
 
@@ -766,9 +774,10 @@ fake_handle(struct fake_conn *c, const struct qmp_msg *msg)
 		    "QMP input lacks member 'execute'");
 		return;
 	}
-	log_info("%s: %s %s id %.*s", c->tag, oob ? "exec-oob" : "command",
-	    msg->name, id != NULL ? (int)idlen : 6,
-	    id != NULL ? id : "(none)");
+	if (!opt.quiet)
+		log_info("%s: %s %s id %.*s", c->tag,
+		    oob ? "exec-oob" : "command", msg->name,
+		    id != NULL ? (int)idlen : 6, id != NULL ? id : "(none)");
 	if (!oob && strcmp(msg->name, "qmp_capabilities") == 0) {
 		fake_negotiate(c, msg, id, idlen);
 		return;
@@ -1192,6 +1201,7 @@ main(int argc, char *argv[])
 		{ "trigger", required_argument, NULL, 't' },
 		{ "many", required_argument, NULL, 'M' },
 		{ "silent-from", required_argument, NULL, 'K' },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1204,7 +1214,7 @@ main(int argc, char *argv[])
 	opt.silent_from = -1;
 	TAILQ_INIT(&opt.no_reply);
 	TAILQ_INIT(&opt.delays);
-	while ((ch = getopt_long(argc, argv, "vh", longopts, &idx)) != -1) {
+	while ((ch = getopt_long(argc, argv, "qvh", longopts, &idx)) != -1) {
 		switch (ch) {
 		case 'O':
 			opt.no_oob = 1;
@@ -1271,6 +1281,9 @@ main(int argc, char *argv[])
 		case 'K':
 			opt.silent_from = (int)fake_number("silent-from",
 			    optarg, 0);
+			break;
+		case 'q':
+			opt.quiet = 1;
 			break;
 		case 'v':
 			opt.verbose = 1;
