@@ -160,7 +160,8 @@ client_store_name(const struct client *c, char *buf, size_t len)
 		[CLIENT_READY] = 'r', [CLIENT_CLOSING] = 'x'
 	};
 
-	fdstore_name(buf, len, "c", c->vm->name, "%d.%c.%08x", c->id,
+	fdstore_name(buf, len, "c", c->vm->name, c->vm->gen, "%d.%c.%08x",
+	    c->id,
 	    c->state == CLIENT_READY && c->oob ? 'o' : letters[c->state],
 	    c->listener_hash);
 }

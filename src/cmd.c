@@ -467,6 +467,32 @@ cmd_unhex(char c)
 	return (-1);
 }
 
+/* Whether buf holds exactly one JSON value, as a client's id is. */
+static int
+cmd_one_value(struct vm *vm, const char *buf, size_t len)
+{
+	struct qmp_reader	*r;
+	struct evbuffer		*b;
+	struct qmp_msg		 msg;
+	int			 one = 0;
+
+	/* as the value of a member of an object, the way it was read */
+	if ((r = qmp_reader_new(len + 16, vm->conf.max_json_depth, 0)) ==
+	    NULL || (b = evbuffer_new()) == NULL)
+		fatalx("%s: out of memory", __func__);
+	evbuffer_add(b, "{\"id\": ", 7);
+	evbuffer_add(b, buf, len);
+	evbuffer_add(b, "}", 1);
+	if (qmp_reader_next(r, b, &msg) == QMP_MESSAGE) {
+		one = evbuffer_get_length(b) == 0 && msg.m_id != -1 &&
+		    msg.nmembers == 1;
+		qmp_msg_clear(&msg);
+	}
+	evbuffer_free(b);
+	qmp_reader_free(r);
+	return (one);
+}
+
 /*
  * A reply to a command of a qmpmuxd of another epoch: one that crashed,
  * whose successor took its sockets from the service manager's fd store
@@ -488,12 +514,16 @@ cmd_orphan(struct vm *vm, const struct qmp_msg *msg)
 	if (!vm->orphans || msg->m_id == -1 || cmd_parse_id(msg, &epoch,
 	    &seq, &owner, &hex, &hexlen) == -1 || epoch != vm->orphan_epoch)
 		return (0);
+	/*
+	 * Only to a client of before the crash: a number may have been
+	 * given again, to one that never asked.
+	 */
 	TAILQ_FOREACH(c, &vm->clients, entry) {
-		if (c->id == owner && c->state == CLIENT_READY)
+		if (c->id == owner && c->recovered && c->state == CLIENT_READY)
 			break;
 	}
-	if (c == NULL || (hexlen == 1 && hex[0] == '~') || (hexlen % 2 != 0 &&
-	    !(hexlen == 1 && hex[0] == '-')))
+	if (c == NULL || hexlen == 0 || (hexlen == 1 && hex[0] == '~') ||
+	    (hexlen % 2 != 0 && !(hexlen == 1 && hex[0] == '-')))
 		return (0);
 	if (hex[0] != '-') {
 		if ((id = malloc(hexlen / 2 + 1)) == NULL)
@@ -505,6 +535,13 @@ cmd_orphan(struct vm *vm, const struct qmp_msg *msg)
 				return (0);
 			}
 			id[i] = (char)(hi << 4 | lo);
+		}
+		/* QEMU wrote it: it must be one JSON value, and nothing else */
+		if (!cmd_one_value(vm, id, hexlen / 2)) {
+			vm_log(vm, LOG_WARNING, "reply with an id that is no "
+			    "client's dropped");
+			free(id);
+			return (0);
 		}
 	}
 	vm->stats.replies++;

@@ -232,7 +232,7 @@ control_new(struct server *s, const char *path)
 static void
 control_store_name(const struct control *ctl, char *buf, size_t len)
 {
-	fdstore_name(buf, len, "k", NULL, "%08x", fdstore_hash(ctl->path));
+	fdstore_name(buf, len, "k", NULL, 0, "%08x", fdstore_hash(ctl->path));
 }
 
 /* Accept on the control socket fd, kept in the fd store. */

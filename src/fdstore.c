@@ -9,18 +9,20 @@
  * few datagrams, as sd_notify(3) and sd_listen_fds(3) document it.
  *
  * A name says what its fd is, so that it can be found again without any
- * other state: KIND.VM[.MORE], VM the VM's name in hex (a name may not
- * hold ':' or be longer than 255 bytes):
- *   k.HASH         the control socket (HASH of its path)
- *   l.VM.HASH      a listener (HASH of its path)
- *   m.VM           listen mode's socket
- *   u.VM           the connection to QEMU
- *   c.VM.ID.S.HASH client ID, S its state: w waiting, c capabilities,
- *                  r ready, o ready with oob; HASH its listener's
+ * other state: KIND.VM.GEN[.MORE], VM the VM's name in hex, GEN its
+ * generation in this process (a name may not hold ':' or be longer
+ * than 255 bytes):
+ *   k.HASH             the control socket (HASH of its path)
+ *   l.VM.GEN.HASH      a listener (HASH of its path)
+ *   m.VM.GEN           listen mode's socket
+ *   u.VM.GEN           the connection to QEMU
+ *   c.VM.GEN.ID.S.HASH client ID, S its state: w waiting, c
+ *                      capabilities, r ready, o ready with oob; HASH
+ *                      its listener's
+ *   v.VM.GEN           a memfd: the VM's record (vm_record)
  * A socket cannot tell its path: it is bound under a temporary name and
  * renamed into place (util_unix_listen), so a hash of the path stands
  * for it, matched against the configuration.
- *   v.VM           a memfd: the VM's record (fdstore_record)
  * The same name is stored again only after the old one is removed, so
  * storing what is already there (a restart in place takes everything
  * over) changes nothing.  Every name stored is kept here too: a
@@ -137,10 +139,15 @@ fdstore_find(const char *name)
 	return (-1);
 }
 
-/* A name of the scheme above, into buf; vm NULL for none. */
+/*
+ * A name of the scheme above, into buf; vm NULL for none, else gen is
+ * the VM's generation: a VM removed and one of the same name added at
+ * once are two, and the old one's names, taken out when it is freed,
+ * must not be the new one's.
+ */
 void
 fdstore_name(char *buf, size_t len, const char *kind, const char *vm,
-    const char *fmt, ...)
+    unsigned int gen, const char *fmt, ...)
 {
 	static const char	 digits[] = "0123456789abcdef";
 	const unsigned char	*p;
@@ -157,6 +164,9 @@ fdstore_name(char *buf, size_t len, const char *kind, const char *vm,
 			buf[off++] = digits[*p & 0xf];
 		}
 		buf[off] = '\0';
+		off += (size_t)snprintf(buf + off, len - off, ".%u", gen);
+		if (off >= len)
+			off = len - 1;
 	}
 	if (fmt != NULL && off + 1 < len) {
 		buf[off++] = '.';
@@ -319,6 +329,7 @@ struct fdstore_fd {
 	char		*name;
 	char		 kind;
 	char		*vm;		/* hex, as in the name */
+	unsigned long	 gen;		/* the VM's generation */
 	long		 id;		/* a client's */
 	char		 st;		/* a client's state letter */
 	unsigned int	 hash;		/* a path's: a listener's, a client's */
@@ -430,6 +441,7 @@ fdstore_gen_vm(yajl_gen g, struct fdstore_fd *f, size_t n, const char *vm)
 		state_str(g, "state", f[i].st == 'w' ? "waiting" :
 		    f[i].st == 'c' ? "capabilities" : "ready");
 		state_bool(g, "oob", f[i].st == 'o');
+		state_bool(g, "recovered", 1);
 		len = sizeof(cred);
 		memset(&cred, 0, sizeof(cred));
 		cred.pid = -1;
@@ -479,12 +491,14 @@ fdstore_recover(char *err, size_t errlen)
 	for (p = all, i = 0; i < (size_t)want; i++) {
 		tok = p != NULL ? strsep(&p, ":") : NULL;
 		f[n].fd = 3 + (int)i;
-		if (tok == NULL || (f[n].name = strdup(tok)) == NULL ||
-		    (f[n].vm = strdup(tok)) == NULL) {
+		if (tok == NULL || *tok == '\0') {
 			/* a stranger: nothing of ours */
 			close(3 + (int)i);
 			continue;
 		}
+		if ((f[n].name = strdup(tok)) == NULL ||
+		    (f[n].vm = strdup(tok)) == NULL)
+			fatal("%s", __func__);
 		fdstore_inherit(tok);
 		f[n].kind = tok[0];
 		/* KIND.VM[.MORE]: cut VM out */
@@ -494,20 +508,39 @@ fdstore_recover(char *err, size_t errlen)
 				f[n].kind = '?';
 			q[0] = '\0';
 		} else if (strlen(q) > 2 && q[1] == '.') {
+			/* KIND.VM.GEN[.MORE]: VM kept, GEN and MORE read */
 			memmove(q, q + 2, strlen(q + 2) + 1);
-			if ((tok = strchr(q, '.')) != NULL) {
+			if ((tok = strchr(q, '.')) == NULL ||
+			    sscanf(tok + 1, "%lu", &f[n].gen) != 1)
+				f[n].kind = '?';
+			else {
 				*tok++ = '\0';
-				if (f[n].kind == 'c' && sscanf(tok,
-				    "%ld.%c.%x", &f[n].id, &f[n].st,
-				    &f[n].hash) != 3)
+				tok = strchr(tok, '.');
+				if (f[n].kind == 'c' && (tok == NULL ||
+				    sscanf(tok + 1, "%ld.%c.%x", &f[n].id,
+				    &f[n].st, &f[n].hash) != 3))
 					f[n].kind = '?';
-				if (f[n].kind == 'l' && sscanf(tok, "%x",
-				    &f[n].hash) != 1)
+				if (f[n].kind == 'l' && (tok == NULL ||
+				    sscanf(tok + 1, "%x", &f[n].hash) != 1))
 					f[n].kind = '?';
 			}
 		} else
-			q[0] = '\0';
+			f[n].kind = '?';
+		if (q[0] == '\0' && f[n].kind != 'k')
+			f[n].kind = '?';
 		n++;
+	}
+	/*
+	 * A VM removed while the one added in its place with the same name
+	 * ran: the older generation's sockets were on their way out.
+	 */
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < n && f[i].kind != '?'; j++) {
+			if (f[j].kind != '?' && f[j].kind != 'k' &&
+			    strcmp(f[j].vm, f[i].vm) == 0 &&
+			    f[j].gen > f[i].gen)
+				f[i].kind = '?';
+		}
 	}
 	if ((g = yajl_gen_alloc(NULL)) == NULL)
 		fatalx("%s: yajl_gen_alloc failed", __func__);
@@ -535,7 +568,7 @@ fdstore_recover(char *err, size_t errlen)
 			continue;
 		/* each VM once: at its first fd */
 		for (j = 0; j < i; j++) {
-			if (strcmp(f[j].vm, f[i].vm) == 0)
+			if (f[j].kind != '?' && strcmp(f[j].vm, f[i].vm) == 0)
 				break;
 		}
 		if (j == i)
@@ -547,9 +580,8 @@ fdstore_recover(char *err, size_t errlen)
 	st = state_parse((const char *)buf, len, err, errlen);
 	yajl_gen_free(g);
 	for (i = 0; i < n; i++) {
-		/* what no VM took: not ours to keep */
-		if (!f[i].used && strchr("lmucv", f[i].kind) == NULL &&
-		    f[i].kind != 'k')
+		/* what no VM took (a stranger, a second of one): not kept */
+		if (!f[i].used)
 			close(f[i].fd);
 		free(f[i].name);
 		free(f[i].vm);

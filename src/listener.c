@@ -86,7 +86,7 @@ listener_new_fd(struct vm *vm, struct listener_conf *conf)
 void
 listener_store_name(const struct listener *l, char *buf, size_t len)
 {
-	fdstore_name(buf, len, "l", l->vm->name, "%08x",
+	fdstore_name(buf, len, "l", l->vm->name, l->vm->gen, "%08x",
 	    fdstore_hash(l->conf->path));
 }
 

@@ -90,7 +90,7 @@ monitor_set_state(struct monitor *m, enum monitor_state state)
 	    monitor_state_names[m->state], monitor_state_names[state]);
 	/* connected: the connection goes into the store (fdstore.c) */
 	if (state == MONITOR_GREETING && m->bev != NULL) {
-		fdstore_name(name, sizeof(name), "u", m->vm->name, NULL);
+		fdstore_name(name, sizeof(name), "u", m->vm->name, m->vm->gen, NULL);
 		fdstore_add(bufferevent_getfd(m->bev), name);
 	}
 	m->state = state;
@@ -134,7 +134,7 @@ monitor_drop(struct monitor *m)
 	char		 name[FDSTORE_NAME_MAX + 1];
 
 	/* the connection, if any, leaves the fd store (fdstore.c) */
-	fdstore_name(name, sizeof(name), "u", m->vm->name, NULL);
+	fdstore_name(name, sizeof(name), "u", m->vm->name, m->vm->gen, NULL);
 	fdstore_remove(name);
 	if (m->bev != NULL) {
 		bufferevent_disable(m->bev, EV_READ | EV_WRITE);
@@ -174,7 +174,8 @@ monitor_unlisten(struct monitor *m)
 	evtimer_del(m->accept_retry);
 	if (m->evl == NULL)
 		return;
-	fdstore_name(name, sizeof(name), "m", m->vm->name, NULL);
+	fdstore_name(name, sizeof(name), "m", m->vm->name, m->vm->gen,
+	    NULL);
 	fdstore_remove(name);
 	evconnlistener_free(m->evl);
 	m->evl = NULL;
@@ -399,7 +400,8 @@ monitor_listen_on(struct monitor *m, int fd)
 {
 	char	 name[FDSTORE_NAME_MAX + 1];
 
-	fdstore_name(name, sizeof(name), "m", m->vm->name, NULL);
+	fdstore_name(name, sizeof(name), "m", m->vm->name, m->vm->gen,
+	    NULL);
 	fdstore_add(fd, name);
 	m->evl = evconnlistener_new(m->vm->base, monitor_accept_cb, m,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);

@@ -247,6 +247,7 @@ struct server {
 	struct vm_conf		 defaults;
 	struct state		*restore;	/* taking over, at start-up */
 	unsigned int		 epoch;		/* of its upstream ids (cmd.c) */
+	unsigned int		 vm_gens;	/* VMs made, for vm->gen */
 };
 
 struct server	*server_new(struct event_base *, const char *,
@@ -317,7 +318,8 @@ char		*state_get_hex(struct yajl_val_s *, const char *, size_t *);
 void		 fdstore_init(void);
 int		 fdstore_enabled(void);
 void		 fdstore_name(char *, size_t, const char *, const char *,
-		    const char *, ...) __attribute__((format(printf, 5, 6)));
+		    unsigned int, const char *, ...)
+		    __attribute__((format(printf, 6, 7)));
 unsigned int	 fdstore_hash(const char *);
 void		 fdstore_add(int, const char *);
 void		 fdstore_add_bytes(const char *, const void *, size_t);
@@ -459,6 +461,7 @@ struct vm {
 	/* after a crash: replies to ids of that epoch go by their id */
 	int			 orphans;
 	unsigned int		 orphan_epoch;
+	unsigned int		 gen;		/* its names in the fd store */
 };
 
 struct vm	*vm_new(struct server *, struct vm_conf *);
@@ -572,6 +575,7 @@ struct client {
 	struct vm		*vm;
 	struct listener		*listener;
 	unsigned int		 listener_hash;	/* of its path: fdstore.c */
+	int			 recovered;	/* taken back after a crash */
 	int			 id;
 	enum client_state	 state;
 	struct bufferevent	*bev;

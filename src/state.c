@@ -298,6 +298,7 @@ state_save_client(yajl_gen g, struct client *c, struct cmd **all, size_t n,
 	state_int(g, "pid", (long long)c->pid);
 	state_int(g, "uid", (long long)c->uid);
 	state_bool(g, "oob", c->oob);
+	state_bool(g, "recovered", c->recovered);
 	state_input(g, c->reader, c->bev);
 	state_evbuffer(g, "out", bufferevent_get_output(c->bev), NULL, 0);
 	yajl_gen_string(g, (const unsigned char *)"order", 5);
@@ -334,6 +335,8 @@ state_save_vm(yajl_gen g, struct vm *vm, struct state_fds *fds)
 	}
 	yajl_gen_array_close(g);
 	state_int(g, "next_client_id", vm->next_client_id);
+	if (vm->orphans)
+		state_int(g, "orphan_epoch", vm->orphan_epoch);
 	state_int(g, "next_cmd_id", (long long)vm->next_cmd_id);
 	if (vm->stalled)
 		state_double(g, "stalled", util_elapsed(&vm->stalled_since));
@@ -1084,10 +1087,12 @@ state_vm_clients(struct vm *vm, yajl_val sv)
 		}
 		in = state_get_hex(o, "in", &inlen);
 		out = state_get_hex(o, "out", &outlen);
-		client_adopt(l, fd, (int)state_get_int(o, "id", 0), state,
+		c = client_adopt(l, fd, (int)state_get_int(o, "id", 0), state,
 		    (pid_t)state_get_int(o, "pid", -1),
 		    (uid_t)state_get_int(o, "uid", -1), state_get_bool(o,
 		    "oob"), in, inlen, out, outlen);
+		/* a client of before a crash, or a restart since one */
+		c->recovered = state_get_bool(o, "recovered");
 		free(in);
 		free(out);
 	}

@@ -92,7 +92,7 @@ vm_record(struct vm *vm)
 	}
 	yajl_gen_map_close(g);
 	yajl_gen_get_buf(g, &buf, &len);
-	fdstore_name(name, sizeof(name), "v", vm->name, NULL);
+	fdstore_name(name, sizeof(name), "v", vm->name, vm->gen, NULL);
 	fdstore_add_bytes(name, buf, len);
 	yajl_gen_free(g);
 }
@@ -150,6 +150,7 @@ vm_new(struct server *s, struct vm_conf *conf)
 		fatal("%s", __func__);
 	vm->server = s;
 	vm->base = s->base;
+	vm->gen = ++s->vm_gens;
 	s->nvms++;
 	vm_take_conf(&vm->conf, conf);
 	vm->name = vm->conf.name;
@@ -335,7 +336,7 @@ vm_free(struct vm *vm)
 	if (vm == NULL)
 		return;
 	trace_vm_gone(vm);
-	fdstore_name(name, sizeof(name), "v", vm->name, NULL);
+	fdstore_name(name, sizeof(name), "v", vm->name, vm->gen, NULL);
 	fdstore_remove(name);
 	/* answered before their clients are closed, which would drop them */
 	cmd_fail_all(vm, "qmpmux: shutting down");
@@ -397,6 +398,8 @@ vm_upstream_lost(struct vm *vm, const char *reason)
 
 	/* the greeting of that QEMU is no next connection's (fdstore.c) */
 	vm_record(vm);
+	/* nor are the commands of before a crash its to answer */
+	vm->orphans = 0;
 	/* what QEMU sent before it went is still theirs */
 	vm_events_flush(vm);
 	/*

@@ -536,6 +536,92 @@ START_TEST(test_sequence)
 }
 END_TEST
 
+/*
+ * A client's number is given again after a crash to one that never
+ * asked: B sends a stop to a stopped QEMU and leaves, the crash comes,
+ * C connects and gets B's number.  QEMU's reply to B's stop goes to
+ * nobody: not to C, with B's id.
+ */
+START_TEST(test_number_reused)
+{
+	struct t_client	*b, *c;
+	char		*v;
+
+	start();
+	v = vm_path("v", 0);
+	ck_assert_ptr_nonnull(b = t_client_ready(v));
+	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
+	t_send(b, "{\"execute\": \"stop\", \"id\": \"B-secret\"}");
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v0: sent stop",
+	    T_WAIT_MS), 0);
+	t_client_free(b);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v0: client 4: closed",
+	    T_WAIT_MS), 0);
+	ck_assert_int_eq(kill(t_proxy_pid, SIGKILL), 0);
+	ck_assert_int_ne(t_wait_exit(t_proxy_pid, T_WAIT_MS), -1);
+	t_proxy_pid = spawn(1);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
+	    0);
+	ck_assert_ptr_nonnull(c = t_client_ready(v));
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v0: client 4: "
+	    "connected", T_WAIT_MS), 0);
+	ck_assert_int_eq(kill(qemus[0], SIGCONT), 0);
+	event_is(c, "STOP");
+	ck_assert_int_eq(t_quiet(c, 300), T_SILENT);
+	t_cmd_eq(c, "{\"execute\": \"query-status\", \"id\": 1}",
+	    STATUS("1", "paused", "false"));
+	t_client_free(c);
+	free(v);
+	stop_all();
+}
+END_TEST
+
+/*
+ * A VM removed while a client of its still has output to take, and one
+ * of the same name added at once: when the old one is at last freed,
+ * its names leave the fd store, not the new one's.
+ */
+START_TEST(test_same_name)
+{
+	struct t_client	*c, *slow;
+	char		*v = vm_path("v", 2), *q = vm_path("q", 2), *m;
+	int		 i;
+
+	start();
+	slow = clients[2][0];
+	for (i = 0; i < 8; i++)
+		t_send(slow, "{\"execute\": \"query-qmp-schema\", \"id\": "
+		    "%d}", i);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v2: sent "
+	    "query-qmp-schema (id 8)", T_WAIT_MS), 0);
+	/* the replies are on their way: the VM goes, with them unread */
+	ck_assert_ptr_nonnull(c = t_client_ready(ctl));
+	t_cmd_eq(c, "{\"execute\": \"remove-vm\", \"arguments\": "
+	    "{\"name\": \"v2\"}}", "{\"return\": {}}");
+	ck_assert_int_ne(asprintf(&m, "{\"execute\": \"add-vm\", "
+	    "\"arguments\": {\"name\": \"v2\", \"upstream\": \"connect:%s\", "
+	    "\"listeners\": [{\"path\": \"%s.new\"}]}}", q, v), -1);
+	t_cmd_eq(c, m, "{\"return\": {}}");
+	free(m);
+	t_client_free(c);
+	/* the old one is freed once the slow client is gone */
+	t_client_free(slow);
+	clients[2][0] = NULL;
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v2: stopped",
+	    T_WAIT_MS), 0);
+	/* and the new one has its upstream, stored */
+	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "vm v2: upstream ready",
+	    2, T_WAIT_MS), 0);
+	store_drain();
+	ck_assert_uint_eq(store_count(&store, "u."), 3);
+	ck_assert_uint_eq(store_count(&store, "v."), 3);
+	ck_assert_uint_eq(store_count(&store, "l."), 3);
+	free(v);
+	free(q);
+	stop_all();
+}
+END_TEST
+
 static Suite *
 crash_suite(void)
 {
@@ -545,6 +631,8 @@ crash_suite(void)
 	tcase_add_test(tc, test_kill9);
 	tcase_add_test(tc, test_half_read);
 	tcase_add_test(tc, test_sequence);
+	tcase_add_test(tc, test_number_reused);
+	tcase_add_test(tc, test_same_name);
 	return (s);
 }
 
