@@ -168,7 +168,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	char	*conf;
 	int	 i;
 
-	fz_init();
+	fz_init("client");
 	fz_client_path = fz_path("client.sock");
 	if (asprintf(&conf, "[global]\ncontrol = none\n"
 	    "max_client_message = %d\n"

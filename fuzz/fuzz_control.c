@@ -61,7 +61,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	char	*conf;
 
-	fz_init();
+	fz_init("control");
 	fz_control_path = fz_path("control.sock");
 	if (asprintf(&conf, "[global]\ncontrol = %s\n"
 	    "dump_file = %s/dump.json\n", fz_control_path, fz_dir) == -1)

@@ -6,10 +6,13 @@
 #include "config.h"
 
 #include <sys/types.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +25,7 @@
 #include "qmpmux.h"
 #include "fuzzlib.h"
 
-char			 fz_dir[] = "/tmp/qmpmux-fuzz.XXXXXX";
+char			 fz_dir[PATH_MAX];
 struct event_base	*fz_base;
 struct server		*fz_server;
 
@@ -72,10 +75,27 @@ __wrap_util_unix_listen(const char *path, mode_t mode)
  * libFuzzer and the sanitizers still report.
  */
 void
-fz_init(void)
+fz_init(const char *name)
 {
-	if (mkdtemp(fz_dir) == NULL)
-		fatal("mkdtemp");
+	int	 fd;
+	char	*lock;
+
+	/*
+	 * A directory the seeds can name (add-vm's sockets), one per
+	 * target; a second run of the target at once takes a fresh one.
+	 */
+	snprintf(fz_dir, sizeof(fz_dir), "/tmp/qmpmux-fuzz-%s", name);
+	if (mkdir(fz_dir, 0700) == -1 && errno != EEXIST)
+		fatal("mkdir %s", fz_dir);
+	lock = fz_path("lock");
+	if ((fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1 ||
+	    flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		snprintf(fz_dir, sizeof(fz_dir), "/tmp/qmpmux-fuzz-%s.XXXXXX",
+		    name);
+		if (mkdtemp(fz_dir) == NULL)
+			fatal("mkdtemp");
+	}
+	free(lock);
 	log_init(1, 0);
 	if ((fz_base = event_base_new()) == NULL)
 		fatalx("event_base_new");

@@ -21,7 +21,7 @@ extern char		 fz_dir[];
 extern struct event_base *fz_base;
 extern struct server	*fz_server;
 
-void		 fz_init(void);
+void		 fz_init(const char *);
 char		*fz_path(const char *);
 void		 fz_start(const char *);
 void		 fz_turn(void);
