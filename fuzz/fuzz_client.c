@@ -42,12 +42,25 @@
 int	LLVMFuzzerInitialize(int *, char ***);
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
-/* A message the client sent, as the framer reads it. */
+/*
+ * A message the client sent, as the framer reads it.  Two messages that
+ * differ only in their ids look the same to QEMU: forwarded marks one
+ * of those as sent, and the reply decides which it was by its id, each
+ * message answered once (answered).
+ */
 struct fz_sent {
 	char		*buf;
 	size_t		 len;
 	struct qmp_span	 id;
-	int		 forwarded;	/* K + 1 of its copy to QEMU, or 0 */
+	int		 forwarded;
+	int		 answered;
+};
+
+/* A command as QEMU got it: its bytes, and its id's place in them. */
+struct fz_wire {
+	char		*buf;
+	size_t		 len;
+	struct qmp_span	 id;
 };
 
 static struct fz_peer	*fz_qemu;
@@ -59,7 +72,7 @@ static char		*fz_client_path;
 /* Per input. */
 static struct fz_sent	*fz_sent;
 static size_t		 fz_nsent;
-static size_t		*fz_k2sent;	/* K to the message it came from */
+static struct fz_wire	*fz_wires;	/* by K */
 static size_t		 fz_nk;
 static int		*fz_answered;	/* per K: replies the client got */
 
@@ -124,13 +137,15 @@ fz_qemu_command(struct qmp_msg *msg)
 		fz_fail("sent to QEMU, and not what the client sent", msg->buf,
 		    msg->len);
 	k = fz_nk++;
-	fz_k2sent = realloc(fz_k2sent, fz_nk * sizeof(*fz_k2sent));
+	fz_wires = realloc(fz_wires, fz_nk * sizeof(*fz_wires));
 	fz_answered = realloc(fz_answered, fz_nk * sizeof(*fz_answered));
-	if (fz_k2sent == NULL || fz_answered == NULL)
+	if (fz_wires == NULL || fz_answered == NULL)
 		abort();
-	fz_k2sent[k] = i;
+	fz_wires[k].len = msg->len;
+	fz_wires[k].id = id;
+	fz_wires[k].buf = qmp_msg_steal(msg);
 	fz_answered[k] = 0;
-	fz_sent[i].forwarded = k + 1;
+	fz_sent[i].forwarded = 1;
 	evbuffer_add_printf(fz_qemu->out, "{\"return\": {\"n\": %zu}, "
 	    "\"id\": %.*s}\r\n", k, (int)id.len, idv);
 }
@@ -224,11 +239,61 @@ fz_frame(const uint8_t *data, size_t size, int *closed)
 		fz_sent[fz_nsent].id = qmp_msg_id(&msg);
 		fz_sent[fz_nsent].len = msg.len;
 		fz_sent[fz_nsent].forwarded = 0;
+		fz_sent[fz_nsent].answered = 0;
 		fz_sent[fz_nsent++].buf = qmp_msg_steal(&msg);
 	}
 	evbuffer_free(in);
 	qmp_reader_free(r);
 	return (replies);
+}
+
+/*
+ * QEMU's reply to command K reached the client with id idv (idlen 0:
+ * none): the command with that id put back in place of the proxy's
+ * must be one the client sent, not yet answered.
+ */
+static void
+fz_restored(size_t k, const char *idv, size_t idlen,
+    const struct qmp_msg *reply)
+{
+	const struct fz_wire	*w = &fz_wires[k];
+	struct evbuffer		*b;
+	const char		*m;
+	char			 pre[64];
+	size_t			 len, i, plen;
+
+	if ((b = evbuffer_new()) == NULL)
+		abort();
+	if (idlen > 0) {
+		evbuffer_add(b, w->buf, w->id.off);
+		evbuffer_add(b, idv, idlen);
+		evbuffer_add(b, w->buf + w->id.off + w->id.len,
+		    w->len - w->id.off - w->id.len);
+	} else {
+		/* the proxy put its id first: the client sent none */
+		plen = (size_t)snprintf(pre, sizeof(pre), "{\"id\": %.*s, ",
+		    (int)w->id.len, w->buf + w->id.off);
+		if (w->len < plen || memcmp(w->buf, pre, plen) != 0)
+			fz_fail("the client's id was dropped", reply->buf,
+			    reply->len);
+		evbuffer_add(b, "{", 1);
+		evbuffer_add(b, w->buf + plen, w->len - plen);
+	}
+	len = evbuffer_get_length(b);
+	m = (const char *)evbuffer_pullup(b, -1);
+	for (i = 0; i < fz_nsent; i++) {
+		if (!fz_sent[i].answered && fz_sent[i].len == len &&
+		    memcmp(fz_sent[i].buf, m, len) == 0)
+			break;
+	}
+	if (i == fz_nsent) {
+		fprintf(stdout, "fuzz_client: sent to QEMU %.*s\n",
+		    (int)w->len, w->buf);
+		fz_fail("reply's id is not the client's", reply->buf,
+		    reply->len);
+	}
+	fz_sent[i].answered = 1;
+	evbuffer_free(b);
 }
 
 /* One message to the client: the greeting, then replies. */
@@ -261,14 +326,7 @@ fz_client_message(struct qmp_msg *msg, size_t nth)
 				fz_fail("a reply QEMU never sent", msg->buf,
 				    msg->len);
 			fz_answered[k]++;
-			s = &fz_sent[fz_k2sent[k]];
-			if (s->id.len != id.len || memcmp(s->buf + s->id.off,
-			    msg->buf + id.off, id.len) != 0) {
-				fprintf(stdout, "fuzz_client: sent %.*s\n",
-				    (int)s->len, s->buf);
-				fz_fail("reply's id is not the client's",
-				    msg->buf, msg->len);
-			}
+			fz_restored(k, msg->buf + id.off, id.len, msg);
 			return;
 		}
 	}
@@ -326,11 +384,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		}
 		for (k = 0; k < fz_nk; k++) {
-			if (fz_answered[k] != 1) {
+			if (fz_answered[k] != 1)
 				fz_fail("a reply from QEMU not given once",
-				    fz_sent[fz_k2sent[k]].buf,
-				    fz_sent[fz_k2sent[k]].len);
-			}
+				    fz_wires[k].buf, fz_wires[k].len);
 		}
 	}
 	fz_peer_free(c);
@@ -348,5 +404,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	for (i = 0; i < fz_nsent; i++)
 		free(fz_sent[i].buf);
+	for (k = 0; k < fz_nk; k++)
+		free(fz_wires[k].buf);
 	return (0);
 }
