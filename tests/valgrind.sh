@@ -14,7 +14,7 @@ set -eu
 
 : "${QMPMUX_VALGRIND_LOGS:?run by make check-valgrind}"
 name=$(basename "$1")
-exec valgrind --tool=memcheck --quiet --error-exitcode=99 \
+exec valgrind --tool=memcheck --error-exitcode=99 \
 	--leak-check=full --show-leak-kinds=definite \
 	--errors-for-leak-kinds=definite --track-origins=no \
 	--child-silent-after-fork=no --trace-children=no \
