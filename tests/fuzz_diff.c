@@ -10,7 +10,9 @@
  * removed, QMP tokens inserted, a range repeated, another seed spliced
  * in).  After each input both sides get a sync command with an id of its
  * own, and the replies up to the sync's are compared:
- * - the same number, in the same order;
+ * - the same number, in the same order, but for the replies to exec-oob,
+ *   which QEMU lets overtake the in-band input before them as its
+ *   timing goes: those are in the same order among themselves;
  * - events by name (their timestamps differ);
  * - replies as text with the id member cut out of both, and the ids as
  *   JSON values: QEMU writes back the id it parsed (1.50 as 1.5), the
@@ -24,7 +26,8 @@
  * reached directly may not (a QEMU bug qmpmuxd shields it from), and is
  * then started again.  Commands of QEMU's that change more than the
  * session (quit, migrate, device_add, ...) are never sent: an input
- * that names one is drawn again.  A difference is written to fuzz-diff-SEED-N.in in the
+ * that names one is drawn again, as is one with an exec-oob without an
+ * id, whose reply could not be told from the others.  A difference is written to fuzz-diff-SEED-N.in in the
  * current directory, with both sides' replies on standard error.
  */
 #include "config.h"
@@ -216,6 +219,9 @@ fd_harmless(const char *buf, size_t len)
 			if ((i < fd_ncommands && fd_allowed[j] == NULL) ||
 			    msg.name_truncated)
 				ok = 0;
+			/* an exec-oob's reply is told by its id */
+			if (msg.m_exec_oob != -1 && msg.m_id == -1)
+				ok = 0;
 		}
 		qmp_msg_clear(&msg);
 	}
@@ -384,6 +390,71 @@ fd_split(const char *m, char **rest, char **id)
 	qmp_reader_free(r);
 	if (*rest == NULL)
 		*rest = strdup(m);
+}
+
+/*
+ * The ids of the input's exec-oob commands, as text.  QEMU runs one as
+ * it reads it, while in-band input waits in its queue for the main
+ * loop: the reply can overtake those of in-band input before it, by as
+ * much as QEMU's timing makes it.  So the replies to exec-oob are
+ * compared in their own order, and the others in theirs.
+ */
+static char	*fd_oob[FD_MAX_REPLIES];
+static int	 fd_noob;
+
+static void
+fd_oob_ids(const char *in, size_t len)
+{
+	struct qmp_reader	*r;
+	struct evbuffer		*b;
+	struct qmp_msg		 msg;
+	struct qmp_span		 v;
+	enum qmp_status		 st;
+
+	while (fd_noob > 0)
+		free(fd_oob[--fd_noob]);
+	r = qmp_reader_new(QMP_SIZE_MAX, QMP_DEPTH_MAX, QMP_READ_STRICT);
+	b = evbuffer_new();
+	ck_assert(r != NULL && b != NULL);
+	evbuffer_add(b, in, len);
+	evbuffer_add(b, "\n", 1);
+	while ((st = qmp_reader_next(r, b, &msg)) != QMP_NEED_MORE) {
+		if (st != QMP_MESSAGE)
+			continue;
+		if (msg.m_exec_oob != -1 && msg.m_id != -1 &&
+		    fd_noob < FD_MAX_REPLIES) {
+			v = qmp_msg_id(&msg);
+			fd_oob[fd_noob++] = strndup(msg.buf + v.off, v.len);
+		}
+		qmp_msg_clear(&msg);
+	}
+	evbuffer_free(b);
+	qmp_reader_free(r);
+}
+
+/* Whether a reply answers one of the input's exec-oob, by its id. */
+static int
+fd_is_oob(const char *m)
+{
+	yajl_val	 a, b;
+	char		*rest, *id;
+	int		 i, yes = 0;
+
+	fd_split(m, &rest, &id);
+	for (i = 0; id != NULL && !yes && i < fd_noob; i++) {
+		if (strcmp(fd_oob[i], id) == 0)
+			yes = 1;
+		else {
+			a = t_json(fd_oob[i]);
+			b = t_json(id);
+			yes = a != NULL && b != NULL && fd_same_value(a, b);
+			yajl_tree_free(a);
+			yajl_tree_free(b);
+		}
+	}
+	free(rest);
+	free(id);
+	return (yes);
 }
 
 /* Whether QEMU's reply q and the proxy's p match. */
@@ -571,7 +642,7 @@ START_TEST(test_fuzz_diff)
 	char		 buf[FD_MAX_INPUT], sync[48], *gq, *gp;
 	size_t		 len;
 	long		 it, sessions = 0, unsynced = 0, qemu_crashes = 0;
-	int		 k, fresh = 1;
+	int		 k, j, oob, fresh = 1;
 
 	q.sock = dsock;
 	p.sock = psock;
@@ -608,10 +679,20 @@ START_TEST(test_fuzz_diff)
 		if (q.n != p.n)
 			fd_differ(it, buf, len, &q, &p,
 			    "not the same number of replies");
-		for (k = 0; k < q.n; k++) {
-			if (!fd_same(q.msgs[k], p.msgs[k]))
-				fd_differ(it, buf, len, &q, &p,
-				    "replies differ");
+		fd_oob_ids(buf, len);
+		for (oob = 0; oob < 2; oob++) {
+			for (k = 0, j = 0; k < q.n; k++, j++) {
+				while (k < q.n && fd_is_oob(q.msgs[k]) != oob)
+					k++;
+				while (j < p.n && fd_is_oob(p.msgs[j]) != oob)
+					j++;
+				if (k == q.n && j == p.n)
+					break;
+				if (k == q.n || j == p.n ||
+				    !fd_same(q.msgs[k], p.msgs[j]))
+					fd_differ(it, buf, len, &q, &p,
+					    "replies differ");
+			}
 		}
 		if (q.synced != p.synced)
 			fd_differ(it, buf, len, &q, &p,
