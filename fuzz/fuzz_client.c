@@ -74,7 +74,7 @@ static struct fz_sent	*fz_sent;
 static size_t		 fz_nsent;
 static struct fz_wire	*fz_wires;	/* by K */
 static size_t		 fz_nk;
-static int		*fz_answered;	/* per K: replies the client got */
+static int		*fz_answered;	/* per K: replies given */
 
 static void
 fz_fail(const char *what, const char *buf, size_t len)
@@ -367,7 +367,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fz_turn();
 		fz_peer_io(c);
 		fz_qemu_serve();
-		while ((st = qmp_reader_next(r, c->in, &msg)) != QMP_NEED_MORE) {
+		while ((st = qmp_reader_next(r, c->in, &msg)) !=
+		    QMP_NEED_MORE) {
 			if (st != QMP_MESSAGE)
 				fz_fail("the client was sent invalid JSON",
 				    qmp_reader_error(r),

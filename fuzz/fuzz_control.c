@@ -40,7 +40,7 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 struct fz_req {
 	char		*buf;		/* NULL: a parse error */
 	size_t		 len;
-	struct qmp_span	 id;		/* len 0: no id to give back */
+	struct qmp_span	 id;		/* len 0: no id to give */
 };
 
 static struct control	*fz_control;
@@ -152,7 +152,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fz_fail("the control socket never closed", "", 0);
 		fz_turn();
 		fz_peer_io(c);
-		while ((st = qmp_reader_next(r, c->in, &msg)) != QMP_NEED_MORE) {
+		while ((st = qmp_reader_next(r, c->in, &msg)) !=
+		    QMP_NEED_MORE) {
 			if (st != QMP_MESSAGE)
 				fz_fail("sent invalid JSON",
 				    qmp_reader_error(r),

@@ -35,11 +35,11 @@
 /* What one call of qmp_reader_next gave. */
 struct fz_event {
 	enum qmp_status	 st;
-	char		*buf;		/* the message, or the error's text */
+	char		*buf;		/* the message, or the error */
 	size_t		 len;
 	enum qmp_kind	 kind;
 	struct qmp_span	 id;
-	size_t		 end;		/* input offset where it stopped */
+	size_t		 end;		/* where it stopped */
 };
 
 struct fz_run {
@@ -136,7 +136,7 @@ fz_read(const uint8_t *buf, size_t len, int flags, size_t max_size,
 		ev->end = added - evbuffer_get_length(in);
 		if (st == QMP_MESSAGE) {
 			fz_check_msg(&msg);
-			/* exactly the bytes that end where the reader stopped */
+			/* exactly the bytes ending where the reader stopped */
 			assert(msg.len <= ev->end);
 			assert(memcmp(msg.buf, buf + ev->end - msg.len,
 			    msg.len) == 0);

@@ -117,7 +117,8 @@ fz_start(const char *conf_text)
 {
 	struct conf_entries	 cmdline;
 	struct conf		 conf;
-	char			 err[CONF_ERR_MAX], *path = fz_path("qmpmuxd.conf");
+	char			 err[CONF_ERR_MAX];
+	char			*path = fz_path("qmpmuxd.conf");
 	FILE			*f;
 
 	if ((f = fopen(path, "w")) == NULL || fputs(conf_text, f) == EOF ||

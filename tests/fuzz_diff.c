@@ -27,8 +27,9 @@
  * then started again.  Commands of QEMU's that change more than the
  * session (quit, migrate, device_add, ...) are never sent: an input
  * that names one is drawn again, as is one with an exec-oob without an
- * id, whose reply could not be told from the others.  A difference is written to fuzz-diff-SEED-N.in in the
- * current directory, with both sides' replies on standard error.
+ * id, whose reply could not be told from the others.  A difference is
+ * written to fuzz-diff-SEED-N.in in the current directory, with both
+ * sides' replies on standard error.
  */
 #include "config.h"
 
@@ -47,7 +48,8 @@
 
 #define FD_MAX_INPUT	2048
 #define FD_MAX_REPLIES	64
-#define FD_QUIET_MS	(300 * t_slow())	/* no sync: what else comes */
+/* the sync taken in: how long what else comes is waited for */
+#define FD_QUIET_MS	(300 * t_slow())
 
 static unsigned long long fd_seed;
 static long		 fd_iterations = 200;
@@ -152,12 +154,14 @@ fd_mutate(char *buf)
 		case 1:
 			t = fd_tokens[fd_below(FD_NTOKENS)];
 			/* "\x00" is a one-byte token */
-			fd_insert(buf, &len, off, t, *t == '\0' ? 1 : strlen(t));
+			fd_insert(buf, &len, off, t,
+			    *t == '\0' ? 1 : strlen(t));
 			break;
 		case 2:
 			k = fd_below(8) + 1;
 			if (off + k <= len) {
-				memmove(buf + off, buf + off + k, len - off - k);
+				memmove(buf + off, buf + off + k,
+				    len - off - k);
 				len -= k;
 			}
 			break;
@@ -165,7 +169,8 @@ fd_mutate(char *buf)
 			k = fd_below(sizeof(copy)) + 1;
 			if (off + k <= len) {
 				memcpy(copy, buf + off, k);
-				fd_insert(buf, &len, fd_below(len + 1), copy, k);
+				fd_insert(buf, &len, fd_below(len + 1), copy,
+				    k);
 			}
 			break;
 		case 4:
@@ -590,7 +595,8 @@ fd_query_commands(void)
 {
 	struct t_client	*c;
 	yajl_val	 v, ret, name;
-	const char	*path[] = { "return", NULL }, *npath[] = { "name", NULL };
+	const char	*path[] = { "return", NULL };
+	const char	*npath[] = { "name", NULL };
 	char		*m;
 	size_t		 i;
 
