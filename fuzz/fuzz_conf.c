@@ -54,6 +54,15 @@ __wrap_glob(const char *pattern, int flags,
 	return (__real_glob(pattern, flags, errfunc, g));
 }
 
+/* At exit, the directory goes with its two files. */
+static void
+fz_cleanup(void)
+{
+	unlink(fz_main);
+	unlink(fz_inc);
+	rmdir(fz_dir);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -61,6 +70,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	    asprintf(&fz_main, "%s/qmpmuxd.conf", fz_dir) == -1 ||
 	    asprintf(&fz_inc, "%s/inc.conf", fz_dir) == -1)
 		abort();
+	atexit(fz_cleanup);
 	/* errors are the point of most inputs: not logged */
 	log_init(1, 0);
 	return (0);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -70,6 +71,32 @@ __wrap_util_unix_listen(const char *path, mode_t mode)
 }
 
 /*
+ * At exit, the directory goes with what the run left in it (the
+ * sockets of VMs an input added and the log); only files are made
+ * there.  A crash leaves it, with the input, to look at.
+ */
+static void
+fz_cleanup(void)
+{
+	struct dirent	*de;
+	DIR		*d;
+	char		*p;
+
+	if ((d = opendir(fz_dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		p = fz_path(de->d_name);
+		unlink(p);
+		free(p);
+	}
+	closedir(d);
+	rmdir(fz_dir);
+}
+
+/*
  * The directory and the loop.  The daemon logs to stderr, as qmpmuxd -d;
  * make fuzz runs the targets with -close_fd_mask=2, under which
  * libFuzzer and the sanitizers still report.
@@ -96,6 +123,7 @@ fz_init(const char *name)
 			fatal("mkdtemp");
 	}
 	free(lock);
+	atexit(fz_cleanup);
 	log_init(1, 0);
 	if ((fz_base = event_base_new()) == NULL)
 		fatalx("event_base_new");
