@@ -10,6 +10,11 @@ QMPMUX_DEPS=(build-essential autoconf automake libtool pkg-config
 	libevent-dev libyajl-dev libinih-dev libsystemd-dev check
 	qemu-system-x86 socat)
 
+# The fuzzers and memcheck of contrib/test.sh (docs/FUZZING.md): clang
+# with libFuzzer's runtime (libclang-rt-dev), and valgrind.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+QMPMUX_FUZZ_DEPS=(clang libclang-rt-dev valgrind)
+
 # The real libvirtd of tests/libvirt-e2e.sh, which contrib/test.sh runs.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 QMPMUX_E2E_DEPS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)

@@ -2,9 +2,12 @@
 #
 # The CI job: install what is missing (Debian, as root), build with
 # -Werror and the sanitizers in build-test/ and run every test and the
-# benchmark's short run (BENCH_QUICK=1 make bench), run a
-# domain through the real libvirtd (tests/libvirt-e2e.sh), lint the
-# man pages, and run make distcheck from a plain build in build-dist/.
+# benchmark's short run (BENCH_QUICK=1 make bench), run a domain through
+# the real libvirtd (tests/libvirt-e2e.sh), fuzz briefly against the
+# real QEMU (make fuzz-diff) and with libFuzzer in build-fuzz/ (make
+# fuzz, 30 s a target), lint the man pages, and from a plain build in
+# build-dist/ run the tests under valgrind (make check-valgrind) and
+# make distcheck (docs/FUZZING.md).
 # It can be run from anywhere; the build directories are in the tree.
 set -euo pipefail
 
@@ -12,7 +15,17 @@ cd "$(dirname "$0")/.."
 # shellcheck source=contrib/deps.sh
 . contrib/deps.sh
 
-deps_install "${QMPMUX_DEPS[@]}" "${QMPMUX_E2E_DEPS[@]}" mandoc
+deps_install "${QMPMUX_DEPS[@]}" "${QMPMUX_E2E_DEPS[@]}" \
+	"${QMPMUX_FUZZ_DEPS[@]}" mandoc
+
+# Each step's time, for the log: CI time is counted.
+step_start() {
+	echo "== $*"
+	step_t0=$(date +%s)
+}
+step_end() {
+	echo "== $1: $(($(date +%s) - step_t0)) s"
+}
 
 echo "== autogen"
 ./autogen.sh
@@ -40,16 +53,47 @@ BENCH_QUICK=1 make -C build-test bench
 echo "== libvirt end to end: tests/libvirt-e2e.sh"
 tests/libvirt-e2e.sh build-test
 
+# A new seed each day: a failure prints it, and runs again with it.
+step_start "fuzz-diff: 300 inputs against the real QEMU"
+make -C build-test fuzz-diff FUZZ_DIFF_SEED="$(date +%Y%m%d)" \
+	FUZZ_DIFF_ITERATIONS=300
+step_end fuzz-diff
+
+step_start "build-fuzz: CC=clang --enable-fuzzing; make fuzz, 30 s a target"
+mkdir -p build-fuzz
+(
+	cd build-fuzz
+	../configure CC=clang --enable-fuzzing --enable-werror
+	make -j2
+)
+if ! make -C build-fuzz fuzz FUZZ_SECONDS=30; then
+	echo "== make fuzz failed: build-fuzz/fuzz-crashes/" >&2
+	exit 1
+fi
+step_end "make fuzz"
+
 echo "== mandoc -Tlint"
 mandoc -Tlint -Wwarning man/qmpmuxctl.1 man/qmpmuxd.8 man/qmpmuxd.conf.5 \
 	man/qmpmux-qemu.8
 
-echo "== build-dist: make distcheck"
+# Memcheck on a plain build: the tests and every qmpmuxd they start, but
+# for the three whose subject memcheck changes (docs/FUZZING.md).
+step_start "build-dist: make check-valgrind (plain build)"
 mkdir -p build-dist
 (
 	cd build-dist
 	../configure
-	make -j2 distcheck
+	make -j2
 )
+if ! make -C build-dist -j2 check-valgrind; then
+	echo "== make check-valgrind failed: build-dist/test-suite.log," \
+	    "build-dist/valgrind-logs/" >&2
+	cat build-dist/test-suite.log >&2 || true
+	exit 1
+fi
+step_end "make check-valgrind"
+
+echo "== build-dist: make distcheck"
+make -C build-dist -j2 distcheck
 
 echo "== all passed"

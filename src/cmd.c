@@ -11,11 +11,12 @@
  * QEMU answers, since QEMU is still working on it, and that late reply
  * is dropped.
  *
- * Each client also has its order: its in-band commands as they came,
- * and between them the replies the proxy makes itself (to invalid
- * input, to a second qmp_capabilities).  QEMU answers all in-band input
- * in order, parse errors included, so a reply of the proxy's waits
- * (held) until the client's commands before it are answered.  Timeout
+ * Each client also has its order: its commands as they came, and
+ * between them the replies the proxy makes itself (to invalid input, to
+ * a second qmp_capabilities).  QEMU answers all in-band input in order,
+ * parse errors included, and runs an exec-oob as it reads it, before
+ * what follows; so a reply of the proxy's waits (held) until the
+ * client's commands before it, exec-oob included, are answered.  Timeout
  * errors and the refusal of a full queue do not wait: they exist to
  * answer at once.
  */
@@ -65,8 +66,7 @@ cmd_done(struct cmd *cmd)
 	cmd->client = NULL;
 	if (c == NULL)
 		return;
-	if (!cmd->oob)
-		TAILQ_REMOVE(&c->order, cmd, order);
+	TAILQ_REMOVE(&c->order, cmd, order);
 	client_command_done(c);
 	while ((h = TAILQ_FIRST(&c->order)) != NULL && h->held != NULL) {
 		TAILQ_REMOVE(&c->order, h, order);
@@ -81,7 +81,7 @@ cmd_done(struct cmd *cmd)
 }
 
 /*
- * A reply of the proxy's own for c, behind c's in-band commands: the
+ * A reply of the proxy's own for c, behind c's commands: the
  * buffer to write it to, sent when they are answered.  It counts in
  * the client's pipeline, so a client cannot pile them up.
  */
@@ -326,12 +326,13 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 		evtimer_add(cmd->deadline, &tv);
 	}
 
+	/* what the proxy answers after this waits for its reply */
+	TAILQ_INSERT_TAIL(&c->order, cmd, order);
 	if (cmd->oob) {
 		/* out of band: past the queue, and never counted in it */
 		cmd_send(vm, cmd);
 		return (0);
 	}
-	TAILQ_INSERT_TAIL(&c->order, cmd, order);
 	TAILQ_INSERT_TAIL(&vm->queue, cmd, entry);
 	vm->nqueued++;
 	cmd_pump(vm);

@@ -455,6 +455,16 @@ static const struct step post_oob[] = {
 	{ "{\"exec-oob\":3,\"id\":1}" },
 	{ "{\"exec-oob\":\"query-name\",\"execute\":\"query-name\",\"id\":1}" },
 	{ "{\"exec-oob\":\"query-name\",\"foo\":1,\"id\":1}" },
+	/*
+	 * QEMU runs exec-oob as it reads it, and queues what follows:
+	 * the proxy's own replies to the input after it (a parse error, a
+	 * non-object, a second qmp_capabilities) come after its reply
+	 * (fuzz_diff, seed 2).
+	 */
+	{ "{\"exec-oob\":\"query-status\",\"id\":\"o1\"}}" },
+	{ "{\"exec-oob\":\"query-name\",\"id\":\"o2\"}[1]" },
+	{ "{\"exec-oob\":\"query-name\",\"id\":\"o3\"}"
+	    "{\"execute\":\"qmp_capabilities\",\"id\":\"again\"}" },
 	{ "{\"execute\":\"query-name\",\"id\":\"inband\"}" },
 };
 

@@ -484,7 +484,8 @@ START_TEST(test_client_output_bound)
 	n = sent / 3 + (sent % 3 == 2);
 	printf("client output: %zu lines taken; RSS %ld kB before, peak "
 	    "%ld kB when not reading\n", n, base_kb, peak_kb);
-	ck_assert_int_le(peak_kb - base_kb, 1024);
+	if (t_rss_is_qmpmuxd())
+		ck_assert_int_le(peak_kb - base_kb, 1024);
 	for (i = 0; i < n; i++)
 		t_recv_eq_at("reply to a line", c, reply);
 	ck_assert_int_eq(t_quiet(c, 100), T_SILENT);

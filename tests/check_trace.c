@@ -267,13 +267,13 @@ START_TEST(test_slow_reader)
 		    "round trip %d: %s", i, m != NULL ? m : "(nothing)");
 		free(m);
 	}
-	ck_assert_msg(t_clock_ms() - t0 < 60000, "%d round trips took %lld "
-	    "ms", TRIPS, t_clock_ms() - t0);
+	ck_assert_msg(t_clock_ms() - t0 < 6 * T_WAIT_MS, "%d round trips "
+	    "took %lld ms", TRIPS, t_clock_ms() - t0);
 	hwm = t_proc_kb(t_proxy_pid, "VmHWM");
 	printf("%d round trips, traced unread: %lld ms; qmpmuxd RSS %ld kB "
 	    "before, peak %ld kB\n", TRIPS, t_clock_ms() - t0, rss0, hwm);
-	ck_assert_msg(hwm - rss0 < 8 * 1024, "qmpmuxd grew from %ld kB to a "
-	    "peak of %ld kB", rss0, hwm);
+	ck_assert_msg(hwm - rss0 < 8 * 1024 || !t_rss_is_qmpmuxd(),
+	    "qmpmuxd grew from %ld kB to a peak of %ld kB", rss0, hwm);
 
 	/*
 	 * Read on, 50 messages a probe (a round trip whose messages the

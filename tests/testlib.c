@@ -132,6 +132,33 @@ t_path(const char *name)
 	return (p);
 }
 
+/* QMPMUX_TEST_SLOW, the factor of the waits' bounds; 1 by default. */
+int
+t_slow(void)
+{
+	static int	 slow;
+	const char	*v;
+
+	if (slow == 0) {
+		v = getenv("QMPMUX_TEST_SLOW");
+		slow = v != NULL ? atoi(v) : 1;
+		if (slow < 1)
+			slow = 1;
+	}
+	return (slow);
+}
+
+/*
+ * Whether a qmpmuxd's RSS is its own: not under make check-valgrind,
+ * where memcheck's shadow memory and its own heap are in it.  A bound
+ * on RSS holds in make check, under ASan; memcheck checks the accesses.
+ */
+int
+t_rss_is_qmpmuxd(void)
+{
+	return (getenv("QMPMUX_VALGRIND_LOGS") == NULL);
+}
+
 /* The binary named by an environment variable, e.g. QMPMUXD. */
 const char *
 t_bin(const char *var)
@@ -436,11 +463,15 @@ t_fakeqemu(const char *sock, const char *const *args)
 /*
  * Wait up to ms for pid to exit, through a pidfd so the wait ends when
  * it does.  Returns its wait status, or -1 if it is still running.
+ * Where there is no pidfd (valgrind's syscalls have none), it looks
+ * every 10 ms instead: not looking at all would call a process that
+ * takes a moment to exit still running.
  */
 int
 t_wait_exit(pid_t pid, int ms)
 {
 	struct pollfd	 pfd;
+	long long	 end = t_clock_ms() + ms;
 	int		 status, fd;
 
 	fd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -450,9 +481,13 @@ t_wait_exit(pid_t pid, int ms)
 		poll(&pfd, 1, ms);
 		close(fd);
 	}
-	if (waitpid(pid, &status, WNOHANG) == pid)
-		return (status);
-	return (-1);
+	for (;;) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return (status);
+		if (fd != -1 || t_clock_ms() >= end)
+			return (-1);
+		poll(NULL, 0, 10);
+	}
 }
 
 /*

@@ -15,7 +15,13 @@
 #include <check.h>
 #include <yajl/yajl_tree.h>
 
-#define T_WAIT_MS	10000	/* default bound for any wait */
+/*
+ * The default bound for any wait, times QMPMUX_TEST_SLOW (a whole
+ * number, 1 if unset): make check-valgrind runs qmpmuxd and the tests
+ * some 20 times slower, and a bound is not a sleep.
+ */
+#define T_WAIT_MS	(10000 * t_slow())
+int		 t_slow(void);
 
 struct t_client;
 
@@ -60,6 +66,7 @@ int		 t_sigstop(pid_t, int);
 int		 t_wait_exit(pid_t, int);
 int		 t_wait_socket(const char *, int);
 long		 t_proc_kb(pid_t, const char *);
+int		 t_rss_is_qmpmuxd(void);
 const char	*t_bin(const char *);
 char		*t_copy_bin(const char *, const char *);
 int		 t_exited(int, int);
