@@ -8,8 +8,10 @@
  *
  * Beyond not crashing, it checks what the proxy promises a client:
  * - every command that reaches QEMU is, byte for byte, a message the
- *   client sent, with only its id's value replaced by a decimal (or an
- *   id put first when it had none), each sent once;
+ *   client sent, with only its id's value replaced by qmpmuxd's
+ *   "EPOCH.SEQ.CLIENT.HEX" (or that id put first when it had none),
+ *   HEX being the client's id bytes in hex ("-" for none, "~" when
+ *   too long to carry), each sent once;
  * - the reply to it gives back the client's own id byte for byte, or no
  *   id when the client sent none; any other reply with an id carries
  *   the bytes of an id the client sent;
@@ -109,6 +111,33 @@ fz_is_wire(const struct fz_sent *m, const char *wire, size_t wlen,
 	return (eq);
 }
 
+/*
+ * Whether v (len bytes, a JSON string) is an upstream id of qmpmuxd's:
+ * "EPOCH.SEQ.CLIENT.HEX", 8 hex digits, two numbers, and hex in pairs
+ * or "-" or "~".
+ */
+static int
+fz_is_upstream_id(const char *v, size_t len)
+{
+	size_t	 i = 1, n;
+	int	 part;
+
+	if (len < 2 || v[0] != '"' || v[len - 1] != '"')
+		return (0);
+	if (strspn(v + i, "0123456789abcdef") != 8 || v[i + 8] != '.')
+		return (0);
+	i += 9;
+	for (part = 0; part < 2; part++) {
+		if ((n = strspn(v + i, "0123456789")) == 0 || v[i + n] != '.')
+			return (0);
+		i += n + 1;
+	}
+	if (len - 1 - i == 1 && (v[i] == '-' || v[i] == '~'))
+		return (1);
+	n = strspn(v + i, "0123456789abcdef");
+	return (n == len - 1 - i && n > 0 && n % 2 == 0);
+}
+
 /* A command reached the fake QEMU: find whose it is, and answer it. */
 static void
 fz_qemu_command(struct qmp_msg *msg)
@@ -125,8 +154,8 @@ fz_qemu_command(struct qmp_msg *msg)
 		evbuffer_add_printf(fz_qemu->out, "{\"return\": {}}\r\n");
 		return;
 	}
-	if (id.len == 0 || strspn(idv, "0123456789") != id.len)
-		fz_fail("sent to QEMU without a decimal id", msg->buf,
+	if (id.len == 0 || !fz_is_upstream_id(idv, id.len))
+		fz_fail("sent to QEMU without an id of qmpmuxd's", msg->buf,
 		    msg->len);
 	for (i = 0; i < fz_nsent; i++) {
 		if (!fz_sent[i].forwarded &&

@@ -30,6 +30,8 @@
 
 #include "qmp.h"
 
+/* an upstream id as cmd_upstream_id makes one, at its longest numbers */
+#define FZ_UPSTREAM_ID	"\"ffffffff.18446744073709551615.2147483647.2261\""
 #define FUZZ_EVENTS_MAX	4096
 
 /* What one call of qmp_reader_next gave. */
@@ -206,11 +208,11 @@ fz_reread(const struct fz_event *ev, int flags)
 
 	if (ev->id.len == 0)
 		return;
-	/* the id's value replaced by the proxy's decimal counter */
+	/* the id's value replaced by the proxy's (cmd_upstream_id) */
 	if ((b = evbuffer_new()) == NULL)
 		abort();
 	evbuffer_add(b, ev->buf, ev->id.off);
-	evbuffer_add_printf(b, "%llu", 18446744073709551615ULL);
+	evbuffer_add(b, FZ_UPSTREAM_ID, strlen(FZ_UPSTREAM_ID));
 	evbuffer_add(b, ev->buf + ev->id.off + ev->id.len,
 	    ev->len - ev->id.off - ev->id.len);
 	evbuffer_add(b, "\r\n", 2);
@@ -220,9 +222,10 @@ fz_reread(const struct fz_event *ev, int flags)
 	    &again);
 	assert(again.n == 1 && again.ev[0].st == QMP_MESSAGE);
 	assert(again.ev[0].kind == ev->kind);
-	assert(again.ev[0].id.off == ev->id.off && again.ev[0].id.len == 20);
-	assert(memcmp(again.ev[0].buf + ev->id.off, "18446744073709551615",
-	    20) == 0);
+	assert(again.ev[0].id.off == ev->id.off &&
+	    again.ev[0].id.len == strlen(FZ_UPSTREAM_ID));
+	assert(memcmp(again.ev[0].buf + ev->id.off, FZ_UPSTREAM_ID,
+	    strlen(FZ_UPSTREAM_ID)) == 0);
 	fz_run_clear(&again);
 	evbuffer_free(b);
 }

@@ -246,6 +246,12 @@ restart(struct server *s, struct control *ctl, int by, const char *id,
 	int			 sfd, saved;
 
 	memset(&fds, 0, sizeof(fds));
+	/* a program of the library's other than qmpmuxd (a fuzz target) */
+	if (restart_argv == NULL) {
+		snprintf(err, errlen, "this process cannot restart");
+		sfd = -1;
+		goto fail;
+	}
 	if ((sfd = state_save(s, ctl, by, id, idlen, &fds, err, errlen)) ==
 	    -1)
 		goto fail;
