@@ -92,16 +92,31 @@ print("restart: %d commands in flight at SIGUSR2, every reply within "
 w, a = rounds()
 print("after:   worst round trip %.2f ms; %d clients in %.1f ms" %
       (w, len(conns), a))
+# A crash loses the commands still queued in qmpmuxd (max_inflight 1:
+# the second client's of each VM, if the first's was not yet answered):
+# read every connection at once for 2 s, and count.
+import select
 for j, f in enumerate(conns):
     f.write(b'{"execute":"query-status","id":"k%d"}\n' % j)
 t = time.time()
 os.kill(pid, 9)
 last = 0
-for j, f in enumerate(conns):
-    assert (b'"id": "k%d"}' % j) in f.readline()
-    last = time.time() - t
-print("crash:   %d commands in flight at SIGKILL, every reply within "
-      "%.1f ms of it" % (len(conns), last * 1e3))
+bufs = {f.fileno(): b"" for f in conns}
+index = {f.fileno(): j for j, f in enumerate(conns)}
+waiting = set(bufs)
+while waiting and time.time() - t < 2:
+    r, _, _ = select.select(list(waiting), [], [], 0.05)
+    for fd in r:
+        bufs[fd] += os.read(fd, 65536)
+        if b"\n" in bufs[fd]:
+            assert (b'"id": "k%d"}' % index[fd]) in bufs[fd]
+            waiting.discard(fd)
+            last = time.time() - t
+lost = [index[fd] for fd in waiting]
+print("crash:   %d commands at SIGKILL: %d answered, the last %.1f ms "
+      "after it; %d lost" % (len(conns), len(conns) - len(lost),
+      last * 1e3, len(lost)))
+conns = [f for j, f in enumerate(conns) if j not in lost]
 w, a = rounds()
 print("after:   worst round trip %.2f ms; %d clients in %.1f ms" %
       (w, len(conns), a))
