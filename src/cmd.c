@@ -166,16 +166,18 @@ cmd_pump(struct vm *vm)
 static void
 cmd_upstream_id(struct evbuffer *b, const struct cmd *cmd)
 {
-	static const char	 digits[] = "0123456789abcdef";
-	const unsigned char	*p = (const unsigned char *)cmd->client_id;
 	char			 buf[2 * CMD_ID_CARRIED + 64], num[24], *q;
-	size_t			 i, off = 0;
+	unsigned char		 e[4];
+	size_t			 off = 0;
 	unsigned long long	 v;
 	int			 k;
 
+	/* the epoch, 8 hex digits: its bytes, the most significant first */
+	for (k = 0; k < 4; k++)
+		e[k] = (unsigned char)(cmd->vm->server->epoch >> (24 - 8 * k));
 	buf[off++] = '"';
-	for (k = 28; k >= 0; k -= 4)
-		buf[off++] = digits[(cmd->vm->server->epoch >> k) & 0xf];
+	util_hex_encode(buf + off, e, sizeof(e));
+	off += 2 * sizeof(e);
 	buf[off++] = '.';
 	for (k = 0; k < 2; k++) {
 		v = k == 0 ? (unsigned long long)cmd->upstream_id :
@@ -194,10 +196,8 @@ cmd_upstream_id(struct evbuffer *b, const struct cmd *cmd)
 	else if (cmd->client_id_len > CMD_ID_CARRIED)
 		buf[off++] = '~';
 	else {
-		for (i = 0; i < cmd->client_id_len; i++) {
-			buf[off++] = digits[p[i] >> 4];
-			buf[off++] = digits[p[i] & 0xf];
-		}
+		util_hex_encode(buf + off, cmd->client_id, cmd->client_id_len);
+		off += 2 * cmd->client_id_len;
 	}
 	buf[off++] = '"';
 	evbuffer_add(b, buf, off);
@@ -458,16 +458,6 @@ cmd_find(struct vm *vm, const struct qmp_msg *msg)
 	return (NULL);
 }
 
-static int
-cmd_unhex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return (c - '0');
-	if (c >= 'a' && c <= 'f')
-		return (c - 'a' + 10);
-	return (-1);
-}
-
 /* Whether buf holds exactly one JSON value, as a client's id is. */
 static int
 cmd_one_value(struct vm *vm, const char *buf, size_t len)
@@ -509,8 +499,8 @@ cmd_orphan(struct vm *vm, const struct qmp_msg *msg)
 	uint64_t	 seq;
 	const char	*hex;
 	char		*id = NULL;
-	size_t		 hexlen, i;
-	int		 owner, hi, lo;
+	size_t		 hexlen;
+	int		 owner;
 
 	if (!vm->orphans || msg->m_id == -1 || cmd_parse_id(msg, &epoch,
 	    &seq, &owner, &hex, &hexlen) == -1 || epoch != vm->orphan_epoch)
@@ -529,13 +519,9 @@ cmd_orphan(struct vm *vm, const struct qmp_msg *msg)
 	if (hex[0] != '-') {
 		if ((id = malloc(hexlen / 2 + 1)) == NULL)
 			fatal("%s", __func__);
-		for (i = 0; i < hexlen / 2; i++) {
-			if ((hi = cmd_unhex(hex[i * 2])) == -1 ||
-			    (lo = cmd_unhex(hex[i * 2 + 1])) == -1) {
-				free(id);
-				return (0);
-			}
-			id[i] = (char)(hi << 4 | lo);
+		if (util_hex_decode(id, hex, hexlen / 2) == -1) {
+			free(id);
+			return (0);
 		}
 		/* QEMU wrote it: it must be one JSON value, and nothing else */
 		if (!cmd_one_value(vm, id, hexlen / 2)) {

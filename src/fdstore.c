@@ -149,20 +149,18 @@ void
 fdstore_name(char *buf, size_t len, const char *kind, const char *vm,
     unsigned int gen, const char *fmt, ...)
 {
-	static const char	 digits[] = "0123456789abcdef";
-	const unsigned char	*p;
-	size_t			 off;
+	size_t			 off, n;
 	va_list			 ap;
 
 	off = (size_t)snprintf(buf, len, "%s", kind);
 	if (vm != NULL) {
 		if (off + 1 < len)
 			buf[off++] = '.';
-		for (p = (const unsigned char *)vm; *p != '\0' &&
-		    off + 2 < len; p++) {
-			buf[off++] = digits[*p >> 4];
-			buf[off++] = digits[*p & 0xf];
-		}
+		n = strlen(vm);
+		if (off + 2 * n >= len)
+			n = (len - off - 1) / 2;
+		util_hex_encode(buf + off, vm, n);
+		off += 2 * n;
 		buf[off] = '\0';
 		off += (size_t)snprintf(buf + off, len - off, ".%u", gen);
 		if (off >= len)
@@ -340,18 +338,14 @@ struct fdstore_fd {
 static char *
 fdstore_unhex(const char *hex)
 {
-	size_t		 n = strlen(hex), i;
+	size_t		 n = strlen(hex);
 	char		*s;
-	unsigned int	 b;
 
 	if (n % 2 != 0 || n == 0 || (s = malloc(n / 2 + 1)) == NULL)
 		return (NULL);
-	for (i = 0; i < n / 2; i++) {
-		if (sscanf(hex + i * 2, "%2x", &b) != 1) {
-			free(s);
-			return (NULL);
-		}
-		s[i] = (char)b;
+	if (util_hex_decode(s, hex, n / 2) == -1) {
+		free(s);
+		return (NULL);
 	}
 	s[n / 2] = '\0';
 	return (s);

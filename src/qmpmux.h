@@ -298,6 +298,7 @@ int		 state_vm_prepare(struct state *, struct vm_conf *,
 int		 state_vm_restore(struct vm *, struct yajl_val_s *);
 void		 state_restore_rest(struct server *, struct state *);
 void		 state_keep_fd(struct state_fds *, int);
+void		 state_given(struct yajl_gen_t *, const struct conf_entries *);
 void		 state_str(struct yajl_gen_t *, const char *, const char *);
 void		 state_int(struct yajl_gen_t *, const char *, long long);
 void		 state_double(struct yajl_gen_t *, const char *, double);
@@ -704,6 +705,8 @@ int		 util_timeval(double, struct timeval *);
 double		 util_elapsed(const struct timeval *);
 void		 util_now(struct timeval *);
 void		 util_since(struct timeval *, double);
+void		 util_hex_encode(char *, const void *, size_t);
+int		 util_hex_decode(void *, const char *, size_t);
 struct bufferevent;
 void		 util_bev_input(struct bufferevent *, const void *, size_t);
 int		 util_parse_seconds(const char *, double *);

@@ -54,23 +54,6 @@ static const struct {
 };
 #define STATE_NSTATS	(sizeof(state_stats) / sizeof(state_stats[0]))
 
-static const char *state_monitor_states[] = {
-	[MONITOR_BACKOFF] = "backoff",
-	[MONITOR_CONNECTING] = "connecting",
-	[MONITOR_LISTENING] = "listening",
-	[MONITOR_GREETING] = "greeting",
-	[MONITOR_NEGOTIATING] = "negotiating",
-	[MONITOR_READY] = "ready",
-	[MONITOR_CLOSED] = "closed",
-};
-
-static const char *state_client_states[] = {
-	[CLIENT_WAITING] = "waiting",
-	[CLIENT_CAPS] = "capabilities",
-	[CLIENT_READY] = "ready",
-	[CLIENT_CLOSING] = "closing",
-};
-
 /* A parsed state, while the new process takes it over. */
 struct state {
 	yajl_val	 root;
@@ -116,10 +99,7 @@ state_bool(yajl_gen g, const char *key, int value)
 void
 state_hex(yajl_gen g, const char *key, const void *buf, size_t len)
 {
-	static const char	 digits[] = "0123456789abcdef";
-	const unsigned char	*p = buf;
-	char			*hex;
-	size_t			 i;
+	char	*hex;
 
 	yajl_gen_string(g, (const unsigned char *)key, strlen(key));
 	if (buf == NULL) {
@@ -128,10 +108,7 @@ state_hex(yajl_gen g, const char *key, const void *buf, size_t len)
 	}
 	if ((hex = malloc(len * 2 + 1)) == NULL)
 		fatal("%s", __func__);
-	for (i = 0; i < len; i++) {
-		hex[i * 2] = digits[p[i] >> 4];
-		hex[i * 2 + 1] = digits[p[i] & 0xf];
-	}
+	util_hex_encode(hex, buf, len);
 	yajl_gen_string(g, (const unsigned char *)hex, len * 2);
 	free(hex);
 }
@@ -180,6 +157,30 @@ state_evbuffer(yajl_gen g, const char *key, struct evbuffer *b,
 	free(buf);
 }
 
+/*
+ * The keys an add-vm set, as [section, key, value] triples: in the
+ * restart state and in the VM's record in the fd store alike.
+ */
+void
+state_given(yajl_gen g, const struct conf_entries *given)
+{
+	const struct conf_entry	*e;
+
+	yajl_gen_string(g, (const unsigned char *)"given", 5);
+	yajl_gen_array_open(g);
+	TAILQ_FOREACH(e, given, entry) {
+		yajl_gen_array_open(g);
+		yajl_gen_string(g, (const unsigned char *)e->section,
+		    strlen(e->section));
+		yajl_gen_string(g, (const unsigned char *)e->key,
+		    strlen(e->key));
+		yajl_gen_string(g, (const unsigned char *)e->value,
+		    strlen(e->value));
+		yajl_gen_array_close(g);
+	}
+	yajl_gen_array_close(g);
+}
+
 /* Remember an fd to keep open across the exec. */
 void
 state_keep_fd(struct state_fds *fds, int fd)
@@ -221,7 +222,7 @@ state_save_monitor(yajl_gen g, struct monitor *m, struct state_fds *fds)
 		fd = bufferevent_getfd(m->bev);
 	if (m->evl != NULL)
 		lfd = evconnlistener_get_fd(m->evl);
-	state_str(g, "state", state_monitor_states[m->state]);
+	state_str(g, "state", monitor_state_name(m->state));
 	state_str(g, "mode", conf_upstream_mode_name(m->vm->conf.upstream_mode));
 	state_str(g, "path", m->vm->conf.upstream);
 	state_double(g, "since", util_elapsed(&m->since));
@@ -294,7 +295,7 @@ state_save_client(yajl_gen g, struct client *c, struct cmd **all, size_t n,
 	state_int(g, "fd", fd);
 	state_keep_fd(fds, fd);
 	state_str(g, "listener", c->listener->conf->path);
-	state_str(g, "state", state_client_states[c->state]);
+	state_str(g, "state", client_state_name(c->state));
 	state_int(g, "pid", (long long)c->pid);
 	state_int(g, "uid", (long long)c->uid);
 	state_bool(g, "oob", c->oob);
@@ -315,25 +316,12 @@ state_save_vm(yajl_gen g, struct vm *vm, struct state_fds *fds)
 	struct listener		*l;
 	struct client		*c;
 	struct cmd		*cmd, **all;
-	struct conf_entry	*e;
 	size_t			 n = 0, i;
 
 	yajl_gen_map_open(g);
 	state_str(g, "name", vm->name);
 	state_bool(g, "from_file", vm->conf.from_file);
-	yajl_gen_string(g, (const unsigned char *)"given", 5);
-	yajl_gen_array_open(g);
-	TAILQ_FOREACH(e, &vm->conf.given, entry) {
-		yajl_gen_array_open(g);
-		yajl_gen_string(g, (const unsigned char *)e->section,
-		    strlen(e->section));
-		yajl_gen_string(g, (const unsigned char *)e->key,
-		    strlen(e->key));
-		yajl_gen_string(g, (const unsigned char *)e->value,
-		    strlen(e->value));
-		yajl_gen_array_close(g);
-	}
-	yajl_gen_array_close(g);
+	state_given(g, &vm->conf.given);
 	state_int(g, "next_client_id", vm->next_client_id);
 	if (vm->orphans)
 		state_int(g, "orphan_epoch", vm->orphan_epoch);
@@ -627,16 +615,6 @@ state_get_str(yajl_val o, const char *key)
 	return (v != NULL ? YAJL_GET_STRING(v) : NULL);
 }
 
-static int
-state_nibble(char c)
-{
-	if (c >= '0' && c <= '9')
-		return (c - '0');
-	if (c >= 'a' && c <= 'f')
-		return (c - 'a' + 10);
-	return (-1);
-}
-
 /*
  * A hex member as bytes (NUL-terminated, for convenience), its length
  * in *len; NULL if it is null or missing.  The caller frees it.
@@ -646,8 +624,7 @@ state_get_hex(yajl_val o, const char *key, size_t *len)
 {
 	const char	*hex = state_get_str(o, key);
 	char		*buf;
-	size_t		 n, i;
-	int		 hi, lo;
+	size_t		 n;
 
 	*len = 0;
 	if (hex == NULL)
@@ -655,12 +632,8 @@ state_get_hex(yajl_val o, const char *key, size_t *len)
 	n = strlen(hex) / 2;
 	if ((buf = malloc(n + 1)) == NULL)
 		fatal("%s", __func__);
-	for (i = 0; i < n; i++) {
-		if ((hi = state_nibble(hex[i * 2])) == -1 ||
-		    (lo = state_nibble(hex[i * 2 + 1])) == -1)
-			fatalx("%s: bad hex in %s", __func__, key);
-		buf[i] = (char)(hi << 4 | lo);
-	}
+	if (util_hex_decode(buf, hex, n) == -1)
+		fatalx("%s: bad hex in %s", __func__, key);
 	buf[n] = '\0';
 	*len = n;
 	return (buf);
@@ -856,9 +829,9 @@ state_monitor_state(const char *name)
 {
 	size_t	 i;
 
-	for (i = 0; name != NULL && i < sizeof(state_monitor_states) /
-	    sizeof(state_monitor_states[0]); i++) {
-		if (strcmp(state_monitor_states[i], name) == 0)
+	/* by the names the dump and the log use too */
+	for (i = 0; name != NULL && i <= MONITOR_CLOSED; i++) {
+		if (strcmp(monitor_state_name((enum monitor_state)i), name) == 0)
 			return ((enum monitor_state)i);
 	}
 	return (MONITOR_BACKOFF);
@@ -869,9 +842,8 @@ state_client_state(const char *name)
 {
 	size_t	 i;
 
-	for (i = 0; name != NULL && i < sizeof(state_client_states) /
-	    sizeof(state_client_states[0]); i++) {
-		if (strcmp(state_client_states[i], name) == 0)
+	for (i = 0; name != NULL && i <= CLIENT_CLOSING; i++) {
+		if (strcmp(client_state_name((enum client_state)i), name) == 0)
 			return ((enum client_state)i);
 	}
 	return (CLIENT_CLOSING);

@@ -360,6 +360,51 @@ util_bev_input(struct bufferevent *bev, const void *buf, size_t len)
 	evbuffer_freeze(in, 0);
 }
 
+/*
+ * Bytes as lowercase hex, two digits each, into dst (2 * len bytes, no
+ * NUL): how the restart state, the fd store's names and the upstream
+ * ids carry bytes that need not be UTF-8 or printable.
+ */
+void
+util_hex_encode(char *dst, const void *src, size_t len)
+{
+	static const char	 digits[] = "0123456789abcdef";
+	const unsigned char	*p = src;
+	size_t			 i;
+
+	for (i = 0; i < len; i++) {
+		dst[i * 2] = digits[p[i] >> 4];
+		dst[i * 2 + 1] = digits[p[i] & 0xf];
+	}
+}
+
+static int
+util_nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return (c - '0');
+	if (c >= 'a' && c <= 'f')
+		return (c - 'a' + 10);
+	return (-1);
+}
+
+/* The len bytes of 2 * len hex digits; -1 if one is not a digit. */
+int
+util_hex_decode(void *dst, const char *src, size_t len)
+{
+	unsigned char	*p = dst;
+	size_t		 i;
+	int		 hi, lo;
+
+	for (i = 0; i < len; i++) {
+		if ((hi = util_nibble(src[i * 2])) == -1 ||
+		    (lo = util_nibble(src[i * 2 + 1])) == -1)
+			return (-1);
+		p[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return (0);
+}
+
 /* Move a monotonic time seconds back, as if it had been then. */
 void
 util_since(struct timeval *tv, double seconds)

@@ -59,7 +59,6 @@ static void	vm_remove_cb(int, short, void *);
 void
 vm_record(struct vm *vm)
 {
-	struct conf_entry	*e;
 	struct monitor		*m = vm->mon;
 	yajl_gen		 g;
 	const unsigned char	*buf;
@@ -73,19 +72,7 @@ vm_record(struct vm *vm)
 	yajl_gen_map_open(g);
 	state_bool(g, "from_file", vm->conf.from_file);
 	state_int(g, "epoch", vm->server->epoch);
-	yajl_gen_string(g, (const unsigned char *)"given", 5);
-	yajl_gen_array_open(g);
-	TAILQ_FOREACH(e, &vm->conf.given, entry) {
-		yajl_gen_array_open(g);
-		yajl_gen_string(g, (const unsigned char *)e->section,
-		    strlen(e->section));
-		yajl_gen_string(g, (const unsigned char *)e->key,
-		    strlen(e->key));
-		yajl_gen_string(g, (const unsigned char *)e->value,
-		    strlen(e->value));
-		yajl_gen_array_close(g);
-	}
-	yajl_gen_array_close(g);
+	state_given(g, &vm->conf.given);
 	if (m != NULL && m->state == MONITOR_READY && m->greeting != NULL) {
 		state_hex(g, "greeting", m->greeting, m->greeting_len);
 		state_bool(g, "oob", m->oob);
