@@ -127,39 +127,6 @@ spawn(int recover)
 	return (pid);
 }
 
-static char *
-vm_path(const char *kind, int i)
-{
-	char	 name[32];
-
-	snprintf(name, sizeof(name), "%s%d.sock", kind, i);
-	return (t_path(name));
-}
-
-#define STATUS(id, st, run) "{\"return\": {\"status\": \"" st "\", " \
-	"\"singlestep\": false, \"running\": " run "}, \"id\": " id "}"
-
-static void
-reply_is(struct t_client *c, const char *want)
-{
-	char	*m = t_recv_reply(c, T_WAIT_MS);
-
-	ck_assert_msg(m != NULL && strcmp(m, want) == 0, "expected %s, got "
-	    "%s", want, m != NULL ? m : "(nothing or EOF)");
-	free(m);
-}
-
-static void
-event_is(struct t_client *c, const char *name)
-{
-	char	*m = t_recv(c, T_WAIT_MS), want[64];
-
-	snprintf(want, sizeof(want), "\"event\": \"%s\"", name);
-	ck_assert_msg(m != NULL && strstr(m, want) != NULL, "expected event "
-	    "%s, got %s", name, m != NULL ? m : "(nothing or EOF)");
-	free(m);
-}
-
 /* Three VMs (the third added by the control socket), and their clients. */
 static void
 start(void)
@@ -175,10 +142,10 @@ start(void)
 	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
 	fprintf(f, "[global]\ndump_file = %s/dump.json\n", t_dir());
 	for (i = 0; i < NVMS; i++) {
-		q = vm_path("q", i);
+		q = t_vm_path("q", i);
 		qemus[i] = t_qemu(q);
 		if (i < NVMS - 1) {
-			v = vm_path("v", i);
+			v = t_vm_path("v", i);
 			fprintf(f, "[vm v%d]\nupstream = connect:%s\n"
 			    "[listener v%d %s]\n", i, q, i, v);
 			free(v);
@@ -189,8 +156,8 @@ start(void)
 	t_proxy_pid = spawn(0);
 	ck_assert_int_eq(t_wait_socket(ctl, T_WAIT_MS), 0);
 	ck_assert_ptr_nonnull(c = t_client_ready(ctl));
-	q = vm_path("q", NVMS - 1);
-	v = vm_path("v", NVMS - 1);
+	q = t_vm_path("q", NVMS - 1);
+	v = t_vm_path("v", NVMS - 1);
 	ck_assert_int_ne(asprintf(&m, "{\"execute\": \"add-vm\", "
 	    "\"arguments\": {\"name\": \"v2\", \"upstream\": \"connect:%s\", "
 	    "\"listeners\": [{\"path\": \"%s\", \"read_only\": \"yes\"}], "
@@ -201,7 +168,7 @@ start(void)
 	free(q);
 	free(v);
 	for (i = 0; i < NVMS; i++) {
-		v = vm_path("v", i);
+		v = t_vm_path("v", i);
 		ck_assert_int_eq(t_wait_socket(v, T_WAIT_MS), 0);
 		for (j = 0; j < NCLIENTS - 1; j++)
 			ck_assert_ptr_nonnull(clients[i][j] =
@@ -247,7 +214,7 @@ START_TEST(test_kill9)
 	for (i = 0; i < NVMS; i++)
 		for (j = 0; j < NCLIENTS - 1; j++)
 			t_cmd_eq(clients[i][j], "{\"execute\": \"query-status\", "
-			    "\"id\": 1}", STATUS("1", "running", "true"));
+			    "\"id\": 1}", T_STATUS("1", "running", "true"));
 	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
 	t_send(clients[0][0], "{\"execute\": \"stop\", \"id\": {\"k\": "
 	    "[\"crash\", 1]}}");
@@ -275,16 +242,16 @@ START_TEST(test_kill9)
 
 	/* QEMU goes on: its reply of after the crash, with the caller's id */
 	ck_assert_int_eq(kill(qemus[0], SIGCONT), 0);
-	event_is(clients[0][0], "STOP");
-	reply_is(clients[0][0], "{\"return\": {}, \"id\": {\"k\": "
+	t_event_is(clients[0][0], "STOP");
+	t_reply_is(clients[0][0], "{\"return\": {}, \"id\": {\"k\": "
 	    "[\"crash\", 1]}}");
-	event_is(clients[0][1], "STOP");
+	t_event_is(clients[0][1], "STOP");
 	/* every client is still connected and served, in its state */
 	for (i = 0; i < NVMS; i++) {
 		for (j = 0; j < NCLIENTS - 1; j++)
 			t_cmd_eq(clients[i][j], "{\"execute\": \"query-status\", "
-			    "\"id\": 2}", i == 0 ? STATUS("2", "paused",
-			    "false") : STATUS("2", "running", "true"));
+			    "\"id\": 2}", i == 0 ? T_STATUS("2", "paused",
+			    "false") : T_STATUS("2", "running", "true"));
 		t_cmd_eq(clients[i][NCLIENTS - 1], "{\"execute\": "
 		    "\"qmp_capabilities\", \"id\": 3}", "{\"return\": {}, "
 		    "\"id\": 3}");
@@ -295,17 +262,17 @@ START_TEST(test_kill9)
 			    "\"CommandNotFound\", \"desc\": \"The command stop "
 			    "has been disabled for this instance\"}}");
 		/* and the listeners take new clients */
-		v = vm_path("v", i);
+		v = t_vm_path("v", i);
 		ck_assert_ptr_nonnull(c = t_client_ready(v));
 		t_cmd_eq(c, "{\"execute\": \"query-status\", \"id\": 5}",
-		    i == 0 ? STATUS("5", "paused", "false") :
-		    STATUS("5", "running", "true"));
+		    i == 0 ? T_STATUS("5", "paused", "false") :
+		    T_STATUS("5", "running", "true"));
 		t_client_free(c);
 		free(v);
 	}
 	t_cmd_eq(clients[0][1], "{\"execute\": \"cont\", \"id\": 6}",
 	    "{\"return\": {}, \"id\": 6}");
-	event_is(clients[0][0], "RESUME");
+	t_event_is(clients[0][0], "RESUME");
 	/* the control socket too */
 	ck_assert_ptr_nonnull(c = t_client_ready(ctl));
 	m = t_cmd(c, "{\"execute\": \"query-vms\", \"id\": 7}");
@@ -328,7 +295,7 @@ START_TEST(test_kill9)
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v1: client 2: closed",
 	    T_WAIT_MS), 0);
 	t_cmd_eq(clients[1][0], "{\"execute\": \"query-status\", \"id\": 8}",
-	    STATUS("8", "running", "true"));
+	    T_STATUS("8", "running", "true"));
 	store_drain();
 	ck_assert_uint_eq(store_count(&store, "c."), 8);
 
@@ -461,12 +428,12 @@ traffic(int round)
 			continue;	/* read-only: no stop */
 		t_cmd_eq(clients[i][0], "{\"execute\": \"stop\"}",
 		    "{\"return\": {}}");
-		event_is(clients[i][1], "STOP");
-		event_is(clients[i][2], "STOP");
+		t_event_is(clients[i][1], "STOP");
+		t_event_is(clients[i][2], "STOP");
 		t_cmd_eq(clients[i][0], "{\"execute\": \"cont\"}",
 		    "{\"return\": {}}");
-		event_is(clients[i][1], "RESUME");
-		event_is(clients[i][2], "RESUME");
+		t_event_is(clients[i][1], "RESUME");
+		t_event_is(clients[i][2], "RESUME");
 	}
 	for (i = 0; i < NVMS; i++)
 		for (j = 0; j < NCLIENTS; j++)
@@ -548,7 +515,7 @@ START_TEST(test_number_reused)
 	char		*v;
 
 	start();
-	v = vm_path("v", 0);
+	v = t_vm_path("v", 0);
 	ck_assert_ptr_nonnull(b = t_client_ready(v));
 	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
 	t_send(b, "{\"execute\": \"stop\", \"id\": \"B-secret\"}");
@@ -566,10 +533,10 @@ START_TEST(test_number_reused)
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v0: client 4: "
 	    "connected", T_WAIT_MS), 0);
 	ck_assert_int_eq(kill(qemus[0], SIGCONT), 0);
-	event_is(c, "STOP");
+	t_event_is(c, "STOP");
 	ck_assert_int_eq(t_quiet(c, 300), T_SILENT);
 	t_cmd_eq(c, "{\"execute\": \"query-status\", \"id\": 1}",
-	    STATUS("1", "paused", "false"));
+	    T_STATUS("1", "paused", "false"));
 	t_client_free(c);
 	free(v);
 	stop_all();
@@ -584,7 +551,7 @@ END_TEST
 START_TEST(test_same_name)
 {
 	struct t_client	*c, *slow;
-	char		*v = vm_path("v", 2), *q = vm_path("q", 2), *m;
+	char		*v = t_vm_path("v", 2), *q = t_vm_path("q", 2), *m;
 	int		 i;
 
 	start();

@@ -30,16 +30,6 @@ static pid_t		 qemus[NVMS];
 static struct t_client	*clients[NVMS][NCLIENTS];
 static char		*ctl;
 
-/* The path of VM i's socket of kind ("q": QEMU's, "v": the listener). */
-static char *
-vm_path(const char *kind, int i)
-{
-	char	 name[32];
-
-	snprintf(name, sizeof(name), "%s%d.sock", kind, i);
-	return (t_path(name));
-}
-
 /*
  * Start NVMS real QEMUs and qmpmuxd (the binary at bin) in front of
  * them with a control socket, and connect the clients.
@@ -58,8 +48,8 @@ start(const char *bin)
 	fprintf(f, "[global]\ndump_file = %s/dump.json\n"
 	    "command_timeout = 20\n", t_dir());
 	for (i = 0; i < NVMS; i++) {
-		q = vm_path("q", i);
-		v = vm_path("v", i);
+		q = t_vm_path("q", i);
+		v = t_vm_path("v", i);
 		qemus[i] = t_qemu(q);
 		fprintf(f, "[vm v%d]\nupstream = connect:%s\n"
 		    "[listener v%d %s]\n", i, q, i, v);
@@ -73,7 +63,7 @@ start(const char *bin)
 	free(conf);
 	ck_assert_int_eq(t_wait_socket(ctl, T_WAIT_MS), 0);
 	for (i = 0; i < NVMS; i++) {
-		v = vm_path("v", i);
+		v = t_vm_path("v", i);
 		ck_assert_int_eq(t_wait_socket(v, T_WAIT_MS), 0);
 		for (j = 0; j < NCLIENTS - 1; j++)
 			ck_assert_ptr_nonnull(clients[i][j] =
@@ -99,33 +89,6 @@ stop_all(void)
 	free(ctl);
 }
 
-/* The next message of c that is not an event, which must be want. */
-static void
-reply_is(struct t_client *c, const char *want)
-{
-	char	*m = t_recv_reply(c, T_WAIT_MS);
-
-	ck_assert_msg(m != NULL && strcmp(m, want) == 0, "expected %s, got "
-	    "%s", want, m != NULL ? m : "(nothing or EOF)");
-	free(m);
-}
-
-/* The next message of c, which must be the event name. */
-static void
-event_is(struct t_client *c, const char *name)
-{
-	char	*m = t_recv(c, T_WAIT_MS);
-	char	 want[64];
-
-	snprintf(want, sizeof(want), "\"event\": \"%s\"", name);
-	ck_assert_msg(m != NULL && strstr(m, want) != NULL, "expected event "
-	    "%s, got %s", name, m != NULL ? m : "(nothing or EOF)");
-	free(m);
-}
-
-#define STATUS(id, st, run) "{\"return\": {\"status\": \"" st "\", " \
-	"\"singlestep\": false, \"running\": " run "}, \"id\": " id "}"
-
 /*
  * The traffic around a restart, for restart_by to make happen:
  * - every ready client has two commands answered, then one sent whole
@@ -146,8 +109,8 @@ traffic_restart(void (*restart_by)(void))
 			c = clients[i][j];
 			t_send(c, "{\"execute\": \"query-status\", \"id\": "
 			    "\"a%d\"}", j);
-			reply_is(c, j == 0 ? STATUS("\"a0\"", "running",
-			    "true") : STATUS("\"a1\"", "running", "true"));
+			t_reply_is(c, j == 0 ? T_STATUS("\"a0\"", "running",
+			    "true") : T_STATUS("\"a1\"", "running", "true"));
 		}
 	}
 	/* VM 0: a command in flight and one queued, QEMU stuck */
@@ -176,12 +139,12 @@ traffic_restart(void (*restart_by)(void))
 		for (j = 0; j < NCLIENTS - 1; j++) {
 			c = clients[i][j];
 			t_send(c, "atus\", \"id\": \"c%d\"}", j);
-			reply_is(c, j == 0 ?
-			    STATUS("\"b0\"", "running", "true") :
-			    STATUS("\"b1\"", "running", "true"));
-			reply_is(c, j == 0 ?
-			    STATUS("\"c0\"", "running", "true") :
-			    STATUS("\"c1\"", "running", "true"));
+			t_reply_is(c, j == 0 ?
+			    T_STATUS("\"b0\"", "running", "true") :
+			    T_STATUS("\"b1\"", "running", "true"));
+			t_reply_is(c, j == 0 ?
+			    T_STATUS("\"c0\"", "running", "true") :
+			    T_STATUS("\"c1\"", "running", "true"));
 		}
 		/* the client that had only its greeting negotiates now */
 		t_cmd_eq(clients[i][NCLIENTS - 1], "{\"execute\": "
@@ -190,15 +153,15 @@ traffic_restart(void (*restart_by)(void))
 	}
 	/* VM 0's QEMU goes on: the new process answers both, in order */
 	ck_assert_int_eq(kill(qemus[0], SIGCONT), 0);
-	event_is(clients[0][0], "STOP");
-	reply_is(clients[0][0], "{\"return\": {}, \"id\": {\"k\": [1, "
+	t_event_is(clients[0][0], "STOP");
+	t_reply_is(clients[0][0], "{\"return\": {}, \"id\": {\"k\": [1, "
 	    "\"in flight\"]}}");
-	event_is(clients[0][1], "STOP");
-	reply_is(clients[0][1], STATUS("\"queued\"", "paused", "false"));
+	t_event_is(clients[0][1], "STOP");
+	t_reply_is(clients[0][1], T_STATUS("\"queued\"", "paused", "false"));
 	/* and the events of the new process reach every negotiated client */
 	t_cmd_eq(clients[0][0], "{\"execute\": \"cont\", \"id\": 5}",
 	    "{\"return\": {}, \"id\": 5}");
-	event_is(clients[0][1], "RESUME");
+	t_event_is(clients[0][1], "RESUME");
 	t_cmd_eq(clients[0][2], "{\"execute\": \"qmp_capabilities\"}",
 	    "{\"return\": {}}");
 	/* nothing more, and nothing twice, for anyone */
@@ -304,7 +267,7 @@ START_TEST(test_refused)
 	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "restart failed, going "
 	    "on as before", 2, T_WAIT_MS), 0);
 	t_cmd_eq(clients[1][0], "{\"execute\": \"query-status\", \"id\": 1}",
-	    STATUS("1", "running", "true"));
+	    T_STATUS("1", "running", "true"));
 	t_cmd_eq(c, "{\"execute\": \"query-version\", \"id\": 2}",
 	    "{\"return\": {\"qmpmuxd\": \"" PACKAGE_VERSION "\", "
 	    "\"dump_version\": 1}, \"id\": 2}");
@@ -372,7 +335,7 @@ START_TEST(test_bad_conf)
 	    "on: ") != NULL && strstr(m, "qmpmuxd.conf:1: ") != NULL, "%s", m);
 	free(m);
 	t_cmd_eq(clients[2][0], "{\"execute\": \"query-status\", \"id\": 1}",
-	    STATUS("1", "running", "true"));
+	    T_STATUS("1", "running", "true"));
 	ck_assert_int_eq(t_log_count("qmpmuxd.log", "took over"), 0);
 	t_client_free(c);
 	free(conf);
@@ -397,19 +360,19 @@ START_TEST(test_conf_changed)
 	start(t_bin("QMPMUXD"));
 	fake = t_fakeqemu(fsock, NULL);
 	conf = t_path("qmpmuxd.conf");
-	q = vm_path("q", 0);
-	v = vm_path("v", 0);
+	q = t_vm_path("q", 0);
+	v = t_vm_path("v", 0);
 	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
 	fprintf(f, "[global]\ncommand_timeout = 20\n[vm v0]\n"
 	    "upstream = connect:%s\n[listener v0 %s]\n", q, v);
 	free(v);
-	v = vm_path("v", 1);
+	v = t_vm_path("v", 1);
 	fprintf(f, "[vm v1]\nupstream = connect:%s\n[listener v1 %s]\n",
 	    fsock, v);
 	free(v);
 	free(q);
-	q = vm_path("q", 2);
-	v = vm_path("v", 5);
+	q = t_vm_path("q", 2);
+	v = t_vm_path("v", 5);
 	fprintf(f, "[vm v5]\nupstream = connect:%s\n[listener v5 %s]\n", q,
 	    v);
 	ck_assert_int_eq(fclose(f), 0);
@@ -418,19 +381,19 @@ START_TEST(test_conf_changed)
 	ck_assert_msg(t_eof(clients[1][0], T_WAIT_MS), "v1's client stayed");
 	ck_assert_msg(t_eof(clients[2][0], T_WAIT_MS), "v2's client stayed");
 	free(v);
-	v = vm_path("v", 2);
+	v = t_vm_path("v", 2);
 	ck_assert_int_eq(t_is_socket(v), 0);
 	free(v);
 	t_cmd_eq(clients[0][0], "{\"execute\": \"query-status\", \"id\": 1}",
-	    STATUS("1", "running", "true"));
-	v = vm_path("v", 1);
+	    T_STATUS("1", "running", "true"));
+	v = t_vm_path("v", 1);
 	ck_assert_ptr_nonnull(c = t_client_ready(v));
 	t_cmd_eq(c, "{\"execute\": \"query-status\", \"id\": 2}",
 	    "{\"return\": {\"command\": \"query-status\", \"seq\": 1}, "
 	    "\"id\": 2}");
 	t_client_free(c);
 	free(v);
-	v = vm_path("v", 5);
+	v = t_vm_path("v", 5);
 	ck_assert_int_eq(t_wait_socket(v, T_WAIT_MS), 0);
 	ck_assert_ptr_nonnull(c = t_client_ready(v));
 	m = t_cmd(c, "{\"execute\": \"query-status\", \"id\": 3}");
@@ -523,7 +486,7 @@ START_TEST(test_signal_held)
 	    0);
 	ck_assert_int_eq(t_wait_exit(t_proxy_pid, 0), -1);
 	t_cmd_eq(clients[1][0], "{\"execute\": \"query-status\", \"id\": 1}",
-	    STATUS("1", "running", "true"));
+	    T_STATUS("1", "running", "true"));
 	stop_all();
 }
 END_TEST
@@ -537,9 +500,9 @@ START_TEST(test_twice)
 	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "took over", 2,
 	    T_WAIT_MS), 0);
 	t_cmd_eq(clients[2][1], "{\"execute\": \"query-status\", \"id\": 1}",
-	    STATUS("1", "running", "true"));
+	    T_STATUS("1", "running", "true"));
 	t_cmd_eq(clients[0][1], "{\"execute\": \"query-status\", \"id\": 1}",
-	    STATUS("1", "running", "true"));
+	    T_STATUS("1", "running", "true"));
 	stop_all();
 }
 END_TEST

@@ -274,6 +274,16 @@ t_copy_bin(const char *from, const char *name)
 	return (to);
 }
 
+/* The path of VM i's socket of a kind: "q" QEMU's, "v" a listener. */
+char *
+t_vm_path(const char *kind, int i)
+{
+	char	 name[32];
+
+	snprintf(name, sizeof(name), "%s%d.sock", kind, i);
+	return (t_path(name));
+}
+
 /* Start a program with its output, both streams, in DIR/log. */
 pid_t
 t_spawn(const char *const *argv, const char *log)
@@ -826,6 +836,29 @@ t_eof(struct t_client *c, int ms)
 		return (c->eof);
 	}
 	return (c->eof);
+}
+
+/* The next message of c that is not an event, which must be want. */
+void
+t_reply_is(struct t_client *c, const char *want)
+{
+	char	*m = t_recv_reply(c, T_WAIT_MS);
+
+	ck_assert_msg(m != NULL && strcmp(m, want) == 0, "expected %s, got "
+	    "%s", want, m != NULL ? m : "(nothing or EOF)");
+	free(m);
+}
+
+/* The next message of c, which must be the event name. */
+void
+t_event_is(struct t_client *c, const char *name)
+{
+	char	*m = t_recv(c, T_WAIT_MS), want[64];
+
+	snprintf(want, sizeof(want), "\"event\": \"%s\"", name);
+	ck_assert_msg(m != NULL && strstr(m, want) != NULL, "expected event "
+	    "%s, got %s", name, m != NULL ? m : "(nothing or EOF)");
+	free(m);
 }
 
 /*

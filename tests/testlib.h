@@ -69,6 +69,7 @@ long		 t_proc_kb(pid_t, const char *);
 int		 t_rss_is_qmpmuxd(void);
 const char	*t_bin(const char *);
 char		*t_copy_bin(const char *, const char *);
+char		*t_vm_path(const char *, int);
 int		 t_exited(int, int);
 int		 t_is_socket(const char *);
 
@@ -94,6 +95,11 @@ void		 t_recv_eq_at(const char *, struct t_client *, const char *);
 #define t_recv_eq(c, want)	\
 	t_recv_eq_at(__FILE__ ":" T_STR(__LINE__), (c), (want))
 int		 t_eof(struct t_client *, int);
+void		 t_reply_is(struct t_client *, const char *);
+void		 t_event_is(struct t_client *, const char *);
+/* QEMU's query-status reply, with an id's JSON text */
+#define T_STATUS(id, st, run) "{\"return\": {\"status\": \"" st "\", " \
+	"\"singlestep\": false, \"running\": " run "}, \"id\": " id "}"
 int		 t_hungup(struct t_client *, int);
 int		 t_ready(struct t_client *);
 long		 t_count_unread(struct t_client *, const char *);
