@@ -93,6 +93,8 @@ monitor_set_state(struct monitor *m, enum monitor_state state)
 		fdstore_name(name, sizeof(name), "u", m->vm->name, m->vm->gen, NULL);
 		fdstore_add(bufferevent_getfd(m->bev), name);
 	}
+	if (state == MONITOR_GREETING)
+		m->early = 0;
 	m->state = state;
 	util_now(&m->since);
 }
@@ -835,6 +837,22 @@ monitor_greeting(struct monitor *m, struct qmp_msg *msg)
 	return (0);
 }
 
+/*
+ * An event's name as a log line may show it: the name is decoded from
+ * QEMU's JSON, where an escape can make a newline of it, so a name
+ * outside QAPI's alphabet is not written out.
+ */
+static const char *
+monitor_loggable(const struct qmp_msg *msg)
+{
+	static const char	 qapi[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				    "abcdefghijklmnopqrstuvwxyz0123456789_-";
+
+	if (msg->name[strspn(msg->name, qapi)] != '\0')
+		return ("(a name outside QAPI's alphabet)");
+	return (msg->name);
+}
+
 /* Handle one message during the handshake. */
 static void
 monitor_handshake(struct monitor *m, struct qmp_msg *msg)
@@ -843,12 +861,33 @@ monitor_handshake(struct monitor *m, struct qmp_msg *msg)
 	const char	*caps;
 
 	if (m->state == MONITOR_GREETING) {
+		/*
+		 * QEMU greets from its monitor thread while its main
+		 * thread sends events to every monitor that is not waiting
+		 * for qmp_capabilities, which a monitor not yet greeted is
+		 * not: a connection made while QEMU starts can begin with
+		 * the RESUME of its start (seen with 7.2; a race QEMU's
+		 * upstream has since taken up).  No client of this VM has
+		 * negotiated yet, so no one was owed it; the greeting is
+		 * still to come.
+		 */
+		if (msg->kind == QMP_KIND_EVENT) {
+			/* one line per connection: the rest are counted */
+			if (m->early++ == 0)
+				vm_log(vm, LOG_NOTICE, "upstream: event %s "
+				    "before QEMU's greeting, dropped",
+				    monitor_loggable(msg));
+			return;
+		}
 		if (msg->kind != QMP_KIND_GREETING ||
 		    monitor_greeting(m, msg) == -1) {
 			monitor_lost(m, "expected a QMP greeting, got %s",
 			    qmp_kind_name(msg->kind));
 			return;
 		}
+		if (m->early > 1)
+			vm_log(vm, LOG_NOTICE, "upstream: %lu events before "
+			    "QEMU's greeting, dropped", m->early);
 		caps = m->oob ? "{\"execute\": \"qmp_capabilities\", "
 		    "\"arguments\": {\"enable\": [\"oob\"]}}\r\n" :
 		    "{\"execute\": \"qmp_capabilities\"}\r\n";

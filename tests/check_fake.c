@@ -215,6 +215,35 @@ START_TEST(test_handshake_stuck)
 END_TEST
 
 /*
+ * A QEMU still starting sends an event before its greeting (a real one
+ * does, to a client that comes early): qmpmuxd drops it with one log
+ * line and goes on with the handshake, where it used to call the
+ * upstream lost, and in fd mode remove the VM.  No client sees it.
+ */
+START_TEST(test_event_first)
+{
+	const char	*fargs[] = { "--event-first", "RESUME", NULL };
+	struct t_client	*c;
+
+	t_start_fake(fargs, NULL);
+	ck_assert_ptr_nonnull(c = t_client_new(t_psock));
+	t_recv_eq(c, GREETING_OOB);
+	t_cmd_eq(c, "{\"execute\":\"qmp_capabilities\"}",
+	    "{\"return\": {}}");
+	/* the reply comes first: the event was not kept for anyone */
+	t_cmd_eq(c, "{\"execute\":\"query-status\",\"id\":1}",
+	    "{\"return\": {\"command\": \"query-status\", "
+	    "\"seq\": 1}, \"id\": 1}");
+	ck_assert_int_eq(t_log_count("fakeqemu.log",
+	    "conn 1: event RESUME sent before the greeting"), 1);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "vm test: upstream: "
+	    "event RESUME before QEMU's greeting, dropped\n"), 1);
+	ck_assert_int_eq(t_log_count("fakeqemu.log", "conn 2:"), 0);
+	t_client_free(c);
+}
+END_TEST
+
+/*
  * A QEMU that offers no oob: clients are offered none and cannot enable
  * it, and the proxy does not ask QEMU for it.
  */
@@ -690,6 +719,7 @@ fake_suite(void)
 	tcase_add_loop_test(tc, test_garbage, 0, 2);
 	tcase_add_loop_test(tc, test_oversize, 0, 3);
 	tcase_add_loop_test(tc, test_handshake_stuck, 0, 2);
+	tcase_add_test(tc, test_event_first);
 	tcase_add_test(tc, test_no_oob);
 	tcase_add_test(tc, test_oob);
 	tcase_add_test(tc, test_oob_denied);

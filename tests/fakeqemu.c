@@ -41,6 +41,9 @@
  *   --no-oob                 the greeting offers no capabilities
  *   --silent                 accept, but never send the greeting
  *   --no-caps-reply          greet, but never answer qmp_capabilities
+ *   --event-first NAME       send the event NAME, data {"n": 0}, before
+ *                            the greeting, as a real QEMU does to a client
+ *                            that connects while it is still starting
  *   --split N                write every message in pieces of N bytes: one
  *                            piece at a time, the next only once the last
  *                            has left for the socket and a 1 ms tick has
@@ -216,6 +219,7 @@ static struct {
 	int			 no_oob;
 	int			 silent;
 	int			 no_caps_reply;
+	const char		*event_first;
 	int			 oob;
 	size_t			 split;
 	unsigned long		 garbage_after;
@@ -264,6 +268,7 @@ fake_usage(FILE *f, int status)
 	    "  --no-oob                 greeting offers no capabilities\n"
 	    "  --silent                 accept but never send the greeting\n"
 	    "  --no-caps-reply          greet, never answer qmp_capabilities\n"
+	    "  --event-first NAME       send event NAME before the greeting\n"
 	    "  --split N                write messages in N-byte pieces, "
 	    "1 ms apart\n"
 	    "  --garbage-after N        after N answers on a connection, "
@@ -994,6 +999,11 @@ fake_accept_cb(int fd, short events, void *arg)
 		log_info("%s: silent, no greeting", c->tag);
 		return;
 	}
+	if (opt.event_first != NULL) {
+		fake_event_n(c, opt.event_first, 0);
+		log_info("%s: event %s sent before the greeting", c->tag,
+		    opt.event_first);
+	}
 	snprintf(greeting, sizeof(greeting), "{\"QMP\": {\"version\": "
 	    "{\"qemu\": {\"micro\": 0, \"minor\": 0, \"major\": 9}, "
 	    "\"package\": \"fake\"}, \"capabilities\": [%s]}}\r\n",
@@ -1187,6 +1197,7 @@ main(int argc, char *argv[])
 		{ "no-oob", no_argument, NULL, 'O' },
 		{ "silent", no_argument, NULL, 's' },
 		{ "no-caps-reply", no_argument, NULL, 'C' },
+		{ "event-first", required_argument, NULL, 'e' },
 		{ "split", required_argument, NULL, 'S' },
 		{ "garbage-after", required_argument, NULL, 'g' },
 		{ "oversize", required_argument, NULL, 'z' },
@@ -1224,6 +1235,9 @@ main(int argc, char *argv[])
 			break;
 		case 'C':
 			opt.no_caps_reply = 1;
+			break;
+		case 'e':
+			opt.event_first = optarg;
 			break;
 		case 'S':
 			opt.split = fake_number("split", optarg, 1);
