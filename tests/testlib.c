@@ -361,9 +361,43 @@ t_spawn_listening(const char *const *argv, const char *log, const char *sock)
 }
 
 /*
+ * Wait until the QEMU on sock has greeted a client of its own, which
+ * then leaves.  A client that connects while QEMU is still starting can
+ * be sent the RESUME of its start before the greeting (QEMU greets from
+ * its monitor thread, and its main thread sends events to a monitor not
+ * yet greeted as to a negotiated one).  Once a greeting is out, the
+ * monitor waits for qmp_capabilities, sends no events until a client
+ * negotiates, and greets each later client first, so the test's own
+ * clients see what any client of a running QEMU sees.
+ */
+static void
+t_qemu_greeted(const char *sock, pid_t pid)
+{
+	struct t_client	*c;
+	char		*m;
+	long long	 end = t_clock_ms() + T_WAIT_MS;
+	int		 left, greeted = 0;
+
+	if ((c = t_client_new(sock)) == NULL)
+		abort();
+	while (!greeted && (left = (int)(end - t_clock_ms())) > 0 &&
+	    (m = t_recv(c, left)) != NULL) {
+		greeted = strncmp(m, "{\"QMP\": ", 8) == 0;
+		free(m);
+	}
+	t_client_free(c);
+	if (!greeted) {
+		fprintf(stderr, "qemu %d on %s did not greet; see %s/%s\n",
+		    (int)pid, sock, t_dir(), "qemu.log");
+		abort();
+	}
+}
+
+/*
  * Start a real QEMU with its QMP monitor on sock.  QEMU binds its own
  * socket before it listens, so the socket is made here, listening
  * before its path appears, and handed over as libvirt does (fd=N).
+ * It returns once QEMU has greeted (t_qemu_greeted).
  * With trace, QEMU logs to DIR/trace each QMP request it handles, as it
  * parsed it: what reached QEMU, seen by QEMU.
  */
@@ -413,6 +447,7 @@ t_qemu_trace(const char *sock, const char *trace)
 	free(chardev);
 	free(path);
 	free(opt);
+	t_qemu_greeted(sock, pid);
 	return (pid);
 }
 
