@@ -103,7 +103,7 @@ static pid_t
 spawn(int recover)
 {
 	const char	*argv[] = { bin != NULL ? bin : t_bin("QMPMUXD"), "-d",
-			    "-v", "-f", conf, "--control", ctl, NULL };
+			    "-f", conf, "--control", ctl, NULL };
 	char		*log = t_path("qmpmuxd.log");
 	pid_t		 pid;
 	int		 fd;
@@ -206,7 +206,8 @@ stop_all(void)
 START_TEST(test_kill9)
 {
 	struct t_client	*c;
-	char		*v, *m;
+	char		*v, *m, *q0 = t_vm_path("q", 0);
+	long		 held;
 	int		 i, j;
 	pid_t		 old;
 
@@ -216,10 +217,11 @@ START_TEST(test_kill9)
 			t_cmd_eq(clients[i][j], "{\"execute\": \"query-status\", "
 			    "\"id\": 1}", T_STATUS("1", "running", "true"));
 	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
+	held = t_unread(q0);
 	t_send(clients[0][0], "{\"execute\": \"stop\", \"id\": {\"k\": "
 	    "[\"crash\", 1]}}");
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v0: sent stop",
-	    T_WAIT_MS), 0);
+	/* in flight: in the stopped QEMU's socket */
+	ck_assert_int_eq(t_wait_unread(q0, held, T_WAIT_MS), 0);
 
 	/*
 	 * The store holds every socket: the control socket, 3 listeners,
@@ -305,6 +307,7 @@ START_TEST(test_kill9)
 	store_drain();
 	ck_assert_msg(store.n == 0, "%zu left in the store, the first %s",
 	    store.n, store.n > 0 ? store.name[0] : "");
+	free(q0);
 	stop_all();
 }
 END_TEST
@@ -512,15 +515,16 @@ END_TEST
 START_TEST(test_number_reused)
 {
 	struct t_client	*b, *c;
-	char		*v;
+	char		*v, *q0 = t_vm_path("q", 0);
+	long		 held;
 
 	start();
 	v = t_vm_path("v", 0);
 	ck_assert_ptr_nonnull(b = t_client_ready(v));
 	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
+	held = t_unread(q0);
 	t_send(b, "{\"execute\": \"stop\", \"id\": \"B-secret\"}");
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v0: sent stop",
-	    T_WAIT_MS), 0);
+	ck_assert_int_eq(t_wait_unread(q0, held, T_WAIT_MS), 0);
 	t_client_free(b);
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v0: client 4: closed",
 	    T_WAIT_MS), 0);
@@ -539,6 +543,7 @@ START_TEST(test_number_reused)
 	    T_STATUS("1", "paused", "false"));
 	t_client_free(c);
 	free(v);
+	free(q0);
 	stop_all();
 }
 END_TEST
@@ -552,15 +557,16 @@ START_TEST(test_same_name)
 {
 	struct t_client	*c, *slow;
 	char		*v = t_vm_path("v", 2), *q = t_vm_path("q", 2), *m;
+	long long	 taken;
 	int		 i;
 
 	start();
 	slow = clients[2][0];
+	taken = t_vm_taken(ctl, "v2");
 	for (i = 0; i < 8; i++)
 		t_send(slow, "{\"execute\": \"query-qmp-schema\", \"id\": "
 		    "%d}", i);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v2: sent "
-	    "query-qmp-schema (id 8)", T_WAIT_MS), 0);
+	ck_assert_int_eq(t_wait_vm_sent(ctl, "v2", taken + 8, T_WAIT_MS), 0);
 	/* the replies are on their way: the VM goes, with them unread */
 	ck_assert_ptr_nonnull(c = t_client_ready(ctl));
 	t_cmd_eq(c, "{\"execute\": \"remove-vm\", \"arguments\": "

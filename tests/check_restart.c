@@ -37,8 +37,8 @@ static char		*ctl;
 static void
 start(const char *bin)
 {
-	const char	*argv[] = { bin, "-d", "-v", "-f", NULL, "--control",
-			    NULL, NULL };
+	const char	*argv[] = { bin, "-d", "-f", NULL, "--control", NULL,
+			    NULL };
 	char		*conf = t_path("qmpmuxd.conf"), *q, *v;
 	FILE		*f;
 	int		 i, j;
@@ -57,8 +57,8 @@ start(const char *bin)
 		free(v);
 	}
 	ck_assert_int_eq(fclose(f), 0);
-	argv[4] = conf;
-	argv[6] = ctl;
+	argv[3] = conf;
+	argv[5] = ctl;
 	t_proxy_pid = t_spawn(argv, "qmpmuxd.log");
 	free(conf);
 	ck_assert_int_eq(t_wait_socket(ctl, T_WAIT_MS), 0);
@@ -102,6 +102,8 @@ static void
 traffic_restart(void (*restart_by)(void))
 {
 	struct t_client	*c;
+	char		*q0 = t_vm_path("q", 0);
+	long		 held;
 	int		 i, j;
 
 	for (i = 0; i < NVMS; i++) {
@@ -115,6 +117,7 @@ traffic_restart(void (*restart_by)(void))
 	}
 	/* VM 0: a command in flight and one queued, QEMU stuck */
 	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
+	held = t_unread(q0);
 	t_send(clients[0][0], "{\"execute\": \"stop\", \"id\": {\"k\": "
 	    "[1, \"in flight\"]}}");
 	t_send(clients[0][1], "{\"execute\": \"query-status\", \"id\": "
@@ -128,9 +131,9 @@ traffic_restart(void (*restart_by)(void))
 			t_send_raw(c, "{\"execute\": \"query-st", 21);
 		}
 	}
-	/* the commands have reached qmpmuxd: the log says VM 0's was sent */
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v0: sent stop",
-	    T_WAIT_MS), 0);
+	/* VM 0's stop is in flight: in the stopped QEMU's socket */
+	ck_assert_int_eq(t_wait_unread(q0, held, T_WAIT_MS), 0);
+	free(q0);
 
 	restart_by();
 
@@ -288,16 +291,17 @@ START_TEST(test_unread_output)
 {
 	struct t_client	*c;
 	char		*m, want[32];
+	long long	 taken;
 	int		 i;
 
 	start(t_bin("QMPMUXD"));
 	c = clients[1][0];
+	taken = t_vm_taken(ctl, "v1");
 	for (i = 0; i < 8; i++)
 		t_send(c, "{\"execute\": \"query-qmp-schema\", \"id\": %d}",
 		    i);
 	/* the last one was sent: the replies are on their way, unread */
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v1: sent "
-	    "query-qmp-schema (id 8)", T_WAIT_MS), 0);
+	ck_assert_int_eq(t_wait_vm_sent(ctl, "v1", taken + 8, T_WAIT_MS), 0);
 	by_signal();
 	for (i = 0; i < 8; i++) {
 		m = t_recv_reply(c, T_WAIT_MS);

@@ -1512,6 +1512,69 @@ t_wait_unread(const char *path, long held, int ms)
 }
 
 /*
+ * What query-vm on the control socket ctl says of the VM's commands:
+ * how many it has taken from its clients (counters.commands) and how
+ * many of them wait unsent (commands.queued).
+ */
+static void
+t_vm_commands(const char *ctl, const char *vm, long long *taken,
+    long long *queued)
+{
+	static const char	*tpath[] = { "return", "counters", "commands",
+				    NULL };
+	static const char	*qpath[] = { "return", "commands", "queued",
+				    NULL };
+	struct t_client		*c;
+	yajl_val		 v, n;
+	char			*m;
+
+	ck_assert_msg((c = t_client_ready(ctl)) != NULL, "control %s", ctl);
+	m = t_cmd(c, "{\"execute\": \"query-vm\", \"arguments\": "
+	    "{\"name\": \"%s\"}}", vm);
+	ck_assert_msg((v = t_json(m)) != NULL, "query-vm %s: %s", vm,
+	    m != NULL ? m : "(nothing)");
+	n = yajl_tree_get(v, tpath, yajl_t_number);
+	*taken = n != NULL && YAJL_IS_INTEGER(n) ? YAJL_GET_INTEGER(n) : -1;
+	n = yajl_tree_get(v, qpath, yajl_t_number);
+	*queued = n != NULL && YAJL_IS_INTEGER(n) ? YAJL_GET_INTEGER(n) : -1;
+	ck_assert_msg(*taken >= 0 && *queued >= 0, "query-vm %s: %s", vm, m);
+	yajl_tree_free(v);
+	free(m);
+	t_client_free(c);
+}
+
+/* How many commands the VM has taken from its clients so far. */
+long long
+t_vm_taken(const char *ctl, const char *vm)
+{
+	long long	 taken, queued;
+
+	t_vm_commands(ctl, vm, &taken, &queued);
+	return (taken);
+}
+
+/*
+ * Wait up to ms until the VM has taken n commands (t_vm_taken's count,
+ * from before they were sent) and has none left unsent: each has been
+ * written to QEMU.  Nothing tells a test when, so the control socket is
+ * asked every millisecond until it is so.  0 when it is.
+ */
+int
+t_wait_vm_sent(const char *ctl, const char *vm, long long n, int ms)
+{
+	long long	 end = t_clock_ms() + ms, taken, queued;
+
+	for (;;) {
+		t_vm_commands(ctl, vm, &taken, &queued);
+		if (taken >= n && queued == 0)
+			return (0);
+		if (t_clock_ms() >= end)
+			return (-1);
+		poll(NULL, 0, 1);
+	}
+}
+
+/*
  * How many times text occurs in what c has been sent and has not read:
  * its input buffer and, peeked at, its socket.
  */
