@@ -197,7 +197,8 @@ server_dump(struct server *s, size_t *len)
  * one cannot start (a listener's socket cannot be made): at start-up
  * that is the exit status, not a log line to find later.  The VMs
  * started before it are freed then, so that the exit leaves none of
- * their sockets behind.
+ * their sockets behind.  Taking over after a restart or a crash, such
+ * a VM is left out instead, and its connections closed (state.c).
  */
 int
 server_start(struct server *s, struct conf *conf)
@@ -219,6 +220,13 @@ server_start(struct server *s, struct conf *conf)
 		}
 		if (server_add(s, vc) == -1) {
 			free(vc);
+			/*
+			 * Taking over, the others' connections are open and
+			 * served: one VM that cannot be made is no reason to
+			 * drop them all.  It is logged, as a reload does.
+			 */
+			if (s->restore != NULL)
+				continue;
 			while ((vm = TAILQ_FIRST(&s->vms)) != NULL) {
 				TAILQ_REMOVE(&s->vms, vm, entry);
 				vm_free(vm);

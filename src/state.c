@@ -657,36 +657,69 @@ state_close_clients(struct vm *vm, yajl_val sv, const char *why)
 	}
 }
 
-/* Close every fd of a VM of the state that nothing takes over. */
+/* Close the fd of each listener or client (array) of a VM of the state. */
 static void
-state_close_vm(yajl_val sv)
+state_close_each(yajl_val sv, const char *array)
 {
-	yajl_val	 a, u = state_get(sv, "upstream", yajl_t_object);
+	yajl_val	 a;
 	size_t		 i;
 	int		 fd;
-	const char	*path;
+
+	if ((a = state_get(sv, array, yajl_t_array)) == NULL)
+		return;
+	for (i = 0; i < a->u.array.len; i++) {
+		fd = (int)state_get_int(a->u.array.values[i], "fd", -1);
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
+/* Close the upstream's connection and listening socket of a VM of the state. */
+static void
+state_close_upstream(yajl_val sv)
+{
+	yajl_val	 u = state_get(sv, "upstream", yajl_t_object);
+	int		 fd;
 
 	if ((fd = (int)state_get_int(u, "fd", -1)) >= 0)
 		close(fd);
 	if ((fd = (int)state_get_int(u, "listen_fd", -1)) >= 0)
 		close(fd);
+}
+
+/* Close every fd of a VM of the state that nothing takes over. */
+static void
+state_close_vm(yajl_val sv)
+{
+	yajl_val	 a;
+	size_t		 i;
+	const char	*path;
+
+	state_close_upstream(sv);
+	state_close_each(sv, "listeners");
 	if ((a = state_get(sv, "listeners", yajl_t_array)) != NULL) {
 		for (i = 0; i < a->u.array.len; i++) {
-			fd = (int)state_get_int(a->u.array.values[i], "fd", -1);
-			if (fd >= 0)
-				close(fd);
 			path = state_get_str(a->u.array.values[i], "path");
 			if (state_get_bool(sv, "from_file") && path != NULL)
 				unlink(path);
 		}
 	}
-	if ((a = state_get(sv, "clients", yajl_t_array)) != NULL) {
-		for (i = 0; i < a->u.array.len; i++) {
-			fd = (int)state_get_int(a->u.array.values[i], "fd", -1);
-			if (fd >= 0)
-				close(fd);
-		}
-	}
+	state_close_each(sv, "clients");
+}
+
+/*
+ * A VM of the state that state_vm_prepare matched could not be made (a
+ * listener failed): its listeners' sockets went with its conf, and
+ * what state_vm_restore would have taken over is closed here, or its
+ * clients would wait on connections nobody serves.
+ */
+void
+state_vm_abandon(const char *name, yajl_val sv)
+{
+	log_warnx("vm %s: cannot be taken over; its connections are closed",
+	    name);
+	state_close_upstream(sv);
+	state_close_each(sv, "clients");
 }
 
 /*
@@ -1164,8 +1197,11 @@ state_vm_restore(struct vm *vm, yajl_val sv)
 			vm->stats.duration_buckets[i] = (uint64_t)
 			    YAJL_GET_INTEGER(b->u.array.values[i]);
 	}
-	if ((changed = state_vm_monitor(vm, sv)) == -1)
+	/* the upstream was taken, and cannot be reached: nor its clients */
+	if ((changed = state_vm_monitor(vm, sv)) == -1) {
+		state_close_clients(vm, sv, "the upstream cannot be reached");
 		return (-1);
+	}
 	/* as a reload closes them when the upstream changes */
 	if (changed)
 		state_close_clients(vm, sv, "the upstream changed");
@@ -1211,11 +1247,11 @@ state_restore_rest(struct server *s, struct state *st)
 			st->used[i] = 1;
 			continue;
 		}
-		if (server_add(s, vc) == -1) {
+		/* once matched, vm_new closes what it could not take */
+		if (server_add(s, vc) == -1 && !st->used[i]) {
 			log_warnx("vm %s: cannot be taken over; its "
 			    "connections are closed", name);
-			if (!st->used[i])
-				state_close_vm(sv);
+			state_close_vm(sv);
 			st->used[i] = 1;
 		}
 		free(vc);

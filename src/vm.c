@@ -156,6 +156,8 @@ vm_new(struct server *s, struct vm_conf *conf)
 	vm->mon = monitor_new(vm);
 	TAILQ_FOREACH(lc, &vm->conf.listeners, entry) {
 		if ((l = listener_new(vm, lc)) == NULL) {
+			if (restored)
+				state_vm_abandon(vm->name, sv);
 			vm_free(vm);
 			return (NULL);
 		}

@@ -348,6 +348,39 @@ START_TEST(test_bad_conf)
 END_TEST
 
 /*
+ * A VM that the new process cannot make (the file gave v0 a listener
+ * in a directory that does not exist): v0's clients are closed, not
+ * left on connections nobody serves, and the other VMs' are served on.
+ * The whole takeover used to fail with it, and every connection end.
+ */
+START_TEST(test_vm_not_remade)
+{
+	char		*conf = t_path("qmpmuxd.conf"), *bad = t_path("no/v0.sock");
+	FILE		*f;
+	int		 j;
+
+	start(t_bin("QMPMUXD"));
+	ck_assert_ptr_nonnull(f = fopen(conf, "a"));
+	fprintf(f, "[listener v0 %s]\n", bad);
+	ck_assert_int_eq(fclose(f), 0);
+	by_signal();
+	for (j = 0; j < NCLIENTS; j++)
+		ck_assert_msg(t_eof(clients[0][j], T_WAIT_MS), "v0's client "
+		    "%d was left open", j);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "vm v0: cannot be taken "
+	    "over; its connections are closed"), 1);
+	t_cmd_eq(clients[1][0], "{\"execute\": \"query-status\", \"id\": 1}",
+	    T_STATUS("1", "running", "true"));
+	t_cmd_eq(clients[2][1], "{\"execute\": \"query-status\", \"id\": 2}",
+	    T_STATUS("2", "running", "true"));
+	ck_assert_int_eq(t_wait_exit(t_proxy_pid, 0), -1);
+	free(conf);
+	free(bad);
+	stop_all();
+}
+END_TEST
+
+/*
  * The file changed before the restart: VM v1 has another upstream (a
  * fake QEMU), v2 is gone, and v5 is new; a VM added by the control
  * socket, v0's namesake aside, stays.  As a reload would: v1's clients
@@ -524,6 +557,7 @@ restart_suite(void)
 	tcase_add_test(tc, test_unread_output);
 	tcase_add_test(tc, test_bad_conf);
 	tcase_add_test(tc, test_conf_changed);
+	tcase_add_test(tc, test_vm_not_remade);
 	tcase_add_test(tc, test_state_versions);
 	tcase_add_test(tc, test_signal_held);
 	return (s);
