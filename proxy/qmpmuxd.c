@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <getopt.h>
@@ -61,22 +62,28 @@ static void	signal_cb(int, short, void *);
 static void	signal_hup_cb(int, short, void *);
 static void	signal_dump_cb(int, short, void *);
 static void	signal_restart_cb(int, short, void *);
+static void	signal_read_cb(int, short, void *);
 static void	stopped_cb(void *);
 static void	notify(const char *);
 static void	raise_nofile(void);
 
-/* The signals the daemon catches. */
+/*
+ * The signals the daemon catches.  They are blocked for its whole life
+ * and read from a signalfd, one at a time, so that a restart's exec
+ * leaves those not yet read pending in the kernel for the new process:
+ * none is lost, none kills it.  A handler (libevent's) would take a
+ * signal that comes during the restart, and it would go with the exec.
+ */
 static struct signal_def {
 	int		 sig;
 	const char	*name;
 	void		(*cb)(int, short, void *);
-	struct event	*ev;
 } signals[] = {
-	{ SIGTERM, "SIGTERM", signal_cb, NULL },
-	{ SIGINT, "SIGINT", signal_cb, NULL },
-	{ SIGHUP, "SIGHUP", signal_hup_cb, NULL },
-	{ SIGUSR1, "SIGUSR1", signal_dump_cb, NULL },
-	{ SIGUSR2, "SIGUSR2", signal_restart_cb, NULL },
+	{ SIGTERM, "SIGTERM", signal_cb },
+	{ SIGINT, "SIGINT", signal_cb },
+	{ SIGHUP, "SIGHUP", signal_hup_cb },
+	{ SIGUSR1, "SIGUSR1", signal_dump_cb },
+	{ SIGUSR2, "SIGUSR2", signal_restart_cb },
 };
 #define NSIGNALS	(sizeof(signals) / sizeof(signals[0]))
 
@@ -223,6 +230,24 @@ signal_restart_cb(int sig, short events, void *arg)
 		return;
 	log_info("received SIGUSR2, restarting");
 	restart(server, control, 0, NULL, 0, err, sizeof(err));
+}
+
+/*
+ * The next signal of the signalfd, and only one: if it restarts, the
+ * others stay pending (the event comes again while there are more).
+ */
+static void
+signal_read_cb(int fd, short events, void *arg)
+{
+	struct signalfd_siginfo	 si;
+	size_t			 i;
+
+	if (read(fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+		return;
+	for (i = 0; i < NSIGNALS; i++) {
+		if (signals[i].sig == (int)si.ssi_signo)
+			signals[i].cb(signals[i].sig, events, &signals[i]);
+	}
 }
 
 /* Every VM is stopped: leave the loop, and main frees the rest. */
@@ -380,8 +405,10 @@ main(int argc, char *argv[])
 	char			*upstream = NULL, *name = NULL, *section, *eq;
 	char			 err[CONF_ERR_MAX], status[64], unused[64];
 	int			 ch, idx, debug = 0, verbose = 0, check = 0;
-	int			 sfd, restored, check_state = -1;
+	int			 sfd, restored, check_state = -1, sigfd;
 	struct state		*st = NULL;
+	struct event		*sigev;
+	sigset_t		 sigs;
 	size_t			 i;
 
 	unused[0] = '\0';
@@ -571,17 +598,19 @@ main(int argc, char *argv[])
 	server->restore = st;
 	/*
 	 * Signals are caught before the listeners exist: a SIGTERM as soon
-	 * as a socket appears must still remove it.
+	 * as a socket appears must still remove it.  Those held across a
+	 * restart's exec are read first.
 	 */
-	for (i = 0; i < NSIGNALS; i++) {
-		signals[i].ev = evsignal_new(base, signals[i].sig,
-		    signals[i].cb, &signals[i]);
-		if (signals[i].ev == NULL || evsignal_add(signals[i].ev,
-		    NULL) == -1)
-			fatalx("cannot catch %s", signals[i].name);
-	}
-	/* held across a restart's exec: caught now, they come */
-	restart_hold_signals(0);
+	sigemptyset(&sigs);
+	for (i = 0; i < NSIGNALS; i++)
+		sigaddset(&sigs, signals[i].sig);
+	if (sigprocmask(SIG_BLOCK, &sigs, NULL) == -1)
+		fatal("sigprocmask");
+	if ((sigfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("signalfd");
+	if ((sigev = event_new(base, sigfd, EV_READ | EV_PERSIST,
+	    signal_read_cb, NULL)) == NULL || event_add(sigev, NULL) == -1)
+		fatalx("cannot read signals");
 	/* listeners exist before the fork, so a failure is our exit status */
 	if (server_start(server, &conf) == -1)
 		fatalx("cannot start the VMs");
@@ -620,8 +649,8 @@ main(int argc, char *argv[])
 
 	control_free(control);
 	server_free(server);
-	for (i = 0; i < NSIGNALS; i++)
-		event_free(signals[i].ev);
+	event_free(sigev);
+	close(sigfd);
 	event_base_free(base);
 	log_info("qmpmuxd stopped");
 	return (0);

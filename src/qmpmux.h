@@ -336,7 +336,6 @@ struct state	*fdstore_recover(char *, size_t);
  * every socket and the state (SIGUSR2, the control socket's restart).
  */
 void		 restart_init(char **);
-void		 restart_hold_signals(int);
 int		 restart_state_fd(void);
 int		 restart_check(int);
 int		 restart(struct server *, struct control *, int, const char *,

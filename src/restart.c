@@ -39,11 +39,6 @@ static char	**restart_argv;
 static char	  restart_exe[PATH_MAX];
 static char	  restart_cwd[PATH_MAX];	/* the arguments' paths are from */
 
-/* The signals held across the exec: those qmpmuxd catches. */
-static const int restart_signals[] = {
-	SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2
-};
-
 /*
  * Remember how this process was started: its arguments, and the path
  * of its binary now, before a new one may be put in its place.
@@ -64,20 +59,6 @@ restart_init(char **argv)
 		return;
 	}
 	restart_exe[n] = '\0';
-}
-
-/* Block or unblock the signals qmpmuxd catches. */
-void
-restart_hold_signals(int hold)
-{
-	sigset_t	 set;
-	size_t		 i;
-
-	sigemptyset(&set);
-	for (i = 0; i < sizeof(restart_signals) / sizeof(restart_signals[0]);
-	    i++)
-		sigaddset(&set, restart_signals[i]);
-	sigprocmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
 /*
@@ -127,6 +108,7 @@ restart_ask(int fd, char *err, size_t errlen)
 	struct timespec	 ts = { 0, 1000000 };
 	char		 arg[16], why[256], opt[] = "--check-state", **argv;
 	pid_t		 pid;
+	sigset_t	 none;
 	int		 status, ms, p[2];
 	size_t		 n, i;
 	ssize_t		 got;
@@ -160,7 +142,9 @@ restart_ask(int fd, char *err, size_t errlen)
 		if (fd > 3)
 			close_range(3, (unsigned int)fd - 1, 0);
 		close_range((unsigned int)fd + 1, ~0U, 0);
-		restart_hold_signals(0);
+		/* qmpmuxd holds its signals (signalfd); the check does not */
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		execv(restart_exe, argv);
 		_exit(127);
 	}
@@ -260,7 +244,7 @@ restart(struct server *s, struct control *ctl, int by, const char *id,
 	log_info("restarting: %s, %zu sockets handed over", restart_exe,
 	    fds.n);
 
-	restart_hold_signals(1);
+	/* the signals are held already (qmpmuxd reads them by signalfd) */
 	restart_close_on_exec_all();
 	for (i = 0; i < fds.n; i++)
 		restart_cloexec(fds.fd[i], 0);
@@ -279,7 +263,6 @@ restart(struct server *s, struct control *ctl, int by, const char *id,
 		log_warn("restart: cannot go back to %s", cwd);
 	for (i = 0; i < fds.n; i++)
 		restart_cloexec(fds.fd[i], 1);
-	restart_hold_signals(0);
 	snprintf(err, errlen, "exec %s: %s", restart_exe, strerror(saved));
 
 fail:

@@ -528,6 +528,51 @@ START_TEST(test_signal_held)
 }
 END_TEST
 
+/*
+ * Signals that come while the binary on disk is being asked (a script
+ * in its place takes half a second over it) are held for the new
+ * process too: a handler would have caught them in the old one, and
+ * the exec lost them.  SIGHUP reloads and SIGUSR1 dumps once it serves.
+ */
+START_TEST(test_signal_during_check)
+{
+	char	*bin = t_copy_bin(t_bin("QMPMUXD"), "qmpmuxd");
+	char	*real = t_copy_bin(t_bin("QMPMUXD"), "qmpmuxd.real"), *tmp;
+	FILE	*f;
+
+	start(bin);
+	ck_assert_int_ne(asprintf(&tmp, "%s.new", bin), -1);
+	ck_assert_ptr_nonnull(f = fopen(tmp, "w"));
+	fprintf(f, "#!/bin/sh\ncase \" $* \" in *\" --check-state \"*)\n"
+	    "\techo checking >> %s/check.log; sleep 0.5;;\nesac\n"
+	    "exec %s \"$@\"\n", t_dir(), real);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(tmp, 0755), 0);
+	ck_assert_int_eq(rename(tmp, bin), 0);
+	free(tmp);
+	tmp = t_path("check.log");
+	fclose(fopen(tmp, "a"));
+	free(tmp);
+	ck_assert_int_eq(kill(t_proxy_pid, SIGUSR2), 0);
+	ck_assert_int_eq(t_wait_log("check.log", "checking", T_WAIT_MS), 0);
+	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
+	ck_assert_int_eq(kill(t_proxy_pid, SIGUSR1), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
+	    0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ", T_WAIT_MS),
+	    0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "dump: 3 VMs", T_WAIT_MS),
+	    0);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "received SIGHUP"), 1);
+	ck_assert_int_eq(t_wait_exit(t_proxy_pid, 0), -1);
+	t_cmd_eq(clients[1][0], "{\"execute\": \"query-status\", \"id\": 1}",
+	    T_STATUS("1", "running", "true"));
+	free(real);
+	free(bin);
+	stop_all();
+}
+END_TEST
+
 /* A second restart right after the first: the state goes on. */
 START_TEST(test_twice)
 {
@@ -560,6 +605,7 @@ restart_suite(void)
 	tcase_add_test(tc, test_vm_not_remade);
 	tcase_add_test(tc, test_state_versions);
 	tcase_add_test(tc, test_signal_held);
+	tcase_add_test(tc, test_signal_during_check);
 	return (s);
 }
 
