@@ -219,7 +219,15 @@ qemu_client(const char *path)
 	char		*m;
 
 	ck_assert_msg((c = t_client_new(path)) != NULL, "connect %s", path);
-	m = t_recv(c, T_WAIT_MS);
+	/*
+	 * Where the wrapper gave QEMU its socket unchanged, a client that
+	 * connects while QEMU starts can be sent the RESUME of its start
+	 * before the greeting (qmpmuxd drops it; libvirt takes events at
+	 * any time, and starts QEMU with -S, which sends none).
+	 */
+	while ((m = t_recv(c, T_WAIT_MS)) != NULL &&
+	    strncmp(m, "{\"timestamp\": ", 14) == 0)
+		free(m);
 	ck_assert_msg(m != NULL && strncmp(m, "{\"QMP\": {\"version\": "
 	    "{\"qemu\": ", 20) == 0 && strstr(m, "qmpmuxd") == NULL,
 	    "greeting on %s: %s", path, m != NULL ? m : "(nothing or EOF)");
