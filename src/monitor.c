@@ -860,34 +860,29 @@ monitor_handshake(struct monitor *m, struct qmp_msg *msg)
 	struct vm	*vm = m->vm;
 	const char	*caps;
 
+	/*
+	 * QEMU greets from its monitor thread while its main thread sends
+	 * events to every monitor that is not waiting for qmp_capabilities,
+	 * which a monitor not yet greeted is not: a connection made while
+	 * QEMU starts can begin with the RESUME of its start, or have it
+	 * just after the greeting (seen with 7.2; a race QEMU's upstream
+	 * has since taken up).  No client of this VM has negotiated before
+	 * the handshake is done, so no one was owed it.
+	 */
+	if (msg->kind == QMP_KIND_EVENT) {
+		/* one line per connection: the rest are counted */
+		if (m->early++ == 0)
+			vm_log(vm, LOG_NOTICE, "upstream: event %s during the "
+			    "handshake, dropped", monitor_loggable(msg));
+		return;
+	}
 	if (m->state == MONITOR_GREETING) {
-		/*
-		 * QEMU greets from its monitor thread while its main
-		 * thread sends events to every monitor that is not waiting
-		 * for qmp_capabilities, which a monitor not yet greeted is
-		 * not: a connection made while QEMU starts can begin with
-		 * the RESUME of its start (seen with 7.2; a race QEMU's
-		 * upstream has since taken up).  No client of this VM has
-		 * negotiated yet, so no one was owed it; the greeting is
-		 * still to come.
-		 */
-		if (msg->kind == QMP_KIND_EVENT) {
-			/* one line per connection: the rest are counted */
-			if (m->early++ == 0)
-				vm_log(vm, LOG_NOTICE, "upstream: event %s "
-				    "before QEMU's greeting, dropped",
-				    monitor_loggable(msg));
-			return;
-		}
 		if (msg->kind != QMP_KIND_GREETING ||
 		    monitor_greeting(m, msg) == -1) {
 			monitor_lost(m, "expected a QMP greeting, got %s",
 			    qmp_kind_name(msg->kind));
 			return;
 		}
-		if (m->early > 1)
-			vm_log(vm, LOG_NOTICE, "upstream: %lu events before "
-			    "QEMU's greeting, dropped", m->early);
 		caps = m->oob ? "{\"execute\": \"qmp_capabilities\", "
 		    "\"arguments\": {\"enable\": [\"oob\"]}}\r\n" :
 		    "{\"execute\": \"qmp_capabilities\"}\r\n";
@@ -900,6 +895,9 @@ monitor_handshake(struct monitor *m, struct qmp_msg *msg)
 		    (int)(msg->len > 200 ? 200 : msg->len), msg->buf);
 		return;
 	}
+	if (m->early > 1)
+		vm_log(vm, LOG_NOTICE, "upstream: %lu events during the "
+		    "handshake, dropped", m->early);
 	evtimer_del(m->timer);
 	m->backoff = vm->conf.backoff_min;
 	monitor_set_state(m, MONITOR_READY);

@@ -532,7 +532,7 @@ struct monitor {
 	struct event		*hup;		/* is QEMU gone, while paused */
 	int			 draining;	/* QEMU gone: take what it wrote */
 	int			 resync;	/* after a crash: find a boundary */
-	unsigned long		 early;		/* events before the greeting */
+	unsigned long		 early;		/* events during the handshake */
 };
 
 struct monitor	*monitor_new(struct vm *);

@@ -69,7 +69,7 @@ setup(void)
 	dsock = t_path("direct.sock");
 	qsock = t_path("qemu.sock");
 	psock = t_path("proxy.sock");
-	direct_pid = t_qemu(dsock);
+	direct_pid = t_qemu_direct(dsock);
 	qemu_pid = t_qemu(qsock);
 	proxy_pid = t_qmpmuxd(qsock, psock, NULL);
 }

@@ -215,10 +215,12 @@ START_TEST(test_handshake_stuck)
 END_TEST
 
 /*
- * A QEMU still starting sends an event before its greeting (a real one
- * does, to a client that comes early): qmpmuxd drops it with one log
- * line and goes on with the handshake, where it used to call the
- * upstream lost, and in fd mode remove the VM.  No client sees it.
+ * A QEMU still starting sends an event before its greeting and one
+ * before its reply to qmp_capabilities (a real one may, to a client
+ * that comes early): qmpmuxd drops them, with one log line for the
+ * first and a count once the handshake is done, and goes on, where it
+ * used to call the upstream lost, and in fd mode remove the VM.  No
+ * client sees them.
  */
 START_TEST(test_event_first)
 {
@@ -236,8 +238,12 @@ START_TEST(test_event_first)
 	    "\"seq\": 1}, \"id\": 1}");
 	ck_assert_int_eq(t_log_count("fakeqemu.log",
 	    "conn 1: event RESUME sent before the greeting"), 1);
+	ck_assert_int_eq(t_log_count("fakeqemu.log",
+	    "conn 1: event RESUME sent before the capabilities' reply"), 1);
 	ck_assert_int_eq(t_log_count("qmpmuxd.log", "vm test: upstream: "
-	    "event RESUME before QEMU's greeting, dropped\n"), 1);
+	    "event RESUME during the handshake, dropped\n"), 1);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "vm test: upstream: "
+	    "2 events during the handshake, dropped\n"), 1);
 	ck_assert_int_eq(t_log_count("fakeqemu.log", "conn 2:"), 0);
 	t_client_free(c);
 }

@@ -42,8 +42,10 @@
  *   --silent                 accept, but never send the greeting
  *   --no-caps-reply          greet, but never answer qmp_capabilities
  *   --event-first NAME       send the event NAME, data {"n": 0}, before
- *                            the greeting, as a real QEMU does to a client
- *                            that connects while it is still starting
+ *                            the greeting, and with data {"n": 1} before
+ *                            the first reply to qmp_capabilities, as a
+ *                            real QEMU may to a client that connects while
+ *                            it is still starting
  *   --split N                write every message in pieces of N bytes: one
  *                            piece at a time, the next only once the last
  *                            has left for the socket and a 1 ms tick has
@@ -268,7 +270,8 @@ fake_usage(FILE *f, int status)
 	    "  --no-oob                 greeting offers no capabilities\n"
 	    "  --silent                 accept but never send the greeting\n"
 	    "  --no-caps-reply          greet, never answer qmp_capabilities\n"
-	    "  --event-first NAME       send event NAME before the greeting\n"
+	    "  --event-first NAME       send event NAME before the greeting "
+	    "and caps reply\n"
 	    "  --split N                write messages in N-byte pieces, "
 	    "1 ms apart\n"
 	    "  --garbage-after N        after N answers on a connection, "
@@ -740,6 +743,11 @@ fake_negotiate(struct fake_conn *c, const struct qmp_msg *msg,
 		fake_error(c, id, idlen, "GenericError",
 		    "Capability 'oob' not available");
 		return;
+	}
+	if (opt.event_first != NULL) {
+		fake_event_n(c, opt.event_first, 1);
+		log_info("%s: event %s sent before the capabilities' reply",
+		    c->tag, opt.event_first);
 	}
 	if (id != NULL) {
 		fake_write(c, "{\"return\": {}, \"id\": ", 21);

@@ -567,7 +567,7 @@ fd_qemu_died(long it, const char *in, size_t len)
 	    fd_seed, it, t_dir(), name);
 	fflush(stdout);
 	unlink(dsock);
-	direct_pid = t_qemu(dsock);
+	direct_pid = t_qemu_direct(dsock);
 }
 
 /* A second client of qmpmuxd is served. */
@@ -628,7 +628,7 @@ setup(void)
 	dsock = t_path("direct.sock");
 	qsock = t_path("qemu.sock");
 	psock = t_path("proxy.sock");
-	direct_pid = t_qemu(dsock);
+	direct_pid = t_qemu_direct(dsock);
 	qemu_pid = t_qemu(qsock);
 	proxy_pid = t_qmpmuxd(qsock, psock, NULL);
 }

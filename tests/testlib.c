@@ -368,7 +368,10 @@ t_spawn_listening(const char *const *argv, const char *log, const char *sock)
  * yet greeted as to a negotiated one).  Once a greeting is out, the
  * monitor waits for qmp_capabilities, sends no events until a client
  * negotiates, and greets each later client first, so the test's own
- * clients see what any client of a running QEMU sees.
+ * clients see what any client of a running QEMU sees.  Only where
+ * nothing else connects meanwhile: a qmpmuxd already trying to reach
+ * QEMU could be first in the queue, and be greeted in the probe's
+ * place (qmpmuxd itself drops such an event).
  */
 static void
 t_qemu_greeted(const char *sock, pid_t pid)
@@ -397,7 +400,6 @@ t_qemu_greeted(const char *sock, pid_t pid)
  * Start a real QEMU with its QMP monitor on sock.  QEMU binds its own
  * socket before it listens, so the socket is made here, listening
  * before its path appears, and handed over as libvirt does (fd=N).
- * It returns once QEMU has greeted (t_qemu_greeted).
  * With trace, QEMU logs to DIR/trace each QMP request it handles, as it
  * parsed it: what reached QEMU, seen by QEMU.
  */
@@ -447,15 +449,27 @@ t_qemu_trace(const char *sock, const char *trace)
 	free(chardev);
 	free(path);
 	free(opt);
-	t_qemu_greeted(sock, pid);
 	return (pid);
 }
 
-/* Start a real QEMU with its QMP socket at sock, and wait for it. */
+/* Start a real QEMU with its QMP socket at sock. */
 pid_t
 t_qemu(const char *sock)
 {
 	return (t_qemu_trace(sock, NULL));
+}
+
+/*
+ * The same, for a test's client to talk to QEMU directly, as soon as
+ * this returns: it returns once QEMU has greeted (t_qemu_greeted).
+ */
+pid_t
+t_qemu_direct(const char *sock)
+{
+	pid_t	 pid = t_qemu_trace(sock, NULL);
+
+	t_qemu_greeted(sock, pid);
+	return (pid);
 }
 
 /* The same, with each QMP request QEMU handles logged to DIR/trace. */

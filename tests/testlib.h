@@ -58,6 +58,7 @@ TCase		*t_tcase_with(Suite *, const char *, int, void (*)(void),
 pid_t		 t_spawn(const char *const *, const char *);
 pid_t		 t_spawn_split(const char *const *, const char *, const char *);
 pid_t		 t_qemu(const char *);
+pid_t		 t_qemu_direct(const char *);
 pid_t		 t_qemu_traced(const char *, const char *);
 pid_t		 t_qmpmuxd(const char *, const char *, const char *const *);
 pid_t		 t_fakeqemu(const char *, const char *const *);
