@@ -402,7 +402,12 @@ START_TEST(test_resume_half)
 	printf("resume: the holder had read %ld events, %ld written to it, "
 	    "when the reader got more\n", fc.n, taken);
 	ck_assert_int_ge(taken, n / 2);
-	ck_assert_int_le(fc.n, n / 2 + n / 10);
+	/*
+	 * Well before the end: by the time the reader's first event is
+	 * out, the holder may have read what its socket held too (some
+	 * 2000 events), and more if this process ran ahead meanwhile.
+	 */
+	ck_assert_int_le(fc.n, n / 2 + n / 4);
 	t_client_free(r.c);
 	ck_assert_int_eq(t_flood_read(&fc, FLOOD, SIZE_MAX), 0);
 	t_client_free(c);

@@ -56,8 +56,9 @@ START_TEST(test_sigstop_timeouts)
 	free(m);
 	printf("timeout 1s: sent command error after %.3fs, "
 	    "queued after %.3fs\n", ta, tb);
-	ck_assert(ta >= 0.95 && ta < 2.0);
-	ck_assert(tb >= 0.95 && tb < 2.0);
+	/* the upper bounds are the machine's: valgrind's runs are slower */
+	ck_assert(ta >= 0.95 && ta < 1.0 + t_slow());
+	ck_assert(tb >= 0.95 && tb < 1.0 + t_slow());
 
 	/*
 	 * A restarted libvirtd connects once and waits for the greeting
@@ -66,8 +67,9 @@ START_TEST(test_sigstop_timeouts)
 	 */
 	t0 = t_clock_ms();
 	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
-	ck_assert_msg(t_clock_ms() - t0 < 1000, "a new client waited %.0f ms "
-	    "for its greeting from a stopped QEMU", t_clock_ms() - t0);
+	ck_assert_msg(t_clock_ms() - t0 < 1000 * t_slow(), "a new client "
+	    "waited %.0f ms for its greeting from a stopped QEMU",
+	    t_clock_ms() - t0);
 	t_client_free(c);
 
 	ck_assert_int_eq(kill(t_qemu_pid, SIGCONT), 0);
@@ -107,7 +109,7 @@ START_TEST(test_per_command_timeout)
 	expect(m, "\"id\": 1, \"error\"");
 	free(m);
 	printf("timeout query-status=0.5s: error after %.3fs\n", ta);
-	ck_assert(ta >= 0.45 && ta < 1.5);
+	ck_assert(ta >= 0.45 && ta < 0.5 + t_slow());
 	ck_assert_int_eq(t_quiet(a, 1000), T_SILENT);
 	ck_assert_int_eq(kill(t_qemu_pid, SIGCONT), 0);
 	m = t_recv(a, T_WAIT_MS);
@@ -151,7 +153,7 @@ START_TEST(test_queue_limit)
 	}
 	ck_assert_int_ne(refused, -1);
 	printf("queue limit: refusal after %.3fs\n", t_clock_ms() / 1e3 - t0);
-	ck_assert(t_clock_ms() / 1e3 - t0 < 1.0);
+	ck_assert(t_clock_ms() / 1e3 - t0 < t_slow());
 	for (i = 0; i < 6; i++) {
 		if (i != refused)
 			ck_assert_int_eq(t_quiet(c[i], 100), T_SILENT);
