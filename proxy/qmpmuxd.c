@@ -611,6 +611,9 @@ main(int argc, char *argv[])
 	if ((sigev = event_new(base, sigfd, EV_READ | EV_PERSIST,
 	    signal_read_cb, NULL)) == NULL || event_add(sigev, NULL) == -1)
 		fatalx("cannot read signals");
+	/* taking over: what the file gave up goes before anything binds */
+	if (st != NULL)
+		state_release(st, &conf);
 	/* listeners exist before the fork, so a failure is our exit status */
 	if (server_start(server, &conf) == -1)
 		fatalx("cannot start the VMs");

@@ -297,6 +297,7 @@ int		 state_vm_prepare(struct state *, struct vm_conf *,
 		    struct yajl_val_s **);
 int		 state_vm_restore(struct vm *, struct yajl_val_s *);
 void		 state_vm_abandon(const char *, struct yajl_val_s *);
+void		 state_release(struct state *, struct conf *);
 void		 state_restore_rest(struct server *, struct state *);
 void		 state_keep_fd(struct state_fds *, int);
 void		 state_given(struct yajl_gen_t *, const struct conf_entries *);

@@ -206,7 +206,8 @@ server_start(struct server *s, struct conf *conf)
 	struct vm_conf	*vc;
 	struct vm	*vm;
 
-	if (server_set_global(s, conf) == -1)
+	/* taking over, the VMs' connections matter more than the metrics */
+	if (server_set_global(s, conf) == -1 && s->restore == NULL)
 		return (-1);
 	while ((vc = TAILQ_FIRST(&conf->vms)) != NULL) {
 		TAILQ_REMOVE(&conf->vms, vc, entry);

@@ -815,6 +815,56 @@ state_vm_find(struct state *st, const char *name, size_t *idx)
 }
 
 /*
+ * The listener of the conf that takes over listener l of the state: the
+ * same path, or after a crash (only the hash of its path is known) the
+ * same hash; NULL if the conf has none.
+ */
+static struct listener_conf *
+state_listener_conf(yajl_val l, struct vm_conf *vc)
+{
+	struct listener_conf	*lc;
+	const char		*path = state_get_str(l, "path");
+	long long		 hash = state_get_int(l, "hash", -1);
+
+	if (path == NULL && hash == -1)
+		return (NULL);
+	TAILQ_FOREACH(lc, &vc->listeners, entry) {
+		if (lc->fd == -1 && (path != NULL ?
+		    strcmp(lc->path, path) == 0 :
+		    fdstore_hash(lc->path) == hash))
+			return (lc);
+	}
+	return (NULL);
+}
+
+/* An fd of the state closed ahead of its VM: nothing takes it again. */
+static void
+state_forget_fd(yajl_val o, const char *key)
+{
+	yajl_val	 v = state_get(o, key, yajl_t_number);
+
+	if (v != NULL && YAJL_IS_INTEGER(v))
+		v->u.number.i = -1;
+}
+
+/* Close a listener of the state the conf no longer has, and its path. */
+static void
+state_close_listener(const char *vm, yajl_val l)
+{
+	const char	*path = state_get_str(l, "path");
+	int		 fd = (int)state_get_int(l, "fd", -1);
+
+	if (fd < 0)
+		return;
+	log_info("vm %s: listener %s is no longer configured", vm,
+	    path != NULL ? path : "(after a crash)");
+	close(fd);
+	if (path != NULL)
+		unlink(path);
+	state_forget_fd(l, "fd");
+}
+
+/*
  * Before a VM's listeners are made: those of the state on a path the
  * conf still has take their socket over; the others are closed now,
  * their path removed.
@@ -824,8 +874,6 @@ state_vm_listeners(yajl_val sv, struct vm_conf *vc)
 {
 	yajl_val		 ls, l;
 	struct listener_conf	*lc;
-	const char		*path;
-	long long		 hash;
 	size_t			 i;
 	int			 fd;
 
@@ -833,26 +881,76 @@ state_vm_listeners(yajl_val sv, struct vm_conf *vc)
 		return;
 	for (i = 0; i < ls->u.array.len; i++) {
 		l = ls->u.array.values[i];
-		path = state_get_str(l, "path");
-		/* after a crash only the hash of its path is known */
-		hash = state_get_int(l, "hash", -1);
-		fd = (int)state_get_int(l, "fd", -1);
-		if ((path == NULL && hash == -1) || fd < 0)
+		if ((fd = (int)state_get_int(l, "fd", -1)) < 0)
 			continue;
-		TAILQ_FOREACH(lc, &vc->listeners, entry) {
-			if (lc->fd == -1 && (path != NULL ?
-			    strcmp(lc->path, path) == 0 :
-			    fdstore_hash(lc->path) == hash))
+		if ((lc = state_listener_conf(l, vc)) != NULL)
+			lc->fd = fd;
+		else
+			state_close_listener(vc->name, l);
+	}
+}
+
+/* Whether the conf gives a VM of the state another upstream. */
+static int
+state_upstream_changed(yajl_val u, const struct vm_conf *vc)
+{
+	const char	*mode = state_get_str(u, "mode");
+	const char	*path = state_get_str(u, "path");
+
+	return (mode != NULL && (strcmp(mode, conf_upstream_mode_name(
+	    vc->upstream_mode)) != 0 || (path == NULL) != (vc->upstream ==
+	    NULL) || (path != NULL && strcmp(path, vc->upstream) != 0)));
+}
+
+/*
+ * Before any VM of the configuration is made, let go of the sockets the
+ * file no longer gives the VM that had them, as a reload closes before
+ * it opens: a VM renamed, or a path moved from one VM to another, would
+ * else find its path held by the socket of before, and be left out.
+ * The VMs of the file that it no longer has go with their connections;
+ * those the control socket added are made again later, as they were.
+ */
+void
+state_release(struct state *st, struct conf *conf)
+{
+	struct vm_conf	*vc;
+	yajl_val	 sv, ls, u;
+	const char	*name, *path;
+	size_t		 i, j;
+	int		 lfd;
+
+	for (i = 0; i < st->vms->u.array.len; i++) {
+		sv = st->vms->u.array.values[i];
+		if ((name = state_get_str(sv, "name")) == NULL)
+			continue;
+		TAILQ_FOREACH(vc, &conf->vms, entry) {
+			if (strcmp(vc->name, name) == 0)
 				break;
 		}
-		if (lc != NULL)
-			lc->fd = fd;
-		else {
-			log_info("vm %s: listener %s is no longer configured",
-			    vc->name, path != NULL ? path : "(after a crash)");
-			close(fd);
-			if (path != NULL)
+		if (vc == NULL) {
+			if (state_get_bool(sv, "from_file")) {
+				log_info("vm %s: no longer configured; its "
+				    "connections are closed", name);
+				state_close_vm(sv);
+				st->used[i] = 1;
+			}
+			continue;
+		}
+		ls = state_get(sv, "listeners", yajl_t_array);
+		for (j = 0; ls != NULL && j < ls->u.array.len; j++) {
+			if (state_listener_conf(ls->u.array.values[j], vc) ==
+			    NULL)
+				state_close_listener(name,
+				    ls->u.array.values[j]);
+		}
+		/* a listen mode's socket; its connection goes with the VM */
+		u = state_get(sv, "upstream", yajl_t_object);
+		if ((lfd = (int)state_get_int(u, "listen_fd", -1)) >= 0 &&
+		    state_upstream_changed(u, vc)) {
+			close(lfd);
+			if ((path = state_get_str(u, "path")) != NULL)
 				unlink(path);
+			state_forget_fd(u, "listen_fd");
 		}
 	}
 }
@@ -912,10 +1010,7 @@ state_vm_monitor(struct vm *vm, yajl_val sv)
 	mode = state_get_str(u, "mode");
 	path = state_get_str(u, "path");
 	/* the file gives it another upstream now: reach that one */
-	if (mode != NULL && (strcmp(mode, conf_upstream_mode_name(
-	    vm->conf.upstream_mode)) != 0 || (path == NULL) !=
-	    (vm->conf.upstream == NULL) || (path != NULL &&
-	    strcmp(path, vm->conf.upstream) != 0))) {
+	if (state_upstream_changed(u, &vm->conf)) {
 		vm_log(vm, LOG_INFO, "the upstream changed: the one of "
 		    "before (%s:%s) is let go", mode, path != NULL ? path :
 		    "fd");
@@ -1199,6 +1294,8 @@ state_vm_restore(struct vm *vm, yajl_val sv)
 	}
 	/* the upstream was taken, and cannot be reached: nor its clients */
 	if ((changed = state_vm_monitor(vm, sv)) == -1) {
+		vm_log(vm, LOG_WARNING, "cannot be taken over; its "
+		    "connections are closed");
 		state_close_clients(vm, sv, "the upstream cannot be reached");
 		return (-1);
 	}

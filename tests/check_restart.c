@@ -448,6 +448,78 @@ START_TEST(test_conf_changed)
 END_TEST
 
 /*
+ * Paths that change hands across a restart, as a reload lets them: v1's
+ * listener path goes to v0 (v1 gets another), and v2 is renamed v9 on
+ * the same path and QEMU.  What the file gave up is closed before
+ * anything binds: v0 keeps its clients and serves on both paths, v9
+ * serves on v2's, and no VM is left out.  Before, the path held by the
+ * socket of before kept v0 from binding it, and v0 was left out.
+ */
+START_TEST(test_paths_moved)
+{
+	char		*conf = t_path("qmpmuxd.conf"), *q, *v, *w, *m;
+	struct t_client	*c;
+	FILE		*f;
+	int		 i;
+
+	start(t_bin("QMPMUXD"));
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fprintf(f, "[global]\ncommand_timeout = 20\n");
+	for (i = 0; i < NVMS; i++) {
+		q = t_vm_path("q", i);
+		v = t_vm_path("v", i);
+		fprintf(f, "[vm v%d]\nupstream = connect:%s\n", i == 2 ? 9 : i,
+		    q);
+		if (i == 0) {
+			w = t_vm_path("v", 1);
+			fprintf(f, "[listener v0 %s]\n[listener v0 %s]\n", v, w);
+			free(w);
+		} else if (i == 1)
+			fprintf(f, "[listener v1 %s.b]\n", v);
+		else
+			fprintf(f, "[listener v9 %s]\n", v);
+		free(q);
+		free(v);
+	}
+	ck_assert_int_eq(fclose(f), 0);
+	by_signal();
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "cannot be taken over"),
+	    0);
+	/* v0 kept its clients, and v1's path is v0's now */
+	for (i = 0; i < NCLIENTS - 1; i++)
+		t_cmd_eq(clients[0][i], "{\"execute\": \"query-status\", "
+		    "\"id\": 1}", T_STATUS("1", "running", "true"));
+	v = t_vm_path("v", 1);
+	ck_assert_msg(t_eof(clients[1][0], T_WAIT_MS), "v1's client on a "
+	    "path v1 no longer has stayed");
+	ck_assert_ptr_nonnull(c = t_client_ready(ctl));
+	m = t_cmd(c, "{\"execute\": \"query-vm\", \"arguments\": "
+	    "{\"name\": \"v0\"}}");
+	ck_assert_msg(m != NULL && strstr(m, v) != NULL, "v0: %s", m);
+	free(m);
+	t_client_free(c);
+	ck_assert_ptr_nonnull(c = t_client_ready(v));
+	t_client_free(c);
+	free(v);
+	/* v9 on v2's path and QEMU; v1 on its new path */
+	v = t_vm_path("v", 2);
+	ck_assert_ptr_nonnull(c = t_client_ready(v));
+	t_cmd_eq(c, "{\"execute\": \"query-status\", \"id\": 2}",
+	    T_STATUS("2", "running", "true"));
+	t_client_free(c);
+	free(v);
+	ck_assert_int_ne(asprintf(&v, "%s.b", (w = t_vm_path("v", 1))), -1);
+	free(w);
+	ck_assert_ptr_nonnull(c = t_client_ready(v));
+	t_client_free(c);
+	free(v);
+	ck_assert_int_eq(t_wait_exit(t_proxy_pid, 0), -1);
+	free(conf);
+	stop_all();
+}
+END_TEST
+
+/*
  * Run the binary at bin as a restart asks it, on the state document in
  * file (the version given in place of its own when version is not 0):
  * its exit status, its complaint in DIR/check.log.
@@ -604,6 +676,7 @@ restart_suite(void)
 	tcase_add_test(tc, test_bad_conf);
 	tcase_add_test(tc, test_conf_changed);
 	tcase_add_test(tc, test_vm_not_remade);
+	tcase_add_test(tc, test_paths_moved);
 	tcase_add_test(tc, test_state_versions);
 	tcase_add_test(tc, test_signal_held);
 	tcase_add_test(tc, test_signal_during_check);
