@@ -197,6 +197,22 @@ static const struct control_cmd {
 };
 #define CONTROL_NCMDS	(sizeof(control_cmds) / sizeof(control_cmds[0]))
 
+/* The control socket on fd, listening at path; no clients yet. */
+static struct control *
+control_make(struct server *s, const char *path, int fd)
+{
+	struct control	*ctl;
+
+	if ((ctl = calloc(1, sizeof(*ctl))) == NULL ||
+	    (ctl->path = strdup(path)) == NULL)
+		fatal("%s", __func__);
+	ctl->server = s;
+	ctl->base = s->base;
+	TAILQ_INIT(&ctl->clients);
+	control_listen_on(ctl, fd);
+	return (ctl);
+}
+
 /*
  * Make the control socket at path, mode 0600, ready before its path
  * appears; NULL (logged) if it cannot be made.
@@ -213,13 +229,7 @@ control_new(struct server *s, const char *path)
 		log_warnx("control: cannot listen on %s: %s", path, err);
 		return (NULL);
 	}
-	if ((ctl = calloc(1, sizeof(*ctl))) == NULL ||
-	    (ctl->path = strdup(path)) == NULL)
-		fatal("%s", __func__);
-	ctl->server = s;
-	ctl->base = s->base;
-	TAILQ_INIT(&ctl->clients);
-	control_listen_on(ctl, fd);
+	ctl = control_make(s, path, fd);
 	log_info("control: listening on %s", path);
 	return (ctl);
 }
@@ -1612,14 +1622,8 @@ control_adopt(struct server *s, const char *path, struct yajl_val_s *root)
 			unlink(old);
 		return (NULL);
 	}
-	if ((ctl = calloc(1, sizeof(*ctl))) == NULL ||
-	    (ctl->path = strdup(path)) == NULL)
-		fatal("%s", __func__);
-	ctl->server = s;
-	ctl->base = s->base;
-	TAILQ_INIT(&ctl->clients);
+	ctl = control_make(s, path, fd);
 	ctl->next_id = (int)state_get_int(st, "next_id", 0);
-	control_listen_on(ctl, fd);
 	cs = state_get(st, "clients", yajl_t_array);
 	for (i = 0; cs != NULL && i < cs->u.array.len; i++)
 		control_adopt_client(ctl, cs->u.array.values[i]);
