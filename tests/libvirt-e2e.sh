@@ -375,16 +375,23 @@ kill -USR2 "$qmpmuxd_pid"
 wait_for 100 sh -c "[ \$(grep -c 'took over' $(printf '%q' "$work/qmpmuxd.log")) -ge 2 ]" ||
 	fail "qmpmuxd did not take over twice"
 kill -0 "$qmpmuxd_pid" || fail "qmpmuxd is gone"
-for d in "$A" "$B"; do
-	listed "$d" || fail "qmpmuxctl list lost $d after the restarts"
-	state_is "$d" running
-	answers "$d" running
-	timeout 20 "${V[@]}" suspend "$d" >/dev/null
-	state_is "$d" paused
-	[ "$(qemu_state "$d")" = paused ] || fail "$d: QEMU not paused"
-	timeout 20 "${V[@]}" resume "$d" >/dev/null
-	state_is "$d" running
-done
+# Both domains listed, running, and driven by virsh, QEMU agreeing
+still_driven() {
+	local d
+
+	for d in "$A" "$B"; do
+		listed "$d" || fail "qmpmuxctl list lost $d after $1"
+		state_is "$d" running
+		answers "$d" running
+		timeout 20 "${V[@]}" suspend "$d" >/dev/null
+		state_is "$d" paused
+		[ "$(qemu_state "$d")" = paused ] ||
+			fail "$d: QEMU not paused"
+		timeout 20 "${V[@]}" resume "$d" >/dev/null
+		state_is "$d" running
+	done
+}
+still_driven "the restarts"
 # libvirt saw no end of file on either monitor
 no_eof() {
 	if grep -i "end of file" "$work/libvirtd.log" \
@@ -402,16 +409,7 @@ wait_for 100 sh -c "[ \"\$(cat $(printf '%q' "$work/qmpmuxd.pid"))\" != $qmpmuxd
 wait_for 100 sh -c "[ \$(grep -c 'took over' $(printf '%q' "$work/qmpmuxd.log")) -ge 3 ]" ||
 	fail "qmpmuxd did not take over after the crash"
 qmpmuxd_pid=$(cat "$work/qmpmuxd.pid")
-for d in "$A" "$B"; do
-	listed "$d" || fail "qmpmuxctl list lost $d after the crash"
-	state_is "$d" running
-	answers "$d" running
-	timeout 20 "${V[@]}" suspend "$d" >/dev/null
-	state_is "$d" paused
-	[ "$(qemu_state "$d")" = paused ] || fail "$d: QEMU not paused"
-	timeout 20 "${V[@]}" resume "$d" >/dev/null
-	state_is "$d" running
-done
+still_driven "the crash"
 no_eof
 
 echo "libvirt-e2e: 8. virsh destroy A"
