@@ -134,7 +134,7 @@ start(void)
 	struct t_client	*c;
 	char		*q, *v, *m;
 	FILE		*f;
-	int		 i, j;
+	int		 i;
 
 	store_start();
 	ctl = t_path("control.sock");
@@ -169,11 +169,7 @@ start(void)
 	free(v);
 	for (i = 0; i < NVMS; i++) {
 		v = t_vm_path("v", i);
-		ck_assert_int_eq(t_wait_socket(v, T_WAIT_MS), 0);
-		for (j = 0; j < NCLIENTS - 1; j++)
-			ck_assert_ptr_nonnull(clients[i][j] =
-			    t_client_ready(v));
-		ck_assert_ptr_nonnull(clients[i][j] = t_client_greeted(v));
+		t_clients_row(clients[i], NCLIENTS, v);
 		free(v);
 	}
 }
@@ -181,19 +177,30 @@ start(void)
 static void
 stop_all(void)
 {
-	int	 i, j;
+	int	 i;
 
 	for (i = 0; i < NVMS; i++) {
-		for (j = 0; j < NCLIENTS; j++) {
-			t_client_free(clients[i][j]);
-			clients[i][j] = NULL;
-		}
+		t_clients_free(clients[i], NCLIENTS);
 		kill(qemus[i], SIGCONT);
 		t_stop(qemus[i], SIGKILL);
 	}
 	store_end();
 	free(ctl);
 	free(conf);
+}
+
+/* The store holds each socket of start()'s once, clients as n are left. */
+static void
+store_holds(size_t nclients)
+{
+	store_drain();
+	ck_assert_uint_eq(store_count(&store, "k"), 1);
+	ck_assert_uint_eq(store_count(&store, "l."), 3);
+	ck_assert_uint_eq(store_count(&store, "u."), 3);
+	ck_assert_uint_eq(store_count(&store, "c."), nclients);
+	ck_assert_uint_eq(store_count(&store, "v."), 3);
+	ck_assert_int_eq(store.dup, 0);
+	ck_assert_uint_eq(store.n, 1 + 3 + 3 + nclients + 3);
 }
 
 /*
@@ -227,13 +234,7 @@ START_TEST(test_kill9)
 	 * The store holds every socket: the control socket, 3 listeners,
 	 * 3 upstreams, 9 clients, 3 records; each name once.
 	 */
-	store_drain();
-	ck_assert_uint_eq(store_count(&store, "k"), 1);
-	ck_assert_uint_eq(store_count(&store, "l."), 3);
-	ck_assert_uint_eq(store_count(&store, "u."), 3);
-	ck_assert_uint_eq(store_count(&store, "c."), 9);
-	ck_assert_uint_eq(store_count(&store, "v."), 3);
-	ck_assert_int_eq(store.dup, 0);
+	store_holds(9);
 
 	old = t_proxy_pid;
 	ck_assert_int_eq(kill(old, SIGKILL), 0);
@@ -284,13 +285,7 @@ START_TEST(test_kill9)
 	t_client_free(c);
 
 	/* the store again holds each socket once, and nothing gone */
-	store_drain();
-	ck_assert_uint_eq(store_count(&store, "k"), 1);
-	ck_assert_uint_eq(store_count(&store, "l."), 3);
-	ck_assert_uint_eq(store_count(&store, "u."), 3);
-	ck_assert_uint_eq(store_count(&store, "c."), 9);
-	ck_assert_uint_eq(store_count(&store, "v."), 3);
-	ck_assert_int_eq(store.dup, 0);
+	store_holds(9);
 	/* a client that leaves leaves the store */
 	t_client_free(clients[1][1]);
 	clients[1][1] = NULL;
@@ -391,20 +386,6 @@ START_TEST(test_half_read)
 	free(conf);
 }
 END_TEST
-
-/* The store holds each socket of start()'s once, clients as n are left. */
-static void
-store_holds(size_t nclients)
-{
-	store_drain();
-	ck_assert_uint_eq(store_count(&store, "k"), 1);
-	ck_assert_uint_eq(store_count(&store, "l."), 3);
-	ck_assert_uint_eq(store_count(&store, "u."), 3);
-	ck_assert_uint_eq(store_count(&store, "c."), nclients);
-	ck_assert_uint_eq(store_count(&store, "v."), 3);
-	ck_assert_int_eq(store.dup, 0);
-	ck_assert_uint_eq(store.n, 1 + 3 + 3 + nclients + 3);
-}
 
 /*
  * Traffic on every VM: each client's command answered with its own id,

@@ -59,31 +59,19 @@ struct script {
 	enum sweep	 sweep;
 };
 
-static char	*dsock, *qsock, *psock;
-static pid_t	 direct_pid, qemu_pid, proxy_pid;
+static struct t_diff	 td;
 
 /* Two QEMUs: one reached directly, one behind qmpmuxd. */
 static void
 setup(void)
 {
-	dsock = t_path("direct.sock");
-	qsock = t_path("qemu.sock");
-	psock = t_path("proxy.sock");
-	direct_pid = t_qemu_direct(dsock);
-	qemu_pid = t_qemu(qsock);
-	proxy_pid = t_qmpmuxd(qsock, psock, NULL);
+	t_diff_start(&td);
 }
 
-/* Stop both QEMUs and qmpmuxd. */
 static void
 teardown(void)
 {
-	t_stop(proxy_pid, SIGTERM);
-	t_stop(qemu_pid, SIGKILL);
-	t_stop(direct_pid, SIGKILL);
-	free(dsock);
-	free(qsock);
-	free(psock);
+	t_diff_stop(&td);
 }
 
 /* One side of the comparison: a client and what it has received. */
@@ -211,8 +199,8 @@ run_start(struct run *r)
 		abort();
 	r->q.name = "qemu";
 	r->p.name = "proxy";
-	r->q.c = t_client_new(dsock);
-	r->p.c = t_client_new(psock);
+	r->q.c = t_client_new(td.dsock);
+	r->p.c = t_client_new(td.psock);
 	ck_assert_ptr_nonnull(r->q.c);
 	ck_assert_ptr_nonnull(r->p.c);
 	gq = t_recv(r->q.c, T_WAIT_MS);

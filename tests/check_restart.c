@@ -41,7 +41,7 @@ start(const char *bin)
 			    NULL };
 	char		*conf = t_path("qmpmuxd.conf"), *q, *v;
 	FILE		*f;
-	int		 i, j;
+	int		 i;
 
 	ctl = t_path("control.sock");
 	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
@@ -64,11 +64,7 @@ start(const char *bin)
 	ck_assert_int_eq(t_wait_socket(ctl, T_WAIT_MS), 0);
 	for (i = 0; i < NVMS; i++) {
 		v = t_vm_path("v", i);
-		ck_assert_int_eq(t_wait_socket(v, T_WAIT_MS), 0);
-		for (j = 0; j < NCLIENTS - 1; j++)
-			ck_assert_ptr_nonnull(clients[i][j] =
-			    t_client_ready(v));
-		ck_assert_ptr_nonnull(clients[i][j] = t_client_greeted(v));
+		t_clients_row(clients[i], NCLIENTS, v);
 		free(v);
 	}
 }
@@ -76,13 +72,10 @@ start(const char *bin)
 static void
 stop_all(void)
 {
-	int	 i, j;
+	int	 i;
 
 	for (i = 0; i < NVMS; i++) {
-		for (j = 0; j < NCLIENTS; j++) {
-			t_client_free(clients[i][j]);
-			clients[i][j] = NULL;
-		}
+		t_clients_free(clients[i], NCLIENTS);
 		kill(qemus[i], SIGCONT);
 		t_stop(qemus[i], SIGKILL);
 	}

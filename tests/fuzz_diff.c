@@ -55,8 +55,7 @@ static unsigned long long fd_seed;
 static long		 fd_iterations = 200;
 static uint64_t		 fd_rng;
 
-static char		*dsock, *qsock, *psock;
-static pid_t		 direct_pid, qemu_pid, proxy_pid;
+static struct t_diff	 td;
 
 /* QEMU's own commands (query-commands), and those an input may run. */
 static char		**fd_commands;
@@ -566,8 +565,8 @@ fd_qemu_died(long it, const char *in, size_t len)
 	    "%s/qemu.log); the one behind qmpmuxd lives; kept in %s\n",
 	    fd_seed, it, t_dir(), name);
 	fflush(stdout);
-	unlink(dsock);
-	direct_pid = t_qemu_direct(dsock);
+	unlink(td.dsock);
+	td.direct = t_qemu_direct(td.dsock);
 }
 
 /* A second client of qmpmuxd is served. */
@@ -577,7 +576,7 @@ fd_second_client(void)
 	struct t_client	*c;
 	char		*m;
 
-	c = t_client_ready(psock);
+	c = t_client_ready(td.psock);
 	ck_assert_msg(c != NULL, "qmpmuxd no longer takes a client");
 	t_send(c, "{\"execute\": \"query-status\", \"id\": \"second\"}\n");
 	m = t_recv_reply(c, T_WAIT_MS);
@@ -600,7 +599,7 @@ fd_query_commands(void)
 	char		*m;
 	size_t		 i;
 
-	c = t_client_ready(dsock);
+	c = t_client_ready(td.dsock);
 	ck_assert(c != NULL);
 	t_send(c, "{\"execute\": \"query-commands\", \"id\": 1}\n");
 	m = t_recv_reply(c, T_WAIT_MS);
@@ -625,20 +624,13 @@ fd_query_commands(void)
 static void
 setup(void)
 {
-	dsock = t_path("direct.sock");
-	qsock = t_path("qemu.sock");
-	psock = t_path("proxy.sock");
-	direct_pid = t_qemu_direct(dsock);
-	qemu_pid = t_qemu(qsock);
-	proxy_pid = t_qmpmuxd(qsock, psock, NULL);
+	t_diff_start(&td);
 }
 
 static void
 teardown(void)
 {
-	t_stop(proxy_pid, SIGTERM);
-	t_stop(qemu_pid, SIGKILL);
-	t_stop(direct_pid, SIGKILL);
+	t_diff_stop(&td);
 }
 
 START_TEST(test_fuzz_diff)
@@ -650,8 +642,8 @@ START_TEST(test_fuzz_diff)
 	long		 it, sessions = 0, unsynced = 0, qemu_crashes = 0;
 	int		 k, j, oob, fresh = 1;
 
-	q.sock = dsock;
-	p.sock = psock;
+	q.sock = td.dsock;
+	p.sock = td.psock;
 	fd_query_commands();
 	fd_rng = fd_seed * 2654435761ULL + 1;
 	for (it = 0; it < fd_iterations; it++) {
@@ -672,10 +664,10 @@ START_TEST(test_fuzz_diff)
 		snprintf(sync, sizeof(sync), "sync-%ld", it);
 		side_run(&q, buf, len, sync);
 		side_run(&p, buf, len, sync);
-		ck_assert_msg(t_wait_exit(qemu_pid, 0) == -1, "seed %llu "
+		ck_assert_msg(t_wait_exit(td.qemu, 0) == -1, "seed %llu "
 		    "input %ld: the QEMU behind qmpmuxd died", fd_seed, it);
 		/* a QEMU that died closed the connection: no sync */
-		if (t_wait_exit(direct_pid, q.synced ? 0 : 200) != -1) {
+		if (t_wait_exit(td.direct, q.synced ? 0 : 200) != -1) {
 			/* QEMU's bug, which qmpmuxd kept from its QEMU */
 			fd_qemu_died(it, buf, len);
 			qemu_crashes++;
@@ -720,7 +712,7 @@ START_TEST(test_fuzz_diff)
 	t_client_free(q.c);
 	t_client_free(p.c);
 	fd_second_client();
-	ck_assert_msg(t_wait_exit(proxy_pid, 0) == -1, "qmpmuxd exited");
+	ck_assert_msg(t_wait_exit(td.proxy, 0) == -1, "qmpmuxd exited");
 	printf("fuzz_diff: seed %llu: %ld inputs, %ld sessions (%ld left "
 	    "open), %ld crashes of the direct QEMU, no difference\n",
 	    fd_seed, fd_iterations, sessions, unsynced, qemu_crashes);

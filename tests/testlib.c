@@ -480,6 +480,33 @@ t_qemu_traced(const char *sock, const char *trace)
 }
 
 /*
+ * A differential test's two QEMUs, side by side: one its clients reach
+ * directly (greeted first, t_qemu_direct), one behind qmpmuxd.
+ */
+void
+t_diff_start(struct t_diff *d)
+{
+	d->dsock = t_path("direct.sock");
+	d->qsock = t_path("qemu.sock");
+	d->psock = t_path("proxy.sock");
+	d->direct = t_qemu_direct(d->dsock);
+	d->qemu = t_qemu(d->qsock);
+	d->proxy = t_qmpmuxd(d->qsock, d->psock, NULL);
+}
+
+/* Stop both QEMUs and qmpmuxd. */
+void
+t_diff_stop(struct t_diff *d)
+{
+	t_stop(d->proxy, SIGTERM);
+	t_stop(d->qemu, SIGKILL);
+	t_stop(d->direct, SIGKILL);
+	free(d->dsock);
+	free(d->qsock);
+	free(d->psock);
+}
+
+/*
  * Start qmpmuxd -d with extra options, and wait for its listener.  It
  * runs without -v: its log holds what an operator's does, so that a test
  * can only rely on the lines qmpmuxd(8) documents, never on debug detail.
@@ -692,6 +719,30 @@ t_clients_ready(struct t_client **c, int n, const char *path)
 	for (i = 0; i < n; i++)
 		ck_assert_msg((c[i] = t_client_ready(path)) != NULL,
 		    "client %d of %s not ready", i, path);
+}
+
+/*
+ * Once the listener at path is there: n clients, all negotiated but the
+ * last, which has only its greeting (a client a restart finds there).
+ */
+void
+t_clients_row(struct t_client **c, int n, const char *path)
+{
+	ck_assert_int_eq(t_wait_socket(path, T_WAIT_MS), 0);
+	t_clients_ready(c, n - 1, path);
+	ck_assert_ptr_nonnull(c[n - 1] = t_client_greeted(path));
+}
+
+/* Free n clients, and forget them. */
+void
+t_clients_free(struct t_client **c, int n)
+{
+	int	 i;
+
+	for (i = 0; i < n; i++) {
+		t_client_free(c[i]);
+		c[i] = NULL;
+	}
 }
 
 /* Connect, take the greeting, negotiate with caps; NULL on a failure. */

@@ -59,6 +59,14 @@ pid_t		 t_spawn(const char *const *, const char *);
 pid_t		 t_spawn_split(const char *const *, const char *, const char *);
 pid_t		 t_qemu(const char *);
 pid_t		 t_qemu_direct(const char *);
+
+/* A differential test's two QEMUs: direct, and behind qmpmuxd. */
+struct t_diff {
+	char	*dsock, *qsock, *psock;
+	pid_t	 direct, qemu, proxy;
+};
+void		 t_diff_start(struct t_diff *);
+void		 t_diff_stop(struct t_diff *);
 pid_t		 t_qemu_traced(const char *, const char *);
 pid_t		 t_qmpmuxd(const char *, const char *, const char *const *);
 pid_t		 t_fakeqemu(const char *, const char *const *);
@@ -80,6 +88,8 @@ struct t_client	*t_client_ready(const char *);
 struct t_client	*t_client_ready_oob(const char *);
 struct t_client	*t_client_greeted(const char *);
 void		 t_clients_ready(struct t_client **, int, const char *);
+void		 t_clients_row(struct t_client **, int, const char *);
+void		 t_clients_free(struct t_client **, int);
 void		 t_client_free(struct t_client *);
 int		 t_client_fd(struct t_client *);
 void		 t_send(struct t_client *, const char *, ...)
