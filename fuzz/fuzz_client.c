@@ -39,7 +39,6 @@
 #include "fuzzlib.h"
 
 #define FZ_MAX_MESSAGE	2048
-#define FZ_TURNS	200000	/* a client not done by then: a hang */
 
 int	LLVMFuzzerInitialize(int *, char ***);
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
@@ -77,14 +76,6 @@ static size_t		 fz_nsent;
 static struct fz_wire	*fz_wires;	/* by K */
 static size_t		 fz_nk;
 static int		*fz_answered;	/* per K: replies given */
-
-static void
-fz_fail(const char *what, const char *buf, size_t len)
-{
-	fprintf(stdout, "fuzz_client: %s: %.*s\n", what, (int)len, buf);
-	fflush(stdout);
-	abort();
-}
 
 /* Whether wire is m as the proxy sends it to QEMU, with id value idv. */
 static int
@@ -372,40 +363,25 @@ fz_client_message(struct qmp_msg *msg, size_t nth)
 	    msg->len);
 }
 
+/* fz_drive's each: the next message the client was sent. */
+static void
+fz_client_each(struct qmp_msg *msg, void *arg)
+{
+	size_t	*got = arg;
+
+	fz_client_message(msg, (*got)++);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct fz_peer		*c;
-	struct qmp_reader	*r;
-	struct qmp_msg		 msg;
-	enum qmp_status		 st;
 	size_t			 expect, got = 0, k, i;
 	int			 turns, closed;
 
 	fz_nsent = fz_nk = 0;
 	expect = fz_frame(data, size, &closed);
-
-	if ((r = qmp_reader_new(QMP_SIZE_MAX, QMP_DEPTH_MAX, 0)) == NULL)
-		abort();
-	c = fz_connect(fz_client_path);
-	evbuffer_add(c->out, data, size);
-	fz_peer_shutdown(c);
-	for (turns = 0; !c->eof; turns++) {
-		if (turns == FZ_TURNS)
-			fz_fail("the proxy never closed the client", "", 0);
-		fz_turn();
-		fz_peer_io(c);
-		fz_qemu_serve();
-		while ((st = qmp_reader_next(r, c->in, &msg)) !=
-		    QMP_NEED_MORE) {
-			if (st != QMP_MESSAGE)
-				fz_fail("the client was sent invalid JSON",
-				    qmp_reader_error(r),
-				    strlen(qmp_reader_error(r)));
-			fz_client_message(&msg, got++);
-			qmp_msg_clear(&msg);
-		}
-	}
+	fz_drive(fz_client_path, data, size, fz_qemu_serve, fz_client_each,
+	    &got);
 	if (!closed) {
 		/* every message answered once, QEMU's replies each once */
 		if (got != expect + 1) {
@@ -419,8 +395,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				    fz_wires[k].buf, fz_wires[k].len);
 		}
 	}
-	fz_peer_free(c);
-	qmp_reader_free(r);
 
 	/* the client gone, the VM holds nothing of it */
 	for (turns = 0; !TAILQ_EMPTY(&fz_vm->clients) ||

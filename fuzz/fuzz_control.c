@@ -31,7 +31,6 @@
 #include "qmpmux.h"
 #include "fuzzlib.h"
 
-#define FZ_TURNS	200000	/* a client not done by then: a hang */
 
 int	LLVMFuzzerInitialize(int *, char ***);
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
@@ -47,14 +46,6 @@ static struct control	*fz_control;
 static char		*fz_control_path;
 static struct fz_req	*fz_reqs;
 static size_t		 fz_nreqs;
-
-static void
-fz_fail(const char *what, const char *buf, size_t len)
-{
-	fprintf(stdout, "fuzz_control: %s: %.*s\n", what, (int)len, buf);
-	fflush(stdout);
-	abort();
-}
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -130,51 +121,41 @@ fz_reply(struct qmp_msg *msg, size_t n)
 	}
 }
 
+/* What the control socket has sent so far, for fz_control_each. */
+struct fz_replies {
+	size_t	 got;		/* replies */
+	int	 greeted;
+};
+
+/* fz_drive's each: the greeting first, then replies; events pass. */
+static void
+fz_control_each(struct qmp_msg *msg, void *arg)
+{
+	struct fz_replies	*rp = arg;
+
+	if (!rp->greeted) {
+		if (msg->kind != QMP_KIND_GREETING)
+			fz_fail("not greeted", msg->buf, msg->len);
+		rp->greeted = 1;
+	} else if (msg->kind != QMP_KIND_EVENT)
+		fz_reply(msg, rp->got++);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct fz_peer		*c;
-	struct qmp_reader	*r;
-	struct qmp_msg		 msg;
+	struct fz_replies	 rp = { 0, 0 };
 	struct vm		*vm;
-	enum qmp_status		 st;
-	size_t			 got = 0, i;
-	int			 turns, greeted = 0;
+	size_t			 i;
+	int			 turns;
 
 	fz_frame(data, size);
-	if ((r = qmp_reader_new(QMP_SIZE_MAX, QMP_DEPTH_MAX, 0)) == NULL)
-		abort();
-	c = fz_connect(fz_control_path);
-	evbuffer_add(c->out, data, size);
-	fz_peer_shutdown(c);
-	for (turns = 0; !c->eof; turns++) {
-		if (turns == FZ_TURNS)
-			fz_fail("the control socket never closed", "", 0);
-		fz_turn();
-		fz_peer_io(c);
-		while ((st = qmp_reader_next(r, c->in, &msg)) !=
-		    QMP_NEED_MORE) {
-			if (st != QMP_MESSAGE)
-				fz_fail("sent invalid JSON",
-				    qmp_reader_error(r),
-				    strlen(qmp_reader_error(r)));
-			if (!greeted) {
-				if (msg.kind != QMP_KIND_GREETING)
-					fz_fail("not greeted", msg.buf,
-					    msg.len);
-				greeted = 1;
-			} else if (msg.kind != QMP_KIND_EVENT)
-				fz_reply(&msg, got++);
-			qmp_msg_clear(&msg);
-		}
-	}
-	if (got != fz_nreqs) {
+	fz_drive(fz_control_path, data, size, NULL, fz_control_each, &rp);
+	if (rp.got != fz_nreqs) {
 		fprintf(stdout, "fuzz_control: %zu replies to %zu requests\n",
-		    got, fz_nreqs);
+		    rp.got, fz_nreqs);
 		abort();
 	}
-	fz_peer_free(c);
-	qmp_reader_free(r);
 
 	/* what the input added goes; then the server is as it was */
 	while ((vm = TAILQ_FIRST(&fz_server->vms)) != NULL)

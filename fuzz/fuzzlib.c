@@ -23,6 +23,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "qmp.h"
 #include "qmpmux.h"
 #include "fuzzlib.h"
 
@@ -96,6 +97,9 @@ fz_cleanup(void)
 	rmdir(fz_dir);
 }
 
+/* The target's name, for its complaints. */
+static const char	*fz_name = "?";
+
 /*
  * The directory and the loop.  The daemon logs to stderr, as qmpmuxd -d;
  * make fuzz runs the targets with -close_fd_mask=2, under which
@@ -106,6 +110,8 @@ fz_init(const char *name)
 {
 	int	 fd;
 	char	*lock;
+
+	fz_name = name;
 
 	/*
 	 * A directory the seeds can name (add-vm's sockets), one per
@@ -241,4 +247,58 @@ fz_peer_free(struct fz_peer *p)
 	evbuffer_free(p->in);
 	evbuffer_free(p->out);
 	free(p);
+}
+
+/* An invariant broken: say which and with what, and stop. */
+void
+fz_fail(const char *what, const char *buf, size_t len)
+{
+	fprintf(stdout, "fuzz_%s: %s: %.*s\n", fz_name, what, (int)len, buf);
+	fflush(stdout);
+	abort();
+}
+
+/*
+ * One input, as a peer of the socket at path sends it and then shuts
+ * down its writing side: the loop turns (and between, if any, after
+ * each turn: the fake QEMU) until the server closes the connection,
+ * and each whole message sent back goes to each.  Anything sent back
+ * that is not JSON, or a server that never closes, is a failure.
+ */
+void
+fz_drive(const char *path, const uint8_t *data, size_t size,
+    void (*between)(void), void (*each)(struct qmp_msg *, void *),
+    void *arg)
+{
+	struct fz_peer		*c;
+	struct qmp_reader	*r;
+	struct qmp_msg		 msg;
+	enum qmp_status		 st;
+	int			 turns;
+
+	if ((r = qmp_reader_new(QMP_SIZE_MAX, QMP_DEPTH_MAX, 0)) == NULL)
+		abort();
+	c = fz_connect(path);
+	evbuffer_add(c->out, data, size);
+	fz_peer_shutdown(c);
+	for (turns = 0; !c->eof; turns++) {
+		if (turns == FZ_TURNS)
+			fz_fail("the connection was never closed", path,
+			    strlen(path));
+		fz_turn();
+		fz_peer_io(c);
+		if (between != NULL)
+			between();
+		while ((st = qmp_reader_next(r, c->in, &msg)) !=
+		    QMP_NEED_MORE) {
+			if (st != QMP_MESSAGE)
+				fz_fail("sent invalid JSON",
+				    qmp_reader_error(r),
+				    strlen(qmp_reader_error(r)));
+			each(&msg, arg);
+			qmp_msg_clear(&msg);
+		}
+	}
+	fz_peer_free(c);
+	qmp_reader_free(r);
 }

@@ -15,7 +15,10 @@
 
 struct event_base;
 struct evbuffer;
+struct qmp_msg;
 struct server;
+
+#define FZ_TURNS	200000	/* a peer not done by then: a hang */
 
 extern char		 fz_dir[];
 extern struct event_base *fz_base;
@@ -25,6 +28,8 @@ void		 fz_init(const char *);
 char		*fz_path(const char *);
 void		 fz_start(const char *);
 void		 fz_turn(void);
+void		 fz_fail(const char *, const char *, size_t)
+		    __attribute__((noreturn));
 
 /*
  * A peer on a unix socket: the fake QEMU, or a client.  in holds what
@@ -42,6 +47,8 @@ struct fz_peer	*fz_connect(const char *);
 void		 fz_peer_io(struct fz_peer *);
 void		 fz_peer_shutdown(struct fz_peer *);
 void		 fz_peer_free(struct fz_peer *);
+void		 fz_drive(const char *, const uint8_t *, size_t, void (*)(void),
+		    void (*)(struct qmp_msg *, void *), void *);
 
 /* Real QEMU 7.2's greeting, as qemu-system-x86_64 sends it. */
 #define FZ_GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, " \
