@@ -83,6 +83,51 @@ t_rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 	return (0);
 }
 
+/*
+ * A failed test's logs, the last lines of each, into the test's output:
+ * CI keeps that output, not the directory, and a failure that does not
+ * come back on demand must be explained by what it left.
+ */
+#define T_SHOW_LINES	40
+#define T_SHOW_FILES	16
+
+static int	 t_shown;
+
+static int
+t_show_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	char	*lines[T_SHOW_LINES], *line = NULL;
+	size_t	 cap = 0, len = strlen(path), n = 0, i;
+	FILE	*f;
+
+	if (flag != FTW_F || len < 4 || strcmp(path + len - 4, ".log") != 0)
+		return (0);
+	if (t_shown++ == T_SHOW_FILES) {
+		fprintf(stderr, "testlib: more logs in %s\n", t_base);
+		return (1);
+	}
+	if ((f = fopen(path, "r")) == NULL)
+		return (0);
+	memset(lines, 0, sizeof(lines));
+	while (getline(&line, &cap, f) != -1) {
+		free(lines[n % T_SHOW_LINES]);
+		lines[n++ % T_SHOW_LINES] = line;
+		line = NULL;
+		cap = 0;
+	}
+	free(line);
+	fclose(f);
+	fprintf(stderr, "---- %s (%zu lines%s) ----\n", path, n,
+	    n > T_SHOW_LINES ? ", the last ones" : "");
+	for (i = n > T_SHOW_LINES ? n - T_SHOW_LINES : 0; i < n; i++) {
+		line = lines[i % T_SHOW_LINES];
+		fprintf(stderr, "%s%s", line,
+		    line[strlen(line) - 1] == '\n' ? "" : "\n");
+		free(line);
+	}
+	return (0);
+}
+
 /* Remove a directory and everything in it. */
 static void
 t_rm_tree(const char *dir)
@@ -1263,6 +1308,7 @@ t_run(Suite *s)
 		t_rm_tree(t_base);
 	else {
 		t_keep = 1;
+		nftw(t_base, t_show_cb, 16, FTW_PHYS);
 		fprintf(stderr, "testlib: the files of the failed tests are "
 		    "kept in %s\n", t_base);
 	}
