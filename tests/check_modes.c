@@ -140,24 +140,6 @@ start_proxy(const char *log)
 	return (pid);
 }
 
-/* Start a QEMU that dials its monitor's socket at path, as in listen mode. */
-static pid_t
-qemu_dial(const char *path)
-{
-	const char	*argv[] = { t_bin("QEMU"), "-M", "none", "-nodefaults",
-			    "-display", "none", "-chardev", NULL, "-mon",
-			    "chardev=m,mode=control", NULL };
-	char		*chardev;
-	pid_t		 pid;
-
-	if (asprintf(&chardev, "socket,id=m,path=%s,reconnect=1", path) == -1)
-		abort();
-	argv[7] = chardev;
-	pid = t_spawn(argv, "qemu.log");
-	free(chardev);
-	return (pid);
-}
-
 /* Whether pid still runs (it has not exited, nor been reaped). */
 static int
 running(pid_t pid)
@@ -212,7 +194,7 @@ START_TEST(test_listen)
 	ck_assert_ptr_nonnull(early = t_client_new(t_psock));
 	ck_assert_int_eq(t_quiet(early, 300), T_SILENT);
 
-	t_qemu_pid = qemu_dial(upsock);
+	t_qemu_pid = t_qemu_dial(upsock);
 	t_recv_greeting(early);
 	t_cmd_eq(early, "{\"execute\":\"qmp_capabilities\"}",
 	    "{\"return\": {}}");
@@ -236,13 +218,13 @@ START_TEST(test_listen_qemu_restart)
 
 	write_conf("listen:up.sock");
 	t_proxy_pid = start_proxy("qmpmuxd.log");
-	t_qemu_pid = qemu_dial(upsock);
+	t_qemu_pid = t_qemu_dial(upsock);
 	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
 
 	qemu_killed_under(a);
 
 	ck_assert(t_is_socket(upsock));
-	t_qemu_pid = qemu_dial(upsock);
+	t_qemu_pid = t_qemu_dial(upsock);
 	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
 	t_cmd_eq(b, STATUS, RUNNING);
 	t_client_free(b);
@@ -264,7 +246,7 @@ START_TEST(test_listen_proxy_restart)
 	write_conf("listen:up.sock");
 	t_proxy_pid = start_proxy("qmpmuxd.log");
 	/* the one QEMU of the test: none other is started */
-	qemu = t_qemu_pid = qemu_dial(upsock);
+	qemu = t_qemu_pid = t_qemu_dial(upsock);
 	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
 	t_cmd_eq(a, "{\"execute\":\"stop\",\"id\":1}",
 	    "{\"return\": {}, \"id\": 1}");
@@ -299,7 +281,7 @@ START_TEST(test_listen_surplus)
 
 	write_conf("listen:up.sock");
 	t_proxy_pid = start_proxy("qmpmuxd.log");
-	t_qemu_pid = qemu_dial(upsock);
+	t_qemu_pid = t_qemu_dial(upsock);
 	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
 	t_cmd_eq(a, STATUS, RUNNING);
 
@@ -352,7 +334,7 @@ START_TEST(test_listen_stale_live)
 		abort();
 	ck_assert_int_eq(t_log_count("qmpmuxd.log", want), 1);
 	free(want);
-	t_qemu_pid = qemu_dial(upsock);
+	t_qemu_pid = t_qemu_dial(upsock);
 	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
 
 	other = t_path("other.conf");
@@ -402,7 +384,7 @@ START_TEST(test_reload_connect_to_listen)
 	ck_assert_int_eq(t_wait_socket(upsock, T_WAIT_MS), 0);
 	ck_assert(t_eof(a, T_WAIT_MS));
 	t_client_free(a);
-	q2 = qemu_dial(upsock);
+	q2 = t_qemu_dial(upsock);
 	ck_assert_ptr_nonnull(b = t_client_ready(t_psock));
 	t_cmd_eq(b, STATUS, RUNNING);
 
@@ -412,7 +394,7 @@ START_TEST(test_reload_connect_to_listen)
 	ck_assert_msg(gone(upsock), "%s left behind", upsock);
 	ck_assert(t_eof(b, T_WAIT_MS));
 	t_client_free(b);
-	q3 = qemu_dial(up2);
+	q3 = t_qemu_dial(up2);
 	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
 	t_cmd_eq(c, STATUS, RUNNING);
 	t_client_free(c);

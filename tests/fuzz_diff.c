@@ -566,7 +566,7 @@ fd_qemu_died(long it, const char *in, size_t len)
 	    fd_seed, it, t_dir(), name);
 	fflush(stdout);
 	unlink(td.dsock);
-	td.direct = t_qemu_direct(td.dsock);
+	td.direct = t_qemu(td.dsock);
 }
 
 /* A second client of qmpmuxd is served. */

@@ -406,69 +406,40 @@ t_spawn_listening(const char *const *argv, const char *log, const char *sock)
 }
 
 /*
- * Wait until the QEMU on sock has greeted a client of its own, which
- * then leaves.  A client that connects while QEMU is still starting can
- * be sent the RESUME of its start before the greeting (QEMU greets from
- * its monitor thread, and its main thread sends events to a monitor not
- * yet greeted as to a negotiated one).  Once a greeting is out, the
- * monitor waits for qmp_capabilities, sends no events until a client
- * negotiates, and greets each later client first, so the test's own
- * clients see what any client of a running QEMU sees.  Only where
- * nothing else connects meanwhile: a qmpmuxd already trying to reach
- * QEMU could be first in the queue, and be greeted in the probe's
- * place (qmpmuxd itself drops such an event).
- */
-static void
-t_qemu_greeted(const char *sock, pid_t pid)
-{
-	struct t_client	*c;
-	char		*m;
-	long long	 end = t_clock_ms() + T_WAIT_MS;
-	int		 left, greeted = 0;
-
-	if ((c = t_client_new(sock)) == NULL)
-		abort();
-	while (!greeted && (left = (int)(end - t_clock_ms())) > 0 &&
-	    (m = t_recv(c, left)) != NULL) {
-		greeted = strncmp(m, "{\"QMP\": ", 8) == 0;
-		free(m);
-	}
-	t_client_free(c);
-	if (!greeted) {
-		fprintf(stderr, "qemu %d on %s did not greet; see %s/%s\n",
-		    (int)pid, sock, t_dir(), "qemu.log");
-		abort();
-	}
-}
-
-/*
- * Start a real QEMU with its QMP monitor on sock.  QEMU binds its own
- * socket before it listens, so the socket is made here, listening
- * before its path appears, and handed over as libvirt does (fd=N).
- * With trace, QEMU logs to DIR/trace each QMP request it handles, as it
- * parsed it: what reached QEMU, seen by QEMU.
+ * Start a real QEMU, -M none, its QMP monitor on the chardev given, and
+ * return once it is past its start.  With trace, QEMU logs to DIR/trace
+ * each QMP request it handles, as it parsed it: what reached QEMU, seen
+ * by QEMU.
+ *
+ * QEMU 7.2 sets a monitor up in its monitor thread, and can take a
+ * connection in its main thread meanwhile (a race QEMU's upstream has
+ * since taken up): such a connection may be sent the RESUME of QEMU's
+ * start before the greeting, no greeting at all, or have its input read
+ * by both threads at once, which garbles commands.  So the callers make
+ * sure that no connection is made before the setup is done, and what
+ * says it is done is a second monitor, a probe on a connected
+ * socketpair, set up after the first: QEMU opens such a chardev as it
+ * makes it, so it greets as soon as the monitor thread has set the probe
+ * up, in the same batch of work as the first monitor or after it; a
+ * reply to input that thread reads once the batch is done says both are
+ * set up.  The input is a stray "}", whose error QEMU gives without
+ * tracing a request.
  */
 static pid_t
-t_qemu_trace(const char *sock, const char *trace)
+t_qemu_spawn(const char *chardev, const char *trace)
 {
-	struct sockaddr_un	 sun;
-	const char		*argv[14];
-	char			*chardev, *path = NULL, *opt = NULL;
-	pid_t			 pid;
-	int			 fd, i = 0;
+	struct t_client	*probe;
+	const char	*argv[18];
+	char		*pchardev, *m, *path = NULL, *opt = NULL;
+	pid_t		 pid;
+	long long	 end;
+	int		 sp[2], left, step = 0, i = 0;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(sock) >= sizeof(sun.sun_path))
-		abort();
-	memcpy(sun.sun_path, sock, strlen(sock));
-	unlink(sock);
-	/* not close-on-exec: QEMU inherits it */
-	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) == -1 ||
-	    bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
-	    listen(fd, 16) == -1 ||
-	    asprintf(&chardev, "socket,id=qmp,fd=%d,server=on,wait=off",
-	    fd) == -1)
+	/* not close-on-exec: QEMU inherits sp[1] */
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == -1 ||
+	    fcntl(sp[0], F_SETFD, FD_CLOEXEC) == -1 ||
+	    asprintf(&pchardev, "socket,id=probe,fd=%d,server=off",
+	    sp[1]) == -1)
 		abort();
 	argv[i++] = t_bin("QEMU");
 	argv[i++] = "-M";
@@ -480,6 +451,10 @@ t_qemu_trace(const char *sock, const char *trace)
 	argv[i++] = chardev;
 	argv[i++] = "-mon";
 	argv[i++] = "chardev=qmp,mode=control";
+	argv[i++] = "-chardev";
+	argv[i++] = pchardev;
+	argv[i++] = "-mon";
+	argv[i++] = "chardev=probe,mode=control";
 	if (trace != NULL) {
 		path = t_path(trace);
 		if (asprintf(&opt, "enable=handle_qmp_command,file=%s",
@@ -490,10 +465,112 @@ t_qemu_trace(const char *sock, const char *trace)
 	}
 	argv[i] = NULL;
 	pid = t_spawn(argv, "qemu.log");
-	close(fd);
-	free(chardev);
+	close(sp[1]);
+
+	probe = t_client_on(sp[0]);
+	end = t_clock_ms() + T_WAIT_MS;
+	while (step < 2 && (left = (int)(end - t_clock_ms())) > 0 &&
+	    (m = t_recv(probe, left)) != NULL) {
+		if (step == 0 && strncmp(m, "{\"QMP\": ", 8) == 0) {
+			step = 1;
+			t_send(probe, "}\n");
+		} else if (step == 1 && strncmp(m, "{\"error\"", 8) == 0)
+			step = 2;
+		free(m);
+	}
+	t_client_free(probe);
+	if (step < 2) {
+		fprintf(stderr, "testlib: qemu %d did not start; see %s/%s\n",
+		    (int)pid, t_dir(), "qemu.log");
+		abort();
+	}
+	free(pchardev);
 	free(path);
 	free(opt);
+	return (pid);
+}
+
+/*
+ * Bind a unix socket for sock at a name of its own beside it (or, where
+ * no other name fits, at sock itself), to be renamed to sock once what
+ * may connect to it can: *tmp says where.  Listening, not close-on-exec.
+ */
+static int
+t_bind_aside(const char *sock, char **tmp)
+{
+	struct sockaddr_un	 sun;
+	static int		 seq;
+	const char		*slash = strrchr(sock, '/');
+	int			 fd;
+
+	if (strlen(sock) >= sizeof(sun.sun_path) ||
+	    asprintf(tmp, "%.*s.q%d.%d", slash != NULL ?
+	    (int)(slash - sock + 1) : 0, sock, (int)getpid(), seq++) == -1)
+		abort();
+	if (strlen(*tmp) >= sizeof(sun.sun_path)) {
+		free(*tmp);
+		if ((*tmp = strdup(sock)) == NULL)
+			abort();
+	}
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, *tmp, strlen(*tmp));
+	unlink(*tmp);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) == -1 ||
+	    bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
+	    listen(fd, 16) == -1)
+		abort();
+	return (fd);
+}
+
+/*
+ * A QEMU that listens on sock: the socket is made here, listening before
+ * its path appears, and handed over as libvirt does (fd=N); its path
+ * appears once QEMU is past its start.
+ */
+static pid_t
+t_qemu_trace(const char *sock, const char *trace)
+{
+	char	*chardev, *tmp;
+	pid_t	 pid;
+	int	 fd;
+
+	fd = t_bind_aside(sock, &tmp);
+	if (asprintf(&chardev, "socket,id=qmp,fd=%d,server=on,wait=off",
+	    fd) == -1)
+		abort();
+	pid = t_qemu_spawn(chardev, trace);
+	close(fd);
+	if (rename(tmp, sock) == -1)
+		abort();
+	free(tmp);
+	free(chardev);
+	return (pid);
+}
+
+/*
+ * A QEMU that dials its monitor's socket at path, and again a second
+ * after it lost it (reconnect=1), as in qmpmuxd's listen mode.  Whatever
+ * listens there is moved aside while QEMU starts, and put back once it
+ * is past its start: QEMU's first dial fails, and the next one, a
+ * second later, is made by a QEMU that is ready for it.
+ */
+pid_t
+t_qemu_dial(const char *path)
+{
+	char	*chardev, *aside;
+	pid_t	 pid;
+	int	 moved;
+
+	if (asprintf(&chardev, "socket,id=qmp,path=%s,reconnect=1",
+	    path) == -1 || asprintf(&aside, "%s.aside", path) == -1)
+		abort();
+	moved = rename(path, aside) == 0;
+	pid = t_qemu_spawn(chardev, NULL);
+	if (moved && rename(aside, path) == -1)
+		abort();
+	free(aside);
+	free(chardev);
 	return (pid);
 }
 
@@ -502,19 +579,6 @@ pid_t
 t_qemu(const char *sock)
 {
 	return (t_qemu_trace(sock, NULL));
-}
-
-/*
- * The same, for a test's client to talk to QEMU directly, as soon as
- * this returns: it returns once QEMU has greeted (t_qemu_greeted).
- */
-pid_t
-t_qemu_direct(const char *sock)
-{
-	pid_t	 pid = t_qemu_trace(sock, NULL);
-
-	t_qemu_greeted(sock, pid);
-	return (pid);
 }
 
 /* The same, with each QMP request QEMU handles logged to DIR/trace. */
@@ -526,7 +590,7 @@ t_qemu_traced(const char *sock, const char *trace)
 
 /*
  * A differential test's two QEMUs, side by side: one its clients reach
- * directly (greeted first, t_qemu_direct), one behind qmpmuxd.
+ * directly, one behind qmpmuxd.
  */
 void
 t_diff_start(struct t_diff *d)
@@ -534,7 +598,7 @@ t_diff_start(struct t_diff *d)
 	d->dsock = t_path("direct.sock");
 	d->qsock = t_path("qemu.sock");
 	d->psock = t_path("proxy.sock");
-	d->direct = t_qemu_direct(d->dsock);
+	d->direct = t_qemu(d->dsock);
 	d->qemu = t_qemu(d->qsock);
 	d->proxy = t_qmpmuxd(d->qsock, d->psock, NULL);
 }
@@ -711,7 +775,6 @@ struct t_client *
 t_client_new(const char *path)
 {
 	struct sockaddr_un	 sun;
-	struct t_client		*c;
 	int			 fd;
 
 	memset(&sun, 0, sizeof(sun));
@@ -725,6 +788,15 @@ t_client_new(const char *path)
 		close(fd);
 		return (NULL);
 	}
+	return (t_client_on(fd));
+}
+
+/* A client on a connected socket, which it now owns. */
+struct t_client *
+t_client_on(int fd)
+{
+	struct t_client	*c;
+
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		abort();
 	c->fd = fd;
@@ -1526,10 +1598,11 @@ t_peer_unread(struct t_client *c)
 
 /*
  * The bytes waiting unread in the connections accepted on the unix socket
- * that testlib bound at path (QEMU's QMP socket): their receive queues, as
- * the kernel's sock_diag gives them (ss -x shows them as Recv-Q).  An
- * accepted connection bears the name of its listener.  -1 if the kernel
- * cannot be asked.
+ * at path (QEMU's QMP socket): their receive queues, as the kernel's
+ * sock_diag gives them (ss -x shows them as Recv-Q).  An accepted
+ * connection shares its listener's file, whose inode says which it is:
+ * its name is where it was bound, which need not be path (t_qemu binds
+ * aside and renames).  -1 if the kernel cannot be asked.
  */
 long
 t_unread(const char *path)
@@ -1542,20 +1615,21 @@ t_unread(const char *path)
 	struct nlmsghdr		*h;
 	struct unix_diag_msg	*m;
 	struct rtattr		*a;
-	const char		*name;
+	struct stat		 st;
 	char			 buf[32768];
-	size_t			 plen = strlen(path), nlen;
 	long			 total = 0, rq;
 	ssize_t			 n;
-	int			 fd, alen, done = 0;
+	int			 fd, alen, ours, done = 0;
 
+	if (stat(path, &st) == -1)
+		return (-1);
 	memset(&q, 0, sizeof(q));
 	q.nlh.nlmsg_len = sizeof(q);
 	q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
 	q.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	q.req.sdiag_family = AF_UNIX;
 	q.req.udiag_states = 1 << TCP_ESTABLISHED;
-	q.req.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN;
+	q.req.udiag_show = UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN;
 	memset(&nl, 0, sizeof(nl));
 	nl.nl_family = AF_NETLINK;
 	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
@@ -1578,19 +1652,18 @@ t_unread(const char *path)
 			m = NLMSG_DATA(h);
 			a = (struct rtattr *)(m + 1);
 			alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
-			name = NULL;
-			nlen = 0;
+			ours = 0;
 			rq = 0;
 			for (; RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
-				if (a->rta_type == UNIX_DIAG_NAME) {
-					name = RTA_DATA(a);
-					nlen = strnlen(name, RTA_PAYLOAD(a));
-				} else if (a->rta_type == UNIX_DIAG_RQLEN)
+				if (a->rta_type == UNIX_DIAG_VFS)
+					ours = ((struct unix_diag_vfs *)
+					    RTA_DATA(a))->udiag_vfs_ino ==
+					    st.st_ino;
+				else if (a->rta_type == UNIX_DIAG_RQLEN)
 					rq = ((struct unix_diag_rqlen *)
 					    RTA_DATA(a))->udiag_rqueue;
 			}
-			if (name != NULL && nlen == plen &&
-			    memcmp(name, path, plen) == 0)
+			if (ours)
 				total += rq;
 		}
 	}

@@ -58,7 +58,7 @@ TCase		*t_tcase_with(Suite *, const char *, int, void (*)(void),
 pid_t		 t_spawn(const char *const *, const char *);
 pid_t		 t_spawn_split(const char *const *, const char *, const char *);
 pid_t		 t_qemu(const char *);
-pid_t		 t_qemu_direct(const char *);
+pid_t		 t_qemu_dial(const char *);
 
 /* A differential test's two QEMUs: direct, and behind qmpmuxd. */
 struct t_diff {
@@ -84,6 +84,7 @@ int		 t_is_socket(const char *);
 
 /* A client of a QMP socket. */
 struct t_client	*t_client_new(const char *);
+struct t_client	*t_client_on(int);
 struct t_client	*t_client_ready(const char *);
 struct t_client	*t_client_ready_oob(const char *);
 struct t_client	*t_client_greeted(const char *);
