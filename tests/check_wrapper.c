@@ -141,12 +141,18 @@ assert_is_qemu(pid_t pid)
 	free(qemu);
 }
 
+/* The last arguments run_wrapper gave, as cmdline joins them. */
+static char	*probe_args;
+
 /*
  * Run the wrapper as libvirt runs the emulator: the monitor's listening
  * socket lfd inherited and named in the charmonitor chardev, the other
  * arguments libvirt's, name the VM's.  control is QMPMUX_CONTROL, and
  * listen_dir QMPMUX_LISTEN_DIR unless NULL.  The test's own copy of lfd
- * is closed, as libvirt closes its own.  The pid libvirt would see.
+ * is closed, as libvirt closes its own.  The pid libvirt would see,
+ * once QEMU is past its start: a probe monitor (testlib's t_probe) is
+ * among the arguments the wrapper passes on, so that a client of
+ * QEMU's own monitor never connects while QEMU 7.2 sets it up.
  */
 static pid_t
 run_wrapper(int lfd, const char *name, const char *control,
@@ -156,7 +162,8 @@ run_wrapper(int lfd, const char *name, const char *control,
 			    "-machine", "none", "-nodefaults", "-display",
 			    "none", "-chardev", NULL, "-mon",
 			    "chardev=charmonitor,id=monitor,mode=control",
-			    NULL };
+			    "-chardev", NULL, "-mon", T_PROBE_MON, NULL };
+	struct t_probe	 probe;
 	char		*qemu = qemu_path(), *guest, *chardev;
 	pid_t		 pid;
 
@@ -164,8 +171,14 @@ run_wrapper(int lfd, const char *name, const char *control,
 	    asprintf(&chardev, "socket,id=charmonitor,fd=%d,server=on,"
 	    "wait=off", lfd) == -1)
 		abort();
+	t_probe_init(&probe);
 	argv[2] = guest;
 	argv[9] = chardev;
+	argv[13] = probe.chardev;
+	free(probe_args);
+	if (asprintf(&probe_args, "|-chardev|%s|-mon|%s", probe.chardev,
+	    T_PROBE_MON) == -1)
+		abort();
 	ck_assert_int_eq(setenv("QMPMUX_QEMU", qemu, 1), 0);
 	ck_assert_int_eq(setenv("QMPMUX_CONTROL", control, 1), 0);
 	if (listen_dir != NULL)
@@ -174,6 +187,7 @@ run_wrapper(int lfd, const char *name, const char *control,
 		ck_assert_int_eq(unsetenv("QMPMUX_LISTEN_DIR"), 0);
 	pid = t_spawn(argv, log);
 	close(lfd);
+	t_probe_wait(&probe, pid);
 	free(qemu);
 	free(guest);
 	free(chardev);
@@ -312,7 +326,7 @@ START_TEST(test_hand_over)
 	if (asprintf(&want, "%s|-name|guest=dom1,debug-threads=on|-machine|"
 	    "none|-nodefaults|-display|none|-chardev|socket,id=charmonitor,"
 	    "fd=%d,server=off|-mon|chardev=charmonitor,id=monitor,"
-	    "mode=control", qemu, fd) == -1)
+	    "mode=control%s", qemu, fd, probe_args) == -1)
 		abort();
 	ck_assert_str_eq(m, want);
 	free(m);
@@ -374,13 +388,13 @@ START_TEST(test_no_qmpmuxd)
 	ctl = t_path("control.sock");
 	lfd = listen_at(mon);
 	ino = sock_ino(lfd);
+	t_qemu_pid = run_wrapper(lfd, "dom1", ctl, NULL, "wrapper.log");
 	if (asprintf(&want, "%s|-name|guest=dom1,debug-threads=on|-machine|"
 	    "none|-nodefaults|-display|none|-chardev|socket,id=charmonitor,"
 	    "fd=%d,server=on,wait=off|-mon|chardev=charmonitor,id=monitor,"
-	    "mode=control", (m = qemu_path()), lfd) == -1)
+	    "mode=control%s", (m = qemu_path()), lfd, probe_args) == -1)
 		abort();
 	free(m);
-	t_qemu_pid = run_wrapper(lfd, "dom1", ctl, NULL, "wrapper.log");
 
 	a = qemu_client(mon);
 	t_cmd_eq(a, STATUS, RUNNING);

@@ -406,41 +406,77 @@ t_spawn_listening(const char *const *argv, const char *log, const char *sock)
 }
 
 /*
+ * A probe monitor for a QEMU about to start, to tell when it is past
+ * its start.  QEMU 7.2 sets a monitor up in its monitor thread, and can
+ * take a connection in its main thread meanwhile (a race QEMU's upstream
+ * has since taken up): such a connection may be sent the RESUME of
+ * QEMU's start before the greeting, no greeting at all, or have its
+ * input read by both threads at once, which garbles commands.  So
+ * nothing may connect to a QEMU's monitor before the setup is done, and
+ * what says it is done is this second monitor, on a connected
+ * socketpair, set up after the first (its -chardev and -mon come after
+ * the first's): QEMU opens such a chardev as it makes it, so it greets
+ * as soon as the monitor thread has set the probe up, in the same batch
+ * of work as the first monitor or after it; a reply to input that
+ * thread reads once the batch is done says both are set up.  The input
+ * is a stray "}", whose error QEMU gives without tracing a request.
+ */
+void
+t_probe_init(struct t_probe *p)
+{
+	/* not close-on-exec: QEMU inherits fd[1] */
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, p->fd) == -1 ||
+	    fcntl(p->fd[0], F_SETFD, FD_CLOEXEC) == -1 ||
+	    asprintf(&p->chardev, "socket,id=probe,fd=%d,server=off",
+	    p->fd[1]) == -1)
+		abort();
+}
+
+/* Once QEMU pid is spawned: wait until it is past its start. */
+void
+t_probe_wait(struct t_probe *p, pid_t pid)
+{
+	struct t_client	*probe;
+	char		*m;
+	long long	 end = t_clock_ms() + T_WAIT_MS;
+	int		 left, step = 0;
+
+	close(p->fd[1]);
+	probe = t_client_on(p->fd[0]);
+	while (step < 2 && (left = (int)(end - t_clock_ms())) > 0 &&
+	    (m = t_recv(probe, left)) != NULL) {
+		if (step == 0 && strncmp(m, "{\"QMP\": ", 8) == 0) {
+			step = 1;
+			t_send(probe, "}\n");
+		} else if (step == 1 && strncmp(m, "{\"error\"", 8) == 0)
+			step = 2;
+		free(m);
+	}
+	t_client_free(probe);
+	free(p->chardev);
+	if (step < 2) {
+		fprintf(stderr, "testlib: qemu %d did not start; see %s\n",
+		    (int)pid, t_dir());
+		abort();
+	}
+}
+
+/*
  * Start a real QEMU, -M none, its QMP monitor on the chardev given, and
- * return once it is past its start.  With trace, QEMU logs to DIR/trace
- * each QMP request it handles, as it parsed it: what reached QEMU, seen
- * by QEMU.
- *
- * QEMU 7.2 sets a monitor up in its monitor thread, and can take a
- * connection in its main thread meanwhile (a race QEMU's upstream has
- * since taken up): such a connection may be sent the RESUME of QEMU's
- * start before the greeting, no greeting at all, or have its input read
- * by both threads at once, which garbles commands.  So the callers make
- * sure that no connection is made before the setup is done, and what
- * says it is done is a second monitor, a probe on a connected
- * socketpair, set up after the first: QEMU opens such a chardev as it
- * makes it, so it greets as soon as the monitor thread has set the probe
- * up, in the same batch of work as the first monitor or after it; a
- * reply to input that thread reads once the batch is done says both are
- * set up.  The input is a stray "}", whose error QEMU gives without
- * tracing a request.
+ * return once it is past its start (t_probe_wait).  With trace, QEMU
+ * logs to DIR/trace each QMP request it handles, as it parsed it: what
+ * reached QEMU, seen by QEMU.
  */
 static pid_t
 t_qemu_spawn(const char *chardev, const char *trace)
 {
-	struct t_client	*probe;
+	struct t_probe	 probe;
 	const char	*argv[18];
-	char		*pchardev, *m, *path = NULL, *opt = NULL;
+	char		*path = NULL, *opt = NULL;
 	pid_t		 pid;
-	long long	 end;
-	int		 sp[2], left, step = 0, i = 0;
+	int		 i = 0;
 
-	/* not close-on-exec: QEMU inherits sp[1] */
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == -1 ||
-	    fcntl(sp[0], F_SETFD, FD_CLOEXEC) == -1 ||
-	    asprintf(&pchardev, "socket,id=probe,fd=%d,server=off",
-	    sp[1]) == -1)
-		abort();
+	t_probe_init(&probe);
 	argv[i++] = t_bin("QEMU");
 	argv[i++] = "-M";
 	argv[i++] = "none";
@@ -452,9 +488,9 @@ t_qemu_spawn(const char *chardev, const char *trace)
 	argv[i++] = "-mon";
 	argv[i++] = "chardev=qmp,mode=control";
 	argv[i++] = "-chardev";
-	argv[i++] = pchardev;
+	argv[i++] = probe.chardev;
 	argv[i++] = "-mon";
-	argv[i++] = "chardev=probe,mode=control";
+	argv[i++] = T_PROBE_MON;
 	if (trace != NULL) {
 		path = t_path(trace);
 		if (asprintf(&opt, "enable=handle_qmp_command,file=%s",
@@ -465,26 +501,7 @@ t_qemu_spawn(const char *chardev, const char *trace)
 	}
 	argv[i] = NULL;
 	pid = t_spawn(argv, "qemu.log");
-	close(sp[1]);
-
-	probe = t_client_on(sp[0]);
-	end = t_clock_ms() + T_WAIT_MS;
-	while (step < 2 && (left = (int)(end - t_clock_ms())) > 0 &&
-	    (m = t_recv(probe, left)) != NULL) {
-		if (step == 0 && strncmp(m, "{\"QMP\": ", 8) == 0) {
-			step = 1;
-			t_send(probe, "}\n");
-		} else if (step == 1 && strncmp(m, "{\"error\"", 8) == 0)
-			step = 2;
-		free(m);
-	}
-	t_client_free(probe);
-	if (step < 2) {
-		fprintf(stderr, "testlib: qemu %d did not start; see %s/%s\n",
-		    (int)pid, t_dir(), "qemu.log");
-		abort();
-	}
-	free(pchardev);
+	t_probe_wait(&probe, pid);
 	free(path);
 	free(opt);
 	return (pid);

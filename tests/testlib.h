@@ -60,6 +60,15 @@ pid_t		 t_spawn_split(const char *const *, const char *, const char *);
 pid_t		 t_qemu(const char *);
 pid_t		 t_qemu_dial(const char *);
 
+/* A probe monitor, for a QEMU started by other means (testlib.c). */
+struct t_probe {
+	int	 fd[2];
+	char	*chardev;	/* -chardev's value; -mon's is T_PROBE_MON */
+};
+#define T_PROBE_MON	"chardev=probe,mode=control"
+void		 t_probe_init(struct t_probe *);
+void		 t_probe_wait(struct t_probe *, pid_t);
+
 /* A differential test's two QEMUs: direct, and behind qmpmuxd. */
 struct t_diff {
 	char	*dsock, *qsock, *psock;
