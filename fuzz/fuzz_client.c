@@ -170,30 +170,27 @@ fz_qemu_command(struct qmp_msg *msg)
 	    "\"id\": %.*s}\r\n", k, (int)id.len, idv);
 }
 
+/* One message qmpmuxd sent the fake QEMU: a command, answered. */
+static void
+fz_qemu_take(struct qmp_msg *msg, void *arg)
+{
+	if (msg->kind != QMP_KIND_COMMAND)
+		fz_fail("qmpmuxd sent QEMU a non-command", msg->buf,
+		    msg->len);
+	fz_qemu_command(msg);
+}
+
 /* The fake QEMU: read what came, answer it. */
 static void
 fz_qemu_serve(void)
 {
-	struct qmp_msg	 msg;
-	enum qmp_status	 st;
-
 	fz_peer_io(fz_qemu);
 	if (fz_qemu->eof) {
 		fprintf(stdout, "fuzz_client: qmpmuxd hung up on QEMU\n");
 		abort();
 	}
-	while ((st = qmp_reader_next(fz_qemu_reader, fz_qemu->in, &msg)) !=
-	    QMP_NEED_MORE) {
-		if (st != QMP_MESSAGE)
-			fz_fail("qmpmuxd sent QEMU invalid JSON",
-			    qmp_reader_error(fz_qemu_reader),
-			    strlen(qmp_reader_error(fz_qemu_reader)));
-		if (msg.kind != QMP_KIND_COMMAND)
-			fz_fail("qmpmuxd sent QEMU a non-command", msg.buf,
-			    msg.len);
-		fz_qemu_command(&msg);
-		qmp_msg_clear(&msg);
-	}
+	fz_take(fz_qemu_reader, fz_qemu->in, "qmpmuxd, to QEMU,",
+	    fz_qemu_take, NULL);
 	fz_peer_io(fz_qemu);
 }
 

@@ -259,6 +259,30 @@ fz_fail(const char *what, const char *buf, size_t len)
 }
 
 /*
+ * Hand each whole message in in to each, and fail if what who sent is
+ * not JSON.
+ */
+void
+fz_take(struct qmp_reader *r, struct evbuffer *in, const char *who,
+    void (*each)(struct qmp_msg *, void *), void *arg)
+{
+	struct qmp_msg	 msg;
+	enum qmp_status	 st;
+	char		 what[64];
+
+	while ((st = qmp_reader_next(r, in, &msg)) != QMP_NEED_MORE) {
+		if (st != QMP_MESSAGE) {
+			snprintf(what, sizeof(what), "%s sent invalid JSON",
+			    who);
+			fz_fail(what, qmp_reader_error(r),
+			    strlen(qmp_reader_error(r)));
+		}
+		each(&msg, arg);
+		qmp_msg_clear(&msg);
+	}
+}
+
+/*
  * One input, as a peer of the socket at path sends it and then shuts
  * down its writing side: the loop turns (and between, if any, after
  * each turn: the fake QEMU) until the server closes the connection,
@@ -272,8 +296,6 @@ fz_drive(const char *path, const uint8_t *data, size_t size,
 {
 	struct fz_peer		*c;
 	struct qmp_reader	*r;
-	struct qmp_msg		 msg;
-	enum qmp_status		 st;
 	int			 turns;
 
 	if ((r = qmp_reader_new(QMP_SIZE_MAX, QMP_DEPTH_MAX, 0)) == NULL)
@@ -289,15 +311,7 @@ fz_drive(const char *path, const uint8_t *data, size_t size,
 		fz_peer_io(c);
 		if (between != NULL)
 			between();
-		while ((st = qmp_reader_next(r, c->in, &msg)) !=
-		    QMP_NEED_MORE) {
-			if (st != QMP_MESSAGE)
-				fz_fail("sent invalid JSON",
-				    qmp_reader_error(r),
-				    strlen(qmp_reader_error(r)));
-			each(&msg, arg);
-			qmp_msg_clear(&msg);
-		}
+		fz_take(r, c->in, "qmpmuxd", each, arg);
 	}
 	fz_peer_free(c);
 	qmp_reader_free(r);

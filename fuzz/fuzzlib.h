@@ -16,6 +16,7 @@
 struct event_base;
 struct evbuffer;
 struct qmp_msg;
+struct qmp_reader;
 struct server;
 
 #define FZ_TURNS	200000	/* a peer not done by then: a hang */
@@ -47,6 +48,8 @@ struct fz_peer	*fz_connect(const char *);
 void		 fz_peer_io(struct fz_peer *);
 void		 fz_peer_shutdown(struct fz_peer *);
 void		 fz_peer_free(struct fz_peer *);
+void		 fz_take(struct qmp_reader *, struct evbuffer *, const char *,
+		    void (*)(struct qmp_msg *, void *), void *);
 void		 fz_drive(const char *, const uint8_t *, size_t, void (*)(void),
 		    void (*)(struct qmp_msg *, void *), void *);
 
