@@ -33,6 +33,7 @@
 #include <event2/buffer.h>
 
 #include "qmp.h"
+#include "qmpmux.h"
 #include "testlib.h"
 
 struct t_client {
@@ -520,18 +521,16 @@ t_bind_aside(const char *sock, char **tmp)
 	const char		*slash = strrchr(sock, '/');
 	int			 fd;
 
-	if (strlen(sock) >= sizeof(sun.sun_path) ||
+	if (util_sun_path(&sun, sock) == -1 ||
 	    asprintf(tmp, "%.*s.q%d.%d", slash != NULL ?
 	    (int)(slash - sock + 1) : 0, sock, (int)getpid(), seq++) == -1)
 		abort();
-	if (strlen(*tmp) >= sizeof(sun.sun_path)) {
+	if (util_sun_path(&sun, *tmp) == -1) {
 		free(*tmp);
-		if ((*tmp = strdup(sock)) == NULL)
+		if ((*tmp = strdup(sock)) == NULL ||
+		    util_sun_path(&sun, *tmp) == -1)
 			abort();
 	}
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	memcpy(sun.sun_path, *tmp, strlen(*tmp));
 	unlink(*tmp);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) == -1 ||
 	    bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
