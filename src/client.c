@@ -29,7 +29,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <yajl/yajl_tree.h>
 
 #include "qmpmux.h"
 
@@ -574,36 +573,28 @@ client_event_cb(struct bufferevent *bev, short events, void *arg)
 static void
 client_negotiate(struct client *c, const struct qmp_msg *msg)
 {
-	static const char	*args_path[] = { "arguments", NULL };
 	struct evbuffer		*out = client_local_out(c);
-	yajl_val		 root;
 	const char		*id;
 	size_t			 idlen;
 	char			 err[256];
 	int			 oob;
 
 	reply_id(msg, &id, &idlen);
-	if ((root = yajl_tree_parse(msg->buf, err, sizeof(err))) == NULL) {
-		client_error(c, out, id, idlen, "GenericError",
-		    "JSON parse error, %s", err);
-		return;
-	}
-	if (reply_check_caps(yajl_tree_get(root, args_path, yajl_t_object),
-	    &oob, err, sizeof(err)) == -1) {
+	if (reply_check_caps(msg, &oob, err, sizeof(err)) == -1) {
 		client_error(c, out, id, idlen, "GenericError", "%s", err);
-		goto out;
+		return;
 	}
 	/* QEMU checks the arguments first, then whether it is too late */
 	if (c->state == CLIENT_READY) {
 		client_error(c, out, id, idlen, "CommandNotFound",
 		    "Capabilities negotiation is already complete, "
 		    "command ignored");
-		goto out;
+		return;
 	}
 	if (oob && !c->vm->mon->oob) {
 		client_error(c, out, id, idlen, "GenericError",
 		    "Capability 'oob' not available");
-		goto out;
+		return;
 	}
 	c->oob = oob;
 	client_return(c, out, id, idlen);
@@ -611,8 +602,6 @@ client_negotiate(struct client *c, const struct qmp_msg *msg)
 	if (c->vm->reads_paused)
 		client_reads_paused(c, 1);
 	client_log(c, LOG_DEBUG, "negotiated%s", oob ? " oob" : "");
-out:
-	yajl_tree_free(root);
 }
 
 /* One whole message from the client. */

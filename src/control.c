@@ -768,7 +768,7 @@ control_negotiate(struct control_req *req)
 	int	 oob;
 
 	/* QEMU checks the arguments first, then whether it is too late */
-	if (reply_check_caps(req->args, &oob, desc, sizeof(desc)) == -1)
+	if (reply_check_caps(req->msg, &oob, desc, sizeof(desc)) == -1)
 		control_error(req, "GenericError", "%s", desc);
 	else if (req->cc->negotiated)
 		control_error(req, "CommandNotFound", "Capabilities "

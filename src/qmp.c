@@ -34,6 +34,7 @@
 #include "config.h"
 
 #include <sys/random.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -631,7 +632,7 @@ qmp_string(struct qmp_reader *r, size_t off, size_t end)
 }
 
 /* QEMU's hash of a QDict key (tdb_hash), reduced to its bucket. */
-static unsigned int
+unsigned int
 qmp_qdict_bucket(const char *s, size_t len)
 {
 	uint32_t	 value = 0x238f13afU * (uint32_t)len;
@@ -1405,6 +1406,29 @@ qmp_finish(struct qmp_msg *msg)
 }
 
 /*
+ * Write the client's id as QEMU will write it back, unless its bytes
+ * already are that: QEMU parses an id and writes the value it parsed.
+ */
+static void
+qmp_msg_write_id(struct qmp_msg *msg)
+{
+	struct qmp_span	 span = qmp_msg_id(msg);
+	struct evbuffer	*b;
+
+	if (qmp_value_as_written(msg->buf, span))
+		return;
+	if ((b = evbuffer_new()) == NULL)
+		fatalx("out of memory reading a QMP message");
+	qmp_write_value(b, msg->buf, span);
+	msg->id_text_len = evbuffer_get_length(b);
+	if ((msg->id_text = malloc(msg->id_text_len + 1)) == NULL)
+		fatalx("out of memory reading a QMP message");
+	evbuffer_remove(b, msg->id_text, msg->id_text_len);
+	msg->id_text[msg->id_text_len] = '\0';
+	evbuffer_free(b);
+}
+
+/*
  * Give the whole message to msg, in a buffer of its own size plus
  * QMP_MSG_SLACK: exact, so that a million of them queued cost what they
  * hold, with room for a caller to end the line without a realloc.
@@ -1431,6 +1455,10 @@ qmp_take_bytes(struct qmp_reader *r, struct qmp_msg *msg, const char *bytes,
 	msg->buf[len] = '\0';
 	msg->len = len;
 	qmp_finish(msg);
+	msg->id_text = NULL;
+	msg->id_text_len = 0;
+	if ((r->flags & QMP_READ_STRICT) && msg->m_id != -1)
+		qmp_msg_write_id(msg);
 }
 
 /* The same, for the message qmp_feed has gathered in the reader. */
@@ -1818,6 +1846,8 @@ qmp_msg_clear(struct qmp_msg *msg)
 	free(msg->buf);
 	msg->buf = NULL;
 	msg->len = 0;
+	free(msg->id_text);
+	msg->id_text = NULL;
 }
 
 /* Hand the message's bytes (NUL-terminated) to the caller. */
@@ -1827,6 +1857,8 @@ qmp_msg_steal(struct qmp_msg *msg)
 	char	*buf = msg->buf;
 
 	msg->buf = NULL;
+	free(msg->id_text);
+	msg->id_text = NULL;
 	return (buf);
 }
 
@@ -1843,6 +1875,25 @@ qmp_msg_id(const struct qmp_msg *msg)
 	span.off = m->val_off;
 	span.len = m->val_end - m->val_off;
 	return (span);
+}
+
+/*
+ * The id as QEMU writes it back to the client that sent it: its bytes
+ * or, where they differ, what the reader made (id_text).  NULL when
+ * there is none.
+ */
+const char *
+qmp_msg_id_text(const struct qmp_msg *msg, size_t *len)
+{
+	struct qmp_span	 span;
+
+	if (msg->id_text != NULL) {
+		*len = msg->id_text_len;
+		return (msg->id_text);
+	}
+	span = qmp_msg_id(msg);
+	*len = span.len;
+	return (span.len == 0 ? NULL : msg->buf + span.off);
 }
 
 /*
@@ -1867,4 +1918,376 @@ qmp_msg_cut_member(const struct qmp_msg *msg, int i)
 		span.len = m->val_end - span.off;
 	}
 	return (span);
+}
+
+/*
+ * A message already read, walked again: the few places that must look
+ * inside a value (the arguments of qmp_capabilities, a client's id) use
+ * these, on bytes the reader has accepted, so that no second parser
+ * ever reads a client's bytes.  Offsets are into buf; end bounds it.
+ */
+
+/* Past the whitespace QEMU skips (space, tab, CR and LF) from i. */
+static size_t
+qmp_walk_ws(const char *b, size_t i, size_t end)
+{
+	while (i < end && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' ||
+	    b[i] == '\n'))
+		i++;
+	return (i);
+}
+
+/* Just past the string token at i, in either quote. */
+static size_t
+qmp_walk_string(const char *b, size_t i, size_t end)
+{
+	char	 q = b[i++];
+
+	while (i < end && b[i] != q)
+		i += b[i] == '\\' ? 2 : 1;
+	return (i < end ? i + 1 : end);
+}
+
+/* Just past the value that starts at or after i. */
+size_t
+qmp_value_end(const char *b, size_t i, size_t end)
+{
+	long	 depth = 0;
+
+	do {
+		i = qmp_walk_ws(b, i, end);
+		if (i >= end)
+			break;
+		switch (b[i]) {
+		case '"':
+		case '\'':
+			i = qmp_walk_string(b, i, end);
+			break;
+		case '{':
+		case '[':
+			depth++;
+			i++;
+			break;
+		case '}':
+		case ']':
+			depth--;
+			i++;
+			break;
+		case ',':
+		case ':':
+			i++;
+			break;
+		default:
+			while (i < end && !qmp_structural((unsigned char)b[i]) &&
+			    b[i] != ' ' && b[i] != '\t' && b[i] != '\r' &&
+			    b[i] != '\n')
+				i++;
+			break;
+		}
+	} while (depth > 0);
+	return (i);
+}
+
+/*
+ * The next member of the object whose '{' *pos is at, or whose last
+ * value *pos is just past: 1 with its key token and value, 0 at '}'.
+ */
+int
+qmp_object_next(const char *b, size_t end, size_t *pos, struct qmp_span *key,
+    struct qmp_span *val)
+{
+	size_t	 i = qmp_walk_ws(b, *pos, end);
+
+	if (i >= end || b[i] == '}')
+		return (0);
+	i = qmp_walk_ws(b, i + 1, end);		/* the '{' or the ',' */
+	if (i >= end || b[i] == '}')
+		return (0);
+	key->off = i;
+	i = qmp_walk_string(b, i, end);
+	key->len = i - key->off;
+	i = qmp_walk_ws(b, i, end);
+	val->off = qmp_walk_ws(b, i + 1, end);	/* past the ':' */
+	*pos = qmp_value_end(b, val->off, end);
+	val->len = *pos - val->off;
+	return (1);
+}
+
+/* The same for an array: 1 with the next item, 0 at ']'. */
+int
+qmp_array_next(const char *b, size_t end, size_t *pos, struct qmp_span *val)
+{
+	size_t	 i = qmp_walk_ws(b, *pos, end);
+
+	if (i >= end || b[i] == ']')
+		return (0);
+	i = qmp_walk_ws(b, i + 1, end);		/* the '[' or the ',' */
+	if (i >= end || b[i] == ']')
+		return (0);
+	val->off = i;
+	*pos = qmp_value_end(b, i, end);
+	val->len = *pos - i;
+	return (1);
+}
+
+/* The type of the value at off. */
+enum qmp_type
+qmp_value_type(const char *b, size_t off)
+{
+	switch (b[off]) {
+	case '{':
+		return (QMP_TYPE_OBJECT);
+	case '[':
+		return (QMP_TYPE_ARRAY);
+	case '"':
+	case '\'':
+		return (QMP_TYPE_STRING);
+	case 't':
+	case 'f':
+		return (QMP_TYPE_BOOL);
+	case 'n':
+		return (QMP_TYPE_NULL);
+	default:
+		return (QMP_TYPE_NUMBER);
+	}
+}
+
+/*
+ * The string token at span, decoded by the reader's own decoder into
+ * QEMU's modified UTF-8 (no NUL inside): a new NUL-terminated string,
+ * its length in *len.  The reader accepted the token, so it decodes.
+ */
+char *
+qmp_string_decode(const char *b, struct qmp_span span, size_t *len)
+{
+	struct qmp_reader	 r;
+
+	memset(&r, 0, sizeof(r));
+	r.buf = (char *)(uintptr_t)b;
+	if (qmp_string(&r, span.off, span.off + span.len) == -1)
+		fatalx("%s: a string the reader took does not decode",
+		    __func__);
+	free(r.error);
+	*len = r.slen;
+	return (r.sbuf);
+}
+
+/*
+ * Append s[0, len) as a JSON string, escaped as QEMU's JSON writer
+ * (quoted_str) escapes it: short forms for the usual controls, \uXXXX
+ * in capitals for any other control, DEL and everything past ASCII
+ * (surrogate pairs beyond the BMP), U+FFFD for what is not UTF-8.
+ */
+void
+qmp_write_string(struct evbuffer *out, const char *s, size_t len)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 left = len, used, run;
+	int			 cp;
+
+	evbuffer_add(out, "\"", 1);
+	while (left > 0) {
+		for (run = 0; run < left && p[run] >= 0x20 && p[run] < 0x7f &&
+		    p[run] != '"' && p[run] != '\\'; run++)
+			;
+		if (run > 0) {
+			evbuffer_add(out, p, run);
+			p += run;
+			left -= run;
+			continue;
+		}
+		cp = qmp_utf8_codepoint(p, left, &used);
+		if (used == 0)		/* a NUL: QEMU's string ends there */
+			break;
+		p += used;
+		left -= used;
+		switch (cp) {
+		case '"':
+			evbuffer_add(out, "\\\"", 2);
+			break;
+		case '\\':
+			evbuffer_add(out, "\\\\", 2);
+			break;
+		case '\b':
+			evbuffer_add(out, "\\b", 2);
+			break;
+		case '\f':
+			evbuffer_add(out, "\\f", 2);
+			break;
+		case '\n':
+			evbuffer_add(out, "\\n", 2);
+			break;
+		case '\r':
+			evbuffer_add(out, "\\r", 2);
+			break;
+		case '\t':
+			evbuffer_add(out, "\\t", 2);
+			break;
+		default:
+			if (cp < 0)
+				cp = 0xfffd;
+			if (cp > 0xffff)
+				evbuffer_add_printf(out, "\\u%04X\\u%04X",
+				    0xd800 + ((cp - 0x10000) >> 10),
+				    0xdc00 + ((cp - 0x10000) & 0x3ff));
+			else
+				evbuffer_add_printf(out, "\\u%04X", cp);
+			break;
+		}
+	}
+	evbuffer_add(out, "\"", 1);
+}
+
+/*
+ * A number token as QEMU's parser takes it and its writer writes it: an
+ * integer that fits int64_t or uint64_t is written as one, any other
+ * number is a double, written with "%.17g" (so 1.0e2 is 100, -0 is 0
+ * but -0.0 is -0, and 1e999 is inf).
+ */
+static void
+qmp_write_number(struct evbuffer *out, const char *b, size_t len)
+{
+	char			 small[64], *tok = small, *end;
+	long long		 ll;
+	unsigned long long	 ull;
+
+	if (len >= sizeof(small) && (tok = malloc(len + 1)) == NULL)
+		fatal("%s", __func__);
+	memcpy(tok, b, len);
+	tok[len] = '\0';
+	if (strcspn(tok, ".eE") == len) {
+		errno = 0;
+		ll = strtoll(tok, &end, 10);
+		if (errno == 0) {
+			evbuffer_add_printf(out, "%lld", ll);
+			goto out;
+		}
+		if (tok[0] != '-') {
+			errno = 0;
+			ull = strtoull(tok, &end, 10);
+			if (errno == 0) {
+				evbuffer_add_printf(out, "%llu", ull);
+				goto out;
+			}
+		}
+	}
+	evbuffer_add_printf(out, "%.17g", strtod(tok, NULL));
+out:
+	if (tok != small)
+		free(tok);
+}
+
+/* A member of an object being written: its decoded key, QDict order. */
+struct qmp_wmember {
+	char		*key;
+	size_t		 klen;
+	struct qmp_span	 val;
+	unsigned int	 bucket;
+	unsigned int	 seq;
+};
+
+static int
+qmp_wmember_cmp(const void *a, const void *b)
+{
+	const struct qmp_wmember	*x = a, *y = b;
+
+	if (x->bucket != y->bucket)
+		return (x->bucket < y->bucket ? -1 : 1);
+	return (x->seq > y->seq ? -1 : x->seq < y->seq);
+}
+
+/*
+ * Append the value at span of b (bytes the reader accepted) as QEMU
+ * writes back what it parsed (qobject_to_json): strings re-escaped,
+ * numbers as above, ": " and ", " between members, which come in its
+ * QDict's order.  This is how a client's id comes back from QEMU.
+ */
+void
+qmp_write_value(struct evbuffer *out, const char *b, struct qmp_span span)
+{
+	struct qmp_wmember	*m = NULL;
+	struct qmp_span		 key, val;
+	size_t			 end = span.off + span.len, pos = span.off;
+	size_t			 n = 0, cap = 0, i, len;
+	char			*s;
+
+	switch (qmp_value_type(b, span.off)) {
+	case QMP_TYPE_STRING:
+		s = qmp_string_decode(b, span, &len);
+		qmp_write_string(out, s, len);
+		free(s);
+		break;
+	case QMP_TYPE_NUMBER:
+		qmp_write_number(out, b + span.off, span.len);
+		break;
+	case QMP_TYPE_BOOL:
+	case QMP_TYPE_NULL:
+		evbuffer_add(out, b + span.off, span.len);
+		break;
+	case QMP_TYPE_ARRAY:
+		evbuffer_add(out, "[", 1);
+		for (i = 0; qmp_array_next(b, end, &pos, &val); i++) {
+			if (i > 0)
+				evbuffer_add(out, ", ", 2);
+			qmp_write_value(out, b, val);
+		}
+		evbuffer_add(out, "]", 1);
+		break;
+	case QMP_TYPE_OBJECT:
+		while (qmp_object_next(b, end, &pos, &key, &val)) {
+			if (n == cap)
+				qmp_grow(&m, &cap, n + 1, sizeof(*m), 8);
+			m[n].key = qmp_string_decode(b, key, &m[n].klen);
+			m[n].val = val;
+			m[n].bucket = qmp_qdict_bucket(m[n].key, m[n].klen);
+			m[n].seq = (unsigned int)n;
+			n++;
+		}
+		if (n > 1)
+			qsort(m, n, sizeof(*m), qmp_wmember_cmp);
+		evbuffer_add(out, "{", 1);
+		for (i = 0; i < n; i++) {
+			if (i > 0)
+				evbuffer_add(out, ", ", 2);
+			qmp_write_string(out, m[i].key, m[i].klen);
+			evbuffer_add(out, ": ", 2);
+			qmp_write_value(out, b, m[i].val);
+			free(m[i].key);
+		}
+		evbuffer_add(out, "}", 1);
+		free(m);
+		break;
+	}
+}
+
+/*
+ * Whether the value at span is already written as QEMU would write it,
+ * so that it can be taken as it is: a plain double-quoted string of
+ * printable ASCII without escapes, or an integer of at most 18 digits
+ * with no sign on a zero.  Most ids are one or the other.
+ */
+int
+qmp_value_as_written(const char *b, struct qmp_span span)
+{
+	const char	*p = b + span.off;
+	size_t		 i, len = span.len;
+
+	if (len >= 2 && p[0] == '"') {
+		for (i = 1; i < len - 1; i++) {
+			if (p[i] < 0x20 || p[i] >= 0x7f || p[i] == '\\' ||
+			    p[i] == '"')
+				return (0);
+		}
+		return (1);
+	}
+	i = len > 0 && p[0] == '-';
+	if (len - i == 0 || len - i > 18 || (p[i] == '0' && len - i > 1))
+		return (0);
+	if (p[i] == '0' && i == 1)
+		return (0);
+	for (; i < len; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return (0);
+	}
+	return (1);
 }

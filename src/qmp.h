@@ -122,6 +122,14 @@ struct qmp_msg {
 	char		 name[QMP_NAME_MAX];
 	int		 name_truncated;
 	char		 other_name[QMP_NAME_MAX];
+
+	/*
+	 * The id as QEMU writes it back, where that differs from its
+	 * bytes ('x' is "x", 1.0e2 is 100): made for what is read with
+	 * QMP_READ_STRICT, owned by the message; else NULL.
+	 */
+	char		*id_text;
+	size_t		 id_text_len;
 };
 
 enum qmp_status {
@@ -146,9 +154,24 @@ const char	*qmp_reader_partial(struct qmp_reader *, size_t *);
 void		 qmp_msg_clear(struct qmp_msg *);
 char		*qmp_msg_steal(struct qmp_msg *);
 struct qmp_span	 qmp_msg_id(const struct qmp_msg *);
+const char	*qmp_msg_id_text(const struct qmp_msg *, size_t *);
 struct qmp_span	 qmp_msg_cut_member(const struct qmp_msg *, int);
 const char	*qmp_kind_name(enum qmp_kind);
 const char	*qmp_key_name(enum qmp_key);
 int		 qmp_utf8_codepoint(const unsigned char *, size_t, size_t *);
+
+/* A message already read, walked again (offsets into its bytes). */
+size_t		 qmp_value_end(const char *, size_t, size_t);
+enum qmp_type	 qmp_value_type(const char *, size_t);
+int		 qmp_object_next(const char *, size_t, size_t *,
+		    struct qmp_span *, struct qmp_span *);
+int		 qmp_array_next(const char *, size_t, size_t *,
+		    struct qmp_span *);
+char		*qmp_string_decode(const char *, struct qmp_span, size_t *);
+void		 qmp_write_string(struct evbuffer *, const char *, size_t);
+void		 qmp_write_value(struct evbuffer *, const char *,
+		    struct qmp_span);
+int		 qmp_value_as_written(const char *, struct qmp_span);
+unsigned int	 qmp_qdict_bucket(const char *, size_t);
 
 #endif

@@ -675,7 +675,7 @@ void		 reply_id(const struct qmp_msg *, const char **, size_t *);
 int		 reply_check_command(const struct qmp_msg *, int, char *,
 		    size_t);
 struct yajl_val_s;
-int		 reply_check_caps(const struct yajl_val_s *, int *, char *,
+int		 reply_check_caps(const struct qmp_msg *, int *, char *,
 		    size_t);
 
 /* qmpclient.c: the control socket's clients' end */

@@ -7,72 +7,24 @@
 #include "config.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <yajl/yajl_tree.h>
 
 #include "qmpmux.h"
 
 /*
- * Append s as a JSON string, escaped as QEMU's JSON writer escapes it:
- * short forms for the usual controls, \uXXXX in capitals for any other
- * control, DEL and everything past ASCII (surrogate pairs beyond the
- * BMP), and U+FFFD for bytes that are not UTF-8.  The proxy's errors
- * quote the client's bytes (a stray byte, a bad escape), and must read
- * exactly as QEMU's would.
+ * Append s as a JSON string, escaped as QEMU's JSON writer escapes it.
+ * The proxy's errors quote the client's bytes (a stray byte, a bad
+ * escape), and must read exactly as QEMU's would.
  */
 void
 reply_string(struct evbuffer *out, const char *s)
 {
-	const unsigned char	*p = (const unsigned char *)s;
-	size_t			 left = strlen(s), used;
-	int			 cp;
-
-	evbuffer_add(out, "\"", 1);
-	while (left > 0) {
-		cp = qmp_utf8_codepoint(p, left, &used);
-		p += used;
-		left -= used;
-		switch (cp) {
-		case '"':
-			evbuffer_add(out, "\\\"", 2);
-			break;
-		case '\\':
-			evbuffer_add(out, "\\\\", 2);
-			break;
-		case '\b':
-			evbuffer_add(out, "\\b", 2);
-			break;
-		case '\f':
-			evbuffer_add(out, "\\f", 2);
-			break;
-		case '\n':
-			evbuffer_add(out, "\\n", 2);
-			break;
-		case '\r':
-			evbuffer_add(out, "\\r", 2);
-			break;
-		case '\t':
-			evbuffer_add(out, "\\t", 2);
-			break;
-		default:
-			if (cp < 0)
-				cp = 0xfffd;
-			if (cp > 0xffff)
-				evbuffer_add_printf(out, "\\u%04X\\u%04X",
-				    0xd800 + ((cp - 0x10000) >> 10),
-				    0xdc00 + ((cp - 0x10000) & 0x3ff));
-			else if (cp < 0x20 || cp >= 0x7f)
-				evbuffer_add_printf(out, "\\u%04X", cp);
-			else
-				evbuffer_add(out, p - 1, 1);
-			break;
-		}
-	}
-	evbuffer_add(out, "\"", 1);
+	qmp_write_string(out, s, strlen(s));
 }
 
 /* Append an error reply; id is the client's id bytes, or NULL. */
@@ -124,19 +76,14 @@ reply_return(struct evbuffer *out, const char *id, size_t idlen)
 	evbuffer_add_printf(out, "}\r\n");
 }
 
-/* Point at the id bytes of a message; NULL when it has none. */
+/*
+ * Point at the id of a message as QEMU writes it back (not always its
+ * bytes: see qmp_msg_id_text); NULL when it has none.
+ */
 void
 reply_id(const struct qmp_msg *msg, const char **id, size_t *len)
 {
-	struct qmp_span	 span = qmp_msg_id(msg);
-
-	if (span.len == 0) {
-		*id = NULL;
-		*len = 0;
-		return;
-	}
-	*id = msg->buf + span.off;
-	*len = span.len;
+	*id = qmp_msg_id_text(msg, len);
 }
 
 /*
@@ -224,47 +171,170 @@ reply_check_command(const struct qmp_msg *msg, int allow_oob, char *desc,
 	return (0);
 }
 
+/* glib's prime moduli, by shift (g_hash_table's prime_mod). */
+static const unsigned int reply_gprimes[] = { 1, 2, 3, 7, 13, 31, 61, 127,
+	251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071,
+	262139, 524287, 1048573, 2097143, 4194301 };
+#define REPLY_GSHIFT_MAX \
+	(sizeof(reply_gprimes) / sizeof(reply_gprimes[0]) - 1)
+
 /*
- * The arguments of qmp_capabilities (args, NULL for none), checked as
- * QEMU checks them: only "enable", a list of the capabilities QEMU
- * knows, which is oob alone.  -1 with desc filled in; else *oob says
- * whether oob was asked for.  Whether it may be had, and whether it is
- * too late to ask, are for the caller.
+ * glib's g_str_hash, and where its GHashTable puts a key in a table of
+ * 1 << shift slots: hash times 11 modulo a prime, then probing by a
+ * step that grows by one.
+ */
+static unsigned int
+reply_gslot(const char *key, const size_t *used, unsigned int shift)
+{
+	const signed char	*p;
+	uint32_t		 h = 5381;
+	unsigned int		 i, step = 0, mask = (1U << shift) - 1;
+
+	for (p = (const signed char *)key; *p != '\0'; p++)
+		h = (h << 5) + h + (uint32_t)(int32_t)*p;
+	if (h < 2)
+		h = 2;
+	i = (uint32_t)(h * 11U) % reply_gprimes[shift];
+	while (used[i]) {
+		step++;
+		i = (i + step) & mask;
+	}
+	return (i);
+}
+
+/*
+ * Of n keys, in the order QEMU's input visitor adds them to its table
+ * (its QDict's), the one it names as unexpected, "enable" aside: the
+ * first in the GHashTable's slots; -1 if none.  Up to seven keys that
+ * is glib's table exactly (8 slots).  Past that glib grows the table
+ * in place as keys come; this puts them all in a table of the size it
+ * ends with, which may differ from glib's where keys collided.
+ */
+static int
+reply_unexpected(char **keys, size_t n)
+{
+	size_t		*used, k, occupied;
+	unsigned int	 shift = 3, i;
+	int		 first = -1;
+
+	for (occupied = 1; occupied <= n; occupied++) {
+		if ((1U << shift) > occupied + occupied / 16)
+			continue;
+		for (shift = 0, k = occupied * 1333 / 1000; k; k >>= 1)
+			shift++;
+		if (shift < 3)
+			shift = 3;
+		if (shift > REPLY_GSHIFT_MAX)
+			shift = REPLY_GSHIFT_MAX;
+	}
+	if ((used = calloc(1U << shift, sizeof(*used))) == NULL)
+		fatal("%s", __func__);
+	for (k = 0; k < n && k + 1 < (1U << shift); k++)
+		used[reply_gslot(keys[k], used, shift)] = k + 1;
+	for (i = 0; i < (1U << shift) && first == -1; i++) {
+		if (used[i] && strcmp(keys[used[i] - 1], "enable") != 0)
+			first = (int)used[i] - 1;
+	}
+	free(used);
+	return (first);
+}
+
+/* Sort keys (decoded, in input order) into the order QEMU's QDict has. */
+static void
+reply_qdict_order(char **keys, size_t n)
+{
+	unsigned int	*bucket, tb;
+	char		*tk;
+	size_t		 i, j;
+
+	if ((bucket = calloc(n + 1, sizeof(*bucket))) == NULL)
+		fatal("%s", __func__);
+	for (i = 0; i < n; i++)
+		bucket[i] = qmp_qdict_bucket(keys[i], strlen(keys[i]));
+	/* stable in buckets going up; in one, the later first */
+	for (i = 1; i < n; i++) {
+		for (j = i; j > 0 && bucket[j - 1] >= bucket[j]; j--) {
+			tb = bucket[j - 1];
+			bucket[j - 1] = bucket[j];
+			bucket[j] = tb;
+			tk = keys[j - 1];
+			keys[j - 1] = keys[j];
+			keys[j] = tk;
+		}
+	}
+	free(bucket);
+}
+
+/*
+ * The arguments of qmp_capabilities, checked as QEMU checks them, read
+ * from the message the reader took: "enable" first, a list of the
+ * capabilities QEMU knows (oob alone), then any other parameter.  -1
+ * with desc filled in; else *oob says whether oob was asked for.
+ * Whether it may be had, and whether it is too late to ask, are for
+ * the caller.
  */
 int
-reply_check_caps(const struct yajl_val_s *args, int *oob, char *desc,
-    size_t len)
+reply_check_caps(const struct qmp_msg *msg, int *oob, char *desc, size_t len)
 {
-	yajl_val	 v, e;
-	size_t		 i, k;
+	const struct qmp_member	*args;
+	struct qmp_span		 key, val, item, enable = { 0, 0 };
+	char			**keys = NULL, *s;
+	size_t			 n = 0, cap = 0, pos, end, i, slen;
+	int			 rc = -1, bad;
 
 	*oob = 0;
-	for (k = 0; args != NULL && k < args->u.object.len; k++) {
-		v = args->u.object.values[k];
-		if (strcmp(args->u.object.keys[k], "enable") != 0) {
-			snprintf(desc, len, "Parameter '%s' is unexpected",
-			    args->u.object.keys[k]);
-			return (-1);
+	if (msg->m_arguments == -1)
+		return (0);
+	args = &msg->members[msg->m_arguments];
+	pos = args->val_off;
+	end = args->val_end;
+	/* the QDict's order: buckets up, the later first in one */
+	while (qmp_object_next(msg->buf, end, &pos, &key, &val)) {
+		if (n == cap) {
+			cap = cap == 0 ? 8 : cap * 2;
+			if ((keys = reallocarray(keys, cap,
+			    sizeof(*keys))) == NULL)
+				fatal("%s", __func__);
 		}
-		if (!YAJL_IS_ARRAY(v)) {
+		keys[n++] = qmp_string_decode(msg->buf, key, &slen);
+		if (strcmp(keys[n - 1], "enable") == 0)
+			enable = val;
+	}
+	if (enable.len > 0) {
+		if (qmp_value_type(msg->buf, enable.off) != QMP_TYPE_ARRAY) {
 			snprintf(desc, len, "Invalid parameter type for "
 			    "'enable', expected: array");
-			return (-1);
+			goto out;
 		}
-		for (i = 0; i < v->u.array.len; i++) {
-			e = v->u.array.values[i];
-			if (!YAJL_IS_STRING(e)) {
+		pos = enable.off;
+		for (i = 0; qmp_array_next(msg->buf, enable.off + enable.len,
+		    &pos, &item); i++) {
+			if (qmp_value_type(msg->buf, item.off) !=
+			    QMP_TYPE_STRING) {
 				snprintf(desc, len, "Invalid parameter type "
 				    "for 'enable[%zu]', expected: string", i);
-				return (-1);
+				goto out;
 			}
-			if (strcmp(e->u.string, "oob") != 0) {
-				snprintf(desc, len, "Parameter 'null' does not "
-				    "accept value '%s'", e->u.string);
-				return (-1);
-			}
+			s = qmp_string_decode(msg->buf, item, &slen);
+			bad = strcmp(s, "oob") != 0;
+			if (bad)
+				snprintf(desc, len, "Parameter 'null' does "
+				    "not accept value '%s'", s);
+			free(s);
+			if (bad)
+				goto out;
 			*oob = 1;
 		}
 	}
-	return (0);
+	reply_qdict_order(keys, n);
+	if ((bad = reply_unexpected(keys, n)) != -1) {
+		snprintf(desc, len, "Parameter '%s' is unexpected", keys[bad]);
+		goto out;
+	}
+	rc = 0;
+out:
+	for (i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
+	return (rc);
 }

@@ -217,10 +217,11 @@ START_TEST(test_negotiation_and_ids)
 	    "{\"qmpmuxd\": \"" PACKAGE_VERSION "\", \"dump_version\": 1}}");
 	t_cmd_eq(c, "{\"id\": {\"a\":  [true, null]}, \"execute\": "
 	    "\"query-version\"}", "{\"return\": {\"qmpmuxd\": \""
-	    PACKAGE_VERSION "\", \"dump_version\": 1}, \"id\": {\"a\":  "
+	    PACKAGE_VERSION "\", \"dump_version\": 1}, \"id\": {\"a\": "
 	    "[true, null]}}");
+	/* the id as QEMU writes back what it parsed */
 	t_cmd_eq(c, "{\"execute\": \"query-vms\", \"id\": -1.5e3}",
-	    "{\"return\": [], \"id\": -1.5e3}");
+	    "{\"return\": [], \"id\": -1500}");
 	t_cmd_eq(c, "{\"execute\": \"no-such\", \"id\": \"n\"}", "{\"id\": "
 	    "\"n\", \"error\": {\"class\": \"CommandNotFound\", \"desc\": "
 	    "\"The command no-such has not been found\"}}");

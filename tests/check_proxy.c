@@ -162,7 +162,7 @@ START_TEST(test_two_clients_share)
 	    "{\"return\": {}, \"id\": \"a-1\"}");
 	recv_event(b, "STOP", "b");
 	t_cmd_eq(b, "{\"execute\":\"cont\",\"id\":[1, {\"b\":null}]}",
-	    "{\"return\": {}, \"id\": [1, {\"b\":null}]}");
+	    "{\"return\": {}, \"id\": [1, {\"b\": null}]}");
 	/* a's STOP came before its reply and t_cmd passed it over */
 	recv_event(a, "RESUME", "a");
 	t_client_free(a);
@@ -171,35 +171,40 @@ START_TEST(test_two_clients_share)
 END_TEST
 
 /*
- * The ids of the three-client test, as the clients write them: every
- * JSON type, written in ways QEMU would re-serialise (1.50, spaces,
- * \u escapes, -0, 1e3, a number past 64 bits), so only a proxy that
- * restores the client's bytes passes.  NULL: no id.
+ * The ids of the three-client test, as the clients write them and as
+ * QEMU writes them back: every JSON type, written in ways QEMU
+ * re-serialises (1.50, spaces, \u escapes, -0, 1e3, a number past 64
+ * bits, single quotes), so only a proxy that writes ids as QEMU does
+ * passes.  NULL: no id.
  */
-static const char *share_ids[] = {
-	"1",
-	"\"1\"",
-	"1.50",
-	"{\"x\":[1, 2]}",
-	"[ 1,2 ]",
-	"null",
-	NULL,
-	"\"\\u00e9\"",
-	"-0",
-	"1e3",
-	"true",
-	"123456789012345678901234567890",
-	"{ \"a\" : { \"b\" : [ ] } }",
-	"\"a\\\"b\"",
-	"{}",
-	"[]",
-	"\"\"",
+static const struct {
+	const char	*in;
+	const char	*out;
+} share_ids[] = {
+	{ "1", "1" },
+	{ "\"1\"", "\"1\"" },
+	{ "1.50", "1.5" },
+	{ "{\"x\":[1, 2]}", "{\"x\": [1, 2]}" },
+	{ "[ 1,2 ]", "[1, 2]" },
+	{ "null", "null" },
+	{ NULL, NULL },
+	{ "\"\\u00e9\"", "\"\\u00E9\"" },
+	{ "-0", "0" },
+	{ "1e3", "1000" },
+	{ "true", "true" },
+	{ "123456789012345678901234567890", "1.2345678901234568e+29" },
+	{ "{ \"a\" : { \"b\" : [ ] } }", "{\"a\": {\"b\": []}}" },
+	{ "\"a\\\"b\"", "\"a\\\"b\"" },
+	{ "{}", "{}" },
+	{ "[]", "[]" },
+	{ "\"\"", "\"\"" },
+	{ "'q'", "\"q\"" },
 };
 #define NSHARE	(sizeof(share_ids) / sizeof(share_ids[0]))
 
 /*
  * Three clients pipeline commands with the same ids at once: each gets
- * exactly its own replies, in order, with its id bytes restored.
+ * exactly its own replies, in order, with its own id.
  */
 START_TEST(test_three_clients_ids)
 {
@@ -224,20 +229,20 @@ START_TEST(test_three_clients_ids)
 	/* all of them in flight together, interleaved across clients */
 	for (i = 0; i < NSHARE; i++) {
 		for (k = 0; k < 3; k++) {
-			if (share_ids[i] == NULL)
+			if (share_ids[i].in == NULL)
 				t_send(c[k], "{\"execute\":\"%s\"}\n", cmds[k]);
 			else if (i % 2 == 0)
 				t_send(c[k], "{\"execute\":\"%s\",\"id\":%s}\n",
-				    cmds[k], share_ids[i]);
+				    cmds[k], share_ids[i].in);
 			else
 				t_send(c[k], "{\"id\" :  %s , "
-				    "\"execute\": \"%s\"}\n", share_ids[i],
+				    "\"execute\": \"%s\"}\n", share_ids[i].in,
 				    cmds[k]);
 		}
 	}
 	for (k = 0; k < 3; k++) {
 		for (i = 0; i < NSHARE; i++) {
-			want = with_id(base[k], share_ids[i]);
+			want = with_id(base[k], share_ids[i].out);
 			t_recv_eq_at(cmds[k], c[k], want);
 			free(want);
 		}
@@ -422,7 +427,7 @@ START_TEST(test_pre_negotiation)
 	send_error(c, "{\"execute\":\"stop\"}", NULL, "CommandNotFound",
 	    CAPS_FIRST);
 	send_error(c, "{\"execute\":\"stop\",\"id\":{\"x\":[1, 2]}}",
-	    "{\"x\":[1, 2]}", "CommandNotFound", CAPS_FIRST);
+	    "{\"x\": [1, 2]}", "CommandNotFound", CAPS_FIRST);
 	send_error(c, "[1,2]", NULL, "GenericError",
 	    "QMP input must be a JSON object");
 	send_error(c, "3", NULL, "GenericError",

@@ -760,6 +760,87 @@ START_TEST(test_fast_mutations)
 }
 END_TEST
 
+/*
+ * Ids as QEMU 7.2 writes back what it parsed, each seen from the real
+ * QEMU (check_diff compares most of them with it; 1e999 comes back as
+ * inf, which no JSON reader takes, so it is held here).  NULL: the
+ * bytes are already as QEMU writes them, and are taken as they are.
+ */
+static const struct {
+	const char	*id;
+	const char	*written;
+} ids_written[] = {
+	{ "\"libvirt-413\"", NULL },
+	{ "413", NULL },
+	{ "-7", NULL },
+	{ "0", NULL },
+	{ "'x'", "\"x\"" },
+	{ "0.1", "0.10000000000000001" },
+	{ "1.0e2", "100" },
+	{ "-0", "0" },
+	{ "-0.0", "-0" },
+	{ "1e999", "inf" },
+	{ "-1e999", "-inf" },
+	{ "1.5e-7", "1.4999999999999999e-07" },
+	{ "18446744073709551615", "18446744073709551615" },
+	{ "18446744073709551616", "1.8446744073709552e+19" },
+	{ "-9223372036854775808", "-9223372036854775808" },
+	{ "-9223372036854775809", "-9.2233720368547758e+18" },
+	{ "007", NULL },	/* three tokens: not an id at all, see below */
+	{ "{'b': [1, {}], 'a': 'x\\u00e9\\/'}",
+	    "{\"a\": \"x\\u00E9/\", \"b\": [1, {}]}" },
+	{ "{\"c\":1,\"b\":2,\"a\":3,\"id\":4,\"execute\":5}",
+	    "{\"a\": 3, \"execute\": 5, \"b\": 2, \"c\": 1, \"id\": 4}" },
+	{ "\"\\ud83d\\ude00\"", "\"\\uD83D\\uDE00\"" },
+	{ "\"\xf0\x9f\x98\x80\"", "\"\\uD83D\\uDE00\"" },
+	{ "\"\\u0000\\u001f\x7f\"", "\"\\u0000\\u001F\\u007F\"" },
+	{ "'it\\'s \"q\"'", "\"it's \\\"q\\\"\"" },
+	{ "[ true ,false,null ]", "[true, false, null]" },
+	{ "{ }", "{}" },
+	{ "[ ]", "[]" },
+};
+#define NIDS	(sizeof(ids_written) / sizeof(ids_written[0]))
+
+/* A command's id, read strictly, comes out as QEMU writes it. */
+START_TEST(test_ids_as_written)
+{
+	struct qmp_reader	*r;
+	struct evbuffer		*in;
+	struct qmp_msg		 msg;
+	const char		*text;
+	size_t			 len;
+
+	r = qmp_reader_new(QMP_SIZE_MAX, QMP_DEPTH_MAX, QMP_READ_STRICT);
+	in = evbuffer_new();
+	ck_assert(r != NULL && in != NULL);
+	evbuffer_add_printf(in, "{\"execute\": \"x\", \"id\": %s}\n",
+	    ids_written[_i].id);
+	if (strcmp(ids_written[_i].id, "007") == 0) {
+		/* QEMU's lexer reads 0 0 7: a parse error, no message */
+		ck_assert_int_eq(qmp_reader_next(r, in, &msg), QMP_ERR_JSON);
+		goto out;
+	}
+	ck_assert_int_eq(qmp_reader_next(r, in, &msg), QMP_MESSAGE);
+	text = qmp_msg_id_text(&msg, &len);
+	ck_assert_ptr_nonnull(text);
+	if (ids_written[_i].written == NULL) {
+		ck_assert_ptr_null(msg.id_text);
+		ck_assert_uint_eq(len, strlen(ids_written[_i].id));
+		ck_assert_mem_eq(text, ids_written[_i].id, len);
+	} else {
+		ck_assert_ptr_nonnull(msg.id_text);
+		ck_assert_msg(len == strlen(ids_written[_i].written) &&
+		    memcmp(text, ids_written[_i].written, len) == 0,
+		    "id %s: written %.*s, QEMU writes %s", ids_written[_i].id,
+		    (int)len, text, ids_written[_i].written);
+	}
+	qmp_msg_clear(&msg);
+out:
+	evbuffer_free(in);
+	qmp_reader_free(r);
+}
+END_TEST
+
 static Suite *
 qmp_suite(void)
 {
@@ -787,6 +868,7 @@ qmp_suite(void)
 	tcase_add_loop_test(tc, test_dupkey_any_depth, 0, NDUPCASES);
 	tcase_add_test(tc, test_dupkey_many_keys);
 	tcase_add_test(tc, test_msg_slack);
+	tcase_add_loop_test(tc, test_ids_as_written, 0, NIDS);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fast path");

@@ -14,17 +14,17 @@
  *   which QEMU lets overtake the in-band input before them as its
  *   timing goes: those are in the same order among themselves;
  * - events by name (their timestamps differ);
- * - replies as text with the id member cut out of both, and the ids as
- *   JSON values: QEMU writes back the id it parsed (1.50 as 1.5), the
- *   proxy the client's own bytes, which must be the same value;
+ * - replies as text, ids included: QEMU writes back the id it parsed
+ *   (1.50 as 1.5, 'x' as "x"), and so must the proxy;
  * - when QEMU's side gives no sync reply (the input left a string or an
  *   object open), the proxy's must not either, and both sessions start
  *   again with new connections.
  * Every 50 inputs and at the end a second client of qmpmuxd negotiates
  * and is answered: nothing an input did leaves the daemon unable to
  * serve.  The QEMU behind qmpmuxd must outlive every input; the one
- * reached directly may not (a QEMU bug qmpmuxd shields it from), and is
- * then started again.  Commands of QEMU's that change more than the
+ * reached directly may not (a QEMU bug qmpmuxd shields it from): then
+ * both QEMUs and qmpmuxd start again, so that the two sides stay in the
+ * same state.  Commands of QEMU's that change more than the
  * session (quit, migrate, device_add, ...) are never sent: an input
  * that names one is drawn again, as is one with an exec-oob without an
  * id, whose reply could not be told from the others.  A difference is
@@ -326,44 +326,6 @@ side_run(struct side *s, const char *in, size_t len, const char *id)
 	}
 }
 
-/* Two JSON values the same: QEMU's id against the client's bytes. */
-static int
-fd_same_value(yajl_val a, yajl_val b)
-{
-	size_t	 i;
-
-	if (a == NULL || b == NULL || a->type != b->type)
-		return (0);
-	switch (a->type) {
-	case yajl_t_string:
-		return (strcmp(a->u.string, b->u.string) == 0);
-	case yajl_t_number:
-		return (YAJL_GET_DOUBLE(a) == YAJL_GET_DOUBLE(b));
-	case yajl_t_object:
-		if (a->u.object.len != b->u.object.len)
-			return (0);
-		for (i = 0; i < a->u.object.len; i++) {
-			if (strcmp(a->u.object.keys[i],
-			    b->u.object.keys[i]) != 0 ||
-			    !fd_same_value(a->u.object.values[i],
-			    b->u.object.values[i]))
-				return (0);
-		}
-		return (1);
-	case yajl_t_array:
-		if (a->u.array.len != b->u.array.len)
-			return (0);
-		for (i = 0; i < a->u.array.len; i++) {
-			if (!fd_same_value(a->u.array.values[i],
-			    b->u.array.values[i]))
-				return (0);
-		}
-		return (1);
-	default:
-		return (1);
-	}
-}
-
 /* A reply's text without its id, and its id's text, as NUL strings. */
 static void
 fd_split(const char *m, char **rest, char **id)
@@ -412,7 +374,8 @@ fd_oob_ids(const char *in, size_t len)
 	struct qmp_reader	*r;
 	struct evbuffer		*b;
 	struct qmp_msg		 msg;
-	struct qmp_span		 v;
+	const char		*idt;
+	size_t			 idlen;
 	enum qmp_status		 st;
 
 	while (fd_noob > 0)
@@ -427,8 +390,8 @@ fd_oob_ids(const char *in, size_t len)
 			continue;
 		if (msg.m_exec_oob != -1 && msg.m_id != -1 &&
 		    fd_noob < FD_MAX_REPLIES) {
-			v = qmp_msg_id(&msg);
-			fd_oob[fd_noob++] = strndup(msg.buf + v.off, v.len);
+			idt = qmp_msg_id_text(&msg, &idlen);
+			fd_oob[fd_noob++] = strndup(idt, idlen);
 		}
 		qmp_msg_clear(&msg);
 	}
@@ -440,34 +403,26 @@ fd_oob_ids(const char *in, size_t len)
 static int
 fd_is_oob(const char *m)
 {
-	yajl_val	 a, b;
-	char		*rest, *id;
-	int		 i, yes = 0;
+	char	*rest, *id;
+	int	 i, yes = 0;
 
 	fd_split(m, &rest, &id);
-	for (i = 0; id != NULL && !yes && i < fd_noob; i++) {
-		if (strcmp(fd_oob[i], id) == 0)
-			yes = 1;
-		else {
-			a = t_json(fd_oob[i]);
-			b = t_json(id);
-			yes = a != NULL && b != NULL && fd_same_value(a, b);
-			yajl_tree_free(a);
-			yajl_tree_free(b);
-		}
-	}
+	for (i = 0; id != NULL && !yes && i < fd_noob; i++)
+		yes = strcmp(fd_oob[i], id) == 0;
 	free(rest);
 	free(id);
 	return (yes);
 }
 
-/* Whether QEMU's reply q and the proxy's p match. */
+/*
+ * Whether QEMU's reply q and the proxy's p match: as text, ids too, but
+ * events by name.
+ */
 static int
 fd_same(const char *q, const char *p)
 {
 	yajl_val	 vq, vp;
 	const char	*eq, *ep;
-	char		*rq, *rp, *iq, *ip;
 	int		 ok;
 
 	if (strcmp(q, p) == 0)
@@ -476,30 +431,9 @@ fd_same(const char *q, const char *p)
 	vp = t_json(p);
 	eq = t_get_str(vq, "event", NULL);
 	ep = t_get_str(vp, "event", NULL);
-	if (eq != NULL || ep != NULL) {
-		ok = eq != NULL && ep != NULL && strcmp(eq, ep) == 0;
-		yajl_tree_free(vq);
-		yajl_tree_free(vp);
-		return (ok);
-	}
+	ok = eq != NULL && ep != NULL && strcmp(eq, ep) == 0;
 	yajl_tree_free(vq);
 	yajl_tree_free(vp);
-	fd_split(q, &rq, &iq);
-	fd_split(p, &rp, &ip);
-	ok = strcmp(rq, rp) == 0 && (iq == NULL) == (ip == NULL);
-	if (ok && iq != NULL && strcmp(iq, ip) != 0) {
-		/* the proxy's is the client's: a single quote is no JSON */
-		vq = t_json(iq);
-		vp = t_json(ip);
-		if (vp != NULL)
-			ok = fd_same_value(vq, vp);
-		yajl_tree_free(vq);
-		yajl_tree_free(vp);
-	}
-	free(rq);
-	free(rp);
-	free(iq);
-	free(ip);
 	return (ok);
 }
 
@@ -547,7 +481,10 @@ fd_differ(long it, const char *in, size_t len, struct side *q,
  * The QEMU reached directly died of the input, and the one behind
  * qmpmuxd did not: QEMU 7.2 asserts when one read brings more than 8
  * parse errors with oob on (monitor/qmp.c, handle_qmp_command), which
- * qmpmuxd answers itself.  The input is kept, and a new QEMU started.
+ * qmpmuxd answers itself.  The input is kept, and both sides start
+ * again from nothing (both QEMUs and qmpmuxd), so that what follows
+ * compares two QEMUs in the same state: a new QEMU is running where the
+ * old one behind qmpmuxd may have been stopped by the inputs before.
  */
 static void
 fd_qemu_died(long it, const char *in, size_t len)
@@ -562,11 +499,15 @@ fd_qemu_died(long it, const char *in, size_t len)
 		fclose(f);
 	}
 	printf("fuzz_diff: seed %llu input %ld: the direct QEMU died (see "
-	    "%s/qemu.log); the one behind qmpmuxd lives; kept in %s\n",
-	    fd_seed, it, t_dir(), name);
+	    "%s/qemu.log); the one behind qmpmuxd lives; kept in %s; both "
+	    "sides start again\n", fd_seed, it, t_dir(), name);
 	fflush(stdout);
+	/* the direct QEMU is reaped already */
+	td.direct = -1;
 	unlink(td.dsock);
-	td.direct = t_qemu(td.dsock);
+	unlink(td.qsock);
+	t_diff_stop(&td);
+	t_diff_start(&td);
 }
 
 /* A second client of qmpmuxd is served. */
@@ -670,6 +611,8 @@ START_TEST(test_fuzz_diff)
 		if (t_wait_exit(td.direct, q.synced ? 0 : 200) != -1) {
 			/* QEMU's bug, which qmpmuxd kept from its QEMU */
 			fd_qemu_died(it, buf, len);
+			q.sock = td.dsock;
+			p.sock = td.psock;
 			qemu_crashes++;
 			fresh = 1;
 			continue;
