@@ -10,11 +10,11 @@
  * - every command that reaches QEMU is, byte for byte, a message the
  *   client sent, with only its id's value replaced by qmpmuxd's
  *   "EPOCH.SEQ.CLIENT.HEX" (or that id put first when it had none),
- *   HEX being the client's id bytes in hex ("-" for none, "~" when
+ *   HEX being the client's id, as QEMU writes it, in hex ("-" for none, "~" when
  *   too long to carry), each sent once;
- * - the reply to it gives back the client's own id byte for byte, or no
- *   id when the client sent none; any other reply with an id carries
- *   the bytes of an id the client sent;
+ * - the reply to it gives back the client's own id as QEMU writes it
+ *   back (qmp_msg_id_text), or no id when the client sent none; any
+ *   other reply with an id carries an id the client sent, so written;
  * - each message and each parse error gets exactly one reply, before
  *   the proxy closes the connection at the end of input;
  * - once the client is gone the VM holds no client and no command: a
@@ -226,6 +226,32 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return (0);
 }
 
+/*
+ * What the client sent, as s keeps it: its bytes with the id written as
+ * QEMU writes it back, which is the id every reply must carry.
+ */
+static void
+fz_canonical(struct fz_sent *s, const struct qmp_msg *msg)
+{
+	struct qmp_span	 id = qmp_msg_id(msg);
+	const char	*text;
+	size_t		 tlen;
+
+	text = qmp_msg_id_text(msg, &tlen);
+	if (text == NULL)
+		tlen = 0;
+	s->len = msg->len - id.len + tlen;
+	if ((s->buf = malloc(s->len + 1)) == NULL)
+		abort();
+	memcpy(s->buf, msg->buf, id.off);
+	memcpy(s->buf + id.off, text, tlen);
+	memcpy(s->buf + id.off + tlen, msg->buf + id.off + id.len,
+	    msg->len - id.off - id.len);
+	s->buf[s->len] = '\0';
+	s->id.off = id.off;
+	s->id.len = tlen;
+}
+
 /* Read the client's input as the proxy's reader of it does. */
 static size_t
 fz_frame(const uint8_t *data, size_t size, int *closed)
@@ -253,11 +279,10 @@ fz_frame(const uint8_t *data, size_t size, int *closed)
 		fz_sent = realloc(fz_sent, (fz_nsent + 1) * sizeof(*fz_sent));
 		if (fz_sent == NULL)
 			abort();
-		fz_sent[fz_nsent].id = qmp_msg_id(&msg);
-		fz_sent[fz_nsent].len = msg.len;
+		fz_canonical(&fz_sent[fz_nsent], &msg);
 		fz_sent[fz_nsent].forwarded = 0;
-		fz_sent[fz_nsent].answered = 0;
-		fz_sent[fz_nsent++].buf = qmp_msg_steal(&msg);
+		fz_sent[fz_nsent++].answered = 0;
+		qmp_msg_clear(&msg);
 	}
 	evbuffer_free(in);
 	qmp_reader_free(r);
@@ -338,7 +363,7 @@ fz_client_message(struct qmp_msg *msg, size_t nth)
 	if (ret != -1) {
 		m = &msg->members[ret];
 		if (sscanf(msg->buf + m->val_off, "{\"n\": %lu}", &k) == 1) {
-			/* QEMU's reply: the client's own id, byte for byte */
+			/* QEMU's reply: the client's own id, as QEMU writes it */
 			if (k >= fz_nk)
 				fz_fail("a reply QEMU never sent", msg->buf,
 				    msg->len);

@@ -8,7 +8,7 @@
  * Beyond not crashing:
  * - each message and each parse error gets exactly one reply, in order,
  *   before the connection closes at the end of input;
- * - the reply to a message gives back its id byte for byte, and a reply
+ * - the reply to a message gives back its id as QEMU writes it, and a reply
  *   to a non-object or a parse error has none;
  * - once the client is gone and the VMs it added are removed, the
  *   server holds nothing more than before (the leak checker runs per
@@ -39,7 +39,8 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 struct fz_req {
 	char		*buf;		/* NULL: a parse error */
 	size_t		 len;
-	struct qmp_span	 id;		/* len 0: no id to give */
+	char		*id;		/* as QEMU writes it; NULL: none */
+	size_t		 idlen;
 };
 
 static struct control	*fz_control;
@@ -73,6 +74,7 @@ fz_frame(const uint8_t *data, size_t size)
 	struct qmp_msg		 msg;
 	enum qmp_status		 st;
 	struct fz_req		*q;
+	const char		*idt;
 
 	r = qmp_reader_new(fz_server->lim.control_max_message, QMP_DEPTH_MAX,
 	    QMP_READ_STRICT);
@@ -90,8 +92,10 @@ fz_frame(const uint8_t *data, size_t size)
 			break;
 		if (st != QMP_MESSAGE)
 			continue;
-		if (msg.kind != QMP_KIND_NONOBJECT)
-			q->id = qmp_msg_id(&msg);
+		if (msg.kind != QMP_KIND_NONOBJECT &&
+		    (idt = qmp_msg_id_text(&msg, &q->idlen)) != NULL &&
+		    (q->id = strndup(idt, q->idlen)) == NULL)
+			abort();
 		q->len = msg.len;
 		q->buf = qmp_msg_steal(&msg);
 	}
@@ -111,8 +115,8 @@ fz_reply(struct qmp_msg *msg, size_t n)
 	if (n >= fz_nreqs)
 		fz_fail("a reply to no request", msg->buf, msg->len);
 	q = &fz_reqs[n];
-	if (id.len != q->id.len || (id.len > 0 && memcmp(msg->buf + id.off,
-	    q->buf + q->id.off, id.len) != 0)) {
+	if (id.len != (q->id != NULL ? q->idlen : 0) || (id.len > 0 &&
+	    memcmp(msg->buf + id.off, q->id, id.len) != 0)) {
 		if (q->buf != NULL)
 			fprintf(stdout, "fuzz_control: request %.*s\n",
 			    (int)q->len, q->buf);
@@ -167,5 +171,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	for (i = 0; i < fz_nreqs; i++)
 		free(fz_reqs[i].buf);
+		free(fz_reqs[i].id);
 	return (0);
 }

@@ -783,7 +783,7 @@ client_read_again(struct client *c)
 
 /*
  * A reply from QEMU for this client: QEMU's bytes with the proxy's id
- * replaced by the client's own, byte for byte, or removed when the
+ * replaced by the client's own (as QEMU writes it), or removed when the
  * client sent none.  A reply QEMU sent without an id goes as it is.
  */
 void

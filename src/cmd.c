@@ -2,8 +2,8 @@
  * The command queue of a VM.
  *
  * Every command forwarded to QEMU carries an id of the proxy's (a
- * decimal counter); the client's id is kept as its exact bytes and put
- * back into the reply.  In-band commands leave the queue in arrival
+ * decimal counter); the client's id is kept as QEMU writes it back (see
+ * qmp_msg_id_text) and put into the reply.  In-band commands leave the queue in arrival
  * order, across clients, at most max_inflight unanswered at once.
  * A command's deadline runs from its arrival: expired before it was
  * sent, it leaves the queue and is never sent; expired after, its
