@@ -169,8 +169,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fz_fail("a removed VM was never freed", "", 0);
 		fz_turn();
 	}
-	for (i = 0; i < fz_nreqs; i++)
+	for (i = 0; i < fz_nreqs; i++) {
 		free(fz_reqs[i].buf);
 		free(fz_reqs[i].id);
+	}
 	return (0);
 }
