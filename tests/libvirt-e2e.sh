@@ -105,6 +105,10 @@ cleanup() {
 	exit "$status"
 }
 trap cleanup EXIT
+# killed by a bound (contrib/test.sh's timeout) or interrupted: the same
+# cleanup, and the logs, since the status says it failed
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 # Wait up to $1 tenths of a second for the command after it to succeed.
 wait_for() {
