@@ -23,8 +23,10 @@ fi
 mkdir -p build-demo
 (
 	cd build-demo
-	if [ ! -f Makefile ]; then
-		../configure --quiet
+	if [ ! -f Makefile ] && ! ../configure --quiet; then
+		echo "== configure failed; the end of build-demo/config.log:" >&2
+		tail -n 60 config.log >&2
+		exit 1
 	fi
 	make -j2
 )
@@ -35,7 +37,8 @@ DIR=$(mktemp -d "${TMPDIR:-/tmp}/qmpmux-demo.XXXXXX")
 qemu_pid=
 proxy_pid=
 
-# Stop whatever is still running, show the daemon's log if we failed.
+# Stop whatever is still running; if we failed, show the daemon's log
+# and the ends of QEMU's and the clients' (socat's errors) on stderr.
 cleanup() {
 	local status=$?
 
@@ -51,6 +54,11 @@ cleanup() {
 	if [ "$status" -ne 0 ]; then
 		echo "== FAILED (status $status); qmpmuxd's log:" >&2
 		cat "$DIR/qmpmuxd.log" >&2 2>/dev/null
+		for f in "$DIR"/qemu.log "$DIR"/socat-*.log; do
+			[ -s "$f" ] || continue
+			echo "== the end of $(basename "$f"):" >&2
+			tail -n 20 "$f" >&2
+		done
 	fi
 	rm -rf "$DIR"
 	exit "$status"
@@ -131,12 +139,18 @@ proxy_pid=$!
 # QEMU's monitor takes one client; through qmpmuxd it takes two.  socat
 # retries the connect (50 x 0.1s) while qmpmuxd creates its socket.  The
 # coprocesses' fds are duplicated: bash closes its own when one exits.
+# Each socat's errors go to its log, not with bash's warning that a
+# coprocess still runs when the second starts.
 declare -A TO FROM
 connect="UNIX-CONNECT:$DIR/vm.sock,retry=50,interval=0.1"
-{ coproc LIBVIRTD { exec socat - "$connect"; }; } 2>/dev/null
+{ coproc LIBVIRTD {
+	exec socat - "$connect" 2>"$DIR/socat-libvirtd.log"
+}; } 2>/dev/null
 exec {fd}>&"${LIBVIRTD[1]}"; TO[libvirtd]=$fd
 exec {fd}<&"${LIBVIRTD[0]}"; FROM[libvirtd]=$fd
-{ coproc OPERATOR { exec socat - "$connect"; }; } 2>/dev/null
+{ coproc OPERATOR {
+	exec socat - "$connect" 2>"$DIR/socat-operator.log"
+}; } 2>/dev/null
 exec {fd}>&"${OPERATOR[1]}"; TO[operator]=$fd
 exec {fd}<&"${OPERATOR[0]}"; FROM[operator]=$fd
 

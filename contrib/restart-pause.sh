@@ -18,10 +18,20 @@ build=$(cd "${1:?usage: restart-pause.sh BUILDDIR [N]}" && pwd)
 n=${2:-200}
 work=$(mktemp -d /tmp/qmpmux-pause.XXXXXX)
 pids=()
+# Stop what was started; if it failed, show the ends of the logs on
+# stderr first.
 cleanup() {
+	local status=$?
+
+	if [ "$status" -ne 0 ]; then
+		echo "restart-pause: failed; the logs:" >&2
+		tail -n 30 "$work/fake.log" "$work/qmpmuxd.log" >&2 2>/dev/null ||
+			true
+	fi
 	kill "${pids[@]}" 2>/dev/null || true
 	wait 2>/dev/null || true
 	rm -rf "$work"
+	exit "$status"
 }
 trap cleanup EXIT
 

@@ -8,7 +8,8 @@
 # briefly against the real QEMU (make fuzz-diff) and with libFuzzer in
 # build-fuzz/ (make fuzz, 30 s a target), lint the man pages, and from a
 # plain build in build-dist/ run the tests under valgrind (make
-# check-valgrind) and make distcheck (docs/FUZZING.md).
+# check-valgrind) and make distcheck (docs/FUZZING.md).  A failed step
+# shows the ends of its logs on stderr.
 # It can be run from anywhere; the build directories are in the tree.
 set -euo pipefail
 
@@ -28,16 +29,43 @@ step_end() {
 	echo "== $1: $(($(date +%s) - step_t0)) s"
 }
 
+# The last $1 lines of each file after it that exists, on stderr, each
+# under its name: what a failed step leaves to say why.  The tests and
+# tests/libvirt-e2e.sh show their own; these are the logs around them.
+show_logs() {
+	local n=$1 f
+
+	shift
+	for f in "$@"; do
+		[ -f "$f" ] || continue
+		echo "==> $f <==" >&2
+		tail -n "$n" "$f" >&2
+	done
+}
+
+# Configure in the directory $1 with the rest as options, and build; a
+# failed configure shows the end of its config.log.
+build() {
+	local dir=$1
+
+	shift
+	mkdir -p "$dir"
+	(
+		cd "$dir"
+		if ! ../configure "$@"; then
+			echo "== $dir: configure failed" >&2
+			show_logs 60 config.log
+			exit 1
+		fi
+		make -j2
+	)
+}
+
 echo "== autogen"
 ./autogen.sh
 
 echo "== build-test: --enable-werror --enable-sanitizers"
-mkdir -p build-test
-(
-	cd build-test
-	../configure --enable-werror --enable-sanitizers
-	make -j2
-)
+build build-test --enable-werror --enable-sanitizers
 
 echo "== make check"
 if ! make -C build-test -j2 check; then
@@ -76,14 +104,14 @@ make -C build-test fuzz-diff FUZZ_DIFF_SEED="$fuzz_diff_seed" \
 step_end fuzz-diff
 
 step_start "build-fuzz: CC=clang --enable-fuzzing; make fuzz, 30 s a target"
-mkdir -p build-fuzz
-(
-	cd build-fuzz
-	../configure CC=clang --enable-fuzzing --enable-werror
-	make -j2
-)
+build build-fuzz CC=clang --enable-fuzzing --enable-werror
 if ! make -C build-fuzz fuzz FUZZ_SECONDS=30; then
-	echo "== make fuzz failed: build-fuzz/fuzz-crashes/" >&2
+	echo "== make fuzz failed: build-fuzz/fuzz-crashes/; the logs of" \
+	    "the targets that did not finish:" >&2
+	# libFuzzer says DONE at the end of a run that found nothing
+	for f in build-fuzz/fuzz-crashes/*.log; do
+		grep -q '^#[0-9].*DONE' "$f" || show_logs 60 "$f"
+	done
 	exit 1
 fi
 step_end "make fuzz"
@@ -95,21 +123,29 @@ mandoc -Tlint -Wwarning man/qmpmuxctl.1 man/qmpmuxd.8 man/qmpmuxd.conf.5 \
 # Memcheck on a plain build: the tests and every qmpmuxd they start, but
 # for the three whose subject memcheck changes (docs/FUZZING.md).
 step_start "build-dist: make check-valgrind (plain build)"
-mkdir -p build-dist
-(
-	cd build-dist
-	../configure
-	make -j2
-)
+build build-dist
 if ! make -C build-dist -j2 check-valgrind; then
 	echo "== make check-valgrind failed: build-dist/test-suite.log," \
 	    "build-dist/valgrind-logs/" >&2
 	cat build-dist/test-suite.log >&2 || true
+	# the reports that count an error, as make check-valgrind counts
+	for f in build-dist/valgrind-logs/*.log; do
+		if grep -qE 'ERROR SUMMARY: [1-9]|definitely lost: [1-9]' \
+		    "$f"; then
+			show_logs 100 "$f"
+		fi
+	done
 	exit 1
 fi
 step_end "make check-valgrind"
 
 echo "== build-dist: make distcheck"
-make -C build-dist -j2 distcheck
+if ! make -C build-dist -j2 distcheck; then
+	# distcheck leaves its build, in _build/sub, when it fails
+	echo "== make distcheck failed; its logs:" >&2
+	show_logs 100 build-dist/qmpmux-*/_build/sub/test-suite.log
+	show_logs 60 build-dist/qmpmux-*/_build/sub/config.log
+	exit 1
+fi
 
 echo "== all passed"
