@@ -59,6 +59,16 @@ fail() {
 	exit 1
 }
 
+# Destroy and undefine the test's domains, whichever libvirt knows.
+forget_domains() {
+	local d
+
+	for d in "${domains[@]}"; do
+		timeout 20 "${V[@]}" destroy "$d" >/dev/null 2>&1 || true
+		timeout 20 "${V[@]}" undefine "$d" >/dev/null 2>&1 || true
+	done
+}
+
 cleanup() {
 	local status=$? d p
 
@@ -76,10 +86,7 @@ cleanup() {
 		kill -CONT "$p" 2>/dev/null || true
 	done
 	if [ -S /run/libvirt/libvirt-sock ] && [ -n "$libvirtd_pid" ]; then
-		for d in "${domains[@]}"; do
-			timeout 20 "${V[@]}" destroy "$d" >/dev/null 2>&1 || true
-			timeout 20 "${V[@]}" undefine "$d" >/dev/null 2>&1 || true
-		done
+		forget_domains
 	fi
 	# a QEMU that libvirtd could not destroy
 	for d in "${domains[@]}"; do
@@ -274,6 +281,9 @@ chmod 755 "$work/shim.sh"
 virtlogd >"$work/virtlogd.log" 2>&1 &
 pids+=($!)
 start_libvirtd
+# a run killed before its cleanup could undefine them (its bound's
+# SIGTERM reaches libvirtd too) leaves its domains defined
+forget_domains
 
 echo "libvirt-e2e: 1. A and B started through the shim"
 for d in "$A" "$B"; do
