@@ -237,14 +237,14 @@ fz_canonical(struct fz_sent *s, const struct qmp_msg *msg)
 	const char	*text;
 	size_t		 tlen;
 
-	text = qmp_msg_id_text(msg, &tlen);
-	if (text == NULL)
+	if ((text = qmp_msg_id_text(msg, &tlen)) == NULL)
 		tlen = 0;
 	s->len = msg->len - id.len + tlen;
 	if ((s->buf = malloc(s->len + 1)) == NULL)
 		abort();
 	memcpy(s->buf, msg->buf, id.off);
-	memcpy(s->buf + id.off, text, tlen);
+	if (tlen > 0)
+		memcpy(s->buf + id.off, text, tlen);
 	memcpy(s->buf + id.off + tlen, msg->buf + id.off + id.len,
 	    msg->len - id.off - id.len);
 	s->buf[s->len] = '\0';
