@@ -8,10 +8,12 @@
  *
  * A bufferevent cannot carry SCM_RIGHTS, so a connection is a plain
  * non-blocking socket with a read and a write event and two evbuffers;
- * the socket is read with recvmsg.  Each fd received is held by the
- * connection, marked with the input offset it came at: a getfd takes
- * the oldest unnamed one that came no later than its own message.
- * What a connection holds and has not handed to a VM is closed with it.
+ * the socket is read with recvmsg.  The fds are held as QEMU's socket
+ * chardev holds them: those a read brings replace (and close) the
+ * unnamed ones held before, and a getfd takes one of them, closing the
+ * others.  What a connection holds and has not handed to a VM is
+ * closed with it.  A string argument that holds a NUL (\u0000), which
+ * yajl's tree would cut short, is refused for every command at once.
  *
  * Everything is bounded, by [global] keys: the clients
  * (control_max_clients), a message (control_max_message, then the
@@ -43,6 +45,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <yajl/yajl_gen.h>
+#include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
 
 #include "qmpmux.h"
@@ -50,12 +53,12 @@
 #define CONTROL_FDS_PER_READ	16
 #define CONTROL_READ_SIZE	16384
 #define CONTROL_RETRY_SECONDS	1
+#define CONTROL_FDNAME_MAX	255	/* bytes of a getfd's name */
 
 /* An fd a client passed: unnamed until a getfd names it. */
 struct control_fd {
 	int			 fd;
 	char			*name;
-	uint64_t		 at;		/* input offset it came with */
 	TAILQ_ENTRY(control_fd)	 entry;
 };
 TAILQ_HEAD(control_fds, control_fd);
@@ -64,7 +67,8 @@ TAILQ_HEAD(control_fds, control_fd);
  * One control connection.  closing: it is not read again, and reap
  * frees it from the loop; paused: its output is over the bound, and it
  * is read again once it has read half.  nfds counts fds, at most
- * control_max_fds.
+ * control_max_fds; fds_refused: the last fds passed were closed on
+ * arrival, past that bound, for getfd to say so.
  */
 struct control_client {
 	struct control		*ctl;
@@ -85,6 +89,7 @@ struct control_client {
 	int			 paused;
 	struct control_fds	 fds;
 	unsigned int		 nfds;
+	int			 fds_refused;
 	size_t			 max_message;	/* of its reader */
 	struct trace_list	 traces;	/* the VMs it traces */
 	TAILQ_ENTRY(control_client) entry;
@@ -110,7 +115,6 @@ struct control_req {
 	const char		*id;
 	size_t			 idlen;
 	yajl_val		 args;		/* NULL: none given */
-	uint64_t		 end;		/* input offset past it */
 };
 
 /* An argument a command takes. */
@@ -136,6 +140,7 @@ static void	control_reap_cb(int, short, void *);
 static void	control_process(struct control_client *);
 static void	control_handle(struct control_req *);
 static void	control_client_free(struct control_client *);
+static int	control_fd_take(struct control_client *, struct control_fd *);
 static void	control_close(struct control_client *, const char *, ...)
 		    LOG_PRINTF(2, 3);
 static void	control_log(const struct control_client *, int, const char *,
@@ -463,8 +468,25 @@ control_client_free(struct control_client *cc)
 }
 
 /*
- * Hold the fds a read brought, marked with the offset of its first
- * byte; past control_max_fds they are closed at once.
+ * Close the unnamed fds a client holds but keep, as QEMU's chardev
+ * closes the fds of a read that no getfd took.
+ */
+static void
+control_fds_close_unnamed(struct control_client *cc, struct control_fd *keep)
+{
+	struct control_fd	*f, *next;
+
+	for (f = TAILQ_FIRST(&cc->fds); f != NULL; f = next) {
+		next = TAILQ_NEXT(f, entry);
+		if (f->name == NULL && f != keep)
+			close(control_fd_take(cc, f));
+	}
+}
+
+/*
+ * Hold the fds a read brought, as QEMU's socket chardev does: they
+ * replace the unnamed ones held before, which are closed, until a
+ * getfd takes one.  Past control_max_fds they are closed at once.
  */
 static void
 control_take_fds(struct control_client *cc, struct msghdr *mh)
@@ -478,6 +500,10 @@ control_take_fds(struct control_client *cc, struct msghdr *mh)
 		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
 			continue;
 		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		if (n > 0) {
+			control_fds_close_unnamed(cc, NULL);
+			cc->fds_refused = 0;
+		}
 		for (i = 0; i < n; i++) {
 			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int),
 			    sizeof(fd));
@@ -489,15 +515,16 @@ control_take_fds(struct control_client *cc, struct msghdr *mh)
 			if ((f = calloc(1, sizeof(*f))) == NULL)
 				fatal("%s", __func__);
 			f->fd = fd;
-			f->at = cc->received;
 			TAILQ_INSERT_TAIL(&cc->fds, f, entry);
 			cc->nfds++;
 		}
 	}
-	if (refused > 0)
+	if (refused > 0) {
+		cc->fds_refused = 1;
 		control_log(cc, LOG_WARNING, "%zu fds passed past the %u it "
 		    "may hold: closed", refused,
 		    cc->ctl->server->lim.control_max_fds);
+	}
 	if (mh->msg_flags & MSG_CTRUNC)
 		control_log(cc, LOG_WARNING, "more than %d fds in one message: "
 		    "the rest were dropped", CONTROL_FDS_PER_READ);
@@ -599,7 +626,6 @@ control_process(struct control_client *cc)
 			memset(&req, 0, sizeof(req));
 			req.cc = cc;
 			req.msg = &msg;
-			req.end = cc->received - evbuffer_get_length(cc->in);
 			reply_id(&msg, &req.id, &req.idlen);
 			control_handle(&req);
 			qmp_msg_clear(&msg);
@@ -758,6 +784,118 @@ control_check_args(struct control_req *req, const struct control_cmd *cmd)
 }
 
 /*
+ * Where control_nul's parse is: the depth of maps and arrays (the
+ * message's is 1), whether under "arguments", the argument it is
+ * under (its key's bytes), and whether a NUL was found there.
+ */
+struct control_nul {
+	unsigned int	 depth;
+	int		 in_args;
+	char		*arg;
+	size_t		 arglen;
+	int		 found;
+};
+
+/* A string under the arguments: stop at a NUL in it. */
+static int
+control_nul_string_cb(void *ctx, const unsigned char *s, size_t len)
+{
+	struct control_nul	*cn = ctx;
+
+	if (cn->in_args && cn->depth >= 2 && memchr(s, '\0', len) != NULL) {
+		cn->found = 1;
+		return (0);
+	}
+	return (1);
+}
+
+/* A key: "arguments" at the top, an argument's name below it. */
+static int
+control_nul_key_cb(void *ctx, const unsigned char *s, size_t len)
+{
+	struct control_nul	*cn = ctx;
+
+	if (cn->depth == 1) {
+		cn->in_args = len == 9 && memcmp(s, "arguments", 9) == 0;
+		return (1);
+	}
+	if (cn->in_args && cn->depth == 2) {
+		free(cn->arg);
+		if ((cn->arg = malloc(len + 1)) == NULL)
+			fatal("%s", __func__);
+		memcpy(cn->arg, s, len);
+		cn->arglen = len;
+	}
+	return (control_nul_string_cb(ctx, s, len));
+}
+
+/* A map or an array opens. */
+static int
+control_nul_open_cb(void *ctx)
+{
+	((struct control_nul *)ctx)->depth++;
+	return (1);
+}
+
+/* A map or an array closes. */
+static int
+control_nul_close_cb(void *ctx)
+{
+	((struct control_nul *)ctx)->depth--;
+	return (1);
+}
+
+/*
+ * Refuse a message whose arguments hold a NUL (\u0000) in a string or
+ * a key at any depth: yajl's tree keeps a string without its length,
+ * so "a\u0000b" would be read as "a".  One check, before any command
+ * looks at its arguments.  -1 when the caller was answered.
+ */
+static int
+control_check_nul(struct control_req *req)
+{
+	static const yajl_callbacks	 cbs = {
+		.yajl_string = control_nul_string_cb,
+		.yajl_map_key = control_nul_key_cb,
+		.yajl_start_map = control_nul_open_cb,
+		.yajl_end_map = control_nul_close_cb,
+		.yajl_start_array = control_nul_open_cb,
+		.yajl_end_array = control_nul_close_cb,
+	};
+	struct control_nul	 cn;
+	struct evbuffer		*shown;
+	yajl_handle		 h;
+	size_t			 i;
+
+	memset(&cn, 0, sizeof(cn));
+	if ((h = yajl_alloc(&cbs, NULL, &cn)) == NULL)
+		fatalx("%s: yajl_alloc failed", __func__);
+	yajl_config(h, yajl_allow_comments, 1);
+	if (yajl_parse(h, (const unsigned char *)req->msg->buf,
+	    req->msg->len) == yajl_status_ok)
+		yajl_complete_parse(h);
+	yajl_free(h);
+	if (cn.found) {
+		/* the argument's name as sent, a NUL in it shown escaped */
+		if ((shown = evbuffer_new()) == NULL)
+			fatalx("%s: out of memory", __func__);
+		for (i = 0; i < cn.arglen; i++) {
+			if (cn.arg[i] == '\0')
+				evbuffer_add(shown, "\\u0000", 6);
+			else
+				evbuffer_add(shown, &cn.arg[i], 1);
+		}
+		evbuffer_add(shown, "", 1);
+		control_error(req, "GenericError", "qmpmux: argument '%s' "
+		    "holds a NUL character (\\u0000)",
+		    (const char *)evbuffer_pullup(shown, -1));
+		evbuffer_free(shown);
+	}
+	free(cn.arg);
+	return (cn.found ? -1 : 0);
+}
+
+/*
  * qmp_capabilities, as QEMU answers it: once, first, and with no
  * capability to enable, since the control socket offers none (not oob).
  */
@@ -783,8 +921,9 @@ control_negotiate(struct control_req *req)
 }
 
 /*
- * One message: checked as QEMU checks it, then qmp_capabilities, the
- * negotiation rule, and the command with its arguments checked.
+ * One message: checked as QEMU checks it, then the arguments for a
+ * NUL, then qmp_capabilities, the negotiation rule, and the command
+ * with its arguments checked.
  */
 static void
 control_handle(struct control_req *req)
@@ -827,10 +966,12 @@ control_handle(struct control_req *req)
 		return;
 	}
 	req->args = yajl_tree_get(root, args_path, yajl_t_object);
-	if (cmd == NULL)
-		control_negotiate(req);
-	else if (control_check_args(req, cmd) == 0)
-		cmd->fn(req);
+	if (control_check_nul(req) == 0) {
+		if (cmd == NULL)
+			control_negotiate(req);
+		else if (control_check_args(req, cmd) == 0)
+			cmd->fn(req);
+	}
 	yajl_tree_free(root);
 }
 
@@ -973,9 +1114,11 @@ control_fd_take(struct control_client *cc, struct control_fd *f)
 }
 
 /*
- * getfd: name the fd that came with this command (the oldest unnamed
- * one that came no later); a name given before is replaced, its fd
- * closed.
+ * getfd, as QEMU's: take one of the fds the last read that brought any
+ * brought (the fd of this message, for a client that sends each
+ * command with its own) and close the others, then check the name,
+ * closing the fd taken if it is refused.  A name given before is
+ * replaced, its fd closed.  The name's bound is qmpmuxd's own.
  */
 static void
 control_getfd(struct control_req *req)
@@ -984,18 +1127,33 @@ control_getfd(struct control_req *req)
 	struct control_fd	*f, *old;
 	const char		*name = control_arg_str(req, "fdname");
 
-	if (*name >= '0' && *name <= '9') {
-		control_error(req, "GenericError", "Parameter 'fdname' expects "
-		    "a name not starting with a digit");
-		return;
-	}
 	TAILQ_FOREACH(f, &cc->fds, entry) {
-		if (f->name == NULL && f->at < req->end)
+		if (f->name == NULL)
 			break;
+	}
+	if (f == NULL && cc->fds_refused) {
+		cc->fds_refused = 0;
+		control_error(req, "GenericError", "qmpmux: the fds passed "
+		    "were closed: a connection holds at most %u "
+		    "(control_max_fds)", cc->ctl->server->lim.control_max_fds);
+		return;
 	}
 	if (f == NULL) {
 		control_error(req, "GenericError",
 		    "No file descriptor supplied via SCM_RIGHTS");
+		return;
+	}
+	control_fds_close_unnamed(cc, f);
+	if (*name >= '0' && *name <= '9') {
+		close(control_fd_take(cc, f));
+		control_error(req, "GenericError", "Parameter 'fdname' expects "
+		    "a name not starting with a digit");
+		return;
+	}
+	if (strlen(name) > CONTROL_FDNAME_MAX) {
+		close(control_fd_take(cc, f));
+		control_error(req, "GenericError", "Parameter 'fdname' expects "
+		    "a name of at most %d bytes", CONTROL_FDNAME_MAX);
 		return;
 	}
 	if ((old = control_fd_find(cc, name)) != NULL)
@@ -1495,7 +1653,6 @@ control_save(struct control *ctl, struct yajl_gen_t *g, struct state_fds *fds)
 			state_str(g, "name", f->name);
 			state_int(g, "fd", f->fd);
 			state_keep_fd(fds, f->fd);
-			state_int(g, "at", (long long)f->at);
 			yajl_gen_map_close(g);
 		}
 		yajl_gen_array_close(g);
@@ -1566,7 +1723,6 @@ control_adopt_client(struct control *ctl, yajl_val c)
 		if ((f = calloc(1, sizeof(*f))) == NULL)
 			fatal("%s", __func__);
 		f->fd = fd;
-		f->at = (uint64_t)state_get_int(v, "at", 0);
 		if ((name = state_get_str(v, "name")) != NULL &&
 		    (f->name = strdup(name)) == NULL)
 			fatal("%s", __func__);

@@ -603,6 +603,210 @@ START_TEST(test_hostile)
 }
 END_TEST
 
+/* The reply to getfd of name, with fd passed on its message. */
+static void
+getfd_eq(struct t_client *c, const char *name, int fd, const char *want)
+{
+	char	*cmd;
+
+	if (asprintf(&cmd, "{\"execute\": \"getfd\", \"arguments\": "
+	    "{\"fdname\": \"%s\"}}", name) == -1)
+		abort();
+	cmd_fd_eq(c, cmd, fd, want);
+	free(cmd);
+}
+
+/* The inode of a socket the test holds, as /proc/PID/fd shows it. */
+static unsigned long
+inode_of(int fd)
+{
+	struct stat	 st;
+
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	return ((unsigned long)st.st_ino);
+}
+
+#define VERSION_1 "{\"return\": {\"qmpmuxd\": \"" PACKAGE_VERSION "\", " \
+		"\"dump_version\": 1}, \"id\": 1}"
+#define NO_FD	"{\"error\": {\"class\": \"GenericError\", \"desc\": " \
+		"\"No file descriptor supplied via SCM_RIGHTS\"}}"
+
+/*
+ * getfd takes fds as QEMU 7.2's does, seen from /proc/PID/fd: an fd
+ * that came with a getfd that is refused (a name starting with a
+ * digit, or one longer than 255 bytes) is closed; fds that came with
+ * another command are held until the next message that brings fds,
+ * whose getfd names its own, not them; a getfd that brings none
+ * takes those held; of several fds one is taken and the others
+ * closed.
+ */
+START_TEST(test_getfd_as_qemu)
+{
+	struct t_client	*c;
+	int		 x[2], y[2], z[2], three[3], before;
+	unsigned long	 xi, yi;
+	char		 name[257];
+
+	start_empty();
+	c = ctl_client();
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+	    x), 0);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+	    y), 0);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+	    z), 0);
+	xi = inode_of(x[0]);
+	yi = inode_of(y[0]);
+	before = t_proc_fds(t_proxy_pid, NULL);
+
+	/* QEMU looks for the fd first, then at the name */
+	t_cmd_eq(c, "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": "
+	    "\"9x\"}}", NO_FD);
+	getfd_eq(c, "9x", x[0], "{\"error\": {\"class\": \"GenericError\", "
+	    "\"desc\": \"Parameter 'fdname' expects a name not starting with "
+	    "a digit\"}}");
+	ck_assert_int_eq(t_proc_fds(t_proxy_pid, NULL), before);
+	memset(name, 'n', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	getfd_eq(c, name, x[0], "{\"error\": {\"class\": \"GenericError\", "
+	    "\"desc\": \"Parameter 'fdname' expects a name of at most 255 "
+	    "bytes\"}}");
+	ck_assert_int_eq(t_proc_fds(t_proxy_pid, NULL), before);
+	name[255] = '\0';
+	getfd_eq(c, name, x[0], "{\"return\": {}}");
+	ck_assert(t_proc_holds(t_proxy_pid, xi));
+	t_send(c, "{\"execute\": \"closefd\", \"arguments\": {\"fdname\": "
+	    "\"%s\"}}", name);
+	t_recv_eq(c, "{\"return\": {}}");
+	ck_assert_int_eq(t_proc_fds(t_proxy_pid, NULL), before);
+
+	/* held from another command, then replaced by getfd's own */
+	cmd_fd_eq(c, "{\"execute\": \"query-version\", \"id\": 1}", x[0],
+	    VERSION_1);
+	ck_assert(t_proc_holds(t_proxy_pid, xi));
+	getfd_eq(c, "y", y[0], "{\"return\": {}}");
+	ck_assert(!t_proc_holds(t_proxy_pid, xi));
+	ck_assert(t_proc_holds(t_proxy_pid, yi));
+	ck_assert_int_eq(t_proc_fds(t_proxy_pid, NULL), before + 1);
+	/* the fds of a message with an argument error are held likewise */
+	cmd_fd_eq(c, "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": "
+	    "1}}", x[0], "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+	    "\"Invalid parameter type for 'fdname', expected: string\"}}");
+	getfd_eq(c, "y", y[1], "{\"return\": {}}");
+	ck_assert(!t_proc_holds(t_proxy_pid, xi));
+	ck_assert_int_eq(t_proc_fds(t_proxy_pid, NULL), before + 1);
+
+	/* a getfd that brings none takes the fd held */
+	cmd_fd_eq(c, "{\"execute\": \"query-version\", \"id\": 1}", x[0],
+	    VERSION_1);
+	t_cmd_eq(c, "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": "
+	    "\"x\"}}", "{\"return\": {}}");
+	t_cmd_eq(c, "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": "
+	    "\"x2\"}}", NO_FD);
+	ck_assert(t_proc_holds(t_proxy_pid, xi));
+	ck_assert_int_eq(t_proc_fds(t_proxy_pid, NULL), before + 2);
+
+	/* three on one message: one taken, two closed */
+	three[0] = z[0];
+	three[1] = z[1];
+	three[2] = x[1];
+	send_fds(c, "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": "
+	    "\"z\"}}", three, 3);
+	t_recv_eq(c, "{\"return\": {}}");
+	ck_assert_int_eq(t_proc_fds(t_proxy_pid, NULL), before + 3);
+	t_cmd_eq(c, "{\"execute\": \"closefd\", \"arguments\": {\"fdname\": "
+	    "\"x\"}}", "{\"return\": {}}");
+	t_cmd_eq(c, "{\"execute\": \"closefd\", \"arguments\": {\"fdname\": "
+	    "\"y\"}}", "{\"return\": {}}");
+	t_cmd_eq(c, "{\"execute\": \"closefd\", \"arguments\": {\"fdname\": "
+	    "\"z\"}}", "{\"return\": {}}");
+	ck_assert_int_eq(t_proc_fds(t_proxy_pid, NULL), before);
+	close(x[0]);
+	close(x[1]);
+	close(y[0]);
+	close(y[1]);
+	close(z[0]);
+	close(z[1]);
+	t_client_free(c);
+}
+END_TEST
+
+/* The error of an argument that holds a NUL, as qmpmuxd gives it. */
+#define NUL_IN(arg) "{\"error\": {\"class\": \"GenericError\", \"desc\": " \
+		"\"qmpmux: argument '" arg "' holds a NUL character " \
+		"(\\\\u0000)\"}}"
+
+/*
+ * A string argument that holds a NUL (\u0000), which the arguments'
+ * tree would cut short, is refused by every command, at any depth and
+ * in a key too, and changes nothing: a VM named "a\u0000x" is not a,
+ * and one named "nul\u0000x" is not added as nul.
+ */
+START_TEST(test_nul_args)
+{
+	struct t_client	*c;
+	char		*conf, *text, *vms, *m;
+	int		 sv[2], before;
+
+	if (asprintf(&text, "[vm a]\nupstream = connect:%s.none\n"
+	    "[listener a %s]\n", t_qsock, t_psock) == -1)
+		abort();
+	conf = write_conf("a.conf", text);
+	free(text);
+	start(conf);
+	free(conf);
+	c = ctl_client();
+	vms = query_vms(c);
+	ck_assert_ptr_nonnull(strstr(vms, "\"name\":\"a\""));
+
+	t_cmd_eq(c, "{\"execute\": \"remove-vm\", \"arguments\": {\"name\": "
+	    "\"a\\u0000x\"}}", NUL_IN("name"));
+	t_cmd_eq(c, "{\"execute\": \"query-vm\", \"arguments\": {\"name\": "
+	    "\"a\\u0000\"}}", NUL_IN("name"));
+	t_cmd_eq(c, "{\"execute\": \"query-vm\", \"arguments\": "
+	    "{\"name\\u0000x\": \"a\"}}", NUL_IN("name\\\\u0000x"));
+	t_cmd_eq(c, "{\"execute\": \"trace\", \"arguments\": {\"name\": "
+	    "\"a\\u0000\"}}", NUL_IN("name"));
+	t_cmd_eq(c, "{\"execute\": \"add-vm\", \"arguments\": {\"name\": "
+	    "\"nul\\u0000x\", \"upstream\": \"connect:/tmp/q\", \"listeners\": "
+	    "[{\"path\": \"/tmp/nul.sock\"}]}}", NUL_IN("name"));
+	t_cmd_eq(c, "{\"execute\": \"add-vm\", \"arguments\": {\"name\": "
+	    "\"nul\", \"upstream\": \"connect:/tmp/q\\u0000\", \"listeners\": "
+	    "[{\"path\": \"/tmp/nul.sock\"}]}}", NUL_IN("upstream"));
+	t_cmd_eq(c, "{\"execute\": \"add-vm\", \"arguments\": {\"name\": "
+	    "\"nul\", \"upstream\": \"connect:/tmp/q\", \"listeners\": "
+	    "[{\"path\": \"/tmp/nul.sock\\u0000x\"}]}}", NUL_IN("listeners"));
+	t_cmd_eq(c, "{\"execute\": \"add-vm\", \"arguments\": {\"name\": "
+	    "\"nul\", \"upstream\": \"connect:/tmp/q\", \"listeners\": "
+	    "[{\"path\": \"/tmp/nul.sock\"}], \"allow\": [\"query-*\", "
+	    "\"\\u0000\"]}}", NUL_IN("allow"));
+	t_cmd_eq(c, "{\"execute\": \"qmp_capabilities\", \"arguments\": "
+	    "{\"enable\": [\"\\u0000\"]}}", NUL_IN("enable"));
+
+	/* the fd of a getfd so refused is held as QEMU holds it, unnamed */
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+	    sv), 0);
+	before = t_proc_fds(t_proxy_pid, NULL);
+	getfd_eq(c, "f\\u0000", sv[0], NUL_IN("fdname"));
+	t_cmd_eq(c, "{\"execute\": \"closefd\", \"arguments\": {\"fdname\": "
+	    "\"f\\u0000\"}}", NUL_IN("fdname"));
+	t_cmd_eq(c, "{\"execute\": \"closefd\", \"arguments\": {\"fdname\": "
+	    "\"f\"}}", "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+	    "\"File descriptor named 'f' not found\"}}");
+	t_client_free(c);
+	t_wait_fds(t_proxy_pid, before - 1);
+	close(sv[0]);
+	close(sv[1]);
+
+	c = ctl_client();
+	m = query_vms(c);
+	ck_assert_str_eq(m, vms);
+	free(m);
+	free(vms);
+	t_client_free(c);
+}
+END_TEST
+
 /*
  * A VM added at run time is the control socket's: a SIGHUP reload of a
  * file that does not name it leaves it running, while the file's VMs
@@ -717,17 +921,31 @@ START_TEST(test_limits)
 	ck_assert(t_eof(a, T_WAIT_MS));
 	t_client_free(a);
 
-	/* three fds held, the fourth closed on arrival */
+	/*
+	 * Three fds held, unnamed; the next message's replace them.  Three
+	 * named, and the fourth is closed on arrival, and getfd says why.
+	 */
 	a = ctl_client();
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
 	    sv), 0);
 	before = t_proc_fds(t_proxy_pid, NULL);
 	fds[0] = fds[1] = fds[2] = fds[3] = sv[0];
-	send_fds(a, "{\"execute\": \"query-version\", \"id\": 2}", fds, 3);
+	send_fds(a, "{\"execute\": \"query-version\", \"id\": 2}", fds, 4);
 	free(t_recv_reply(a, T_WAIT_MS));
 	ck_assert_int_eq(t_proc_fds(t_proxy_pid, NULL), before + 3);
-	send_fds(a, "{\"execute\": \"query-version\", \"id\": 3}", fds, 1);
-	free(t_recv_reply(a, T_WAIT_MS));
+	getfd_eq(a, "a", sv[0], "{\"return\": {}}");
+	getfd_eq(a, "b", sv[0], "{\"return\": {}}");
+	getfd_eq(a, "c", sv[0], "{\"return\": {}}");
+	ck_assert_int_eq(t_proc_fds(t_proxy_pid, NULL), before + 3);
+	getfd_eq(a, "d", sv[0], "{\"error\": {\"class\": \"GenericError\", "
+	    "\"desc\": \"qmpmux: the fds passed were closed: a connection "
+	    "holds at most 3 (control_max_fds)\"}}");
+	t_cmd_eq(a, "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": "
+	    "\"d\"}}", NO_FD);
+	ck_assert_int_eq(t_proc_fds(t_proxy_pid, NULL), before + 3);
+	t_cmd_eq(a, "{\"execute\": \"closefd\", \"arguments\": {\"fdname\": "
+	    "\"a\"}}", "{\"return\": {}}");
+	getfd_eq(a, "d", sv[0], "{\"return\": {}}");
 	ck_assert_int_eq(t_proc_fds(t_proxy_pid, NULL), before + 3);
 	t_client_free(a);
 	t_wait_fds(t_proxy_pid, before - 1);
@@ -790,6 +1008,8 @@ control_suite(void)
 	tcase_add_test(tc, test_add_remove_paths);
 	tcase_add_test(tc, test_add_fds);
 	tcase_add_test(tc, test_hostile);
+	tcase_add_test(tc, test_getfd_as_qemu);
+	tcase_add_test(tc, test_nul_args);
 	tcase_add_test(tc, test_reload_keeps_added);
 	return (s);
 }
