@@ -14,7 +14,9 @@
  * The file is read with libinih, through a reader of our own that
  * counts lines, sees section headers (to find a section given twice)
  * and refuses a line too long for inih's buffer rather than let inih
- * read its tail as a line of its own.
+ * read its tail as a line of its own.  A file is read only if it is a
+ * regular file of at most CONF_FILE_MAX bytes, so that an include of a
+ * FIFO or of /dev/zero cannot hold up a check or a reload.
  */
 #include "config.h"
 
@@ -22,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <grp.h>
 #include <libgen.h>
@@ -41,6 +44,7 @@
 
 #define CONF_LINE_MAX	INI_MAX_LINE	/* what inih reads of a line */
 #define CONF_NAME_MAX	64		/* bytes of a VM's name */
+#define CONF_FILE_MAX	(1 << 20)	/* bytes of one config file */
 
 /* Where a key may be set. */
 #define CONF_VM		0x1	/* [global] as a default, or [vm NAME] */
@@ -183,6 +187,7 @@ struct conf_read {
 	const char		*file;
 	FILE			*f;
 	int			 line;
+	size_t			 bytes;		/* read so far */
 	int			 nested;	/* an included file */
 	char			*section;	/* the last header, whole */
 	int			 inkey;		/* a key came since it */
@@ -922,9 +927,16 @@ conf_reader(char *str, int num, void *stream)
 		return (NULL);
 	cr->line++;
 	len = strlen(str);
+	/* a file that grew since it was opened: read no more of it */
+	if ((cr->bytes += len) > CONF_FILE_MAX) {
+		conf_read_fail(cr, "the file is larger than %d bytes",
+		    CONF_FILE_MAX);
+		return (NULL);
+	}
 	if (len > 0 && str[len - 1] != '\n' && !feof(cr->f)) {
 		conf_read_fail(cr, "line longer than %d bytes", num - 2);
-		while ((c = fgetc(cr->f)) != EOF && c != '\n')
+		while ((c = fgetc(cr->f)) != EOF && c != '\n' &&
+		    ++cr->bytes <= CONF_FILE_MAX)
 			;
 		str[0] = '\0';
 		return (str);
@@ -973,25 +985,83 @@ conf_handler(void *user, const char *section, const char *key,
 	return (1);
 }
 
-/* Read one file's entries and section headers. */
+/*
+ * Why a file cannot be read: at the include that named it (by), or
+ * alone for the main file.
+ */
 static int
-conf_read_file(const char *path, int nested, struct conf_entries *entries,
-    struct conf_sections *sections, char *err, size_t errlen)
+conf_file_err(char *err, size_t errlen, const struct conf_entry *by,
+    const char *path, const char *why)
+{
+	if (by != NULL)
+		return (conf_at(err, errlen, by, "include %s: %s: %s",
+		    by->value, path, why));
+	return (conf_err(err, errlen, "%s: %s", path, why));
+}
+
+/*
+ * Open a config file, which must be a regular file (symlinks followed)
+ * of at most CONF_FILE_MAX bytes: a FIFO or a device is refused before
+ * it is opened, and again on the fd, opened non-blocking, should the
+ * path change in between.  NULL when err says why.
+ */
+static FILE *
+conf_open(const char *path, const struct conf_entry *by, char *err,
+    size_t errlen)
+{
+	struct stat	 st;
+	char		 why[64];
+	FILE		*f;
+	int		 fd = -1;
+
+	if (stat(path, &st) == -1 || (S_ISREG(st.st_mode) &&
+	    ((fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY |
+	    O_CLOEXEC)) == -1 || fstat(fd, &st) == -1))) {
+		conf_file_err(err, errlen, by, path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		conf_file_err(err, errlen, by, path, "not a regular file");
+		goto fail;
+	}
+	if (st.st_size > CONF_FILE_MAX) {
+		snprintf(why, sizeof(why), "larger than %d bytes",
+		    CONF_FILE_MAX);
+		conf_file_err(err, errlen, by, path, why);
+		goto fail;
+	}
+	if ((f = fdopen(fd, "r")) == NULL)
+		fatal("%s", __func__);
+	return (f);
+fail:
+	if (fd != -1)
+		close(fd);
+	return (NULL);
+}
+
+/*
+ * Read one file's entries and section headers; by is the include that
+ * named it, NULL for the main file.
+ */
+static int
+conf_read_file(const char *path, const struct conf_entry *by,
+    struct conf_entries *entries, struct conf_sections *sections, char *err,
+    size_t errlen)
 {
 	struct conf_read	 cr;
-	int			 rv;
+	int			 rv, failed;
 
 	memset(&cr, 0, sizeof(cr));
 	cr.file = path;
-	cr.nested = nested;
+	cr.nested = by != NULL;
 	cr.entries = entries;
 	cr.sections = sections;
 	cr.err = err;
 	cr.errlen = errlen;
-	if ((cr.f = fopen(path, "r")) == NULL)
-		return (conf_err(err, errlen, "%s: %s", path,
-		    strerror(errno)));
+	if ((cr.f = conf_open(path, by, err, errlen)) == NULL)
+		return (-1);
 	rv = ini_parse_stream(conf_reader, &cr, conf_handler, &cr);
+	failed = ferror(cr.f);
 	fclose(cr.f);
 	free(cr.section);
 	/* inih reads on after a line it cannot parse: the first counts */
@@ -1000,7 +1070,7 @@ conf_read_file(const char *path, int nested, struct conf_entries *entries,
 		    "comment or key = value", path, rv));
 	if (cr.failed)
 		return (-1);
-	if (rv != 0)
+	if (rv != 0 || failed)
 		return (conf_err(err, errlen, "%s: cannot be read", path));
 	return (0);
 }
@@ -1068,7 +1138,7 @@ conf_read_all(const char *path, struct conf_entries *entries,
 	int			 rv = 0, grv;
 
 	TAILQ_INIT(&main);
-	if (conf_read_file(path, 0, &main, sections, err, errlen) == -1) {
+	if (conf_read_file(path, NULL, &main, sections, err, errlen) == -1) {
 		conf_entries_clear(&main);
 		return (-1);
 	}
@@ -1101,7 +1171,7 @@ conf_read_all(const char *path, struct conf_entries *entries,
 		}
 		for (i = 0; rv == 0 && i < g.gl_pathc; i++) {
 			TAILQ_INIT(&main);
-			rv = conf_read_file(g.gl_pathv[i], 1, &main, sections,
+			rv = conf_read_file(g.gl_pathv[i], e, &main, sections,
 			    err, errlen);
 			TAILQ_CONCAT(entries, &main, entry);
 		}

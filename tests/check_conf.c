@@ -28,6 +28,7 @@
 #define LOG		"qmpmuxd.log"
 #define SUN_PATH_MAX	107	/* sizeof(sun_path) - 1 on Linux */
 #define LINE_MAX_CONF	198	/* the longest line inih reads whole */
+#define CONF_FILE_MAX	(1 << 20)	/* the most bytes of a config file */
 
 #define RUNNING	"{\"status\": \"running\", \"singlestep\": false, " \
 		"\"running\": true}"
@@ -106,6 +107,20 @@ expand(const char *tmpl)
 	return (s);
 }
 
+/* Make the directory of a file of the test's directory, if need be. */
+static void
+make_dir_of(char *path)
+{
+	char	*slash;
+
+	if ((slash = strrchr(path, '/')) != NULL) {
+		*slash = '\0';
+		if (mkdir(path, 0755) == -1 && errno != EEXIST)
+			abort();
+		*slash = '/';
+	}
+}
+
 /*
  * Write a file of the test's directory (its own directory made first)
  * from a template; returns its path.  It is written whole, then renamed
@@ -114,15 +129,10 @@ expand(const char *tmpl)
 static char *
 write_file(const char *name, const char *tmpl)
 {
-	char	*path = t_path(name), *tmp, *text = expand(tmpl), *slash;
+	char	*path = t_path(name), *tmp, *text = expand(tmpl);
 	FILE	*f;
 
-	if ((slash = strrchr(path, '/')) != NULL) {
-		*slash = '\0';
-		if (mkdir(path, 0755) == -1 && errno != EEXIST)
-			abort();
-		*slash = '/';
-	}
+	make_dir_of(path);
 	if (asprintf(&tmp, "%s.tmp", path) == -1 ||
 	    (f = fopen(tmp, "w")) == NULL)
 		abort();
@@ -445,6 +455,120 @@ START_TEST(test_check_include_nothing)
 	    "include = @/none.d/*.conf\n" VM_A));
 	free(write_file("conf.d/README", "no config here\n"));
 	check_ok(1);
+}
+END_TEST
+
+/*
+ * Write DIR/NAME of exactly size bytes: a template, then comment lines
+ * as long as inih reads whole, the last one cut to fit.
+ */
+static void
+write_sized(const char *name, const char *tmpl, size_t size)
+{
+	char	*path = t_path(name), *text = expand(tmpl);
+	char	 line[LINE_MAX_CONF + 1];
+	size_t	 left, n;
+	FILE	*f;
+
+	memset(line, 'x', sizeof(line));
+	line[0] = '#';
+	make_dir_of(path);
+	ck_assert_ptr_nonnull(f = fopen(path, "w"));
+	ck_assert_int_ge(fputs(text, f), 0);
+	for (left = size - strlen(text); left > 0; left -= n) {
+		n = left < sizeof(line) ? left : sizeof(line);
+		line[n - 1] = '\n';
+		ck_assert_uint_eq(fwrite(line, 1, n, f), n);
+		line[n - 1] = 'x';
+	}
+	ck_assert_int_eq(fclose(f), 0);
+	free(text);
+	free(path);
+}
+
+/* What DIR/NAME is made as, for test_check_not_regular. */
+enum special {
+	SPECIAL_FIFO,		/* a FIFO */
+	SPECIAL_ZERO,		/* a symlink to /dev/zero */
+	SPECIAL_BIG		/* a file one byte past the bound */
+};
+
+/* Make DIR/NAME special, its directory first. */
+static void
+make_special(const char *name, enum special kind)
+{
+	char	*path = t_path(name);
+
+	make_dir_of(path);
+	unlink(path);
+	switch (kind) {
+	case SPECIAL_FIFO:
+		ck_assert_int_eq(mkfifo(path, 0644), 0);
+		break;
+	case SPECIAL_ZERO:
+		ck_assert_int_eq(symlink("/dev/zero", path), 0);
+		break;
+	case SPECIAL_BIG:
+		write_sized(name, "", CONF_FILE_MAX + 1);
+		break;
+	}
+	free(path);
+}
+
+/*
+ * The files qmpmuxd cannot read as a config: an include, or the file
+ * itself, that is a FIFO, a symlink to /dev/zero or one byte past
+ * 1 MiB.  -n exits 1 at once (run_qmpmuxd's bound) with the include's
+ * FILE:LINE, or the file's path.
+ */
+static const struct not_regular {
+	const char	*name;
+	const char	*file;		/* made special */
+	enum special	 kind;
+	const char	*conf;		/* written, unless it is the file */
+	const char	*want;
+} not_regulars[] = {
+	{ "an include of a FIFO", "conf.d/fifo.conf", SPECIAL_FIFO,
+	    "[global]\ninclude = conf.d/*.conf\n" VM_A,
+	    IN "2: include conf.d/*.conf: @/conf.d/fifo.conf: not a regular "
+	    "file\n" },
+	{ "an include of a symlink to /dev/zero", "conf.d/zero.conf",
+	    SPECIAL_ZERO, "[global]\ninclude = conf.d/*.conf\n" VM_A,
+	    IN "2: include conf.d/*.conf: @/conf.d/zero.conf: not a regular "
+	    "file\n" },
+	{ "an include of a file past 1 MiB", "conf.d/big.conf", SPECIAL_BIG,
+	    "[global]\ninclude = conf.d/*.conf\n" VM_A,
+	    IN "2: include conf.d/*.conf: @/conf.d/big.conf: larger than "
+	    "1048576 bytes\n" },
+	{ "a FIFO as the file", CONF, SPECIAL_FIFO, NULL,
+	    "qmpmuxd: @/" CONF ": not a regular file\n" },
+	{ "a symlink to /dev/zero as the file", CONF, SPECIAL_ZERO, NULL,
+	    "qmpmuxd: @/" CONF ": not a regular file\n" },
+	{ "a file past 1 MiB", CONF, SPECIAL_BIG, NULL,
+	    "qmpmuxd: @/" CONF ": larger than 1048576 bytes\n" },
+};
+#define NNOTREG	((int)(sizeof(not_regulars) / sizeof(not_regulars[0])))
+
+/* Each file that cannot be read as a config: -n refuses it at once. */
+START_TEST(test_check_not_regular)
+{
+	const struct not_regular	*b = &not_regulars[_i];
+
+	if (b->conf != NULL)
+		free(write_file(CONF, b->conf));
+	make_special(b->file, b->kind);
+	check_bad(b->name, b->want);
+}
+END_TEST
+
+/* A file and an include of exactly 1 MiB each are read whole. */
+START_TEST(test_check_size_edge)
+{
+	write_sized(CONF, "[global]\ninclude = conf.d/*.conf\n" VM_A,
+	    CONF_FILE_MAX);
+	write_sized("conf.d/b.conf", "[vm b]\nupstream = connect:@/b.qmp\n"
+	    "[listener b @/b.sock]\n", CONF_FILE_MAX);
+	check_ok(2);
 }
 END_TEST
 
@@ -853,6 +977,53 @@ START_TEST(test_reload)
 END_TEST
 
 /*
+ * A reload of a file whose include is a FIFO, then a symlink to
+ * /dev/zero, then one past 1 MiB, fails at once and says why: the
+ * client of before and a new one are served after each.
+ */
+START_TEST(test_reload_not_regular)
+{
+	static const enum special	 kinds[] = { SPECIAL_FIFO, SPECIAL_ZERO,
+					    SPECIAL_BIG };
+	static const char *const	 why[] = { "not a regular file",
+					    "not a regular file",
+					    "larger than 1048576 bytes" };
+	struct t_client	*a;
+	char		*want, *old, tmpl[256], name[32];
+	int		 i;
+
+	start_qemu("a");
+	free(write_file(CONF, VM_A));
+	start_proxy(NULL, (const char *[]){ "a.sock", NULL });
+	a = client("a.sock");
+	serves(a, "a");
+	free(write_file(CONF, "[global]\ninclude = conf.d/*.conf\n" VM_A));
+	/* each its own name, so that each failure is told apart */
+	for (i = 0; i < 3; i++) {
+		if (i > 0) {
+			snprintf(name, sizeof(name), "conf.d/x%d.conf", i - 1);
+			ck_assert_int_eq(unlink(old = t_path(name)), 0);
+			free(old);
+		}
+		snprintf(name, sizeof(name), "conf.d/x%d.conf", i);
+		make_special(name, kinds[i]);
+		ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
+		snprintf(tmpl, sizeof(tmpl), "reload failed, the running "
+		    "configuration stays: @/" CONF ":2: include "
+		    "conf.d/*.conf: @/%s: %s", name, why[i]);
+		want = expand(tmpl);
+		ck_assert_msg(t_wait_log(LOG, want, T_WAIT_MS) == 0, "no "
+		    "\"%s\"; see %s/%s", want, t_dir(), LOG);
+		free(want);
+		serves(a, name);
+		new_client_served("a.sock");
+	}
+	ck_assert_int_eq(t_log_count(LOG, "reloaded: "), 0);
+	t_client_free(a);
+}
+END_TEST
+
+/*
  * A listener's path may pass from one VM to another in one reload,
  * whatever their order in the file: from X, changed, to W, changed,
  * and to Y, new, both before X.  X's client on the path is closed;
@@ -1177,10 +1348,13 @@ conf_suite(void)
 	tcase_add_test(tc, test_check_empty);
 	tcase_add_test(tc, test_check_example);
 	tcase_add_test(tc, test_check_include_nothing);
+	tcase_add_loop_test(tc, test_check_not_regular, 0, NNOTREG);
+	tcase_add_test(tc, test_check_size_edge);
 	tcase_add_test(tc, test_check_path_107);
 
 	tc = t_tcase_with(s, "real-qemu", 60, setup, teardown);
 	tcase_add_test(tc, test_reload);
+	tcase_add_test(tc, test_reload_not_regular);
 	tcase_add_test(tc, test_reload_moves_listener);
 	tcase_add_test(tc, test_reload_renamed);
 	tcase_add_test(tc, test_reload_keeps_deadline);
