@@ -13,8 +13,10 @@
  */
 #include "config.h"
 
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,7 @@
 
 #include "qmpmux.h"
 
+#define DUMP_FILE_MODE	0600	/* of the dump file, whatever the umask */
 
 /* A yajl generator with shorthands for the members of an object. */
 struct dump {
@@ -433,24 +436,38 @@ dump_log(struct server *s)
 }
 
 /*
- * Write the dump's JSON to path: under a temporary name in the same
- * directory, then renamed into place.  -1 (logged) if it cannot be
- * written.
+ * Write the dump's JSON to path: to a new file of a name no one can
+ * foresee in the same directory (mkostemps: O_CREAT|O_EXCL, so no
+ * symlink or file planted there is followed or reused), mode
+ * DUMP_FILE_MODE, synced, then renamed into place.  -1 (logged) if it
+ * cannot be written.
  */
 int
 dump_write(const char *path, const char *json, size_t len)
 {
 	char	*tmp;
-	FILE	*f;
-	int	 rv = -1;
+	FILE	*f = NULL;
+	int	 fd, rv = -1;
 
-	if (asprintf(&tmp, "%s.%ld.tmp", path, (long)getpid()) == -1)
+	if (asprintf(&tmp, "%s.XXXXXX.tmp", path) == -1)
 		fatal("%s", __func__);
-	if ((f = fopen(tmp, "w")) == NULL) {
+	if ((fd = mkostemps(tmp, 4, O_CLOEXEC)) == -1) {
 		log_warn("dump: cannot write %s", tmp);
 		goto out;
 	}
-	if (fwrite(json, 1, len, f) != len || fclose(f) == EOF) {
+	if (fchmod(fd, DUMP_FILE_MODE) == -1 ||
+	    (f = fdopen(fd, "w")) == NULL ||
+	    fwrite(json, 1, len, f) != len || fflush(f) == EOF ||
+	    fsync(fd) == -1) {
+		log_warn("dump: cannot write %s", tmp);
+		if (f != NULL)
+			fclose(f);
+		else
+			close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	if (fclose(f) == EOF) {
 		log_warn("dump: cannot write %s", tmp);
 		unlink(tmp);
 		goto out;

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <sys/stat.h>
 #include <dirent.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -81,7 +82,10 @@ jbool(yajl_val v, const char *what)
 	return (YAJL_IS_TRUE(v));
 }
 
-/* No temporary file of the dump is left in the test's directory. */
+/*
+ * No temporary file of the dump is left in the test's directory (the
+ * symlinks test_dump_planted plants under such names are not its).
+ */
 static void
 no_tmp_left(void)
 {
@@ -92,6 +96,8 @@ no_tmp_left(void)
 	ck_assert_ptr_nonnull(d = opendir(t_dir()));
 	while ((de = readdir(d)) != NULL) {
 		n = strlen(de->d_name);
+		if (de->d_type == DT_LNK)
+			continue;
 		ck_assert_msg(!(strncmp(de->d_name, "dump.json.", 10) == 0 &&
 		    n > 4 && strcmp(de->d_name + n - 4, ".tmp") == 0),
 		    "temporary file %s left", de->d_name);
@@ -409,6 +415,99 @@ START_TEST(test_dump_stalled)
 }
 END_TEST
 
+/* The whole text of a file, which must be there. */
+static char *
+slurp(const char *path)
+{
+	char	*buf;
+	FILE	*f;
+	long	 len;
+
+	ck_assert_ptr_nonnull(f = fopen(path, "r"));
+	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+	len = ftell(f);
+	rewind(f);
+	ck_assert_ptr_nonnull(buf = malloc((size_t)len + 1));
+	ck_assert_int_eq(fread(buf, 1, (size_t)len, f), len);
+	buf[len] = '\0';
+	fclose(f);
+	return (buf);
+}
+
+/*
+ * The dump follows no symlink planted beside it: a root-owned file
+ * elsewhere, linked from the old temporary name (PATH.PID.tmp), from
+ * another name of the same shape and from the dump file's own name,
+ * is left as it was, and the dump file is a regular file of the
+ * running uid, mode 0600 whatever the umask.
+ */
+START_TEST(test_dump_planted)
+{
+	const char	*opts[] = { "--dump-file", dump_path, NULL };
+	static const char precious[] = "precious\n";
+	yajl_val	 v;
+	struct stat	 st;
+	char		*victim = t_path("elsewhere"), *old_tmp, *other, *text;
+	FILE		*f;
+	mode_t		 mask;
+
+	ck_assert_int_eq(mkdir(victim, 0755), 0);
+	free(victim);
+	victim = t_path("elsewhere/victim");
+	ck_assert_ptr_nonnull(f = fopen(victim, "w"));
+	ck_assert_int_ge(fputs(precious, f), 0);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(victim, 0644), 0);
+	ck_assert_int_eq(stat(victim, &st), 0);
+	ck_assert_int_eq(st.st_uid, 0);
+
+	/* qmpmuxd's umask would give the file 0644 */
+	mask = umask(022);
+	t_start_qemu(opts);
+	umask(mask);
+	if (asprintf(&old_tmp, "%s.%ld.tmp", dump_path, (long)t_proxy_pid) ==
+	    -1 || asprintf(&other, "%s.000000.tmp", dump_path) == -1)
+		abort();
+	ck_assert_int_eq(symlink(victim, old_tmp), 0);
+	ck_assert_int_eq(symlink(victim, other), 0);
+	ck_assert_int_eq(symlink(victim, dump_path), 0);
+
+	v = dump(&text);
+	yajl_tree_free(v);
+	free(text);
+	ck_assert_int_eq(lstat(dump_path, &st), 0);
+	ck_assert_msg(S_ISREG(st.st_mode), "%s is not a regular file",
+	    dump_path);
+	ck_assert_int_eq(st.st_uid, getuid());
+	ck_assert_int_eq(st.st_mode & 07777, 0600);
+	text = slurp(victim);
+	ck_assert_str_eq(text, precious);
+	free(text);
+	ck_assert_int_eq(stat(victim, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0644);
+	ck_assert_int_eq(st.st_uid, 0);
+	/* the planted links are left, and still point where they did */
+	ck_assert_int_eq(lstat(old_tmp, &st), 0);
+	ck_assert(S_ISLNK(st.st_mode));
+	ck_assert_int_eq(lstat(other, &st), 0);
+	ck_assert(S_ISLNK(st.st_mode));
+
+	/* a second dump replaces the first, in the same way */
+	v = dump(&text);
+	yajl_tree_free(v);
+	free(text);
+	ck_assert_int_eq(lstat(dump_path, &st), 0);
+	ck_assert(S_ISREG(st.st_mode));
+	ck_assert_int_eq(st.st_mode & 07777, 0600);
+	text = slurp(victim);
+	ck_assert_str_eq(text, precious);
+	free(text);
+	free(old_tmp);
+	free(other);
+	free(victim);
+}
+END_TEST
+
 static Suite *
 dump_suite(void)
 {
@@ -418,6 +517,7 @@ dump_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_dump_pending);
 	tcase_add_test(tc, test_dump_stalled);
+	tcase_add_test(tc, test_dump_planted);
 	tc = t_tcase(s, "fake-qemu", 60);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_dump_paused);
