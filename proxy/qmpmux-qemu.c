@@ -66,17 +66,27 @@ static void	wrap_log(const char *, ...)
 static int	wrap_fail(struct wrap *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 
-/* One line on stderr, which libvirt keeps in the domain's log. */
+/*
+ * One line on stderr, which libvirt keeps in the domain's log; escaped
+ * (util_escape), since it may quote qmpmuxd's answer or the VM's name.
+ */
 static void
 wrap_log(const char *fmt, ...)
 {
 	va_list	 ap;
+	char	*line, *esc = NULL;
+	int	 n;
 
-	fprintf(stderr, "qmpmux-qemu: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	n = vasprintf(&line, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (n != -1) {
+		esc = util_escape_dup(line, (size_t)n, 0);
+		free(line);
+	}
+	fprintf(stderr, "qmpmux-qemu: %s\n", esc != NULL ? esc :
+	    "out of memory");
+	free(esc);
 }
 
 /* Keep why the monitor is not handed over; always -1. */

@@ -4,7 +4,8 @@
  * and its reply.  People get tables; --json gives programs the raw
  * return value.  Each way a command can fail has its own exit status,
  * so that scripts can tell "the daemon is not running" from "no such
- * VM".
+ * VM".  What a client or QEMU chose (a command's name, a message of a
+ * trace) reaches the terminal only escaped (ctl_esc, ctl_write_json).
  */
 #include "config.h"
 
@@ -30,6 +31,7 @@
 #define CTL_CONTROL	"/run/qmpmux/control.sock"
 #define CTL_WAIT_MS	30000	/* the longest a reply may take */
 #define CTL_MAX_MESSAGE	(64 << 20)
+#define CTL_ESC_RING	8	/* ctl_esc's results alive at once */
 
 /* The exit statuses of qmpmuxctl(1). */
 enum {
@@ -68,18 +70,65 @@ usage(FILE *f, int status)
 	exit(status);
 }
 
-/* One line on stderr, then the exit status that says what failed. */
+/*
+ * s escaped for a terminal (util_escape), or "?" for none.  A table's
+ * line quotes several fields at once, so the last CTL_ESC_RING results
+ * stay valid; qmpmuxctl exits soon after.
+ */
+static const char *
+ctl_esc(const char *s)
+{
+	static char	*ring[CTL_ESC_RING];
+	static size_t	 next;
+	char		*p;
+
+	if (s == NULL)
+		return ("?");
+	if ((p = util_escape_dup(s, strlen(s), 0)) == NULL) {
+		fputs("qmpmuxctl: out of memory\n", stderr);
+		exit(EXIT_USAGE);
+	}
+	free(ring[next]);
+	ring[next] = p;
+	next = (next + 1) % CTL_ESC_RING;
+	return (p);
+}
+
+/*
+ * One line on stderr, then the exit status that says what failed.  The
+ * line may quote the daemon (an error's desc, a name it was given), so
+ * it is escaped whole.
+ */
 static void
 die(int status, const char *fmt, ...)
 {
 	va_list	 ap;
+	char	*line;
 
-	fprintf(stderr, "qmpmuxctl: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	if (vasprintf(&line, fmt, ap) == -1)
+		line = NULL;
 	va_end(ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "qmpmuxctl: %s\n", line != NULL ? ctl_esc(line) :
+	    "out of memory");
+	free(line);
 	exit(status);
+}
+
+/*
+ * JSON text out, kept JSON of the same value but with every control a
+ * \u00XX escape (util_escape's UTIL_ESCAPE_JSON): what --json, dump and
+ * a trace print may go to a terminal.
+ */
+static void
+ctl_write_json(const void *buf, size_t len)
+{
+	char	*p;
+
+	if ((p = util_escape_dup(buf, len, UTIL_ESCAPE_JSON)) == NULL)
+		die(EXIT_USAGE, "out of memory");
+	fputs(p, stdout);
+	free(p);
 }
 
 /*
@@ -226,7 +275,7 @@ ctl_print_json(yajl_val v)
 	yajl_gen_config(g, yajl_gen_beautify, 1);
 	util_json_gen(g, v);
 	yajl_gen_get_buf(g, &buf, &len);
-	fwrite(buf, 1, len, stdout);
+	ctl_write_json(buf, len);
 	yajl_gen_free(g);
 }
 
@@ -306,13 +355,12 @@ ctl_list(yajl_val ret)
 		    strcmp(state, "lost") == 0))
 			marked++;
 		snprintf(up, sizeof(up), "%s:%s",
-		    ctl_str(vm, "upstream", "mode") != NULL ?
-		    ctl_str(vm, "upstream", "mode") : "?",
+		    ctl_esc(ctl_str(vm, "upstream", "mode")),
 		    ctl_str(vm, "upstream", "path") != NULL ?
-		    ctl_str(vm, "upstream", "path") : "(fd)");
+		    ctl_esc(ctl_str(vm, "upstream", "path")) : "(fd)");
 		printf("%-20s %-11s %8s %-8s %7.0f %6.0f %6.0f %9.0f  %s\n",
-		    ctl_str(vm, "name", NULL), ctl_state(state, st,
-		    sizeof(st)), ctl_age(stalled >= 0 ? stalled :
+		    ctl_esc(ctl_str(vm, "name", NULL)), ctl_esc(ctl_state(state,
+		    st, sizeof(st))), ctl_age(stalled >= 0 ? stalled :
 		    ctl_num(vm, "state_for", NULL), a, sizeof(a)),
 		    yajl_tree_get(vm, (const char *[]){ "reads_paused",
 		    NULL }, yajl_t_true) != NULL ? "paused" : "running",
@@ -335,20 +383,20 @@ ctl_status(yajl_val vm)
 	double		 dl;
 	size_t		 i;
 
-	printf("vm %s: %s for %s", ctl_str(vm, "name", NULL),
-	    ctl_state(state, st, sizeof(st)), ctl_age(ctl_num(vm,
+	printf("vm %s: %s for %s", ctl_esc(ctl_str(vm, "name", NULL)),
+	    ctl_esc(ctl_state(state, st, sizeof(st))), ctl_age(ctl_num(vm,
 	    "stalled_for", NULL) >= 0 ? ctl_num(vm, "stalled_for", NULL) :
 	    ctl_num(vm, "upstream", "state_for"), a, sizeof(a)));
-	printf(" (%s, defined at %s)\n", ctl_str(vm, "origin", NULL),
+	printf(" (%s, defined at %s)\n", ctl_esc(ctl_str(vm, "origin", NULL)),
 	    ctl_str(vm, "defined_at", NULL) != NULL ?
-	    ctl_str(vm, "defined_at", NULL) : "-");
+	    ctl_esc(ctl_str(vm, "defined_at", NULL)) : "-");
 	printf("  upstream  %s:%s, %s, QEMU %s\n",
-	    ctl_str(vm, "upstream", "mode"),
+	    ctl_esc(ctl_str(vm, "upstream", "mode")),
 	    ctl_str(vm, "upstream", "path") != NULL ?
-	    ctl_str(vm, "upstream", "path") : "(fd)",
-	    ctl_str(vm, "upstream", "state"),
+	    ctl_esc(ctl_str(vm, "upstream", "path")) : "(fd)",
+	    ctl_esc(ctl_str(vm, "upstream", "state")),
 	    ctl_str(vm, "upstream", "qemu") != NULL ?
-	    ctl_str(vm, "upstream", "qemu") : "(unknown)");
+	    ctl_esc(ctl_str(vm, "upstream", "qemu")) : "(unknown)");
 	printf("  reads     %s", yajl_tree_get(vm, (const char *[]){ "reads",
 	    "paused", NULL }, yajl_t_true) != NULL ? "paused" : "running");
 	if (ctl_num(vm, "reads", "paused_for") >= 0)
@@ -373,8 +421,8 @@ ctl_status(yajl_val vm)
 			    NULL));
 		else
 			snprintf(cl, sizeof(cl), "-");
-		printf("    %-24s client %-4s %-6s %8s ago", ctl_str(x,
-		    "command", NULL), cl,
+		printf("    %-24s client %-4s %-6s %8s ago", ctl_esc(ctl_str(x,
+		    "command", NULL)), cl,
 		    yajl_tree_get(x, (const char *[]){ "sent", NULL },
 		    yajl_t_true) != NULL ? "sent" : "queued",
 		    ctl_age(ctl_num(x, "age", NULL), a, sizeof(a)));
@@ -392,8 +440,8 @@ ctl_status(yajl_val vm)
 		x = list->u.array.values[i];
 		printf("    %-4.0f pid %-7.0f uid %-6.0f %-12s %s\n",
 		    ctl_num(x, "id", NULL), ctl_num(x, "pid", NULL),
-		    ctl_num(x, "uid", NULL), ctl_str(x, "state", NULL),
-		    ctl_str(x, "listener", NULL));
+		    ctl_num(x, "uid", NULL), ctl_esc(ctl_str(x, "state", NULL)),
+		    ctl_esc(ctl_str(x, "listener", NULL)));
 	}
 	printf("  counters  %.0f commands, %.0f timeouts, %.0f late replies "
 	    "dropped, %.0f events, %.0f reconnects\n",
@@ -527,8 +575,8 @@ ctl_trace_message(yajl_val data)
 	yajl_val		 m = yajl_tree_get(data, msg_path, yajl_t_any);
 
 	if (m == NULL || YAJL_IS_NULL(m)) {
-		printf("invalid input: %s", ctl_str(data, "error", NULL) !=
-		    NULL ? ctl_str(data, "error", NULL) : "?");
+		printf("invalid input: %s", ctl_esc(ctl_str(data, "error",
+		    NULL)));
 		return;
 	}
 	if ((g = yajl_gen_alloc(NULL)) == NULL)
@@ -538,7 +586,7 @@ ctl_trace_message(yajl_val data)
 	if (yajl_tree_get(data, (const char *[]){ "raw", NULL }, yajl_t_true)
 	    != NULL)
 		printf("not JSON: ");
-	fwrite(buf, 1, len, stdout);
+	ctl_write_json(buf, len);
 	yajl_gen_free(g);
 }
 
@@ -566,8 +614,7 @@ ctl_trace_line(yajl_val v)
 	strftime(when, sizeof(when), "%H:%M:%S", &tm);
 	printf("%s.%03ld ", when, usec < 0 ? 0 : (long)(usec / 1000));
 	if (strcmp(event, "QMPMUX_TRACE") == 0) {
-		printf("%-10s ", ctl_str(data, "direction", NULL) != NULL ?
-		    ctl_str(data, "direction", NULL) : "?");
+		printf("%-10s ", ctl_esc(ctl_str(data, "direction", NULL)));
 		if (ctl_num(data, "client", NULL) >= 0)
 			printf("%-4.0f ", ctl_num(data, "client", NULL));
 		else
@@ -578,9 +625,9 @@ ctl_trace_line(yajl_val v)
 		    ctl_num(data, "count", NULL));
 	else if (strcmp(event, "QMPMUX_TRACE_END") == 0)
 		printf("the trace of %s ended: the VM is gone",
-		    ctl_str(data, "vm", NULL));
+		    ctl_esc(ctl_str(data, "vm", NULL)));
 	else
-		printf("%s", event);
+		printf("%s", ctl_esc(event));
 	printf("\n");
 	fflush(stdout);
 	return (strcmp(event, "QMPMUX_TRACE_END") == 0);
@@ -607,7 +654,7 @@ ctl_trace(struct ctl *c)
 		if ((v = yajl_tree_parse(msg.buf, err, sizeof(err))) == NULL)
 			die(EXIT_DAEMON, "unreadable event: %s", err);
 		if (c->json) {
-			fwrite(msg.buf, 1, msg.len, stdout);
+			ctl_write_json(msg.buf, msg.len);
 			putchar('\n');
 			fflush(stdout);
 			end = ctl_str(v, "event", NULL) != NULL &&

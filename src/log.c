@@ -1,6 +1,9 @@
 /*
  * Logging: one line per call, to stderr with -d or to syslog otherwise.
- * log_warn appends strerror(errno); the x variants do not.
+ * log_warn appends strerror(errno); the x variants do not.  A line may
+ * quote bytes a client or QEMU chose, so each is escaped (util_escape)
+ * where it leaves: one call is one line, and no byte of it reaches a
+ * terminal as a control.
  */
 #include "config.h"
 
@@ -12,7 +15,9 @@
 #include <time.h>
 #include <sys/time.h>
 
-#include "log.h"
+#include "qmpmux.h"
+
+#define LOG_LINE_MAX	2048	/* a line's bytes before it is escaped */
 
 static int	log_foreground = 1;
 static int	log_verbose;
@@ -46,16 +51,21 @@ log_getverbose(void)
 	return (log_verbose);
 }
 
-/* Write one line with an optional suffix (the errno text). */
+/*
+ * Write one line with an optional suffix (the errno text), escaped: a
+ * newline or an ESC in it, a client's, would forge a line or take over
+ * the terminal of whoever reads the log.
+ */
 static void
 log_vwrite(int pri, const char *suffix, const char *fmt, va_list ap)
 {
-	char		 line[2048];
+	char		 raw[LOG_LINE_MAX], line[UTIL_ESCAPE_SIZE(LOG_LINE_MAX)];
 	struct timeval	 tv;
 	struct tm	 tm;
 	char		 stamp[32];
 
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	util_escape(line, sizeof(line), raw, strlen(raw), 0);
 	if (!log_foreground) {
 		if (suffix != NULL)
 			syslog(pri, "%s: %s", line, suffix);
@@ -141,7 +151,7 @@ log_debug(const char *fmt, ...)
 void
 log_vmsg(int pri, const char *prefix, const char *fmt, va_list ap)
 {
-	char	 line[2048];
+	char	 line[LOG_LINE_MAX];
 
 	if (pri == LOG_DEBUG && log_verbose < 1)
 		return;

@@ -709,6 +709,12 @@ void		 util_now(struct timeval *);
 void		 util_since(struct timeval *, double);
 void		 util_hex_encode(char *, const void *, size_t);
 int		 util_hex_decode(void *, const char *, size_t);
+/* util_escape: src is JSON text, kept JSON */
+#define UTIL_ESCAPE_JSON	0x1
+/* the most util_escape's form of n bytes takes, with its NUL */
+#define UTIL_ESCAPE_SIZE(n)	((n) * 6 + 1)
+size_t		 util_escape(char *, size_t, const void *, size_t, int);
+char		*util_escape_dup(const void *, size_t, int);
 struct bufferevent;
 void		 util_bev_input(struct bufferevent *, const void *, size_t);
 int		 util_parse_seconds(const char *, double *);

@@ -6,6 +6,8 @@
  * JSON; add (a VM served, read-only), remove (its socket gone), reload
  * of a good and of a bad file; and each exit status: 1 for a bad
  * command line, 2 with no daemon, 3 for a refusal, 4 for no such VM.
+ * Hostile command names and VM names reach the terminal, and qmpmuxd's
+ * log, escaped.
  */
 #include "config.h"
 
@@ -23,6 +25,7 @@
 
 #include <check.h>
 
+#include "qmpmux.h"
 #include "testlib.h"
 
 #define STATUS	"{\"execute\":\"query-status\",\"id\":1}"
@@ -676,6 +679,277 @@ START_TEST(test_exit_codes)
 }
 END_TEST
 
+/*
+ * The escaped form itself (util_escape, which the log and qmpmuxctl
+ * share): each kind of byte as a person is shown it, as text and as
+ * JSON, and a form cut short at its bound, never inside an escape.
+ */
+START_TEST(test_escape_form)
+{
+	static const struct {
+		const char	*in;
+		size_t		 len;
+		int		 flags;
+		const char	*out;
+	} cases[] = {
+#define TEXT(in, out)	{ in, sizeof(in) - 1, 0, out }
+#define JSON(in, out)	{ in, sizeof(in) - 1, UTIL_ESCAPE_JSON, out }
+		TEXT("plain \xc3\xa9 \xc2\xa0 \xf0\x9f\x98\x80", "plain \xc3\xa9 "
+		    "\xc2\xa0 \xf0\x9f\x98\x80"),
+		TEXT("a\\b", "a\\\\b"),
+		TEXT("\t\n\r", "\\t\\n\\r"),
+		TEXT("\x1b[2J\x07\x7f\x01", "\\x1b[2J\\x07\\x7f\\x01"),
+		TEXT("a\0b", "a\\x00b"),
+		TEXT("\xc2\x9b" "2J\xc2\x80", "\\xc2\\x9b" "2J\\xc2\\x80"),
+		TEXT("\xff\xc3", "\\xff\\xc3"),
+		TEXT("\xc0\x80", "\\xc0\\x80"),
+		TEXT("\xed\xa0\x80", "\\xed\\xa0\\x80"),
+		TEXT("\xe2\x82", "\\xe2\\x82"),
+		JSON("{\"a\\\"\": \"\x7f\xc2\x9b\xc0\x80\xc3\xa9\"}\n",
+		    "{\"a\\\"\": \"\\u007F\\u009B\\u0000\xc3\xa9\"}\n"),
+		JSON("[\t\"\x01\xff\"]\r\n", "[\t\"\\u0001\\uFFFD\"]\r\n"),
+#undef TEXT
+#undef JSON
+	};
+	char	 buf[128];
+	size_t	 i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ck_assert_uint_eq(util_escape(buf, sizeof(buf), cases[i].in,
+		    cases[i].len, cases[i].flags), strlen(cases[i].out));
+		ck_assert_str_eq(buf, cases[i].out);
+		ck_assert_uint_eq(util_escape(NULL, 0, cases[i].in,
+		    cases[i].len, cases[i].flags), strlen(cases[i].out));
+	}
+	/* "ab\x1bcd" needs 8 bytes; what does not fit is left out whole */
+	ck_assert_uint_eq(util_escape(buf, 6, "ab\x1b" "cd", 5, 0), 8);
+	ck_assert_str_eq(buf, "ab");
+	ck_assert_uint_eq(util_escape(buf, 7, "ab\x1b" "cd", 5, 0), 8);
+	ck_assert_str_eq(buf, "ab\\x1b");
+	ck_assert_uint_eq(util_escape(buf, 9, "ab\x1b" "cd", 5, 0), 8);
+	ck_assert_str_eq(buf, "ab\\x1bcd");
+}
+END_TEST
+
+/*
+ * Hostile command names, as a read-only client may send them (each
+ * starts with query-): as JSON text, as the bytes they stand for, and
+ * as a person must be shown them (util_escape).  The first moves the
+ * cursor, sets the terminal's title, clears the screen and starts a
+ * line of its own; the second has a C1 CSI, DEL and a backslash.
+ */
+#define EVIL1_JSON	"query-\\u001b]0;PWNED\\u0007\\u001b[2J\\nqmpmuxd: " \
+			"FORGED LINE"
+#define EVIL1		"query-\x1b]0;PWNED\x07\x1b[2J\nqmpmuxd: FORGED LINE"
+#define EVIL1_SHOWN	"query-\\x1b]0;PWNED\\x07\\x1b[2J\\nqmpmuxd: FORGED " \
+			"LINE"
+#define EVIL2_JSON	"query-\\u009b2J\\u007f\\\\"
+#define EVIL2		"query-\xc2\x9b" "2J\x7f\\"
+#define EVIL2_SHOWN	"query-\\xc2\\x9b" "2J\\x7f\\\\"
+
+/*
+ * The first byte of text that a terminal would obey rather than show:
+ * a control but newline, DEL, or a C1 control in UTF-8 (C2 80 to C2
+ * 9F); its offset, or -1.  A line that a client began (one starting
+ * "qmpmuxd: FORGED") counts as well.
+ */
+static long
+unsafe_at(const char *text, size_t len)
+{
+	const unsigned char	*p = (const unsigned char *)text;
+	size_t			 i;
+
+	for (i = 0; i < len; i++) {
+		if ((p[i] < 0x20 && p[i] != '\n') || p[i] == 0x7f ||
+		    (p[i] == 0xc2 && i + 1 < len && p[i + 1] >= 0x80 &&
+		    p[i + 1] <= 0x9f))
+			return ((long)i);
+		if ((i == 0 || p[i - 1] == '\n') && strncmp(text + i,
+		    "qmpmuxd: FORGED", 15) == 0)
+			return ((long)i);
+	}
+	return (-1);
+}
+
+/* Assert that what a person reads in text is all shown, not obeyed. */
+#define assert_safe(what, text, len) do {				\
+	long	 at_ = unsafe_at((text), (len));				\
+									\
+	ck_assert_msg(at_ == -1, "%s: byte 0x%02x at %ld is not escaped: "	\
+	    "%s", (what), at_ >= 0 ? (unsigned char)(text)[at_] : 0, at_,	\
+	    (text));							\
+} while (0)
+
+/* The whole of a file in the test's directory, and its length. */
+static char *
+read_all(const char *name, size_t *len)
+{
+	char	*path = t_path(name), *buf = NULL;
+	FILE	*f;
+	long	 n;
+
+	ck_assert_ptr_nonnull(f = fopen(path, "r"));
+	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+	ck_assert_int_ge(n = ftell(f), 0);
+	rewind(f);
+	ck_assert_ptr_nonnull(buf = malloc((size_t)n + 1));
+	ck_assert_int_eq(fread(buf, 1, (size_t)n, f), n);
+	buf[n] = '\0';
+	fclose(f);
+	free(path);
+	*len = (size_t)n;
+	return (buf);
+}
+
+/*
+ * Bytes of a client's choosing reach a person escaped.  A client of a
+ * read-only listener sends two hostile commands to a stopped QEMU,
+ * which time out (1 s), are dumped (SIGUSR1 and qmpmuxctl dump) and,
+ * once QEMU goes on, answered late.  qmpmuxd's log, and what
+ * qmpmuxctl's list, status and dump print, hold no control byte but
+ * newlines and no line the client began; the names are there escaped;
+ * --json and the dump file are JSON with the names exactly.
+ */
+START_TEST(test_escape)
+{
+	/* each view, and what it is: a table, JSON of a VM or a dump */
+	static const struct {
+		const char	*args[4];
+		enum { TABLE, VM, DUMP } is;
+	} views[] = {
+		{ { "status", "test", NULL }, TABLE },
+		{ { "list", NULL }, TABLE },
+		{ { "dump", NULL }, DUMP },
+		{ { "--json", "status", "test", NULL }, VM },
+		{ { "--json", "list", NULL }, TABLE },
+	};
+	char		*dump = t_path("dump.json"), *ro = t_path("ro.sock"),
+			*text, *m;
+	const char	*opts[] = { "--command-timeout", "1", "--max-inflight",
+			    "2", "--dump-file", dump, "--control", NULL,
+			    "--read-only", "--listen", ro, "--full-access",
+			    NULL };
+	const char	*argv[8];
+	struct t_client	*a;
+	struct run	 r;
+	yajl_val	 v, list;
+	size_t		 i, j, len;
+
+	ctl = t_path("c.sock");
+	opts[7] = ctl;
+	t_start_qemu(opts);
+	ck_assert_int_eq(t_wait_socket(ctl, T_WAIT_MS), 0);
+	ck_assert_ptr_nonnull(a = t_client_ready(ro));
+	ck_assert_int_eq(t_sigstop(t_qemu_pid, T_WAIT_MS), 0);
+	t_send(a, "{\"execute\": \"" EVIL1_JSON "\", \"id\": 1}");
+	t_send(a, "{\"execute\": \"" EVIL2_JSON "\", \"id\": 2}");
+	for (i = 0; i < 2; i++) {
+		ck_assert_ptr_nonnull(m = t_recv(a, T_WAIT_MS));
+		ck_assert_msg(strstr(m, "did not reply to query-") != NULL,
+		    "%s", m);
+		free(m);
+	}
+
+	for (i = 0; i < sizeof(views) / sizeof(views[0]); i++) {
+		argv[0] = "--control";
+		argv[1] = ctl;
+		for (j = 0; views[i].args[j] != NULL; j++)
+			argv[2 + j] = views[i].args[j];
+		argv[2 + j] = NULL;
+		r = run_argv(argv);
+		run_check(r, 0, "");
+		assert_safe(views[i].args[0], r.out, strlen(r.out));
+		if (strcmp(views[i].args[0], "status") == 0)
+			ck_assert_msg(strstr(r.out, "    " EVIL1_SHOWN
+			    " client 1 ") != NULL && strstr(r.out, "    "
+			    EVIL2_SHOWN " ") != NULL, "%s", r.out);
+		if (views[i].is != TABLE) {
+			/* the names, exactly, in JSON */
+			ck_assert_msg((v = t_json(r.out)) != NULL, "%s",
+			    r.out);
+			list = jget(views[i].is == DUMP ?
+			    jat(jget(v, "vms", NULL, NULL, yajl_t_array), 0) :
+			    v, "commands", "list", NULL, yajl_t_array);
+			ck_assert_str_eq(t_get_str(jat(list, 0), "command",
+			    NULL), EVIL1);
+			ck_assert_str_eq(t_get_str(jat(list, 1), "command",
+			    NULL), EVIL2);
+			yajl_tree_free(v);
+		}
+		run_free(&r);
+	}
+
+	/* the dump in the log and in its file */
+	ck_assert_int_eq(kill(t_proxy_pid, SIGUSR1), 0);
+	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "dump: written to ", 2,
+	    T_WAIT_MS), 0);
+	text = read_all("dump.json", &len);
+	ck_assert_msg((v = t_json(text)) != NULL, "%s", text);
+	list = jget(jat(jget(v, "vms", NULL, NULL, yajl_t_array), 0),
+	    "commands", "list", NULL, yajl_t_array);
+	ck_assert_str_eq(t_get_str(jat(list, 0), "command", NULL), EVIL1);
+	ck_assert_str_eq(t_get_str(jat(list, 1), "command", NULL), EVIL2);
+	yajl_tree_free(v);
+	free(text);
+
+	/* QEMU goes on, and its two late replies are dropped */
+	ck_assert_int_eq(kill(t_qemu_pid, SIGCONT), 0);
+	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "late reply to ", 2,
+	    T_WAIT_MS), 0);
+	text = read_all("qmpmuxd.log", &len);
+	assert_safe("qmpmuxd.log", text, len);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "QEMU did not reply to "
+	    EVIL1_SHOWN " (id "), 1);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "QEMU did not reply to "
+	    EVIL2_SHOWN " (id "), 1);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "dump: " EVIL1_SHOWN
+	    " (id "), 2);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "dump: " EVIL2_SHOWN
+	    " (id "), 2);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "late reply to "
+	    EVIL1_SHOWN " after "), 1);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "late reply to "
+	    EVIL2_SHOWN " after "), 1);
+	free(text);
+	t_client_free(a);
+	free(dump);
+	free(ro);
+}
+END_TEST
+
+/*
+ * A VM's name with control bytes is refused (3), and the refusal, which
+ * quotes the name, is one line with the name escaped; so is the answer
+ * for a VM that is not there (4).
+ */
+START_TEST(test_escape_vm_name)
+{
+	struct run	 r;
+	char		*up, *ls, *evil = t_path("evil.sock");
+
+	start();
+	if (asprintf(&up, "upstream=connect:%s", t_qsock) == -1 ||
+	    asprintf(&ls, "listen=%s", evil) == -1)
+		abort();
+	r = run("add", "a\x1b[2J\nqmpmuxd: FORGED", up, ls);
+	run_check(r, 3, "qmpmuxctl: qmpmux: name = a\\x1b[2J\\nqmpmuxd: "
+	    "FORGED: expected at most 64 printable bytes, without spaces, "
+	    "'/', '\"' or '\\\\'\n");
+	run_free(&r);
+	r = run("status", "\x1b]0;PWNED\x07\xc2\x9b");
+	run_check(r, 4, "qmpmuxctl: qmpmux: no VM named \\x1b]0;PWNED\\x07"
+	    "\\xc2\\x9b\n");
+	run_free(&r);
+	r = run("list");
+	run_check(r, 0, "");
+	ck_assert_int_eq(count_lines(r.out), 2);
+	run_free(&r);
+	free(up);
+	free(ls);
+	free(evil);
+}
+END_TEST
+
 static Suite *
 ctl_suite(void)
 {
@@ -687,6 +961,9 @@ ctl_suite(void)
 	tcase_add_test(tc, test_add_remove);
 	tcase_add_test(tc, test_reload);
 	tcase_add_test(tc, test_exit_codes);
+	tcase_add_test(tc, test_escape_form);
+	tcase_add_test(tc, test_escape);
+	tcase_add_test(tc, test_escape_vm_name);
 	return (s);
 }
 

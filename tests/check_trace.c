@@ -318,21 +318,40 @@ START_TEST(test_slow_reader)
 END_TEST
 
 /*
+ * Read what the pipe fd has within 100 ms onto buf (of size bytes,
+ * *have of them used, kept NUL-terminated).
+ */
+static void
+pipe_take(int fd, char *buf, size_t size, size_t *have)
+{
+	struct pollfd	 pfd;
+	ssize_t		 n;
+
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	if (*have + 1 >= size || poll(&pfd, 1, 100) != 1)
+		return;
+	n = read(fd, buf + *have, size - 1 - *have);
+	ck_assert_int_gt(n, 0);
+	*have += (size_t)n;
+	buf[*have] = '\0';
+}
+
+/*
  * qmpmuxctl trace test, its output a pipe: a line per message, with
- * the direction, the client and the message compact; SIGINT ends it
- * with status 0.  trace of a VM that is not there: status 4.
+ * the direction, the client and the message compact, its DEL and C1
+ * controls escaped; SIGINT ends it with status 0.  trace of a VM that
+ * is not there: status 4.
  */
 START_TEST(test_ctl)
 {
 	const char	*argv[] = { NULL, "--control", NULL, "trace", "nosuch",
 			    NULL };
 	struct t_client	*a;
-	char		 buf[8192];
+	char		 buf[8192] = "";
 	size_t		 have = 0;
-	ssize_t		 n;
 	pid_t		 pid;
 	int		 p[2], status, lines = 0;
-	struct pollfd	 pfd;
 	long long	 end;
 	char		*ta;
 
@@ -363,14 +382,7 @@ START_TEST(test_ctl)
 	end = t_clock_ms() + T_WAIT_MS;
 	while (lines < 4 && t_clock_ms() < end) {
 		free(t_cmd(a, "{\"execute\": \"query-status\", \"id\": 7}"));
-		pfd.fd = p[0];
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, 100) != 1)
-			continue;
-		n = read(p[0], buf + have, sizeof(buf) - 1 - have);
-		ck_assert_int_gt(n, 0);
-		have += (size_t)n;
-		buf[have] = '\0';
+		pipe_take(p[0], buf, sizeof(buf), &have);
 		lines = 0;
 		for (ta = buf; (ta = strchr(ta, '\n')) != NULL; ta++)
 			lines++;
@@ -382,6 +394,19 @@ START_TEST(test_ctl)
 	    "\"query-status\",\"id\":") != NULL, "%s", buf);
 	ck_assert_msg(buf[2] == ':' && buf[5] == ':' && buf[8] == '.' &&
 	    buf[12] == ' ', "%s", buf);
+	/*
+	 * A name with DEL and a C1 CSI, raw in the JSON as QEMU takes them:
+	 * the line has them as JSON escapes, which a terminal only shows.
+	 */
+	free(t_cmd(a, "{\"execute\": \"query-\x7f\xc2\x9b\", \"id\": 8}"));
+	end = t_clock_ms() + T_WAIT_MS;
+	while (strstr(buf, " client-in  1    {\"execute\":\"query-\\u007F"
+	    "\\u009B\",\"id\":8}\n") == NULL && t_clock_ms() < end)
+		pipe_take(p[0], buf, sizeof(buf), &have);
+	ck_assert_msg(strstr(buf, " client-in  1    {\"execute\":\"query-"
+	    "\\u007F\\u009B\",\"id\":8}\n") != NULL, "%s", buf);
+	ck_assert_msg(strchr(buf, 0x7f) == NULL && strstr(buf, "\xc2\x9b") ==
+	    NULL, "%s", buf);
 	kill(pid, SIGINT);
 	status = t_wait_exit(pid, T_WAIT_MS);
 	ck_assert_msg(t_exited(status, 0), "qmpmuxctl trace: status %d on "

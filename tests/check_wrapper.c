@@ -4,8 +4,9 @@
  * wrapper with libvirt's arguments and the listening socket inherited
  * as fd=N, and connects to the monitor's path, with a real qmpmuxd on
  * its control socket and the real QEMU behind.  Also: no qmpmuxd, a
- * qmpmuxd that refuses, one that never answers, -version, the read-only
- * listener of QMPMUX_LISTEN_DIR, and QEMU's option syntax.
+ * qmpmuxd that refuses (a name taken, a name of control bytes, which
+ * the wrapper's line shows escaped), one that never answers, -version,
+ * the read-only listener of QMPMUX_LISTEN_DIR, and QEMU's option syntax.
  */
 #include "config.h"
 
@@ -463,6 +464,33 @@ START_TEST(test_refused)
 END_TEST
 
 /*
+ * A VM named with control bytes (libvirt's -name guest=) is refused by
+ * qmpmuxd, and QEMU keeps its monitor; the line that says so, which
+ * quotes the name twice, is one line with the name escaped.
+ */
+START_TEST(test_refused_name)
+{
+	struct t_client	*b;
+	char		*mon = t_path("evil.monitor");
+
+	ctl = t_path("control.sock");
+	start_qmpmuxd();
+	t_qemu_pid = run_wrapper(listen_at(mon), "dom\x1b]0;PWNED\x07", ctl,
+	    NULL, "wrapper.log");
+	b = qemu_client(mon);
+	t_cmd_eq(b, STATUS, RUNNING);
+	ck_assert_int_eq(t_log_count("wrapper.log", "qmpmux-qemu: vm "
+	    "dom\\x1b]0;PWNED\\x07: QEMU keeps its own monitor: qmpmuxd "
+	    "refused add-vm: qmpmux: name = dom\\x1b]0;PWNED\\x07: expected "
+	    "at most 64 printable bytes, "), 1);
+	ck_assert_int_eq(t_log_count("wrapper.log", "\x1b"), 0);
+	ck_assert_int_eq(t_log_count("wrapper.log", "\x07"), 0);
+	t_client_free(b);
+	free(mon);
+}
+END_TEST
+
+/*
  * A control socket that never answers (it listens, and nobody accepts)
  * holds the start for 5 s and no longer; then QEMU runs unchanged.
  */
@@ -615,6 +643,7 @@ wrapper_suite(void)
 	tcase_add_test(tc, test_hand_over);
 	tcase_add_test(tc, test_no_qmpmuxd);
 	tcase_add_test(tc, test_refused);
+	tcase_add_test(tc, test_refused_name);
 	tcase_add_test(tc, test_hung_qmpmuxd);
 	tcase_add_test(tc, test_version);
 	tcase_add_test(tc, test_listen_dir);
