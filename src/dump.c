@@ -50,8 +50,7 @@ dump_str(struct dump *d, const char *key, const char *value)
 	if (value == NULL)
 		yajl_gen_null(d->g);
 	else
-		yajl_gen_string(d->g, (const unsigned char *)value,
-		    strlen(value));
+		util_json_string(d->g, value);
 }
 
 static void
@@ -323,8 +322,7 @@ dump_vm_brief(yajl_gen g, const struct vm *vm)
 	dump_key(&d, "listeners");
 	yajl_gen_array_open(g);
 	TAILQ_FOREACH(l, &vm->listeners, entry)
-		yajl_gen_string(g, (const unsigned char *)l->conf->path,
-		    strlen(l->conf->path));
+		util_json_string(g, l->conf->path);
 	yajl_gen_array_close(g);
 	TAILQ_FOREACH(c, &vm->clients, entry)
 		nclients++;

@@ -721,6 +721,7 @@ int		 util_parse_seconds(const char *, double *);
 int		 util_parse_size(const char *, size_t *);
 struct yajl_val_s;
 void		 util_json_gen(struct yajl_gen_t *, struct yajl_val_s *);
+void		 util_json_string(struct yajl_gen_t *, const char *);
 int		 util_parse_uint(const char *, unsigned int, unsigned int,
 		    unsigned int *);
 void		 util_bev_writev(struct bufferevent *, const struct iovec *,

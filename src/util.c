@@ -647,6 +647,46 @@ util_json_gen(yajl_gen g, yajl_val v)
 }
 
 /*
+ * s as a JSON string into g, valid whatever its bytes: QEMU's C0 80 is
+ * the NUL it stands for (yajl writes \u0000) and a byte that is not
+ * UTF-8 is U+FFFD, as in QEMU's own replies.  yajl_gen_string alone
+ * copies both as they are, which a strict reader refuses: a client's
+ * command named "query-\u0000" made the dump invalid.
+ */
+void
+util_json_string(yajl_gen g, const char *s)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 len = strlen(s), left = len, used, n = 0;
+	unsigned char		*buf;
+	int			 cp, clean = 1;
+
+	for (; left > 0 && clean; p += used, left -= used)
+		clean = (cp = qmp_utf8_codepoint(p, left, &used)) > 0;
+	if (clean) {
+		yajl_gen_string(g, (const unsigned char *)s, len);
+		return;
+	}
+	if ((buf = malloc(len * 3)) == NULL)
+		fatal("%s", __func__);
+	for (p = (const unsigned char *)s, left = len; left > 0;
+	    p += used, left -= used) {
+		if ((cp = qmp_utf8_codepoint(p, left, &used)) < 0) {
+			used = 1;
+			memcpy(buf + n, "\xef\xbf\xbd", 3);
+			n += 3;
+		} else if (cp == 0)
+			buf[n++] = '\0';
+		else {
+			memcpy(buf + n, p, used);
+			n += used;
+		}
+	}
+	yajl_gen_string(g, buf, n);
+	free(buf);
+}
+
+/*
  * Parse ADDRESS:PORT, an IPv4 address or an IPv6 one in brackets, with
  * a port from 0 (any free one) to 65535, into ss.  -1 if it is not one.
  */

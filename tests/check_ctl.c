@@ -918,6 +918,59 @@ START_TEST(test_escape)
 END_TEST
 
 /*
+ * A command named with a NUL ("\u0000", which QEMU keeps as C0 80) is
+ * \u0000 in the control socket's query-vm and in the dump file, which
+ * stay UTF-8 (no C0 byte) and parse; the log shows the bytes escaped.
+ */
+START_TEST(test_escape_nul)
+{
+	struct t_client	*a, *c;
+	struct run	 r;
+	char		*text, *m;
+	size_t		 len;
+	yajl_val	 v;
+
+	start();
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	ck_assert_int_eq(t_sigstop(t_qemu_pid, T_WAIT_MS), 0);
+	t_send(a, "{\"execute\": \"query-nul\\u0000x\", \"id\": 1}");
+	ck_assert_ptr_nonnull(m = t_recv(a, T_WAIT_MS));
+	free(m);
+
+	ck_assert_ptr_nonnull(c = t_client_new(ctl));
+	free(t_recv(c, T_WAIT_MS));
+	free(t_cmd(c, "{\"execute\": \"qmp_capabilities\"}"));
+	ck_assert_ptr_nonnull(m = t_cmd(c, "{\"execute\": \"query-vm\", "
+	    "\"arguments\": {\"name\": \"test\"}}"));
+	ck_assert_msg(strchr(m, 0xc0) == NULL && strstr(m, "\"command\":"
+	    "\"query-nul\\u0000x\"") != NULL, "%s", m);
+	free(m);
+	t_client_free(c);
+
+	ck_assert_int_eq(kill(t_proxy_pid, SIGUSR1), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "dump: written to ",
+	    T_WAIT_MS), 0);
+	text = read_all("dump.json", &len);
+	ck_assert_msg(memchr(text, 0xc0, len) == NULL && strstr(text,
+	    "\"command\":\"query-nul\\u0000x\"") != NULL, "%s", text);
+	ck_assert_ptr_nonnull(v = t_json(text));
+	yajl_tree_free(v);
+	free(text);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "dump: query-nul\\xc0\\x80x "
+	    "(id "), 1);
+
+	r = run("--json", "status", "test");
+	run_check(r, 0, "");
+	ck_assert_ptr_null(strchr(r.out, 0xc0));
+	ck_assert_ptr_nonnull(v = t_json(r.out));
+	yajl_tree_free(v);
+	run_free(&r);
+	ck_assert_int_eq(kill(t_qemu_pid, SIGCONT), 0);
+	t_client_free(a);
+}
+END_TEST
+
+/*
  * A VM's name with control bytes is refused (3), and the refusal, which
  * quotes the name, is one line with the name escaped; so is the answer
  * for a VM that is not there (4).
@@ -964,6 +1017,7 @@ ctl_suite(void)
 	tcase_add_test(tc, test_escape_form);
 	tcase_add_test(tc, test_escape);
 	tcase_add_test(tc, test_escape_vm_name);
+	tcase_add_test(tc, test_escape_nul);
 	return (s);
 }
 
