@@ -125,12 +125,26 @@ trace_json_bytes(struct evbuffer *b, const char *buf, size_t len)
 	evbuffer_add(b, "\"", 1);
 }
 
-/* Whether bytes are one JSON value as RFC 8259 has it. */
+/*
+ * Whether bytes are one JSON value as RFC 8259 has it, in UTF-8 as a
+ * strict reader takes it.  yajl lets through what QEMU also takes and a
+ * strict reader refuses (C0 80, QEMU's NUL, and other overlong forms):
+ * those bytes go as a string of bytes instead.
+ */
 static int
 trace_is_json(const char *buf, size_t len)
 {
-	yajl_handle	 h;
-	int		 ok;
+	const unsigned char	*p = (const unsigned char *)buf;
+	yajl_handle		 h;
+	size_t			 i, used;
+	int			 ok;
+
+	for (i = 0; i < len; i += used) {
+		used = 1;
+		if (p[i] >= 0x80 &&
+		    qmp_utf8_codepoint(p + i, len - i, &used) < 0x80)
+			return (0);
+	}
 
 	if ((h = yajl_alloc(NULL, NULL, NULL)) == NULL)
 		fatalx("%s: yajl_alloc failed", __func__);

@@ -416,6 +416,39 @@ START_TEST(test_ctl)
 }
 END_TEST
 
+/*
+ * A message with a raw C0 80 (QEMU's NUL, an overlong form that QEMU
+ * takes and a strict UTF-8 reader refuses) is traced as a string of its
+ * bytes, so that every trace event is UTF-8 that Python or jq read.
+ */
+START_TEST(test_overlong)
+{
+	struct t_client	*tr, *a;
+	char		*m;
+	yajl_val	 v;
+	const char	*path[] = { "data", "raw", NULL };
+
+	start();
+	ck_assert_ptr_nonnull(a = t_client_ready(t_psock));
+	tr = tracer();
+	t_send(a, "{\"execute\": \"query-\xc0\x80\", \"id\": 9}");
+	m = t_recv(tr, T_WAIT_MS);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_msg(strchr(m, 0xc0) == NULL && strchr(m, 0x80) == NULL,
+	    "raw overlong bytes in the trace: %s", m);
+	ck_assert_ptr_nonnull(v = t_json(m));
+	ck_assert_str_eq(t_get_str(v, "data", "direction"), "client-in");
+	ck_assert(YAJL_IS_TRUE(yajl_tree_get(v, path, yajl_t_any)));
+	ck_assert_ptr_nonnull(strstr(m, "\"{\\\"execute\\\": \\\"query-"
+	    "\\u00c0\\u0080\\\""));
+	yajl_tree_free(v);
+	free(m);
+	free(t_recv_reply(a, T_WAIT_MS));
+	t_client_free(tr);
+	t_client_free(a);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -428,5 +461,6 @@ main(void)
 	tcase_add_test(tc, test_slow_reader);
 	tc = t_tcase(s, "ctl", 60);
 	tcase_add_test(tc, test_ctl);
+	tcase_add_test(tc, test_overlong);
 	return (t_run(s));
 }
