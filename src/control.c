@@ -52,7 +52,6 @@
 
 #define CONTROL_FDS_PER_READ	16
 #define CONTROL_READ_SIZE	16384
-#define CONTROL_RETRY_SECONDS	1
 #define CONTROL_FDNAME_MAX	255	/* bytes of a getfd's name */
 
 /* An fd a client passed: unnamed until a getfd names it. */
@@ -390,12 +389,10 @@ static void
 control_accept_error_cb(struct evconnlistener *evl, void *arg)
 {
 	struct control	*ctl = arg;
-	struct timeval	 tv = { CONTROL_RETRY_SECONDS, 0 };
 
 	log_warn("control: accept on %s; pausing for %ds", ctl->path,
-	    CONTROL_RETRY_SECONDS);
-	evconnlistener_disable(evl);
-	evtimer_add(ctl->retry, &tv);
+	    ACCEPT_RETRY_SECONDS);
+	util_accept_pause(evl, ctl->retry);
 }
 
 /* Accept again after the pause. */

@@ -22,8 +22,6 @@
 
 #include "qmpmux.h"
 
-#define LISTENER_RETRY_SECONDS	1
-
 static void	listener_accept_cb(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
 static void	listener_error_cb(struct evconnlistener *, void *);
@@ -185,12 +183,10 @@ static void
 listener_error_cb(struct evconnlistener *evl, void *arg)
 {
 	struct listener	*l = arg;
-	struct timeval	 tv = { LISTENER_RETRY_SECONDS, 0 };
 
 	vm_log(l->vm, LOG_ERR, "accept on %s; pausing for %ds: %s",
-	    l->conf->path, LISTENER_RETRY_SECONDS, strerror(errno));
-	evconnlistener_disable(evl);
-	evtimer_add(l->retry, &tv);
+	    l->conf->path, ACCEPT_RETRY_SECONDS, strerror(errno));
+	util_accept_pause(evl, l->retry);
 }
 
 static void

@@ -35,7 +35,6 @@
 #include "qmpmux.h"
 
 #define MONITOR_HUP_CHECK	1	/* seconds, while reads are paused */
-#define MONITOR_ACCEPT_RETRY	1	/* seconds, after a failed accept */
 #define MONITOR_SOCKET_MODE	0600	/* listen mode: QEMU's user only */
 
 static const char *monitor_state_names[] = {
@@ -530,12 +529,10 @@ static void
 monitor_accept_error_cb(struct evconnlistener *evl, void *arg)
 {
 	struct monitor	*m = arg;
-	struct timeval	 tv = { MONITOR_ACCEPT_RETRY, 0 };
 
 	vm_log(m->vm, LOG_ERR, "accept on %s; pausing for %ds: %s",
-	    m->listen_path, MONITOR_ACCEPT_RETRY, strerror(errno));
-	evconnlistener_disable(evl);
-	evtimer_add(m->accept_retry, &tv);
+	    m->listen_path, ACCEPT_RETRY_SECONDS, strerror(errno));
+	util_accept_pause(evl, m->accept_retry);
 }
 
 static void

@@ -91,6 +91,7 @@ TAILQ_HEAD(listener_confs, listener_conf);
 
 #define QMPMUX_RUNDIR	"/run/qmpmux"	/* the dump's, by default */
 #define ACCEPT_BURST	16	/* accepts before a listener yields */
+#define ACCEPT_RETRY_SECONDS 1	/* a listener's pause when accept fails */
 
 /*
  * One key = value, from a file (with its line) or the command line
@@ -703,6 +704,7 @@ int		 util_unix_listen_as(const char *, mode_t, uid_t, gid_t, char *,
 struct evconnlistener;
 void		 util_accept_paced(struct evconnlistener *, struct event *,
 		    unsigned int *);
+void		 util_accept_pause(struct evconnlistener *, struct event *);
 int		 util_timeval(double, struct timeval *);
 double		 util_elapsed(const struct timeval *);
 void		 util_now(struct timeval *);

@@ -333,6 +333,23 @@ util_accept_paced(struct evconnlistener *evl, struct event *resume,
 	evtimer_add(resume, &now);
 }
 
+/*
+ * accept failed, and for EMFILE, ENFILE or ENOBUFS would fail again at
+ * once: the connection stays in the backlog and the listener's socket
+ * stays readable, so the loop would spin and log without end.  Disable
+ * the listener, and let resume (its retry timer, which enables it) run
+ * in ACCEPT_RETRY_SECONDS, when descriptors may have been freed.  Call
+ * it from every listener's error callback.
+ */
+void
+util_accept_pause(struct evconnlistener *evl, struct event *resume)
+{
+	static const struct timeval	tv = { ACCEPT_RETRY_SECONDS, 0 };
+
+	evconnlistener_disable(evl);
+	evtimer_add(resume, &tv);
+}
+
 /* Seconds (fractions allowed) to a timeval; -1 if negative or not finite. */
 int
 util_timeval(double seconds, struct timeval *tv)
