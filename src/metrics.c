@@ -5,19 +5,23 @@
  * is built in memory from the counters the VMs keep, a family at a
  * time, and handed to evhttp, which writes it without blocking.
  *
- * A slow or greedy scraper is bounded three ways, by [global] keys.
- * Every connection has metrics_timeout for each read and write
- * (evhttp_set_timeout_tv), request headers of metrics_max_request and no
- * body.  A response larger than metrics_max_response is not sent: the
- * scrape gets a 500.  At most metrics_max_connections connections are
- * served at once: evhttp has no cap
- * of its own, so each connection is counted at its first request (a
- * close callback counts it out), the listener stops accepting while the
- * count is at the cap, and a connection accepted before that which
- * would pass the cap gets a 503 and is closed.
+ * A slow or greedy scraper is bounded by [global] keys.  Request
+ * headers are of metrics_max_request at most, and there is no body.  A
+ * response larger than metrics_max_response is not sent: the scrape
+ * gets a 500.  At most metrics_max_connections connections are open at
+ * once, counted from their accept: evhttp has no cap of its own and
+ * reports a connection only once a whole request came, so the
+ * connection is seen at the accept through evhttp's bufferevent
+ * callback, and one past the cap is closed at once, counted and logged
+ * at most once a second.  Each connection has metrics_timeout for a
+ * request and its response, from its accept or the end of its previous
+ * response, however slowly the peer sends (evhttp's own timeout is
+ * for each read and write, and is set too).  An accept that fails
+ * (EMFILE) pauses the listener for a second, as every listener's does.
  */
 #include "config.h"
 
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -29,6 +33,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -44,22 +49,49 @@ static const char *metrics_le[METRICS_NBUCKETS] = {
 };
 
 /*
- * The metrics server.  conns are the connections served now, nconns
- * of them (room for aconns), at most metrics_max_connections; while
- * there are that many, the listener (evl, evhttp's) does not accept.
+ * A connection, from its accept to its close.  Until the listener's
+ * callback is done it is only the bufferevent made for evhttp (bev,
+ * held with a reference); then its evhttp connection (evcon), with the
+ * close callback that frees this.  deadline runs first right after the
+ * listener's callback, then at the end of metrics_timeout.  A refused
+ * one is past the cap and is closed the first time.
+ */
+struct metrics_conn {
+	struct metrics			*m;
+	struct bufferevent		*bev;
+	struct evhttp_connection	*evcon;
+	struct event			*deadline;
+	int				 refused;
+	TAILQ_ENTRY(metrics_conn)	 entry;
+};
+TAILQ_HEAD(metrics_conns, metrics_conn);
+
+/*
+ * The metrics server.  conns are its connections, of which nconns,
+ * the ones not refused, count against metrics_max_connections.  evl
+ * is evhttp's listener, which retry enables again after a pause.
  */
 struct metrics {
 	struct server		*server;
 	struct evhttp		*http;
 	struct evconnlistener	*evl;
+	struct event		*retry;
+	unsigned int		 accepted;	/* util_accept_paced */
 	char			*addr;		/* as configured */
 	char			 bound[INET6_ADDRSTRLEN + 16];
-	struct evhttp_connection **conns;
+	struct metrics_conns	 conns;
 	unsigned int		 nconns;
-	unsigned int		 aconns;
-	int			 paused;	/* evl disabled at the cap */
-	int			 closing;	/* metrics_free runs */
+	unsigned long long	 refused;	/* past the cap */
+	unsigned long long	 refused_logged;
+	struct timeval		 refused_log;	/* its last line */
+	LIST_ENTRY(metrics)	 entry;		/* metrics_all */
 };
+
+/*
+ * Every metrics server, for the listener's error callback, which evhttp
+ * calls with its own argument, not ours.
+ */
+static LIST_HEAD(, metrics) metrics_all = LIST_HEAD_INITIALIZER(metrics_all);
 
 /* What a per-VM series shows. */
 enum metrics_src {
@@ -146,8 +178,12 @@ static const struct metrics_family {
 	(sizeof(metrics_families) / sizeof(metrics_families[0]))
 
 static void	metrics_request_cb(struct evhttp_request *, void *);
+static void	metrics_complete_cb(struct evhttp_request *, void *);
 static void	metrics_close_cb(struct evhttp_connection *, void *);
-static void	metrics_pause(struct metrics *);
+static struct bufferevent *metrics_accept_cb(struct event_base *, void *);
+static void	metrics_deadline_cb(int, short, void *);
+static void	metrics_accept_error_cb(struct evconnlistener *, void *);
+static void	metrics_retry_cb(int, short, void *);
 
 /* The value of one series of a VM. */
 static unsigned long long
@@ -286,8 +322,9 @@ metrics_histogram(struct evbuffer *b, const struct vm *vm)
  * passes metrics_max_response.
  */
 static int
-metrics_render(struct server *s, struct evbuffer *b)
+metrics_render(struct metrics *m, struct evbuffer *b)
 {
+	struct server			*s = m->server;
 	const struct metrics_family	*f;
 	struct vm			*vm;
 	size_t				 i;
@@ -307,6 +344,11 @@ metrics_render(struct server *s, struct evbuffer *b)
 	    "The host-wide bound of the event backlogs, in bytes.");
 	evbuffer_add_printf(b, "qmpmux_max_total_queued_bytes %zu\n",
 	    s->max_memory);
+	metrics_family(b, "qmpmux_metrics_connections_refused_total",
+	    "counter", "Metrics connections closed at their accept: "
+	    "metrics_max_connections were open.");
+	evbuffer_add_printf(b, "qmpmux_metrics_connections_refused_total "
+	    "%llu\n", m->refused);
 
 	for (i = 0; i < METRICS_NFAMILIES; i++) {
 		f = &metrics_families[i];
@@ -337,67 +379,168 @@ metrics_render(struct server *s, struct evbuffer *b)
 }
 
 /*
- * Count a connection at its request; 0 if it may be served, -1 if it
- * would pass the cap.  At the cap the listener stops accepting.
+ * A connection is accepted, and evhttp asks for its bufferevent: count
+ * it, or refuse it past the cap.  evhttp makes its connection only after
+ * this returns, so the connection is taken up once the listener's
+ * callback is done (metrics_deadline_cb, made active), before anything
+ * is read from it: a refused one holds its fd for no longer than that.
  */
-static int
-metrics_track(struct metrics *m, struct evhttp_connection *evcon)
+static struct bufferevent *
+metrics_accept_cb(struct event_base *base, void *arg)
 {
-	unsigned int	 i;
+	struct metrics		*m = arg;
+	struct metrics_conn	*mc;
 
-	for (i = 0; i < m->nconns; i++) {
-		if (m->conns[i] == evcon)
-			return (0);
-	}
-	if (m->nconns >= m->server->lim.metrics_max_connections)
-		return (-1);
-	if (m->nconns == m->aconns) {
-		m->aconns = m->aconns == 0 ? 8 : m->aconns * 2;
-		if ((m->conns = reallocarray(m->conns, m->aconns,
-		    sizeof(*m->conns))) == NULL)
-			fatal("%s", __func__);
-	}
-	m->conns[m->nconns++] = evcon;
-	evhttp_connection_set_closecb(evcon, metrics_close_cb, m);
-	metrics_pause(m);
-	return (0);
+	util_accept_paced(m->evl, m->retry, &m->accepted);
+	/* as evhttp makes its own: it closes the fd itself */
+	if ((mc = calloc(1, sizeof(*mc))) == NULL ||
+	    (mc->bev = bufferevent_socket_new(base, -1, 0)) == NULL ||
+	    (mc->deadline = evtimer_new(base, metrics_deadline_cb, mc)) ==
+	    NULL)
+		fatal("%s", __func__);
+	/* ours until evhttp's connection is known, whatever evhttp does */
+	bufferevent_incref(mc->bev);
+	mc->m = m;
+	if (m->nconns >= m->server->lim.metrics_max_connections) {
+		mc->refused = 1;
+		m->refused++;
+	} else
+		m->nconns++;
+	TAILQ_INSERT_TAIL(&m->conns, mc, entry);
+	event_active(mc->deadline, EV_TIMEOUT, 1);
+	return (mc->bev);
+}
+
+/* Forget a connection, which evhttp has closed or never made. */
+static void
+metrics_conn_free(struct metrics_conn *mc)
+{
+	struct metrics	*m = mc->m;
+
+	TAILQ_REMOVE(&m->conns, mc, entry);
+	if (!mc->refused)
+		m->nconns--;
+	if (mc->bev != NULL)
+		bufferevent_decref(mc->bev);
+	event_free(mc->deadline);
+	free(mc);
 }
 
 /*
- * Stop accepting at the cap, and accept again below it: after a
- * connection comes or goes, and when a reload moves the cap.
+ * Log the connections refused since the last such line, at most once a
+ * second: a crowd of them would otherwise fill the log.
  */
 static void
-metrics_pause(struct metrics *m)
+metrics_log_refused(struct metrics *m)
 {
-	int	 full;
-
-	full = m->nconns >= m->server->lim.metrics_max_connections;
-	if (m->evl == NULL || full == m->paused)
+	if (m->refused_logged != 0 && util_elapsed(&m->refused_log) < 1)
 		return;
-	if (full)
-		evconnlistener_disable(m->evl);
-	else
-		evconnlistener_enable(m->evl);
-	m->paused = full;
+	log_warnx("metrics: %llu connection%s refused: "
+	    "metrics_max_connections (%u) are open",
+	    m->refused - m->refused_logged, m->refused - m->refused_logged ==
+	    1 ? "" : "s", m->server->lim.metrics_max_connections);
+	m->refused_logged = m->refused;
+	util_now(&m->refused_log);
 }
 
-/* A connection served is closed: below the cap, accept again. */
+/*
+ * The first time, right after the listener's callback: take up the
+ * connection evhttp made around the bufferevent (the argument of its
+ * callbacks), close it if it was refused, and give it metrics_timeout.
+ * After that, the connection took metrics_timeout over a request and
+ * its response: close it.
+ */
+static void
+metrics_deadline_cb(int fd, short events, void *arg)
+{
+	struct metrics_conn		*mc = arg;
+	struct metrics			*m = mc->m;
+	struct evhttp_connection	*evcon;
+	struct timeval			 tv;
+	void				*cbarg;
+
+	if (mc->evcon != NULL) {
+		log_debug("metrics: a connection closed after "
+		    "metrics_timeout (%gs)", m->server->lim.metrics_timeout);
+		evhttp_connection_free(mc->evcon);	/* and mc */
+		return;
+	}
+	bufferevent_getcb(mc->bev, NULL, NULL, NULL, &cbarg);
+	evcon = cbarg;
+	if (evcon == NULL || evhttp_connection_get_bufferevent(evcon) !=
+	    mc->bev) {
+		/* evhttp could not make it, and freed the bufferevent */
+		metrics_conn_free(mc);
+		return;
+	}
+	bufferevent_decref(mc->bev);
+	mc->bev = NULL;
+	mc->evcon = evcon;
+	evhttp_connection_set_closecb(evcon, metrics_close_cb, mc);
+	if (mc->refused) {
+		metrics_log_refused(m);
+		evhttp_connection_free(evcon);		/* and mc */
+		return;
+	}
+	util_timeval(m->server->lim.metrics_timeout, &tv);
+	evtimer_add(mc->deadline, &tv);
+}
+
+/* A connection is closed, by evhttp or by us: forget it. */
 static void
 metrics_close_cb(struct evhttp_connection *evcon, void *arg)
 {
-	struct metrics	*m = arg;
-	unsigned int	 i;
+	metrics_conn_free(arg);
+}
 
-	if (m->closing)
-		return;
-	for (i = 0; i < m->nconns; i++) {
-		if (m->conns[i] != evcon)
+/*
+ * A response is written whole, and a connection kept alive waits for
+ * its next request: that one has metrics_timeout from now.
+ */
+static void
+metrics_complete_cb(struct evhttp_request *req, void *arg)
+{
+	struct metrics			*m = arg;
+	struct evhttp_connection	*evcon = evhttp_request_get_connection(req);
+	struct metrics_conn		*mc;
+	struct timeval			 tv;
+
+	TAILQ_FOREACH(mc, &m->conns, entry) {
+		if (mc->evcon != evcon)
 			continue;
-		m->conns[i] = m->conns[--m->nconns];
-		metrics_pause(m);
+		util_timeval(m->server->lim.metrics_timeout, &tv);
+		evtimer_add(mc->deadline, &tv);
 		return;
 	}
+}
+
+/*
+ * accept failed (EMFILE and the like): pause for a second, not spin.
+ * evhttp gives the listener's callbacks its own argument, so the server
+ * is found by its listener.
+ */
+static void
+metrics_accept_error_cb(struct evconnlistener *evl, void *arg)
+{
+	struct metrics	*m;
+
+	LIST_FOREACH(m, &metrics_all, entry) {
+		if (m->evl != evl)
+			continue;
+		log_warn("metrics: accept on %s; pausing for %ds", m->bound,
+		    ACCEPT_RETRY_SECONDS);
+		util_accept_pause(evl, m->retry);
+		return;
+	}
+}
+
+/* Accept again, after a pause or a burst. */
+static void
+metrics_retry_cb(int fd, short events, void *arg)
+{
+	struct metrics	*m = arg;
+
+	evconnlistener_enable(m->evl);
 }
 
 /* A request: GET /metrics, or 404. */
@@ -409,11 +552,7 @@ metrics_request_cb(struct evhttp_request *req, void *arg)
 	const char		*path;
 	struct evbuffer		*b;
 
-	if (metrics_track(m, evhttp_request_get_connection(req)) == -1) {
-		evhttp_add_header(out, "Connection", "close");
-		evhttp_send_error(req, 503, "Too many connections");
-		return;
-	}
+	evhttp_request_set_on_complete_cb(req, metrics_complete_cb, m);
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	if (path == NULL || strcmp(path, "/metrics") != 0) {
 		evhttp_send_error(req, HTTP_NOTFOUND, NULL);
@@ -421,7 +560,7 @@ metrics_request_cb(struct evhttp_request *req, void *arg)
 	}
 	if ((b = evbuffer_new()) == NULL)
 		fatal("%s", __func__);
-	if (metrics_render(m->server, b) == -1) {
+	if (metrics_render(m, b) == -1) {
 		log_warnx("metrics: the response passes %zu bytes; not sent",
 		    m->server->lim.metrics_max_response);
 		evbuffer_free(b);
@@ -491,18 +630,23 @@ metrics_new(struct server *s, const char *addr)
 	    (m->addr = strdup(addr)) == NULL)
 		fatal("%s", __func__);
 	m->server = s;
+	TAILQ_INIT(&m->conns);
 	metrics_bound(fd, m->bound, sizeof(m->bound));
-	if ((m->http = evhttp_new(s->base)) == NULL)
-		fatalx("%s: evhttp_new failed", __func__);
+	if ((m->http = evhttp_new(s->base)) == NULL ||
+	    (m->retry = evtimer_new(s->base, metrics_retry_cb, m)) == NULL)
+		fatalx("%s: out of memory", __func__);
 	metrics_limits(m);
 	evhttp_set_max_body_size(m->http, 0);
 	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET |
 	    EVHTTP_REQ_HEAD);
 	evhttp_set_gencb(m->http, metrics_request_cb, m);
+	evhttp_set_bevcb(m->http, metrics_accept_cb, m);
 	if ((bs = evhttp_accept_socket_with_handle(m->http, fd)) == NULL)
 		fatalx("%s: evhttp_accept_socket_with_handle failed",
 		    __func__);
 	m->evl = evhttp_bound_socket_get_listener(bs);
+	evconnlistener_set_error_cb(m->evl, metrics_accept_error_cb);
+	LIST_INSERT_HEAD(&metrics_all, m, entry);
 	log_info("metrics: listening on %s", m->bound);
 	return (m);
 }
@@ -518,17 +662,25 @@ metrics_addr(const struct metrics *m)
 void
 metrics_free(struct metrics *m)
 {
+	struct metrics_conn	*mc;
+
 	if (m == NULL)
 		return;
-	m->closing = 1;
-	evhttp_free(m->http);
+	LIST_REMOVE(m, entry);
+	evhttp_free(m->http);		/* each connection's mc too */
+	/* accepted this turn of the loop, not yet taken up */
+	while ((mc = TAILQ_FIRST(&m->conns)) != NULL)
+		metrics_conn_free(mc);
+	event_free(m->retry);
 	log_info("metrics: no longer listening on %s", m->bound);
-	free(m->conns);
 	free(m->addr);
 	free(m);
 }
 
-/* Apply the [global] bounds, at the start and at each reload. */
+/*
+ * Apply the [global] bounds, at the start and at each reload: a
+ * connection open already keeps the deadline it was given.
+ */
 void
 metrics_limits(struct metrics *m)
 {
@@ -538,5 +690,4 @@ metrics_limits(struct metrics *m)
 	util_timeval(lim->metrics_timeout, &tv);
 	evhttp_set_timeout_tv(m->http, &tv);
 	evhttp_set_max_headers_size(m->http, lim->metrics_max_request);
-	metrics_pause(m);
 }

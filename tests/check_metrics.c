@@ -4,11 +4,15 @@
  * commands and events flow.  Every scrape must parse as the Prometheus
  * text format (version 0.0.4), by the parser below; the counters move
  * with the traffic, and the histogram counts every command answered.
- * The key's values, a reload that moves the address, 404, and the cap
- * on connections served at once.
+ * The key's values, a reload that moves the address, 404, and the
+ * scrapers' bounds: the cap on
+ * connections open at once, counted from their accept, the time a
+ * request may take however slowly it comes, and a pause, not a spin,
+ * when accept runs out of descriptors.
  */
 #include "config.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -282,6 +286,42 @@ tcp_connect(int family, int port)
 	return (fd);
 }
 
+/*
+ * Wait up to ms for the peer to close fd, reading nothing: the time it
+ * took, or -1 if it is still open.  Bytes that come fail the test.
+ */
+static long long
+wait_closed(int fd, int ms)
+{
+	struct pollfd	 pfd;
+	long long	 t0 = t_clock_ms(), left;
+	char		 buf[256];
+	ssize_t		 n;
+
+	while ((left = t0 + ms - t_clock_ms()) > 0) {
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, (int)left) <= 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		if (n == 0 || (n == -1 && errno == ECONNRESET))
+			return (t_clock_ms() - t0);
+		ck_assert_msg(n == -1, "%zd bytes on a connection that should "
+		    "close: %.*s", n, (int)n, buf);
+	}
+	return (-1);
+}
+
+/* Lower pid's RLIMIT_NOFILE to n, soft and hard. */
+static void
+set_nofile(pid_t pid, int n)
+{
+	struct rlimit	 rl = { (rlim_t)n, (rlim_t)n };
+
+	ck_assert_msg(prlimit(pid, RLIMIT_NOFILE, &rl, NULL) == 0,
+	    "prlimit: %s", strerror(errno));
+}
+
 /* Send a request for path on fd. */
 static void
 http_send(int fd, const char *method, const char *path, int keep)
@@ -541,14 +581,15 @@ START_TEST(test_metrics_stalled)
 END_TEST
 
 /*
- * Any path but /metrics is 404; at most MAX_CONNS connections are
- * served at once, and the next is served once one of them closes.
+ * Any path but /metrics is 404; at most MAX_CONNS connections are open
+ * at once, one more is closed unanswered, and a new one is served once
+ * one of them closes.
  */
 START_TEST(test_metrics_http)
 {
 	const char	*opts[] = { "--metrics", "[::1]:0",
 			    "--metrics-max-connections", T_STR(MAX_CONNS), NULL };
-	int		 port, fd[MAX_CONNS + 1], i;
+	int		 port, fd[MAX_CONNS + 1], i, nfds;
 	char		*body;
 
 	t_start_qemu(opts);
@@ -571,15 +612,21 @@ START_TEST(test_metrics_http)
 	http_send(fd[0], "GET", "/metrics", 1);
 	ck_assert_int_eq(http_read(fd[0], &body, T_WAIT_MS), 200);
 	free(body);
-	/* one more waits, unanswered, while MAX_CONNS are open */
+	/* one more is closed, unanswered, while MAX_CONNS are open */
 	ck_assert_int_ne(fd[MAX_CONNS] = tcp_connect(AF_INET6, port), -1);
 	http_send(fd[MAX_CONNS], "GET", "/metrics", 1);
-	ck_assert_int_eq(http_read(fd[MAX_CONNS], &body, 300), -1);
+	ck_assert_int_ge(wait_closed(fd[MAX_CONNS], T_WAIT_MS), 0);
+	close(fd[MAX_CONNS]);
+	/* one of them goes (qmpmuxd has seen it go): the next is served */
+	nfds = t_proc_fds(t_proxy_pid, NULL);
 	close(fd[0]);
-	ck_assert_int_eq(http_read(fd[MAX_CONNS], &body, T_WAIT_MS), 200);
+	t_wait_fds(t_proxy_pid, nfds - 1);
+	ck_assert_int_ne(fd[0] = tcp_connect(AF_INET6, port), -1);
+	http_send(fd[0], "GET", "/metrics", 1);
+	ck_assert_int_eq(http_read(fd[0], &body, T_WAIT_MS), 200);
 	ck_assert_ptr_nonnull(strstr(body, "# TYPE qmpmux_vms gauge\n"));
 	free(body);
-	for (i = 1; i <= MAX_CONNS; i++)
+	for (i = 0; i < MAX_CONNS; i++)
 		close(fd[i]);
 	ck_assert(t_proxy_alive());
 }
@@ -734,6 +781,193 @@ START_TEST(test_metrics_limits)
 }
 END_TEST
 
+/*
+ * Connections count from their accept, and a request has
+ * metrics_timeout in all, however slowly it comes.  With a cap of 2,
+ * two scrapers that never finish a request hold both places; a third is
+ * closed at once, unanswered, counted and logged.  The two send a byte
+ * every 100 ms, so no read waits long, and are closed after 1 s all the
+ * same; then a scrape is served.  The time starts again at the end of
+ * each response: a connection kept alive that asks every 400 ms is
+ * served for longer than 1 s.
+ */
+START_TEST(test_metrics_slow)
+{
+	const char	*opts[] = { "--metrics", "127.0.0.1:0",
+			    "--metrics-max-connections", "2",
+			    "--metrics-timeout", "1", NULL };
+	static const char req[] = "GET /metrics HTTP/1.1\r\nX-Pad: ";
+	struct pollfd	 pfd[2];
+	struct scrape	*sc;
+	long long	 t0[2], took[2], refused, end;
+	size_t		 sent = 0;
+	int		 port, fd[3], i, open = 2;
+	char		 c, buf[64], *body;
+
+	t_start_qemu(opts);
+	port = metrics_port("127.0.0.1", 1);
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_ne(fd[i] = tcp_connect(AF_INET, port), -1);
+		t0[i] = t_clock_ms();
+		took[i] = -1;
+	}
+	ck_assert_int_ne(fd[2] = tcp_connect(AF_INET, port), -1);
+	http_send(fd[2], "GET", "/metrics", 0);
+	refused = wait_closed(fd[2], T_WAIT_MS);
+	close(fd[2]);
+	printf("metrics: a connection past the cap was closed after %lld "
+	    "ms\n", refused);
+	ck_assert_msg(refused >= 0 && refused < 900 * t_slow(), "refused "
+	    "after %lld ms", refused);
+
+	/* a byte each every 100 ms, until qmpmuxd closes them */
+	end = t_clock_ms() + 5000 * t_slow();
+	while (open > 0 && t_clock_ms() < end) {
+		c = sent < sizeof(req) - 1 ? req[sent] : 'x';
+		sent++;
+		for (i = 0; i < 2; i++) {
+			pfd[i].fd = took[i] == -1 ? fd[i] : -1;
+			pfd[i].events = POLLIN;
+			if (took[i] == -1)
+				(void)send(fd[i], &c, 1, MSG_NOSIGNAL);
+		}
+		if (poll(pfd, 2, 100) <= 0)
+			continue;
+		for (i = 0; i < 2; i++) {
+			if (pfd[i].fd == -1 || pfd[i].revents == 0)
+				continue;
+			ck_assert_int_le(read(fd[i], buf, sizeof(buf)), 0);
+			took[i] = t_clock_ms() - t0[i];
+			open--;
+		}
+	}
+	for (i = 0; i < 2; i++) {
+		printf("metrics: a scraper sending a byte every 100 ms was "
+		    "closed after %lld ms\n", took[i]);
+		ck_assert_msg(took[i] >= 900 && took[i] < 3000 * t_slow(),
+		    "closed after %lld ms, %zu bytes sent", took[i], sent);
+		close(fd[i]);
+	}
+	sc = scrape(AF_INET, port);
+	ck_assert_double_eq(get(sc, "qmpmux_metrics_connections_refused_total",
+	    ""), 1);
+	scrape_free(sc);
+
+	/* kept alive: 4 requests, 400 ms apart, are 1.2 s and more */
+	ck_assert_int_ne(fd[0] = tcp_connect(AF_INET, port), -1);
+	t0[0] = t_clock_ms();
+	for (i = 0; i < 4; i++) {
+		if (i > 0)
+			poll(NULL, 0, 400);	/* the scraper's pace */
+		http_send(fd[0], "GET", "/metrics", 1);
+		ck_assert_msg(http_read(fd[0], &body, T_WAIT_MS) == 200,
+		    "request %d, %lld ms after the connect", i,
+		    t_clock_ms() - t0[0]);
+		free(body);
+	}
+	ck_assert_int_ge(t_clock_ms() - t0[0], 1200);
+	close(fd[0]);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "metrics: 1 connection "
+	    "refused: metrics_max_connections (2) are open"), 1);
+	ck_assert(t_proxy_alive());
+}
+END_TEST
+
+#define HOLD_CONNS	40
+
+/*
+ * Scrapers cannot take the descriptors VM clients need.  qmpmuxd's
+ * RLIMIT_NOFILE is lowered to leave it 24 fds; 40 scrapers
+ * that send nothing would take all 24, and a VM client would wait for
+ * one.  With a cap of 2, 38 are closed at once, qmpmuxd holds 2 fds
+ * more than before, and a VM client is served.
+ */
+START_TEST(test_metrics_fds)
+{
+	const char	*opts[] = { "--metrics", "127.0.0.1:0",
+			    "--metrics-max-connections", "2",
+			    "--metrics-timeout", "60", NULL };
+	struct t_client	*c;
+	char		*m;
+	int		 port, fd[HOLD_CONNS], i, nfds;
+
+	t_start_qemu(opts);
+	port = metrics_port("127.0.0.1", 1);
+	nfds = t_proc_fds(t_proxy_pid, NULL);
+	set_nofile(t_proxy_pid, t_proc_fd_room(t_proxy_pid, 24));
+	for (i = 0; i < HOLD_CONNS; i++)
+		ck_assert_int_ne(fd[i] = tcp_connect(AF_INET, port), -1);
+	for (i = 2; i < HOLD_CONNS; i++)
+		ck_assert_msg(wait_closed(fd[i], T_WAIT_MS) >= 0,
+		    "connection %d past the cap is open", i);
+	t_wait_fds(t_proxy_pid, nfds + 2);
+	ck_assert_ptr_nonnull(c = t_client_ready(t_psock));
+	m = t_cmd(c, "{\"execute\":\"query-status\"}");
+	ck_assert_msg(m != NULL && strstr(m, "\"return\"") != NULL, "%s", m);
+	free(m);
+	t_client_free(c);
+	for (i = 0; i < HOLD_CONNS; i++)
+		close(fd[i]);
+}
+END_TEST
+
+#define ROOM	8	/* the fds left to qmpmuxd */
+
+/*
+ * An accept out of descriptors pauses the metrics listener for a
+ * second, as every listener's does, and does not spin.  qmpmuxd's
+ * RLIMIT_NOFILE is lowered to leave it ROOM fds, scrapers that send
+ * nothing take them, and one more waits in the backlog.  Over
+ * 2.5 s the log has at most 4 lines of a failed accept, and qmpmuxd
+ * used at most a fifth of a CPU; once the scrapers go, a scrape is
+ * served.
+ */
+START_TEST(test_metrics_emfile)
+{
+	const char	*opts[] = { "--metrics", "127.0.0.1:0",
+			    "--metrics-max-connections", "1000",
+			    "--metrics-timeout", "60", NULL };
+	struct scrape	*sc;
+	long long	 t0, took, cpu;
+	int		 port, fd[ROOM], extra, i, nfds, lines;
+
+	t_start_qemu(opts);
+	port = metrics_port("127.0.0.1", 1);
+	nfds = t_proc_fds(t_proxy_pid, NULL);
+	set_nofile(t_proxy_pid, t_proc_fd_room(t_proxy_pid, ROOM));
+	for (i = 0; i < ROOM; i++)
+		ck_assert_int_ne(fd[i] = tcp_connect(AF_INET, port), -1);
+	t_wait_fds(t_proxy_pid, nfds + ROOM);
+	ck_assert_int_ne(extra = tcp_connect(AF_INET, port), -1);
+
+	/* the window the spin would show in: nothing to wait for */
+	cpu = t_cpu_ms(t_proxy_pid);
+	t0 = t_clock_ms();
+	poll(NULL, 0, 2500);
+	took = t_clock_ms() - t0;
+	cpu = t_cpu_ms(t_proxy_pid) - cpu;
+	lines = t_log_count("qmpmuxd.log", "metrics: accept on ") +
+	    t_log_count("qmpmuxd.log", "Error from accept() call");
+	printf("metrics: out of fds for %lld ms: %d lines, %lld ms of CPU\n",
+	    took, lines, cpu);
+	ck_assert_msg(lines >= 1 && lines <= 4, "%d lines of a failed accept",
+	    lines);
+	ck_assert_msg(cpu * 5 <= took, "%lld ms of CPU in %lld ms", cpu, took);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "metrics: accept on "
+	    "127.0.0.1:"), lines);
+	ck_assert_int_ge(t_log_count("qmpmuxd.log", "; pausing for 1s: Too "
+	    "many open files"), 1);
+
+	for (i = 0; i < ROOM; i++)
+		close(fd[i]);
+	close(extra);
+	sc = scrape(AF_INET, port);
+	ck_assert_double_eq(get(sc, "qmpmux_vms", ""), 1);
+	scrape_free(sc);
+	ck_assert(t_proxy_alive());
+}
+END_TEST
+
 static Suite *
 metrics_suite(void)
 {
@@ -744,6 +978,9 @@ metrics_suite(void)
 	tcase_add_test(tc, test_metrics_stalled);
 	tcase_add_test(tc, test_metrics_http);
 	tcase_add_test(tc, test_metrics_limits);
+	tcase_add_test(tc, test_metrics_slow);
+	tcase_add_test(tc, test_metrics_fds);
+	tcase_add_test(tc, test_metrics_emfile);
 	tcase_add_test(tc, test_metrics_bad_values);
 	tcase_add_test(tc, test_metrics_reload);
 	return (s);

@@ -1867,6 +1867,50 @@ t_proc_fds(pid_t pid, const char *prefix)
 	return (count);
 }
 
+/*
+ * The RLIMIT_NOFILE that leaves pid room for just n more fds: the fds
+ * below it that pid does not hold.  An fd it holds above it stays open.
+ */
+int
+t_proc_fd_room(pid_t pid, int n)
+{
+	char		 path[64];
+	struct stat	 st;
+	int		 fd;
+
+	for (fd = 0; n > 0; fd++) {
+		snprintf(path, sizeof(path), "/proc/%ld/fd/%d", (long)pid, fd);
+		if (lstat(path, &st) == -1) {
+			ck_assert_int_eq(errno, ENOENT);
+			n--;
+		}
+	}
+	return (fd);
+}
+
+/*
+ * The CPU time a process has used, user and system, in milliseconds: a
+ * loop that spins shows here.
+ */
+long long
+t_cpu_ms(pid_t pid)
+{
+	char			 path[64], buf[1024], *p;
+	unsigned long long	 ut, st;
+	FILE			*f;
+	int			 ok;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	ck_assert_ptr_nonnull(f = fopen(path, "r"));
+	ok = fgets(buf, sizeof(buf), f) != NULL;
+	fclose(f);
+	/* after the command's name, in parentheses: fields 3 on; 14, 15 */
+	ck_assert(ok && (p = strrchr(buf, ')')) != NULL);
+	ck_assert_int_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+	    "%*u %*u %llu %llu", &ut, &st), 2);
+	return ((long long)(ut + st) * 1000 / sysconf(_SC_CLK_TCK));
+}
+
 /* Whether pid holds the socket of inode ino (fstat's st_ino). */
 int
 t_proc_holds(pid_t pid, unsigned long ino)

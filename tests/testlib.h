@@ -150,8 +150,10 @@ int		 t_log_count(const char *, const char *);
 int		 t_wait_log(const char *, const char *, int);
 int		 t_wait_log_n(const char *, const char *, int, int);
 
-/* Another process's fd table, from /proc/PID/fd. */
+/* Another process's fd table, from /proc/PID/fd; its CPU time. */
 int		 t_proc_fds(pid_t, const char *);
+int		 t_proc_fd_room(pid_t, int);
+long long	 t_cpu_ms(pid_t);
 int		 t_proc_holds(pid_t, unsigned long);
 void		 t_wait_fds(pid_t, int);
 
