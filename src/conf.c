@@ -65,7 +65,7 @@ enum conf_type {
 	CONF_ALLOW,		/* command globs, space separated */
 	CONF_DENY,
 	CONF_PATH,		/* a file's path, made absolute */
-	CONF_ADDR,		/* IPv4:PORT or [IPv6]:PORT */
+	CONF_ADDR,		/* IPv4:PORT, [IPv6]:PORT or a unix path */
 	CONF_SOCKET,		/* a socket's path, made absolute, or none */
 };
 
@@ -562,6 +562,7 @@ conf_apply(void *base, int i, const char *key, const char *value,
 	unsigned int		 u;
 	unsigned long		 m;
 	char			*end, why[128];
+	const char		*spath;
 	int			 b;
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen;
@@ -643,10 +644,18 @@ conf_apply(void *base, int i, const char *key, const char *value,
 			fatal("%s", __func__);
 		break;
 	case CONF_ADDR:
-		if (util_parse_hostport(value, &ss, &sslen) == -1)
+		if ((spath = util_addr_path(value)) != NULL) {
+			if (*spath != '/')
+				return (conf_err(err, errlen, "expected "
+				    "unix:PATH with an absolute path"));
+			if (util_check_sun_path(spath, why, sizeof(why)) ==
+			    -1)
+				return (conf_err(err, errlen, "%s", why));
+		} else if (util_parse_hostport(value, &ss, &sslen) == -1)
 			return (conf_err(err, errlen, "expected ADDRESS:PORT, "
 			    "an IPv4 address or an IPv6 one in brackets, and a "
-			    "port from 0 to 65535"));
+			    "port from 0 to 65535, or a unix socket's absolute "
+			    "path"));
 		free(*(char **)(void *)p);
 		if ((*(char **)(void *)p = strdup(value)) == NULL)
 			fatal("%s", __func__);

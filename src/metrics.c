@@ -1,9 +1,10 @@
 /*
  * Metrics in the Prometheus text format (version 0.0.4), over HTTP on
- * the address of the [global] key metrics: GET /metrics, and 404 for
- * any other path.  evhttp serves it on the daemon's loop: the response
- * is built in memory from the counters the VMs keep, a family at a
- * time, and handed to evhttp, which writes it without blocking.
+ * the address of the [global] key metrics, ADDRESS:PORT or a unix
+ * socket's path: GET /metrics, and 404 for any other path.  evhttp
+ * serves it on the daemon's loop: the response is built in memory from
+ * the counters the VMs keep, a family at a time, and handed to evhttp,
+ * which writes it without blocking.
  *
  * A slow or greedy scraper is bounded by [global] keys.  Request
  * headers are of metrics_max_request at most, and there is no body.  A
@@ -23,6 +24,7 @@
 
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <errno.h>
@@ -78,7 +80,9 @@ struct metrics {
 	struct event		*retry;
 	unsigned int		 accepted;	/* util_accept_paced */
 	char			*addr;		/* as configured */
-	char			 bound[INET6_ADDRSTRLEN + 16];
+	const char		*path;		/* in addr: a unix socket's */
+	char			 bound[sizeof(((struct sockaddr_un *)0)->
+				    sun_path) + 16];
 	struct metrics_conns	 conns;
 	unsigned int		 nconns;
 	unsigned long long	 refused;	/* past the cap */
@@ -597,22 +601,29 @@ metrics_bound(int fd, char *buf, size_t len)
 }
 
 /*
- * Serve the metrics of s at addr, ADDRESS:PORT as the key metrics
- * takes it; port 0 is any free one, logged.  NULL (logged) if it
- * cannot listen there.
+ * A listening socket at addr: a unix socket at its path, mode 0666 (what
+ * a port on the loopback gives every local user), or TCP at
+ * ADDRESS:PORT.  -1 (logged) if there is none.
  */
-struct metrics *
-metrics_new(struct server *s, const char *addr)
+static int
+metrics_listen(struct metrics *m, const char *addr)
 {
-	struct metrics			*m;
-	struct evhttp_bound_socket	*bs;
-	struct sockaddr_storage		 ss;
-	socklen_t			 sslen;
-	int				 fd, on = 1;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	char			 err[256];
+	int			 fd, on = 1;
 
+	if (m->path != NULL) {
+		if ((fd = util_unix_listen_as(m->path, 0666, (uid_t)-1,
+		    (gid_t)-1, err, sizeof(err))) == -1)
+			log_warnx("metrics: cannot listen on %s: %s", m->path,
+			    err);
+		snprintf(m->bound, sizeof(m->bound), "%s", m->path);
+		return (fd);
+	}
 	if (util_parse_hostport(addr, &ss, &sslen) == -1) {
 		log_warnx("metrics: %s: not an ADDRESS:PORT", addr);
-		return (NULL);
+		return (-1);
 	}
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0);
@@ -624,14 +635,35 @@ metrics_new(struct server *s, const char *addr)
 		log_warn("metrics: cannot listen on %s", addr);
 		if (fd != -1)
 			close(fd);
-		return (NULL);
+		return (-1);
 	}
+	metrics_bound(fd, m->bound, sizeof(m->bound));
+	return (fd);
+}
+
+/*
+ * Serve the metrics of s at addr, as the key metrics takes it: a unix
+ * socket's path, or ADDRESS:PORT, where port 0 is any free one, logged.
+ * NULL (logged) if it cannot listen there.
+ */
+struct metrics *
+metrics_new(struct server *s, const char *addr)
+{
+	struct metrics			*m;
+	struct evhttp_bound_socket	*bs;
+	int				 fd;
+
 	if ((m = calloc(1, sizeof(*m))) == NULL ||
 	    (m->addr = strdup(addr)) == NULL)
 		fatal("%s", __func__);
 	m->server = s;
+	m->path = util_addr_path(m->addr);
 	TAILQ_INIT(&m->conns);
-	metrics_bound(fd, m->bound, sizeof(m->bound));
+	if ((fd = metrics_listen(m, addr)) == -1) {
+		free(m->addr);
+		free(m);
+		return (NULL);
+	}
 	if ((m->http = evhttp_new(s->base)) == NULL ||
 	    (m->retry = evtimer_new(s->base, metrics_retry_cb, m)) == NULL)
 		fatalx("%s: out of memory", __func__);
@@ -672,6 +704,8 @@ metrics_free(struct metrics *m)
 	while ((mc = TAILQ_FIRST(&m->conns)) != NULL)
 		metrics_conn_free(mc);
 	event_free(m->retry);
+	if (m->path != NULL)
+		unlink(m->path);
 	log_info("metrics: no longer listening on %s", m->bound);
 	free(m->addr);
 	free(m);

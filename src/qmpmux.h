@@ -731,5 +731,6 @@ void		 util_bev_writev(struct bufferevent *, const struct iovec *,
 void		 util_bev_write_buffer(struct bufferevent *, struct evbuffer *);
 int		 util_parse_hostport(const char *, struct sockaddr_storage *,
 		    socklen_t *);
+const char	*util_addr_path(const char *);
 
 #endif

@@ -704,6 +704,21 @@ util_json_string(yajl_gen g, const char *s)
 }
 
 /*
+ * The unix socket path in a listening address, "unix:PATH" or a PATH
+ * that starts with a slash; NULL if s is not one (then it is
+ * ADDRESS:PORT, for util_parse_hostport).
+ */
+const char *
+util_addr_path(const char *s)
+{
+	if (strncmp(s, "unix:", 5) == 0)
+		return (s + 5);
+	if (*s == '/')
+		return (s);
+	return (NULL);
+}
+
+/*
  * Parse ADDRESS:PORT, an IPv4 address or an IPv6 one in brackets, with
  * a port from 0 (any free one) to 65535, into ss.  -1 if it is not one.
  */

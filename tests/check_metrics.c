@@ -4,8 +4,8 @@
  * commands and events flow.  Every scrape must parse as the Prometheus
  * text format (version 0.0.4), by the parser below; the counters move
  * with the traffic, and the histogram counts every command answered.
- * The key's values, a reload that moves the address, 404, and the
- * scrapers' bounds: the cap on
+ * The key's values, a reload that moves the address (a unix socket's
+ * path among them), 404, and the scrapers' bounds: the cap on
  * connections open at once, counted from their accept, the time a
  * request may take however slowly it comes, and a pause, not a spin,
  * when accept runs out of descriptors.
@@ -14,6 +14,8 @@
 
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -286,6 +288,24 @@ tcp_connect(int family, int port)
 	return (fd);
 }
 
+/* Connect to the unix socket at path. */
+static int
+unix_connect(const char *path)
+{
+	struct sockaddr_un	 sun;
+	int			 fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	ck_assert_int_lt(strlen(path), sizeof(sun.sun_path));
+	strcpy(sun.sun_path, path);
+	ck_assert_int_ne(fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0),
+	    -1);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0,
+	    "connect to %s: %s", path, strerror(errno));
+	return (fd);
+}
+
 /*
  * Wait up to ms for the peer to close fd, reading nothing: the time it
  * took, or -1 if it is still open.  Bytes that come fail the test.
@@ -382,22 +402,30 @@ http_read(int fd, char **body, int ms)
 	return (status);
 }
 
-/* GET /metrics at port and parse it. */
+/* GET /metrics on the connection fd, which it closes, and parse it. */
 static struct scrape *
-scrape(int family, int port)
+scrape_on(int fd)
 {
 	struct scrape	*sc;
 	char		*body;
-	int		 fd;
 
-	ck_assert_msg((fd = tcp_connect(family, port)) != -1,
-	    "connect to port %d: %s", port, strerror(errno));
 	http_send(fd, "GET", "/metrics", 0);
 	ck_assert_int_eq(http_read(fd, &body, T_WAIT_MS), 200);
 	close(fd);
 	ck_assert_ptr_nonnull(sc = calloc(1, sizeof(*sc)));
 	parse(sc, body);
 	return (sc);
+}
+
+/* GET /metrics at port and parse it. */
+static struct scrape *
+scrape(int family, int port)
+{
+	int	 fd;
+
+	ck_assert_msg((fd = tcp_connect(family, port)) != -1,
+	    "connect to port %d: %s", port, strerror(errno));
+	return (scrape_on(fd));
 }
 
 /* The port of the nth documented line "metrics: listening on ADDR:". */
@@ -637,7 +665,8 @@ START_TEST(test_metrics_bad_values)
 {
 	static const char *bad[] = { "localhost:9100", "1.2.3.4", "[::1]",
 	    "::1:9100", "1.2.3.4:65536", "1.2.3.4:", "[::1]9100",
-	    "1.2.3.4:-1", "1.2.3.4:+80", "[1.2.3.4]:80", "1.2.3:80", "" };
+	    "1.2.3.4:-1", "1.2.3.4:+80", "[1.2.3.4]:80", "1.2.3:80", "",
+	    "unix:", "unix:metrics.sock", "metrics.sock" };
 	char		*up = t_path("q.sock"), *ls = t_path("p.sock");
 	char		 want[256];
 	size_t		 i;
@@ -663,23 +692,33 @@ START_TEST(test_metrics_bad_values)
 }
 END_TEST
 
+/* Write the config file: the key metrics = addr, and VM test. */
+static void
+write_conf(const char *conf, const char *addr)
+{
+	FILE	*f;
+
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fprintf(f, "[global]\nmetrics = %s\n[vm test]\nupstream = "
+	    "connect:%s\n[listener test %s]\n", addr, t_qsock, t_psock);
+	fclose(f);
+}
+
 /*
  * A reload that changes the key listens on the new address and closes
- * the old one; one that leaves it alone leaves the socket alone.
+ * the old one; one that leaves it alone leaves the socket alone.  A
+ * unix socket's path is listened on with mode 0666 and removed when the
+ * key moves on.
  */
 START_TEST(test_metrics_reload)
 {
-	char	*conf = t_path("qmpmuxd.conf");
-	const char *logs[] = { "metrics = 127.0.0.1:0\n",
-	    "metrics = [::1]:0\n" };
-	FILE	*f;
-	int	 port, port6;
-	struct scrape *sc;
+	char		*conf = t_path("qmpmuxd.conf");
+	char		*msock = t_path("metrics.sock"), addr[256], want[320];
+	struct stat	 st;
+	int		 port, port6;
+	struct scrape	*sc;
 
-	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
-	fprintf(f, "[global]\n%s[vm test]\nupstream = connect:%s\n"
-	    "[listener test %s]\n", logs[0], t_qsock, t_psock);
-	fclose(f);
+	write_conf(conf, "127.0.0.1:0");
 	t_qemu_pid = t_qemu(t_qsock);
 	t_proxy_pid = t_spawn((const char *[]){ t_bin("QMPMUXD"), "-d", "-f",
 	    conf, NULL }, "qmpmuxd.log");
@@ -694,20 +733,36 @@ START_TEST(test_metrics_reload)
 	sc = scrape(AF_INET, port);
 	scrape_free(sc);
 
-	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
-	fprintf(f, "[global]\n%s[vm test]\nupstream = connect:%s\n"
-	    "[listener test %s]\n", logs[1], t_qsock, t_psock);
-	fclose(f);
+	/* to a unix socket */
+	snprintf(addr, sizeof(addr), "unix:%s", msock);
+	write_conf(conf, addr);
 	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
-	port6 = metrics_port("[::1]", 1);
 	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "reloaded: ", 2,
 	    T_WAIT_MS), 0);
-	sc = scrape(AF_INET6, port6);
+	snprintf(want, sizeof(want), "metrics: listening on %s\n", msock);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", want), 1);
+	ck_assert_int_eq(stat(msock, &st), 0);
+	ck_assert(S_ISSOCK(st.st_mode));
+	ck_assert_int_eq(st.st_mode & 07777, 0666);
+	sc = scrape_on(unix_connect(msock));
 	ck_assert_double_eq(get(sc, "qmpmux_vms", ""), 1);
 	scrape_free(sc);
 	ck_assert_int_eq(tcp_connect(AF_INET, port), -1);
 	ck_assert_int_eq(errno, ECONNREFUSED);
+
+	/* to TCP again: the path is removed */
+	write_conf(conf, "[::1]:0");
+	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
+	port6 = metrics_port("[::1]", 1);
+	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "reloaded: ", 3,
+	    T_WAIT_MS), 0);
+	sc = scrape(AF_INET6, port6);
+	ck_assert_double_eq(get(sc, "qmpmux_vms", ""), 1);
+	scrape_free(sc);
+	ck_assert_int_eq(stat(msock, &st), -1);
+	ck_assert_int_eq(errno, ENOENT);
 	free(conf);
+	free(msock);
 }
 END_TEST
 
