@@ -15,6 +15,12 @@ QMPMUX_DEPS=(build-essential autoconf automake libtool pkg-config
 # shellcheck disable=SC2034 # used by the scripts that source this file
 QMPMUX_FUZZ_DEPS=(clang libclang-rt-dev valgrind)
 
+# The checks of the man pages and of the systemd unit in contrib/test.sh:
+# mandoc, and systemd-analyze, which looks up the unit's Documentation=
+# pages with man.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+QMPMUX_LINT_DEPS=(mandoc systemd man-db)
+
 # The real libvirtd of tests/libvirt-e2e.sh, which contrib/test.sh runs.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 QMPMUX_E2E_DEPS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)

@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 . contrib/deps.sh
 
 deps_install "${QMPMUX_DEPS[@]}" "${QMPMUX_E2E_DEPS[@]}" \
-	"${QMPMUX_FUZZ_DEPS[@]}" mandoc
+	"${QMPMUX_FUZZ_DEPS[@]}" "${QMPMUX_LINT_DEPS[@]}"
 
 # Each step's time, for the log: CI time is counted.
 step_start() {
@@ -119,6 +119,26 @@ step_end "make fuzz"
 echo "== mandoc -Tlint"
 mandoc -Tlint -Wwarning man/qmpmuxctl.1 man/qmpmuxd.8 man/qmpmuxd.conf.5 \
 	man/qmpmux-qemu.8
+
+# The unit as make writes it from contrib/qmpmuxd.service.in, installed
+# with everything in a temporary prefix so that its ExecStart= binary
+# and its Documentation= pages exist.  systemd-analyze exits 0 on a
+# warning (an unknown key, a bad address family), so any line about the
+# unit fails the step.  The unit made for the prefix is removed after,
+# for make to write it again with the configured paths.
+echo "== systemd-analyze verify qmpmuxd.service"
+unit_prefix=$(mktemp -d)
+rm -f build-test/contrib/qmpmuxd.service
+make -C build-test install prefix="$unit_prefix" \
+	systemdsystemunitdir="$unit_prefix/lib/systemd/system" >/dev/null
+rm -f build-test/contrib/qmpmuxd.service
+if ! verify=$(MANPATH="$unit_prefix/share/man" systemd-analyze verify \
+    "$unit_prefix/lib/systemd/system/qmpmuxd.service" 2>&1) ||
+    grep -qF qmpmuxd.service <<<"$verify"; then
+	echo "== systemd-analyze verify: $verify" >&2
+	exit 1
+fi
+rm -rf "$unit_prefix"
 
 # Memcheck on a plain build: the tests and every qmpmuxd they start, but
 # for the three whose subject memcheck changes (docs/FUZZING.md).
