@@ -87,33 +87,65 @@ static struct signal_def {
 };
 #define NSIGNALS	(sizeof(signals) / sizeof(signals[0]))
 
-/* The synopsis of qmpmuxd(8). */
+/* One item of the usage after the others, wrapped at 79 columns. */
+static void
+usage_item(FILE *f, size_t *col, const char *item)
+{
+	size_t	 len = strlen(item);
+
+	if (*col + 1 + len > 79) {
+		fprintf(f, "\n%15s%s", "", item);
+		*col = 15 + len;
+	} else {
+		fprintf(f, " %s", item);
+		*col += 1 + len;
+	}
+}
+
+/*
+ * The options of conf.c's table of one kind (listener: 1, VM: 0,
+ * daemon: -1) as items of the usage: [--KEY ARG].
+ */
+static void
+usage_table(FILE *f, size_t *col, int kind)
+{
+	char		 flag[64], item[128];
+	const char	*arg;
+	int		 i, k;
+
+	for (i = 0; i < conf_option_count(); i++) {
+		k = conf_option_is_listener(i) ? 1 :
+		    conf_option_is_global(i) ? -1 : 0;
+		if (k != kind)
+			continue;
+		conf_option_flag(i, flag, sizeof(flag));
+		arg = conf_option_arg(i);
+		snprintf(item, sizeof(item), "[--%s%s%s]", flag,
+		    arg != NULL ? " " : "", arg != NULL ? arg : "");
+		usage_item(f, col, item);
+	}
+}
+
+/*
+ * The synopsis of qmpmuxd(8), which must say the same: every option of
+ * conf.c's table is in it, from the table (tests/check_bounds.c).
+ */
 static void
 usage(FILE *f, int status)
 {
-	fprintf(f,
-	    "usage: qmpmuxd [-dnv] [-f FILE] [--OPTION VALUE ...]\n"
-	    "       qmpmuxd [-dnv] --upstream PATH --listen PATH"
-	    " [--name NAME]\n"
-	    "               [--mode MODE] [--owner USER] [--group GROUP]\n"
-	    "               [--allowed-uids UIDS] [--slow-client block |"
-	    " disconnect]\n"
-	    "               [--slow-client-timeout SECONDS] [--allow GLOB]\n"
-	    "               [--deny GLOB] [--read-only] [--full-access]\n"
-	    "               [--handshake-timeout SECONDS]\n"
-	    "               [--greeting-timeout SECONDS] [--backoff-max SECONDS]\n"
-	    "               [--max-upstream-message BYTES]\n"
-	    "               [--max-client-message BYTES]"
-	    " [--max-client-output BYTES]\n"
-	    "               [--max-json-depth N]\n"
-	    "               [--command-timeout SECONDS]"
-	    " [--timeout COMMAND=SECONDS]\n"
-	    "               [--max-inflight N] [--max-client-pipeline N]\n"
-	    "               [--max-queued-commands N] [--max-queued-events N]\n"
-	    "               [--max-queued-bytes BYTES]"
-	    " [--max-total-queued-bytes BYTES]\n"
-	    "               [--dump-file PATH]\n"
-	    "               [--control PATH | none]\n"
+	const char	*head = "       qmpmuxd [-dnv] --upstream PATH "
+			    "--listen PATH";
+	size_t		 col = strlen(head);
+
+	fprintf(f, "usage: qmpmuxd [-dnv] [-f FILE] [--OPTION VALUE ...]\n"
+	    "%s", head);
+	usage_item(f, &col, "[--name NAME]");
+	usage_table(f, &col, 1);
+	usage_item(f, &col, "[--full-access]");
+	usage_table(f, &col, 0);
+	usage_item(f, &col, "[--timeout COMMAND=SECONDS]");
+	usage_table(f, &col, -1);
+	fprintf(f, "\n"
 	    "       qmpmuxd --check-state FD\n"
 	    "       qmpmuxd --help | --version\n");
 	exit(status);
@@ -320,21 +352,17 @@ long_options(void)
 	size_t		 nfixed = sizeof(fixed) / sizeof(fixed[0]);
 	struct option	*o;
 	int		 i, n = conf_option_count();
-	char		*name, *p;
+	char		 flag[64];
 
 	if ((o = calloc(nfixed + (size_t)n + 1, sizeof(*o))) == NULL)
 		fatal("%s", __func__);
 	memcpy(o, fixed, sizeof(fixed));
 	for (i = 0; i < n; i++) {
-		if ((name = strdup(conf_option_name(i))) == NULL)
+		conf_option_flag(i, flag, sizeof(flag));
+		if ((o[nfixed + i].name = strdup(flag)) == NULL)
 			fatal("%s", __func__);
-		for (p = name; *p != '\0'; p++) {
-			if (*p == '_')
-				*p = '-';
-		}
-		o[nfixed + i].name = name;
 		/* --read-only takes no value: it is read_only = yes */
-		o[nfixed + i].has_arg = strcmp(name, "read-only") == 0 ?
+		o[nfixed + i].has_arg = conf_option_arg(i) == NULL ?
 		    no_argument : required_argument;
 		o[nfixed + i].val = OPT_TABLE + i;
 	}

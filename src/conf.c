@@ -72,7 +72,10 @@ enum conf_type {
 /*
  * Every option: its key (the long option is the key with '-' for '_'),
  * where it may be set, its type, where it lives in its struct, its
- * range, and its default as the text a user would write.
+ * range, and its default as the text a user would write.  The usage of
+ * qmpmuxd is made from it (conf_option_flag, conf_option_arg): the
+ * listener keys, the VM keys, then the daemon's, each in this order, as
+ * the SYNOPSIS of qmpmuxd(8) has them.
  */
 static const struct conf_opt {
 	const char	*key;
@@ -129,8 +132,6 @@ static const struct conf_opt {
 	    offsetof(struct conf, max_memory), 1, (double)SIZE_MAX, "1G" },
 	{ "dump_file", CONF_GLOBAL, CONF_PATH, offsetof(struct conf,
 	    dump_file), 0, 0, QMPMUX_RUNDIR "/dump.json" },
-	{ "metrics", CONF_GLOBAL, CONF_ADDR, offsetof(struct conf, metrics),
-	    0, 0, NULL },
 	{ "control", CONF_GLOBAL, CONF_SOCKET, offsetof(struct conf,
 	    control_path), 0, 0, QMPMUX_RUNDIR "/control.sock" },
 	{ "control_max_clients", CONF_GLOBAL, CONF_UINT,
@@ -141,6 +142,8 @@ static const struct conf_opt {
 	    G(control_max_output), 1, (double)SIZE_MAX, "1M" },
 	{ "control_max_fds", CONF_GLOBAL, CONF_UINT, G(control_max_fds), 1,
 	    4096, "64" },
+	{ "metrics", CONF_GLOBAL, CONF_ADDR, offsetof(struct conf, metrics),
+	    0, 0, NULL },
 	{ "metrics_timeout", CONF_GLOBAL, CONF_SECONDS, G(metrics_timeout),
 	    0.001, 1e9, "10" },
 	{ "metrics_max_connections", CONF_GLOBAL, CONF_UINT,
@@ -213,6 +216,54 @@ int
 conf_option_is_listener(int i)
 {
 	return (conf_opts[i].where == CONF_LISTENER);
+}
+
+/* Whether option i is the daemon's, [global] only, for the usage. */
+int
+conf_option_is_global(int i)
+{
+	return (conf_opts[i].where == CONF_GLOBAL);
+}
+
+/* The long option of option i, without its "--": the key, '-' for '_'. */
+void
+conf_option_flag(int i, char *buf, size_t len)
+{
+	char	*p;
+
+	snprintf(buf, len, "%s", conf_opts[i].key);
+	for (p = buf; *p != '\0'; p++) {
+		if (*p == '_')
+			*p = '-';
+	}
+}
+
+/*
+ * What option i takes on the command line, as the usage names it; NULL
+ * for nothing: a yes or no key (--read-only) is set to yes by its name.
+ */
+const char *
+conf_option_arg(int i)
+{
+	static const char	*args[] = {
+		[CONF_SECONDS] = "SECONDS",
+		[CONF_SIZE] = "BYTES",
+		[CONF_UINT] = "N",
+		[CONF_COUNT] = "N",
+		[CONF_BOOL] = NULL,
+		[CONF_MODE] = "MODE",
+		[CONF_SLOW] = "block | disconnect",
+		[CONF_USER] = "USER",
+		[CONF_GROUP] = "GROUP",
+		[CONF_UIDS] = "UIDS",
+		[CONF_ALLOW] = "GLOB",
+		[CONF_DENY] = "GLOB",
+		[CONF_PATH] = "PATH",
+		[CONF_ADDR] = "ADDRESS:PORT",
+		[CONF_SOCKET] = "PATH | none",
+	};
+
+	return (args[conf_opts[i].type]);
 }
 
 /* How many options the table has. */

@@ -218,6 +218,9 @@ int		 conf_diff(const struct vm_conf *, const struct vm_conf *);
 const char	*conf_upstream_mode_name(enum upstream_mode);
 const char	*conf_option_name(int);
 int		 conf_option_is_listener(int);
+int		 conf_option_is_global(int);
+void		 conf_option_flag(int, char *, size_t);
+const char	*conf_option_arg(int);
 int		 conf_option_count(void);
 
 /*

@@ -9,6 +9,7 @@
 
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <ctype.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdint.h>
@@ -19,6 +20,7 @@
 
 #include <check.h>
 
+#include "qmpmux.h"
 #include "testlib.h"
 
 /*
@@ -233,6 +235,172 @@ START_TEST(test_help_version_sigint)
 }
 END_TEST
 
+/* A file's whole text, NUL-terminated, or NULL. */
+static char *
+read_text(const char *path)
+{
+	char	*text = NULL;
+	size_t	 size = 0;
+	FILE	*f, *m;
+	int	 ch;
+
+	if ((f = fopen(path, "r")) == NULL ||
+	    (m = open_memstream(&text, &size)) == NULL)
+		return (NULL);
+	while ((ch = getc(f)) != EOF)
+		putc(ch, m);
+	fclose(f);
+	fclose(m);
+	return (text);
+}
+
+/* Each run of white space in s made one space, in place, and trimmed. */
+static void
+squeeze(char *s)
+{
+	char	*r, *w = s;
+
+	for (r = s; *r != '\0'; r++) {
+		if (*r == ' ' || *r == '\t' || *r == '\n') {
+			if (w != s && w[-1] != ' ')
+				*w++ = ' ';
+		} else
+			*w++ = *r;
+	}
+	if (w != s && w[-1] == ' ')
+		w--;
+	*w = '\0';
+}
+
+/*
+ * A line of the SYNOPSIS of qmpmuxd(8) as mandoc prints it, added to
+ * out: its macros are Nm, Op, Fl, Ar, Cm and Ns, and ':' is a closing
+ * delimiter, put without a space before it.
+ */
+static void
+mdoc_synopsis(const char *line, FILE *out)
+{
+	char	*copy = strdup(line), *p, *tok;
+	int	 op, first = 1, flag = 0, glue = 0;
+
+	ck_assert_ptr_nonnull(copy);
+	p = copy + 1;
+	tok = strsep(&p, " ");
+	op = strcmp(tok, "Op") == 0;
+	flag = strcmp(tok, "Fl") == 0;
+	fputs(op ? " [" : " ", out);
+	while ((tok = strsep(&p, " ")) != NULL) {
+		if (strcmp(tok, "Fl") == 0)
+			flag = 1;
+		else if (strcmp(tok, "Ns") == 0)
+			glue = 1;
+		else if (strcmp(tok, "Ar") != 0 && strcmp(tok, "Cm") != 0) {
+			if (!first && !glue && strcmp(tok, ":") != 0)
+				fputc(' ', out);
+			fprintf(out, "%s%s", flag ? "-" : "", tok);
+			first = flag = glue = 0;
+		}
+	}
+	fputs(op ? "]" : "", out);
+	free(copy);
+}
+
+/* Whether text holds word, not followed by more of an option's name. */
+static int
+has_word(const char *text, const char *word)
+{
+	const char	*p = text;
+	size_t		 len = strlen(word);
+
+	while ((p = strstr(p, word)) != NULL) {
+		p += len;
+		if (!isalnum((unsigned char)*p) && *p != '-')
+			return (1);
+	}
+	return (0);
+}
+
+/*
+ * The usage, qmpmuxd(8) and conf.c's option table cannot drift apart:
+ * every option of the table is in --help as [--KEY ARG]; the SYNOPSIS
+ * of the page, as mandoc prints it, is the usage word for word; each
+ * option of the usage has an entry in the page's list of options, and
+ * every long option the page names anywhere is one of the usage.
+ */
+START_TEST(test_help_is_man)
+{
+	const char	*help[] = { t_bin("QMPMUXD"), "--help", NULL };
+	char		*out = t_path("help.out"), *usage, *man, *syn = NULL;
+	char		*items = NULL, *p, *line, *w, flag[64], want[128];
+	const char	*arg;
+	size_t		 synsize = 0, itsize = 0, len;
+	FILE		*sf, *itf;
+	int		 i, section = 0, cont = 0;
+
+	ck_assert(t_exited(t_wait_exit(t_spawn_split(help, "help.out",
+	    "help.err"), T_WAIT_MS), 0));
+	ck_assert_ptr_nonnull(usage = read_text(out));
+	for (i = 0; i < conf_option_count(); i++) {
+		conf_option_flag(i, flag, sizeof(flag));
+		arg = conf_option_arg(i);
+		snprintf(want, sizeof(want), "[--%s%s%s]", flag,
+		    arg != NULL ? " " : "", arg != NULL ? arg : "");
+		ck_assert_msg(strstr(usage, want) != NULL,
+		    "--help has no %s:\n%s", want, usage);
+	}
+
+	/* the SYNOPSIS rendered, and the .It lines (with their \ lines) */
+	ck_assert_ptr_nonnull(man = read_text(t_bin("QMPMUXD_MAN")));
+	ck_assert_ptr_nonnull(sf = open_memstream(&syn, &synsize));
+	ck_assert_ptr_nonnull(itf = open_memstream(&items, &itsize));
+	fputs("usage:", sf);
+	for (p = man; (line = strsep(&p, "\n")) != NULL;) {
+		if (strncmp(line, ".Sh ", 4) == 0)
+			section = strcmp(line, ".Sh SYNOPSIS") == 0 ? 1 :
+			    strcmp(line, ".Sh DESCRIPTION") == 0 ? 2 : 3;
+		else if (section == 1)
+			mdoc_synopsis(line, sf);
+		else if (section == 2 && (cont || strncmp(line, ".It ",
+		    4) == 0)) {
+			len = strlen(line);
+			cont = len > 0 && line[len - 1] == '\\';
+			fprintf(itf, "%.*s%s", (int)(len - (size_t)cont), line,
+			    cont ? "" : "\n");
+		}
+		/* every long option the page names is one of the usage */
+		for (w = line; (w = strstr(w, "Fl -")) != NULL; w += 4) {
+			len = strspn(w + 4, "abcdefghijklmnopqrstuvwxyz"
+			    "0123456789-");
+			if (len == 0)
+				continue;
+			snprintf(want, sizeof(want), "--%.*s", (int)len, w + 4);
+			ck_assert_msg(has_word(usage, want), "qmpmuxd.8 "
+			    "names %s, which --help has not", want);
+		}
+	}
+	fclose(sf);
+	fclose(itf);
+	squeeze(syn);
+	squeeze(usage);
+	ck_assert_str_eq(syn, usage);
+
+	/* each option of the usage is described in the list of options */
+	for (w = usage; (w = strstr(w, "--")) != NULL; w += 2) {
+		len = strspn(w + 2, "abcdefghijklmnopqrstuvwxyz0123456789-");
+		if (len == 0)
+			continue;
+		snprintf(want, sizeof(want), "Fl -%.*s", (int)len, w + 2);
+		ck_assert_msg(has_word(items, want), "qmpmuxd.8 has no .It "
+		    "for -%s", want + 3);
+	}
+	free(usage);
+	free(man);
+	free(syn);
+	free(items);
+	free(out);
+}
+END_TEST
+
 /*
  * An option for the listeners that follow it, after the last --listen,
  * would apply to none: a --read-only there must not leave a listener
@@ -424,6 +592,7 @@ bounds_suite(void)
 	    (int)(sizeof(edges) / sizeof(edges[0])));
 	tcase_add_test(tc, test_sigterm_at_listener);
 	tcase_add_test(tc, test_help_version_sigint);
+	tcase_add_test(tc, test_help_is_man);
 	tcase_add_loop_test(tc, test_trailing_listener_option, 0, 7);
 	tcase_add_test(tc, test_pipeline_edge);
 	tcase_add_loop_test(tc, test_events_edge, 0, 2);
