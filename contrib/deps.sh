@@ -7,7 +7,7 @@
 # Build tools, libraries, Check, and the real QEMU and socat of the tests.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 QMPMUX_DEPS=(build-essential autoconf automake libtool pkg-config
-	libevent-dev libyajl-dev libinih-dev libsystemd-dev check
+	libevent-dev libyajl-dev libinih-dev check
 	qemu-system-x86 socat)
 
 # The fuzzers and memcheck of contrib/test.sh (docs/FUZZING.md): clang

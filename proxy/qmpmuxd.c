@@ -25,10 +25,6 @@
 
 #include <event2/event.h>
 
-#ifdef HAVE_LIBSYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
-
 #include "qmpmux.h"
 
 #define QMPMUXD_CONF	SYSCONFDIR "/qmpmux/qmpmuxd.conf"
@@ -64,7 +60,6 @@ static void	signal_dump_cb(int, short, void *);
 static void	signal_restart_cb(int, short, void *);
 static void	signal_read_cb(int, short, void *);
 static void	stopped_cb(void *);
-static void	notify(const char *);
 static void	raise_nofile(void);
 
 /*
@@ -216,7 +211,7 @@ signal_cb(int sig, short events, void *arg)
 	stopping = 1;
 	log_info("received signal %d (%s), shutting down", sig,
 	    strsignal(sig));
-	notify("STOPPING=1");
+	fdstore_notify("STOPPING=1");
 	/* no command may change the VMs while they stop */
 	control_free(control);
 	control = NULL;
@@ -232,11 +227,11 @@ signal_hup_cb(int sig, short events, void *arg)
 	if (stopping)
 		return;
 	log_info("received SIGHUP, reloading");
-	notify("RELOADING=1");
+	fdstore_notify("RELOADING=1");
 	server_reload(server, err, sizeof(err));
 	snprintf(status, sizeof(status), "READY=1\nSTATUS=%u VMs",
 	    server_count(server));
-	notify(status);
+	fdstore_notify(status);
 }
 
 /* SIGUSR1: the diagnostic dump. */
@@ -303,17 +298,6 @@ raise_nofile(void)
 	rl.rlim_cur = rl.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
 		log_warn("cannot raise the limit of open files");
-}
-
-/* Tell the service manager, when there is one. */
-static void
-notify(const char *state)
-{
-#ifdef HAVE_LIBSYSTEMD
-	sd_notify(0, state);
-#else
-	(void)state;
-#endif
 }
 
 /* Forget the access list of the listener options given so far. */
@@ -675,7 +659,7 @@ main(int argc, char *argv[])
 	    "took over" : "started");
 	snprintf(status, sizeof(status), "READY=1\nSTATUS=%u VMs",
 	    server_count(server));
-	notify(status);
+	fdstore_notify(status);
 	event_base_dispatch(base);
 
 	control_free(control);

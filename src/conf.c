@@ -152,6 +152,9 @@ static const struct conf_opt {
 	    G(metrics_max_request), 256, 1 << 20, "8K" },
 	{ "metrics_max_response", CONF_GLOBAL, CONF_SIZE,
 	    G(metrics_max_response), 1, (double)SIZE_MAX, "16M" },
+	/* the unit's FileDescriptorStoreMax=: what systemd keeps at most */
+	{ "fdstore_max_pending", CONF_GLOBAL, CONF_UINT,
+	    G(fdstore_max_pending), 0, 1 << 20, "16384" },
 #undef V
 #undef L
 #undef G

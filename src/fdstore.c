@@ -28,6 +28,19 @@
  * over) changes nothing.  Every name stored is kept here too: a
  * process that takes over removes what the one before stored and it
  * no longer holds (fdstore_forget_others).
+ *
+ * Every datagram to the service manager, the state (fdstore_notify)
+ * as well as the store's, goes through fdstore_send, which never waits:
+ * the socket of a service manager slow to read holds only a few, and a
+ * sendmsg that would wait for it would stop the loop, and every VM
+ * with it.  What does not go at once waits here, in order, each fd to
+ * store a copy of its own, and goes when the owner of the loop calls
+ * fdstore_flush (the hook tells it that something waits).  A datagram
+ * that waits is never lost or passed by another: FDSTOREREMOVE=1 of a
+ * name whose FDSTORE=1 still waits takes that back instead, so the
+ * store sees neither, and a state message replaces the one that waits,
+ * as only the last state matters.  fdstore_max_pending bounds the fds
+ * kept waiting: past it a socket is not stored, and that is logged.
  */
 #include "config.h"
 
@@ -36,6 +49,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +72,32 @@ static int			 fdstore_sock = -1;
 static char			**fdstore_names;
 static char			*fdstore_inherited;
 static size_t			 fdstore_n, fdstore_cap;
+
+/*
+ * A datagram the service manager has not taken yet, in the order they
+ * were sent: a state message, an FDSTORE=1 with a copy of its fd, or an
+ * FDSTOREREMOVE=1; name is the FDNAME of the last two.
+ */
+enum fdstore_kind {
+	FDSTORE_STATE,
+	FDSTORE_STORE,
+	FDSTORE_REMOVE,
+};
+struct fdstore_msg {
+	enum fdstore_kind	 kind;
+	char			*text;
+	char			*name;
+	int			 fd;
+	TAILQ_ENTRY(fdstore_msg) entry;
+};
+static TAILQ_HEAD(, fdstore_msg)	 fdstore_queue =
+				    TAILQ_HEAD_INITIALIZER(fdstore_queue);
+static size_t			 fdstore_nqueued;
+static size_t			 fdstore_nfds;		/* of them, FDSTORE=1 */
+static size_t			 fdstore_max_fds = 16384;
+static size_t			 fdstore_refused;	/* while they wait */
+static void			(*fdstore_hook)(void *);
+static void			*fdstore_hook_arg;
 
 /*
  * Whether there is a store to keep the sockets in: NOTIFY_SOCKET, as
@@ -91,9 +131,12 @@ fdstore_enabled(void)
 	return (fdstore_sock != -1);
 }
 
-/* One message to the service manager, with fd if it is not -1. */
+/*
+ * One datagram to the service manager, with fd if it is not -1; flags
+ * MSG_DONTWAIT, or 0 to wait (at exit).  -1 (errno) if it did not go.
+ */
 static int
-fdstore_send(const char *text, int fd)
+fdstore_sendmsg(const char *text, int fd, int flags)
 {
 	union {
 		struct cmsghdr	 hdr;
@@ -120,11 +163,216 @@ fdstore_send(const char *text, int fd)
 		cm->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
 	}
-	if (sendmsg(fdstore_sock, &mh, MSG_NOSIGNAL) == -1) {
-		log_warn("fdstore: %.*s", (int)strcspn(text, "\n"), text);
-		return (-1);
+	return (sendmsg(fdstore_sock, &mh, MSG_NOSIGNAL | flags) == -1 ?
+	    -1 : 0);
+}
+
+/* A datagram that failed for another reason than a full socket: lost. */
+static void
+fdstore_lost(const char *text)
+{
+	log_warn("fdstore: %.*s", (int)strcspn(text, "\n"), text);
+}
+
+/*
+ * A datagram that waited leaves the queue: sent, taken back or dropped.
+ * The last one to leave ends the wait, and says what it cost.
+ */
+static void
+fdstore_dequeue(struct fdstore_msg *m)
+{
+	TAILQ_REMOVE(&fdstore_queue, m, entry);
+	fdstore_nqueued--;
+	if (m->fd != -1) {
+		close(m->fd);
+		fdstore_nfds--;
+	}
+	free(m->text);
+	free(m->name);
+	free(m);
+	if (fdstore_nqueued > 0)
+		return;
+	log_debug("fdstore: nothing waits for the service manager now");
+	if (fdstore_refused > 0)
+		log_warnx("fdstore: nothing waits for the service manager now; "
+		    "%zu sockets were not stored meanwhile "
+		    "(fdstore_max_pending)", fdstore_refused);
+	fdstore_refused = 0;
+}
+
+/*
+ * Send what waits, in order, up to the first the service manager's
+ * socket does not take; the loop's owner calls it while fdstore_pending
+ * says something waits.  How many went.
+ */
+size_t
+fdstore_flush(void)
+{
+	struct fdstore_msg	*m;
+	size_t			 sent = 0;
+
+	while ((m = TAILQ_FIRST(&fdstore_queue)) != NULL) {
+		if (fdstore_sendmsg(m->text, m->fd, MSG_DONTWAIT) == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			fdstore_lost(m->text);
+		}
+		fdstore_dequeue(m);
+		sent++;
+	}
+	return (sent);
+}
+
+/* How many datagrams wait for the service manager. */
+size_t
+fdstore_pending(void)
+{
+	return (fdstore_nqueued);
+}
+
+/*
+ * The owner of the loop: hook is called when datagrams start to wait,
+ * so that it calls fdstore_flush until none does.  NULL for none.
+ */
+void
+fdstore_set_hook(void (*hook)(void *), void *arg)
+{
+	fdstore_hook = hook;
+	fdstore_hook_arg = arg;
+}
+
+/* fdstore_max_pending: how many fds to store may wait at most. */
+void
+fdstore_set_max_pending(unsigned int max)
+{
+	fdstore_max_fds = max;
+}
+
+/*
+ * Queue a datagram behind those that wait, with a copy of fd to store
+ * (closed once sent), unless fdstore_max_pending copies wait already.
+ * -1 (logged) if it is not queued: the socket is not stored.
+ */
+static int
+fdstore_enqueue(enum fdstore_kind kind, const char *text, int fd,
+    const char *name)
+{
+	struct fdstore_msg	*m;
+	int			 copy = -1;
+
+	if (fd != -1) {
+		if (fdstore_nfds >= fdstore_max_fds) {
+			log_warnx("fdstore: %s is not stored: %zu sockets wait "
+			    "for the service manager already "
+			    "(fdstore_max_pending)", name, fdstore_nfds);
+			fdstore_refused++;
+			return (-1);
+		}
+		if ((copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)) == -1) {
+			log_warn("fdstore: %s is not stored: no copy of it can "
+			    "wait for the service manager", name);
+			fdstore_refused++;
+			return (-1);
+		}
+	}
+	if ((m = calloc(1, sizeof(*m))) == NULL ||
+	    (m->text = strdup(text)) == NULL ||
+	    (name != NULL && (m->name = strdup(name)) == NULL))
+		fatal("%s", __func__);
+	m->kind = kind;
+	m->fd = copy;
+	TAILQ_INSERT_TAIL(&fdstore_queue, m, entry);
+	fdstore_nqueued++;
+	if (copy != -1)
+		fdstore_nfds++;
+	if (fdstore_nqueued == 1) {
+		log_debug("fdstore: the service manager does not read; "
+		    "datagrams wait");
+		if (fdstore_hook != NULL)
+			fdstore_hook(fdstore_hook_arg);
 	}
 	return (0);
+}
+
+/*
+ * The one way to the service manager: a datagram goes at once if none
+ * waits before it and the socket takes it, and waits otherwise; never
+ * does it wait for the service manager.  -1 if it is lost (logged).
+ */
+static int
+fdstore_send(enum fdstore_kind kind, const char *text, int fd,
+    const char *name)
+{
+	if (!TAILQ_EMPTY(&fdstore_queue))
+		fdstore_flush();
+	if (TAILQ_EMPTY(&fdstore_queue)) {
+		if (fdstore_sendmsg(text, fd, MSG_DONTWAIT) == 0)
+			return (0);
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			fdstore_lost(text);
+			return (-1);
+		}
+	}
+	return (fdstore_enqueue(kind, text, fd, name));
+}
+
+/*
+ * Tell the service manager the daemon's state, as sd_notify(3) does:
+ * READY=1, RELOADING=1, STOPPING=1, STATUS=.  A state that waits is
+ * replaced by the next: only the last one is true.
+ */
+void
+fdstore_notify(const char *state)
+{
+	struct fdstore_msg	*m;
+
+	if (fdstore_sock == -1)
+		return;
+	TAILQ_FOREACH(m, &fdstore_queue, entry) {
+		if (m->kind == FDSTORE_STATE) {
+			fdstore_dequeue(m);
+			break;
+		}
+	}
+	fdstore_send(FDSTORE_STATE, state, -1, NULL);
+}
+
+/*
+ * At exit, the loop over: what waits goes, the service manager waited
+ * for up to ms in all, so that a clean stop leaves its store empty.
+ * What it has not taken by then is dropped, and logged.
+ */
+void
+fdstore_finish(int ms)
+{
+	struct fdstore_msg	*m;
+	struct timeval		 start, tv;
+	double			 left;
+	size_t			 n;
+
+	if (fdstore_sock == -1 || TAILQ_EMPTY(&fdstore_queue))
+		return;
+	util_now(&start);
+	while ((m = TAILQ_FIRST(&fdstore_queue)) != NULL) {
+		/* a timeout of 0 would be none: wait for ever */
+		if ((left = ms / 1e3 - util_elapsed(&start)) < 1e-3 ||
+		    util_timeval(left, &tv) == -1 ||
+		    setsockopt(fdstore_sock, SOL_SOCKET, SO_SNDTIMEO, &tv,
+		    sizeof(tv)) == -1)
+			break;
+		if (fdstore_sendmsg(m->text, m->fd, 0) == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			fdstore_lost(m->text);
+		}
+		fdstore_dequeue(m);
+	}
+	if ((n = fdstore_nqueued) == 0)
+		return;
+	log_warnx("fdstore: the service manager did not take %zu datagrams "
+	    "within %d ms; they are dropped", n, ms);
+	while ((m = TAILQ_FIRST(&fdstore_queue)) != NULL)
+		fdstore_dequeue(m);
 }
 
 static ssize_t
@@ -185,17 +433,30 @@ fdstore_hash(const char *s)
 	return (h);
 }
 
-/* Take name out of the store, if it is there. */
+/*
+ * Take name out of the store, if it is there; if its FDSTORE=1 still
+ * waits, taking that back is all there is to do.
+ */
 void
 fdstore_remove(const char *name)
 {
-	char	 text[FDSTORE_NAME_MAX + 64];
-	ssize_t	 i;
+	char			 text[FDSTORE_NAME_MAX + 64];
+	struct fdstore_msg	*m;
+	ssize_t			 i;
 
 	if (fdstore_sock == -1 || (i = fdstore_find(name)) == -1)
 		return;
-	snprintf(text, sizeof(text), "FDSTOREREMOVE=1\nFDNAME=%s", name);
-	fdstore_send(text, -1);
+	TAILQ_FOREACH(m, &fdstore_queue, entry) {
+		if (m->kind == FDSTORE_STORE && strcmp(m->name, name) == 0)
+			break;
+	}
+	if (m != NULL)
+		fdstore_dequeue(m);
+	else {
+		snprintf(text, sizeof(text), "FDSTOREREMOVE=1\nFDNAME=%s",
+		    name);
+		fdstore_send(FDSTORE_REMOVE, text, -1, name);
+	}
 	free(fdstore_names[i]);
 	fdstore_names[i] = fdstore_names[--fdstore_n];
 	fdstore_inherited[i] = fdstore_inherited[fdstore_n];
@@ -231,7 +492,7 @@ fdstore_add(int fd, const char *name)
 		return;
 	fdstore_remove(name);
 	snprintf(text, sizeof(text), "FDSTORE=1\nFDNAME=%s", name);
-	if (fdstore_send(text, fd) == -1)
+	if (fdstore_send(FDSTORE_STORE, text, fd, name) == -1)
 		return;
 	fdstore_keep(name, 0);
 }
@@ -285,16 +546,26 @@ fdstore_forget_others(void)
 	}
 }
 
-/* The names this process has stored, for the state of a restart. */
+/*
+ * The names this process has stored, for the state of a restart, and
+ * those whose FDSTOREREMOVE=1 waits: the queue goes with the exec, and
+ * the process after takes out what it inherits and does not store.
+ */
 void
 fdstore_save(struct yajl_gen_t *g)
 {
-	size_t	 i;
+	struct fdstore_msg	*m;
+	size_t			 i;
 
 	yajl_gen_array_open(g);
 	for (i = 0; i < fdstore_n; i++)
 		yajl_gen_string(g, (const unsigned char *)fdstore_names[i],
 		    strlen(fdstore_names[i]));
+	TAILQ_FOREACH(m, &fdstore_queue, entry) {
+		if (m->kind == FDSTORE_REMOVE)
+			yajl_gen_string(g, (const unsigned char *)m->name,
+			    strlen(m->name));
+	}
 	yajl_gen_array_close(g);
 }
 

@@ -158,8 +158,9 @@ struct vm_conf {
 TAILQ_HEAD(vm_confs, vm_conf);
 
 /*
- * The bounds of the control socket's and the metrics' clients, [global]
- * keys.  They apply from the next connection, message or scrape.
+ * The bounds of the control socket's and the metrics' clients, and of
+ * what waits for the service manager (fdstore.c), [global] keys.  They
+ * apply from the next connection, message, scrape or datagram.
  */
 struct conf_limits {
 	unsigned int		 control_max_clients;
@@ -170,6 +171,7 @@ struct conf_limits {
 	unsigned int		 metrics_max_connections;
 	size_t			 metrics_max_request;	/* its headers */
 	size_t			 metrics_max_response;
+	unsigned int		 fdstore_max_pending;	/* fds held for it */
 };
 
 /* conf.c: the whole configuration, as one file and the command line say */
@@ -252,6 +254,7 @@ struct server {
 	struct state		*restore;	/* taking over, at start-up */
 	unsigned int		 epoch;		/* of its upstream ids (cmd.c) */
 	unsigned int		 vm_gens;	/* VMs made, for vm->gen */
+	struct event		*notify;	/* retries fdstore_flush */
 };
 
 struct server	*server_new(struct event_base *, const char *,
@@ -324,6 +327,12 @@ char		*state_get_hex(struct yajl_val_s *, const char *, size_t *);
 #define FDSTORE_NAME_MAX	255
 void		 fdstore_init(void);
 int		 fdstore_enabled(void);
+void		 fdstore_notify(const char *);
+size_t		 fdstore_flush(void);
+size_t		 fdstore_pending(void);
+void		 fdstore_set_hook(void (*)(void *), void *);
+void		 fdstore_set_max_pending(unsigned int);
+void		 fdstore_finish(int);
 void		 fdstore_name(char *, size_t, const char *, const char *,
 		    unsigned int, const char *, ...)
 		    __attribute__((format(printf, 6, 7)));

@@ -22,7 +22,19 @@
 
 #include "qmpmux.h"
 
+/*
+ * While datagrams wait for the service manager (fdstore.c), they are
+ * sent again every SERVER_NOTIFY_RETRY, and at once after some went, as
+ * it is reading again; at exit it is waited for up to
+ * SERVER_NOTIFY_FINISH_MS.
+ */
+#define SERVER_NOTIFY_RETRY_US	50000
+#define SERVER_NOTIFY_SOON_US	1000
+#define SERVER_NOTIFY_FINISH_MS	1000
+
 static void	server_vm_stopped(struct vm *, void *);
+static void	server_notify_wait(void *);
+static void	server_notify_cb(int, short, void *);
 
 /* Make a server; conf_path NULL: the command line alone configures it. */
 struct server *
@@ -51,7 +63,37 @@ server_new(struct event_base *base, const char *conf_path,
 		s->epoch = (unsigned int)s->started.tv_usec ^
 		    (unsigned int)getpid();
 	conf_vm_init(&s->defaults);
+	if ((s->notify = evtimer_new(base, server_notify_cb, s)) == NULL)
+		fatalx("%s: evtimer_new failed", __func__);
+	fdstore_set_hook(server_notify_wait, s);
 	return (s);
+}
+
+/*
+ * Datagrams wait for the service manager: the loop sends them again
+ * later (fdstore.c never waits for it, nor calls up to the loop).
+ */
+static void
+server_notify_wait(void *arg)
+{
+	struct server	*s = arg;
+	struct timeval	 tv = { 0, SERVER_NOTIFY_RETRY_US };
+
+	if (!evtimer_pending(s->notify, NULL))
+		evtimer_add(s->notify, &tv);
+}
+
+/* Send what waits for the service manager; again later if some is left. */
+static void
+server_notify_cb(int fd, short events, void *arg)
+{
+	struct server	*s = arg;
+	struct timeval	 tv = { 0, SERVER_NOTIFY_RETRY_US };
+
+	if (fdstore_flush() > 0)
+		tv.tv_usec = SERVER_NOTIFY_SOON_US;
+	if (fdstore_pending() > 0)
+		evtimer_add(s->notify, &tv);
 }
 
 /* Read the configuration the server was made with. */
@@ -166,6 +208,7 @@ server_set_global(struct server *s, struct conf *conf)
 {
 	s->max_memory = conf->max_memory;
 	s->lim = conf->lim;
+	fdstore_set_max_pending(s->lim.fdstore_max_pending);
 	conf_vm_clear(&s->defaults);
 	conf_vm_copy(&s->defaults, &conf->defaults);
 	free(s->dump_file);
@@ -348,6 +391,10 @@ server_free(struct server *s)
 		vm_free(vm);
 	}
 	metrics_free(s->metrics);
+	/* what the VMs' ends took out of the store goes before the process */
+	fdstore_set_hook(NULL, NULL);
+	fdstore_finish(SERVER_NOTIFY_FINISH_MS);
+	event_free(s->notify);
 	conf_entries_clear(&s->cmdline);
 	conf_vm_clear(&s->defaults);
 	free(s->conf_path);

@@ -107,6 +107,11 @@ static const struct edge {
 	{ "backoff-max", "0", 0 }, { "backoff-max", "1000000000.001", 0 },
 	{ "allow", "query-*", 1 }, { "allow", "", 0 },
 	{ "deny", "stop", 1 }, { "deny", "", 0 },
+	/* sockets waiting for the service manager, 0 to 1048576 */
+	{ "fdstore-max-pending", "0", 1 },
+	{ "fdstore-max-pending", "1048576", 1 },
+	{ "fdstore-max-pending", "-1", 0 },
+	{ "fdstore-max-pending", "1048577", 0 },
 	/* octal, 0 to 0777 */
 	{ "mode", "0", 1 }, { "mode", "0777", 1 },
 	{ "mode", "1000", 0 }, { "mode", "8", 0 }, { "mode", "-1", 0 },

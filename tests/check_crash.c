@@ -12,6 +12,7 @@
 
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -48,6 +49,14 @@ static pid_t		 qemus[NVMS];
 static struct t_client	*clients[NVMS][NCLIENTS];
 static char		*ctl, *conf;
 static const char	*bin;		/* NULL: $QMPMUXD */
+
+/* What the store must hold: every socket of start()'s, and clients. */
+struct store_want {
+	size_t		 clients;	/* c. */
+	size_t		 ready;		/* c. in state r; -1: any */
+	int		 live;		/* each fd a socket qmpmuxd holds */
+	int		 whole;		/* and every socket it holds */
+};
 
 static void
 store_start(void)
@@ -96,6 +105,75 @@ store_drain(void)
 }
 
 /*
+ * Whether the store holds what w says, and why not in why: the control
+ * socket, 3 listeners, 3 upstreams, 3 records and w's clients, each
+ * name once; with w->live, each socket is one qmpmuxd holds, and with
+ * w->whole those are all the sockets it holds but its notify socket.
+ */
+static int
+store_is(const struct store_want *w, char *why, size_t len)
+{
+	struct stat	 st;
+	size_t		 i, ready = 0, sockets = 0;
+
+	for (i = 0; i < store.n; i++) {
+		if (strncmp(store.name[i], "c.", 2) == 0 &&
+		    strstr(store.name[i], ".r.") != NULL)
+			ready++;
+		if (!w->live || strncmp(store.name[i], "v.", 2) == 0)
+			continue;
+		sockets++;
+		if (fstat(store.fd[i], &st) == -1 ||
+		    !t_proc_holds(t_proxy_pid, (unsigned long)st.st_ino)) {
+			snprintf(why, len, "%s, a socket qmpmuxd does not hold",
+			    store.name[i]);
+			return (0);
+		}
+	}
+	snprintf(why, len, "k %zu, l %zu, u %zu, v %zu, c %zu (%zu ready), "
+	    "%zu in all, %s", store_count(&store, "k"),
+	    store_count(&store, "l."), store_count(&store, "u."),
+	    store_count(&store, "v."), store_count(&store, "c."), ready,
+	    store.n, store.dup ? "a name twice" : "no name twice");
+	if (w->whole && (long)sockets + 1 != t_proc_fds(t_proxy_pid,
+	    "socket:")) {
+		snprintf(why + strlen(why), len - strlen(why), "; qmpmuxd "
+		    "holds %d sockets", t_proc_fds(t_proxy_pid, "socket:"));
+		return (0);
+	}
+	return (store_count(&store, "k") == 1 &&
+	    store_count(&store, "l.") == 3 && store_count(&store, "u.") == 3 &&
+	    store_count(&store, "v.") == 3 &&
+	    store_count(&store, "c.") == w->clients &&
+	    store.n == 1 + 3 + 3 + w->clients + 3 && !store.dup &&
+	    (w->ready == (size_t)-1 || ready == w->ready));
+}
+
+/*
+ * Wait, within the bound, until the store holds what w says.  qmpmuxd
+ * does not wait for the store: what its socket does not take waits in
+ * qmpmuxd, and comes after what a client saw, later.
+ */
+static void
+store_wait(const struct store_want *w)
+{
+	long long	 end = t_clock_ms() + T_WAIT_MS;
+	char		 why[512];
+	int		 ok;
+
+	for (;;) {
+		pthread_mutex_lock(&store_lock);
+		store_take(&store);
+		ok = store_is(w, why, sizeof(why));
+		pthread_mutex_unlock(&store_lock);
+		if (ok || t_clock_ms() >= end)
+			break;
+		poll(NULL, 0, 1);
+	}
+	ck_assert_msg(ok, "the store holds %s", why);
+}
+
+/*
  * Start qmpmuxd under the fake store: from scratch, or, with the fds
  * of the store, as systemd starts a service again after a crash.
  */
@@ -127,32 +205,44 @@ spawn(int recover)
 	return (pid);
 }
 
+/* The file of start()'s two VMs, with more keys of [global]. */
+static void
+write_conf(const char *global)
+{
+	char	*q, *v;
+	FILE	*f;
+	int	 i;
+
+	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
+	fprintf(f, "[global]\ndump_file = %s/dump.json\n%s", t_dir(), global);
+	for (i = 0; i < NVMS - 1; i++) {
+		q = t_vm_path("q", i);
+		v = t_vm_path("v", i);
+		fprintf(f, "[vm v%d]\nupstream = connect:%s\n"
+		    "[listener v%d %s]\n", i, q, i, v);
+		free(v);
+		free(q);
+	}
+	ck_assert_int_eq(fclose(f), 0);
+}
+
 /* Three VMs (the third added by the control socket), and their clients. */
 static void
 start(void)
 {
 	struct t_client	*c;
 	char		*q, *v, *m;
-	FILE		*f;
 	int		 i;
 
 	store_start();
 	ctl = t_path("control.sock");
 	conf = t_path("qmpmuxd.conf");
-	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
-	fprintf(f, "[global]\ndump_file = %s/dump.json\n", t_dir());
 	for (i = 0; i < NVMS; i++) {
 		q = t_vm_path("q", i);
 		qemus[i] = t_qemu(q);
-		if (i < NVMS - 1) {
-			v = t_vm_path("v", i);
-			fprintf(f, "[vm v%d]\nupstream = connect:%s\n"
-			    "[listener v%d %s]\n", i, q, i, v);
-			free(v);
-		}
 		free(q);
 	}
-	ck_assert_int_eq(fclose(f), 0);
+	write_conf("");
 	t_proxy_pid = spawn(0);
 	ck_assert_int_eq(t_wait_socket(ctl, T_WAIT_MS), 0);
 	ck_assert_ptr_nonnull(c = t_client_ready(ctl));
@@ -193,14 +283,9 @@ stop_all(void)
 static void
 store_holds(size_t nclients)
 {
-	store_drain();
-	ck_assert_uint_eq(store_count(&store, "k"), 1);
-	ck_assert_uint_eq(store_count(&store, "l."), 3);
-	ck_assert_uint_eq(store_count(&store, "u."), 3);
-	ck_assert_uint_eq(store_count(&store, "c."), nclients);
-	ck_assert_uint_eq(store_count(&store, "v."), 3);
-	ck_assert_int_eq(store.dup, 0);
-	ck_assert_uint_eq(store.n, 1 + 3 + 3 + nclients + 3);
+	struct store_want	 w = { nclients, (size_t)-1, 0, 0 };
+
+	store_wait(&w);
 }
 
 /*
@@ -293,8 +378,7 @@ START_TEST(test_kill9)
 	    T_WAIT_MS), 0);
 	t_cmd_eq(clients[1][0], "{\"execute\": \"query-status\", \"id\": 8}",
 	    T_STATUS("8", "running", "true"));
-	store_drain();
-	ck_assert_uint_eq(store_count(&store, "c."), 8);
+	store_holds(8);
 
 	/* a clean stop takes everything out */
 	ck_assert(t_exited(t_stop(t_proxy_pid, SIGTERM), 0));
@@ -509,6 +593,8 @@ START_TEST(test_number_reused)
 	t_client_free(b);
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v0: client 4: closed",
 	    T_WAIT_MS), 0);
+	/* and it has left the store: the crash comes after */
+	store_holds(9);
 	ck_assert_int_eq(kill(t_proxy_pid, SIGKILL), 0);
 	ck_assert_int_ne(t_wait_exit(t_proxy_pid, T_WAIT_MS), -1);
 	t_proxy_pid = spawn(1);
@@ -572,12 +658,142 @@ START_TEST(test_same_name)
 	ck_assert_ptr_nonnull(c = t_client_ready(m));
 	free(m);
 	t_client_free(c);
-	store_drain();
-	ck_assert_uint_eq(store_count(&store, "u."), 3);
-	ck_assert_uint_eq(store_count(&store, "v."), 3);
-	ck_assert_uint_eq(store_count(&store, "l."), 3);
+	/* the clients of the old v2 went with it */
+	store_holds(6);
 	free(v);
 	free(q);
+	stop_all();
+}
+END_TEST
+
+#define STALL_ROUNDS	30
+
+/*
+ * Clients of every VM that come, make a round trip and, but every third,
+ * go, each within a bound, while the store does not read: start()'s
+ * clients too, and a SIGHUP half-way.  The ones that stay are in kept;
+ * how many.
+ */
+static int
+stall_traffic(struct t_client **kept)
+{
+	struct t_client	*c;
+	long long	 t0, took, worst = 0;
+	char		*v, cmd[64], want[128];
+	int		 i, n = 0;
+
+	for (i = 0; i < STALL_ROUNDS; i++) {
+		t0 = t_clock_ms();
+		v = t_vm_path("v", i % NVMS);
+		ck_assert_msg((c = t_client_ready(v)) != NULL, "round %d: no "
+		    "client served on %s", i, v);
+		free(v);
+		snprintf(cmd, sizeof(cmd), "{\"execute\": \"query-status\", "
+		    "\"id\": %d}", i);
+		snprintf(want, sizeof(want), T_STATUS("%d", "running", "true"),
+		    i);
+		t_cmd_eq(c, cmd, want);
+		t_cmd_eq(clients[i % NVMS][0], cmd, want);
+		if (i % 3 == 0)
+			kept[n++] = c;
+		else
+			t_client_free(c);
+		if (i == STALL_ROUNDS / 2) {
+			ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
+			ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ",
+			    T_WAIT_MS), 0);
+		}
+		if ((took = t_clock_ms() - t0) > worst)
+			worst = took;
+	}
+	printf("stalled store: the slowest of %d rounds took %lld ms\n",
+	    STALL_ROUNDS, worst);
+	ck_assert_int_lt(worst, T_WAIT_MS / 4);
+	return (n);
+}
+
+/*
+ * The store stops reading, as a service manager that is busy: its
+ * socket takes a few datagrams (net.unix.max_dgram_qlen) and then a
+ * sendmsg would wait for it.  qmpmuxd must not: it serves every round
+ * trip of stall_traffic (new clients, each stored again at each state,
+ * and taken out as it goes; a reload's RELOADING=1 and READY=1), and
+ * none of it reaches the store meanwhile.  Once the store reads again,
+ * every datagram arrives, in order: the store holds exactly the
+ * sockets qmpmuxd holds, each once, each client in its last state.  A
+ * clean stop then empties it.
+ */
+START_TEST(test_store_stalled)
+{
+	struct t_client		*kept[STALL_ROUNDS];
+	struct store_want	 w = { 9, 6, 1, 1 };
+	size_t			 held;
+	int			 n;
+
+	start();
+	store_wait(&w);
+	/* the store reads no more: its thread waits for the lock */
+	pthread_mutex_lock(&store_lock);
+	held = store.n;
+	n = stall_traffic(kept);
+	ck_assert_uint_eq(store.n, held);
+	pthread_mutex_unlock(&store_lock);
+
+	w.clients = 9 + (size_t)n;
+	w.ready = 6 + (size_t)n;
+	store_wait(&w);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "fdstore: "), 0);
+	t_clients_free(kept, n);
+	ck_assert(t_exited(t_stop(t_proxy_pid, SIGTERM), 0));
+	t_proxy_pid = 0;
+	store_drain();
+	ck_assert_msg(store.n == 0, "%zu left in the store, the first %s",
+	    store.n, store.n > 0 ? store.name[0] : "");
+	stop_all();
+}
+END_TEST
+
+/*
+ * fdstore_max_pending: with the store stalled, no more than that many
+ * sockets wait for it.  The others are not stored, and the log says
+ * so, each, and once the store reads again, how many; qmpmuxd serves
+ * on, and what the store then holds is still each socket once, each a
+ * live one: those not stored are missing, nothing is stale.
+ */
+START_TEST(test_store_bound)
+{
+	struct t_client		*kept[STALL_ROUNDS];
+	struct store_want	 w = { 9, 6, 1, 1 };
+	size_t			 stored;
+	int			 n, refused;
+
+	start();
+	store_wait(&w);
+	write_conf("fdstore_max_pending = 2\n");
+	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ", T_WAIT_MS),
+	    0);
+	pthread_mutex_lock(&store_lock);
+	n = stall_traffic(kept);
+	pthread_mutex_unlock(&store_lock);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "sockets were not stored "
+	    "meanwhile (fdstore_max_pending)", T_WAIT_MS), 0);
+	refused = t_log_count("qmpmuxd.log", " is not stored: 2 sockets wait "
+	    "for the service manager already (fdstore_max_pending)");
+	ck_assert_int_gt(refused, 0);
+	/* the clients kept that are stored, ready; none else, none stale */
+	pthread_mutex_lock(&store_lock);
+	store_take(&store);
+	stored = store_count(&store, "c.") - 9;
+	pthread_mutex_unlock(&store_lock);
+	printf("bound: %d log lines, %zu of %d kept clients stored\n",
+	    refused, stored, n);
+	ck_assert_uint_lt(stored, (size_t)n);
+	w.clients = 9 + stored;
+	w.ready = 6 + stored;
+	w.whole = 0;
+	store_wait(&w);
+	t_clients_free(kept, n);
 	stop_all();
 }
 END_TEST
@@ -593,6 +809,8 @@ crash_suite(void)
 	tcase_add_test(tc, test_sequence);
 	tcase_add_test(tc, test_number_reused);
 	tcase_add_test(tc, test_same_name);
+	tcase_add_test(tc, test_store_stalled);
+	tcase_add_test(tc, test_store_bound);
 	return (s);
 }
 
