@@ -262,7 +262,7 @@ conf_option_arg(int i)
 		[CONF_ALLOW] = "GLOB",
 		[CONF_DENY] = "GLOB",
 		[CONF_PATH] = "PATH",
-		[CONF_ADDR] = "ADDRESS:PORT",
+		[CONF_ADDR] = "ADDRESS:PORT | PATH",
 		[CONF_SOCKET] = "PATH | none",
 	};
 
