@@ -129,26 +129,6 @@ conf_vm(FILE *f, const char *name, const char *upstream, const char *keys,
 	    "mode = 0600\n\n", name, upstream, keys, name, listen);
 }
 
-/* The CPU time a process has used, user and system, in milliseconds. */
-static long long
-cpu_ms(pid_t pid)
-{
-	char			 path[64], buf[1024], *p;
-	unsigned long long	 ut, st;
-	FILE			*f;
-	int			 ok;
-
-	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-	ck_assert_ptr_nonnull(f = fopen(path, "r"));
-	ok = fgets(buf, sizeof(buf), f) != NULL;
-	fclose(f);
-	/* after the command's name, in parentheses: fields 3 on; 14, 15 */
-	ck_assert(ok && (p = strrchr(buf, ')')) != NULL);
-	ck_assert_int_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
-	    "%*u %*u %llu %llu", &ut, &st), 2);
-	return ((long long)(ut + st) * 1000 / sysconf(_SC_CLK_TCK));
-}
-
 /* For qsort: doubles, ascending. */
 static int
 cmp_double(const void *a, const void *b)
@@ -309,10 +289,10 @@ START_TEST(test_isolation)
 	reader = flood_reader(t_client_fd(f), fc);
 
 	t0 = clock_us();
-	cpu = cpu_ms(t_proxy_pid);
+	cpu = t_cpu_ms(t_proxy_pid);
 	bad = round_trips(h, HOST_ROUNDS, "one VM stopped, one flooding");
 	secs = (double)(clock_us() - t0) / 1e6;
-	cpu = cpu_ms(t_proxy_pid) - cpu;
+	cpu = t_cpu_ms(t_proxy_pid) - cpu;
 	bytes = fc->bytes;
 	lines = fc->lines;
 	kill(reader, SIGKILL);
