@@ -514,8 +514,9 @@ END_TEST
 
 /*
  * Run the binary at bin as a restart asks it, on the state document in
- * file (the version given in place of its own when version is not 0):
- * its exit status, its complaint in DIR/check.log.
+ * file (the version given in place of its own when version is not 0),
+ * with the sockets it names (t_state_sockets): its exit status, its
+ * complaint in DIR/check.log.
  */
 static int
 check_state(const char *bin, const char *file, int version)
@@ -523,31 +524,28 @@ check_state(const char *bin, const char *file, int version)
 	const char	*argv[] = { bin, "-f", NULL, "--control", "none",
 			    "--check-state", NULL, NULL };
 	char		*conf = t_path("empty.conf"), *text, num[16];
-	FILE		*f, *in;
-	long		 len;
+	FILE		*f;
+	size_t		 len;
 	int		 fd, status;
 
 	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
 	ck_assert_int_eq(fclose(f), 0);
-	ck_assert_ptr_nonnull(in = fopen(file, "r"));
-	ck_assert_int_eq(fseek(in, 0, SEEK_END), 0);
-	ck_assert_int_gt(len = ftell(in), 0);
-	rewind(in);
-	ck_assert_ptr_nonnull(text = calloc(1, (size_t)len + 1));
-	ck_assert_uint_eq(fread(text, 1, (size_t)len, in), (size_t)len);
-	fclose(in);
+	text = t_state_here(t_slurp(file, NULL));
 	if (version != 0) {
 		ck_assert_ptr_nonnull(strstr(text, "\"qmpmux_state\": 1,"));
 		*(strstr(text, "\"qmpmux_state\": 1,") + 16) =
 		    (char)('0' + version);
 	}
-	/* an inherited fd, as a restart gives one */
+	/* an inherited fd, as a restart gives one, and the sockets */
+	len = strlen(text);
 	ck_assert_int_ne(fd = memfd_create("state", 0), -1);
-	ck_assert_int_eq(write(fd, text, (size_t)len), len);
+	ck_assert_int_eq(write(fd, text, len), (ssize_t)len);
 	snprintf(num, sizeof(num), "%d", fd);
 	argv[2] = conf;
 	argv[6] = num;
+	t_state_sockets();
 	status = t_wait_exit(t_spawn(argv, "check.log"), T_WAIT_MS);
+	t_state_sockets_close();
 	close(fd);
 	free(text);
 	free(conf);

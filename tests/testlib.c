@@ -1937,3 +1937,146 @@ t_wait_fds(pid_t pid, int n)
 	ck_assert_msg(now == n, "pid %ld holds %d fds, expected %d",
 	    (long)pid, now, n);
 }
+
+/* A file's whole text, NUL-terminated; its length in *len if not NULL. */
+char *
+t_slurp(const char *path, size_t *len)
+{
+	FILE	*f;
+	char	*text;
+	long	 n;
+
+	ck_assert_ptr_nonnull(f = fopen(path, "r"));
+	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+	ck_assert_int_ge(n = ftell(f), 0);
+	rewind(f);
+	ck_assert_ptr_nonnull(text = calloc(1, (size_t)n + 1));
+	ck_assert_uint_eq(fread(text, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	if (len != NULL)
+		*len = (size_t)n;
+	return (text);
+}
+
+/* text with every from replaced by to; text is freed. */
+char *
+t_replace(char *text, const char *from, const char *to)
+{
+	struct evbuffer	*b;
+	const char	*p, *q;
+	char		*out;
+	size_t		 len;
+
+	ck_assert_ptr_nonnull(b = evbuffer_new());
+	for (p = text; (q = strstr(p, from)) != NULL; p = q + strlen(from)) {
+		evbuffer_add(b, p, (size_t)(q - p));
+		evbuffer_add(b, to, strlen(to));
+	}
+	evbuffer_add(b, p, strlen(p) + 1);
+	len = evbuffer_get_length(b);
+	ck_assert_ptr_nonnull(out = malloc(len));
+	evbuffer_remove(b, out, len);
+	evbuffer_free(b);
+	free(text);
+	return (out);
+}
+
+/*
+ * The sockets restart state documents name (tests/state-v1.json's, and
+ * check_state's), by their fd numbers there: listening, or one end of a
+ * connection whose other end the test keeps.
+ */
+static const struct {
+	int	 num;
+	int	 listening;
+} t_state_fds[] = {
+	{ 6, 1 },	/* vm1's listener */
+	{ 7, 0 },	/* vm1's upstream, QEMU at the peer */
+	{ 8, 1 },	/* the control socket */
+	{ 9, 0 },	/* vm1's client 1 */
+	{ 10, 0 },	/* the control client */
+	{ 11, 0 },	/* vm1's client 3 */
+	{ 12, 0 },	/* an fd the control client passed */
+	{ 13, 1 },	/* vm1's listen mode socket */
+	{ 14, 0 },	/* vm1's client 2 */
+};
+#define T_STATE_NFDS	(sizeof(t_state_fds) / sizeof(t_state_fds[0]))
+
+/*
+ * Make them, each at T_STATE_FD(its number) and a connection's peer at
+ * T_STATE_PEER(it), non-blocking: far above any fd a test opens
+ * otherwise, so that a number a test makes up names none of its own.
+ * Not closed on exec: a qmpmuxd --check-state the test runs has them.
+ */
+void
+t_state_sockets(void)
+{
+	sa_family_t	 fam = AF_UNIX;
+	size_t		 i;
+	int		 fd, sp[2], num;
+
+	for (i = 0; i < T_STATE_NFDS; i++) {
+		num = t_state_fds[i].num;
+		if (t_state_fds[i].listening) {
+			ck_assert_int_ne(fd = socket(AF_UNIX, SOCK_STREAM |
+			    SOCK_CLOEXEC, 0), -1);
+			/* bound to an address of the kernel's choosing */
+			ck_assert_int_eq(bind(fd, (struct sockaddr *)&fam,
+			    sizeof(fam)), 0);
+			ck_assert_int_eq(listen(fd, 8), 0);
+			ck_assert_int_eq(dup2(fd, T_STATE_FD(num)),
+			    T_STATE_FD(num));
+			close(fd);
+			continue;
+		}
+		ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM |
+		    SOCK_CLOEXEC, 0, sp), 0);
+		ck_assert_int_eq(dup2(sp[0], T_STATE_FD(num)), T_STATE_FD(num));
+		ck_assert_int_eq(dup2(sp[1], T_STATE_PEER(num)),
+		    T_STATE_PEER(num));
+		close(sp[0]);
+		close(sp[1]);
+		ck_assert_int_ne(fcntl(T_STATE_PEER(num), F_SETFL, O_NONBLOCK),
+		    -1);
+	}
+}
+
+/* Close whatever is left of them, on both sides. */
+void
+t_state_sockets_close(void)
+{
+	size_t	 i;
+
+	for (i = 0; i < T_STATE_NFDS; i++) {
+		close(T_STATE_FD(t_state_fds[i].num));
+		close(T_STATE_PEER(t_state_fds[i].num));
+	}
+}
+
+/*
+ * A restart state document as this process has its sockets: each fd of
+ * it (an "fd" or "listen_fd" member) at T_STATE_FD, its paths in
+ * /run/qmpmux/ in the test's directory.  text is freed.
+ */
+char *
+t_state_here(char *text)
+{
+	char	 from[32], to[32], *dir;
+	size_t	 i, j;
+
+	for (i = 0; i < T_STATE_NFDS; i++) {
+		for (j = 0; j < 4; j++) {
+			snprintf(from, sizeof(from), "\"%s\": %d%c",
+			    j < 2 ? "fd" : "listen_fd", t_state_fds[i].num,
+			    ",}"[j % 2]);
+			snprintf(to, sizeof(to), "\"%s\": %d%c",
+			    j < 2 ? "fd" : "listen_fd",
+			    T_STATE_FD(t_state_fds[i].num), ",}"[j % 2]);
+			text = t_replace(text, from, to);
+		}
+	}
+	dir = t_path("");
+	text = t_replace(text, "/run/qmpmux/", dir);
+	free(dir);
+	return (text);
+}

@@ -179,4 +179,19 @@ void		 t_flood_hold(struct t_client *, struct t_flood *, long,
 struct t_client	*t_flood_start(const char *const *, const char *const *,
 		    long, size_t, struct t_flood *, long *);
 
+/* Files and text. */
+char		*t_slurp(const char *, size_t *);
+char		*t_replace(char *, const char *, const char *);
+
+/*
+ * The sockets of a restart's state document (tests/state-v1.json's fd
+ * numbers N, from 6), at T_STATE_FD(N); a connection's peer end is at
+ * T_STATE_PEER(N).
+ */
+#define T_STATE_FD(n)	(900 + (n))
+#define T_STATE_PEER(n)	(950 + (n))
+void		 t_state_sockets(void);
+void		 t_state_sockets_close(void);
+char		*t_state_here(char *);
+
 #endif
