@@ -50,12 +50,14 @@
 #include <sys/un.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
@@ -592,70 +594,184 @@ fdstore_read_bytes(int fd)
 	return (buf);
 }
 
-/* One fd the store gave back: its name's parts. */
-struct fdstore_fd {
-	int		 fd;
-	char		*name;
-	char		 kind;
-	char		*vm;		/* hex, as in the name */
-	unsigned long	 gen;		/* the VM's generation */
-	long		 id;		/* a client's */
-	char		 st;		/* a client's state letter */
-	unsigned int	 hash;		/* a path's: a listener's, a client's */
-	int		 used;
-};
-
-/* A hex VM name back to its bytes; NULL if it is not hex. */
-static char *
-fdstore_unhex(const char *hex)
+/*
+ * Whether name can be a name in the store, as systemd takes one: 1 to
+ * 255 printable ASCII characters but ':'.  A name of a restart's state
+ * goes into a message to the service manager (fdstore_remove), where
+ * a line of its own would be a message of its own.
+ */
+int
+fdstore_valid_name(const char *name)
 {
-	size_t		 n = strlen(hex);
-	char		*s;
+	size_t	 n = strlen(name), i;
 
-	if (n % 2 != 0 || n == 0 || (s = malloc(n / 2 + 1)) == NULL)
-		return (NULL);
-	if (util_hex_decode(s, hex, n / 2) == -1) {
-		free(s);
-		return (NULL);
+	if (n == 0 || n > FDSTORE_NAME_MAX)
+		return (0);
+	for (i = 0; i < n; i++) {
+		if (name[i] < ' ' || name[i] > '~' || name[i] == ':')
+			return (0);
 	}
-	s[n / 2] = '\0';
+	return (1);
+}
+
+/*
+ * A decimal number from 1 to max as %u and %d write it (no sign, no
+ * leading 0) at s, into *v: where it ends, or NULL if there is none.
+ */
+static const char *
+fdstore_decimal(const char *s, unsigned long long max, unsigned long long *v)
+{
+	unsigned long long	 n = 0, d;
+
+	if (*s < '1' || *s > '9')
+		return (NULL);
+	for (; *s >= '0' && *s <= '9'; s++) {
+		d = (unsigned long long)(*s - '0');
+		if (n > (max - d) / 10)
+			return (NULL);
+		n = n * 10 + d;
+	}
+	*v = n;
 	return (s);
 }
 
-/* The VM of the fds given back whose hex name is vm, as the state has it. */
-static void
-fdstore_gen_vm(yajl_gen g, struct fdstore_fd *f, size_t n, const char *vm)
+/* Eight lowercase hex digits, as %08x writes them: where they end. */
+static const char *
+fdstore_hex8(const char *s, unsigned int *v)
 {
-	char		*name = fdstore_unhex(vm), *rec = NULL, errbuf[128];
-	yajl_val	 r = NULL, v;
-	struct ucred	 cred;
-	socklen_t	 len;
-	size_t		 i;
-	long		 maxid = 0;
-	int		 up = -1, lfd = -1;
-	const char	*greeting = NULL;
+	unsigned char	 b[4];
+	int		 i;
+
+	for (i = 0; i < 8; i++) {
+		if (s[i] == '\0')
+			return (NULL);
+	}
+	if (util_hex_decode(b, s, sizeof(b)) == -1)
+		return (NULL);
+	*v = (unsigned int)b[0] << 24 | (unsigned int)b[1] << 16 |
+	    (unsigned int)b[2] << 8 | b[3];
+	return (s + 8);
+}
+
+/*
+ * A name of the scheme above, read back into its parts; -1 if it is not
+ * exactly one that fdstore_name writes for a socket of ours (a stranger,
+ * whose fd is not taken).  The VM's name is one a VM may have.
+ */
+int
+fdstore_parse(const char *name, struct fdstore_part *p)
+{
+	unsigned long long	 v;
+	const char		*q, *dot;
+	size_t			 n;
+
+	memset(p, 0, sizeof(*p));
+	if (!fdstore_valid_name(name) || name[1] != '.')
+		return (-1);
+	p->kind = name[0];
+	q = name + 2;
+	if (p->kind == 'k')
+		return ((q = fdstore_hex8(q, &p->hash)) != NULL && *q == '\0' ?
+		    0 : -1);
+	if (strchr("lmucv", p->kind) == NULL)
+		return (-1);
+	/* KIND.VM.GEN[.MORE], VM in hex */
+	if ((dot = strchr(q, '.')) == NULL || (n = (size_t)(dot - q)) == 0 ||
+	    n % 2 != 0 || n / 2 >= sizeof(p->vm) ||
+	    util_hex_decode(p->vm, q, n / 2) == -1)
+		return (-1);
+	p->vm[n / 2] = '\0';
+	if (strlen(p->vm) != n / 2 || !conf_valid_name(p->vm))
+		return (-1);
+	if ((q = fdstore_decimal(dot + 1, UINT_MAX, &v)) == NULL)
+		return (-1);
+	p->gen = (unsigned int)v;
+	if (p->kind == 'l') {
+		if (*q != '.' || (q = fdstore_hex8(q + 1, &p->hash)) == NULL)
+			return (-1);
+	} else if (p->kind == 'c') {
+		/* ID.S.HASH */
+		if (*q != '.' || (q = fdstore_decimal(q + 1, INT_MAX, &v)) ==
+		    NULL)
+			return (-1);
+		p->id = (int)v;
+		if (q[0] != '.' || q[1] == '\0' || strchr("wcro", q[1]) ==
+		    NULL || q[2] != '.')
+			return (-1);
+		p->st = q[1];
+		if ((q = fdstore_hex8(q + 3, &p->hash)) == NULL)
+			return (-1);
+	}
+	return (*q == '\0' ? 0 : -1);
+}
+
+/* One fd the store gave back, and what its name says. */
+struct fdstore_fd {
+	int			 fd;
+	const char		*name;
+	struct fdstore_part	 part;		/* kind '?': a stranger */
+	int			 used;
+};
+
+/* Whether f is an fd of the VM vm (a kind of a VM's, not a stranger). */
+static int
+fdstore_of(const struct fdstore_fd *f, const char *vm)
+{
+	return (strchr("lmucv", f->part.kind) != NULL &&
+	    strcmp(f->part.vm, vm) == 0);
+}
+
+/*
+ * The VM vm of the fds given back, as the state has it: its JSON object
+ * in *out (the caller frees it), and the fds it took marked used.  What
+ * its record says goes in as it is, for state_parse to judge; a record
+ * that is not JSON, or holds a NUL, is none.
+ */
+static void
+fdstore_gen_vm(struct fdstore_fd *f, size_t n, const char *vm, char **out)
+{
+	char			*rec = NULL, errbuf[128];
+	yajl_val		 r = NULL, v;
+	yajl_gen		 g;
+	const unsigned char	*buf;
+	struct ucred		 cred;
+	socklen_t		 len;
+	size_t			 i, blen;
+	ssize_t			 up = -1;
+	long			 maxid = 0;
+	int			 lfd = -1;
+	const char		*greeting;
 
 	for (i = 0; i < n; i++) {
-		if (f[i].used || f[i].vm == NULL || strcmp(f[i].vm, vm) != 0)
+		if (f[i].used || !fdstore_of(&f[i], vm))
 			continue;
-		if (f[i].kind == 'v' && rec == NULL) {
+		if (f[i].part.kind == 'v' && rec == NULL) {
 			rec = fdstore_read_bytes(f[i].fd);
 			close(f[i].fd);
 			f[i].used = 1;
-		} else if (f[i].kind == 'u' && up == -1)
-			up = f[i].fd, f[i].used = 1;
-		else if (f[i].kind == 'm' && lfd == -1)
+		} else if (f[i].part.kind == 'u' && up == -1)
+			up = (ssize_t)i;
+		else if (f[i].part.kind == 'm' && lfd == -1)
 			lfd = f[i].fd, f[i].used = 1;
 	}
-	if (rec != NULL)
+	if (rec != NULL && strstr(rec, "\\u0000") == NULL)
 		r = yajl_tree_parse(rec, errbuf, sizeof(errbuf));
 	free(rec);
+	greeting = state_get_str(r, "greeting");
+	/* a connection whose handshake did not finish cannot be resumed */
+	if (up != -1 && greeting != NULL)
+		f[up].used = 1;
+	else
+		up = -1;
+
+	if ((g = yajl_gen_alloc(NULL)) == NULL)
+		fatalx("%s: yajl_gen_alloc failed", __func__);
 	yajl_gen_map_open(g);
-	state_str(g, "name", name);
+	state_str(g, "name", vm);
 	v = state_get(r, "from_file", yajl_t_any);
 	state_bool(g, "from_file", r == NULL || v == NULL || YAJL_IS_TRUE(v));
 	yajl_gen_string(g, (const unsigned char *)"given", 5);
-	if ((v = state_get(r, "given", yajl_t_array)) != NULL)
+	if ((v = state_get(r, "given", yajl_t_any)) != NULL)
 		util_json_gen(g, v);
 	else {
 		yajl_gen_array_open(g);
@@ -663,16 +779,13 @@ fdstore_gen_vm(yajl_gen g, struct fdstore_fd *f, size_t n, const char *vm)
 	}
 	if (r != NULL)
 		state_int(g, "orphan_epoch", state_get_int(r, "epoch", -1));
-	greeting = state_get_str(r, "greeting");
 
 	yajl_gen_string(g, (const unsigned char *)"upstream", 8);
 	yajl_gen_map_open(g);
-	/* a connection whose handshake did not finish cannot be resumed */
-	state_str(g, "state", up != -1 && greeting != NULL ? "ready" :
-	    "backoff");
-	state_int(g, "fd", up);
+	state_str(g, "state", up != -1 ? "ready" : "backoff");
+	state_int(g, "fd", up != -1 ? f[up].fd : -1);
 	state_int(g, "listen_fd", lfd);
-	state_str(g, "greeting", greeting);
+	state_str(g, "greeting", up != -1 ? greeting : NULL);
 	state_bool(g, "oob", state_get_bool(r, "oob"));
 	state_bool(g, "resync", 1);
 	yajl_gen_map_close(g);
@@ -680,11 +793,12 @@ fdstore_gen_vm(yajl_gen g, struct fdstore_fd *f, size_t n, const char *vm)
 	yajl_gen_string(g, (const unsigned char *)"listeners", 9);
 	yajl_gen_array_open(g);
 	for (i = 0; i < n; i++) {
-		if (f[i].used || f[i].kind != 'l' || strcmp(f[i].vm, vm) != 0)
+		if (f[i].used || f[i].part.kind != 'l' || !fdstore_of(&f[i],
+		    vm))
 			continue;
 		f[i].used = 1;
 		yajl_gen_map_open(g);
-		state_int(g, "hash", f[i].hash);
+		state_int(g, "hash", f[i].part.hash);
 		state_int(g, "fd", f[i].fd);
 		yajl_gen_map_close(g);
 	}
@@ -693,19 +807,20 @@ fdstore_gen_vm(yajl_gen g, struct fdstore_fd *f, size_t n, const char *vm)
 	yajl_gen_string(g, (const unsigned char *)"clients", 7);
 	yajl_gen_array_open(g);
 	for (i = 0; i < n; i++) {
-		if (f[i].used || f[i].kind != 'c' || strcmp(f[i].vm, vm) != 0)
+		if (f[i].used || f[i].part.kind != 'c' || !fdstore_of(&f[i],
+		    vm))
 			continue;
 		f[i].used = 1;
-		/* a client's own name: the listener's path, it was accepted on */
+		/* its listener: the path's, it was accepted on */
 		yajl_gen_map_open(g);
-		state_int(g, "id", f[i].id);
-		if (f[i].id > maxid)
-			maxid = f[i].id;
+		state_int(g, "id", f[i].part.id);
+		if (f[i].part.id > maxid)
+			maxid = f[i].part.id;
 		state_int(g, "fd", f[i].fd);
-		state_int(g, "listener_hash", f[i].hash);
-		state_str(g, "state", f[i].st == 'w' ? "waiting" :
-		    f[i].st == 'c' ? "capabilities" : "ready");
-		state_bool(g, "oob", f[i].st == 'o');
+		state_int(g, "listener_hash", f[i].part.hash);
+		state_str(g, "state", f[i].part.st == 'w' ? "waiting" :
+		    f[i].part.st == 'c' ? "capabilities" : "ready");
+		state_bool(g, "oob", f[i].part.st == 'o');
 		state_bool(g, "recovered", 1);
 		len = sizeof(cred);
 		memset(&cred, 0, sizeof(cred));
@@ -713,14 +828,46 @@ fdstore_gen_vm(yajl_gen g, struct fdstore_fd *f, size_t n, const char *vm)
 		cred.uid = (uid_t)-1;
 		getsockopt(f[i].fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
 		state_int(g, "pid", (long long)cred.pid);
-		state_int(g, "uid", (long long)cred.uid);
+		state_int(g, "uid", cred.uid == (uid_t)-1 ? -1 :
+		    (long long)cred.uid);
 		yajl_gen_map_close(g);
 	}
 	yajl_gen_array_close(g);
 	state_int(g, "next_client_id", maxid);
 	yajl_gen_map_close(g);
+	yajl_gen_get_buf(g, &buf, &blen);
+	if ((*out = strndup((const char *)buf, blen)) == NULL)
+		fatal("%s", __func__);
+	yajl_gen_free(g);
 	yajl_tree_free(r);
-	free(name);
+}
+
+/*
+ * Whether a document of one VM (or of the control socket) is one the
+ * take-over would use (state_parse, the one reader); if not, it is
+ * logged, and the fds it took go back to the rest, to be closed.
+ */
+static int
+fdstore_check(const char *doc, const char *what, struct fdstore_fd *f,
+    size_t n, const char *vm)
+{
+	struct state	*st;
+	char		 err[512];
+	size_t		 i;
+
+	if ((st = state_parse(doc, strlen(doc), err, sizeof(err))) != NULL) {
+		state_free(st);
+		return (0);
+	}
+	log_warnx("fdstore: %s: its sockets cannot be taken over: %s", what,
+	    err);
+	for (i = 0; i < n; i++) {
+		/* a record's memfd is closed already */
+		if (f[i].used && f[i].part.kind != 'v' && (vm == NULL ?
+		    f[i].part.kind == 'k' : fdstore_of(&f[i], vm)))
+			f[i].used = 0;
+	}
+	return (-1);
 }
 
 /*
@@ -729,8 +876,11 @@ fdstore_gen_vm(yajl_gen g, struct fdstore_fd *f, size_t n, const char *vm)
  * restart in place leaves one, for the same take-over (state.c).  What
  * died with the process (queues, unsent output, partial input) is not
  * in it; an upstream is read again from QEMU's next message boundary.
- * NULL if there is nothing to take over (err says why, when it is an
- * error); the environment's variables are removed either way.
+ * Each VM goes in only if the state's reader would take it alone, so
+ * that one that cannot be taken over (an fd of the wrong kind, a bad
+ * record) costs its own sockets and no other's.  NULL if there is
+ * nothing to take over (err says why, when it is an error); the
+ * environment's variables are removed either way.
  */
 struct state *
 fdstore_recover(char *err, size_t errlen)
@@ -740,10 +890,11 @@ fdstore_recover(char *err, size_t errlen)
 	const char		*names = getenv("LISTEN_FDNAMES");
 	struct fdstore_fd	*f = NULL;
 	struct state		*st = NULL;
-	const unsigned char	*buf;
-	char			*all = NULL, *p, *tok, *q;
-	size_t			 n = 0, i, j, len;
-	yajl_gen		 g;
+	struct evbuffer		*doc, *one;
+	const char		*ctl = "null";
+	char			*all = NULL, *p, *tok, *vm, what[128];
+	char			 ctlbuf[128];
+	size_t			 n = 0, i, j, nvms = 0;
 	long			 want;
 
 	err[0] = '\0';
@@ -761,38 +912,10 @@ fdstore_recover(char *err, size_t errlen)
 			close(3 + (int)i);
 			continue;
 		}
-		if ((f[n].name = strdup(tok)) == NULL ||
-		    (f[n].vm = strdup(tok)) == NULL)
-			fatal("%s", __func__);
+		f[n].name = tok;
 		fdstore_inherit(tok);
-		f[n].kind = tok[0];
-		/* KIND.VM[.MORE]: cut VM out */
-		q = f[n].vm;
-		if (f[n].kind == 'k') {
-			if (sscanf(q, "k.%x", &f[n].hash) != 1)
-				f[n].kind = '?';
-			q[0] = '\0';
-		} else if (strlen(q) > 2 && q[1] == '.') {
-			/* KIND.VM.GEN[.MORE]: VM kept, GEN and MORE read */
-			memmove(q, q + 2, strlen(q + 2) + 1);
-			if ((tok = strchr(q, '.')) == NULL ||
-			    sscanf(tok + 1, "%lu", &f[n].gen) != 1)
-				f[n].kind = '?';
-			else {
-				*tok++ = '\0';
-				tok = strchr(tok, '.');
-				if (f[n].kind == 'c' && (tok == NULL ||
-				    sscanf(tok + 1, "%ld.%c.%x", &f[n].id,
-				    &f[n].st, &f[n].hash) != 3))
-					f[n].kind = '?';
-				if (f[n].kind == 'l' && (tok == NULL ||
-				    sscanf(tok + 1, "%x", &f[n].hash) != 1))
-					f[n].kind = '?';
-			}
-		} else
-			f[n].kind = '?';
-		if (q[0] == '\0' && f[n].kind != 'k')
-			f[n].kind = '?';
+		if (fdstore_parse(tok, &f[n].part) == -1)
+			f[n].part.kind = '?';
 		n++;
 	}
 	/*
@@ -800,56 +923,62 @@ fdstore_recover(char *err, size_t errlen)
 	 * ran: the older generation's sockets were on their way out.
 	 */
 	for (i = 0; i < n; i++) {
-		for (j = 0; j < n && f[i].kind != '?'; j++) {
-			if (f[j].kind != '?' && f[j].kind != 'k' &&
-			    strcmp(f[j].vm, f[i].vm) == 0 &&
-			    f[j].gen > f[i].gen)
-				f[i].kind = '?';
+		for (j = 0; j < n && f[i].part.kind != '?'; j++) {
+			if (f[i].part.kind != 'k' && fdstore_of(&f[j],
+			    f[i].part.vm) && f[j].part.gen > f[i].part.gen)
+				f[i].part.kind = '?';
 		}
 	}
-	if ((g = yajl_gen_alloc(NULL)) == NULL)
-		fatalx("%s: yajl_gen_alloc failed", __func__);
-	yajl_gen_map_open(g);
-	state_int(g, "qmpmux_state", STATE_VERSION);
-	state_str(g, "qmpmuxd", PACKAGE_VERSION);
-	yajl_gen_string(g, (const unsigned char *)"control", 7);
+	if ((doc = evbuffer_new()) == NULL || (one = evbuffer_new()) == NULL)
+		fatal("%s", __func__);
 	for (i = 0; i < n; i++) {
-		if (f[i].kind == 'k' && !f[i].used)
+		if (f[i].part.kind == 'k' && !f[i].used)
 			break;
 	}
 	if (i < n) {
 		f[i].used = 1;
-		yajl_gen_map_open(g);
-		state_int(g, "hash", f[i].hash);
-		state_int(g, "fd", f[i].fd);
-		yajl_gen_map_close(g);
-	} else
-		yajl_gen_null(g);
-	yajl_gen_string(g, (const unsigned char *)"vms", 3);
-	yajl_gen_array_open(g);
+		snprintf(ctlbuf, sizeof(ctlbuf), "{\"hash\": %u, \"fd\": %d}",
+		    f[i].part.hash, f[i].fd);
+		evbuffer_add_printf(one, "{\"qmpmux_state\": %d, \"control\": "
+		    "%s, \"vms\": []}", STATE_VERSION, ctlbuf);
+		if (fdstore_check((const char *)evbuffer_pullup(one, -1),
+		    "the control socket", f, n, NULL) == 0)
+			ctl = ctlbuf;
+		evbuffer_drain(one, evbuffer_get_length(one));
+	}
+	evbuffer_add_printf(doc, "{\"qmpmux_state\": %d, \"qmpmuxd\": \"%s\", "
+	    "\"control\": %s, \"vms\": [", STATE_VERSION, PACKAGE_VERSION,
+	    ctl);
 	for (i = 0; i < n; i++) {
-		if (f[i].used || f[i].vm[0] == '\0' || strchr("lmucv",
-		    f[i].kind) == NULL)
+		if (f[i].used || !fdstore_of(&f[i], f[i].part.vm))
 			continue;
 		/* each VM once: at its first fd */
 		for (j = 0; j < i; j++) {
-			if (f[j].kind != '?' && strcmp(f[j].vm, f[i].vm) == 0)
+			if (fdstore_of(&f[j], f[i].part.vm))
 				break;
 		}
-		if (j == i)
-			fdstore_gen_vm(g, f, n, f[i].vm);
+		if (j < i)
+			continue;
+		fdstore_gen_vm(f, n, f[i].part.vm, &vm);
+		evbuffer_add_printf(one, "{\"qmpmux_state\": %d, \"vms\": "
+		    "[%s]}", STATE_VERSION, vm);
+		snprintf(what, sizeof(what), "vm %s", f[i].part.vm);
+		if (fdstore_check((const char *)evbuffer_pullup(one, -1), what,
+		    f, n, f[i].part.vm) == 0)
+			evbuffer_add_printf(doc, "%s%s", nvms++ > 0 ? ", " :
+			    "", vm);
+		evbuffer_drain(one, evbuffer_get_length(one));
+		free(vm);
 	}
-	yajl_gen_array_close(g);
-	yajl_gen_map_close(g);
-	yajl_gen_get_buf(g, &buf, &len);
-	st = state_parse((const char *)buf, len, err, errlen);
-	yajl_gen_free(g);
+	evbuffer_add(doc, "]}", 3);
+	evbuffer_free(one);
+	st = state_parse((const char *)evbuffer_pullup(doc, -1),
+	    evbuffer_get_length(doc) - 1, err, errlen);
+	evbuffer_free(doc);
 	for (i = 0; i < n; i++) {
 		/* what no VM took (a stranger, a second of one): not kept */
 		if (!f[i].used)
 			close(f[i].fd);
-		free(f[i].name);
-		free(f[i].vm);
 	}
 	log_info("fdstore: %zu sockets given back after a crash", n);
 out:

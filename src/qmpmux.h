@@ -325,6 +325,15 @@ char		*state_get_hex(struct yajl_val_s *, const char *, size_t *);
 
 /* fdstore.c: systemd's file descriptor store, so a crash loses no socket */
 #define FDSTORE_NAME_MAX	255
+/* A name of the store read back into its parts (fdstore_parse). */
+struct fdstore_part {
+	char			 kind;		/* k l m u c v */
+	char			 vm[FDSTORE_NAME_MAX / 2 + 1];	/* "": k */
+	unsigned int		 gen;		/* the VM's generation */
+	int			 id;		/* a client's */
+	char			 st;		/* a client's state letter */
+	unsigned int		 hash;		/* a path's: k, l, c */
+};
 void		 fdstore_init(void);
 int		 fdstore_enabled(void);
 void		 fdstore_notify(const char *);
@@ -337,6 +346,8 @@ void		 fdstore_name(char *, size_t, const char *, const char *,
 		    unsigned int, const char *, ...)
 		    __attribute__((format(printf, 6, 7)));
 unsigned int	 fdstore_hash(const char *);
+int		 fdstore_valid_name(const char *);
+int		 fdstore_parse(const char *, struct fdstore_part *);
 void		 fdstore_add(int, const char *);
 void		 fdstore_add_bytes(const char *, const void *, size_t);
 void		 fdstore_remove(const char *);
