@@ -2011,18 +2011,20 @@ static const struct {
 void
 t_state_sockets(void)
 {
-	sa_family_t	 fam = AF_UNIX;
-	size_t		 i;
-	int		 fd, sp[2], num;
+	struct sockaddr_un	 sun;
+	size_t			 i;
+	int			 fd, sp[2], num;
 
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
 	for (i = 0; i < T_STATE_NFDS; i++) {
 		num = t_state_fds[i].num;
 		if (t_state_fds[i].listening) {
 			ck_assert_int_ne(fd = socket(AF_UNIX, SOCK_STREAM |
 			    SOCK_CLOEXEC, 0), -1);
 			/* bound to an address of the kernel's choosing */
-			ck_assert_int_eq(bind(fd, (struct sockaddr *)&fam,
-			    sizeof(fam)), 0);
+			ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun,
+			    sizeof(sa_family_t)), 0);
 			ck_assert_int_eq(listen(fd, 8), 0);
 			ck_assert_int_eq(dup2(fd, T_STATE_FD(num)),
 			    T_STATE_FD(num));
