@@ -288,6 +288,7 @@ struct control	*control_adopt(struct server *, const char *,
  */
 #define STATE_VERSION	1	/* of the document; docs/STATE.md */
 struct state;
+struct state_vm;
 struct state_fds {
 	int			*fd;
 	size_t			 n;
@@ -301,9 +302,9 @@ void		 state_free(struct state *);
 struct yajl_val_s *state_root(struct state *);
 int		 state_vm_added(struct state *, const char *);
 int		 state_vm_prepare(struct state *, struct vm_conf *,
-		    struct yajl_val_s **);
-int		 state_vm_restore(struct vm *, struct yajl_val_s *);
-void		 state_vm_abandon(const char *, struct yajl_val_s *);
+		    struct state_vm **);
+int		 state_vm_restore(struct vm *, struct state_vm *);
+void		 state_vm_abandon(const char *, struct state_vm *);
 void		 state_release(struct state *, struct conf *);
 void		 state_restore_rest(struct server *, struct state *);
 void		 state_keep_fd(struct state_fds *, int);

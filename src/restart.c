@@ -82,12 +82,16 @@ restart_state_fd(void)
 	return ((int)fd);
 }
 
-/* --check-state FD: whether this binary reads the state; exit status. */
+/*
+ * --check-state FD: whether this binary takes the state over, read and
+ * checked whole by the reader the take-over uses (state_read), with the
+ * fds it names; the exit status, and why not on standard error.
+ */
 int
 restart_check(int fd)
 {
 	struct state	*st;
-	char		 err[256];
+	char		 err[512];
 
 	if ((st = state_read(fd, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "qmpmuxd: cannot take over: %s\n", err);
@@ -97,21 +101,51 @@ restart_check(int fd)
 	return (0);
 }
 
+/* Set or clear close-on-exec on fd. */
+static void
+restart_cloexec(int fd, int on)
+{
+	int	 flags;
+
+	if ((flags = fcntl(fd, F_GETFD)) == -1)
+		return;
+	flags = on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC;
+	fcntl(fd, F_SETFD, flags);
+}
+
+/* qsort's order of fds. */
+static int
+restart_fd_cmp(const void *a, const void *b)
+{
+	int	 x = *(const int *)a, y = *(const int *)b;
+
+	return (x < y ? -1 : x > y);
+}
+
 /*
- * Ask the binary on disk whether it reads the state in fd; -1 (err
+ * Ask the binary on disk whether it takes over the state in fd, with
+ * the fds it names (fds), as the new process would have them; -1 (err
  * says why) if it does not, cannot be run, or does not answer within
  * RESTART_CHECK_MS.  The loop waits meanwhile: a few milliseconds.
  */
 static int
-restart_ask(int fd, char *err, size_t errlen)
+restart_ask(int fd, const struct state_fds *fds, char *err, size_t errlen)
 {
 	struct timespec	 ts = { 0, 1000000 };
-	char		 arg[16], why[256], opt[] = "--check-state", **argv;
+	char		 arg[16], why[512], opt[] = "--check-state", **argv;
 	pid_t		 pid;
 	sigset_t	 none;
-	int		 status, ms, p[2];
-	size_t		 n, i;
+	int		 status, ms, p[2], *keep, from;
+	size_t		 n, i, nkeep;
 	ssize_t		 got;
+
+	/* the fds the check keeps, the state's among them, in order */
+	if ((keep = calloc(fds->n + 1, sizeof(*keep))) == NULL)
+		fatal("%s", __func__);
+	memcpy(keep, fds->fd, fds->n * sizeof(*keep));
+	keep[fds->n] = fd;
+	nkeep = fds->n + 1;
+	qsort(keep, nkeep, sizeof(*keep), restart_fd_cmp);
 
 	snprintf(arg, sizeof(arg), "%d", fd);
 	/* the same arguments: the configuration is checked too */
@@ -126,22 +160,35 @@ restart_ask(int fd, char *err, size_t errlen)
 	if (pipe2(p, O_CLOEXEC) == -1) {
 		snprintf(err, errlen, "pipe: %s", strerror(errno));
 		free(argv);
+		free(keep);
 		return (-1);
 	}
 	switch ((pid = fork())) {
 	case -1:
 		snprintf(err, errlen, "fork: %s", strerror(errno));
 		free(argv);
+		free(keep);
 		close(p[0]);
 		close(p[1]);
 		return (-1);
 	case 0:
-		/* its complaint, for ours; nothing else of ours but the state */
+		/*
+		 * Its complaint, for ours; nothing else of ours but the
+		 * state and its fds, which it checks as the new process
+		 * takes them over: open, of their kind.
+		 */
 		if (dup2(p[1], STDERR_FILENO) == -1)
 			_exit(127);
-		if (fd > 3)
-			close_range(3, (unsigned int)fd - 1, 0);
-		close_range((unsigned int)fd + 1, ~0U, 0);
+		for (from = 3, i = 0; i < nkeep; i++) {
+			if (keep[i] < from)
+				continue;
+			if (keep[i] > from)
+				close_range((unsigned int)from,
+				    (unsigned int)keep[i] - 1, 0);
+			restart_cloexec(keep[i], 0);
+			from = keep[i] + 1;
+		}
+		close_range((unsigned int)from, ~0U, 0);
 		/* qmpmuxd holds its signals (signalfd); the check does not */
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
@@ -149,6 +196,7 @@ restart_ask(int fd, char *err, size_t errlen)
 		_exit(127);
 	}
 	free(argv);
+	free(keep);
 	close(p[1]);
 	for (ms = 0; ms < RESTART_CHECK_MS; ms++) {
 		if (waitpid(pid, &status, WNOHANG) == pid)
@@ -177,18 +225,6 @@ restart_ask(int fd, char *err, size_t errlen)
 		    "%s", restart_exe, STATE_VERSION, why[0] != '\0' ? why :
 		    "it said nothing");
 	return (-1);
-}
-
-/* Set or clear close-on-exec on fd. */
-static void
-restart_cloexec(int fd, int on)
-{
-	int	 flags;
-
-	if ((flags = fcntl(fd, F_GETFD)) == -1)
-		return;
-	flags = on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC;
-	fcntl(fd, F_SETFD, flags);
 }
 
 /*
@@ -239,7 +275,7 @@ restart(struct server *s, struct control *ctl, int by, const char *id,
 	if ((sfd = state_save(s, ctl, by, id, idlen, &fds, err, errlen)) ==
 	    -1)
 		goto fail;
-	if (restart_ask(sfd, err, errlen) == -1)
+	if (restart_ask(sfd, &fds, err, errlen) == -1)
 		goto fail;
 	log_info("restarting: %s, %zu sockets handed over", restart_exe,
 	    fds.n);

@@ -130,7 +130,7 @@ vm_new(struct server *s, struct vm_conf *conf)
 	struct vm		*vm;
 	struct listener_conf	*lc;
 	struct listener		*l;
-	struct yajl_val_s	*sv = NULL;
+	struct state_vm		*sv = NULL;
 	int			 restored = 0;
 
 	if ((vm = calloc(1, sizeof(*vm))) == NULL)

@@ -572,6 +572,73 @@ START_TEST(test_state_versions)
 END_TEST
 
 /*
+ * The check reads the whole document, and the fds it names, as the new
+ * process would: a document of the version it reads but that it could
+ * not use is refused, and the running process serves on.  The binary
+ * on disk is a script that changes the state it is asked about (the
+ * memfd the new process would get too) before it runs qmpmuxd's check:
+ * the command in flight to VM 0's stopped QEMU said not sent, which
+ * the check, reading the version only, passed, and the new process
+ * then crashed on (no command to send), and every connection with it.
+ */
+START_TEST(test_refused_document)
+{
+	char		*bin = t_copy_bin(t_bin("QMPMUXD"), "qmpmuxd");
+	char		*real = t_copy_bin(t_bin("QMPMUXD"), "qmpmuxd.real");
+	char		*q0 = t_vm_path("q", 0), *tmp;
+	struct t_client	*c;
+	FILE		*f;
+	long		 held;
+	pid_t		 pid;
+
+	start(bin);
+	pid = t_proxy_pid;
+	ck_assert_int_ne(asprintf(&tmp, "%s.new", bin), -1);
+	ck_assert_ptr_nonnull(f = fopen(tmp, "w"));
+	fprintf(f, "#!/bin/sh\ncase \" $* \" in *\" --check-state \"*)\n"
+	    "\teval fd=\\${$#}\n"
+	    "\tdoc=$(sed 's/\"sent\":true/\"sent\":false/' /proc/self/fd/$fd)\n"
+	    "\tprintf '%%s' \"$doc\" > /proc/self/fd/$fd;;\nesac\n"
+	    "exec %s \"$@\"\n", real);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(tmp, 0755), 0);
+	ck_assert_int_eq(rename(tmp, bin), 0);
+	/* VM 0: a command in flight, its QEMU stuck */
+	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
+	held = t_unread(q0);
+	t_send(clients[0][0], "{\"execute\": \"query-status\", \"id\": "
+	    "\"in flight\"}");
+	ck_assert_int_eq(t_wait_unread(q0, held, T_WAIT_MS), 0);
+	ck_assert_int_eq(kill(t_proxy_pid, SIGUSR2), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "restart failed, going on "
+	    "as before: ", T_WAIT_MS), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "cannot take over (state "
+	    "version 1): qmpmuxd: cannot take over: the state's "
+	    "vms[0].commands[0].wire is missing, for a command not sent",
+	    T_WAIT_MS), 0);
+	/* the same process answers, and every client is served */
+	ck_assert_int_eq(kill(qemus[0], SIGCONT), 0);
+	t_reply_is(clients[0][0], T_STATUS("\"in flight\"", "running",
+	    "true"));
+	t_cmd_eq(clients[1][0], "{\"execute\": \"query-status\", \"id\": 1}",
+	    T_STATUS("1", "running", "true"));
+	ck_assert_ptr_nonnull(c = t_client_ready(ctl));
+	t_cmd_eq(c, "{\"execute\": \"query-version\", \"id\": 2}",
+	    "{\"return\": {\"qmpmuxd\": \"" PACKAGE_VERSION "\", "
+	    "\"dump_version\": 1}, \"id\": 2}");
+	t_client_free(c);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "took over"), 0);
+	ck_assert_int_eq(t_proxy_pid, pid);
+	ck_assert_int_eq(t_wait_exit(t_proxy_pid, 0), -1);
+	free(tmp);
+	free(q0);
+	free(real);
+	free(bin);
+	stop_all();
+}
+END_TEST
+
+/*
  * Signals during the handover are held, not fatal: a SIGHUP sent right
  * behind the SIGUSR2 reaches the new process, which reloads.
  */
@@ -669,6 +736,7 @@ restart_suite(void)
 	tcase_add_test(tc, test_vm_not_remade);
 	tcase_add_test(tc, test_paths_moved);
 	tcase_add_test(tc, test_state_versions);
+	tcase_add_test(tc, test_refused_document);
 	tcase_add_test(tc, test_signal_held);
 	tcase_add_test(tc, test_signal_during_check);
 	return (s);
