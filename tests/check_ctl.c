@@ -784,21 +784,11 @@ unsafe_at(const char *text, size_t len)
 static char *
 read_all(const char *name, size_t *len)
 {
-	char	*path = t_path(name), *buf = NULL;
-	FILE	*f;
-	long	 n;
+	char	*path = t_path(name), *text;
 
-	ck_assert_ptr_nonnull(f = fopen(path, "r"));
-	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-	ck_assert_int_ge(n = ftell(f), 0);
-	rewind(f);
-	ck_assert_ptr_nonnull(buf = malloc((size_t)n + 1));
-	ck_assert_int_eq(fread(buf, 1, (size_t)n, f), n);
-	buf[n] = '\0';
-	fclose(f);
+	text = t_slurp(path, len);
 	free(path);
-	*len = (size_t)n;
-	return (buf);
+	return (text);
 }
 
 /*

@@ -115,7 +115,7 @@ dump(char **text)
 {
 	char		 line[1024], err[256], *buf;
 	yajl_val	 v;
-	FILE		*f;
+	size_t		 size;
 	long		 len, want;
 	int		 lineno;
 
@@ -127,14 +127,8 @@ dump(char **text)
 	    ndumps, t_dir());
 	ck_assert_int_eq(t_log_scan("qmpmuxd.log", line, ndumps, &lineno,
 	    &want), ndumps);
-	ck_assert_ptr_nonnull(f = fopen(dump_path, "r"));
-	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-	len = ftell(f);
-	rewind(f);
-	ck_assert_ptr_nonnull(buf = malloc((size_t)len + 1));
-	ck_assert_int_eq(fread(buf, 1, (size_t)len, f), len);
-	buf[len] = '\0';
-	fclose(f);
+	buf = t_slurp(dump_path, &size);
+	len = (long)size;
 	/* the line gives the file's size, whole: it was renamed into place */
 	ck_assert_int_eq(len, want);
 	ck_assert_msg(len > 0 && buf[len - 1] == '\n', "dump not ended by "
@@ -415,25 +409,6 @@ START_TEST(test_dump_stalled)
 }
 END_TEST
 
-/* The whole text of a file, which must be there. */
-static char *
-slurp(const char *path)
-{
-	char	*buf;
-	FILE	*f;
-	long	 len;
-
-	ck_assert_ptr_nonnull(f = fopen(path, "r"));
-	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-	len = ftell(f);
-	rewind(f);
-	ck_assert_ptr_nonnull(buf = malloc((size_t)len + 1));
-	ck_assert_int_eq(fread(buf, 1, (size_t)len, f), len);
-	buf[len] = '\0';
-	fclose(f);
-	return (buf);
-}
-
 /*
  * The dump follows no symlink planted beside it: a root-owned file
  * elsewhere, linked from the old temporary name (PATH.PID.tmp), from
@@ -480,7 +455,7 @@ START_TEST(test_dump_planted)
 	    dump_path);
 	ck_assert_int_eq(st.st_uid, getuid());
 	ck_assert_int_eq(st.st_mode & 07777, 0600);
-	text = slurp(victim);
+	text = t_slurp(victim, NULL);
 	ck_assert_str_eq(text, precious);
 	free(text);
 	ck_assert_int_eq(stat(victim, &st), 0);
@@ -499,7 +474,7 @@ START_TEST(test_dump_planted)
 	ck_assert_int_eq(lstat(dump_path, &st), 0);
 	ck_assert(S_ISREG(st.st_mode));
 	ck_assert_int_eq(st.st_mode & 07777, 0600);
-	text = slurp(victim);
+	text = t_slurp(victim, NULL);
 	ck_assert_str_eq(text, precious);
 	free(text);
 	free(old_tmp);
