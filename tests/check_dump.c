@@ -151,8 +151,8 @@ the_vm(yajl_val v)
 	yajl_val	 vms = jget(v, "vms", NULL);
 
 	ck_assert_msg(vms != NULL && YAJL_IS_ARRAY(vms) &&
-	    YAJL_GET_ARRAY(vms)->len == 1, "expected one VM");
-	vms = YAJL_GET_ARRAY(vms)->values[0];
+	    vms->u.array.len == 1, "expected one VM");
+	vms = vms->u.array.values[0];
 	ck_assert_str_eq(jstr(jget(vms, "name", NULL), "name"), "test");
 	return (vms);
 }
@@ -192,8 +192,8 @@ START_TEST(test_dump_pending)
 	    "queued"), 0);
 	list = jget(vm, "commands", "list", NULL);
 	ck_assert_msg(list != NULL && YAJL_IS_ARRAY(list) &&
-	    YAJL_GET_ARRAY(list)->len == 1, "expected one command: %s", text);
-	cmd = YAJL_GET_ARRAY(list)->values[0];
+	    list->u.array.len == 1, "expected one command: %s", text);
+	cmd = list->u.array.values[0];
 	ck_assert_str_eq(jstr(jget(cmd, "command", NULL), "command"),
 	    "query-status");
 	ck_assert(jbool(jget(cmd, "sent", NULL), "sent"));
@@ -210,8 +210,8 @@ START_TEST(test_dump_pending)
 
 	clients = jget(vm, "clients", NULL);
 	ck_assert_msg(clients != NULL && YAJL_IS_ARRAY(clients) &&
-	    YAJL_GET_ARRAY(clients)->len == 1, "expected one client");
-	c = YAJL_GET_ARRAY(clients)->values[0];
+	    clients->u.array.len == 1, "expected one client");
+	c = clients->u.array.values[0];
 	ck_assert_int_eq(jnum(jget(c, "id", NULL), "id"), 1);
 	ck_assert_int_eq(jnum(jget(c, "pid", NULL), "pid"), getpid());
 	ck_assert_int_eq(jnum(jget(c, "uid", NULL), "uid"), getuid());
@@ -302,9 +302,9 @@ START_TEST(test_dump_paused)
 	/* the client that reads nothing holds events; the reader does not */
 	cl = jget(vm, "clients", NULL);
 	ck_assert_msg(cl != NULL && YAJL_IS_ARRAY(cl) &&
-	    YAJL_GET_ARRAY(cl)->len == 2, "expected two clients");
+	    cl->u.array.len == 2, "expected two clients");
 	for (i = 0; i < 2; i++) {
-		yajl_val e = YAJL_GET_ARRAY(cl)->values[i];
+		yajl_val e = cl->u.array.values[i];
 
 		ck_assert_int_eq(jbool(jget(e, "holds_events", NULL),
 		    "holds_events"), i == 0);
@@ -359,8 +359,8 @@ START_TEST(test_dump_stalled)
 	/* still in flight, past its deadline, its client answered */
 	list = jget(vm, "commands", "list", NULL);
 	ck_assert_msg(list != NULL && YAJL_IS_ARRAY(list) &&
-	    YAJL_GET_ARRAY(list)->len == 1, "expected one command: %s", text);
-	cmd = YAJL_GET_ARRAY(list)->values[0];
+	    list->u.array.len == 1, "expected one command: %s", text);
+	cmd = list->u.array.values[0];
 	ck_assert(jbool(jget(cmd, "sent", NULL), "sent"));
 	ck_assert(jbool(jget(cmd, "timed_out", NULL), "timed_out"));
 	ck_assert(YAJL_IS_NULL(jget(cmd, "deadline_in", NULL)));
@@ -397,7 +397,8 @@ START_TEST(test_dump_stalled)
 	ck_assert_int_eq(jnum(jget(vm, "commands", "in_flight", NULL),
 	    "in_flight"), 0);
 	list = jget(vm, "commands", "list", NULL);
-	ck_assert_int_eq(YAJL_GET_ARRAY(list)->len, 0);
+	ck_assert(list != NULL && YAJL_IS_ARRAY(list));
+	ck_assert_int_eq(list->u.array.len, 0);
 	yajl_tree_free(v);
 	free(text);
 
