@@ -1045,7 +1045,8 @@ state_rd_upstream(struct state_rd *rd, yajl_val sv, const char *vat,
 	    state_rd_fd(rd, u, at, "listen_fd", STATE_FD_LISTENING, 0,
 	    &up->listen_fd) == -1 ||
 	    state_rd_str(rd, u, at, "mode", 32, 0, &up->mode) == -1 ||
-	    state_rd_path(rd, u, at, "path", 0, &up->path) == -1 ||
+	    /* null for an fd upstream, which has no path */
+	    state_rd_path(rd, u, at, "path", STATE_NULL, &up->path) == -1 ||
 	    state_rd_hex(rd, u, at, "greeting", STATE_MSG, &up->greeting) ==
 	    -1 ||
 	    state_rd_str(rd, u, at, "version", STATE_VERSION_MAX, STATE_NULL,

@@ -799,6 +799,28 @@ START_TEST(test_random)
 }
 END_TEST
 
+/*
+ * A VM whose upstream is an fd handed over (the wrapper's, for
+ * libvirt) has no path: its state says null, and the reader takes it.
+ * The restart of tests/libvirt-e2e.sh was refused for it.
+ */
+START_TEST(test_fd_upstream)
+{
+	char		*doc = s_v1(), *fd, err[512];
+	struct state	*st;
+
+	ck_assert_ptr_nonnull(strstr(doc, "\"listen_fd\": -1,"));
+	fd = t_replace(doc, "\"listen_fd\": -1,", "\"listen_fd\": -1, "
+	    "\"mode\": \"fd\", \"path\": null,");
+	t_state_sockets();
+	st = state_parse(fd, strlen(fd), err, sizeof(err));
+	ck_assert_msg(st != NULL, "refused: %s", err);
+	state_free(st);
+	t_state_sockets_close();
+	free(fd);
+}
+END_TEST
+
 /* A document with the text from replaced by to. */
 static char *
 s_edit(const char *doc, const char *from, const char *to)
@@ -1000,6 +1022,7 @@ state_suite(void)
 	tcase_add_test(tc, test_v1);
 	tcase_add_test(tc, test_rich);
 	tcase_add_test(tc, test_crashed);
+	tcase_add_test(tc, test_fd_upstream);
 	tcase_add_test(tc, test_refusals);
 	tcase_add_test(tc, test_given_bad);
 	tcase_add_test(tc, test_each_value);
