@@ -948,6 +948,9 @@ START_TEST(test_metrics_fds)
 
 	t_start_qemu(opts);
 	port = metrics_port("127.0.0.1", 1);
+	/* counted once the connection to QEMU is made, which adds one */
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", ": upstream ready: ",
+	    T_WAIT_MS), 0);
 	nfds = t_proc_fds(t_proxy_pid, NULL);
 	set_nofile(t_proxy_pid, t_proc_fd_room(t_proxy_pid, 24));
 	for (i = 0; i < HOLD_CONNS; i++)
@@ -988,6 +991,9 @@ START_TEST(test_metrics_emfile)
 
 	t_start_qemu(opts);
 	port = metrics_port("127.0.0.1", 1);
+	/* counted once the connection to QEMU is made, which adds one */
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", ": upstream ready: ",
+	    T_WAIT_MS), 0);
 	nfds = t_proc_fds(t_proxy_pid, NULL);
 	set_nofile(t_proxy_pid, t_proc_fd_room(t_proxy_pid, ROOM));
 	for (i = 0; i < ROOM; i++)
