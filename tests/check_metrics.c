@@ -617,11 +617,15 @@ START_TEST(test_metrics_http)
 {
 	const char	*opts[] = { "--metrics", "[::1]:0",
 			    "--metrics-max-connections", T_STR(MAX_CONNS), NULL };
-	int		 port, fd[MAX_CONNS + 1], i, nfds;
+	int		 port, fd[MAX_CONNS + 1], i, base;
 	char		*body;
 
 	t_start_qemu(opts);
 	port = metrics_port("[::1]", 1);
+	/* its fds with no scraper, once the connection to QEMU is made */
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", ": upstream ready: ",
+	    T_WAIT_MS), 0);
+	base = t_proc_fds(t_proxy_pid, NULL);
 	/* evhttp closes the connection after an error */
 	for (i = 0; i < 2; i++) {
 		ck_assert_int_ne(fd[0] = tcp_connect(AF_INET6, port), -1);
@@ -646,9 +650,10 @@ START_TEST(test_metrics_http)
 	ck_assert_int_ge(wait_closed(fd[MAX_CONNS], T_WAIT_MS), 0);
 	close(fd[MAX_CONNS]);
 	/* one of them goes (qmpmuxd has seen it go): the next is served */
-	nfds = t_proc_fds(t_proxy_pid, NULL);
+	/* the closed ones (the 404s, the refused) are gone by then too */
+	t_wait_fds(t_proxy_pid, base + MAX_CONNS);
 	close(fd[0]);
-	t_wait_fds(t_proxy_pid, nfds - 1);
+	t_wait_fds(t_proxy_pid, base + MAX_CONNS - 1);
 	ck_assert_int_ne(fd[0] = tcp_connect(AF_INET6, port), -1);
 	http_send(fd[0], "GET", "/metrics", 1);
 	ck_assert_int_eq(http_read(fd[0], &body, T_WAIT_MS), 200);
