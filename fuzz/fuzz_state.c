@@ -289,7 +289,7 @@ fz_take_over(struct state *st)
 	s = server_new(fz_base, fz_conf, &cmdline);
 	if (server_load(s, &conf, err, sizeof(err)) == -1)
 		fatalx("fuzz configuration: %s", err);
-	s->epoch = (unsigned int)state_get_int(state_root(st), "epoch",
+	s->epoch = (unsigned int)json_get_int(state_root(st), "epoch",
 	    s->epoch);
 	s->restore = st;
 	state_release(st, &conf);

@@ -68,7 +68,7 @@ static int	wrap_fail(struct wrap *, const char *, ...)
 
 /*
  * One line on stderr, which libvirt keeps in the domain's log; escaped
- * (util_escape), since it may quote qmpmuxd's answer or the VM's name.
+ * (utf8_escape), since it may quote qmpmuxd's answer or the VM's name.
  */
 static void
 wrap_log(const char *fmt, ...)
@@ -81,7 +81,7 @@ wrap_log(const char *fmt, ...)
 	n = vasprintf(&line, fmt, ap);
 	va_end(ap);
 	if (n != -1) {
-		esc = util_escape_dup(line, (size_t)n, 0);
+		esc = utf8_escape_dup(line, (size_t)n, 0);
 		free(line);
 	}
 	fprintf(stderr, "qmpmux-qemu: %s\n", esc != NULL ? esc :

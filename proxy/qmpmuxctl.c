@@ -71,7 +71,7 @@ usage(FILE *f, int status)
 }
 
 /*
- * s escaped for a terminal (util_escape), or "?" for none.  A table's
+ * s escaped for a terminal (utf8_escape), or "?" for none.  A table's
  * line quotes several fields at once, so the last CTL_ESC_RING results
  * stay valid; qmpmuxctl exits soon after.
  */
@@ -84,7 +84,7 @@ ctl_esc(const char *s)
 
 	if (s == NULL)
 		return ("?");
-	if ((p = util_escape_dup(s, strlen(s), 0)) == NULL) {
+	if ((p = utf8_escape_dup(s, strlen(s), 0)) == NULL) {
 		fputs("qmpmuxctl: out of memory\n", stderr);
 		exit(EXIT_USAGE);
 	}
@@ -117,7 +117,7 @@ die(int status, const char *fmt, ...)
 
 /*
  * JSON text out, kept JSON of the same value but with every control a
- * \u00XX escape (util_escape's UTIL_ESCAPE_JSON): what --json, dump and
+ * \u00XX escape (utf8_escape's UTF8_ESCAPE_JSON): what --json, dump and
  * a trace print may go to a terminal.
  */
 static void
@@ -125,7 +125,7 @@ ctl_write_json(const void *buf, size_t len)
 {
 	char	*p;
 
-	if ((p = util_escape_dup(buf, len, UTIL_ESCAPE_JSON)) == NULL)
+	if ((p = utf8_escape_dup(buf, len, UTF8_ESCAPE_JSON)) == NULL)
 		die(EXIT_USAGE, "out of memory");
 	fputs(p, stdout);
 	free(p);
@@ -270,13 +270,13 @@ ctl_print_json(yajl_val v)
 	const unsigned char	*buf;
 	size_t			 len;
 
-	if ((g = yajl_gen_alloc(NULL)) == NULL)
+	if ((g = json_new()) == NULL)
 		die(EXIT_USAGE, "out of memory");
 	yajl_gen_config(g, yajl_gen_beautify, 1);
-	util_json_gen(g, v);
-	yajl_gen_get_buf(g, &buf, &len);
+	json_tree(g, v);
+	json_buf(g, &buf, &len);
 	ctl_write_json(buf, len);
-	yajl_gen_free(g);
+	json_free(g);
 }
 
 /* A number at path in v, or -1 when it is not there (null). */
@@ -579,15 +579,15 @@ ctl_trace_message(yajl_val data)
 		    NULL)));
 		return;
 	}
-	if ((g = yajl_gen_alloc(NULL)) == NULL)
+	if ((g = json_new()) == NULL)
 		die(EXIT_USAGE, "out of memory");
-	util_json_gen(g, m);
-	yajl_gen_get_buf(g, &buf, &len);
+	json_tree(g, m);
+	json_buf(g, &buf, &len);
 	if (yajl_tree_get(data, (const char *[]){ "raw", NULL }, yajl_t_true)
 	    != NULL)
 		printf("not JSON: ");
 	ctl_write_json(buf, len);
-	yajl_gen_free(g);
+	json_free(g);
 }
 
 /*

@@ -601,7 +601,7 @@ main(int argc, char *argv[])
 			    err);
 		close(sfd);
 		/* the commands in flight keep their ids */
-		server->epoch = (unsigned int)state_get_int(state_root(st),
+		server->epoch = (unsigned int)json_get_int(state_root(st),
 		    "epoch", server->epoch);
 	} else if ((st = fdstore_recover(err, sizeof(err))) == NULL &&
 	    err[0] != '\0')

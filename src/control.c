@@ -682,9 +682,9 @@ control_return_gen(struct control_req *req, yajl_gen g)
 	const unsigned char	*buf;
 	size_t			 len;
 
-	yajl_gen_get_buf(g, &buf, &len);
+	json_buf(g, &buf, &len);
 	control_return(req, buf, len);
-	yajl_gen_free(g);
+	json_free(g);
 }
 
 /* A yajl generator for a return value. */
@@ -693,8 +693,7 @@ control_gen(void)
 {
 	yajl_gen	 g;
 
-	if ((g = yajl_gen_alloc(NULL)) == NULL)
-		fatalx("%s: yajl_gen_alloc failed", __func__);
+	g = json_new();
 	return (g);
 }
 
@@ -992,10 +991,10 @@ control_query_vms(struct control_req *req)
 	struct vm	*vm;
 	yajl_gen	 g = control_gen();
 
-	yajl_gen_array_open(g);
+	json_array_open(g);
 	TAILQ_FOREACH(vm, &s->vms, entry)
 		dump_vm_brief(g, vm);
-	yajl_gen_array_close(g);
+	json_array_close(g);
 	control_return_gen(req, g);
 }
 
@@ -1619,44 +1618,44 @@ control_save(struct control *ctl, struct yajl_gen_t *g, struct state_fds *fds)
 	size_t			 partlen;
 	int			 fd = evconnlistener_get_fd(ctl->evl);
 
-	yajl_gen_map_open(g);
-	state_str(g, "path", ctl->path);
-	state_int(g, "fd", fd);
+	json_map_open(g);
+	json_put_str(g, "path", ctl->path);
+	json_put_int(g, "fd", fd);
 	state_keep_fd(fds, fd);
-	state_int(g, "next_id", ctl->next_id);
-	yajl_gen_string(g, (const unsigned char *)"clients", 7);
-	yajl_gen_array_open(g);
+	json_put_int(g, "next_id", ctl->next_id);
+	json_string(g, "clients", 7);
+	json_array_open(g);
 	TAILQ_FOREACH(cc, &ctl->clients, entry) {
 		if (cc->closing)
 			continue;
-		yajl_gen_map_open(g);
-		state_int(g, "id", cc->id);
-		state_int(g, "fd", cc->fd);
+		json_map_open(g);
+		json_put_int(g, "id", cc->id);
+		json_put_int(g, "fd", cc->fd);
 		state_keep_fd(fds, cc->fd);
-		state_int(g, "pid", (long long)cc->pid);
-		state_int(g, "uid", (long long)cc->uid);
-		state_bool(g, "negotiated", cc->negotiated);
-		state_int(g, "received", (long long)cc->received);
-		state_int(g, "max_message", (long long)cc->max_message);
+		json_put_int(g, "pid", (long long)cc->pid);
+		json_put_int(g, "uid", (long long)cc->uid);
+		json_put_bool(g, "negotiated", cc->negotiated);
+		json_put_int(g, "received", (long long)cc->received);
+		json_put_int(g, "max_message", (long long)cc->max_message);
 		part = qmp_reader_partial(cc->reader, &partlen);
-		state_evbuffer(g, "in", cc->in, part, partlen);
-		state_evbuffer(g, "out", cc->out, NULL, 0);
-		yajl_gen_string(g, (const unsigned char *)"traces", 6);
+		json_put_evbuffer(g, "in", cc->in, part, partlen);
+		json_put_evbuffer(g, "out", cc->out, NULL, 0);
+		json_string(g, "traces", 6);
 		trace_save(&cc->traces, g);
-		yajl_gen_string(g, (const unsigned char *)"fds", 3);
-		yajl_gen_array_open(g);
+		json_string(g, "fds", 3);
+		json_array_open(g);
 		TAILQ_FOREACH(f, &cc->fds, entry) {
-			yajl_gen_map_open(g);
-			state_str(g, "name", f->name);
-			state_int(g, "fd", f->fd);
+			json_map_open(g);
+			json_put_str(g, "name", f->name);
+			json_put_int(g, "fd", f->fd);
 			state_keep_fd(fds, f->fd);
-			yajl_gen_map_close(g);
+			json_map_close(g);
 		}
-		yajl_gen_array_close(g);
-		yajl_gen_map_close(g);
+		json_array_close(g);
+		json_map_close(g);
 	}
-	yajl_gen_array_close(g);
-	yajl_gen_map_close(g);
+	json_array_close(g);
+	json_map_close(g);
 }
 
 /* Close every fd of the control state that nothing takes over. */
@@ -1667,16 +1666,16 @@ control_state_close(yajl_val st)
 	size_t		 i, j;
 	int		 fd;
 
-	if ((fd = (int)state_get_int(st, "fd", -1)) >= 0)
+	if ((fd = (int)json_get_int(st, "fd", -1)) >= 0)
 		close(fd);
-	cs = state_get(st, "clients", yajl_t_array);
+	cs = json_get(st, "clients", yajl_t_array);
 	for (i = 0; cs != NULL && i < cs->u.array.len; i++) {
 		c = cs->u.array.values[i];
-		if ((fd = (int)state_get_int(c, "fd", -1)) >= 0)
+		if ((fd = (int)json_get_int(c, "fd", -1)) >= 0)
 			close(fd);
-		fs = state_get(c, "fds", yajl_t_array);
+		fs = json_get(c, "fds", yajl_t_array);
 		for (j = 0; fs != NULL && j < fs->u.array.len; j++) {
-			fd = (int)state_get_int(fs->u.array.values[j], "fd",
+			fd = (int)json_get_int(fs->u.array.values[j], "fd",
 			    -1);
 			if (fd >= 0)
 				close(fd);
@@ -1697,36 +1696,36 @@ control_adopt_client(struct control *ctl, yajl_val c)
 	size_t			 len, i;
 	int			 fd;
 
-	if ((fd = (int)state_get_int(c, "fd", -1)) < 0)
+	if ((fd = (int)json_get_int(c, "fd", -1)) < 0)
 		return;
 	if (evutil_make_socket_closeonexec(fd) == -1)
 		log_debug("%s: fcntl failed", __func__);
-	cc = control_client_new(ctl, fd, (int)state_get_int(c, "id", 0),
-	    (pid_t)state_get_int(c, "pid", -1),
-	    (uid_t)state_get_int(c, "uid", -1));
-	cc->negotiated = state_get_bool(c, "negotiated");
-	cc->received = (uint64_t)state_get_int(c, "received", 0);
-	if ((bytes = state_get_hex(c, "in", &len)) != NULL)
+	cc = control_client_new(ctl, fd, (int)json_get_int(c, "id", 0),
+	    (pid_t)json_get_int(c, "pid", -1),
+	    (uid_t)json_get_int(c, "uid", -1));
+	cc->negotiated = json_get_bool(c, "negotiated");
+	cc->received = (uint64_t)json_get_int(c, "received", 0);
+	if ((bytes = json_get_hex(c, "in", &len)) != NULL)
 		evbuffer_add(cc->in, bytes, len);
 	free(bytes);
-	if ((bytes = state_get_hex(c, "out", &len)) != NULL)
+	if ((bytes = json_get_hex(c, "out", &len)) != NULL)
 		evbuffer_add(cc->out, bytes, len);
 	free(bytes);
-	a = state_get(c, "fds", yajl_t_array);
+	a = json_get(c, "fds", yajl_t_array);
 	for (i = 0; a != NULL && i < a->u.array.len; i++) {
 		v = a->u.array.values[i];
-		if ((fd = (int)state_get_int(v, "fd", -1)) < 0)
+		if ((fd = (int)json_get_int(v, "fd", -1)) < 0)
 			continue;
 		if ((f = calloc(1, sizeof(*f))) == NULL)
 			fatal("%s", __func__);
 		f->fd = fd;
-		if ((name = state_get_str(v, "name")) != NULL &&
+		if ((name = json_get_str(v, "name")) != NULL &&
 		    (f->name = strdup(name)) == NULL)
 			fatal("%s", __func__);
 		TAILQ_INSERT_TAIL(&cc->fds, f, entry);
 		cc->nfds++;
 	}
-	a = state_get(c, "traces", yajl_t_array);
+	a = json_get(c, "traces", yajl_t_array);
 	for (i = 0; a != NULL && i < a->u.array.len; i++) {
 		v = a->u.array.values[i];
 		if (YAJL_IS_STRING(v) &&
@@ -1758,13 +1757,13 @@ control_adopt(struct server *s, const char *path, struct yajl_val_s *root)
 	size_t			 idlen, i;
 	int			 fd, who;
 
-	st = state_get(root, "control", yajl_t_object);
+	st = json_get(root, "control", yajl_t_object);
 	if (st == NULL)
 		return (NULL);
-	old = state_get_str(st, "path");
-	fd = (int)state_get_int(st, "fd", -1);
+	old = json_get_str(st, "path");
+	fd = (int)json_get_int(st, "fd", -1);
 	/* after a crash only the hash of its path is known */
-	if (old == NULL && path != NULL && state_get_int(st, "hash", -1) ==
+	if (old == NULL && path != NULL && json_get_int(st, "hash", -1) ==
 	    (long long)fdstore_hash(path))
 		old = path;
 	if (path == NULL || old == NULL || fd < 0 || strcmp(old, path) != 0) {
@@ -1776,17 +1775,17 @@ control_adopt(struct server *s, const char *path, struct yajl_val_s *root)
 		return (NULL);
 	}
 	ctl = control_make(s, path, fd);
-	ctl->next_id = (int)state_get_int(st, "next_id", 0);
-	cs = state_get(st, "clients", yajl_t_array);
+	ctl->next_id = (int)json_get_int(st, "next_id", 0);
+	cs = json_get(st, "clients", yajl_t_array);
 	for (i = 0; cs != NULL && i < cs->u.array.len; i++)
 		control_adopt_client(ctl, cs->u.array.values[i]);
 	log_info("control: listening on %s, taken over with %u clients", path,
 	    ctl->nclients);
 
 	/* the restart is done: its caller hears so, then the rest is read */
-	by = state_get(root, "restart_by", yajl_t_object);
-	who = (int)state_get_int(by, "client", 0);
-	id = state_get_hex(by, "id", &idlen);
+	by = json_get(root, "restart_by", yajl_t_object);
+	who = (int)json_get_int(by, "client", 0);
+	id = json_get_hex(by, "id", &idlen);
 	TAILQ_FOREACH(cc, &ctl->clients, entry) {
 		if (cc->id == who && who != 0)
 			reply_return(cc->out, id, idlen);

@@ -40,7 +40,7 @@ struct dump {
 static void
 dump_key(struct dump *d, const char *key)
 {
-	yajl_gen_string(d->g, (const unsigned char *)key, strlen(key));
+	json_string(d->g, (const unsigned char *)key, strlen(key));
 }
 
 static void
@@ -48,9 +48,9 @@ dump_str(struct dump *d, const char *key, const char *value)
 {
 	dump_key(d, key);
 	if (value == NULL)
-		yajl_gen_null(d->g);
+		json_null(d->g);
 	else
-		util_json_string(d->g, value);
+		json_qstring(d->g, value);
 }
 
 static void
@@ -61,21 +61,21 @@ dump_uint(struct dump *d, const char *key, unsigned long long value)
 
 	dump_key(d, key);
 	n = snprintf(buf, sizeof(buf), "%llu", value);
-	yajl_gen_number(d->g, buf, (size_t)n);
+	json_number(d->g, buf, (size_t)n);
 }
 
 static void
 dump_int(struct dump *d, const char *key, long long value)
 {
 	dump_key(d, key);
-	yajl_gen_integer(d->g, value);
+	json_integer(d->g, value);
 }
 
 static void
 dump_bool(struct dump *d, const char *key, int value)
 {
 	dump_key(d, key);
-	yajl_gen_bool(d->g, value);
+	json_bool(d->g, value);
 }
 
 /* Seconds, to the millisecond; NULL when there is no such time. */
@@ -87,11 +87,11 @@ dump_secs(struct dump *d, const char *key, const struct timeval *since)
 
 	dump_key(d, key);
 	if (since == NULL) {
-		yajl_gen_null(d->g);
+		json_null(d->g);
 		return;
 	}
 	n = snprintf(buf, sizeof(buf), "%.3f", util_elapsed(since));
-	yajl_gen_number(d->g, buf, (size_t)n);
+	json_number(d->g, buf, (size_t)n);
 }
 
 /* A number of seconds, to the millisecond. */
@@ -103,7 +103,7 @@ dump_double(struct dump *d, const char *key, double value)
 
 	dump_key(d, key);
 	n = snprintf(buf, sizeof(buf), "%.3f", value);
-	yajl_gen_number(d->g, buf, (size_t)n);
+	json_number(d->g, buf, (size_t)n);
 }
 
 /*
@@ -151,13 +151,13 @@ dump_cmd(struct dump *d, const struct cmd *cmd)
 {
 	double	 left = dump_deadline(cmd);
 
-	yajl_gen_map_open(d->g);
+	json_map_open(d->g);
 	dump_str(d, "command", cmd->name);
 	dump_key(d, "client");
 	if (cmd->owner != 0)
-		yajl_gen_integer(d->g, cmd->owner);
+		json_integer(d->g, cmd->owner);
 	else
-		yajl_gen_null(d->g);
+		json_null(d->g);
 	dump_uint(d, "upstream_id", cmd->upstream_id);
 	dump_bool(d, "sent", cmd->sent);
 	dump_bool(d, "oob", cmd->oob);
@@ -165,16 +165,16 @@ dump_cmd(struct dump *d, const struct cmd *cmd)
 	dump_secs(d, "age", &cmd->arrived);
 	if (left < 0) {
 		dump_key(d, "deadline_in");
-		yajl_gen_null(d->g);
+		json_null(d->g);
 	} else
 		dump_double(d, "deadline_in", left);
-	yajl_gen_map_close(d->g);
+	json_map_close(d->g);
 }
 
 static void
 dump_client(struct dump *d, const struct client *c)
 {
-	yajl_gen_map_open(d->g);
+	json_map_open(d->g);
 	dump_int(d, "id", c->id);
 	dump_int(d, "pid", (long long)c->pid);
 	dump_int(d, "uid", (long long)c->uid);
@@ -188,14 +188,14 @@ dump_client(struct dump *d, const struct client *c)
 	dump_bool(d, "holds_events", !TAILQ_EMPTY(&c->events));
 	dump_bool(d, "input_paused", c->input_paused);
 	dump_bool(d, "input_ended", c->eof);
-	yajl_gen_map_close(d->g);
+	json_map_close(d->g);
 }
 
 static void
 dump_counters(struct dump *d, const struct vm_stats *st)
 {
 	dump_key(d, "counters");
-	yajl_gen_map_open(d->g);
+	json_map_open(d->g);
 	dump_uint(d, "commands", st->commands);
 	dump_uint(d, "replies", st->replies);
 	dump_uint(d, "timeouts_unsent", st->timeouts_unsent);
@@ -210,7 +210,7 @@ dump_counters(struct dump *d, const struct vm_stats *st)
 	dump_uint(d, "reconnects", st->reconnects);
 	dump_uint(d, "clients", st->clients);
 	dump_uint(d, "clients_refused", st->clients_refused);
-	yajl_gen_map_close(d->g);
+	json_map_close(d->g);
 }
 
 /* One VM, in full: what query-vm answers, and an element of the dump. */
@@ -223,7 +223,7 @@ dump_vm(yajl_gen g, const struct vm *vm)
 	const struct client	*c;
 	const struct cmd	*cmd;
 
-	yajl_gen_map_open(g);
+	json_map_open(g);
 	dump_str(&d, "name", vm->name);
 	dump_str(&d, "state", dump_vm_state(vm));
 	dump_secs(&d, "stalled_for", vm->stalled ? &vm->stalled_since : NULL);
@@ -231,68 +231,68 @@ dump_vm(yajl_gen g, const struct vm *vm)
 	dump_str(&d, "defined_at", vm->conf.where);
 
 	dump_key(&d, "upstream");
-	yajl_gen_map_open(g);
+	json_map_open(g);
 	dump_str(&d, "mode", conf_upstream_mode_name(vm->conf.upstream_mode));
 	dump_str(&d, "path", vm->conf.upstream);
 	dump_str(&d, "state", monitor_state_name(m->state));
 	dump_secs(&d, "state_for", &m->since);
 	dump_str(&d, "qemu", m->version);
 	dump_bool(&d, "oob", m->oob);
-	yajl_gen_map_close(g);
+	json_map_close(g);
 
 	dump_key(&d, "reads");
-	yajl_gen_map_open(g);
+	json_map_open(g);
 	dump_bool(&d, "paused", vm->reads_paused);
 	dump_secs(&d, "paused_for", vm->reads_paused ? &vm->paused_since :
 	    NULL);
 	dump_bool(&d, "waiting_for_host_budget", vm->budget_paused);
-	yajl_gen_map_close(g);
+	json_map_close(g);
 
 	dump_key(&d, "backlog");
-	yajl_gen_map_open(g);
+	json_map_open(g);
 	dump_uint(&d, "events", vm->backlog_events);
 	dump_uint(&d, "max_events", vm->conf.max_queued_events);
 	dump_uint(&d, "bytes", vm->backlog_bytes);
 	dump_uint(&d, "max_bytes", vm->conf.max_queued_bytes);
-	yajl_gen_map_close(g);
+	json_map_close(g);
 
 	dump_key(&d, "commands");
-	yajl_gen_map_open(g);
+	json_map_open(g);
 	dump_uint(&d, "in_flight", vm->ninflight);
 	dump_uint(&d, "max_in_flight", vm->conf.max_inflight);
 	dump_uint(&d, "queued", vm->nqueued);
 	dump_uint(&d, "max_queued", vm->conf.max_queued_commands);
 	dump_double(&d, "command_timeout", vm->conf.command_timeout);
 	dump_key(&d, "list");
-	yajl_gen_array_open(g);
+	json_array_open(g);
 	TAILQ_FOREACH(cmd, &vm->inflight, entry)
 		dump_cmd(&d, cmd);
 	TAILQ_FOREACH(cmd, &vm->queue, entry)
 		dump_cmd(&d, cmd);
-	yajl_gen_array_close(g);
-	yajl_gen_map_close(g);
+	json_array_close(g);
+	json_map_close(g);
 
 	dump_key(&d, "listeners");
-	yajl_gen_array_open(g);
+	json_array_open(g);
 	TAILQ_FOREACH(l, &vm->listeners, entry) {
-		yajl_gen_map_open(g);
+		json_map_open(g);
 		dump_str(&d, "path", l->conf->path);
 		dump_bool(&d, "open", l->evl != NULL);
 		dump_bool(&d, "read_only", l->conf->acl.read_only);
 		dump_str(&d, "slow_client", l->conf->slow_client ==
 		    SLOW_CLIENT_BLOCK ? "block" : "disconnect");
-		yajl_gen_map_close(g);
+		json_map_close(g);
 	}
-	yajl_gen_array_close(g);
+	json_array_close(g);
 
 	dump_key(&d, "clients");
-	yajl_gen_array_open(g);
+	json_array_open(g);
 	TAILQ_FOREACH(c, &vm->clients, entry)
 		dump_client(&d, c);
-	yajl_gen_array_close(g);
+	json_array_close(g);
 
 	dump_counters(&d, &vm->stats);
-	yajl_gen_map_close(g);
+	json_map_close(g);
 }
 
 /*
@@ -307,23 +307,23 @@ dump_vm_brief(yajl_gen g, const struct vm *vm)
 	const struct client	*c;
 	unsigned int		 nclients = 0;
 
-	yajl_gen_map_open(g);
+	json_map_open(g);
 	dump_str(&d, "name", vm->name);
 	dump_str(&d, "state", dump_vm_state(vm));
 	dump_secs(&d, "state_for", vm->stalled ? &vm->stalled_since :
 	    &vm->mon->since);
 	dump_str(&d, "origin", vm->conf.from_file ? "config" : "control");
 	dump_key(&d, "upstream");
-	yajl_gen_map_open(g);
+	json_map_open(g);
 	dump_str(&d, "mode", conf_upstream_mode_name(vm->conf.upstream_mode));
 	dump_str(&d, "path", vm->conf.upstream);
 	dump_str(&d, "state", monitor_state_name(vm->mon->state));
-	yajl_gen_map_close(g);
+	json_map_close(g);
 	dump_key(&d, "listeners");
-	yajl_gen_array_open(g);
+	json_array_open(g);
 	TAILQ_FOREACH(l, &vm->listeners, entry)
-		util_json_string(g, l->conf->path);
-	yajl_gen_array_close(g);
+		json_qstring(g, l->conf->path);
+	json_array_close(g);
 	TAILQ_FOREACH(c, &vm->clients, entry)
 		nclients++;
 	dump_uint(&d, "clients", nclients);
@@ -333,7 +333,7 @@ dump_vm_brief(yajl_gen g, const struct vm *vm)
 	dump_uint(&d, "backlog_bytes", vm->backlog_bytes);
 	dump_bool(&d, "reads_paused", vm->reads_paused);
 	dump_secs(&d, "stalled_for", vm->stalled ? &vm->stalled_since : NULL);
-	yajl_gen_map_close(g);
+	json_map_close(g);
 }
 
 /* The whole server, as one JSON document; *len its length. */
@@ -347,37 +347,37 @@ dump_json(struct server *s, size_t *len)
 	char			*out;
 	size_t			 n;
 
-	if ((d.g = yajl_gen_alloc(NULL)) == NULL)
+	if ((d.g = json_new()) == NULL)
 		fatalx("%s: yajl_gen_alloc failed", __func__);
 	gettimeofday(&now, NULL);
-	yajl_gen_map_open(d.g);
+	json_map_open(d.g);
 	dump_str(&d, "format", "qmpmux-dump");
 	dump_int(&d, "version", DUMP_VERSION);
 	dump_str(&d, "qmpmuxd", PACKAGE_VERSION);
 	dump_int(&d, "pid", (long long)getpid());
 	dump_double(&d, "time", (double)now.tv_sec + now.tv_usec / 1e6);
 	dump_key(&d, "memory");
-	yajl_gen_map_open(d.g);
+	json_map_open(d.g);
 	dump_uint(&d, "event_bytes", s->backlog_bytes);
 	dump_uint(&d, "max_total_queued_bytes", s->max_memory);
 	dump_uint(&d, "vms_holding_events", s->nbacklogged);
-	yajl_gen_map_close(d.g);
+	json_map_close(d.g);
 	dump_key(&d, "vms");
-	yajl_gen_array_open(d.g);
+	json_array_open(d.g);
 	TAILQ_FOREACH(vm, &s->vms, entry)
 		dump_vm(d.g, vm);
 	TAILQ_FOREACH(vm, &s->stopping, entry)
 		dump_vm(d.g, vm);
-	yajl_gen_array_close(d.g);
-	yajl_gen_map_close(d.g);
-	yajl_gen_get_buf(d.g, &buf, &n);
+	json_array_close(d.g);
+	json_map_close(d.g);
+	json_buf(d.g, &buf, &n);
 	if ((out = malloc(n + 2)) == NULL)
 		fatal("%s", __func__);
 	memcpy(out, buf, n);
 	out[n] = '\n';
 	out[n + 1] = '\0';
 	*len = n + 1;
-	yajl_gen_free(d.g);
+	json_free(d.g);
 	return (out);
 }
 

@@ -559,16 +559,14 @@ fdstore_save(struct yajl_gen_t *g)
 	struct fdstore_msg	*m;
 	size_t			 i;
 
-	yajl_gen_array_open(g);
+	json_array_open(g);
 	for (i = 0; i < fdstore_n; i++)
-		yajl_gen_string(g, (const unsigned char *)fdstore_names[i],
-		    strlen(fdstore_names[i]));
+		json_cstr(g, fdstore_names[i]);
 	TAILQ_FOREACH(m, &fdstore_queue, entry) {
 		if (m->kind == FDSTORE_REMOVE)
-			yajl_gen_string(g, (const unsigned char *)m->name,
-			    strlen(m->name));
+			json_cstr(g, m->name);
 	}
-	yajl_gen_array_close(g);
+	json_array_close(g);
 }
 
 /* The bytes of a memfd the store gave back, or NULL. */
@@ -757,88 +755,87 @@ fdstore_gen_vm(struct fdstore_fd *f, size_t n, const char *vm, char **out)
 	if (rec != NULL && strstr(rec, "\\u0000") == NULL)
 		r = yajl_tree_parse(rec, errbuf, sizeof(errbuf));
 	free(rec);
-	greeting = state_get_str(r, "greeting");
+	greeting = json_get_str(r, "greeting");
 	/* a connection whose handshake did not finish cannot be resumed */
 	if (up != -1 && greeting != NULL)
 		f[up].used = 1;
 	else
 		up = -1;
 
-	if ((g = yajl_gen_alloc(NULL)) == NULL)
-		fatalx("%s: yajl_gen_alloc failed", __func__);
-	yajl_gen_map_open(g);
-	state_str(g, "name", vm);
-	v = state_get(r, "from_file", yajl_t_any);
-	state_bool(g, "from_file", r == NULL || v == NULL || YAJL_IS_TRUE(v));
-	yajl_gen_string(g, (const unsigned char *)"given", 5);
-	if ((v = state_get(r, "given", yajl_t_any)) != NULL)
-		util_json_gen(g, v);
+	g = json_new();
+	json_map_open(g);
+	json_put_str(g, "name", vm);
+	v = json_get(r, "from_file", yajl_t_any);
+	json_put_bool(g, "from_file", r == NULL || v == NULL || YAJL_IS_TRUE(v));
+	json_string(g, "given", 5);
+	if ((v = json_get(r, "given", yajl_t_any)) != NULL)
+		json_tree(g, v);
 	else {
-		yajl_gen_array_open(g);
-		yajl_gen_array_close(g);
+		json_array_open(g);
+		json_array_close(g);
 	}
 	if (r != NULL)
-		state_int(g, "orphan_epoch", state_get_int(r, "epoch", -1));
+		json_put_int(g, "orphan_epoch", json_get_int(r, "epoch", -1));
 
-	yajl_gen_string(g, (const unsigned char *)"upstream", 8);
-	yajl_gen_map_open(g);
-	state_str(g, "state", up != -1 ? "ready" : "backoff");
-	state_int(g, "fd", up != -1 ? f[up].fd : -1);
-	state_int(g, "listen_fd", lfd);
-	state_str(g, "greeting", up != -1 ? greeting : NULL);
-	state_bool(g, "oob", state_get_bool(r, "oob"));
-	state_bool(g, "resync", 1);
-	yajl_gen_map_close(g);
+	json_string(g, "upstream", 8);
+	json_map_open(g);
+	json_put_str(g, "state", up != -1 ? "ready" : "backoff");
+	json_put_int(g, "fd", up != -1 ? f[up].fd : -1);
+	json_put_int(g, "listen_fd", lfd);
+	json_put_str(g, "greeting", up != -1 ? greeting : NULL);
+	json_put_bool(g, "oob", json_get_bool(r, "oob"));
+	json_put_bool(g, "resync", 1);
+	json_map_close(g);
 
-	yajl_gen_string(g, (const unsigned char *)"listeners", 9);
-	yajl_gen_array_open(g);
+	json_string(g, "listeners", 9);
+	json_array_open(g);
 	for (i = 0; i < n; i++) {
 		if (f[i].used || f[i].part.kind != 'l' || !fdstore_of(&f[i],
 		    vm))
 			continue;
 		f[i].used = 1;
-		yajl_gen_map_open(g);
-		state_int(g, "hash", f[i].part.hash);
-		state_int(g, "fd", f[i].fd);
-		yajl_gen_map_close(g);
+		json_map_open(g);
+		json_put_int(g, "hash", f[i].part.hash);
+		json_put_int(g, "fd", f[i].fd);
+		json_map_close(g);
 	}
-	yajl_gen_array_close(g);
+	json_array_close(g);
 
-	yajl_gen_string(g, (const unsigned char *)"clients", 7);
-	yajl_gen_array_open(g);
+	json_string(g, "clients", 7);
+	json_array_open(g);
 	for (i = 0; i < n; i++) {
 		if (f[i].used || f[i].part.kind != 'c' || !fdstore_of(&f[i],
 		    vm))
 			continue;
 		f[i].used = 1;
 		/* its listener: the path's, it was accepted on */
-		yajl_gen_map_open(g);
-		state_int(g, "id", f[i].part.id);
+		json_map_open(g);
+		json_put_int(g, "id", f[i].part.id);
 		if (f[i].part.id > maxid)
 			maxid = f[i].part.id;
-		state_int(g, "fd", f[i].fd);
-		state_int(g, "listener_hash", f[i].part.hash);
-		state_str(g, "state", f[i].part.st == 'w' ? "waiting" :
+		json_put_int(g, "fd", f[i].fd);
+		json_put_int(g, "listener_hash", f[i].part.hash);
+		json_put_str(g, "state", f[i].part.st == 'w' ? "waiting" :
 		    f[i].part.st == 'c' ? "capabilities" : "ready");
-		state_bool(g, "oob", f[i].part.st == 'o');
-		state_bool(g, "recovered", 1);
+		json_put_bool(g, "oob", f[i].part.st == 'o');
+		json_put_bool(g, "recovered", 1);
 		len = sizeof(cred);
 		memset(&cred, 0, sizeof(cred));
 		cred.pid = -1;
 		cred.uid = (uid_t)-1;
 		getsockopt(f[i].fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
-		state_int(g, "pid", (long long)cred.pid);
-		state_int(g, "uid", cred.uid == (uid_t)-1 ? -1 :
+		json_put_int(g, "pid", (long long)cred.pid);
+		json_put_int(g, "uid", cred.uid == (uid_t)-1 ? -1 :
 		    (long long)cred.uid);
-		yajl_gen_map_close(g);
+		json_map_close(g);
 	}
-	yajl_gen_array_close(g);
-	state_int(g, "next_client_id", maxid);
-	yajl_gen_map_close(g);
-	yajl_gen_get_buf(g, &buf, &blen);
+	json_array_close(g);
+	json_put_int(g, "next_client_id", maxid);
+	json_map_close(g);
+	json_buf(g, &buf, &blen);
 	if ((*out = strndup((const char *)buf, blen)) == NULL)
 		fatal("%s", __func__);
-	yajl_gen_free(g);
+	json_free(g);
 	yajl_tree_free(r);
 }
 

@@ -1,7 +1,7 @@
 /*
  * Logging: one line per call, to stderr with -d or to syslog otherwise.
  * log_warn appends strerror(errno); the x variants do not.  A line may
- * quote bytes a client or QEMU chose, so each is escaped (util_escape)
+ * quote bytes a client or QEMU chose, so each is escaped (utf8_escape)
  * where it leaves: one call is one line, and no byte of it reaches a
  * terminal as a control.
  */
@@ -59,13 +59,13 @@ log_getverbose(void)
 static void
 log_vwrite(int pri, const char *suffix, const char *fmt, va_list ap)
 {
-	char		 raw[LOG_LINE_MAX], line[UTIL_ESCAPE_SIZE(LOG_LINE_MAX)];
+	char		 raw[LOG_LINE_MAX], line[UTF8_ESCAPE_SIZE(LOG_LINE_MAX)];
 	struct timeval	 tv;
 	struct tm	 tm;
 	char		 stamp[32];
 
 	vsnprintf(raw, sizeof(raw), fmt, ap);
-	util_escape(line, sizeof(line), raw, strlen(raw), 0);
+	utf8_escape(line, sizeof(line), raw, strlen(raw), 0);
 	if (!log_foreground) {
 		if (suffix != NULL)
 			syslog(pri, "%s: %s", line, suffix);

@@ -803,25 +803,25 @@ monitor_greeting(struct monitor *m, struct qmp_msg *msg)
 	outlen = msg->len;
 	g = NULL;
 	if (other > 0) {
-		g = yajl_gen_alloc(NULL);
-		yajl_gen_map_open(g);
-		yajl_gen_string(g, (const unsigned char *)"QMP", 3);
-		yajl_gen_map_open(g);
+		g = json_new();
+		json_map_open(g);
+		json_string(g, "QMP", 3);
+		json_map_open(g);
 		v = yajl_tree_get(root, (const char *[]){ "QMP", "version",
 		    NULL }, yajl_t_any);
-		yajl_gen_string(g, (const unsigned char *)"version", 7);
+		json_string(g, "version", 7);
 		if (v != NULL)
-			util_json_gen(g, v);
+			json_tree(g, v);
 		else
-			yajl_gen_map_open(g), yajl_gen_map_close(g);
-		yajl_gen_string(g, (const unsigned char *)"capabilities", 12);
-		yajl_gen_array_open(g);
+			json_map_open(g), json_map_close(g);
+		json_string(g, "capabilities", 12);
+		json_array_open(g);
 		if (m->oob)
-			yajl_gen_string(g, (const unsigned char *)"oob", 3);
-		yajl_gen_array_close(g);
-		yajl_gen_map_close(g);
-		yajl_gen_map_close(g);
-		yajl_gen_get_buf(g, &out, &outlen);
+			json_string(g, "oob", 3);
+		json_array_close(g);
+		json_map_close(g);
+		json_map_close(g);
+		json_buf(g, &out, &outlen);
 	}
 	m->greeting_len = outlen + 2;
 	if ((m->greeting = malloc(m->greeting_len)) == NULL)
@@ -829,7 +829,7 @@ monitor_greeting(struct monitor *m, struct qmp_msg *msg)
 	memcpy(m->greeting, out, outlen);
 	memcpy(m->greeting + outlen, "\r\n", 2);
 	if (g != NULL)
-		yajl_gen_free(g);
+		json_free(g);
 	yajl_tree_free(root);
 	return (0);
 }

@@ -46,6 +46,7 @@
 
 #include "log.h"
 #include "qmp.h"
+#include "utf8.h"
 
 #define QMP_BUF_START	512
 #define QMP_BUF_KEEP	(16 << 10)	/* larger buffers are not kept */
@@ -420,50 +421,6 @@ qmp_fail(struct qmp_reader *r, const char *fmt, ...)
 	qmp_set_error(r, "JSON parse error, %s", text);
 }
 
-/*
- * Decode one UTF-8 sequence as QEMU's mod_utf8_codepoint does: the code
- * point, or -1 for an invalid sequence (overlong but for the C0 80 of
- * NUL, a surrogate, a noncharacter, past U+10FFFF, or cut short).
- * *used is how many bytes it took; bytes past n read as NUL.
- */
-int
-qmp_utf8_codepoint(const unsigned char *s, size_t n, size_t *used)
-{
-	static const int	 min_cp[5] = { 0x80, 0x800, 0x10000, 0x200000,
-				    0x4000000 };
-	unsigned int		 byte, mask, len, i;
-	int			 cp;
-
-	*used = 1;
-	if (n == 0 || s[0] == 0) {
-		*used = 0;
-		return (-1);
-	}
-	byte = s[0];
-	if (byte < 0x80)
-		return ((int)byte);
-	if (byte >= 0xfe || (byte & 0x40) == 0)
-		return (-1);
-	len = 0;
-	for (mask = 0x80; byte & mask; mask >>= 1)
-		len++;
-	cp = (int)(byte & (mask - 1));
-	for (i = 1; i < len; i++) {
-		byte = i < n ? s[i] : 0;
-		if ((byte & 0xc0) != 0x80) {
-			*used = i;
-			return (-1);
-		}
-		cp = (cp << 6) | (int)(byte & 0x3f);
-	}
-	*used = len;
-	if (cp > 0x10ffff || (cp >= 0xfdd0 && cp <= 0xfdef) ||
-	    (cp & 0xfffe) == 0xfffe || (cp >= 0xd800 && cp <= 0xdfff) ||
-	    (cp < min_cp[len - 2] && !(cp == 0 && len == 2)))
-		return (-1);
-	return (cp);
-}
-
 /* Whether QEMU takes cp from a \u escape (its is_valid_codepoint). */
 static int
 qmp_valid_codepoint(long cp)
@@ -552,7 +509,7 @@ qmp_string(struct qmp_reader *r, size_t off, size_t end)
 	}
 	while (p < last) {
 		/*
-		 * A run of ASCII is itself, as qmp_utf8_codepoint would
+		 * A run of ASCII is itself, as utf8_codepoint would
 		 * take it byte by byte: names, keys and most values are
 		 * all ASCII, and an event flood is millions of them.
 		 */
@@ -566,7 +523,7 @@ qmp_string(struct qmp_reader *r, size_t off, size_t end)
 		}
 		if (*p != '\\') {
 			plain = p;
-			if (qmp_utf8_codepoint((const unsigned char *)p,
+			if (utf8_codepoint((const unsigned char *)p,
 			    (size_t)(tend - p), &used) < 0) {
 				qmp_fail(r, "invalid UTF-8 sequence in string");
 				return (-1);
@@ -2096,7 +2053,7 @@ qmp_write_string(struct evbuffer *out, const char *s, size_t len)
 			left -= run;
 			continue;
 		}
-		cp = qmp_utf8_codepoint(p, left, &used);
+		cp = utf8_codepoint(p, left, &used);
 		if (used == 0)		/* a NUL: QEMU's string ends there */
 			break;
 		p += used;

@@ -158,7 +158,6 @@ const char	*qmp_msg_id_text(const struct qmp_msg *, size_t *);
 struct qmp_span	 qmp_msg_cut_member(const struct qmp_msg *, int);
 const char	*qmp_kind_name(enum qmp_kind);
 const char	*qmp_key_name(enum qmp_key);
-int		 qmp_utf8_codepoint(const unsigned char *, size_t, size_t *);
 
 /* A message already read, walked again (offsets into its bytes). */
 size_t		 qmp_value_end(const char *, size_t, size_t);

@@ -16,6 +16,8 @@
 
 #include "log.h"
 #include "qmp.h"
+#include "utf8.h"
+#include "json.h"
 
 /* glibc's sys/queue.h lacks the _SAFE iterators of the BSDs. */
 #ifndef TAILQ_FOREACH_SAFE
@@ -309,20 +311,6 @@ void		 state_release(struct state *, struct conf *);
 void		 state_restore_rest(struct server *, struct state *);
 void		 state_keep_fd(struct state_fds *, int);
 void		 state_given(struct yajl_gen_t *, const struct conf_entries *);
-void		 state_str(struct yajl_gen_t *, const char *, const char *);
-void		 state_int(struct yajl_gen_t *, const char *, long long);
-void		 state_double(struct yajl_gen_t *, const char *, double);
-void		 state_bool(struct yajl_gen_t *, const char *, int);
-void		 state_hex(struct yajl_gen_t *, const char *, const void *,
-		    size_t);
-void		 state_evbuffer(struct yajl_gen_t *, const char *,
-		    struct evbuffer *, const char *, size_t);
-struct yajl_val_s *state_get(struct yajl_val_s *, const char *, int);
-long long	 state_get_int(struct yajl_val_s *, const char *, long long);
-double		 state_get_double(struct yajl_val_s *, const char *, double);
-int		 state_get_bool(struct yajl_val_s *, const char *);
-const char	*state_get_str(struct yajl_val_s *, const char *);
-char		*state_get_hex(struct yajl_val_s *, const char *, size_t *);
 
 /* fdstore.c: systemd's file descriptor store, so a crash loses no socket */
 #define FDSTORE_NAME_MAX	255
@@ -735,19 +723,11 @@ void		 util_now(struct timeval *);
 void		 util_since(struct timeval *, double);
 void		 util_hex_encode(char *, const void *, size_t);
 int		 util_hex_decode(void *, const char *, size_t);
-/* util_escape: src is JSON text, kept JSON */
-#define UTIL_ESCAPE_JSON	0x1
-/* the most util_escape's form of n bytes takes, with its NUL */
-#define UTIL_ESCAPE_SIZE(n)	((n) * 6 + 1)
-size_t		 util_escape(char *, size_t, const void *, size_t, int);
-char		*util_escape_dup(const void *, size_t, int);
 struct bufferevent;
 void		 util_bev_input(struct bufferevent *, const void *, size_t);
 int		 util_parse_seconds(const char *, double *);
 int		 util_parse_size(const char *, size_t *);
 struct yajl_val_s;
-void		 util_json_gen(struct yajl_gen_t *, struct yajl_val_s *);
-void		 util_json_string(struct yajl_gen_t *, const char *);
 int		 util_parse_uint(const char *, unsigned int, unsigned int,
 		    unsigned int *);
 void		 util_bev_writev(struct bufferevent *, const struct iovec *,

@@ -60,100 +60,7 @@ static const struct {
 };
 #define STATE_NSTATS	(sizeof(state_stats) / sizeof(state_stats[0]))
 
-/* The generator's helpers. */
-void
-state_str(yajl_gen g, const char *key, const char *value)
-{
-	yajl_gen_string(g, (const unsigned char *)key, strlen(key));
-	if (value == NULL)
-		yajl_gen_null(g);
-	else
-		yajl_gen_string(g, (const unsigned char *)value,
-		    strlen(value));
-}
 
-void
-state_int(yajl_gen g, const char *key, long long value)
-{
-	yajl_gen_string(g, (const unsigned char *)key, strlen(key));
-	yajl_gen_integer(g, value);
-}
-
-void
-state_double(yajl_gen g, const char *key, double value)
-{
-	yajl_gen_string(g, (const unsigned char *)key, strlen(key));
-	yajl_gen_double(g, value);
-}
-
-void
-state_bool(yajl_gen g, const char *key, int value)
-{
-	yajl_gen_string(g, (const unsigned char *)key, strlen(key));
-	yajl_gen_bool(g, value != 0);
-}
-
-/* Bytes as hex; NULL is null. */
-void
-state_hex(yajl_gen g, const char *key, const void *buf, size_t len)
-{
-	char	*hex;
-
-	yajl_gen_string(g, (const unsigned char *)key, strlen(key));
-	if (buf == NULL) {
-		yajl_gen_null(g);
-		return;
-	}
-	if ((hex = malloc(len * 2 + 1)) == NULL)
-		fatal("%s", __func__);
-	util_hex_encode(hex, buf, len);
-	yajl_gen_string(g, (const unsigned char *)hex, len * 2);
-	free(hex);
-}
-
-/*
- * Copy an evbuffer's len bytes out, leaving them: by evbuffer_peek, since
- * evbuffer_copyout refuses a buffer whose start is frozen, as every
- * bufferevent's output is.
- */
-static void
-state_peek(struct evbuffer *b, char *to, size_t len)
-{
-	struct evbuffer_iovec	*v;
-	int			 n, i;
-	size_t			 off = 0;
-
-	if (len == 0)
-		return;
-	n = evbuffer_peek(b, -1, NULL, NULL, 0);
-	if ((v = calloc((size_t)n + 1, sizeof(*v))) == NULL)
-		fatal("%s", __func__);
-	n = evbuffer_peek(b, -1, NULL, v, n);
-	for (i = 0; i < n && off < len; i++) {
-		memcpy(to + off, v[i].iov_base, v[i].iov_len);
-		off += v[i].iov_len;
-	}
-	free(v);
-	if (off != len)
-		fatalx("%s: %zu of %zu bytes", __func__, off, len);
-}
-
-/* An evbuffer's bytes as hex, left in it. */
-void
-state_evbuffer(yajl_gen g, const char *key, struct evbuffer *b,
-    const char *before, size_t beforelen)
-{
-	size_t	 len = evbuffer_get_length(b);
-	char	*buf;
-
-	if ((buf = malloc(beforelen + len + 1)) == NULL)
-		fatal("%s", __func__);
-	if (beforelen > 0)
-		memcpy(buf, before, beforelen);
-	state_peek(b, buf + beforelen, len);
-	state_hex(g, key, buf, beforelen + len);
-	free(buf);
-}
 
 /*
  * The keys an add-vm set, as [section, key, value] triples: in the
@@ -164,19 +71,16 @@ state_given(yajl_gen g, const struct conf_entries *given)
 {
 	const struct conf_entry	*e;
 
-	yajl_gen_string(g, (const unsigned char *)"given", 5);
-	yajl_gen_array_open(g);
+	json_string(g, "given", 5);
+	json_array_open(g);
 	TAILQ_FOREACH(e, given, entry) {
-		yajl_gen_array_open(g);
-		yajl_gen_string(g, (const unsigned char *)e->section,
-		    strlen(e->section));
-		yajl_gen_string(g, (const unsigned char *)e->key,
-		    strlen(e->key));
-		yajl_gen_string(g, (const unsigned char *)e->value,
-		    strlen(e->value));
-		yajl_gen_array_close(g);
+		json_array_open(g);
+		json_cstr(g, e->section);
+		json_cstr(g, e->key);
+		json_cstr(g, e->value);
+		json_array_close(g);
 	}
-	yajl_gen_array_close(g);
+	json_array_close(g);
 }
 
 /* Remember an fd to keep open across the exec. */
@@ -205,7 +109,7 @@ state_input(yajl_gen g, struct qmp_reader *r, struct bufferevent *bev)
 
 	if (r != NULL)
 		part = qmp_reader_partial(r, &partlen);
-	state_evbuffer(g, "in", bufferevent_get_input(bev), part, partlen);
+	json_put_evbuffer(g, "in", bufferevent_get_input(bev), part, partlen);
 }
 
 static void
@@ -213,31 +117,31 @@ state_save_monitor(yajl_gen g, struct monitor *m, struct state_fds *fds)
 {
 	int	 fd = -1, lfd = -1;
 
-	yajl_gen_string(g, (const unsigned char *)"upstream", 8);
-	yajl_gen_map_open(g);
+	json_string(g, "upstream", 8);
+	json_map_open(g);
 	if (m->bev != NULL && (m->state == MONITOR_GREETING ||
 	    m->state == MONITOR_NEGOTIATING || m->state == MONITOR_READY))
 		fd = bufferevent_getfd(m->bev);
 	if (m->evl != NULL)
 		lfd = evconnlistener_get_fd(m->evl);
-	state_str(g, "state", monitor_state_name(m->state));
-	state_str(g, "mode", conf_upstream_mode_name(m->vm->conf.upstream_mode));
-	state_str(g, "path", m->vm->conf.upstream);
-	state_double(g, "since", util_elapsed(&m->since));
-	state_int(g, "fd", fd);
-	state_int(g, "listen_fd", lfd);
+	json_put_str(g, "state", monitor_state_name(m->state));
+	json_put_str(g, "mode", conf_upstream_mode_name(m->vm->conf.upstream_mode));
+	json_put_str(g, "path", m->vm->conf.upstream);
+	json_put_double(g, "since", util_elapsed(&m->since));
+	json_put_int(g, "fd", fd);
+	json_put_int(g, "listen_fd", lfd);
 	state_keep_fd(fds, fd);
 	state_keep_fd(fds, lfd);
 	if (fd != -1) {
-		state_hex(g, "greeting", m->greeting, m->greeting != NULL ?
+		json_put_hex(g, "greeting", m->greeting, m->greeting != NULL ?
 		    m->greeting_len : 0);
-		state_str(g, "version", m->version);
-		state_bool(g, "oob", m->oob);
+		json_put_str(g, "version", m->version);
+		json_put_bool(g, "oob", m->oob);
 		state_input(g, m->reader, m->bev);
-		state_evbuffer(g, "out", bufferevent_get_output(m->bev),
+		json_put_evbuffer(g, "out", bufferevent_get_output(m->bev),
 		    NULL, 0);
 	}
-	yajl_gen_map_close(g);
+	json_map_close(g);
 }
 
 /* The index of cmd in the list of the VM's commands the state has. */
@@ -258,27 +162,27 @@ state_save_cmd(yajl_gen g, const struct cmd *cmd)
 {
 	double	 age = util_elapsed(&cmd->arrived);
 
-	yajl_gen_map_open(g);
-	state_int(g, "client", cmd->client != NULL ? cmd->client->id : 0);
+	json_map_open(g);
+	json_put_int(g, "client", cmd->client != NULL ? cmd->client->id : 0);
 	if (cmd->held != NULL) {
-		state_evbuffer(g, "held", cmd->held, NULL, 0);
-		yajl_gen_map_close(g);
+		json_put_evbuffer(g, "held", cmd->held, NULL, 0);
+		json_map_close(g);
 		return;
 	}
-	state_int(g, "owner", cmd->owner);
-	state_int(g, "upstream_id", (long long)cmd->upstream_id);
-	state_hex(g, "id", cmd->client_id, cmd->client_id_len);
-	state_str(g, "name", cmd->name);
-	state_bool(g, "oob", cmd->oob);
-	state_bool(g, "sent", cmd->sent);
-	state_bool(g, "answered", cmd->answered);
-	state_bool(g, "expired", cmd->expired);
-	state_bool(g, "waited", cmd->waited);
+	json_put_int(g, "owner", cmd->owner);
+	json_put_int(g, "upstream_id", (long long)cmd->upstream_id);
+	json_put_hex(g, "id", cmd->client_id, cmd->client_id_len);
+	json_put_str(g, "name", cmd->name);
+	json_put_bool(g, "oob", cmd->oob);
+	json_put_bool(g, "sent", cmd->sent);
+	json_put_bool(g, "answered", cmd->answered);
+	json_put_bool(g, "expired", cmd->expired);
+	json_put_bool(g, "waited", cmd->waited);
 	if (cmd->wire != NULL)
-		state_evbuffer(g, "wire", cmd->wire, NULL, 0);
-	state_double(g, "age", age);
-	state_double(g, "timeout", cmd->timeout);
-	yajl_gen_map_close(g);
+		json_put_evbuffer(g, "wire", cmd->wire, NULL, 0);
+	json_put_double(g, "age", age);
+	json_put_double(g, "timeout", cmd->timeout);
+	json_map_close(g);
 }
 
 static void
@@ -288,24 +192,24 @@ state_save_client(yajl_gen g, struct client *c, struct cmd **all, size_t n,
 	struct cmd	*cmd;
 	int		 fd = bufferevent_getfd(c->bev);
 
-	yajl_gen_map_open(g);
-	state_int(g, "id", c->id);
-	state_int(g, "fd", fd);
+	json_map_open(g);
+	json_put_int(g, "id", c->id);
+	json_put_int(g, "fd", fd);
 	state_keep_fd(fds, fd);
-	state_str(g, "listener", c->listener->conf->path);
-	state_str(g, "state", client_state_name(c->state));
-	state_int(g, "pid", (long long)c->pid);
-	state_int(g, "uid", (long long)c->uid);
-	state_bool(g, "oob", c->oob);
-	state_bool(g, "recovered", c->recovered);
+	json_put_str(g, "listener", c->listener->conf->path);
+	json_put_str(g, "state", client_state_name(c->state));
+	json_put_int(g, "pid", (long long)c->pid);
+	json_put_int(g, "uid", (long long)c->uid);
+	json_put_bool(g, "oob", c->oob);
+	json_put_bool(g, "recovered", c->recovered);
 	state_input(g, c->reader, c->bev);
-	state_evbuffer(g, "out", bufferevent_get_output(c->bev), NULL, 0);
-	yajl_gen_string(g, (const unsigned char *)"order", 5);
-	yajl_gen_array_open(g);
+	json_put_evbuffer(g, "out", bufferevent_get_output(c->bev), NULL, 0);
+	json_string(g, "order", 5);
+	json_array_open(g);
 	TAILQ_FOREACH(cmd, &c->order, order)
-		yajl_gen_integer(g, state_cmd_index(all, n, cmd));
-	yajl_gen_array_close(g);
-	yajl_gen_map_close(g);
+		json_integer(g, state_cmd_index(all, n, cmd));
+	json_array_close(g);
+	json_map_close(g);
 }
 
 static void
@@ -316,43 +220,43 @@ state_save_vm(yajl_gen g, struct vm *vm, struct state_fds *fds)
 	struct cmd		*cmd, **all;
 	size_t			 n = 0, i;
 
-	yajl_gen_map_open(g);
-	state_str(g, "name", vm->name);
-	state_bool(g, "from_file", vm->conf.from_file);
+	json_map_open(g);
+	json_put_str(g, "name", vm->name);
+	json_put_bool(g, "from_file", vm->conf.from_file);
 	state_given(g, &vm->conf.given);
-	state_int(g, "next_client_id", vm->next_client_id);
+	json_put_int(g, "next_client_id", vm->next_client_id);
 	if (vm->orphans)
-		state_int(g, "orphan_epoch", vm->orphan_epoch);
-	state_int(g, "next_cmd_id", (long long)vm->next_cmd_id);
+		json_put_int(g, "orphan_epoch", vm->orphan_epoch);
+	json_put_int(g, "next_cmd_id", (long long)vm->next_cmd_id);
 	if (vm->stalled)
-		state_double(g, "stalled", util_elapsed(&vm->stalled_since));
-	yajl_gen_string(g, (const unsigned char *)"stats", 5);
-	yajl_gen_map_open(g);
+		json_put_double(g, "stalled", util_elapsed(&vm->stalled_since));
+	json_string(g, "stats", 5);
+	json_map_open(g);
 	for (i = 0; i < STATE_NSTATS; i++)
-		state_int(g, state_stats[i].name, (long long)*(uint64_t *)
+		json_put_int(g, state_stats[i].name, (long long)*(uint64_t *)
 		    (void *)((char *)&vm->stats + state_stats[i].off));
-	state_double(g, "duration_sum", vm->stats.duration_sum);
-	yajl_gen_string(g, (const unsigned char *)"duration_buckets", 16);
-	yajl_gen_array_open(g);
+	json_put_double(g, "duration_sum", vm->stats.duration_sum);
+	json_string(g, "duration_buckets", 16);
+	json_array_open(g);
 	for (i = 0; i < METRICS_NBUCKETS; i++)
-		yajl_gen_integer(g, (long long)vm->stats.duration_buckets[i]);
-	yajl_gen_array_close(g);
-	yajl_gen_map_close(g);
+		json_integer(g, (long long)vm->stats.duration_buckets[i]);
+	json_array_close(g);
+	json_map_close(g);
 
 	state_save_monitor(g, vm->mon, fds);
 
-	yajl_gen_string(g, (const unsigned char *)"listeners", 9);
-	yajl_gen_array_open(g);
+	json_string(g, "listeners", 9);
+	json_array_open(g);
 	TAILQ_FOREACH(l, &vm->listeners, entry) {
 		if (l->evl == NULL)
 			continue;
-		yajl_gen_map_open(g);
-		state_str(g, "path", l->conf->path);
-		state_int(g, "fd", evconnlistener_get_fd(l->evl));
+		json_map_open(g);
+		json_put_str(g, "path", l->conf->path);
+		json_put_int(g, "fd", evconnlistener_get_fd(l->evl));
 		state_keep_fd(fds, evconnlistener_get_fd(l->evl));
-		yajl_gen_map_close(g);
+		json_map_close(g);
 	}
-	yajl_gen_array_close(g);
+	json_array_close(g);
 
 	/* every command once: the queue, in flight, then held replies */
 	TAILQ_FOREACH(cmd, &vm->queue, entry)
@@ -376,22 +280,22 @@ state_save_vm(yajl_gen g, struct vm *vm, struct state_fds *fds)
 				all[n++] = cmd;
 		}
 	}
-	yajl_gen_string(g, (const unsigned char *)"commands", 8);
-	yajl_gen_array_open(g);
+	json_string(g, "commands", 8);
+	json_array_open(g);
 	for (i = 0; i < n; i++)
 		state_save_cmd(g, all[i]);
-	yajl_gen_array_close(g);
+	json_array_close(g);
 
 	/* a closing client goes with the old process: it was leaving */
-	yajl_gen_string(g, (const unsigned char *)"clients", 7);
-	yajl_gen_array_open(g);
+	json_string(g, "clients", 7);
+	json_array_open(g);
 	TAILQ_FOREACH(c, &vm->clients, entry) {
 		if (c->state != CLIENT_CLOSING)
 			state_save_client(g, c, all, n, fds);
 	}
-	yajl_gen_array_close(g);
+	json_array_close(g);
 	free(all);
-	yajl_gen_map_close(g);
+	json_map_close(g);
 }
 
 /*
@@ -412,54 +316,53 @@ state_save(struct server *s, struct control *ctl, int by, const char *id,
 	ssize_t			 n;
 	int			 fd;
 
-	if ((g = yajl_gen_alloc(NULL)) == NULL)
-		fatalx("%s: yajl_gen_alloc failed", __func__);
-	yajl_gen_map_open(g);
-	state_int(g, "qmpmux_state", STATE_VERSION);
-	state_str(g, "qmpmuxd", PACKAGE_VERSION);
-	state_int(g, "epoch", s->epoch);
+	g = json_new();
+	json_map_open(g);
+	json_put_int(g, "qmpmux_state", STATE_VERSION);
+	json_put_str(g, "qmpmuxd", PACKAGE_VERSION);
+	json_put_int(g, "epoch", s->epoch);
 	util_now(&now);
 	/* the monotonic clock is the host's: the next process goes on it */
-	state_double(g, "saved", (double)now.tv_sec +
+	json_put_double(g, "saved", (double)now.tv_sec +
 	    (double)now.tv_usec / 1e6);
-	state_double(g, "started", (double)s->started.tv_sec +
+	json_put_double(g, "started", (double)s->started.tv_sec +
 	    (double)s->started.tv_usec / 1e6);
-	yajl_gen_string(g, (const unsigned char *)"restart_by", 10);
-	yajl_gen_map_open(g);
-	state_int(g, "client", by);
-	state_hex(g, "id", id, idlen);
-	yajl_gen_map_close(g);
-	yajl_gen_string(g, (const unsigned char *)"control", 7);
+	json_string(g, "restart_by", 10);
+	json_map_open(g);
+	json_put_int(g, "client", by);
+	json_put_hex(g, "id", id, idlen);
+	json_map_close(g);
+	json_string(g, "control", 7);
 	if (ctl != NULL)
 		control_save(ctl, g, fds);
 	else
-		yajl_gen_null(g);
+		json_null(g);
 	/* what is in the service manager's store, for the next to tidy */
-	yajl_gen_string(g, (const unsigned char *)"fdstore", 7);
+	json_string(g, "fdstore", 7);
 	fdstore_save(g);
-	yajl_gen_string(g, (const unsigned char *)"vms", 3);
-	yajl_gen_array_open(g);
+	json_string(g, "vms", 3);
+	json_array_open(g);
 	TAILQ_FOREACH(vm, &s->vms, entry)
 		state_save_vm(g, vm, fds);
-	yajl_gen_array_close(g);
-	yajl_gen_map_close(g);
-	yajl_gen_get_buf(g, &buf, &len);
+	json_array_close(g);
+	json_map_close(g);
+	json_buf(g, &buf, &len);
 
 	if ((fd = memfd_create("qmpmux-state", 0)) == -1) {
 		snprintf(err, errlen, "memfd_create: %s", strerror(errno));
-		yajl_gen_free(g);
+		json_free(g);
 		return (-1);
 	}
 	for (off = 0; off < len; off += (size_t)n) {
 		if ((n = write(fd, buf + off, len - off)) <= 0) {
 			snprintf(err, errlen, "writing the state: %s",
 			    n == 0 ? "short write" : strerror(errno));
-			yajl_gen_free(g);
+			json_free(g);
 			close(fd);
 			return (-1);
 		}
 	}
-	yajl_gen_free(g);
+	json_free(g);
 	return (fd);
 }
 
@@ -1549,7 +1452,7 @@ state_rd_control_client(struct state_rd *rd, yajl_val o, const char *at,
 			    "getfd gives"));
 		for (j = 0; name != NULL && j < i; j++) {
 			v = a->u.array.values[j];
-			other = state_get_str(v, "name");
+			other = json_get_str(v, "name");
 			if (other != NULL && strcmp(other, name) == 0)
 				return (state_refuse(rd, fat, "name", "is "
 				    "another fd's"));
@@ -1613,7 +1516,7 @@ state_rd_control(struct state_rd *rd, yajl_val root)
 			free(ids);
 			return (-1);
 		}
-		ids[i] = state_get_int(a->u.array.values[i], "id", 0);
+		ids[i] = json_get_int(a->u.array.values[i], "id", 0);
 	}
 	dup = state_dup(ids, a->u.array.len);
 	free(ids);
@@ -1811,7 +1714,7 @@ state_parse(const char *buf, size_t len, char *err, size_t errlen)
 	}
 	free(rd.fds);
 	/* what the process before had in the service manager's store */
-	v = state_get(root, "fdstore", yajl_t_array);
+	v = json_get(root, "fdstore", yajl_t_array);
 	for (i = 0; v != NULL && i < v->u.array.len; i++)
 		fdstore_inherit(YAJL_GET_STRING(v->u.array.values[i]));
 	return (st);
@@ -1858,74 +1761,6 @@ state_root(struct state *st)
 	return (st->root);
 }
 
-/*
- * The tree's helpers, for the parts read from the tree (control.c)
- * and the fd store's records: a member of o, or a default.
- */
-yajl_val
-state_get(yajl_val o, const char *key, int type)
-{
-	const char	*path[] = { key, NULL };
-
-	if (o == NULL)
-		return (NULL);
-	return (yajl_tree_get(o, path, (yajl_type)type));
-}
-
-long long
-state_get_int(yajl_val o, const char *key, long long dflt)
-{
-	yajl_val	 v = state_get(o, key, yajl_t_number);
-
-	return (v != NULL && YAJL_IS_INTEGER(v) ? YAJL_GET_INTEGER(v) : dflt);
-}
-
-double
-state_get_double(yajl_val o, const char *key, double dflt)
-{
-	yajl_val	 v = state_get(o, key, yajl_t_number);
-
-	return (v != NULL ? YAJL_GET_DOUBLE(v) : dflt);
-}
-
-int
-state_get_bool(yajl_val o, const char *key)
-{
-	return (state_get(o, key, yajl_t_true) != NULL);
-}
-
-const char *
-state_get_str(yajl_val o, const char *key)
-{
-	yajl_val	 v = state_get(o, key, yajl_t_string);
-
-	return (v != NULL ? YAJL_GET_STRING(v) : NULL);
-}
-
-/*
- * A hex member as bytes (NUL-terminated, for convenience), its length
- * in *len; NULL if it is null or missing.  The caller frees it.  In a
- * state, state_parse has checked it.
- */
-char *
-state_get_hex(yajl_val o, const char *key, size_t *len)
-{
-	const char	*hex = state_get_str(o, key);
-	char		*buf;
-	size_t		 n;
-
-	*len = 0;
-	if (hex == NULL)
-		return (NULL);
-	n = strlen(hex) / 2;
-	if ((buf = malloc(n + 1)) == NULL)
-		fatal("%s", __func__);
-	if (util_hex_decode(buf, hex, n) == -1)
-		fatalx("%s: bad hex in %s", __func__, key);
-	buf[n] = '\0';
-	*len = n;
-	return (buf);
-}
 
 /*
  * The take-over, from the description.  Every fd of it is taken by the

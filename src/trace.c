@@ -142,7 +142,7 @@ trace_is_json(const char *buf, size_t len)
 	for (i = 0; i < len; i += used) {
 		used = 1;
 		if (p[i] >= 0x80 &&
-		    qmp_utf8_codepoint(p + i, len - i, &used) < 0x80)
+		    utf8_codepoint(p + i, len - i, &used) < 0x80)
 			return (0);
 	}
 
@@ -276,9 +276,8 @@ trace_save(struct trace_list *list, struct yajl_gen_t *g)
 {
 	struct trace	*t;
 
-	yajl_gen_array_open(g);
+	json_array_open(g);
 	TAILQ_FOREACH(t, list, owner_entry)
-		yajl_gen_string(g, (const unsigned char *)t->vm->name,
-		    strlen(t->vm->name));
-	yajl_gen_array_close(g);
+		json_cstr(g, t->vm->name);
+	json_array_close(g);
 }

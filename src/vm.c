@@ -67,21 +67,20 @@ vm_record(struct vm *vm)
 
 	if (!fdstore_enabled())
 		return;
-	if ((g = yajl_gen_alloc(NULL)) == NULL)
-		fatalx("%s: yajl_gen_alloc failed", __func__);
-	yajl_gen_map_open(g);
-	state_bool(g, "from_file", vm->conf.from_file);
-	state_int(g, "epoch", vm->server->epoch);
+	g = json_new();
+	json_map_open(g);
+	json_put_bool(g, "from_file", vm->conf.from_file);
+	json_put_int(g, "epoch", vm->server->epoch);
 	state_given(g, &vm->conf.given);
 	if (m != NULL && m->state == MONITOR_READY && m->greeting != NULL) {
-		state_hex(g, "greeting", m->greeting, m->greeting_len);
-		state_bool(g, "oob", m->oob);
+		json_put_hex(g, "greeting", m->greeting, m->greeting_len);
+		json_put_bool(g, "oob", m->oob);
 	}
-	yajl_gen_map_close(g);
-	yajl_gen_get_buf(g, &buf, &len);
+	json_map_close(g);
+	json_buf(g, &buf, &len);
 	fdstore_name(name, sizeof(name), "v", vm->name, vm->gen, NULL);
 	fdstore_add_bytes(name, buf, len);
-	yajl_gen_free(g);
+	json_free(g);
 }
 
 /* Log a line about the VM, its name first. */

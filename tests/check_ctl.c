@@ -680,7 +680,7 @@ START_TEST(test_exit_codes)
 END_TEST
 
 /*
- * The escaped form itself (util_escape, which the log and qmpmuxctl
+ * The escaped form itself (utf8_escape, which the log and qmpmuxctl
  * share): each kind of byte as a person is shown it, as text and as
  * JSON, and a form cut short at its bound, never inside an escape.
  */
@@ -693,7 +693,7 @@ START_TEST(test_escape_form)
 		const char	*out;
 	} cases[] = {
 #define TEXT(in, out)	{ in, sizeof(in) - 1, 0, out }
-#define JSON(in, out)	{ in, sizeof(in) - 1, UTIL_ESCAPE_JSON, out }
+#define JSON(in, out)	{ in, sizeof(in) - 1, UTF8_ESCAPE_JSON, out }
 		TEXT("plain \xc3\xa9 \xc2\xa0 \xf0\x9f\x98\x80", "plain \xc3\xa9 "
 		    "\xc2\xa0 \xf0\x9f\x98\x80"),
 		TEXT("a\\b", "a\\\\b"),
@@ -715,18 +715,18 @@ START_TEST(test_escape_form)
 	size_t	 i;
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		ck_assert_uint_eq(util_escape(buf, sizeof(buf), cases[i].in,
+		ck_assert_uint_eq(utf8_escape(buf, sizeof(buf), cases[i].in,
 		    cases[i].len, cases[i].flags), strlen(cases[i].out));
 		ck_assert_str_eq(buf, cases[i].out);
-		ck_assert_uint_eq(util_escape(NULL, 0, cases[i].in,
+		ck_assert_uint_eq(utf8_escape(NULL, 0, cases[i].in,
 		    cases[i].len, cases[i].flags), strlen(cases[i].out));
 	}
 	/* "ab\x1bcd" needs 8 bytes; what does not fit is left out whole */
-	ck_assert_uint_eq(util_escape(buf, 6, "ab\x1b" "cd", 5, 0), 8);
+	ck_assert_uint_eq(utf8_escape(buf, 6, "ab\x1b" "cd", 5, 0), 8);
 	ck_assert_str_eq(buf, "ab");
-	ck_assert_uint_eq(util_escape(buf, 7, "ab\x1b" "cd", 5, 0), 8);
+	ck_assert_uint_eq(utf8_escape(buf, 7, "ab\x1b" "cd", 5, 0), 8);
 	ck_assert_str_eq(buf, "ab\\x1b");
-	ck_assert_uint_eq(util_escape(buf, 9, "ab\x1b" "cd", 5, 0), 8);
+	ck_assert_uint_eq(utf8_escape(buf, 9, "ab\x1b" "cd", 5, 0), 8);
 	ck_assert_str_eq(buf, "ab\\x1bcd");
 }
 END_TEST
@@ -734,7 +734,7 @@ END_TEST
 /*
  * Hostile command names, as a read-only client may send them (each
  * starts with query-): as JSON text, as the bytes they stand for, and
- * as a person must be shown them (util_escape).  The first moves the
+ * as a person must be shown them (utf8_escape).  The first moves the
  * cursor, sets the terminal's title, clears the screen and starts a
  * line of its own; the second has a C1 CSI, DEL and a backslash.
  */

@@ -9,6 +9,7 @@
 #include <event2/buffer.h>
 
 #include "qmp.h"
+#include "utf8.h"
 #include "testlib.h"
 
 /* Messages covering every kind and id type, as QEMU and clients write them. */
@@ -563,7 +564,7 @@ START_TEST(test_utf8)
 	size_t	 i, used;
 
 	for (i = 0; i < sizeof(u) / sizeof(u[0]); i++) {
-		ck_assert_int_eq(qmp_utf8_codepoint((const unsigned char *)
+		ck_assert_int_eq(utf8_codepoint((const unsigned char *)
 		    u[i].s, strlen(u[i].s), &used), u[i].cp);
 		ck_assert_uint_eq(used, u[i].used);
 	}

@@ -258,7 +258,7 @@ s_take_over(const char *doc, struct s_got *got, char *err, size_t errlen)
 		return (-1);
 	}
 	/* as qmpmuxd's main takes it over */
-	s->epoch = (unsigned int)state_get_int(state_root(st), "epoch",
+	s->epoch = (unsigned int)json_get_int(state_root(st), "epoch",
 	    s->epoch);
 	s->restore = st;
 	state_release(st, &conf);
