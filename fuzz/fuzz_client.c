@@ -210,7 +210,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	fz_start(conf);
 	free(conf);
-	if ((fz_vm = server_find(fz_server, "fz")) == NULL)
+	if ((fz_vm = host_find(fz_server, "fz")) == NULL)
 		abort();
 	/* QEMU reads strictly, as it reads commands */
 	fz_qemu_reader = qmp_reader_new(QMP_SIZE_MAX, QMP_DEPTH_MAX,

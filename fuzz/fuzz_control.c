@@ -60,8 +60,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	fz_start(conf);
 	free(conf);
-	if ((fz_control = control_new(fz_server, fz_control_path)) == NULL)
+	if (server_control(fz_server, fz_control_path) == -1)
 		abort();
+	fz_control = fz_server->control;
 	return (0);
 }
 
@@ -163,7 +164,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* what the input added goes; then the server is as it was */
 	while ((vm = TAILQ_FIRST(&fz_server->vms)) != NULL)
-		server_remove(fz_server, vm, "qmpmux: fuzz input done");
+		host_remove(fz_server, vm, "qmpmux: fuzz input done");
 	for (turns = 0; fz_server->nvms > 0; turns++) {
 		if (turns == FZ_TURNS)
 			fz_fail("a removed VM was never freed", "", 0);

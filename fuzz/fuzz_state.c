@@ -278,7 +278,6 @@ fz_take_over(struct state *st)
 	struct conf_entries	 cmdline;
 	struct conf		 conf;
 	struct server		*s;
-	struct control		*ctl;
 	struct qmp_reader	*r;
 	struct evbuffer		*in;
 	char			 err[CONF_ERR_MAX];
@@ -289,16 +288,9 @@ fz_take_over(struct state *st)
 	s = server_new(fz_base, fz_conf, &cmdline);
 	if (server_load(s, &conf, err, sizeof(err)) == -1)
 		fatalx("fuzz configuration: %s", err);
-	s->epoch = (unsigned int)json_get_int(state_root(st), "epoch",
-	    s->epoch);
-	s->restore = st;
-	state_release(st, &conf);
-	if (server_start(s, &conf) == -1)
+	if (server_start(s, &conf, st) == -1)
 		fz_fail("the take-over did not start", "", 0);
-	state_restore_rest(s, st);
-	ctl = control_adopt(s, conf.control_path, state_root(st));
 	conf_clear(&conf);
-	s->restore = NULL;
 
 	if ((r = qmp_reader_new(QMP_SIZE_MAX, QMP_DEPTH_MAX, 0)) == NULL ||
 	    (in = evbuffer_new()) == NULL)
@@ -320,7 +312,6 @@ fz_take_over(struct state *st)
 	}
 	evbuffer_free(in);
 	qmp_reader_free(r);
-	control_free(ctl);
 	server_free(s);
 	/* what the loop still had for them: their frees */
 	for (turn = 0; turn < FZ_TURNS_STATE; turn++)

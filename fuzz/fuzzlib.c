@@ -162,7 +162,7 @@ fz_start(const char *conf_text)
 	fz_server = server_new(fz_base, path, &cmdline);
 	if (server_load(fz_server, &conf, err, sizeof(err)) == -1)
 		fatalx("fuzz configuration: %s", err);
-	if (server_start(fz_server, &conf) == -1)
+	if (server_start(fz_server, &conf, NULL) == -1)
 		fatalx("fuzz server did not start");
 	conf_clear(&conf);
 	free(path);

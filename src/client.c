@@ -146,43 +146,21 @@ client_set_state(struct client *c, enum client_state state)
 }
 
 /*
- * The client's name in the service manager's fd store (fdstore.c): its
- * VM, its number, its state and its listener (a hash of the path), what
- * a qmpmuxd started after a crash needs to take it over.  A closing
- * client is not stored: it was going.
+ * Tell the layer above of the client's socket (vm_tell): as it comes,
+ * at each change of state, and as it goes.  A closing client is not
+ * told again: it is going.
  */
-static void
-client_store_name(const struct client *c, char *buf, size_t len)
-{
-	static const char	 letters[] = {
-		[CLIENT_WAITING] = 'w', [CLIENT_CAPS] = 'c',
-		[CLIENT_READY] = 'r', [CLIENT_CLOSING] = 'x'
-	};
-
-	fdstore_name(buf, len, "c", c->vm->name, c->vm->gen, "%d.%c.%08x",
-	    c->id,
-	    c->state == CLIENT_READY && c->oob ? 'o' : letters[c->state],
-	    c->listener_hash);
-}
-
 static void
 client_store(const struct client *c)
 {
-	char	 name[FDSTORE_NAME_MAX + 1];
-
-	if (c->state == CLIENT_CLOSING)
-		return;
-	client_store_name(c, name, sizeof(name));
-	fdstore_add(bufferevent_getfd(c->bev), name);
+	if (c->state != CLIENT_CLOSING)
+		vm_tell(c->vm, VM_CLIENT, c, bufferevent_getfd(c->bev));
 }
 
 static void
 client_unstore(const struct client *c)
 {
-	char	 name[FDSTORE_NAME_MAX + 1];
-
-	client_store_name(c, name, sizeof(name));
-	fdstore_remove(name);
+	vm_tell(c->vm, VM_CLIENT, c, -1);
 }
 
 /* Arm the client's timer; 0 seconds disarms it. */
@@ -260,7 +238,7 @@ client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid)
 	c->vm = vm;
 	c->listener = l;
 	/* its name in the fd store outlives the listener, freed first */
-	c->listener_hash = fdstore_hash(l->conf->path);
+	c->listener_hash = util_hash(l->conf->path);
 	c->id = id;
 	TAILQ_INIT(&c->order);
 	TAILQ_INIT(&c->events);
@@ -285,7 +263,7 @@ client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid)
 }
 
 /*
- * A restart (state.c): a client of the process before, on its socket,
+ * A restart (state-restore.c): a client of the process before, on its socket,
  * in the state it had.  A client not yet greeted waits for QEMU within a
  * new greeting_timeout.  in is what had been read from it and not
  * taken, out what it had not yet been sent; both go before anything

@@ -340,7 +340,7 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 }
 
 /*
- * A restart (state.c): a command of the process before, its fields
+ * A restart (state-restore.c): a command of the process before, its fields
  * filled in by the caller, goes back where it was: a held reply into
  * nothing here (the caller puts it in its client's order), an unsent
  * command at the end of the queue, a sent one at the end of the

@@ -390,7 +390,7 @@ dump_log(struct server *s)
 	struct client	*c;
 
 	log_info("dump: %u VMs; events of all VMs %zu of %zu bytes",
-	    server_count(s), s->backlog_bytes, s->max_memory);
+	    host_count(s), s->backlog_bytes, s->max_memory);
 	TAILQ_FOREACH(vm, &s->vms, entry) {
 		vm_log(vm, LOG_INFO, "dump: %s for %.3fs; upstream %s:%s %s, "
 		    "QEMU %s; reads %s; backlog %zu/%zu events, %zu/%zu "
@@ -480,4 +480,21 @@ dump_write(const char *path, const char *json, size_t len)
 out:
 	free(tmp);
 	return (rv);
+}
+
+/*
+ * SIGUSR1 and the control socket's dump: the state of every VM, as
+ * lines in the log and as JSON in the dump file.  The JSON is made once
+ * and returned, for a caller that answers with it; the caller frees it.
+ */
+char *
+dump_all(struct server *s, size_t *len)
+{
+	char	*json;
+
+	dump_log(s);
+	json = dump_json(s, len);
+	if (s->dump_file != NULL)
+		dump_write(s->dump_file, json, *len);
+	return (json);
 }

@@ -3,7 +3,7 @@
  * every socket qmpmuxd holds (FDSTORE=1, each named with FDNAME=), so
  * that when qmpmuxd crashes nothing is closed, and the qmpmuxd started
  * in its place gets them back (LISTEN_FDS, LISTEN_FDNAMES) and carries
- * on (fdstore_recover).  A socket leaves the store when its connection
+ * on (state_recover, state-store.c).  A socket leaves the store when its connection
  * ends (FDSTOREREMOVE=1), or systemd would hold it open for ever.  On
  * only when NOTIFY_SOCKET is set; the protocol is spoken here, in a
  * few datagrams, as sd_notify(3) and sd_listen_fds(3) document it.
@@ -19,7 +19,7 @@
  *   c.VM.GEN.ID.S.HASH client ID, S its state: w waiting, c
  *                      capabilities, r ready, o ready with oob; HASH
  *                      its listener's
- *   v.VM.GEN           a memfd: the VM's record (vm_record)
+ *   v.VM.GEN           a memfd: the VM's record (state-store.c)
  * A socket cannot tell its path: it is bound under a temporary name and
  * renamed into place (util_unix_listen), so a hash of the path stands
  * for it, matched against the configuration.
@@ -424,17 +424,6 @@ fdstore_name(char *buf, size_t len, const char *kind, const char *vm,
 	}
 }
 
-/* FNV-1a of a path, for a listener's name: its path is its own name. */
-unsigned int
-fdstore_hash(const char *s)
-{
-	unsigned int	 h = 2166136261U;
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 16777619U;
-	return (h);
-}
-
 /*
  * Take name out of the store, if it is there; if its FDSTORE=1 still
  * waits, taking that back is all there is to do.
@@ -570,7 +559,7 @@ fdstore_save(struct yajl_gen_t *g)
 }
 
 /* The bytes of a memfd the store gave back, or NULL. */
-static char *
+char *
 fdstore_read_bytes(int fd)
 {
 	struct stat	 sb;
@@ -701,288 +690,4 @@ fdstore_parse(const char *name, struct fdstore_part *p)
 			return (-1);
 	}
 	return (*q == '\0' ? 0 : -1);
-}
-
-/* One fd the store gave back, and what its name says. */
-struct fdstore_fd {
-	int			 fd;
-	const char		*name;
-	struct fdstore_part	 part;		/* kind '?': a stranger */
-	int			 used;
-};
-
-/* Whether f is an fd of the VM vm (a kind of a VM's, not a stranger). */
-static int
-fdstore_of(const struct fdstore_fd *f, const char *vm)
-{
-	return (strchr("lmucv", f->part.kind) != NULL &&
-	    strcmp(f->part.vm, vm) == 0);
-}
-
-/*
- * The VM vm of the fds given back, as the state has it: its JSON object
- * in *out (the caller frees it), and the fds it took marked used.  What
- * its record says goes in as it is, for state_parse to judge; a record
- * that is not JSON, or holds a NUL, is none.
- */
-static void
-fdstore_gen_vm(struct fdstore_fd *f, size_t n, const char *vm, char **out)
-{
-	char			*rec = NULL, errbuf[128];
-	yajl_val		 r = NULL, v;
-	yajl_gen		 g;
-	const unsigned char	*buf;
-	struct ucred		 cred;
-	socklen_t		 len;
-	size_t			 i, blen;
-	ssize_t			 up = -1;
-	long			 maxid = 0;
-	int			 lfd = -1;
-	const char		*greeting;
-
-	for (i = 0; i < n; i++) {
-		if (f[i].used || !fdstore_of(&f[i], vm))
-			continue;
-		if (f[i].part.kind == 'v' && rec == NULL) {
-			rec = fdstore_read_bytes(f[i].fd);
-			close(f[i].fd);
-			f[i].used = 1;
-		} else if (f[i].part.kind == 'u' && up == -1)
-			up = (ssize_t)i;
-		else if (f[i].part.kind == 'm' && lfd == -1)
-			lfd = f[i].fd, f[i].used = 1;
-	}
-	if (rec != NULL && strstr(rec, "\\u0000") == NULL)
-		r = yajl_tree_parse(rec, errbuf, sizeof(errbuf));
-	free(rec);
-	greeting = json_get_str(r, "greeting");
-	/* a connection whose handshake did not finish cannot be resumed */
-	if (up != -1 && greeting != NULL)
-		f[up].used = 1;
-	else
-		up = -1;
-
-	g = json_new();
-	json_map_open(g);
-	json_put_str(g, "name", vm);
-	v = json_get(r, "from_file", yajl_t_any);
-	json_put_bool(g, "from_file", r == NULL || v == NULL || YAJL_IS_TRUE(v));
-	json_string(g, "given", 5);
-	if ((v = json_get(r, "given", yajl_t_any)) != NULL)
-		json_tree(g, v);
-	else {
-		json_array_open(g);
-		json_array_close(g);
-	}
-	if (r != NULL)
-		json_put_int(g, "orphan_epoch", json_get_int(r, "epoch", -1));
-
-	json_string(g, "upstream", 8);
-	json_map_open(g);
-	json_put_str(g, "state", up != -1 ? "ready" : "backoff");
-	json_put_int(g, "fd", up != -1 ? f[up].fd : -1);
-	json_put_int(g, "listen_fd", lfd);
-	json_put_str(g, "greeting", up != -1 ? greeting : NULL);
-	json_put_bool(g, "oob", json_get_bool(r, "oob"));
-	json_put_bool(g, "resync", 1);
-	json_map_close(g);
-
-	json_string(g, "listeners", 9);
-	json_array_open(g);
-	for (i = 0; i < n; i++) {
-		if (f[i].used || f[i].part.kind != 'l' || !fdstore_of(&f[i],
-		    vm))
-			continue;
-		f[i].used = 1;
-		json_map_open(g);
-		json_put_int(g, "hash", f[i].part.hash);
-		json_put_int(g, "fd", f[i].fd);
-		json_map_close(g);
-	}
-	json_array_close(g);
-
-	json_string(g, "clients", 7);
-	json_array_open(g);
-	for (i = 0; i < n; i++) {
-		if (f[i].used || f[i].part.kind != 'c' || !fdstore_of(&f[i],
-		    vm))
-			continue;
-		f[i].used = 1;
-		/* its listener: the path's, it was accepted on */
-		json_map_open(g);
-		json_put_int(g, "id", f[i].part.id);
-		if (f[i].part.id > maxid)
-			maxid = f[i].part.id;
-		json_put_int(g, "fd", f[i].fd);
-		json_put_int(g, "listener_hash", f[i].part.hash);
-		json_put_str(g, "state", f[i].part.st == 'w' ? "waiting" :
-		    f[i].part.st == 'c' ? "capabilities" : "ready");
-		json_put_bool(g, "oob", f[i].part.st == 'o');
-		json_put_bool(g, "recovered", 1);
-		len = sizeof(cred);
-		memset(&cred, 0, sizeof(cred));
-		cred.pid = -1;
-		cred.uid = (uid_t)-1;
-		getsockopt(f[i].fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
-		json_put_int(g, "pid", (long long)cred.pid);
-		json_put_int(g, "uid", cred.uid == (uid_t)-1 ? -1 :
-		    (long long)cred.uid);
-		json_map_close(g);
-	}
-	json_array_close(g);
-	json_put_int(g, "next_client_id", maxid);
-	json_map_close(g);
-	json_buf(g, &buf, &blen);
-	if ((*out = strndup((const char *)buf, blen)) == NULL)
-		fatal("%s", __func__);
-	json_free(g);
-	yajl_tree_free(r);
-}
-
-/*
- * Whether a document of one VM (or of the control socket) is one the
- * take-over would use (state_parse, the one reader); if not, it is
- * logged, and the fds it took go back to the rest, to be closed.
- */
-static int
-fdstore_check(const char *doc, const char *what, struct fdstore_fd *f,
-    size_t n, const char *vm)
-{
-	struct state	*st;
-	char		 err[512];
-	size_t		 i;
-
-	if ((st = state_parse(doc, strlen(doc), err, sizeof(err))) != NULL) {
-		state_free(st);
-		return (0);
-	}
-	log_warnx("fdstore: %s: its sockets cannot be taken over: %s", what,
-	    err);
-	for (i = 0; i < n; i++) {
-		/* a record's memfd is closed already */
-		if (f[i].used && f[i].part.kind != 'v' && (vm == NULL ?
-		    f[i].part.kind == 'k' : fdstore_of(&f[i], vm)))
-			f[i].used = 0;
-	}
-	return (-1);
-}
-
-/*
- * Started by the service manager after a crash, with the fds of the
- * store (LISTEN_FDS from 3, LISTEN_FDNAMES): make of them a state as a
- * restart in place leaves one, for the same take-over (state.c).  What
- * died with the process (queues, unsent output, partial input) is not
- * in it; an upstream is read again from QEMU's next message boundary.
- * Each VM goes in only if the state's reader would take it alone, so
- * that one that cannot be taken over (an fd of the wrong kind, a bad
- * record) costs its own sockets and no other's.  NULL if there is
- * nothing to take over (err says why, when it is an error); the
- * environment's variables are removed either way.
- */
-struct state *
-fdstore_recover(char *err, size_t errlen)
-{
-	const char		*pid = getenv("LISTEN_PID");
-	const char		*nfds = getenv("LISTEN_FDS");
-	const char		*names = getenv("LISTEN_FDNAMES");
-	struct fdstore_fd	*f = NULL;
-	struct state		*st = NULL;
-	struct evbuffer		*doc, *one;
-	const char		*ctl = "null";
-	char			*all = NULL, *p, *tok, *vm, what[128];
-	char			 ctlbuf[128];
-	size_t			 n = 0, i, j, nvms = 0;
-	long			 want;
-
-	err[0] = '\0';
-	if (pid == NULL || nfds == NULL || strtol(pid, NULL, 10) != getpid() ||
-	    (want = strtol(nfds, NULL, 10)) <= 0 || want > 1 << 20)
-		goto out;
-	if ((f = calloc((size_t)want, sizeof(*f))) == NULL ||
-	    (all = strdup(names != NULL ? names : "")) == NULL)
-		fatal("%s", __func__);
-	for (p = all, i = 0; i < (size_t)want; i++) {
-		tok = p != NULL ? strsep(&p, ":") : NULL;
-		f[n].fd = 3 + (int)i;
-		if (tok == NULL || *tok == '\0') {
-			/* a stranger: nothing of ours */
-			close(3 + (int)i);
-			continue;
-		}
-		f[n].name = tok;
-		fdstore_inherit(tok);
-		if (fdstore_parse(tok, &f[n].part) == -1)
-			f[n].part.kind = '?';
-		n++;
-	}
-	/*
-	 * A VM removed while the one added in its place with the same name
-	 * ran: the older generation's sockets were on their way out.
-	 */
-	for (i = 0; i < n; i++) {
-		for (j = 0; j < n && f[i].part.kind != '?'; j++) {
-			if (f[i].part.kind != 'k' && fdstore_of(&f[j],
-			    f[i].part.vm) && f[j].part.gen > f[i].part.gen)
-				f[i].part.kind = '?';
-		}
-	}
-	if ((doc = evbuffer_new()) == NULL || (one = evbuffer_new()) == NULL)
-		fatal("%s", __func__);
-	for (i = 0; i < n; i++) {
-		if (f[i].part.kind == 'k' && !f[i].used)
-			break;
-	}
-	if (i < n) {
-		f[i].used = 1;
-		snprintf(ctlbuf, sizeof(ctlbuf), "{\"hash\": %u, \"fd\": %d}",
-		    f[i].part.hash, f[i].fd);
-		evbuffer_add_printf(one, "{\"qmpmux_state\": %d, \"control\": "
-		    "%s, \"vms\": []}", STATE_VERSION, ctlbuf);
-		if (fdstore_check((const char *)evbuffer_pullup(one, -1),
-		    "the control socket", f, n, NULL) == 0)
-			ctl = ctlbuf;
-		evbuffer_drain(one, evbuffer_get_length(one));
-	}
-	evbuffer_add_printf(doc, "{\"qmpmux_state\": %d, \"qmpmuxd\": \"%s\", "
-	    "\"control\": %s, \"vms\": [", STATE_VERSION, PACKAGE_VERSION,
-	    ctl);
-	for (i = 0; i < n; i++) {
-		if (f[i].used || !fdstore_of(&f[i], f[i].part.vm))
-			continue;
-		/* each VM once: at its first fd */
-		for (j = 0; j < i; j++) {
-			if (fdstore_of(&f[j], f[i].part.vm))
-				break;
-		}
-		if (j < i)
-			continue;
-		fdstore_gen_vm(f, n, f[i].part.vm, &vm);
-		evbuffer_add_printf(one, "{\"qmpmux_state\": %d, \"vms\": "
-		    "[%s]}", STATE_VERSION, vm);
-		snprintf(what, sizeof(what), "vm %s", f[i].part.vm);
-		if (fdstore_check((const char *)evbuffer_pullup(one, -1), what,
-		    f, n, f[i].part.vm) == 0)
-			evbuffer_add_printf(doc, "%s%s", nvms++ > 0 ? ", " :
-			    "", vm);
-		evbuffer_drain(one, evbuffer_get_length(one));
-		free(vm);
-	}
-	evbuffer_add(doc, "]}", 3);
-	evbuffer_free(one);
-	st = state_parse((const char *)evbuffer_pullup(doc, -1),
-	    evbuffer_get_length(doc) - 1, err, errlen);
-	evbuffer_free(doc);
-	for (i = 0; i < n; i++) {
-		/* what no VM took (a stranger, a second of one): not kept */
-		if (!f[i].used)
-			close(f[i].fd);
-	}
-	log_info("fdstore: %zu sockets given back after a crash", n);
-out:
-	free(f);
-	free(all);
-	unsetenv("LISTEN_PID");
-	unsetenv("LISTEN_FDS");
-	unsetenv("LISTEN_FDNAMES");
-	return (st);
 }

@@ -77,30 +77,17 @@ listener_new_fd(struct vm *vm, struct listener_conf *conf)
 	return (l);
 }
 
-/*
- * The listener's name in the service manager's fd store (fdstore.c):
- * its VM and a hash of its path; the socket says its path itself.
- */
-void
-listener_store_name(const struct listener *l, char *buf, size_t len)
-{
-	fdstore_name(buf, len, "l", l->vm->name, l->vm->gen, "%08x",
-	    fdstore_hash(l->conf->path));
-}
-
 /* Accept on a listening socket fd, which the listener then owns. */
 static struct listener *
 listener_wrap(struct vm *vm, struct listener_conf *conf, int fd)
 {
 	struct listener	*l;
-	char		 name[FDSTORE_NAME_MAX + 1];
 
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		fatal("%s", __func__);
 	l->vm = vm;
 	l->conf = conf;
-	listener_store_name(l, name, sizeof(name));
-	fdstore_add(fd, name);
+	vm_tell(vm, VM_LISTENER, l, fd);
 	l->evl = evconnlistener_new(vm->base, listener_accept_cb, l,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	l->retry = evtimer_new(vm->base, listener_retry_cb, l);
@@ -136,12 +123,9 @@ listener_allows(const struct listener *l, uid_t uid)
 void
 listener_close(struct listener *l)
 {
-	char	 name[FDSTORE_NAME_MAX + 1];
-
 	if (l->evl == NULL)
 		return;
-	listener_store_name(l, name, sizeof(name));
-	fdstore_remove(name);
+	vm_tell(l->vm, VM_LISTENER, l, -1);
 	evconnlistener_free(l->evl);
 	l->evl = NULL;
 	evtimer_del(l->retry);

@@ -339,7 +339,7 @@ metrics_render(struct metrics *m, struct evbuffer *b)
 	evbuffer_add_printf(b, "process_start_time_seconds %.3f\n",
 	    (double)s->started.tv_sec + s->started.tv_usec / 1e6);
 	metrics_family(b, "qmpmux_vms", "gauge", "VMs running.");
-	evbuffer_add_printf(b, "qmpmux_vms %u\n", server_count(s));
+	evbuffer_add_printf(b, "qmpmux_vms %u\n", host_count(s));
 	metrics_family(b, "qmpmux_event_bytes_held", "gauge",
 	    "Bytes of the event backlogs of all VMs.");
 	evbuffer_add_printf(b, "qmpmux_event_bytes_held %zu\n",

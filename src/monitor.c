@@ -83,15 +83,11 @@ monitor_state_name(enum monitor_state state)
 static void
 monitor_set_state(struct monitor *m, enum monitor_state state)
 {
-	char	 name[FDSTORE_NAME_MAX + 1];
-
 	vm_log(m->vm, LOG_DEBUG, "upstream %s -> %s",
 	    monitor_state_names[m->state], monitor_state_names[state]);
-	/* connected: the connection goes into the store (fdstore.c) */
-	if (state == MONITOR_GREETING && m->bev != NULL) {
-		fdstore_name(name, sizeof(name), "u", m->vm->name, m->vm->gen, NULL);
-		fdstore_add(bufferevent_getfd(m->bev), name);
-	}
+	/* connected: the layer above keeps the connection */
+	if (state == MONITOR_GREETING && m->bev != NULL)
+		vm_tell(m->vm, VM_UPSTREAM, m, bufferevent_getfd(m->bev));
 	if (state == MONITOR_GREETING)
 		m->early = 0;
 	m->state = state;
@@ -132,11 +128,9 @@ static void
 monitor_drop(struct monitor *m)
 {
 	struct timeval	 zero = { 0, 0 };
-	char		 name[FDSTORE_NAME_MAX + 1];
 
-	/* the connection, if any, leaves the fd store (fdstore.c) */
-	fdstore_name(name, sizeof(name), "u", m->vm->name, m->vm->gen, NULL);
-	fdstore_remove(name);
+	/* the connection, if any, is no longer kept */
+	vm_tell(m->vm, VM_UPSTREAM, m, -1);
 	if (m->bev != NULL) {
 		bufferevent_disable(m->bev, EV_READ | EV_WRITE);
 		bufferevent_setcb(m->bev, NULL, NULL, NULL, NULL);
@@ -170,14 +164,10 @@ monitor_bev_free_cb(int fd, short events, void *arg)
 static void
 monitor_unlisten(struct monitor *m)
 {
-	char	 name[FDSTORE_NAME_MAX + 1];
-
 	evtimer_del(m->accept_retry);
 	if (m->evl == NULL)
 		return;
-	fdstore_name(name, sizeof(name), "m", m->vm->name, m->vm->gen,
-	    NULL);
-	fdstore_remove(name);
+	vm_tell(m->vm, VM_UPSTREAM_LISTEN, m, -1);
 	evconnlistener_free(m->evl);
 	m->evl = NULL;
 	unlink(m->listen_path);
@@ -399,11 +389,7 @@ monitor_listen(struct monitor *m)
 static void
 monitor_listen_on(struct monitor *m, int fd)
 {
-	char	 name[FDSTORE_NAME_MAX + 1];
-
-	fdstore_name(name, sizeof(name), "m", m->vm->name, m->vm->gen,
-	    NULL);
-	fdstore_add(fd, name);
+	vm_tell(m->vm, VM_UPSTREAM_LISTEN, m, fd);
 	m->evl = evconnlistener_new(m->vm->base, monitor_accept_cb, m,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	if (m->evl == NULL ||
@@ -413,7 +399,7 @@ monitor_listen_on(struct monitor *m, int fd)
 }
 
 /*
- * A restart (state.c): take over the upstream of the process before.
+ * A restart (state-restore.c): take over the upstream of the process before.
  * listen_fd is listen mode's socket, or -1; fd the connection to QEMU,
  * or -1 when there was none (then QEMU is reached as the mode says,
  * from the start).  A connection comes in the state it had: a greeting

@@ -211,6 +211,14 @@ int		 conf_set_listener(struct listener_conf *, const char *,
 int		 conf_set_upstream(struct vm_conf *, const char *, char *,
 		    size_t);
 int		 conf_check_value(const char *, const char *, char *, size_t);
+/* conf-json.c: add-vm's JSON as configuration */
+struct yajl_val_s;
+char		*conf_json_text(struct yajl_val_s *);
+void		 conf_given_add(struct vm_conf *, const struct listener_conf *,
+		    const char *, const char *);
+int		 conf_json_set(struct vm_conf *, struct listener_conf *,
+		    const char *, const char *, struct yajl_val_s *, char *,
+		    size_t);
 int		 conf_valid_name(const char *);
 void		 conf_entry_add(struct conf_entries *, const char *,
 		    const char *, const char *, const char *, int);
@@ -226,6 +234,27 @@ int		 conf_option_is_global(int);
 void		 conf_option_flag(int, char *, size_t);
 const char	*conf_option_arg(int);
 int		 conf_option_count(void);
+
+/*
+ * What the proxy tells the layer above it (vm_tell): each socket of a
+ * VM as it comes (fd) and goes (-1), its record, the VM's end, and
+ * that its upstream is gone for good.  The owner sets the hooks
+ * (server.hooks) and passes each on to the room that acts on it: the
+ * fd store's keeper (state-store.c), the set of VMs (host.c).  So the
+ * proxy never calls the persistence or the host: it only tells.
+ */
+enum vm_change {
+	VM_RECORD,		/* the VM's record changed (greeting...) */
+	VM_GONE,		/* the VM is being freed */
+	VM_CLOSED,		/* its upstream cannot come back: remove it */
+	VM_UPSTREAM,		/* the connection to QEMU */
+	VM_UPSTREAM_LISTEN,	/* listen mode's socket */
+	VM_LISTENER,		/* obj: a listener */
+	VM_CLIENT,		/* obj: a client; -1 then fd at each change */
+};
+struct vm_hooks {
+	void	(*change)(struct vm *, enum vm_change, const void *, int);
+};
 
 /*
  * server.c: the one owner of the set of VMs.  vms are those running, by
@@ -253,36 +282,62 @@ struct server {
 	struct metrics		*metrics;	/* NULL: off, or cannot listen */
 	struct timeval		 started;	/* wall clock */
 	struct vm_conf		 defaults;
-	struct state		*restore;	/* taking over, at start-up */
+	const struct vm_hooks	*hooks;		/* what the proxy tells */
 	unsigned int		 epoch;		/* of its upstream ids (cmd.c) */
 	unsigned int		 vm_gens;	/* VMs made, for vm->gen */
 	struct event		*notify;	/* retries fdstore_flush */
+	struct control		*control;	/* NULL: none */
 };
 
+struct state;
+struct control;
 struct server	*server_new(struct event_base *, const char *,
 		    const struct conf_entries *);
 int		 server_load(struct server *, struct conf *, char *, size_t);
-int		 server_start(struct server *, struct conf *);
+int		 server_start(struct server *, struct conf *, struct state *);
+int		 server_run(struct server *, struct conf *);
+int		 server_control(struct server *, const char *);
 int		 server_reload(struct server *, char *, size_t);
-struct vm	*server_find(struct server *, const char *);
-unsigned int	 server_count(struct server *);
-int		 server_add(struct server *, struct vm_conf *);
-void		 server_remove(struct server *, struct vm *, const char *);
+int		 server_restart(struct server *, int, const char *, size_t,
+		    char *, size_t);
+void		 server_dump(struct server *);
 void		 server_shutdown(struct server *, void (*)(void *), void *);
 void		 server_free(struct server *);
-char		*server_dump(struct server *, size_t *);
+
+/* host.c: the set of VMs, by name */
+struct vm	*host_find(struct server *, const char *);
+unsigned int	 host_count(struct server *);
+struct vm	*host_make(struct server *, struct vm_conf *);
+void		 host_unmake(struct server *, struct vm *);
+int		 host_add(struct server *, struct vm_conf *);
+void		 host_remove(struct server *, struct vm *, const char *);
+void		 host_reload(struct server *, struct conf *);
+void		 host_shutdown(struct server *, void (*)(void *), void *);
+void		 host_free_all(struct server *);
+
+/* args.c: qmpmuxd's command line, as configuration */
+struct args {
+	char			*file;		/* -f, absolute; or the default */
+	int			 debug;
+	int			 verbose;
+	int			 check;		/* -n */
+	int			 check_state;	/* --check-state FD; -1: none */
+	struct conf_entries	 entries;	/* the options, as config */
+};
+void		 args_parse(struct args *, int, char *[], const char *,
+		    const char *);
+void		 args_clear(struct args *);
 
 /* control.c: the control socket, a QMP monitor of qmpmuxd itself */
 struct control;
+struct state;
 struct state_fds;
 struct yajl_gen_t;
 struct yajl_val_s;
-struct control	*control_new(struct server *, const char *);
+struct control_ops;
+struct control	*control_new(struct server *, const char *,
+		    const struct control_ops *);
 void		 control_free(struct control *);
-void		 control_save(struct control *, struct yajl_gen_t *,
-		    struct state_fds *);
-struct control	*control_adopt(struct server *, const char *,
-		    struct yajl_val_s *);
 
 /*
  * state.c: what one process hands the next across a restart.  fds are
@@ -303,12 +358,17 @@ struct state	*state_parse(const char *, size_t, char *, size_t);
 void		 state_free(struct state *);
 struct yajl_val_s *state_root(struct state *);
 int		 state_vm_added(struct state *, const char *);
-int		 state_vm_prepare(struct state *, struct vm_conf *,
-		    struct state_vm **);
+struct state_vm	*state_vm_prepare(struct state *, struct vm_conf *);
 int		 state_vm_restore(struct vm *, struct state_vm *);
 void		 state_vm_abandon(const char *, struct state_vm *);
 void		 state_release(struct state *, struct conf *);
-void		 state_restore_rest(struct server *, struct state *);
+struct vm_conf	*state_vm_next_added(struct state *, struct server *);
+struct control	*state_control_adopt(struct state *, struct server *,
+		    const char *, const struct control_ops *);
+/* state-store.c: the proxy's sockets in the fd store, and a crash's take-over */
+void		 state_store_change(struct vm *, enum vm_change, const void *,
+		    int);
+struct state	*state_recover(char *, size_t);
 void		 state_keep_fd(struct state_fds *, int);
 void		 state_given(struct yajl_gen_t *, const struct conf_entries *);
 
@@ -334,7 +394,6 @@ void		 fdstore_finish(int);
 void		 fdstore_name(char *, size_t, const char *, const char *,
 		    unsigned int, const char *, ...)
 		    __attribute__((format(printf, 6, 7)));
-unsigned int	 fdstore_hash(const char *);
 int		 fdstore_valid_name(const char *);
 int		 fdstore_parse(const char *, struct fdstore_part *);
 void		 fdstore_add(int, const char *);
@@ -343,7 +402,7 @@ void		 fdstore_remove(const char *);
 void		 fdstore_inherit(const char *);
 void		 fdstore_forget_others(void);
 void		 fdstore_save(struct yajl_gen_t *);
-struct state	*fdstore_recover(char *, size_t);
+char		*fdstore_read_bytes(int);
 
 /*
  * restart.c: re-execute qmpmuxd in place, the same pid, handing over
@@ -384,6 +443,7 @@ void		 dump_vm_brief(struct yajl_gen_t *, const struct vm *);
 char		*dump_json(struct server *, size_t *);
 void		 dump_log(struct server *);
 int		 dump_write(const char *, const char *, size_t);
+char		*dump_all(struct server *, size_t *);
 
 /* metrics.c: the Prometheus text format over HTTP */
 #define METRICS_NBUCKETS	15	/* of the duration, +Inf apart */
@@ -480,7 +540,8 @@ struct vm {
 };
 
 struct vm	*vm_new(struct server *, struct vm_conf *);
-void		 vm_record(struct vm *);
+int		 vm_start(struct vm *);
+void		 vm_tell(struct vm *, enum vm_change, const void *, int);
 void		 vm_reconfigure(struct vm *, struct vm_conf *, int);
 void		 vm_listen(struct vm *);
 void		 vm_log(const struct vm *, int, const char *, ...)
@@ -577,7 +638,6 @@ struct listener	*listener_new(struct vm *, struct listener_conf *);
 int		 listener_allows(const struct listener *, uid_t);
 void		 listener_close(struct listener *);
 void		 listener_free(struct listener *);
-void		 listener_store_name(const struct listener *, char *, size_t);
 
 /* client.c: one downstream connection */
 enum client_state {
@@ -736,5 +796,6 @@ void		 util_bev_write_buffer(struct bufferevent *, struct evbuffer *);
 int		 util_parse_hostport(const char *, struct sockaddr_storage *,
 		    socklen_t *);
 const char	*util_addr_path(const char *);
+unsigned int	 util_hash(const char *);
 
 #endif

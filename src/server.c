@@ -1,18 +1,19 @@
 /*
- * The server: the one owner of the set of VMs.  It holds the event
- * base, the VMs by name, the configuration they came from, and what is
- * counted across them (the host-wide memory budget).  main hands it
- * signals; the control socket hands it commands.
- *
- * A VM leaves in two steps.  server_remove takes it off the list of
- * names at once, so a VM of the same name may be added straight away
- * and is a new VM; the old one stops on its own (vm_stop answers what
- * its clients are owed and closes them on their normal path) and is
- * freed from the loop when its last client is.
+ * The server: the one owner of everything qmpmuxd runs.  It holds the
+ * event base, the VMs (their set is host.c's), the configuration they
+ * came from, what is counted across them (the host-wide memory
+ * budget), the control socket and the metrics.  It is the top floor:
+ * it wires the rooms below together (the proxy's hooks to the fd
+ * store's keeper and the host, the control socket's acts to itself)
+ * and drives what spans them: start-up and the take-over after a
+ * restart or a crash, reload, restart, dump and shutdown.  main only
+ * parses options, turns signals into these calls and runs the loop.
  */
 #include "config.h"
 
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,8 @@
 
 #include <event2/event.h>
 
-#include "qmpmux.h"
+#include "control.h"
+#include "state.h"
 
 /*
  * While datagrams wait for the service manager (fdstore.c), they are
@@ -32,9 +34,22 @@
 #define SERVER_NOTIFY_SOON_US	1000
 #define SERVER_NOTIFY_FINISH_MS	1000
 
-static void	server_vm_stopped(struct vm *, void *);
 static void	server_notify_wait(void *);
 static void	server_notify_cb(int, short, void *);
+static void	server_vm_change(struct vm *, enum vm_change, const void *,
+		    int);
+
+/* What the proxy tells, passed on to the rooms that act on it. */
+static const struct vm_hooks server_vm_hooks = {
+	server_vm_change,
+};
+
+/* The control socket's commands, and the acts of the server they ask. */
+static const struct control_ops server_control_ops = {
+	control_cmds,
+	server_reload,
+	server_restart,
+};
 
 /* Make a server; conf_path NULL: the command line alone configures it. */
 struct server *
@@ -66,7 +81,21 @@ server_new(struct event_base *base, const char *conf_path,
 	if ((s->notify = evtimer_new(base, server_notify_cb, s)) == NULL)
 		fatalx("%s: evtimer_new failed", __func__);
 	fdstore_set_hook(server_notify_wait, s);
+	s->hooks = &server_vm_hooks;
 	return (s);
+}
+
+/*
+ * A VM told of a change: its sockets and record to the fd store's
+ * keeper; a VM whose upstream cannot come back leaves the host.
+ */
+static void
+server_vm_change(struct vm *vm, enum vm_change what, const void *obj, int fd)
+{
+	if (what == VM_CLOSED)
+		host_remove(vm->server, vm, "qmpmux: connection to QEMU lost");
+	else
+		state_store_change(vm, what, obj, fd);
 }
 
 /*
@@ -101,80 +130,6 @@ int
 server_load(struct server *s, struct conf *conf, char *err, size_t errlen)
 {
 	return (conf_load(conf, s->conf_path, &s->cmdline, err, errlen));
-}
-
-/* The VM of that name, or NULL; one that is stopping has no name. */
-struct vm *
-server_find(struct server *s, const char *name)
-{
-	struct vm	*vm;
-
-	TAILQ_FOREACH(vm, &s->vms, entry) {
-		if (strcmp(vm->name, name) == 0)
-			return (vm);
-	}
-	return (NULL);
-}
-
-/* How many VMs run, for the log and the service manager. */
-unsigned int
-server_count(struct server *s)
-{
-	struct vm	*vm;
-	unsigned int	 n = 0;
-
-	TAILQ_FOREACH(vm, &s->vms, entry)
-		n++;
-	return (n);
-}
-
-/*
- * Add and start a VM; its conf is taken over, and with it the fd of fd
- * mode, which is closed if the VM cannot be added.  -1 (logged) on
- * failure.
- */
-int
-server_add(struct server *s, struct vm_conf *vc)
-{
-	struct vm	*vm;
-
-	if (server_find(s, vc->name) != NULL) {
-		log_warnx("vm %s: already running; not added again", vc->name);
-		if (vc->upstream_fd != -1)
-			close(vc->upstream_fd);
-		vc->upstream_fd = -1;
-		conf_vm_clear(vc);
-		return (-1);
-	}
-	if ((vm = vm_new(s, vc)) == NULL)
-		return (-1);
-	TAILQ_INSERT_TAIL(&s->vms, vm, entry);
-	return (0);
-}
-
-/*
- * Remove a VM: its commands get desc, its clients are closed on their
- * normal path, and it is freed once they are gone.
- */
-void
-server_remove(struct server *s, struct vm *vm, const char *desc)
-{
-	TAILQ_REMOVE(&s->vms, vm, entry);
-	TAILQ_INSERT_TAIL(&s->stopping, vm, entry);
-	vm_stop(vm, desc, server_vm_stopped, s);
-}
-
-/* A removed VM has let go of its last client: free it, from the loop. */
-static void
-server_vm_stopped(struct vm *vm, void *arg)
-{
-	struct server	*s = arg;
-
-	TAILQ_REMOVE(&s->stopping, vm, entry);
-	vm_free(vm);
-	if (s->shutdown_done != NULL && TAILQ_EMPTY(&s->vms) &&
-	    TAILQ_EMPTY(&s->stopping))
-		s->shutdown_done(s->shutdown_arg);
 }
 
 /*
@@ -218,178 +173,240 @@ server_set_global(struct server *s, struct conf *conf)
 }
 
 /*
- * SIGUSR1 and the control socket's dump: the state of every VM, as
- * lines in the log and as JSON in the dump file.  The JSON is made once
- * and returned, for a caller that answers with it; the caller frees it.
+ * Make a VM of a conf (taken over) and start it: as a new one, or,
+ * taking over (st), as the VM of the state of that name, if there is
+ * one.  -1 (logged) if it cannot be made or started; what the state
+ * had of it is closed then.
  */
-char *
-server_dump(struct server *s, size_t *len)
+static int
+server_add(struct server *s, struct vm_conf *vc, struct state *st)
 {
-	char	*json;
+	struct state_vm	*sv = NULL;
+	struct vm	*vm;
+	char		*name;
 
-	dump_log(s);
-	json = dump_json(s, len);
-	if (s->dump_file != NULL)
-		dump_write(s->dump_file, json, *len);
-	return (json);
+	if (st != NULL)
+		sv = state_vm_prepare(st, vc);
+	if ((name = strdup(vc->name)) == NULL)
+		fatal("%s", __func__);
+	if ((vm = host_make(s, vc)) == NULL) {
+		if (sv != NULL)
+			state_vm_abandon(name, sv);
+		free(name);
+		return (-1);
+	}
+	free(name);
+	if ((sv != NULL ? state_vm_restore(vm, sv) : vm_start(vm)) == -1) {
+		host_unmake(s, vm);
+		return (-1);
+	}
+	return (0);
 }
 
 /*
- * Start every VM of a configuration, at start-up.  Connects and
- * handshakes then run at once, each VM under its own timeouts.  -1 if
- * one cannot start (a listener's socket cannot be made): at start-up
- * that is the exit status, not a log line to find later.  The VMs
- * started before it are freed then, so that the exit leaves none of
- * their sockets behind.  Taking over after a restart or a crash, such
- * a VM is left out instead, and its connections closed (state.c).
+ * Start every VM of a configuration, taking over what st holds (NULL:
+ * a start afresh).  Connects and handshakes then run at once, each VM
+ * under its own timeouts.  -1 if one cannot start (a listener's socket
+ * cannot be made): at start-up that is the exit status, not a log line
+ * to find later.  The VMs started before it are freed then, so that
+ * the exit leaves none of their sockets behind.  Taking over, such a
+ * VM is left out instead, and its connections closed, and then come
+ * the VMs the control socket had added and the control socket itself.
  */
 int
-server_start(struct server *s, struct conf *conf)
+server_start(struct server *s, struct conf *conf, struct state *st)
 {
 	struct vm_conf	*vc;
-	struct vm	*vm;
 
+	if (st != NULL) {
+		/* the commands in flight keep their ids */
+		s->epoch = (unsigned int)json_get_int(state_root(st), "epoch",
+		    s->epoch);
+		/* what the file gave up goes before anything binds */
+		state_release(st, conf);
+	}
 	/* taking over, the VMs' connections matter more than the metrics */
-	if (server_set_global(s, conf) == -1 && s->restore == NULL)
+	if (server_set_global(s, conf) == -1 && st == NULL)
 		return (-1);
 	while ((vc = TAILQ_FIRST(&conf->vms)) != NULL) {
 		TAILQ_REMOVE(&conf->vms, vc, entry);
-		if (s->restore != NULL && state_vm_added(s->restore,
-		    vc->name)) {
+		if (st != NULL && state_vm_added(st, vc->name)) {
 			log_warnx("vm %s: added while running; the one in the "
 			    "configuration is not started", vc->name);
 			conf_vm_clear(vc);
 			free(vc);
 			continue;
 		}
-		if (server_add(s, vc) == -1) {
+		if (server_add(s, vc, st) == -1) {
 			free(vc);
 			/*
 			 * Taking over, the others' connections are open and
 			 * served: one VM that cannot be made is no reason to
 			 * drop them all.  It is logged, as a reload does.
 			 */
-			if (s->restore != NULL)
+			if (st != NULL)
 				continue;
-			while ((vm = TAILQ_FIRST(&s->vms)) != NULL) {
-				TAILQ_REMOVE(&s->vms, vm, entry);
-				vm_free(vm);
-			}
+			host_free_all(s);
 			return (-1);
 		}
 		free(vc);
 	}
-	log_info("%u VMs started", server_count(s));
+	if (st != NULL) {
+		while ((vc = state_vm_next_added(st, s)) != NULL) {
+			server_add(s, vc, st);
+			free(vc);
+		}
+		/* after the VMs, so that its first command finds them */
+		s->control = state_control_adopt(st, s, conf->control_path,
+		    &server_control_ops);
+	}
+	log_info("%u VMs started", host_count(s));
 	return (0);
 }
 
 /*
+ * The control socket, unless a take-over adopted it.  One that was
+ * asked for must be made, or the daemon exits.  The default's
+ * directory is made if it is missing, as systemd's RuntimeDirectory=
+ * would; if the default still cannot be made (a user other than root
+ * runs one VM by hand) the daemon runs without one and says so.
+ * -1 (logged) when it must exit.
+ */
+int
+server_control(struct server *s, const char *path)
+{
+	int	 dflt;
+
+	if (s->control != NULL || path == NULL)
+		return (0);
+	dflt = strcmp(path, QMPMUX_RUNDIR "/control.sock") == 0;
+	if (dflt && mkdir(QMPMUX_RUNDIR, 0755) == -1 && errno != EEXIST)
+		log_debug("control: cannot make %s: %s", QMPMUX_RUNDIR,
+		    strerror(errno));
+	if ((s->control = control_new(s, path, &server_control_ops)) != NULL)
+		return (0);
+	if (!dflt) {
+		log_warnx("cannot make the control socket");
+		return (-1);
+	}
+	log_warnx("control: running without a control socket: the default, "
+	    "%s, cannot be made; set control (--control) to a path or none",
+	    path);
+	return (0);
+}
+
+/*
+ * Run what the configuration says, at start-up: a restart's state or,
+ * after a crash, what the service manager gave back is taken over; then
+ * the control socket, and what came back and nothing took is let go.
+ * 1 if it took over, 0 if it started afresh, -1 (logged) if it cannot
+ * start.  conf is used up.
+ */
+int
+server_run(struct server *s, struct conf *conf)
+{
+	struct state	*st = NULL;
+	char		 err[CONF_ERR_MAX];
+	int		 sfd, rv;
+
+	if ((sfd = restart_state_fd()) != -1) {
+		if ((st = state_read(sfd, err, sizeof(err))) == NULL)
+			fatalx("cannot take over from the process before: %s",
+			    err);
+		close(sfd);
+	} else if ((st = state_recover(err, sizeof(err))) == NULL &&
+	    err[0] != '\0')
+		log_warnx("fdstore: the sockets given back cannot be taken "
+		    "over: %s", err);
+	rv = server_start(s, conf, st);
+	if (rv == 0 && server_control(s, conf->control_path) == -1) {
+		host_free_all(s);
+		rv = -1;
+	}
+	conf_clear(conf);
+	/* what came in the store and was not taken over is let go */
+	if (rv == 0)
+		fdstore_forget_others();
+	if (rv == 0 && st != NULL)
+		rv = 1;
+	state_free(st);
+	return (rv);
+}
+
+/*
  * Reload: read the whole configuration again, and only if it is good
- * change anything.  Removed VMs stop; added ones start; changed ones
- * are changed in place, only in what changed; the others, and their
- * upstreams and clients, are not touched.  VMs added while running
- * (not from the file) are left alone.  -1 (logged, and err says why)
- * if the new configuration is bad: the running one stays.
+ * change anything (host_reload).  The service manager hears of it, as
+ * systemd's Type=notify-reload wants, whoever asked.  -1 (logged, and
+ * err says why) if the new configuration is bad: the running one stays.
  */
 int
 server_reload(struct server *s, char *err, size_t errlen)
 {
 	struct conf	 conf;
-	struct vm_conf	*vc, *next;
-	struct vm	*vm, *vnext;
-	struct vm	**changed;
-	unsigned int	 added = 0, removed = 0, nchanged = 0, i;
-	int		 diff;
+	char		 status[64];
+	int		 rv = 0;
 
+	fdstore_notify("RELOADING=1");
 	if (server_load(s, &conf, err, errlen) == -1) {
 		log_warnx("reload failed, the running configuration stays: "
 		    "%s", err);
-		return (-1);
+		rv = -1;
+	} else {
+		host_reload(s, &conf);
+		server_set_global(s, &conf);
+		conf_clear(&conf);
 	}
-	/* the VMs gone from the file stop, and let go of their sockets */
-	TAILQ_FOREACH_SAFE(vm, &s->vms, entry, vnext) {
-		if (!vm->conf.from_file)
-			continue;
-		TAILQ_FOREACH(vc, &conf.vms, entry) {
-			if (strcmp(vc->name, vm->name) == 0)
-				break;
-		}
-		if (vc == NULL) {
-			server_remove(s, vm, "qmpmux: VM removed");
-			removed++;
-		}
-	}
-	/* the changed ones close what they give up, then all open */
-	if ((changed = calloc(server_count(s) + 1, sizeof(*changed))) == NULL)
-		fatal("%s", __func__);
-	TAILQ_FOREACH_SAFE(vc, &conf.vms, entry, next) {
-		if ((vm = server_find(s, vc->name)) == NULL)
-			continue;
-		TAILQ_REMOVE(&conf.vms, vc, entry);
-		if (!vm->conf.from_file)
-			log_warnx("vm %s: added while running; the one in the "
-			    "configuration is not started", vc->name);
-		else if ((diff = conf_diff(&vm->conf, vc)) != 0) {
-			vm_reconfigure(vm, vc, diff);
-			changed[nchanged++] = vm;
-		}
-		conf_vm_clear(vc);
-		free(vc);
-	}
-	for (i = 0; i < nchanged; i++)
-		vm_listen(changed[i]);
-	free(changed);
-	/* what is left of the file is new */
-	while ((vc = TAILQ_FIRST(&conf.vms)) != NULL) {
-		TAILQ_REMOVE(&conf.vms, vc, entry);
-		if (server_add(s, vc) == 0)
-			added++;
-		free(vc);
-	}
-	server_set_global(s, &conf);
-	conf_clear(&conf);
-	log_info("reloaded: %u VMs added, %u removed, %u changed; %u running",
-	    added, removed, nchanged, server_count(s));
-	return (0);
+	snprintf(status, sizeof(status), "READY=1\nSTATUS=%u VMs",
+	    host_count(s));
+	fdstore_notify(status);
+	return (rv);
+}
+
+/*
+ * Restart in place, handing everything over (restart.c); by and id are
+ * the control client that asked and its command's id, 0 and NULL for a
+ * signal.  Returns only if the restart did not happen; err says why.
+ */
+int
+server_restart(struct server *s, int by, const char *id, size_t idlen,
+    char *err, size_t errlen)
+{
+	return (restart(s, s->control, by, id, idlen, err, errlen));
+}
+
+/* SIGUSR1: the diagnostic dump, logged and written to the dump file. */
+void
+server_dump(struct server *s)
+{
+	size_t	 len;
+
+	free(dump_all(s, &len));
 }
 
 /*
  * Stop every VM, answering what is owed, and call done once the last
- * is freed.  A second call changes nothing.
+ * is freed; no command may change the VMs while they stop, so the
+ * control socket goes first.  A second call changes nothing.
  */
 void
 server_shutdown(struct server *s, void (*done)(void *), void *arg)
 {
-	struct vm	*vm;
-
 	if (s->shutdown_done != NULL)
 		return;
-	s->shutdown_done = done;
-	s->shutdown_arg = arg;
-	if (TAILQ_EMPTY(&s->vms) && TAILQ_EMPTY(&s->stopping)) {
-		done(arg);
-		return;
-	}
-	while ((vm = TAILQ_FIRST(&s->vms)) != NULL)
-		server_remove(s, vm, "qmpmux: shutting down");
+	fdstore_notify("STOPPING=1");
+	control_free(s->control);
+	s->control = NULL;
+	host_shutdown(s, done, arg);
 }
 
 /* Free the server and whatever VMs it still has; NULL is allowed. */
 void
 server_free(struct server *s)
 {
-	struct vm	*vm;
-
 	if (s == NULL)
 		return;
-	while ((vm = TAILQ_FIRST(&s->vms)) != NULL) {
-		TAILQ_REMOVE(&s->vms, vm, entry);
-		vm_free(vm);
-	}
-	while ((vm = TAILQ_FIRST(&s->stopping)) != NULL) {
-		TAILQ_REMOVE(&s->stopping, vm, entry);
-		vm_free(vm);
-	}
+	control_free(s->control);
+	host_free_all(s);
 	metrics_free(s->metrics);
 	/* what the VMs' ends took out of the store goes before the process */
 	fdstore_set_hook(NULL, NULL);

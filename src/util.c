@@ -679,3 +679,17 @@ util_bev_write_buffer(struct bufferevent *bev, struct evbuffer *buf)
 	if (evbuffer_get_length(buf) > 0)
 		bufferevent_write_buffer(bev, buf);
 }
+
+/*
+ * FNV-1a of a path: a socket's name in the fd store, and how a client
+ * knows its listener, since a socket cannot say its path.
+ */
+unsigned int
+util_hash(const char *s)
+{
+	unsigned int	 h = 2166136261U;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 16777619U;
+	return (h);
+}

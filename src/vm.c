@@ -49,39 +49,19 @@ static void	vm_budget_resume(struct server *);
 static void	vm_remove_cb(int, short, void *);
 
 /*
- * The VM's record in the service manager's fd store (fdstore.c): what
- * its sockets do not say of themselves, for a qmpmuxd started after a
- * crash.  Whether the file has it, or the keys its add-vm set; QEMU's
- * greeting once the upstream is ready (a connection that is taken over
- * is not greeted again); the epoch of the ids of the commands it sends
- * QEMU, whose replies may come after the crash.
+ * Tell the layer above (server.hooks) of a change: the proxy's one way
+ * up, which it never calls by name.  No hooks (a test's server): no one
+ * listens.
  */
 void
-vm_record(struct vm *vm)
+vm_tell(struct vm *vm, enum vm_change what, const void *obj, int fd)
 {
-	struct monitor		*m = vm->mon;
-	yajl_gen		 g;
-	const unsigned char	*buf;
-	size_t			 len;
-	char			 name[FDSTORE_NAME_MAX + 1];
+	const struct vm_hooks	*h = vm->server->hooks;
 
-	if (!fdstore_enabled())
-		return;
-	g = json_new();
-	json_map_open(g);
-	json_put_bool(g, "from_file", vm->conf.from_file);
-	json_put_int(g, "epoch", vm->server->epoch);
-	state_given(g, &vm->conf.given);
-	if (m != NULL && m->state == MONITOR_READY && m->greeting != NULL) {
-		json_put_hex(g, "greeting", m->greeting, m->greeting_len);
-		json_put_bool(g, "oob", m->oob);
-	}
-	json_map_close(g);
-	json_buf(g, &buf, &len);
-	fdstore_name(name, sizeof(name), "v", vm->name, vm->gen, NULL);
-	fdstore_add_bytes(name, buf, len);
-	json_free(g);
+	if (h != NULL && h->change != NULL)
+		h->change(vm, what, obj, fd);
 }
+
 
 /* Log a line about the VM, its name first. */
 void
@@ -119,9 +99,10 @@ vm_take_conf(struct vm_conf *dst, struct vm_conf *src)
 
 /*
  * Make a VM of a server from its conf (taken over, with the fd of fd
- * mode, closed if the VM cannot be made) and start reaching its QEMU;
- * NULL (logged) if a listener, or the socket of listen mode, cannot be
- * made.
+ * mode and the listeners' fds, closed if the VM cannot be made), with
+ * its listeners; vm_start then reaches its QEMU, unless the VM takes
+ * over a connection of the process before (state-restore.c).  NULL
+ * (logged) if a listener cannot be made.
  */
 struct vm *
 vm_new(struct server *s, struct vm_conf *conf)
@@ -129,8 +110,6 @@ vm_new(struct server *s, struct vm_conf *conf)
 	struct vm		*vm;
 	struct listener_conf	*lc;
 	struct listener		*l;
-	struct state_vm		*sv = NULL;
-	int			 restored = 0;
 
 	if ((vm = calloc(1, sizeof(*vm))) == NULL)
 		fatal("%s", __func__);
@@ -148,27 +127,26 @@ vm_new(struct server *s, struct vm_conf *conf)
 	if ((vm->remove = event_new(vm->base, -1, 0, vm_remove_cb, vm)) ==
 	    NULL)
 		fatalx("%s: event_new failed", __func__);
-
-	/* a restart: the sockets of the process before are taken over */
-	if (s->restore != NULL)
-		restored = state_vm_prepare(s->restore, &vm->conf, &sv);
 	vm->mon = monitor_new(vm);
 	TAILQ_FOREACH(lc, &vm->conf.listeners, entry) {
 		if ((l = listener_new(vm, lc)) == NULL) {
-			if (restored)
-				state_vm_abandon(vm->name, sv);
 			vm_free(vm);
 			return (NULL);
 		}
 		TAILQ_INSERT_TAIL(&vm->listeners, l, entry);
 	}
-	if ((restored ? state_vm_restore(vm, sv) : monitor_start(vm->mon)) ==
-	    -1) {
-		vm_free(vm);
-		return (NULL);
-	}
-	vm_record(vm);
+	vm_tell(vm, VM_RECORD, NULL, -1);
 	return (vm);
+}
+
+/*
+ * Start reaching the VM's QEMU; -1 (logged) if it cannot be (the
+ * socket of listen mode cannot be made).
+ */
+int
+vm_start(struct vm *vm)
+{
+	return (monitor_start(vm->mon));
 }
 
 /*
@@ -319,13 +297,11 @@ vm_free(struct vm *vm)
 {
 	struct listener	*l;
 	struct client	*c;
-	char		 name[FDSTORE_NAME_MAX + 1];
 
 	if (vm == NULL)
 		return;
 	trace_vm_gone(vm);
-	fdstore_name(name, sizeof(name), "v", vm->name, vm->gen, NULL);
-	fdstore_remove(name);
+	vm_tell(vm, VM_GONE, NULL, -1);
 	/* answered before their clients are closed, which would drop them */
 	cmd_fail_all(vm, "qmpmux: shutting down");
 	while ((l = TAILQ_FIRST(&vm->listeners)) != NULL) {
@@ -367,7 +343,7 @@ vm_upstream_ready(struct vm *vm)
 {
 	struct client	*c, *next;
 
-	vm_record(vm);
+	vm_tell(vm, VM_RECORD, NULL, -1);
 	TAILQ_FOREACH_SAFE(c, &vm->clients, entry, next) {
 		if (c->state == CLIENT_WAITING)
 			client_greet(c);
@@ -384,8 +360,8 @@ vm_upstream_lost(struct vm *vm, const char *reason)
 {
 	struct client	*c, *next;
 
-	/* the greeting of that QEMU is no next connection's (fdstore.c) */
-	vm_record(vm);
+	/* the greeting of that QEMU is no next connection's */
+	vm_tell(vm, VM_RECORD, NULL, -1);
 	/* nor are the commands of before a crash its to answer */
 	vm->orphans = 0;
 	/* what QEMU sent before it went is still theirs */
@@ -422,8 +398,7 @@ vm_remove_cb(int fd, short events, void *arg)
 	struct vm	*vm = arg;
 
 	if (vm->stop == NULL)
-		server_remove(vm->server, vm,
-		    "qmpmux: connection to QEMU lost");
+		vm_tell(vm, VM_CLOSED, NULL, -1);
 }
 
 /*

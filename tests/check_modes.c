@@ -406,7 +406,7 @@ END_TEST
 
 /*
  * Add a VM of fd mode on fd, with a listener at path: what the control
- * socket will do.  server_add's result.
+ * socket will do.  host_add's result.
  */
 static int
 fd_add(struct server *s, const char *name, int fd, const char *path)
@@ -426,7 +426,7 @@ fd_add(struct server *s, const char *name, int fd, const char *path)
 	lc = conf_listener_new(path);
 	TAILQ_INSERT_TAIL(&vc->listeners, lc, entry);
 	/* what the conf holds is taken over; the struct stays the caller's */
-	rv = server_add(s, vc);
+	rv = host_add(s, vc);
 	free(vc);
 	return (rv);
 }
@@ -578,7 +578,7 @@ watched_add(struct server *s, const char *name, int fd, const char *path)
 }
 
 /*
- * The fd handed to server_add is the VM's whatever happens: closed
+ * The fd handed to host_add is the VM's whatever happens: closed
  * once when the VM cannot be added (its name taken, its listener not
  * made) and once when the server is freed with the VM running.
  */
@@ -622,8 +622,8 @@ START_TEST(test_fd_ownership)
 		if (i > 0)
 			close(fd);
 	}
-	ck_assert_ptr_nonnull(server_find(s, "a"));
-	ck_assert_ptr_null(server_find(s, "b"));
+	ck_assert_ptr_nonnull(host_find(s, "a"));
+	ck_assert_ptr_null(host_find(s, "b"));
 	ck_assert_int_ne(fcntl(kept, F_GETFD), -1);
 	/* libevent closes a freed bufferevent's fd with its finalizers */
 	watch_fd = kept;

@@ -75,7 +75,7 @@ s_rich(void)
 	struct timeval	 now;
 
 	path = t_path("vm1.sock");
-	hash = fdstore_hash(path);
+	hash = util_hash(path);
 	free(path);
 	/* saved now: the ages are as they are */
 	util_now(&now);
@@ -233,7 +233,6 @@ s_take_over(const char *doc, struct s_got *got, char *err, size_t errlen)
 {
 	struct event_base	*base;
 	struct server		*s;
-	struct control		*ctl;
 	struct conf_entries	 cmdline;
 	struct conf		 conf;
 	struct state		*st;
@@ -257,16 +256,9 @@ s_take_over(const char *doc, struct s_got *got, char *err, size_t errlen)
 		t_state_sockets_close();
 		return (-1);
 	}
-	/* as qmpmuxd's main takes it over */
-	s->epoch = (unsigned int)json_get_int(state_root(st), "epoch",
-	    s->epoch);
-	s->restore = st;
-	state_release(st, &conf);
-	ck_assert_int_eq(server_start(s, &conf), 0);
-	state_restore_rest(s, st);
-	ctl = control_adopt(s, conf.control_path, state_root(st));
+	/* as qmpmuxd takes it over */
+	ck_assert_int_eq(server_start(s, &conf, st), 0);
 	conf_clear(&conf);
-	s->restore = NULL;
 	state_free(st);
 
 	ck_assert_ptr_nonnull(r = qmp_reader_new(QMP_SIZE_MAX, QMP_DEPTH_MAX,
@@ -295,7 +287,6 @@ s_take_over(const char *doc, struct s_got *got, char *err, size_t errlen)
 	}
 	evbuffer_free(in);
 	qmp_reader_free(r);
-	control_free(ctl);
 	server_free(s);
 	event_base_free(base);
 	t_state_sockets_close();

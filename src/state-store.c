@@ -1,0 +1,404 @@
+/*
+ * The crash's half of persistence: every socket of the proxy, and each
+ * VM's record, kept in the service manager's fd store (fdstore.c) as
+ * it comes and goes, so that a qmpmuxd started after a crash gets them
+ * back; and that take-over, which makes of what came back a state
+ * document as a restart in place leaves one (state_recover), for the
+ * one reader (state_parse) and the one take-over (state-restore.c).
+ *
+ * The proxy does not call here: it tells its owner (vm_tell), who
+ * passes each change on to state_store_change.  The names are the fd
+ * store's scheme (fdstore.c's header).
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
+#include "qmpmux.h"
+
+/*
+ * A client's name: its VM, its number, its state and its listener (a
+ * hash of the path), what a qmpmuxd started after a crash needs to take
+ * it over.
+ */
+static void
+state_store_client_name(const struct client *c, char *buf, size_t len)
+{
+	static const char	 letters[] = {
+		[CLIENT_WAITING] = 'w', [CLIENT_CAPS] = 'c',
+		[CLIENT_READY] = 'r', [CLIENT_CLOSING] = 'x'
+	};
+
+	fdstore_name(buf, len, "c", c->vm->name, c->vm->gen, "%d.%c.%08x",
+	    c->id,
+	    c->state == CLIENT_READY && c->oob ? 'o' : letters[c->state],
+	    c->listener_hash);
+}
+
+/*
+ * A VM's record, in a memfd: what its sockets do not say of themselves,
+ * its add-vm keys, the greeting clients get once the upstream is ready
+ * (a connection that is taken over is not greeted again) and the epoch
+ * of the ids of the commands it sends QEMU, whose replies may come
+ * after the crash.
+ */
+static void
+state_store_record(struct vm *vm, const char *name)
+{
+	struct monitor		*m = vm->mon;
+	yajl_gen		 g;
+	const unsigned char	*buf;
+	size_t			 len;
+
+	g = json_new();
+	json_map_open(g);
+	json_put_bool(g, "from_file", vm->conf.from_file);
+	json_put_int(g, "epoch", vm->server->epoch);
+	state_given(g, &vm->conf.given);
+	if (m != NULL && m->state == MONITOR_READY && m->greeting != NULL) {
+		json_put_hex(g, "greeting", m->greeting, m->greeting_len);
+		json_put_bool(g, "oob", m->oob);
+	}
+	json_map_close(g);
+	json_buf(g, &buf, &len);
+	fdstore_add_bytes(name, buf, len);
+	json_free(g);
+}
+
+/*
+ * What the proxy told (vm_tell): a socket to keep (fd) or to let go
+ * (-1), under its name; the VM's record to write again, or to let go.
+ */
+void
+state_store_change(struct vm *vm, enum vm_change what, const void *obj,
+    int fd)
+{
+	const struct listener	*l = obj;
+	char			 name[FDSTORE_NAME_MAX + 1];
+
+	if (!fdstore_enabled())
+		return;
+	switch (what) {
+	case VM_RECORD:
+	case VM_GONE:
+		fdstore_name(name, sizeof(name), "v", vm->name, vm->gen, NULL);
+		if (what == VM_RECORD)
+			state_store_record(vm, name);
+		else
+			fdstore_remove(name);
+		return;
+	case VM_CLOSED:
+		return;
+	case VM_UPSTREAM:
+		fdstore_name(name, sizeof(name), "u", vm->name, vm->gen, NULL);
+		break;
+	case VM_UPSTREAM_LISTEN:
+		fdstore_name(name, sizeof(name), "m", vm->name, vm->gen, NULL);
+		break;
+	case VM_LISTENER:
+		fdstore_name(name, sizeof(name), "l", vm->name, vm->gen,
+		    "%08x", util_hash(l->conf->path));
+		break;
+	case VM_CLIENT:
+		state_store_client_name(obj, name, sizeof(name));
+		break;
+	}
+	if (fd == -1)
+		fdstore_remove(name);
+	else
+		fdstore_add(fd, name);
+}
+
+/* One fd the store gave back, and what its name says. */
+struct state_given_fd {
+	int			 fd;
+	const char		*name;
+	struct fdstore_part	 part;		/* kind '?': a stranger */
+	int			 used;
+};
+
+/* Whether f is an fd of the VM vm (a kind of a VM's, not a stranger). */
+static int
+state_store_of(const struct state_given_fd *f, const char *vm)
+{
+	return (strchr("lmucv", f->part.kind) != NULL &&
+	    strcmp(f->part.vm, vm) == 0);
+}
+
+/*
+ * The VM vm of the fds given back, as the state has it: its JSON object
+ * in *out (the caller frees it), and the fds it took marked used.  What
+ * its record says goes in as it is, for state_parse to judge; a record
+ * that is not JSON, or holds a NUL, is none.
+ */
+static void
+state_store_gen_vm(struct state_given_fd *f, size_t n, const char *vm, char **out)
+{
+	char			*rec = NULL, errbuf[128];
+	yajl_val		 r = NULL, v;
+	yajl_gen		 g;
+	const unsigned char	*buf;
+	struct ucred		 cred;
+	socklen_t		 len;
+	size_t			 i, blen;
+	ssize_t			 up = -1;
+	long			 maxid = 0;
+	int			 lfd = -1;
+	const char		*greeting;
+
+	for (i = 0; i < n; i++) {
+		if (f[i].used || !state_store_of(&f[i], vm))
+			continue;
+		if (f[i].part.kind == 'v' && rec == NULL) {
+			rec = fdstore_read_bytes(f[i].fd);
+			close(f[i].fd);
+			f[i].used = 1;
+		} else if (f[i].part.kind == 'u' && up == -1)
+			up = (ssize_t)i;
+		else if (f[i].part.kind == 'm' && lfd == -1)
+			lfd = f[i].fd, f[i].used = 1;
+	}
+	if (rec != NULL && strstr(rec, "\\u0000") == NULL)
+		r = yajl_tree_parse(rec, errbuf, sizeof(errbuf));
+	free(rec);
+	greeting = json_get_str(r, "greeting");
+	/* a connection whose handshake did not finish cannot be resumed */
+	if (up != -1 && greeting != NULL)
+		f[up].used = 1;
+	else
+		up = -1;
+
+	g = json_new();
+	json_map_open(g);
+	json_put_str(g, "name", vm);
+	v = json_get(r, "from_file", yajl_t_any);
+	json_put_bool(g, "from_file", r == NULL || v == NULL || YAJL_IS_TRUE(v));
+	json_string(g, "given", 5);
+	if ((v = json_get(r, "given", yajl_t_any)) != NULL)
+		json_tree(g, v);
+	else {
+		json_array_open(g);
+		json_array_close(g);
+	}
+	if (r != NULL)
+		json_put_int(g, "orphan_epoch", json_get_int(r, "epoch", -1));
+
+	json_string(g, "upstream", 8);
+	json_map_open(g);
+	json_put_str(g, "state", up != -1 ? "ready" : "backoff");
+	json_put_int(g, "fd", up != -1 ? f[up].fd : -1);
+	json_put_int(g, "listen_fd", lfd);
+	json_put_str(g, "greeting", up != -1 ? greeting : NULL);
+	json_put_bool(g, "oob", json_get_bool(r, "oob"));
+	json_put_bool(g, "resync", 1);
+	json_map_close(g);
+
+	json_string(g, "listeners", 9);
+	json_array_open(g);
+	for (i = 0; i < n; i++) {
+		if (f[i].used || f[i].part.kind != 'l' || !state_store_of(&f[i],
+		    vm))
+			continue;
+		f[i].used = 1;
+		json_map_open(g);
+		json_put_int(g, "hash", f[i].part.hash);
+		json_put_int(g, "fd", f[i].fd);
+		json_map_close(g);
+	}
+	json_array_close(g);
+
+	json_string(g, "clients", 7);
+	json_array_open(g);
+	for (i = 0; i < n; i++) {
+		if (f[i].used || f[i].part.kind != 'c' || !state_store_of(&f[i],
+		    vm))
+			continue;
+		f[i].used = 1;
+		/* its listener: the path's, it was accepted on */
+		json_map_open(g);
+		json_put_int(g, "id", f[i].part.id);
+		if (f[i].part.id > maxid)
+			maxid = f[i].part.id;
+		json_put_int(g, "fd", f[i].fd);
+		json_put_int(g, "listener_hash", f[i].part.hash);
+		json_put_str(g, "state", f[i].part.st == 'w' ? "waiting" :
+		    f[i].part.st == 'c' ? "capabilities" : "ready");
+		json_put_bool(g, "oob", f[i].part.st == 'o');
+		json_put_bool(g, "recovered", 1);
+		len = sizeof(cred);
+		memset(&cred, 0, sizeof(cred));
+		cred.pid = -1;
+		cred.uid = (uid_t)-1;
+		getsockopt(f[i].fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+		json_put_int(g, "pid", (long long)cred.pid);
+		json_put_int(g, "uid", cred.uid == (uid_t)-1 ? -1 :
+		    (long long)cred.uid);
+		json_map_close(g);
+	}
+	json_array_close(g);
+	json_put_int(g, "next_client_id", maxid);
+	json_map_close(g);
+	json_buf(g, &buf, &blen);
+	if ((*out = strndup((const char *)buf, blen)) == NULL)
+		fatal("%s", __func__);
+	json_free(g);
+	yajl_tree_free(r);
+}
+
+/*
+ * Whether a document of one VM (or of the control socket) is one the
+ * take-over would use (state_parse, the one reader); if not, it is
+ * logged, and the fds it took go back to the rest, to be closed.
+ */
+static int
+state_store_check(const char *doc, const char *what, struct state_given_fd *f,
+    size_t n, const char *vm)
+{
+	struct state	*st;
+	char		 err[512];
+	size_t		 i;
+
+	if ((st = state_parse(doc, strlen(doc), err, sizeof(err))) != NULL) {
+		state_free(st);
+		return (0);
+	}
+	log_warnx("fdstore: %s: its sockets cannot be taken over: %s", what,
+	    err);
+	for (i = 0; i < n; i++) {
+		/* a record's memfd is closed already */
+		if (f[i].used && f[i].part.kind != 'v' && (vm == NULL ?
+		    f[i].part.kind == 'k' : state_store_of(&f[i], vm)))
+			f[i].used = 0;
+	}
+	return (-1);
+}
+
+/*
+ * Started by the service manager after a crash, with the fds of the
+ * store (LISTEN_FDS from 3, LISTEN_FDNAMES): make of them a state as a
+ * restart in place leaves one, for the same take-over (state-restore.c).
+ * What died with the process (queues, unsent output, partial input) is
+ * not in it; an upstream is read again from QEMU's next message boundary.
+ * Each VM goes in only if the state's reader would take it alone, so
+ * that one that cannot be taken over (an fd of the wrong kind, a bad
+ * record) costs its own sockets and no other's.  NULL if there is
+ * nothing to take over (err says why, when it is an error); the
+ * environment's variables are removed either way.
+ */
+struct state *
+state_recover(char *err, size_t errlen)
+{
+	const char		*pid = getenv("LISTEN_PID");
+	const char		*nfds = getenv("LISTEN_FDS");
+	const char		*names = getenv("LISTEN_FDNAMES");
+	struct state_given_fd	*f = NULL;
+	struct state		*st = NULL;
+	struct evbuffer		*doc, *one;
+	const char		*ctl = "null";
+	char			*all = NULL, *p, *tok, *vm, what[128];
+	char			 ctlbuf[128];
+	size_t			 n = 0, i, j, nvms = 0;
+	long			 want;
+
+	err[0] = '\0';
+	if (pid == NULL || nfds == NULL || strtol(pid, NULL, 10) != getpid() ||
+	    (want = strtol(nfds, NULL, 10)) <= 0 || want > 1 << 20)
+		goto out;
+	if ((f = calloc((size_t)want, sizeof(*f))) == NULL ||
+	    (all = strdup(names != NULL ? names : "")) == NULL)
+		fatal("%s", __func__);
+	for (p = all, i = 0; i < (size_t)want; i++) {
+		tok = p != NULL ? strsep(&p, ":") : NULL;
+		f[n].fd = 3 + (int)i;
+		if (tok == NULL || *tok == '\0') {
+			/* a stranger: nothing of ours */
+			close(3 + (int)i);
+			continue;
+		}
+		f[n].name = tok;
+		fdstore_inherit(tok);
+		if (fdstore_parse(tok, &f[n].part) == -1)
+			f[n].part.kind = '?';
+		n++;
+	}
+	/*
+	 * A VM removed while the one added in its place with the same name
+	 * ran: the older generation's sockets were on their way out.
+	 */
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < n && f[i].part.kind != '?'; j++) {
+			if (f[i].part.kind != 'k' && state_store_of(&f[j],
+			    f[i].part.vm) && f[j].part.gen > f[i].part.gen)
+				f[i].part.kind = '?';
+		}
+	}
+	if ((doc = evbuffer_new()) == NULL || (one = evbuffer_new()) == NULL)
+		fatal("%s", __func__);
+	for (i = 0; i < n; i++) {
+		if (f[i].part.kind == 'k' && !f[i].used)
+			break;
+	}
+	if (i < n) {
+		f[i].used = 1;
+		snprintf(ctlbuf, sizeof(ctlbuf), "{\"hash\": %u, \"fd\": %d}",
+		    f[i].part.hash, f[i].fd);
+		evbuffer_add_printf(one, "{\"qmpmux_state\": %d, \"control\": "
+		    "%s, \"vms\": []}", STATE_VERSION, ctlbuf);
+		if (state_store_check((const char *)evbuffer_pullup(one, -1),
+		    "the control socket", f, n, NULL) == 0)
+			ctl = ctlbuf;
+		evbuffer_drain(one, evbuffer_get_length(one));
+	}
+	evbuffer_add_printf(doc, "{\"qmpmux_state\": %d, \"qmpmuxd\": \"%s\", "
+	    "\"control\": %s, \"vms\": [", STATE_VERSION, PACKAGE_VERSION,
+	    ctl);
+	for (i = 0; i < n; i++) {
+		if (f[i].used || !state_store_of(&f[i], f[i].part.vm))
+			continue;
+		/* each VM once: at its first fd */
+		for (j = 0; j < i; j++) {
+			if (state_store_of(&f[j], f[i].part.vm))
+				break;
+		}
+		if (j < i)
+			continue;
+		state_store_gen_vm(f, n, f[i].part.vm, &vm);
+		evbuffer_add_printf(one, "{\"qmpmux_state\": %d, \"vms\": "
+		    "[%s]}", STATE_VERSION, vm);
+		snprintf(what, sizeof(what), "vm %s", f[i].part.vm);
+		if (state_store_check((const char *)evbuffer_pullup(one, -1), what,
+		    f, n, f[i].part.vm) == 0)
+			evbuffer_add_printf(doc, "%s%s", nvms++ > 0 ? ", " :
+			    "", vm);
+		evbuffer_drain(one, evbuffer_get_length(one));
+		free(vm);
+	}
+	evbuffer_add(doc, "]}", 3);
+	evbuffer_free(one);
+	st = state_parse((const char *)evbuffer_pullup(doc, -1),
+	    evbuffer_get_length(doc) - 1, err, errlen);
+	evbuffer_free(doc);
+	for (i = 0; i < n; i++) {
+		/* what no VM took (a stranger, a second of one): not kept */
+		if (!f[i].used)
+			close(f[i].fd);
+	}
+	log_info("fdstore: %zu sockets given back after a crash", n);
+out:
+	free(f);
+	free(all);
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	return (st);
+}
