@@ -118,7 +118,7 @@ step_end "make fuzz"
 
 echo "== mandoc -Tlint"
 mandoc -Tlint -Wwarning man/qmpmuxctl.1 man/qmpmuxd.8 man/qmpmuxd.conf.5 \
-	man/qmpmux-qemu.8 man/qmpmux-control.7
+	man/qmpmux-qemu.8 man/qmpmux.7 man/qmpmux-control.7
 
 # The unit as make writes it from contrib/qmpmuxd.service.in, installed
 # with everything in a temporary prefix so that its ExecStart= binary
