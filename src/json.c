@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <float.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,6 +173,18 @@ json_put_int(yajl_gen g, const char *key, long long value)
 {
 	json_cstr(g, key);
 	json_integer(g, value);
+}
+
+/* An unsigned number, all 64 bits of it, where an integer stops at 63. */
+void
+json_put_uint(yajl_gen g, const char *key, unsigned long long value)
+{
+	char	 buf[32];
+	int	 n;
+
+	json_cstr(g, key);
+	n = snprintf(buf, sizeof(buf), "%llu", value);
+	json_number(g, buf, (size_t)n);
 }
 
 void

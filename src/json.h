@@ -24,6 +24,8 @@ void		 json_string(struct yajl_gen_t *, const void *, size_t);
 void		 json_cstr(struct yajl_gen_t *, const char *);
 void		 json_put_str(struct yajl_gen_t *, const char *, const char *);
 void		 json_put_int(struct yajl_gen_t *, const char *, long long);
+void		 json_put_uint(struct yajl_gen_t *, const char *,
+		    unsigned long long);
 void		 json_put_double(struct yajl_gen_t *, const char *, double);
 void		 json_put_bool(struct yajl_gen_t *, const char *, int);
 void		 json_put_hex(struct yajl_gen_t *, const char *, const void *,
