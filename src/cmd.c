@@ -568,7 +568,8 @@ cmd_reply(struct vm *vm, struct qmp_msg *msg)
 		    vm->stalled ? "" : "; no longer stalled");
 	} else {
 		/* a round trip: QEMU answered before the deadline */
-		metrics_observe(&vm->stats, util_elapsed(&cmd->arrived));
+		counter_observe(&vm->stats.duration,
+		    util_elapsed(&cmd->arrived));
 	}
 	if (!cmd->answered && cmd->client != NULL) {
 		vm->stats.replies++;

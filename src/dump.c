@@ -1,10 +1,12 @@
 /*
  * The diagnostic dump: the whole state of the server, for a person in
- * the log and for a program as one JSON document.  Both are made from
- * the same walk of the VMs, so they cannot disagree.  Nothing here
- * waits on a peer: the document is built in memory and written to a
- * local file under a temporary name, then renamed into place, so a
- * reader never sees half of it.
+ * the log and for a program as one JSON document.  Both walk the VMs
+ * in their order, and a VM's counters are shown in both from one walk
+ * of counter.c's table (dump_counters): the log line shows those marked
+ * for it, fewer than the JSON.  Nothing here waits on a peer: the
+ * document is built in memory and written to a local file under a
+ * temporary name, then renamed into place, so a reader never sees half
+ * of it.
  *
  * The JSON format is versioned (DUMP_VERSION, in qmpmux.h) and documented in
  * qmpmuxd(8); a change that removes or retypes a member bumps it.
@@ -191,26 +193,44 @@ dump_client(struct dump *d, const struct client *c)
 	json_map_close(d->g);
 }
 
+/*
+ * A VM's counters, in one walk of counter.c's table: as the members of
+ * the object "counters" of query-vm and the dump's JSON (d not NULL),
+ * and as the end of the dump's line in the log (line not NULL, len
+ * bytes, cut short if need be), each as "N name" with the name's
+ * underscores as spaces.  Each place shows the counters marked for it.
+ */
 static void
-dump_counters(struct dump *d, const struct vm_stats *st)
+dump_counters(struct dump *d, const struct vm *vm, char *line, size_t len)
 {
-	dump_key(d, "counters");
-	json_map_open(d->g);
-	dump_uint(d, "commands", st->commands);
-	dump_uint(d, "replies", st->replies);
-	dump_uint(d, "timeouts_unsent", st->timeouts_unsent);
-	dump_uint(d, "timeouts_sent", st->timeouts_sent);
-	dump_uint(d, "late_replies_dropped", st->late_replies);
-	dump_uint(d, "unknown_replies_dropped", st->unknown_replies);
-	dump_uint(d, "commands_refused", st->refused);
-	dump_uint(d, "events", st->events);
-	dump_uint(d, "event_bytes", st->event_bytes);
-	dump_uint(d, "bytes_from_qemu", st->bytes_from_qemu);
-	dump_uint(d, "bytes_to_qemu", st->bytes_to_qemu);
-	dump_uint(d, "reconnects", st->reconnects);
-	dump_uint(d, "clients", st->clients);
-	dump_uint(d, "clients_refused", st->clients_refused);
-	json_map_close(d->g);
+	const struct counter	*c;
+	const char		*sep = "";
+	char			 name[64], *p;
+	size_t			 off = 0;
+	int			 n;
+
+	if (line != NULL && len > 0)
+		line[0] = '\0';
+	if (d != NULL) {
+		dump_key(d, "counters");
+		json_map_open(d->g);
+	}
+	COUNTER_FOREACH(c, COUNTER_JSON | COUNTER_LOG) {
+		if (d != NULL && (c->places & COUNTER_JSON))
+			json_put_uint(d->g, c->name, counter_value(c, vm));
+		if (line == NULL || !(c->places & COUNTER_LOG) || off >= len)
+			continue;
+		snprintf(name, sizeof(name), "%s", c->name);
+		for (p = name; *p != '\0'; p++)
+			if (*p == '_')
+				*p = ' ';
+		n = snprintf(line + off, len - off, "%s%llu %s", sep,
+		    (unsigned long long)counter_value(c, vm), name);
+		off = n < 0 ? len : off + (size_t)n;
+		sep = ", ";
+	}
+	if (d != NULL)
+		json_map_close(d->g);
 }
 
 /* One VM, in full: what query-vm answers, and an element of the dump. */
@@ -291,7 +311,7 @@ dump_vm(yajl_gen g, const struct vm *vm)
 		dump_client(&d, c);
 	json_array_close(g);
 
-	dump_counters(&d, &vm->stats);
+	dump_counters(&d, vm, NULL, 0);
 	json_map_close(g);
 }
 
@@ -388,15 +408,15 @@ dump_log(struct server *s)
 	struct vm	*vm;
 	struct cmd	*cmd;
 	struct client	*c;
+	char		 counters[512];
 
 	log_info("dump: %u VMs; events of all VMs %zu of %zu bytes",
 	    host_count(s), s->backlog_bytes, s->max_memory);
 	TAILQ_FOREACH(vm, &s->vms, entry) {
+		dump_counters(NULL, vm, counters, sizeof(counters));
 		vm_log(vm, LOG_INFO, "dump: %s for %.3fs; upstream %s:%s %s, "
 		    "QEMU %s; reads %s; backlog %zu/%zu events, %zu/%zu "
-		    "bytes; %u in flight, %u queued; %llu commands, %llu "
-		    "timeouts, %llu late replies dropped, %llu events, "
-		    "%llu reconnects", dump_vm_state(vm),
+		    "bytes; %u in flight, %u queued; %s", dump_vm_state(vm),
 		    util_elapsed(vm->stalled ? &vm->stalled_since :
 		    &vm->mon->since), conf_upstream_mode_name(
 		    vm->conf.upstream_mode), vm->conf.upstream != NULL ?
@@ -406,12 +426,7 @@ dump_log(struct server *s)
 		    "paused" : "running", vm->backlog_events,
 		    vm->conf.max_queued_events, vm->backlog_bytes,
 		    vm->conf.max_queued_bytes, vm->ninflight, vm->nqueued,
-		    (unsigned long long)vm->stats.commands,
-		    (unsigned long long)(vm->stats.timeouts_sent +
-		    vm->stats.timeouts_unsent),
-		    (unsigned long long)vm->stats.late_replies,
-		    (unsigned long long)vm->stats.events,
-		    (unsigned long long)vm->stats.reconnects);
+		    counters);
 		TAILQ_FOREACH(cmd, &vm->inflight, entry)
 			vm_log(vm, LOG_INFO, "dump: %s (id %llu) of client "
 			    "%d: sent, %.3fs ago%s", cmd->name,

@@ -44,10 +44,11 @@
 #include "qmpmux.h"
 
 
-/* The buckets of qmpmux_command_duration_seconds, as they are printed. */
-static const char *metrics_le[METRICS_NBUCKETS] = {
-	"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
-	"0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30",
+/* The type of a family, as its TYPE line says it. */
+static const char *metrics_types[] = {
+	[COUNTER_COUNTER] = "counter",
+	[COUNTER_GAUGE] = "gauge",
+	[COUNTER_HISTOGRAM] = "histogram",
 };
 
 /*
@@ -97,90 +98,6 @@ struct metrics {
  */
 static LIST_HEAD(, metrics) metrics_all = LIST_HEAD_INITIALIZER(metrics_all);
 
-/* What a per-VM series shows. */
-enum metrics_src {
-	M_COMMANDS, M_REPLIES, M_TIMEOUTS_UNSENT, M_TIMEOUTS_SENT,
-	M_LATE_REPLIES, M_UNKNOWN_REPLIES, M_EVENTS, M_EVENT_BYTES,
-	M_FROM_QEMU, M_TO_QEMU, M_RECONNECTS, M_CLIENTS_TOTAL,
-	M_CLIENTS_REFUSED, M_REFUSED, M_UP, M_STALLED, M_READS_PAUSED,
-	M_BACKLOG_EVENTS, M_BACKLOG_BYTES, M_INFLIGHT, M_QUEUED, M_CLIENTS,
-};
-
-/*
- * The per-VM families: each is one series per VM with the label vm,
- * or two with a second label, named in label and told apart by value.
- */
-static const struct metrics_family {
-	const char		*name;
-	const char		*type;
-	const char		*help;
-	const char		*label;
-	const char		*value[2];
-	enum metrics_src	 src[2];
-} metrics_families[] = {
-	{ "qmpmux_commands_total", "counter",
-	    "Commands taken from clients, to be sent to QEMU.", NULL,
-	    { NULL }, { M_COMMANDS } },
-	{ "qmpmux_replies_total", "counter",
-	    "Replies of QEMU passed to the client that asked.", NULL,
-	    { NULL }, { M_REPLIES } },
-	{ "qmpmux_command_timeouts_total", "counter",
-	    "Commands past their deadline, before or after they were sent.",
-	    "when", { "unsent", "sent" },
-	    { M_TIMEOUTS_UNSENT, M_TIMEOUTS_SENT } },
-	{ "qmpmux_late_replies_dropped_total", "counter",
-	    "Replies of QEMU to commands past their deadline, dropped.", NULL,
-	    { NULL }, { M_LATE_REPLIES } },
-	{ "qmpmux_unknown_replies_dropped_total", "counter",
-	    "Replies of QEMU that matched no command, dropped.", NULL,
-	    { NULL }, { M_UNKNOWN_REPLIES } },
-	{ "qmpmux_events_total", "counter",
-	    "Events read from QEMU.", NULL, { NULL }, { M_EVENTS } },
-	{ "qmpmux_event_bytes_total", "counter",
-	    "Bytes of the events read from QEMU.", NULL, { NULL },
-	    { M_EVENT_BYTES } },
-	{ "qmpmux_upstream_bytes_total", "counter",
-	    "Bytes of the messages read from and written to QEMU.",
-	    "direction", { "from_qemu", "to_qemu" },
-	    { M_FROM_QEMU, M_TO_QEMU } },
-	{ "qmpmux_reconnects_total", "counter",
-	    "Times the upstream was lost and QEMU reached again.", NULL,
-	    { NULL }, { M_RECONNECTS } },
-	{ "qmpmux_clients_total", "counter",
-	    "Clients accepted.", NULL, { NULL }, { M_CLIENTS_TOTAL } },
-	{ "qmpmux_clients_refused_total", "counter",
-	    "Connections refused: a uid that allowed_uids does not list.",
-	    NULL, { NULL }, { M_CLIENTS_REFUSED } },
-	{ "qmpmux_commands_refused_total", "counter",
-	    "Commands refused because max_queued_commands already waited.",
-	    NULL, { NULL }, { M_REFUSED } },
-	{ "qmpmux_vm_up", "gauge",
-	    "1 when the upstream is ready (stalled included), else 0.", NULL,
-	    { NULL }, { M_UP } },
-	{ "qmpmux_vm_stalled", "gauge",
-	    "1 when a sent command is past its deadline and QEMU has not "
-	    "answered it.", NULL, { NULL }, { M_STALLED } },
-	{ "qmpmux_reads_paused", "gauge",
-	    "1 when reads from QEMU are paused at the event backlog's bounds.",
-	    NULL, { NULL }, { M_READS_PAUSED } },
-	{ "qmpmux_backlog_events", "gauge",
-	    "Events read from QEMU and not yet written to every client.",
-	    NULL, { NULL }, { M_BACKLOG_EVENTS } },
-	{ "qmpmux_backlog_bytes", "gauge",
-	    "Bytes of the events in the backlog.", NULL, { NULL },
-	    { M_BACKLOG_BYTES } },
-	{ "qmpmux_commands_in_flight", "gauge",
-	    "In-band commands sent to QEMU and not answered by it.", NULL,
-	    { NULL }, { M_INFLIGHT } },
-	{ "qmpmux_commands_queued", "gauge",
-	    "Commands waiting to be sent to QEMU.", NULL, { NULL },
-	    { M_QUEUED } },
-	{ "qmpmux_clients", "gauge",
-	    "Clients connected.", NULL, { NULL }, { M_CLIENTS } },
-};
-#define METRICS_NFAMILIES \
-	(sizeof(metrics_families) / sizeof(metrics_families[0]))
-
 static void	metrics_request_cb(struct evhttp_request *, void *);
 static void	metrics_complete_cb(struct evhttp_request *, void *);
 static void	metrics_close_cb(struct evhttp_connection *, void *);
@@ -188,68 +105,6 @@ static struct bufferevent *metrics_accept_cb(struct event_base *, void *);
 static void	metrics_deadline_cb(int, short, void *);
 static void	metrics_accept_error_cb(struct evconnlistener *, void *);
 static void	metrics_retry_cb(int, short, void *);
-
-/* The value of one series of a VM. */
-static unsigned long long
-metrics_value(const struct vm *vm, enum metrics_src src)
-{
-	const struct vm_stats	*st = &vm->stats;
-	const struct client	*c;
-	const char		*state;
-	unsigned long long	 n = 0;
-
-	switch (src) {
-	case M_COMMANDS:	return (st->commands);
-	case M_REPLIES:		return (st->replies);
-	case M_TIMEOUTS_UNSENT:	return (st->timeouts_unsent);
-	case M_TIMEOUTS_SENT:	return (st->timeouts_sent);
-	case M_LATE_REPLIES:	return (st->late_replies);
-	case M_UNKNOWN_REPLIES:	return (st->unknown_replies);
-	case M_EVENTS:		return (st->events);
-	case M_EVENT_BYTES:	return (st->event_bytes);
-	case M_FROM_QEMU:	return (st->bytes_from_qemu);
-	case M_TO_QEMU:		return (st->bytes_to_qemu);
-	case M_RECONNECTS:	return (st->reconnects);
-	case M_CLIENTS_TOTAL:	return (st->clients);
-	case M_CLIENTS_REFUSED:	return (st->clients_refused);
-	case M_REFUSED:		return (st->refused);
-	case M_UP:
-		state = dump_vm_state(vm);
-		return (strcmp(state, "ready") == 0 ||
-		    strcmp(state, "stalled") == 0);
-	case M_STALLED:		return (vm->stalled != 0);
-	case M_READS_PAUSED:	return (vm->reads_paused != 0);
-	case M_BACKLOG_EVENTS:	return (vm->backlog_events);
-	case M_BACKLOG_BYTES:	return (vm->backlog_bytes);
-	case M_INFLIGHT:	return (vm->ninflight);
-	case M_QUEUED:		return (vm->nqueued);
-	case M_CLIENTS:
-		TAILQ_FOREACH(c, &vm->clients, entry)
-			n++;
-		return (n);
-	}
-	return (0);
-}
-
-/* Count a command's round trip, from its arrival to QEMU's reply. */
-void
-metrics_observe(struct vm_stats *st, double seconds)
-{
-	static const double	 le[METRICS_NBUCKETS] = {
-		0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-		0.5, 1, 2.5, 5, 10, 30,
-	};
-	int			 i;
-
-	for (i = 0; i < METRICS_NBUCKETS; i++) {
-		if (seconds <= le[i]) {
-			st->duration_buckets[i]++;
-			break;
-		}
-	}
-	st->duration_count++;
-	st->duration_sum += seconds;
-}
 
 /* A label value as the text format escapes it: \\, \" and \n. */
 static void
@@ -292,32 +147,49 @@ metrics_vm_sample(struct evbuffer *b, const char *name, const struct vm *vm)
 	evbuffer_add(b, "\"", 1);
 }
 
-/* The histogram of the round trips of a VM's commands. */
+/* A histogram of a VM: its buckets, +Inf, sum and count. */
 static void
-metrics_histogram(struct evbuffer *b, const struct vm *vm)
+metrics_histogram(struct evbuffer *b, const struct counter *c,
+    const struct vm *vm)
 {
-	const struct vm_stats	*st = &vm->stats;
-	const char		*name = "qmpmux_command_duration_seconds";
-	unsigned long long	 n = 0;
-	char			 fam[64];
-	int			 i;
+	const struct counter_hist	*h = counter_hist_of(c, vm);
+	unsigned long long		 n = 0;
+	char				 fam[64];
+	int				 i;
 
-	for (i = 0; i < METRICS_NBUCKETS; i++) {
-		n += st->duration_buckets[i];
-		snprintf(fam, sizeof(fam), "%s_bucket", name);
+	snprintf(fam, sizeof(fam), "%s_bucket", c->metric);
+	for (i = 0; i < COUNTER_NBUCKETS; i++) {
+		n += h->buckets[i];
 		metrics_vm_sample(b, fam, vm);
-		evbuffer_add_printf(b, ",le=\"%s\"} %llu\n", metrics_le[i], n);
+		evbuffer_add_printf(b, ",le=\"%g\"} %llu\n", counter_bounds[i],
+		    n);
 	}
 	metrics_vm_sample(b, fam, vm);
 	evbuffer_add_printf(b, ",le=\"+Inf\"} %llu\n",
-	    (unsigned long long)st->duration_count);
-	snprintf(fam, sizeof(fam), "%s_sum", name);
+	    (unsigned long long)h->count);
+	snprintf(fam, sizeof(fam), "%s_sum", c->metric);
 	metrics_vm_sample(b, fam, vm);
-	evbuffer_add_printf(b, "} %.9f\n", st->duration_sum);
-	snprintf(fam, sizeof(fam), "%s_count", name);
+	evbuffer_add_printf(b, "} %.9f\n", h->sum);
+	snprintf(fam, sizeof(fam), "%s_count", c->metric);
 	metrics_vm_sample(b, fam, vm);
-	evbuffer_add_printf(b, "} %llu\n",
-	    (unsigned long long)st->duration_count);
+	evbuffer_add_printf(b, "} %llu\n", (unsigned long long)h->count);
+}
+
+/*
+ * The series of a VM of the family whose first counter is c, up to
+ * next: one per counter, each told apart by its label.
+ */
+static void
+metrics_series(struct evbuffer *b, const struct counter *c,
+    const struct counter *next, const struct vm *vm)
+{
+	for (; c != next; c = counter_next(c, COUNTER_METRICS)) {
+		metrics_vm_sample(b, c->metric, vm);
+		if (c->label != NULL)
+			evbuffer_add_printf(b, ",%s", c->label);
+		evbuffer_add_printf(b, "} %llu\n",
+		    (unsigned long long)counter_value(c, vm));
+	}
 }
 
 /*
@@ -328,11 +200,9 @@ metrics_histogram(struct evbuffer *b, const struct vm *vm)
 static int
 metrics_render(struct metrics *m, struct evbuffer *b)
 {
-	struct server			*s = m->server;
-	const struct metrics_family	*f;
-	struct vm			*vm;
-	size_t				 i;
-	int				 j;
+	struct server		*s = m->server;
+	const struct counter	*c, *next;
+	struct vm		*vm;
 
 	metrics_family(b, "process_start_time_seconds", "gauge",
 	    "Start time of the process since the epoch, in seconds.");
@@ -354,30 +224,21 @@ metrics_render(struct metrics *m, struct evbuffer *b)
 	evbuffer_add_printf(b, "qmpmux_metrics_connections_refused_total "
 	    "%llu\n", m->refused);
 
-	for (i = 0; i < METRICS_NFAMILIES; i++) {
-		f = &metrics_families[i];
-		metrics_family(b, f->name, f->type, f->help);
+	/* the table's, a family at a time: its counters in a row */
+	for (c = counter_next(NULL, COUNTER_METRICS); c != NULL; c = next) {
+		next = counter_next(c, COUNTER_METRICS);
+		while (next != NULL && strcmp(next->metric, c->metric) == 0)
+			next = counter_next(next, COUNTER_METRICS);
+		metrics_family(b, c->metric, metrics_types[c->type], c->help);
 		TAILQ_FOREACH(vm, &s->vms, entry) {
-			for (j = 0; j < (f->label != NULL ? 2 : 1); j++) {
-				metrics_vm_sample(b, f->name, vm);
-				if (f->label != NULL)
-					evbuffer_add_printf(b, ",%s=\"%s\"",
-					    f->label, f->value[j]);
-				evbuffer_add_printf(b, "} %llu\n",
-				    metrics_value(vm, f->src[j]));
-			}
+			if (c->type == COUNTER_HISTOGRAM)
+				metrics_histogram(b, c, vm);
+			else
+				metrics_series(b, c, next, vm);
 			if (evbuffer_get_length(b) >
 			    s->lim.metrics_max_response)
 				return (-1);
 		}
-	}
-	metrics_family(b, "qmpmux_command_duration_seconds", "histogram",
-	    "Round trip of the commands QEMU answered, from their arrival "
-	    "to QEMU's reply, in seconds.");
-	TAILQ_FOREACH(vm, &s->vms, entry) {
-		metrics_histogram(b, vm);
-		if (evbuffer_get_length(b) > s->lim.metrics_max_response)
-			return (-1);
 	}
 	return (0);
 }

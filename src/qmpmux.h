@@ -18,6 +18,7 @@
 #include "qmp.h"
 #include "utf8.h"
 #include "json.h"
+#include "counter.h"
 
 /* glibc's sys/queue.h lacks the _SAFE iterators of the BSDs. */
 #ifndef TAILQ_FOREACH_SAFE
@@ -446,16 +447,13 @@ int		 dump_write(const char *, const char *, size_t);
 char		*dump_all(struct server *, size_t *);
 
 /* metrics.c: the Prometheus text format over HTTP */
-#define METRICS_NBUCKETS	15	/* of the duration, +Inf apart */
 struct metrics;
-struct vm_stats;
 struct metrics	*metrics_new(struct server *, const char *);
 void		 metrics_free(struct metrics *);
 const char	*metrics_addr(const struct metrics *);
 void		 metrics_limits(struct metrics *);
-void		 metrics_observe(struct vm_stats *, double);
 
-/* vm.c */
+/* vm.c; each counter is a line of counter.c's table too */
 struct vm_stats {
 	uint64_t		 commands;
 	uint64_t		 replies;
@@ -471,10 +469,8 @@ struct vm_stats {
 	uint64_t		 clients_refused;	/* not in allowed_uids */
 	uint64_t		 bytes_from_qemu;	/* its messages, whole */
 	uint64_t		 bytes_to_qemu;
-	/* round trips of commands QEMU answered, each in its bucket */
-	uint64_t		 duration_buckets[METRICS_NBUCKETS];
-	uint64_t		 duration_count;
-	double			 duration_sum;
+	/* round trips of commands QEMU answered */
+	struct counter_hist	 duration;
 };
 
 struct vm {

@@ -401,39 +401,66 @@ state_rd_clients(struct state_rd *rd, yajl_val sv, const char *vat,
 	return (0);
 }
 
-/* A VM's counters; those missing are 0. */
+/*
+ * A histogram of a VM's counters, as state_save_stats writes it under
+ * the keys NAME_count, NAME_sum and NAME_buckets; those missing are 0.
+ */
+static int
+state_rd_hist(struct state_rd *rd, yajl_val o, const char *at,
+    const struct counter *c, struct counter_hist *h)
+{
+	yajl_val	 a, v;
+	char		 key[64];
+	long long	 n;
+	size_t		 i;
+
+	snprintf(key, sizeof(key), "%s_count", c->state);
+	if (state_rd_int(rd, o, at, key, 0, LLONG_MAX, 0, 0, &n) == -1)
+		return (-1);
+	h->count = (uint64_t)n;
+	snprintf(key, sizeof(key), "%s_sum", c->state);
+	if (state_rd_double(rd, o, at, key, 0, DBL_MAX, 0, &h->sum) == -1)
+		return (-1);
+	snprintf(key, sizeof(key), "%s_buckets", c->state);
+	if (state_rd_array(rd, o, at, key, NULL, 0, &a) == -1)
+		return (-1);
+	if (a != NULL && a->u.array.len > COUNTER_NBUCKETS)
+		return (state_refuse(rd, at, key, "has more than %d buckets",
+		    COUNTER_NBUCKETS));
+	for (i = 0; a != NULL && i < a->u.array.len; i++) {
+		v = a->u.array.values[i];
+		if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < 0)
+			return (state_refuse(rd, at, key,
+			    "must hold integers from 0"));
+		h->buckets[i] = (uint64_t)YAJL_GET_INTEGER(v);
+	}
+	return (0);
+}
+
+/* A VM's counters, those counter.c's table keeps; those missing are 0. */
 static int
 state_rd_stats(struct state_rd *rd, yajl_val sv, const char *vat,
     struct vm_stats *stats)
 {
-	yajl_val	 o, a, v;
-	char		 at[128];
-	long long	 n;
-	size_t		 i;
+	const struct counter	*c;
+	yajl_val		 o;
+	char			 at[128];
+	long long		 n;
 
 	if (state_rd_object(rd, sv, vat, "stats", 0, &o) == -1 || o == NULL)
 		return (rd->failed ? -1 : 0);
 	snprintf(at, sizeof(at), "%s.stats", vat);
-	for (i = 0; i < state_nstats; i++) {
-		if (state_rd_int(rd, o, at, state_stats[i].name, 0, LLONG_MAX,
-		    0, 0, &n) == -1)
+	COUNTER_FOREACH(c, COUNTER_STATE) {
+		if (c->type == COUNTER_HISTOGRAM) {
+			if (state_rd_hist(rd, o, at, c, counter_hist(c,
+			    stats)) == -1)
+				return (-1);
+			continue;
+		}
+		if (state_rd_int(rd, o, at, c->state, 0, LLONG_MAX, 0, 0,
+		    &n) == -1)
 			return (-1);
-		*(uint64_t *)(void *)((char *)stats + state_stats[i].off) =
-		    (uint64_t)n;
-	}
-	if (state_rd_double(rd, o, at, "duration_sum", 0, DBL_MAX, 0,
-	    &stats->duration_sum) == -1 ||
-	    state_rd_array(rd, o, at, "duration_buckets", NULL, 0, &a) == -1)
-		return (-1);
-	if (a != NULL && a->u.array.len > METRICS_NBUCKETS)
-		return (state_refuse(rd, at, "duration_buckets", "has more "
-		    "than %d buckets", METRICS_NBUCKETS));
-	for (i = 0; a != NULL && i < a->u.array.len; i++) {
-		v = a->u.array.values[i];
-		if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < 0)
-			return (state_refuse(rd, at, "duration_buckets",
-			    "must hold integers from 0"));
-		stats->duration_buckets[i] = (uint64_t)YAJL_GET_INTEGER(v);
+		*counter_ptr(c, stats) = (uint64_t)n;
 	}
 	return (0);
 }

@@ -47,19 +47,6 @@
 #include "control.h"
 #include "state.h"
 
-/* The counters of a VM, by name, as the state keeps them. */
-const struct state_stat state_stats[] = {
-#define S(f)	{ #f, offsetof(struct vm_stats, f) }
-	S(commands), S(replies), S(timeouts_unsent), S(timeouts_sent),
-	S(late_replies), S(unknown_replies), S(refused), S(events),
-	S(event_bytes), S(reconnects), S(clients), S(clients_refused),
-	S(bytes_from_qemu), S(bytes_to_qemu), S(duration_count),
-#undef S
-};
-const size_t state_nstats = sizeof(state_stats) / sizeof(state_stats[0]);
-
-
-
 /*
  * The keys an add-vm set, as [section, key, value] triples: in the
  * restart state and in the VM's record in the fd store alike.
@@ -210,6 +197,42 @@ state_save_client(yajl_gen g, struct client *c, struct cmd **all, size_t n,
 	json_map_close(g);
 }
 
+/*
+ * A VM's counters, those counter.c's table keeps in the state, under
+ * their keys there; a histogram as three: NAME_count, NAME_sum and
+ * NAME_buckets.
+ */
+static void
+state_save_stats(yajl_gen g, const struct vm *vm)
+{
+	const struct counter		*c;
+	const struct counter_hist	*h;
+	char				 key[64];
+	size_t				 i;
+
+	json_cstr(g, "stats");
+	json_map_open(g);
+	COUNTER_FOREACH(c, COUNTER_STATE) {
+		if (c->type != COUNTER_HISTOGRAM) {
+			json_put_int(g, c->state,
+			    (long long)counter_value(c, vm));
+			continue;
+		}
+		h = counter_hist_of(c, vm);
+		snprintf(key, sizeof(key), "%s_count", c->state);
+		json_put_int(g, key, (long long)h->count);
+		snprintf(key, sizeof(key), "%s_sum", c->state);
+		json_put_double(g, key, h->sum);
+		snprintf(key, sizeof(key), "%s_buckets", c->state);
+		json_cstr(g, key);
+		json_array_open(g);
+		for (i = 0; i < COUNTER_NBUCKETS; i++)
+			json_integer(g, (long long)h->buckets[i]);
+		json_array_close(g);
+	}
+	json_map_close(g);
+}
+
 static void
 state_save_vm(yajl_gen g, struct vm *vm, struct state_fds *fds)
 {
@@ -228,18 +251,7 @@ state_save_vm(yajl_gen g, struct vm *vm, struct state_fds *fds)
 	json_put_int(g, "next_cmd_id", (long long)vm->next_cmd_id);
 	if (vm->stalled)
 		json_put_double(g, "stalled", util_elapsed(&vm->stalled_since));
-	json_string(g, "stats", 5);
-	json_map_open(g);
-	for (i = 0; i < state_nstats; i++)
-		json_put_int(g, state_stats[i].name, (long long)*(uint64_t *)
-		    (void *)((char *)&vm->stats + state_stats[i].off));
-	json_put_double(g, "duration_sum", vm->stats.duration_sum);
-	json_string(g, "duration_buckets", 16);
-	json_array_open(g);
-	for (i = 0; i < METRICS_NBUCKETS; i++)
-		json_integer(g, (long long)vm->stats.duration_buckets[i]);
-	json_array_close(g);
-	json_map_close(g);
+	state_save_stats(g, vm);
 
 	state_save_monitor(g, vm->mon, fds);
 

@@ -148,14 +148,6 @@ enum state_fd {
 	STATE_FD_ANY,		/* open: a control client's passed fd */
 };
 
-/* state.c: the counters of a VM, by name, as the document keeps them */
-struct state_stat {
-	const char	*name;
-	size_t		 off;
-};
-extern const struct state_stat state_stats[];
-extern const size_t state_nstats;
-
 /* state-read.c: one member of the document, read and checked */
 int		 state_refuse(struct state_rd *, const char *, const char *,
 		    const char *, ...) LOG_PRINTF(4, 5);
