@@ -128,17 +128,18 @@ host_vm_stopped(struct vm *vm, void *arg)
  * ones start; changed ones are changed in place, only in what changed;
  * the others, and their upstreams and clients, are not touched.  VMs
  * added while running (not from the file) are left alone.  What conf
- * holds of VMs is used up.
+ * holds of VMs is used up; n counts what changed, for the log.
  */
 void
-host_reload(struct server *s, struct conf *conf)
+host_reload(struct server *s, struct conf *conf, struct host_counts *n)
 {
 	struct vm_conf	*vc, *next;
 	struct vm	*vm, *vnext;
 	struct vm	**changed;
-	unsigned int	 added = 0, removed = 0, nchanged = 0, i;
+	unsigned int	 nchanged = 0, i;
 	int		 diff;
 
+	memset(n, 0, sizeof(*n));
 	/* the VMs gone from the file stop, and let go of their sockets */
 	TAILQ_FOREACH_SAFE(vm, &s->vms, entry, vnext) {
 		if (!vm->conf.from_file)
@@ -149,7 +150,7 @@ host_reload(struct server *s, struct conf *conf)
 		}
 		if (vc == NULL) {
 			host_remove(s, vm, "qmpmux: VM removed");
-			removed++;
+			n->removed++;
 		}
 	}
 	/* the changed ones close what they give up, then all open */
@@ -176,11 +177,10 @@ host_reload(struct server *s, struct conf *conf)
 	while ((vc = TAILQ_FIRST(&conf->vms)) != NULL) {
 		TAILQ_REMOVE(&conf->vms, vc, entry);
 		if (host_add(s, vc) == 0)
-			added++;
+			n->added++;
 		free(vc);
 	}
-	log_info("reloaded: %u VMs added, %u removed, %u changed; %u running",
-	    added, removed, nchanged, host_count(s));
+	n->changed = nchanged;
 }
 
 /*

@@ -306,13 +306,19 @@ void		 server_shutdown(struct server *, void (*)(void *), void *);
 void		 server_free(struct server *);
 
 /* host.c: the set of VMs, by name */
+struct host_counts {			/* what a reload changed */
+	unsigned int		 added;
+	unsigned int		 removed;
+	unsigned int		 changed;
+};
 struct vm	*host_find(struct server *, const char *);
 unsigned int	 host_count(struct server *);
 struct vm	*host_make(struct server *, struct vm_conf *);
 void		 host_unmake(struct server *, struct vm *);
 int		 host_add(struct server *, struct vm_conf *);
 void		 host_remove(struct server *, struct vm *, const char *);
-void		 host_reload(struct server *, struct conf *);
+void		 host_reload(struct server *, struct conf *,
+		    struct host_counts *);
 void		 host_shutdown(struct server *, void (*)(void *), void *);
 void		 host_free_all(struct server *);
 

@@ -342,9 +342,10 @@ server_run(struct server *s, struct conf *conf)
 int
 server_reload(struct server *s, char *err, size_t errlen)
 {
-	struct conf	 conf;
-	char		 status[64];
-	int		 rv = 0;
+	struct conf		 conf;
+	struct host_counts	 n;
+	char			 status[64];
+	int			 rv = 0;
 
 	fdstore_notify("RELOADING=1");
 	if (server_load(s, &conf, err, errlen) == -1) {
@@ -352,9 +353,11 @@ server_reload(struct server *s, char *err, size_t errlen)
 		    "%s", err);
 		rv = -1;
 	} else {
-		host_reload(s, &conf);
+		host_reload(s, &conf, &n);
 		server_set_global(s, &conf);
 		conf_clear(&conf);
+		log_info("reloaded: %u VMs added, %u removed, %u changed; %u "
+		    "running", n.added, n.removed, n.changed, host_count(s));
 	}
 	snprintf(status, sizeof(status), "READY=1\nSTATUS=%u VMs",
 	    host_count(s));

@@ -79,11 +79,11 @@ c_start(void)
 	c_srv = server_new(c_base, path, &cmdline);
 	ck_assert_msg(server_load(c_srv, &conf, err, sizeof(err)) == 0, "%s",
 	    err);
-	ck_assert_int_eq(server_start(c_srv, &conf), 0);
+	ck_assert_int_eq(server_start(c_srv, &conf, NULL), 0);
 	conf_clear(&conf);
 	free(path);
 	free(qsock);
-	ck_assert_ptr_nonnull(vm = server_find(c_srv, "vm1"));
+	ck_assert_ptr_nonnull(vm = host_find(c_srv, "vm1"));
 	while (vm->mon->state != MONITOR_READY) {
 		ck_assert_msg(t_clock_ms() - start < C_WAIT_MS,
 		    "vm1's upstream is not ready");
