@@ -365,7 +365,7 @@ conf_vm_clear(struct vm_conf *vc)
 void
 conf_vm_copy(struct vm_conf *dst, const struct vm_conf *src)
 {
-	struct listener_conf	*lc;
+	struct listener_conf	*lc, *nl;
 	struct timeout_conf	*tc, *nt;
 	struct conf_entry	*e;
 
@@ -381,9 +381,11 @@ conf_vm_copy(struct vm_conf *dst, const struct vm_conf *src)
 	    (dst->upstream = strdup(src->upstream)) == NULL) ||
 	    (src->where != NULL && (dst->where = strdup(src->where)) == NULL))
 		fatal("%s", __func__);
-	TAILQ_FOREACH(lc, &src->listeners, entry)
-		TAILQ_INSERT_TAIL(&dst->listeners, conf_listener_copy(lc),
-		    entry);
+	/* TAILQ_INSERT_TAIL names its element four times: a copy each */
+	TAILQ_FOREACH(lc, &src->listeners, entry) {
+		nl = conf_listener_copy(lc);
+		TAILQ_INSERT_TAIL(&dst->listeners, nl, entry);
+	}
 	TAILQ_FOREACH(tc, &src->timeouts, entry) {
 		if ((nt = calloc(1, sizeof(*nt))) == NULL ||
 		    (nt->name = strdup(tc->name)) == NULL)
