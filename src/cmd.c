@@ -163,7 +163,7 @@ cmd_pump(struct vm *vm)
  * Made in one buffer and added at once, without a printf: it is on the
  * path of every command.
  */
-static void
+void
 cmd_upstream_id(struct evbuffer *b, const struct cmd *cmd)
 {
 	char			 buf[2 * CMD_ID_CARRIED + 64], num[24], *q;
@@ -229,41 +229,74 @@ cmd_wire(struct cmd *cmd, const struct qmp_msg *msg)
 }
 
 /*
- * The parts of an id of cmd_upstream_id as QEMU gives it back; -1 if
- * it is not one.  hex points into the message, hexlen long.
+ * A decimal number of at most max as cmd_upstream_id writes it (no
+ * sign, no space, no leading 0) from p, before end: where it ends, or
+ * NULL if there is none.
  */
-static int
+static const char *
+cmd_id_decimal(const char *p, const char *end, unsigned long long max,
+    unsigned long long *v)
+{
+	const char		*s = p;
+	unsigned long long	 n = 0, d;
+
+	for (; p < end && *p >= '0' && *p <= '9'; p++) {
+		d = (unsigned long long)(*p - '0');
+		if (n > (max - d) / 10)
+			return (NULL);
+		n = n * 10 + d;
+	}
+	if (p == s || (*s == '0' && p - s > 1))
+		return (NULL);
+	*v = n;
+	return (p);
+}
+
+/*
+ * The parts of an id of cmd_upstream_id as QEMU gives it back; -1 if
+ * it is not exactly one that cmd_upstream_id writes, so that no other
+ * id is taken for a command of ours.  hex points into the message,
+ * hexlen long: "-", "~" or the client's id bytes in lowercase hex.
+ */
+int
 cmd_parse_id(const struct qmp_msg *msg, unsigned int *epoch, uint64_t *seq,
     int *client, const char **hex, size_t *hexlen)
 {
 	struct qmp_span		 span = qmp_msg_id(msg);
 	const char		*p = msg->buf + span.off, *end;
-	unsigned long long	 n;
-	unsigned long		 e;
-	long			 c;
-	char			*q;
+	unsigned long long	 n, c;
+	unsigned char		 e[4];
+	size_t			 len;
 
-	if (span.len < 2 || p[0] != '"')
+	if (span.len < 2 || p[0] != '"' || p[span.len - 1] != '"')
 		return (-1);
 	end = p + span.len - 1;
 	p++;
-	errno = 0;
-	e = strtoul(p, &q, 16);
-	if (errno != 0 || q == p || *q != '.' || e > UINT32_MAX)
+	/* the epoch: 8 hex digits, the most significant first */
+	if (end - p < 9 || util_hex_decode(e, p, sizeof(e)) == -1 ||
+	    p[8] != '.')
 		return (-1);
-	p = q + 1;
-	n = strtoull(p, &q, 10);
-	if (errno != 0 || q == p || *q != '.')
+	p += 9;
+	if ((p = cmd_id_decimal(p, end, UINT64_MAX, &n)) == NULL ||
+	    p == end || *p != '.')
 		return (-1);
-	p = q + 1;
-	c = strtol(p, &q, 10);
-	if (errno != 0 || q == p || *q != '.' || c < 0 || c > INT_MAX)
+	if ((p = cmd_id_decimal(p + 1, end, INT_MAX, &c)) == NULL ||
+	    p == end || *p != '.')
 		return (-1);
-	*epoch = (unsigned int)e;
+	p++;
+	len = (size_t)(end - p);
+	if (len == 0 || (len == 1 && *p != '-' && *p != '~'))
+		return (-1);
+	/* the hex ends at the closing quote, which is no hex digit */
+	if (len > 1 && (len % 2 != 0 || len > 2 * CMD_ID_CARRIED ||
+	    strspn(p, "0123456789abcdef") != len))
+		return (-1);
+	*epoch = (unsigned int)e[0] << 24 | (unsigned int)e[1] << 16 |
+	    (unsigned int)e[2] << 8 | e[3];
 	*seq = n;
 	*client = (int)c;
-	*hex = q + 1;
-	*hexlen = (size_t)(end - *hex);
+	*hex = p;
+	*hexlen = (size_t)(end - p);
 	return (0);
 }
 

@@ -737,6 +737,9 @@ void		 cmd_answer_all(struct vm *, const char *);
 void		 cmd_client_gone(struct client *);
 int		 cmd_stalled(struct vm *);
 struct evbuffer	*cmd_hold(struct client *);
+void		 cmd_upstream_id(struct evbuffer *, const struct cmd *);
+int		 cmd_parse_id(const struct qmp_msg *, unsigned int *,
+		    uint64_t *, int *, const char **, size_t *);
 
 /* reply.c: QEMU-style replies made by the proxy */
 void		 reply_string(struct evbuffer *, const char *);
