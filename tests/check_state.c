@@ -221,6 +221,41 @@ struct s_got {
 	struct evbuffer	*ctl;		/* the control client */
 };
 
+/* If not NULL, s_take_over writes its server's state here (s_save). */
+static char	**s_resaved;
+
+/*
+ * The state of a running server as a restart writes it (state_save),
+ * the current version's document, which must parse while the server
+ * still holds what it names.
+ */
+static char *
+s_save(struct server *s, struct control *ctl)
+{
+	struct state_fds	 fds;
+	struct state		*st;
+	struct stat		 sb;
+	char			 err[512], *doc;
+	ssize_t			 n;
+	int			 fd;
+
+	memset(&fds, 0, sizeof(fds));
+	fd = state_save(s, ctl, 0, NULL, 0, &fds, err, sizeof(err));
+	ck_assert_msg(fd != -1, "%s", err);
+	ck_assert_int_eq(fstat(fd, &sb), 0);
+	ck_assert_ptr_nonnull(doc = calloc(1, (size_t)sb.st_size + 1));
+	n = pread(fd, doc, (size_t)sb.st_size, 0);
+	ck_assert_int_eq(n, sb.st_size);
+	close(fd);
+	free(fds.fd);
+	/* read back while the server holds what it names */
+	st = state_parse(doc, strlen(doc), err, sizeof(err));
+	ck_assert_msg(st != NULL, "the writer's document is refused: %s: %s",
+	    err, doc);
+	state_free(st);
+	return (doc);
+}
+
 /*
  * Take doc over, as qmpmuxd does at start-up, then serve a while: QEMU
  * answers the commands in flight (upstream ids 3, 5, 6 and 7 of the
@@ -260,6 +295,8 @@ s_take_over(const char *doc, struct s_got *got, char *err, size_t errlen)
 	ck_assert_int_eq(server_start(s, &conf, st), 0);
 	conf_clear(&conf);
 	state_free(st);
+	if (s_resaved != NULL)
+		*s_resaved = s_save(s, ctl);
 
 	ck_assert_ptr_nonnull(r = qmp_reader_new(QMP_SIZE_MAX, QMP_DEPTH_MAX,
 	    0));
@@ -1003,6 +1040,159 @@ START_TEST(test_given_bad)
 }
 END_TEST
 
+/*
+ * Both versions parse: tests/state-v1.json, and the document the current
+ * writer makes of the servers that took over it and the rich one, at
+ * STATE_VERSION, read while the server still holds what it names.
+ */
+START_TEST(test_versions)
+{
+	struct state	*st;
+	char		*doc, *saved = NULL, err[512], want[64];
+	int		 k;
+
+	for (k = 0; k < 2; k++) {
+		doc = k == 0 ? s_v1() : s_rich();
+		s_resaved = &saved;
+		ck_assert_msg(s_take_over(doc, NULL, err, sizeof(err)) == 0,
+		    "%s", err);
+		s_resaved = NULL;
+		ck_assert_ptr_nonnull(saved);
+		snprintf(want, sizeof(want), "{\"qmpmux_state\":%d,",
+		    STATE_VERSION);
+		ck_assert_msg(strncmp(saved, want, strlen(want)) == 0, "%.80s",
+		    saved);
+		ck_assert_msg(strstr(saved, "\"name\":\"vm1\"") != NULL, "%s",
+		    saved);
+		free(doc);
+		free(saved);
+		saved = NULL;
+	}
+	/* and state_parse alone takes the v1 document, its fds open */
+	doc = s_v1();
+	t_state_sockets();
+	st = state_parse(doc, strlen(doc), err, sizeof(err));
+	ck_assert_msg(st != NULL, "%s", err);
+	ck_assert_int_eq(state_get_int(state_root(st), "qmpmux_state", 0), 1);
+	state_free(st);
+	t_state_sockets_close();
+	free(doc);
+}
+END_TEST
+
+/* An edit of the v1 document, and the refusal it must get. */
+struct s_broken {
+	const char	*from;
+	const char	*to;
+	const char	*want;
+};
+
+static const struct s_broken s_broken[] = {
+	/* versions: 1 to STATE_VERSION, an integer */
+	{ "{\"qmpmux_state\": 1,", "{\"qmpmux_state\": 0,",
+	    "state version 0: this qmpmuxd reads versions 1 to 1" },
+	{ "{\"qmpmux_state\": 1,", "{\"qmpmux_state\": 2,",
+	    "state version 2: this qmpmuxd reads versions 1 to 1" },
+	{ "{\"qmpmux_state\": 1,", "{\"qmpmux_state\": -1,",
+	    "state version -1: this qmpmuxd reads versions 1 to 1" },
+	{ "{\"qmpmux_state\": 1,", "{\"qmpmux_state\": 1.0,",
+	    "state version -1: this qmpmuxd reads versions 1 to 1" },
+	{ "{\"qmpmux_state\": 1,", "{\"qmpmux_state\": \"1\",",
+	    "state version -1: this qmpmuxd reads versions 1 to 1" },
+	{ "{\"qmpmux_state\": 1,", "{\"qmpmux_state\": true,",
+	    "state version -1: this qmpmuxd reads versions 1 to 1" },
+	{ "{\"qmpmux_state\": 1,", "{\"qmpmux_stat\": 1,",
+	    "state version -1: this qmpmuxd reads versions 1 to 1" },
+	{ "{\"qmpmux_state\": 1,", "{\"qmpmux_state\": 18446744073709551617,",
+	    "state version -1: this qmpmuxd reads versions 1 to 1" },
+	/* members missing */
+	{ "{\"name\": \"vm1\", ", "{",
+	    "the state's vms[0].name is missing" },
+	{ "{\"id\": 1, \"fd\": 909,", "{\"fd\": 909,",
+	    "the state's vms[0].clients[0].id is missing" },
+	{ "\"upstream_id\": 3, ", "",
+	    "the state's vms[0].commands[0].upstream_id is missing" },
+	/* an upstream without a state is in backoff, which has no fd */
+	{ "{\"state\": \"ready\", \"since\"", "{\"since\"",
+	    "the state's vms[0].upstream.fd is given, in state backoff" },
+	/* of the wrong type */
+	{ "\"name\": \"vm1\",", "\"name\": 1,",
+	    "the state's vms[0].name must be a string" },
+	{ "\"id\": 1, \"fd\": 909,", "\"id\": \"1\", \"fd\": 909,",
+	    "the state's vms[0].clients[0].id must be an integer from 1 to 1" },
+	{ "\"sent\": true", "\"sent\": \"yes\"",
+	    "the state's vms[0].commands[0].sent must be true or false" },
+	{ "\"since\": 3600.5", "\"since\": \"3600.5\"",
+	    "the state's vms[0].upstream.since must be a number from 0 to "
+	    "1e+09" },
+	{ "\"negotiated\": true", "\"negotiated\": 1",
+	    "the state's control.clients[0].negotiated must be true or false" },
+	{ "\"order\": [0]", "\"order\": {}",
+	    "the state's vms[0].clients[0].order must be an array" },
+	{ "\"order\": [0]", "\"order\": [\"0\"]",
+	    "the state's vms[0].clients[0].order must hold indexes of the VM's "
+	    "commands" },
+	{ "\"listeners\": [", "\"listeners\": 1, \"x\": [",
+	    "the state's vms[0].listeners must be an array" },
+	{ "\"vms\": [{", "\"vms\": 1, \"x\": [{",
+	    "the state's vms must be an array" },
+	{ "\"commands\": [{", "\"commands\": [1, {",
+	    "the state's vms[0].commands[0] must be an object" },
+	/* out of range */
+	{ "\"upstream_id\": 3,", "\"upstream_id\": 0,",
+	    "the state's vms[0].commands[0].upstream_id must be an integer "
+	    "from 1 to 9223372036854775807" },
+	{ "\"upstream_id\": 3,", "\"upstream_id\": -3,",
+	    "the state's vms[0].commands[0].upstream_id must be an integer "
+	    "from 1 to 9223372036854775807" },
+	{ "\"timeout\": 30.0}", "\"timeout\": -1}",
+	    "the state's vms[0].commands[0].timeout must be a number from 0 to "
+	    "1e+09" },
+	{ "\"timeout\": 30.0}", "\"timeout\": 1e10}",
+	    "the state's vms[0].commands[0].timeout must be a number from 0 to "
+	    "1e+09" },
+	{ "\"age\": 0.25", "\"age\": -0.25",
+	    "the state's vms[0].commands[0].age must be a number from 0 to "
+	    "1e+09" },
+	{ "\"since\": 3600.5", "\"since\": 1e10",
+	    "the state's vms[0].upstream.since must be a number from 0 to "
+	    "1e+09" },
+	{ "\"next_client_id\": 1", "\"next_client_id\": 2147483648",
+	    "the state's vms[0].next_client_id must be an integer from 0 to "
+	    "2147483647" },
+	{ "\"pid\": 4242", "\"pid\": -2",
+	    "the state's vms[0].clients[0].pid must be an integer from -1 to "
+	    "2147483647" },
+	{ "\"commands\": 3,", "\"commands\": -1,",
+	    "the state's vms[0].stats.commands must be an integer from 0 to "
+	    "9223372036854775807" },
+	{ "\"order\": [0]", "\"order\": [1]",
+	    "the state's vms[0].clients[0].order must hold indexes of the VM's "
+	    "commands" },
+	/* duplicates */
+	{ "\"upstream_id\": 3,", "\"upstream_id\": 3, \"upstream_id\": 3,",
+	    "the state's vms[0].commands[0].upstream_id is given twice" },
+	{ "\"commands\": [{", "\"commands\": [{\"client\": 0, \"owner\": "
+	    "0, \"upstream_id\": 3, \"id\": null, \"name\": \"cont\", "
+	    "\"oob\": false, \"sent\": true, \"answered\": true, "
+	    "\"expired\": false, \"waited\": false, \"age\": 0.25, "
+	    "\"timeout\": 30.0}, {",
+	    "the state's vms[0].commands has upstream_id 3 twice" },
+	{ "\"order\": [0]", "\"order\": [0, 0]",
+	    "the state's vms[0].clients[0].order holds command 0 twice" },
+};
+
+/* Each broken form of the v1 document is refused, with its message. */
+START_TEST(test_broken)
+{
+	char	*doc = s_v1();
+
+	s_edit_refused(doc, s_broken[_i].from, s_broken[_i].to,
+	    s_broken[_i].want);
+	free(doc);
+}
+END_TEST
+
 /* The suite: taken over, refused, and neither crashing, at random. */
 static Suite *
 state_suite(void)
@@ -1016,6 +1206,9 @@ state_suite(void)
 	tcase_add_test(tc, test_fd_upstream);
 	tcase_add_test(tc, test_refusals);
 	tcase_add_test(tc, test_given_bad);
+	tcase_add_test(tc, test_versions);
+	tcase_add_loop_test(tc, test_broken, 0,
+	    (int)(sizeof(s_broken) / sizeof(s_broken[0])));
 	tcase_add_test(tc, test_each_value);
 	tcase_add_test(tc, test_random);
 	return (s);
