@@ -209,21 +209,7 @@ spawn(int recover)
 static void
 write_conf(const char *global)
 {
-	char	*q, *v;
-	FILE	*f;
-	int	 i;
-
-	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
-	fprintf(f, "[global]\ndump_file = %s/dump.json\n%s", t_dir(), global);
-	for (i = 0; i < NVMS - 1; i++) {
-		q = t_vm_path("q", i);
-		v = t_vm_path("v", i);
-		fprintf(f, "[vm v%d]\nupstream = connect:%s\n"
-		    "[listener v%d %s]\n", i, q, i, v);
-		free(v);
-		free(q);
-	}
-	ck_assert_int_eq(fclose(f), 0);
+	t_conf_vms(conf, global, NVMS - 1);
 }
 
 /* Three VMs (the third added by the control socket), and their clients. */
@@ -267,13 +253,7 @@ start(void)
 static void
 stop_all(void)
 {
-	int	 i;
-
-	for (i = 0; i < NVMS; i++) {
-		t_clients_free(clients[i], NCLIENTS);
-		kill(qemus[i], SIGCONT);
-		t_stop(qemus[i], SIGKILL);
-	}
+	t_vms_stop(qemus, &clients[0][0], NVMS, NCLIENTS);
 	store_end();
 	free(ctl);
 	free(conf);

@@ -117,40 +117,6 @@ side_run(struct side *s, const char *in, size_t len, const char *sync)
 	}
 }
 
-/* Whether two messages match: as text, but events by name. */
-static int
-same(const char *q, const char *p)
-{
-	yajl_val	 vq, vp;
-	const char	*eq, *ep;
-	int		 ok;
-
-	if (strcmp(q, p) == 0)
-		return (1);
-	vq = t_json(q);
-	vp = t_json(p);
-	eq = t_get_str(vq, "event", NULL);
-	ep = t_get_str(vp, "event", NULL);
-	ok = eq != NULL && ep != NULL && strcmp(eq, ep) == 0;
-	yajl_tree_free(vq);
-	yajl_tree_free(vp);
-	return (ok);
-}
-
-/* Print an input with its control and non-ASCII bytes escaped. */
-static void
-report_input(FILE *f, const char *in, size_t len)
-{
-	size_t	 i;
-
-	for (i = 0; i < len; i++) {
-		if ((unsigned char)in[i] < 0x20 || (unsigned char)in[i] >= 0x7f)
-			fprintf(f, "\\x%02x", (unsigned char)in[i]);
-		else
-			fputc(in[i], f);
-	}
-}
-
 /* Append both sides' replies to one step to the report. */
 static void
 report_step(FILE *f, int n, const char *in, size_t len, struct side *q,
@@ -160,7 +126,7 @@ report_step(FILE *f, int n, const char *in, size_t len, struct side *q,
 	int		 i, k;
 
 	fprintf(f, "step %d: ", n);
-	report_input(f, in, len);
+	t_diff_print(f, in, len);
 	fputc('\n', f);
 	for (k = 0; k < 2; k++) {
 		s = k == 0 ? q : p;
@@ -265,7 +231,7 @@ run_script(struct run *r, const struct script *sc)
 		side_run(&r->p, in, len, sync);
 		ok = !r->q.lost && !r->p.lost && r->q.n == r->p.n;
 		for (k = 0; ok && k < r->q.n; k++)
-			ok = same(r->q.msgs[k], r->p.msgs[k]);
+			ok = t_diff_same(r->q.msgs[k], r->p.msgs[k]);
 		if (!ok) {
 			r->bad++;
 			report_step(r->f, r->step, in, len, &r->q, &r->p);

@@ -40,23 +40,15 @@ start(const char *bin)
 	const char	*argv[] = { bin, "-d", "-f", NULL, "--control", NULL,
 			    NULL };
 	char		*conf = t_path("qmpmuxd.conf"), *q, *v;
-	FILE		*f;
 	int		 i;
 
 	ctl = t_path("control.sock");
-	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
-	fprintf(f, "[global]\ndump_file = %s/dump.json\n"
-	    "command_timeout = 20\n", t_dir());
 	for (i = 0; i < NVMS; i++) {
 		q = t_vm_path("q", i);
-		v = t_vm_path("v", i);
 		qemus[i] = t_qemu(q);
-		fprintf(f, "[vm v%d]\nupstream = connect:%s\n"
-		    "[listener v%d %s]\n", i, q, i, v);
 		free(q);
-		free(v);
 	}
-	ck_assert_int_eq(fclose(f), 0);
+	t_conf_vms(conf, "command_timeout = 20\n", NVMS);
 	argv[3] = conf;
 	argv[5] = ctl;
 	t_proxy_pid = t_spawn(argv, "qmpmuxd.log");
@@ -72,13 +64,7 @@ start(const char *bin)
 static void
 stop_all(void)
 {
-	int	 i;
-
-	for (i = 0; i < NVMS; i++) {
-		t_clients_free(clients[i], NCLIENTS);
-		kill(qemus[i], SIGCONT);
-		t_stop(qemus[i], SIGKILL);
-	}
+	t_vms_stop(qemus, &clients[0][0], NVMS, NCLIENTS);
 	free(ctl);
 }
 

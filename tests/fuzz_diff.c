@@ -414,43 +414,6 @@ fd_is_oob(const char *m)
 	return (yes);
 }
 
-/*
- * Whether QEMU's reply q and the proxy's p match: as text, ids too, but
- * events by name.
- */
-static int
-fd_same(const char *q, const char *p)
-{
-	yajl_val	 vq, vp;
-	const char	*eq, *ep;
-	int		 ok;
-
-	if (strcmp(q, p) == 0)
-		return (1);
-	vq = t_json(q);
-	vp = t_json(p);
-	eq = t_get_str(vq, "event", NULL);
-	ep = t_get_str(vp, "event", NULL);
-	ok = eq != NULL && ep != NULL && strcmp(eq, ep) == 0;
-	yajl_tree_free(vq);
-	yajl_tree_free(vp);
-	return (ok);
-}
-
-static void
-fd_report_input(FILE *f, const char *in, size_t len)
-{
-	size_t	 i;
-
-	for (i = 0; i < len; i++) {
-		if ((unsigned char)in[i] < 0x20 || (unsigned char)in[i] >= 0x7f)
-			fprintf(f, "\\x%02x", (unsigned char)in[i]);
-		else
-			fputc(in[i], f);
-	}
-	fputc('\n', f);
-}
-
 /* A difference: keep the input, tell both sides, fail. */
 static void
 fd_differ(long it, const char *in, size_t len, struct side *q,
@@ -467,7 +430,8 @@ fd_differ(long it, const char *in, size_t len, struct side *q,
 	}
 	fprintf(stderr, "fuzz_diff: seed %llu input %ld: %s; kept in %s\n"
 	    "input: ", fd_seed, it, why, name);
-	fd_report_input(stderr, in, len);
+	t_diff_print(stderr, in, len);
+	fputc('\n', stderr);
 	for (i = 0; i < q->n; i++)
 		fprintf(stderr, "  qemu  %s\n", q->msgs[i]);
 	fprintf(stderr, "  qemu  %s\n", q->synced ? "(sync)" : "(no sync)");
@@ -630,7 +594,7 @@ START_TEST(test_fuzz_diff)
 				if (k == q.n && j == p.n)
 					break;
 				if (k == q.n || j == p.n ||
-				    !fd_same(q.msgs[k], p.msgs[j]))
+				    !t_diff_same(q.msgs[k], p.msgs[j]))
 					fd_differ(it, buf, len, &q, &p,
 					    "replies differ");
 			}

@@ -632,6 +632,86 @@ t_diff_stop(struct t_diff *d)
 }
 
 /*
+ * Whether QEMU's message q and the proxy's p match, as a differential
+ * test compares them: as text, ids too, but events by name (their
+ * timestamps differ).
+ */
+int
+t_diff_same(const char *q, const char *p)
+{
+	yajl_val	 vq, vp;
+	const char	*eq, *ep;
+	int		 ok;
+
+	if (strcmp(q, p) == 0)
+		return (1);
+	vq = t_json(q);
+	vp = t_json(p);
+	eq = t_get_str(vq, "event", NULL);
+	ep = t_get_str(vp, "event", NULL);
+	ok = eq != NULL && ep != NULL && strcmp(eq, ep) == 0;
+	yajl_tree_free(vq);
+	yajl_tree_free(vp);
+	return (ok);
+}
+
+/* Print a differential test's input, control and non-ASCII bytes escaped. */
+void
+t_diff_print(FILE *f, const char *in, size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)in[i] < 0x20 || (unsigned char)in[i] >= 0x7f)
+			fprintf(f, "\\x%02x", (unsigned char)in[i]);
+		else
+			fputc(in[i], f);
+	}
+}
+
+/*
+ * Write the file of n VMs, vI with its QEMU at DIR/qI.sock (connect
+ * mode) and a listener at DIR/vI.sock, after [global]'s dump_file in
+ * DIR and the keys of global: the restart tests' VMs, alike so that
+ * what one test learns of them holds for the other.
+ */
+void
+t_conf_vms(const char *path, const char *global, int n)
+{
+	char	*q, *v;
+	FILE	*f;
+	int	 i;
+
+	ck_assert_ptr_nonnull(f = fopen(path, "w"));
+	fprintf(f, "[global]\ndump_file = %s/dump.json\n%s", t_dir(), global);
+	for (i = 0; i < n; i++) {
+		q = t_vm_path("q", i);
+		v = t_vm_path("v", i);
+		fprintf(f, "[vm v%d]\nupstream = connect:%s\n"
+		    "[listener v%d %s]\n", i, q, i, v);
+		free(v);
+		free(q);
+	}
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/*
+ * Free n VMs' clients, nclients a row of clients, and kill their QEMUs,
+ * stopped (SIGSTOP) or not.
+ */
+void
+t_vms_stop(pid_t *qemus, struct t_client **clients, int n, int nclients)
+{
+	int	 i;
+
+	for (i = 0; i < n; i++) {
+		t_clients_free(clients + i * nclients, nclients);
+		kill(qemus[i], SIGCONT);
+		t_stop(qemus[i], SIGKILL);
+	}
+}
+
+/*
  * Start qmpmuxd -d with extra options, and wait for its listener.  It
  * runs without -v: its log holds what an operator's does, so that a test
  * can only rely on the lines qmpmuxd(8) documents, never on debug detail.

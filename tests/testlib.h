@@ -11,6 +11,7 @@
 
 #include <sys/types.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <check.h>
 #include <yajl/yajl_tree.h>
@@ -76,6 +77,10 @@ struct t_diff {
 };
 void		 t_diff_start(struct t_diff *);
 void		 t_diff_stop(struct t_diff *);
+int		 t_diff_same(const char *, const char *);
+void		 t_diff_print(FILE *, const char *, size_t);
+void		 t_conf_vms(const char *, const char *, int);
+void		 t_vms_stop(pid_t *, struct t_client **, int, int);
 pid_t		 t_qemu_traced(const char *, const char *);
 pid_t		 t_qmpmuxd(const char *, const char *, const char *const *);
 pid_t		 t_fakeqemu(const char *, const char *const *);
