@@ -1308,6 +1308,47 @@ t_log_count(const char *log, const char *text)
 	return (t_log_scan(log, text, 0, NULL, NULL));
 }
 
+/*
+ * How many qmpmuxd processes of this version began in DIR/log: each
+ * logs "qmpmuxd VERSION started" or "qmpmuxd VERSION took over" once
+ * as it begins (qmpmuxd(8)), and no other line names it so.  A restart
+ * that happened counts one more, whatever its line says after that.
+ */
+int
+t_log_begun(const char *log)
+{
+	return (t_log_count(log, "qmpmuxd " PACKAGE_VERSION " "));
+}
+
+/*
+ * A VM's counter (query-vm's counters.NAME) on the control socket ctl:
+ * what a test asserts of an event that must not have happened, which a
+ * log line reworded would not show.
+ */
+long long
+t_vm_counter(const char *ctl, const char *vm, const char *name)
+{
+	const char	*path[] = { "return", "counters", name, NULL };
+	struct t_client	*c;
+	yajl_val	 v, n;
+	long long	 count;
+	char		*m;
+
+	ck_assert_msg((c = t_client_ready(ctl)) != NULL, "control %s", ctl);
+	m = t_cmd(c, "{\"execute\": \"query-vm\", \"arguments\": "
+	    "{\"name\": \"%s\"}}", vm);
+	ck_assert_msg((v = t_json(m)) != NULL, "query-vm %s: %s", vm,
+	    m != NULL ? m : "(nothing)");
+	n = yajl_tree_get(v, path, yajl_t_number);
+	ck_assert_msg(n != NULL && YAJL_IS_INTEGER(n), "query-vm %s has no "
+	    "counters.%s: %s", vm, name, m);
+	count = YAJL_GET_INTEGER(n);
+	yajl_tree_free(v);
+	free(m);
+	t_client_free(c);
+	return (count);
+}
+
 /* A log, a text and how many lines must hold it, for t_wait_change. */
 struct t_log_text {
 	const char	*log;

@@ -152,6 +152,8 @@ long long	 t_clock_ms(void);
 int		 t_run(Suite *);
 int		 t_log_scan(const char *, const char *, int, int *, long *);
 int		 t_log_count(const char *, const char *);
+int		 t_log_begun(const char *);
+long long	 t_vm_counter(const char *, const char *, const char *);
 int		 t_wait_log(const char *, const char *, int);
 int		 t_wait_log_n(const char *, const char *, int, int);
 
