@@ -12,6 +12,12 @@
  * side (a shell piping commands into socat) has sent its last command,
  * and gets every reply before its connection is closed.  A client gone
  * both ways is gone, and its unsent commands leave the queue.
+ *
+ * Every byte for a client goes into its output in one place, client_put
+ * (events by reference, in client_event), where a reply is traced and
+ * each byte counted.  A reply the proxy makes itself that must wait for
+ * the client's earlier commands is held here, in the client's order
+ * (c->held), and goes when they are answered (client_command_done).
  */
 #include "config.h"
 
@@ -33,6 +39,10 @@
 #include "qmpmux.h"
 
 #define CLIENT_HUP_CHECK	1	/* seconds, while not read from */
+
+/* client_put's flags */
+#define CLIENT_MESSAGE		0x1	/* a reply: the trace sees it */
+#define CLIENT_FLUSH		0x2	/* then its socket takes what it can */
 
 static const char *client_state_names[] = {
 	[CLIENT_WAITING] = "waiting",
@@ -80,58 +90,224 @@ client_log(const struct client *c, int pri, const char *fmt, ...)
 }
 
 /*
- * A reply the proxy makes itself goes into out (the client's output,
- * or a buffer held behind its commands) as one of QEMU's would, and a
- * trace of the VM sees it as it sees QEMU's: now if it goes straight
- * out, when it is let go if it is held (cmd_done), so that the trace
- * shows the client's replies in the order the client gets them.
+ * A reply of the proxy's own, as reply_verror makes it (class set) or
+ * reply_return (class NULL), to be made where it goes.
  */
-static int
-client_traces(struct client *c, struct evbuffer *out)
-{
-	return (TRACE_ON(c->vm) && out == bufferevent_get_output(c->bev));
-}
+struct client_made {
+	const char	*id;
+	size_t		 idlen;
+	const char	*class;
+	const char	*fmt;
+	va_list		*ap;
+};
 
-/* A reply made in b for the trace goes to the trace, then into out. */
+/* Make the reply m describes at the end of b. */
 static void
-client_made(struct client *c, struct evbuffer *out, struct evbuffer *b)
+client_make(struct evbuffer *b, const struct client_made *m)
 {
-	if (b == out)
+	va_list	 ap;
+
+	if (m->class == NULL) {
+		reply_return(b, m->id, m->idlen);
 		return;
-	trace_message(c->vm, TRACE_CLIENT_OUT, c,
-	    (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b),
-	    NULL);
-	evbuffer_add_buffer(out, b);
-	evbuffer_free(b);
+	}
+	va_copy(ap, *m->ap);
+	reply_verror(b, m->id, m->idlen, m->class, m->fmt, ap);
+	va_end(ap);
 }
 
-/* An error of the proxy's own for c, with its id, into out. */
+/*
+ * The one way bytes reach a client's output, but events, which go by
+ * reference (client_event): QEMU's replies, the proxy's own (made, when
+ * made is given), the greeting, and what a restart carried.  A reply
+ * (CLIENT_MESSAGE) is seen by a trace of the VM here, as it goes, so
+ * that the trace shows the client's replies in the order the client
+ * gets them; each byte is counted here, in bytes_out.  iov[0, n) goes
+ * to the socket at once when nothing waits before it, in one sendmsg,
+ * but a closing client's is queued: its write callback must see its
+ * output drain.  A reply of the proxy's is made in the output itself,
+ * with no buffer of its own, unless it is traced.  CLIENT_FLUSH then
+ * gives the socket what it takes of the output now, for when the loop
+ * has stopped.
+ */
+static void
+client_put(struct client *c, int flags, const struct iovec *iov, int n,
+    const struct client_made *made)
+{
+	struct evbuffer	*out = bufferevent_get_output(c->bev);
+	struct evbuffer	*b = NULL;
+	struct iovec	 one;
+	size_t		 before;
+	int		 i;
+
+	if (made != NULL && !TRACE_ON(c->vm)) {
+		before = evbuffer_get_length(out);
+		client_make(out, made);
+		c->bytes_out += evbuffer_get_length(out) - before;
+		n = 0;
+	} else if (made != NULL) {
+		if ((b = evbuffer_new()) == NULL)
+			fatal("%s", __func__);
+		client_make(b, made);
+		one.iov_len = evbuffer_get_length(b);
+		one.iov_base = evbuffer_pullup(b, -1);
+		iov = &one;
+		n = 1;
+	}
+	if (n > 0 && (flags & CLIENT_MESSAGE) && TRACE_ON(c->vm)) {
+		one = iov[0];
+		if (n > 1) {
+			/* seen whole: its pieces are put together for it */
+			if ((b = evbuffer_new()) == NULL)
+				fatal("%s", __func__);
+			for (i = 0; i < n; i++)
+				evbuffer_add(b, iov[i].iov_base,
+				    iov[i].iov_len);
+			one.iov_len = evbuffer_get_length(b);
+			one.iov_base = evbuffer_pullup(b, -1);
+		}
+		trace_message(c->vm, TRACE_CLIENT_OUT, c,
+		    (const char *)one.iov_base, one.iov_len, NULL);
+	}
+	for (i = 0; i < n; i++)
+		c->bytes_out += iov[i].iov_len;
+	if (n > 0 && c->state != CLIENT_CLOSING)
+		util_bev_writev(c->bev, iov, n);
+	else if (n > 0) {
+		for (i = 0; i < n; i++)
+			evbuffer_add(out, iov[i].iov_base, iov[i].iov_len);
+	}
+	if (b != NULL)
+		evbuffer_free(b);
+	if (flags & CLIENT_FLUSH)
+		evbuffer_write(out, bufferevent_getfd(c->bev));
+}
+
+/*
+ * The loop has stopped (vm_free): the client's socket takes what it can
+ * of its output now, through client_put.
+ */
 void
-client_error(struct client *c, struct evbuffer *out, const char *id,
+client_flush(struct client *c)
+{
+	client_put(c, CLIENT_FLUSH, NULL, 0, NULL);
+}
+
+/*
+ * A reply of the proxy's, made in b, which is taken, is held behind the
+ * client's commands not yet answered, as QEMU would answer it after
+ * them.  It counts in the client's pipeline, so a client cannot pile
+ * them up.
+ */
+static void
+client_hold(struct client *c, struct evbuffer *b)
+{
+	struct client_held	*h;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		fatal("%s", __func__);
+	h->buf = b;
+	h->after = TAILQ_LAST(&c->order, client_order);
+	TAILQ_INSERT_TAIL(&c->held, h, entry);
+	c->ncmds++;
+}
+
+/*
+ * A reply of the proxy's goes out now, or is held if it must wait for
+ * the client's commands before it.
+ */
+static void
+client_made(struct client *c, enum client_when when,
+    const struct client_made *m)
+{
+	struct evbuffer	*b;
+
+	if (when == CLIENT_NOW || TAILQ_EMPTY(&c->order)) {
+		client_put(c, CLIENT_MESSAGE, NULL, 0, m);
+		return;
+	}
+	if ((b = evbuffer_new()) == NULL)
+		fatal("%s", __func__);
+	client_make(b, m);
+	client_hold(c, b);
+}
+
+/* A held reply goes out: its turn has come. */
+static void
+client_release(struct client *c, struct client_held *h)
+{
+	struct iovec	 iov;
+
+	iov.iov_len = evbuffer_get_length(h->buf);
+	iov.iov_base = evbuffer_pullup(h->buf, -1);
+	client_put(c, CLIENT_MESSAGE, &iov, 1, NULL);
+	evbuffer_free(h->buf);
+	free(h);
+}
+
+/*
+ * A restart (state.c): a reply held by the process before, behind the
+ * client's commands put back so far; at once if there is none.
+ */
+void
+client_adopt_held(struct client *c, const void *buf, size_t len)
+{
+	struct evbuffer	*b;
+	struct iovec	 iov;
+
+	if (TAILQ_EMPTY(&c->order)) {
+		iov.iov_base = (void *)(uintptr_t)buf;
+		iov.iov_len = len;
+		client_put(c, CLIENT_MESSAGE, &iov, 1, NULL);
+		return;
+	}
+	if ((b = evbuffer_new()) == NULL || evbuffer_add(b, buf, len) == -1)
+		fatal("%s", __func__);
+	client_hold(c, b);
+}
+
+/* The client has gone: its held replies with it. */
+static void
+client_drop_held(struct client *c)
+{
+	struct client_held	*h;
+
+	while ((h = TAILQ_FIRST(&c->held)) != NULL) {
+		TAILQ_REMOVE(&c->held, h, entry);
+		evbuffer_free(h->buf);
+		free(h);
+	}
+}
+
+/* An error of the proxy's own for c, with its id. */
+void
+client_error(struct client *c, enum client_when when, const char *id,
     size_t idlen, const char *class, const char *fmt, ...)
 {
-	struct evbuffer	*b = out;
-	va_list		 ap;
+	struct client_made	 m;
+	va_list			 ap;
 
-	if (client_traces(c, out) && (b = evbuffer_new()) == NULL)
-		fatal("%s", __func__);
 	va_start(ap, fmt);
-	reply_verror(b, id, idlen, class, fmt, ap);
+	m.id = id;
+	m.idlen = idlen;
+	m.class = class;
+	m.fmt = fmt;
+	m.ap = &ap;
+	client_made(c, when, &m);
 	va_end(ap);
-	client_made(c, out, b);
 }
 
-/* An empty return of the proxy's own for c, with its id, into out. */
+/* An empty return of the proxy's own for c, with its id. */
 void
-client_return(struct client *c, struct evbuffer *out, const char *id,
+client_return(struct client *c, enum client_when when, const char *id,
     size_t idlen)
 {
-	struct evbuffer	*b = out;
+	struct client_made	 m;
 
-	if (client_traces(c, out) && (b = evbuffer_new()) == NULL)
-		fatal("%s", __func__);
-	reply_return(b, id, idlen);
-	client_made(c, out, b);
+	memset(&m, 0, sizeof(m));
+	m.id = id;
+	m.idlen = idlen;
+	client_made(c, when, &m);
 }
 
 /* Change state, logging the transition. */
@@ -241,6 +417,7 @@ client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid)
 	c->listener_hash = util_hash(l->conf->path);
 	c->id = id;
 	TAILQ_INIT(&c->order);
+	TAILQ_INIT(&c->held);
 	TAILQ_INIT(&c->events);
 	c->pid = pid;
 	c->uid = uid;
@@ -275,6 +452,7 @@ client_adopt(struct listener *l, int fd, int id, enum client_state state,
     const void *out, size_t outlen)
 {
 	struct client	*c;
+	struct iovec	 iov;
 
 	if (evutil_make_socket_nonblocking(fd) == -1 ||
 	    evutil_make_socket_closeonexec(fd) == -1)
@@ -285,8 +463,11 @@ client_adopt(struct listener *l, int fd, int id, enum client_state state,
 	client_store(c);
 	if (inlen > 0)
 		util_bev_input(c->bev, in, inlen);
-	if (outlen > 0)
-		evbuffer_add(bufferevent_get_output(c->bev), out, outlen);
+	if (outlen > 0) {
+		iov.iov_base = (void *)(uintptr_t)out;
+		iov.iov_len = outlen;
+		client_put(c, 0, &iov, 1, NULL);
+	}
 	bufferevent_enable(c->bev, EV_WRITE);
 	if (state == CLIENT_WAITING) {
 		client_arm(c, c->vm->conf.greeting_timeout);
@@ -302,9 +483,12 @@ void
 client_greet(struct client *c)
 {
 	struct monitor	*m = c->vm->mon;
+	struct iovec	 iov;
 
 	evtimer_del(c->timer);
-	bufferevent_write(c->bev, m->greeting, m->greeting_len);
+	iov.iov_base = m->greeting;
+	iov.iov_len = m->greeting_len;
+	client_put(c, 0, &iov, 1, NULL);
 	client_set_state(c, CLIENT_CAPS);
 	bufferevent_enable(c->bev, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
@@ -330,6 +514,7 @@ client_close(struct client *c, const char *fmt, ...)
 	client_log(c, LOG_INFO, "closed: %s", reason);
 
 	cmd_client_gone(c);
+	client_drop_held(c);
 	client_set_state(c, CLIENT_CLOSING);
 	client_watch(c);
 	event_del(c->resume);
@@ -349,6 +534,7 @@ client_free(struct client *c)
 		return;
 	if (c->state != CLIENT_CLOSING)
 		cmd_client_gone(c);
+	client_drop_held(c);
 	client_unstore(c);
 	TAILQ_REMOVE(&c->vm->clients, c, entry);
 	vm_client_gone(c);
@@ -551,7 +737,6 @@ client_event_cb(struct bufferevent *bev, short events, void *arg)
 static void
 client_negotiate(struct client *c, const struct qmp_msg *msg)
 {
-	struct evbuffer		*out = client_local_out(c);
 	const char		*id;
 	size_t			 idlen;
 	char			 err[256];
@@ -559,23 +744,24 @@ client_negotiate(struct client *c, const struct qmp_msg *msg)
 
 	reply_id(msg, &id, &idlen);
 	if (reply_check_caps(msg, &oob, err, sizeof(err)) == -1) {
-		client_error(c, out, id, idlen, "GenericError", "%s", err);
+		client_error(c, CLIENT_IN_ORDER, id, idlen, "GenericError",
+		    "%s", err);
 		return;
 	}
 	/* QEMU checks the arguments first, then whether it is too late */
 	if (c->state == CLIENT_READY) {
-		client_error(c, out, id, idlen, "CommandNotFound",
+		client_error(c, CLIENT_IN_ORDER, id, idlen, "CommandNotFound",
 		    "Capabilities negotiation is already complete, "
 		    "command ignored");
 		return;
 	}
 	if (oob && !c->vm->mon->oob) {
-		client_error(c, out, id, idlen, "GenericError",
+		client_error(c, CLIENT_IN_ORDER, id, idlen, "GenericError",
 		    "Capability 'oob' not available");
 		return;
 	}
 	c->oob = oob;
-	client_return(c, out, id, idlen);
+	client_return(c, CLIENT_IN_ORDER, id, idlen);
 	client_set_state(c, CLIENT_READY);
 	if (c->vm->reads_paused)
 		client_reads_paused(c, 1);
@@ -596,7 +782,7 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 		/* QEMU has no id to give back when there is no object */
 		if (msg->kind == QMP_KIND_NONOBJECT)
 			id = NULL;
-		client_error(c, client_local_out(c), id, idlen, "GenericError",
+		client_error(c, CLIENT_IN_ORDER, id, idlen, "GenericError",
 		    "%s", desc);
 		return;
 	}
@@ -605,17 +791,17 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 	if (caps)
 		client_negotiate(c, msg);
 	else if (c->state == CLIENT_CAPS)
-		client_error(c, client_local_out(c), id, idlen,
+		client_error(c, CLIENT_IN_ORDER, id, idlen,
 		    "CommandNotFound", "Expecting capabilities negotiation "
 		    "with 'qmp_capabilities'");
 	else if (!acl_allows(&c->listener->conf->acl, msg->name)) {
 		client_log(c, LOG_INFO, "%s refused by the access list of %s",
 		    msg->name, c->listener->conf->path);
 		/* out of band, QEMU answers at once, past in-band input */
-		client_error(c, msg->m_exec_oob != -1 ?
-		    bufferevent_get_output(c->bev) : client_local_out(c), id,
-		    idlen, "CommandNotFound", "The command %s has been "
-		    "disabled for this instance", msg->name);
+		client_error(c, msg->m_exec_oob != -1 ? CLIENT_NOW :
+		    CLIENT_IN_ORDER, id, idlen, "CommandNotFound",
+		    "The command %s has been disabled for this instance",
+		    msg->name);
 	} else
 		cmd_submit(c, msg);
 }
@@ -680,13 +866,13 @@ client_read(struct client *c)
 			trace_message(vm, TRACE_CLIENT_IN, c, NULL, 0,
 			    qmp_reader_error(c->reader));
 			/* QEMU's own words; the reader goes on as QEMU does */
-			client_error(c, client_local_out(c), NULL, 0,
+			client_error(c, CLIENT_IN_ORDER, NULL, 0,
 			    "GenericError", "%s", qmp_reader_error(c->reader));
 			break;
 		case QMP_ERR_SIZE:
 			trace_message(vm, TRACE_CLIENT_IN, c, NULL, 0,
 			    "message larger than max_client_message");
-			client_error(c, bufferevent_get_output(c->bev), NULL, 0,
+			client_error(c, CLIENT_NOW, NULL, 0,
 			    "GenericError", "qmpmux: message larger than "
 			    "max_client_message (%zu bytes)",
 			    vm->conf.max_client_message);
@@ -710,24 +896,31 @@ client_resume_cb(int fd, short events, void *arg)
 }
 
 /*
- * Where a reply the proxy makes itself goes: straight out, or held
- * behind the client's in-band commands not yet answered, as QEMU would
- * answer it after them.
+ * One of the client's commands is answered (cmd.c): it leaves the
+ * client's order, the replies held for it and for none before it go
+ * out, each freeing its place in the pipeline, and the client is read
+ * again if it waited.
  */
-struct evbuffer *
-client_local_out(struct client *c)
-{
-	if (TAILQ_EMPTY(&c->order))
-		return (bufferevent_get_output(c->bev));
-	return (cmd_hold(c));
-}
-
-/* One of the client's commands is answered: read again if it waited. */
 void
-client_command_done(struct client *c)
+client_command_done(struct client *c, struct cmd *cmd)
 {
+	struct cmd		*before = TAILQ_PREV(cmd, client_order, order);
+	struct client_held	*h;
+
+	/* a reply that waited for it waits for the one before it now */
+	TAILQ_FOREACH(h, &c->held, entry) {
+		if (h->after == cmd)
+			h->after = before;
+	}
+	TAILQ_REMOVE(&c->order, cmd, order);
 	if (c->ncmds > 0)
 		c->ncmds--;
+	while ((h = TAILQ_FIRST(&c->held)) != NULL && h->after == NULL) {
+		TAILQ_REMOVE(&c->held, h, entry);
+		client_release(c, h);
+		if (c->ncmds > 0)
+			c->ncmds--;
+	}
 	client_read_again(c);
 }
 
@@ -768,57 +961,30 @@ void
 client_reply(struct client *c, const struct qmp_msg *msg,
     const char *id, size_t idlen)
 {
-	struct evbuffer	*out = bufferevent_get_output(c->bev);
-	struct evbuffer	*traced = NULL;
 	struct qmp_span	 span;
+	struct iovec	 iov[4];
 
-	/* traced, it is made apart first, to be seen whole */
-	if (TRACE_ON(c->vm)) {
-		if ((traced = evbuffer_new()) == NULL)
-			fatalx("%s: out of memory", __func__);
-		out = traced;
-	}
 	if (msg->m_id == -1)
 		span.off = msg->len, span.len = 0;
 	else if (id != NULL)
 		span = qmp_msg_id(msg);
 	else
 		span = qmp_msg_cut_member(msg, msg->m_id);
-	/*
-	 * Untraced, to a client that is not closing (whose write callback
-	 * must see its output drain), the reply goes at once if nothing
-	 * waits before it, in one sendmsg.
-	 */
-	if (traced == NULL && c->state != CLIENT_CLOSING) {
-		struct iovec	 iov[4];
-
-		iov[0].iov_base = msg->buf;
-		iov[0].iov_len = span.off;
-		iov[1].iov_base = (void *)(uintptr_t)id;
-		iov[1].iov_len = msg->m_id != -1 && id != NULL ? idlen : 0;
-		iov[2].iov_base = msg->buf + span.off + span.len;
-		iov[2].iov_len = msg->len - span.off - span.len;
-		iov[3].iov_base = (void *)(uintptr_t)"\r\n";
-		iov[3].iov_len = 2;
-		util_bev_writev(c->bev, iov, 4);
-		return;
-	}
-	evbuffer_add(out, msg->buf, span.off);
-	if (msg->m_id != -1 && id != NULL)
-		evbuffer_add(out, id, idlen);
-	evbuffer_add(out, msg->buf + span.off + span.len,
-	    msg->len - span.off - span.len);
-	evbuffer_add(out, "\r\n", 2);
-	if (traced != NULL) {
-		trace_message(c->vm, TRACE_CLIENT_OUT, c,
-		    (const char *)evbuffer_pullup(traced, -1),
-		    evbuffer_get_length(traced), NULL);
-		evbuffer_add_buffer(bufferevent_get_output(c->bev), traced);
-		evbuffer_free(traced);
-	}
+	iov[0].iov_base = msg->buf;
+	iov[0].iov_len = span.off;
+	iov[1].iov_base = (void *)(uintptr_t)id;
+	iov[1].iov_len = msg->m_id != -1 && id != NULL ? idlen : 0;
+	iov[2].iov_base = msg->buf + span.off + span.len;
+	iov[2].iov_len = msg->len - span.off - span.len;
+	iov[3].iov_base = (void *)(uintptr_t)"\r\n";
+	iov[3].iov_len = 2;
+	client_put(c, CLIENT_MESSAGE, iov, 4, NULL);
 }
 
-/* Queue a shared event for the client, without copying it. */
+/*
+ * Queue a shared event for the client, without copying it: the other
+ * way bytes reach a client, counted as client_put counts.
+ */
 void
 client_event(struct client *c, const void *buf, size_t len,
     void (*cleanup)(const void *, size_t, void *), void *arg)
@@ -826,4 +992,5 @@ client_event(struct client *c, const void *buf, size_t len,
 	if (evbuffer_add_reference(bufferevent_get_output(c->bev), buf, len,
 	    cleanup, arg) == -1)
 		fatalx("%s: evbuffer_add_reference failed", __func__);
+	c->bytes_out += len;
 }

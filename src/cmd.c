@@ -11,14 +11,14 @@
  * QEMU answers, since QEMU is still working on it, and that late reply
  * is dropped.
  *
- * Each client also has its order: its commands as they came, and
- * between them the replies the proxy makes itself (to invalid input, to
- * a second qmp_capabilities).  QEMU answers all in-band input in order,
- * parse errors included, and runs an exec-oob as it reads it, before
- * what follows; so a reply of the proxy's waits (held) until the
- * client's commands before it, exec-oob included, are answered.  Timeout
- * errors and the refusal of a full queue do not wait: they exist to
- * answer at once.
+ * Each client also has its order: its commands as they came.  QEMU
+ * answers all in-band input in order, parse errors included, and runs
+ * an exec-oob as it reads it, before what follows; so a reply the
+ * proxy makes itself (to invalid input, to a second qmp_capabilities)
+ * is held by client.c until the client's commands before it, exec-oob
+ * included, are answered.  Timeout errors and the refusal of a full
+ * queue do not wait: they exist to answer at once.  Nothing here
+ * writes to a client: its replies go through client.c.
  */
 #include "config.h"
 
@@ -29,7 +29,6 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "qmpmux.h"
@@ -46,61 +45,26 @@ cmd_free(struct cmd *cmd)
 		event_free(cmd->deadline);
 	if (cmd->wire != NULL)
 		evbuffer_free(cmd->wire);
-	if (cmd->held != NULL)
-		evbuffer_free(cmd->held);
 	free(cmd->client_id);
 	free(cmd);
 }
 
 /*
  * The command is answered for its client: one less in its pipeline, and
- * the replies of the proxy's that waited for it go out.
+ * the replies of the proxy's that waited for it go out (client.c).
  */
 static void
 cmd_done(struct cmd *cmd)
 {
 	struct client	*c = cmd->client;
-	struct cmd	*h;
 
 	cmd->answered = 1;
 	cmd->client = NULL;
-	if (c == NULL)
-		return;
-	TAILQ_REMOVE(&c->order, cmd, order);
-	client_command_done(c);
-	while ((h = TAILQ_FIRST(&c->order)) != NULL && h->held != NULL) {
-		TAILQ_REMOVE(&c->order, h, order);
-		/* a held reply is traced as it goes, in the client's order */
-		trace_message(c->vm, TRACE_CLIENT_OUT, c,
-		    (const char *)evbuffer_pullup(h->held, -1),
-		    evbuffer_get_length(h->held), NULL);
-		evbuffer_add_buffer(bufferevent_get_output(c->bev), h->held);
-		cmd_free(h);
-		client_command_done(c);
-	}
+	if (c != NULL)
+		client_command_done(c, cmd);
 }
 
-/*
- * A reply of the proxy's own for c, behind c's commands: the
- * buffer to write it to, sent when they are answered.  It counts in
- * the client's pipeline, so a client cannot pile them up.
- */
-struct evbuffer *
-cmd_hold(struct client *c)
-{
-	struct cmd	*h;
-
-	if ((h = calloc(1, sizeof(*h))) == NULL ||
-	    (h->held = evbuffer_new()) == NULL)
-		fatal("%s", __func__);
-	h->vm = c->vm;
-	h->client = c;
-	TAILQ_INSERT_TAIL(&c->order, h, order);
-	c->ncmds++;
-	return (h->held);
-}
-
-/* Send an error to the command's client, with its id. */
+/* Send an error to the command's client, with its id, at once. */
 static void
 cmd_error(struct cmd *cmd, const char *class, const char *desc)
 {
@@ -108,8 +72,8 @@ cmd_error(struct cmd *cmd, const char *class, const char *desc)
 
 	if (c == NULL || cmd->answered)
 		return;
-	client_error(c, bufferevent_get_output(c->bev), cmd->client_id,
-	    cmd->client_id_len, class, "%s", desc);
+	client_error(c, CLIENT_NOW, cmd->client_id, cmd->client_id_len,
+	    class, "%s", desc);
 	cmd_done(cmd);
 }
 
@@ -324,7 +288,7 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 		vm->stats.refused++;
 		client_log(c, LOG_ERR, "%s refused: %u commands queued",
 		    msg->name, vm->nqueued);
-		client_error(c, bufferevent_get_output(c->bev), id, idlen,
+		client_error(c, CLIENT_NOW, id, idlen,
 		    "GenericError", "qmpmux: too many commands queued for VM "
 		    "%s", vm->name);
 		return (-1);
@@ -373,13 +337,12 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 }
 
 /*
- * A restart (state-restore.c): a command of the process before, its fields
- * filled in by the caller, goes back where it was: a held reply into
- * nothing here (the caller puts it in its client's order), an unsent
+ * A restart (state-restore.c): a command of the process before, its
+ * fields filled in by the caller, goes back where it was: an unsent
  * command at the end of the queue, a sent one at the end of the
- * in-flight list.  A deadline still to come is armed for what is left
- * of it, at least a moment: one that passed during the restart fires
- * at once.
+ * in-flight list (the caller puts it in its client's order).  A
+ * deadline still to come is armed for what is left of it, at least a
+ * moment: one that passed during the restart fires at once.
  */
 void
 cmd_adopt(struct cmd *cmd, double left)
@@ -387,8 +350,6 @@ cmd_adopt(struct cmd *cmd, double left)
 	struct vm	*vm = cmd->vm;
 	struct timeval	 tv;
 
-	if (cmd->held != NULL)
-		return;
 	if (!cmd->answered && cmd->timeout > 0) {
 		if (util_timeval(left > 0.001 ? left : 0.001, &tv) == -1)
 			fatalx("%s: bad deadline", __func__);
@@ -663,10 +624,6 @@ cmd_client_gone(struct client *c)
 	struct vm	*vm = c->vm;
 	struct cmd	*cmd, *next;
 
-	TAILQ_FOREACH_SAFE(cmd, &c->order, order, next) {
-		if (cmd->held != NULL)
-			cmd_free(cmd);
-	}
 	TAILQ_INIT(&c->order);
 	TAILQ_FOREACH_SAFE(cmd, &vm->queue, entry, next) {
 		if (cmd->client != c)

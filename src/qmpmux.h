@@ -669,22 +669,43 @@ struct client {
 	unsigned int		 ncmds;		/* waiting or in flight */
 	int			 input_paused;	/* at the pipeline or output bound */
 	int			 eof;		/* input ended: answer, then close */
+	uint64_t		 bytes_out;	/* put in its output, in all */
+	TAILQ_HEAD(client_order, cmd) order;	/* its commands unanswered */
 	/*
-	 * What the client waits to be answered, in its order: its in-band
-	 * commands, and the proxy's own replies held behind them (cmds
-	 * with held set), since QEMU answers all in-band input in order.
+	 * The proxy's own replies held behind its commands, in its order,
+	 * since QEMU answers all in-band input in order: each goes when
+	 * the commands before it are answered.
 	 */
-	TAILQ_HEAD(, cmd)	 order;
+	TAILQ_HEAD(, client_held) held;
 	TAILQ_HEAD(, vm_ref)	 events;	/* batches not yet written */
 	TAILQ_ENTRY(client)	 entry;
 };
 
+/*
+ * A reply of the proxy's held for a client: after is the last of the
+ * client's commands it waits for, the one before it once that one is
+ * answered; it goes when none is left.
+ */
+struct client_held {
+	struct evbuffer		*buf;
+	struct cmd		*after;
+	TAILQ_ENTRY(client_held) entry;
+};
+
+/* when a reply of the proxy's goes to its client */
+enum client_when {
+	CLIENT_NOW,		/* at once: it exists to answer at once */
+	CLIENT_IN_ORDER,	/* after the client's commands before it */
+};
+
 void		 client_log(const struct client *, int, const char *, ...)
 		    LOG_PRINTF(3, 4);
-void		 client_error(struct client *, struct evbuffer *, const char *,
+void		 client_error(struct client *, enum client_when, const char *,
 		    size_t, const char *, const char *, ...) LOG_PRINTF(6, 7);
-void		 client_return(struct client *, struct evbuffer *, const char *,
+void		 client_return(struct client *, enum client_when, const char *,
 		    size_t);
+void		 client_flush(struct client *);
+void		 client_adopt_held(struct client *, const void *, size_t);
 void		 client_accept(struct listener *, int);
 struct client	*client_adopt(struct listener *, int, int, enum client_state,
 		    pid_t, uid_t, int, const void *, size_t, const void *,
@@ -696,11 +717,10 @@ void		 client_reply(struct client *, const struct qmp_msg *,
 		    const char *, size_t);
 void		 client_free(struct client *);
 int		 client_gone(struct client *);
-void		 client_command_done(struct client *);
+void		 client_command_done(struct client *, struct cmd *);
 void		 client_event(struct client *, const void *, size_t,
 		    void (*)(const void *, size_t, void *), void *);
 void		 client_reads_paused(struct client *, int);
-struct evbuffer	*client_local_out(struct client *);
 const char	*client_state_name(enum client_state);
 
 /* cmd.c: the per-VM command queue */
@@ -721,7 +741,6 @@ struct cmd {
 	struct timeval		 arrived;
 	double			 timeout;	/* seconds, as when it came */
 	struct event		*deadline;
-	struct evbuffer		*held;		/* a held reply of the proxy's */
 	TAILQ_ENTRY(cmd)	 entry;		/* the VM's queue or inflight */
 	TAILQ_ENTRY(cmd)	 order;		/* the client's order */
 };
@@ -736,7 +755,6 @@ void		 cmd_fail_all(struct vm *, const char *);
 void		 cmd_answer_all(struct vm *, const char *);
 void		 cmd_client_gone(struct client *);
 int		 cmd_stalled(struct vm *);
-struct evbuffer	*cmd_hold(struct client *);
 void		 cmd_upstream_id(struct evbuffer *, const struct cmd *);
 int		 cmd_parse_id(const struct qmp_msg *, unsigned int *,
 		    uint64_t *, int *, const char **, size_t *);

@@ -381,8 +381,8 @@ state_count_clients(struct vm *vm)
 
 /*
  * The commands, each made as it was and put back in the queue or in
- * flight (a held reply: nowhere yet); all[i] is sv->cmds[i]'s, NULL if
- * it went (an unsent one whose client did not come along).
+ * flight; all[i] is sv->cmds[i]'s, NULL if it went (an unsent one
+ * whose client did not come along) or is a held reply (its client's).
  */
 static struct cmd **
 state_vm_cmds(struct vm *vm, struct state_vm *sv)
@@ -396,6 +396,8 @@ state_vm_cmds(struct vm *vm, struct state_vm *sv)
 		fatal("%s", __func__);
 	for (i = 0; i < sv->ncmds; i++) {
 		sc = &sv->cmds[i];
+		if (sc->held.buf != NULL)
+			continue;
 		if ((cmd = calloc(1, sizeof(*cmd))) == NULL)
 			fatal("%s", __func__);
 		cmd->vm = vm;
@@ -403,13 +405,6 @@ state_vm_cmds(struct vm *vm, struct state_vm *sv)
 		cmd->client = sc->client != 0 ? state_client(vm, sc->client) :
 		    NULL;
 		all[i] = cmd;
-		if (sc->held.buf != NULL) {
-			if ((cmd->held = evbuffer_new()) == NULL ||
-			    evbuffer_add(cmd->held, sc->held.buf,
-			    sc->held.len) == -1)
-				fatal("%s", __func__);
-			continue;
-		}
 		cmd->owner = sc->owner != 0 && state_client(vm, sc->owner) !=
 		    NULL ? sc->owner : 0;
 		cmd->upstream_id = sc->upstream_id;
@@ -452,6 +447,7 @@ state_vm_clients(struct vm *vm, struct state_vm *sv)
 	struct listener		*l;
 	struct client		*c;
 	struct cmd		**all, *cmd;
+	struct state_bytes	*held;
 	size_t			 i, j;
 
 	for (i = 0; i < sv->nclients; i++) {
@@ -480,20 +476,14 @@ state_vm_clients(struct vm *vm, struct state_vm *sv)
 			continue;
 		/* the state's order holds exactly the client's commands */
 		for (j = 0; j < sc->norder; j++) {
+			held = &sv->cmds[sc->order[j]].held;
+			if (held->buf != NULL)
+				client_adopt_held(c, held->buf, held->len);
 			if ((cmd = all[sc->order[j]]) == NULL)
 				continue;
 			TAILQ_INSERT_TAIL(&c->order, cmd, order);
 			c->ncmds++;
 			all[sc->order[j]] = NULL;
-		}
-	}
-	/* what is left has no client here: nobody waits for it */
-	for (i = 0; i < sv->ncmds; i++) {
-		if ((cmd = all[i]) == NULL)
-			continue;
-		if (cmd->held != NULL) {
-			evbuffer_free(cmd->held);
-			free(cmd);
 		}
 	}
 	free(all);

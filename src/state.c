@@ -149,11 +149,6 @@ state_save_cmd(yajl_gen g, const struct cmd *cmd)
 
 	json_map_open(g);
 	json_put_int(g, "client", cmd->client != NULL ? cmd->client->id : 0);
-	if (cmd->held != NULL) {
-		json_put_evbuffer(g, "held", cmd->held, NULL, 0);
-		json_map_close(g);
-		return;
-	}
 	json_put_int(g, "owner", cmd->owner);
 	json_put_int(g, "upstream_id", (long long)cmd->upstream_id);
 	json_put_hex(g, "id", cmd->client_id, cmd->client_id_len);
@@ -172,10 +167,11 @@ state_save_cmd(yajl_gen g, const struct cmd *cmd)
 
 static void
 state_save_client(yajl_gen g, struct client *c, struct cmd **all, size_t n,
-    struct state_fds *fds)
+    size_t *held, struct state_fds *fds)
 {
-	struct cmd	*cmd;
-	int		 fd = bufferevent_getfd(c->bev);
+	struct client_held	*h = TAILQ_FIRST(&c->held);
+	struct cmd		*cmd;
+	int			 fd = bufferevent_getfd(c->bev);
 
 	json_map_open(g);
 	json_put_int(g, "id", c->id);
@@ -191,8 +187,12 @@ state_save_client(yajl_gen g, struct client *c, struct cmd **all, size_t n,
 	json_put_evbuffer(g, "out", bufferevent_get_output(c->bev), NULL, 0);
 	json_string(g, "order", 5);
 	json_array_open(g);
-	TAILQ_FOREACH(cmd, &c->order, order)
+	TAILQ_FOREACH(cmd, &c->order, order) {
 		json_integer(g, state_cmd_index(all, n, cmd));
+		/* the replies held behind it, after the commands */
+		for (; h != NULL && h->after == cmd; h = TAILQ_NEXT(h, entry))
+			json_integer(g, (long long)(*held)++);
+	}
 	json_array_close(g);
 	json_map_close(g);
 }
@@ -238,8 +238,9 @@ state_save_vm(yajl_gen g, struct vm *vm, struct state_fds *fds)
 {
 	struct listener		*l;
 	struct client		*c;
+	struct client_held	*h;
 	struct cmd		*cmd, **all;
-	size_t			 n = 0, i;
+	size_t			 n = 0, i, held;
 
 	json_map_open(g);
 	json_put_str(g, "name", vm->name);
@@ -273,10 +274,6 @@ state_save_vm(yajl_gen g, struct vm *vm, struct state_fds *fds)
 		n++;
 	TAILQ_FOREACH(cmd, &vm->inflight, entry)
 		n++;
-	TAILQ_FOREACH(c, &vm->clients, entry) {
-		TAILQ_FOREACH(cmd, &c->order, order)
-			n += cmd->held != NULL;
-	}
 	if ((all = calloc(n + 1, sizeof(*all))) == NULL)
 		fatal("%s", __func__);
 	n = 0;
@@ -284,24 +281,30 @@ state_save_vm(yajl_gen g, struct vm *vm, struct state_fds *fds)
 		all[n++] = cmd;
 	TAILQ_FOREACH(cmd, &vm->inflight, entry)
 		all[n++] = cmd;
-	TAILQ_FOREACH(c, &vm->clients, entry) {
-		TAILQ_FOREACH(cmd, &c->order, order) {
-			if (cmd->held != NULL)
-				all[n++] = cmd;
-		}
-	}
 	json_string(g, "commands", 8);
 	json_array_open(g);
 	for (i = 0; i < n; i++)
 		state_save_cmd(g, all[i]);
+	/* then the replies held for each client that goes over, in order */
+	TAILQ_FOREACH(c, &vm->clients, entry) {
+		if (c->state == CLIENT_CLOSING)
+			continue;
+		TAILQ_FOREACH(h, &c->held, entry) {
+			json_map_open(g);
+			json_put_int(g, "client", c->id);
+			json_put_evbuffer(g, "held", h->buf, NULL, 0);
+			json_map_close(g);
+		}
+	}
 	json_array_close(g);
 
 	/* a closing client goes with the old process: it was leaving */
 	json_string(g, "clients", 7);
 	json_array_open(g);
+	held = n;
 	TAILQ_FOREACH(c, &vm->clients, entry) {
 		if (c->state != CLIENT_CLOSING)
-			state_save_client(g, c, all, n, fds);
+			state_save_client(g, c, all, n, &held, fds);
 	}
 	json_array_close(g);
 	free(all);

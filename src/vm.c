@@ -21,7 +21,6 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <yajl/yajl_gen.h>
 
@@ -310,8 +309,7 @@ vm_free(struct vm *vm)
 	}
 	while ((c = TAILQ_FIRST(&vm->clients)) != NULL) {
 		/* the loop has stopped: give each what its socket takes now */
-		evbuffer_write(bufferevent_get_output(c->bev),
-		    bufferevent_getfd(c->bev));
+		client_flush(c);
 		client_free(c);
 	}
 	monitor_free(vm->mon);
