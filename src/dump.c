@@ -187,6 +187,7 @@ dump_client(struct dump *d, const struct client *c)
 	dump_uint(d, "commands", c->ncmds);
 	dump_uint(d, "output_bytes",
 	    evbuffer_get_length(bufferevent_get_output(c->bev)));
+	dump_uint(d, "bytes_out", c->bytes_out);
 	dump_bool(d, "holds_events", !TAILQ_EMPTY(&c->events));
 	dump_bool(d, "input_paused", c->input_paused);
 	dump_bool(d, "input_ended", c->eof);

@@ -159,8 +159,9 @@ the_vm(yajl_val v)
 
 /*
  * A command sent to a stopped QEMU is in the dump, sent, with its age
- * and its client; the client is there with its pid and uid; the log
- * has the dump's lines for the VM, its command and its client.
+ * and its client; the client is there with its pid and uid and the
+ * bytes it was sent, each of which it read; the log has the dump's
+ * lines for the VM, its command and its client.
  */
 START_TEST(test_dump_pending)
 {
@@ -220,6 +221,10 @@ START_TEST(test_dump_pending)
 	ck_assert_str_eq(jstr(jget(c, "state", NULL), "state"), "ready");
 	ck_assert(jbool(jget(c, "negotiated", NULL), "negotiated"));
 	ck_assert_int_eq(jnum(jget(c, "commands", NULL), "commands"), 1);
+	/* the greeting and the return of qmp_capabilities: what it read */
+	ck_assert_int_eq(jnum(jget(c, "bytes_out", NULL), "bytes_out"),
+	    t_client_nread(a));
+	ck_assert_int_gt(t_client_nread(a), 0);
 	ck_assert_int_eq(jnum(jget(vm, "counters", "commands", NULL),
 	    "counters.commands"), 1);
 	ck_assert_int_eq(jnum(jget(vm, "counters", "clients", NULL),

@@ -40,6 +40,7 @@ struct t_client {
 	int			 fd;
 	int			 eof;
 	int			 bad;		/* unparseable input came */
+	size_t			 nread;		/* bytes read, in all */
 	struct evbuffer		*in;
 	struct qmp_reader	*reader;
 };
@@ -1018,6 +1019,13 @@ t_client_fd(struct t_client *c)
 	return (c->fd);
 }
 
+/* The bytes c has read from its socket, in all. */
+size_t
+t_client_nread(struct t_client *c)
+{
+	return (c->nread);
+}
+
 /* Write all of buf. */
 void
 t_send_raw(struct t_client *c, const void *buf, size_t len)
@@ -1096,6 +1104,8 @@ t_recv(struct t_client *c, int ms)
 		n = evbuffer_read(c->in, c->fd, 1 << 16);
 		if (n <= 0)
 			c->eof = 1;
+		else
+			c->nread += (size_t)n;
 	}
 }
 

@@ -107,6 +107,7 @@ void		 t_clients_row(struct t_client **, int, const char *);
 void		 t_clients_free(struct t_client **, int);
 void		 t_client_free(struct t_client *);
 int		 t_client_fd(struct t_client *);
+size_t		 t_client_nread(struct t_client *);
 void		 t_send(struct t_client *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 void		 t_send_raw(struct t_client *, const void *, size_t);
