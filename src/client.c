@@ -41,8 +41,8 @@
 #define CLIENT_HUP_CHECK	1	/* seconds, while not read from */
 
 /* client_put's flags */
-#define CLIENT_MESSAGE		0x1	/* a reply: the trace sees it */
-#define CLIENT_FLUSH		0x2	/* then its socket takes what it can */
+#define CLIENT_MESSAGE	0x1	/* a reply: the trace sees it */
+#define CLIENT_FLUSH	0x2	/* then its socket takes what it can */
 
 static const char *client_state_names[] = {
 	[CLIENT_WAITING] = "waiting",
@@ -904,9 +904,10 @@ client_resume_cb(int fd, short events, void *arg)
 void
 client_command_done(struct client *c, struct cmd *cmd)
 {
-	struct cmd		*before = TAILQ_PREV(cmd, client_order, order);
+	struct cmd		*before;
 	struct client_held	*h;
 
+	before = TAILQ_PREV(cmd, client_order, order);
 	/* a reply that waited for it waits for the one before it now */
 	TAILQ_FOREACH(h, &c->held, entry) {
 		if (h->after == cmd)

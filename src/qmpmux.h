@@ -669,8 +669,8 @@ struct client {
 	unsigned int		 ncmds;		/* waiting or in flight */
 	int			 input_paused;	/* at the pipeline or output bound */
 	int			 eof;		/* input ended: answer, then close */
-	uint64_t		 bytes_out;	/* put in its output, in all */
-	TAILQ_HEAD(client_order, cmd) order;	/* its commands unanswered */
+	uint64_t		 bytes_out;	/* put in its output */
+	TAILQ_HEAD(client_order, cmd) order; /* its commands unanswered */
 	/*
 	 * The proxy's own replies held behind its commands, in its order,
 	 * since QEMU answers all in-band input in order: each goes when
@@ -700,10 +700,11 @@ enum client_when {
 
 void		 client_log(const struct client *, int, const char *, ...)
 		    LOG_PRINTF(3, 4);
-void		 client_error(struct client *, enum client_when, const char *,
-		    size_t, const char *, const char *, ...) LOG_PRINTF(6, 7);
-void		 client_return(struct client *, enum client_when, const char *,
-		    size_t);
+void		 client_error(struct client *, enum client_when,
+		    const char *, size_t, const char *, const char *, ...)
+		    LOG_PRINTF(6, 7);
+void		 client_return(struct client *, enum client_when,
+		    const char *, size_t);
 void		 client_flush(struct client *);
 void		 client_adopt_held(struct client *, const void *, size_t);
 void		 client_accept(struct listener *, int);

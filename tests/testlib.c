@@ -40,7 +40,7 @@ struct t_client {
 	int			 fd;
 	int			 eof;
 	int			 bad;		/* unparseable input came */
-	size_t			 nread;		/* bytes read, in all */
+	size_t			 nread;		/* read, in all */
 	struct evbuffer		*in;
 	struct qmp_reader	*reader;
 };
