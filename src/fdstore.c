@@ -402,7 +402,9 @@ fdstore_name(char *buf, size_t len, const char *kind, const char *vm,
 	size_t			 off, n;
 	va_list			 ap;
 
-	off = (size_t)snprintf(buf, len, "%s", kind);
+	/* cut short, as snprintf leaves it: what follows has no room */
+	if ((off = (size_t)snprintf(buf, len, "%s", kind)) >= len)
+		off = len - 1;
 	if (vm != NULL) {
 		if (off + 1 < len)
 			buf[off++] = '.';

@@ -822,7 +822,7 @@ state_parse(const char *buf, size_t len, char *err, size_t errlen)
 	struct state_rd	 rd;
 	char		*text, perr[256];
 	yajl_val	 root, v;
-	size_t		 i;
+	size_t		 i, n;
 
 	if (memchr(buf, '\0', len) != NULL) {
 		snprintf(err, errlen, "the state holds a NUL byte");
@@ -836,6 +836,15 @@ state_parse(const char *buf, size_t len, char *err, size_t errlen)
 	if (root == NULL || !YAJL_IS_OBJECT(root)) {
 		snprintf(err, errlen, "the state is not a JSON object%s%s",
 		    root == NULL ? ": " : "", root == NULL ? perr : "");
+		yajl_tree_free(root);
+		free(text);
+		return (NULL);
+	}
+	/* the version first, and once: every member is given once */
+	for (i = 0, n = 0; i < root->u.object.len; i++)
+		n += strcmp(root->u.object.keys[i], "qmpmux_state") == 0;
+	if (n > 1) {
+		snprintf(err, errlen, "qmpmux_state is given twice");
 		yajl_tree_free(root);
 		free(text);
 		return (NULL);

@@ -296,7 +296,7 @@ s_take_over(const char *doc, struct s_got *got, char *err, size_t errlen)
 	conf_clear(&conf);
 	state_free(st);
 	if (s_resaved != NULL)
-		*s_resaved = s_save(s, ctl);
+		*s_resaved = s_save(s, s->control);
 
 	ck_assert_ptr_nonnull(r = qmp_reader_new(QMP_SIZE_MAX, QMP_DEPTH_MAX,
 	    0));
@@ -1073,7 +1073,7 @@ START_TEST(test_versions)
 	t_state_sockets();
 	st = state_parse(doc, strlen(doc), err, sizeof(err));
 	ck_assert_msg(st != NULL, "%s", err);
-	ck_assert_int_eq(state_get_int(state_root(st), "qmpmux_state", 0), 1);
+	ck_assert_int_eq(json_get_int(state_root(st), "qmpmux_state", 0), 1);
 	state_free(st);
 	t_state_sockets_close();
 	free(doc);
@@ -1180,6 +1180,9 @@ static const struct s_broken s_broken[] = {
 	    "the state's vms[0].commands has upstream_id 3 twice" },
 	{ "\"order\": [0]", "\"order\": [0, 0]",
 	    "the state's vms[0].clients[0].order holds command 0 twice" },
+	{ "\"qmpmux_state\": 1,",
+	    "\"qmpmux_state\": 1, \"qmpmux_state\": 1,",
+	    "qmpmux_state is given twice" },
 };
 
 /* Each broken form of the v1 document is refused, with its message. */

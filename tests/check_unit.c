@@ -727,6 +727,26 @@ START_TEST(test_fdname_longest)
 }
 END_TEST
 
+/*
+ * A buffer shorter than the kind: the name is cut short, NUL-terminated
+ * inside the buffer, whatever follows (ASan sees a write past it).
+ */
+START_TEST(test_fdname_short_buffer)
+{
+	char	*buf;
+	size_t	 len;
+
+	for (len = 1; len <= 8; len++) {
+		ck_assert_ptr_nonnull(buf = malloc(len));
+		fdstore_name(buf, len, "cccc", "vm", 1, "%d", 7);
+		ck_assert_uint_eq(strlen(buf), len - 1);
+		fdstore_name(buf, len, "k", NULL, 0, "%08x", 1U);
+		ck_assert_uint_le(strlen(buf), len - 1);
+		free(buf);
+	}
+}
+END_TEST
+
 /* systemd's FDNAME: 1 to 255 printable ASCII bytes but ':'. */
 START_TEST(test_fdname_valid)
 {
@@ -815,6 +835,7 @@ unit_suite(void)
 	tc = t_tcase_with(s, "fdstore names", 30, u_setup, NULL);
 	tcase_add_loop_test(tc, test_fdname_round_trip, 0, U_N(u_names));
 	tcase_add_test(tc, test_fdname_longest);
+	tcase_add_test(tc, test_fdname_short_buffer);
 	tcase_add_test(tc, test_fdname_valid);
 	tcase_add_loop_test(tc, test_fdname_bad, 0, U_N(u_bad_names));
 	return (s);
