@@ -27,7 +27,7 @@ FLOORS='
 1 ground utf8 qmp json counter conf* args acl reply util log fdstore qmpclient
 2 proxy vm monitor client cmd listener trace
 3 host host
-4 around control* state* restart dump metrics audit
+4 around control* state* restart dump metrics
 5 owner server
 '
 # The floor whose files may call each other round in a cycle.

@@ -42,29 +42,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return (0);
 }
 
-/* The name of parts p, as the object of its kind writes its own. */
-static void
-fz_write(char *buf, size_t len, const struct fdstore_part *p)
-{
-	char	 kind[2] = { p->kind, '\0' };
-
-	switch (p->kind) {
-	case 'k':
-		fdstore_name(buf, len, kind, NULL, 0, "%08x", p->hash);
-		break;
-	case 'l':
-		fdstore_name(buf, len, kind, p->vm, p->gen, "%08x", p->hash);
-		break;
-	case 'c':
-		fdstore_name(buf, len, kind, p->vm, p->gen, "%d.%c.%08x", p->id,
-		    p->st, p->hash);
-		break;
-	default:
-		fdstore_name(buf, len, kind, p->vm, p->gen, NULL);
-		break;
-	}
-}
-
 /* Whether two parts are the same. */
 static int
 fz_same(const struct fdstore_part *a, const struct fdstore_part *b)
@@ -126,7 +103,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (strlen(in) == size && fdstore_parse(in, &p) == 0) {
 		if (!fdstore_valid_name(in))
 			fz_fail("a name the store does not take was read", in);
-		fz_write(name, sizeof(name), &p);
+		fdstore_name_parts(name, sizeof(name), &p);
 		if (strcmp(name, in) != 0)
 			fz_fail("a name read back is written otherwise", in);
 		if (fdstore_parse(name, &q) != 0 || !fz_same(&p, &q))
@@ -134,7 +111,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	/* parts written as a name are read back the same */
 	if (fz_parts(data, size, &p) == 0) {
-		fz_write(name, sizeof(name), &p);
+		fdstore_name_parts(name, sizeof(name), &p);
 		if (!fdstore_valid_name(name))
 			fz_fail("parts were written as a name the store does "
 			    "not take", name);

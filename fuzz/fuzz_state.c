@@ -1,12 +1,12 @@
 /*
- * The restart state (src/state.c): the input is a state document, as a
+ * The restart state (src/state*.c): the input is a state document, as a
  * restart in place or a crash hands one over, its "/run/qmpmux/" paths
  * read as the target's directory.  The sockets it may name are made
  * anew for each input, at FZ_FD(N) for the numbers N of
  * tests/state-v1.json and tests/check_state.c's documents (listening or
  * connected as there; a connection's peer at FZ_PEER(N)), and the seeds
  * name them so.  state_parse reads the document; one it accepts is
- * taken over by a server made for it, as qmpmuxd's main does, and
+ * taken over by a server made for it, as qmpmuxd does (server_start), and
  * served a while: QEMU, at the upstream's peer, answers every command
  * it is sent, the clients read, then hang up; then the server is freed.
  *
@@ -271,7 +271,7 @@ fz_doc(const uint8_t *data, size_t size)
 	return (doc);
 }
 
-/* Take the document over as qmpmuxd's main does, and serve it a while. */
+/* Take the document over as qmpmuxd does, and serve it a while. */
 static void
 fz_take_over(struct state *st)
 {

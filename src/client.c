@@ -90,30 +90,27 @@ client_log(const struct client *c, int pri, const char *fmt, ...)
 }
 
 /*
- * A reply of the proxy's own, as reply_verror makes it (class set) or
- * reply_return (class NULL), to be made where it goes.
+ * A reply of the proxy's own, as reply_error makes it (class set, with
+ * its description) or reply_return (class NULL), to be made where it
+ * goes.
  */
+#define CLIENT_DESC_MAX	512	/* an error's description, on the stack */
+
 struct client_made {
 	const char	*id;
 	size_t		 idlen;
 	const char	*class;
-	const char	*fmt;
-	va_list		*ap;
+	const char	*desc;
 };
 
 /* Make the reply m describes at the end of b. */
 static void
 client_make(struct evbuffer *b, const struct client_made *m)
 {
-	va_list	 ap;
-
-	if (m->class == NULL) {
+	if (m->class == NULL)
 		reply_return(b, m->id, m->idlen);
-		return;
-	}
-	va_copy(ap, *m->ap);
-	reply_verror(b, m->id, m->idlen, m->class, m->fmt, ap);
-	va_end(ap);
+	else
+		reply_error(b, m->id, m->idlen, m->class, "%s", m->desc);
 }
 
 /*
@@ -285,16 +282,33 @@ client_error(struct client *c, enum client_when when, const char *id,
     size_t idlen, const char *class, const char *fmt, ...)
 {
 	struct client_made	 m;
+	char			 buf[CLIENT_DESC_MAX], *desc = buf;
 	va_list			 ap;
+	int			 n;
 
+	/*
+	 * On the stack, as nearly every description fits: a flood of
+	 * refusals then costs no allocation (and a sanitizer's quarantine
+	 * no memory); a longer one is made whole on the heap.
+	 */
 	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		fatalx("%s: vsnprintf failed", __func__);
+	if ((size_t)n >= sizeof(buf)) {
+		va_start(ap, fmt);
+		if (vasprintf(&desc, fmt, ap) == -1)
+			fatal("%s", __func__);
+		va_end(ap);
+	}
 	m.id = id;
 	m.idlen = idlen;
 	m.class = class;
-	m.fmt = fmt;
-	m.ap = &ap;
+	m.desc = desc;
 	client_made(c, when, &m);
-	va_end(ap);
+	if (desc != buf)
+		free(desc);
 }
 
 /* An empty return of the proxy's own for c, with its id. */
@@ -333,6 +347,7 @@ client_store(const struct client *c)
 		vm_tell(c->vm, VM_CLIENT, c, bufferevent_getfd(c->bev));
 }
 
+/* Tell the layer above that the client's socket, as it was, goes. */
 static void
 client_unstore(const struct client *c)
 {

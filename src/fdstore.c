@@ -427,6 +427,32 @@ fdstore_name(char *buf, size_t len, const char *kind, const char *vm,
 }
 
 /*
+ * The name of parts p, as the object of its kind writes its own: what
+ * fdstore_parse reads back into p.
+ */
+void
+fdstore_name_parts(char *buf, size_t len, const struct fdstore_part *p)
+{
+	char	 kind[2] = { p->kind, '\0' };
+
+	switch (p->kind) {
+	case 'k':
+		fdstore_name(buf, len, kind, NULL, 0, "%08x", p->hash);
+		break;
+	case 'l':
+		fdstore_name(buf, len, kind, p->vm, p->gen, "%08x", p->hash);
+		break;
+	case 'c':
+		fdstore_name(buf, len, kind, p->vm, p->gen, "%d.%c.%08x", p->id,
+		    p->st, p->hash);
+		break;
+	default:
+		fdstore_name(buf, len, kind, p->vm, p->gen, NULL);
+		break;
+	}
+}
+
+/*
  * Take name out of the store, if it is there; if its FDSTORE=1 still
  * waits, taking that back is all there is to do.
  */

@@ -403,6 +403,7 @@ void		 fdstore_name(char *, size_t, const char *, const char *,
 		    __attribute__((format(printf, 6, 7)));
 int		 fdstore_valid_name(const char *);
 int		 fdstore_parse(const char *, struct fdstore_part *);
+void		 fdstore_name_parts(char *, size_t, const struct fdstore_part *);
 void		 fdstore_add(int, const char *);
 void		 fdstore_add_bytes(const char *, const void *, size_t);
 void		 fdstore_remove(const char *);

@@ -435,7 +435,7 @@ fd_add(struct server *s, const char *name, int fd, const char *path)
 static struct event_base	*fd_base;
 static int			 fd_status = -1;
 
-/* Every VM is freed (server_vm_stopped): tell the test how the fd is. */
+/* Every VM is freed (host_vm_stopped): tell the test how the fd is. */
 static void
 fd_removed_cb(void *arg)
 {

@@ -635,29 +635,6 @@ u_same_part(const struct fdstore_part *a, const struct fdstore_part *b)
 	    a->hash == b->hash);
 }
 
-/* The name of p as the object of its kind writes its own. */
-static void
-u_name(char *buf, size_t len, const struct fdstore_part *p)
-{
-	char	 kind[2] = { p->kind, '\0' };
-
-	switch (p->kind) {
-	case 'k':
-		fdstore_name(buf, len, kind, NULL, 0, "%08x", p->hash);
-		break;
-	case 'l':
-		fdstore_name(buf, len, kind, p->vm, p->gen, "%08x", p->hash);
-		break;
-	case 'c':
-		fdstore_name(buf, len, kind, p->vm, p->gen, "%d.%c.%08x", p->id,
-		    p->st, p->hash);
-		break;
-	default:
-		fdstore_name(buf, len, kind, p->vm, p->gen, NULL);
-		break;
-	}
-}
-
 /* One name of each kind, as written and as read back. */
 static const struct {
 	struct fdstore_part	 part;
@@ -682,7 +659,7 @@ START_TEST(test_fdname_round_trip)
 	struct fdstore_part	 p;
 	char			 buf[FDSTORE_NAME_MAX + 1];
 
-	u_name(buf, sizeof(buf), &u_names[_i].part);
+	fdstore_name_parts(buf, sizeof(buf), &u_names[_i].part);
 	ck_assert_str_eq(buf, u_names[_i].name);
 	ck_assert_int_eq(fdstore_valid_name(buf), 1);
 	ck_assert_msg(fdstore_parse(buf, &p) == 0, "refused: %s", buf);
@@ -715,13 +692,13 @@ START_TEST(test_fdname_longest)
 		}
 		if (w.kind == 'c' || w.kind == 'l')
 			w.hash = UINT_MAX;
-		u_name(buf, sizeof(buf), &w);
+		fdstore_name_parts(buf, sizeof(buf), &w);
 		ck_assert_uint_le(strlen(buf), FDSTORE_NAME_MAX);
 		ck_assert_int_eq(fdstore_valid_name(buf), 1);
 		ck_assert_msg(fdstore_parse(buf, &p) == 0, "refused: %s", buf);
 		ck_assert(u_same_part(&p, &w));
 		w.vm[64] = '~';
-		u_name(buf, sizeof(buf), &w);
+		fdstore_name_parts(buf, sizeof(buf), &w);
 		ck_assert_msg(fdstore_parse(buf, &p) == -1, "taken: %s", buf);
 	}
 }

@@ -1331,6 +1331,25 @@ t_log_begun(const char *log)
 }
 
 /*
+ * query-vm of vm on the control socket ctl, read as a tree; the reply's
+ * text in *text, for messages.  The caller frees both.
+ */
+static yajl_val
+t_query_vm(const char *ctl, const char *vm, char **text)
+{
+	struct t_client	*c;
+	yajl_val	 v;
+
+	ck_assert_msg((c = t_client_ready(ctl)) != NULL, "control %s", ctl);
+	*text = t_cmd(c, "{\"execute\": \"query-vm\", \"arguments\": "
+	    "{\"name\": \"%s\"}}", vm);
+	ck_assert_msg((v = t_json(*text)) != NULL, "query-vm %s: %s", vm,
+	    *text != NULL ? *text : "(nothing)");
+	t_client_free(c);
+	return (v);
+}
+
+/*
  * A VM's counter (query-vm's counters.NAME) on the control socket ctl:
  * what a test asserts of an event that must not have happened, which a
  * log line reworded would not show.
@@ -1339,23 +1358,17 @@ long long
 t_vm_counter(const char *ctl, const char *vm, const char *name)
 {
 	const char	*path[] = { "return", "counters", name, NULL };
-	struct t_client	*c;
 	yajl_val	 v, n;
 	long long	 count;
 	char		*m;
 
-	ck_assert_msg((c = t_client_ready(ctl)) != NULL, "control %s", ctl);
-	m = t_cmd(c, "{\"execute\": \"query-vm\", \"arguments\": "
-	    "{\"name\": \"%s\"}}", vm);
-	ck_assert_msg((v = t_json(m)) != NULL, "query-vm %s: %s", vm,
-	    m != NULL ? m : "(nothing)");
+	v = t_query_vm(ctl, vm, &m);
 	n = yajl_tree_get(v, path, yajl_t_number);
 	ck_assert_msg(n != NULL && YAJL_IS_INTEGER(n), "query-vm %s has no "
 	    "counters.%s: %s", vm, name, m);
 	count = YAJL_GET_INTEGER(n);
 	yajl_tree_free(v);
 	free(m);
-	t_client_free(c);
 	return (count);
 }
 
@@ -1855,15 +1868,10 @@ t_vm_commands(const char *ctl, const char *vm, long long *taken,
 				    NULL };
 	static const char	*qpath[] = { "return", "commands", "queued",
 				    NULL };
-	struct t_client		*c;
 	yajl_val		 v, n;
 	char			*m;
 
-	ck_assert_msg((c = t_client_ready(ctl)) != NULL, "control %s", ctl);
-	m = t_cmd(c, "{\"execute\": \"query-vm\", \"arguments\": "
-	    "{\"name\": \"%s\"}}", vm);
-	ck_assert_msg((v = t_json(m)) != NULL, "query-vm %s: %s", vm,
-	    m != NULL ? m : "(nothing)");
+	v = t_query_vm(ctl, vm, &m);
 	n = yajl_tree_get(v, tpath, yajl_t_number);
 	*taken = n != NULL && YAJL_IS_INTEGER(n) ? YAJL_GET_INTEGER(n) : -1;
 	n = yajl_tree_get(v, qpath, yajl_t_number);
@@ -1871,7 +1879,6 @@ t_vm_commands(const char *ctl, const char *vm, long long *taken,
 	ck_assert_msg(*taken >= 0 && *queued >= 0, "query-vm %s: %s", vm, m);
 	yajl_tree_free(v);
 	free(m);
-	t_client_free(c);
 }
 
 /* How many commands the VM has taken from its clients so far. */
