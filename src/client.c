@@ -243,8 +243,9 @@ client_release(struct client *c, struct client_held *h)
 }
 
 /*
- * A restart (state.c): a reply held by the process before, behind the
- * client's commands put back so far; at once if there is none.
+ * A restart (state-restore.c): a reply held by the process before,
+ * behind the client's commands put back so far; at once if there is
+ * none.
  */
 void
 client_adopt_held(struct client *c, const void *buf, size_t len)

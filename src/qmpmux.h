@@ -347,8 +347,11 @@ struct control	*control_new(struct server *, const char *,
 void		 control_free(struct control *);
 
 /*
- * state.c: what one process hands the next across a restart.  fds are
- * the sockets the state names, kept open across the exec.
+ * state*.c: what one process hands the next across a restart, written
+ * by state.c (state_save), read whole by state-parse.c (state_read,
+ * state_parse) and taken over by state-restore.c (state_release,
+ * state_vm_*, state_control_adopt).  fds are the sockets the state
+ * names, kept open across the exec.
  */
 #define STATE_VERSION	1	/* of the document; docs/STATE.md */
 struct state;
@@ -372,10 +375,11 @@ void		 state_release(struct state *, struct conf *);
 struct vm_conf	*state_vm_next_added(struct state *, struct server *);
 struct control	*state_control_adopt(struct state *, struct server *,
 		    const char *, const struct control_ops *);
-/* state-store.c: the proxy's sockets in the fd store, and a crash's take-over */
+/* state-store.c: the proxy's sockets in the fd store; a crash's take-over */
 void		 state_store_change(struct vm *, enum vm_change, const void *,
 		    int);
 struct state	*state_recover(char *, size_t);
+/* state.c: the writer's; state_given writes the fd store's record too */
 void		 state_keep_fd(struct state_fds *, int);
 void		 state_given(struct yajl_gen_t *, const struct conf_entries *);
 
