@@ -11,9 +11,9 @@
  * with the same arguments and --check-state FD, whether it reads this
  * state and the configuration; if it does not, or the exec fails, this
  * process carries on, and says why (the child's own words).
- * Signals that come during the handover are held (blocked across the
- * exec, whose new process unblocks them once it catches them), not
- * fatal.
+ * Signals that come during the handover are held (blocked for the
+ * process's whole life and read from a signalfd, so they stay pending
+ * across the exec for the new process), not fatal.
  */
 #include "config.h"
 
