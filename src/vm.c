@@ -49,8 +49,7 @@ static void	vm_remove_cb(int, short, void *);
 
 /*
  * Tell the layer above (server.hooks) of a change: the proxy's one way
- * up, which it never calls by name.  No hooks (a test's server): no one
- * listens.
+ * up, which it never calls by name.  No hooks set: no one listens.
  */
 void
 vm_tell(struct vm *vm, enum vm_change what, const void *obj, int fd)
