@@ -434,6 +434,7 @@ client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid)
 	c->id = id;
 	TAILQ_INIT(&c->order);
 	TAILQ_INIT(&c->held);
+	TAILQ_INIT(&c->queued);
 	TAILQ_INIT(&c->events);
 	c->pid = pid;
 	c->uid = uid;

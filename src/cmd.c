@@ -3,8 +3,17 @@
  *
  * Every command forwarded to QEMU carries an id of the proxy's (a
  * decimal counter); the client's id is kept as QEMU writes it back (see
- * qmp_msg_id_text) and put into the reply.  In-band commands leave the queue in arrival
- * order, across clients, at most max_inflight unanswered at once.
+ * qmp_msg_id_text) and put into the reply.  In-band commands wait in the
+ * VM's queue and go to QEMU at most max_inflight unanswered at once, by
+ * class (cmd_next): when QEMU has room, the best class with a command
+ * waiting sends (a listener's priority: manager, normal, background),
+ * and within a class the clients with one waiting take turns, one
+ * command each, each client's in its own order.  A lower class whose
+ * oldest command has waited priority_relief gets one slot, at most once
+ * a priority_relief, so no class starves.  A command already at QEMU
+ * cannot be overtaken: a manager's waits for at most the ones in
+ * flight.  max_queued_commands bounds each class's queue apart, so
+ * that no class can fill another's.
  * A command's deadline runs from its arrival: expired before it was
  * sent, it leaves the queue and is never sent; expired after, its
  * caller gets an error at once but the command keeps its slot until
@@ -97,6 +106,81 @@ cmd_send(struct vm *vm, struct cmd *cmd)
 	    (unsigned long long)cmd->upstream_id);
 }
 
+/*
+ * A command waits: at the end of the VM's queue, of its class's and of
+ * its client's, and the client in its class's ring if it was not.
+ */
+static void
+cmd_enqueue(struct vm *vm, struct cmd *cmd, struct client *c)
+{
+	cmd->queued_by = c;
+	cmd->prio = c->listener->conf->priority;
+	TAILQ_INSERT_TAIL(&vm->queue, cmd, entry);
+	TAILQ_INSERT_TAIL(&vm->class_queue[cmd->prio], cmd, class_entry);
+	TAILQ_INSERT_TAIL(&c->queued, cmd, client_entry);
+	if (!c->in_ring) {
+		TAILQ_INSERT_TAIL(&vm->ring[cmd->prio], c, ring_entry);
+		c->in_ring = 1;
+	}
+	vm->nqueued++;
+	vm->nclass_queued[cmd->prio]++;
+}
+
+/* A command leaves the queue, sent or not; its client, the ring if done. */
+static void
+cmd_unqueue(struct vm *vm, struct cmd *cmd)
+{
+	struct client	*c = cmd->queued_by;
+
+	TAILQ_REMOVE(&vm->queue, cmd, entry);
+	TAILQ_REMOVE(&vm->class_queue[cmd->prio], cmd, class_entry);
+	TAILQ_REMOVE(&c->queued, cmd, client_entry);
+	if (TAILQ_EMPTY(&c->queued) && c->in_ring) {
+		TAILQ_REMOVE(&vm->ring[cmd->prio], c, ring_entry);
+		c->in_ring = 0;
+	}
+	cmd->queued_by = NULL;
+	vm->nqueued--;
+	vm->nclass_queued[cmd->prio]--;
+}
+
+/*
+ * The command that goes next, still queued: the oldest of a lower class
+ * whose relief is due, else the next of the best class with one
+ * waiting, from the client at the head of its ring, which goes to the
+ * ring's end (its turn is taken).  NULL if none waits.
+ */
+static struct cmd *
+cmd_next(struct vm *vm)
+{
+	double		 relief = vm->conf.priority_relief;
+	struct client	*c;
+	struct cmd	*cmd;
+	int		 best, p;
+
+	for (best = 0; best < PRIO_N; best++) {
+		if (!TAILQ_EMPTY(&vm->class_queue[best]))
+			break;
+	}
+	if (best == PRIO_N)
+		return (NULL);
+	for (p = PRIO_N - 1; relief > 0 && p > best; p--) {
+		if ((cmd = TAILQ_FIRST(&vm->class_queue[p])) == NULL ||
+		    util_elapsed(&cmd->arrived) < relief ||
+		    (timerisset(&vm->relieved[p]) &&
+		    util_elapsed(&vm->relieved[p]) < relief))
+			continue;
+		/* its client's first: a client's commands keep their order */
+		util_now(&vm->relieved[p]);
+		vm->stats.relieved++;
+		return (cmd);
+	}
+	c = TAILQ_FIRST(&vm->ring[best]);
+	TAILQ_REMOVE(&vm->ring[best], c, ring_entry);
+	TAILQ_INSERT_TAIL(&vm->ring[best], c, ring_entry);
+	return (TAILQ_FIRST(&c->queued));
+}
+
 /* Send queued commands while QEMU has room for them. */
 void
 cmd_pump(struct vm *vm)
@@ -105,13 +189,12 @@ cmd_pump(struct vm *vm)
 
 	while (monitor_ready(vm->mon) &&
 	    vm->ninflight < vm->conf.max_inflight &&
-	    (cmd = TAILQ_FIRST(&vm->queue)) != NULL) {
+	    (cmd = cmd_next(vm)) != NULL) {
 		/* its client may have hung up while it waited: then it goes */
 		if (cmd->waited && cmd->client != NULL &&
 		    client_gone(cmd->client))
 			continue;
-		TAILQ_REMOVE(&vm->queue, cmd, entry);
-		vm->nqueued--;
+		cmd_unqueue(vm, cmd);
 		cmd_send(vm, cmd);
 	}
 }
@@ -277,17 +360,18 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	double		 timeout;
 	const char	*id;
 	size_t		 idlen;
+	enum prio	 prio = c->listener->conf->priority;
 	int		 wait;
 
 	reply_id(msg, &id, &idlen);
 	wait = msg->m_exec_oob == -1 &&
 	    (vm->ninflight >= vm->conf.max_inflight ||
 	    !TAILQ_EMPTY(&vm->queue));
-	/* only a command that has to wait counts against the queue */
-	if (wait && vm->nqueued >= vm->conf.max_queued_commands) {
+	/* only a command that has to wait counts, against its class's */
+	if (wait && vm->nclass_queued[prio] >= vm->conf.max_queued_commands) {
 		vm->stats.refused++;
-		client_log(c, LOG_ERR, "%s refused: %u commands queued",
-		    msg->name, vm->nqueued);
+		client_log(c, LOG_ERR, "%s refused: %u %s commands queued",
+		    msg->name, vm->nclass_queued[prio], conf_prio_name(prio));
 		client_error(c, CLIENT_NOW, id, idlen,
 		    "GenericError", "qmpmux: too many commands queued for VM "
 		    "%s", vm->name);
@@ -330,8 +414,7 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 		cmd_send(vm, cmd);
 		return (0);
 	}
-	TAILQ_INSERT_TAIL(&vm->queue, cmd, entry);
-	vm->nqueued++;
+	cmd_enqueue(vm, cmd, c);
 	cmd_pump(vm);
 	return (0);
 }
@@ -359,8 +442,7 @@ cmd_adopt(struct cmd *cmd, double left)
 		evtimer_add(cmd->deadline, &tv);
 	}
 	if (!cmd->sent) {
-		TAILQ_INSERT_TAIL(&vm->queue, cmd, entry);
-		vm->nqueued++;
+		cmd_enqueue(vm, cmd, cmd->client);
 		return;
 	}
 	TAILQ_INSERT_TAIL(&vm->inflight, cmd, entry);
@@ -385,8 +467,7 @@ cmd_deadline_cb(int fd, short events, void *arg)
 		snprintf(desc, sizeof(desc), "qmpmux: command %s timed out "
 		    "after %gs waiting for QEMU and was not sent to QEMU",
 		    cmd->name, limit);
-		TAILQ_REMOVE(&vm->queue, cmd, entry);
-		vm->nqueued--;
+		cmd_unqueue(vm, cmd);
 		cmd_error(cmd, "GenericError", desc);
 		cmd_free(cmd);
 		return;
@@ -591,11 +672,10 @@ cmd_answer_all(struct vm *vm, const char *desc)
 		cmd->answered = 1;
 	}
 	while ((cmd = TAILQ_FIRST(&vm->queue)) != NULL) {
-		TAILQ_REMOVE(&vm->queue, cmd, entry);
+		cmd_unqueue(vm, cmd);
 		cmd_error(cmd, "GenericError", desc);
 		cmd_free(cmd);
 	}
-	vm->nqueued = 0;
 }
 
 /* QEMU is gone: answer every command with an error and forget them. */
@@ -626,10 +706,9 @@ cmd_client_gone(struct client *c)
 
 	TAILQ_INIT(&c->order);
 	TAILQ_FOREACH_SAFE(cmd, &vm->queue, entry, next) {
-		if (cmd->client != c)
+		if (cmd->queued_by != c)
 			continue;
-		TAILQ_REMOVE(&vm->queue, cmd, entry);
-		vm->nqueued--;
+		cmd_unqueue(vm, cmd);
 		cmd_free(cmd);
 	}
 	TAILQ_FOREACH(cmd, &vm->inflight, entry) {

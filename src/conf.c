@@ -66,6 +66,8 @@ const struct conf_opt conf_opts[] = {
 	    1, 65536, "8" },
 	{ "max_queued_commands", CONF_VM, CONF_UINT, V(max_queued_commands),
 	    0, 1 << 20, "64" },
+	{ "priority_relief", CONF_VM, CONF_SECONDS, V(priority_relief), 0,
+	    1e9, "1" },
 	{ "max_queued_events", CONF_VM, CONF_COUNT, V(max_queued_events), 1,
 	    1 << 24, "1024" },
 	{ "max_queued_bytes", CONF_VM, CONF_SIZE, V(max_queued_bytes), 1,
@@ -83,6 +85,7 @@ const struct conf_opt conf_opts[] = {
 	    "block" },
 	{ "slow_client_timeout", CONF_LISTENER, CONF_SECONDS,
 	    L(slow_client_timeout), 0.001, 1e9, "10" },
+	{ "priority", CONF_LISTENER, CONF_PRIO, L(priority), 0, 0, "normal" },
 	{ "max_total_queued_bytes", CONF_GLOBAL, CONF_SIZE,
 	    offsetof(struct conf, max_memory), 1, (double)SIZE_MAX, "1G" },
 	{ "dump_file", CONF_GLOBAL, CONF_PATH, offsetof(struct conf,
@@ -173,6 +176,7 @@ conf_option_arg(int i)
 		[CONF_BOOL] = NULL,
 		[CONF_MODE] = "MODE",
 		[CONF_SLOW] = "block | disconnect",
+		[CONF_PRIO] = "manager | normal | background",
 		[CONF_USER] = "USER",
 		[CONF_GROUP] = "GROUP",
 		[CONF_UIDS] = "UIDS",
@@ -198,6 +202,19 @@ const char *
 conf_upstream_mode_name(enum upstream_mode mode)
 {
 	return (conf_upstream_modes[mode]);
+}
+
+/* The name of a priority class, as the key priority spells it. */
+const char *
+conf_prio_name(enum prio prio)
+{
+	static const char	*names[PRIO_N] = {
+		[PRIO_MANAGER] = "manager",
+		[PRIO_NORMAL] = "normal",
+		[PRIO_BACKGROUND] = "background",
+	};
+
+	return (names[prio]);
 }
 
 /* Set an error message, if none is set yet. */
@@ -311,7 +328,8 @@ conf_listener_equal(const struct listener_conf *a,
 	    (a->nallowed_uids == 0 || memcmp(a->allowed_uids,
 	    b->allowed_uids, a->nallowed_uids * sizeof(uid_t)) == 0) &&
 	    acl_equal(&a->acl, &b->acl) && a->slow_client == b->slow_client &&
-	    a->slow_client_timeout == b->slow_client_timeout);
+	    a->slow_client_timeout == b->slow_client_timeout &&
+	    a->priority == b->priority);
 }
 
 /* A copy of a listener's conf. */
@@ -588,6 +606,16 @@ conf_apply(void *base, int i, const char *key, const char *value,
 		else
 			return (conf_err(err, errlen, "expected block or "
 			    "disconnect"));
+		break;
+	case CONF_PRIO:
+		for (b = 0; b < PRIO_N; b++) {
+			if (strcmp(value, conf_prio_name((enum prio)b)) == 0)
+				break;
+		}
+		if (b == PRIO_N)
+			return (conf_err(err, errlen, "expected manager, normal "
+			    "or background"));
+		lc->priority = (enum prio)b;
 		break;
 	case CONF_USER:
 		if (conf_uid(value, &lc->owner) == -1)

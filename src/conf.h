@@ -27,6 +27,7 @@ enum conf_type {
 	CONF_BOOL,
 	CONF_MODE,		/* octal file mode */
 	CONF_SLOW,		/* block or disconnect */
+	CONF_PRIO,		/* manager, normal or background */
 	CONF_USER,
 	CONF_GROUP,
 	CONF_UIDS,		/* user names or ids, space separated */

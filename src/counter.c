@@ -96,6 +96,10 @@ const struct counter counter_table[] = {
 	{ "clients_refused", "clients_refused", "qmpmux_clients_refused_total",
 	    NULL, "Connections refused: a uid that allowed_uids does not list.",
 	    C, SHOWN, AT(clients_refused) },
+	{ "commands_relieved", "relieved", "qmpmux_commands_relieved_total",
+	    NULL, "Commands of a lower class sent ahead of a better one's, "
+	    "after priority_relief.",
+	    C, SHOWN, AT(relieved) },
 	{ "up", NULL, "qmpmux_vm_up", NULL,
 	    "1 when the upstream is ready (stalled included), else 0.",
 	    G, M_LATE, GET(counter_up) },

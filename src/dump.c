@@ -181,6 +181,7 @@ dump_client(struct dump *d, const struct client *c)
 	dump_int(d, "pid", (long long)c->pid);
 	dump_int(d, "uid", (long long)c->uid);
 	dump_str(d, "listener", c->listener->conf->path);
+	dump_str(d, "priority", conf_prio_name(c->listener->conf->priority));
 	dump_str(d, "state", client_state_name(c->state));
 	dump_bool(d, "negotiated", c->state == CLIENT_READY);
 	dump_bool(d, "oob", c->oob);
@@ -243,6 +244,7 @@ dump_vm(yajl_gen g, const struct vm *vm)
 	const struct listener	*l;
 	const struct client	*c;
 	const struct cmd	*cmd;
+	int			 i;
 
 	json_map_open(g);
 	dump_str(&d, "name", vm->name);
@@ -282,7 +284,14 @@ dump_vm(yajl_gen g, const struct vm *vm)
 	dump_uint(&d, "in_flight", vm->ninflight);
 	dump_uint(&d, "max_in_flight", vm->conf.max_inflight);
 	dump_uint(&d, "queued", vm->nqueued);
+	dump_key(&d, "queued_by_priority");
+	json_map_open(g);
+	for (i = 0; i < PRIO_N; i++)
+		dump_uint(&d, conf_prio_name((enum prio)i),
+		    vm->nclass_queued[i]);
+	json_map_close(g);
 	dump_uint(&d, "max_queued", vm->conf.max_queued_commands);
+	dump_double(&d, "priority_relief", vm->conf.priority_relief);
 	dump_double(&d, "command_timeout", vm->conf.command_timeout);
 	dump_key(&d, "list");
 	json_array_open(g);
@@ -302,6 +311,7 @@ dump_vm(yajl_gen g, const struct vm *vm)
 		dump_bool(&d, "read_only", l->conf->acl.read_only);
 		dump_str(&d, "slow_client", l->conf->slow_client ==
 		    SLOW_CLIENT_BLOCK ? "block" : "disconnect");
+		dump_str(&d, "priority", conf_prio_name(l->conf->priority));
 		json_map_close(g);
 	}
 	json_array_close(g);

@@ -45,6 +45,17 @@ struct vm;
 struct client;
 struct cmd;
 
+/*
+ * A listener's priority class, best first: when QEMU has room for a
+ * command, the best class with one waiting sends first (cmd.c).
+ */
+enum prio {
+	PRIO_MANAGER,		/* the management daemon: libvirtd */
+	PRIO_NORMAL,
+	PRIO_BACKGROUND,	/* scrapers, monitoring */
+};
+#define PRIO_N		3
+
 /* What a listener does with a client that keeps QEMU's reads paused. */
 enum slow_client {
 	SLOW_CLIENT_BLOCK,
@@ -85,6 +96,7 @@ struct listener_conf {
 	struct acl		 acl;
 	enum slow_client	 slow_client;
 	double			 slow_client_timeout;
+	enum prio		 priority;
 	int			 fd;		/* passed, until listening; or -1 */
 	int			 passed;	/* by the control socket: no path
 						   of ours to make or remove */
@@ -144,7 +156,8 @@ struct vm_conf {
 
 	unsigned int		 max_inflight;
 	unsigned int		 max_client_pipeline;
-	unsigned int		 max_queued_commands;
+	unsigned int		 max_queued_commands;	/* per class */
+	double			 priority_relief;	/* 0: none */
 	double			 command_timeout;
 	struct timeout_confs	 timeouts;
 
@@ -229,6 +242,7 @@ int		 conf_load(struct conf *, const char *,
 void		 conf_clear(struct conf *);
 int		 conf_diff(const struct vm_conf *, const struct vm_conf *);
 const char	*conf_upstream_mode_name(enum upstream_mode);
+const char	*conf_prio_name(enum prio);
 const char	*conf_option_name(int);
 int		 conf_option_is_listener(int);
 int		 conf_option_is_global(int);
@@ -480,6 +494,7 @@ struct vm_stats {
 	uint64_t		 clients_refused;	/* not in allowed_uids */
 	uint64_t		 bytes_from_qemu;	/* its messages, whole */
 	uint64_t		 bytes_to_qemu;
+	uint64_t		 relieved;		/* priority_relief */
 	/* round trips of commands QEMU answered */
 	struct counter_hist	 duration;
 };
@@ -500,7 +515,7 @@ struct vm {
 
 	/*
 	 * Commands: queue holds in-band commands not yet sent, in arrival
-	 * order; inflight holds those sent and not yet answered by QEMU
+	 * order (cmd_pump sends them by class, below); inflight holds those sent and not yet answered by QEMU
 	 * (including ones whose caller has already had a timeout error).
 	 * ninflight counts the in-band ones among them, at most
 	 * max_inflight; out-of-band commands never wait and never count.
@@ -510,6 +525,16 @@ struct vm {
 	unsigned int		 nqueued;
 	unsigned int		 ninflight;
 	uint64_t		 next_cmd_id;
+	/*
+	 * The queue again by class: each class's commands in arrival
+	 * order (its oldest, for relief), how many, the ring of its
+	 * clients with a command waiting (round robin), and when relief
+	 * last gave it a slot.
+	 */
+	TAILQ_HEAD(, cmd)	 class_queue[PRIO_N];
+	unsigned int		 nclass_queued[PRIO_N];
+	TAILQ_HEAD(, client)	 ring[PRIO_N];
+	struct timeval		 relieved[PRIO_N];
 
 	/*
 	 * Event backlog: events read from QEMU and not yet written to
@@ -677,6 +702,13 @@ struct client {
 	uint64_t		 bytes_out;	/* put in its output */
 	TAILQ_HEAD(client_order, cmd) order; /* its commands unanswered */
 	/*
+	 * Its commands waiting to be sent, in its order, and its place in
+	 * its class's ring of clients with one waiting (cmd.c).
+	 */
+	TAILQ_HEAD(, cmd)	 queued;
+	int			 in_ring;
+	TAILQ_ENTRY(client)	 ring_entry;
+	/*
 	 * The proxy's own replies held behind its commands, in its order,
 	 * since QEMU answers all in-band input in order: each goes when
 	 * the commands before it are answered.
@@ -747,8 +779,12 @@ struct cmd {
 	struct timeval		 arrived;
 	double			 timeout;	/* seconds, as when it came */
 	struct event		*deadline;
+	enum prio		 prio;		/* its client's class */
+	struct client		*queued_by;	/* while queued: whose */
 	TAILQ_ENTRY(cmd)	 entry;		/* the VM's queue or inflight */
 	TAILQ_ENTRY(cmd)	 order;		/* the client's order */
+	TAILQ_ENTRY(cmd)	 class_entry;	/* queued: its class's queue */
+	TAILQ_ENTRY(cmd)	 client_entry;	/* queued: its client's */
 };
 
 /* a client id longer than this is not carried in the upstream id */

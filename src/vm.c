@@ -108,6 +108,7 @@ vm_new(struct server *s, struct vm_conf *conf)
 	struct vm		*vm;
 	struct listener_conf	*lc;
 	struct listener		*l;
+	int			 i;
 
 	if ((vm = calloc(1, sizeof(*vm))) == NULL)
 		fatal("%s", __func__);
@@ -122,6 +123,10 @@ vm_new(struct server *s, struct vm_conf *conf)
 	TAILQ_INIT(&vm->traces);
 	TAILQ_INIT(&vm->queue);
 	TAILQ_INIT(&vm->inflight);
+	for (i = 0; i < PRIO_N; i++) {
+		TAILQ_INIT(&vm->class_queue[i]);
+		TAILQ_INIT(&vm->ring[i]);
+	}
 	if ((vm->remove = event_new(vm->base, -1, 0, vm_remove_cb, vm)) ==
 	    NULL)
 		fatalx("%s: event_new failed", __func__);
