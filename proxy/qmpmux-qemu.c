@@ -445,7 +445,8 @@ wrap_hand_over(struct wrap *w, int *qfd)
 	    "{\"name\": ");
 	reply_string(b, w->name);
 	evbuffer_add_printf(b, ", \"upstream\": \"fd:upstream\", "
-	    "\"listeners\": [{\"fd\": \"listener\"}");
+	    "\"listeners\": [{\"fd\": \"listener\", \"priority\": "
+	    "\"manager\"}");
 	if (w->listen_dir != NULL && *w->listen_dir != '\0') {
 		if (asprintf(&path, "%s/%s.sock", w->listen_dir,
 		    w->name) == -1) {

@@ -289,6 +289,17 @@ ctl_num(yajl_val v, const char *a, const char *b)
 	return (n != NULL ? YAJL_GET_DOUBLE(n) : -1);
 }
 
+/* How many commands of a priority class wait, or -1. */
+static double
+ctl_queued(yajl_val vm, const char *prio)
+{
+	const char	*path[] = { "commands", "queued_by_priority", prio,
+			    NULL };
+	yajl_val	 n = yajl_tree_get(vm, path, yajl_t_number);
+
+	return (n != NULL ? YAJL_GET_DOUBLE(n) : -1);
+}
+
 /* An age in human units: 42s, 3m05s, 2h01m, 4d03h. */
 static const char *
 ctl_age(double s, char *buf, size_t len)
@@ -406,9 +417,13 @@ ctl_status(yajl_val vm)
 	    ctl_num(vm, "backlog", "events"), ctl_num(vm, "backlog",
 	    "max_events"), ctl_num(vm, "backlog", "bytes"),
 	    ctl_num(vm, "backlog", "max_bytes"));
-	printf("  commands  %.0f/%.0f in flight, %.0f/%.0f queued\n",
+	printf("  commands  %.0f/%.0f in flight, %.0f queued (manager "
+	    "%.0f, normal %.0f, background %.0f; at most %.0f each)\n",
 	    ctl_num(vm, "commands", "in_flight"), ctl_num(vm, "commands",
 	    "max_in_flight"), ctl_num(vm, "commands", "queued"),
+	    ctl_queued(vm, "manager"),
+	    ctl_queued(vm, "normal"),
+	    ctl_queued(vm, "background"),
 	    ctl_num(vm, "commands", "max_queued"));
 	list = yajl_tree_get(vm, (const char *[]){ "commands", "list", NULL },
 	    yajl_t_array);
@@ -438,9 +453,10 @@ ctl_status(yajl_val vm)
 	printf("  clients   %zu\n", list != NULL ? list->u.array.len : 0);
 	for (i = 0; list != NULL && i < list->u.array.len; i++) {
 		x = list->u.array.values[i];
-		printf("    %-4.0f pid %-7.0f uid %-6.0f %-12s %s\n",
+		printf("    %-4.0f pid %-7.0f uid %-6.0f %-12s %-10s %s\n",
 		    ctl_num(x, "id", NULL), ctl_num(x, "pid", NULL),
 		    ctl_num(x, "uid", NULL), ctl_esc(ctl_str(x, "state", NULL)),
+		    ctl_esc(ctl_str(x, "priority", NULL)),
 		    ctl_esc(ctl_str(x, "listener", NULL)));
 	}
 	printf("  counters  %.0f commands, %.0f timeouts, %.0f late replies "
@@ -460,19 +476,18 @@ ctl_json_str(struct evbuffer *b, const char *s)
 	reply_string(b, s);
 }
 
-/* The listener keys: they go to the last listen= before them. */
+/*
+ * The listener keys, as conf.c's table has them: they go to the last
+ * listen= before them.
+ */
 static int
 ctl_listener_key(const char *key)
 {
-	static const char	*keys[] = { "mode", "owner", "group",
-				    "allowed_uids", "read_only", "allow",
-				    "deny", "slow_client",
-				    "slow_client_timeout", NULL };
-	size_t			 i;
+	int	 i;
 
-	for (i = 0; keys[i] != NULL; i++) {
-		if (strcmp(keys[i], key) == 0)
-			return (1);
+	for (i = 0; i < conf_option_count(); i++) {
+		if (strcmp(conf_option_name(i), key) == 0)
+			return (conf_option_is_listener(i));
 	}
 	return (0);
 }
@@ -482,17 +497,31 @@ static char *
 ctl_add_args(const char *name, int argc, char **argv)
 {
 	struct evbuffer	*vmkeys, *ls;
-	char		*out, *eq, *key;
+	char		*out, *eq, *key, word[64];
 	int		 i, nls = 0, inls = 0;
 	size_t		 len;
 
+	/* refused before anything is made: die leaves nothing behind */
+	for (i = 0; i < argc; i++) {
+		if ((eq = strchr(argv[i], '=')) == NULL || eq == argv[i])
+			die(EXIT_USAGE, "%s: expected KEY=VALUE", argv[i]);
+		snprintf(word, sizeof(word), "%.*s", (int)(eq - argv[i]),
+		    argv[i]);
+		if (strcmp(word, "listen") == 0)
+			nls++;
+		else if (nls == 0 && ctl_listener_key(word))
+			die(EXIT_USAGE, "%s: a listener's key goes after its "
+			    "listen=PATH", word);
+	}
+	if (nls == 0)
+		die(EXIT_USAGE, "add %s: give at least one listen=PATH", name);
+	nls = 0;
 	if ((vmkeys = evbuffer_new()) == NULL || (ls = evbuffer_new()) == NULL)
 		die(EXIT_USAGE, "out of memory");
 	evbuffer_add_printf(vmkeys, "{\"name\": ");
 	ctl_json_str(vmkeys, name);
 	for (i = 0; i < argc; i++) {
-		if ((eq = strchr(argv[i], '=')) == NULL || eq == argv[i])
-			die(EXIT_USAGE, "%s: expected KEY=VALUE", argv[i]);
+		eq = strchr(argv[i], '=');
 		if ((key = strndup(argv[i], (size_t)(eq - argv[i]))) == NULL)
 			die(EXIT_USAGE, "out of memory");
 		if (strcmp(key, "listen") == 0) {
@@ -502,9 +531,6 @@ ctl_add_args(const char *name, int argc, char **argv)
 			nls++;
 			inls = 1;
 		} else if (ctl_listener_key(key)) {
-			if (!inls)
-				die(EXIT_USAGE, "%s: a listener's key goes "
-				    "after its listen=PATH", key);
 			evbuffer_add_printf(ls, ", ");
 			ctl_json_str(ls, key);
 			evbuffer_add_printf(ls, ": ");
@@ -517,8 +543,6 @@ ctl_add_args(const char *name, int argc, char **argv)
 		}
 		free(key);
 	}
-	if (nls == 0)
-		die(EXIT_USAGE, "add %s: give at least one listen=PATH", name);
 	evbuffer_add_printf(vmkeys, ", \"listeners\": [");
 	evbuffer_add_buffer(vmkeys, ls);
 	evbuffer_add_printf(vmkeys, "}]}");

@@ -279,7 +279,8 @@ START_TEST(test_list_status_stalled)
 	ck_assert_msg(strstr(l, " client 1    sent ") != NULL && strstr(l,
 	    " ago, TIMED OUT, QEMU has not answered\n") != NULL, "%s", r.out);
 	ck_assert_ptr_nonnull(strstr(r.out, "\n  commands  1/1 in flight, "
-	    "0/64 queued\n"));
+	    "0 queued (manager 0, normal 0, background 0; at most 64 "
+	    "each)\n"));
 	ck_assert_ptr_nonnull(strstr(r.out, "\n  clients   1\n"));
 	snprintf(want, sizeof(want), "    1    pid %-7ld uid %-6ld ",
 	    (long)getpid(), (long)getuid());

@@ -340,6 +340,12 @@ START_TEST(test_hand_over)
 	ck_assert_ptr_nonnull(strstr(m, "\"name\":\"dom1\""));
 	ck_assert_ptr_nonnull(strstr(m, "\"mode\":\"fd\""));
 	free(m);
+	/* libvirtd's listener is the manager's */
+	m = t_cmd(c, "{\"execute\": \"query-vm\", \"arguments\": "
+	    "{\"name\": \"dom1\"}}");
+	ck_assert_msg(m != NULL && strstr(m, "\"priority\":\"manager\"") !=
+	    NULL, "query-vm dom1: %s", m);
+	free(m);
 	ck_assert_ptr_nonnull(line = ctl_list_line("dom1"));
 	ck_assert_msg(strstr(line, " ready ") != NULL &&
 	    strstr(line, "fd:(fd)") != NULL, "qmpmuxctl list: %s", line);
