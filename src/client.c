@@ -429,6 +429,7 @@ client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid)
 		fatal("%s", __func__);
 	c->vm = vm;
 	c->listener = l;
+	listener_ref(l);
 	/* its name in the fd store outlives the listener, freed first */
 	c->listener_hash = util_hash(l->conf->path);
 	c->id = id;
@@ -561,6 +562,7 @@ client_free(struct client *c)
 	event_free(c->resume);
 	event_free(c->reap);
 	event_free(c->hup);
+	listener_unref(c->listener);
 	free(c);
 }
 

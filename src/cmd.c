@@ -146,18 +146,20 @@ cmd_unqueue(struct vm *vm, struct cmd *cmd)
 
 /*
  * The command that goes next, still queued: the oldest of a lower class
- * whose relief is due, else the next of the best class with one
- * waiting, from the client at the head of its ring, which goes to the
- * ring's end (its turn is taken).  NULL if none waits.
+ * whose relief is due (its class in *relief, for cmd_pump to count once
+ * it goes), else the next of the best class with one waiting, from the
+ * client at the head of its ring, which goes to the ring's end (its
+ * turn is taken).  NULL if none waits.
  */
 static struct cmd *
-cmd_next(struct vm *vm)
+cmd_next(struct vm *vm, int *relief_of)
 {
 	double		 relief = vm->conf.priority_relief;
 	struct client	*c;
 	struct cmd	*cmd;
 	int		 best, p;
 
+	*relief_of = -1;
 	for (best = 0; best < PRIO_N; best++) {
 		if (!TAILQ_EMPTY(&vm->class_queue[best]))
 			break;
@@ -171,8 +173,7 @@ cmd_next(struct vm *vm)
 		    util_elapsed(&vm->relieved[p]) < relief))
 			continue;
 		/* its client's first: a client's commands keep their order */
-		util_now(&vm->relieved[p]);
-		vm->stats.relieved++;
+		*relief_of = p;
 		return (cmd);
 	}
 	c = TAILQ_FIRST(&vm->ring[best]);
@@ -186,14 +187,20 @@ void
 cmd_pump(struct vm *vm)
 {
 	struct cmd	*cmd;
+	int		 relief_of;
 
 	while (monitor_ready(vm->mon) &&
 	    vm->ninflight < vm->conf.max_inflight &&
-	    (cmd = cmd_next(vm)) != NULL) {
+	    (cmd = cmd_next(vm, &relief_of)) != NULL) {
 		/* its client may have hung up while it waited: then it goes */
 		if (cmd->waited && cmd->client != NULL &&
 		    client_gone(cmd->client))
 			continue;
+		/* relief is spent only on a command that goes */
+		if (relief_of != -1) {
+			util_now(&vm->relieved[relief_of]);
+			vm->stats.relieved++;
+		}
 		cmd_unqueue(vm, cmd);
 		cmd_send(vm, cmd);
 	}

@@ -333,7 +333,7 @@ conf_listener_equal(const struct listener_conf *a,
 }
 
 /* A copy of a listener's conf. */
-static struct listener_conf *
+struct listener_conf *
 conf_listener_copy(const struct listener_conf *src)
 {
 	struct listener_conf	*lc;
@@ -822,6 +822,49 @@ conf_timeouts_equal(const struct timeout_confs *a,
 }
 
 /*
+ * Whether a VM key of the table differs in a and b: every one of them
+ * is a bound changed in place, so the table alone says what a reload
+ * compares, and a key added to it cannot be forgotten here.
+ */
+static int
+conf_vm_keys_differ(const struct vm_conf *a, const struct vm_conf *b)
+{
+	const struct conf_opt	*o;
+	const char		*pa, *pb;
+	int			 i;
+
+	for (i = 0; i < conf_nopts; i++) {
+		o = &conf_opts[i];
+		if (o->where != CONF_VM)
+			continue;
+		pa = (const char *)a + o->off;
+		pb = (const char *)b + o->off;
+		switch (o->type) {
+		case CONF_SECONDS:
+			if (*(const double *)(const void *)pa !=
+			    *(const double *)(const void *)pb)
+				return (1);
+			break;
+		case CONF_SIZE:
+		case CONF_COUNT:
+			if (*(const size_t *)(const void *)pa !=
+			    *(const size_t *)(const void *)pb)
+				return (1);
+			break;
+		case CONF_UINT:
+			if (*(const unsigned int *)(const void *)pa !=
+			    *(const unsigned int *)(const void *)pb)
+				return (1);
+			break;
+		default:
+			fatalx("%s: %s is a VM key of a type it cannot compare",
+			    __func__, o->key);
+		}
+	}
+	return (0);
+}
+
+/*
  * What differs between a VM's running conf and its new one: bounds
  * (applied in place), the upstream (reconnected), listeners (each
  * changed one reopened).  0: nothing, and the VM is left alone.
@@ -844,20 +887,7 @@ conf_diff(const struct vm_conf *a, const struct vm_conf *b)
 	}
 	if (x != NULL || y != NULL)
 		diff |= CONF_DIFF_LISTENERS;
-	if (a->handshake_timeout != b->handshake_timeout ||
-	    a->greeting_timeout != b->greeting_timeout ||
-	    a->backoff_min != b->backoff_min ||
-	    a->backoff_max != b->backoff_max ||
-	    a->max_upstream_message != b->max_upstream_message ||
-	    a->max_client_message != b->max_client_message ||
-	    a->max_client_output != b->max_client_output ||
-	    a->max_json_depth != b->max_json_depth ||
-	    a->max_inflight != b->max_inflight ||
-	    a->max_client_pipeline != b->max_client_pipeline ||
-	    a->max_queued_commands != b->max_queued_commands ||
-	    a->command_timeout != b->command_timeout ||
-	    a->max_queued_events != b->max_queued_events ||
-	    a->max_queued_bytes != b->max_queued_bytes ||
+	if (conf_vm_keys_differ(a, b) || a->backoff_min != b->backoff_min ||
 	    !conf_timeouts_equal(&a->timeouts, &b->timeouts))
 		diff |= CONF_DIFF_BOUNDS;
 	return (diff);

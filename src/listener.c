@@ -150,6 +150,34 @@ listener_free(struct listener *l)
 	}
 	listener_close(l);
 	event_free(l->retry);
+	l->retry = NULL;
+	if (l->nclients == 0) {
+		free(l);
+		return;
+	}
+	/*
+	 * Clients still closing read their listener's conf (the dump, a
+	 * closing client's timer): they keep a copy of their own, since the
+	 * VM's conf that this one pointed into goes with a reload.
+	 */
+	l->conf = conf_listener_copy(l->conf);
+	l->gone = 1;
+}
+
+/* A client points at the listener: it stays while the client does. */
+void
+listener_ref(struct listener *l)
+{
+	l->nclients++;
+}
+
+/* A client lets go; the last of a freed listener's frees it. */
+void
+listener_unref(struct listener *l)
+{
+	if (--l->nclients > 0 || !l->gone)
+		return;
+	conf_listener_free(l->conf);
 	free(l);
 }
 

@@ -215,6 +215,7 @@ void		 conf_vm_clear(struct vm_conf *);
 void		 conf_vm_copy(struct vm_conf *, const struct vm_conf *);
 double		 conf_vm_timeout(const struct vm_conf *, const char *);
 struct listener_conf *conf_listener_new(const char *);
+struct listener_conf *conf_listener_copy(const struct listener_conf *);
 void		 conf_listener_free(struct listener_conf *);
 int		 conf_listener_equal(const struct listener_conf *,
 		    const struct listener_conf *);
@@ -657,12 +658,19 @@ void		 monitor_unpause(struct monitor *);
 const char	*monitor_state_name(enum monitor_state);
 
 /* listener.c */
+/*
+ * A listener.  Its clients point at it to the end, its conf included:
+ * one freed while clients of it are still closing stays, with a conf
+ * of its own (gone), until the last of them is freed (nclients).
+ */
 struct listener {
 	struct vm		*vm;
 	struct listener_conf	*conf;
 	struct evconnlistener	*evl;		/* NULL once closed */
 	struct event		*retry;		/* after an error or a burst */
 	unsigned int		 accepted;	/* util_accept_paced */
+	unsigned int		 nclients;	/* clients pointing at it */
+	int			 gone;		/* freed, but for them */
 	TAILQ_ENTRY(listener)	 entry;
 };
 
@@ -670,6 +678,8 @@ struct listener	*listener_new(struct vm *, struct listener_conf *);
 int		 listener_allows(const struct listener *, uid_t);
 void		 listener_close(struct listener *);
 void		 listener_free(struct listener *);
+void		 listener_ref(struct listener *);
+void		 listener_unref(struct listener *);
 
 /* client.c: one downstream connection */
 enum client_state {

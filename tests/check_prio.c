@@ -35,24 +35,39 @@
  */
 static char	*ctl;		/* the control socket */
 
-static void
-start(const char *relief)
+/*
+ * Write the configuration: the VM "test", one command at QEMU at a
+ * time, priority_relief as given, and the listeners bg.sock
+ * (background), mgr.sock (manager) and n.sock (n_prio).
+ */
+static char *
+write_conf(const char *relief, const char *n_prio)
 {
-	char		*conf = t_path("qmpmuxd.conf");
-	const char	*argv[] = { t_bin("QMPMUXD"), "-d", "-f", conf,
-			    "--control", NULL, NULL };
-	FILE		*f;
+	char	*conf = t_path("qmpmuxd.conf");
+	FILE	*f;
 
-	t_qemu_pid = t_qemu_traced(t_qsock, TRACE);
-	free(ctl);
-	argv[5] = ctl = t_path("control.sock");
 	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
 	fprintf(f, "[vm test]\nupstream = connect:%s\nmax_inflight = 1\n"
 	    "priority_relief = %s\n"
 	    "[listener test bg.sock]\npriority = background\n"
 	    "[listener test mgr.sock]\npriority = manager\n"
-	    "[listener test n.sock]\n", t_qsock, relief);
+	    "[listener test n.sock]\npriority = %s\n", t_qsock, relief,
+	    n_prio);
 	ck_assert_int_eq(fclose(f), 0);
+	return (conf);
+}
+
+/* Start QEMU and qmpmuxd on write_conf's configuration, n.sock normal. */
+static void
+start(const char *relief)
+{
+	char		*conf = write_conf(relief, "normal");
+	const char	*argv[] = { t_bin("QMPMUXD"), "-d", "-f", conf,
+			    "--control", NULL, NULL };
+
+	t_qemu_pid = t_qemu_traced(t_qsock, TRACE);
+	free(ctl);
+	argv[5] = ctl = t_path("control.sock");
 	t_proxy_pid = t_spawn(argv, "qmpmuxd.log");
 	/* made after the VMs' listeners */
 	ck_assert_msg(t_wait_socket(ctl, T_WAIT_MS) == 0,
@@ -269,6 +284,47 @@ START_TEST(test_relief)
 }
 END_TEST
 
+/*
+ * A reload that changes a listener's class makes it anew and closes its
+ * clients; one that has not read its reply stays, closing, and is shown
+ * with the class it had, its listener's conf its own to the end.
+ */
+START_TEST(test_reload_class)
+{
+	struct t_client	*c, *q;
+	char		*conf, *m;
+	long long	 end;
+	int		 i;
+
+	start("1");
+	clients(&c, 1, "n.sock");
+	/* some 1.6 MB that it does not read: it closes slowly */
+	for (i = 0; i < DEPTH; i++)
+		t_send(c, "{\"execute\": \"query-qmp-schema\"}\n");
+	end = t_clock_ms() + T_WAIT_MS;
+	while (t_vm_counter(ctl, "test", "replies") < DEPTH) {
+		ck_assert_msg(t_clock_ms() < end, "QEMU did not answer");
+		poll(NULL, 0, 1);
+	}
+	conf = write_conf("1", "background");
+	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ", T_WAIT_MS),
+	    0);
+	free(conf);
+	ck_assert_ptr_nonnull(q = t_client_ready(ctl));
+	m = t_cmd(q, "{\"execute\": \"query-vm\", \"arguments\": "
+	    "{\"name\": \"test\"}}");
+	ck_assert_msg(m != NULL && strstr(m, "\"state\":\"closing\"") !=
+	    NULL && strstr(m, "\"priority\":\"normal\",\"state\"") !=
+	    NULL, "query-vm: %s", m != NULL ? m : "(nothing)");
+	free(m);
+	t_client_free(q);
+	/* alive: a freed listener read would have been fatal under ASan */
+	ck_assert_int_eq(t_wait_exit(t_proxy_pid, 0), -1);
+	t_client_free(c);
+}
+END_TEST
+
 static Suite *
 prio_suite(void)
 {
@@ -278,6 +334,7 @@ prio_suite(void)
 	tcase_add_test(tc, test_manager_first);
 	tcase_add_test(tc, test_round_robin);
 	tcase_add_loop_test(tc, test_relief, 0, 2);
+	tcase_add_test(tc, test_reload_class);
 	return (s);
 }
 

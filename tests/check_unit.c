@@ -332,6 +332,8 @@ static const struct u_change u_changes[] = {
 	{ -1, "max_inflight", "7", CONF_DIFF_BOUNDS },
 	{ -1, "max_client_pipeline", "7", CONF_DIFF_BOUNDS },
 	{ -1, "max_queued_commands", "7", CONF_DIFF_BOUNDS },
+	{ -1, "priority_relief", "7", CONF_DIFF_BOUNDS },
+	{ -1, "priority_relief", "0", CONF_DIFF_BOUNDS },
 	{ -1, "max_queued_events", "7", CONF_DIFF_BOUNDS },
 	{ -1, "max_queued_bytes", "7", CONF_DIFF_BOUNDS },
 	{ -1, "timeout.stop", "7", CONF_DIFF_BOUNDS },
@@ -345,6 +347,8 @@ static const struct u_change u_changes[] = {
 	{ 1, "deny", "stop", CONF_DIFF_LISTENERS },
 	{ 0, "slow_client", "disconnect", CONF_DIFF_LISTENERS },
 	{ 1, "slow_client_timeout", "7", CONF_DIFF_LISTENERS },
+	{ 0, "priority", "manager", CONF_DIFF_LISTENERS },
+	{ 1, "priority", "background", CONF_DIFF_LISTENERS },
 };
 
 /* Each kind of change gives its bit, and no other. */
