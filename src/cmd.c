@@ -709,12 +709,10 @@ void
 cmd_client_gone(struct client *c)
 {
 	struct vm	*vm = c->vm;
-	struct cmd	*cmd, *next;
+	struct cmd	*cmd;
 
 	TAILQ_INIT(&c->order);
-	TAILQ_FOREACH_SAFE(cmd, &vm->queue, entry, next) {
-		if (cmd->queued_by != c)
-			continue;
+	while ((cmd = TAILQ_FIRST(&c->queued)) != NULL) {
 		cmd_unqueue(vm, cmd);
 		cmd_free(cmd);
 	}

@@ -3,8 +3,9 @@
  * every socket qmpmuxd holds (FDSTORE=1, each named with FDNAME=), so
  * that when qmpmuxd crashes nothing is closed, and the qmpmuxd started
  * in its place gets them back (LISTEN_FDS, LISTEN_FDNAMES) and carries
- * on (state_recover, state-store.c).  A socket leaves the store when its connection
- * ends (FDSTOREREMOVE=1), or systemd would hold it open for ever.  On
+ * on (state_recover, state-store.c).  A socket leaves the store when
+ * its connection ends (FDSTOREREMOVE=1), or systemd would hold it open
+ * for ever.  On
  * only when NOTIFY_SOCKET is set; the protocol is spoken here, in a
  * few datagrams, as sd_notify(3) and sd_listen_fds(3) document it.
  *

@@ -516,8 +516,9 @@ struct vm {
 
 	/*
 	 * Commands: queue holds in-band commands not yet sent, in arrival
-	 * order (cmd_pump sends them by class, below); inflight holds those sent and not yet answered by QEMU
-	 * (including ones whose caller has already had a timeout error).
+	 * order (cmd_pump sends them by class, below); inflight holds
+	 * those sent and not yet answered by QEMU (including ones whose
+	 * caller has already had a timeout error).
 	 * ninflight counts the in-band ones among them, at most
 	 * max_inflight; out-of-band commands never wait and never count.
 	 */

@@ -142,7 +142,8 @@ state_store_of(const struct state_given_fd *f, const char *vm)
  * that is not JSON, or holds a NUL, is none.
  */
 static void
-state_store_gen_vm(struct state_given_fd *f, size_t n, const char *vm, char **out)
+state_store_gen_vm(struct state_given_fd *f, size_t n, const char *vm,
+    char **out)
 {
 	char			*rec = NULL, errbuf[128];
 	yajl_val		 r = NULL, v;

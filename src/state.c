@@ -316,7 +316,8 @@ state_save_vm(yajl_gen g, struct vm *vm, struct state_fds *fds)
  * for the next process.  A closing client goes with this process.
  */
 static void
-state_save_control(struct control *ctl, struct yajl_gen_t *g, struct state_fds *fds)
+state_save_control(struct control *ctl, struct yajl_gen_t *g,
+    struct state_fds *fds)
 {
 	struct control_client	*cc;
 	struct control_fd	*f;
