@@ -201,6 +201,8 @@ cmd_pump(struct vm *vm)
 			util_now(&vm->relieved[relief_of]);
 			vm->stats.relieved++;
 		}
+		counter_observe(&vm->stats.waited[cmd->prio],
+		    util_elapsed(&cmd->arrived));
 		cmd_unqueue(vm, cmd);
 		cmd_send(vm, cmd);
 	}
@@ -377,6 +379,7 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	/* only a command that has to wait counts, against its class's */
 	if (wait && vm->nclass_queued[prio] >= vm->conf.max_queued_commands) {
 		vm->stats.refused++;
+		vm->stats.refused_by[prio]++;
 		client_log(c, LOG_ERR, "%s refused: %u %s commands queued",
 		    msg->name, vm->nclass_queued[prio], conf_prio_name(prio));
 		client_error(c, CLIENT_NOW, id, idlen,

@@ -100,6 +100,18 @@ const struct counter counter_table[] = {
 	    NULL, "Commands of a lower class sent ahead of a better one's, "
 	    "after priority_relief.",
 	    C, SHOWN, AT(relieved) },
+	{ "commands_refused_manager", "refused_manager",
+	    "qmpmux_commands_refused_by_priority_total", "priority=\"manager\"",
+	    "Commands refused because max_queued_commands of their priority "
+	    "class already waited, by class.",
+	    C, SHOWN, AT(refused_by[PRIO_MANAGER]) },
+	{ "commands_refused_normal", "refused_normal",
+	    "qmpmux_commands_refused_by_priority_total", "priority=\"normal\"",
+	    NULL, C, SHOWN, AT(refused_by[PRIO_NORMAL]) },
+	{ "commands_refused_background", "refused_background",
+	    "qmpmux_commands_refused_by_priority_total",
+	    "priority=\"background\"", NULL,
+	    C, SHOWN, AT(refused_by[PRIO_BACKGROUND]) },
 	{ "up", NULL, "qmpmux_vm_up", NULL,
 	    "1 when the upstream is ready (stalled included), else 0.",
 	    G, M_LATE, GET(counter_up) },
@@ -129,6 +141,17 @@ const struct counter counter_table[] = {
 	    "Round trip of the commands QEMU answered, from their arrival "
 	    "to QEMU's reply, in seconds.",
 	    H, M_LATE | COUNTER_STATE | S_LATE, AT(duration) },
+	{ "waited_manager", "waited_manager", "qmpmux_command_wait_seconds",
+	    "priority=\"manager\"",
+	    "Time in-band commands waited in the queue before they were sent "
+	    "to QEMU, by priority class, in seconds.",
+	    H, M_LATE | COUNTER_STATE | S_LATE, AT(waited[PRIO_MANAGER]) },
+	{ "waited_normal", "waited_normal", "qmpmux_command_wait_seconds",
+	    "priority=\"normal\"", NULL,
+	    H, M_LATE | COUNTER_STATE | S_LATE, AT(waited[PRIO_NORMAL]) },
+	{ "waited_background", "waited_background",
+	    "qmpmux_command_wait_seconds", "priority=\"background\"", NULL,
+	    H, M_LATE | COUNTER_STATE | S_LATE, AT(waited[PRIO_BACKGROUND]) },
 };
 const size_t counter_count = sizeof(counter_table) / sizeof(counter_table[0]);
 

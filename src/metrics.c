@@ -147,11 +147,16 @@ metrics_vm_sample(struct evbuffer *b, const char *name, const struct vm *vm)
 	evbuffer_add(b, "\"", 1);
 }
 
-/* A histogram of a VM: its buckets, +Inf, sum and count. */
+/*
+ * A histogram of a VM: its buckets, +Inf, sum and count, with its
+ * label if it has one.
+ */
 static void
 metrics_histogram(struct evbuffer *b, const struct counter *c,
     const struct vm *vm)
 {
+	const char			*comma = c->label != NULL ? "," : "";
+	const char			*label = c->label != NULL ? c->label : "";
 	const struct counter_hist	*h = counter_hist_of(c, vm);
 	unsigned long long		 n = 0;
 	char				 fam[64];
@@ -161,18 +166,28 @@ metrics_histogram(struct evbuffer *b, const struct counter *c,
 	for (i = 0; i < COUNTER_NBUCKETS; i++) {
 		n += h->buckets[i];
 		metrics_vm_sample(b, fam, vm);
-		evbuffer_add_printf(b, ",le=\"%g\"} %llu\n", counter_bounds[i],
-		    n);
+		evbuffer_add_printf(b, "%s%s,le=\"%g\"} %llu\n", comma, label,
+		    counter_bounds[i], n);
 	}
 	metrics_vm_sample(b, fam, vm);
-	evbuffer_add_printf(b, ",le=\"+Inf\"} %llu\n",
+	evbuffer_add_printf(b, "%s%s,le=\"+Inf\"} %llu\n", comma, label,
 	    (unsigned long long)h->count);
 	snprintf(fam, sizeof(fam), "%s_sum", c->metric);
 	metrics_vm_sample(b, fam, vm);
-	evbuffer_add_printf(b, "} %.9f\n", h->sum);
+	evbuffer_add_printf(b, "%s%s} %.9f\n", comma, label, h->sum);
 	snprintf(fam, sizeof(fam), "%s_count", c->metric);
 	metrics_vm_sample(b, fam, vm);
-	evbuffer_add_printf(b, "} %llu\n", (unsigned long long)h->count);
+	evbuffer_add_printf(b, "%s%s} %llu\n", comma, label,
+	    (unsigned long long)h->count);
+}
+
+/* The histograms of a VM of the family from c up to next, by label. */
+static void
+metrics_histograms(struct evbuffer *b, const struct counter *c,
+    const struct counter *next, const struct vm *vm)
+{
+	for (; c != next; c = counter_next(c, COUNTER_METRICS))
+		metrics_histogram(b, c, vm);
 }
 
 /*
@@ -232,7 +247,7 @@ metrics_render(struct metrics *m, struct evbuffer *b)
 		metrics_family(b, c->metric, metrics_types[c->type], c->help);
 		TAILQ_FOREACH(vm, &s->vms, entry) {
 			if (c->type == COUNTER_HISTOGRAM)
-				metrics_histogram(b, c, vm);
+				metrics_histograms(b, c, next, vm);
 			else
 				metrics_series(b, c, next, vm);
 			if (evbuffer_get_length(b) >

@@ -496,8 +496,11 @@ struct vm_stats {
 	uint64_t		 bytes_from_qemu;	/* its messages, whole */
 	uint64_t		 bytes_to_qemu;
 	uint64_t		 relieved;		/* priority_relief */
+	uint64_t		 refused_by[PRIO_N];	/* by priority class */
 	/* round trips of commands QEMU answered */
 	struct counter_hist	 duration;
+	/* in-band commands' time in the queue, by priority class */
+	struct counter_hist	 waited[PRIO_N];
 };
 
 struct vm {

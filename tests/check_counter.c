@@ -383,19 +383,22 @@ START_TEST(test_metrics)
 			    want);
 		}
 		if (c->type == COUNTER_HISTOGRAM) {
+			const char	*lbl = c->label != NULL ? c->label : "";
+			const char	*lcomma = c->label != NULL ? "," : "";
+
 			/* 0.003, 0.7 and 99 seconds, as c_start observed */
 			h = counter_hist_of(c, vm);
 			ck_assert_uint_eq(h->count, 3);
 			snprintf(want, sizeof(want), "\n%s_bucket{vm=\"vm1\","
-			    "le=\"0.005\"} 1\n", c->metric);
+			    "%s%sle=\"0.005\"} 1\n", c->metric, lbl, lcomma);
 			ck_assert_msg(strstr(text, want) != NULL, "no %s",
 			    want);
 			snprintf(want, sizeof(want), "\n%s_bucket{vm=\"vm1\","
-			    "le=\"1\"} 2\n", c->metric);
+			    "%s%sle=\"1\"} 2\n", c->metric, lbl, lcomma);
 			ck_assert_msg(strstr(text, want) != NULL, "no %s",
 			    want);
-			snprintf(want, sizeof(want), "\n%s_count{vm=\"vm1\"} "
-			    "3\n", c->metric);
+			snprintf(want, sizeof(want), "\n%s_count{vm=\"vm1\"%s%s} "
+			    "3\n", c->metric, lcomma, lbl);
 			ck_assert_msg(strstr(text, want) != NULL, "no %s",
 			    want);
 			continue;

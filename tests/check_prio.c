@@ -195,6 +195,13 @@ START_TEST(test_manager_first)
 	refused = drain(bg, NCLIENTS_MAX, DEPTH);
 	/* 128 sent: one at QEMU, 64 queued, the rest refused */
 	ck_assert_int_eq(refused, NCLIENTS_MAX * DEPTH - 1 - 64);
+	/* counted as the background's, none as the manager's */
+	ck_assert_int_eq(t_vm_counter(ctl, "test",
+	    "commands_refused_background"), refused);
+	ck_assert_int_eq(t_vm_counter(ctl, "test",
+	    "commands_refused_manager"), 0);
+	ck_assert_int_eq(t_vm_counter(ctl, "test", "commands_refused"),
+	    refused);
 	ck_assert_int_le(before_version(), 1);
 	ck_assert_int_ge(before_version(), 0);
 	t_clients_free(bg, NCLIENTS_MAX);
