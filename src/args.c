@@ -25,6 +25,7 @@ enum {
 	OPT_LISTEN,
 	OPT_NAME,
 	OPT_TIMEOUT,
+	OPT_COST,
 	OPT_FULL_ACCESS,
 	OPT_HELP,
 	OPT_VERSION,
@@ -90,6 +91,7 @@ args_usage(FILE *f, int status)
 	args_usage_item(f, &col, "[--full-access]");
 	args_usage_table(f, &col, 0);
 	args_usage_item(f, &col, "[--timeout COMMAND=SECONDS]");
+	args_usage_item(f, &col, "[--cost COMMAND=N]");
 	args_usage_table(f, &col, -1);
 	fprintf(f, "\n"
 	    "       qmpmuxd --check-state FD\n"
@@ -173,6 +175,7 @@ args_long_options(void)
 		{ "listen", required_argument, NULL, OPT_LISTEN },
 		{ "name", required_argument, NULL, OPT_NAME },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "cost", required_argument, NULL, OPT_COST },
 		{ "full-access", no_argument, NULL, OPT_FULL_ACCESS },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
@@ -233,7 +236,7 @@ args_parse(struct args *a, int argc, char *argv[], const char *dflt_conf,
 	struct args_listener	*cl;
 	struct conf_entry	*e;
 	struct option		*longopts = args_long_options();
-	const char		*key, *value;
+	const char		*key, *value, *opt;
 	char			*upstream = NULL, *name = NULL, *section, *eq;
 	char			 unused[64];
 	int			 ch, idx;
@@ -283,17 +286,20 @@ args_parse(struct args *a, int argc, char *argv[], const char *dflt_conf,
 				fatal("strdup");
 			break;
 		case OPT_TIMEOUT:
-			/* COMMAND=SECONDS is the file's timeout.COMMAND */
+		case OPT_COST:
+			/* COMMAND=VALUE is the file's timeout.COMMAND */
+			opt = ch == OPT_TIMEOUT ? "timeout" : "cost";
 			if ((eq = strchr(optarg, '=')) == NULL ||
 			    eq == optarg) {
-				fprintf(stderr, "qmpmuxd: --timeout %s: "
-				    "expected COMMAND=SECONDS\n", optarg);
+				fprintf(stderr, "qmpmuxd: --%s %s: expected "
+				    "COMMAND=%s\n", opt, optarg,
+				    ch == OPT_TIMEOUT ? "SECONDS" : "N");
 				exit(1);
 			}
-			if (asprintf(&section, "timeout.%.*s",
+			if (asprintf(&section, "%s.%.*s", opt,
 			    (int)(eq - optarg), optarg) == -1)
 				fatal("asprintf");
-			args_check_value("timeout", optarg, section, eq + 1);
+			args_check_value(opt, optarg, section, eq + 1);
 			conf_entry_add(&a->entries, "global", section, eq + 1,
 			    "command line", 0);
 			free(section);

@@ -976,13 +976,18 @@ client_read_again(struct client *c)
  * A reply from QEMU for this client: QEMU's bytes with the proxy's id
  * replaced by the client's own (as QEMU writes it), or removed when the
  * client sent none.  A reply QEMU sent without an id goes as it is.
+ * One QEMU gave to another command (cache.c) is held behind the
+ * client's commands before it, as QEMU would have answered it after
+ * them (CLIENT_IN_ORDER).
  */
 void
-client_reply(struct client *c, const struct qmp_msg *msg,
-    const char *id, size_t idlen)
+client_reply(struct client *c, enum client_when when,
+    const struct qmp_msg *msg, const char *id, size_t idlen)
 {
 	struct qmp_span	 span;
 	struct iovec	 iov[4];
+	struct evbuffer	*b;
+	int		 i;
 
 	if (msg->m_id == -1)
 		span.off = msg->len, span.len = 0;
@@ -998,7 +1003,15 @@ client_reply(struct client *c, const struct qmp_msg *msg,
 	iov[2].iov_len = msg->len - span.off - span.len;
 	iov[3].iov_base = (void *)(uintptr_t)"\r\n";
 	iov[3].iov_len = 2;
-	client_put(c, CLIENT_MESSAGE, iov, 4, NULL);
+	if (when == CLIENT_NOW || TAILQ_EMPTY(&c->order)) {
+		client_put(c, CLIENT_MESSAGE, iov, 4, NULL);
+		return;
+	}
+	if ((b = evbuffer_new()) == NULL)
+		fatal("%s", __func__);
+	for (i = 0; i < 4; i++)
+		evbuffer_add(b, iov[i].iov_base, iov[i].iov_len);
+	client_hold(c, b);
 }
 
 /*

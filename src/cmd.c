@@ -12,8 +12,18 @@
  * oldest command has waited priority_relief gets one slot, at most once
  * a priority_relief, so no class starves.  A command already at QEMU
  * cannot be overtaken: a manager's waits for at most the ones in
- * flight.  max_queued_commands bounds each class's queue apart, so
- * that no class can fill another's.
+ * flight.  So what QEMU takes long on is kept from being one: its
+ * replies fixed for QEMU's life go to other classes from cache.c, and
+ * a background command that costs more than one (conf_vm_cost) waits
+ * until the manager class has had nothing queued or at QEMU for
+ * manager_quiet (relief excepted).  A listener's rate_limit gives each
+ * client a bucket of rate_burst tokens, refilled rate_limit a second:
+ * a command goes when the bucket holds its cost (or the whole burst,
+ * for one that costs more), and takes its cost; until then its client
+ * is passed over in its class's turn, never refused.  A timer (wake)
+ * runs cmd_pump when the first held back of these may go.
+ * max_queued_commands bounds each class's queue apart, so that no
+ * class can fill another's.
  * A command's deadline runs from its arrival: expired before it was
  * sent, it leaves the queue and is never sent; expired after, its
  * caller gets an error at once but the command keeps its slot until
@@ -43,6 +53,7 @@
 #include "qmpmux.h"
 
 static void	cmd_deadline_cb(int, short, void *);
+static void	cmd_wake_cb(int, short, void *);
 
 /* Free a command; it must be off both lists. */
 static void
@@ -145,38 +156,171 @@ cmd_unqueue(struct vm *vm, struct cmd *cmd)
 }
 
 /*
+ * Whether an in-band command of the manager class (manager), or of a
+ * class below it (!manager), is at QEMU.
+ */
+static int
+cmd_at_qemu(const struct vm *vm, int manager)
+{
+	const struct cmd	*cmd;
+
+	TAILQ_FOREACH(cmd, &vm->inflight, entry) {
+		if (!cmd->oob && (cmd->prio == PRIO_MANAGER) == manager)
+			return (1);
+	}
+	return (0);
+}
+
+/*
+ * Seconds until c's bucket (its listener's rate_limit) holds what cmd
+ * costs, or the whole burst if it costs more: 0 if it does now, or
+ * there is no limit.  The bucket is refilled first.
+ */
+static double
+cmd_bucket_wait(struct client *c, const struct cmd *cmd)
+{
+	const struct listener_conf	*lc = c->listener->conf;
+	double				 burst, need;
+
+	if (lc->rate_limit == 0)
+		return (0);
+	burst = lc->rate_burst > 0 ? lc->rate_burst : lc->rate_limit;
+	if (!timerisset(&c->tokens_at))
+		c->tokens = burst;
+	else {
+		c->tokens += util_elapsed(&c->tokens_at) * lc->rate_limit;
+		if (c->tokens > burst)
+			c->tokens = burst;
+	}
+	util_now(&c->tokens_at);
+	need = cmd->cost < burst ? cmd->cost : burst;
+	if (c->tokens >= need)
+		return (0);
+	return ((need - c->tokens) / lc->rate_limit);
+}
+
+/* The command goes: its cost leaves its client's bucket. */
+static void
+cmd_bucket_take(struct client *c, const struct cmd *cmd)
+{
+	if (c->listener->conf->rate_limit == 0)
+		return;
+	(void)cmd_bucket_wait(c, cmd);
+	c->tokens -= cmd->cost;
+}
+
+/*
+ * Seconds until a queued command, its client's first, may go: 0 now;
+ * -1 while a manager's is queued or at QEMU (its reply pumps again).
+ * Relief passes manager_quiet, not a rate limit.
+ */
+static double
+cmd_wait(struct vm *vm, struct cmd *cmd, int relief)
+{
+	double	w;
+
+	if ((w = cmd_bucket_wait(cmd->queued_by, cmd)) > 0) {
+		if (!cmd->rate_delayed) {
+			cmd->rate_delayed = 1;
+			vm->stats.rate_delayed++;
+		}
+		return (w);
+	}
+	if (relief || cmd->prio != PRIO_BACKGROUND || cmd->cost <= 1 ||
+	    vm->conf.manager_quiet <= 0)
+		return (0);
+	if (vm->nclass_queued[PRIO_MANAGER] > 0 || cmd_at_qemu(vm, 1))
+		return (-1);
+	w = vm->conf.manager_quiet - util_elapsed(&vm->manager_seen);
+	return (w > 0 ? w : 0);
+}
+
+/*
+ * Run cmd_pump in seconds: the soonest wait of every command held back
+ * (cmd_next sees them all when none may go), so it replaces the last.
+ */
+static void
+cmd_wake(struct vm *vm, double seconds)
+{
+	struct timeval	 tv;
+
+	if (vm->wake == NULL &&
+	    (vm->wake = evtimer_new(vm->base, cmd_wake_cb, vm)) == NULL)
+		fatalx("%s: evtimer_new failed", __func__);
+	if (util_timeval(seconds, &tv) == -1)
+		fatalx("%s: bad wait %g", __func__, seconds);
+	evtimer_add(vm->wake, &tv);
+}
+
+static void
+cmd_wake_cb(int fd, short events, void *arg)
+{
+	cmd_pump(arg);
+}
+
+/*
+ * The first client of class p's ring whose next command may go now, or
+ * NULL; *wake is lowered to the soonest wait of those that may not.
+ */
+static struct client *
+cmd_turn(struct vm *vm, int p, double *wake)
+{
+	struct client	*c;
+	double		 w;
+
+	TAILQ_FOREACH(c, &vm->ring[p], ring_entry) {
+		if ((w = cmd_wait(vm, TAILQ_FIRST(&c->queued), 0)) == 0)
+			return (c);
+		if (w > 0 && (*wake < 0 || w < *wake))
+			*wake = w;
+	}
+	return (NULL);
+}
+
+/*
  * The command that goes next, still queued: the oldest of a lower class
- * whose relief is due (its class in *relief, for cmd_pump to count once
- * it goes), else the next of the best class with one waiting, from the
- * client at the head of its ring, which goes to the ring's end (its
- * turn is taken).  NULL if none waits.
+ * whose relief is due (its class in *relief_of, for cmd_pump to count
+ * once it goes), else the next of the best class with one that may go,
+ * from the first client of its ring that may, which goes to the ring's
+ * end (its turn is taken).  NULL if none may: the wake timer is set
+ * for the first that will.
  */
 static struct cmd *
 cmd_next(struct vm *vm, int *relief_of)
 {
-	double		 relief = vm->conf.priority_relief;
-	struct client	*c;
+	double		 relief = vm->conf.priority_relief, wake = -1, due;
+	struct client	*c = NULL;
 	struct cmd	*cmd;
 	int		 best, p;
 
 	*relief_of = -1;
 	for (best = 0; best < PRIO_N; best++) {
-		if (!TAILQ_EMPTY(&vm->class_queue[best]))
+		if ((c = cmd_turn(vm, best, &wake)) != NULL)
 			break;
 	}
-	if (best == PRIO_N)
-		return (NULL);
-	for (p = PRIO_N - 1; relief > 0 && p > best; p--) {
-		if ((cmd = TAILQ_FIRST(&vm->class_queue[p])) == NULL ||
-		    util_elapsed(&cmd->arrived) < relief ||
-		    (timerisset(&vm->relieved[p]) &&
-		    util_elapsed(&vm->relieved[p]) < relief))
+	/* below the class that goes; or any but the manager's, none going */
+	for (p = PRIO_N - 1; relief > 0 &&
+	    p > (c != NULL ? best : PRIO_MANAGER); p--) {
+		if ((cmd = TAILQ_FIRST(&vm->class_queue[p])) == NULL)
+			continue;
+		due = relief - util_elapsed(&cmd->arrived);
+		if (timerisset(&vm->relieved[p]) &&
+		    relief - util_elapsed(&vm->relieved[p]) > due)
+			due = relief - util_elapsed(&vm->relieved[p]);
+		/* with none going, nothing may pump when it is due */
+		if (due > 0 && (wake < 0 || due < wake))
+			wake = due;
+		if (due > 0 || cmd_wait(vm, cmd, 1) != 0)
 			continue;
 		/* its client's first: a client's commands keep their order */
 		*relief_of = p;
 		return (cmd);
 	}
-	c = TAILQ_FIRST(&vm->ring[best]);
+	if (c == NULL) {
+		if (wake > 0)
+			cmd_wake(vm, wake);
+		return (NULL);
+	}
 	TAILQ_REMOVE(&vm->ring[best], c, ring_entry);
 	TAILQ_INSERT_TAIL(&vm->ring[best], c, ring_entry);
 	return (TAILQ_FIRST(&c->queued));
@@ -203,6 +347,10 @@ cmd_pump(struct vm *vm)
 		}
 		counter_observe(&vm->stats.waited[cmd->prio],
 		    util_elapsed(&cmd->arrived));
+		if (cmd->behind)
+			counter_observe(&vm->stats.behind_lower,
+			    util_elapsed(&cmd->arrived));
+		cmd_bucket_take(cmd->queued_by, cmd);
 		cmd_unqueue(vm, cmd);
 		cmd_send(vm, cmd);
 	}
@@ -370,9 +518,18 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	const char	*id;
 	size_t		 idlen;
 	enum prio	 prio = c->listener->conf->priority;
+	const struct qmp_msg *fixed;
 	int		 wait;
 
 	reply_id(msg, &id, &idlen);
+	/* a reply fixed for QEMU's life, to any but the manager's */
+	if (prio != PRIO_MANAGER && cache_fixed(msg) &&
+	    (fixed = cache_find(vm, msg->name)) != NULL) {
+		vm->stats.commands++;
+		vm->stats.cached++;
+		client_reply(c, CLIENT_IN_ORDER, fixed, id, idlen);
+		return (0);
+	}
 	wait = msg->m_exec_oob == -1 &&
 	    (vm->ninflight >= vm->conf.max_inflight ||
 	    !TAILQ_EMPTY(&vm->queue));
@@ -396,7 +553,14 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	cmd->upstream_id = ++vm->next_cmd_id;
 	cmd->oob = msg->m_exec_oob != -1;
 	cmd->waited = wait;
+	cmd->prio = prio;
 	memcpy(cmd->name, msg->name, sizeof(cmd->name));
+	cmd->cost = conf_vm_cost(&vm->conf, cmd->name);
+	cmd->cacheable = cache_fixed(msg);
+	if (prio == PRIO_MANAGER && !cmd->oob) {
+		util_now(&vm->manager_seen);
+		cmd->behind = cmd_at_qemu(vm, 0);
+	}
 	if (id != NULL) {
 		if ((cmd->client_id = malloc(idlen)) == NULL)
 			fatal("%s", __func__);
@@ -421,6 +585,7 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	TAILQ_INSERT_TAIL(&c->order, cmd, order);
 	if (cmd->oob) {
 		/* out of band: past the queue, and never counted in it */
+		cmd_bucket_take(c, cmd);
 		cmd_send(vm, cmd);
 		return (0);
 	}
@@ -451,10 +616,13 @@ cmd_adopt(struct cmd *cmd, double left)
 			fatalx("%s: evtimer_new failed", __func__);
 		evtimer_add(cmd->deadline, &tv);
 	}
+	cmd->cost = conf_vm_cost(&vm->conf, cmd->name);
 	if (!cmd->sent) {
 		cmd_enqueue(vm, cmd, cmd->client);
 		return;
 	}
+	if (cmd->client != NULL)
+		cmd->prio = cmd->client->listener->conf->priority;
 	TAILQ_INSERT_TAIL(&vm->inflight, cmd, entry);
 	if (!cmd->oob)
 		vm->ninflight++;
@@ -619,7 +787,7 @@ cmd_orphan(struct vm *vm, const struct qmp_msg *msg)
 	vm->stats.replies++;
 	client_log(c, LOG_INFO, "reply to command %llu of the qmpmuxd before "
 	    "a crash given to it", (unsigned long long)seq);
-	client_reply(c, msg, id, id != NULL ? hexlen / 2 : 0);
+	client_reply(c, CLIENT_NOW, msg, id, id != NULL ? hexlen / 2 : 0);
 	free(id);
 	return (1);
 }
@@ -656,12 +824,17 @@ cmd_reply(struct vm *vm, struct qmp_msg *msg)
 		counter_observe(&vm->stats.duration,
 		    util_elapsed(&cmd->arrived));
 	}
+	if (cmd->prio == PRIO_MANAGER)
+		util_now(&vm->manager_seen);
 	if (!cmd->answered && cmd->client != NULL) {
 		vm->stats.replies++;
-		client_reply(cmd->client, msg, cmd->client_id,
+		client_reply(cmd->client, CLIENT_NOW, msg, cmd->client_id,
 		    cmd->client_id_len);
 		cmd_done(cmd);
 	}
+	/* last: it takes the message's bytes */
+	if (cmd->cacheable)
+		cache_fill(vm, cmd->name, msg);
 	cmd_free(cmd);
 	cmd_pump(vm);
 }
@@ -701,6 +874,11 @@ cmd_fail_all(struct vm *vm, const char *desc)
 	}
 	vm->ninflight = 0;
 	vm->stalled = 0;
+	/* the next connection may be another QEMU */
+	cache_drop(vm);
+	if (vm->wake != NULL)
+		event_free(vm->wake);
+	vm->wake = NULL;
 }
 
 /*

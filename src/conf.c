@@ -68,6 +68,10 @@ const struct conf_opt conf_opts[] = {
 	    0, 1 << 20, "64" },
 	{ "priority_relief", CONF_VM, CONF_SECONDS, V(priority_relief), 0,
 	    1e9, "1" },
+	{ "manager_quiet", CONF_VM, CONF_SECONDS, V(manager_quiet), 0, 1e9,
+	    "0.25" },
+	{ "introspection_cache", CONF_VM, CONF_SIZE, V(introspection_cache),
+	    0, (double)SIZE_MAX, "1M" },
 	{ "max_queued_events", CONF_VM, CONF_COUNT, V(max_queued_events), 1,
 	    1 << 24, "1024" },
 	{ "max_queued_bytes", CONF_VM, CONF_SIZE, V(max_queued_bytes), 1,
@@ -86,6 +90,10 @@ const struct conf_opt conf_opts[] = {
 	{ "slow_client_timeout", CONF_LISTENER, CONF_SECONDS,
 	    L(slow_client_timeout), 0.001, 1e9, "10" },
 	{ "priority", CONF_LISTENER, CONF_PRIO, L(priority), 0, 0, "normal" },
+	{ "rate_limit", CONF_LISTENER, CONF_UINT, L(rate_limit), 0, 1 << 20,
+	    "0" },
+	{ "rate_burst", CONF_LISTENER, CONF_UINT, L(rate_burst), 0, 1 << 20,
+	    "0" },
 	{ "max_total_queued_bytes", CONF_GLOBAL, CONF_SIZE,
 	    offsetof(struct conf, max_memory), 1, (double)SIZE_MAX, "1G" },
 	{ "dump_file", CONF_GLOBAL, CONF_PATH, offsetof(struct conf,
@@ -280,7 +288,7 @@ conf_vm_init(struct vm_conf *vc)
 {
 	memset(vc, 0, sizeof(*vc));
 	TAILQ_INIT(&vc->listeners);
-	TAILQ_INIT(&vc->timeouts);
+	TAILQ_INIT(&vc->per_command);
 	TAILQ_INIT(&vc->given);
 	vc->upstream_fd = -1;
 	vc->backoff_min = 0.05;
@@ -329,7 +337,8 @@ conf_listener_equal(const struct listener_conf *a,
 	    b->allowed_uids, a->nallowed_uids * sizeof(uid_t)) == 0) &&
 	    acl_equal(&a->acl, &b->acl) && a->slow_client == b->slow_client &&
 	    a->slow_client_timeout == b->slow_client_timeout &&
-	    a->priority == b->priority);
+	    a->priority == b->priority && a->rate_limit == b->rate_limit &&
+	    a->rate_burst == b->rate_burst);
 }
 
 /* A copy of a listener's conf. */
@@ -361,14 +370,14 @@ void
 conf_vm_clear(struct vm_conf *vc)
 {
 	struct listener_conf	*lc;
-	struct timeout_conf	*tc;
+	struct cmd_conf		*tc;
 
 	while ((lc = TAILQ_FIRST(&vc->listeners)) != NULL) {
 		TAILQ_REMOVE(&vc->listeners, lc, entry);
 		conf_listener_free(lc);
 	}
-	while ((tc = TAILQ_FIRST(&vc->timeouts)) != NULL) {
-		TAILQ_REMOVE(&vc->timeouts, tc, entry);
+	while ((tc = TAILQ_FIRST(&vc->per_command)) != NULL) {
+		TAILQ_REMOVE(&vc->per_command, tc, entry);
 		free(tc->name);
 		free(tc);
 	}
@@ -384,12 +393,12 @@ void
 conf_vm_copy(struct vm_conf *dst, const struct vm_conf *src)
 {
 	struct listener_conf	*lc, *nl;
-	struct timeout_conf	*tc, *nt;
+	struct cmd_conf		*tc, *nt;
 	struct conf_entry	*e;
 
 	*dst = *src;
 	TAILQ_INIT(&dst->listeners);
-	TAILQ_INIT(&dst->timeouts);
+	TAILQ_INIT(&dst->per_command);
 	TAILQ_INIT(&dst->given);
 	dst->name = dst->upstream = dst->where = NULL;
 	/* an fd has one owner: the copy has none */
@@ -404,29 +413,81 @@ conf_vm_copy(struct vm_conf *dst, const struct vm_conf *src)
 		nl = conf_listener_copy(lc);
 		TAILQ_INSERT_TAIL(&dst->listeners, nl, entry);
 	}
-	TAILQ_FOREACH(tc, &src->timeouts, entry) {
+	TAILQ_FOREACH(tc, &src->per_command, entry) {
 		if ((nt = calloc(1, sizeof(*nt))) == NULL ||
 		    (nt->name = strdup(tc->name)) == NULL)
 			fatal("%s", __func__);
-		nt->seconds = tc->seconds;
-		TAILQ_INSERT_TAIL(&dst->timeouts, nt, entry);
+		nt->key = tc->key;
+		nt->value = tc->value;
+		TAILQ_INSERT_TAIL(&dst->per_command, nt, entry);
 	}
 	TAILQ_FOREACH(e, &src->given, entry)
 		conf_entry_add(&dst->given, e->section, e->key, e->value,
 		    e->file, e->line);
 }
 
+/*
+ * The costs a command has without cost.NAME: what QEMU 7.2 spends on
+ * it, in round trips of a query-status (some 0.35 ms), for those that
+ * take it many times as long.  QEMU cannot be interrupted in one, so
+ * a manager whose command comes just after waits for all of it.
+ */
+static const struct {
+	const char	*name;
+	unsigned int	 cost;
+} conf_costs[] = {
+	{ "query-qmp-schema", 50 },		/* 20 ms, 207 KB */
+	{ "query-cpu-definitions", 30 },	/* 12 ms */
+	{ "qom-list-types", 5 },
+	{ "query-cpu-model-expansion", 5 },
+	{ "human-monitor-command", 5 },		/* "info qtree" and others */
+	{ "query-command-line-options", 3 },
+	{ "query-commands", 2 },
+	{ "query-machines", 2 },
+};
+
+/*
+ * A per-command override of a VM's (the last one given wins), or NULL:
+ * timeout.NAME, cost.NAME.
+ */
+static const struct cmd_conf *
+conf_vm_override(const struct vm_conf *vc, enum cmd_key key,
+    const char *name)
+{
+	const struct cmd_conf	*tc;
+
+	TAILQ_FOREACH_REVERSE(tc, &vc->per_command, cmd_confs, entry) {
+		if (tc->key == key && strcmp(tc->name, name) == 0)
+			return (tc);
+	}
+	return (NULL);
+}
+
 /* The timeout of a command: its override, else the VM's; 0 for none. */
 double
 conf_vm_timeout(const struct vm_conf *vc, const char *name)
 {
-	const struct timeout_conf	*tc;
+	const struct cmd_conf	*tc;
 
-	TAILQ_FOREACH_REVERSE(tc, &vc->timeouts, timeout_confs, entry) {
-		if (strcmp(tc->name, name) == 0)
-			return (tc->seconds);
-	}
+	if ((tc = conf_vm_override(vc, CMD_KEY_TIMEOUT, name)) != NULL)
+		return (tc->value);
 	return (vc->command_timeout);
+}
+
+/* The cost of a command: its override, else its built-in cost, else 1. */
+unsigned int
+conf_vm_cost(const struct vm_conf *vc, const char *name)
+{
+	const struct cmd_conf	*tc;
+	size_t			 i;
+
+	if ((tc = conf_vm_override(vc, CMD_KEY_COST, name)) != NULL)
+		return ((unsigned int)tc->value);
+	for (i = 0; i < sizeof(conf_costs) / sizeof(conf_costs[0]); i++) {
+		if (strcmp(conf_costs[i].name, name) == 0)
+			return (conf_costs[i].cost);
+	}
+	return (1);
 }
 
 /* A user name or id to a uid; -1 if there is no such user. */
@@ -564,8 +625,11 @@ conf_apply(void *base, int i, const char *key, const char *value,
 		memcpy(p, &d, sizeof(d));
 		break;
 	case CONF_SIZE:
-		if (util_parse_size(value, &z) == -1 || (double)z < o->min ||
-		    (double)z > o->max)
+		/* 0 is a size only of a key that takes it for none */
+		if (o->min == 0 && strcmp(value, "0") == 0)
+			z = 0;
+		else if (util_parse_size(value, &z) == -1 ||
+		    (double)z < o->min || (double)z > o->max)
 			return (conf_err(err, errlen, "expected a size in "
 			    "bytes%s", o->max < (double)SIZE_MAX ?
 			    ", at most 64M" : ""));
@@ -713,23 +777,37 @@ conf_set_upstream(struct vm_conf *vc, const char *value, char *err,
 	return (0);
 }
 
-/* Add a per-command timeout: timeout.NAME = SECONDS. */
+/*
+ * Add a per-command override: timeout.NAME = SECONDS, or cost.NAME = N
+ * (at most 1000, a query-qmp-schema of 20 times as costly as QEMU 7.2's).
+ */
 static int
-conf_set_timeout(struct vm_conf *vc, const char *name, const char *value,
-    char *err, size_t errlen)
+conf_set_per_command(struct vm_conf *vc, enum cmd_key key, const char *name,
+    const char *value, char *err, size_t errlen)
 {
-	struct timeout_conf	*tc;
-	double			 seconds;
+	struct cmd_conf	*tc;
+	unsigned int	 n;
+	double		 v;
 
 	if (*name == '\0')
-		return (conf_err(err, errlen, "expected timeout.COMMAND"));
-	if (util_parse_seconds(value, &seconds) == -1)
-		return (conf_err(err, errlen, "expected seconds (0: none)"));
+		return (conf_err(err, errlen, "expected %s.COMMAND",
+		    key == CMD_KEY_TIMEOUT ? "timeout" : "cost"));
+	if (key == CMD_KEY_TIMEOUT) {
+		if (util_parse_seconds(value, &v) == -1)
+			return (conf_err(err, errlen,
+			    "expected seconds (0: none)"));
+	} else {
+		if (util_parse_uint(value, 1, 1000, &n) == -1)
+			return (conf_err(err, errlen,
+			    "expected a whole number from 1 to 1000"));
+		v = n;
+	}
 	if ((tc = calloc(1, sizeof(*tc))) == NULL ||
 	    (tc->name = strdup(name)) == NULL)
 		fatal("%s", __func__);
-	tc->seconds = seconds;
-	TAILQ_INSERT_TAIL(&vc->timeouts, tc, entry);
+	tc->key = key;
+	tc->value = v;
+	TAILQ_INSERT_TAIL(&vc->per_command, tc, entry);
 	return (0);
 }
 
@@ -771,7 +849,10 @@ conf_check_value(const char *key, const char *value, char *err,
 	return (rv);
 }
 
-/* Set a key of a VM (or of the defaults): a VM option or timeout.NAME. */
+/*
+ * Set a key of a VM (or of the defaults): a VM option, timeout.NAME or
+ * cost.NAME.
+ */
 int
 conf_set_vm(struct vm_conf *vc, const char *key, const char *value,
     char *err, size_t errlen)
@@ -779,7 +860,11 @@ conf_set_vm(struct vm_conf *vc, const char *key, const char *value,
 	const struct conf_opt	*o;
 
 	if (strncmp(key, "timeout.", 8) == 0)
-		return (conf_set_timeout(vc, key + 8, value, err, errlen));
+		return (conf_set_per_command(vc, CMD_KEY_TIMEOUT, key + 8,
+		    value, err, errlen));
+	if (strncmp(key, "cost.", 5) == 0)
+		return (conf_set_per_command(vc, CMD_KEY_COST, key + 5,
+		    value, err, errlen));
 	if ((o = conf_find(key)) == NULL)
 		return (conf_err(err, errlen, "unknown key"));
 	if (o->where == CONF_LISTENER)
@@ -806,16 +891,16 @@ conf_set_listener(struct listener_conf *lc, const char *key,
 	    errlen));
 }
 
-/* Whether two lists of per-command timeouts are the same. */
+/* Whether two lists of per-command overrides are the same. */
 static int
-conf_timeouts_equal(const struct timeout_confs *a,
-    const struct timeout_confs *b)
+conf_per_command_equal(const struct cmd_confs *a, const struct cmd_confs *b)
 {
-	const struct timeout_conf	*x, *y;
+	const struct cmd_conf	*x, *y;
 
 	for (x = TAILQ_FIRST(a), y = TAILQ_FIRST(b); x != NULL && y != NULL;
 	    x = TAILQ_NEXT(x, entry), y = TAILQ_NEXT(y, entry)) {
-		if (strcmp(x->name, y->name) != 0 || x->seconds != y->seconds)
+		if (strcmp(x->name, y->name) != 0 || x->key != y->key ||
+		    x->value != y->value)
 			return (0);
 	}
 	return (x == NULL && y == NULL);
@@ -888,7 +973,7 @@ conf_diff(const struct vm_conf *a, const struct vm_conf *b)
 	if (x != NULL || y != NULL)
 		diff |= CONF_DIFF_LISTENERS;
 	if (conf_vm_keys_differ(a, b) || a->backoff_min != b->backoff_min ||
-	    !conf_timeouts_equal(&a->timeouts, &b->timeouts))
+	    !conf_per_command_equal(&a->per_command, &b->per_command))
 		diff |= CONF_DIFF_BOUNDS;
 	return (diff);
 }

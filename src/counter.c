@@ -112,6 +112,15 @@ const struct counter counter_table[] = {
 	    "qmpmux_commands_refused_by_priority_total",
 	    "priority=\"background\"", NULL,
 	    C, SHOWN, AT(refused_by[PRIO_BACKGROUND]) },
+	{ "commands_cached", "cached", "qmpmux_commands_cached_total", NULL,
+	    "Commands answered from the introspection cache, not sent to "
+	    "QEMU.",
+	    C, SHOWN, AT(cached) },
+	{ "commands_rate_delayed", "rate_delayed",
+	    "qmpmux_commands_rate_delayed_total", NULL,
+	    "Commands held back by their listener's rate_limit while QEMU had "
+	    "room for them.",
+	    C, SHOWN, AT(rate_delayed) },
 	{ "up", NULL, "qmpmux_vm_up", NULL,
 	    "1 when the upstream is ready (stalled included), else 0.",
 	    G, M_LATE, GET(counter_up) },
@@ -152,6 +161,11 @@ const struct counter counter_table[] = {
 	{ "waited_background", "waited_background",
 	    "qmpmux_command_wait_seconds", "priority=\"background\"", NULL,
 	    H, M_LATE | COUNTER_STATE | S_LATE, AT(waited[PRIO_BACKGROUND]) },
+	{ "manager_behind_lower", "behind_lower",
+	    "qmpmux_manager_behind_lower_seconds", NULL,
+	    "Time the manager's commands that came while a lower class's was "
+	    "at QEMU waited before they were sent, in seconds.",
+	    H, M_LATE | COUNTER_STATE | S_LATE, AT(behind_lower) },
 };
 const size_t counter_count = sizeof(counter_table) / sizeof(counter_table[0]);
 

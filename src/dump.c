@@ -182,6 +182,9 @@ dump_client(struct dump *d, const struct client *c)
 	dump_int(d, "uid", (long long)c->uid);
 	dump_str(d, "listener", c->listener->conf->path);
 	dump_str(d, "priority", conf_prio_name(c->listener->conf->priority));
+	/* its bucket as last seen (cmd.c refills it when it looks) */
+	if (c->listener->conf->rate_limit > 0 && timerisset(&c->tokens_at))
+		dump_double(d, "rate_tokens", c->tokens);
 	dump_str(d, "state", client_state_name(c->state));
 	dump_bool(d, "negotiated", c->state == CLIENT_READY);
 	dump_bool(d, "oob", c->oob);
@@ -244,6 +247,7 @@ dump_vm(yajl_gen g, const struct vm *vm)
 	const struct listener	*l;
 	const struct client	*c;
 	const struct cmd	*cmd;
+	const char		*name;
 	int			 i;
 
 	json_map_open(g);
@@ -292,6 +296,7 @@ dump_vm(yajl_gen g, const struct vm *vm)
 	json_map_close(g);
 	dump_uint(&d, "max_queued", vm->conf.max_queued_commands);
 	dump_double(&d, "priority_relief", vm->conf.priority_relief);
+	dump_double(&d, "manager_quiet", vm->conf.manager_quiet);
 	dump_double(&d, "command_timeout", vm->conf.command_timeout);
 	dump_key(&d, "list");
 	json_array_open(g);
@@ -299,6 +304,17 @@ dump_vm(yajl_gen g, const struct vm *vm)
 		dump_cmd(&d, cmd);
 	TAILQ_FOREACH(cmd, &vm->queue, entry)
 		dump_cmd(&d, cmd);
+	json_array_close(g);
+	json_map_close(g);
+
+	dump_key(&d, "introspection_cache");
+	json_map_open(g);
+	dump_uint(&d, "bytes", cache_bytes(vm));
+	dump_uint(&d, "max_bytes", vm->conf.introspection_cache);
+	dump_key(&d, "commands");
+	json_array_open(g);
+	for (i = 0; (name = cache_kept(vm, i)) != NULL; i++)
+		json_string(g, name, strlen(name));
 	json_array_close(g);
 	json_map_close(g);
 
@@ -312,6 +328,9 @@ dump_vm(yajl_gen g, const struct vm *vm)
 		dump_str(&d, "slow_client", l->conf->slow_client ==
 		    SLOW_CLIENT_BLOCK ? "block" : "disconnect");
 		dump_str(&d, "priority", conf_prio_name(l->conf->priority));
+		dump_uint(&d, "rate_limit", l->conf->rate_limit);
+		dump_uint(&d, "rate_burst", l->conf->rate_burst > 0 ?
+		    l->conf->rate_burst : l->conf->rate_limit);
 		json_map_close(g);
 	}
 	json_array_close(g);

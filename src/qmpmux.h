@@ -62,13 +62,20 @@ enum slow_client {
 	SLOW_CLIENT_DISCONNECT,
 };
 
-/* One per-command timeout override (timeout.NAME = SECONDS). */
-struct timeout_conf {
-	char			*name;
-	double			 seconds;
-	TAILQ_ENTRY(timeout_conf) entry;
+/* What a per-command override sets: timeout.NAME or cost.NAME. */
+enum cmd_key {
+	CMD_KEY_TIMEOUT,	/* seconds, 0: none */
+	CMD_KEY_COST,		/* a whole number, at least 1 */
 };
-TAILQ_HEAD(timeout_confs, timeout_conf);
+
+/* One per-command override (timeout.NAME = SECONDS, cost.NAME = N). */
+struct cmd_conf {
+	char			*name;
+	enum cmd_key		 key;
+	double			 value;
+	TAILQ_ENTRY(cmd_conf)	 entry;
+};
+TAILQ_HEAD(cmd_confs, cmd_conf);
 
 /* acl.c: the commands a listener's clients may send; zeroed allows all */
 struct acl {
@@ -97,6 +104,8 @@ struct listener_conf {
 	enum slow_client	 slow_client;
 	double			 slow_client_timeout;
 	enum prio		 priority;
+	unsigned int		 rate_limit;	/* cost a second, 0: none */
+	unsigned int		 rate_burst;	/* 0: rate_limit */
 	int			 fd;		/* passed, until listening; or -1 */
 	int			 passed;	/* by the control socket: no path
 						   of ours to make or remove */
@@ -159,7 +168,9 @@ struct vm_conf {
 	unsigned int		 max_queued_commands;	/* per class */
 	double			 priority_relief;	/* 0: none */
 	double			 command_timeout;
-	struct timeout_confs	 timeouts;
+	struct cmd_confs	 per_command;	/* timeout.NAME, cost.NAME */
+	double			 manager_quiet;	/* before a costly background */
+	size_t			 introspection_cache;	/* bytes, 0: none */
 
 	size_t			 max_queued_events;
 	size_t			 max_queued_bytes;
@@ -214,6 +225,7 @@ void		 conf_vm_init(struct vm_conf *);
 void		 conf_vm_clear(struct vm_conf *);
 void		 conf_vm_copy(struct vm_conf *, const struct vm_conf *);
 double		 conf_vm_timeout(const struct vm_conf *, const char *);
+unsigned int	 conf_vm_cost(const struct vm_conf *, const char *);
 struct listener_conf *conf_listener_new(const char *);
 struct listener_conf *conf_listener_copy(const struct listener_conf *);
 void		 conf_listener_free(struct listener_conf *);
@@ -497,10 +509,14 @@ struct vm_stats {
 	uint64_t		 bytes_to_qemu;
 	uint64_t		 relieved;		/* priority_relief */
 	uint64_t		 refused_by[PRIO_N];	/* by priority class */
+	uint64_t		 cached;		/* answered from cache.c */
+	uint64_t		 rate_delayed;		/* by an empty bucket */
 	/* round trips of commands QEMU answered */
 	struct counter_hist	 duration;
 	/* in-band commands' time in the queue, by priority class */
 	struct counter_hist	 waited[PRIO_N];
+	/* the manager's, that came while a lower class's was at QEMU */
+	struct counter_hist	 behind_lower;
 };
 
 struct vm {
@@ -540,6 +556,14 @@ struct vm {
 	unsigned int		 nclass_queued[PRIO_N];
 	TAILQ_HEAD(, client)	 ring[PRIO_N];
 	struct timeval		 relieved[PRIO_N];
+	/*
+	 * When the manager class last had a command queued or at QEMU,
+	 * for manager_quiet; the timer that sends a command held by a
+	 * rate limit or manager_quiet when its wait is over.
+	 */
+	struct timeval		 manager_seen;
+	struct event		*wake;
+	struct cache		*cache;		/* cache.c */
 
 	/*
 	 * Event backlog: events read from QEMU and not yet written to
@@ -722,6 +746,9 @@ struct client {
 	TAILQ_HEAD(, cmd)	 queued;
 	int			 in_ring;
 	TAILQ_ENTRY(client)	 ring_entry;
+	/* its listener's rate_limit: the tokens of its bucket, and when */
+	double			 tokens;
+	struct timeval		 tokens_at;
 	/*
 	 * The proxy's own replies held behind its commands, in its order,
 	 * since QEMU answers all in-band input in order: each goes when
@@ -765,8 +792,8 @@ struct client	*client_adopt(struct listener *, int, int, enum client_state,
 void		 client_greet(struct client *);
 void		 client_close(struct client *, const char *, ...)
 		    LOG_PRINTF(2, 3);
-void		 client_reply(struct client *, const struct qmp_msg *,
-		    const char *, size_t);
+void		 client_reply(struct client *, enum client_when,
+		    const struct qmp_msg *, const char *, size_t);
 void		 client_free(struct client *);
 int		 client_gone(struct client *);
 void		 client_command_done(struct client *, struct cmd *);
@@ -774,6 +801,15 @@ void		 client_event(struct client *, const void *, size_t,
 		    void (*)(const void *, size_t, void *), void *);
 void		 client_reads_paused(struct client *, int);
 const char	*client_state_name(enum client_state);
+
+/* cache.c: replies fixed for the life of a QEMU process */
+struct cache;
+int		 cache_fixed(const struct qmp_msg *);
+const struct qmp_msg *cache_find(struct vm *, const char *);
+void		 cache_fill(struct vm *, const char *, struct qmp_msg *);
+size_t		 cache_bytes(const struct vm *);
+const char	*cache_kept(const struct vm *, int);
+void		 cache_drop(struct vm *);
 
 /* cmd.c: the per-VM command queue */
 struct cmd {
@@ -794,6 +830,10 @@ struct cmd {
 	double			 timeout;	/* seconds, as when it came */
 	struct event		*deadline;
 	enum prio		 prio;		/* its client's class */
+	unsigned int		 cost;		/* conf_vm_cost */
+	int			 behind;	/* the manager's, behind a lower */
+	int			 rate_delayed;	/* counted once */
+	int			 cacheable;	/* its reply may fill cache.c */
 	struct client		*queued_by;	/* while queued: whose */
 	TAILQ_ENTRY(cmd)	 entry;		/* the VM's queue or inflight */
 	TAILQ_ENTRY(cmd)	 order;		/* the client's order */

@@ -84,14 +84,14 @@ vm_take_conf(struct vm_conf *dst, struct vm_conf *src)
 	*dst = *src;
 	TAILQ_INIT(&dst->listeners);
 	TAILQ_CONCAT(&dst->listeners, &src->listeners, entry);
-	TAILQ_INIT(&dst->timeouts);
-	TAILQ_CONCAT(&dst->timeouts, &src->timeouts, entry);
+	TAILQ_INIT(&dst->per_command);
+	TAILQ_CONCAT(&dst->per_command, &src->per_command, entry);
 	TAILQ_INIT(&dst->given);
 	TAILQ_CONCAT(&dst->given, &src->given, entry);
 	memset(src, 0, sizeof(*src));
 	src->upstream_fd = -1;		/* an fd has one owner */
 	TAILQ_INIT(&src->listeners);
-	TAILQ_INIT(&src->timeouts);
+	TAILQ_INIT(&src->per_command);
 	TAILQ_INIT(&src->given);
 }
 

@@ -334,9 +334,12 @@ static const struct u_change u_changes[] = {
 	{ -1, "max_queued_commands", "7", CONF_DIFF_BOUNDS },
 	{ -1, "priority_relief", "7", CONF_DIFF_BOUNDS },
 	{ -1, "priority_relief", "0", CONF_DIFF_BOUNDS },
+	{ -1, "manager_quiet", "0", CONF_DIFF_BOUNDS },
+	{ -1, "introspection_cache", "0", CONF_DIFF_BOUNDS },
 	{ -1, "max_queued_events", "7", CONF_DIFF_BOUNDS },
 	{ -1, "max_queued_bytes", "7", CONF_DIFF_BOUNDS },
 	{ -1, "timeout.stop", "7", CONF_DIFF_BOUNDS },
+	{ -1, "cost.stop", "7", CONF_DIFF_BOUNDS },
 	{ 0, "mode", "0640", CONF_DIFF_LISTENERS },
 	{ 1, "mode", "0666", CONF_DIFF_LISTENERS },
 	{ 0, "owner", "root", CONF_DIFF_LISTENERS },
@@ -349,6 +352,8 @@ static const struct u_change u_changes[] = {
 	{ 1, "slow_client_timeout", "7", CONF_DIFF_LISTENERS },
 	{ 0, "priority", "manager", CONF_DIFF_LISTENERS },
 	{ 1, "priority", "background", CONF_DIFF_LISTENERS },
+	{ 0, "rate_limit", "10", CONF_DIFF_LISTENERS },
+	{ 1, "rate_burst", "4", CONF_DIFF_LISTENERS },
 };
 
 /* Each kind of change gives its bit, and no other. */
@@ -375,7 +380,7 @@ END_TEST
 /*
  * The listeners as a list: one added, one removed, two swapped, a path
  * changed, the globs of an access list reordered; the per-command
- * timeouts likewise; backoff_min, which no key sets.
+ * timeouts and costs likewise; backoff_min, which no key sets.
  */
 START_TEST(test_diff_lists)
 {
@@ -419,8 +424,20 @@ START_TEST(test_diff_lists)
 	ck_assert_int_eq(u_diff(&a, &b), CONF_DIFF_BOUNDS);
 	conf_vm_clear(&b);
 	conf_vm_copy(&b, &a);
-	TAILQ_FIRST(&b.timeouts)->seconds = 4;
+	TAILQ_FIRST(&b.per_command)->value = 4;
 	ck_assert_int_eq(u_diff(&a, &b), CONF_DIFF_BOUNDS);
+	conf_vm_clear(&b);
+	/* a cost of the same command and value: another key */
+	conf_vm_copy(&b, &a);
+	TAILQ_FIRST(&b.per_command)->key = CMD_KEY_COST;
+	ck_assert_int_eq(u_diff(&a, &b), CONF_DIFF_BOUNDS);
+	conf_vm_clear(&b);
+	conf_vm_copy(&b, &a);
+	u_set(&b, -1, "cost.query-version", "7");
+	ck_assert_int_eq(u_diff(&a, &b), CONF_DIFF_BOUNDS);
+	ck_assert_uint_eq(conf_vm_cost(&b, "query-version"), 7);
+	ck_assert_uint_eq(conf_vm_cost(&b, "query-qmp-schema"), 50);
+	ck_assert_uint_eq(conf_vm_cost(&b, "query-status"), 1);
 	conf_vm_clear(&b);
 	conf_vm_copy(&b, &a);
 	b.backoff_min = a.backoff_min * 2;
