@@ -19,6 +19,13 @@
  *         (SIGSTOP) or flooding, against all 1000 healthy.
  *  start  time until every healthy VM of 1000 (10% never greeting)
  *         serves, from qmpmuxd's start.
+ *  prio   a manager's query-status every 5 ms, against the real QEMU,
+ *         alone and beside a load (pipelining clients and a loop of
+ *         query-qmp-schema): on the background listener of its VM
+ *         (priority classes), on a VM whose listeners are all normal,
+ *         on another VM, and on QEMU's own second monitor; a normal
+ *         client beside pipelining peers on its listener, and with them
+ *         on another VM (tests/bench_prio.c).
  *  instr  instructions per round trip and per event (callgrind), which
  *         the noise of a shared machine does not move.
  *
@@ -31,8 +38,8 @@
  *       [--only SECTION,...]
  * --quick (or BENCH_QUICK=1) is the CI's run of a few seconds: the
  * same code with small counts and 100 VMs.  --only runs the sections
- * named (rtt, pipe, events, mem, iso, start, instr), for one figure
- * before and after a change: make bench BENCH_ARGS="--only instr".
+ * named (rtt, pipe, events, mem, iso, start, prio, instr), for one
+ * figure before and after a change: make bench BENCH_ARGS="--only instr".
  */
 #include "config.h"
 
@@ -62,9 +69,8 @@
 #include <linux/magic.h>
 
 #include "testlib.h"
+#include "bench.h"
 
-#define B_BUF		(1 << 20)	/* a client's input buffer */
-#define B_DEPTH		4		/* commands in flight, pipelined */
 #define B_MAXC		16		/* clients at most, in one run */
 #define B_MAXP		B_MAXC		/* relay processes of a path */
 
@@ -83,6 +89,8 @@ static struct {
 	int	 start_reps;
 	int	 cg_rounds;	/* under callgrind */
 	long	 cg_events;
+	int	 prio_samples;	/* a measured client's round trips per run */
+	int	 prio_parts;	/* the turns the runs take */
 } p;
 
 /* valgrind cannot run a program built with AddressSanitizer. */
@@ -112,29 +120,11 @@ struct target {
 static struct target	 targets[32];
 static int		 ntargets;
 
-static const char	*section = "";
+const char		*b_section = "";
 static int		 b_rtt_cpu = -1;	/* the round trips' one CPU */
 
-/* A client that reads lines, cheaply, so that it is never the bottleneck. */
-struct lc {
-	int		 fd;
-	char		*buf;
-	size_t		 off;		/* buf[off, len) is unread */
-	size_t		 len;
-	int		 eof;
-	double		 sent[B_DEPTH];	/* send times of those in flight */
-	int		 head;
-	int		 inflight;
-	long		 nsent;
-	long		 nrecv;
-	long		 nevents;
-	long		 nerrors;
-	int		 state;		/* for the start-up run */
-	double		 done;
-};
-
 /* Microseconds of the monotonic clock. */
-static double
+double
 b_us(void)
 {
 	struct timespec	 ts;
@@ -152,7 +142,7 @@ b_cmp(const void *a, const void *b)
 }
 
 /* Sort v and give its median and p99. */
-static void
+void
 b_stats(double *v, long n, double *med, double *p99)
 {
 	if (n <= 0) {
@@ -165,7 +155,7 @@ b_stats(double *v, long n, double *med, double *p99)
 }
 
 /* Record a figure, and say it at once on stderr (the run's progress). */
-static void
+void
 fig(const char *name, double med, double p99, const char *unit)
 {
 	struct fig	*f;
@@ -173,7 +163,7 @@ fig(const char *name, double med, double p99, const char *unit)
 	if (nfigs == (int)(sizeof(figs) / sizeof(figs[0])))
 		abort();
 	f = &figs[nfigs++];
-	f->section = section;
+	f->section = b_section;
 	snprintf(f->name, sizeof(f->name), "%s", name);
 	f->med = med;
 	f->p99 = p99;
@@ -183,7 +173,7 @@ fig(const char *name, double med, double p99, const char *unit)
 }
 
 /* A figure recorded before, by name; NAN when it was not. */
-static double
+double
 fig_get(const char *name, int want_p99)
 {
 	int	 i;
@@ -196,7 +186,7 @@ fig_get(const char *name, int want_p99)
 }
 
 /* Judge a target: met is whether have <= limit, with the figures said. */
-static void
+void
 target(const char *text, double have, double limit, const char *fmt, ...)
 {
 	struct target	*t = &targets[ntargets++];
@@ -266,7 +256,7 @@ lc_connect(const char *path, int quiet)
 	return (c);
 }
 
-static void
+void
 lc_free(struct lc *c)
 {
 	if (c == NULL)
@@ -277,7 +267,7 @@ lc_free(struct lc *c)
 }
 
 /* Read what the socket has; -1 at its end. */
-static int
+int
 lc_read(struct lc *c)
 {
 	ssize_t	 n;
@@ -303,7 +293,7 @@ lc_read(struct lc *c)
 }
 
 /* The next whole line in the buffer, without its end, or NULL. */
-static char *
+char *
 lc_next(struct lc *c, size_t *lenp)
 {
 	char	*s = c->buf + c->off, *nl;
@@ -318,7 +308,7 @@ lc_next(struct lc *c, size_t *lenp)
 }
 
 /* The next line, waiting up to ms; NULL at the end or the bound. */
-static char *
+char *
 lc_line(struct lc *c, int ms, size_t *lenp)
 {
 	struct pollfd	 pfd;
@@ -339,7 +329,7 @@ lc_line(struct lc *c, int ms, size_t *lenp)
 }
 
 /* Write all of buf. */
-static int
+int
 lc_send(struct lc *c, const char *buf, size_t len)
 {
 	struct pollfd	 pfd;
@@ -362,14 +352,14 @@ lc_send(struct lc *c, const char *buf, size_t len)
 }
 
 /* Whether a line is an event, as QEMU writes one. */
-static int
+int
 lc_is_event(const char *m, size_t len)
 {
 	return (len > 12 && memcmp(m, "{\"timestamp\"", 12) == 0);
 }
 
 /* Whether a line is a successful reply. */
-static int
+int
 lc_is_return(const char *m, size_t len)
 {
 	return (len > 10 && memmem(m, len, "\"return\"", 8) != NULL);
@@ -378,7 +368,7 @@ lc_is_return(const char *m, size_t len)
 static const char	 b_caps[] = "{\"execute\":\"qmp_capabilities\"}\n";
 
 /* Connect, take the greeting and negotiate; NULL on a failure. */
-static struct lc *
+struct lc *
 lc_ready(const char *path)
 {
 	struct lc	*c;
@@ -402,7 +392,7 @@ fail:
 }
 
 /* One query-status round trip, in microseconds; -1 on a failure. */
-static double
+double
 lc_rtt(struct lc *c)
 {
 	char	 cmd[64], *m;
@@ -490,7 +480,7 @@ b_sockdir_init(void)
 }
 
 /* A path of the run's socket directory, made of a format. */
-static char *
+char *
 b_path(const char *fmt, ...)
 {
 	char	 name[128], *path;
@@ -625,7 +615,7 @@ b_conf(int n, int h, const char *dira, const char *dirb, const char *ldir,
 }
 
 /* qmpmuxd on a configuration; waits for every listener of it. */
-static pid_t
+pid_t
 b_qmpmuxd_conf(const char *conf, int n, const char *ldir, const char *log)
 {
 	const char	*argv[5];
@@ -700,7 +690,7 @@ b_wait_lines(const char *log, const char *text, int n, int ms)
 }
 
 /* Stop a process of ours; qmpmuxd and the fake exit on SIGTERM. */
-static void
+void
 b_stop(pid_t pid)
 {
 	if (pid > 0) {
@@ -839,7 +829,7 @@ b_rtt_fake(void)
 	pid_t		 fake;
 	double		 dm, sm, qm;
 
-	section = "round trip, fake QEMU, all on one CPU";
+	b_section = "round trip, fake QEMU, all on one CPU";
 	memset(pa, 0, sizeof(pa));
 	fake = b_fake(fdir, 3, "fake-rtt.log", NULL);
 	pa[0].name = "direct";
@@ -897,7 +887,7 @@ b_rtt_qemu(void)
 	double		 dm, sm, qm;
 	int		 i;
 
-	section = "round trip, real QEMU, all on one CPU";
+	b_section = "round trip, real QEMU, all on one CPU";
 	memset(pa, 0, sizeof(pa));
 	for (i = 0; i < 3; i++) {
 		q[i] = b_path("qemu%d.qmp", i);
@@ -1039,7 +1029,7 @@ b_pipe_all(void)
 	long			 nall[B_NPIPE], err;
 	int			 k, i, j, n, npa, part;
 
-	section = "pipelined throughput";
+	b_section = "pipelined throughput";
 	fake = b_fake(fdir, 2 * B_MAXC + 1, "fake-pipe.log", NULL);
 	for (k = 0; k < 3; k++) {
 		n = ns[k];
@@ -1210,7 +1200,7 @@ b_events(void)
 	pid_t			 fake;
 	int			 r, j, i, mon = 0, nmon;
 
-	section = "events";
+	b_section = "events";
 	snprintf(nbuf, sizeof(nbuf), "%ld", p.events);
 	fargs[0] = "--flood";
 	fargs[1] = nbuf;
@@ -1291,7 +1281,7 @@ b_mem_flood(void)
 	long			 idle, peak;
 	double			 bound, t0;
 
-	section = "memory";
+	b_section = "memory";
 	snprintf(nbuf, sizeof(nbuf), "%ld", p.mem_flood);
 	fargs[0] = "--flood";
 	fargs[1] = nbuf;
@@ -1371,7 +1361,7 @@ b_mem_idle(void)
 	long	 r1, r100, rn;
 	char	 name[64];
 
-	section = "memory";
+	b_section = "memory";
 	r1 = b_idle_rss(1);
 	r100 = b_idle_rss(100);
 	rn = p.vms > 100 ? b_idle_rss(p.vms) : r100;
@@ -1501,7 +1491,7 @@ b_iso_all(void)
 	double		 med, p99;
 	int		 r, v;
 
-	section = "isolation at scale";
+	b_section = "isolation at scale";
 	memset(iso, 0, sizeof(iso));
 	for (v = 0; v < 3; v++) {
 		iso[v].variant = variants[v];
@@ -1700,7 +1690,7 @@ b_start_all(void)
 	double	 all[16], med[16], a, m, x;
 	int	 r;
 
-	section = "start-up";
+	b_section = "start-up";
 	for (r = 0; r < p.start_reps; r++)
 		b_start(r, &all[r], &med[r]);
 	b_stats(med, p.start_reps, &m, &x);
@@ -1821,7 +1811,7 @@ b_instr(void)
 	pid_t			 fake;
 	int			 r, mon = 0;
 
-	section = "instructions (callgrind)";
+	b_section = "instructions (callgrind)";
 	snprintf(nbuf, sizeof(nbuf), "%ld", p.cg_events);
 	fargs[0] = "--flood";
 	fargs[1] = nbuf;
@@ -1951,6 +1941,7 @@ b_targets(void)
 	snprintf(name, sizeof(name), "all healthy of %d VMs serve within "
 	    "200 ms", p.vms);
 	target(name, a, 200, "%.0f ms", a);
+	bp_targets();
 }
 
 /* The machine, for the table's head and the JSON. */
@@ -2033,10 +2024,11 @@ b_report(const char *json, double secs)
 	    "%d, \"rtt_rounds_fake\": %d, \"rtt_rounds_qemu\": %d, "
 	    "\"pipe_cmds\": %ld, \"events\": %ld, \"event_reps\": %d, "
 	    "\"mem_flood\": %ld, \"iso_rounds\": %d, \"iso_reps\": %d, "
-	    "\"start_reps\": %d},\n",
+	    "\"start_reps\": %d, \"prio_samples\": %d, \"prio_parts\": "
+	    "%d},\n",
 	    p.quick ? "true" : "false", secs, p.vms, p.rtt_fake, p.rtt_qemu,
 	    p.pipe_cmds, p.events, p.event_reps, p.mem_flood, p.iso_rounds,
-	    p.iso_reps, p.start_reps);
+	    p.iso_reps, p.start_reps, p.prio_samples, p.prio_parts);
 	fprintf(f, "  \"figures\": {\n");
 	for (i = 0; i < nfigs; i++) {
 		fprintf(f, "    \"%s\": {\"median\": ", figs[i].name);
@@ -2076,7 +2068,8 @@ main(int argc, char *argv[])
 			b_only = argv[++i];
 		else {
 			fprintf(stderr, "usage: bench [--quick] [--json FILE] "
-			    "[--only rtt,pipe,events,mem,iso,start,instr]\n");
+			    "[--only rtt,pipe,events,mem,iso,start,prio,instr]"
+			    "\n");
 			return (1);
 		}
 	}
@@ -2093,6 +2086,8 @@ main(int argc, char *argv[])
 		p.start_reps = 1;
 		p.cg_rounds = 50;
 		p.cg_events = 2000;
+		p.prio_samples = 50;
+		p.prio_parts = 2;
 	} else {
 		p.rtt_fake = 5000;
 		p.rtt_qemu = 3000;
@@ -2106,6 +2101,8 @@ main(int argc, char *argv[])
 		p.start_reps = 5;
 		p.cg_rounds = 2000;
 		p.cg_events = 50000;
+		p.prio_samples = 1000;
+		p.prio_parts = 5;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	b_nofile();
@@ -2133,6 +2130,8 @@ main(int argc, char *argv[])
 		b_iso_all();
 	if (b_run("start"))
 		b_start_all();
+	if (b_run("prio"))
+		bp_all(p.prio_samples, p.prio_parts);
 	if (b_run("instr")) {
 		if (b_sanitized)
 			fprintf(stderr, "bench: a sanitizer build: no "

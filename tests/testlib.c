@@ -464,16 +464,18 @@ t_probe_wait(struct t_probe *p, pid_t pid)
 }
 
 /*
- * Start a real QEMU, -M none, its QMP monitor on the chardev given, and
- * return once it is past its start (t_probe_wait).  With trace, QEMU
+ * Start a real QEMU, -M none, its QMP monitor on the chardev given (and
+ * a second on chardev2, id qmp2, unless it is NULL), and return once it
+ * is past its start (t_probe_wait): the probe's monitor comes after
+ * both.  With trace, QEMU
  * logs to DIR/trace each QMP request it handles, as it parsed it: what
  * reached QEMU, seen by QEMU.
  */
 static pid_t
-t_qemu_spawn(const char *chardev, const char *trace)
+t_qemu_spawn(const char *chardev, const char *chardev2, const char *trace)
 {
 	struct t_probe	 probe;
-	const char	*argv[18];
+	const char	*argv[24];
 	char		*path = NULL, *opt = NULL;
 	pid_t		 pid;
 	int		 i = 0;
@@ -489,6 +491,12 @@ t_qemu_spawn(const char *chardev, const char *trace)
 	argv[i++] = chardev;
 	argv[i++] = "-mon";
 	argv[i++] = "chardev=qmp,mode=control";
+	if (chardev2 != NULL) {
+		argv[i++] = "-chardev";
+		argv[i++] = chardev2;
+		argv[i++] = "-mon";
+		argv[i++] = "chardev=qmp2,mode=control";
+	}
 	argv[i++] = "-chardev";
 	argv[i++] = probe.chardev;
 	argv[i++] = "-mon";
@@ -541,27 +549,39 @@ t_bind_aside(const char *sock, char **tmp)
 }
 
 /*
- * A QEMU that listens on sock: the socket is made here, listening before
- * its path appears, and handed over as libvirt does (fd=N); its path
- * appears once QEMU is past its start.
+ * A QEMU that listens on sock, and on sock2 with a second QMP monitor
+ * unless it is NULL: each socket is made here, listening before its path
+ * appears, and handed over as libvirt does (fd=N); the paths appear once
+ * QEMU is past its start.
  */
 static pid_t
-t_qemu_trace(const char *sock, const char *trace)
+t_qemu_trace(const char *sock, const char *sock2, const char *trace)
 {
-	char	*chardev, *tmp;
+	char	*chardev, *chardev2 = NULL, *tmp, *tmp2 = NULL;
 	pid_t	 pid;
-	int	 fd;
+	int	 fd, fd2 = -1;
 
 	fd = t_bind_aside(sock, &tmp);
 	if (asprintf(&chardev, "socket,id=qmp,fd=%d,server=on,wait=off",
 	    fd) == -1)
 		abort();
-	pid = t_qemu_spawn(chardev, trace);
+	if (sock2 != NULL) {
+		fd2 = t_bind_aside(sock2, &tmp2);
+		if (asprintf(&chardev2, "socket,id=qmp2,fd=%d,server=on,"
+		    "wait=off", fd2) == -1)
+			abort();
+	}
+	pid = t_qemu_spawn(chardev, chardev2, trace);
 	close(fd);
-	if (rename(tmp, sock) == -1)
+	if (fd2 != -1)
+		close(fd2);
+	if (rename(tmp, sock) == -1 ||
+	    (tmp2 != NULL && rename(tmp2, sock2) == -1))
 		abort();
 	free(tmp);
+	free(tmp2);
 	free(chardev);
+	free(chardev2);
 	return (pid);
 }
 
@@ -583,7 +603,7 @@ t_qemu_dial(const char *path)
 	    path) == -1 || asprintf(&aside, "%s.aside", path) == -1)
 		abort();
 	moved = rename(path, aside) == 0;
-	pid = t_qemu_spawn(chardev, NULL);
+	pid = t_qemu_spawn(chardev, NULL, NULL);
 	if (moved && rename(aside, path) == -1)
 		abort();
 	free(aside);
@@ -595,14 +615,24 @@ t_qemu_dial(const char *path)
 pid_t
 t_qemu(const char *sock)
 {
-	return (t_qemu_trace(sock, NULL));
+	return (t_qemu_trace(sock, NULL, NULL));
+}
+
+/*
+ * A real QEMU with two QMP monitors, on sock and sock2: a client of the
+ * second is served beside the first's, by QEMU itself.
+ */
+pid_t
+t_qemu_two(const char *sock, const char *sock2)
+{
+	return (t_qemu_trace(sock, sock2, NULL));
 }
 
 /* The same, with each QMP request QEMU handles logged to DIR/trace. */
 pid_t
 t_qemu_traced(const char *sock, const char *trace)
 {
-	return (t_qemu_trace(sock, trace));
+	return (t_qemu_trace(sock, NULL, trace));
 }
 
 /*

@@ -59,6 +59,7 @@ TCase		*t_tcase_with(Suite *, const char *, int, void (*)(void),
 pid_t		 t_spawn(const char *const *, const char *);
 pid_t		 t_spawn_split(const char *const *, const char *, const char *);
 pid_t		 t_qemu(const char *);
+pid_t		 t_qemu_two(const char *, const char *);
 pid_t		 t_qemu_dial(const char *);
 
 /* A probe monitor, for a QEMU started by other means (testlib.c). */
