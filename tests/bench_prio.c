@@ -60,9 +60,11 @@ static const struct bp_vm {
 	const char	*keys;
 } bp_vms[] = {
 	{ "a", "" },
-	{ "normal", "" },	/* qmpmuxd as it was before the classes */
+	/* qmpmuxd as it was before the classes: no cache either */
+	{ "normal", "introspection_cache = 0\n" },
 	{ "b", "" },
-	{ "d", "" },		/* on its QEMU's first monitor */
+	/* on its QEMU's first monitor: the load must reach that QEMU */
+	{ "d", "introspection_cache = 0\n" },
 };
 #define BP_NVMS		((int)(sizeof(bp_vms) / sizeof(bp_vms[0])))
 #define BP_VM_D		3
