@@ -9,6 +9,12 @@
  * = 1) waits in qmpmuxd's queue; then QEMU runs again, and its trace
  * says in which order qmpmuxd let them go.  The command whose place is
  * asserted is the only query-version among query-status ones.
+ *
+ * Two more run under live load, QEMU never stopped: background clients
+ * that keep their pipelines full and a loop of query-qmp-schema beside
+ * a manager that sends every few milliseconds, its replies checked as
+ * they come; qmpmuxd's live trace (qmpmux-control(7) trace) says, in
+ * qmpmuxd's own order, what each manager command waited for.
  */
 #include "config.h"
 
@@ -27,18 +33,18 @@
 #define TRACE		"qemu-trace.log"
 #define NCLIENTS_MAX	16
 #define DEPTH		8	/* each client's pipeline: max_client_pipeline */
+#define MGR_EVERY	5	/* ms between a manager's commands under load */
+#define SCHEMA		"{\"execute\": \"query-qmp-schema\"}\n"
+#define STATUS		"{\"execute\": \"query-status\"}\n"
 
-/*
- * Start QEMU and qmpmuxd with the VM "test": one command at QEMU at a
- * time, priority_relief as given, and the listeners bg.sock
- * (background), mgr.sock (manager) and n.sock (normal).
- */
 static char	*ctl;		/* the control socket */
 
 /*
  * Write the configuration: the VM "test", one command at QEMU at a
  * time, priority_relief as given, and the listeners bg.sock
- * (background), mgr.sock (manager) and n.sock (n_prio).
+ * (background), mgr.sock (manager) and n.sock (n_prio).  The control
+ * connections' output may hold 256 MiB, so that a live trace read by
+ * a test that also drives the load misses nothing.
  */
 static char *
 write_conf(const char *relief, const char *n_prio)
@@ -47,7 +53,8 @@ write_conf(const char *relief, const char *n_prio)
 	FILE	*f;
 
 	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
-	fprintf(f, "[vm test]\nupstream = connect:%s\nmax_inflight = 1\n"
+	fprintf(f, "[global]\ncontrol_max_output = 256M\n"
+	    "[vm test]\nupstream = connect:%s\nmax_inflight = 1\n"
 	    "priority_relief = %s\n"
 	    "[listener test bg.sock]\npriority = background\n"
 	    "[listener test mgr.sock]\npriority = manager\n"
@@ -93,7 +100,7 @@ fill(struct t_client **c, int n, int depth)
 
 	for (i = 0; i < n; i++) {
 		for (k = 0; k < depth; k++)
-			t_send(c[i], "{\"execute\": \"query-status\"}\n");
+			t_send(c[i], STATUS);
 	}
 }
 
@@ -292,6 +299,309 @@ START_TEST(test_relief)
 END_TEST
 
 /*
+ * What qmpmuxd's live trace says of the manager's commands: how many
+ * commands of the lower classes each waited for, and how many were
+ * queued when it came.  Fed each trace event as it comes, in qmpmuxd's
+ * order.
+ */
+struct waits {
+	int	 mgr;		/* the manager's client number; -1: not seen */
+	int	 at_qemu;	/* lower-class commands sent, not answered */
+	int	 queued;	/* lower-class commands read, not sent */
+	int	 waiting;	/* a manager command is read, not sent */
+	int	 behind;	/* what the waiting one waits for, so far */
+	int	 sent;		/* manager commands sent to QEMU */
+	long	 overtook;	/* lower-class commands queued as they came */
+};
+
+/*
+ * The load beside a manager: background clients each keeping DEPTH
+ * query-status at qmpmuxd (another as each reply comes), one looping
+ * query-qmp-schema (some 20 ms of QEMU's each), the manager, and the
+ * live trace if one is read.
+ */
+struct load {
+	struct t_client	*bg[NCLIENTS_MAX];
+	int		 nbg;
+	struct t_client	*schema;
+	struct t_client	*mgr;
+	struct t_client	*tr;		/* NULL: no trace */
+	long		 refused;	/* background commands refused */
+	long		 schemas;	/* schema replies */
+	struct waits	 w;
+};
+
+/*
+ * One event of the live trace.  Only the start of each is looked at:
+ * its direction, client and the start of its message, before QEMU's
+ * schema that may follow.  The manager's client number is learnt from
+ * its first command (ids "mgr-N"; no other client sends an id).
+ * max_inflight is 1, so a lower-class command is at QEMU from its
+ * qemu-out to its reply's qemu-in; a manager command waits for those
+ * at QEMU when it is read (client-in) and for those sent after, until
+ * its own qemu-out: at most one.
+ */
+static void
+waits_event(struct waits *w, const char *m)
+{
+	const char	*dir, *p, *msg;
+	int		 client, mine;
+
+	ck_assert_msg(strstr(m, "\"event\": \"QMPMUX_TRACE\", ") != NULL,
+	    "the live trace missed messages: %.200s", m);
+	ck_assert_ptr_nonnull(dir = strstr(m, "\"direction\": \""));
+	dir += 14;
+	ck_assert_ptr_nonnull(p = strstr(dir, "\"client\": "));
+	client = strncmp(p + 10, "null", 4) == 0 ? -1 : atoi(p + 10);
+	ck_assert_ptr_nonnull(msg = strstr(p, "\"message\": "));
+	msg += 11;
+	if (strncmp(dir, "client-in", 9) == 0 && w->mgr == -1 &&
+	    strstr(msg, "\"id\": \"mgr-") != NULL)
+		w->mgr = client;
+	mine = client != -1 && client == w->mgr;
+	if (strncmp(dir, "client-in", 9) == 0) {
+		if (!mine) {
+			w->queued++;
+			return;
+		}
+		ck_assert_msg(!w->waiting, "the manager's command %d came "
+		    "while its last waited", w->sent);
+		w->waiting = 1;
+		w->behind = w->at_qemu;
+		w->overtook += w->queued;
+	} else if (strncmp(dir, "qemu-out", 8) == 0) {
+		if (!mine) {
+			w->queued--;
+			w->at_qemu++;
+			w->behind += w->waiting;
+			return;
+		}
+		ck_assert_msg(w->waiting, "the manager's command %d went to "
+		    "QEMU before it came", w->sent);
+		ck_assert_msg(w->behind <= 1, "the manager's command %d "
+		    "waited for %d lower-class commands", w->sent, w->behind);
+		w->waiting = 0;
+		w->sent++;
+	} else if (strncmp(dir, "qemu-in", 7) == 0 && !mine &&
+	    (strncmp(msg, "{\"return\"", 9) == 0 ||
+	    strncmp(msg, "{\"error\"", 8) == 0))
+		w->at_qemu--;
+	ck_assert_int_ge(w->at_qemu, 0);
+	ck_assert_int_le(w->at_qemu, 1);
+}
+
+/*
+ * Connect the load's clients, nbg of them background, and the trace
+ * reader if asked, before anything is sent: the trace sees all.
+ */
+static void
+load_start(struct load *l, int nbg, int traced)
+{
+	char	*m;
+
+	memset(l, 0, sizeof(*l));
+	l->w.mgr = -1;
+	l->nbg = nbg;
+	clients(l->bg, nbg, "bg.sock");
+	clients(&l->schema, 1, "bg.sock");
+	clients(&l->mgr, 1, "mgr.sock");
+	if (!traced)
+		return;
+	ck_assert_ptr_nonnull(l->tr = t_client_ready(ctl));
+	m = t_cmd(l->tr, "{\"execute\": \"trace\", \"arguments\": "
+	    "{\"name\": \"test\"}}");
+	ck_assert_msg(m != NULL && strcmp(m, "{\"return\": {}}") == 0,
+	    "trace: %s", m != NULL ? m : "(nothing)");
+	free(m);
+}
+
+/*
+ * A message for client c of the load: a background reply, answered
+ * with another command; the schema's, with another schema; a trace
+ * event.  The manager's are the caller's.
+ */
+static void
+load_message(struct load *l, struct t_client *c, const char *m)
+{
+	if (c == l->tr) {
+		waits_event(&l->w, m);
+		return;
+	}
+	if (strncmp(m, "{\"error\"", 8) == 0) {
+		ck_assert_msg(strstr(m, "too many commands queued") != NULL,
+		    "a background client got %s", m);
+		l->refused++;
+	} else if (c == l->schema) {
+		ck_assert_msg(strncmp(m, "{\"return\": [", 12) == 0,
+		    "the schema loop got %.200s", m);
+		l->schemas++;
+	} else
+		ck_assert_msg(strncmp(m, "{\"return\": {\"status\"", 20) == 0,
+		    "a background client got %s", m);
+	t_send(c, c == l->schema ? SCHEMA : STATUS);
+}
+
+/*
+ * Run the load until the manager has had rounds replies: it sends
+ * query-status with the id "mgr-N" once its last was answered and
+ * MGR_EVERY ms after it sent it, the waits paced by poll's timeout.
+ * Each reply must be its status with its id, within T_WAIT_MS: never
+ * refused.  Then the load stops: the trace is read up to the manager's
+ * last command at QEMU, and what is still out is read, the refusals
+ * counted.
+ */
+static void
+load_run(struct load *l, int rounds)
+{
+	struct pollfd	 pfd[NCLIENTS_MAX + 3];
+	struct t_client	*who[NCLIENTS_MAX + 3];
+	long long	 now, next = 0, end = 0, start = t_clock_ms();
+	char		*m, want[64];
+	int		 i, n = 0, sent = 0, answered = 0;
+
+	for (i = 0; i < l->nbg; i++)
+		who[n++] = l->bg[i];
+	who[n++] = l->schema;
+	who[n++] = l->mgr;
+	if (l->tr != NULL)
+		who[n++] = l->tr;
+	fill(l->bg, l->nbg, DEPTH);
+	t_send(l->schema, SCHEMA);
+	while (answered < rounds) {
+		now = t_clock_ms();
+		if (sent == answered && now >= next) {
+			t_send(l->mgr, "{\"execute\": \"query-status\", "
+			    "\"id\": \"mgr-%d\"}\n", sent++);
+			next = now + MGR_EVERY;
+			end = now + T_WAIT_MS;
+		}
+		ck_assert_msg(now < end, "the manager's command %d had no "
+		    "reply in %d ms", answered, T_WAIT_MS);
+		for (i = 0; i < n; i++) {
+			pfd[i].fd = t_client_fd(who[i]);
+			pfd[i].events = POLLIN;
+		}
+		if (poll(pfd, n, (int)((sent == answered ? next : end) -
+		    now)) <= 0)
+			continue;
+		for (i = 0; i < n; i++) {
+			if (pfd[i].revents == 0)
+				continue;
+			while ((m = t_recv_now(who[i])) != NULL) {
+				if (who[i] != l->mgr) {
+					load_message(l, who[i], m);
+					free(m);
+					continue;
+				}
+				snprintf(want, sizeof(want), "\"id\": "
+				    "\"mgr-%d\"}", answered);
+				ck_assert_msg(strncmp(m, "{\"return\": "
+				    "{\"status\": ", 21) == 0 &&
+				    strstr(m, want) != NULL, "the manager's "
+				    "command %d got %s", answered, m);
+				free(m);
+				answered++;
+			}
+			ck_assert_msg((pfd[i].revents & POLLHUP) == 0,
+			    "qmpmuxd hung up on a client of the load");
+		}
+	}
+	fprintf(stderr, "check_prio: %d manager commands in %lld ms, beside "
+	    "%ld background refusals and %ld schemas\n", rounds,
+	    t_clock_ms() - start, l->refused, l->schemas);
+	while (l->tr != NULL && l->w.sent < rounds) {
+		ck_assert_msg((m = t_recv(l->tr, T_WAIT_MS)) != NULL,
+		    "the trace had %d manager commands of %d", l->w.sent,
+		    rounds);
+		waits_event(&l->w, m);
+		free(m);
+	}
+	l->refused += drain(l->bg, l->nbg, DEPTH);
+	ck_assert_ptr_nonnull(m = t_recv(l->schema, T_WAIT_MS));
+	l->refused += strncmp(m, "{\"error\"", 8) == 0;
+	free(m);
+}
+
+/* Close the load's clients. */
+static void
+load_free(struct load *l)
+{
+	t_clients_free(l->bg, l->nbg);
+	t_client_free(l->schema);
+	t_client_free(l->mgr);
+	t_client_free(l->tr);
+}
+
+/*
+ * The manager is never refused under a background load that keeps its
+ * class's queue full: 16 clients of 8 commands each (128, and the
+ * schema loop) against max_queued_commands 64, every refusal sent
+ * again at once, while the manager sends 200 commands, one every 5 ms
+ * or, if its last took longer, as soon as that was answered.
+ * Were the queue bounded over the VM instead of per class, the
+ * background's 64 would fill it, and the manager's commands, which
+ * come while it is full, would be refused: the assertion on each of its
+ * replies fails (and commands_refused_manager would count them).  That
+ * the background had refusals is asserted, so that the load did fill
+ * its class and the test could fail.
+ */
+START_TEST(test_manager_live)
+{
+	struct load	 l;
+
+	start("1");
+	load_start(&l, NCLIENTS_MAX, 0);
+	load_run(&l, 200);
+	ck_assert_int_eq(t_vm_counter(ctl, "test",
+	    "commands_refused_manager"), 0);
+	ck_assert_msg(l.refused > 0, "the background load was never "
+	    "refused: it did not fill its class's queue");
+	ck_assert_int_eq(t_vm_counter(ctl, "test",
+	    "commands_refused_background"), l.refused);
+	load_free(&l);
+}
+END_TEST
+
+/*
+ * Under load, each manager command waits for at most one command of the
+ * lower classes: the one QEMU has when it comes (max_inflight 1).  6
+ * background clients keep 8 query-status each at qmpmuxd (48, within
+ * the class's 64: none refused) beside the schema loop, and the manager
+ * sends 40 commands, one every 5 ms or as soon as its last was
+ * answered: most wait for a schema at QEMU.
+ *
+ * Nothing is timed: the live trace gives, in qmpmuxd's own order, each
+ * command as read from its client (client-in), as sent to QEMU
+ * (qemu-out) and its reply from QEMU (qemu-in), with the client's
+ * number; its order, not its timestamps, is what counts.  For each
+ * manager command waits_event counts the lower-class commands at QEMU
+ * when it was read and those sent after it, until it went itself.
+ * priority_relief is off (0): a relief that falls due sends one
+ * background command first, as documented.
+ *
+ * Were classes ignored, a manager command would wait for all the
+ * background's queued before it (up to 49); that some were queued when
+ * the manager's came is asserted, so that the test could fail.
+ */
+START_TEST(test_manager_behind)
+{
+	struct load	 l;
+
+	start("0");
+	load_start(&l, 6, 1);
+	load_run(&l, 40);
+	ck_assert_int_eq(l.w.sent, 40);
+	ck_assert_msg(l.w.overtook > 0, "the manager never had background "
+	    "commands queued before it");
+	ck_assert_int_eq(l.refused, 0);
+	ck_assert_int_gt(l.schemas, 0);
+	ck_assert_int_eq(t_vm_counter(ctl, "test",
+	    "commands_refused_manager"), 0);
+	load_free(&l);
+}
+END_TEST
+
+/*
  * A reload that changes a listener's class makes it anew and closes its
  * clients; one that has not read its reply stays, closing, and is shown
  * with the class it had, its listener's conf its own to the end.
@@ -341,6 +651,8 @@ prio_suite(void)
 	tcase_add_test(tc, test_manager_first);
 	tcase_add_test(tc, test_round_robin);
 	tcase_add_loop_test(tc, test_relief, 0, 2);
+	tcase_add_test(tc, test_manager_live);
+	tcase_add_test(tc, test_manager_behind);
 	tcase_add_test(tc, test_reload_class);
 	return (s);
 }

@@ -1101,6 +1101,19 @@ t_send(struct t_client *c, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Read once what c's socket has, which must not block; EOF is noted. */
+static void
+t_read(struct t_client *c)
+{
+	int	 n;
+
+	n = evbuffer_read(c->in, c->fd, 1 << 16);
+	if (n <= 0)
+		c->eof = 1;
+	else
+		c->nread += (size_t)n;
+}
+
 /*
  * The next whole message, without its line ending, or NULL after ms or
  * at EOF.  The caller frees it.
@@ -1111,7 +1124,7 @@ t_recv(struct t_client *c, int ms)
 	struct qmp_msg	 msg;
 	struct pollfd	 pfd;
 	long long	 end = t_clock_ms() + ms;
-	int		 left, n;
+	int		 left;
 
 	for (;;) {
 		switch (qmp_reader_next(c->reader, c->in, &msg)) {
@@ -1131,12 +1144,27 @@ t_recv(struct t_client *c, int ms)
 		pfd.events = POLLIN;
 		if (poll(&pfd, 1, left) <= 0)
 			continue;
-		n = evbuffer_read(c->in, c->fd, 1 << 16);
-		if (n <= 0)
-			c->eof = 1;
-		else
-			c->nread += (size_t)n;
+		t_read(c);
 	}
+}
+
+/*
+ * The next whole message if it is already here, in c's buffer or its
+ * socket, read without waiting; else NULL.  For a test that polls many
+ * clients at once.  The caller frees it.
+ */
+char *
+t_recv_now(struct t_client *c)
+{
+	struct pollfd	 pfd;
+	char		*m;
+
+	pfd.fd = c->fd;
+	pfd.events = POLLIN;
+	while ((m = t_recv(c, 0)) == NULL && !c->eof && !c->bad &&
+	    poll(&pfd, 1, 0) > 0)
+		t_read(c);
+	return (m);
 }
 
 /* The next reply (return or error); events before it are passed over. */

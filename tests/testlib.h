@@ -115,6 +115,7 @@ void		 t_send_raw(struct t_client *, const void *, size_t);
 size_t		 t_send_while_taken(struct t_client *, const char *, size_t,
 		    int);
 char		*t_recv(struct t_client *, int);
+char		*t_recv_now(struct t_client *);
 char		*t_recv_reply(struct t_client *, int);
 void		 t_recv_greeting(struct t_client *);
 void		 t_recv_eq_at(const char *, struct t_client *, const char *);
