@@ -8,7 +8,8 @@
  * class (cmd_next): when QEMU has room, the best class with a command
  * waiting sends (a listener's priority: manager, normal, background),
  * and within a class the clients with one waiting take turns, one
- * command each, each client's in its own order.  A lower class whose
+ * command each, each client's in its own order, the one that last had
+ * one sent longest ago first (cmd_enqueue).  A lower class whose
  * oldest command has waited priority_relief gets one slot, at most once
  * a priority_relief, so no class starves.  A command already at QEMU
  * cannot be overtaken: a manager's waits for at most the ones in
@@ -119,18 +120,32 @@ cmd_send(struct vm *vm, struct cmd *cmd)
 
 /*
  * A command waits: at the end of the VM's queue, of its class's and of
- * its client's, and the client in its class's ring if it was not.
+ * its client's, and the client in its class's ring if it was not.  The
+ * ring is in the order in which its clients last had a command sent,
+ * the longest ago first (never, first of all): a client that comes back
+ * after a pause goes before those that kept sending, which pipeline,
+ * so that an interactive caller waits for the command at QEMU and not
+ * for one of each of theirs; those take turns among themselves.
  */
 static void
 cmd_enqueue(struct vm *vm, struct cmd *cmd, struct client *c)
 {
+	struct client	*at;
+
 	cmd->queued_by = c;
 	cmd->prio = c->listener->conf->priority;
 	TAILQ_INSERT_TAIL(&vm->queue, cmd, entry);
 	TAILQ_INSERT_TAIL(&vm->class_queue[cmd->prio], cmd, class_entry);
 	TAILQ_INSERT_TAIL(&c->queued, cmd, client_entry);
 	if (!c->in_ring) {
-		TAILQ_INSERT_TAIL(&vm->ring[cmd->prio], c, ring_entry);
+		TAILQ_FOREACH(at, &vm->ring[cmd->prio], ring_entry) {
+			if (timercmp(&at->served, &c->served, >))
+				break;
+		}
+		if (at != NULL)
+			TAILQ_INSERT_BEFORE(at, c, ring_entry);
+		else
+			TAILQ_INSERT_TAIL(&vm->ring[cmd->prio], c, ring_entry);
 		c->in_ring = 1;
 	}
 	vm->nqueued++;
@@ -281,9 +296,8 @@ cmd_turn(struct vm *vm, int p, double *wake)
  * The command that goes next, still queued: the oldest of a lower class
  * whose relief is due (its class in *relief_of, for cmd_pump to count
  * once it goes), else the next of the best class with one that may go,
- * from the first client of its ring that may, which goes to the ring's
- * end (its turn is taken).  NULL if none may: the wake timer is set
- * for the first that will.
+ * from the first client of its ring that may.  NULL if none may: the
+ * wake timer is set for the first that will.
  */
 static struct cmd *
 cmd_next(struct vm *vm, int *relief_of)
@@ -321,8 +335,6 @@ cmd_next(struct vm *vm, int *relief_of)
 			cmd_wake(vm, wake);
 		return (NULL);
 	}
-	TAILQ_REMOVE(&vm->ring[best], c, ring_entry);
-	TAILQ_INSERT_TAIL(&vm->ring[best], c, ring_entry);
 	return (TAILQ_FIRST(&c->queued));
 }
 
@@ -330,6 +342,7 @@ cmd_next(struct vm *vm, int *relief_of)
 void
 cmd_pump(struct vm *vm)
 {
+	struct client	*c;
 	struct cmd	*cmd;
 	int		 relief_of;
 
@@ -350,7 +363,14 @@ cmd_pump(struct vm *vm)
 		if (cmd->behind)
 			counter_observe(&vm->stats.behind_lower,
 			    util_elapsed(&cmd->arrived));
-		cmd_bucket_take(cmd->queued_by, cmd);
+		c = cmd->queued_by;
+		cmd_bucket_take(c, cmd);
+		/* its turn is taken: to the ring's end, the last served */
+		util_now(&c->served);
+		if (c->in_ring) {
+			TAILQ_REMOVE(&vm->ring[cmd->prio], c, ring_entry);
+			TAILQ_INSERT_TAIL(&vm->ring[cmd->prio], c, ring_entry);
+		}
 		cmd_unqueue(vm, cmd);
 		cmd_send(vm, cmd);
 	}

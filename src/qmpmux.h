@@ -746,6 +746,7 @@ struct client {
 	TAILQ_HEAD(, cmd)	 queued;
 	int			 in_ring;
 	TAILQ_ENTRY(client)	 ring_entry;
+	struct timeval		 served;	/* its last sent; 0: never */
 	/* its listener's rate_limit: the tokens of its bucket, and when */
 	double			 tokens;
 	struct timeval		 tokens_at;
