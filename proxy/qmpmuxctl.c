@@ -63,6 +63,7 @@ usage(FILE *f, int status)
 	    "       qmpmuxctl [--control PATH] add VM upstream=MODE:PATH "
 	    "listen=PATH [KEY=VALUE ...]\n"
 	    "       qmpmuxctl [--control PATH] remove VM\n"
+	    "       qmpmuxctl [--control PATH] break-lock VM\n"
 	    "       qmpmuxctl [--control PATH] reload\n"
 	    "       qmpmuxctl [--control PATH] restart\n"
 	    "       qmpmuxctl [--control PATH] [--json] trace VM\n"
@@ -385,6 +386,36 @@ ctl_list(yajl_val ret)
 }
 
 /* status VM: the VM in full, for people. */
+/*
+ * The VM's advisory lock in a line: its holder, reason, how long it has
+ * held it and has left, and how many commands wait for it.
+ */
+static void
+ctl_lock(yajl_val vm)
+{
+	yajl_val	 w, h;
+	char		 a[32], b[32];
+	size_t		 n;
+
+	w = yajl_tree_get(vm, (const char *[]){ "lock", "waiters", NULL },
+	    yajl_t_array);
+	n = w != NULL ? w->u.array.len : 0;
+	h = yajl_tree_get(vm, (const char *[]){ "lock", "holder", NULL },
+	    yajl_t_object);
+	if (h == NULL) {
+		printf("  lock      free, %zu waiting\n", n);
+		return;
+	}
+	printf("  lock      token %.0f, client %.0f%s (%s), reason \"%s\", "
+	    "held for %s, expires in %s, %zu waiting\n",
+	    ctl_num(vm, "lock", "token"), ctl_num(h, "client", NULL),
+	    yajl_tree_get(h, (const char *[]){ "gone", NULL }, yajl_t_true) !=
+	    NULL ? " (gone)" : "", ctl_esc(ctl_str(h, "listener", NULL)),
+	    ctl_esc(ctl_str(vm, "lock", "reason")),
+	    ctl_age(ctl_num(vm, "lock", "held_for"), a, sizeof(a)),
+	    ctl_age(ctl_num(vm, "lock", "expires_in"), b, sizeof(b)), n);
+}
+
 static void
 ctl_status(yajl_val vm)
 {
@@ -425,6 +456,7 @@ ctl_status(yajl_val vm)
 	    ctl_queued(vm, "normal"),
 	    ctl_queued(vm, "background"),
 	    ctl_num(vm, "commands", "max_queued"));
+	ctl_lock(vm);
 	list = yajl_tree_get(vm, (const char *[]){ "commands", "list", NULL },
 	    yajl_t_array);
 	for (i = 0; list != NULL && i < list->u.array.len; i++) {
@@ -742,7 +774,7 @@ main(int argc, char *argv[])
 		if (argc != 1)
 			usage(stderr, EXIT_USAGE);
 	} else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "remove") == 0 ||
-	    strcmp(cmd, "trace") == 0) {
+	    strcmp(cmd, "trace") == 0 || strcmp(cmd, "break-lock") == 0) {
 		if (argc != 2)
 			usage(stderr, EXIT_USAGE);
 		args = ctl_name_args(argv[1]);

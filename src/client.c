@@ -101,13 +101,17 @@ struct client_made {
 	size_t		 idlen;
 	const char	*class;
 	const char	*desc;
+	const char	*val;		/* a return's value; NULL: {} */
+	size_t		 vallen;
 };
 
 /* Make the reply m describes at the end of b. */
 static void
 client_make(struct evbuffer *b, const struct client_made *m)
 {
-	if (m->class == NULL)
+	if (m->class == NULL && m->val != NULL)
+		reply_return_value(b, m->val, m->vallen, m->id, m->idlen);
+	else if (m->class == NULL)
 		reply_return(b, m->id, m->idlen);
 	else
 		reply_error(b, m->id, m->idlen, m->class, "%s", m->desc);
@@ -323,6 +327,37 @@ client_return(struct client *c, enum client_when when, const char *id,
 	m.id = id;
 	m.idlen = idlen;
 	client_made(c, when, &m);
+}
+
+/* A return of the proxy's own with a value (lock.c), with c's id. */
+void
+client_return_value(struct client *c, enum client_when when,
+    const char *id, size_t idlen, const char *val, size_t len)
+{
+	struct client_made	 m;
+
+	memset(&m, 0, sizeof(m));
+	m.id = id;
+	m.idlen = idlen;
+	m.val = val;
+	m.vallen = len;
+	client_made(c, when, &m);
+}
+
+/*
+ * An event of the proxy's own (lock.c) for c, whole, line ending and
+ * all: it goes as a reply goes, seen by a trace.
+ */
+void
+client_notify(struct client *c, const char *buf, size_t len)
+{
+	struct iovec	 iov;
+
+	if (c->state != CLIENT_READY)
+		return;
+	iov.iov_base = (void *)(uintptr_t)buf;
+	iov.iov_len = len;
+	client_put(c, CLIENT_MESSAGE, &iov, 1, NULL);
 }
 
 /* Change state, logging the transition. */

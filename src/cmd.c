@@ -67,6 +67,7 @@ cmd_free(struct cmd *cmd)
 	if (cmd->wire != NULL)
 		evbuffer_free(cmd->wire);
 	free(cmd->client_id);
+	free(cmd->lock_reason);
 	free(cmd);
 }
 
@@ -150,6 +151,10 @@ cmd_enqueue(struct vm *vm, struct cmd *cmd, struct client *c)
 	}
 	vm->nqueued++;
 	vm->nclass_queued[cmd->prio]++;
+	if (cmd->lock_op != LOCK_OP_NONE)
+		vm->lock.nqueued++;
+	if (cmd->lock_op == LOCK_OP_ACQUIRE)
+		vm->lock.nacquires++;
 }
 
 /* A command leaves the queue, sent or not; its client, the ring if done. */
@@ -168,6 +173,12 @@ cmd_unqueue(struct vm *vm, struct cmd *cmd)
 	cmd->queued_by = NULL;
 	vm->nqueued--;
 	vm->nclass_queued[cmd->prio]--;
+	if (cmd->lock_op != LOCK_OP_NONE)
+		vm->lock.nqueued--;
+	if (cmd->lock_op == LOCK_OP_ACQUIRE)
+		vm->lock.nacquires--;
+	if (cmd->lock_blocked)
+		vm->lock.nblocked--;
 }
 
 /*
@@ -226,14 +237,17 @@ cmd_bucket_take(struct client *c, const struct cmd *cmd)
 
 /*
  * Seconds until a queued command, its client's first, may go: 0 now;
- * -1 while a manager's is queued or at QEMU (its reply pumps again).
- * Relief passes manager_quiet, not a rate limit.
+ * -1 while the VM's lock holds it (lock.c, which pumps when it lets
+ * go), or while a manager's is queued or at QEMU (its reply pumps
+ * again).  Relief passes manager_quiet, not the lock or a rate limit.
  */
 static double
 cmd_wait(struct vm *vm, struct cmd *cmd, int relief)
 {
 	double	w;
 
+	if (lock_blocks(vm, cmd))
+		return (-1);
 	if ((w = cmd_bucket_wait(cmd->queued_by, cmd)) > 0) {
 		if (!cmd->rate_delayed) {
 			cmd->rate_delayed = 1;
@@ -271,6 +285,42 @@ static void
 cmd_wake_cb(int fd, short events, void *arg)
 {
 	cmd_pump(arg);
+}
+
+/*
+ * Look at the queue again from the loop: something that held commands
+ * back has gone (lock.c), wherever that was found.
+ */
+void
+cmd_pump_soon(struct vm *vm)
+{
+	cmd_wake(vm, 0);
+}
+
+/*
+ * The lock's own commands (an acquire, a release) whose turn has come,
+ * the client's commands before each answered: lock_run does each that
+ * may be done now, and it leaves the queue.  They never reach QEMU.
+ */
+static void
+cmd_pump_lock(struct vm *vm)
+{
+	struct cmd	*cmd;
+
+again:
+	if (vm->lock.nqueued == 0)
+		return;
+	TAILQ_FOREACH(cmd, &vm->queue, entry) {
+		if (cmd->lock_op == LOCK_OP_NONE ||
+		    TAILQ_FIRST(&cmd->queued_by->order) != cmd ||
+		    lock_run(vm, cmd) == 0)
+			continue;
+		/* answered: the walk begins again, the queue has changed */
+		cmd_unqueue(vm, cmd);
+		cmd_done(cmd);
+		cmd_free(cmd);
+		goto again;
+	}
 }
 
 /*
@@ -346,6 +396,7 @@ cmd_pump(struct vm *vm)
 	struct cmd	*cmd;
 	int		 relief_of;
 
+	cmd_pump_lock(vm);
 	while (monitor_ready(vm->mon) &&
 	    vm->ninflight < vm->conf.max_inflight &&
 	    (cmd = cmd_next(vm, &relief_of)) != NULL) {
@@ -538,12 +589,22 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	const char	*id;
 	size_t		 idlen;
 	enum prio	 prio = c->listener->conf->priority;
+	enum lock_op	 op = lock_op(msg->name);
 	const struct qmp_msg *fixed;
+	struct lock_args a;
 	int		 wait;
 
 	reply_id(msg, &id, &idlen);
+	memset(&a, 0, sizeof(a));
+	/* the lock's own, answered here or queued for their turn */
+	if (msg->m_exec_oob != -1)
+		op = LOCK_OP_NONE;
+	if (op != LOCK_OP_NONE && lock_submit(c, msg, op, &a) == 1)
+		return (0);
+	if (lock_fenced(c, msg))
+		return (-1);
 	/* a reply fixed for QEMU's life, to any but the manager's */
-	if (prio != PRIO_MANAGER && cache_fixed(msg) &&
+	if (op == LOCK_OP_NONE && prio != PRIO_MANAGER && cache_fixed(msg) &&
 	    (fixed = cache_find(vm, msg->name)) != NULL) {
 		vm->stats.commands++;
 		vm->stats.cached++;
@@ -554,7 +615,8 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	    (vm->ninflight >= vm->conf.max_inflight ||
 	    !TAILQ_EMPTY(&vm->queue));
 	/* only a command that has to wait counts, against its class's */
-	if (wait && vm->nclass_queued[prio] >= vm->conf.max_queued_commands) {
+	if (wait && op == LOCK_OP_NONE &&
+	    vm->nclass_queued[prio] >= vm->conf.max_queued_commands) {
 		vm->stats.refused++;
 		vm->stats.refused_by[prio]++;
 		client_log(c, LOG_ERR, "%s refused: %u %s commands queued",
@@ -577,6 +639,12 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	memcpy(cmd->name, msg->name, sizeof(cmd->name));
 	cmd->cost = conf_vm_cost(&vm->conf, cmd->name);
 	cmd->cacheable = cache_fixed(msg);
+	cmd->mutation = !cmd->oob && op == LOCK_OP_NONE &&
+	    !lock_is_read(cmd->name);
+	cmd->lock_op = op;
+	cmd->lock_hold = a.hold;
+	cmd->lock_reason = a.reason;
+	cmd->lock_token = a.token;
 	if (prio == PRIO_MANAGER && !cmd->oob) {
 		util_now(&vm->manager_seen);
 		cmd->behind = cmd_at_qemu(vm, 0);
@@ -587,13 +655,19 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 		memcpy(cmd->client_id, id, idlen);
 		cmd->client_id_len = idlen;
 	}
-	cmd_wire(cmd, msg);
 	util_now(&cmd->arrived);
-	vm->stats.commands++;
 	c->ncmds++;
+	if (op == LOCK_OP_NONE) {
+		cmd_wire(cmd, msg);
+		vm->stats.commands++;
+	}
 
 	/* a reload may change the VM's; this one keeps its own */
-	timeout = cmd->timeout = conf_vm_timeout(&vm->conf, cmd->name);
+	if (op != LOCK_OP_NONE)
+		timeout = cmd->timeout = a.timeout;
+	else
+		timeout = cmd->timeout = conf_vm_timeout(&vm->conf,
+		    cmd->name);
 	if (timeout > 0 && util_timeval(timeout, &tv) == 0) {
 		cmd->deadline = evtimer_new(vm->base, cmd_deadline_cb, cmd);
 		if (cmd->deadline == NULL)
@@ -662,9 +736,12 @@ cmd_deadline_cb(int fd, short events, void *arg)
 		vm_log(vm, LOG_ERR,
 		    "%s expired after %gs in the queue, not sent", cmd->name,
 		    limit);
-		snprintf(desc, sizeof(desc), "qmpmux: command %s timed out "
-		    "after %gs waiting for QEMU and was not sent to QEMU",
-		    cmd->name, limit);
+		if (cmd->lock_op != LOCK_OP_NONE || cmd->lock_blocked)
+			lock_timeout_desc(vm, cmd, desc, sizeof(desc));
+		else
+			snprintf(desc, sizeof(desc), "qmpmux: command %s "
+			    "timed out after %gs waiting for QEMU and was not "
+			    "sent to QEMU", cmd->name, limit);
 		cmd_unqueue(vm, cmd);
 		cmd_error(cmd, "GenericError", desc);
 		cmd_free(cmd);
@@ -680,6 +757,7 @@ cmd_deadline_cb(int fd, short events, void *arg)
 	/* stalled even if the caller has gone and had no error */
 	cmd->answered = 1;
 	cmd->expired = 1;
+	lock_answered(vm, cmd);
 	if (!vm->stalled) {
 		vm->stalled = 1;
 		util_now(&vm->stalled_since);
@@ -832,6 +910,7 @@ cmd_reply(struct vm *vm, struct qmp_msg *msg)
 	TAILQ_REMOVE(&vm->inflight, cmd, entry);
 	if (!cmd->oob)
 		vm->ninflight--;
+	lock_answered(vm, cmd);
 	if (cmd->answered) {
 		vm->stats.late_replies++;
 		if (vm->stalled && !cmd_stalled(vm))
@@ -894,8 +973,9 @@ cmd_fail_all(struct vm *vm, const char *desc)
 	}
 	vm->ninflight = 0;
 	vm->stalled = 0;
-	/* the next connection may be another QEMU */
+	/* the next connection may be another QEMU, or there is none */
 	cache_drop(vm);
+	lock_vm_gone(vm);
 	if (vm->wake != NULL)
 		event_free(vm->wake);
 	vm->wake = NULL;
@@ -912,6 +992,7 @@ cmd_client_gone(struct client *c)
 	struct vm	*vm = c->vm;
 	struct cmd	*cmd;
 
+	lock_client_gone(c);
 	TAILQ_INIT(&c->order);
 	while ((cmd = TAILQ_FIRST(&c->queued)) != NULL) {
 		cmd_unqueue(vm, cmd);

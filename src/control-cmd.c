@@ -34,6 +34,7 @@ static void	control_cmd_dump(struct control_req *);
 static void	control_cmd_reload(struct control_req *);
 static void	control_cmd_trace(struct control_req *);
 static void	control_cmd_restart(struct control_req *);
+static void	control_cmd_break_lock(struct control_req *);
 
 
 static const struct control_param control_cmd_no_params[] = {
@@ -67,6 +68,7 @@ const struct control_cmd control_cmds[] = {
 	{ "reload", control_cmd_reload, control_cmd_no_params, 0 },
 	{ "trace", control_cmd_trace, control_cmd_name_params, 0 },
 	{ "restart", control_cmd_restart, control_cmd_no_params, 0 },
+	{ "break-lock", control_cmd_break_lock, control_cmd_name_params, 0 },
 	{ NULL, NULL, NULL, 0 }
 };
 
@@ -122,6 +124,29 @@ control_cmd_query_vm(struct control_req *req)
 	g = json_new();
 	dump_vm(g, vm);
 	control_return_gen(req, g);
+}
+
+/*
+ * break-lock: let a VM's advisory lock go (lock.c), its holder fenced
+ * as if its lease had run out.
+ */
+static void
+control_cmd_break_lock(struct control_req *req)
+{
+	struct vm	*vm;
+	int		 holder;
+
+	if ((vm = control_cmd_find_vm(req)) == NULL)
+		return;
+	holder = vm->lock.holder;
+	if (lock_break(vm) == -1) {
+		control_error(req, "GenericError", "qmpmux: the lock of VM %s "
+		    "is not held", vm->name);
+		return;
+	}
+	control_log(req->cc, LOG_NOTICE, "(pid %ld) broke the lock of vm %s, "
+	    "held by client %d", (long)req->cc->pid, vm->name, holder);
+	reply_return(req->cc->out, req->id, req->idlen);
 }
 
 /* remove-vm: stop a VM; its clients get "qmpmux: VM removed". */

@@ -36,6 +36,8 @@ static uint64_t	counter_backlog_bytes(const struct vm *);
 static uint64_t	counter_in_flight(const struct vm *);
 static uint64_t	counter_queued(const struct vm *);
 static uint64_t	counter_clients(const struct vm *);
+static uint64_t	counter_lock_held(const struct vm *);
+static uint64_t	counter_lock_waiters(const struct vm *);
 
 #define C	COUNTER_COUNTER
 #define G	COUNTER_GAUGE
@@ -121,6 +123,23 @@ const struct counter counter_table[] = {
 	    "Commands held back by their listener's rate_limit while QEMU had "
 	    "room for them.",
 	    C, SHOWN, AT(rate_delayed) },
+	{ "lock_acquired", "lock_acquired", "qmpmux_lock_acquired_total",
+	    NULL, "Grants of the VM's advisory lock.",
+	    C, SHOWN, AT(lock_acquired) },
+	{ "lock_expired", "lock_expired", "qmpmux_lock_lost_total",
+	    "why=\"expired\"",
+	    "Locks lost by their holder, fenced after: its lease ran out, or "
+	    "break-lock.",
+	    C, SHOWN, AT(lock_expired) },
+	{ "lock_broken", "lock_broken", "qmpmux_lock_lost_total",
+	    "why=\"broken\"", NULL,
+	    C, SHOWN, AT(lock_broken) },
+	{ "lock_waited", "lock_waited", "qmpmux_lock_waited_total", NULL,
+	    "Commands held back by another client's lock.",
+	    C, SHOWN, AT(lock_waited) },
+	{ "lock_fenced", "lock_fenced", "qmpmux_lock_fenced_total", NULL,
+	    "Commands refused because their client had lost the lock.",
+	    C, SHOWN, AT(lock_fenced) },
 	{ "up", NULL, "qmpmux_vm_up", NULL,
 	    "1 when the upstream is ready (stalled included), else 0.",
 	    G, M_LATE, GET(counter_up) },
@@ -143,6 +162,12 @@ const struct counter counter_table[] = {
 	{ "queued", NULL, "qmpmux_commands_queued", NULL,
 	    "Commands waiting to be sent to QEMU.",
 	    G, M_LATE, GET(counter_queued) },
+	{ "lock_held", NULL, "qmpmux_lock_held", NULL,
+	    "1 while the VM's advisory lock is held.",
+	    G, M_LATE, GET(counter_lock_held) },
+	{ "lock_waiters", NULL, "qmpmux_lock_waiters", NULL,
+	    "Commands waiting for the VM's advisory lock.",
+	    G, M_LATE, GET(counter_lock_waiters) },
 	{ "clients_connected", NULL, "qmpmux_clients", NULL,
 	    "Clients connected.",
 	    G, M_LATE, GET(counter_clients) },
@@ -331,4 +356,18 @@ counter_observe(struct counter_hist *h, double seconds)
 	}
 	h->count++;
 	h->sum += seconds;
+}
+
+/* Whether the VM's lock is held. */
+static uint64_t
+counter_lock_held(const struct vm *vm)
+{
+	return (vm->lock.held);
+}
+
+/* The commands that wait for the VM's lock. */
+static uint64_t
+counter_lock_waiters(const struct vm *vm)
+{
+	return (vm->lock.nacquires + vm->lock.nblocked);
 }

@@ -198,6 +198,49 @@ dump_client(struct dump *d, const struct client *c)
 	json_map_close(d->g);
 }
 
+/* The VM's advisory lock (lock.c): its holder and who waits. */
+static void
+dump_lock(struct dump *d, const struct vm *vm)
+{
+	const struct vm_lock	*l = &vm->lock;
+	const struct cmd	*cmd;
+
+	dump_key(d, "lock");
+	json_map_open(d->g);
+	dump_bool(d, "held", l->held);
+	dump_uint(d, "token", l->held ? l->token : l->last_token);
+	if (l->held) {
+		dump_key(d, "holder");
+		json_map_open(d->g);
+		dump_int(d, "client", l->holder);
+		dump_bool(d, "gone", l->owner == NULL);
+		dump_str(d, "listener", l->listener);
+		dump_int(d, "pid", (long long)l->pid);
+		dump_int(d, "uid", (long long)l->uid);
+		json_map_close(d->g);
+		dump_str(d, "reason", l->reason);
+		dump_secs(d, "held_for", &l->since);
+		dump_double(d, "expires_in", lock_expires_in(vm));
+		dump_uint(d, "draining", l->draining);
+	} else {
+		dump_key(d, "holder");
+		json_null(d->g);
+	}
+	dump_key(d, "waiters");
+	json_array_open(d->g);
+	TAILQ_FOREACH(cmd, &vm->queue, entry) {
+		if (cmd->lock_op != LOCK_OP_ACQUIRE && !cmd->lock_blocked)
+			continue;
+		json_map_open(d->g);
+		dump_int(d, "client", cmd->owner);
+		dump_str(d, "command", cmd->name);
+		dump_secs(d, "waited", &cmd->arrived);
+		json_map_close(d->g);
+	}
+	json_array_close(d->g);
+	json_map_close(d->g);
+}
+
 /*
  * A VM's counters, in one walk of counter.c's table: as the members of
  * the object "counters" of query-vm and the dump's JSON (d not NULL),
@@ -306,6 +349,8 @@ dump_vm(yajl_gen g, const struct vm *vm)
 		dump_cmd(&d, cmd);
 	json_array_close(g);
 	json_map_close(g);
+
+	dump_lock(&d, vm);
 
 	dump_key(&d, "introspection_cache");
 	json_map_open(g);

@@ -56,6 +56,23 @@ enum prio {
 };
 #define PRIO_N		3
 
+/* The lock's commands (lock.c), and why a holder let it go. */
+enum lock_op {
+	LOCK_OP_NONE,
+	LOCK_OP_ACQUIRE,	/* queued; lock_run */
+	LOCK_OP_RELEASE,	/* queued; lock_run */
+	LOCK_OP_RENEW,		/* answered at once */
+	LOCK_OP_QUERY,		/* answered at once */
+};
+enum lock_why {
+	LOCK_WHY_NONE,
+	LOCK_WHY_RELEASE,
+	LOCK_WHY_DISCONNECT,
+	LOCK_WHY_EXPIRED,
+	LOCK_WHY_BROKEN,
+	LOCK_WHY_VM_GONE,
+};
+
 /* What a listener does with a client that keeps QEMU's reads paused. */
 enum slow_client {
 	SLOW_CLIENT_BLOCK,
@@ -171,6 +188,10 @@ struct vm_conf {
 	struct cmd_confs	 per_command;	/* timeout.NAME, cost.NAME */
 	double			 manager_quiet;	/* before a costly background */
 	size_t			 introspection_cache;	/* bytes, 0: none */
+	double			 lock_default_hold;
+	double			 lock_max_hold;
+	double			 lock_max_wait;
+	unsigned int		 lock_max_waiters;
 
 	size_t			 max_queued_events;
 	size_t			 max_queued_bytes;
@@ -511,12 +532,38 @@ struct vm_stats {
 	uint64_t		 refused_by[PRIO_N];	/* by priority class */
 	uint64_t		 cached;		/* answered from cache.c */
 	uint64_t		 rate_delayed;		/* by an empty bucket */
+	uint64_t		 lock_acquired;
+	uint64_t		 lock_expired;
+	uint64_t		 lock_broken;
+	uint64_t		 lock_waited;		/* held back by it */
+	uint64_t		 lock_fenced;		/* refused: it was lost */
 	/* round trips of commands QEMU answered */
 	struct counter_hist	 duration;
 	/* in-band commands' time in the queue, by priority class */
 	struct counter_hist	 waited[PRIO_N];
 	/* the manager's, that came while a lower class's was at QEMU */
 	struct counter_hist	 behind_lower;
+};
+
+/* The advisory lock of a VM (lock.c). */
+struct vm_lock {
+	int			 held;		/* by holder, or draining */
+	int			 holder;	/* its client number */
+	struct client		*owner;		/* NULL once it has gone */
+	char			*listener;	/* the holder's */
+	pid_t			 pid;
+	uid_t			 uid;
+	uint64_t		 token;		/* the holder's */
+	uint64_t		 last_token;	/* only grows */
+	char			*reason;
+	double			 hold;		/* its lease, seconds */
+	struct timeval		 since;
+	struct timeval		 expires;	/* util_now's clock */
+	struct event		*lease;
+	unsigned int		 draining;	/* a gone holder's at QEMU */
+	unsigned int		 nqueued;	/* acquires and releases */
+	unsigned int		 nacquires;
+	unsigned int		 nblocked;	/* queued, held back by it */
 };
 
 struct vm {
@@ -564,6 +611,7 @@ struct vm {
 	struct timeval		 manager_seen;
 	struct event		*wake;
 	struct cache		*cache;		/* cache.c */
+	struct vm_lock		 lock;		/* lock.c */
 
 	/*
 	 * Event backlog: events read from QEMU and not yet written to
@@ -747,6 +795,10 @@ struct client {
 	int			 in_ring;
 	TAILQ_ENTRY(client)	 ring_entry;
 	struct timeval		 served;	/* its last sent; 0: never */
+	/* lock.c: it sent a lock command; it lost the lock (why, token) */
+	int			 lock_aware;
+	enum lock_why		 lock_fenced;
+	uint64_t		 lock_lost;
 	/* its listener's rate_limit: the tokens of its bucket, and when */
 	double			 tokens;
 	struct timeval		 tokens_at;
@@ -784,6 +836,9 @@ void		 client_error(struct client *, enum client_when,
 		    LOG_PRINTF(6, 7);
 void		 client_return(struct client *, enum client_when,
 		    const char *, size_t);
+void		 client_return_value(struct client *, enum client_when,
+		    const char *, size_t, const char *, size_t);
+void		 client_notify(struct client *, const char *, size_t);
 void		 client_flush(struct client *);
 void		 client_adopt_held(struct client *, const void *, size_t);
 void		 client_accept(struct listener *, int);
@@ -802,6 +857,35 @@ void		 client_event(struct client *, const void *, size_t,
 		    void (*)(const void *, size_t, void *), void *);
 void		 client_reads_paused(struct client *, int);
 const char	*client_state_name(enum client_state);
+
+/*
+ * lock.c: the advisory lock of a VM, QMP downstream extensions named
+ * with this prefix (QEMU's rule: __RFQDN_)
+ */
+#define LOCK_PREFIX	"__org.qmpmux_"
+struct lock_args {
+	double		 timeout;
+	double		 hold;
+	char		*reason;	/* the caller's to free */
+	uint64_t	 token;
+	int		 has_token;
+};
+enum lock_op	 lock_op(const char *);
+const char	*lock_why_name(enum lock_why);
+int		 lock_is_read(const char *);
+int		 lock_submit(struct client *, const struct qmp_msg *,
+		    enum lock_op, struct lock_args *);
+int		 lock_fenced(struct client *, const struct qmp_msg *);
+int		 lock_blocks(struct vm *, struct cmd *);
+int		 lock_run(struct vm *, struct cmd *);
+void		 lock_timeout_desc(const struct vm *, const struct cmd *,
+		    char *, size_t);
+void		 lock_release(struct vm *, enum lock_why);
+void		 lock_client_gone(struct client *);
+void		 lock_answered(struct vm *, struct cmd *);
+void		 lock_vm_gone(struct vm *);
+int		 lock_break(struct vm *);
+double		 lock_expires_in(const struct vm *);
 
 /* cache.c: replies fixed for the life of a QEMU process */
 struct cache;
@@ -835,6 +919,13 @@ struct cmd {
 	int			 behind;	/* the manager's, behind a lower */
 	int			 rate_delayed;	/* counted once */
 	int			 cacheable;	/* its reply may fill cache.c */
+	int			 mutation;	/* not a read: the lock holds it */
+	int			 lock_blocked;	/* the lock held it back */
+	int			 lock_drain;	/* a gone holder's, at QEMU */
+	enum lock_op		 lock_op;	/* queued: the lock's own */
+	double			 lock_hold;
+	char			*lock_reason;
+	uint64_t		 lock_token;
 	struct client		*queued_by;	/* while queued: whose */
 	TAILQ_ENTRY(cmd)	 entry;		/* the VM's queue or inflight */
 	TAILQ_ENTRY(cmd)	 order;		/* the client's order */
@@ -847,6 +938,7 @@ struct cmd {
 int		 cmd_submit(struct client *, const struct qmp_msg *);
 void		 cmd_reply(struct vm *, struct qmp_msg *);
 void		 cmd_pump(struct vm *);
+void		 cmd_pump_soon(struct vm *);
 void		 cmd_adopt(struct cmd *, double);
 void		 cmd_fail_all(struct vm *, const char *);
 void		 cmd_answer_all(struct vm *, const char *);
@@ -864,6 +956,8 @@ void		 reply_verror(struct evbuffer *, const char *, size_t,
 		    const char *, const char *, va_list)
 		    __attribute__((format(printf, 5, 0)));
 void		 reply_return(struct evbuffer *, const char *, size_t);
+void		 reply_return_value(struct evbuffer *, const char *, size_t,
+		    const char *, size_t);
 void		 reply_id(const struct qmp_msg *, const char **, size_t *);
 int		 reply_check_command(const struct qmp_msg *, int, char *,
 		    size_t);

@@ -68,7 +68,16 @@ reply_verror(struct evbuffer *out, const char *id, size_t idlen,
 void
 reply_return(struct evbuffer *out, const char *id, size_t idlen)
 {
-	evbuffer_add_printf(out, "{\"return\": {}");
+	reply_return_value(out, "{}", 2, id, idlen);
+}
+
+/* Append a return of the JSON value val (the proxy's own commands). */
+void
+reply_return_value(struct evbuffer *out, const char *val, size_t len,
+    const char *id, size_t idlen)
+{
+	evbuffer_add(out, "{\"return\": ", 11);
+	evbuffer_add(out, val, len);
 	if (id != NULL) {
 		evbuffer_add_printf(out, ", \"id\": ");
 		evbuffer_add(out, id, idlen);
