@@ -35,7 +35,7 @@ static const char *const cache_commands[] = {
 #define CACHE_N	(sizeof(cache_commands) / sizeof(cache_commands[0]))
 
 struct cache {
-	struct qmp_msg		*reply[CACHE_N];	/* as QEMU wrote it */
+	struct qmp_msg		*reply[CACHE_N];	/* QEMU's */
 	size_t			 bytes;
 };
 

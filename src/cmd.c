@@ -352,7 +352,8 @@ cmd_turn(struct vm *vm, int p, double *wake)
 static struct cmd *
 cmd_next(struct vm *vm, int *relief_of)
 {
-	double		 relief = vm->conf.priority_relief, wake = -1, due;
+	double		 relief = vm->conf.priority_relief, wake = -1;
+	double		 due;
 	struct client	*c = NULL;
 	struct cmd	*cmd;
 	int		 best, p;

@@ -448,7 +448,7 @@ static const struct {
 	{ "query-cpu-definitions", 30 },	/* 12 ms */
 	{ "qom-list-types", 5 },
 	{ "query-cpu-model-expansion", 5 },
-	{ "human-monitor-command", 5 },		/* "info qtree" and others */
+	{ "human-monitor-command", 5 },		/* "info qtree", ... */
 	{ "query-command-line-options", 3 },
 	{ "query-commands", 2 },
 	{ "query-machines", 2 },
