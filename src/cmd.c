@@ -620,8 +620,19 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	    vm->nclass_queued[prio] >= vm->conf.max_queued_commands) {
 		vm->stats.refused++;
 		vm->stats.refused_by[prio]++;
-		client_log(c, LOG_ERR, "%s refused: %u %s commands queued",
-		    msg->name, vm->nclass_queued[prio], conf_prio_name(prio));
+		/* a client that resends at once must not flood the log */
+		if (timerisset(&vm->refused_logged) &&
+		    util_elapsed(&vm->refused_logged) < 1)
+			vm->refused_unlogged++;
+		else {
+			client_log(c, LOG_ERR, "%s refused: %u %s commands "
+			    "queued (and %llu more refused in the last second "
+			    "unlogged)", msg->name, vm->nclass_queued[prio],
+			    conf_prio_name(prio),
+			    (unsigned long long)vm->refused_unlogged);
+			vm->refused_unlogged = 0;
+			util_now(&vm->refused_logged);
+		}
 		client_error(c, CLIENT_NOW, id, idlen,
 		    "GenericError", "qmpmux: too many commands queued for VM "
 		    "%s", vm->name);

@@ -610,6 +610,9 @@ struct vm {
 	 */
 	struct timeval		 manager_seen;
 	struct event		*wake;
+	/* refusals are logged at most once a second, with how many more */
+	struct timeval		 refused_logged;
+	uint64_t		 refused_unlogged;
 	struct cache		*cache;		/* cache.c */
 	struct vm_lock		 lock;		/* lock.c */
 

@@ -561,6 +561,7 @@ load_free(struct load *l)
 START_TEST(test_manager_live)
 {
 	struct load	 l;
+	long long	 t0 = t_clock_ms();
 
 	start("1");
 	load_start(&l, NCLIENTS_MAX, 0, "bg.sock", "mgr.sock");
@@ -571,6 +572,9 @@ START_TEST(test_manager_live)
 	    "refused: it did not fill its class's queue");
 	ck_assert_int_eq(t_vm_counter(ctl, "test",
 	    "commands_refused_background"), l.refused);
+	/* thousands refused, logged at most once a second */
+	ck_assert_int_le(t_log_count("qmpmuxd.log", " refused: "),
+	    (t_clock_ms() - t0) / 1000 + 1);
 	load_free(&l);
 }
 END_TEST
