@@ -994,6 +994,27 @@ cmd_fail_all(struct vm *vm, const char *desc)
 }
 
 /*
+ * A client lost the lock it held (lock.c): its commands that wait and
+ * are not reads were sent under the lock, and are answered at once that
+ * it was lost (desc), as a deadline answers, never sent.
+ */
+void
+cmd_fence(struct client *c, const char *desc)
+{
+	struct vm	*vm = c->vm;
+	struct cmd	*cmd, *next;
+
+	TAILQ_FOREACH_SAFE(cmd, &c->queued, client_entry, next) {
+		if (!cmd->mutation)
+			continue;
+		vm->stats.lock_fenced++;
+		cmd_unqueue(vm, cmd);
+		cmd_error(cmd, "GenericError", desc);
+		cmd_free(cmd);
+	}
+}
+
+/*
  * A client has gone.  Its unsent commands leave the queue, as QEMU drops
  * a closed monitor's queue; the sent ones keep their slots, and their
  * replies will be dropped.

@@ -192,15 +192,30 @@ lock_left(const struct vm_lock *l)
 	return (left > 0 ? left : 0);
 }
 
+/* What a client that lost the lock is told of its writes. */
+static void
+lock_lost_desc(const struct client *c, char *desc, size_t len)
+{
+	snprintf(desc, len, "qmpmux: this client lost the lock of VM %s "
+	    "(token %llu, %s); acquire it again", c->vm->name,
+	    (unsigned long long)c->lock_lost,
+	    c->lock_fenced == LOCK_WHY_EXPIRED ? "its lease ran out" :
+	    "broken by the control socket");
+}
+
 /*
  * Let the lock go, telling who asked for its events why; the commands
- * that waited for it are looked at again from the loop.
+ * that waited for it are looked at again from the loop.  A holder that
+ * lost it (its lease ran out, or it was broken) is fenced: its writes
+ * that wait are answered that it was lost, and so are those it sends
+ * until it acquires again (lock_fenced).
  */
 void
 lock_release(struct vm *vm, enum lock_why why)
 {
 	struct vm_lock	*l = &vm->lock;
 	struct cmd	*cmd;
+	char		 desc[256];
 
 	if (!l->held)
 		return;
@@ -215,6 +230,8 @@ lock_release(struct vm *vm, enum lock_why why)
 		if (l->owner != NULL) {
 			l->owner->lock_fenced = why;
 			l->owner->lock_lost = l->token;
+			lock_lost_desc(l->owner, desc, sizeof(desc));
+			cmd_fence(l->owner, desc);
 		}
 	}
 	lock_event(vm, "LOCK_RELEASED", lock_why_name(why));
@@ -666,6 +683,7 @@ lock_fenced(struct client *c, const struct qmp_msg *msg)
 {
 	struct vm	*vm = c->vm;
 	const char	*id;
+	char		 desc[256];
 	size_t		 idlen;
 
 	if (!c->lock_fenced || lock_is_read(msg->name) ||
@@ -676,11 +694,9 @@ lock_fenced(struct client *c, const struct qmp_msg *msg)
 	client_log(c, LOG_INFO, "%s refused: it lost lock %llu (%s)",
 	    msg->name, (unsigned long long)c->lock_lost,
 	    lock_why_name(c->lock_fenced));
-	client_error(c, CLIENT_IN_ORDER, id, idlen, "GenericError",
-	    "qmpmux: this client lost the lock of VM %s (token %llu, %s); "
-	    "acquire it again", vm->name, (unsigned long long)c->lock_lost,
-	    c->lock_fenced == LOCK_WHY_EXPIRED ? "its lease ran out" :
-	    "broken by the control socket");
+	lock_lost_desc(c, desc, sizeof(desc));
+	client_error(c, CLIENT_IN_ORDER, id, idlen, "GenericError", "%s",
+	    desc);
 	return (1);
 }
 

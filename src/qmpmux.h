@@ -946,6 +946,7 @@ void		 cmd_adopt(struct cmd *, double);
 void		 cmd_fail_all(struct vm *, const char *);
 void		 cmd_answer_all(struct vm *, const char *);
 void		 cmd_client_gone(struct client *);
+void		 cmd_fence(struct client *, const char *);
 int		 cmd_stalled(struct vm *);
 void		 cmd_upstream_id(struct evbuffer *, const struct cmd *);
 int		 cmd_parse_id(const struct qmp_msg *, unsigned int *,

@@ -271,6 +271,8 @@ vm_stop(struct vm *vm, const char *desc, void (*done)(struct vm *, void *),
 		listener_close(l);
 	monitor_stop(vm->mon);
 	cmd_answer_all(vm, desc);
+	/* before its clients go: it is the VM's end, not a disconnect */
+	lock_release(vm, LOCK_WHY_VM_GONE);
 	TAILQ_FOREACH_SAFE(c, &vm->clients, entry, next)
 		client_close(c, "%s", desc);
 	if (TAILQ_EMPTY(&vm->clients))
