@@ -463,22 +463,27 @@ t_probe_wait(struct t_probe *p, pid_t pid)
 	}
 }
 
+/* How many options t_qemu_args may add to QEMU's command line. */
+#define T_QEMU_EXTRA	8
+
 /*
  * Start a real QEMU, -M none, its QMP monitor on the chardev given (and
  * a second on chardev2, id qmp2, unless it is NULL), and return once it
  * is past its start (t_probe_wait): the probe's monitor comes after
  * both.  With trace, QEMU
  * logs to DIR/trace each QMP request it handles, as it parsed it: what
- * reached QEMU, seen by QEMU.
+ * reached QEMU, seen by QEMU.  extra (NULL-terminated, or NULL) adds
+ * options, such as objects for a test to change.
  */
 static pid_t
-t_qemu_spawn(const char *chardev, const char *chardev2, const char *trace)
+t_qemu_spawn(const char *chardev, const char *chardev2, const char *trace,
+    const char *const *extra)
 {
 	struct t_probe	 probe;
-	const char	*argv[24];
+	const char	*argv[24 + T_QEMU_EXTRA];
 	char		*path = NULL, *opt = NULL;
 	pid_t		 pid;
-	int		 i = 0;
+	int		 i = 0, j;
 
 	t_probe_init(&probe);
 	argv[i++] = t_bin("QEMU");
@@ -508,6 +513,11 @@ t_qemu_spawn(const char *chardev, const char *chardev2, const char *trace)
 			abort();
 		argv[i++] = "-trace";
 		argv[i++] = opt;
+	}
+	for (j = 0; extra != NULL && extra[j] != NULL; j++) {
+		if (j == T_QEMU_EXTRA)
+			abort();
+		argv[i++] = extra[j];
 	}
 	argv[i] = NULL;
 	pid = t_spawn(argv, "qemu.log");
@@ -555,7 +565,8 @@ t_bind_aside(const char *sock, char **tmp)
  * QEMU is past its start.
  */
 static pid_t
-t_qemu_trace(const char *sock, const char *sock2, const char *trace)
+t_qemu_trace(const char *sock, const char *sock2, const char *trace,
+    const char *const *extra)
 {
 	char	*chardev, *chardev2 = NULL, *tmp, *tmp2 = NULL;
 	pid_t	 pid;
@@ -571,7 +582,7 @@ t_qemu_trace(const char *sock, const char *sock2, const char *trace)
 		    "wait=off", fd2) == -1)
 			abort();
 	}
-	pid = t_qemu_spawn(chardev, chardev2, trace);
+	pid = t_qemu_spawn(chardev, chardev2, trace, extra);
 	close(fd);
 	if (fd2 != -1)
 		close(fd2);
@@ -603,7 +614,7 @@ t_qemu_dial(const char *path)
 	    path) == -1 || asprintf(&aside, "%s.aside", path) == -1)
 		abort();
 	moved = rename(path, aside) == 0;
-	pid = t_qemu_spawn(chardev, NULL, NULL);
+	pid = t_qemu_spawn(chardev, NULL, NULL, NULL);
 	if (moved && rename(aside, path) == -1)
 		abort();
 	free(aside);
@@ -615,7 +626,7 @@ t_qemu_dial(const char *path)
 pid_t
 t_qemu(const char *sock)
 {
-	return (t_qemu_trace(sock, NULL, NULL));
+	return (t_qemu_trace(sock, NULL, NULL, NULL));
 }
 
 /*
@@ -625,14 +636,24 @@ t_qemu(const char *sock)
 pid_t
 t_qemu_two(const char *sock, const char *sock2)
 {
-	return (t_qemu_trace(sock, sock2, NULL));
+	return (t_qemu_trace(sock, sock2, NULL, NULL));
 }
 
 /* The same, with each QMP request QEMU handles logged to DIR/trace. */
 pid_t
 t_qemu_traced(const char *sock, const char *trace)
 {
-	return (t_qemu_trace(sock, NULL, trace));
+	return (t_qemu_trace(sock, NULL, trace, NULL));
+}
+
+/*
+ * The same, traced to DIR/trace unless it is NULL, with QEMU's options
+ * extra (NULL-terminated) added: objects a test reads and changes.
+ */
+pid_t
+t_qemu_args(const char *sock, const char *trace, const char *const *extra)
+{
+	return (t_qemu_trace(sock, NULL, trace, extra));
 }
 
 /*

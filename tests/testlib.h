@@ -83,6 +83,7 @@ void		 t_diff_print(FILE *, const char *, size_t);
 void		 t_conf_vms(const char *, const char *, int);
 void		 t_vms_stop(pid_t *, struct t_client **, int, int);
 pid_t		 t_qemu_traced(const char *, const char *);
+pid_t		 t_qemu_args(const char *, const char *, const char *const *);
 pid_t		 t_qmpmuxd(const char *, const char *, const char *const *);
 pid_t		 t_fakeqemu(const char *, const char *const *);
 int		 t_stop(pid_t, int);
