@@ -94,14 +94,18 @@ acl_match(char *const *globs, size_t n, const char *name)
 	return (0);
 }
 
-/* Whether a command of this name may go to QEMU. */
+/*
+ * Whether a command of this name may go to QEMU, or to the proxy's lock
+ * (lock.c): read_only allows reads, query-* and the lock's query.
+ */
 int
 acl_allows(const struct acl *acl, const char *name)
 {
 	/* as exec-oob QEMU refuses it, and that is QEMU's to say */
 	if (strcmp(name, "qmp_capabilities") == 0)
 		return (1);
-	if (acl->read_only && fnmatch("query-*", name, 0) != 0)
+	if (acl->read_only && fnmatch("query-*", name, 0) != 0 &&
+	    strcmp(name, LOCK_PREFIX "x-query-lock") != 0)
 		return (0);
 	if (acl->nallow > 0 && !acl_match(acl->allow, acl->nallow, name))
 		return (0);

@@ -500,6 +500,12 @@ static const struct u_allow u_allows[] = {
 	{ 1, NULL, NULL, "Query-status", 0 },
 	{ 1, NULL, NULL, "", 0 },
 	{ 1, NULL, NULL, "x-query-status", 0 },
+	/* and the lock's query, a read, not its other commands */
+	{ 1, NULL, NULL, "__org.qmpmux_x-query-lock", 1 },
+	{ 1, NULL, NULL, "__org.qmpmux_x-query-lockx", 0 },
+	{ 1, NULL, NULL, "__org.qmpmux_x-lock-acquire", 0 },
+	{ 1, NULL, NULL, "__org.qmpmux_x-lock-release", 0 },
+	{ 1, "query-*", NULL, "__org.qmpmux_x-query-lock", 0 },
 	/* allow globs: those only */
 	{ 0, "query-* cont", NULL, "cont", 1 },
 	{ 0, "query-* cont", NULL, "query-block", 1 },
