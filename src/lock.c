@@ -284,16 +284,20 @@ lock_grant(struct vm *vm, struct cmd *cmd)
 	lock_event(vm, "LOCK_ACQUIRED", NULL);
 }
 
-/* Answer the lock's grant or renewal: its token and the lease left. */
+/*
+ * Answer the lock's grant or renewal: its token and the lease left;
+ * when says when (lock_run's commands are answered at once).
+ */
 static void
-lock_answer(struct vm *vm, struct client *c, const char *id, size_t idlen)
+lock_answer(struct vm *vm, struct client *c, enum client_when when,
+    const char *id, size_t idlen)
 {
 	char	 val[96];
 	int	 n;
 
 	n = snprintf(val, sizeof(val), "{\"token\": %llu, \"expires\": %.3f}",
 	    (unsigned long long)vm->lock.token, lock_left(&vm->lock));
-	client_return_value(c, CLIENT_IN_ORDER, id, idlen, val, (size_t)n);
+	client_return_value(c, when, id, idlen, val, (size_t)n);
 }
 
 /*
@@ -318,11 +322,11 @@ lock_manager_waits(const struct vm *vm)
  * and answer; an error when a manager's command waits.
  */
 static void
-lock_renew(struct vm *vm, struct client *c, double hold, const char *id,
-    size_t idlen)
+lock_renew(struct vm *vm, struct client *c, enum client_when when,
+    double hold, const char *id, size_t idlen)
 {
 	if (lock_manager_waits(vm)) {
-		client_error(c, CLIENT_IN_ORDER, id, idlen, "GenericError",
+		client_error(c, when, id, idlen, "GenericError",
 		    "qmpmux: the lock of VM %s cannot be renewed while a "
 		    "command of the manager class waits for it; release it",
 		    vm->name);
@@ -330,7 +334,7 @@ lock_renew(struct vm *vm, struct client *c, double hold, const char *id,
 	}
 	vm->lock.hold = hold;
 	lock_lease(vm, hold);
-	lock_answer(vm, c, id, idlen);
+	lock_answer(vm, c, when, id, idlen);
 }
 
 /* Whether another client's command that is not a read came before. */
@@ -387,7 +391,10 @@ lock_blocks(struct vm *vm, struct cmd *cmd)
 
 /*
  * A queued acquire or release of the lock whose turn has come in its
- * client's order (cmd.c): done and answered (1), or it waits (0).
+ * client's order (cmd.c): done and answered (1), or it waits (0).  It
+ * is its client's first command not answered, so its answer goes at
+ * once: held "in order", it would wait behind the client's commands
+ * that came after it, which are in the client's order already.
  */
 int
 lock_run(struct vm *vm, struct cmd *cmd)
@@ -398,7 +405,7 @@ lock_run(struct vm *vm, struct cmd *cmd)
 
 	if (cmd->lock_op == LOCK_OP_RELEASE) {
 		if (!l->held || l->owner != c || l->token != cmd->lock_token) {
-			client_error(c, CLIENT_IN_ORDER, cmd->client_id,
+			client_error(c, CLIENT_NOW, cmd->client_id,
 			    cmd->client_id_len, "GenericError", "qmpmux: "
 			    "this client does not hold the lock of VM %s with "
 			    "token %llu", vm->name,
@@ -406,13 +413,13 @@ lock_run(struct vm *vm, struct cmd *cmd)
 			return (1);
 		}
 		lock_release(vm, LOCK_WHY_RELEASE);
-		client_return(c, CLIENT_IN_ORDER, cmd->client_id,
+		client_return(c, CLIENT_NOW, cmd->client_id,
 		    cmd->client_id_len);
 		return (1);
 	}
 	if (l->held && l->owner == c) {
-		lock_renew(vm, c, cmd->lock_hold, cmd->client_id,
-		    cmd->client_id_len);
+		lock_renew(vm, c, CLIENT_NOW, cmd->lock_hold,
+		    cmd->client_id, cmd->client_id_len);
 		return (1);
 	}
 	if (!l->held) {
@@ -420,14 +427,15 @@ lock_run(struct vm *vm, struct cmd *cmd)
 		if (lock_writes_before(vm, cmd))
 			return (0);
 		lock_grant(vm, cmd);
-		lock_answer(vm, c, cmd->client_id, cmd->client_id_len);
+		lock_answer(vm, c, CLIENT_NOW, cmd->client_id,
+		    cmd->client_id_len);
 		return (1);
 	}
 	if (cmd->timeout > 0)
 		return (0);
 	/* timeout 0: one try */
 	lock_holder_text(vm, who, sizeof(who));
-	client_error(c, CLIENT_IN_ORDER, cmd->client_id, cmd->client_id_len,
+	client_error(c, CLIENT_NOW, cmd->client_id, cmd->client_id_len,
 	    "GenericError", "qmpmux: the lock of VM %s is held by %s",
 	    vm->name, who);
 	return (1);
@@ -615,7 +623,8 @@ out:
  * One of the lock's commands from a client (cmd_submit): a query or a
  * renewal is answered here (1), as is a bad one; an acquire or a
  * release goes in the queue with its arguments (0), answered when its
- * turn comes (lock_run).  A read-only listener's client may only ask.
+ * turn comes (lock_run).  A read-only listener's client may only ask
+ * (acl_allows refuses it the lock's other commands).
  */
 int
 lock_submit(struct client *c, const struct qmp_msg *msg, enum lock_op op,
@@ -628,12 +637,6 @@ lock_submit(struct client *c, const struct qmp_msg *msg, enum lock_op op,
 
 	reply_id(msg, &id, &idlen);
 	c->lock_aware = 1;
-	if (op != LOCK_OP_QUERY && c->listener->conf->acl.read_only) {
-		client_error(c, CLIENT_IN_ORDER, id, idlen, "GenericError",
-		    "qmpmux: a client of a read-only listener cannot take "
-		    "the lock");
-		return (1);
-	}
 	if (lock_args(c, msg, op, a) == -1)
 		return (1);
 	switch (op) {
@@ -655,7 +658,7 @@ lock_submit(struct client *c, const struct qmp_msg *msg, enum lock_op op,
 			    (unsigned long long)a->token);
 			return (1);
 		}
-		lock_renew(vm, c, vm->lock.hold, id, idlen);
+		lock_renew(vm, c, CLIENT_IN_ORDER, vm->lock.hold, id, idlen);
 		return (1);
 	case LOCK_OP_ACQUIRE:
 		if (vm->lock.nacquires >= vm->conf.lock_max_waiters &&
