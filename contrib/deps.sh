@@ -4,11 +4,12 @@
 # the one place that installs them.  Sourced by contrib/demo.sh and
 # contrib/test.sh; apt-get runs only when something is missing.
 
-# Build tools, libraries, Check, and the real QEMU and socat of the tests.
+# Build tools, libraries, Check, and the real QEMU and socat of the tests;
+# python3 runs contrib/qmp-lock-rmw, which tests/check_lock runs.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 QMPMUX_DEPS=(build-essential autoconf automake libtool pkg-config
 	libevent-dev libyajl-dev libinih-dev check
-	qemu-system-x86 socat)
+	qemu-system-x86 socat python3)
 
 # The fuzzers and memcheck of contrib/test.sh (docs/FUZZING.md): clang
 # with libFuzzer's runtime (libclang-rt-dev), and valgrind.

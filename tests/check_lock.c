@@ -870,6 +870,39 @@ START_TEST(test_unaware)
 }
 END_TEST
 
+/*
+ * contrib/qmp-lock-rmw, the README's example, four at once, each
+ * adding 1 fifteen times: none of the 60 is lost.
+ */
+START_TEST(test_example)
+{
+	struct t_client	*c;
+	const char	*argv[] = { "python3", t_bin("QMP_LOCK_RMW"), "-n",
+			    "15", NULL, "/objects/io0", "poll-max-ns", NULL };
+	char		*sock = t_path("n.sock"), log[32];
+	pid_t		 pid[4];
+	int		 i, status;
+
+	start("");
+	c = client("n.sock");
+	set_ns(c, 0);
+	argv[4] = sock;
+	for (i = 0; i < 4; i++) {
+		snprintf(log, sizeof(log), "rmw%d.log", i);
+		pid[i] = t_spawn(argv, log);
+	}
+	for (i = 0; i < 4; i++) {
+		status = t_wait_exit(pid[i], 3 * T_WAIT_MS);
+		ck_assert_msg(t_exited(status, 0), "qmp-lock-rmw %d: status "
+		    "%d; see %s/rmw%d.log", i, status, t_dir(), i);
+	}
+	ck_assert_int_eq(get_ns(c), 60);
+	ck_assert_int_eq(t_vm_counter(ctl, "test", "lock_acquired"), 60);
+	t_client_free(c);
+	free(sock);
+}
+END_TEST
+
 static Suite *
 lock_suite(void)
 {
@@ -887,6 +920,7 @@ lock_suite(void)
 	tcase_add_test(tc, test_args);
 	tcase_add_test(tc, test_break);
 	tcase_add_test(tc, test_unaware);
+	tcase_add_test(tc, test_example);
 	return (s);
 }
 
