@@ -848,9 +848,7 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 		client_error(c, CLIENT_IN_ORDER, id, idlen,
 		    "CommandNotFound", "Expecting capabilities negotiation "
 		    "with 'qmp_capabilities'");
-	else if (!acl_allows(&c->listener->conf->acl, msg->name) &&
-	    lock_op(msg->name) != LOCK_OP_QUERY) {
-		/* the lock's query reads its state alone, not the VM's */
+	else if (!acl_allows(&c->listener->conf->acl, msg->name)) {
 		client_log(c, LOG_INFO, "%s refused by the access list of %s",
 		    msg->name, c->listener->conf->path);
 		/* out of band, QEMU answers at once, past in-band input */

@@ -567,7 +567,8 @@ lock_args(struct client *c, const struct qmp_msg *msg, enum lock_op op,
 				    YAJL_GET_INTEGER(x) < 0)
 					want = "uint64";
 				else {
-					a->token = (uint64_t)YAJL_GET_INTEGER(x);
+					a->token =
+					    (uint64_t)YAJL_GET_INTEGER(x);
 					a->has_token = 1;
 				}
 			} else {
