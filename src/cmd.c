@@ -725,6 +725,9 @@ cmd_adopt(struct cmd *cmd, double left)
 	cmd->cost = conf_vm_cost(&vm->conf, cmd->name);
 	if (!cmd->sent) {
 		cmd_enqueue(vm, cmd, cmd->client);
+		/* counted once, when the lock first held it back */
+		if (cmd->lock_blocked)
+			vm->lock.nblocked++;
 		return;
 	}
 	if (cmd->client != NULL)

@@ -41,8 +41,6 @@
 
 #include "qmpmux.h"
 
-#define LOCK_REASON_MAX	256	/* bytes of a reason */
-
 static const struct {
 	const char	*name;
 	enum lock_op	 op;
@@ -245,6 +243,9 @@ lock_release(struct vm *vm, enum lock_why why)
 	l->draining = 0;
 	if (l->lease != NULL)
 		evtimer_del(l->lease);
+	/* the record a crash leaves: no holder, the last token */
+	if (why != LOCK_WHY_VM_GONE)
+		vm_tell(vm, VM_RECORD, NULL, -1);
 	cmd_pump_soon(vm);
 }
 
@@ -281,6 +282,8 @@ lock_grant(struct vm *vm, struct cmd *cmd)
 	client_log(c, LOG_INFO, "holds the lock: token %llu, for %gs, "
 	    "reason \"%s\"", (unsigned long long)l->token, l->hold, reason);
 	free(reason);
+	/* the record a crash leaves: the holder, its token and lease */
+	vm_tell(vm, VM_RECORD, NULL, -1);
 	lock_event(vm, "LOCK_ACQUIRED", NULL);
 }
 
@@ -334,6 +337,7 @@ lock_renew(struct vm *vm, struct client *c, enum client_when when,
 	}
 	vm->lock.hold = hold;
 	lock_lease(vm, hold);
+	vm_tell(vm, VM_RECORD, NULL, -1);
 	lock_answer(vm, c, when, id, idlen);
 }
 
@@ -768,4 +772,53 @@ double
 lock_expires_in(const struct vm *vm)
 {
 	return (vm->lock.held ? lock_left(&vm->lock) : 0);
+}
+
+/*
+ * A restart or a crash (state-restore.c) gave the lock back as the
+ * process before held it, its fields filled in by the caller and the
+ * commands of a gone holder at QEMU marked lock_drain: its holder is
+ * the client of its number, if that came along; its lease, left
+ * seconds of it, runs on, and one that ran out meanwhile expires at
+ * once.  A holder that did not come along has gone, as
+ * lock_client_gone has it: released once its commands at QEMU are
+ * answered, at once if there are none.
+ */
+void
+lock_adopt(struct vm *vm, double left)
+{
+	struct vm_lock	*l = &vm->lock;
+	struct client	*c;
+	struct cmd	*cmd;
+
+	if (!l->held)
+		return;
+	l->owner = NULL;
+	TAILQ_FOREACH(c, &vm->clients, entry) {
+		if (c->id == l->holder && c->state != CLIENT_CLOSING)
+			l->owner = c;
+	}
+	l->draining = 0;
+	TAILQ_FOREACH(cmd, &vm->inflight, entry) {
+		if (cmd->lock_drain)
+			l->draining++;
+	}
+	if (l->owner == NULL && l->draining == 0) {
+		lock_release(vm, LOCK_WHY_DISCONNECT);
+		return;
+	}
+	/* after a crash, only its client knows these */
+	if (l->owner != NULL) {
+		free(l->listener);
+		if ((l->listener = strdup(l->owner->listener->conf->path)) ==
+		    NULL)
+			fatal("%s", __func__);
+		l->pid = l->owner->pid;
+		l->uid = l->owner->uid;
+	}
+	lock_lease(vm, left > 0.001 ? left : 0.001);
+	vm_log(vm, LOG_INFO, "lock %llu of client %d taken over, %.3fs of "
+	    "its lease left%s", (unsigned long long)l->token, l->holder,
+	    left > 0 ? left : 0, l->owner == NULL ? " (its holder has gone)" :
+	    "");
 }

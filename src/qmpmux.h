@@ -427,9 +427,10 @@ struct control	*state_control_adopt(struct state *, struct server *,
 void		 state_store_change(struct vm *, enum vm_change, const void *,
 		    int);
 struct state	*state_recover(char *, size_t);
-/* state.c: the writer's; state_given writes the fd store's record too */
+/* state.c: the writer's; state_given and state_lock write the record too */
 void		 state_keep_fd(struct state_fds *, int);
 void		 state_given(struct yajl_gen_t *, const struct conf_entries *);
+void		 state_lock(struct yajl_gen_t *, const struct vm *, int);
 
 /* fdstore.c: systemd's file descriptor store, so a crash loses no socket */
 #define FDSTORE_NAME_MAX	255
@@ -866,6 +867,7 @@ const char	*client_state_name(enum client_state);
  * with this prefix (QEMU's rule: __RFQDN_)
  */
 #define LOCK_PREFIX	"__org.qmpmux_"
+#define LOCK_REASON_MAX	256	/* bytes of a reason */
 struct lock_args {
 	double		 timeout;
 	double		 hold;
@@ -889,6 +891,7 @@ void		 lock_answered(struct vm *, struct cmd *);
 void		 lock_vm_gone(struct vm *);
 int		 lock_break(struct vm *);
 double		 lock_expires_in(const struct vm *);
+void		 lock_adopt(struct vm *, double);
 
 /* cache.c: replies fixed for the life of a QEMU process */
 struct cache;

@@ -152,6 +152,170 @@ state_rd_listeners(struct state_rd *rd, yajl_val sv, const char *vat,
 	return (0);
 }
 
+/*
+ * What a command has of the lock: whether it writes (missing, as in a
+ * document of before the lock: whether it is not a read), whether the
+ * lock held it back, whether it is a gone holder's at QEMU, and for a
+ * queued acquire or release of the lock its arguments.
+ */
+static int
+state_rd_cmd_lock(struct state_rd *rd, yajl_val o, const char *at,
+    struct state_cmd *cmd)
+{
+	yajl_val	 v;
+	const char	*op;
+	long long	 n;
+
+	if (state_rd_str(rd, o, at, "lock_op", 16, 0, &op) == -1)
+		return (-1);
+	if (op != NULL && strcmp(op, "acquire") == 0)
+		cmd->lock_op = LOCK_OP_ACQUIRE;
+	else if (op != NULL && strcmp(op, "release") == 0)
+		cmd->lock_op = LOCK_OP_RELEASE;
+	else if (op != NULL)
+		return (state_refuse(rd, at, "lock_op", "is neither acquire "
+		    "nor release"));
+	if (state_rd_member(rd, o, at, "mutation", &v) == -1 ||
+	    state_rd_bool(rd, o, at, "mutation", &cmd->mutation) == -1 ||
+	    state_rd_bool(rd, o, at, "lock_blocked", &cmd->lock_blocked) ==
+	    -1 ||
+	    state_rd_bool(rd, o, at, "lock_drain", &cmd->lock_drain) == -1 ||
+	    state_rd_double(rd, o, at, "lock_hold", 0, STATE_SECONDS_MAX, 0,
+	    &cmd->lock_hold) == -1 ||
+	    state_rd_str(rd, o, at, "lock_reason", LOCK_REASON_MAX,
+	    STATE_NULL, &cmd->lock_reason) == -1 ||
+	    state_rd_int(rd, o, at, "lock_token", 0, LLONG_MAX, 0, 0, &n) ==
+	    -1)
+		return (-1);
+	cmd->lock_token = (uint64_t)n;
+	if (v == NULL)
+		cmd->mutation = !cmd->oob && cmd->lock_op == LOCK_OP_NONE &&
+		    !lock_is_read(cmd->name);
+	if (cmd->mutation && (cmd->oob || cmd->lock_op != LOCK_OP_NONE))
+		return (state_refuse(rd, at, "mutation", "is true, for a "
+		    "command out of band or of the lock's"));
+	if (cmd->lock_op == LOCK_OP_ACQUIRE && !(cmd->lock_hold > 0))
+		return (state_refuse(rd, at, "lock_hold", "must be above 0, "
+		    "for an acquire"));
+	return (0);
+}
+
+/*
+ * A VM's lock: the last token given, and the holder while it is held.
+ * A token is one the VM gave, so never past last_token; a lease and a
+ * time held are seconds from 0, a reason as long as an acquire allows.
+ * After a crash (written given) both count from the record's writing,
+ * which cannot be later than now.  The holder's clients and commands
+ * are checked with the clients.
+ */
+static int
+state_rd_lock(struct state_rd *rd, yajl_val sv, const char *vat,
+    struct state_lock *l)
+{
+	yajl_val	 o;
+	struct timeval	 now;
+	char		 at[128];
+	long long	 n;
+	double		 since;
+
+	l->pid = (pid_t)-1;
+	l->uid = (uid_t)-1;
+	l->written = -1;
+	if (state_rd_object(rd, sv, vat, "lock", 0, &o) == -1 || o == NULL)
+		return (rd->failed ? -1 : 0);
+	snprintf(at, sizeof(at), "%s.lock", vat);
+	if (state_rd_int(rd, o, at, "last_token", 0, LLONG_MAX, 0, 0, &n) ==
+	    -1)
+		return (-1);
+	l->last_token = (uint64_t)n;
+	if (state_rd_bool(rd, o, at, "held", &l->held) == -1)
+		return (-1);
+	if (!l->held)
+		return (0);
+	if (state_rd_int(rd, o, at, "client", 1, INT_MAX, 0, STATE_REQ,
+	    &n) == -1)
+		return (-1);
+	l->client = (int)n;
+	if (state_rd_int(rd, o, at, "token", 1, LLONG_MAX, 0, STATE_REQ,
+	    &n) == -1)
+		return (-1);
+	l->token = (uint64_t)n;
+	if (l->token > l->last_token)
+		return (state_refuse(rd, at, "token", "is past last_token"));
+	if (state_rd_str(rd, o, at, "reason", LOCK_REASON_MAX, STATE_NULL,
+	    &l->reason) == -1 ||
+	    state_rd_double(rd, o, at, "hold", 0, STATE_SECONDS_MAX, 0,
+	    &l->hold) == -1 ||
+	    state_rd_double(rd, o, at, "since", 0, STATE_SECONDS_MAX, 0,
+	    &l->since) == -1 ||
+	    state_rd_double(rd, o, at, "left", 0, STATE_SECONDS_MAX, 0,
+	    &l->left) == -1 ||
+	    state_rd_path(rd, o, at, "listener", STATE_NULL,
+	    &l->listener) == -1 ||
+	    state_rd_int(rd, o, at, "pid", -1, INT_MAX, -1, 0, &n) == -1)
+		return (-1);
+	l->pid = (pid_t)n;
+	if (state_rd_int(rd, o, at, "uid", -1, UINT32_MAX, -1, 0, &n) == -1)
+		return (-1);
+	l->uid = (uid_t)n;
+	if (state_rd_int(rd, o, at, "draining", 0, INT_MAX, 0, 0, &n) == -1)
+		return (-1);
+	l->draining = (unsigned int)n;
+	if (!(l->hold > 0))
+		return (state_refuse(rd, at, "hold", "must be above 0"));
+	if (state_rd_double(rd, o, at, "written", 0, DBL_MAX, -1,
+	    &l->written) == -1)
+		return (-1);
+	if (l->written >= 0) {
+		util_now(&now);
+		since = (double)now.tv_sec + (double)now.tv_usec / 1e6 -
+		    l->written;
+		if (since < 0)
+			return (state_refuse(rd, at, "written", "is later "
+			    "than now"));
+		/* the time the record waited in the store counts too */
+		l->since = l->since + since > STATE_SECONDS_MAX ?
+		    STATE_SECONDS_MAX : l->since + since;
+		l->left = l->left > since ? l->left - since : 0;
+	}
+	return (0);
+}
+
+/*
+ * The lock against the clients and commands: a holder that has gone
+ * (commands of its at QEMU, draining) is no client of the VM's, and
+ * draining counts those commands; a client lost no token not yet given.
+ */
+static int
+state_rd_lock_clients(struct state_rd *rd, const char *vat,
+    struct state_vm *vm)
+{
+	struct state_lock	*l = &vm->lock;
+	char			 at[128];
+	size_t			 i, drain = 0;
+
+	snprintf(at, sizeof(at), "%s.lock", vat);
+	for (i = 0; i < vm->ncmds; i++)
+		drain += vm->cmds[i].lock_drain;
+	if (drain != l->draining)
+		return (state_refuse(rd, at, "draining", "is %u, and %zu "
+		    "commands are a gone holder's", l->draining, drain));
+	if (l->held && l->client > vm->next_client_id)
+		return (state_refuse(rd, at, "client", "is past the VM's "
+		    "next_client_id"));
+	for (i = 0; i < vm->nclients; i++) {
+		if (l->draining > 0 && vm->clients[i].id == l->client)
+			return (state_refuse(rd, at, "draining", "is %u, but "
+			    "its holder is a client of the VM's", l->draining));
+		if (vm->clients[i].lock_lost > l->last_token) {
+			snprintf(at, sizeof(at), "%s.clients[%zu]", vat, i);
+			return (state_refuse(rd, at, "lock_lost", "is past "
+			    "the lock's last_token"));
+		}
+	}
+	return (0);
+}
+
 /* A VM's commands; their clients are checked with the clients. */
 static int
 state_rd_cmds(struct state_rd *rd, yajl_val sv, const char *vat,
@@ -164,6 +328,7 @@ state_rd_cmds(struct state_rd *rd, yajl_val sv, const char *vat,
 	long long		 n, *ids;
 	ssize_t			 dup;
 	size_t			 i, nids = 0, unsent = 0, inband = 0;
+	size_t			 nacquires = 0;
 
 	if (state_rd_array(rd, sv, vat, "commands", NULL, 0, &a) == -1 ||
 	    a == NULL)
@@ -223,6 +388,9 @@ state_rd_cmds(struct state_rd *rd, yajl_val sv, const char *vat,
 			return (-1);
 		if (name != NULL)
 			snprintf(cmd->name, sizeof(cmd->name), "%s", name);
+		if (state_rd_cmd_lock(rd, o, at, cmd) == -1)
+			return (-1);
+		nacquires += cmd->lock_op == LOCK_OP_ACQUIRE;
 		/* what the queue and the in-flight list hold, and when */
 		if (cmd->upstream_id > vm->next_cmd_id)
 			return (state_refuse(rd, at, "upstream_id", "is past "
@@ -236,10 +404,21 @@ state_rd_cmds(struct state_rd *rd, yajl_val sv, const char *vat,
 		if (cmd->expired && (!cmd->sent || !cmd->answered))
 			return (state_refuse(rd, at, "expired", "is true, for "
 			    "a command not sent or not answered"));
-		if (cmd->sent != (cmd->wire.buf == NULL))
+		/* the lock's own never go to QEMU, and have none */
+		if ((cmd->sent || cmd->lock_op != LOCK_OP_NONE) !=
+		    (cmd->wire.buf == NULL))
 			return (state_refuse(rd, at, "wire", cmd->sent ?
-			    "is given, for a command sent" : "is missing, for "
-			    "a command not sent"));
+			    "is given, for a command sent" :
+			    cmd->lock_op != LOCK_OP_NONE ? "is given, for a "
+			    "command of the lock's" : "is missing, for a "
+			    "command not sent"));
+		if (cmd->lock_op != LOCK_OP_NONE && (cmd->sent || cmd->oob ||
+		    cmd->client == 0))
+			return (state_refuse(rd, at, "lock_op", "is given, for "
+			    "a command sent, out of band or of no client"));
+		if (cmd->lock_drain && (!cmd->sent || cmd->answered))
+			return (state_refuse(rd, at, "lock_drain", "is true, "
+			    "for a command not sent or answered"));
 		if (!cmd->sent && (cmd->oob || cmd->client == 0))
 			return (state_refuse(rd, at, "sent", "is false, for a "
 			    "command out of band or of no client"));
@@ -265,6 +444,10 @@ state_rd_cmds(struct state_rd *rd, yajl_val sv, const char *vat,
 	if (!state_within("max_inflight", inband))
 		return (state_refuse(rd, vat, "commands", "has %zu commands "
 		    "in flight, more than max_inflight allows", inband));
+	if (!state_within("lock_max_waiters", nacquires))
+		return (state_refuse(rd, vat, "commands", "has %zu acquires "
+		    "of the lock queued, more than lock_max_waiters allows",
+		    nacquires));
 	return (0);
 }
 
@@ -299,6 +482,36 @@ state_rd_order(struct state_rd *rd, yajl_val o, const char *at,
 		cmd->listed = 1;
 		c->order[c->norder++] = (size_t)YAJL_GET_INTEGER(v);
 	}
+	return (0);
+}
+
+/*
+ * What a client has of the lock: whether it used it, and whether it
+ * lost it (expired or broken, then the token it lost), fenced.
+ */
+static int
+state_rd_client_lock(struct state_rd *rd, yajl_val o, const char *at,
+    struct state_client *c)
+{
+	const char	*why;
+	long long	 n;
+
+	if (state_rd_bool(rd, o, at, "lock_aware", &c->lock_aware) == -1 ||
+	    state_rd_str(rd, o, at, "lock_fenced", 32, 0, &why) == -1 ||
+	    state_rd_int(rd, o, at, "lock_lost", 0, LLONG_MAX, 0, 0, &n) ==
+	    -1)
+		return (-1);
+	c->lock_lost = (uint64_t)n;
+	c->lock_fenced = LOCK_WHY_NONE;
+	if (why == NULL)
+		return (0);
+	if (strcmp(why, lock_why_name(LOCK_WHY_EXPIRED)) == 0)
+		c->lock_fenced = LOCK_WHY_EXPIRED;
+	else if (strcmp(why, lock_why_name(LOCK_WHY_BROKEN)) == 0)
+		c->lock_fenced = LOCK_WHY_BROKEN;
+	else
+		return (state_refuse(rd, at, "lock_fenced", "is neither "
+		    "expired nor broken"));
 	return (0);
 }
 
@@ -356,6 +569,8 @@ state_rd_clients(struct state_rd *rd, yajl_val sv, const char *vat,
 		    &n) == -1)
 			return (-1);
 		c->uid = (uid_t)n;
+		if (state_rd_client_lock(rd, o, at, c) == -1)
+			return (-1);
 		if (state_rd_bool(rd, o, at, "oob", &c->oob) == -1 ||
 		    state_rd_bool(rd, o, at, "recovered", &c->recovered) ==
 		    -1 ||
@@ -398,7 +613,7 @@ state_rd_clients(struct state_rd *rd, yajl_val sv, const char *vat,
 			    "order does not hold it", vm->cmds[i].client));
 		}
 	}
-	return (0);
+	return (state_rd_lock_clients(rd, vat, vm));
 }
 
 /*
@@ -538,6 +753,7 @@ state_rd_vm(struct state_rd *rd, yajl_val sv, const char *at,
 	if (state_rd_double(rd, sv, at, "stalled", 0, STATE_SECONDS_MAX, -1,
 	    &vm->stalled) == -1 ||
 	    state_rd_stats(rd, sv, at, &vm->stats) == -1 ||
+	    state_rd_lock(rd, sv, at, &vm->lock) == -1 ||
 	    state_rd_upstream(rd, sv, at, &vm->up) == -1 ||
 	    state_rd_listeners(rd, sv, at, vm) == -1 ||
 	    state_rd_cmds(rd, sv, at, vm) == -1 ||

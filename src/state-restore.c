@@ -380,6 +380,62 @@ state_count_clients(struct vm *vm)
 }
 
 /*
+ * What a command has of the lock: a queued acquire or release is one of
+ * its waiters, with its arguments.  A sent one of a holder that did not
+ * come along (closed with its listener) drains the lock as
+ * lock_client_gone would have had it.
+ */
+static void
+state_cmd_lock(struct vm *vm, struct state_vm *sv, struct state_cmd *sc,
+    struct cmd *cmd)
+{
+	const struct state_lock	*l = &sv->lock;
+
+	cmd->mutation = sc->mutation;
+	cmd->lock_blocked = sc->lock_blocked;
+	cmd->lock_drain = sc->lock_drain;
+	cmd->lock_op = sc->lock_op;
+	cmd->lock_hold = sc->lock_hold;
+	cmd->lock_token = sc->lock_token;
+	if (sc->lock_reason != NULL &&
+	    (cmd->lock_reason = strdup(sc->lock_reason)) == NULL)
+		fatal("%s", __func__);
+	if (l->held && l->draining == 0 && sc->owner == l->client &&
+	    cmd->sent && !cmd->answered && state_client(vm, l->client) == NULL)
+		cmd->lock_drain = 1;
+}
+
+/*
+ * The lock as the process before held it (lock_adopt finds its holder
+ * and arms what is left of its lease, which kept running through the
+ * restart); its last token, held or not, so that none is given twice.
+ */
+static void
+state_vm_lock(struct vm *vm, struct state_vm *sv)
+{
+	const struct state_lock	*sl = &sv->lock;
+	struct vm_lock		*l = &vm->lock;
+
+	l->last_token = sl->last_token;
+	if (!sl->held)
+		return;
+	l->held = 1;
+	l->holder = sl->client;
+	l->token = sl->token;
+	l->pid = sl->pid;
+	l->uid = sl->uid;
+	l->hold = sl->hold;
+	if ((l->reason = strdup(sl->reason != NULL ? sl->reason : "")) ==
+	    NULL ||
+	    (l->listener = strdup(sl->listener != NULL ? sl->listener : "")) ==
+	    NULL)
+		fatal("%s", __func__);
+	util_now(&l->since);
+	util_since(&l->since, sl->since + sv->taken);
+	lock_adopt(vm, sl->left - sv->taken);
+}
+
+/*
  * The commands, each made as it was and put back in the queue or in
  * flight; all[i] is sv->cmds[i]'s, NULL if it went (an unsent one
  * whose client did not come along) or is a held reply (its client's).
@@ -428,7 +484,8 @@ state_vm_cmds(struct vm *vm, struct state_vm *sv)
 			free(cmd);
 			continue;
 		}
-		if (!cmd->sent) {
+		state_cmd_lock(vm, sv, sc, cmd);
+		if (!cmd->sent && cmd->lock_op == LOCK_OP_NONE) {
 			if ((cmd->wire = evbuffer_new()) == NULL ||
 			    evbuffer_add(cmd->wire, sc->wire.buf,
 			    sc->wire.len) == -1)
@@ -467,6 +524,9 @@ state_vm_clients(struct vm *vm, struct state_vm *sv)
 		sc->fd = -1;
 		/* a client of before a crash, or a restart since one */
 		c->recovered = sc->recovered;
+		c->lock_aware = sc->lock_aware;
+		c->lock_fenced = sc->lock_fenced;
+		c->lock_lost = sc->lock_lost;
 	}
 
 	all = state_vm_cmds(vm, sv);
@@ -524,7 +584,7 @@ state_vm_prepare(struct state *st, struct vm_conf *vc)
 
 /*
  * The rest of a VM of the state that state_vm_prepare matched, once its
- * listeners are made: counters, upstream, clients and commands.  -1 if
+ * listeners are made: counters, upstream, clients, commands and lock.  -1 if
  * its upstream cannot be reached (its clients are closed then).
  */
 int
@@ -551,6 +611,7 @@ state_vm_restore(struct vm *vm, struct state_vm *sv)
 		state_close_clients(vm, sv, "the upstream changed");
 	else
 		state_vm_clients(vm, sv);
+	state_vm_lock(vm, sv);
 	if (sv->stalled >= 0 && cmd_stalled(vm)) {
 		stalled = sv->stalled + sv->taken;
 		vm->stalled = 1;

@@ -25,6 +25,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "qmpmux.h"
+#include "state.h"
 
 /*
  * A client's name: its VM, its number, its state and its listener (a
@@ -48,9 +49,10 @@ state_store_client_name(const struct client *c, char *buf, size_t len)
 /*
  * A VM's record, in a memfd: what its sockets do not say of themselves,
  * its add-vm keys, the greeting clients get once the upstream is ready
- * (a connection that is taken over is not greeted again) and the epoch
+ * (a connection that is taken over is not greeted again), the epoch
  * of the ids of the commands it sends QEMU, whose replies may come
- * after the crash.
+ * after the crash, and its lock (state_lock): who holds it, its lease
+ * and the last token, which must never go back.
  */
 static void
 state_store_record(struct vm *vm, const char *name)
@@ -69,6 +71,8 @@ state_store_record(struct vm *vm, const char *name)
 		json_put_hex(g, "greeting", m->greeting, m->greeting_len);
 		json_put_bool(g, "oob", m->oob);
 	}
+	/* rewritten as the lock changes hands or is renewed (lock.c) */
+	state_lock(g, vm, 1);
 	json_map_close(g);
 	json_buf(g, &buf, &len);
 	fdstore_add_bytes(name, buf, len);
@@ -136,6 +140,47 @@ state_store_of(const struct state_given_fd *f, const char *vm)
 }
 
 /*
+ * Whether the lock of vm's record is one a state may hold (state_parse,
+ * the one reader, judges it in a document of its own): a record is
+ * read as hostile, and a lock it refuses is left out alone, logged,
+ * without costing the VM its sockets.
+ */
+static int
+state_store_lock_ok(yajl_val lock, const char *vm)
+{
+	struct state	*st;
+	yajl_gen	 g;
+	const unsigned char *buf;
+	char		 err[512];
+	size_t		 len;
+
+	g = json_new();
+	json_map_open(g);
+	json_put_int(g, "qmpmux_state", STATE_VERSION);
+	json_cstr(g, "vms");
+	json_array_open(g);
+	json_map_open(g);
+	json_put_str(g, "name", vm);
+	/* any holder's number: the VM's own is made past it */
+	json_put_int(g, "next_client_id", INT_MAX);
+	json_cstr(g, "lock");
+	json_tree(g, lock);
+	json_map_close(g);
+	json_array_close(g);
+	json_map_close(g);
+	json_buf(g, &buf, &len);
+	st = state_parse((const char *)buf, len, err, sizeof(err));
+	json_free(g);
+	if (st == NULL) {
+		log_warnx("fdstore: vm %s: its lock cannot be taken over: %s",
+		    vm, err);
+		return (-1);
+	}
+	state_free(st);
+	return (0);
+}
+
+/*
  * The VM vm of the fds given back, as the state has it: its JSON object
  * in *out (the caller frees it), and the fds it took marked used.  What
  * its record says goes in as it is, for state_parse to judge; a record
@@ -156,6 +201,7 @@ state_store_gen_vm(struct state_given_fd *f, size_t n, const char *vm,
 	long			 maxid = 0;
 	int			 lfd = -1;
 	const char		*greeting;
+	yajl_val		 lock;
 
 	for (i = 0; i < n; i++) {
 		if (f[i].used || !state_store_of(&f[i], vm))
@@ -173,6 +219,9 @@ state_store_gen_vm(struct state_given_fd *f, size_t n, const char *vm,
 		r = yajl_tree_parse(rec, errbuf, sizeof(errbuf));
 	free(rec);
 	greeting = json_get_str(r, "greeting");
+	if ((lock = json_get(r, "lock", yajl_t_any)) != NULL &&
+	    state_store_lock_ok(lock, vm) == -1)
+		lock = NULL;
 	/* a connection whose handshake did not finish cannot be resumed */
 	if (up != -1 && greeting != NULL)
 		f[up].used = 1;
@@ -193,6 +242,13 @@ state_store_gen_vm(struct state_given_fd *f, size_t n, const char *vm,
 	}
 	if (r != NULL)
 		json_put_int(g, "orphan_epoch", json_get_int(r, "epoch", -1));
+	/* the lock, to its holder if that came back, and its last token */
+	if (lock != NULL) {
+		json_cstr(g, "lock");
+		json_tree(g, lock);
+		if (json_get_bool(lock, "held"))
+			maxid = (long)json_get_int(lock, "client", 0);
+	}
 
 	json_string(g, "upstream", 8);
 	json_map_open(g);

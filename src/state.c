@@ -12,7 +12,8 @@
  * listeners' sockets, its clients (their state, what was read from them
  * and not taken, what they have not yet been sent, events included),
  * its commands (queued, in flight and held replies, with their ids,
- * owners and what is left of their deadlines), its counters.  The
+ * owners and what is left of their deadlines), its counters, its lock
+ * (the holder, its lease, the waiters as queued commands).  The
  * configuration is read again from the file; a VM the control socket
  * added has its add-vm keys with it (vm_conf.given).
  *
@@ -66,6 +67,47 @@ state_given(yajl_gen g, const struct conf_entries *given)
 		json_array_close(g);
 	}
 	json_array_close(g);
+}
+
+/*
+ * The VM's lock: the last token given, and while it is held its holder
+ * (a client number), token, reason and lease, the time it has been held
+ * and the lease left counted back from now.  For a restart the
+ * holder's listener, pid and uid and how many of a gone holder's
+ * commands are at QEMU go too; the fd store's record (record) has in
+ * their place when it was written, on the monotonic clock, from which
+ * the process after a crash counts the lease on.
+ */
+void
+state_lock(yajl_gen g, const struct vm *vm, int record)
+{
+	const struct vm_lock	*l = &vm->lock;
+	struct timeval		 now;
+
+	json_cstr(g, "lock");
+	json_map_open(g);
+	json_put_int(g, "last_token", (long long)l->last_token);
+	json_put_bool(g, "held", l->held);
+	if (l->held) {
+		json_put_int(g, "client", l->holder);
+		json_put_int(g, "token", (long long)l->token);
+		json_put_str(g, "reason", l->reason);
+		json_put_double(g, "hold", l->hold);
+		json_put_double(g, "since", util_elapsed(&l->since));
+		json_put_double(g, "left", lock_expires_in(vm));
+		if (record) {
+			/* the host's clock, as the restart's saved is */
+			util_now(&now);
+			json_put_double(g, "written", (double)now.tv_sec +
+			    (double)now.tv_usec / 1e6);
+		} else {
+			json_put_str(g, "listener", l->listener);
+			json_put_int(g, "pid", (long long)l->pid);
+			json_put_int(g, "uid", (long long)l->uid);
+			json_put_int(g, "draining", l->draining);
+		}
+	}
+	json_map_close(g);
 }
 
 /* Remember an fd to keep open across the exec. */
@@ -162,6 +204,18 @@ state_save_cmd(yajl_gen g, const struct cmd *cmd)
 		json_put_evbuffer(g, "wire", cmd->wire, NULL, 0);
 	json_put_double(g, "age", age);
 	json_put_double(g, "timeout", cmd->timeout);
+	json_put_bool(g, "mutation", cmd->mutation);
+	json_put_bool(g, "lock_blocked", cmd->lock_blocked);
+	json_put_bool(g, "lock_drain", cmd->lock_drain);
+	/* the lock's own, queued: its arguments */
+	if (cmd->lock_op == LOCK_OP_ACQUIRE || cmd->lock_op ==
+	    LOCK_OP_RELEASE) {
+		json_put_str(g, "lock_op", cmd->lock_op == LOCK_OP_ACQUIRE ?
+		    "acquire" : "release");
+		json_put_double(g, "lock_hold", cmd->lock_hold);
+		json_put_str(g, "lock_reason", cmd->lock_reason);
+		json_put_int(g, "lock_token", (long long)cmd->lock_token);
+	}
 	json_map_close(g);
 }
 
@@ -183,6 +237,11 @@ state_save_client(yajl_gen g, struct client *c, struct cmd **all, size_t n,
 	json_put_int(g, "uid", (long long)c->uid);
 	json_put_bool(g, "oob", c->oob);
 	json_put_bool(g, "recovered", c->recovered);
+	json_put_bool(g, "lock_aware", c->lock_aware);
+	if (c->lock_fenced != LOCK_WHY_NONE) {
+		json_put_str(g, "lock_fenced", lock_why_name(c->lock_fenced));
+		json_put_int(g, "lock_lost", (long long)c->lock_lost);
+	}
 	state_input(g, c->reader, c->bev);
 	json_put_evbuffer(g, "out", bufferevent_get_output(c->bev), NULL, 0);
 	json_string(g, "order", 5);
@@ -253,6 +312,7 @@ state_save_vm(yajl_gen g, struct vm *vm, struct state_fds *fds)
 	if (vm->stalled)
 		json_put_double(g, "stalled", util_elapsed(&vm->stalled_since));
 	state_save_stats(g, vm);
+	state_lock(g, vm, 0);
 
 	state_save_monitor(g, vm->mon, fds);
 

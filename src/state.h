@@ -67,6 +67,13 @@ struct state_cmd {
 	struct state_bytes	 wire;		/* set exactly when not sent */
 	double			 age;
 	double			 timeout;
+	int			 mutation;
+	int			 lock_blocked;
+	int			 lock_drain;
+	enum lock_op		 lock_op;	/* acquire, release or none */
+	double			 lock_hold;
+	const char		*lock_reason;
+	uint64_t		 lock_token;
 	int			 listed;	/* in its client's order */
 };
 
@@ -81,6 +88,9 @@ struct state_client {
 	uid_t			 uid;
 	int			 oob;
 	int			 recovered;
+	int			 lock_aware;
+	enum lock_why		 lock_fenced;
+	uint64_t		 lock_lost;
 	struct state_bytes	 in;
 	struct state_bytes	 out;
 	size_t			*order;
@@ -92,6 +102,27 @@ struct state_given {
 	const char		*section;
 	const char		*key;
 	const char		*value;
+};
+
+/*
+ * A VM's lock.  written is set (from 0) only after a crash, when it
+ * comes from the VM's record: then since and left count from it, and
+ * the holder's listener, pid and uid are its client's.
+ */
+struct state_lock {
+	int			 held;
+	int			 client;
+	const char		*listener;
+	pid_t			 pid;
+	uid_t			 uid;
+	uint64_t		 token;
+	uint64_t		 last_token;
+	const char		*reason;
+	double			 hold;
+	double			 since;
+	double			 left;
+	unsigned int		 draining;
+	double			 written;	/* -1: a restart's */
 };
 
 /* A VM of the state; used once a VM of the new process took it. */
@@ -106,6 +137,7 @@ struct state_vm {
 	uint64_t		 next_cmd_id;
 	double			 stalled;	/* -1: not stalled */
 	struct vm_stats		 stats;
+	struct state_lock	 lock;
 	struct state_upstream	 up;
 	struct state_listener	*listeners;
 	size_t			 nlisteners;

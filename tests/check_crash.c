@@ -371,6 +371,145 @@ START_TEST(test_kill9)
 }
 END_TEST
 
+/*
+ * Wait, within the bound, until VM v0's record in the store holds text:
+ * what qmpmuxd sent its store may still wait in its socket.
+ */
+static void
+store_record_has(const char *text)
+{
+	long long	 end = t_clock_ms() + T_WAIT_MS;
+	char		 buf[65536];
+	ssize_t		 n = 0;
+	size_t		 i;
+	int		 found = 0;
+
+	while (!found && t_clock_ms() < end) {
+		pthread_mutex_lock(&store_lock);
+		store_take(&store);
+		for (i = 0; i < store.n && !found; i++) {
+			/* v0's name in hex */
+			if (strncmp(store.name[i], "v.7630.", 7) != 0)
+				continue;
+			n = pread(store.fd[i], buf, sizeof(buf) - 1, 0);
+			buf[n > 0 ? n : 0] = '\0';
+			found = strstr(buf, text) != NULL;
+		}
+		pthread_mutex_unlock(&store_lock);
+		if (!found)
+			poll(NULL, 0, 1);
+	}
+	ck_assert_msg(found, "v0's record does not hold %s: %s", text,
+	    n > 0 ? buf : "(none)");
+}
+
+/*
+ * The lock across kill -9: client 1 holds it (its grant rewrote the
+ * record), client 2's qom-set waits.  After the take-over from the store
+ * client 1 holds it still, with the same token and what was left of its
+ * lease counting on; it releases, and the next grant's token is larger,
+ * never one given before.  The queued write died with the process
+ * (docs/STATE.md, After a crash): nothing is asserted of it.
+ */
+START_TEST(test_lock)
+{
+	struct t_client	*a, *b;
+	struct t_lock	 l, l2;
+	long long	 token;
+	char		*m, want[64];
+	pid_t		 old;
+
+	start();
+	a = clients[0][0];
+	b = clients[0][1];
+	token = t_lock_acquire(a, 15, 0);
+	t_send(b, "{\"execute\": \"qom-set\", \"arguments\": {\"path\": "
+	    "\"/machine\", \"property\": \"graphics\", \"value\": false}, "
+	    "\"id\": \"w\"}");
+	t_lock_waiting(a, "qom-set", &l);
+	ck_assert(l.held && l.token == token && l.client == 1);
+	snprintf(want, sizeof(want), "\"token\":%lld,", token);
+	store_record_has(want);
+
+	old = t_proxy_pid;
+	ck_assert_int_eq(kill(old, SIGKILL), 0);
+	ck_assert_int_ne(t_wait_exit(old, T_WAIT_MS), -1);
+	t_proxy_pid = spawn(1);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
+	    0);
+
+	t_lock_query(a, &l2);
+	ck_assert_msg(l2.held && l2.token == token && l2.client == 1,
+	    "token %lld of client %lld", l2.token, l2.client);
+	ck_assert_msg(l2.expires < l.expires && l2.expires > 5,
+	    "lease %g, then %g", l.expires, l2.expires);
+	free(l.waiters);
+	free(l2.waiters);
+	/* another's write waits for it again */
+	t_send(b, "{\"execute\": \"qom-set\", \"arguments\": {\"path\": "
+	    "\"/machine\", \"property\": \"graphics\", \"value\": true}, "
+	    "\"id\": \"w2\"}");
+	ck_assert_int_eq(t_quiet(b, 100), T_SILENT);
+	ck_assert_int_ne(asprintf(&m, "{\"execute\": "
+	    "\"__org.qmpmux_x-lock-release\", \"arguments\": {\"token\": "
+	    "%lld}, \"id\": \"r\"}", token), -1);
+	t_cmd_eq(a, m, "{\"return\": {}, \"id\": \"r\"}");
+	free(m);
+	t_reply_is(b, "{\"return\": {}, \"id\": \"w2\"}");
+	ck_assert_int_gt(t_lock_acquire(b, 5, 10), token);
+	stop_all();
+}
+END_TEST
+
+/*
+ * A record is hostile input: v0's, changed in the store while no
+ * qmpmuxd runs to give a token past the last one given.  Its lock is
+ * refused alone, and logged; the VM keeps its sockets and serves, and
+ * no one holds its lock.
+ */
+START_TEST(test_lock_bad_record)
+{
+	struct t_lock	 l;
+	char		 buf[65536], *bad;
+	ssize_t		 n = -1;
+	size_t		 i;
+	pid_t		 old;
+
+	start();
+	(void)t_lock_acquire(clients[0][0], 15, 0);
+	store_record_has("\"last_token\":1,");
+	old = t_proxy_pid;
+	ck_assert_int_eq(kill(old, SIGKILL), 0);
+	ck_assert_int_ne(t_wait_exit(old, T_WAIT_MS), -1);
+	pthread_mutex_lock(&store_lock);
+	store_take(&store);
+	for (i = 0; i < store.n; i++) {
+		if (strncmp(store.name[i], "v.7630.", 7) != 0)
+			continue;
+		n = pread(store.fd[i], buf, sizeof(buf) - 1, 0);
+		ck_assert_int_gt(n, 0);
+		buf[n] = '\0';
+		ck_assert_ptr_nonnull(bad = strstr(buf, "\"last_token\":1,"));
+		bad[13] = '0';
+		ck_assert_int_eq(pwrite(store.fd[i], buf, (size_t)n, 0), n);
+	}
+	pthread_mutex_unlock(&store_lock);
+	ck_assert_int_gt(n, 0);
+	t_proxy_pid = spawn(1);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
+	    0);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "fdstore: vm v0: its "
+	    "lock cannot be taken over: the state's vms[0].lock.token is past "
+	    "last_token"), 1);
+	t_lock_query(clients[0][1], &l);
+	ck_assert(!l.held);
+	free(l.waiters);
+	t_cmd_eq(clients[0][0], "{\"execute\": \"query-status\", "
+	    "\"id\": 1}", T_STATUS("1", "running", "true"));
+	stop_all();
+}
+END_TEST
+
 /* Bytes pid has read, in all (/proc/PID/io's rchar); -1 if unknown. */
 static long long
 proc_rchar(pid_t pid)
@@ -786,6 +925,8 @@ crash_suite(void)
 	TCase	*tc = t_tcase(s, "crash", 60);
 
 	tcase_add_test(tc, test_kill9);
+	tcase_add_test(tc, test_lock);
+	tcase_add_test(tc, test_lock_bad_record);
 	tcase_add_test(tc, test_half_read);
 	tcase_add_test(tc, test_sequence);
 	tcase_add_test(tc, test_number_reused);

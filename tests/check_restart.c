@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -699,6 +700,123 @@ START_TEST(test_signal_during_check)
 }
 END_TEST
 
+/* qom-set of a property -M none has: a write, which the lock holds. */
+#define QOM_SET	"{\"execute\": \"qom-set\", \"arguments\": {\"path\": " \
+	"\"/machine\", \"property\": \"graphics\", \"value\": false}, " \
+	"\"id\": \"w\"}"
+
+/*
+ * The lock across a restart: client 1 holds it, client 2's qom-set and
+ * acquire wait for it.  After the restart the holder is the same, with
+ * the same token and a lease that counted on through it; the write and
+ * the acquire still wait, and go once the holder releases, the acquire
+ * with the next token.
+ */
+START_TEST(test_lock)
+{
+	struct t_client	*a, *b;
+	struct t_lock	 l, l2;
+	long long	 token;
+	char		*m;
+
+	start(t_bin("QMPMUXD"));
+	a = clients[0][0];
+	b = clients[0][1];
+	token = t_lock_acquire(a, 15, 0);
+	t_send(b, QOM_SET);
+	t_send(b, "{\"execute\": \"__org.qmpmux_x-lock-acquire\", "
+	    "\"arguments\": {\"hold\": 5, \"timeout\": 30}, \"id\": "
+	    "\"b\"}");
+	t_lock_waiting(a, "__org.qmpmux_x-lock-acquire", &l);
+	ck_assert(l.held && l.token == token && l.client == 1);
+	ck_assert_msg(strstr(l.waiters, "qom-set") != NULL, "%s", l.waiters);
+
+	by_control();
+
+	t_lock_query(a, &l2);
+	ck_assert_msg(l2.held && l2.token == token && l2.client == 1,
+	    "token %lld of client %lld", l2.token, l2.client);
+	ck_assert_msg(l2.expires < l.expires && l2.expires > 5,
+	    "lease %g, then %g", l.expires, l2.expires);
+	ck_assert_msg(strstr(l2.waiters, "{\"client\": 2, \"command\": "
+	    "\"qom-set\"") != NULL && strstr(l2.waiters, "{\"client\": 2, "
+	    "\"command\": \"__org.qmpmux_x-lock-acquire\"") != NULL, "%s",
+	    l2.waiters);
+	free(l.waiters);
+	free(l2.waiters);
+	ck_assert_int_eq(t_quiet(b, 100), T_SILENT);
+	/* the holder writes on; the others wait still */
+	t_cmd_eq(a, QOM_SET, "{\"return\": {}, \"id\": \"w\"}");
+	ck_assert_int_ne(asprintf(&m, "{\"execute\": "
+	    "\"__org.qmpmux_x-lock-release\", \"arguments\": {\"token\": "
+	    "%lld}, \"id\": \"r\"}", token), -1);
+	t_cmd_eq(a, m, "{\"return\": {}, \"id\": \"r\"}");
+	free(m);
+	t_reply_is(b, "{\"return\": {}, \"id\": \"w\"}");
+	m = t_recv_reply(b, T_WAIT_MS);
+	ck_assert_msg(m != NULL && strstr(m, "\"token\": ") != NULL &&
+	    strtoll(strstr(m, "\"token\": ") + 9, NULL, 10) == token + 1,
+	    "%s", m);
+	free(m);
+	stop_all();
+}
+END_TEST
+
+/*
+ * A lease that runs out while the restart is under way (its check held
+ * back by the binary on disk until the lease is past) expires right
+ * after it: the holder is told, fenced, and the write waiting goes.
+ */
+START_TEST(test_lock_expired)
+{
+	struct t_client	*a, *b;
+	struct t_lock	 l;
+	char		*bin, *go = t_path("go"), *tmp;
+	FILE		*f;
+	int		 fd;
+
+	bin = t_copy_bin(t_bin("QMPMUXD"), "qmpmuxd");
+	start(bin);
+	a = clients[0][0];
+	b = clients[0][1];
+	(void)t_lock_acquire(a, 0.5, 0);
+	t_send(b, QOM_SET);
+	t_lock_waiting(a, "qom-set", &l);
+	free(l.waiters);
+	/* the binary on disk waits for go, then is the real one */
+	ck_assert_int_ne(asprintf(&tmp, "%s.new", bin), -1);
+	ck_assert_ptr_nonnull(f = fopen(tmp, "w"));
+	fprintf(f, "#!/bin/sh\nwhile [ ! -e '%s' ]; do sleep 0.01; done\n"
+	    "exec '%s' \"$@\"\n", go, t_bin("QMPMUXD"));
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(tmp, 0755), 0);
+	ck_assert_int_eq(rename(tmp, bin), 0);
+	ck_assert_int_eq(kill(t_proxy_pid, SIGUSR2), 0);
+	/* the lease's end passes while the check waits */
+	poll(NULL, 0, 1000);
+	ck_assert_int_ne(fd = open(go, O_WRONLY | O_CREAT, 0644), -1);
+	close(fd);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
+	    0);
+	t_event_is(a, "__org.qmpmux_LOCK_RELEASED");
+	t_reply_is(b, "{\"return\": {}, \"id\": \"w\"}");
+	t_lock_query(a, &l);
+	ck_assert(!l.held);
+	free(l.waiters);
+	t_cmd_eq(a, QOM_SET, "{\"id\": \"w\", \"error\": {\"class\": "
+	    "\"GenericError\", \"desc\": \"qmpmux: this client lost the "
+	    "lock of VM v0 (token 1, its lease ran out); acquire it again\"}}");
+	/* held at the save, it ran out after the take-over */
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "lock 1 of client 1 taken "
+	    "over"), 1);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "released: expired"), 1);
+	free(tmp);
+	free(go);
+	free(bin);
+	stop_all();
+}
+END_TEST
+
 /* A second restart right after the first: the state goes on. */
 START_TEST(test_twice)
 {
@@ -725,6 +843,8 @@ restart_suite(void)
 	tcase_add_test(tc, test_upgrade);
 	tcase_add_test(tc, test_refused);
 	tcase_add_test(tc, test_twice);
+	tcase_add_test(tc, test_lock);
+	tcase_add_test(tc, test_lock_expired);
 	tcase_add_test(tc, test_unread_output);
 	tcase_add_test(tc, test_bad_conf);
 	tcase_add_test(tc, test_conf_changed);

@@ -65,7 +65,8 @@ s_hex(const char *s)
  * deadline) and one out of band, a query queued behind them and a reply
  * of the proxy's held behind that; a client half way through a message
  * and with output not yet written, one out of band, one negotiating;
- * listen mode's socket; a control client tracing vm1 and holding an fd.
+ * listen mode's socket; a control client tracing vm1 and holding an fd;
+ * vm1's lock held by client 1.
  */
 static char *
 s_rich(void)
@@ -101,6 +102,10 @@ s_rich(void)
 	    "\"mon\", \"fd\": 12, \"at\": 40}]}]}, "
 	    "\"vms\": [{\"name\": \"vm1\", \"from_file\": true, "
 	    "\"given\": [], \"next_client_id\": 3, \"next_cmd_id\": 8, "
+	    "\"lock\": {\"last_token\": 3, \"held\": true, \"client\": 1, "
+	    "\"token\": 3, \"reason\": \"r\", \"hold\": 10, \"since\": 1, "
+	    "\"left\": 9, \"listener\": \"/run/qmpmux/vm1.sock\", \"pid\": "
+	    "4242, \"uid\": 107, \"draining\": 0}, "
 	    "\"stalled\": 2.5, \"stats\": {\"commands\": 8, \"replies\": 4, "
 	    "\"duration_count\": 4, \"duration_sum\": 0.25, "
 	    "\"duration_buckets\": [0, 1, 3]}, "
@@ -131,7 +136,8 @@ s_rich(void)
 	    "\"clients\": ["
 	    "{\"id\": 1, \"fd\": 9, \"listener\": \"/run/qmpmux/vm1.sock\", "
 	    "\"state\": \"ready\", \"pid\": 4242, \"uid\": 107, \"oob\": "
-	    "false, \"recovered\": false, \"in\": \"7b2265786563\", "
+	    "false, \"recovered\": false, \"lock_aware\": true, "
+	    "\"in\": \"7b2265786563\", "
 	    "\"out\": \"%s\", \"order\": [0, 3, 4]}, "
 	    "{\"id\": 2, \"fd\": 14, \"listener\": \"/run/qmpmux/vm1.sock\", "
 	    "\"state\": \"capabilities\", \"pid\": 4243, \"uid\": 107, "
@@ -1064,6 +1070,10 @@ START_TEST(test_versions)
 		    saved);
 		ck_assert_msg(strstr(saved, "\"name\":\"vm1\"") != NULL, "%s",
 		    saved);
+		/* the rich document's lock, held by the same client */
+		ck_assert_msg(k == 0 || strstr(saved, "\"lock\":{\"last_token\""
+		    ":3,\"held\":true,\"client\":1,\"token\":3,") != NULL,
+		    "%s", saved);
 		free(doc);
 		free(saved);
 		saved = NULL;
@@ -1079,6 +1089,14 @@ START_TEST(test_versions)
 	free(doc);
 }
 END_TEST
+
+/* A lock of the v1 document's VM held by its client 1, then more. */
+#define S_LOCK(more)	"\"next_client_id\": 1, \"lock\": {\"last_token\": " \
+	"4, \"held\": true, \"client\": 1, \"token\": 4, \"hold\": 10, " \
+	"\"left\": 5" more "}"
+#define S_X16		"xxxxxxxxxxxxxxxx"
+#define S_X256		S_X16 S_X16 S_X16 S_X16 S_X16 S_X16 S_X16 S_X16 \
+	S_X16 S_X16 S_X16 S_X16 S_X16 S_X16 S_X16 S_X16
 
 /* An edit of the v1 document, and the refusal it must get. */
 struct s_broken {
@@ -1183,6 +1201,60 @@ static const struct s_broken s_broken[] = {
 	{ "\"qmpmux_state\": 1,",
 	    "\"qmpmux_state\": 1, \"qmpmux_state\": 1,",
 	    "qmpmux_state is given twice" },
+	/* the lock: of its types and ranges, and agreeing with the rest */
+	{ "\"next_client_id\": 1", S_LOCK(", \"token\": 5"),
+	    "the state's vms[0].lock.token is given twice" },
+	{ "\"next_client_id\": 1", "\"next_client_id\": 1, \"lock\": "
+	    "{\"last_token\": 4, \"held\": true, \"client\": 1, "
+	    "\"token\": 5, \"hold\": 10}",
+	    "the state's vms[0].lock.token is past last_token" },
+	{ "\"next_client_id\": 1", S_LOCK(", \"reason\": \"" S_X256 "x\""),
+	    "the state's vms[0].lock.reason is longer than 256 bytes" },
+	{ "\"next_client_id\": 1", "\"next_client_id\": 1, \"lock\": "
+	    "{\"last_token\": 4, \"held\": true, \"client\": 1, "
+	    "\"token\": 4, \"hold\": 10, \"left\": -1}",
+	    "the state's vms[0].lock.left must be a number from 0 to 1e+09" },
+	{ "\"next_client_id\": 1", "\"next_client_id\": 1, \"lock\": "
+	    "{\"last_token\": 4, \"held\": true, \"client\": 1, "
+	    "\"token\": 4, \"hold\": 0}",
+	    "the state's vms[0].lock.hold must be above 0" },
+	{ "\"next_client_id\": 1", "\"next_client_id\": 1, \"lock\": "
+	    "{\"last_token\": \"4\"}",
+	    "the state's vms[0].lock.last_token must be an integer from 0 to "
+	    "9223372036854775807" },
+	{ "\"next_client_id\": 1", "\"next_client_id\": 1, \"lock\": "
+	    "{\"last_token\": 4, \"held\": true, \"token\": 4}",
+	    "the state's vms[0].lock.client is missing" },
+	{ "\"next_client_id\": 1", "\"next_client_id\": 1, \"lock\": "
+	    "{\"last_token\": 4, \"held\": true, \"client\": 2, "
+	    "\"token\": 4, \"hold\": 10}",
+	    "the state's vms[0].lock.client is past the VM's next_client_id" },
+	{ "\"next_client_id\": 1", S_LOCK(", \"written\": 1e300"),
+	    "the state's vms[0].lock.written is later than now" },
+	{ "\"next_client_id\": 1", S_LOCK(", \"draining\": 1"),
+	    "the state's vms[0].lock.draining is 1, and 0 commands are a "
+	    "gone holder's" },
+	{ "\"timeout\": 30.0}", "\"timeout\": 30.0, \"lock_drain\": true}",
+	    "the state's vms[0].lock.draining is 0, and 1 commands are a "
+	    "gone holder's" },
+	{ "\"order\": [0]", "\"order\": [0], \"lock_lost\": 3",
+	    "the state's vms[0].clients[0].lock_lost is past the lock's "
+	    "last_token" },
+	{ "\"order\": [0]", "\"order\": [0], \"lock_fenced\": \"release\"",
+	    "the state's vms[0].clients[0].lock_fenced is neither expired nor "
+	    "broken" },
+	{ "\"sent\": true", "\"sent\": true, \"lock_op\": \"acquire\", "
+	    "\"lock_hold\": 1",
+	    "the state's vms[0].commands[0].lock_op is given, for a command "
+	    "sent, out of band or of no client" },
+	{ "\"sent\": true", "\"sent\": true, \"lock_op\": \"steal\"",
+	    "the state's vms[0].commands[0].lock_op is neither acquire nor "
+	    "release" },
+	{ "\"sent\": true", "\"sent\": false, \"lock_op\": \"acquire\"",
+	    "the state's vms[0].commands[0].lock_hold must be above 0, for an "
+	    "acquire" },
+	{ "\"sent\": true", "\"sent\": true, \"mutation\": 1",
+	    "the state's vms[0].commands[0].mutation must be true or false" },
 };
 
 /* Each broken form of the v1 document is refused, with its message. */

@@ -1332,6 +1332,80 @@ t_cmd(struct t_client *c, const char *fmt, ...)
 }
 
 /*
+ * Take the VM's lock for hold seconds, waiting at most timeout for it:
+ * the token of the grant, which must come.
+ */
+long long
+t_lock_acquire(struct t_client *c, double hold, double timeout)
+{
+	char		*m;
+	yajl_val	 v;
+	long long	 token;
+
+	m = t_cmd(c, "{\"execute\": \"__org.qmpmux_x-lock-acquire\", "
+	    "\"arguments\": {\"hold\": %g, \"timeout\": %g, \"reason\": "
+	    "\"test\"}, \"id\": \"acq\"}", hold, timeout);
+	ck_assert_msg(m != NULL && (v = t_json(m)) != NULL, "%s", m);
+	token = t_get_int(v, "return", "token");
+	ck_assert_msg(token > 0, "no grant: %s", m);
+	yajl_tree_free(v);
+	free(m);
+	return (token);
+}
+
+/* What x-query-lock says of the VM's lock; free l->waiters after. */
+void
+t_lock_query(struct t_client *c, struct t_lock *l)
+{
+	const char	*held[] = { "return", "held", NULL };
+	const char	*exp[] = { "return", "expires", NULL };
+	const char	*cl[] = { "return", "holder", "client", NULL };
+	char		*m, *w;
+	yajl_val	 v, x;
+
+	m = t_cmd(c, "{\"execute\": \"__org.qmpmux_x-query-lock\", "
+	    "\"id\": \"ql\"}");
+	ck_assert_msg(m != NULL && (v = t_json(m)) != NULL, "%s", m);
+	memset(l, 0, sizeof(*l));
+	l->held = YAJL_IS_TRUE(yajl_tree_get(v, held, yajl_t_true));
+	l->token = t_get_int(v, "return", "token");
+	if (l->held) {
+		l->client = YAJL_GET_INTEGER(yajl_tree_get(v, cl,
+		    yajl_t_number));
+		x = yajl_tree_get(v, exp, yajl_t_number);
+		ck_assert_ptr_nonnull(x);
+		l->expires = YAJL_GET_DOUBLE(x);
+	}
+	ck_assert_ptr_nonnull(w = strstr(m, "\"waiters\": "));
+	ck_assert_ptr_nonnull(l->waiters = strdup(w + 12));
+	yajl_tree_free(v);
+	free(m);
+}
+
+/*
+ * Wait, within the bound, until x-query-lock lists a waiter of the
+ * command name (another client's, which may not have been read yet);
+ * what it says then in l.
+ */
+void
+t_lock_waiting(struct t_client *c, const char *name, struct t_lock *l)
+{
+	long long	 end = t_clock_ms() + T_WAIT_MS;
+	char		 want[128];
+
+	snprintf(want, sizeof(want), "\"command\": \"%s\"", name);
+	for (;;) {
+		t_lock_query(c, l);
+		if (strstr(l->waiters, want) != NULL)
+			return;
+		ck_assert_msg(t_clock_ms() < end, "no waiter of %s: %s", name,
+		    l->waiters);
+		free(l->waiters);
+		poll(NULL, 0, 1);
+	}
+}
+
+/*
  * Send a command; its reply, events passed over, must be exactly want.
  * where says whose it is (for t_cmd_eq, the caller's file and line).
  */

@@ -151,6 +151,18 @@ void		 t_cmd_eq_at(const char *, struct t_client *, const char *,
 #define t_cmd_eq(c, cmd, want)	\
 	t_cmd_eq_at(__FILE__ ":" T_STR(__LINE__), (c), (cmd), (want))
 
+/* The VM's lock (src/lock.c), as a client asks for it. */
+struct t_lock {
+	int		 held;
+	long long	 token;		/* the holder's, or the last given */
+	long long	 client;	/* the holder's number */
+	double		 expires;	/* seconds of its lease left */
+	char		*waiters;	/* the waiters' array, as text */
+};
+long long	 t_lock_acquire(struct t_client *, double, double);
+void		 t_lock_query(struct t_client *, struct t_lock *);
+void		 t_lock_waiting(struct t_client *, const char *, struct t_lock *);
+
 /* Timing and logs. */
 long long	 t_clock_ms(void);
 int		 t_run(Suite *);
