@@ -35,8 +35,6 @@ static void
 start(const char *vm_keys, const char *rl_keys)
 {
 	char		*conf = t_path("qmpmuxd.conf");
-	const char	*argv[] = { t_bin("QMPMUXD"), "-d", "-f", conf,
-			    "--control", NULL, NULL };
 	FILE		*f;
 
 	ck_assert_ptr_nonnull(f = fopen(conf, "w"));
@@ -49,23 +47,8 @@ start(const char *vm_keys, const char *rl_keys)
 	ck_assert_int_eq(fclose(f), 0);
 	t_qemu_pid = t_qemu_traced(t_qsock, TRACE);
 	free(ctl);
-	argv[5] = ctl = t_path("control.sock");
-	t_proxy_pid = t_spawn(argv, "qmpmuxd.log");
-	ck_assert_msg(t_wait_socket(ctl, T_WAIT_MS) == 0,
-	    "%s did not appear; see %s/qmpmuxd.log", ctl, t_dir());
+	ctl = t_qmpmuxd_conf(conf);
 	free(conf);
-}
-
-/* A client, ready, on the listener name of the test's directory. */
-static struct t_client *
-client(const char *name)
-{
-	struct t_client	*c;
-	char		*path = t_path(name);
-
-	ck_assert_ptr_nonnull(c = t_client_ready(path));
-	free(path);
-	return (c);
 }
 
 /* How many requests for the command QEMU's trace shows it handled. */
@@ -154,8 +137,8 @@ START_TEST(test_cache)
 	start("", "");
 	dpid = t_qemu(dsock);
 	ck_assert_ptr_nonnull(direct = t_client_ready(dsock));
-	n = client("n.sock");
-	mgr = client("mgr.sock");
+	n = t_client_here("n.sock");
+	mgr = t_client_here("mgr.sock");
 
 	same_as_qemu(direct, n, "{\"execute\": \"query-qmp-schema\"}");
 	ck_assert_int_eq(qemu_ran("query-qmp-schema"), 1);
@@ -214,7 +197,7 @@ START_TEST(test_cache)
 	free(m);
 	ck_assert_int_eq(unlink(trace), 0);
 	t_qemu_pid = t_qemu_traced(t_qsock, TRACE);
-	n = client("n.sock");
+	n = t_client_here("n.sock");
 	same_as_qemu(direct, n, "{\"execute\": \"query-qmp-schema\"}");
 	same_as_qemu(direct, n, "{\"execute\": \"query-qmp-schema\"}");
 	ck_assert_int_eq(qemu_ran("query-qmp-schema"), 1);
@@ -238,7 +221,7 @@ START_TEST(test_cache_bound)
 
 	start(off ? "introspection_cache = 0" : "introspection_cache = 100K",
 	    "");
-	n = client("n.sock");
+	n = t_client_here("n.sock");
 	free(ask(n, "{\"execute\": \"query-qmp-schema\"}"));
 	free(ask(n, "{\"execute\": \"query-qmp-schema\"}"));
 	free(ask(n, "{\"execute\": \"query-version\"}"));
@@ -269,9 +252,9 @@ START_TEST(test_quiet)
 	int		 relief = _i == 1;
 
 	start(relief ? "priority_relief = 0.3" : "priority_relief = 0", "");
-	mgr = client("mgr.sock");
-	bg = client("bg.sock");
-	bg2 = client("bg2.sock");
+	mgr = t_client_here("mgr.sock");
+	bg = t_client_here("bg.sock");
+	bg2 = t_client_here("bg2.sock");
 	free(ask(mgr, "{\"execute\": \"query-status\"}"));
 	t_send(bg, "{\"execute\": \"qom-list-types\", \"id\": \"t\"}\n");
 	t_send(bg2, "{\"execute\": \"query-status\", \"id\": \"s\"}\n");
@@ -323,8 +306,8 @@ START_TEST(test_rate)
 	int		 i;
 
 	start("cost.query-version = 8", "rate_limit = 20\nrate_burst = 2");
-	rl = client("rl.sock");
-	n = client("n.sock");
+	rl = t_client_here("rl.sock");
+	n = t_client_here("n.sock");
 	t0 = t_clock_ms();
 	for (i = 0; i < 12; i++)
 		t_send(rl, "{\"execute\": \"query-status\", \"id\": %d}\n", i);
@@ -371,7 +354,7 @@ START_TEST(test_rate_deadline)
 	char		*m;
 
 	start("timeout.query-status = 0.2", "rate_limit = 1");
-	rl = client("rl.sock");
+	rl = t_client_here("rl.sock");
 	t_send(rl, "{\"execute\": \"query-status\", \"id\": 1}\n");
 	t_send(rl, "{\"execute\": \"query-status\", \"id\": 2}\n");
 	ck_assert_ptr_nonnull(m = t_recv(rl, T_WAIT_MS));

@@ -205,6 +205,19 @@ spawn(int recover)
 	return (pid);
 }
 
+/* kill -9 qmpmuxd, and start it again with the store's fds: it takes over. */
+static void
+crash(void)
+{
+	pid_t	old = t_proxy_pid;
+
+	ck_assert_int_eq(kill(old, SIGKILL), 0);
+	ck_assert_int_ne(t_wait_exit(old, T_WAIT_MS), -1);
+	t_proxy_pid = spawn(1);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
+	    0);
+}
+
 /* The file of start()'s two VMs, with more keys of [global]. */
 static void
 write_conf(const char *global)
@@ -281,7 +294,6 @@ START_TEST(test_kill9)
 	char		*v, *m, *q0 = t_vm_path("q", 0);
 	long		 held;
 	int		 i, j;
-	pid_t		 old;
 
 	start();
 	for (i = 0; i < NVMS; i++)
@@ -301,12 +313,7 @@ START_TEST(test_kill9)
 	 */
 	store_holds(9);
 
-	old = t_proxy_pid;
-	ck_assert_int_eq(kill(old, SIGKILL), 0);
-	ck_assert_int_ne(t_wait_exit(old, T_WAIT_MS), -1);
-	t_proxy_pid = spawn(1);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
-	    0);
+	crash();
 
 	/* QEMU goes on: its reply of after the crash, with the caller's id */
 	ck_assert_int_eq(kill(qemus[0], SIGCONT), 0);
@@ -416,8 +423,7 @@ START_TEST(test_lock)
 	struct t_client	*a, *b;
 	struct t_lock	 l, l2;
 	long long	 token;
-	char		*m, want[64];
-	pid_t		 old;
+	char		 want[64];
 
 	start();
 	a = clients[0][0];
@@ -431,12 +437,7 @@ START_TEST(test_lock)
 	snprintf(want, sizeof(want), "\"token\":%lld,", token);
 	store_record_has(want);
 
-	old = t_proxy_pid;
-	ck_assert_int_eq(kill(old, SIGKILL), 0);
-	ck_assert_int_ne(t_wait_exit(old, T_WAIT_MS), -1);
-	t_proxy_pid = spawn(1);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
-	    0);
+	crash();
 
 	t_lock_query(a, &l2);
 	ck_assert_msg(l2.held && l2.token == token && l2.client == 1,
@@ -450,11 +451,7 @@ START_TEST(test_lock)
 	    "\"/machine\", \"property\": \"graphics\", \"value\": true}, "
 	    "\"id\": \"w2\"}");
 	ck_assert_int_eq(t_quiet(b, 100), T_SILENT);
-	ck_assert_int_ne(asprintf(&m, "{\"execute\": "
-	    "\"__org.qmpmux_x-lock-release\", \"arguments\": {\"token\": "
-	    "%lld}, \"id\": \"r\"}", token), -1);
-	t_cmd_eq(a, m, "{\"return\": {}, \"id\": \"r\"}");
-	free(m);
+	t_lock_release(a, token);
 	t_reply_is(b, "{\"return\": {}, \"id\": \"w2\"}");
 	ck_assert_int_gt(t_lock_acquire(b, 5, 10), token);
 	stop_all();

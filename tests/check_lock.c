@@ -45,8 +45,6 @@ static void
 start(const char *vm_keys)
 {
 	char		*conf = t_path("qmpmuxd.conf");
-	const char	*argv[] = { t_bin("QMPMUXD"), "-d", "-f", conf,
-			    "--control", NULL, NULL };
 	const char	*qemu[] = { "-object", "iothread,id=io0", NULL };
 	FILE		*f;
 
@@ -58,23 +56,8 @@ start(const char *vm_keys)
 	ck_assert_int_eq(fclose(f), 0);
 	t_qemu_pid = t_qemu_args(t_qsock, TRACE, qemu);
 	free(ctl);
-	argv[5] = ctl = t_path("control.sock");
-	t_proxy_pid = t_spawn(argv, "qmpmuxd.log");
-	ck_assert_msg(t_wait_socket(ctl, T_WAIT_MS) == 0,
-	    "%s did not appear; see %s/qmpmuxd.log", ctl, t_dir());
+	ctl = t_qmpmuxd_conf(conf);
 	free(conf);
-}
-
-/* A client, ready, on the listener name of the test's directory. */
-static struct t_client *
-client(const char *name)
-{
-	struct t_client	*c;
-	char		*path = t_path(name);
-
-	ck_assert_ptr_nonnull(c = t_client_ready(path));
-	free(path);
-	return (c);
 }
 
 /* A reply's number at k1.k2 (k2 may be NULL), which must be there. */
@@ -355,7 +338,7 @@ START_TEST(test_rmw)
 
 	start("");
 	for (i = 0; i < RMW_CLIENTS; i++) {
-		w[i].c = client("n.sock");
+		w[i].c = t_client_here("n.sock");
 		w[i].done = 0;
 	}
 	set_ns(w[0].c, 0);
@@ -418,8 +401,8 @@ START_TEST(test_reader)
 	char		*m, *want, *sock = t_path("n.sock");
 
 	start("");
-	a = client("n.sock");
-	b = client("n.sock");
+	a = t_client_here("n.sock");
+	b = t_client_here("n.sock");
 	token = acquire(a, "\"hold\": 5, \"reason\": \"resize \\\"vda\\\"\"");
 	ck_assert_int_eq(token, 1);
 	set_ns(a, 77);
@@ -463,9 +446,9 @@ START_TEST(test_writers_wait)
 	char		*m;
 
 	start("");
-	a = client("n.sock");
-	b = client("n.sock");
-	c = client("n.sock");
+	a = t_client_here("n.sock");
+	b = t_client_here("n.sock");
+	c = t_client_here("n.sock");
 	token = acquire(a, "");
 	send_set(b, 100, "b1");
 	wait_waiters(a, 1);
@@ -508,8 +491,8 @@ START_TEST(test_pipelined)
 	long long	 token, taken;
 
 	start("");
-	a = client("n.sock");
-	b = client("n.sock");
+	a = t_client_here("n.sock");
+	b = t_client_here("n.sock");
 	token = acquire(a, "");
 	t_send(b, "{\"execute\": \"" ACQUIRE "\", \"arguments\": "
 	    "{\"timeout\": 5}, \"id\": \"acq\"}\n"
@@ -553,8 +536,8 @@ START_TEST(test_holder_named)
 	char		*who, *desc, *sock = t_path("n.sock");
 
 	start("timeout.qom-set = 0.3");
-	a = client("n.sock");
-	b = client("n.sock");
+	a = t_client_here("n.sock");
+	b = t_client_here("n.sock");
 	acquire(a, "\"reason\": \"backup\"");
 	ck_assert_int_ne(asprintf(&who, "client %lld (listener %s, pid %ld, "
 	    "uid %ld, reason \\\"backup\\\") for ", holder(a), sock,
@@ -601,9 +584,9 @@ START_TEST(test_disconnect)
 	long long	 taken;
 
 	start("");
-	a = client("n.sock");
-	b = client("n.sock");
-	w = client("n.sock");
+	a = t_client_here("n.sock");
+	b = t_client_here("n.sock");
+	w = t_client_here("n.sock");
 	free(query(w));
 	acquire(a, "");
 	lock_event(w, "ACQUIRED", NULL);
@@ -638,9 +621,9 @@ START_TEST(test_expired)
 	long long	 t0, took, token;
 
 	start("");
-	a = client("n.sock");
-	b = client("n.sock");
-	w = client("n.sock");
+	a = t_client_here("n.sock");
+	b = t_client_here("n.sock");
+	w = t_client_here("n.sock");
 	free(query(w));
 	token = acquire(a, "\"hold\": 0.3");
 	t0 = t_clock_ms();
@@ -681,8 +664,8 @@ START_TEST(test_manager)
 	long long	 t0, took, token;
 
 	start("");
-	a = client("n.sock");
-	mgr = client("mgr.sock");
+	a = t_client_here("n.sock");
+	mgr = t_client_here("mgr.sock");
 	token = acquire(a, "\"hold\": 1");
 	t0 = t_clock_ms();
 	send_set(mgr, 42, "m");
@@ -758,8 +741,8 @@ START_TEST(test_args)
 	size_t		 i;
 
 	start("");
-	c = client("n.sock");
-	ro = client("ro.sock");
+	c = t_client_here("n.sock");
+	ro = t_client_here("ro.sock");
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		t_send(c, "{\"execute\": \"%s}\n", bad[i].cmd);
 		error_is(c, bad[i].desc);
@@ -802,9 +785,9 @@ START_TEST(test_break)
 	struct t_client	*a, *b, *w, *q;
 
 	start("");
-	a = client("n.sock");
-	b = client("n.sock");
-	w = client("n.sock");
+	a = t_client_here("n.sock");
+	b = t_client_here("n.sock");
+	w = t_client_here("n.sock");
 	free(query(w));
 	acquire(a, "\"hold\": 5");
 	lock_event(w, "ACQUIRED", NULL);
@@ -844,9 +827,9 @@ START_TEST(test_unaware)
 	long long	 token;
 
 	start("");
-	u = client("n.sock");
-	a = client("n.sock");
-	b = client("n.sock");
+	u = t_client_here("n.sock");
+	a = t_client_here("n.sock");
+	b = t_client_here("n.sock");
 	ck_assert_ptr_nonnull(q = t_client_ready(ctl));
 	token = acquire(a, "");
 	send_set(u, 21, "u1");
@@ -884,7 +867,7 @@ START_TEST(test_example)
 	int		 i, status;
 
 	start("");
-	c = client("n.sock");
+	c = t_client_here("n.sock");
 	set_ns(c, 0);
 	argv[4] = sock;
 	for (i = 0; i < 4; i++) {

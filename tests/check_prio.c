@@ -70,16 +70,10 @@ static void
 start_with(const char *relief, const char *keys)
 {
 	char		*conf = write_conf(relief, keys, "normal");
-	const char	*argv[] = { t_bin("QMPMUXD"), "-d", "-f", conf,
-			    "--control", NULL, NULL };
 
 	t_qemu_pid = t_qemu_traced(t_qsock, TRACE);
 	free(ctl);
-	argv[5] = ctl = t_path("control.sock");
-	t_proxy_pid = t_spawn(argv, "qmpmuxd.log");
-	/* made after the VMs' listeners */
-	ck_assert_msg(t_wait_socket(ctl, T_WAIT_MS) == 0,
-	    "%s did not appear; see %s/qmpmuxd.log", ctl, t_dir());
+	ctl = t_qmpmuxd_conf(conf);
 	free(conf);
 }
 

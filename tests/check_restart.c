@@ -747,11 +747,7 @@ START_TEST(test_lock)
 	ck_assert_int_eq(t_quiet(b, 100), T_SILENT);
 	/* the holder writes on; the others wait still */
 	t_cmd_eq(a, QOM_SET, "{\"return\": {}, \"id\": \"w\"}");
-	ck_assert_int_ne(asprintf(&m, "{\"execute\": "
-	    "\"__org.qmpmux_x-lock-release\", \"arguments\": {\"token\": "
-	    "%lld}, \"id\": \"r\"}", token), -1);
-	t_cmd_eq(a, m, "{\"return\": {}, \"id\": \"r\"}");
-	free(m);
+	t_lock_release(a, token);
 	t_reply_is(b, "{\"return\": {}, \"id\": \"w\"}");
 	m = t_recv_reply(b, T_WAIT_MS);
 	ck_assert_msg(m != NULL && strstr(m, "\"token\": ") != NULL &&

@@ -1036,6 +1036,36 @@ fail:
 	return (NULL);
 }
 
+/*
+ * Start qmpmuxd (t_proxy_pid) on the configuration file conf, with its
+ * control socket in the test's directory, and wait for that socket,
+ * made after the VMs' listeners: its path, the caller's to free.
+ */
+char *
+t_qmpmuxd_conf(const char *conf)
+{
+	char		*ctl = t_path("control.sock");
+	const char	*argv[] = { t_bin("QMPMUXD"), "-d", "-f", conf,
+			    "--control", ctl, NULL };
+
+	t_proxy_pid = t_spawn(argv, "qmpmuxd.log");
+	ck_assert_msg(t_wait_socket(ctl, T_WAIT_MS) == 0,
+	    "%s did not appear; see %s/qmpmuxd.log", ctl, t_dir());
+	return (ctl);
+}
+
+/* A client negotiated, on the socket name of the test's directory. */
+struct t_client *
+t_client_here(const char *name)
+{
+	struct t_client	*c;
+	char		*path = t_path(name);
+
+	ck_assert_ptr_nonnull(c = t_client_ready(path));
+	free(path);
+	return (c);
+}
+
 /* A client negotiated without capabilities. */
 struct t_client *
 t_client_ready(const char *path)
@@ -1351,6 +1381,19 @@ t_lock_acquire(struct t_client *c, double hold, double timeout)
 	yajl_tree_free(v);
 	free(m);
 	return (token);
+}
+
+/* Release the VM's lock held with token, which must go. */
+void
+t_lock_release(struct t_client *c, long long token)
+{
+	char	*m;
+
+	ck_assert_int_ne(asprintf(&m, "{\"execute\": "
+	    "\"__org.qmpmux_x-lock-release\", \"arguments\": {\"token\": "
+	    "%lld}, \"id\": \"r\"}", token), -1);
+	t_cmd_eq(c, m, "{\"return\": {}, \"id\": \"r\"}");
+	free(m);
 }
 
 /* What x-query-lock says of the VM's lock; free l->waiters after. */

@@ -102,6 +102,8 @@ int		 t_is_socket(const char *);
 struct t_client	*t_client_new(const char *);
 struct t_client	*t_client_on(int);
 struct t_client	*t_client_ready(const char *);
+struct t_client	*t_client_here(const char *);
+char		*t_qmpmuxd_conf(const char *);
 struct t_client	*t_client_ready_oob(const char *);
 struct t_client	*t_client_greeted(const char *);
 void		 t_clients_ready(struct t_client **, int, const char *);
@@ -161,6 +163,7 @@ struct t_lock {
 };
 long long	 t_lock_acquire(struct t_client *, double, double);
 void		 t_lock_query(struct t_client *, struct t_lock *);
+void		 t_lock_release(struct t_client *, long long);
 void		 t_lock_waiting(struct t_client *, const char *, struct t_lock *);
 
 /* Timing and logs. */
