@@ -1126,6 +1126,9 @@ t_send_raw(struct t_client *c, const void *buf, size_t len)
 	}
 }
 
+static void	t_vsend(struct t_client *, int, const char *, va_list)
+		    __attribute__((format(printf, 3, 0)));
+
 /* Write a formatted message, and a newline after it if asked. */
 static void
 t_vsend(struct t_client *c, int newline, const char *fmt, va_list ap)
