@@ -202,9 +202,16 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	fz_init("client");
 	fz_client_path = fz_path("client.sock");
+	/*
+	 * The fake QEMU answers each command with a number of its own, so
+	 * that each reply is known to be given once: no reply of it stays
+	 * the same for its life, as the introspection cache takes QEMU's
+	 * query-version and the like to, so the cache is off.
+	 */
 	if (asprintf(&conf, "[global]\ncontrol = none\n"
 	    "max_client_message = %d\n"
 	    "[vm fz]\nupstream = listen:%s/qemu.sock\n"
+	    "introspection_cache = 0\n"
 	    "[listener fz %s]\n", FZ_MAX_MESSAGE, fz_dir,
 	    fz_client_path) == -1)
 		abort();

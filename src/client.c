@@ -355,6 +355,20 @@ client_notify(struct client *c, const char *buf, size_t len)
 
 	if (c->state != CLIENT_READY)
 		return;
+	/*
+	 * Not read from QEMU, so nothing pauses for them: past what its
+	 * output may hold they are dropped, or a client that asked for
+	 * them once and reads no more would grow without bound.
+	 */
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) >=
+	    c->vm->conf.max_client_output) {
+		if (!c->notify_dropped)
+			client_log(c, LOG_INFO, "lock events dropped: it does "
+			    "not read its output (max_client_output)");
+		c->notify_dropped = 1;
+		return;
+	}
+	c->notify_dropped = 0;
 	iov.iov_base = (void *)(uintptr_t)buf;
 	iov.iov_len = len;
 	client_put(c, CLIENT_MESSAGE, &iov, 1, NULL);

@@ -198,6 +198,25 @@ cmd_at_qemu(const struct vm *vm, int manager)
 }
 
 /*
+ * Whether a command of the manager class waits that could be sent: one
+ * the lock holds back does not count, or a holder of the background
+ * class would wait for the manager as the manager waits for it.
+ */
+static int
+cmd_manager_waits(const struct vm *vm)
+{
+	const struct cmd	*cmd;
+
+	if (vm->nclass_queued[PRIO_MANAGER] == 0)
+		return (0);
+	TAILQ_FOREACH(cmd, &vm->class_queue[PRIO_MANAGER], class_entry) {
+		if (!lock_holds(vm, cmd))
+			return (1);
+	}
+	return (0);
+}
+
+/*
  * Seconds until c's bucket (its listener's rate_limit) holds what cmd
  * costs, or the whole burst if it costs more: 0 if it does now, or
  * there is no limit.  The bucket is refilled first.
@@ -258,7 +277,7 @@ cmd_wait(struct vm *vm, struct cmd *cmd, int relief)
 	if (relief || cmd->prio != PRIO_BACKGROUND || cmd->cost <= 1 ||
 	    vm->conf.manager_quiet <= 0)
 		return (0);
-	if (vm->nclass_queued[PRIO_MANAGER] > 0 || cmd_at_qemu(vm, 1))
+	if (cmd_manager_waits(vm) || cmd_at_qemu(vm, 1))
 		return (-1);
 	w = vm->conf.manager_quiet - util_elapsed(&vm->manager_seen);
 	return (w > 0 ? w : 0);
@@ -375,9 +394,21 @@ cmd_next(struct vm *vm, int *relief_of)
 		/* with none going, nothing may pump when it is due */
 		if (due > 0 && (wake < 0 || due < wake))
 			wake = due;
-		if (due > 0 || cmd_wait(vm, cmd, 1) != 0)
+		if (due > 0)
 			continue;
-		/* its client's first: a client's commands keep their order */
+		/*
+		 * The oldest that may go, of those that waited as long,
+		 * each its client's first: one the lock or a bucket holds
+		 * back does not take its class's relief away.
+		 */
+		for (; cmd != NULL && util_elapsed(&cmd->arrived) >= relief;
+		    cmd = TAILQ_NEXT(cmd, class_entry)) {
+			if (TAILQ_FIRST(&cmd->queued_by->queued) == cmd &&
+			    cmd_wait(vm, cmd, 1) == 0)
+				break;
+		}
+		if (cmd == NULL || util_elapsed(&cmd->arrived) < relief)
+			continue;
 		*relief_of = p;
 		return (cmd);
 	}
@@ -395,6 +426,7 @@ cmd_pump(struct vm *vm)
 {
 	struct client	*c;
 	struct cmd	*cmd;
+	char		 desc[256];
 	int		 relief_of;
 
 	cmd_pump_lock(vm);
@@ -416,6 +448,12 @@ cmd_pump(struct vm *vm)
 			counter_observe(&vm->stats.behind_lower,
 			    util_elapsed(&cmd->arrived));
 		c = cmd->queued_by;
+		if (cmd->mutation && lock_lost(c, desc, sizeof(desc))) {
+			cmd_unqueue(vm, cmd);
+			cmd_error(cmd, "GenericError", desc);
+			cmd_free(cmd);
+			continue;
+		}
 		cmd_bucket_take(c, cmd);
 		/* its turn is taken: to the ring's end, the last served */
 		util_now(&c->served);
@@ -730,8 +768,9 @@ cmd_adopt(struct cmd *cmd, double left)
 			vm->lock.nblocked++;
 		return;
 	}
-	if (cmd->client != NULL)
-		cmd->prio = cmd->client->listener->conf->priority;
+	/* one whose client has gone is nobody's: not the manager's */
+	cmd->prio = cmd->client != NULL ?
+	    cmd->client->listener->conf->priority : PRIO_BACKGROUND;
 	TAILQ_INSERT_TAIL(&vm->inflight, cmd, entry);
 	if (!cmd->oob)
 		vm->ninflight++;
@@ -760,6 +799,8 @@ cmd_deadline_cb(int fd, short events, void *arg)
 		cmd_unqueue(vm, cmd);
 		cmd_error(cmd, "GenericError", desc);
 		cmd_free(cmd);
+		/* what it held back (its client's next, the lock's) may go */
+		cmd_pump_soon(vm);
 		return;
 	}
 	vm->stats.timeouts_sent++;
@@ -773,6 +814,8 @@ cmd_deadline_cb(int fd, short events, void *arg)
 	cmd->answered = 1;
 	cmd->expired = 1;
 	lock_answered(vm, cmd);
+	/* answered: its client's next (an acquire, a release) may go */
+	cmd_pump_soon(vm);
 	if (!vm->stalled) {
 		vm->stalled = 1;
 		util_now(&vm->stalled_since);
@@ -1030,6 +1073,9 @@ cmd_client_gone(struct client *c)
 
 	lock_client_gone(c);
 	TAILQ_INIT(&c->order);
+	if (!TAILQ_EMPTY(&c->queued))
+		/* what its commands held back (the lock, manager_quiet) */
+		cmd_pump_soon(vm);
 	while ((cmd = TAILQ_FIRST(&c->queued)) != NULL) {
 		cmd_unqueue(vm, cmd);
 		cmd_free(cmd);

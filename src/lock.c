@@ -194,6 +194,10 @@ lock_left(const struct vm_lock *l)
 static void
 lock_lost_desc(const struct client *c, char *desc, size_t len)
 {
+	if (!c->lock_fenced) {
+		snprintf(desc, len, "qmpmux: this client holds no lock");
+		return;
+	}
 	snprintf(desc, len, "qmpmux: this client lost the lock of VM %s "
 	    "(token %llu, %s); acquire it again", c->vm->name,
 	    (unsigned long long)c->lock_lost,
@@ -235,6 +239,7 @@ lock_release(struct vm *vm, enum lock_why why)
 	lock_event(vm, "LOCK_RELEASED", lock_why_name(why));
 	TAILQ_FOREACH(cmd, &vm->inflight, entry)
 		cmd->lock_drain = 0;
+
 	free(l->reason);
 	free(l->listener);
 	l->reason = l->listener = NULL;
@@ -243,6 +248,13 @@ lock_release(struct vm *vm, enum lock_why why)
 	l->draining = 0;
 	if (l->lease != NULL)
 		evtimer_del(l->lease);
+	/* a write that waits for QEMU now waits no more for the lock */
+	TAILQ_FOREACH(cmd, &vm->queue, entry) {
+		if (cmd->lock_blocked && !lock_holds(vm, cmd)) {
+			cmd->lock_blocked = 0;
+			l->nblocked--;
+		}
+	}
 	/* the record a crash leaves: no holder, the last token */
 	if (why != LOCK_WHY_VM_GONE)
 		vm_tell(vm, VM_RECORD, NULL, -1);
@@ -361,10 +373,10 @@ lock_writes_before(const struct vm *vm, const struct cmd *acq)
  * Whether the lock holds a queued command back: one of the lock's own
  * (lock_run decides those), or, from a client that does not hold it,
  * one that is not a read while it is held, or while another client's
- * acquire that came before it waits.  The first time counts.
+ * acquire that came before it waits.  Nothing is marked: lock_blocks.
  */
 int
-lock_blocks(struct vm *vm, struct cmd *cmd)
+lock_holds(const struct vm *vm, const struct cmd *cmd)
 {
 	const struct vm_lock	*l = &vm->lock;
 	const struct cmd	*q;
@@ -373,24 +385,39 @@ lock_blocks(struct vm *vm, struct cmd *cmd)
 		return (1);
 	if (!cmd->mutation || (l->held && l->owner == cmd->queued_by))
 		return (0);
-	if (!l->held) {
-		if (l->nacquires == 0)
-			return (0);
-		for (q = TAILQ_FIRST(&vm->queue); q != cmd;
-		    q = TAILQ_NEXT(q, entry)) {
-			if (q->lock_op == LOCK_OP_ACQUIRE &&
-			    q->queued_by != cmd->queued_by)
-				break;
-		}
-		if (q == cmd)
-			return (0);
+	if (l->held)
+		return (1);
+	if (l->nacquires == 0)
+		return (0);
+	for (q = TAILQ_FIRST(&vm->queue); q != cmd; q = TAILQ_NEXT(q, entry)) {
+		if (q->lock_op == LOCK_OP_ACQUIRE &&
+		    q->queued_by != cmd->queued_by)
+			return (1);
 	}
-	if (!cmd->lock_blocked) {
-		cmd->lock_blocked = 1;
+	return (0);
+}
+
+/*
+ * lock_holds, for the queue (cmd_wait): a write it holds back is marked
+ * as waiting for the lock (x-query-lock's waiters, the gauge, the words
+ * of its timeout) while it is, and counted the first time.
+ */
+int
+lock_blocks(struct vm *vm, struct cmd *cmd)
+{
+	int	held = lock_holds(vm, cmd);
+
+	if (cmd->lock_op != LOCK_OP_NONE || held == cmd->lock_blocked)
+		return (held);
+	cmd->lock_blocked = held;
+	if (held) {
 		vm->lock.nblocked++;
-		vm->stats.lock_waited++;
-	}
-	return (1);
+		if (!cmd->lock_counted)
+			vm->stats.lock_waited++;
+		cmd->lock_counted = 1;
+	} else
+		vm->lock.nblocked--;
+	return (held);
 }
 
 /*
@@ -690,6 +717,7 @@ int
 lock_fenced(struct client *c, const struct qmp_msg *msg)
 {
 	struct vm	*vm = c->vm;
+	const struct cmd *q;
 	const char	*id;
 	char		 desc[256];
 	size_t		 idlen;
@@ -697,6 +725,11 @@ lock_fenced(struct client *c, const struct qmp_msg *msg)
 	if (!c->lock_fenced || lock_is_read(msg->name) ||
 	    msg->m_exec_oob != -1 || lock_op(msg->name) != LOCK_OP_NONE)
 		return (0);
+	/* behind its own acquire: it is seen to when its turn comes */
+	TAILQ_FOREACH(q, &c->queued, client_entry) {
+		if (q->lock_op == LOCK_OP_ACQUIRE)
+			return (0);
+	}
 	reply_id(msg, &id, &idlen);
 	vm->stats.lock_fenced++;
 	client_log(c, LOG_INFO, "%s refused: it lost lock %llu (%s)",
@@ -705,6 +738,21 @@ lock_fenced(struct client *c, const struct qmp_msg *msg)
 	lock_lost_desc(c, desc, sizeof(desc));
 	client_error(c, CLIENT_IN_ORDER, id, idlen, "GenericError", "%s",
 	    desc);
+	return (1);
+}
+
+/*
+ * Whether a write whose turn has come is of a client that lost the
+ * lock (it came behind an acquire of its own that failed): then desc
+ * says so, and it is not sent.
+ */
+int
+lock_lost(const struct client *c, char *desc, size_t len)
+{
+	if (!c->lock_fenced)
+		return (0);
+	c->vm->stats.lock_fenced++;
+	lock_lost_desc(c, desc, len);
 	return (1);
 }
 

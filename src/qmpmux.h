@@ -801,6 +801,7 @@ struct client {
 	struct timeval		 served;	/* its last sent; 0: never */
 	/* lock.c: it sent a lock command; it lost the lock (why, token) */
 	int			 lock_aware;
+	int			 notify_dropped;	/* logged once a run */
 	enum lock_why		 lock_fenced;
 	uint64_t		 lock_lost;
 	/* its listener's rate_limit: the tokens of its bucket, and when */
@@ -881,6 +882,8 @@ int		 lock_is_read(const char *);
 int		 lock_submit(struct client *, const struct qmp_msg *,
 		    enum lock_op, struct lock_args *);
 int		 lock_fenced(struct client *, const struct qmp_msg *);
+int		 lock_lost(const struct client *, char *, size_t);
+int		 lock_holds(const struct vm *, const struct cmd *);
 int		 lock_blocks(struct vm *, struct cmd *);
 int		 lock_run(struct vm *, struct cmd *);
 void		 lock_timeout_desc(const struct vm *, const struct cmd *,
@@ -926,7 +929,8 @@ struct cmd {
 	int			 rate_delayed;	/* counted once */
 	int			 cacheable;	/* its reply may fill cache.c */
 	int			 mutation;	/* not a read: the lock holds it */
-	int			 lock_blocked;	/* the lock held it back */
+	int			 lock_blocked;	/* the lock holds it back */
+	int			 lock_counted;	/* in lock_waited */
 	int			 lock_drain;	/* a gone holder's, at QEMU */
 	enum lock_op		 lock_op;	/* queued: the lock's own */
 	double			 lock_hold;

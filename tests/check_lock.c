@@ -39,7 +39,8 @@ static char	*ctl;		/* the control socket */
 /*
  * Start QEMU (traced, with iothread io0) and qmpmuxd with the VM
  * "test", lock_max_hold = 5 and the VM keys given, and the listeners
- * n.sock (normal), mgr.sock (manager) and ro.sock (read-only).
+ * n.sock (normal), mgr.sock (manager), ro.sock (read-only) and bg.sock
+ * (background).
  */
 static void
 start(const char *vm_keys)
@@ -52,7 +53,9 @@ start(const char *vm_keys)
 	fprintf(f, "[vm test]\nupstream = connect:%s\nlock_max_hold = 5\n%s\n"
 	    "[listener test n.sock]\n"
 	    "[listener test mgr.sock]\npriority = manager\n"
-	    "[listener test ro.sock]\nread_only = yes\n", t_qsock, vm_keys);
+	    "[listener test ro.sock]\nread_only = yes\n"
+	    "[listener test bg.sock]\npriority = background\n", t_qsock,
+	    vm_keys);
 	ck_assert_int_eq(fclose(f), 0);
 	t_qemu_pid = t_qemu_args(t_qsock, TRACE, qemu);
 	free(ctl);
@@ -886,6 +889,175 @@ START_TEST(test_example)
 }
 END_TEST
 
+/*
+ * A holder of the background class is not held back by the manager
+ * that waits for its lock: its costly command (human-monitor-command,
+ * cost 5), which manager_quiet holds back while a manager's command
+ * could go, goes at once while the manager's write waits for the lock;
+ * else each would wait for the other until the lease ran out (relief
+ * off, which would break the wait after priority_relief).
+ */
+START_TEST(test_holder_costly)
+{
+	struct t_client	*h, *mgr;
+	long long	 token, t0;
+
+	start("priority_relief = 0");
+	h = t_client_here("bg.sock");
+	mgr = t_client_here("mgr.sock");
+	token = acquire(h, "\"hold\": 5");
+	send_set(mgr, 3, "m");
+	wait_waiters(h, 1);
+	t0 = t_clock_ms();
+	t_send(h, "{\"execute\": \"human-monitor-command\", \"arguments\": "
+	    "{\"command-line\": \"info status\"}}\n");
+	reply_has(h, "{\"return\": \"VM status: running");
+	ck_assert_msg(t_clock_ms() - t0 < 2000, "the holder's command waited "
+	    "%lld ms for the manager that waits for it", t_clock_ms() - t0);
+	release(h, token);
+	t_reply_is(mgr, "{\"return\": {}, \"id\": \"m\"}");
+	t_client_free(h);
+	t_client_free(mgr);
+}
+END_TEST
+
+/*
+ * An acquire behind its client's own command whose deadline passes at a
+ * stopped QEMU goes as soon as that command is answered with its
+ * timeout, not when QEMU answers it at last; and a write that waited
+ * for a lock now let go, but still waits for QEMU, is no more listed
+ * as waiting for the lock.
+ */
+START_TEST(test_wake)
+{
+	struct t_client	*a, *b, *w, *q;
+	long long	 t0;
+	char		*m;
+
+	start("timeout.query-status = 0.3");
+	a = t_client_here("n.sock");
+	b = t_client_here("n.sock");
+	w = t_client_here("n.sock");
+	ck_assert_int_eq(t_sigstop(t_qemu_pid, T_WAIT_MS), 0);
+	t_send(a, "{\"execute\": \"query-status\", \"id\": 1}\n");
+	t_send(a, "{\"execute\": \"" ACQUIRE "\", \"arguments\": "
+	    "{\"timeout\": 20}, \"id\": 2}\n");
+	t0 = t_clock_ms();
+	reply_has(a, "did not reply to query-status within 0.3s");
+	reply_has(a, "\"token\": ");
+	ck_assert_msg(t_clock_ms() - t0 < 3000, "the acquire waited %lld ms "
+	    "for a QEMU that is stopped", t_clock_ms() - t0);
+	ck_assert_int_eq(holder(w), 1);
+	/* b's write waits for the lock, QEMU free again */
+	ck_assert_int_eq(kill(t_qemu_pid, SIGCONT), 0);
+	send_set(b, 4, "b");
+	wait_waiters(w, 1);
+	/* then for QEMU alone: w's command at a stopped QEMU, a lets go */
+	ck_assert_int_eq(t_sigstop(t_qemu_pid, T_WAIT_MS), 0);
+	t_send(w, "{\"execute\": \"query-status\", \"id\": \"w\"}\n");
+	ck_assert_ptr_nonnull(q = t_client_ready(ctl));
+	for (t0 = t_clock_ms(), m = NULL; m == NULL ||
+	    strstr(m, "\"in_flight\":1,") == NULL; poll(NULL, 0, 1)) {
+		ck_assert_msg(t_clock_ms() < t0 + T_WAIT_MS, "w's command did "
+		    "not go to QEMU: %s", m);
+		free(m);
+		m = t_cmd(q, "{\"execute\": \"query-vm\", \"arguments\": "
+		    "{\"name\": \"test\"}}");
+	}
+	free(m);
+	t_client_free(q);
+	release(a, 1);
+	m = query(a);
+	ck_assert_msg(strstr(m, "\"waiters\": []") != NULL, "the write "
+	    "that waits for QEMU alone is listed: %s", m);
+	free(m);
+	ck_assert_int_eq(kill(t_qemu_pid, SIGCONT), 0);
+	t_reply_is(w, "{\"return\": {\"status\": \"running\", "
+	    "\"singlestep\": false, \"running\": true}, \"id\": \"w\"}");
+	t_reply_is(b, "{\"return\": {}, \"id\": \"b\"}");
+	t_client_free(a);
+	t_client_free(b);
+	t_client_free(w);
+}
+END_TEST
+
+/*
+ * A client that lost the lock and pipelines an acquire and a write:
+ * the write comes behind its own acquire, which is granted, and goes.
+ */
+START_TEST(test_fenced_reacquire)
+{
+	struct t_client	*a, *w;
+
+	start("");
+	a = t_client_here("n.sock");
+	w = t_client_here("n.sock");
+	free(query(w));
+	acquire(a, "\"hold\": 0.2");
+	lock_event(w, "ACQUIRED", NULL);
+	lock_event(w, "RELEASED", "expired");
+	lock_event(a, "RELEASED", "expired");
+	/* its acquire waits behind its command at a stopped QEMU */
+	ck_assert_int_eq(t_sigstop(t_qemu_pid, T_WAIT_MS), 0);
+	t_send(a, "{\"execute\": \"query-status\", \"id\": 0}\n");
+	t_send(a, "{\"execute\": \"" ACQUIRE "\", \"id\": 1}\n");
+	send_set(a, 5, "s");
+	ck_assert_int_eq(t_quiet(a, 100), T_SILENT);
+	ck_assert_int_eq(kill(t_qemu_pid, SIGCONT), 0);
+	reply_has(a, "\"status\": \"running\"");
+	reply_has(a, "\"token\": 2");
+	t_reply_is(a, "{\"return\": {}, \"id\": \"s\"}");
+	t_client_free(a);
+	t_client_free(w);
+}
+END_TEST
+
+/*
+ * A client that asked for the lock's events and reads no more is not
+ * given more of them than max_client_output (1K here) holds: another
+ * client's 200 grants and releases (some 34 KB of events) leave its
+ * output bounded, and the log says once that it missed some.
+ */
+START_TEST(test_events_bounded)
+{
+	struct t_client	*a, *w, *q;
+	long long	 token;
+	const char	*path[] = { "return", "clients", NULL };
+	yajl_val	 v, list, out;
+	char		*m;
+	size_t		 i;
+	int		 k;
+
+	start("max_client_output = 1K");
+	a = t_client_here("n.sock");
+	w = t_client_here("n.sock");
+	free(query(w));
+	for (k = 0; k < 200; k++) {
+		token = acquire(a, "");
+		release(a, token);
+	}
+	ck_assert_ptr_nonnull(q = t_client_ready(ctl));
+	m = t_cmd(q, "{\"execute\": \"query-vm\", \"arguments\": "
+	    "{\"name\": \"test\"}}");
+	ck_assert_ptr_nonnull(v = t_json(m));
+	ck_assert_ptr_nonnull(list = yajl_tree_get(v, path, yajl_t_array));
+	for (i = 0; i < list->u.array.len; i++) {
+		out = yajl_tree_get(list->u.array.values[i],
+		    (const char *[]){ "output_bytes", NULL }, yajl_t_number);
+		ck_assert_ptr_nonnull(out);
+		ck_assert_msg(YAJL_GET_INTEGER(out) < 1024 + 256, "a client "
+		    "holds %lld bytes of output", YAJL_GET_INTEGER(out));
+	}
+	yajl_tree_free(v);
+	free(m);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "lock events dropped"),
+	    1);
+	t_client_free(q);
+	t_client_free(a);
+	t_client_free(w);
+}
+END_TEST
+
 static Suite *
 lock_suite(void)
 {
@@ -903,6 +1075,10 @@ lock_suite(void)
 	tcase_add_test(tc, test_args);
 	tcase_add_test(tc, test_break);
 	tcase_add_test(tc, test_unaware);
+	tcase_add_test(tc, test_holder_costly);
+	tcase_add_test(tc, test_wake);
+	tcase_add_test(tc, test_fenced_reacquire);
+	tcase_add_test(tc, test_events_bounded);
 	tcase_add_test(tc, test_example);
 	return (s);
 }
