@@ -1094,9 +1094,10 @@ END_TEST
 #define S_LOCK(more)	"\"next_client_id\": 1, \"lock\": {\"last_token\": " \
 	"4, \"held\": true, \"client\": 1, \"token\": 4, \"hold\": 10, " \
 	"\"left\": 5" more "}"
-#define S_X16		"xxxxxxxxxxxxxxxx"
-#define S_X256		S_X16 S_X16 S_X16 S_X16 S_X16 S_X16 S_X16 S_X16 \
-	S_X16 S_X16 S_X16 S_X16 S_X16 S_X16 S_X16 S_X16
+/* a reason of LOCK_REASON_MAX bytes (256): one more is too long */
+#define S_R16		"reason-of-16-by."
+#define S_R256		S_R16 S_R16 S_R16 S_R16 S_R16 S_R16 S_R16 S_R16 \
+	S_R16 S_R16 S_R16 S_R16 S_R16 S_R16 S_R16 S_R16
 
 /* An edit of the v1 document, and the refusal it must get. */
 struct s_broken {
@@ -1208,7 +1209,7 @@ static const struct s_broken s_broken[] = {
 	    "{\"last_token\": 4, \"held\": true, \"client\": 1, "
 	    "\"token\": 5, \"hold\": 10}",
 	    "the state's vms[0].lock.token is past last_token" },
-	{ "\"next_client_id\": 1", S_LOCK(", \"reason\": \"" S_X256 "x\""),
+	{ "\"next_client_id\": 1", S_LOCK(", \"reason\": \"" S_R256 "!\""),
 	    "the state's vms[0].lock.reason is longer than 256 bytes" },
 	{ "\"next_client_id\": 1", "\"next_client_id\": 1, \"lock\": "
 	    "{\"last_token\": 4, \"held\": true, \"client\": 1, "
