@@ -24,7 +24,7 @@ set -eu
 # which: a number, a name, then the files, as shell patterns of their
 # names without the .c.
 FLOORS='
-1 ground utf8 qmp json counter conf* args acl reply util log fdstore qmpclient
+1 ground utf8 qmp json counter conf* args acl reply util log fdstore spool qmpclient
 2 proxy vm monitor client cmd cache lock listener trace
 3 host host
 4 around control* state* restart dump metrics

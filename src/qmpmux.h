@@ -432,6 +432,28 @@ void		 state_keep_fd(struct state_fds *, int);
 void		 state_given(struct yajl_gen_t *, const struct conf_entries *);
 void		 state_lock(struct yajl_gen_t *, const struct vm *, int);
 
+/* spool.c: byte rings in a memfd that a kill -9 loses nothing of */
+#define SPOOL_RINGS_MAX		4096
+#define SPOOL_CAP_MAX		(256UL << 20)
+#define SPOOL_PIPE_MAX		65536	/* a pipe's bytes, by default */
+struct spool;
+struct iovec;
+struct spool	*spool_create(size_t, const size_t *, const int *);
+struct spool	*spool_open(int, int, int, char *, size_t);
+void		 spool_free(struct spool *);
+int		 spool_fd(const struct spool *);
+void		 spool_pipe(const struct spool *, int *, int *);
+size_t		 spool_used(const struct spool *, unsigned int);
+size_t		 spool_room(const struct spool *, unsigned int);
+ssize_t		 spool_recv(struct spool *, unsigned int, int);
+size_t		 spool_peek(const struct spool *, unsigned int, struct iovec *);
+int		 spool_take(struct spool *, unsigned int, size_t);
+int		 spool_put(struct spool *, unsigned int, const struct iovec *,
+		    int);
+int		 spool_commit(struct spool *);
+void		 spool_abort(struct spool *);
+ssize_t		 spool_send(struct spool *, unsigned int, int);
+
 /* fdstore.c: systemd's file descriptor store, so a crash loses no socket */
 #define FDSTORE_NAME_MAX	255
 /* A name of the store read back into its parts (fdstore_parse). */

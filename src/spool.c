@@ -1,0 +1,766 @@
+/*
+ * Spools: byte rings in a memfd that outlive the process, so that what
+ * qmpmuxd has taken from a socket and not yet delivered survives a
+ * kill -9 exactly once, neither lost nor written twice.
+ *
+ * SIGKILL is acted on when the process returns from the kernel, so a
+ * process that writes a socket and then records how much it wrote dies,
+ * most often, between the two: the bytes are gone and the record says
+ * they are not.  No store of ours after a syscall can close that gap,
+ * so every transfer across a socket's edge is made by the kernel, which
+ * also moves the ring's position, in the same syscall:
+ *   - out: sendfile(sock, memfd, &ring->head, n) sends from the ring
+ *     and writes the new head into the ring's header (put_user, before
+ *     the syscall returns);
+ *   - in: splice(sock, pipe) moves bytes out of the socket into the
+ *     spool's pipe, and splice(pipe, memfd, &ring->tail, n) into the
+ *     ring, each whole or not at all.  The pipe is kept with the memfd
+ *     (in the fd store), and the ring it was filling is named in the
+ *     header first, so what a crash leaves in it goes on into that ring.
+ * What moves between rings is ours alone (a message read in one ring
+ * goes out in others): it is one transaction, a redo record of the
+ * positions it sets, committed by one aligned store of its number and
+ * then applied; a process that finds a committed record not applied
+ * applies it again, which sets the same positions.  So the rings'
+ * contents and positions are, after any kill, a state the process
+ * could have stopped in cleanly.
+ *
+ * A position is an offset in the memfd, in [base, base + cap); one at
+ * base + cap, where the kernel leaves a transfer that reached the end,
+ * means base.  A ring keeps one byte free, so head == tail is empty.
+ * Whatever the memfd holds is checked before it is used (spool_open):
+ * after a crash it is input like any other.
+ */
+#include "config.h"
+
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qmpmux.h"
+
+#define SPOOL_MAGIC	0x6c6f6f7073786d71ULL	/* "qmxspool" */
+#define SPOOL_VERSION	1
+#define SPOOL_TXN_MAX	64	/* positions one transaction sets */
+#define SPOOL_PIPE_NONE	UINT32_MAX
+#define SPOOL_ALIGN	4096
+
+/* A ring's header: head and tail are written by the kernel too. */
+struct spool_ring {
+	int64_t		 head;		/* first byte not yet consumed */
+	int64_t		 tail;		/* first byte not yet written */
+	int64_t		 base;
+	int64_t		 cap;
+	uint32_t	 out;		/* sent from with sendfile */
+	uint32_t	 pad;
+};
+
+/* A position a transaction sets: which ring, which end, where. */
+struct spool_set {
+	uint32_t	 ring;
+	uint32_t	 tail;		/* 1: tail; 0: head */
+	int64_t		 pos;
+};
+
+struct spool_hdr {
+	uint64_t	 magic;
+	uint32_t	 version;
+	uint32_t	 nrings;
+	uint64_t	 size;		/* of the memfd */
+	uint64_t	 committed;	/* the record's number, once whole */
+	uint64_t	 applied;	/* the last record applied */
+	uint32_t	 nset;
+	uint32_t	 pipe_ring;	/* the ring the pipe fills */
+	struct spool_set set[SPOOL_TXN_MAX];
+	struct spool_ring ring[];
+};
+
+/*
+ * What this process knows of a ring sent from: the pages sent since it
+ * last punched ([dirty, the head's page), dirty -1: none) and the
+ * socket it sends to.  Lost in a crash: spool_open punches them all.
+ */
+struct spool_mem {
+	int64_t			 dirty;
+	int			 sock;
+};
+
+struct spool {
+	int			 fd;
+	int			 pipe[2];
+	struct spool_hdr	*hdr;
+	size_t			 size;
+	/* the transaction being built: nothing shared changes until commit */
+	struct spool_set	 set[SPOOL_TXN_MAX];
+	uint32_t		 nset;
+	int			 failed;
+	struct spool_mem	*mem;		/* a ring's, of this process */
+};
+
+/* The kernel and a process killed at any instruction see stores in order. */
+#define SPOOL_STORE(p, v)	__atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define SPOOL_LOAD(p)		__atomic_load_n((p), __ATOMIC_SEQ_CST)
+
+static size_t
+spool_hdr_size(size_t nrings)
+{
+	size_t	 len;
+
+	len = sizeof(struct spool_hdr) + nrings * sizeof(struct spool_ring);
+	return ((len + SPOOL_ALIGN - 1) / SPOOL_ALIGN * SPOOL_ALIGN);
+}
+
+/* A position at the end is the base: where a transfer that filled it stops. */
+static int64_t
+spool_norm(const struct spool_ring *r, int64_t pos)
+{
+	return (pos == r->base + r->cap ? r->base : pos);
+}
+
+static size_t
+spool_used_of(const struct spool_ring *r, int64_t head, int64_t tail)
+{
+	head = spool_norm(r, head);
+	tail = spool_norm(r, tail);
+	return ((size_t)(tail >= head ? tail - head : r->cap - (head - tail)));
+}
+
+size_t
+spool_used(const struct spool *sp, unsigned int ring)
+{
+	const struct spool_ring	*r = &sp->hdr->ring[ring];
+
+	return (spool_used_of(r, SPOOL_LOAD(&r->head), SPOOL_LOAD(&r->tail)));
+}
+
+/* The start of the page pos is in. */
+static int64_t
+spool_page(const struct spool_ring *r, int64_t pos)
+{
+	return (r->base + (pos - r->base) / SPOOL_ALIGN * SPOOL_ALIGN);
+}
+
+/*
+ * Room in a ring from tail (as a transaction left it) to head.  A ring
+ * sent from is sent by reference: a socket may hold its pages, unread,
+ * for as long as its peer likes, so a byte sent is never written over
+ * in place.  A page is punched out of the memfd once it is sent whole
+ * (spool_punch), and written again only as a new page: the tail never
+ * enters the page the head is in from behind.
+ */
+static size_t
+spool_room_of(const struct spool_ring *r, int64_t head, int64_t tail)
+{
+	int64_t	 hp, room;
+
+	head = spool_norm(r, head);
+	tail = spool_norm(r, tail);
+	if (!r->out)
+		return ((size_t)r->cap - 1 - spool_used_of(r, head, tail));
+	hp = spool_page(r, head);
+	if (tail >= head)
+		room = r->base + r->cap - tail + hp - r->base;
+	else
+		room = hp > tail ? hp - tail : 0;
+	/* a tail that reaches the head would read as empty */
+	if (hp == head && room > 0)
+		room--;
+	return ((size_t)room);
+}
+
+size_t
+spool_room(const struct spool *sp, unsigned int ring)
+{
+	const struct spool_ring	*r = &sp->hdr->ring[ring];
+
+	return (spool_room_of(r, SPOOL_LOAD(&r->head), SPOOL_LOAD(&r->tail)));
+}
+
+/*
+ * Punch the pages of a ring sent from in [from, to) (page starts, to
+ * after from in the ring's order; equal: none) out of the memfd: what a
+ * socket holds of them stays its own, and the next write makes new
+ * pages.
+ */
+static void
+spool_punch(struct spool *sp, const struct spool_ring *r, int64_t from,
+    int64_t to)
+{
+	int	 mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+
+	if (from == to)
+		return;
+	if (to < from) {
+		if (fallocate(sp->fd, mode, from, r->base + r->cap - from) == -1)
+			fatal("%s: fallocate", __func__);
+		from = r->base;
+	}
+	if (to > from && fallocate(sp->fd, mode, from, to - from) == -1)
+		fatal("%s: fallocate", __func__);
+}
+
+int
+spool_fd(const struct spool *sp)
+{
+	return (sp->fd);
+}
+
+void
+spool_pipe(const struct spool *sp, int *rd, int *wr)
+{
+	*rd = sp->pipe[0];
+	*wr = sp->pipe[1];
+}
+
+static int
+spool_map(struct spool *sp)
+{
+	void	*p;
+	size_t	 i;
+
+	p = mmap(NULL, sp->size, PROT_READ | PROT_WRITE, MAP_SHARED, sp->fd, 0);
+	if (p == MAP_FAILED)
+		return (-1);
+	sp->hdr = p;
+	/* the kernel writes positions here: a page it need not fault in */
+	(void)mlock(p, spool_hdr_size(sp->hdr->nrings ? sp->hdr->nrings : 1));
+	if ((sp->mem = calloc(SPOOL_RINGS_MAX, sizeof(*sp->mem))) == NULL)
+		return (-1);
+	for (i = 0; i < SPOOL_RINGS_MAX; i++) {
+		sp->mem[i].dirty = -1;
+		sp->mem[i].sock = -1;
+	}
+	return (0);
+}
+
+/*
+ * A new spool of nrings rings, ring i of caps[i] bytes (one of which is
+ * always free), sent from if out[i] (then of whole pages), in a new
+ * memfd, with its pipe.  NULL with errno set.
+ */
+struct spool *
+spool_create(size_t nrings, const size_t *caps, const int *out)
+{
+	struct spool	*sp;
+	size_t		 i, off, len;
+	int		 save;
+
+	if (nrings == 0 || nrings > SPOOL_RINGS_MAX) {
+		errno = EINVAL;
+		return (NULL);
+	}
+	off = spool_hdr_size(nrings);
+	for (i = 0, len = off; i < nrings; i++) {
+		if (caps[i] < 2 || caps[i] > SPOOL_CAP_MAX) {
+			errno = EINVAL;
+			return (NULL);
+		}
+		len += (caps[i] + SPOOL_ALIGN - 1) / SPOOL_ALIGN * SPOOL_ALIGN;
+	}
+	if ((sp = calloc(1, sizeof(*sp))) == NULL)
+		return (NULL);
+	sp->pipe[0] = sp->pipe[1] = -1;
+	sp->size = len;
+	if ((sp->fd = memfd_create("qmpmux-spool", MFD_CLOEXEC)) == -1 ||
+	    ftruncate(sp->fd, (off_t)len) == -1 ||
+	    pipe2(sp->pipe, O_CLOEXEC | O_NONBLOCK) == -1 ||
+	    spool_map(sp) == -1)
+		goto fail;
+	sp->hdr->magic = SPOOL_MAGIC;
+	sp->hdr->version = SPOOL_VERSION;
+	sp->hdr->nrings = (uint32_t)nrings;
+	sp->hdr->size = len;
+	sp->hdr->pipe_ring = SPOOL_PIPE_NONE;
+	for (i = 0; i < nrings; i++) {
+		sp->hdr->ring[i].base = (int64_t)off;
+		sp->hdr->ring[i].cap = (int64_t)caps[i];
+		/* sent from by whole pages (spool_room_of) */
+		if (out[i])
+			sp->hdr->ring[i].cap = (int64_t)((caps[i] + SPOOL_ALIGN -
+			    1) / SPOOL_ALIGN * SPOOL_ALIGN);
+		sp->hdr->ring[i].out = out[i] != 0;
+		sp->hdr->ring[i].head = sp->hdr->ring[i].tail = (int64_t)off;
+		off += (caps[i] + SPOOL_ALIGN - 1) / SPOOL_ALIGN * SPOOL_ALIGN;
+	}
+	return (sp);
+fail:
+	save = errno;
+	spool_free(sp);
+	errno = save;
+	return (NULL);
+}
+
+void
+spool_free(struct spool *sp)
+{
+	if (sp == NULL)
+		return;
+	if (sp->hdr != NULL)
+		munmap(sp->hdr, sp->size);
+	if (sp->fd != -1)
+		close(sp->fd);
+	if (sp->pipe[0] != -1)
+		close(sp->pipe[0]);
+	if (sp->pipe[1] != -1)
+		close(sp->pipe[1]);
+	free(sp->mem);
+	free(sp);
+}
+
+/* Set the positions of the committed record (again: it sets, never adds). */
+static void
+spool_apply(struct spool_hdr *h)
+{
+	uint32_t	 i;
+	int64_t		*p;
+
+	for (i = 0; i < h->nset; i++) {
+		p = h->set[i].tail ? &h->ring[h->set[i].ring].tail :
+		    &h->ring[h->set[i].ring].head;
+		SPOOL_STORE(p, h->set[i].pos);
+	}
+	SPOOL_STORE(&h->applied, SPOOL_LOAD(&h->committed));
+}
+
+/* Whether pos is a position of ring r. */
+static int
+spool_pos_ok(const struct spool_ring *r, int64_t pos)
+{
+	return (pos >= r->base && pos <= r->base + r->cap);
+}
+
+/*
+ * Whether the header a memfd holds is one this process may use: a
+ * spool of this version whose size is the memfd's, whose rings lie in
+ * it apart, and whose positions and record name its rings.
+ */
+static int
+spool_check(const struct spool_hdr *h, size_t size, char *err, size_t errlen)
+{
+	const struct spool_ring	*r;
+	uint64_t		 end;
+	uint32_t		 i;
+
+	if (h->magic != SPOOL_MAGIC || h->version != SPOOL_VERSION) {
+		snprintf(err, errlen, "not a spool of version %d",
+		    SPOOL_VERSION);
+		return (-1);
+	}
+	if (h->nrings == 0 || h->nrings > SPOOL_RINGS_MAX ||
+	    h->size != (uint64_t)size || spool_hdr_size(h->nrings) > size) {
+		snprintf(err, errlen, "%u rings in %llu bytes", h->nrings,
+		    (unsigned long long)h->size);
+		return (-1);
+	}
+	end = spool_hdr_size(h->nrings);
+	for (i = 0; i < h->nrings; i++) {
+		r = &h->ring[i];
+		if (r->cap < 2 || (uint64_t)r->cap > SPOOL_CAP_MAX ||
+		    (uint64_t)r->base < end ||
+		    (uint64_t)r->base % SPOOL_ALIGN != 0 ||
+		    (uint64_t)(r->base + r->cap) > size ||
+		    r->out > 1 || (r->out && r->cap % SPOOL_ALIGN != 0) ||
+		    !spool_pos_ok(r, r->head) || !spool_pos_ok(r, r->tail)) {
+			snprintf(err, errlen, "ring %u is out of place", i);
+			return (-1);
+		}
+		end = (uint64_t)r->base + (uint64_t)r->cap;
+	}
+	if (h->nset > SPOOL_TXN_MAX || h->applied > h->committed ||
+	    (h->pipe_ring != SPOOL_PIPE_NONE && h->pipe_ring >= h->nrings)) {
+		snprintf(err, errlen, "its record is not whole");
+		return (-1);
+	}
+	for (i = 0; i < h->nset; i++) {
+		if (h->set[i].ring >= h->nrings || h->set[i].tail > 1 ||
+		    !spool_pos_ok(&h->ring[h->set[i].ring], h->set[i].pos)) {
+			snprintf(err, errlen, "its record names no position");
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+/*
+ * Punch every page of a ring sent from that holds no byte to send and
+ * is not the head's: the process before may have died between a send
+ * and its punch, and its pages are written again only as new ones.
+ */
+static void
+spool_punch_unused(struct spool *sp, const struct spool_ring *r)
+{
+	int64_t	 head = spool_norm(r, r->head), tail = spool_norm(r, r->tail);
+	int64_t	 hp = spool_page(r, head), tp = spool_page(r, tail);
+
+	if (head == tail || tp != tail)
+		tp = spool_norm(r, tp + SPOOL_ALIGN);
+	spool_punch(sp, r, tp, hp);
+}
+
+/*
+ * Move what the pipe holds into the ring it was filling: all of it, as
+ * the ring had room for it when it was taken from the socket.
+ */
+static int
+spool_drain_pipe(struct spool *sp)
+{
+	struct spool_ring	*r;
+	int64_t			 end;
+	ssize_t			 n;
+	int			 inpipe;
+	size_t			 want;
+
+	for (;;) {
+		if (ioctl(sp->pipe[0], FIONREAD, &inpipe) == -1)
+			return (-1);
+		if (inpipe == 0)
+			break;
+		if (sp->hdr->pipe_ring == SPOOL_PIPE_NONE) {
+			errno = EBADMSG;
+			return (-1);
+		}
+		r = &sp->hdr->ring[sp->hdr->pipe_ring];
+		if (spool_room(sp, sp->hdr->pipe_ring) < (size_t)inpipe) {
+			errno = ENOSPC;
+			return (-1);
+		}
+		SPOOL_STORE(&r->tail, spool_norm(r, SPOOL_LOAD(&r->tail)));
+		end = r->base + r->cap;
+		want = (size_t)inpipe;
+		if (want > (size_t)(end - r->tail))
+			want = (size_t)(end - r->tail);
+		/* the kernel moves the tail as it writes, in this syscall */
+		n = splice(sp->pipe[0], NULL, sp->fd, (loff_t *)&r->tail, want,
+		    SPLICE_F_MOVE);
+		if (n == -1 && errno != EINTR)
+			return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Take back a spool after a crash: fd its memfd, rd and wr its pipe,
+ * all taken.  The header is checked whole first (err says why not); a
+ * committed record is applied, and what the pipe holds goes into its
+ * ring.  NULL, with err set, if it cannot be used; the fds are closed.
+ */
+struct spool *
+spool_open(int fd, int rd, int wr, char *err, size_t errlen)
+{
+	struct spool	*sp;
+	struct stat	 sb;
+	struct spool_hdr probe;
+	uint32_t	 i;
+
+	if ((sp = calloc(1, sizeof(*sp))) == NULL)
+		fatal("%s", __func__);
+	sp->fd = fd;
+	sp->pipe[0] = rd;
+	sp->pipe[1] = wr;
+	if (fstat(fd, &sb) == -1 || sb.st_size < (off_t)sizeof(probe) ||
+	    pread(fd, &probe, sizeof(probe), 0) != (ssize_t)sizeof(probe)) {
+		snprintf(err, errlen, "not a spool");
+		goto fail;
+	}
+	if (probe.magic != SPOOL_MAGIC || probe.nrings == 0 ||
+	    probe.nrings > SPOOL_RINGS_MAX ||
+	    (size_t)sb.st_size < spool_hdr_size(probe.nrings)) {
+		snprintf(err, errlen, "not a spool of version %d",
+		    SPOOL_VERSION);
+		goto fail;
+	}
+	sp->size = (size_t)sb.st_size;
+	if (spool_map(sp) == -1) {
+		snprintf(err, errlen, "mmap: %s", strerror(errno));
+		goto fail;
+	}
+	if (spool_check(sp->hdr, sp->size, err, errlen) == -1)
+		goto fail;
+	if (sp->hdr->committed != sp->hdr->applied)
+		spool_apply(sp->hdr);
+	if (spool_drain_pipe(sp) == -1) {
+		snprintf(err, errlen, "its pipe: %s", strerror(errno));
+		goto fail;
+	}
+	for (i = 0; i < sp->hdr->nrings; i++) {
+		if (sp->hdr->ring[i].out)
+			spool_punch_unused(sp, &sp->hdr->ring[i]);
+	}
+	return (sp);
+fail:
+	spool_free(sp);
+	return (NULL);
+}
+
+/*
+ * Read from sock into the ring, as much as it has room for.  The bytes
+ * are in the ring (spool_peek) once this returns; > 0 the bytes moved,
+ * 0 at the end of the socket's input, -1 with errno (EAGAIN: nothing to
+ * read; ENOBUFS: no room).
+ */
+ssize_t
+spool_recv(struct spool *sp, unsigned int ring, int sock)
+{
+	size_t		 room = spool_room(sp, ring);
+	ssize_t		 n;
+
+	if (room == 0) {
+		errno = ENOBUFS;
+		return (-1);
+	}
+	if (room > SPOOL_PIPE_MAX)
+		room = SPOOL_PIPE_MAX;
+	/* named before the first byte can be in the pipe */
+	SPOOL_STORE(&sp->hdr->pipe_ring, ring);
+	n = splice(sock, NULL, sp->pipe[1], NULL, room,
+	    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n <= 0)
+		return (n);
+	if (spool_drain_pipe(sp) == -1)
+		fatal("%s: the spool's pipe", __func__);
+	return (n);
+}
+
+/*
+ * The bytes of the ring not yet consumed, in at most two pieces (the
+ * ring wraps); their length.
+ */
+size_t
+spool_peek(const struct spool *sp, unsigned int ring, struct iovec *iov)
+{
+	const struct spool_ring	*r = &sp->hdr->ring[ring];
+	const char		*mem = (const char *)sp->hdr;
+	int64_t			 head, tail;
+
+	head = spool_norm(r, SPOOL_LOAD(&r->head));
+	tail = spool_norm(r, SPOOL_LOAD(&r->tail));
+	iov[0].iov_base = (void *)(uintptr_t)(mem + head);
+	iov[1].iov_base = (void *)(uintptr_t)(mem + r->base);
+	if (tail >= head) {
+		iov[0].iov_len = (size_t)(tail - head);
+		iov[1].iov_len = 0;
+	} else {
+		iov[0].iov_len = (size_t)(r->base + r->cap - head);
+		iov[1].iov_len = (size_t)(tail - r->base);
+	}
+	return (iov[0].iov_len + iov[1].iov_len);
+}
+
+/* The record's entry for that end of ring, made if need be; NULL if full. */
+static struct spool_set *
+spool_txn_slot(struct spool *sp, unsigned int ring, int tail)
+{
+	uint32_t	 i;
+
+	for (i = 0; i < sp->nset; i++) {
+		if (sp->set[i].ring == ring && sp->set[i].tail == (uint32_t)tail)
+			return (&sp->set[i]);
+	}
+	if (sp->nset == SPOOL_TXN_MAX)
+		return (NULL);
+	sp->set[sp->nset].ring = ring;
+	sp->set[sp->nset].tail = (uint32_t)tail;
+	sp->set[sp->nset].pos = tail ? sp->hdr->ring[ring].tail :
+	    sp->hdr->ring[ring].head;
+	return (&sp->set[sp->nset++]);
+}
+
+/*
+ * In the transaction: consume n bytes of the ring (ours to consume:
+ * a ring read with spool_recv).  Nothing is consumed before commit.
+ */
+int
+spool_take(struct spool *sp, unsigned int ring, size_t n)
+{
+	struct spool_ring	*r = &sp->hdr->ring[ring];
+	struct spool_set	*s;
+	int64_t			 pos;
+
+	if ((s = spool_txn_slot(sp, ring, 0)) == NULL ||
+	    spool_used_of(r, s->pos, SPOOL_LOAD(&r->tail)) < n) {
+		sp->failed = 1;
+		return (-1);
+	}
+	pos = spool_norm(r, s->pos) + (int64_t)n;
+	if (pos >= r->base + r->cap)
+		pos -= r->cap;
+	s->pos = pos;
+	return (0);
+}
+
+/* The distance from a to b in the ring's order. */
+static int64_t
+spool_dist(const struct spool_ring *r, int64_t a, int64_t b)
+{
+	return (b >= a ? b - a : r->cap - (a - b));
+}
+
+/*
+ * Before len bytes are written at pos of a ring sent from: if they
+ * enter a page sent since the last punch, those pages may be held by
+ * the socket, unread; punch them all, at once, unless the socket holds
+ * nothing of ours any more (SIOCOUTQ 0: every skb it had is read, and
+ * the pages are ours again to write in place).
+ */
+static void
+spool_clean(struct spool *sp, unsigned int ring, int64_t pos, size_t len)
+{
+	struct spool_ring	*r = &sp->hdr->ring[ring];
+	struct spool_mem	*m = &sp->mem[ring];
+	int64_t			 head, hp, span, p, left, from;
+	int			 outq, enters = 0;
+
+	if (m->dirty == -1)
+		return;
+	head = spool_norm(r, SPOOL_LOAD(&r->head));
+	hp = spool_page(r, head);
+	/* 0: the head went round the ring, every page is sent */
+	span = spool_dist(r, m->dirty, hp);
+	p = pos == spool_page(r, pos) ? pos : spool_page(r, pos) + SPOOL_ALIGN;
+	left = (int64_t)len - (p - pos);
+	for (; left > 0 && !enters; left -= SPOOL_ALIGN, p += SPOOL_ALIGN) {
+		p = spool_norm(r, p);
+		enters = span == 0 || spool_dist(r, m->dirty, p) < span;
+	}
+	if (!enters)
+		return;
+	from = m->dirty;
+	m->dirty = -1;
+	if (m->sock != -1 && ioctl(m->sock, SIOCOUTQ, &outq) == 0 && outq == 0)
+		return;
+	if (span > 0)
+		spool_punch(sp, r, from, hp);
+	else if (head == hp)
+		spool_punch(sp, r, r->base, r->base + r->cap);
+	else
+		spool_punch(sp, r, spool_norm(r, hp + SPOOL_ALIGN), hp);
+}
+
+/*
+ * In the transaction: append iov[0, n) to the ring (ours to fill: one
+ * sent with spool_send), after what this transaction appended already.
+ * The bytes are written now, where nothing reads them; they are in the
+ * ring only at commit.  -1 (ENOBUFS) if they do not fit.
+ */
+int
+spool_put(struct spool *sp, unsigned int ring, const struct iovec *iov,
+    int n)
+{
+	struct spool_ring	*r = &sp->hdr->ring[ring];
+	struct spool_set	*s;
+	char			*mem = (char *)sp->hdr;
+	size_t			 len = 0, left, chunk;
+	const char		*src;
+	int64_t			 pos;
+	int			 i;
+
+	for (i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	if ((s = spool_txn_slot(sp, ring, 1)) == NULL ||
+	    spool_room_of(r, SPOOL_LOAD(&r->head), s->pos) < len) {
+		sp->failed = 1;
+		errno = ENOBUFS;
+		return (-1);
+	}
+	pos = spool_norm(r, s->pos);
+	if (r->out && len > 0)
+		spool_clean(sp, ring, pos, len);
+	for (i = 0; i < n; i++) {
+		src = iov[i].iov_base;
+		for (left = iov[i].iov_len; left > 0; left -= chunk) {
+			chunk = (size_t)(r->base + r->cap - pos);
+			if (chunk > left)
+				chunk = left;
+			memcpy(mem + pos, src, chunk);
+			src += chunk;
+			pos += (int64_t)chunk;
+			if (pos == r->base + r->cap)
+				pos = r->base;
+		}
+	}
+	s->pos = pos;
+	return (0);
+}
+
+/*
+ * Commit the transaction: every position it set, at once, or none if
+ * it failed (a take or put that did not fit); -1 then.
+ */
+int
+spool_commit(struct spool *sp)
+{
+	struct spool_hdr	*h = sp->hdr;
+	uint64_t		 next;
+
+	if (sp->failed) {
+		sp->failed = 0;
+		sp->nset = 0;
+		return (-1);
+	}
+	if (sp->nset == 0)
+		return (0);
+	next = SPOOL_LOAD(&h->applied) + 1;
+	memcpy(h->set, sp->set, sp->nset * sizeof(sp->set[0]));
+	SPOOL_STORE(&h->nset, sp->nset);
+	/* the one store that makes it happen */
+	SPOOL_STORE(&h->committed, next);
+	spool_apply(h);
+	sp->nset = 0;
+	return (0);
+}
+
+/* Drop the transaction: nothing it did is seen. */
+void
+spool_abort(struct spool *sp)
+{
+	sp->nset = 0;
+	sp->failed = 0;
+}
+
+/*
+ * Write what the ring holds to sock, until it is empty or sock takes no
+ * more; the kernel moves the head as it sends.  The bytes sent, or -1
+ * with errno (EAGAIN once sock is full and nothing went).
+ */
+ssize_t
+spool_send(struct spool *sp, unsigned int ring, int sock)
+{
+	struct spool_ring	*r = &sp->hdr->ring[ring];
+	struct spool_mem	*m = &sp->mem[ring];
+	int64_t			 start, head, tail, from;
+	ssize_t			 n, sent = 0;
+
+	start = head = spool_norm(r, SPOOL_LOAD(&r->head));
+	from = spool_page(r, head);
+	m->sock = sock;
+	for (;;) {
+		SPOOL_STORE(&r->head, head);
+		tail = spool_norm(r, SPOOL_LOAD(&r->tail));
+		if (head == tail) {
+			n = 0;
+			break;
+		}
+		n = sendfile(sock, sp->fd, (off_t *)&r->head,
+		    (size_t)((tail > head ? tail : r->base + r->cap) - head));
+		head = spool_norm(r, SPOOL_LOAD(&r->head));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		sent += n;
+	}
+	/* pages it left are punched when written again (spool_clean) */
+	if (m->dirty == -1 && sent >= from + SPOOL_ALIGN - start)
+		m->dirty = from;
+	return (sent > 0 || n == 0 ? sent : -1);
+}
