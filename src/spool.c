@@ -366,9 +366,9 @@ spool_check(const struct spool_hdr *h, size_t size, char *err, size_t errlen)
 	for (i = 0; i < h->nrings; i++) {
 		r = &h->ring[i];
 		if (r->cap < 2 || (uint64_t)r->cap > SPOOL_CAP_MAX ||
-		    (uint64_t)r->base < end ||
+		    (uint64_t)r->base < end || (uint64_t)r->base > size ||
 		    (uint64_t)r->base % SPOOL_ALIGN != 0 ||
-		    (uint64_t)(r->base + r->cap) > size ||
+		    (uint64_t)r->cap > size - (uint64_t)r->base ||
 		    r->out > 1 || (r->out && r->cap % SPOOL_ALIGN != 0) ||
 		    !spool_pos_ok(r, r->head) || !spool_pos_ok(r, r->tail)) {
 			snprintf(err, errlen, "ring %u is out of place", i);
@@ -393,8 +393,9 @@ spool_check(const struct spool_hdr *h, size_t size, char *err, size_t errlen)
 
 /*
  * Punch every page of a ring sent from that holds no byte to send and
- * is not the head's: the process before may have died between a send
- * and its punch, and its pages are written again only as new ones.
+ * has no byte sent before the head: the process before may have died
+ * between a send and its punch, and its pages are written again only
+ * as new ones.
  */
 static void
 spool_punch_unused(struct spool *sp, const struct spool_ring *r)
@@ -402,6 +403,11 @@ spool_punch_unused(struct spool *sp, const struct spool_ring *r)
 	int64_t	 head = spool_norm(r, r->head), tail = spool_norm(r, r->tail);
 	int64_t	 hp = spool_page(r, head), tp = spool_page(r, tail);
 
+	/* empty at a page's start: that page is all sent, and written next */
+	if (head == tail && head == hp) {
+		spool_punch(sp, r, r->base, r->base + r->cap);
+		return;
+	}
 	if (head == tail || tp != tail)
 		tp = spool_norm(r, tp + SPOOL_ALIGN);
 	spool_punch(sp, r, tp, hp);

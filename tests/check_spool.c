@@ -333,9 +333,10 @@ s_relay_start(struct s_relay *r, unsigned int seed)
  * work, and start it again each time; then let the last one finish.
  * The reader sees the whole stream, and nothing else.
  */
-START_TEST(test_kill9_exactly_once)
+static void
+s_torture(size_t incap, size_t outcap)
 {
-	size_t		 caps[2] = { 4099, 3001 };	/* pieces cross the wrap */
+	size_t		 caps[2] = { incap, outcap };
 	int		 out[2] = { 0, 1 };
 	struct s_relay	 r;
 	pthread_t	 wt, rt;
@@ -387,11 +388,25 @@ START_TEST(test_kill9_exactly_once)
 	shutdown(r.out[1], SHUT_RD);
 	pthread_join(wt, NULL);
 	pthread_join(rt, NULL);
-	printf("spool: %d kills, %zu bytes through, exact\n", kills, r.got);
+	printf("spool: %zu and %zu bytes, %d kills, %zu bytes through, "
+	    "exact\n", incap, outcap, kills, r.got);
 	ck_assert_msg(r.bad == 0, "byte %zu of the stream is wrong", r.bad - 1);
 	ck_assert_uint_eq(r.got, (size_t)S_RECORDS * S_RECORD);
 	ck_assert_int_ge(kills, 50);
 	spool_free(r.sp);
+}
+
+/* One page to send from, smaller than the ring read into: the wrap. */
+START_TEST(test_kill9_exactly_once)
+{
+	s_torture(4099, 3001);
+}
+END_TEST
+
+/* Pages to send from, punched as the ring goes round them. */
+START_TEST(test_kill9_pages)
+{
+	s_torture(20011, 12289);
 }
 END_TEST
 
@@ -404,6 +419,7 @@ spool_suite(void)
 	tcase_add_test(tc, test_rings);
 	tcase_add_test(tc, test_open_checks);
 	tcase_add_test(tc, test_kill9_exactly_once);
+	tcase_add_test(tc, test_kill9_pages);
 	return (s);
 }
 
