@@ -45,6 +45,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +56,33 @@
 
 static void	cmd_deadline_cb(int, short, void *);
 static void	cmd_wake_cb(int, short, void *);
+static struct cmd_flight *cmd_flight_find(struct vm *, unsigned int,
+		    uint64_t);
+static void	cmd_flight_tell(struct cmd_flight *, int);
+static void	cmd_flight_free(struct cmd_flight *);
+
+/*
+ * Tell the layer above of a command sent to QEMU (vm_tell, VM_SENT): as
+ * it goes, when its deadline answers it, and once it is answered by
+ * QEMU or forgotten (how, -1), so that a qmpmuxd started after a crash
+ * keeps its deadline and drops its late reply.
+ */
+static void
+cmd_tell_sent(struct cmd *cmd, int how)
+{
+	struct vm_sent	 s;
+
+	s.epoch = cmd->epoch;
+	s.seq = cmd->upstream_id;
+	s.client = cmd->owner;
+	s.id = cmd->client_id;
+	s.idlen = cmd->client_id_len;
+	s.name = cmd->name;
+	s.arrived = (double)cmd->arrived.tv_sec + cmd->arrived.tv_usec / 1e6;
+	s.timeout = cmd->timeout;
+	s.expired = cmd->expired;
+	vm_tell(cmd->vm, VM_SENT, &s, how);
+}
 
 /* Free a command; it must be off both lists. */
 static void
@@ -62,6 +90,8 @@ cmd_free(struct cmd *cmd)
 {
 	if (cmd == NULL)
 		return;
+	if (cmd->sent)
+		cmd_tell_sent(cmd, -1);
 	if (cmd->deadline != NULL)
 		event_free(cmd->deadline);
 	if (cmd->wire != NULL)
@@ -104,6 +134,8 @@ static void
 cmd_send(struct vm *vm, struct cmd *cmd)
 {
 	cmd->sent = 1;
+	/* kept before QEMU can answer it */
+	cmd_tell_sent(cmd, 1);
 	if (TRACE_ON(vm))
 		trace_message(vm, TRACE_QEMU_OUT, cmd->client,
 		    (const char *)evbuffer_pullup(cmd->wire, -1),
@@ -683,6 +715,7 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	cmd->client = c;
 	cmd->owner = c->id;
 	cmd->upstream_id = ++vm->next_cmd_id;
+	cmd->epoch = vm->server->epoch;
 	cmd->oob = msg->m_exec_oob != -1;
 	cmd->waited = wait;
 	cmd->prio = prio;
@@ -752,6 +785,7 @@ cmd_adopt(struct cmd *cmd, double left)
 	struct vm	*vm = cmd->vm;
 	struct timeval	 tv;
 
+	cmd->epoch = vm->server->epoch;
 	if (!cmd->answered && cmd->timeout > 0) {
 		if (util_timeval(left > 0.001 ? left : 0.001, &tv) == -1)
 			fatalx("%s: bad deadline", __func__);
@@ -774,6 +808,7 @@ cmd_adopt(struct cmd *cmd, double left)
 	TAILQ_INSERT_TAIL(&vm->inflight, cmd, entry);
 	if (!cmd->oob)
 		vm->ninflight++;
+	cmd_tell_sent(cmd, 1);
 }
 
 /* The deadline of a command has passed. */
@@ -813,6 +848,7 @@ cmd_deadline_cb(int fd, short events, void *arg)
 	/* stalled even if the caller has gone and had no error */
 	cmd->answered = 1;
 	cmd->expired = 1;
+	cmd_tell_sent(cmd, 1);
 	lock_answered(vm, cmd);
 	/* answered: its client's next (an acquire, a release) may go */
 	cmd_pump_soon(vm);
@@ -857,11 +893,10 @@ cmd_find(struct vm *vm, const struct qmp_msg *msg)
 		}
 		return (NULL);
 	}
-	if (cmd_parse_id(msg, &epoch, &seq, &client, &hex, &hexlen) == -1 ||
-	    epoch != vm->server->epoch)
+	if (cmd_parse_id(msg, &epoch, &seq, &client, &hex, &hexlen) == -1)
 		return (NULL);
 	TAILQ_FOREACH(cmd, &vm->inflight, entry) {
-		if (cmd->upstream_id == seq)
+		if (cmd->upstream_id == seq && cmd->epoch == epoch)
 			return (cmd);
 	}
 	return (NULL);
@@ -909,10 +944,26 @@ cmd_orphan(struct vm *vm, const struct qmp_msg *msg)
 	const char	*hex;
 	char		*id = NULL;
 	size_t		 hexlen;
-	int		 owner;
+	int		 owner, expired;
+	struct cmd_flight *f;
 
-	if (!vm->orphans || msg->m_id == -1 || cmd_parse_id(msg, &epoch,
-	    &seq, &owner, &hex, &hexlen) == -1 || epoch != vm->orphan_epoch)
+	if (msg->m_id == -1 || cmd_parse_id(msg, &epoch, &seq, &owner, &hex,
+	    &hexlen) == -1)
+		return (0);
+	/* one whose deadline answered it, before the crash or since */
+	if ((f = cmd_flight_find(vm, epoch, seq)) != NULL) {
+		expired = f->expired;
+		TAILQ_REMOVE(&vm->flights, f, entry);
+		cmd_flight_tell(f, -1);
+		cmd_flight_free(f);
+		if (expired) {
+			vm->stats.late_replies++;
+			vm_log(vm, LOG_INFO, "late reply to command %llu of the "
+			    "qmpmuxd before a crash dropped",
+			    (unsigned long long)seq);
+			return (1);
+		}
+	} else if (!vm->orphans || epoch != vm->orphan_epoch)
 		return (0);
 	/*
 	 * Only to a client of before the crash: a number may have been
@@ -946,6 +997,158 @@ cmd_orphan(struct vm *vm, const struct qmp_msg *msg)
 	client_reply(c, CLIENT_NOW, msg, id, id != NULL ? hexlen / 2 : 0);
 	free(id);
 	return (1);
+}
+
+/* The command of before a crash a reply is for, or NULL. */
+static struct cmd_flight *
+cmd_flight_find(struct vm *vm, unsigned int epoch, uint64_t seq)
+{
+	struct cmd_flight	*f;
+
+	TAILQ_FOREACH(f, &vm->flights, entry) {
+		if (f->epoch == epoch && f->seq == seq)
+			return (f);
+	}
+	return (NULL);
+}
+
+/* As a command kept across a crash is, for the layer above (cmd_tell_sent). */
+static void
+cmd_flight_tell(struct cmd_flight *f, int how)
+{
+	struct vm_sent	 s;
+
+	s.epoch = f->epoch;
+	s.seq = f->seq;
+	s.client = f->client;
+	s.id = f->id;
+	s.idlen = f->idlen;
+	s.name = f->name;
+	s.arrived = f->arrived;
+	s.timeout = f->timeout;
+	s.expired = f->expired;
+	vm_tell(f->vm, VM_SENT, &s, how);
+}
+
+/* Its client, if it came back from before the crash and is still here. */
+static struct client *
+cmd_flight_client(struct cmd_flight *f)
+{
+	struct client	*c;
+
+	TAILQ_FOREACH(c, &f->vm->clients, entry) {
+		if (c->id == f->client && c->recovered &&
+		    c->state == CLIENT_READY)
+			return (c);
+	}
+	return (NULL);
+}
+
+static void
+cmd_flight_free(struct cmd_flight *f)
+{
+	if (f->deadline != NULL)
+		event_free(f->deadline);
+	free(f->id);
+	free(f);
+}
+
+/*
+ * The deadline of a command of before a crash has passed: its client,
+ * if it came back, is answered as cmd_deadline_cb answers, and QEMU's
+ * late reply will be dropped.
+ */
+static void
+cmd_flight_cb(int fd, short events, void *arg)
+{
+	struct cmd_flight	*f = arg;
+	struct vm		*vm = f->vm;
+	struct client		*c;
+
+	f->expired = 1;
+	cmd_flight_tell(f, 1);
+	vm->stats.timeouts_sent++;
+	vm_log(vm, LOG_ERR, "QEMU did not reply to %s (id %llu, sent before "
+	    "a crash) within %gs", f->name, (unsigned long long)f->seq,
+	    f->timeout);
+	if ((c = cmd_flight_client(f)) != NULL)
+		client_error(c, CLIENT_NOW, f->id, f->idlen, "GenericError",
+		    "qmpmux: QEMU did not reply to %s within %gs; it was sent "
+		    "and may still complete", f->name, f->timeout);
+}
+
+/*
+ * A take-over after a crash: a command the process before had sent
+ * (state-restore.c), whose deadline keeps running from its arrival.
+ */
+void
+cmd_flight_adopt(struct vm *vm, const struct vm_sent *s)
+{
+	struct cmd_flight	*f;
+	struct timeval		 tv, now;
+	double			 left;
+
+	if ((f = calloc(1, sizeof(*f))) == NULL)
+		fatal("%s", __func__);
+	f->vm = vm;
+	f->epoch = s->epoch;
+	f->seq = s->seq;
+	f->client = s->client;
+	if (s->id != NULL && s->idlen > 0) {
+		if ((f->id = malloc(s->idlen)) == NULL)
+			fatal("%s", __func__);
+		memcpy(f->id, s->id, s->idlen);
+		f->idlen = s->idlen;
+	}
+	snprintf(f->name, sizeof(f->name), "%s", s->name);
+	f->arrived = s->arrived;
+	f->timeout = s->timeout;
+	f->expired = s->expired;
+	if (!f->expired && f->timeout > 0) {
+		util_now(&now);
+		left = f->timeout - ((double)now.tv_sec + now.tv_usec / 1e6 -
+		    f->arrived);
+		if (util_timeval(left > 0.001 ? left : 0.001, &tv) == -1)
+			fatalx("%s: bad deadline", __func__);
+		if ((f->deadline = evtimer_new(vm->base, cmd_flight_cb, f)) ==
+		    NULL)
+			fatalx("%s: evtimer_new failed", __func__);
+		evtimer_add(f->deadline, &tv);
+	}
+	TAILQ_INSERT_TAIL(&vm->flights, f, entry);
+	cmd_flight_tell(f, 1);
+}
+
+/*
+ * QEMU is gone: the commands of before a crash that no deadline
+ * answered get desc, as cmd_fail_all's do, and are forgotten.
+ */
+static void
+cmd_flights_fail(struct vm *vm, const char *desc)
+{
+	struct cmd_flight	*f;
+	struct client		*c;
+
+	while ((f = TAILQ_FIRST(&vm->flights)) != NULL) {
+		TAILQ_REMOVE(&vm->flights, f, entry);
+		if (!f->expired && (c = cmd_flight_client(f)) != NULL)
+			client_error(c, CLIENT_NOW, f->id, f->idlen,
+			    "GenericError", "%s", desc);
+		cmd_flight_tell(f, -1);
+		cmd_flight_free(f);
+	}
+}
+
+/* The VM goes: its commands of before a crash with it, untold. */
+void
+cmd_flights_free(struct vm *vm)
+{
+	struct cmd_flight	*f;
+
+	while ((f = TAILQ_FIRST(&vm->flights)) != NULL) {
+		TAILQ_REMOVE(&vm->flights, f, entry);
+		cmd_flight_free(f);
+	}
 }
 
 /* A return or error from QEMU: route it to the client that asked. */
@@ -1029,6 +1232,7 @@ cmd_fail_all(struct vm *vm, const char *desc)
 		TAILQ_REMOVE(&vm->inflight, cmd, entry);
 		cmd_free(cmd);
 	}
+	cmd_flights_fail(vm, desc);
 	vm->ninflight = 0;
 	vm->stalled = 0;
 	/* the next connection may be another QEMU, or there is none */

@@ -21,6 +21,7 @@
  *                      capabilities, r ready, o ready with oob; HASH
  *                      its listener's
  *   v.VM.GEN           a memfd: the VM's record (state-store.c)
+ *   i.VM.GEN           a memfd: its commands at QEMU (state-store.c)
  * A socket cannot tell its path: it is bound under a temporary name and
  * renamed into place (util_unix_listen), so a hash of the path stands
  * for it, matched against the configuration.
@@ -689,7 +690,7 @@ fdstore_parse(const char *name, struct fdstore_part *p)
 	if (p->kind == 'k')
 		return ((q = fdstore_hex8(q, &p->hash)) != NULL && *q == '\0' ?
 		    0 : -1);
-	if (strchr("lmucv", p->kind) == NULL)
+	if (strchr("lmucvi", p->kind) == NULL)
 		return (-1);
 	/* KIND.VM.GEN[.MORE], VM in hex */
 	if ((dot = strchr(q, '.')) == NULL || (n = (size_t)(dot - q)) == 0 ||

@@ -300,6 +300,25 @@ enum vm_change {
 	VM_UPSTREAM_LISTEN,	/* listen mode's socket */
 	VM_LISTENER,		/* obj: a listener */
 	VM_CLIENT,		/* obj: a client; -1 then fd at each change */
+	VM_SENT,		/* obj: a vm_sent; 1 as it goes or changes,
+				   -1 once answered by QEMU or forgotten */
+};
+
+/*
+ * A command sent to QEMU and not yet answered by it, as the layer above
+ * keeps it across a crash (state-store.c): a qmpmuxd started after one
+ * answers it at its deadline, and drops QEMU's late reply.
+ */
+struct vm_sent {
+	unsigned int		 epoch;		/* of its upstream id */
+	uint64_t		 seq;
+	int			 client;
+	const char		*id;		/* the client's, or NULL */
+	size_t			 idlen;
+	const char		*name;
+	double			 arrived;	/* util_now's clock, seconds */
+	double			 timeout;	/* 0: none */
+	int			 expired;	/* answered by its deadline */
 };
 struct vm_hooks {
 	void	(*change)(struct vm *, enum vm_change, const void *, int);
@@ -458,7 +477,7 @@ ssize_t		 spool_send(struct spool *, unsigned int, int);
 #define FDSTORE_NAME_MAX	255
 /* A name of the store read back into its parts (fdstore_parse). */
 struct fdstore_part {
-	char			 kind;		/* k l m u c v */
+	char			 kind;		/* k l m u c v i */
 	char			 vm[FDSTORE_NAME_MAX / 2 + 1];	/* "": k */
 	unsigned int		 gen;		/* the VM's generation */
 	int			 id;		/* a client's */
@@ -671,7 +690,10 @@ struct vm {
 	/* after a crash: replies to ids of that epoch go by their id */
 	int			 orphans;
 	unsigned int		 orphan_epoch;
+	/* and those the process before had sent, with their deadlines */
+	TAILQ_HEAD(, cmd_flight) flights;
 	unsigned int		 gen;		/* its names in the fd store */
+	void			*sent_table;	/* state-store.c's */
 };
 
 struct vm	*vm_new(struct server *, struct vm_conf *);
@@ -928,11 +950,32 @@ const char	*cache_kept(const struct vm *, int);
 void		 cache_drop(struct vm *);
 
 /* cmd.c: the per-VM command queue */
+/*
+ * A command a qmpmuxd before a crash had sent (vm_sent, as the store
+ * kept it): its client is answered at its deadline, QEMU's late reply
+ * is then dropped (cmd.c).
+ */
+struct cmd_flight {
+	struct vm		*vm;
+	unsigned int		 epoch;
+	uint64_t		 seq;
+	int			 client;
+	char			*id;
+	size_t			 idlen;
+	char			 name[QMP_NAME_MAX];
+	double			 arrived;
+	double			 timeout;
+	int			 expired;
+	struct event		*deadline;
+	TAILQ_ENTRY(cmd_flight)	 entry;
+};
+
 struct cmd {
 	struct vm		*vm;
 	struct client		*client;	/* NULL once answered or gone */
 	int			 owner;		/* its id; 0 once it has gone */
 	uint64_t		 upstream_id;
+	unsigned int		 epoch;		/* of upstream_id */
 	char			*client_id;	/* id value bytes, or NULL */
 	size_t			 client_id_len;
 	char			 name[QMP_NAME_MAX];
@@ -972,6 +1015,8 @@ void		 cmd_reply(struct vm *, struct qmp_msg *);
 void		 cmd_pump(struct vm *);
 void		 cmd_pump_soon(struct vm *);
 void		 cmd_adopt(struct cmd *, double);
+void		 cmd_flight_adopt(struct vm *, const struct vm_sent *);
+void		 cmd_flights_free(struct vm *);
 void		 cmd_fail_all(struct vm *, const char *);
 void		 cmd_answer_all(struct vm *, const char *);
 void		 cmd_client_gone(struct client *);

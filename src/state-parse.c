@@ -719,6 +719,99 @@ state_rd_given(struct state_rd *rd, yajl_val sv, const char *vat,
 	return (0);
 }
 
+/*
+ * Whether a command's name kept across a crash is one to put in a log
+ * line and an error: QMP's letters, digits, '-', '_' and '.', as QEMU
+ * names its commands.
+ */
+int
+state_sent_name(const char *name)
+{
+	const char	*p;
+
+	if (*name == '\0')
+		return (0);
+	for (p = name; *p != '\0'; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' ||
+		    *p == '.'))
+			return (0);
+	}
+	return (1);
+}
+
+/*
+ * The commands a process before a crash had sent to QEMU and kept in
+ * the store (state-store.c): each once, of a client the VM numbered.
+ */
+static int
+state_rd_sent(struct state_rd *rd, yajl_val sv, const char *vat,
+    struct state_vm *vm)
+{
+	struct state_sent	*s;
+	yajl_val		 a, o;
+	const char		*name;
+	char			 at[128];
+	long long		 n;
+	size_t			 i, j;
+
+	if (state_rd_array(rd, sv, vat, "sent", NULL, 0, &a) == -1 ||
+	    a == NULL)
+		return (rd->failed ? -1 : 0);
+	if (a->u.array.len > STATE_SENT_MAX)
+		return (state_refuse(rd, vat, "sent", "has %zu commands, more "
+		    "than %d", a->u.array.len, STATE_SENT_MAX));
+	if ((vm->sent = calloc(a->u.array.len + 1, sizeof(*vm->sent))) ==
+	    NULL)
+		fatal("%s", __func__);
+	for (i = 0; i < a->u.array.len; i++) {
+		s = &vm->sent[vm->nsent++];
+		snprintf(at, sizeof(at), "%s.sent[%zu]", vat, i);
+		o = a->u.array.values[i];
+		if (!YAJL_IS_OBJECT(o))
+			return (state_refuse(rd, at, NULL, "must be an "
+			    "object"));
+		if (state_rd_int(rd, o, at, "epoch", 0, UINT32_MAX, 0,
+		    STATE_REQ, &n) == -1)
+			return (-1);
+		s->epoch = (unsigned int)n;
+		if (state_rd_int(rd, o, at, "seq", 1, LLONG_MAX, 0, STATE_REQ,
+		    &n) == -1)
+			return (-1);
+		s->seq = (uint64_t)n;
+		if (state_rd_int(rd, o, at, "client", 1, INT_MAX, 0,
+		    STATE_REQ, &n) == -1)
+			return (-1);
+		s->client = (int)n;
+		if (state_rd_hex(rd, o, at, "id", 0, &s->id) == -1 ||
+		    state_rd_str(rd, o, at, "name", QMP_NAME_MAX - 1,
+		    STATE_REQ, &name) == -1 ||
+		    state_rd_double(rd, o, at, "age", 0, STATE_SECONDS_MAX, 0,
+		    &s->age) == -1 ||
+		    state_rd_double(rd, o, at, "timeout", 0, STATE_SECONDS_MAX,
+		    0, &s->timeout) == -1 ||
+		    state_rd_bool(rd, o, at, "expired", &s->expired) == -1)
+			return (-1);
+		if (s->id.len > STATE_SENT_ID)
+			return (state_refuse(rd, at, "id", "is longer than %d "
+			    "bytes", STATE_SENT_ID));
+		if (!state_sent_name(name))
+			return (state_refuse(rd, at, "name", "is not a "
+			    "command's name"));
+		snprintf(s->name, sizeof(s->name), "%s", name);
+		if (s->client > vm->next_client_id)
+			return (state_refuse(rd, at, "client", "is past the "
+			    "VM's next_client_id"));
+		for (j = 0; j + 1 < vm->nsent; j++) {
+			if (vm->sent[j].epoch == s->epoch &&
+			    vm->sent[j].seq == s->seq)
+				return (state_refuse(rd, at, "seq", "is given "
+				    "twice"));
+		}
+	}
+	return (0);
+}
+
 /* One VM, whole. */
 static int
 state_rd_vm(struct state_rd *rd, yajl_val sv, const char *at,
@@ -757,7 +850,8 @@ state_rd_vm(struct state_rd *rd, yajl_val sv, const char *at,
 	    state_rd_upstream(rd, sv, at, &vm->up) == -1 ||
 	    state_rd_listeners(rd, sv, at, vm) == -1 ||
 	    state_rd_cmds(rd, sv, at, vm) == -1 ||
-	    state_rd_clients(rd, sv, at, vm) == -1)
+	    state_rd_clients(rd, sv, at, vm) == -1 ||
+	    state_rd_sent(rd, sv, at, vm) == -1)
 		return (-1);
 	return (0);
 }
@@ -1121,6 +1215,8 @@ state_free(struct state *st)
 			state_bytes_free(&vm->cmds[j].id);
 			state_bytes_free(&vm->cmds[j].wire);
 		}
+		for (j = 0; j < vm->nsent; j++)
+			state_bytes_free(&vm->sent[j].id);
 		for (j = 0; j < vm->nclients; j++) {
 			state_bytes_free(&vm->clients[j].in);
 			state_bytes_free(&vm->clients[j].out);
@@ -1130,6 +1226,7 @@ state_free(struct state *st)
 		free(vm->listeners);
 		free(vm->cmds);
 		free(vm->clients);
+		free(vm->sent);
 	}
 	free(st->vms);
 	yajl_tree_free(st->root);

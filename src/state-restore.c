@@ -583,6 +583,36 @@ state_vm_prepare(struct state *st, struct vm_conf *vc)
 }
 
 /*
+ * The commands the process before a crash had sent to QEMU: each keeps
+ * its deadline, from its arrival (cmd_flight_adopt).
+ */
+static void
+state_vm_sent(struct vm *vm, struct state_vm *sv)
+{
+	struct vm_sent	 s;
+	struct timeval	 now;
+	size_t		 i;
+
+	util_now(&now);
+	for (i = 0; i < sv->nsent; i++) {
+		s.epoch = sv->sent[i].epoch;
+		s.seq = sv->sent[i].seq;
+		s.client = sv->sent[i].client;
+		s.id = sv->sent[i].id.buf;
+		s.idlen = sv->sent[i].id.len;
+		s.name = sv->sent[i].name;
+		s.arrived = (double)now.tv_sec + now.tv_usec / 1e6 -
+		    sv->sent[i].age - sv->taken;
+		s.timeout = sv->sent[i].timeout;
+		s.expired = sv->sent[i].expired;
+		cmd_flight_adopt(vm, &s);
+	}
+	if (sv->nsent > 0)
+		vm_log(vm, LOG_INFO, "%zu commands sent before the crash "
+		    "keep their deadlines", sv->nsent);
+}
+
+/*
  * The rest of a VM of the state that state_vm_prepare matched, once its
  * listeners are made: counters, upstream, clients, commands and lock.  -1 if
  * its upstream cannot be reached (its clients are closed then).
@@ -612,6 +642,7 @@ state_vm_restore(struct vm *vm, struct state_vm *sv)
 	else
 		state_vm_clients(vm, sv);
 	state_vm_lock(vm, sv);
+	state_vm_sent(vm, sv);
 	if (sv->stalled >= 0 && cmd_stalled(vm)) {
 		stalled = sv->stalled + sv->taken;
 		vm->stalled = 1;

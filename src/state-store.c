@@ -12,8 +12,10 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +82,132 @@ state_store_record(struct vm *vm, const char *name)
 }
 
 /*
+ * A VM's commands sent to QEMU and not yet answered by it (vm_sent), in
+ * a memfd the fd store keeps, mapped and written in place as they come
+ * and go: no datagram per command.  A slot is free while its seq is 0;
+ * it is filled, then its seq stored last, and freed by a store of 0, so
+ * that a crash at any instruction leaves each slot whole or free.  A
+ * command whose id is longer than a slot holds, or past STATE_SENT_MAX
+ * sent, is not kept: after a crash its reply still goes to its client
+ * (cmd_orphan), but no deadline answers it.
+ */
+struct state_sent_slot {
+	uint64_t		 seq;
+	uint32_t		 epoch;
+	int32_t			 client;
+	double			 arrived;
+	double			 timeout;
+	uint32_t		 expired;
+	uint32_t		 idlen;
+	char			 name[QMP_NAME_MAX];
+	char			 id[STATE_SENT_ID];
+};
+
+struct state_sent_table {
+	int			 fd;
+	struct state_sent_slot	*slot;
+	int			 full_logged;
+};
+
+#define STATE_SENT_SIZE	(STATE_SENT_MAX * sizeof(struct state_sent_slot))
+
+static struct state_sent_table *
+state_sent_table(struct vm *vm)
+{
+	struct state_sent_table	*t = vm->sent_table;
+	char			 name[FDSTORE_NAME_MAX + 1];
+	void			*p;
+	int			 fd;
+
+	if (t != NULL)
+		return (t);
+	if ((fd = memfd_create("qmpmux-sent", MFD_CLOEXEC)) == -1 ||
+	    ftruncate(fd, (off_t)STATE_SENT_SIZE) == -1 ||
+	    (p = mmap(NULL, STATE_SENT_SIZE, PROT_READ | PROT_WRITE,
+	    MAP_SHARED, fd, 0)) == MAP_FAILED) {
+		log_warn("fdstore: vm %s: no memfd for its commands sent",
+		    vm->name);
+		if (fd != -1)
+			close(fd);
+		return (NULL);
+	}
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		fatal("%s", __func__);
+	t->fd = fd;
+	t->slot = p;
+	vm->sent_table = t;
+	fdstore_name(name, sizeof(name), "i", vm->name, vm->gen, NULL);
+	fdstore_add(fd, name);
+	return (t);
+}
+
+static void
+state_sent_change(struct vm *vm, const struct vm_sent *s, int how)
+{
+	struct state_sent_table	*t;
+	struct state_sent_slot	*sl, *free_sl = NULL;
+	size_t			 i;
+
+	/* nothing to forget in a table gone (VM_GONE) or never made */
+	if ((how == -1 && vm->sent_table == NULL) ||
+	    (t = state_sent_table(vm)) == NULL)
+		return;
+	for (i = 0; i < STATE_SENT_MAX; i++) {
+		sl = &t->slot[i];
+		if (sl->seq == s->seq && sl->epoch == s->epoch)
+			break;
+		if (sl->seq == 0 && free_sl == NULL)
+			free_sl = sl;
+	}
+	if (i < STATE_SENT_MAX) {
+		if (how == -1)
+			__atomic_store_n(&sl->seq, 0, __ATOMIC_SEQ_CST);
+		else
+			__atomic_store_n(&sl->expired, (uint32_t)s->expired,
+			    __ATOMIC_SEQ_CST);
+		return;
+	}
+	if (how == -1)
+		return;
+	if (free_sl == NULL || s->idlen > sizeof(sl->id)) {
+		if (!t->full_logged++)
+			vm_log(vm, LOG_WARNING, "a command sent is not kept "
+			    "for a crash (%s): its deadline would not outlive "
+			    "one", free_sl == NULL ? "all slots taken" :
+			    "its id is too long");
+		return;
+	}
+	sl = free_sl;
+	sl->epoch = s->epoch;
+	sl->client = s->client;
+	sl->arrived = s->arrived;
+	sl->timeout = s->timeout;
+	sl->expired = (uint32_t)s->expired;
+	sl->idlen = (uint32_t)s->idlen;
+	snprintf(sl->name, sizeof(sl->name), "%s", s->name);
+	if (s->idlen > 0)
+		memcpy(sl->id, s->id, s->idlen);
+	/* the slot is whole before it is seen */
+	__atomic_store_n(&sl->seq, s->seq, __ATOMIC_SEQ_CST);
+}
+
+static void
+state_sent_free(struct vm *vm)
+{
+	struct state_sent_table	*t = vm->sent_table;
+	char			 name[FDSTORE_NAME_MAX + 1];
+
+	if (t == NULL)
+		return;
+	fdstore_name(name, sizeof(name), "i", vm->name, vm->gen, NULL);
+	fdstore_remove(name);
+	munmap(t->slot, STATE_SENT_SIZE);
+	close(t->fd);
+	free(t);
+	vm->sent_table = NULL;
+}
+
+/*
  * What the proxy told (vm_tell): a socket to keep (fd) or to let go
  * (-1), under its name; the VM's record to write again, or to let go.
  */
@@ -90,14 +218,22 @@ state_store_change(struct vm *vm, enum vm_change what, const void *obj,
 	const struct listener	*l = obj;
 	char			 name[FDSTORE_NAME_MAX + 1];
 
+	if (what == VM_GONE)
+		state_sent_free(vm);
 	if (!fdstore_enabled())
 		return;
 	switch (what) {
+	case VM_SENT:
+		state_sent_change(vm, obj, fd);
+		return;
 	case VM_RECORD:
 	case VM_GONE:
 		fdstore_name(name, sizeof(name), "v", vm->name, vm->gen, NULL);
-		if (what == VM_RECORD)
+		if (what == VM_RECORD) {
 			state_store_record(vm, name);
+			/* with its table, so the store's names are known */
+			(void)state_sent_table(vm);
+		}
 		else
 			fdstore_remove(name);
 		return;
@@ -135,7 +271,7 @@ struct state_given_fd {
 static int
 state_store_of(const struct state_given_fd *f, const char *vm)
 {
-	return (strchr("lmucv", f->part.kind) != NULL &&
+	return (strchr("lmucvi", f->part.kind) != NULL &&
 	    strcmp(f->part.vm, vm) == 0);
 }
 
@@ -181,6 +317,60 @@ state_store_lock_ok(yajl_val lock, const char *vm)
 }
 
 /*
+ * The commands a VM's table (a memfd the store gave back) holds, each
+ * checked as hostile input, into the state's "sent": those a slot holds
+ * whole and sane, of a client the VM numbered at most maxid (raised to
+ * them: a client of theirs may not have come back).  The others are
+ * left out, logged, and cost nothing else.
+ */
+static void
+state_store_gen_sent(yajl_gen g, int fd, const char *vm, long *maxid)
+{
+	struct state_sent_slot	 sl;
+	struct timeval		 now;
+	double			 nows;
+	size_t			 i, kept = 0;
+	off_t			 off;
+
+	util_now(&now);
+	nows = (double)now.tv_sec + now.tv_usec / 1e6;
+	json_string(g, "sent", 4);
+	json_array_open(g);
+	for (i = 0; i < STATE_SENT_MAX; i++) {
+		off = (off_t)(i * sizeof(sl));
+		if (pread(fd, &sl, sizeof(sl), off) != (ssize_t)sizeof(sl))
+			break;
+		if (sl.seq == 0)
+			continue;
+		sl.name[sizeof(sl.name) - 1] = '\0';
+		if (sl.seq > LLONG_MAX || sl.client <= 0 || sl.expired > 1 ||
+		    sl.idlen > sizeof(sl.id) || !isfinite(sl.arrived) ||
+		    sl.arrived > nows || nows - sl.arrived > STATE_SECONDS_MAX ||
+		    !isfinite(sl.timeout) || sl.timeout < 0 ||
+		    sl.timeout > STATE_SECONDS_MAX ||
+		    !state_sent_name(sl.name) || kept == STATE_SENT_MAX) {
+			log_warnx("fdstore: vm %s: a command sent before the "
+			    "crash is not whole; its deadline is dropped", vm);
+			continue;
+		}
+		json_map_open(g);
+		json_put_int(g, "epoch", sl.epoch);
+		json_put_int(g, "seq", (long long)sl.seq);
+		json_put_int(g, "client", sl.client);
+		json_put_hex(g, "id", sl.idlen > 0 ? sl.id : NULL, sl.idlen);
+		json_put_str(g, "name", sl.name);
+		json_put_double(g, "age", nows - sl.arrived);
+		json_put_double(g, "timeout", sl.timeout);
+		json_put_bool(g, "expired", sl.expired);
+		json_map_close(g);
+		if (sl.client > *maxid)
+			*maxid = sl.client;
+		kept++;
+	}
+	json_array_close(g);
+}
+
+/*
  * The VM vm of the fds given back, as the state has it: its JSON object
  * in *out (the caller frees it), and the fds it took marked used.  What
  * its record says goes in as it is, for state_parse to judge; a record
@@ -199,7 +389,7 @@ state_store_gen_vm(struct state_given_fd *f, size_t n, const char *vm,
 	size_t			 i, blen;
 	ssize_t			 up = -1;
 	long			 maxid = 0;
-	int			 lfd = -1;
+	int			 lfd = -1, sfd = -1;
 	const char		*greeting;
 	yajl_val		 lock;
 
@@ -214,6 +404,8 @@ state_store_gen_vm(struct state_given_fd *f, size_t n, const char *vm,
 			up = (ssize_t)i;
 		else if (f[i].part.kind == 'm' && lfd == -1)
 			lfd = f[i].fd, f[i].used = 1;
+		else if (f[i].part.kind == 'i' && sfd == -1)
+			sfd = f[i].fd, f[i].used = 1;
 	}
 	if (rec != NULL && strstr(rec, "\\u0000") == NULL)
 		r = yajl_tree_parse(rec, errbuf, sizeof(errbuf));
@@ -303,6 +495,10 @@ state_store_gen_vm(struct state_given_fd *f, size_t n, const char *vm,
 		json_map_close(g);
 	}
 	json_array_close(g);
+	if (sfd != -1) {
+		state_store_gen_sent(g, sfd, vm, &maxid);
+		close(sfd);
+	}
 	json_put_int(g, "next_client_id", maxid);
 	json_map_close(g);
 	json_buf(g, &buf, &blen);
@@ -332,8 +528,9 @@ state_store_check(const char *doc, const char *what, struct state_given_fd *f,
 	log_warnx("fdstore: %s: its sockets cannot be taken over: %s", what,
 	    err);
 	for (i = 0; i < n; i++) {
-		/* a record's memfd is closed already */
-		if (f[i].used && f[i].part.kind != 'v' && (vm == NULL ?
+		/* a record's and a table's memfds are closed already */
+		if (f[i].used && f[i].part.kind != 'v' &&
+		    f[i].part.kind != 'i' && (vm == NULL ?
 		    f[i].part.kind == 'k' : state_store_of(&f[i], vm)))
 			f[i].used = 0;
 	}

@@ -292,6 +292,34 @@ state_save_stats(yajl_gen g, const struct vm *vm)
 	json_map_close(g);
 }
 
+/* The commands of before a crash still at QEMU (cmd_flight_adopt). */
+static void
+state_save_sent(yajl_gen g, const struct vm *vm)
+{
+	const struct cmd_flight	*f;
+	struct timeval		 now;
+
+	if (TAILQ_EMPTY(&vm->flights))
+		return;
+	util_now(&now);
+	json_string(g, "sent", 4);
+	json_array_open(g);
+	TAILQ_FOREACH(f, &vm->flights, entry) {
+		json_map_open(g);
+		json_put_int(g, "epoch", f->epoch);
+		json_put_int(g, "seq", (long long)f->seq);
+		json_put_int(g, "client", f->client);
+		json_put_hex(g, "id", f->id, f->idlen);
+		json_put_str(g, "name", f->name);
+		json_put_double(g, "age", (double)now.tv_sec +
+		    now.tv_usec / 1e6 - f->arrived);
+		json_put_double(g, "timeout", f->timeout);
+		json_put_bool(g, "expired", f->expired);
+		json_map_close(g);
+	}
+	json_array_close(g);
+}
+
 static void
 state_save_vm(yajl_gen g, struct vm *vm, struct state_fds *fds)
 {
@@ -341,6 +369,7 @@ state_save_vm(yajl_gen g, struct vm *vm, struct state_fds *fds)
 		all[n++] = cmd;
 	TAILQ_FOREACH(cmd, &vm->inflight, entry)
 		all[n++] = cmd;
+	state_save_sent(g, vm);
 	json_string(g, "commands", 8);
 	json_array_open(g);
 	for (i = 0; i < n; i++)

@@ -125,6 +125,23 @@ struct state_lock {
 	double			 written;	/* -1: a restart's */
 };
 
+/*
+ * A command a process before a crash had sent to QEMU (struct vm_sent,
+ * kept in the fd store by state-store.c): age counts from its arrival.
+ */
+#define STATE_SENT_MAX		32	/* a VM's, kept */
+#define STATE_SENT_ID		704	/* bytes of a client's id kept */
+struct state_sent {
+	unsigned int		 epoch;
+	uint64_t		 seq;
+	int			 client;
+	struct state_bytes	 id;
+	char			 name[QMP_NAME_MAX];
+	double			 age;
+	double			 timeout;
+	int			 expired;
+};
+
 /* A VM of the state; used once a VM of the new process took it. */
 struct state_vm {
 	const char		*name;
@@ -145,6 +162,8 @@ struct state_vm {
 	size_t			 ncmds;
 	struct state_client	*clients;
 	size_t			 nclients;
+	struct state_sent	*sent;
+	size_t			 nsent;
 	int			 used;
 	double			 taken;		/* seconds since the save */
 };
@@ -209,5 +228,6 @@ int		 state_rd_array(struct state_rd *, yajl_val, const char *, const char *,
 		    const char *, int, yajl_val *);
 int		 state_monitor_state(const char *, enum monitor_state *);
 int		 state_client_state(const char *, enum client_state *);
+int		 state_sent_name(const char *);
 
 #endif

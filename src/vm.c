@@ -123,6 +123,7 @@ vm_new(struct server *s, struct vm_conf *conf)
 	TAILQ_INIT(&vm->traces);
 	TAILQ_INIT(&vm->queue);
 	TAILQ_INIT(&vm->inflight);
+	TAILQ_INIT(&vm->flights);
 	for (i = 0; i < PRIO_N; i++) {
 		TAILQ_INIT(&vm->class_queue[i]);
 		TAILQ_INIT(&vm->ring[i]);
@@ -319,6 +320,7 @@ vm_free(struct vm *vm)
 		client_free(c);
 	}
 	monitor_free(vm->mon);
+	cmd_flights_free(vm);
 	vm->mon = NULL;
 	if (vm->stop != NULL)
 		event_free(vm->stop);

@@ -120,7 +120,8 @@ store_is(const struct store_want *w, char *why, size_t len)
 		if (strncmp(store.name[i], "c.", 2) == 0 &&
 		    strstr(store.name[i], ".r.") != NULL)
 			ready++;
-		if (!w->live || strncmp(store.name[i], "v.", 2) == 0)
+		if (!w->live || strncmp(store.name[i], "v.", 2) == 0 ||
+		    strncmp(store.name[i], "i.", 2) == 0)
 			continue;
 		sockets++;
 		if (fstat(store.fd[i], &st) == -1 ||
@@ -130,10 +131,11 @@ store_is(const struct store_want *w, char *why, size_t len)
 			return (0);
 		}
 	}
-	snprintf(why, len, "k %zu, l %zu, u %zu, v %zu, c %zu (%zu ready), "
-	    "%zu in all, %s", store_count(&store, "k"),
+	snprintf(why, len, "k %zu, l %zu, u %zu, v %zu, i %zu, c %zu (%zu "
+	    "ready), %zu in all, %s", store_count(&store, "k"),
 	    store_count(&store, "l."), store_count(&store, "u."),
-	    store_count(&store, "v."), store_count(&store, "c."), ready,
+	    store_count(&store, "v."), store_count(&store, "i."),
+	    store_count(&store, "c."), ready,
 	    store.n, store.dup ? "a name twice" : "no name twice");
 	if (w->whole && (long)sockets + 1 != t_proc_fds(t_proxy_pid,
 	    "socket:")) {
@@ -143,9 +145,9 @@ store_is(const struct store_want *w, char *why, size_t len)
 	}
 	return (store_count(&store, "k") == 1 &&
 	    store_count(&store, "l.") == 3 && store_count(&store, "u.") == 3 &&
-	    store_count(&store, "v.") == 3 &&
+	    store_count(&store, "v.") == 3 && store_count(&store, "i.") == 3 &&
 	    store_count(&store, "c.") == w->clients &&
-	    store.n == 1 + 3 + 3 + w->clients + 3 && !store.dup &&
+	    store.n == 1 + 3 + 3 + w->clients + 3 + 3 && !store.dup &&
 	    (w->ready == (size_t)-1 || ready == w->ready));
 }
 
@@ -373,6 +375,65 @@ START_TEST(test_kill9)
 	store_drain();
 	ck_assert_msg(store.n == 0, "%zu left in the store, the first %s",
 	    store.n, store.n > 0 ? store.name[0] : "");
+	free(q0);
+	stop_all();
+}
+END_TEST
+
+/* A timeout error of a deadline, with its id, as qmpmuxd words it. */
+#define DEADLINE_ERR(id) "{\"id\": " id ", \"error\": {\"class\": " \
+	"\"GenericError\", \"desc\": \"qmpmux: QEMU did not reply to " \
+	"query-status within 3s; it was sent and may still complete\"}}"
+
+/*
+ * Deadlines across kill -9, QEMU stopped, two commands at it: "early"
+ * is answered by its deadline before the crash; "kept" is sent 2 s
+ * before it, and is answered by its deadline 3 s after its arrival, not
+ * 3 s after the take-over (5 s at least).  When QEMU goes on, its two
+ * late replies are dropped, neither given to the client as a reply of
+ * before the crash: its next reply is its next command's.
+ */
+START_TEST(test_deadline_kept)
+{
+	char		*q0 = t_vm_path("q", 0), *m;
+	long		 held;
+	long long	 t0, t;
+
+	start();
+	write_conf("command_timeout = 3\nmax_inflight = 2\n");
+	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ", T_WAIT_MS),
+	    0);
+	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
+	held = t_unread(q0);
+	t_send(clients[0][0], "{\"execute\": \"query-status\", \"id\": "
+	    "\"early\"}");
+	ck_assert_int_eq(t_wait_unread(q0, held, T_WAIT_MS), 0);
+	t_reply_is(clients[0][0], DEADLINE_ERR("\"early\""));
+
+	held = t_unread(q0);
+	t_send(clients[0][0], "{\"execute\": \"query-status\", \"id\": "
+	    "\"kept\"}");
+	t0 = t_clock_ms();
+	ck_assert_int_eq(t_wait_unread(q0, held, T_WAIT_MS), 0);
+	/* not a wait for readiness: the crash comes 2 s into the 3 */
+	poll(NULL, 0, 2000);
+	crash();
+	m = t_recv_reply(clients[0][0], T_WAIT_MS);
+	t = t_clock_ms() - t0;
+	ck_assert_msg(m != NULL && strcmp(m, DEADLINE_ERR("\"kept\"")) == 0,
+	    "expected the deadline's error, got %s", m != NULL ? m :
+	    "(nothing or EOF)");
+	free(m);
+	printf("deadline kept: answered %lld ms after its arrival\n", t);
+	ck_assert_int_ge(t, 2500);
+	ck_assert_int_lt(t, 4800);
+
+	ck_assert_int_eq(kill(qemus[0], SIGCONT), 0);
+	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "late reply to command ",
+	    2, T_WAIT_MS), 0);
+	t_cmd_eq(clients[0][0], "{\"execute\": \"query-status\", \"id\": "
+	    "\"after\"}", T_STATUS("\"after\"", "running", "true"));
 	free(q0);
 	stop_all();
 }
@@ -922,6 +983,7 @@ crash_suite(void)
 	TCase	*tc = t_tcase(s, "crash", 60);
 
 	tcase_add_test(tc, test_kill9);
+	tcase_add_test(tc, test_deadline_kept);
 	tcase_add_test(tc, test_lock);
 	tcase_add_test(tc, test_lock_bad_record);
 	tcase_add_test(tc, test_half_read);

@@ -1256,6 +1256,26 @@ static const struct s_broken s_broken[] = {
 	    "acquire" },
 	{ "\"sent\": true", "\"sent\": true, \"mutation\": 1",
 	    "the state's vms[0].commands[0].mutation must be true or false" },
+	/* the commands kept across a crash, with their deadlines */
+	{ "\"next_client_id\": 1", "\"next_client_id\": 1, \"sent\": "
+	    "[{\"epoch\": 7, \"seq\": 3, \"client\": 2, \"name\": \"stop\"}]",
+	    "the state's vms[0].sent[0].client is past the VM's "
+	    "next_client_id" },
+	{ "\"next_client_id\": 1", "\"next_client_id\": 1, \"sent\": "
+	    "[{\"epoch\": 7, \"seq\": 3, \"client\": 1, \"name\": "
+	    "\"st\\nop\"}]",
+	    "the state's vms[0].sent[0].name is not a command's name" },
+	{ "\"next_client_id\": 1", "\"next_client_id\": 1, \"sent\": "
+	    "[{\"epoch\": 7, \"seq\": 3, \"client\": 1, \"name\": \"stop\"}, "
+	    "{\"epoch\": 7, \"seq\": 3, \"client\": 1, \"name\": \"cont\"}]",
+	    "the state's vms[0].sent[1].seq is given twice" },
+	{ "\"next_client_id\": 1", "\"next_client_id\": 1, \"sent\": "
+	    "[{\"epoch\": 7, \"client\": 1, \"name\": \"stop\"}]",
+	    "the state's vms[0].sent[0].seq is missing" },
+	{ "\"next_client_id\": 1", "\"next_client_id\": 1, \"sent\": "
+	    "[{\"epoch\": 7, \"seq\": 3, \"client\": 1, \"name\": \"stop\", "
+	    "\"expired\": 1}]",
+	    "the state's vms[0].sent[0].expired must be true or false" },
 };
 
 /* Each broken form of the v1 document is refused, with its message. */
