@@ -107,19 +107,24 @@ store_drain(void)
 /*
  * Whether the store holds what w says, and why not in why: the control
  * socket, 3 listeners, 3 upstreams, 3 records and w's clients, each
- * name once; with w->live, each socket is one qmpmuxd holds, and with
- * w->whole those are all the sockets it holds but its notify socket.
+ * name once, none waiting (a greeting can reach its client before its
+ * rename to capabilities is sent: client_put); with w->live, each
+ * socket is one qmpmuxd holds, and with w->whole those are all the
+ * sockets it holds but its notify socket.
  */
 static int
 store_is(const struct store_want *w, char *why, size_t len)
 {
 	struct stat	 st;
-	size_t		 i, ready = 0, sockets = 0;
+	size_t		 i, ready = 0, waiting = 0, sockets = 0;
 
 	for (i = 0; i < store.n; i++) {
 		if (strncmp(store.name[i], "c.", 2) == 0 &&
 		    strstr(store.name[i], ".r.") != NULL)
 			ready++;
+		if (strncmp(store.name[i], "c.", 2) == 0 &&
+		    strstr(store.name[i], ".w.") != NULL)
+			waiting++;
 		if (!w->live || strncmp(store.name[i], "v.", 2) == 0 ||
 		    strncmp(store.name[i], "i.", 2) == 0)
 			continue;
@@ -132,11 +137,11 @@ store_is(const struct store_want *w, char *why, size_t len)
 		}
 	}
 	snprintf(why, len, "k %zu, l %zu, u %zu, v %zu, i %zu, c %zu (%zu "
-	    "ready), %zu in all, %s", store_count(&store, "k"),
+	    "ready, %zu waiting), %zu in all, %s", store_count(&store, "k"),
 	    store_count(&store, "l."), store_count(&store, "u."),
 	    store_count(&store, "v."), store_count(&store, "i."),
-	    store_count(&store, "c."), ready,
-	    store.n, store.dup ? "a name twice" : "no name twice");
+	    store_count(&store, "c."), ready, waiting, store.n,
+	    store.dup ? "a name twice" : "no name twice");
 	if (w->whole && (long)sockets + 1 != t_proc_fds(t_proxy_pid,
 	    "socket:")) {
 		snprintf(why + strlen(why), len - strlen(why), "; qmpmuxd "
@@ -148,7 +153,7 @@ store_is(const struct store_want *w, char *why, size_t len)
 	    store_count(&store, "v.") == 3 && store_count(&store, "i.") == 3 &&
 	    store_count(&store, "c.") == w->clients &&
 	    store.n == 1 + 3 + 3 + w->clients + 3 + 3 && !store.dup &&
-	    (w->ready == (size_t)-1 || ready == w->ready));
+	    waiting == 0 && (w->ready == (size_t)-1 || ready == w->ready));
 }
 
 /*
@@ -207,17 +212,32 @@ spawn(int recover)
 	return (pid);
 }
 
+/* kill -9 qmpmuxd, and wait until it is gone. */
+static void
+kill9(void)
+{
+	ck_assert_int_eq(kill(t_proxy_pid, SIGKILL), 0);
+	ck_assert_int_ne(t_wait_exit(t_proxy_pid, T_WAIT_MS), -1);
+}
+
+/*
+ * Start qmpmuxd again with the store's fds, as the service manager does
+ * after a crash, and wait until it has taken over.
+ */
+static void
+recover(void)
+{
+	t_proxy_pid = spawn(1);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
+	    0);
+}
+
 /* kill -9 qmpmuxd, and start it again with the store's fds: it takes over. */
 static void
 crash(void)
 {
-	pid_t	old = t_proxy_pid;
-
-	ck_assert_int_eq(kill(old, SIGKILL), 0);
-	ck_assert_int_ne(t_wait_exit(old, T_WAIT_MS), -1);
-	t_proxy_pid = spawn(1);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
-	    0);
+	kill9();
+	recover();
 }
 
 /* The file of start()'s two VMs, with more keys of [global]. */
@@ -531,14 +551,11 @@ START_TEST(test_lock_bad_record)
 	char		 buf[65536], *bad;
 	ssize_t		 n = -1;
 	size_t		 i;
-	pid_t		 old;
 
 	start();
 	(void)t_lock_acquire(clients[0][0], 15, 0);
 	store_record_has("\"last_token\":1,");
-	old = t_proxy_pid;
-	ck_assert_int_eq(kill(old, SIGKILL), 0);
-	ck_assert_int_ne(t_wait_exit(old, T_WAIT_MS), -1);
+	kill9();
 	pthread_mutex_lock(&store_lock);
 	store_take(&store);
 	for (i = 0; i < store.n; i++) {
@@ -553,9 +570,7 @@ START_TEST(test_lock_bad_record)
 	}
 	pthread_mutex_unlock(&store_lock);
 	ck_assert_int_gt(n, 0);
-	t_proxy_pid = spawn(1);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
-	    0);
+	recover();
 	ck_assert_int_eq(t_log_count("qmpmuxd.log", "fdstore: vm v0: its "
 	    "lock cannot be taken over: the state's vms[0].lock.token is past "
 	    "last_token"), 1);
@@ -624,11 +639,7 @@ START_TEST(test_half_read)
 	    proc_rchar(t_proxy_pid) < before + 10000;)
 		t_quiet(c, 1);
 	ck_assert_int_ge(proc_rchar(t_proxy_pid), before + 10000);
-	ck_assert_int_eq(kill(t_proxy_pid, SIGKILL), 0);
-	ck_assert_int_ne(t_wait_exit(t_proxy_pid, T_WAIT_MS), -1);
-	t_proxy_pid = spawn(1);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
-	    0);
+	crash();
 	/* the upstream was kept, and the client is served after it */
 	t_cmd_eq(c, "{\"execute\": \"query-status\", \"id\": 1}",
 	    "{\"return\": {\"command\": \"query-status\", \"seq\": 1}, "
@@ -725,8 +736,7 @@ START_TEST(test_sequence)
 	traffic(2);
 	store_holds(9);
 
-	ck_assert_int_eq(kill(t_proxy_pid, SIGKILL), 0);
-	ck_assert_int_ne(t_wait_exit(t_proxy_pid, T_WAIT_MS), -1);
+	kill9();
 	t_proxy_pid = spawn(1);
 	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "took over", 3,
 	    T_WAIT_MS), 0);
@@ -773,11 +783,7 @@ START_TEST(test_number_reused)
 	    T_WAIT_MS), 0);
 	/* and it has left the store: the crash comes after */
 	store_holds(9);
-	ck_assert_int_eq(kill(t_proxy_pid, SIGKILL), 0);
-	ck_assert_int_ne(t_wait_exit(t_proxy_pid, T_WAIT_MS), -1);
-	t_proxy_pid = spawn(1);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "took over", T_WAIT_MS),
-	    0);
+	crash();
 	ck_assert_ptr_nonnull(c = t_client_ready(v));
 	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "vm v0: client 4: "
 	    "connected", T_WAIT_MS), 0);
