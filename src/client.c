@@ -53,7 +53,8 @@ static const char *client_state_names[] = {
 
 static struct client *client_new(struct listener *, int, int, pid_t, uid_t);
 static void	client_store(const struct client *);
-static void	client_unstore(const struct client *);
+static void	client_unstore(struct client *, enum client_state);
+static void	client_ready(struct client *, int);
 static void	client_read(struct client *);
 static void	client_read_cb(struct bufferevent *, void *);
 static void	client_write_cb(struct bufferevent *, void *);
@@ -374,15 +375,31 @@ client_notify(struct client *c, const char *buf, size_t len)
 	client_put(c, CLIENT_MESSAGE, &iov, 1, NULL);
 }
 
-/* Change state, logging the transition. */
+/*
+ * Change state, logging the transition.  The client's name in the fd
+ * store carries its state (state-store.c), so its socket is stored
+ * again: under the new name first, and only then is the old one taken
+ * out.  The other way round, a crash between the two, or while the new
+ * name's FDSTORE=1 waited for the service manager behind the old one's
+ * FDSTOREREMOVE=1, left the socket in no name, and the process after
+ * never got it back.  So the store holds the old name alone until the
+ * new one is in (what waits goes in order, fdstore.c), then both until
+ * the old one is out: the take-over keeps the one of the state that had
+ * come further, and closes the other (state_store_gen_vm).  A rename
+ * that still waits dies with the process, and the client is taken over
+ * in its state before; a negotiation so lost is made good when the
+ * client shows it (client_recovered_ready).
+ */
 static void
 client_set_state(struct client *c, enum client_state state)
 {
+	enum client_state	 was = c->state;
+
 	client_log(c, LOG_DEBUG, "%s -> %s", client_state_names[c->state],
 	    client_state_names[state]);
-	client_unstore(c);
 	c->state = state;
 	client_store(c);
+	client_unstore(c, was);
 }
 
 /*
@@ -397,11 +414,18 @@ client_store(const struct client *c)
 		vm_tell(c->vm, VM_CLIENT, c, bufferevent_getfd(c->bev));
 }
 
-/* Tell the layer above that the client's socket, as it was, goes. */
+/*
+ * Tell the layer above that the client's socket goes from the name of
+ * state was, which its name is made of.
+ */
 static void
-client_unstore(const struct client *c)
+client_unstore(struct client *c, enum client_state was)
 {
+	enum client_state	 now = c->state;
+
+	c->state = was;
 	vm_tell(c->vm, VM_CLIENT, c, -1);
+	c->state = now;
 }
 
 /* Arm the client's timer; 0 seconds disarms it. */
@@ -602,7 +626,7 @@ client_free(struct client *c)
 	if (c->state != CLIENT_CLOSING)
 		cmd_client_gone(c);
 	client_drop_held(c);
-	client_unstore(c);
+	client_unstore(c, c->state);
 	TAILQ_REMOVE(&c->vm->clients, c, entry);
 	vm_client_gone(c);
 	bufferevent_free(c->bev);
@@ -828,12 +852,56 @@ client_negotiate(struct client *c, const struct qmp_msg *msg)
 		    "Capability 'oob' not available");
 		return;
 	}
-	c->oob = oob;
 	client_return(c, CLIENT_IN_ORDER, id, idlen);
+	client_ready(c, oob);
+	client_log(c, LOG_DEBUG, "negotiated%s", oob ? " oob" : "");
+}
+
+/* Negotiated: ready for commands and events, with oob or not. */
+static void
+client_ready(struct client *c, int oob)
+{
+	c->oob = oob;
 	client_set_state(c, CLIENT_READY);
 	if (c->vm->reads_paused)
 		client_reads_paused(c, 1);
-	client_log(c, LOG_DEBUG, "negotiated%s", oob ? " oob" : "");
+}
+
+/*
+ * A client taken over after a crash in capabilities negotiation may
+ * have negotiated before it: its socket is stored under its ready name
+ * once the service manager reads the rename (client_set_state), and a
+ * rename that waited for that died with the process.  When it shows it
+ * had (a command of its own, or QEMU's reply to one the dead process
+ * sent for it, cmd_orphan) it is ready from then on, with oob if what
+ * it sent came out of band and the upstream has it; until then it has
+ * no events.
+ */
+void
+client_recovered_ready(struct client *c, int oob, const char *why)
+{
+	client_log(c, LOG_INFO, "negotiated before the crash: %s", why);
+	client_ready(c, oob && c->vm->mon->oob);
+}
+
+/*
+ * If msg shows that c, taken over after a crash in capabilities
+ * negotiation, had negotiated before it, c is ready from now on
+ * (client_recovered_ready): a well-formed command other than
+ * qmp_capabilities, which a client sends once its negotiation is
+ * answered.  A client that had not gets no error for it.
+ */
+static void
+client_recovered_command(struct client *c, const struct qmp_msg *msg)
+{
+	char	 desc[512];
+
+	if (c->state != CLIENT_CAPS || !c->recovered ||
+	    reply_check_command(msg, c->vm->mon->oob, desc, sizeof(desc)) ==
+	    -1 || strcmp(msg->name, "qmp_capabilities") == 0)
+		return;
+	snprintf(desc, sizeof(desc), "it sent %s", msg->name);
+	client_recovered_ready(c, msg->m_exec_oob != -1, desc);
 }
 
 /* One whole message from the client. */
@@ -846,6 +914,7 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 	int		 caps;
 
 	reply_id(msg, &id, &idlen);
+	client_recovered_command(c, msg);
 	if (reply_check_command(msg, c->oob, desc, sizeof(desc)) == -1) {
 		/* QEMU has no id to give back when there is no object */
 		if (msg->kind == QMP_KIND_NONOBJECT)

@@ -967,10 +967,13 @@ cmd_orphan(struct vm *vm, const struct qmp_msg *msg)
 		return (0);
 	/*
 	 * Only to a client of before the crash: a number may have been
-	 * given again, to one that never asked.
+	 * given again, to one that never asked.  One taken over in
+	 * capabilities negotiation had negotiated, since it sent this:
+	 * its rename died with the process (client_recovered_ready).
 	 */
 	TAILQ_FOREACH(c, &vm->clients, entry) {
-		if (c->id == owner && c->recovered && c->state == CLIENT_READY)
+		if (c->id == owner && c->recovered &&
+		    (c->state == CLIENT_READY || c->state == CLIENT_CAPS))
 			break;
 	}
 	if (c == NULL || hexlen == 0 || (hexlen == 1 && hex[0] == '~') ||
@@ -991,6 +994,8 @@ cmd_orphan(struct vm *vm, const struct qmp_msg *msg)
 			return (0);
 		}
 	}
+	if (c->state == CLIENT_CAPS)
+		client_recovered_ready(c, 0, "QEMU replied to its command");
 	vm->stats.replies++;
 	client_log(c, LOG_INFO, "reply to command %llu of the qmpmuxd before "
 	    "a crash given to it", (unsigned long long)seq);

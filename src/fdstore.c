@@ -27,9 +27,15 @@
  * for it, matched against the configuration.
  * The same name is stored again only after the old one is removed, so
  * storing what is already there (a restart in place takes everything
- * over) changes nothing.  Every name stored is kept here too: a
- * process that takes over removes what the one before stored and it
- * no longer holds (fdstore_forget_others).
+ * over) changes nothing.  A socket whose name changes (a client's, with
+ * its state) is stored under the new name first, and the old one is
+ * removed after it (client_set_state): as what waits goes in order,
+ * the store holds the old name alone until the new one is in, then
+ * both until the old one is out, never neither; a crash in between
+ * leaves both, which the take-over sorts out (state_store_gen_vm).
+ * Every name stored is kept here too: a process that takes over
+ * removes what the one before stored and it no longer holds
+ * (fdstore_forget_others).
  *
  * Every datagram to the service manager, the state (fdstore_notify)
  * as well as the store's, goes through fdstore_send, which never waits:
@@ -40,8 +46,9 @@
  * fdstore_flush (the hook tells it that something waits).  A datagram
  * that waits is never lost or passed by another: FDSTOREREMOVE=1 of a
  * name whose FDSTORE=1 still waits takes that back instead, so the
- * store sees neither, and a state message replaces the one that waits,
- * as only the last state matters.  fdstore_max_pending bounds the fds
+ * store sees neither (a rename's new name, queued before it, waits
+ * on), and a state message replaces the one that waits, as only the
+ * last state matters.  fdstore_max_pending bounds the fds
  * kept waiting: past it a socket is not stored, and that is logged.
  */
 #include "config.h"

@@ -299,7 +299,8 @@ enum vm_change {
 	VM_UPSTREAM,		/* the connection to QEMU */
 	VM_UPSTREAM_LISTEN,	/* listen mode's socket */
 	VM_LISTENER,		/* obj: a listener */
-	VM_CLIENT,		/* obj: a client; -1 then fd at each change */
+	VM_CLIENT,		/* obj: a client; fd, then -1 as it was, at
+				   each change of state */
 	VM_SENT,		/* obj: a vm_sent; 1 as it goes or changes,
 				   -1 once answered by QEMU or forgotten */
 };
@@ -905,6 +906,7 @@ void		 client_command_done(struct client *, struct cmd *);
 void		 client_event(struct client *, const void *, size_t,
 		    void (*)(const void *, size_t, void *), void *);
 void		 client_reads_paused(struct client *, int);
+void		 client_recovered_ready(struct client *, int, const char *);
 const char	*client_state_name(enum client_state);
 
 /*

@@ -316,6 +316,45 @@ state_store_lock_ok(yajl_val lock, const char *vm)
 	return (0);
 }
 
+/* How far a client's state letter had come: w, c, then r and o. */
+static int
+state_store_rank(char st)
+{
+	return (st == 'w' ? 0 : st == 'c' ? 1 : 2);
+}
+
+/*
+ * Whether the client f[i] of vm is given back under another name too,
+ * of a state that had come further, or as far and earlier in the list:
+ * a change of state stores the socket under its new name before it
+ * takes the old one out (client_set_state), so a crash between the two
+ * leaves both, and two clients of one number would cost the VM every
+ * socket (state_parse refuses them).  The copy not taken stays unused,
+ * and is closed with the others no VM took (state_recover).
+ */
+static int
+state_store_client_dup(const struct state_given_fd *f, size_t n, size_t i,
+    const char *vm)
+{
+	size_t	 j;
+	int	 d;
+
+	for (j = 0; j < n; j++) {
+		if (j == i || f[j].part.kind != 'c' || f[j].part.id !=
+		    f[i].part.id || !state_store_of(&f[j], vm))
+			continue;
+		d = state_store_rank(f[j].part.st) -
+		    state_store_rank(f[i].part.st);
+		if (d > 0 || (d == 0 && j < i)) {
+			log_debug("fdstore: vm %s: client %d is given back as "
+			    "%s and as %s: the second is taken over, the first "
+			    "closed", vm, f[i].part.id, f[i].name, f[j].name);
+			return (1);
+		}
+	}
+	return (0);
+}
+
 /*
  * The commands a VM's table (a memfd the store gave back) holds, each
  * checked as hostile input, into the state's "sent": those a slot holds
@@ -372,9 +411,11 @@ state_store_gen_sent(yajl_gen g, int fd, const char *vm, long *maxid)
 
 /*
  * The VM vm of the fds given back, as the state has it: its JSON object
- * in *out (the caller frees it), and the fds it took marked used.  What
- * its record says goes in as it is, for state_parse to judge; a record
- * that is not JSON, or holds a NUL, is none.
+ * in *out (the caller frees it), and the fds it took marked used; a
+ * client given back under two names is taken once, in the state that
+ * had come further (state_store_client_dup).  What its record says goes
+ * in as it is, for state_parse to judge; a record that is not JSON, or
+ * holds a NUL, is none.
  */
 static void
 state_store_gen_vm(struct state_given_fd *f, size_t n, const char *vm,
@@ -470,7 +511,7 @@ state_store_gen_vm(struct state_given_fd *f, size_t n, const char *vm,
 	json_array_open(g);
 	for (i = 0; i < n; i++) {
 		if (f[i].used || f[i].part.kind != 'c' || !state_store_of(&f[i],
-		    vm))
+		    vm) || state_store_client_dup(f, n, i, vm))
 			continue;
 		f[i].used = 1;
 		/* its listener: the path's, it was accepted on */

@@ -6,7 +6,9 @@
  * new qmpmuxd given the fds from 3 with LISTEN_FDS, LISTEN_FDNAMES and
  * LISTEN_PID.  Real QEMUs: two VMs of the file and one added by the
  * control socket, two ready clients and one not negotiated on each, a
- * stop in flight to a SIGSTOPped QEMU when the crash comes.
+ * stop in flight to a SIGSTOPped QEMU when the crash comes.  The store
+ * stalled with its socket full, or with room for one datagram, when a
+ * client's change of state is sent: a crash there loses no client.
  */
 #include "config.h"
 
@@ -28,6 +30,7 @@
 
 #include <check.h>
 
+#include "qmpmux.h"
 #include "store.h"
 #include "testlib.h"
 
@@ -982,6 +985,231 @@ START_TEST(test_store_bound)
 }
 END_TEST
 
+/*
+ * With store_lock held: the store's socket full but for room datagrams,
+ * as a busy service manager's, so that the next sendmsg of qmpmuxd past
+ * them would wait (EAGAIN).  The store is read empty first, then fillers
+ * of the test's own (a state message, which the store lets go) take the
+ * rest; each from a socket of its own until a fresh one is refused, so
+ * that it is the store's queue that is full (net.unix.max_dgram_qlen),
+ * not a sender's buffer.  Then room fillers are taken out again.
+ */
+static void
+store_fill(int room)
+{
+	static const char	 filler[] = "STATUS=filler";
+	struct sockaddr_un	 sun;
+	char			 buf[64];
+	int			 fds[64], nfds, sent, i;
+
+	ck_assert_int_eq(store_take(&store), 0);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	ck_assert_uint_lt(strlen(store.path), sizeof(sun.sun_path));
+	strcpy(sun.sun_path, store.path);
+	for (nfds = 0, sent = 1; sent > 0 && nfds < 64; nfds++) {
+		ck_assert_int_ne(fds[nfds] = socket(AF_UNIX, SOCK_DGRAM |
+		    SOCK_NONBLOCK | SOCK_CLOEXEC, 0), -1);
+		for (sent = 0; sendto(fds[nfds], filler, strlen(filler), 0,
+		    (struct sockaddr *)&sun, sizeof(sun)) != -1; sent++)
+			;
+		ck_assert_msg(errno == EAGAIN, "a filler: %s",
+		    strerror(errno));
+	}
+	ck_assert_msg(sent == 0, "the store's socket took every filler");
+	for (i = 0; i < room; i++) {
+		ck_assert_int_eq(recv(store.sock, buf, sizeof(buf), 0),
+		    (ssize_t)strlen(filler));
+		ck_assert(memcmp(buf, filler, strlen(filler)) == 0);
+	}
+	/* what they sent stays in the store's socket */
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
+}
+
+/*
+ * With store_lock held: the states client id of VM vm is stored under
+ * now, as their letters in the order w, c, r, o, into buf.
+ */
+static void
+store_client_states(const char *vm, int id, char *buf, size_t len)
+{
+	static const char	 letters[] = "wcro";
+	struct fdstore_part	 p;
+	size_t			 i, k, n = 0;
+
+	ck_assert_int_eq(store_take(&store), 0);
+	for (k = 0; letters[k] != '\0'; k++) {
+		for (i = 0; i < store.n && n + 1 < len; i++) {
+			if (fdstore_parse(store.name[i], &p) == 0 &&
+			    p.kind == 'c' && strcmp(p.vm, vm) == 0 &&
+			    p.id == id && p.st == letters[k])
+				buf[n++] = p.st;
+		}
+	}
+	buf[n] = '\0';
+}
+
+/*
+ * A change of a client's state stores its socket under the new name
+ * before it takes the old one out (client_set_state).  With room in the
+ * store's socket for one datagram when v0's third client negotiates,
+ * the FDSTORE=1 of its ready name goes and its old name's
+ * FDSTOREREMOVE=1 waits; kill -9 then leaves it stored twice.  The
+ * take-over keeps the copy of the state that had come further and
+ * closes the other: the client is served, and ready (it has the STOP
+ * event of another's stop), and the store and qmpmuxd hold each socket
+ * once.  Before, the old name went first, the socket was in no name at
+ * the crash, and the client had an end of stream.
+ */
+START_TEST(test_rename_half)
+{
+	struct store_want	 w = { 9, 6, 1, 1 };
+	struct t_client		*c;
+	char			 states[8];
+
+	start();
+	store_wait(&w);
+	c = clients[0][NCLIENTS - 1];
+	pthread_mutex_lock(&store_lock);
+	store_fill(1);
+	t_cmd_eq(c, "{\"execute\": \"qmp_capabilities\", \"id\": 1}",
+	    "{\"return\": {}, \"id\": 1}");
+	/*
+	 * The return can reach it before the rename is sent (client_put):
+	 * a command after it is read once the rename has been sent.
+	 */
+	t_cmd_eq(c, "{\"execute\": \"query-status\", \"id\": 2}",
+	    T_STATUS("2", "running", "true"));
+	/* dead before the store reads again: what waited in it is lost */
+	kill9();
+	store_client_states("v0", 3, states, sizeof(states));
+	pthread_mutex_unlock(&store_lock);
+	ck_assert_msg(strcmp(states, "cr") == 0, "v0's client 3 is stored "
+	    "as \"%s\" after the crash", states);
+	recover();
+	t_cmd_eq(c, "{\"execute\": \"query-status\", \"id\": 3}",
+	    T_STATUS("3", "running", "true"));
+	t_cmd_eq(clients[0][0], "{\"execute\": \"stop\", \"id\": 4}",
+	    "{\"return\": {}, \"id\": 4}");
+	t_event_is(c, "STOP");
+	w.ready = 7;
+	store_wait(&w);
+	stop_all();
+}
+END_TEST
+
+/*
+ * The same with no room at all: both datagrams of the rename wait and
+ * die with the process, and the store holds the two clients that
+ * negotiated under their old names, in capabilities negotiation.  Each
+ * shows it had negotiated: v1's by a command other than
+ * qmp_capabilities, v0's by QEMU's reply, after the crash, to its stop
+ * sent to a stopped QEMU before it.  Each is then ready: served, its
+ * reply given, and events.  Before, v1's command had QEMU's "Expecting
+ * capabilities negotiation" and v0's reply went to nobody.
+ */
+START_TEST(test_rename_lost)
+{
+	struct store_want	 w = { 9, 6, 1, 1 };
+	struct t_client		*a, *b;
+	char			*q0 = t_vm_path("q", 0), sa[8], sb[8];
+	long			 held;
+
+	start();
+	store_wait(&w);
+	a = clients[0][NCLIENTS - 1];
+	b = clients[1][NCLIENTS - 1];
+	pthread_mutex_lock(&store_lock);
+	store_fill(0);
+	t_cmd_eq(a, "{\"execute\": \"qmp_capabilities\", \"id\": 1}",
+	    "{\"return\": {}, \"id\": 1}");
+	t_cmd_eq(b, "{\"execute\": \"qmp_capabilities\", \"id\": 1}",
+	    "{\"return\": {}, \"id\": 1}");
+	/* read once the renames were sent (test_rename_half), as a's stop */
+	t_cmd_eq(b, "{\"execute\": \"query-status\", \"id\": 2}",
+	    T_STATUS("2", "running", "true"));
+	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
+	held = t_unread(q0);
+	t_send(a, "{\"execute\": \"stop\", \"id\": \"before\"}");
+	ck_assert_int_eq(t_wait_unread(q0, held, T_WAIT_MS), 0);
+	kill9();
+	store_client_states("v0", 3, sa, sizeof(sa));
+	store_client_states("v1", 3, sb, sizeof(sb));
+	pthread_mutex_unlock(&store_lock);
+	ck_assert_msg(strcmp(sa, "c") == 0 && strcmp(sb, "c") == 0,
+	    "the clients are stored as \"%s\" and \"%s\" after the crash",
+	    sa, sb);
+	recover();
+	t_cmd_eq(b, "{\"execute\": \"query-status\", \"id\": 3}",
+	    T_STATUS("3", "running", "true"));
+	ck_assert_int_eq(kill(qemus[0], SIGCONT), 0);
+	t_reply_is(a, "{\"return\": {}, \"id\": \"before\"}");
+	t_cmd_eq(clients[0][0], "{\"execute\": \"cont\", \"id\": 4}",
+	    "{\"return\": {}, \"id\": 4}");
+	t_event_is(a, "RESUME");
+	t_cmd_eq(clients[1][0], "{\"execute\": \"stop\", \"id\": 5}",
+	    "{\"return\": {}, \"id\": 5}");
+	t_event_is(b, "STOP");
+	w.ready = 8;
+	store_wait(&w);
+	free(q0);
+	stop_all();
+}
+END_TEST
+
+/*
+ * One client's socket given back under three names of one number, the
+ * ready one first, then copies in capabilities and waiting, as a crash
+ * in the middle of each change of state would leave them: v1's first
+ * client is taken over ready (it has the STOP of another's stop, where
+ * a waiting one would be greeted again and one in capabilities has no
+ * events), and the copies are closed: the store and qmpmuxd hold each
+ * socket once.  Before, two clients of one number made the take-over
+ * refuse v1, and close every socket of it.
+ */
+START_TEST(test_client_twice)
+{
+	struct store_want	 w = { 9, 6, 1, 1 };
+	struct fdstore_part	 p;
+	const char		 states[] = "cw";
+	char			 name[FDSTORE_NAME_MAX + 1];
+	size_t			 i, n;
+	int			 k;
+
+	start();
+	store_wait(&w);
+	kill9();
+	pthread_mutex_lock(&store_lock);
+	ck_assert_int_eq(store_take(&store), 0);
+	for (i = 0, n = store.n; i < n; i++) {
+		if (fdstore_parse(store.name[i], &p) == -1 || p.kind != 'c' ||
+		    strcmp(p.vm, "v1") != 0 || p.id != 1)
+			continue;
+		ck_assert_int_eq(p.st, 'r');
+		for (k = 0; states[k] != '\0'; k++) {
+			p.st = states[k];
+			fdstore_name_parts(name, sizeof(name), &p);
+			ck_assert_ptr_nonnull(store.name[store.n] =
+			    strdup(name));
+			ck_assert_int_ne(store.fd[store.n] = fcntl(store.fd[i],
+			    F_DUPFD_CLOEXEC, 3), -1);
+			store.n++;
+		}
+	}
+	ck_assert_uint_eq(store.n, n + 2);
+	pthread_mutex_unlock(&store_lock);
+	recover();
+	t_cmd_eq(clients[1][1], "{\"execute\": \"stop\", \"id\": 1}",
+	    "{\"return\": {}, \"id\": 1}");
+	t_event_is(clients[1][0], "STOP");
+	t_cmd_eq(clients[1][0], "{\"execute\": \"query-status\", \"id\": 2}",
+	    T_STATUS("2", "paused", "false"));
+	store_wait(&w);
+	stop_all();
+}
+END_TEST
+
 static Suite *
 crash_suite(void)
 {
@@ -998,6 +1226,9 @@ crash_suite(void)
 	tcase_add_test(tc, test_same_name);
 	tcase_add_test(tc, test_store_stalled);
 	tcase_add_test(tc, test_store_bound);
+	tcase_add_test(tc, test_rename_half);
+	tcase_add_test(tc, test_rename_lost);
+	tcase_add_test(tc, test_client_twice);
 	return (s);
 }
 
