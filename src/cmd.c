@@ -1035,7 +1035,11 @@ cmd_flight_tell(struct cmd_flight *f, int how)
 	vm_tell(f->vm, VM_SENT, &s, how);
 }
 
-/* Its client, if it came back from before the crash and is still here. */
+/*
+ * Its client, if it came back from before the crash and is still here:
+ * one taken over in capabilities negotiation had negotiated, since it
+ * sent this (client_recovered_ready, as cmd_orphan).
+ */
 static struct client *
 cmd_flight_client(struct cmd_flight *f)
 {
@@ -1043,8 +1047,12 @@ cmd_flight_client(struct cmd_flight *f)
 
 	TAILQ_FOREACH(c, &f->vm->clients, entry) {
 		if (c->id == f->client && c->recovered &&
-		    c->state == CLIENT_READY)
+		    (c->state == CLIENT_READY || c->state == CLIENT_CAPS)) {
+			if (c->state == CLIENT_CAPS)
+				client_recovered_ready(c, 0, "a command it "
+				    "sent before the crash is answered");
 			return (c);
+		}
 	}
 	return (NULL);
 }

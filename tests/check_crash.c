@@ -463,6 +463,51 @@ START_TEST(test_deadline_kept)
 END_TEST
 
 /*
+ * A slot of the table of commands at QEMU is read after a crash as
+ * hostile input: one whose name is not a command's is left out and
+ * logged, and costs nothing else: its command's reply still reaches its
+ * client (as a reply of before the crash), and every client is served.
+ */
+START_TEST(test_sent_bad_slot)
+{
+	char		*q0 = t_vm_path("q", 0);
+	long		 held;
+	size_t		 i;
+	int		 done = 0;
+
+	start();
+	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
+	held = t_unread(q0);
+	t_send(clients[0][0], "{\"execute\": \"stop\", \"id\": \"s\"}");
+	ck_assert_int_eq(t_wait_unread(q0, held, T_WAIT_MS), 0);
+	kill9();
+	/* slot 0's name, 40 bytes in (state-store.c's state_sent_slot) */
+	pthread_mutex_lock(&store_lock);
+	store_take(&store);
+	for (i = 0; i < store.n; i++) {
+		if (strncmp(store.name[i], "i.7630.", 7) == 0 &&
+		    pwrite(store.fd[i], "st op!", 7, 40) == 7)
+			done = 1;
+	}
+	pthread_mutex_unlock(&store_lock);
+	ck_assert_msg(done, "no table of v0's in the store");
+	recover();
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "fdstore: vm v0: a command "
+	    "sent before the crash is not whole; its deadline is dropped",
+	    T_WAIT_MS), 0);
+	ck_assert_int_eq(kill(qemus[0], SIGCONT), 0);
+	t_event_is(clients[0][0], "STOP");
+	t_reply_is(clients[0][0], "{\"return\": {}, \"id\": \"s\"}");
+	for (i = 0; i < NVMS; i++)
+		t_cmd_eq(clients[i][1], "{\"execute\": \"query-status\", "
+		    "\"id\": 2}", i == 0 ? T_STATUS("2", "paused", "false") :
+		    T_STATUS("2", "running", "true"));
+	free(q0);
+	stop_all();
+}
+END_TEST
+
+/*
  * Wait, within the bound, until VM v0's record in the store holds text:
  * what qmpmuxd sent its store may still wait in its socket.
  */
@@ -1218,6 +1263,7 @@ crash_suite(void)
 
 	tcase_add_test(tc, test_kill9);
 	tcase_add_test(tc, test_deadline_kept);
+	tcase_add_test(tc, test_sent_bad_slot);
 	tcase_add_test(tc, test_lock);
 	tcase_add_test(tc, test_lock_bad_record);
 	tcase_add_test(tc, test_half_read);
