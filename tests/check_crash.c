@@ -412,9 +412,10 @@ END_TEST
  * Deadlines across kill -9, QEMU stopped, two commands at it: "early"
  * is answered by its deadline before the crash; "kept" is sent 2 s
  * before it, and is answered by its deadline 3 s after its arrival, not
- * 3 s after the take-over (5 s at least).  When QEMU goes on, its two
- * late replies are dropped, neither given to the client as a reply of
- * before the crash: its next reply is its next command's.
+ * 3 s after the take-over (5 s at least).  A restart in place then
+ * hands both on.  When QEMU goes on, its two late replies are dropped,
+ * neither given to the client as a reply of before the crash: its next
+ * reply is its next command's.
  */
 START_TEST(test_deadline_kept)
 {
@@ -452,6 +453,10 @@ START_TEST(test_deadline_kept)
 	ck_assert_int_ge(t, 2500);
 	ck_assert_int_lt(t, 4800);
 
+	/* a restart in place hands them on, answered, with the rest */
+	ck_assert_int_eq(kill(t_proxy_pid, SIGUSR2), 0);
+	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "took over", 2,
+	    T_WAIT_MS), 0);
 	ck_assert_int_eq(kill(qemus[0], SIGCONT), 0);
 	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "late reply to command ",
 	    2, T_WAIT_MS), 0);
