@@ -378,17 +378,15 @@ client_notify(struct client *c, const char *buf, size_t len)
 /*
  * Change state, logging the transition.  The client's name in the fd
  * store carries its state (state-store.c), so its socket is stored
- * again: under the new name first, and only then is the old one taken
- * out.  The other way round, a crash between the two, or while the new
- * name's FDSTORE=1 waited for the service manager behind the old one's
- * FDSTOREREMOVE=1, left the socket in no name, and the process after
- * never got it back.  So the store holds the old name alone until the
- * new one is in (what waits goes in order, fdstore.c), then both until
- * the old one is out: the take-over keeps the one of the state that had
- * come further, and closes the other (state_store_gen_vm).  A rename
- * that still waits dies with the process, and the client is taken over
- * in its state before; a negotiation so lost is made good when the
- * client shows it (client_recovered_ready).
+ * again: the old name is taken out first, then the socket stored under
+ * the new one.  Not the other way round: systemd keeps one copy of an
+ * open file, and drops a second FDSTORE=1 of it whatever its name
+ * ("Suppressing duplicate fd"), so the removal after it would leave the
+ * socket in no name at all.  A crash between the two, or while the new
+ * name's datagram waits for the service manager behind the old one's,
+ * loses the client (qmpmuxd(8), CAVEATS).  When both still wait, the
+ * client is taken over in its state before: a negotiation so lost is
+ * made good when the client shows it (client_recovered_ready).
  */
 static void
 client_set_state(struct client *c, enum client_state state)
@@ -397,9 +395,9 @@ client_set_state(struct client *c, enum client_state state)
 
 	client_log(c, LOG_DEBUG, "%s -> %s", client_state_names[c->state],
 	    client_state_names[state]);
+	client_unstore(c, was);
 	c->state = state;
 	client_store(c);
-	client_unstore(c, was);
 }
 
 /*

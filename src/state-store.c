@@ -349,6 +349,12 @@ state_store_client_dup(const struct state_given_fd *f, size_t n, size_t i,
 			log_debug("fdstore: vm %s: client %d is given back as "
 			    "%s and as %s: the second is taken over, the first "
 			    "closed", vm, f[i].part.id, f[i].name, f[j].name);
+			/*
+			 * Out of the store now, before the copy kept is
+			 * stored again: systemd keeps one copy of a socket,
+			 * and would drop that while this name holds it.
+			 */
+			fdstore_remove(f[i].name);
 			return (1);
 		}
 	}

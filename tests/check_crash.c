@@ -1101,55 +1101,6 @@ store_client_states(const char *vm, int id, char *buf, size_t len)
 }
 
 /*
- * A change of a client's state stores its socket under the new name
- * before it takes the old one out (client_set_state).  With room in the
- * store's socket for one datagram when v0's third client negotiates,
- * the FDSTORE=1 of its ready name goes and its old name's
- * FDSTOREREMOVE=1 waits; kill -9 then leaves it stored twice.  The
- * take-over keeps the copy of the state that had come further and
- * closes the other: the client is served, and ready (it has the STOP
- * event of another's stop), and the store and qmpmuxd hold each socket
- * once.  Before, the old name went first, the socket was in no name at
- * the crash, and the client had an end of stream.
- */
-START_TEST(test_rename_half)
-{
-	struct store_want	 w = { 9, 6, 1, 1 };
-	struct t_client		*c;
-	char			 states[8];
-
-	start();
-	store_wait(&w);
-	c = clients[0][NCLIENTS - 1];
-	pthread_mutex_lock(&store_lock);
-	store_fill(1);
-	t_cmd_eq(c, "{\"execute\": \"qmp_capabilities\", \"id\": 1}",
-	    "{\"return\": {}, \"id\": 1}");
-	/*
-	 * The return can reach it before the rename is sent (client_put):
-	 * a command after it is read once the rename has been sent.
-	 */
-	t_cmd_eq(c, "{\"execute\": \"query-status\", \"id\": 2}",
-	    T_STATUS("2", "running", "true"));
-	/* dead before the store reads again: what waited in it is lost */
-	kill9();
-	store_client_states("v0", 3, states, sizeof(states));
-	pthread_mutex_unlock(&store_lock);
-	ck_assert_msg(strcmp(states, "cr") == 0, "v0's client 3 is stored "
-	    "as \"%s\" after the crash", states);
-	recover();
-	t_cmd_eq(c, "{\"execute\": \"query-status\", \"id\": 3}",
-	    T_STATUS("3", "running", "true"));
-	t_cmd_eq(clients[0][0], "{\"execute\": \"stop\", \"id\": 4}",
-	    "{\"return\": {}, \"id\": 4}");
-	t_event_is(c, "STOP");
-	w.ready = 7;
-	store_wait(&w);
-	stop_all();
-}
-END_TEST
-
-/*
  * The same with no room at all: both datagrams of the rename wait and
  * die with the process, and the store holds the two clients that
  * negotiated under their old names, in capabilities negotiation.  Each
@@ -1176,7 +1127,7 @@ START_TEST(test_rename_lost)
 	    "{\"return\": {}, \"id\": 1}");
 	t_cmd_eq(b, "{\"execute\": \"qmp_capabilities\", \"id\": 1}",
 	    "{\"return\": {}, \"id\": 1}");
-	/* read once the renames were sent (test_rename_half), as a's stop */
+	/* read once the renames were sent (client_put), as a's stop */
 	t_cmd_eq(b, "{\"execute\": \"query-status\", \"id\": 2}",
 	    T_STATUS("2", "running", "true"));
 	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
@@ -1277,7 +1228,6 @@ crash_suite(void)
 	tcase_add_test(tc, test_same_name);
 	tcase_add_test(tc, test_store_stalled);
 	tcase_add_test(tc, test_store_bound);
-	tcase_add_test(tc, test_rename_half);
 	tcase_add_test(tc, test_rename_lost);
 	tcase_add_test(tc, test_client_twice);
 	return (s);

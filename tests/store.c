@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <errno.h>
@@ -19,6 +20,8 @@
 #include <unistd.h>
 
 #include "store.h"
+
+static int	store_holds_file(const struct store *, int);
 
 /* Bind the notify socket at path; -1 (errno) on failure. */
 int
@@ -132,6 +135,15 @@ store_take(struct store *st)
 				close(fd);
 				continue;
 			}
+			/*
+			 * systemd keeps one copy of an open file: a second,
+			 * whatever its name, is dropped ("Suppressing
+			 * duplicate fd", service_add_fd_store).
+			 */
+			if (store_holds_file(st, fd)) {
+				close(fd);
+				continue;
+			}
 			for (i = 0; i < st->n; i++) {
 				if (strcmp(st->name[i], name) == 0)
 					st->dup = 1;
@@ -144,6 +156,23 @@ store_take(struct store *st)
 		if (fd != -1)
 			close(fd);
 	}
+}
+
+/* Whether the store holds fd's open file already, under any name. */
+static int
+store_holds_file(const struct store *st, int fd)
+{
+	struct stat	 a, b;
+	size_t		 i;
+
+	if (fstat(fd, &a) == -1)
+		return (0);
+	for (i = 0; i < st->n; i++) {
+		if (fstat(st->fd[i], &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino)
+			return (1);
+	}
+	return (0);
 }
 
 /* How many fds the store holds whose names begin with prefix. */
