@@ -1101,6 +1101,14 @@ cmd_flight_adopt(struct vm *vm, const struct vm_sent *s)
 	struct timeval		 tv, now;
 	double			 left;
 
+	/* the table is hostile input: its id goes into a client's reply */
+	if (s->id != NULL && s->idlen > 0 && !cmd_one_value(vm, s->id,
+	    s->idlen)) {
+		vm_log(vm, LOG_WARNING, "command %llu sent before the crash "
+		    "has an id that is not one JSON value: its deadline is "
+		    "dropped", (unsigned long long)s->seq);
+		return;
+	}
 	if ((f = calloc(1, sizeof(*f))) == NULL)
 		fatal("%s", __func__);
 	f->vm = vm;
@@ -1136,8 +1144,8 @@ cmd_flight_adopt(struct vm *vm, const struct vm_sent *s)
  * QEMU is gone: the commands of before a crash that no deadline
  * answered get desc, as cmd_fail_all's do, and are forgotten.
  */
-static void
-cmd_flights_fail(struct vm *vm, const char *desc)
+void
+cmd_flights_lost(struct vm *vm, const char *desc)
 {
 	struct cmd_flight	*f;
 	struct client		*c;
@@ -1245,7 +1253,7 @@ cmd_fail_all(struct vm *vm, const char *desc)
 		TAILQ_REMOVE(&vm->inflight, cmd, entry);
 		cmd_free(cmd);
 	}
-	cmd_flights_fail(vm, desc);
+	cmd_flights_lost(vm, desc);
 	vm->ninflight = 0;
 	vm->stalled = 0;
 	/* the next connection may be another QEMU, or there is none */

@@ -1019,6 +1019,7 @@ void		 cmd_pump_soon(struct vm *);
 void		 cmd_adopt(struct cmd *, double);
 void		 cmd_flight_adopt(struct vm *, const struct vm_sent *);
 void		 cmd_flights_free(struct vm *);
+void		 cmd_flights_lost(struct vm *, const char *);
 void		 cmd_fail_all(struct vm *, const char *);
 void		 cmd_answer_all(struct vm *, const char *);
 void		 cmd_client_gone(struct client *);

@@ -607,9 +607,15 @@ state_vm_sent(struct vm *vm, struct state_vm *sv)
 		s.expired = sv->sent[i].expired;
 		cmd_flight_adopt(vm, &s);
 	}
-	if (sv->nsent > 0)
-		vm_log(vm, LOG_INFO, "%zu commands sent before the crash "
-		    "keep their deadlines", sv->nsent);
+	if (sv->nsent == 0)
+		return;
+	/* a connection not taken over will never answer them */
+	if (vm->mon == NULL || vm->mon->state != MONITOR_READY) {
+		cmd_flights_lost(vm, "qmpmux: connection to QEMU lost");
+		return;
+	}
+	vm_log(vm, LOG_INFO, "%zu commands sent before the crash keep their "
+	    "deadlines", sv->nsent);
 }
 
 /*

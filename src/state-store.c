@@ -167,7 +167,8 @@ state_sent_change(struct vm *vm, const struct vm_sent *s, int how)
 			    __ATOMIC_SEQ_CST);
 		return;
 	}
-	if (how == -1)
+	/* one whose client has gone: its late reply has nobody to go to */
+	if (how == -1 || s->client <= 0)
 		return;
 	if (free_sl == NULL || s->idlen > sizeof(sl->id)) {
 		if (!t->full_logged++)
@@ -364,17 +365,19 @@ state_store_client_dup(const struct state_given_fd *f, size_t n, size_t i,
 /*
  * The commands a VM's table (a memfd the store gave back) holds, each
  * checked as hostile input, into the state's "sent": those a slot holds
- * whole and sane, of a client the VM numbered at most maxid (raised to
- * them: a client of theirs may not have come back).  The others are
- * left out, logged, and cost nothing else.
+ * whole and sane, once, of a client given back (at most maxid; one that
+ * did not come back has nobody to answer).  The others are left out,
+ * logged, and cost nothing else.
  */
 static void
-state_store_gen_sent(yajl_gen g, int fd, const char *vm, long *maxid)
+state_store_gen_sent(yajl_gen g, int fd, const char *vm, long maxid)
 {
 	struct state_sent_slot	 sl;
 	struct timeval		 now;
 	double			 nows;
-	size_t			 i, kept = 0;
+	uint64_t		 seqs[STATE_SENT_MAX];
+	uint32_t		 epochs[STATE_SENT_MAX];
+	size_t			 i, j, kept = 0;
 	off_t			 off;
 
 	util_now(&now);
@@ -387,8 +390,19 @@ state_store_gen_sent(yajl_gen g, int fd, const char *vm, long *maxid)
 			break;
 		if (sl.seq == 0)
 			continue;
+		if (sl.client > maxid) {
+			log_debug("fdstore: vm %s: command %llu sent before the "
+			    "crash is of a client that did not come back", vm,
+			    (unsigned long long)sl.seq);
+			continue;
+		}
 		sl.name[sizeof(sl.name) - 1] = '\0';
+		for (j = 0; j < kept; j++) {
+			if (seqs[j] == sl.seq && epochs[j] == sl.epoch)
+				break;
+		}
 		if (sl.seq > LLONG_MAX || sl.client <= 0 || sl.expired > 1 ||
+		    j < kept ||
 		    sl.idlen > sizeof(sl.id) || !isfinite(sl.arrived) ||
 		    sl.arrived > nows || nows - sl.arrived > STATE_SECONDS_MAX ||
 		    !isfinite(sl.timeout) || sl.timeout < 0 ||
@@ -408,9 +422,8 @@ state_store_gen_sent(yajl_gen g, int fd, const char *vm, long *maxid)
 		json_put_double(g, "timeout", sl.timeout);
 		json_put_bool(g, "expired", sl.expired);
 		json_map_close(g);
-		if (sl.client > *maxid)
-			*maxid = sl.client;
-		kept++;
+		seqs[kept] = sl.seq;
+		epochs[kept++] = sl.epoch;
 	}
 	json_array_close(g);
 }
@@ -543,7 +556,7 @@ state_store_gen_vm(struct state_given_fd *f, size_t n, const char *vm,
 	}
 	json_array_close(g);
 	if (sfd != -1) {
-		state_store_gen_sent(g, sfd, vm, &maxid);
+		state_store_gen_sent(g, sfd, vm, maxid);
 		close(sfd);
 	}
 	json_put_int(g, "next_client_id", maxid);
