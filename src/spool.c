@@ -34,7 +34,6 @@
 #include "config.h"
 
 #include <sys/ioctl.h>
-#include <linux/sockios.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
@@ -87,12 +86,11 @@ struct spool_hdr {
 
 /*
  * What this process knows of a ring sent from: the pages sent since it
- * last punched ([dirty, the head's page), dirty -1: none) and the
- * socket it sends to.  Lost in a crash: spool_open punches them all.
+ * last punched ([dirty, the head's page), dirty -1: none).  Lost in a
+ * crash: spool_open punches them all.
  */
 struct spool_mem {
 	int64_t			 dirty;
-	int			 sock;
 };
 
 struct spool {
@@ -236,10 +234,8 @@ spool_map(struct spool *sp)
 	(void)mlock(p, spool_hdr_size(sp->hdr->nrings ? sp->hdr->nrings : 1));
 	if ((sp->mem = calloc(SPOOL_RINGS_MAX, sizeof(*sp->mem))) == NULL)
 		return (-1);
-	for (i = 0; i < SPOOL_RINGS_MAX; i++) {
+	for (i = 0; i < SPOOL_RINGS_MAX; i++)
 		sp->mem[i].dirty = -1;
-		sp->mem[i].sock = -1;
-	}
 	return (0);
 }
 
@@ -376,8 +372,19 @@ spool_check(const struct spool_hdr *h, size_t size, char *err, size_t errlen)
 		}
 		end = (uint64_t)r->base + (uint64_t)r->cap;
 	}
-	if (h->nset > SPOOL_TXN_MAX || h->applied > h->committed ||
+	if (h->applied > h->committed ||
 	    (h->pipe_ring != SPOOL_PIPE_NONE && h->pipe_ring >= h->nrings)) {
+		snprintf(err, errlen, "its record is not whole");
+		return (-1);
+	}
+	/*
+	 * Only a record committed and not applied is read: one being
+	 * written when the process died was never committed, and may be
+	 * half old, half new.
+	 */
+	if (h->committed == h->applied)
+		return (0);
+	if (h->nset > SPOOL_TXN_MAX) {
 		snprintf(err, errlen, "its record is not whole");
 		return (-1);
 	}
@@ -614,9 +621,9 @@ spool_dist(const struct spool_ring *r, int64_t a, int64_t b)
 /*
  * Before len bytes are written at pos of a ring sent from: if they
  * enter a page sent since the last punch, those pages may be held by
- * the socket, unread; punch them all, at once, unless the socket holds
- * nothing of ours any more (SIOCOUTQ 0: every skb it had is read, and
- * the pages are ours again to write in place).
+ * the socket, unread, or by whatever its peer spliced them into; punch
+ * them all, at once.  (SIOCOUTQ cannot say they are free: a peer that
+ * splices holds the pages with none of our bytes in the queue.)
  */
 static void
 spool_clean(struct spool *sp, unsigned int ring, int64_t pos, size_t len)
@@ -624,7 +631,7 @@ spool_clean(struct spool *sp, unsigned int ring, int64_t pos, size_t len)
 	struct spool_ring	*r = &sp->hdr->ring[ring];
 	struct spool_mem	*m = &sp->mem[ring];
 	int64_t			 head, hp, span, p, left, from;
-	int			 outq, enters = 0;
+	int			 enters = 0;
 
 	if (m->dirty == -1)
 		return;
@@ -642,8 +649,6 @@ spool_clean(struct spool *sp, unsigned int ring, int64_t pos, size_t len)
 		return;
 	from = m->dirty;
 	m->dirty = -1;
-	if (m->sock != -1 && ioctl(m->sock, SIOCOUTQ, &outq) == 0 && outq == 0)
-		return;
 	if (span > 0)
 		spool_punch(sp, r, from, hp);
 	else if (head == hp)
@@ -748,7 +753,6 @@ spool_send(struct spool *sp, unsigned int ring, int sock)
 
 	start = head = spool_norm(r, SPOOL_LOAD(&r->head));
 	from = spool_page(r, head);
-	m->sock = sock;
 	for (;;) {
 		SPOOL_STORE(&r->head, head);
 		tail = spool_norm(r, SPOOL_LOAD(&r->tail));

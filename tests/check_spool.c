@@ -145,7 +145,7 @@ START_TEST(test_open_checks)
 	int		 p[2], fd;
 	static const uint64_t big = UINT64_MAX / 2;
 	static const uint32_t many = 100000;
-	/* offsets of struct spool_hdr: magic 0, nrings 12, ring[0] 1072 */
+	/* offsets of struct spool_hdr: magic 0, nrings 12, set 48, ring[0] 1072 */
 	const struct { off_t off; const void *what; size_t len;
 	    const char *why; } bad[] = {
 		{ 0, "XXXXXXXX", 8, "not a spool" },
@@ -171,6 +171,13 @@ START_TEST(test_open_checks)
 		ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
 		ck_assert_int_eq(fcntl(p[0], F_GETFD), -1);
 	}
+	/* a record being written when the process died was never committed */
+	fd = s_copy_with(sp, 48, &many, 4);
+	ck_assert_int_eq(pipe(p), 0);
+	back = spool_open(fd, p[0], p[1], err, sizeof(err));
+	ck_assert_msg(back != NULL, "a record not committed refused: %s", err);
+	ck_assert_uint_eq(spool_used(back, 0), 5);
+	spool_free(back);
 	/* the whole one comes back with its bytes */
 	fd = s_copy_with(sp, 0, "", 0);
 	ck_assert_int_eq(pipe(p), 0);
