@@ -952,7 +952,7 @@ cmd_orphan(struct vm *vm, const struct qmp_msg *msg)
 		return (0);
 	/* one whose deadline answered it, before the crash or since */
 	if ((f = cmd_flight_find(vm, epoch, seq)) != NULL) {
-		expired = f->expired;
+		expired = f->s.expired;
 		TAILQ_REMOVE(&vm->flights, f, entry);
 		cmd_flight_tell(f, -1);
 		cmd_flight_free(f);
@@ -1011,7 +1011,7 @@ cmd_flight_find(struct vm *vm, unsigned int epoch, uint64_t seq)
 	struct cmd_flight	*f;
 
 	TAILQ_FOREACH(f, &vm->flights, entry) {
-		if (f->epoch == epoch && f->seq == seq)
+		if (f->s.epoch == epoch && f->s.seq == seq)
 			return (f);
 	}
 	return (NULL);
@@ -1021,18 +1021,7 @@ cmd_flight_find(struct vm *vm, unsigned int epoch, uint64_t seq)
 static void
 cmd_flight_tell(struct cmd_flight *f, int how)
 {
-	struct vm_sent	 s;
-
-	s.epoch = f->epoch;
-	s.seq = f->seq;
-	s.client = f->client;
-	s.id = f->id;
-	s.idlen = f->idlen;
-	s.name = f->name;
-	s.arrived = f->arrived;
-	s.timeout = f->timeout;
-	s.expired = f->expired;
-	vm_tell(f->vm, VM_SENT, &s, how);
+	vm_tell(f->vm, VM_SENT, &f->s, how);
 }
 
 /*
@@ -1046,7 +1035,7 @@ cmd_flight_client(struct cmd_flight *f)
 	struct client	*c;
 
 	TAILQ_FOREACH(c, &f->vm->clients, entry) {
-		if (c->id == f->client && c->recovered &&
+		if (c->id == f->s.client && c->recovered &&
 		    (c->state == CLIENT_READY || c->state == CLIENT_CAPS)) {
 			if (c->state == CLIENT_CAPS)
 				client_recovered_ready(c, 0, "a command it "
@@ -1078,16 +1067,16 @@ cmd_flight_cb(int fd, short events, void *arg)
 	struct vm		*vm = f->vm;
 	struct client		*c;
 
-	f->expired = 1;
+	f->s.expired = 1;
 	cmd_flight_tell(f, 1);
 	vm->stats.timeouts_sent++;
 	vm_log(vm, LOG_ERR, "QEMU did not reply to %s (id %llu, sent before "
-	    "a crash) within %gs", f->name, (unsigned long long)f->seq,
-	    f->timeout);
+	    "a crash) within %gs", f->name, (unsigned long long)f->s.seq,
+	    f->s.timeout);
 	if ((c = cmd_flight_client(f)) != NULL)
-		client_error(c, CLIENT_NOW, f->id, f->idlen, "GenericError",
+		client_error(c, CLIENT_NOW, f->id, f->s.idlen, "GenericError",
 		    "qmpmux: QEMU did not reply to %s within %gs; it was sent "
-		    "and may still complete", f->name, f->timeout);
+		    "and may still complete", f->name, f->s.timeout);
 }
 
 /*
@@ -1112,23 +1101,23 @@ cmd_flight_adopt(struct vm *vm, const struct vm_sent *s)
 	if ((f = calloc(1, sizeof(*f))) == NULL)
 		fatal("%s", __func__);
 	f->vm = vm;
-	f->epoch = s->epoch;
-	f->seq = s->seq;
-	f->client = s->client;
+	f->s = *s;
+	/* its own copies of what s points to */
+	f->s.id = NULL;
+	f->s.idlen = 0;
 	if (s->id != NULL && s->idlen > 0) {
 		if ((f->id = malloc(s->idlen)) == NULL)
 			fatal("%s", __func__);
 		memcpy(f->id, s->id, s->idlen);
-		f->idlen = s->idlen;
+		f->s.id = f->id;
+		f->s.idlen = s->idlen;
 	}
 	snprintf(f->name, sizeof(f->name), "%s", s->name);
-	f->arrived = s->arrived;
-	f->timeout = s->timeout;
-	f->expired = s->expired;
-	if (!f->expired && f->timeout > 0) {
+	f->s.name = f->name;
+	if (!f->s.expired && f->s.timeout > 0) {
 		util_now(&now);
-		left = f->timeout - ((double)now.tv_sec + now.tv_usec / 1e6 -
-		    f->arrived);
+		left = f->s.timeout - ((double)now.tv_sec + now.tv_usec / 1e6 -
+		    f->s.arrived);
 		if (util_timeval(left > 0.001 ? left : 0.001, &tv) == -1)
 			fatalx("%s: bad deadline", __func__);
 		if ((f->deadline = evtimer_new(vm->base, cmd_flight_cb, f)) ==
@@ -1152,8 +1141,8 @@ cmd_flights_lost(struct vm *vm, const char *desc)
 
 	while ((f = TAILQ_FIRST(&vm->flights)) != NULL) {
 		TAILQ_REMOVE(&vm->flights, f, entry);
-		if (!f->expired && (c = cmd_flight_client(f)) != NULL)
-			client_error(c, CLIENT_NOW, f->id, f->idlen,
+		if (!f->s.expired && (c = cmd_flight_client(f)) != NULL)
+			client_error(c, CLIENT_NOW, f->id, f->s.idlen,
 			    "GenericError", "%s", desc);
 		cmd_flight_tell(f, -1);
 		cmd_flight_free(f);

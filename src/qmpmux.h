@@ -959,15 +959,9 @@ void		 cache_drop(struct vm *);
  */
 struct cmd_flight {
 	struct vm		*vm;
-	unsigned int		 epoch;
-	uint64_t		 seq;
-	int			 client;
+	struct vm_sent		 s;		/* s.id and s.name: below */
 	char			*id;
-	size_t			 idlen;
 	char			 name[QMP_NAME_MAX];
-	double			 arrived;
-	double			 timeout;
-	int			 expired;
 	struct event		*deadline;
 	TAILQ_ENTRY(cmd_flight)	 entry;
 };

@@ -306,15 +306,15 @@ state_save_sent(yajl_gen g, const struct vm *vm)
 	json_array_open(g);
 	TAILQ_FOREACH(f, &vm->flights, entry) {
 		json_map_open(g);
-		json_put_int(g, "epoch", f->epoch);
-		json_put_int(g, "seq", (long long)f->seq);
-		json_put_int(g, "client", f->client);
-		json_put_hex(g, "id", f->id, f->idlen);
+		json_put_int(g, "epoch", f->s.epoch);
+		json_put_int(g, "seq", (long long)f->s.seq);
+		json_put_int(g, "client", f->s.client);
+		json_put_hex(g, "id", f->s.id, f->s.idlen);
 		json_put_str(g, "name", f->name);
 		json_put_double(g, "age", (double)now.tv_sec +
-		    now.tv_usec / 1e6 - f->arrived);
-		json_put_double(g, "timeout", f->timeout);
-		json_put_bool(g, "expired", f->expired);
+		    now.tv_usec / 1e6 - f->s.arrived);
+		json_put_double(g, "timeout", f->s.timeout);
+		json_put_bool(g, "expired", f->s.expired);
 		json_map_close(g);
 	}
 	json_array_close(g);

@@ -186,6 +186,41 @@ relay_socat(int a, int b)
 	_exit(127);
 }
 
+/*
+ * QEMU's side (echo, events or replies), and the relay between it and
+ * the client (none: the client talks to QEMU's side at once); the
+ * client's socket, the pids in *qp and *rp (-1: no relay).
+ */
+static int
+start(void (*relay)(int, int), int events, pid_t *qp, pid_t *rp)
+{
+	int	 q[2], c[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, q) == -1 ||
+	    socketpair(AF_UNIX, SOCK_STREAM, 0, c) == -1)
+		exit(1);
+	if ((*qp = fork()) == 0) {
+		close(q[0]);
+		close(c[0]);
+		close(c[1]);
+		echo(q[1], events);
+	}
+	close(q[1]);
+	*rp = -1;
+	if (relay == NULL) {
+		close(c[0]);
+		close(c[1]);
+		return (q[0]);
+	}
+	if ((*rp = fork()) == 0) {
+		close(c[0]);
+		relay(c[1], q[0]);
+	}
+	close(c[1]);
+	close(q[0]);
+	return (c[0]);
+}
+
 static int
 cmp(const void *a, const void *b)
 {
@@ -202,44 +237,26 @@ cmp(const void *a, const void *b)
 static void
 run(const char *name, void (*relay)(int, int), int rounds)
 {
-	int		 q[2], c[2], i;
-	pid_t		 qp, rp = -1;
+	int		 c, i;
+	pid_t		 qp, rp;
 	double		*t, t0, med, p99, cpu = 0;
 	char		 buf[256];
 	struct rusage	 ru;
 	int		 status;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, q) == -1 ||
-	    socketpair(AF_UNIX, SOCK_STREAM, 0, c) == -1)
-		exit(1);
-	if ((qp = fork()) == 0) {
-		close(q[0]);
-		close(c[0]);
-		close(c[1]);
-		echo(q[1], 0);
-	}
-	close(q[1]);
-	if (relay != NULL && (rp = fork()) == 0) {
-		close(c[0]);
-		relay(c[1], q[0]);
-	}
-	if (relay != NULL) {
-		close(c[1]);
-		close(q[0]);
-	} else
-		c[0] = q[0];
+	c = start(relay, 0, &qp, &rp);
 	if ((t = calloc((size_t)rounds, sizeof(*t))) == NULL)
 		exit(1);
 	for (i = 0; i < rounds; i++) {
 		t0 = now_us();
-		if (write(c[0], cmd, sizeof(cmd) - 1) != sizeof(cmd) - 1 ||
-		    read_all(c[0], buf, sizeof(reply) - 1) == -1) {
+		if (write(c, cmd, sizeof(cmd) - 1) != sizeof(cmd) - 1 ||
+		    read_all(c, buf, sizeof(reply) - 1) == -1) {
 			fprintf(stderr, "%s: round %d failed\n", name, i);
 			exit(1);
 		}
 		t[i] = now_us() - t0;
 	}
-	close(c[0]);
+	close(c);
 	if (rp != -1) {
 		getrusage(RUSAGE_CHILDREN, &ru);
 		cpu = -(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 -
@@ -265,38 +282,20 @@ run(const char *name, void (*relay)(int, int), int rounds)
 static void
 run_events(const char *name, void (*relay)(int, int), long want)
 {
-	int		 q[2], c[2];
-	pid_t		 qp, rp = -1;
+	int		 c;
+	pid_t		 qp, rp;
 	static char	 buf[1 << 16];
 	long		 bytes = 0, need = want * (long)(sizeof(event) - 1);
 	double		 t0;
 	ssize_t		 n;
 	int		 status;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, q) == -1 ||
-	    socketpair(AF_UNIX, SOCK_STREAM, 0, c) == -1)
-		exit(1);
-	if ((qp = fork()) == 0) {
-		close(q[0]);
-		close(c[0]);
-		close(c[1]);
-		echo(q[1], 1);
-	}
-	close(q[1]);
-	if (relay != NULL && (rp = fork()) == 0) {
-		close(c[0]);
-		relay(c[1], q[0]);
-	}
-	if (relay != NULL) {
-		close(c[1]);
-		close(q[0]);
-	} else
-		c[0] = q[0];
+	c = start(relay, 1, &qp, &rp);
 	t0 = now_us();
-	while (bytes < need && (n = read(c[0], buf, sizeof(buf))) > 0)
+	while (bytes < need && (n = read(c, buf, sizeof(buf))) > 0)
 		bytes += n;
 	t0 = now_us() - t0;
-	close(c[0]);
+	close(c);
 	kill(qp, SIGKILL);
 	waitpid(qp, &status, 0);
 	if (rp != -1) {
