@@ -148,7 +148,7 @@ START_TEST(test_open_checks)
 	/* offsets of struct spool_hdr: magic 0, nrings 12, set 48, ring[0] 1072 */
 	const struct { off_t off; const void *what; size_t len;
 	    const char *why; } bad[] = {
-		{ 0, "XXXXXXXX", 8, "not a spool" },
+		{ 0, "notaspol", 8, "not a spool" },
 		{ 12, &many, 4, "not a spool" },
 		{ 16, &big, 8, "rings in" },
 		{ 32, &big, 8, "record is not whole" },
@@ -222,14 +222,14 @@ s_write_all(int fd, const char *buf, size_t len)
 	return (0);
 }
 
-static void
-s_sleep_us(long us)
+/* Now, in ms, for the bounds of the waits. */
+static long long
+s_ms(void)
 {
 	struct timespec	 ts;
 
-	ts.tv_sec = us / 1000000;
-	ts.tv_nsec = (us % 1000000) * 1000;
-	nanosleep(&ts, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
 static void *
@@ -348,9 +348,10 @@ s_torture(size_t incap, size_t outcap)
 	struct s_relay	 r;
 	pthread_t	 wt, rt;
 	pid_t		 pid;
-	unsigned int	 reads;
-	long		 spin;
-	int		 kills, status, fl, ms;
+	unsigned int	 reads, want;
+	struct timespec	 ts;
+	long long	 end;
+	int		 kills, status, fl, joined;
 
 	memset(&r, 0, sizeof(r));
 	ck_assert_ptr_nonnull(r.sp = spool_create(2, caps, out));
@@ -369,15 +370,16 @@ s_torture(size_t incap, size_t outcap)
 		reads = __atomic_load_n(&r.reads, __ATOMIC_SEQ_CST);
 		pid = s_relay_start(&r, (unsigned int)random());
 		/*
-		 * Kill it as the reader wakes, most often while the relay is
-		 * still in the syscall that sent (the window a record of a
-		 * send made after it would lose), else at a random moment.
+		 * Kill it as the reader wakes to its first read, most often
+		 * while the relay is still in the syscall that sent (the
+		 * window a record of a send made after it would lose), or to
+		 * a read from 2 to 9 later, at another point of its work;
+		 * within 10 ms, should the relay move nothing.
 		 */
-		for (spin = 0; kills % 2 == 0 && spin < 1000000 &&
-		    __atomic_load_n(&r.reads, __ATOMIC_SEQ_CST) == reads; spin++)
+		want = reads + (kills % 2 == 0 ? 1 : 2 + random() % 8);
+		for (end = s_ms() + 10; s_ms() < end &&
+		    __atomic_load_n(&r.reads, __ATOMIC_SEQ_CST) < want;)
 			;
-		if (kills % 2 == 1)
-			s_sleep_us(100 + random() % 2900);
 		ck_assert_int_eq(kill(pid, SIGKILL), 0);
 		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 		ck_assert_msg(WIFSIGNALED(status) ||
@@ -386,15 +388,17 @@ s_torture(size_t incap, size_t outcap)
 	}
 	/* the writer has written all by now or soon; the last relay ends */
 	pid = s_relay_start(&r, 1);
-	for (ms = 0; ms < S_WAIT_MS &&
-	    !__atomic_load_n(&r.done, __ATOMIC_SEQ_CST); ms += 10)
-		s_sleep_us(10000);
+	/* the reader's end: the whole stream, or the bound (CLOCK_REALTIME) */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += S_WAIT_MS / 1000;
+	joined = pthread_timedjoin_np(rt, NULL, &ts) == 0;
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 	shutdown(r.in[0], SHUT_WR);
 	shutdown(r.out[1], SHUT_RD);
 	pthread_join(wt, NULL);
-	pthread_join(rt, NULL);
+	if (!joined)
+		pthread_join(rt, NULL);
 	printf("spool: %zu and %zu bytes, %d kills, %zu bytes through, "
 	    "exact\n", incap, outcap, kills, r.got);
 	ck_assert_msg(r.bad == 0, "byte %zu of the stream is wrong", r.bad - 1);
