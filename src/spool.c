@@ -40,6 +40,7 @@
 #include <sys/uio.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,6 +208,32 @@ spool_punch(struct spool *sp, const struct spool_ring *r, int64_t from,
 		fatal("%s: fallocate", __func__);
 }
 
+/*
+ * A ring read into has been consumed from was to now: punch the pages
+ * that lie whole in it.  The page was is in holds bytes consumed
+ * before, and may hold the ring's first bytes again, not yet consumed,
+ * when the tail has gone round into it; the page now is in holds what
+ * is still to consume.
+ */
+static void
+spool_punch_taken(struct spool *sp, const struct spool_ring *r, int64_t was,
+    int64_t now)
+{
+	int64_t	 from = spool_page(r, was), to = spool_page(r, now);
+	int64_t	 tail = spool_norm(r, SPOOL_LOAD(&r->tail));
+
+	if (from == to)
+		return;
+	if (spool_page(r, tail) == from && tail < was) {
+		from += SPOOL_ALIGN;
+		if (from >= r->base + r->cap)
+			from = r->base;
+		if (from == to)
+			return;
+	}
+	spool_punch(sp, r, from, to);
+}
+
 int
 spool_fd(const struct spool *sp)
 {
@@ -232,9 +259,9 @@ spool_map(struct spool *sp)
 	sp->hdr = p;
 	/* the kernel writes positions here: a page it need not fault in */
 	(void)mlock(p, spool_hdr_size(sp->hdr->nrings ? sp->hdr->nrings : 1));
-	if ((sp->mem = calloc(SPOOL_RINGS_MAX, sizeof(*sp->mem))) == NULL)
+	if ((sp->mem = calloc(sp->hdr->nrings, sizeof(*sp->mem))) == NULL)
 		return (-1);
-	for (i = 0; i < SPOOL_RINGS_MAX; i++)
+	for (i = 0; i < sp->hdr->nrings; i++)
 		sp->mem[i].dirty = -1;
 	return (0);
 }
@@ -269,12 +296,13 @@ spool_create(size_t nrings, const size_t *caps, const int *out)
 	sp->size = len;
 	if ((sp->fd = memfd_create("qmpmux-spool", MFD_CLOEXEC)) == -1 ||
 	    ftruncate(sp->fd, (off_t)len) == -1 ||
+	    pwrite(sp->fd, &(uint32_t){ (uint32_t)nrings }, sizeof(uint32_t),
+	    offsetof(struct spool_hdr, nrings)) != sizeof(uint32_t) ||
 	    pipe2(sp->pipe, O_CLOEXEC | O_NONBLOCK) == -1 ||
 	    spool_map(sp) == -1)
 		goto fail;
 	sp->hdr->magic = SPOOL_MAGIC;
 	sp->hdr->version = SPOOL_VERSION;
-	sp->hdr->nrings = (uint32_t)nrings;
 	sp->hdr->size = len;
 	sp->hdr->pipe_ring = SPOOL_PIPE_NONE;
 	for (i = 0; i < nrings; i++) {
@@ -569,6 +597,22 @@ spool_peek(const struct spool *sp, unsigned int ring, struct iovec *iov)
 	return (iov[0].iov_len + iov[1].iov_len);
 }
 
+/*
+ * The position n bytes after the ring's head (n no more than it holds):
+ * where a byte is, which a crash does not move.
+ */
+int64_t
+spool_at(const struct spool *sp, unsigned int ring, size_t n)
+{
+	const struct spool_ring	*r = &sp->hdr->ring[ring];
+	int64_t			 pos;
+
+	pos = spool_norm(r, SPOOL_LOAD(&r->head)) + (int64_t)n;
+	if (pos >= r->base + r->cap)
+		pos -= r->cap;
+	return (pos);
+}
+
 /* The record's entry for that end of ring, made if need be; NULL if full. */
 static struct spool_set *
 spool_txn_slot(struct spool *sp, unsigned int ring, int tail)
@@ -711,7 +755,10 @@ int
 spool_commit(struct spool *sp)
 {
 	struct spool_hdr	*h = sp->hdr;
+	struct spool_ring	*r;
+	int64_t			 was[SPOOL_TXN_MAX];
 	uint64_t		 next;
+	uint32_t		 i;
 
 	if (sp->failed) {
 		sp->failed = 0;
@@ -721,11 +768,26 @@ spool_commit(struct spool *sp)
 	if (sp->nset == 0)
 		return (0);
 	next = SPOOL_LOAD(&h->applied) + 1;
+	for (i = 0; i < sp->nset; i++)
+		was[i] = sp->set[i].tail ? 0 :
+		    spool_norm(&h->ring[sp->set[i].ring],
+		    SPOOL_LOAD(&h->ring[sp->set[i].ring].head));
 	memcpy(h->set, sp->set, sp->nset * sizeof(sp->set[0]));
 	SPOOL_STORE(&h->nset, sp->nset);
 	/* the one store that makes it happen */
 	SPOOL_STORE(&h->committed, next);
 	spool_apply(h);
+	/*
+	 * A ring read into gives back the pages its head has left, now
+	 * that they are consumed for good: else each ring would hold all
+	 * of its memory once its tail had gone round it once.
+	 */
+	for (i = 0; i < sp->nset; i++) {
+		r = &h->ring[sp->set[i].ring];
+		if (!sp->set[i].tail && !r->out)
+			spool_punch_taken(sp, r, was[i],
+			    spool_norm(r, sp->set[i].pos));
+	}
 	sp->nset = 0;
 	return (0);
 }
