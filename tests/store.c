@@ -8,11 +8,13 @@
 #include "config.h"
 
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,18 +160,36 @@ store_take(struct store *st)
 	}
 }
 
+/*
+ * Whether a and b are one open file, as systemd's same_fd() judges it:
+ * by kcmp(KCMP_FILE), or where that is not allowed by the inode and
+ * then the file status flags, which tell a pipe's two ends apart.
+ */
+static int
+store_same_file(int a, int b)
+{
+	struct stat	 sa, sb;
+	pid_t		 pid = getpid();
+	long		 r;
+
+	r = syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b);
+	if (r >= 0)
+		return (r == 0);
+	if (fstat(a, &sa) == -1 || fstat(b, &sb) == -1 ||
+	    sa.st_dev != sb.st_dev || sa.st_ino != sb.st_ino ||
+	    S_ISCHR(sa.st_mode) || S_ISBLK(sa.st_mode))
+		return (0);
+	return (fcntl(a, F_GETFL) == fcntl(b, F_GETFL));
+}
+
 /* Whether the store holds fd's open file already, under any name. */
 static int
 store_holds_file(const struct store *st, int fd)
 {
-	struct stat	 a, b;
 	size_t		 i;
 
-	if (fstat(fd, &a) == -1)
-		return (0);
 	for (i = 0; i < st->n; i++) {
-		if (fstat(st->fd[i], &b) == 0 && a.st_dev == b.st_dev &&
-		    a.st_ino == b.st_ino)
+		if (store_same_file(st->fd[i], fd))
 			return (1);
 	}
 	return (0);
