@@ -25,7 +25,7 @@ set -eu
 # names without the .c.
 FLOORS='
 1 ground utf8 qmp json counter conf* args acl reply util log fdstore spool qmpclient
-2 proxy vm monitor client cmd cache lock listener trace
+2 proxy vm monitor client* cmd cache lock listener trace
 3 host host
 4 around control* state* restart dump metrics
 5 owner server

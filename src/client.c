@@ -51,12 +51,11 @@ static const char *client_state_names[] = {
 	[CLIENT_CLOSING] = "closing",
 };
 
-static struct client *client_new(struct listener *, int, int, pid_t, uid_t);
+static struct client *client_new(struct listener *, int, int, pid_t, uid_t,
+		    struct spool *);
 static void	client_store(const struct client *);
 static void	client_unstore(struct client *, enum client_state);
 static void	client_ready(struct client *, int);
-static void	client_read(struct client *);
-static void	client_read_cb(struct bufferevent *, void *);
 static void	client_write_cb(struct bufferevent *, void *);
 static void	client_event_cb(struct bufferevent *, short, void *);
 static void	client_timer_cb(int, short, void *);
@@ -210,6 +209,9 @@ client_hold(struct client *c, struct evbuffer *b)
 		fatal("%s", __func__);
 	h->buf = b;
 	h->after = TAILQ_LAST(&c->order, client_order);
+	/* the message it answers stays in the ring until it goes */
+	if ((h->span = c->span_cur) != NULL)
+		h->span->owners++;
 	TAILQ_INSERT_TAIL(&c->held, h, entry);
 	c->ncmds++;
 }
@@ -243,6 +245,7 @@ client_release(struct client *c, struct client_held *h)
 	iov.iov_len = evbuffer_get_length(h->buf);
 	iov.iov_base = evbuffer_pullup(h->buf, -1);
 	client_put(c, CLIENT_MESSAGE, &iov, 1, NULL);
+	client_in_release(c, h->span);
 	evbuffer_free(h->buf);
 	free(h);
 }
@@ -473,7 +476,15 @@ client_accept(struct listener *l, int fd)
 		return;
 	}
 
-	c = client_new(l, fd, ++vm->next_client_id, pid, uid);
+	if ((c = client_new(l, fd, ++vm->next_client_id, pid, uid, NULL)) ==
+	    NULL) {
+		vm->stats.clients_refused++;
+		vm_log(vm, LOG_WARNING, "refused a client of uid %ld (pid %ld) "
+		    "on %s: no spool for its input: %s", (long)uid, (long)pid,
+		    l->conf->path, strerror(errno));
+		close(fd);
+		return;
+	}
 	client_store(c);
 	vm->stats.clients++;
 	client_log(c, LOG_INFO, "connected on %s (pid %ld, uid %ld)",
@@ -489,9 +500,14 @@ client_accept(struct listener *l, int fd)
 	}
 }
 
-/* A client of l on the connected socket fd, which it owns; not greeted. */
+/*
+ * A client of l on the connected socket fd, which it owns; not greeted.
+ * Its input goes through sp, or a new spool; NULL (errno set, fd not
+ * taken) if there is none.
+ */
 static struct client *
-client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid)
+client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid,
+    struct spool *sp)
 {
 	struct vm	*vm = l->vm;
 	struct client	*c;
@@ -510,6 +526,11 @@ client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid)
 	TAILQ_INIT(&c->events);
 	c->pid = pid;
 	c->uid = uid;
+	if (client_in_init(c, fd, sp) == -1) {
+		listener_unref(l);
+		free(c);
+		return (NULL);
+	}
 	c->bev = bufferevent_socket_new(vm->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->reader = qmp_reader_new(vm->conf.max_client_message,
 	    vm->conf.max_json_depth, QMP_READ_STRICT);
@@ -520,11 +541,12 @@ client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid)
 	if (c->bev == NULL || c->reader == NULL || c->timer == NULL ||
 	    c->resume == NULL || c->reap == NULL || c->hup == NULL)
 		fatalx("%s: out of memory", __func__);
-	bufferevent_setcb(c->bev, client_read_cb, client_write_cb,
-	    client_event_cb, c);
+	/* read through its ring (client-in.c), never by the bufferevent */
+	bufferevent_setcb(c->bev, NULL, client_write_cb, client_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE,
 	    vm->conf.max_client_output / 2, 0);
 	TAILQ_INSERT_TAIL(&vm->clients, c, entry);
+	vm_tell(vm, VM_SPOOL, c, spool_fd(c->spool));
 	return (c);
 }
 
@@ -537,8 +559,8 @@ client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid)
  */
 struct client *
 client_adopt(struct listener *l, int fd, int id, enum client_state state,
-    pid_t pid, uid_t uid, int oob, const void *in, size_t inlen,
-    const void *out, size_t outlen)
+    pid_t pid, uid_t uid, int oob, struct spool *sp, const void *in,
+    size_t inlen, const void *out, size_t outlen)
 {
 	struct client	*c;
 	struct iovec	 iov;
@@ -546,12 +568,20 @@ client_adopt(struct listener *l, int fd, int id, enum client_state state,
 	if (evutil_make_socket_nonblocking(fd) == -1 ||
 	    evutil_make_socket_closeonexec(fd) == -1)
 		log_debug("%s: fcntl failed", __func__);
-	c = client_new(l, fd, id, pid, uid);
+	if ((c = client_new(l, fd, id, pid, uid, sp)) == NULL) {
+		log_warn("vm %s: client %d: no spool for its input",
+		    l->vm->name, id);
+		close(fd);
+		return (NULL);
+	}
 	c->oob = oob;
 	c->state = state;
 	client_store(c);
-	if (inlen > 0)
-		util_bev_input(c->bev, in, inlen);
+	if (inlen > 0 && client_in_put(c, in, inlen) == -1) {
+		client_close(c, "the %zu bytes it had sent and were not read "
+		    "do not fit its ring", inlen);
+		return (c);
+	}
 	if (outlen > 0) {
 		iov.iov_base = (void *)(uintptr_t)out;
 		iov.iov_len = outlen;
@@ -562,7 +592,7 @@ client_adopt(struct listener *l, int fd, int id, enum client_state state,
 		client_arm(c, c->vm->conf.greeting_timeout);
 		return (c);
 	}
-	bufferevent_enable(c->bev, EV_READ);
+	client_in_read(c, 1);
 	event_active(c->resume, EV_TIMEOUT, 1);
 	return (c);
 }
@@ -579,8 +609,8 @@ client_greet(struct client *c)
 	iov.iov_len = m->greeting_len;
 	client_put(c, 0, &iov, 1, NULL);
 	client_set_state(c, CLIENT_CAPS);
-	bufferevent_enable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+	client_in_read(c, 1);
+	if (evbuffer_get_length(c->in) > 0)
 		event_active(c->resume, EV_TIMEOUT, 1);
 }
 
@@ -607,7 +637,7 @@ client_close(struct client *c, const char *fmt, ...)
 	client_set_state(c, CLIENT_CLOSING);
 	client_watch(c);
 	event_del(c->resume);
-	bufferevent_disable(c->bev, EV_READ);
+	client_in_read(c, 0);
 	if (c->noflush ||
 	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 		event_active(c->reap, EV_TIMEOUT, 1);
@@ -625,8 +655,10 @@ client_free(struct client *c)
 		cmd_client_gone(c);
 	client_drop_held(c);
 	client_unstore(c, c->state);
+	vm_tell(c->vm, VM_SPOOL, c, -1);
 	TAILQ_REMOVE(&c->vm->clients, c, entry);
 	vm_client_gone(c);
+	client_in_free(c);
 	bufferevent_free(c->bev);
 	qmp_reader_free(c->reader);
 	event_free(c->timer);
@@ -804,19 +836,31 @@ client_event_cb(struct bufferevent *bev, short events, void *arg)
 		event_active(c->reap, EV_TIMEOUT, 1);
 		return;
 	}
-	if ((events & BEV_EVENT_EOF) && !client_peer_gone(c)) {
-		/* no more commands: what it sent is still answered */
-		client_log(c, LOG_DEBUG, "end of input");
-		c->eof = 1;
-		client_watch(c);
-		event_active(c->resume, EV_TIMEOUT, 1);
-		return;
-	}
 	if (events & BEV_EVENT_EOF)
 		client_close(c, "client disconnected");
 	else if (events & BEV_EVENT_ERROR)
 		client_close(c, "%s", strerror(EVUTIL_SOCKET_ERROR()));
 	event_active(c->reap, EV_TIMEOUT, 1);
+}
+
+/*
+ * The client's input has ended (client-in.c).  End of input is not a
+ * hang-up: what it sent is still answered, unless it has gone both
+ * ways.
+ */
+void
+client_input_ended(struct client *c)
+{
+	if (c->state == CLIENT_CLOSING)
+		return;
+	if (client_peer_gone(c)) {
+		client_close(c, "client disconnected");
+		return;
+	}
+	client_log(c, LOG_DEBUG, "end of input");
+	c->eof = 1;
+	client_watch(c);
+	event_active(c->resume, EV_TIMEOUT, 1);
 }
 
 /*
@@ -962,13 +1006,14 @@ client_end(struct client *c)
  * stays in the buffer is read when a command is answered or the output
  * has drained to half of max_client_output.
  */
-static void
+void
 client_read(struct client *c)
 {
-	struct vm	*vm = c->vm;
-	struct evbuffer	*in = bufferevent_get_input(c->bev);
-	struct evbuffer	*out = bufferevent_get_output(c->bev);
-	struct qmp_msg	 msg;
+	struct vm		*vm = c->vm;
+	struct evbuffer		*in = c->in;
+	struct evbuffer		*out = bufferevent_get_output(c->bev);
+	struct qmp_msg		 msg;
+	struct client_span	*span;
 
 	while (c->state == CLIENT_CAPS || c->state == CLIENT_READY) {
 		if (c->ncmds >= vm->conf.max_client_pipeline ||
@@ -981,28 +1026,44 @@ client_read(struct client *c)
 				    "from it",
 				    evbuffer_get_length(out));
 			c->input_paused = 1;
-			bufferevent_disable(c->bev, EV_READ);
+			client_in_read(c, 0);
 			client_watch(c);
 			return;
 		}
 		switch (qmp_reader_next(c->reader, in, &msg)) {
 		case QMP_NEED_MORE:
+			if (qmp_reader_idle(c->reader))
+				client_in_idle(c);
 			if (c->eof)
 				client_end(c);
 			return;
 		case QMP_MESSAGE:
+			span = client_in_span(c);
 			trace_message(vm, TRACE_CLIENT_IN, c, msg.buf, msg.len,
 			    NULL);
-			client_handle(c, &msg);
+			/* sent to QEMU before a crash: not sent again */
+			if (c->recovered && cmd_flight_at(vm, c->id, span->at))
+				client_log(c, LOG_INFO, "%s was sent to QEMU "
+				    "before the crash", msg.name);
+			else {
+				c->span_cur = span;
+				client_handle(c, &msg);
+				c->span_cur = NULL;
+			}
+			client_in_release(c, span);
 			qmp_msg_clear(&msg);
 			break;
 		case QMP_ERR_JSON:
 		case QMP_ERR_DEPTH:
+			span = client_in_span(c);
 			trace_message(vm, TRACE_CLIENT_IN, c, NULL, 0,
 			    qmp_reader_error(c->reader));
 			/* QEMU's own words; the reader goes on as QEMU does */
+			c->span_cur = span;
 			client_error(c, CLIENT_IN_ORDER, NULL, 0,
 			    "GenericError", "%s", qmp_reader_error(c->reader));
+			c->span_cur = NULL;
+			client_in_release(c, span);
 			break;
 		case QMP_ERR_SIZE:
 			trace_message(vm, TRACE_CLIENT_IN, c, NULL, 0,
@@ -1016,12 +1077,6 @@ client_read(struct client *c)
 			return;
 		}
 	}
-}
-
-static void
-client_read_cb(struct bufferevent *bev, void *arg)
-{
-	client_read(arg);
 }
 
 static void
@@ -1082,7 +1137,7 @@ client_read_again(struct client *c)
 	    vm->conf.max_client_output / 2)
 		return;
 	c->input_paused = 0;
-	bufferevent_enable(c->bev, EV_READ);
+	client_in_read(c, 1);
 	client_watch(c);
 	/* from the loop: this may run inside a write callback */
 	event_active(c->resume, EV_TIMEOUT, 1);

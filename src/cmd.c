@@ -81,7 +81,22 @@ cmd_tell_sent(struct cmd *cmd, int how)
 	s.arrived = (double)cmd->arrived.tv_sec + cmd->arrived.tv_usec / 1e6;
 	s.timeout = cmd->timeout;
 	s.expired = cmd->expired;
+	s.at = cmd->at;
 	vm_tell(cmd->vm, VM_SENT, &s, how);
+}
+
+/*
+ * The command no longer needs its bytes in its client's ring: it is
+ * sent (and kept in the table of commands sent), or answered.
+ */
+static void
+cmd_span_release(struct cmd *cmd)
+{
+	struct client_span	*span = cmd->span;
+
+	cmd->span = NULL;
+	if (span != NULL && cmd->client != NULL)
+		client_in_release(cmd->client, span);
 }
 
 /* Free a command; it must be off both lists. */
@@ -111,6 +126,7 @@ cmd_done(struct cmd *cmd)
 	struct client	*c = cmd->client;
 
 	cmd->answered = 1;
+	cmd_span_release(cmd);
 	cmd->client = NULL;
 	if (c != NULL)
 		client_command_done(c, cmd);
@@ -134,8 +150,9 @@ static void
 cmd_send(struct vm *vm, struct cmd *cmd)
 {
 	cmd->sent = 1;
-	/* kept before QEMU can answer it */
+	/* kept before QEMU can answer it, and then out of the ring */
 	cmd_tell_sent(cmd, 1);
+	cmd_span_release(cmd);
 	if (TRACE_ON(vm))
 		trace_message(vm, TRACE_QEMU_OUT, cmd->client,
 		    (const char *)evbuffer_pullup(cmd->wire, -1),
@@ -714,6 +731,12 @@ cmd_submit(struct client *c, const struct qmp_msg *msg)
 	cmd->vm = vm;
 	cmd->client = c;
 	cmd->owner = c->id;
+	/* its bytes stay in the client's ring until it is sent or answered */
+	cmd->at = -1;
+	if ((cmd->span = c->span_cur) != NULL) {
+		cmd->span->owners++;
+		cmd->at = cmd->span->at;
+	}
 	cmd->upstream_id = ++vm->next_cmd_id;
 	cmd->epoch = vm->server->epoch;
 	cmd->oob = msg->m_exec_oob != -1;
@@ -1015,6 +1038,23 @@ cmd_flight_find(struct vm *vm, unsigned int epoch, uint64_t seq)
 			return (f);
 	}
 	return (NULL);
+}
+
+/*
+ * Whether a command of before a crash, sent to QEMU, was the message of
+ * client that ends at at in its ring: its reply comes by its flight,
+ * and the message is not sent again.
+ */
+int
+cmd_flight_at(struct vm *vm, int client, int64_t at)
+{
+	struct cmd_flight	*f;
+
+	TAILQ_FOREACH(f, &vm->flights, entry) {
+		if (f->s.client == client && f->s.at == at && at != -1)
+			return (1);
+	}
+	return (0);
 }
 
 /* As a command kept across a crash is, for the layer above (cmd_tell_sent). */

@@ -22,17 +22,19 @@
  *                      its listener's
  *   v.VM.GEN           a memfd: the VM's record (state-store.c)
  *   i.VM.GEN           a memfd: its commands at QEMU (state-store.c)
+ *   q.VM.GEN.ID        client ID's spool: its memfd (client-in.c);
+ *   r.VM.GEN.ID        and its pipe's reading end,
+ *   w.VM.GEN.ID        and writing end
  * A socket cannot tell its path: it is bound under a temporary name and
  * renamed into place (util_unix_listen), so a hash of the path stands
  * for it, matched against the configuration.
  * The same name is stored again only after the old one is removed, so
  * storing what is already there (a restart in place takes everything
  * over) changes nothing.  A socket whose name changes (a client's, with
- * its state) is stored under the new name first, and the old one is
- * removed after it (client_set_state): as what waits goes in order,
- * the store holds the old name alone until the new one is in, then
- * both until the old one is out, never neither; a crash in between
- * leaves both, which the take-over sorts out (state_store_gen_vm).
+ * its state) has its old name removed and is then stored under the new
+ * one (client_set_state): systemd drops an fd stored a second time
+ * while the first copy is still there, so the other order would lose
+ * it; a crash between the two loses the socket (qmpmuxd(8), CAVEATS).
  * Every name stored is kept here too: a process that takes over
  * removes what the one before stored and it no longer holds
  * (fdstore_forget_others).
@@ -455,6 +457,11 @@ fdstore_name_parts(char *buf, size_t len, const struct fdstore_part *p)
 		fdstore_name(buf, len, kind, p->vm, p->gen, "%d.%c.%08x", p->id,
 		    p->st, p->hash);
 		break;
+	case 'q':
+	case 'r':
+	case 'w':
+		fdstore_name(buf, len, kind, p->vm, p->gen, "%d", p->id);
+		break;
 	default:
 		fdstore_name(buf, len, kind, p->vm, p->gen, NULL);
 		break;
@@ -697,7 +704,7 @@ fdstore_parse(const char *name, struct fdstore_part *p)
 	if (p->kind == 'k')
 		return ((q = fdstore_hex8(q, &p->hash)) != NULL && *q == '\0' ?
 		    0 : -1);
-	if (strchr("lmucvi", p->kind) == NULL)
+	if (strchr("lmucviqrw", p->kind) == NULL)
 		return (-1);
 	/* KIND.VM.GEN[.MORE], VM in hex */
 	if ((dot = strchr(q, '.')) == NULL || (n = (size_t)(dot - q)) == 0 ||
@@ -725,6 +732,12 @@ fdstore_parse(const char *name, struct fdstore_part *p)
 		p->st = q[1];
 		if ((q = fdstore_hex8(q + 3, &p->hash)) == NULL)
 			return (-1);
+	} else if (strchr("qrw", p->kind) != NULL) {
+		/* ID */
+		if (*q != '.' || (q = fdstore_decimal(q + 1, INT_MAX, &v)) ==
+		    NULL)
+			return (-1);
+		p->id = (int)v;
 	}
 	return (*q == '\0' ? 0 : -1);
 }

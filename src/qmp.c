@@ -1796,6 +1796,16 @@ qmp_reader_next(struct qmp_reader *r, struct evbuffer *in,
 	return (QMP_NEED_MORE);
 }
 
+/*
+ * Whether the reader holds nothing of a message: what it has taken was
+ * whole messages and whitespace, and a new reader would read on alike.
+ */
+int
+qmp_reader_idle(const struct qmp_reader *r)
+{
+	return (!r->active && r->lex == LEX_START);
+}
+
 /* Free a message's bytes; the struct itself belongs to the caller. */
 void
 qmp_msg_clear(struct qmp_msg *msg)

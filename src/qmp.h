@@ -145,6 +145,7 @@ struct qmp_reader;
 struct qmp_reader *qmp_reader_new(size_t max_size, unsigned int max_depth,
 		    int);
 void		 qmp_reader_free(struct qmp_reader *);
+int		 qmp_reader_idle(const struct qmp_reader *);
 enum qmp_status	 qmp_reader_next(struct qmp_reader *, struct evbuffer *,
 		    struct qmp_msg *);
 const char	*qmp_reader_error(struct qmp_reader *);

@@ -303,6 +303,8 @@ enum vm_change {
 				   each change of state */
 	VM_SENT,		/* obj: a vm_sent; 1 as it goes or changes,
 				   -1 once answered by QEMU or forgotten */
+	VM_SPOOL,		/* obj: a client; its spool's memfd as it
+				   comes, -1 as it goes */
 };
 
 /*
@@ -320,6 +322,8 @@ struct vm_sent {
 	double			 arrived;	/* util_now's clock, seconds */
 	double			 timeout;	/* 0: none */
 	int			 expired;	/* answered by its deadline */
+	int64_t			 at;		/* where it ends in its client's
+						   ring (client-in.c); -1 */
 };
 struct vm_hooks {
 	void	(*change)(struct vm *, enum vm_change, const void *, int);
@@ -467,6 +471,7 @@ size_t		 spool_used(const struct spool *, unsigned int);
 size_t		 spool_room(const struct spool *, unsigned int);
 ssize_t		 spool_recv(struct spool *, unsigned int, int);
 size_t		 spool_peek(const struct spool *, unsigned int, struct iovec *);
+int64_t		 spool_at(const struct spool *, unsigned int, size_t);
 int		 spool_take(struct spool *, unsigned int, size_t);
 int		 spool_put(struct spool *, unsigned int, const struct iovec *,
 		    int);
@@ -478,10 +483,10 @@ ssize_t		 spool_send(struct spool *, unsigned int, int);
 #define FDSTORE_NAME_MAX	255
 /* A name of the store read back into its parts (fdstore_parse). */
 struct fdstore_part {
-	char			 kind;		/* k l m u c v i */
+	char			 kind;		/* k l m u c v i q r w */
 	char			 vm[FDSTORE_NAME_MAX / 2 + 1];	/* "": k */
 	unsigned int		 gen;		/* the VM's generation */
-	int			 id;		/* a client's */
+	int			 id;		/* a client's: c q r w */
 	char			 st;		/* a client's state letter */
 	unsigned int		 hash;		/* a path's: k, l, c */
 };
@@ -821,8 +826,18 @@ struct client {
 	int			 recovered;	/* taken back after a crash */
 	int			 id;
 	enum client_state	 state;
-	struct bufferevent	*bev;
+	struct bufferevent	*bev;		/* its output */
 	struct qmp_reader	*reader;
+	/* its input (client-in.c): the ring, read into c->in, the spans */
+	struct spool		*spool;
+	struct event		*rd;
+	struct evbuffer		*in;
+	uint64_t		 in_head;	/* stream offset of the head */
+	uint64_t		 in_fed;	/* and of what c->in was given */
+	int			 in_reading;
+	int			 in_full;
+	TAILQ_HEAD(client_spans, client_span) spans;
+	struct client_span	*span_cur;	/* the message being handled */
 	struct event		*timer;		/* greeting or slow-client */
 	struct event		*resume;	/* read what is buffered */
 	struct event		*reap;		/* free from the loop */
@@ -870,7 +885,21 @@ struct client {
 struct client_held {
 	struct evbuffer		*buf;
 	struct cmd		*after;
+	struct client_span	*span;		/* the message it answers */
 	TAILQ_ENTRY(client_held) entry;
+};
+
+/*
+ * A message of a client's in its ring (client-in.c): its end, as a
+ * stream offset and as the ring's position; what it waits for before
+ * it may leave the ring.
+ */
+struct client_span {
+	uint64_t		 end;
+	int64_t			 at;
+	unsigned int		 owners;
+	int			 done;
+	TAILQ_ENTRY(client_span) entry;
 };
 
 /* when a reply of the proxy's goes to its client */
@@ -893,8 +922,8 @@ void		 client_flush(struct client *);
 void		 client_adopt_held(struct client *, const void *, size_t);
 void		 client_accept(struct listener *, int);
 struct client	*client_adopt(struct listener *, int, int, enum client_state,
-		    pid_t, uid_t, int, const void *, size_t, const void *,
-		    size_t);
+		    pid_t, uid_t, int, struct spool *, const void *, size_t,
+		    const void *, size_t);
 void		 client_greet(struct client *);
 void		 client_close(struct client *, const char *, ...)
 		    LOG_PRINTF(2, 3);
@@ -908,6 +937,18 @@ void		 client_event(struct client *, const void *, size_t,
 void		 client_reads_paused(struct client *, int);
 void		 client_recovered_ready(struct client *, int, const char *);
 const char	*client_state_name(enum client_state);
+void		 client_read(struct client *);
+void		 client_input_ended(struct client *);
+/* client-in.c: a client's input, in a ring a crash does not lose */
+int		 client_in_init(struct client *, int, struct spool *);
+void		 client_in_free(struct client *);
+void		 client_in_read(struct client *, int);
+void		 client_in_feed(struct client *);
+struct client_span *client_in_span(struct client *);
+void		 client_in_idle(struct client *);
+void		 client_in_done(struct client *, struct client_span *);
+void		 client_in_release(struct client *, struct client_span *);
+int		 client_in_put(struct client *, const void *, size_t);
 
 /*
  * lock.c: the advisory lock of a VM, QMP downstream extensions named
@@ -977,6 +1018,9 @@ struct cmd {
 	char			 name[QMP_NAME_MAX];
 	int			 oob;
 	int			 sent;
+	struct client_span	*span;		/* in its client's ring, until
+						   sent or answered */
+	int64_t			 at;		/* where the span ends; -1 */
 	int			 answered;	/* replied to, or past its deadline */
 	int			 expired;	/* sent, and past its deadline */
 	int			 waited;	/* could not be sent on arrival */
@@ -1012,6 +1056,7 @@ void		 cmd_pump(struct vm *);
 void		 cmd_pump_soon(struct vm *);
 void		 cmd_adopt(struct cmd *, double);
 void		 cmd_flight_adopt(struct vm *, const struct vm_sent *);
+int		 cmd_flight_at(struct vm *, int, int64_t);
 void		 cmd_flights_free(struct vm *);
 void		 cmd_flights_lost(struct vm *, const char *);
 void		 cmd_fail_all(struct vm *, const char *);

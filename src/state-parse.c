@@ -516,6 +516,33 @@ state_rd_client_lock(struct state_rd *rd, yajl_val o, const char *at,
 }
 
 /* A VM's clients, with their orders; then every command is placed. */
+/*
+ * A client's spool after a crash (client-in.c): its memfd and the two
+ * ends of its pipe, which spool_open checks before anything in them is
+ * used.
+ */
+static int
+state_rd_spool(struct state_rd *rd, yajl_val o, const char *at,
+    struct state_client *c)
+{
+	yajl_val	 sp;
+	char		 sat[160];
+
+	if (state_rd_object(rd, o, at, "spool", 0, &sp) == -1)
+		return (-1);
+	if (sp == NULL)
+		return (0);
+	snprintf(sat, sizeof(sat), "%s.spool", at);
+	if (state_rd_fd(rd, sp, sat, "memfd", STATE_FD_ANY, STATE_REQ,
+	    &c->spool[0]) == -1 ||
+	    state_rd_fd(rd, sp, sat, "rd", STATE_FD_ANY, STATE_REQ,
+	    &c->spool[1]) == -1 ||
+	    state_rd_fd(rd, sp, sat, "wr", STATE_FD_ANY, STATE_REQ,
+	    &c->spool[2]) == -1)
+		return (-1);
+	return (0);
+}
+
 static int
 state_rd_clients(struct state_rd *rd, yajl_val sv, const char *vat,
     struct state_vm *vm)
@@ -536,6 +563,7 @@ state_rd_clients(struct state_rd *rd, yajl_val sv, const char *vat,
 	for (i = 0; a != NULL && i < a->u.array.len; i++) {
 		c = &vm->clients[vm->nclients++];
 		c->fd = -1;
+		c->spool[0] = c->spool[1] = c->spool[2] = -1;
 		snprintf(at, sizeof(at), "%s.clients[%zu]", vat, i);
 		o = a->u.array.values[i];
 		if (!YAJL_IS_OBJECT(o))
@@ -575,7 +603,8 @@ state_rd_clients(struct state_rd *rd, yajl_val sv, const char *vat,
 		    state_rd_bool(rd, o, at, "recovered", &c->recovered) ==
 		    -1 ||
 		    state_rd_hex(rd, o, at, "in", 0, &c->in) == -1 ||
-		    state_rd_hex(rd, o, at, "out", 0, &c->out) == -1)
+		    state_rd_hex(rd, o, at, "out", 0, &c->out) == -1 ||
+		    state_rd_spool(rd, o, at, c) == -1)
 			return (-1);
 	}
 	/* ids, once each: commands and their owners name clients by them */
@@ -790,8 +819,11 @@ state_rd_sent(struct state_rd *rd, yajl_val sv, const char *vat,
 		    &s->age) == -1 ||
 		    state_rd_double(rd, o, at, "timeout", 0, STATE_SECONDS_MAX,
 		    0, &s->timeout) == -1 ||
-		    state_rd_bool(rd, o, at, "expired", &s->expired) == -1)
+		    state_rd_bool(rd, o, at, "expired", &s->expired) == -1 ||
+		    state_rd_int(rd, o, at, "at", -1, LLONG_MAX, -1, 0,
+		    &n) == -1)
 			return (-1);
+		s->at = (int64_t)n;
 		if (s->id.len > STATE_SENT_ID)
 			return (state_refuse(rd, at, "id", "is longer than %d "
 			    "bytes", STATE_SENT_ID));

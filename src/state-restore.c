@@ -46,6 +46,38 @@ state_close(int *fd)
 	*fd = -1;
 }
 
+/*
+ * A client's spool after a crash, checked (spool_open): NULL if it has
+ * none, or one that cannot be used (logged: what was in it is lost).
+ */
+static struct spool *
+state_spool(struct vm *vm, struct state_client *sc)
+{
+	struct spool	*sp;
+	char		 err[256];
+
+	if (sc->spool[0] < 0)
+		return (NULL);
+	sp = spool_open(sc->spool[0], sc->spool[1], sc->spool[2], err,
+	    sizeof(err));
+	sc->spool[0] = sc->spool[1] = sc->spool[2] = -1;
+	if (sp == NULL)
+		vm_log(vm, LOG_WARNING, "client %d: its spool cannot be used "
+		    "(%s): what it had sent and was not done with is lost",
+		    sc->id, err);
+	return (sp);
+}
+
+/* Close a client of the state: its socket and its spool. */
+static void
+state_close_client(struct state_client *sc)
+{
+	state_close(&sc->fd);
+	state_close(&sc->spool[0]);
+	state_close(&sc->spool[1]);
+	state_close(&sc->spool[2]);
+}
+
 /* Close the clients of a VM of the state, saying why. */
 static void
 state_close_clients(struct vm *vm, struct state_vm *sv, const char *why)
@@ -53,12 +85,10 @@ state_close_clients(struct vm *vm, struct state_vm *sv, const char *why)
 	size_t	 i;
 
 	for (i = 0; i < sv->nclients; i++) {
-		if (sv->clients[i].fd < 0)
-			continue;
-		if (vm != NULL)
+		if (sv->clients[i].fd >= 0 && vm != NULL)
 			vm_log(vm, LOG_INFO, "client %d: closed: %s",
 			    sv->clients[i].id, why);
-		state_close(&sv->clients[i].fd);
+		state_close_client(&sv->clients[i]);
 	}
 }
 
@@ -515,13 +545,15 @@ state_vm_clients(struct vm *vm, struct state_vm *sv)
 		if (l == NULL || sc->state == CLIENT_CLOSING) {
 			vm_log(vm, LOG_INFO, "client %d: its listener is no "
 			    "longer configured; closed", sc->id);
-			state_close(&sc->fd);
+			state_close_client(sc);
 			continue;
 		}
 		c = client_adopt(l, sc->fd, sc->id, sc->state, sc->pid,
-		    sc->uid, sc->oob, sc->in.buf, sc->in.len, sc->out.buf,
-		    sc->out.len);
+		    sc->uid, sc->oob, state_spool(vm, sc), sc->in.buf,
+		    sc->in.len, sc->out.buf, sc->out.len);
 		sc->fd = -1;
+		if (c == NULL)
+			continue;
 		/* a client of before a crash, or a restart since one */
 		c->recovered = sc->recovered;
 		c->lock_aware = sc->lock_aware;
@@ -605,6 +637,7 @@ state_vm_sent(struct vm *vm, struct state_vm *sv)
 		    sv->sent[i].age - sv->taken;
 		s.timeout = sv->sent[i].timeout;
 		s.expired = sv->sent[i].expired;
+		s.at = sv->sent[i].at;
 		cmd_flight_adopt(vm, &s);
 	}
 	if (sv->nsent == 0)

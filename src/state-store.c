@@ -101,6 +101,7 @@ struct state_sent_slot {
 	uint32_t		 idlen;
 	char			 name[QMP_NAME_MAX];
 	char			 id[STATE_SENT_ID];
+	int64_t			 at;		/* in its client's ring; -1 */
 };
 
 struct state_sent_table {
@@ -185,6 +186,7 @@ state_sent_change(struct vm *vm, const struct vm_sent *s, int how)
 	sl->timeout = s->timeout;
 	sl->expired = (uint32_t)s->expired;
 	sl->idlen = (uint32_t)s->idlen;
+	sl->at = s->at;
 	snprintf(sl->name, sizeof(sl->name), "%s", s->name);
 	if (s->idlen > 0)
 		memcpy(sl->id, s->id, s->idlen);
@@ -206,6 +208,31 @@ state_sent_free(struct vm *vm)
 	close(t->fd);
 	free(t);
 	vm->sent_table = NULL;
+}
+
+/*
+ * A client's spool (client-in.c): its memfd and both ends of its pipe,
+ * stored as it comes (fd, the memfd), taken out as it goes (-1).
+ */
+static void
+state_store_spool(const struct client *c, int fd)
+{
+	static const char	 kinds[] = "qrw";
+	char			 name[FDSTORE_NAME_MAX + 1], kind[2];
+	int			 fds[3], i;
+
+	fds[0] = fd;
+	spool_pipe(c->spool, &fds[1], &fds[2]);
+	for (i = 0; i < 3; i++) {
+		kind[0] = kinds[i];
+		kind[1] = '\0';
+		fdstore_name(name, sizeof(name), kind, c->vm->name, c->vm->gen,
+		    "%d", c->id);
+		if (fd == -1)
+			fdstore_remove(name);
+		else
+			fdstore_add(fds[i], name);
+	}
 }
 
 /*
@@ -237,6 +264,9 @@ state_store_change(struct vm *vm, enum vm_change what, const void *obj,
 		}
 		else
 			fdstore_remove(name);
+		return;
+	case VM_SPOOL:
+		state_store_spool(obj, fd);
 		return;
 	case VM_CLOSED:
 		return;
@@ -272,7 +302,7 @@ struct state_given_fd {
 static int
 state_store_of(const struct state_given_fd *f, const char *vm)
 {
-	return (strchr("lmucvi", f->part.kind) != NULL &&
+	return (strchr("lmucviqrw", f->part.kind) != NULL &&
 	    strcmp(f->part.vm, vm) == 0);
 }
 
@@ -421,11 +451,50 @@ state_store_gen_sent(yajl_gen g, int fd, const char *vm, long maxid)
 		json_put_double(g, "age", nows - sl.arrived);
 		json_put_double(g, "timeout", sl.timeout);
 		json_put_bool(g, "expired", sl.expired);
+		/* checked against the client's ring, where it must end */
+		json_put_int(g, "at", sl.at >= 0 ? sl.at : -1);
 		json_map_close(g);
 		seqs[kept] = sl.seq;
 		epochs[kept++] = sl.epoch;
 	}
 	json_array_close(g);
+}
+
+/*
+ * The spool of client id of vm, if all three of its fds came back: the
+ * client's "spool", its fds marked used.  Without one the client is
+ * taken over with a new ring, and what it had sent and was not done
+ * with is lost (logged).
+ */
+static void
+state_store_gen_spool(yajl_gen g, struct state_given_fd *f, size_t n,
+    const char *vm, int id)
+{
+	static const char	 kinds[] = "qrw";
+	ssize_t			 at[3] = { -1, -1, -1 };
+	size_t			 i, k;
+
+	for (i = 0; i < n; i++) {
+		if (f[i].used || !state_store_of(&f[i], vm) ||
+		    f[i].part.id != id || strchr(kinds, f[i].part.kind) == NULL)
+			continue;
+		k = (size_t)(strchr(kinds, f[i].part.kind) - kinds);
+		if (at[k] == -1)
+			at[k] = (ssize_t)i;
+	}
+	if (at[0] == -1 || at[1] == -1 || at[2] == -1) {
+		log_warnx("fdstore: vm %s: client %d has no spool: what it had "
+		    "sent and was not yet done with is lost", vm, id);
+		return;
+	}
+	json_cstr(g, "spool");
+	json_map_open(g);
+	json_put_int(g, "memfd", f[at[0]].fd);
+	json_put_int(g, "rd", f[at[1]].fd);
+	json_put_int(g, "wr", f[at[2]].fd);
+	json_map_close(g);
+	for (k = 0; k < 3; k++)
+		f[at[k]].used = 1;
 }
 
 /*
@@ -552,6 +621,7 @@ state_store_gen_vm(struct state_given_fd *f, size_t n, const char *vm,
 		json_put_int(g, "pid", (long long)cred.pid);
 		json_put_int(g, "uid", cred.uid == (uid_t)-1 ? -1 :
 		    (long long)cred.uid);
+		state_store_gen_spool(g, f, n, vm, f[i].part.id);
 		json_map_close(g);
 	}
 	json_array_close(g);

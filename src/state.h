@@ -93,6 +93,7 @@ struct state_client {
 	uint64_t		 lock_lost;
 	struct state_bytes	 in;
 	struct state_bytes	 out;
+	int			 spool[3];	/* memfd, pipe; -1: none */
 	size_t			*order;
 	size_t			 norder;
 };
@@ -140,6 +141,7 @@ struct state_sent {
 	double			 age;
 	double			 timeout;
 	int			 expired;
+	int64_t			 at;		/* in its client's ring; -1 */
 };
 
 /* A VM of the state; used once a VM of the new process took it. */

@@ -59,6 +59,7 @@ struct store_want {
 	size_t		 ready;		/* c. in state r; -1: any */
 	int		 live;		/* each fd a socket qmpmuxd holds */
 	int		 whole;		/* and every socket it holds */
+	int		 any_spools;	/* not each client's spool stored */
 };
 
 static void
@@ -120,6 +121,7 @@ store_is(const struct store_want *w, char *why, size_t len)
 {
 	struct stat	 st;
 	size_t		 i, ready = 0, waiting = 0, sockets = 0;
+	int		 spool;
 
 	for (i = 0; i < store.n; i++) {
 		if (strncmp(store.name[i], "c.", 2) == 0 &&
@@ -131,19 +133,27 @@ store_is(const struct store_want *w, char *why, size_t len)
 		if (!w->live || strncmp(store.name[i], "v.", 2) == 0 ||
 		    strncmp(store.name[i], "i.", 2) == 0)
 			continue;
-		sockets++;
-		if (fstat(store.fd[i], &st) == -1 ||
-		    !t_proc_holds(t_proxy_pid, (unsigned long)st.st_ino)) {
-			snprintf(why, len, "%s, a socket qmpmuxd does not hold",
-			    store.name[i]);
+		/* a client's spool: its memfd and its pipe's two ends */
+		spool = strchr("qrw", store.name[i][0]) != NULL &&
+		    store.name[i][1] == '.';
+		if (!spool)
+			sockets++;
+		if (fstat(store.fd[i], &st) == -1 || (spool ?
+		    !t_proc_holds_file(t_proxy_pid, &st) :
+		    !t_proc_holds(t_proxy_pid, (unsigned long)st.st_ino))) {
+			snprintf(why, len, "%s, %s qmpmuxd does not hold",
+			    store.name[i], spool ? "a file" : "a socket");
 			return (0);
 		}
 	}
 	snprintf(why, len, "k %zu, l %zu, u %zu, v %zu, i %zu, c %zu (%zu "
-	    "ready, %zu waiting), %zu in all, %s", store_count(&store, "k"),
+	    "ready, %zu waiting), q %zu r %zu w %zu, %zu in all, %s",
+	    store_count(&store, "k"),
 	    store_count(&store, "l."), store_count(&store, "u."),
 	    store_count(&store, "v."), store_count(&store, "i."),
-	    store_count(&store, "c."), ready, waiting, store.n,
+	    store_count(&store, "c."), ready, waiting,
+	    store_count(&store, "q."), store_count(&store, "r."),
+	    store_count(&store, "w."), store.n,
 	    store.dup ? "a name twice" : "no name twice");
 	if (w->whole && (long)sockets + 1 != t_proc_fds(t_proxy_pid,
 	    "socket:")) {
@@ -155,7 +165,12 @@ store_is(const struct store_want *w, char *why, size_t len)
 	    store_count(&store, "l.") == 3 && store_count(&store, "u.") == 3 &&
 	    store_count(&store, "v.") == 3 && store_count(&store, "i.") == 3 &&
 	    store_count(&store, "c.") == w->clients &&
-	    store.n == 1 + 3 + 3 + w->clients + 3 + 3 && !store.dup &&
+	    (w->any_spools || (store_count(&store, "q.") == w->clients &&
+	    store_count(&store, "r.") == w->clients &&
+	    store_count(&store, "w.") == w->clients)) &&
+	    store.n == 1 + 3 + 3 + w->clients + 3 + 3 +
+	    store_count(&store, "q.") + store_count(&store, "r.") +
+	    store_count(&store, "w.") && !store.dup &&
 	    waiting == 0 && (w->ready == (size_t)-1 || ready == w->ready));
 }
 
@@ -301,7 +316,7 @@ stop_all(void)
 static void
 store_holds(size_t nclients)
 {
-	struct store_want	 w = { nclients, (size_t)-1, 0, 0 };
+	struct store_want	 w = { nclients, (size_t)-1, 0, 0, 0 };
 
 	store_wait(&w);
 }
@@ -549,8 +564,9 @@ store_record_has(const char *text)
  * record), client 2's qom-set waits.  After the take-over from the store
  * client 1 holds it still, with the same token and what was left of its
  * lease counting on; it releases, and the next grant's token is larger,
- * never one given before.  The queued write died with the process
- * (docs/STATE.md, After a crash): nothing is asserted of it.
+ * never one given before.  The queued write is still in client 2's
+ * ring: it waits for the lock again, and is answered, once, before a
+ * write client 2 sent after the crash.
  */
 START_TEST(test_lock)
 {
@@ -580,12 +596,13 @@ START_TEST(test_lock)
 	    "lease %g, then %g", l.expires, l2.expires);
 	free(l.waiters);
 	free(l2.waiters);
-	/* another's write waits for it again */
+	/* the write that waited for it waits again, and another behind it */
 	t_send(b, "{\"execute\": \"qom-set\", \"arguments\": {\"path\": "
 	    "\"/machine\", \"property\": \"graphics\", \"value\": true}, "
 	    "\"id\": \"w2\"}");
 	ck_assert_int_eq(t_quiet(b, 100), T_SILENT);
 	t_lock_release(a, token);
+	t_reply_is(b, "{\"return\": {}, \"id\": \"w\"}");
 	t_reply_is(b, "{\"return\": {}, \"id\": \"w2\"}");
 	ck_assert_int_gt(t_lock_acquire(b, 5, 10), token);
 	stop_all();
@@ -654,6 +671,99 @@ proc_rchar(pid_t pid)
 	fclose(f);
 	return (n);
 }
+
+/*
+ * Wait until the VM has n commands queued in qmpmuxd, unsent (query-vm
+ * on the control socket, asked every millisecond within the bound).
+ */
+static void
+wait_queued(const char *vm, long long n)
+{
+	long long	 end = t_clock_ms() + T_WAIT_MS, queued = -1;
+
+	while (t_clock_ms() < end && (queued = t_vm_queued(ctl, vm)) != n)
+		poll(NULL, 0, 1);
+	ck_assert_msg(queued == n, "vm %s has %lld commands queued, not %lld",
+	    vm, queued, n);
+}
+
+/*
+ * The crash the issue names: QEMU stopped, one command in flight (in
+ * QEMU's socket), ten other clients' commands queued in qmpmuxd behind
+ * it (max_inflight 1), and a client that has sent half of a command.
+ * kill -9, the take-over, QEMU goes on: each of the twelve gets exactly
+ * one reply, its own id, a return; the half-sent one goes on where it
+ * was.  Then each of the twelve gets the STOP and RESUME of a stop and
+ * cont (sent by another client), which no second reply comes before,
+ * and none sees its end of stream.
+ */
+START_TEST(test_queued_kept)
+{
+	struct t_client	*more[10], *half, *all[12];
+	char		*q0 = t_vm_path("q", 0), *v0 = t_vm_path("v", 0);
+	char		 want[256];
+	long long	 end;
+	long		 held;
+	size_t		 i, n = 0;
+
+	start();
+	half = clients[0][1];
+	for (i = 0; i < 10; i++)
+		ck_assert_ptr_nonnull(more[i] = t_client_ready(v0));
+	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
+	held = t_unread(q0);
+	t_send(clients[0][0], "{\"execute\": \"query-status\", \"id\": "
+	    "\"flight\"}");
+	ck_assert_int_eq(t_wait_unread(q0, held, T_WAIT_MS), 0);
+	for (i = 0; i < 10; i++)
+		t_send(more[i], "{\"execute\": \"query-status\", \"id\": "
+		    "\"queued-%zu\"}", i);
+	wait_queued("v0", 10);
+	t_send_raw(half, "{\"execute\": \"qu", 15);
+	/* in qmpmuxd's hands: nothing of it left in the socket */
+	for (end = t_clock_ms() + T_WAIT_MS; t_peer_unread(half) &&
+	    t_clock_ms() < end;)
+		poll(NULL, 0, 1);
+	ck_assert(!t_peer_unread(half));
+	/* every socket stored: what waits for the store is not this test's */
+	store_holds(19);
+
+	crash();
+	t_send_raw(half, "ery-status\", \"id\": \"half\"}", 26);
+	ck_assert_int_eq(kill(qemus[0], SIGCONT), 0);
+
+	t_reply_is(clients[0][0], T_STATUS("\"flight\"", "running", "true"));
+	for (i = 0; i < 10; i++) {
+		snprintf(want, sizeof(want), T_STATUS("\"queued-%zu\"",
+		    "running", "true"), i);
+		t_reply_is(more[i], want);
+	}
+	t_reply_is(half, T_STATUS("\"half\"", "running", "true"));
+
+	/* once each: the next a client gets is an event of after them */
+	t_cmd_eq(clients[0][2], "{\"execute\": \"qmp_capabilities\"}",
+	    "{\"return\": {}}");
+	all[n++] = clients[0][0];
+	all[n++] = clients[0][1];
+	for (i = 0; i < 10; i++)
+		all[n++] = more[i];
+	/* from a thirteenth, whose own wait for its replies skips events */
+	t_cmd_eq(clients[0][2], "{\"execute\": \"stop\", \"id\": \"s\"}",
+	    "{\"return\": {}, \"id\": \"s\"}");
+	t_cmd_eq(clients[0][2], "{\"execute\": \"cont\", \"id\": \"c\"}",
+	    "{\"return\": {}, \"id\": \"c\"}");
+	for (i = 0; i < n; i++) {
+		t_event_is(all[i], "STOP");
+		t_event_is(all[i], "RESUME");
+		ck_assert_int_eq(t_quiet(all[i], 0), T_SILENT);
+	}
+	for (i = 0; i < 10; i++)
+		t_client_free(more[i]);
+	free(q0);
+	free(v0);
+	stop_all();
+}
+END_TEST
 
 /*
  * A crash in the middle of a message from QEMU: the fake QEMU writes a
@@ -963,7 +1073,7 @@ stall_traffic(struct t_client **kept)
 START_TEST(test_store_stalled)
 {
 	struct t_client		*kept[STALL_ROUNDS];
-	struct store_want	 w = { 9, 6, 1, 1 };
+	struct store_want	 w = { 9, 6, 1, 1, 0 };
 	size_t			 held;
 	int			 n;
 
@@ -1000,7 +1110,7 @@ END_TEST
 START_TEST(test_store_bound)
 {
 	struct t_client		*kept[STALL_ROUNDS];
-	struct store_want	 w = { 9, 6, 1, 1 };
+	struct store_want	 w = { 9, 6, 1, 1, 0 };
 	size_t			 stored;
 	int			 n, refused;
 
@@ -1029,6 +1139,8 @@ START_TEST(test_store_bound)
 	w.clients = 9 + stored;
 	w.ready = 6 + stored;
 	w.whole = 0;
+	/* a client's spool is three fds, each stored or not on its own */
+	w.any_spools = 1;
 	store_wait(&w);
 	t_clients_free(kept, n);
 	stop_all();
@@ -1112,7 +1224,7 @@ store_client_states(const char *vm, int id, char *buf, size_t len)
  */
 START_TEST(test_rename_lost)
 {
-	struct store_want	 w = { 9, 6, 1, 1 };
+	struct store_want	 w = { 9, 6, 1, 1, 0 };
 	struct t_client		*a, *b;
 	char			*q0 = t_vm_path("q", 0), sa[8], sb[8];
 	long			 held;
@@ -1171,7 +1283,7 @@ END_TEST
  */
 START_TEST(test_client_twice)
 {
-	struct store_want	 w = { 9, 6, 1, 1 };
+	struct store_want	 w = { 9, 6, 1, 1, 0 };
 	struct fdstore_part	 p;
 	const char		 states[] = "cw";
 	char			 name[FDSTORE_NAME_MAX + 1];
@@ -1219,6 +1331,7 @@ crash_suite(void)
 
 	tcase_add_test(tc, test_kill9);
 	tcase_add_test(tc, test_deadline_kept);
+	tcase_add_test(tc, test_queued_kept);
 	tcase_add_test(tc, test_sent_bad_slot);
 	tcase_add_test(tc, test_lock);
 	tcase_add_test(tc, test_lock_bad_record);

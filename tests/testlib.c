@@ -2080,6 +2080,16 @@ t_vm_commands(const char *ctl, const char *vm, long long *taken,
 	free(m);
 }
 
+/* How many commands the VM has queued, unsent. */
+long long
+t_vm_queued(const char *ctl, const char *vm)
+{
+	long long	 taken, queued;
+
+	t_vm_commands(ctl, vm, &taken, &queued);
+	return (queued);
+}
+
 /* How many commands the VM has taken from its clients so far. */
 long long
 t_vm_taken(const char *ctl, const char *vm)
@@ -2256,6 +2266,29 @@ t_proc_holds(pid_t pid, unsigned long ino)
 
 	snprintf(want, sizeof(want), "socket:[%lu]", ino);
 	return (t_proc_fds(pid, want) > 0);
+}
+
+/* Whether pid holds the file st is of (any kind: a memfd, a pipe). */
+int
+t_proc_holds_file(pid_t pid, const struct stat *st)
+{
+	char		 dir[64], path[320];
+	struct dirent	*de;
+	struct stat	 sb;
+	DIR		*d;
+	int		 found = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%ld/fd", (long)pid);
+	ck_assert_ptr_nonnull(d = opendir(dir));
+	while (!found && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		found = stat(path, &sb) == 0 && sb.st_dev == st->st_dev &&
+		    sb.st_ino == st->st_ino;
+	}
+	closedir(d);
+	return (found);
 }
 
 /*

@@ -10,6 +10,7 @@
 #define QMPMUX_TESTLIB_H
 
 #include <sys/types.h>
+#include <sys/stat.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -139,6 +140,7 @@ int		 t_peer_unread(struct t_client *);
 long		 t_unread(const char *);
 int		 t_wait_unread(const char *, long, int);
 long long	 t_vm_taken(const char *, const char *);
+long long	 t_vm_queued(const char *, const char *);
 int		 t_wait_vm_sent(const char *, const char *, long long, int);
 enum t_heard	 t_quiet(struct t_client *, int);
 
@@ -181,6 +183,7 @@ int		 t_proc_fds(pid_t, const char *);
 int		 t_proc_fd_room(pid_t, int);
 long long	 t_cpu_ms(pid_t);
 int		 t_proc_holds(pid_t, unsigned long);
+int		 t_proc_holds_file(pid_t, const struct stat *);
 void		 t_wait_fds(pid_t, int);
 
 /*

@@ -1,0 +1,271 @@
+/*
+ * A client's input, kept where a crash cannot take it: every byte read
+ * from the client goes by the kernel into a ring of its own spool
+ * (spool.c), and a message leaves the ring only once it can never be
+ * needed again, so that a qmpmuxd started after a kill -9 reads again
+ * whatever the one before had read and not finished with: commands
+ * queued, a half-sent command, replies of the proxy's own not yet
+ * given to the client.
+ *
+ * What is read is copied on into c->in, where the client's reader
+ * frames it as before; each message or error it frames is a span of
+ * the ring, from the end of the one before to its own end.  A span is
+ * done when its command is sent to QEMU (the VM's table of commands
+ * sent keeps it from then on, state-store.c, and names where its bytes
+ * end, so that a take-over does not send it again), or when its reply
+ * is in the client's output (client_put).  Spans leave the ring in
+ * order: the head moves past every done span before the first that is
+ * not, in one commit.
+ *
+ * A span's owners are what it waits for: a command of its not yet sent
+ * or answered (cmd.c), a reply of the proxy's held for it behind the
+ * client's earlier commands (client.c).  A message handled at once,
+ * owned by neither, is done as soon as it is handled.
+ */
+#include "config.h"
+
+#include <sys/uio.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "qmpmux.h"
+
+/* a ring holds a whole message of max_client_message and a few reads */
+#define CLIENT_IN_SLACK		(4 * SPOOL_PIPE_MAX)
+
+static void	client_in_cb(int, short, void *);
+
+/* The capacity of a client's ring, for the VM's max_client_message. */
+static size_t
+client_in_cap(const struct client *c)
+{
+	size_t	 cap = c->vm->conf.max_client_message + CLIENT_IN_SLACK;
+
+	return (cap > SPOOL_CAP_MAX ? SPOOL_CAP_MAX : cap);
+}
+
+/*
+ * The client's input goes through sp, a spool taken back after a crash
+ * whose ring holds what the client sent and the process before had not
+ * finished with, or through a new one (sp NULL).  -1 if there is no
+ * memory for one: the client cannot be served.
+ */
+int
+client_in_init(struct client *c, int fd, struct spool *sp)
+{
+	size_t	 cap = client_in_cap(c);
+	int	 out = 0;
+
+	if (sp == NULL && (sp = spool_create(1, &cap, &out)) == NULL)
+		return (-1);
+	c->spool = sp;
+	if ((c->in = evbuffer_new()) == NULL ||
+	    (c->rd = event_new(c->vm->base, fd, EV_READ | EV_PERSIST,
+	    client_in_cb, c)) == NULL)
+		fatalx("%s: out of memory", __func__);
+	TAILQ_INIT(&c->spans);
+	c->in_head = c->in_fed = 0;
+	/* what the ring holds is read again first */
+	client_in_feed(c);
+	return (0);
+}
+
+void
+client_in_free(struct client *c)
+{
+	struct client_span	*s;
+
+	while ((s = TAILQ_FIRST(&c->spans)) != NULL) {
+		TAILQ_REMOVE(&c->spans, s, entry);
+		free(s);
+	}
+	if (c->rd != NULL)
+		event_free(c->rd);
+	if (c->in != NULL)
+		evbuffer_free(c->in);
+	spool_free(c->spool);
+	c->rd = NULL;
+	c->in = NULL;
+	c->spool = NULL;
+}
+
+/* Read from the client, or stop (client.c decides when). */
+void
+client_in_read(struct client *c, int on)
+{
+	c->in_reading = on;
+	if (on && !c->in_full)
+		event_add(c->rd, NULL);
+	else
+		event_del(c->rd);
+}
+
+/* Copy what the ring holds past what c->in was given into c->in. */
+void
+client_in_feed(struct client *c)
+{
+	struct iovec	 iov[2];
+	size_t		 skip, len;
+	int		 i;
+
+	spool_peek(c->spool, 0, iov);
+	skip = (size_t)(c->in_fed - c->in_head);
+	for (i = 0; i < 2; i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		len = iov[i].iov_len - skip;
+		if (evbuffer_add(c->in, (char *)iov[i].iov_base + skip, len) ==
+		    -1)
+			fatal("%s", __func__);
+		c->in_fed += len;
+		skip = 0;
+	}
+}
+
+/*
+ * The client's socket is readable: the kernel moves what it has into
+ * the ring, and the client reads it from there.
+ */
+static void
+client_in_cb(int fd, short events, void *arg)
+{
+	struct client	*c = arg;
+	ssize_t		 n;
+
+	n = spool_recv(c->spool, 0, fd);
+	if (n > 0) {
+		client_in_feed(c);
+		client_read(c);
+		return;
+	}
+	if (n == 0) {
+		event_del(c->rd);
+		client_input_ended(c);
+		return;
+	}
+	if (errno == EAGAIN || errno == EINTR)
+		return;
+	if (errno == ENOBUFS) {
+		/* read again once spans leave it (client_in_take) */
+		c->in_full = 1;
+		event_del(c->rd);
+		return;
+	}
+	client_close(c, "%s", strerror(errno));
+}
+
+/*
+ * The reader has framed a message or an error, whose bytes end where
+ * c->in now starts: a new span, owned by its handler until it is
+ * handled (client_in_release).
+ */
+struct client_span *
+client_in_span(struct client *c)
+{
+	struct client_span	*s;
+	uint64_t		 end;
+
+	end = c->in_fed - evbuffer_get_length(c->in);
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		fatal("%s", __func__);
+	s->end = end;
+	s->at = spool_at(c->spool, 0, (size_t)(end - c->in_head));
+	s->owners = 1;
+	TAILQ_INSERT_TAIL(&c->spans, s, entry);
+	return (s);
+}
+
+/*
+ * The reader holds nothing of a message: whatever it took since the
+ * last span was whitespace, which leaves the ring with the spans
+ * before it.
+ */
+void
+client_in_idle(struct client *c)
+{
+	struct client_span	*s;
+	uint64_t		 end;
+
+	end = c->in_fed - evbuffer_get_length(c->in);
+	s = TAILQ_LAST(&c->spans, client_spans);
+	if (end == (s != NULL ? s->end : c->in_head))
+		return;
+	client_in_release(c, client_in_span(c));
+}
+
+/*
+ * Move the ring's head past every done span before the first that is
+ * not, in one commit; read again if the ring was full.
+ */
+static void
+client_in_take(struct client *c)
+{
+	struct client_span	*s;
+	uint64_t		 to = c->in_head;
+
+	while ((s = TAILQ_FIRST(&c->spans)) != NULL && s->done) {
+		to = s->end;
+		TAILQ_REMOVE(&c->spans, s, entry);
+		free(s);
+	}
+	if (to == c->in_head)
+		return;
+	if (spool_take(c->spool, 0, (size_t)(to - c->in_head)) == -1 ||
+	    spool_commit(c->spool) == -1)
+		fatalx("%s: the client's ring lost its place", __func__);
+	c->in_head = to;
+	if (c->in_full) {
+		c->in_full = 0;
+		if (c->in_reading)
+			event_add(c->rd, NULL);
+	}
+}
+
+/* A span is done: it leaves the ring once those before it have. */
+void
+client_in_done(struct client *c, struct client_span *s)
+{
+	if (s == NULL || s->done)
+		return;
+	s->done = 1;
+	client_in_take(c);
+}
+
+/* What s waits for is over: done once nothing else holds it. */
+void
+client_in_release(struct client *c, struct client_span *s)
+{
+	if (s == NULL)
+		return;
+	if (s->owners > 0)
+		s->owners--;
+	if (s->owners == 0)
+		client_in_done(c, s);
+}
+
+/*
+ * A restart in place: what had been read from the client and not
+ * framed goes into its ring before anything new, as if read now.  -1
+ * if the ring has no room for it.
+ */
+int
+client_in_put(struct client *c, const void *buf, size_t len)
+{
+	struct iovec	 iov;
+
+	iov.iov_base = (void *)(uintptr_t)buf;
+	iov.iov_len = len;
+	if (spool_put(c->spool, 0, &iov, 1) == -1 ||
+	    spool_commit(c->spool) == -1)
+		return (-1);
+	client_in_feed(c);
+	return (0);
+}
