@@ -21,6 +21,15 @@
  * or answered (cmd.c), a reply of the proxy's held for it behind the
  * client's earlier commands (client.c).  A message handled at once,
  * owned by neither, is done as soon as it is handled.
+ *
+ * A message that crashes qmpmuxd is still in the ring after the crash,
+ * and would crash the take-over, and the next, for ever, while libvirt
+ * waits on sockets nobody serves.  So a word of the spool's header says
+ * where the message being read or handled starts, from before the
+ * reader sees it until it is handled.  A take-over that finds it set
+ * counts a strike against that message; at the second, what the ring
+ * holds from there is dropped (written over with whitespace), the
+ * client is told, and every other connection goes on.
  */
 #include "config.h"
 
@@ -39,7 +48,15 @@
 /* a ring holds a whole message of max_client_message and a few reads */
 #define CLIENT_IN_SLACK		(4 * SPOOL_PIPE_MAX)
 
+/* the words of a client's spool (spool_word) */
+#define CLIENT_IN_READING	0	/* 1 + where the message being read
+					   or handled starts; 0: none */
+#define CLIENT_IN_SUSPECT	1	/* what a take-over found in it */
+#define CLIENT_IN_STRIKES	2	/* take-overs that found the same */
+#define CLIENT_IN_STRIKES_MAX	2	/* then what it names is dropped */
+
 static void	client_in_cb(int, short, void *);
+static size_t	client_in_suspect(struct client *);
 
 /* The capacity of a client's ring, for the VM's max_client_message. */
 static size_t
@@ -65,6 +82,7 @@ client_in_init(struct client *c, int fd, struct spool *sp)
 	if (sp == NULL && (sp = spool_create(1, &cap, &out)) == NULL)
 		return (-1);
 	c->spool = sp;
+	c->in_dropped = client_in_suspect(c);
 	if ((c->in = evbuffer_new()) == NULL ||
 	    (c->rd = event_new(c->vm->base, fd, EV_READ | EV_PERSIST,
 	    client_in_cb, c)) == NULL)
@@ -74,6 +92,72 @@ client_in_init(struct client *c, int fd, struct spool *sp)
 	/* what the ring holds is read again first */
 	client_in_feed(c);
 	return (0);
+}
+
+/*
+ * A take-over: whether the process before died reading or handling a
+ * message of the client's.  The second take-over that finds the same
+ * one drops what the ring holds from its start (whitespace in its
+ * place, so that the reader reads on); the bytes dropped, or 0.  The
+ * words are hostile input like the rest of the spool: a position that
+ * is not one of what the ring holds is logged and ignored.
+ */
+static size_t
+client_in_suspect(struct client *c)
+{
+	struct spool	*sp = c->spool;
+	uint64_t	 at = spool_word(sp, CLIENT_IN_READING), strikes;
+	ssize_t		 off;
+	size_t		 n;
+
+	if (at == 0)
+		return (0);
+	strikes = spool_word(sp, CLIENT_IN_SUSPECT) == at ?
+	    spool_word(sp, CLIENT_IN_STRIKES) + 1 : 1;
+	spool_set_word(sp, CLIENT_IN_SUSPECT, at);
+	spool_set_word(sp, CLIENT_IN_STRIKES, strikes);
+	spool_set_word(sp, CLIENT_IN_READING, 0);
+	if (at > INT64_MAX || (off = spool_offset(sp, 0, (int64_t)(at -
+	    1))) == -1) {
+		vm_log(c->vm, LOG_WARNING, "client %d: its spool names a "
+		    "message that is not in its ring; ignored", c->id);
+		return (0);
+	}
+	if (strikes < CLIENT_IN_STRIKES_MAX) {
+		vm_log(c->vm, LOG_WARNING, "client %d: qmpmuxd died while "
+		    "reading or handling what it sent; it is read again",
+		    c->id);
+		return (0);
+	}
+	/* written over first: a crash before the words are cleared redoes it */
+	n = spool_used(sp, 0) - (size_t)off;
+	spool_fill(sp, 0, (size_t)off, n, ' ');
+	spool_set_word(sp, CLIENT_IN_SUSPECT, 0);
+	spool_set_word(sp, CLIENT_IN_STRIKES, 0);
+	vm_log(c->vm, LOG_ERR, "client %d: qmpmuxd died %llu times reading "
+	    "or handling what it sent: the %zu bytes from there are dropped",
+	    c->id, (unsigned long long)strikes, n);
+	return (n);
+}
+
+/*
+ * The client's reader is about to read a message, or has handled it
+ * (on 0): the spool's word says where it starts, or that there is none.
+ */
+void
+client_in_reading(struct client *c, int on)
+{
+	struct client_span	*s;
+	uint64_t		 start;
+
+	if (!on) {
+		spool_set_word(c->spool, CLIENT_IN_READING, 0);
+		return;
+	}
+	s = TAILQ_LAST(&c->spans, client_spans);
+	start = s != NULL ? s->end : c->in_head;
+	spool_set_word(c->spool, CLIENT_IN_READING, 1 +
+	    (uint64_t)spool_at(c->spool, 0, (size_t)(start - c->in_head)));
 }
 
 void

@@ -63,6 +63,7 @@ static void	client_resume_cb(int, short, void *);
 static void	client_reap_cb(int, short, void *);
 static void	client_hup_cb(int, short, void *);
 static void	client_read_again(struct client *);
+static void	client_read_some(struct client *);
 static void	client_watch(struct client *);
 
 /* Return the printable name of a state. */
@@ -577,6 +578,12 @@ client_adopt(struct listener *l, int fd, int id, enum client_state state,
 	c->oob = oob;
 	c->state = state;
 	client_store(c);
+	/* what crashed the process twice is gone; it is told, as QEMU would */
+	if (c->in_dropped > 0 && (state == CLIENT_CAPS ||
+	    state == CLIENT_READY))
+		client_error(c, CLIENT_IN_ORDER, NULL, 0, "GenericError",
+		    "qmpmux: what you sent from here crashed qmpmuxd twice: "
+		    "%zu bytes were dropped", c->in_dropped);
 	if (inlen > 0 && client_in_put(c, in, inlen) == -1) {
 		client_close(c, "the %zu bytes it had sent and were not read "
 		    "do not fit its ring", inlen);
@@ -946,6 +953,28 @@ client_recovered_command(struct client *c, const struct qmp_msg *msg)
 	client_recovered_ready(c, msg->m_exec_oob != -1, desc);
 }
 
+/*
+ * QMPMUX_TEST_ABORT names a command that makes qmpmuxd abort: the tests'
+ * message that crashes it, for the take-over after it (client-in.c).
+ * Read once; unset, as it always is outside the tests, it costs a test.
+ */
+static void
+client_test_abort(const struct qmp_msg *msg)
+{
+	static const char	*name;
+	static int		 read;
+
+	if (!read) {
+		name = getenv("QMPMUX_TEST_ABORT");
+		read = 1;
+	}
+	if (name != NULL && msg->m_execute != -1 && strcmp(msg->name,
+	    name) == 0) {
+		log_warnx("QMPMUX_TEST_ABORT: %s: aborting", name);
+		abort();
+	}
+}
+
 /* One whole message from the client. */
 static void
 client_handle(struct client *c, const struct qmp_msg *msg)
@@ -956,6 +985,7 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 	int		 caps;
 
 	reply_id(msg, &id, &idlen);
+	client_test_abort(msg);
 	client_recovered_command(c, msg);
 	if (reply_check_command(msg, c->oob, desc, sizeof(desc)) == -1) {
 		/* QEMU has no id to give back when there is no object */
@@ -1009,6 +1039,15 @@ client_end(struct client *c)
 void
 client_read(struct client *c)
 {
+	client_read_some(c);
+	/* no message of its is being read: a crash now is not its */
+	if (c->spool != NULL)
+		client_in_reading(c, 0);
+}
+
+static void
+client_read_some(struct client *c)
+{
 	struct vm		*vm = c->vm;
 	struct evbuffer		*in = c->in;
 	struct evbuffer		*out = bufferevent_get_output(c->bev);
@@ -1030,6 +1069,8 @@ client_read(struct client *c)
 			client_watch(c);
 			return;
 		}
+		/* where it starts, should it crash the process */
+		client_in_reading(c, 1);
 		switch (qmp_reader_next(c->reader, in, &msg)) {
 		case QMP_NEED_MORE:
 			if (qmp_reader_idle(c->reader))

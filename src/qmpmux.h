@@ -460,6 +460,7 @@ void		 state_lock(struct yajl_gen_t *, const struct vm *, int);
 #define SPOOL_RINGS_MAX		4096
 #define SPOOL_CAP_MAX		(256UL << 20)
 #define SPOOL_PIPE_MAX		65536	/* a pipe's bytes, by default */
+#define SPOOL_USER		4	/* words of the user's in a header */
 struct spool;
 struct iovec;
 struct spool	*spool_create(size_t, const size_t *, const int *);
@@ -472,6 +473,10 @@ size_t		 spool_room(const struct spool *, unsigned int);
 ssize_t		 spool_recv(struct spool *, unsigned int, int);
 size_t		 spool_peek(const struct spool *, unsigned int, struct iovec *);
 int64_t		 spool_at(const struct spool *, unsigned int, size_t);
+ssize_t		 spool_offset(const struct spool *, unsigned int, int64_t);
+void		 spool_fill(struct spool *, unsigned int, size_t, size_t, int);
+uint64_t	 spool_word(const struct spool *, unsigned int);
+void		 spool_set_word(struct spool *, unsigned int, uint64_t);
 int		 spool_take(struct spool *, unsigned int, size_t);
 int		 spool_put(struct spool *, unsigned int, const struct iovec *,
 		    int);
@@ -508,6 +513,7 @@ void		 fdstore_add(int, const char *);
 void		 fdstore_add_bytes(const char *, const void *, size_t);
 void		 fdstore_remove(const char *);
 void		 fdstore_inherit(const char *);
+void		 fdstore_inherit_fd(const char *, int);
 void		 fdstore_forget_others(void);
 void		 fdstore_save(struct yajl_gen_t *);
 char		*fdstore_read_bytes(int);
@@ -836,6 +842,7 @@ struct client {
 	uint64_t		 in_fed;	/* and of what c->in was given */
 	int			 in_reading;
 	int			 in_full;
+	size_t			 in_dropped;	/* by a take-over: crashed on */
 	TAILQ_HEAD(client_spans, client_span) spans;
 	struct client_span	*span_cur;	/* the message being handled */
 	struct event		*timer;		/* greeting or slow-client */
@@ -943,6 +950,7 @@ void		 client_input_ended(struct client *);
 int		 client_in_init(struct client *, int, struct spool *);
 void		 client_in_free(struct client *);
 void		 client_in_read(struct client *, int);
+void		 client_in_reading(struct client *, int);
 void		 client_in_feed(struct client *);
 struct client_span *client_in_span(struct client *);
 void		 client_in_idle(struct client *);

@@ -50,7 +50,7 @@
 #include "qmpmux.h"
 
 #define SPOOL_MAGIC	0x6c6f6f7073786d71ULL	/* "qmxspool" */
-#define SPOOL_VERSION	1
+#define SPOOL_VERSION	2
 #define SPOOL_TXN_MAX	64	/* positions one transaction sets */
 #define SPOOL_PIPE_NONE	UINT32_MAX
 #define SPOOL_ALIGN	4096
@@ -81,6 +81,7 @@ struct spool_hdr {
 	uint64_t	 applied;	/* the last record applied */
 	uint32_t	 nset;
 	uint32_t	 pipe_ring;	/* the ring the pipe fills */
+	uint64_t	 user[SPOOL_USER];	/* the user's, never checked */
 	struct spool_set set[SPOOL_TXN_MAX];
 	struct spool_ring ring[];
 };
@@ -611,6 +612,66 @@ spool_at(const struct spool *sp, unsigned int ring, size_t n)
 	if (pos >= r->base + r->cap)
 		pos -= r->cap;
 	return (pos);
+}
+
+/*
+ * How far pos lies after the ring's head, if it is a position of what
+ * the ring holds (or its end); -1 if not.  For a position that came from
+ * outside (a word of the user's after a crash).
+ */
+ssize_t
+spool_offset(const struct spool *sp, unsigned int ring, int64_t pos)
+{
+	const struct spool_ring	*r = &sp->hdr->ring[ring];
+	int64_t			 head, tail;
+	size_t			 d;
+
+	if (!spool_pos_ok(r, pos))
+		return (-1);
+	head = spool_norm(r, SPOOL_LOAD(&r->head));
+	tail = spool_norm(r, SPOOL_LOAD(&r->tail));
+	pos = spool_norm(r, pos);
+	d = spool_used_of(r, head, pos);
+	return (d <= spool_used_of(r, head, tail) ? (ssize_t)d : -1);
+}
+
+/*
+ * Write len bytes of c over what a ring read into holds, from off bytes
+ * after its head: what is not to be read again after a crash (a message
+ * that crashed the process) reads as whitespace instead.
+ */
+void
+spool_fill(struct spool *sp, unsigned int ring, size_t off, size_t len,
+    int c)
+{
+	const struct spool_ring	*r = &sp->hdr->ring[ring];
+	char			*mem = (char *)sp->hdr;
+	int64_t			 pos = spool_at(sp, ring, off);
+	size_t			 chunk;
+
+	while (len > 0) {
+		chunk = (size_t)(r->base + r->cap - pos);
+		if (chunk > len)
+			chunk = len;
+		memset(mem + pos, c, chunk);
+		len -= chunk;
+		pos += (int64_t)chunk;
+		if (pos == r->base + r->cap)
+			pos = r->base;
+	}
+}
+
+/* A word of the user's, in the header: it outlives the process too. */
+uint64_t
+spool_word(const struct spool *sp, unsigned int i)
+{
+	return (SPOOL_LOAD(&sp->hdr->user[i]));
+}
+
+void
+spool_set_word(struct spool *sp, unsigned int i, uint64_t v)
+{
+	SPOOL_STORE(&sp->hdr->user[i], v);
 }
 
 /* The record's entry for that end of ring, made if need be; NULL if full. */

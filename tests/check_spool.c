@@ -145,15 +145,15 @@ START_TEST(test_open_checks)
 	int		 p[2], fd;
 	static const uint64_t big = UINT64_MAX / 2;
 	static const uint32_t many = 100000;
-	/* offsets of struct spool_hdr: magic 0, nrings 12, set 48, ring[0] 1072 */
+	/* offsets of struct spool_hdr: magic 0, nrings 12, set 80, ring[0] 1104 */
 	const struct { off_t off; const void *what; size_t len;
 	    const char *why; } bad[] = {
 		{ 0, "notaspol", 8, "not a spool" },
 		{ 12, &many, 4, "not a spool" },
 		{ 16, &big, 8, "rings in" },
 		{ 32, &big, 8, "record is not whole" },
-		{ 1072, &big, 8, "ring 0 is out of place" },
-		{ 1096, &big, 8, "ring 0 is out of place" },
+		{ 1104, &big, 8, "ring 0 is out of place" },
+		{ 1128, &big, 8, "ring 0 is out of place" },
 	};
 	size_t		 i;
 
@@ -172,7 +172,7 @@ START_TEST(test_open_checks)
 		ck_assert_int_eq(fcntl(p[0], F_GETFD), -1);
 	}
 	/* a record being written when the process died was never committed */
-	fd = s_copy_with(sp, 48, &many, 4);
+	fd = s_copy_with(sp, 80, &many, 4);
 	ck_assert_int_eq(pipe(p), 0);
 	back = spool_open(fd, p[0], p[1], err, sizeof(err));
 	ck_assert_msg(back != NULL, "a record not committed refused: %s", err);
