@@ -30,7 +30,9 @@
  * for it, matched against the configuration.
  * The same name is stored again only after the old one is removed, so
  * storing what is already there (a restart in place takes everything
- * over) changes nothing.  A socket whose name changes (a client's, with
+ * over) changes nothing; after a crash, the file the store gave back
+ * under a name is not stored again at all (fdstore_inherit_fd), so that
+ * a take-over that dies at once loses nothing from the store.  A socket whose name changes (a client's, with
  * its state) has its old name removed and is then stored under the new
  * one (client_set_state): systemd drops an fd stored a second time
  * while the first copy is still there, so the other order would lose
@@ -85,6 +87,20 @@ static int			 fdstore_sock = -1;
 static char			**fdstore_names;
 static char			*fdstore_inherited;
 static size_t			 fdstore_n, fdstore_cap;
+
+/*
+ * An inherited name's file, as the store gave it back after a crash
+ * (fdstore_inherit_fd): storing the same file under the same name again
+ * is nothing to do.  given -1: not known (a restart in place).
+ */
+struct fdstore_file {
+	int			 given;
+	dev_t			 dev;
+	ino_t			 ino;
+	int			 flags;
+};
+static struct fdstore_file	*fdstore_files;
+static int			 fdstore_same(const struct fdstore_file *, int);
 
 /*
  * A datagram the service manager has not taken yet, in the order they
@@ -495,25 +511,31 @@ fdstore_remove(const char *name)
 	free(fdstore_names[i]);
 	fdstore_names[i] = fdstore_names[--fdstore_n];
 	fdstore_inherited[i] = fdstore_inherited[fdstore_n];
+	fdstore_files[i] = fdstore_files[fdstore_n];
 }
 
 /* Remember a name as stored; inherited: by the process before. */
 static void
 fdstore_keep(const char *name, int inherited)
 {
-	char	**n, *in;
+	struct fdstore_file	*f;
+	char			**n, *in;
 
 	if (fdstore_n == fdstore_cap) {
 		fdstore_cap = fdstore_cap == 0 ? 64 : fdstore_cap * 2;
 		if ((n = reallocarray(fdstore_names, fdstore_cap,
 		    sizeof(*n))) == NULL ||
-		    (in = realloc(fdstore_inherited, fdstore_cap)) == NULL)
+		    (in = realloc(fdstore_inherited, fdstore_cap)) == NULL ||
+		    (f = reallocarray(fdstore_files, fdstore_cap,
+		    sizeof(*f))) == NULL)
 			fatal("%s", __func__);
 		fdstore_names = n;
 		fdstore_inherited = in;
+		fdstore_files = f;
 	}
 	if ((fdstore_names[fdstore_n] = strdup(name)) == NULL)
 		fatal("%s", __func__);
+	fdstore_files[fdstore_n].given = -1;
 	fdstore_inherited[fdstore_n++] = (char)inherited;
 }
 
@@ -522,9 +544,20 @@ void
 fdstore_add(int fd, const char *name)
 {
 	char	 text[FDSTORE_NAME_MAX + 64];
+	ssize_t	 i;
 
 	if (fdstore_sock == -1 || fd < 0)
 		return;
+	/*
+	 * The file the store gave back under this name, taken over: it is
+	 * there already, and taking it out to store it again would leave a
+	 * moment, or a crash's worth of waiting datagrams, without it.
+	 */
+	if ((i = fdstore_find(name)) != -1 && fdstore_inherited[i] &&
+	    fdstore_same(&fdstore_files[i], fd)) {
+		fdstore_inherited[i] = 0;
+		return;
+	}
 	fdstore_remove(name);
 	snprintf(text, sizeof(text), "FDSTORE=1\nFDNAME=%s", name);
 	if (fdstore_send(FDSTORE_STORE, text, fd, name) == -1)
@@ -566,6 +599,42 @@ fdstore_inherit(const char *name)
 {
 	if (fdstore_sock != -1 && fdstore_find(name) == -1)
 		fdstore_keep(name, 1);
+}
+
+/*
+ * Taking over after a crash: name, and fd, the file the store gave back
+ * under it.
+ */
+void
+fdstore_inherit_fd(const char *name, int fd)
+{
+	struct fdstore_file	*f;
+	struct stat		 sb;
+	ssize_t			 i;
+
+	fdstore_inherit(name);
+	if ((i = fdstore_find(name)) == -1 || !fdstore_inherited[i] ||
+	    fstat(fd, &sb) == -1)
+		return;
+	f = &fdstore_files[i];
+	f->given = fd;
+	f->dev = sb.st_dev;
+	f->ino = sb.st_ino;
+	f->flags = fcntl(fd, F_GETFL);
+}
+
+/*
+ * Whether fd is the file f was given as: the same fd, still that file
+ * (its inode and its status flags, which tell a pipe's ends apart).
+ */
+static int
+fdstore_same(const struct fdstore_file *f, int fd)
+{
+	struct stat	 sb;
+
+	return (f->given == fd && fstat(fd, &sb) == 0 &&
+	    sb.st_dev == f->dev && sb.st_ino == f->ino &&
+	    fcntl(fd, F_GETFL) == f->flags);
 }
 
 void

@@ -710,7 +710,7 @@ state_recover(char *err, size_t errlen)
 			continue;
 		}
 		f[n].name = tok;
-		fdstore_inherit(tok);
+		fdstore_inherit_fd(tok, f[n].fd);
 		if (fdstore_parse(tok, &f[n].part) == -1)
 			f[n].part.kind = '?';
 		n++;
