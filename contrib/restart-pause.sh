@@ -102,9 +102,11 @@ print("restart: %d commands in flight at SIGUSR2, every reply within "
 w, a = rounds()
 print("after:   worst round trip %.2f ms; %d clients in %.1f ms" %
       (w, len(conns), a))
-# A crash loses the commands still queued in qmpmuxd (max_inflight 1:
-# the second client's of each VM, if the first's was not yet answered):
-# read every connection at once for 2 s, and count.
+# A crash keeps the commands still queued in qmpmuxd (max_inflight 1:
+# the second client's of each VM, if the first's was not yet answered)
+# in their clients' spools; what it can still lose is a reply read from
+# QEMU and not yet written: read every connection at once for 2 s, and
+# count.
 import select
 for j, f in enumerate(conns):
     f.write(b'{"execute":"query-status","id":"k%d"}\n' % j)

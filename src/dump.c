@@ -195,6 +195,8 @@ dump_client(struct dump *d, const struct client *c)
 	dump_bool(d, "holds_events", !TAILQ_EMPTY(&c->events));
 	dump_bool(d, "input_paused", c->input_paused);
 	dump_bool(d, "input_ended", c->eof);
+	/* what a crash would read again: client-in.c */
+	dump_uint(d, "input_kept", spool_used(c->spool, 0));
 	json_map_close(d->g);
 }
 

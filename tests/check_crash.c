@@ -766,6 +766,55 @@ START_TEST(test_queued_kept)
 END_TEST
 
 /*
+ * A crash loop: a client's message crashes qmpmuxd (QMPMUX_TEST_ABORT
+ * names the command that aborts it), and is still in the client's ring
+ * after the take-over, which it crashes too.  The take-over after that
+ * drops it, and only it: its client is told, with QEMU's kind of error,
+ * and it and every other client are served, none of them closed.
+ */
+START_TEST(test_crash_loop)
+{
+	const char	*poison = "{\"execute\": \"x-poison\", \"id\": 1}";
+	char		 want[256];
+	int		 i, j;
+
+	ck_assert_int_eq(setenv("QMPMUX_TEST_ABORT", "x-poison", 1), 0);
+	start();
+	store_holds(9);
+	t_send(clients[0][0], "%s", poison);
+	ck_assert_int_ne(t_wait_exit(t_proxy_pid, T_WAIT_MS), -1);
+	/* the first take-over reads it again, and dies of it again */
+	recover();
+	ck_assert_int_ne(t_wait_exit(t_proxy_pid, T_WAIT_MS), -1);
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", "vm v0: client 1: "
+	    "qmpmuxd died while reading or handling what it sent; it is "
+	    "read again"), 1);
+	t_proxy_pid = spawn(1);
+	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "took over", 2,
+	    T_WAIT_MS), 0);
+	snprintf(want, sizeof(want), "vm v0: client 1: qmpmuxd died 2 times "
+	    "reading or handling what it sent: the %zu bytes from there are "
+	    "dropped", strlen(poison));
+	ck_assert_int_eq(t_log_count("qmpmuxd.log", want), 1);
+	snprintf(want, sizeof(want), "{\"error\": {\"class\": \"GenericError\", "
+	    "\"desc\": \"qmpmux: what you sent from here crashed qmpmuxd "
+	    "twice: %zu bytes were dropped\"}}", strlen(poison));
+	t_reply_is(clients[0][0], want);
+	for (i = 0; i < NVMS; i++)
+		for (j = 0; j < NCLIENTS - 1; j++)
+			t_cmd_eq(clients[i][j], "{\"execute\": \"query-status\", "
+			    "\"id\": 2}", T_STATUS("2", "running", "true"));
+	/*
+	 * A take-over that dies at once leaves the store whole: what it
+	 * was given back is not taken out to be stored again.
+	 */
+	store_holds(9);
+	ck_assert_int_eq(unsetenv("QMPMUX_TEST_ABORT"), 0);
+	stop_all();
+}
+END_TEST
+
+/*
  * A crash in the middle of a message from QEMU: the fake QEMU writes a
  * 400 kB event in 512-byte pieces, one a millisecond, and qmpmuxd is
  * killed once it has read some of it.  The qmpmuxd after it reads the
@@ -901,7 +950,7 @@ START_TEST(test_sequence)
 
 	kill9();
 	t_proxy_pid = spawn(1);
-	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "took over", 3,
+	ck_assert_int_eq(t_wait_log_n("qmpmuxd.log", "took over", 2,
 	    T_WAIT_MS), 0);
 	traffic(3);
 	store_holds(9);
@@ -1332,6 +1381,7 @@ crash_suite(void)
 	tcase_add_test(tc, test_kill9);
 	tcase_add_test(tc, test_deadline_kept);
 	tcase_add_test(tc, test_queued_kept);
+	tcase_add_test(t_tcase(s, "loop", 60), test_crash_loop);
 	tcase_add_test(tc, test_sent_bad_slot);
 	tcase_add_test(tc, test_lock);
 	tcase_add_test(tc, test_lock_bad_record);
