@@ -461,6 +461,7 @@ void		 state_lock(struct yajl_gen_t *, const struct vm *, int);
 #define SPOOL_CAP_MAX		(256UL << 20)
 #define SPOOL_PIPE_MAX		65536	/* a pipe's bytes, by default */
 #define SPOOL_USER		4	/* words of the user's in a header */
+#define SPOOL_PUNCH_BATCH	(256 << 10)	/* consumed, then punched */
 struct spool;
 struct iovec;
 struct spool	*spool_create(size_t, const size_t *, const int *);

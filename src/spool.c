@@ -87,12 +87,14 @@ struct spool_hdr {
 };
 
 /*
- * What this process knows of a ring sent from: the pages sent since it
- * last punched ([dirty, the head's page), dirty -1: none).  Lost in a
- * crash: spool_open punches them all.
+ * What this process knows of a ring: sent from, the pages sent since it
+ * last punched ([dirty, the head's page), dirty -1: none), lost in a
+ * crash (spool_open punches them all); read into, the bytes consumed
+ * since it last punched (spool_punch_taken).
  */
 struct spool_mem {
 	int64_t			 dirty;
+	int64_t			 moved;
 };
 
 struct spool {
@@ -141,6 +143,13 @@ spool_used(const struct spool *sp, unsigned int ring)
 	const struct spool_ring	*r = &sp->hdr->ring[ring];
 
 	return (spool_used_of(r, SPOOL_LOAD(&r->head), SPOOL_LOAD(&r->tail)));
+}
+
+/* The distance from a to b in the ring's order. */
+static int64_t
+spool_dist(const struct spool_ring *r, int64_t a, int64_t b)
+{
+	return (b >= a ? b - a : r->cap - (a - b));
 }
 
 /* The start of the page pos is in. */
@@ -210,28 +219,41 @@ spool_punch(struct spool *sp, const struct spool_ring *r, int64_t from,
 }
 
 /*
- * A ring read into has been consumed from was to now: punch the pages
- * that lie whole in it.  The page was is in holds bytes consumed
- * before, and may hold the ring's first bytes again, not yet consumed,
- * when the tail has gone round into it; the page now is in holds what
- * is still to consume.
+ * A ring read into has been consumed by n more bytes.  Once a batch of
+ * them has (a quarter of the ring, at most SPOOL_PUNCH_BATCH), every
+ * page that holds no byte still to consume, those whole between the
+ * tail and the head, is punched out of the memfd: the ring holds only
+ * the memory of what it holds, and a punch is not paid per page.  A
+ * page punched already costs the kernel next to nothing.
  */
 static void
-spool_punch_taken(struct spool *sp, const struct spool_ring *r, int64_t was,
-    int64_t now)
+spool_punch_taken(struct spool *sp, unsigned int ring, int64_t n)
 {
-	int64_t	 from = spool_page(r, was), to = spool_page(r, now);
-	int64_t	 tail = spool_norm(r, SPOOL_LOAD(&r->tail));
+	const struct spool_ring	*r = &sp->hdr->ring[ring];
+	struct spool_mem	*m = &sp->mem[ring];
+	int64_t			 batch, head, tail, from, to, free;
 
-	if (from == to)
+	batch = r->cap / 4 / SPOOL_ALIGN * SPOOL_ALIGN;
+	if (batch > SPOOL_PUNCH_BATCH)
+		batch = SPOOL_PUNCH_BATCH;
+	if (batch < SPOOL_ALIGN)
+		batch = SPOOL_ALIGN;
+	if ((m->moved += n) < batch)
 		return;
-	if (spool_page(r, tail) == from && tail < was) {
+	m->moved = 0;
+	head = spool_norm(r, SPOOL_LOAD(&r->head));
+	tail = spool_norm(r, SPOOL_LOAD(&r->tail));
+	/* free: from the tail round to the head; all of it when empty */
+	free = head == tail ? r->cap : spool_dist(r, tail, head);
+	from = spool_page(r, tail);
+	if (from != tail)
 		from += SPOOL_ALIGN;
-		if (from >= r->base + r->cap)
-			from = r->base;
-		if (from == to)
-			return;
-	}
+	if (from >= r->base + r->cap)
+		from = r->base;
+	to = spool_page(r, head);
+	/* the whole pages in it; none when the tail's next page is past it */
+	if (spool_dist(r, tail, from) + spool_dist(r, from, to) > free)
+		return;
 	spool_punch(sp, r, from, to);
 }
 
@@ -450,21 +472,25 @@ spool_punch_unused(struct spool *sp, const struct spool_ring *r)
 }
 
 /*
- * Move what the pipe holds into the ring it was filling: all of it, as
- * the ring had room for it when it was taken from the socket.
+ * Move what the pipe holds, inpipe bytes ((size_t)-1: ask the pipe),
+ * into the ring it was filling: all of it, as the ring had room for it
+ * when it was taken from the socket.
  */
 static int
-spool_drain_pipe(struct spool *sp)
+spool_drain_pipe(struct spool *sp, size_t inpipe)
 {
 	struct spool_ring	*r;
 	int64_t			 end;
 	ssize_t			 n;
-	int			 inpipe;
+	int			 asked;
 	size_t			 want;
 
 	for (;;) {
-		if (ioctl(sp->pipe[0], FIONREAD, &inpipe) == -1)
-			return (-1);
+		if (inpipe == (size_t)-1) {
+			if (ioctl(sp->pipe[0], FIONREAD, &asked) == -1)
+				return (-1);
+			inpipe = (size_t)asked;
+		}
 		if (inpipe == 0)
 			break;
 		if (sp->hdr->pipe_ring == SPOOL_PIPE_NONE) {
@@ -472,13 +498,13 @@ spool_drain_pipe(struct spool *sp)
 			return (-1);
 		}
 		r = &sp->hdr->ring[sp->hdr->pipe_ring];
-		if (spool_room(sp, sp->hdr->pipe_ring) < (size_t)inpipe) {
+		if (spool_room(sp, sp->hdr->pipe_ring) < inpipe) {
 			errno = ENOSPC;
 			return (-1);
 		}
 		SPOOL_STORE(&r->tail, spool_norm(r, SPOOL_LOAD(&r->tail)));
 		end = r->base + r->cap;
-		want = (size_t)inpipe;
+		want = inpipe;
 		if (want > (size_t)(end - r->tail))
 			want = (size_t)(end - r->tail);
 		/* the kernel moves the tail as it writes, in this syscall */
@@ -486,6 +512,8 @@ spool_drain_pipe(struct spool *sp)
 		    SPLICE_F_MOVE);
 		if (n == -1 && errno != EINTR)
 			return (-1);
+		if (n > 0)
+			inpipe -= (size_t)n;
 	}
 	return (0);
 }
@@ -530,7 +558,7 @@ spool_open(int fd, int rd, int wr, char *err, size_t errlen)
 		goto fail;
 	if (sp->hdr->committed != sp->hdr->applied)
 		spool_apply(sp->hdr);
-	if (spool_drain_pipe(sp) == -1) {
+	if (spool_drain_pipe(sp, (size_t)-1) == -1) {
 		snprintf(err, errlen, "its pipe: %s", strerror(errno));
 		goto fail;
 	}
@@ -568,7 +596,8 @@ spool_recv(struct spool *sp, unsigned int ring, int sock)
 	    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n <= 0)
 		return (n);
-	if (spool_drain_pipe(sp) == -1)
+	/* the pipe was empty: it holds what came, and nothing else */
+	if (spool_drain_pipe(sp, (size_t)n) == -1)
 		fatal("%s: the spool's pipe", __func__);
 	return (n);
 }
@@ -716,13 +745,6 @@ spool_take(struct spool *sp, unsigned int ring, size_t n)
 	return (0);
 }
 
-/* The distance from a to b in the ring's order. */
-static int64_t
-spool_dist(const struct spool_ring *r, int64_t a, int64_t b)
-{
-	return (b >= a ? b - a : r->cap - (a - b));
-}
-
 /*
  * Before len bytes are written at pos of a ring sent from: if they
  * enter a page sent since the last punch, those pages may be held by
@@ -846,8 +868,8 @@ spool_commit(struct spool *sp)
 	for (i = 0; i < sp->nset; i++) {
 		r = &h->ring[sp->set[i].ring];
 		if (!sp->set[i].tail && !r->out)
-			spool_punch_taken(sp, r, was[i],
-			    spool_norm(r, sp->set[i].pos));
+			spool_punch_taken(sp, sp->set[i].ring, spool_dist(r,
+			    was[i], spool_norm(r, sp->set[i].pos)));
 	}
 	sp->nset = 0;
 	return (0);

@@ -132,6 +132,38 @@ s_copy_with(struct spool *sp, off_t off, const void *what, size_t len)
 }
 
 /*
+ * A ring read into gives its pages back as its head leaves them: 8 MB
+ * through a ring of 1 MB leaves the memfd holding no more than a batch
+ * of punches and the header's page, where without them it would hold
+ * the whole ring.
+ */
+START_TEST(test_in_punched)
+{
+	size_t		 caps[1] = { 1 << 20 };
+	int		 out[1] = { 0 };
+	struct spool	*sp;
+	struct stat	 st;
+	char		 buf[4000];
+	size_t		 i;
+
+	memset(buf, 'x', sizeof(buf));
+	ck_assert_ptr_nonnull(sp = spool_create(1, caps, out));
+	for (i = 0; i < 2000; i++) {
+		ck_assert_int_eq(s_put(sp, 0, buf, sizeof(buf)), 0);
+		ck_assert_int_eq(spool_commit(sp), 0);
+		ck_assert_int_eq(spool_take(sp, 0, sizeof(buf)), 0);
+		ck_assert_int_eq(spool_commit(sp), 0);
+	}
+	ck_assert_int_eq(fstat(spool_fd(sp), &st), 0);
+	printf("in ring: %lld bytes held after %zu through a ring of %zu\n",
+	    (long long)st.st_blocks * 512, i * sizeof(buf), caps[0]);
+	ck_assert_int_le((long long)st.st_blocks * 512,
+	    SPOOL_PUNCH_BATCH + 3 * 4096);
+	spool_free(sp);
+}
+END_TEST
+
+/*
  * What a crash leaves is read as input: a header that is not a spool's,
  * or whose rings or record point outside their place, is refused with
  * a reason, and its fds closed; one that is whole is taken.
@@ -429,6 +461,7 @@ spool_suite(void)
 
 	tcase_add_test(tc, test_rings);
 	tcase_add_test(tc, test_open_checks);
+	tcase_add_test(tc, test_in_punched);
 	tcase_add_test(tc, test_kill9_exactly_once);
 	tcase_add_test(tc, test_kill9_pages);
 	return (s);
