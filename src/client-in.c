@@ -68,13 +68,16 @@ client_in_cap(const struct client *c)
 }
 
 /*
- * The client's input goes through sp, a spool taken back after a crash
- * whose ring holds what the client sent and the process before had not
- * finished with, or through a new one (sp NULL).  -1 if there is no
- * memory for one: the client cannot be served.
+ * The client's input goes through sp, the spool of the process before,
+ * or through a new one (sp NULL).  After a crash (reread) its ring holds
+ * what the client sent and that process had not finished with, read
+ * again now; after a restart in place, the state carries that (its
+ * commands, its held replies, the input not yet read), and the ring is
+ * emptied for it.  -1 if there is no memory for one: the client cannot
+ * be served.
  */
 int
-client_in_init(struct client *c, int fd, struct spool *sp)
+client_in_init(struct client *c, int fd, struct spool *sp, int reread)
 {
 	size_t	 cap = client_in_cap(c);
 	int	 out = 0;
@@ -82,7 +85,11 @@ client_in_init(struct client *c, int fd, struct spool *sp)
 	if (sp == NULL && (sp = spool_create(1, &cap, &out)) == NULL)
 		return (-1);
 	c->spool = sp;
-	c->in_dropped = client_in_suspect(c);
+	if (reread)
+		c->in_dropped = client_in_suspect(c);
+	else if (spool_used(sp, 0) > 0 && (spool_take(sp, 0,
+	    spool_used(sp, 0)) == -1 || spool_commit(sp) == -1))
+		fatalx("%s: the client's ring lost its place", __func__);
 	if ((c->in = evbuffer_new()) == NULL ||
 	    (c->rd = event_new(c->vm->base, fd, EV_READ | EV_PERSIST,
 	    client_in_cb, c)) == NULL)

@@ -52,7 +52,7 @@ static const char *client_state_names[] = {
 };
 
 static struct client *client_new(struct listener *, int, int, pid_t, uid_t,
-		    struct spool *);
+		    struct spool *, int);
 static void	client_store(const struct client *);
 static void	client_unstore(struct client *, enum client_state);
 static void	client_ready(struct client *, int);
@@ -477,8 +477,8 @@ client_accept(struct listener *l, int fd)
 		return;
 	}
 
-	if ((c = client_new(l, fd, ++vm->next_client_id, pid, uid, NULL)) ==
-	    NULL) {
+	if ((c = client_new(l, fd, ++vm->next_client_id, pid, uid, NULL,
+	    0)) == NULL) {
 		vm->stats.clients_refused++;
 		vm_log(vm, LOG_WARNING, "refused a client of uid %ld (pid %ld) "
 		    "on %s: no spool for its input: %s", (long)uid, (long)pid,
@@ -503,12 +503,13 @@ client_accept(struct listener *l, int fd)
 
 /*
  * A client of l on the connected socket fd, which it owns; not greeted.
- * Its input goes through sp, or a new spool; NULL (errno set, fd not
- * taken) if there is none.
+ * Its input goes through sp, whose ring is read again if reread (after
+ * a crash), or a new spool; NULL (errno set, fd not taken) if there is
+ * none.
  */
 static struct client *
 client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid,
-    struct spool *sp)
+    struct spool *sp, int reread)
 {
 	struct vm	*vm = l->vm;
 	struct client	*c;
@@ -527,7 +528,7 @@ client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid,
 	TAILQ_INIT(&c->events);
 	c->pid = pid;
 	c->uid = uid;
-	if (client_in_init(c, fd, sp) == -1) {
+	if (client_in_init(c, fd, sp, reread) == -1) {
 		listener_unref(l);
 		free(c);
 		return (NULL);
@@ -560,8 +561,8 @@ client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid,
  */
 struct client *
 client_adopt(struct listener *l, int fd, int id, enum client_state state,
-    pid_t pid, uid_t uid, int oob, struct spool *sp, const void *in,
-    size_t inlen, const void *out, size_t outlen)
+    pid_t pid, uid_t uid, int oob, struct spool *sp, int reread,
+    const void *in, size_t inlen, const void *out, size_t outlen)
 {
 	struct client	*c;
 	struct iovec	 iov;
@@ -569,7 +570,7 @@ client_adopt(struct listener *l, int fd, int id, enum client_state state,
 	if (evutil_make_socket_nonblocking(fd) == -1 ||
 	    evutil_make_socket_closeonexec(fd) == -1)
 		log_debug("%s: fcntl failed", __func__);
-	if ((c = client_new(l, fd, id, pid, uid, sp)) == NULL) {
+	if ((c = client_new(l, fd, id, pid, uid, sp, reread)) == NULL) {
 		log_warn("vm %s: client %d: no spool for its input",
 		    l->vm->name, id);
 		close(fd);

@@ -539,6 +539,22 @@ fdstore_keep(const char *name, int inherited)
 	fdstore_inherited[fdstore_n++] = (char)inherited;
 }
 
+/* Remember the file stored under the name at i: fd, as it is now. */
+static void
+fdstore_know(size_t i, int fd)
+{
+	struct fdstore_file	*f = &fdstore_files[i];
+	struct stat		 sb;
+
+	f->given = -1;
+	if (fd < 0 || fstat(fd, &sb) == -1)
+		return;
+	f->given = fd;
+	f->dev = sb.st_dev;
+	f->ino = sb.st_ino;
+	f->flags = fcntl(fd, F_GETFL);
+}
+
 /* Keep a copy of fd in the store as name, in place of one of that name. */
 void
 fdstore_add(int fd, const char *name)
@@ -563,6 +579,7 @@ fdstore_add(int fd, const char *name)
 	if (fdstore_send(FDSTORE_STORE, text, fd, name) == -1)
 		return;
 	fdstore_keep(name, 0);
+	fdstore_know(fdstore_n - 1, fd);
 }
 
 /*
@@ -608,19 +625,11 @@ fdstore_inherit(const char *name)
 void
 fdstore_inherit_fd(const char *name, int fd)
 {
-	struct fdstore_file	*f;
-	struct stat		 sb;
-	ssize_t			 i;
+	ssize_t	 i;
 
 	fdstore_inherit(name);
-	if ((i = fdstore_find(name)) == -1 || !fdstore_inherited[i] ||
-	    fstat(fd, &sb) == -1)
-		return;
-	f = &fdstore_files[i];
-	f->given = fd;
-	f->dev = sb.st_dev;
-	f->ino = sb.st_ino;
-	f->flags = fcntl(fd, F_GETFL);
+	if ((i = fdstore_find(name)) != -1 && fdstore_inherited[i])
+		fdstore_know((size_t)i, fd);
 }
 
 /*
@@ -667,6 +676,38 @@ fdstore_save(struct yajl_gen_t *g)
 	TAILQ_FOREACH(m, &fdstore_queue, entry) {
 		if (m->kind == FDSTORE_REMOVE)
 			json_cstr(g, m->name);
+	}
+	json_array_close(g);
+}
+
+/*
+ * For each name fdstore_save writes, the fd stored under it, which the
+ * exec keeps if the state names it: the process after does not store
+ * it again (fdstore_inherit_fd).  -1 where that is not known, or where
+ * the store has not got it yet (its FDSTORE=1 waits, and dies with the
+ * exec).
+ */
+void
+fdstore_save_fds(struct yajl_gen_t *g)
+{
+	struct fdstore_msg	*m;
+	size_t			 i;
+	int			 fd;
+
+	json_array_open(g);
+	for (i = 0; i < fdstore_n; i++) {
+		fd = fdstore_same(&fdstore_files[i], fdstore_files[i].given) ?
+		    fdstore_files[i].given : -1;
+		TAILQ_FOREACH(m, &fdstore_queue, entry) {
+			if (m->kind == FDSTORE_STORE &&
+			    strcmp(m->name, fdstore_names[i]) == 0)
+				fd = -1;
+		}
+		json_integer(g, fd);
+	}
+	TAILQ_FOREACH(m, &fdstore_queue, entry) {
+		if (m->kind == FDSTORE_REMOVE)
+			json_integer(g, -1);
 	}
 	json_array_close(g);
 }

@@ -517,6 +517,7 @@ void		 fdstore_inherit(const char *);
 void		 fdstore_inherit_fd(const char *, int);
 void		 fdstore_forget_others(void);
 void		 fdstore_save(struct yajl_gen_t *);
+void		 fdstore_save_fds(struct yajl_gen_t *);
 char		*fdstore_read_bytes(int);
 
 /*
@@ -930,8 +931,8 @@ void		 client_flush(struct client *);
 void		 client_adopt_held(struct client *, const void *, size_t);
 void		 client_accept(struct listener *, int);
 struct client	*client_adopt(struct listener *, int, int, enum client_state,
-		    pid_t, uid_t, int, struct spool *, const void *, size_t,
-		    const void *, size_t);
+		    pid_t, uid_t, int, struct spool *, int, const void *,
+		    size_t, const void *, size_t);
 void		 client_greet(struct client *);
 void		 client_close(struct client *, const char *, ...)
 		    LOG_PRINTF(2, 3);
@@ -948,7 +949,7 @@ const char	*client_state_name(enum client_state);
 void		 client_read(struct client *);
 void		 client_input_ended(struct client *);
 /* client-in.c: a client's input, in a ring a crash does not lose */
-int		 client_in_init(struct client *, int, struct spool *);
+int		 client_in_init(struct client *, int, struct spool *, int);
 void		 client_in_free(struct client *);
 void		 client_in_read(struct client *, int);
 void		 client_in_reading(struct client *, int);

@@ -1163,7 +1163,8 @@ state_parse(const char *buf, size_t len, char *err, size_t errlen)
 	struct state	*st;
 	struct state_rd	 rd;
 	char		*text, perr[256];
-	yajl_val	 root, v;
+	yajl_val	 root, v, fv;
+	long long	 fd;
 	size_t		 i, n;
 
 	if (memchr(buf, '\0', len) != NULL) {
@@ -1221,10 +1222,24 @@ state_parse(const char *buf, size_t len, char *err, size_t errlen)
 		return (NULL);
 	}
 	free(rd.fds);
-	/* what the process before had in the service manager's store */
+	/*
+	 * What the process before had in the service manager's store, and
+	 * where it knew it, the fd, which the exec kept if the state names
+	 * it (one it does not is closed, or another file by now: the fd's
+	 * file is what counts, fdstore_inherit_fd).
+	 */
 	v = json_get(root, "fdstore", yajl_t_array);
-	for (i = 0; v != NULL && i < v->u.array.len; i++)
-		fdstore_inherit(YAJL_GET_STRING(v->u.array.values[i]));
+	fv = json_get(root, "fdstore_fds", yajl_t_array);
+	for (i = 0; v != NULL && i < v->u.array.len; i++) {
+		fd = fv != NULL && i < fv->u.array.len &&
+		    YAJL_IS_INTEGER(fv->u.array.values[i]) ?
+		    YAJL_GET_INTEGER(fv->u.array.values[i]) : -1;
+		if (fd >= 3 && fd <= INT_MAX)
+			fdstore_inherit_fd(YAJL_GET_STRING(
+			    v->u.array.values[i]), (int)fd);
+		else
+			fdstore_inherit(YAJL_GET_STRING(v->u.array.values[i]));
+	}
 	return (st);
 }
 

@@ -549,8 +549,8 @@ state_vm_clients(struct vm *vm, struct state_vm *sv)
 			continue;
 		}
 		c = client_adopt(l, sc->fd, sc->id, sc->state, sc->pid,
-		    sc->uid, sc->oob, state_spool(vm, sc), sc->in.buf,
-		    sc->in.len, sc->out.buf, sc->out.len);
+		    sc->uid, sc->oob, state_spool(vm, sc), sv->after_crash,
+		    sc->in.buf, sc->in.len, sc->out.buf, sc->out.len);
 		sc->fd = -1;
 		if (c == NULL)
 			continue;

@@ -772,6 +772,9 @@ state_recover(char *err, size_t errlen)
 	st = state_parse((const char *)evbuffer_pullup(doc, -1),
 	    evbuffer_get_length(doc) - 1, err, errlen);
 	evbuffer_free(doc);
+	/* what the clients' rings hold is read again (client-in.c) */
+	for (i = 0; st != NULL && i < st->nvms; i++)
+		st->vms[i].after_crash = 1;
 	for (i = 0; i < n; i++) {
 		/* what no VM took (a stranger, a second of one): not kept */
 		if (!f[i].used)

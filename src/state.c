@@ -127,16 +127,16 @@ state_keep_fd(struct state_fds *fds, int fd)
 	fds->fd[fds->n++] = fd;
 }
 
-/* The reader's partial message, then what the bufferevent holds. */
+/* The reader's partial message, then what in holds after it. */
 static void
-state_input(yajl_gen g, struct qmp_reader *r, struct bufferevent *bev)
+state_input(yajl_gen g, struct qmp_reader *r, struct evbuffer *in)
 {
 	const char	*part = NULL;
 	size_t		 partlen = 0;
 
 	if (r != NULL)
 		part = qmp_reader_partial(r, &partlen);
-	json_put_evbuffer(g, "in", bufferevent_get_input(bev), part, partlen);
+	json_put_evbuffer(g, "in", in, part, partlen);
 }
 
 static void
@@ -164,7 +164,7 @@ state_save_monitor(yajl_gen g, struct monitor *m, struct state_fds *fds)
 		    m->greeting_len : 0);
 		json_put_str(g, "version", m->version);
 		json_put_bool(g, "oob", m->oob);
-		state_input(g, m->reader, m->bev);
+		state_input(g, m->reader, bufferevent_get_input(m->bev));
 		json_put_evbuffer(g, "out", bufferevent_get_output(m->bev),
 		    NULL, 0);
 	}
@@ -219,6 +219,28 @@ state_save_cmd(yajl_gen g, const struct cmd *cmd)
 	json_map_close(g);
 }
 
+/*
+ * A client's spool (client-in.c), handed on so that its fds stay those
+ * of the service manager's store: the new process empties its ring,
+ * which this state carries.
+ */
+static void
+state_save_spool(yajl_gen g, const struct client *c, struct state_fds *fds)
+{
+	int	 rd, wr;
+
+	spool_pipe(c->spool, &rd, &wr);
+	json_cstr(g, "spool");
+	json_map_open(g);
+	json_put_int(g, "memfd", spool_fd(c->spool));
+	json_put_int(g, "rd", rd);
+	json_put_int(g, "wr", wr);
+	json_map_close(g);
+	state_keep_fd(fds, spool_fd(c->spool));
+	state_keep_fd(fds, rd);
+	state_keep_fd(fds, wr);
+}
+
 static void
 state_save_client(yajl_gen g, struct client *c, struct cmd **all, size_t n,
     size_t *held, struct state_fds *fds)
@@ -242,7 +264,9 @@ state_save_client(yajl_gen g, struct client *c, struct cmd **all, size_t n,
 		json_put_str(g, "lock_fenced", lock_why_name(c->lock_fenced));
 		json_put_int(g, "lock_lost", (long long)c->lock_lost);
 	}
-	state_input(g, c->reader, c->bev);
+	/* what its ring holds unframed, read: its spool goes along */
+	state_input(g, c->reader, c->in);
+	state_save_spool(g, c, fds);
 	json_put_evbuffer(g, "out", bufferevent_get_output(c->bev), NULL, 0);
 	json_string(g, "order", 5);
 	json_array_open(g);
@@ -496,6 +520,8 @@ state_save(struct server *s, struct control *ctl, int by, const char *id,
 	/* what is in the service manager's store, for the next to tidy */
 	json_string(g, "fdstore", 7);
 	fdstore_save(g);
+	json_cstr(g, "fdstore_fds");
+	fdstore_save_fds(g);
 	json_string(g, "vms", 3);
 	json_array_open(g);
 	TAILQ_FOREACH(vm, &s->vms, entry)

@@ -148,6 +148,7 @@ struct state_sent {
 struct state_vm {
 	const char		*name;
 	int			 from_file;
+	int			 after_crash;	/* made of the fd store's */
 	struct state_given	*given;
 	size_t			 ngiven;
 	int			 orphans;

@@ -301,6 +301,40 @@ START_TEST(test_unread_output)
 END_TEST
 
 /*
+ * A client that pipelines past max_client_pipeline (8) while QEMU is
+ * stopped: one command at QEMU, seven queued, and the last two read
+ * from it but not yet taken, which wait in its input across the restart
+ * (and in its spool); once QEMU goes on, all ten are answered, once, in
+ * order.
+ */
+START_TEST(test_unread_input)
+{
+	struct t_client	*c;
+	char		 burst[1024], want[128];
+	size_t		 len = 0;
+	int		 i;
+
+	start(t_bin("QMPMUXD"));
+	c = clients[1][0];
+	ck_assert_int_eq(t_sigstop(qemus[1], T_WAIT_MS), 0);
+	for (i = 0; i < 10; i++)
+		len += (size_t)snprintf(burst + len, sizeof(burst) - len,
+		    "{\"execute\": \"query-status\", \"id\": %d}", i);
+	t_send_raw(c, burst, len);
+	ck_assert_int_eq(t_wait_vm_queued(ctl, "v1", 7, T_WAIT_MS), 0);
+	by_signal();
+	ck_assert_int_eq(kill(qemus[1], SIGCONT), 0);
+	for (i = 0; i < 10; i++) {
+		snprintf(want, sizeof(want), T_STATUS("%d", "running", "true"),
+		    i);
+		t_reply_is(c, want);
+	}
+	ck_assert_int_eq(t_quiet(c, 50), T_SILENT);
+	stop_all();
+}
+END_TEST
+
+/*
  * A configuration that has gone bad since the start: the binary on disk
  * is asked with the same arguments, refuses, and the restart does not
  * happen; the error says where the file is wrong.
@@ -842,6 +876,7 @@ restart_suite(void)
 	tcase_add_test(tc, test_lock);
 	tcase_add_test(tc, test_lock_expired);
 	tcase_add_test(tc, test_unread_output);
+	tcase_add_test(tc, test_unread_input);
 	tcase_add_test(tc, test_bad_conf);
 	tcase_add_test(tc, test_conf_changed);
 	tcase_add_test(tc, test_vm_not_remade);

@@ -128,9 +128,10 @@ store_take(struct store *st)
 			name += 7;
 			name[strcspn(name, "\n")] = '\0';
 		}
-		if (strstr(buf, "FDSTOREREMOVE=1") != NULL && name != NULL)
+		if (strstr(buf, "FDSTOREREMOVE=1") != NULL && name != NULL) {
 			store_remove(st, name);
-		else if (strstr(buf, "FDSTORE=1") != NULL && name != NULL &&
+			st->removes++;
+		} else if (strstr(buf, "FDSTORE=1") != NULL && name != NULL &&
 		    fd != -1) {
 			if (st->n == STORE_MAX) {
 				st->full = 1;

@@ -19,6 +19,7 @@ struct store {
 	size_t	 n;
 	int	 dup;		/* a name was stored twice */
 	int	 full;		/* an fd was refused: STORE_MAX */
+	size_t	 removes;	/* FDSTOREREMOVE=1 datagrams taken */
 };
 
 int	 store_open(struct store *, const char *);

@@ -2080,14 +2080,23 @@ t_vm_commands(const char *ctl, const char *vm, long long *taken,
 	free(m);
 }
 
-/* How many commands the VM has queued, unsent. */
-long long
-t_vm_queued(const char *ctl, const char *vm)
+/*
+ * Wait up to ms until the VM has exactly n commands queued in qmpmuxd,
+ * unsent, asking the control socket every millisecond.  0 when it has.
+ */
+int
+t_wait_vm_queued(const char *ctl, const char *vm, long long n, int ms)
 {
-	long long	 taken, queued;
+	long long	 end = t_clock_ms() + ms, taken, queued;
 
-	t_vm_commands(ctl, vm, &taken, &queued);
-	return (queued);
+	for (;;) {
+		t_vm_commands(ctl, vm, &taken, &queued);
+		if (queued == n)
+			return (0);
+		if (t_clock_ms() >= end)
+			return (-1);
+		poll(NULL, 0, 1);
+	}
 }
 
 /* How many commands the VM has taken from its clients so far. */
