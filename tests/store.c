@@ -84,6 +84,8 @@ store_remove(struct store *st, const char *name)
 		st->n--;
 		st->name[i] = st->name[st->n];
 		st->fd[i] = st->fd[st->n];
+		st->ino[i] = st->ino[st->n];
+		st->dev[i] = st->dev[st->n];
 	}
 }
 
@@ -105,6 +107,7 @@ store_take(struct store *st)
 	struct cmsghdr	*cm;
 	ssize_t		 n;
 	size_t		 i;
+	struct stat	 sb;
 	int		 fd;
 
 	for (;;) {
@@ -151,8 +154,11 @@ store_take(struct store *st)
 				if (strcmp(st->name[i], name) == 0)
 					st->dup = 1;
 			}
-			if ((st->name[st->n] = strdup(name)) == NULL)
+			if ((st->name[st->n] = strdup(name)) == NULL ||
+			    fstat(fd, &sb) == -1)
 				abort();
+			st->ino[st->n] = sb.st_ino;
+			st->dev[st->n] = sb.st_dev;
 			st->fd[st->n++] = fd;
 			fd = -1;
 		}
@@ -183,14 +189,22 @@ store_same_file(int a, int b)
 	return (fcntl(a, F_GETFL) == fcntl(b, F_GETFL));
 }
 
-/* Whether the store holds fd's open file already, under any name. */
+/*
+ * Whether the store holds fd's open file already, under any name: only
+ * an fd of the same inode can be (systemd asks each; with thousands of
+ * fds a test's store would fall seconds behind).
+ */
 static int
 store_holds_file(const struct store *st, int fd)
 {
+	struct stat	 sb;
 	size_t		 i;
 
+	if (fstat(fd, &sb) == -1)
+		return (0);
 	for (i = 0; i < st->n; i++) {
-		if (store_same_file(st->fd[i], fd))
+		if (st->ino[i] == sb.st_ino && st->dev[i] == sb.st_dev &&
+		    store_same_file(st->fd[i], fd))
 			return (1);
 	}
 	return (0);

@@ -7,6 +7,7 @@
 #ifndef QMPMUX_STORE_H
 #define QMPMUX_STORE_H
 
+#include <sys/types.h>
 #include <stddef.h>
 
 #define STORE_MAX	4096
@@ -16,6 +17,8 @@ struct store {
 	char	*path;
 	char	*name[STORE_MAX];
 	int	 fd[STORE_MAX];
+	ino_t	 ino[STORE_MAX];	/* each fd's, so that a new fd is */
+	dev_t	 dev[STORE_MAX];	/* compared only with its inode's */
 	size_t	 n;
 	int	 dup;		/* a name was stored twice */
 	int	 full;		/* an fd was refused: STORE_MAX */
