@@ -89,6 +89,14 @@ static char			*fdstore_inherited;
 static size_t			 fdstore_n, fdstore_cap;
 
 /*
+ * The names by hash, as chains of indexes + 1 (0 ends one): a host's
+ * store holds thousands (four per client), and a take-over looks each
+ * up more than once.  fdstore_nbuckets is twice fdstore_cap.
+ */
+static size_t			*fdstore_bucket, *fdstore_next;
+static size_t			 fdstore_nbuckets;
+
+/*
  * An inherited name's file, as the store gave it back after a crash
  * (fdstore_inherit_fd): storing the same file under the same name again
  * is nothing to do.  given -1: not known (a restart in place).
@@ -404,16 +412,44 @@ fdstore_finish(int ms)
 		fdstore_dequeue(m);
 }
 
+static size_t *
+fdstore_chain(const char *name)
+{
+	return (&fdstore_bucket[util_hash(name) & (fdstore_nbuckets - 1)]);
+}
+
 static ssize_t
 fdstore_find(const char *name)
 {
 	size_t	 i;
 
-	for (i = 0; i < fdstore_n; i++) {
-		if (strcmp(fdstore_names[i], name) == 0)
-			return ((ssize_t)i);
+	if (fdstore_nbuckets == 0)
+		return (-1);
+	for (i = *fdstore_chain(name); i != 0; i = fdstore_next[i - 1]) {
+		if (strcmp(fdstore_names[i - 1], name) == 0)
+			return ((ssize_t)(i - 1));
 	}
 	return (-1);
+}
+
+/* Put the name at i in its chain, or take it out of it. */
+static void
+fdstore_link(size_t i)
+{
+	size_t	*b = fdstore_chain(fdstore_names[i]);
+
+	fdstore_next[i] = *b;
+	*b = i + 1;
+}
+
+static void
+fdstore_unlink(size_t i)
+{
+	size_t	*p = fdstore_chain(fdstore_names[i]);
+
+	while (*p != i + 1)
+		p = &fdstore_next[*p - 1];
+	*p = fdstore_next[i];
 }
 
 /*
@@ -508,10 +544,15 @@ fdstore_remove(const char *name)
 		    name);
 		fdstore_send(FDSTORE_REMOVE, text, -1, name);
 	}
+	fdstore_unlink((size_t)i);
 	free(fdstore_names[i]);
-	fdstore_names[i] = fdstore_names[--fdstore_n];
-	fdstore_inherited[i] = fdstore_inherited[fdstore_n];
-	fdstore_files[i] = fdstore_files[fdstore_n];
+	if ((size_t)i != --fdstore_n) {
+		fdstore_unlink(fdstore_n);
+		fdstore_names[i] = fdstore_names[fdstore_n];
+		fdstore_inherited[i] = fdstore_inherited[fdstore_n];
+		fdstore_files[i] = fdstore_files[fdstore_n];
+		fdstore_link((size_t)i);
+	}
 }
 
 /* Remember a name as stored; inherited: by the process before. */
@@ -520,6 +561,7 @@ fdstore_keep(const char *name, int inherited)
 {
 	struct fdstore_file	*f;
 	char			**n, *in;
+	size_t			*next, i;
 
 	if (fdstore_n == fdstore_cap) {
 		fdstore_cap = fdstore_cap == 0 ? 64 : fdstore_cap * 2;
@@ -527,15 +569,27 @@ fdstore_keep(const char *name, int inherited)
 		    sizeof(*n))) == NULL ||
 		    (in = realloc(fdstore_inherited, fdstore_cap)) == NULL ||
 		    (f = reallocarray(fdstore_files, fdstore_cap,
-		    sizeof(*f))) == NULL)
+		    sizeof(*f))) == NULL ||
+		    (next = reallocarray(fdstore_next, fdstore_cap,
+		    sizeof(*next))) == NULL)
 			fatal("%s", __func__);
 		fdstore_names = n;
 		fdstore_inherited = in;
 		fdstore_files = f;
+		fdstore_next = next;
+		/* the chains again, over twice the buckets */
+		free(fdstore_bucket);
+		fdstore_nbuckets = fdstore_cap * 2;
+		if ((fdstore_bucket = calloc(fdstore_nbuckets,
+		    sizeof(*fdstore_bucket))) == NULL)
+			fatal("%s", __func__);
+		for (i = 0; i < fdstore_n; i++)
+			fdstore_link(i);
 	}
 	if ((fdstore_names[fdstore_n] = strdup(name)) == NULL)
 		fatal("%s", __func__);
 	fdstore_files[fdstore_n].given = -1;
+	fdstore_link(fdstore_n);
 	fdstore_inherited[fdstore_n++] = (char)inherited;
 }
 
