@@ -53,10 +53,14 @@
 					   or handled starts; 0: none */
 #define CLIENT_IN_SUSPECT	1	/* what a take-over found in it */
 #define CLIENT_IN_STRIKES	2	/* take-overs that found the same */
+#define CLIENT_IN_BLANK_AT	3	/* 1 + where a span being blanked
+					   starts; 0: none */
+#define CLIENT_IN_BLANK_LEN	4	/* and its length */
 #define CLIENT_IN_STRIKES_MAX	2	/* then what it names is dropped */
 
 static void	client_in_cb(int, short, void *);
 static size_t	client_in_suspect(struct client *);
+static void	client_in_blank_redo(struct client *);
 
 /* The capacity of a client's ring, for the VM's max_client_message. */
 static size_t
@@ -85,9 +89,11 @@ client_in_init(struct client *c, int fd, struct spool *sp, int reread)
 	if (sp == NULL && (sp = spool_create(1, &cap, &out)) == NULL)
 		return (-1);
 	c->spool = sp;
-	if (reread)
+	c->in_suspect = 0;
+	if (reread) {
+		client_in_blank_redo(c);
 		c->in_dropped = client_in_suspect(c);
-	else if (spool_used(sp, 0) > 0 && (spool_take(sp, 0,
+	} else if (spool_used(sp, 0) > 0 && (spool_take(sp, 0,
 	    spool_used(sp, 0)) == -1 || spool_commit(sp) == -1))
 		fatalx("%s: the client's ring lost its place", __func__);
 	if ((c->in = evbuffer_new()) == NULL ||
@@ -98,6 +104,7 @@ client_in_init(struct client *c, int fd, struct spool *sp, int reread)
 	c->in_head = c->in_fed = 0;
 	/* what the ring holds is read again first */
 	client_in_feed(c);
+	c->in_reread = c->in_fed;
 	return (0);
 }
 
@@ -123,28 +130,78 @@ client_in_suspect(struct client *c)
 	    spool_word(sp, CLIENT_IN_STRIKES) + 1 : 1;
 	spool_set_word(sp, CLIENT_IN_SUSPECT, at);
 	spool_set_word(sp, CLIENT_IN_STRIKES, strikes);
-	spool_set_word(sp, CLIENT_IN_READING, 0);
 	if (at > INT64_MAX || (off = spool_offset(sp, 0, (int64_t)(at -
 	    1))) == -1) {
+		spool_set_word(sp, CLIENT_IN_READING, 0);
 		vm_log(c->vm, LOG_WARNING, "client %d: its spool names a "
 		    "message that is not in its ring; ignored", c->id);
 		return (0);
 	}
 	if (strikes < CLIENT_IN_STRIKES_MAX) {
+		spool_set_word(sp, CLIENT_IN_READING, 0);
+		/* once read past, it was not what crashed it */
+		c->in_suspect = 1;
+		c->in_suspect_off = (uint64_t)off;
 		vm_log(c->vm, LOG_WARNING, "client %d: qmpmuxd died while "
 		    "reading or handling what it sent; it is read again",
 		    c->id);
 		return (0);
 	}
-	/* written over first: a crash before the words are cleared redoes it */
+	/*
+	 * Written over first, the words cleared after: a crash in between
+	 * finds the same one again, and writes it over again.
+	 */
 	n = spool_used(sp, 0) - (size_t)off;
 	spool_fill(sp, 0, (size_t)off, n, ' ');
 	spool_set_word(sp, CLIENT_IN_SUSPECT, 0);
 	spool_set_word(sp, CLIENT_IN_STRIKES, 0);
+	spool_set_word(sp, CLIENT_IN_READING, 0);
 	vm_log(c->vm, LOG_ERR, "client %d: qmpmuxd died %llu times reading "
 	    "or handling what it sent: the %zu bytes from there are dropped",
 	    c->id, (unsigned long long)strikes, n);
 	return (n);
+}
+
+/*
+ * Write whitespace over the ring from off, len bytes: the words name
+ * them first, so that a take-over finishes what a crash cut short
+ * (client_in_blank_redo), and the reader never meets half a message.
+ */
+static void
+client_in_fill(struct client *c, size_t off, size_t len)
+{
+	struct spool	*sp = c->spool;
+
+	spool_set_word(sp, CLIENT_IN_BLANK_LEN, len);
+	spool_set_word(sp, CLIENT_IN_BLANK_AT, 1 +
+	    (uint64_t)spool_at(sp, 0, off));
+	spool_fill(sp, 0, off, len, ' ');
+	spool_set_word(sp, CLIENT_IN_BLANK_AT, 0);
+}
+
+/*
+ * A take-over: a blanking the process before did not finish is done
+ * now, before anything is read.  The words are hostile input: a span
+ * that is not within what the ring holds is logged and left.
+ */
+static void
+client_in_blank_redo(struct client *c)
+{
+	struct spool	*sp = c->spool;
+	uint64_t	 at = spool_word(sp, CLIENT_IN_BLANK_AT);
+	uint64_t	 len = spool_word(sp, CLIENT_IN_BLANK_LEN);
+	ssize_t		 off;
+
+	if (at == 0)
+		return;
+	if (at > INT64_MAX || (off = spool_offset(sp, 0, (int64_t)(at -
+	    1))) == -1 || len > spool_used(sp, 0) - (size_t)off) {
+		vm_log(c->vm, LOG_WARNING, "client %d: its spool names a "
+		    "span to blank that is not in its ring; ignored", c->id);
+		spool_set_word(sp, CLIENT_IN_BLANK_AT, 0);
+		return;
+	}
+	client_in_fill(c, (size_t)off, (size_t)len);
 }
 
 /*
@@ -320,22 +377,46 @@ client_in_take(struct client *c)
 	}
 }
 
-/* A span is done: it leaves the ring once those before it have. */
+/*
+ * A span is done: it leaves the ring once those before it have.  One
+ * done before them (answered at once, or sent, past a command that
+ * waits) is written over with whitespace now, so that a take-over
+ * after a crash does not handle it again.
+ */
 void
 client_in_done(struct client *c, struct client_span *s)
 {
+	struct client_span	*prev;
+	uint64_t		 start;
+
 	if (s == NULL || s->done)
 		return;
 	s->done = 1;
+	if (s != TAILQ_FIRST(&c->spans)) {
+		prev = TAILQ_PREV(s, client_spans, entry);
+		start = prev->end;
+		client_in_fill(c, (size_t)(start - c->in_head),
+		    (size_t)(s->end - start));
+		return;
+	}
 	client_in_take(c);
 }
 
-/* What s waits for is over: done once nothing else holds it. */
+/*
+ * What s waits for is over: done once nothing else holds it.  The
+ * first release is its handler's: if a crash was suspected of it, it
+ * was not what crashed the process, and its strike is forgotten.
+ */
 void
 client_in_release(struct client *c, struct client_span *s)
 {
 	if (s == NULL)
 		return;
+	if (c->in_suspect && s->end > c->in_suspect_off) {
+		spool_set_word(c->spool, CLIENT_IN_SUSPECT, 0);
+		spool_set_word(c->spool, CLIENT_IN_STRIKES, 0);
+		c->in_suspect = 0;
+	}
 	if (s->owners > 0)
 		s->owners--;
 	if (s->owners == 0)

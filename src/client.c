@@ -1084,7 +1084,8 @@ client_read_some(struct client *c)
 			trace_message(vm, TRACE_CLIENT_IN, c, msg.buf, msg.len,
 			    NULL);
 			/* sent to QEMU before a crash: not sent again */
-			if (c->recovered && cmd_flight_at(vm, c->id, span->at))
+			if (span->end <= c->in_reread &&
+			    cmd_flight_at(vm, c->id, span->at))
 				client_log(c, LOG_INFO, "%s was sent to QEMU "
 				    "before the crash", msg.name);
 			else {

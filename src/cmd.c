@@ -1051,8 +1051,11 @@ cmd_flight_at(struct vm *vm, int client, int64_t at)
 	struct cmd_flight	*f;
 
 	TAILQ_FOREACH(f, &vm->flights, entry) {
-		if (f->s.client == client && f->s.at == at && at != -1)
+		if (f->s.client == client && f->s.at == at && at != -1) {
+			/* once: a later message may end there too */
+			f->s.at = -1;
 			return (1);
+		}
 	}
 	return (0);
 }

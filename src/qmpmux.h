@@ -460,7 +460,7 @@ void		 state_lock(struct yajl_gen_t *, const struct vm *, int);
 #define SPOOL_RINGS_MAX		4096
 #define SPOOL_CAP_MAX		(256UL << 20)
 #define SPOOL_PIPE_MAX		65536	/* a pipe's bytes, by default */
-#define SPOOL_USER		4	/* words of the user's in a header */
+#define SPOOL_USER		8	/* words of the user's in a header */
 #define SPOOL_PUNCH_BATCH	(256 << 10)	/* consumed, then punched */
 struct spool;
 struct iovec;
@@ -845,6 +845,9 @@ struct client {
 	int			 in_reading;
 	int			 in_full;
 	size_t			 in_dropped;	/* by a take-over: crashed on */
+	uint64_t		 in_reread;	/* the ring a take-over read */
+	int			 in_suspect;	/* it found a crash reading: */
+	uint64_t		 in_suspect_off;	/* where, from the head */
 	TAILQ_HEAD(client_spans, client_span) spans;
 	struct client_span	*span_cur;	/* the message being handled */
 	struct event		*timer;		/* greeting or slow-client */

@@ -751,6 +751,48 @@ START_TEST(test_queued_kept)
 END_TEST
 
 /*
+ * A message answered before an earlier one of its client is done (a
+ * refusal, past a command that waits) is written over in the ring, so
+ * that the take-over after a crash does not answer it again: with
+ * max_queued_commands 1 and QEMU stopped, X waits and Y is refused at
+ * once; after kill -9 and the take-over X is answered, and Y's refusal
+ * is the only reply Y ever gets.
+ */
+START_TEST(test_answered_once)
+{
+	char		*q0 = t_vm_path("q", 0);
+	struct t_client	*b;
+	long		 held;
+
+	start();
+	write_conf("max_queued_commands = 1\n");
+	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ", T_WAIT_MS),
+	    0);
+	b = clients[0][1];
+	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
+	held = t_unread(q0);
+	t_send(clients[0][0], "{\"execute\": \"query-status\", \"id\": "
+	    "\"flight\"}");
+	ck_assert_int_eq(t_wait_unread(q0, held, T_WAIT_MS), 0);
+	t_send(b, "{\"execute\": \"query-status\", \"id\": \"x\"}"
+	    "{\"execute\": \"query-status\", \"id\": \"y\"}");
+	t_reply_is(b, "{\"id\": \"y\", \"error\": {\"class\": "
+	    "\"GenericError\", \"desc\": \"qmpmux: too many commands queued "
+	    "for VM v0\"}}");
+	store_holds(9);
+
+	crash();
+	ck_assert_int_eq(kill(qemus[0], SIGCONT), 0);
+	t_reply_is(clients[0][0], T_STATUS("\"flight\"", "running", "true"));
+	t_reply_is(b, T_STATUS("\"x\"", "running", "true"));
+	ck_assert_int_eq(t_quiet(b, 200), T_SILENT);
+	free(q0);
+	stop_all();
+}
+END_TEST
+
+/*
  * A crash loop: a client's message crashes qmpmuxd (QMPMUX_TEST_ABORT
  * names the command that aborts it), and is still in the client's ring
  * after the take-over, which it crashes too.  The take-over after that
@@ -1382,6 +1424,7 @@ crash_suite(void)
 	tcase_add_test(tc, test_kill9);
 	tcase_add_test(tc, test_deadline_kept);
 	tcase_add_test(tc, test_queued_kept);
+	tcase_add_test(tc, test_answered_once);
 	tcase_add_test(t_tcase(s, "loop", 60), test_crash_loop);
 	tcase_add_test(tc, test_sent_bad_slot);
 	tcase_add_test(tc, test_lock);
