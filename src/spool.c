@@ -519,6 +519,29 @@ spool_drain_pipe(struct spool *sp, size_t inpipe)
 }
 
 /*
+ * Whether rd and wr are the reading and the writing end of one pipe, as
+ * a spool's are; made non-blocking, as a spool's are: a pipe given back
+ * under the spool's names is as hostile as the rest, and a wrong one
+ * would stop the loop or end the process at the first read.
+ */
+static int
+spool_pipe_ok(int rd, int wr)
+{
+	struct stat	 a, b;
+	int		 fr, fw;
+
+	if (fstat(rd, &a) == -1 || fstat(wr, &b) == -1 ||
+	    !S_ISFIFO(a.st_mode) || a.st_dev != b.st_dev ||
+	    a.st_ino != b.st_ino || (fr = fcntl(rd, F_GETFL)) == -1 ||
+	    (fw = fcntl(wr, F_GETFL)) == -1 ||
+	    (fr & O_ACCMODE) != O_RDONLY || (fw & O_ACCMODE) != O_WRONLY ||
+	    fcntl(rd, F_SETFL, fr | O_NONBLOCK) == -1 ||
+	    fcntl(wr, F_SETFL, fw | O_NONBLOCK) == -1)
+		return (-1);
+	return (0);
+}
+
+/*
  * Take back a spool after a crash: fd its memfd, rd and wr its pipe,
  * all taken.  The header is checked whole first (err says why not); a
  * committed record is applied, and what the pipe holds goes into its
@@ -540,6 +563,10 @@ spool_open(int fd, int rd, int wr, char *err, size_t errlen)
 	if (fstat(fd, &sb) == -1 || sb.st_size < (off_t)sizeof(probe) ||
 	    pread(fd, &probe, sizeof(probe), 0) != (ssize_t)sizeof(probe)) {
 		snprintf(err, errlen, "not a spool");
+		goto fail;
+	}
+	if (spool_pipe_ok(rd, wr) == -1) {
+		snprintf(err, errlen, "its pipe is not one pipe's two ends");
 		goto fail;
 	}
 	if (probe.magic != SPOOL_MAGIC || probe.nrings == 0 ||

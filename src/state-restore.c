@@ -487,6 +487,8 @@ state_vm_cmds(struct vm *vm, struct state_vm *sv)
 		if ((cmd = calloc(1, sizeof(*cmd))) == NULL)
 			fatal("%s", __func__);
 		cmd->vm = vm;
+		/* the ring it came in was emptied: its bytes are in the state */
+		cmd->at = -1;
 		/* a client that did not come along has gone */
 		cmd->client = sc->client != 0 ? state_client(vm, sc->client) :
 		    NULL;

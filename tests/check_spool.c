@@ -174,18 +174,18 @@ START_TEST(test_open_checks)
 	int		 out[2] = { 0, 0 };
 	struct spool	*sp, *back;
 	char		 err[256];
-	int		 p[2], fd;
+	int		 p[2], q[2], fd;
 	static const uint64_t big = UINT64_MAX / 2;
 	static const uint32_t many = 100000;
-	/* offsets of struct spool_hdr: magic 0, nrings 12, set 80, ring[0] 1104 */
+	/* offsets of struct spool_hdr: magic 0, nrings 12, set 112, ring[0] 1136 */
 	const struct { off_t off; const void *what; size_t len;
 	    const char *why; } bad[] = {
 		{ 0, "notaspol", 8, "not a spool" },
 		{ 12, &many, 4, "not a spool" },
 		{ 16, &big, 8, "rings in" },
 		{ 32, &big, 8, "record is not whole" },
-		{ 1104, &big, 8, "ring 0 is out of place" },
-		{ 1128, &big, 8, "ring 0 is out of place" },
+		{ 1136, &big, 8, "ring 0 is out of place" },
+		{ 1160, &big, 8, "ring 0 is out of place" },
 	};
 	size_t		 i;
 
@@ -204,12 +204,27 @@ START_TEST(test_open_checks)
 		ck_assert_int_eq(fcntl(p[0], F_GETFD), -1);
 	}
 	/* a record being written when the process died was never committed */
-	fd = s_copy_with(sp, 80, &many, 4);
+	fd = s_copy_with(sp, 112, &many, 4);
 	ck_assert_int_eq(pipe(p), 0);
 	back = spool_open(fd, p[0], p[1], err, sizeof(err));
 	ck_assert_msg(back != NULL, "a record not committed refused: %s", err);
 	ck_assert_uint_eq(spool_used(back, 0), 5);
 	spool_free(back);
+	/* a pipe's ends the wrong way round, or two pipes, are refused */
+	fd = s_copy_with(sp, 0, "", 0);
+	ck_assert_int_eq(pipe(p), 0);
+	back = spool_open(fd, p[1], p[0], err, sizeof(err));
+	ck_assert_msg(back == NULL && strstr(err, "its pipe") != NULL,
+	    "ends swapped: %s", back != NULL ? "taken" : err);
+	ck_assert_int_eq(fcntl(p[0], F_GETFD), -1);
+	fd = s_copy_with(sp, 0, "", 0);
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(pipe(q), 0);
+	back = spool_open(fd, p[0], q[1], err, sizeof(err));
+	ck_assert_msg(back == NULL && strstr(err, "its pipe") != NULL,
+	    "two pipes: %s", back != NULL ? "taken" : err);
+	close(p[1]);
+	close(q[0]);
 	/* the whole one comes back with its bytes */
 	fd = s_copy_with(sp, 0, "", 0);
 	ck_assert_int_eq(pipe(p), 0);
