@@ -61,6 +61,7 @@
 static void	client_in_cb(int, short, void *);
 static size_t	client_in_suspect(struct client *);
 static void	client_in_blank_redo(struct client *);
+static void	client_in_fill(struct client *, size_t, size_t);
 
 /* The capacity of a client's ring, for the VM's max_client_message. */
 static size_t
@@ -148,11 +149,11 @@ client_in_suspect(struct client *c)
 		return (0);
 	}
 	/*
-	 * Written over first, the words cleared after: a crash in between
-	 * finds the same one again, and writes it over again.
+	 * Written over as any span is (client_in_fill), the words cleared
+	 * after: a crash in between finds the same one again.
 	 */
 	n = spool_used(sp, 0) - (size_t)off;
-	spool_fill(sp, 0, (size_t)off, n, ' ');
+	client_in_fill(c, (size_t)off, n);
 	spool_set_word(sp, CLIENT_IN_SUSPECT, 0);
 	spool_set_word(sp, CLIENT_IN_STRIKES, 0);
 	spool_set_word(sp, CLIENT_IN_READING, 0);

@@ -1042,8 +1042,7 @@ client_read(struct client *c)
 {
 	client_read_some(c);
 	/* no message of its is being read: a crash now is not its */
-	if (c->spool != NULL)
-		client_in_reading(c, 0);
+	client_in_reading(c, 0);
 }
 
 static void

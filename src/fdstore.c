@@ -896,7 +896,7 @@ fdstore_parse(const char *name, struct fdstore_part *p)
 		p->st = q[1];
 		if ((q = fdstore_hex8(q + 3, &p->hash)) == NULL)
 			return (-1);
-	} else if (strchr("qrw", p->kind) != NULL) {
+	} else if (strchr(FDSTORE_SPOOL_KINDS, p->kind) != NULL) {
 		/* ID */
 		if (*q != '.' || (q = fdstore_decimal(q + 1, INT_MAX, &v)) ==
 		    NULL)

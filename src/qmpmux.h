@@ -488,6 +488,9 @@ ssize_t		 spool_send(struct spool *, unsigned int, int);
 /* fdstore.c: systemd's file descriptor store, so a crash loses no socket */
 #define FDSTORE_NAME_MAX	255
 /* A name of the store read back into its parts (fdstore_parse). */
+/* the kinds of a client's spool's names: its memfd, its pipe's ends */
+#define FDSTORE_SPOOL_KINDS	"qrw"
+
 struct fdstore_part {
 	char			 kind;		/* k l m u c v i q r w */
 	char			 vm[FDSTORE_NAME_MAX / 2 + 1];	/* "": k */

@@ -217,7 +217,7 @@ state_sent_free(struct vm *vm)
 static void
 state_store_spool(const struct client *c, int fd)
 {
-	static const char	 kinds[] = "qrw";
+	static const char	 kinds[] = FDSTORE_SPOOL_KINDS;
 	char			 name[FDSTORE_NAME_MAX + 1], kind[2];
 	int			 fds[3], i;
 
@@ -470,7 +470,7 @@ static void
 state_store_gen_spool(yajl_gen g, struct state_given_fd *f, size_t n,
     const char *vm, int id)
 {
-	static const char	 kinds[] = "qrw";
+	static const char	 kinds[] = FDSTORE_SPOOL_KINDS;
 	ssize_t			 at[3] = { -1, -1, -1 };
 	size_t			 i, k;
 
