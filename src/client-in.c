@@ -40,7 +40,6 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "qmpmux.h"
@@ -84,19 +83,34 @@ client_in_cap(const struct client *c)
 int
 client_in_init(struct client *c, int fd, struct spool *sp, int reread)
 {
-	size_t	 cap = client_in_cap(c);
-	int	 out = 0;
+	size_t	 caps[2];
+	int	 out[2] = { 0, 1 };
 
-	if (sp == NULL && (sp = spool_create(1, &cap, &out)) == NULL)
+	caps[CLIENT_IN_RING] = client_in_cap(c);
+	caps[CLIENT_OUT_RING] = client_out_cap(c->vm);
+	/* its rings are where this process looks for them, or it is new */
+	if (sp != NULL && (spool_nrings(sp) != 2 ||
+	    spool_ring_out(sp, CLIENT_IN_RING) ||
+	    !spool_ring_out(sp, CLIENT_OUT_RING))) {
+		vm_log(c->vm, LOG_WARNING, "client %d: its spool is not a "
+		    "client's; what it held is lost", c->id);
+		spool_free(sp);
+		sp = NULL;
+	}
+	if (sp == NULL && (sp = spool_create(2, caps, out)) == NULL)
 		return (-1);
 	c->spool = sp;
 	c->in_suspect = 0;
 	if (reread) {
 		client_in_blank_redo(c);
 		c->in_dropped = client_in_suspect(c);
-	} else if (spool_used(sp, 0) > 0 && (spool_take(sp, 0,
-	    spool_used(sp, 0)) == -1 || spool_commit(sp) == -1))
-		fatalx("%s: the client's ring lost its place", __func__);
+	} else if (spool_used(sp, 0) > 0) {
+		/* the state carries it; the out ring is sent on as it is */
+		if (spool_take(sp, 0, spool_used(sp, 0)) == -1)
+			fatalx("%s: the client's ring lost its place",
+			    __func__);
+		client_out_commit(c);
+	}
 	if ((c->in = evbuffer_new()) == NULL ||
 	    (c->rd = event_new(c->vm->base, fd, EV_READ | EV_PERSIST,
 	    client_in_cb, c)) == NULL)
@@ -173,9 +187,12 @@ client_in_fill(struct client *c, size_t off, size_t len)
 {
 	struct spool	*sp = c->spool;
 
-	spool_set_word(sp, CLIENT_IN_BLANK_LEN, len);
-	spool_set_word(sp, CLIENT_IN_BLANK_AT, 1 +
-	    (uint64_t)spool_at(sp, 0, off));
+	/* with the reply put for it, if any: a crash keeps both or neither */
+	if (spool_word_txn(sp, CLIENT_IN_BLANK_LEN, len) == -1 ||
+	    spool_word_txn(sp, CLIENT_IN_BLANK_AT, 1 +
+	    (uint64_t)spool_at(sp, 0, off)) == -1)
+		fatalx("%s: the client's spool lost its place", __func__);
+	client_out_commit(c);
 	spool_fill(sp, 0, off, len, ' ');
 	spool_set_word(sp, CLIENT_IN_BLANK_AT, 0);
 }
@@ -367,9 +384,10 @@ client_in_take(struct client *c)
 	}
 	if (to == c->in_head)
 		return;
-	if (spool_take(c->spool, 0, (size_t)(to - c->in_head)) == -1 ||
-	    spool_commit(c->spool) == -1)
+	/* with the replies put for them: a crash keeps both or neither */
+	if (spool_take(c->spool, 0, (size_t)(to - c->in_head)) == -1)
 		fatalx("%s: the client's ring lost its place", __func__);
+	client_out_commit(c);
 	c->in_head = to;
 	if (c->in_full) {
 		c->in_full = 0;
@@ -436,9 +454,11 @@ client_in_put(struct client *c, const void *buf, size_t len)
 
 	iov.iov_base = (void *)(uintptr_t)buf;
 	iov.iov_len = len;
-	if (spool_put(c->spool, 0, &iov, 1) == -1 ||
-	    spool_commit(c->spool) == -1)
+	if (spool_room(c->spool, 0) < len)
 		return (-1);
+	if (spool_put(c->spool, 0, &iov, 1) == -1)
+		fatalx("%s: the client's ring lost its place", __func__);
+	client_out_commit(c);
 	client_in_feed(c);
 	return (0);
 }

@@ -33,7 +33,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "qmpmux.h"
@@ -56,8 +55,6 @@ static struct client *client_new(struct listener *, int, int, pid_t, uid_t,
 static void	client_store(const struct client *);
 static void	client_unstore(struct client *, enum client_state);
 static void	client_ready(struct client *, int);
-static void	client_write_cb(struct bufferevent *, void *);
-static void	client_event_cb(struct bufferevent *, short, void *);
 static void	client_timer_cb(int, short, void *);
 static void	client_resume_cb(int, short, void *);
 static void	client_reap_cb(int, short, void *);
@@ -125,29 +122,20 @@ client_make(struct evbuffer *b, const struct client_made *m)
  * (CLIENT_MESSAGE) is seen by a trace of the VM here, as it goes, so
  * that the trace shows the client's replies in the order the client
  * gets them; each byte is counted here, in bytes_out.  iov[0, n) goes
- * to the socket at once when nothing waits before it, in one sendmsg,
- * but a closing client's is queued: its write callback must see its
- * output drain.  A reply of the proxy's is made in the output itself,
- * with no buffer of its own, unless it is traced.  CLIENT_FLUSH then
- * gives the socket what it takes of the output now, for when the loop
- * has stopped.
+ * into the client's out ring (client-out.c), committed with the message
+ * it answers and sent from the loop's next turn of active events.
+ * CLIENT_FLUSH gives the socket what it takes of the output now, for
+ * when the loop has stopped.
  */
 static void
 client_put(struct client *c, int flags, const struct iovec *iov, int n,
     const struct client_made *made)
 {
-	struct evbuffer	*out = bufferevent_get_output(c->bev);
 	struct evbuffer	*b = NULL;
 	struct iovec	 one;
-	size_t		 before;
 	int		 i;
 
-	if (made != NULL && !TRACE_ON(c->vm)) {
-		before = evbuffer_get_length(out);
-		client_make(out, made);
-		c->bytes_out += evbuffer_get_length(out) - before;
-		n = 0;
-	} else if (made != NULL) {
+	if (made != NULL) {
 		if ((b = evbuffer_new()) == NULL)
 			fatal("%s", __func__);
 		client_make(b, made);
@@ -173,16 +161,11 @@ client_put(struct client *c, int flags, const struct iovec *iov, int n,
 	}
 	for (i = 0; i < n; i++)
 		c->bytes_out += iov[i].iov_len;
-	if (n > 0 && c->state != CLIENT_CLOSING)
-		util_bev_writev(c->bev, iov, n);
-	else if (n > 0) {
-		for (i = 0; i < n; i++)
-			evbuffer_add(out, iov[i].iov_base, iov[i].iov_len);
-	}
+	client_out_put(c, iov, n);
 	if (b != NULL)
 		evbuffer_free(b);
 	if (flags & CLIENT_FLUSH)
-		evbuffer_write(out, bufferevent_getfd(c->bev));
+		client_out_now(c);
 }
 
 /*
@@ -365,8 +348,7 @@ client_notify(struct client *c, const char *buf, size_t len)
 	 * output may hold they are dropped, or a client that asked for
 	 * them once and reads no more would grow without bound.
 	 */
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) >=
-	    c->vm->conf.max_client_output) {
+	if (client_out_len(c) >= c->vm->conf.max_client_output) {
 		if (!c->notify_dropped)
 			client_log(c, LOG_INFO, "lock events dropped: it does "
 			    "not read its output (max_client_output)");
@@ -413,7 +395,7 @@ static void
 client_store(const struct client *c)
 {
 	if (c->state != CLIENT_CLOSING)
-		vm_tell(c->vm, VM_CLIENT, c, bufferevent_getfd(c->bev));
+		vm_tell(c->vm, VM_CLIENT, c, c->fd);
 }
 
 /*
@@ -492,7 +474,6 @@ client_accept(struct listener *l, int fd)
 	    l->conf->path, (long)c->pid, (long)c->uid);
 
 	/* no input is read before the greeting, as QEMU would not accept */
-	bufferevent_enable(c->bev, EV_WRITE);
 	if (monitor_ready(vm->mon))
 		client_greet(c);
 	else {
@@ -533,20 +514,16 @@ client_new(struct listener *l, int fd, int id, pid_t pid, uid_t uid,
 		free(c);
 		return (NULL);
 	}
-	c->bev = bufferevent_socket_new(vm->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	client_out_init(c, fd);
 	c->reader = qmp_reader_new(vm->conf.max_client_message,
 	    vm->conf.max_json_depth, QMP_READ_STRICT);
 	c->timer = evtimer_new(vm->base, client_timer_cb, c);
 	c->resume = event_new(vm->base, -1, 0, client_resume_cb, c);
 	c->reap = event_new(vm->base, -1, 0, client_reap_cb, c);
 	c->hup = evtimer_new(vm->base, client_hup_cb, c);
-	if (c->bev == NULL || c->reader == NULL || c->timer == NULL ||
+	if (c->reader == NULL || c->timer == NULL ||
 	    c->resume == NULL || c->reap == NULL || c->hup == NULL)
 		fatalx("%s: out of memory", __func__);
-	/* read through its ring (client-in.c), never by the bufferevent */
-	bufferevent_setcb(c->bev, NULL, client_write_cb, client_event_cb, c);
-	bufferevent_setwatermark(c->bev, EV_WRITE,
-	    vm->conf.max_client_output / 2, 0);
 	TAILQ_INSERT_TAIL(&vm->clients, c, entry);
 	vm_tell(vm, VM_SPOOL, c, spool_fd(c->spool));
 	return (c);
@@ -595,7 +572,6 @@ client_adopt(struct listener *l, int fd, int id, enum client_state state,
 		iov.iov_len = outlen;
 		client_put(c, 0, &iov, 1, NULL);
 	}
-	bufferevent_enable(c->bev, EV_WRITE);
 	if (state == CLIENT_WAITING) {
 		client_arm(c, c->vm->conf.greeting_timeout);
 		return (c);
@@ -646,8 +622,7 @@ client_close(struct client *c, const char *fmt, ...)
 	client_watch(c);
 	event_del(c->resume);
 	client_in_read(c, 0);
-	if (c->noflush ||
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+	if (c->noflush || client_out_len(c) == 0)
 		event_active(c->reap, EV_TIMEOUT, 1);
 	else
 		client_arm(c, c->listener->conf->slow_client_timeout);
@@ -666,8 +641,9 @@ client_free(struct client *c)
 	vm_tell(c->vm, VM_SPOOL, c, -1);
 	TAILQ_REMOVE(&c->vm->clients, c, entry);
 	vm_client_gone(c);
+	client_out_free(c);
 	client_in_free(c);
-	bufferevent_free(c->bev);
+	close(c->fd);
 	qmp_reader_free(c->reader);
 	event_free(c->timer);
 	event_free(c->resume);
@@ -731,7 +707,7 @@ client_timer_cb(int fd, short events, void *arg)
 		client_close(c, "slow client: QEMU's reads paused for %gs "
 		    "with %zu bytes unsent to it",
 		    c->listener->conf->slow_client_timeout,
-		    evbuffer_get_length(bufferevent_get_output(c->bev)));
+		    client_out_len(c));
 	}
 }
 
@@ -753,18 +729,27 @@ client_reads_paused(struct client *c, int paused)
 }
 
 /*
- * Output has gone to the client.  Runs after each write once the output
- * is down to half of max_client_output (the write low watermark).
+ * Output has gone to the client (client-out.c), or err (an errno) says
+ * why it cannot.  Once the output is down to half of max_client_output
+ * the client is read again; a closing one is freed once it is empty.
  */
-static void
-client_write_cb(struct bufferevent *bev, void *arg)
+void
+client_written(struct client *c, int err)
 {
-	struct client	*c = arg;
-
-	if (c->state == CLIENT_CLOSING &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	if (err != 0 && c->state == CLIENT_CLOSING) {
+		/* the peer is gone: nothing more can be flushed */
 		event_active(c->reap, EV_TIMEOUT, 1);
-	else
+		return;
+	}
+	if (err == EPIPE || err == ECONNRESET) {
+		c->noflush = 1;
+		client_close(c, "client disconnected");
+	} else if (err != 0) {
+		c->noflush = 1;
+		client_close(c, "%s", strerror(err));
+	} else if (c->state == CLIENT_CLOSING && client_out_len(c) == 0)
+		event_active(c->reap, EV_TIMEOUT, 1);
+	else if (client_out_len(c) <= c->vm->conf.max_client_output / 2)
 		client_read_again(c);
 }
 
@@ -778,7 +763,7 @@ client_peer_gone(struct client *c)
 {
 	struct pollfd	 pfd;
 
-	pfd.fd = bufferevent_getfd(c->bev);
+	pfd.fd = c->fd;
 	pfd.events = POLLRDHUP;
 	return (poll(&pfd, 1, 0) == 1 &&
 	    (pfd.revents & (POLLHUP | POLLERR)) != 0);
@@ -832,23 +817,6 @@ client_hup_cb(int fd, short events, void *arg)
 
 	if (!client_gone(c))
 		client_watch(c);
-}
-
-static void
-client_event_cb(struct bufferevent *bev, short events, void *arg)
-{
-	struct client	*c = arg;
-
-	if (c->state == CLIENT_CLOSING) {
-		/* the peer is gone: nothing more can be flushed */
-		event_active(c->reap, EV_TIMEOUT, 1);
-		return;
-	}
-	if (events & BEV_EVENT_EOF)
-		client_close(c, "client disconnected");
-	else if (events & BEV_EVENT_ERROR)
-		client_close(c, "%s", strerror(EVUTIL_SOCKET_ERROR()));
-	event_active(c->reap, EV_TIMEOUT, 1);
 }
 
 /*
@@ -1024,8 +992,7 @@ client_handle(struct client *c, const struct qmp_msg *msg)
 static void
 client_end(struct client *c)
 {
-	if (c->ncmds == 0 &&
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+	if (c->ncmds == 0 && client_out_len(c) == 0)
 		client_close(c, "end of input, every command answered");
 }
 
@@ -1050,20 +1017,17 @@ client_read_some(struct client *c)
 {
 	struct vm		*vm = c->vm;
 	struct evbuffer		*in = c->in;
-	struct evbuffer		*out = bufferevent_get_output(c->bev);
 	struct qmp_msg		 msg;
 	struct client_span	*span;
 
 	while (c->state == CLIENT_CAPS || c->state == CLIENT_READY) {
 		if (c->ncmds >= vm->conf.max_client_pipeline ||
-		    evbuffer_get_length(out) >= vm->conf.max_client_output) {
+		    client_out_len(c) >= vm->conf.max_client_output) {
 			if (!c->input_paused &&
-			    evbuffer_get_length(out) >=
-			    vm->conf.max_client_output)
+			    client_out_len(c) >= vm->conf.max_client_output)
 				client_log(c, LOG_DEBUG,
 				    "%zu bytes unread by it: not reading "
-				    "from it",
-				    evbuffer_get_length(out));
+				    "from it", client_out_len(c));
 			c->input_paused = 1;
 			client_in_read(c, 0);
 			client_watch(c);
@@ -1175,8 +1139,7 @@ client_read_again(struct client *c)
 		return;
 	}
 	if (!c->input_paused || c->ncmds >= vm->conf.max_client_pipeline ||
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) >
-	    vm->conf.max_client_output / 2)
+	    client_out_len(c) > vm->conf.max_client_output / 2)
 		return;
 	c->input_paused = 0;
 	client_in_read(c, 1);
@@ -1235,8 +1198,6 @@ void
 client_event(struct client *c, const void *buf, size_t len,
     void (*cleanup)(const void *, size_t, void *), void *arg)
 {
-	if (evbuffer_add_reference(bufferevent_get_output(c->bev), buf, len,
-	    cleanup, arg) == -1)
-		fatalx("%s: evbuffer_add_reference failed", __func__);
+	client_out_ref(c, buf, len, cleanup, arg);
 	c->bytes_out += len;
 }

@@ -189,14 +189,15 @@ dump_client(struct dump *d, const struct client *c)
 	dump_bool(d, "negotiated", c->state == CLIENT_READY);
 	dump_bool(d, "oob", c->oob);
 	dump_uint(d, "commands", c->ncmds);
-	dump_uint(d, "output_bytes",
-	    evbuffer_get_length(bufferevent_get_output(c->bev)));
+	dump_uint(d, "output_bytes", client_out_len(c));
+	/* what a crash would send on: client-out.c; the rest is lost */
+	dump_uint(d, "output_kept", spool_used(c->spool, CLIENT_OUT_RING));
 	dump_uint(d, "bytes_out", c->bytes_out);
 	dump_bool(d, "holds_events", !TAILQ_EMPTY(&c->events));
 	dump_bool(d, "input_paused", c->input_paused);
 	dump_bool(d, "input_ended", c->eof);
 	/* what a crash would read again: client-in.c */
-	dump_uint(d, "input_kept", spool_used(c->spool, 0));
+	dump_uint(d, "input_kept", spool_used(c->spool, CLIENT_IN_RING));
 	json_map_close(d->g);
 }
 
@@ -520,8 +521,7 @@ dump_log(struct server *s)
 			    "%ld), %u commands, %zu bytes unwritten",
 			    client_state_name(c->state),
 			    c->listener->conf->path, (long)c->pid,
-			    (long)c->uid, c->ncmds, evbuffer_get_length(
-			    bufferevent_get_output(c->bev)));
+			    (long)c->uid, c->ncmds, client_out_len(c));
 	}
 }
 

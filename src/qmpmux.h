@@ -468,6 +468,8 @@ struct spool	*spool_create(size_t, const size_t *, const int *);
 struct spool	*spool_open(int, int, int, char *, size_t);
 void		 spool_free(struct spool *);
 int		 spool_fd(const struct spool *);
+size_t		 spool_nrings(const struct spool *);
+int		 spool_ring_out(const struct spool *, unsigned int);
 void		 spool_pipe(const struct spool *, int *, int *);
 size_t		 spool_used(const struct spool *, unsigned int);
 size_t		 spool_room(const struct spool *, unsigned int);
@@ -478,6 +480,7 @@ ssize_t		 spool_offset(const struct spool *, unsigned int, int64_t);
 void		 spool_fill(struct spool *, unsigned int, size_t, size_t, int);
 uint64_t	 spool_word(const struct spool *, unsigned int);
 void		 spool_set_word(struct spool *, unsigned int, uint64_t);
+int		 spool_word_txn(struct spool *, unsigned int, uint64_t);
 int		 spool_take(struct spool *, unsigned int, size_t);
 int		 spool_put(struct spool *, unsigned int, const struct iovec *,
 		    int);
@@ -837,7 +840,7 @@ struct client {
 	int			 recovered;	/* taken back after a crash */
 	int			 id;
 	enum client_state	 state;
-	struct bufferevent	*bev;		/* its output */
+	int			 fd;		/* its socket */
 	struct qmp_reader	*reader;
 	/* its input (client-in.c): the ring, read into c->in, the spans */
 	struct spool		*spool;
@@ -853,6 +856,15 @@ struct client {
 	uint64_t		 in_suspect_off;	/* where, from the head */
 	TAILQ_HEAD(client_spans, client_span) spans;
 	struct client_span	*span_cur;	/* the message being handled */
+	/* its output (client-out.c): the ring, and what waits past it */
+	struct event		*wr;
+	TAILQ_HEAD(, client_piece) out_more;	/* not yet in the ring */
+	TAILQ_HEAD(, client_piece) out_refs;	/* events in it, unsent */
+	size_t			 out_more_len;
+	size_t			 out_pending;	/* put, not yet committed */
+	uint64_t		 out_total;	/* stream offsets: put */
+	uint64_t		 out_sent;	/* and sent */
+	int			 out_kicked;
 	struct event		*timer;		/* greeting or slow-client */
 	struct event		*resume;	/* read what is buffered */
 	struct event		*reap;		/* free from the loop */
@@ -954,6 +966,22 @@ void		 client_recovered_ready(struct client *, int, const char *);
 const char	*client_state_name(enum client_state);
 void		 client_read(struct client *);
 void		 client_input_ended(struct client *);
+void		 client_written(struct client *, int);
+/* client-out.c: a client's output, in a ring a crash does not lose */
+#define CLIENT_IN_RING		0	/* the rings of a client's spool */
+#define CLIENT_OUT_RING		1
+#define CLIENT_OUT_SLACK	(64 << 10)	/* past max_client_output */
+struct client_piece;
+size_t		 client_out_cap(const struct vm *);
+void		 client_out_init(struct client *, int);
+void		 client_out_free(struct client *);
+size_t		 client_out_len(const struct client *);
+void		 client_out_commit(struct client *);
+void		 client_out_put(struct client *, const struct iovec *, int);
+void		 client_out_ref(struct client *, const void *, size_t,
+		    void (*)(const void *, size_t, void *), void *);
+void		 client_out_now(struct client *);
+void		 client_out_spill(const struct client *, struct evbuffer *);
 /* client-in.c: a client's input, in a ring a crash does not lose */
 int		 client_in_init(struct client *, int, struct spool *, int);
 void		 client_in_free(struct client *);

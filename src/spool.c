@@ -50,7 +50,7 @@
 #include "qmpmux.h"
 
 #define SPOOL_MAGIC	0x6c6f6f7073786d71ULL	/* "qmxspool" */
-#define SPOOL_VERSION	2
+#define SPOOL_VERSION	3
 #define SPOOL_TXN_MAX	64	/* positions one transaction sets */
 #define SPOOL_PIPE_NONE	UINT32_MAX
 #define SPOOL_ALIGN	4096
@@ -65,12 +65,18 @@ struct spool_ring {
 	uint32_t	 pad;
 };
 
-/* A position a transaction sets: which ring, which end, where. */
+/*
+ * A value a transaction sets: a ring's end (which ring, which end,
+ * where), or a word of the user's (which, its value).
+ */
 struct spool_set {
-	uint32_t	 ring;
-	uint32_t	 tail;		/* 1: tail; 0: head */
-	int64_t		 pos;
+	uint32_t	 ring;		/* or the word's index */
+	uint32_t	 tail;		/* SPOOL_HEAD, SPOOL_TAIL, SPOOL_WORD */
+	int64_t		 pos;		/* or the word's value */
 };
+#define SPOOL_HEAD	0
+#define SPOOL_TAIL	1
+#define SPOOL_WORD	2
 
 struct spool_hdr {
 	uint64_t	 magic;
@@ -218,6 +224,17 @@ spool_punch(struct spool *sp, const struct spool_ring *r, int64_t from,
 		fatal("%s: fallocate", __func__);
 }
 
+/* What a ring moves before its pages are punched: a quarter, at most a batch. */
+static int64_t
+spool_batch(const struct spool_ring *r)
+{
+	int64_t	 batch = r->cap / 4 / SPOOL_ALIGN * SPOOL_ALIGN;
+
+	if (batch > SPOOL_PUNCH_BATCH)
+		batch = SPOOL_PUNCH_BATCH;
+	return (batch < SPOOL_ALIGN ? SPOOL_ALIGN : batch);
+}
+
 /*
  * A ring read into has been consumed by n more bytes.  Once a batch of
  * them has (a quarter of the ring, at most SPOOL_PUNCH_BATCH), every
@@ -231,14 +248,9 @@ spool_punch_taken(struct spool *sp, unsigned int ring, int64_t n)
 {
 	const struct spool_ring	*r = &sp->hdr->ring[ring];
 	struct spool_mem	*m = &sp->mem[ring];
-	int64_t			 batch, head, tail, from, to, free;
+	int64_t			 head, tail, from, to, free;
 
-	batch = r->cap / 4 / SPOOL_ALIGN * SPOOL_ALIGN;
-	if (batch > SPOOL_PUNCH_BATCH)
-		batch = SPOOL_PUNCH_BATCH;
-	if (batch < SPOOL_ALIGN)
-		batch = SPOOL_ALIGN;
-	if ((m->moved += n) < batch)
+	if ((m->moved += n) < spool_batch(r))
 		return;
 	m->moved = 0;
 	head = spool_norm(r, SPOOL_LOAD(&r->head));
@@ -255,6 +267,19 @@ spool_punch_taken(struct spool *sp, unsigned int ring, int64_t n)
 	if (spool_dist(r, tail, from) + spool_dist(r, from, to) > free)
 		return;
 	spool_punch(sp, r, from, to);
+}
+
+size_t
+spool_nrings(const struct spool *sp)
+{
+	return (sp->hdr->nrings);
+}
+
+/* Whether a ring is sent from (spool_send), or read into. */
+int
+spool_ring_out(const struct spool *sp, unsigned int ring)
+{
+	return (sp->hdr->ring[ring].out != 0);
 }
 
 int
@@ -372,7 +397,13 @@ spool_apply(struct spool_hdr *h)
 	int64_t		*p;
 
 	for (i = 0; i < h->nset; i++) {
-		p = h->set[i].tail ? &h->ring[h->set[i].ring].tail :
+		if (h->set[i].tail == SPOOL_WORD) {
+			SPOOL_STORE(&h->user[h->set[i].ring],
+			    (uint64_t)h->set[i].pos);
+			continue;
+		}
+		p = h->set[i].tail == SPOOL_TAIL ?
+		    &h->ring[h->set[i].ring].tail :
 		    &h->ring[h->set[i].ring].head;
 		SPOOL_STORE(p, h->set[i].pos);
 	}
@@ -440,7 +471,10 @@ spool_check(const struct spool_hdr *h, size_t size, char *err, size_t errlen)
 		return (-1);
 	}
 	for (i = 0; i < h->nset; i++) {
-		if (h->set[i].ring >= h->nrings || h->set[i].tail > 1 ||
+		if (h->set[i].tail == SPOOL_WORD && h->set[i].ring < SPOOL_USER)
+			continue;
+		if (h->set[i].ring >= h->nrings ||
+		    h->set[i].tail > SPOOL_TAIL ||
 		    !spool_pos_ok(&h->ring[h->set[i].ring], h->set[i].pos)) {
 			snprintf(err, errlen, "its record names no position");
 			return (-1);
@@ -744,9 +778,28 @@ spool_txn_slot(struct spool *sp, unsigned int ring, int tail)
 		return (NULL);
 	sp->set[sp->nset].ring = ring;
 	sp->set[sp->nset].tail = (uint32_t)tail;
-	sp->set[sp->nset].pos = tail ? sp->hdr->ring[ring].tail :
-	    sp->hdr->ring[ring].head;
+	sp->set[sp->nset].pos = tail == SPOOL_TAIL ? sp->hdr->ring[ring].tail :
+	    tail == SPOOL_HEAD ? sp->hdr->ring[ring].head :
+	    (int64_t)sp->hdr->user[ring];
 	return (&sp->set[sp->nset++]);
+}
+
+/*
+ * In the transaction: set a word of the user's at commit, with the
+ * positions it sets (a word that says what a move of bytes means).
+ */
+int
+spool_word_txn(struct spool *sp, unsigned int i, uint64_t v)
+{
+	struct spool_set	*s;
+
+	if (i >= SPOOL_USER || (s = spool_txn_slot(sp, i, SPOOL_WORD)) ==
+	    NULL) {
+		sp->failed = 1;
+		return (-1);
+	}
+	s->pos = (int64_t)v;
+	return (0);
 }
 
 /*
@@ -760,7 +813,7 @@ spool_take(struct spool *sp, unsigned int ring, size_t n)
 	struct spool_set	*s;
 	int64_t			 pos;
 
-	if ((s = spool_txn_slot(sp, ring, 0)) == NULL ||
+	if ((s = spool_txn_slot(sp, ring, SPOOL_HEAD)) == NULL ||
 	    spool_used_of(r, s->pos, SPOOL_LOAD(&r->tail)) < n) {
 		sp->failed = 1;
 		return (-1);
@@ -831,7 +884,7 @@ spool_put(struct spool *sp, unsigned int ring, const struct iovec *iov,
 
 	for (i = 0; i < n; i++)
 		len += iov[i].iov_len;
-	if ((s = spool_txn_slot(sp, ring, 1)) == NULL ||
+	if ((s = spool_txn_slot(sp, ring, SPOOL_TAIL)) == NULL ||
 	    spool_room_of(r, SPOOL_LOAD(&r->head), s->pos) < len) {
 		sp->failed = 1;
 		errno = ENOBUFS;
@@ -879,7 +932,7 @@ spool_commit(struct spool *sp)
 		return (0);
 	next = SPOOL_LOAD(&h->applied) + 1;
 	for (i = 0; i < sp->nset; i++)
-		was[i] = sp->set[i].tail ? 0 :
+		was[i] = sp->set[i].tail != SPOOL_HEAD ? 0 :
 		    spool_norm(&h->ring[sp->set[i].ring],
 		    SPOOL_LOAD(&h->ring[sp->set[i].ring].head));
 	memcpy(h->set, sp->set, sp->nset * sizeof(sp->set[0]));
@@ -893,8 +946,10 @@ spool_commit(struct spool *sp)
 	 * of its memory once its tail had gone round it once.
 	 */
 	for (i = 0; i < sp->nset; i++) {
+		if (sp->set[i].tail != SPOOL_HEAD)
+			continue;
 		r = &h->ring[sp->set[i].ring];
-		if (!sp->set[i].tail && !r->out)
+		if (!r->out)
 			spool_punch_taken(sp, sp->set[i].ring, spool_dist(r,
 			    was[i], spool_norm(r, sp->set[i].pos)));
 	}
@@ -944,5 +999,14 @@ spool_send(struct spool *sp, unsigned int ring, int sock)
 	/* pages it left are punched when written again (spool_clean) */
 	if (m->dirty == -1 && sent >= from + SPOOL_ALIGN - start)
 		m->dirty = from;
+	/*
+	 * or once a batch of them is sent, so that a ring holds only
+	 * the memory of what it has to send, as a ring read into does
+	 */
+	if (m->dirty != -1 && spool_dist(r, m->dirty, spool_page(r, head)) >=
+	    spool_batch(r)) {
+		spool_punch(sp, r, m->dirty, spool_page(r, head));
+		m->dirty = -1;
+	}
 	return (sent > 0 || n == 0 ? sent : -1);
 }

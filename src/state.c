@@ -247,7 +247,8 @@ state_save_client(yajl_gen g, struct client *c, struct cmd **all, size_t n,
 {
 	struct client_held	*h = TAILQ_FIRST(&c->held);
 	struct cmd		*cmd;
-	int			 fd = bufferevent_getfd(c->bev);
+	struct evbuffer		*out;
+	int			 fd = c->fd;
 
 	json_map_open(g);
 	json_put_int(g, "id", c->id);
@@ -267,7 +268,12 @@ state_save_client(yajl_gen g, struct client *c, struct cmd **all, size_t n,
 	/* what its ring holds unframed, read: its spool goes along */
 	state_input(g, c->reader, c->in);
 	state_save_spool(g, c, fds);
-	json_put_evbuffer(g, "out", bufferevent_get_output(c->bev), NULL, 0);
+	/* what waits past its out ring: the ring goes with the spool */
+	if ((out = evbuffer_new()) == NULL)
+		fatal("%s", __func__);
+	client_out_spill(c, out);
+	json_put_evbuffer(g, "out", out, NULL, 0);
+	evbuffer_free(out);
 	json_string(g, "order", 5);
 	json_array_open(g);
 	TAILQ_FOREACH(cmd, &c->order, order) {

@@ -751,6 +751,50 @@ START_TEST(test_queued_kept)
 END_TEST
 
 /*
+ * Replies in a client's output when qmpmuxd is killed: a client asks
+ * for four schemas (some 200 kB each, uncached) and reads nothing, so
+ * that its socket holds part of them, one cut in the middle, and
+ * qmpmuxd the rest.  After kill -9 and the take-over the client reads
+ * each of the four once, whole, in order, and nothing more.
+ */
+START_TEST(test_output_kept)
+{
+	struct t_client	*c;
+	char		*m, id[16];
+	size_t		 i, len;
+
+	start();
+	write_conf("introspection_cache = 0\n");
+	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ", T_WAIT_MS),
+	    0);
+	c = clients[0][0];
+	for (i = 0; i < 4; i++)
+		t_send(c, "{\"execute\": \"query-qmp-schema\", \"id\": "
+		    "\"s%zu\"}", i);
+	ck_assert_int_eq(t_wait_vm_counter(ctl, "v0", "replies", 4,
+	    T_WAIT_MS), 0);
+	store_holds(9);
+
+	crash();
+	for (i = 0; i < 4; i++) {
+		m = t_recv(c, T_WAIT_MS);
+		snprintf(id, sizeof(id), "\"id\": \"s%zu\"}", i);
+		ck_assert_msg(m != NULL, "reply %zu: nothing", i);
+		len = strlen(m);
+		ck_assert_msg(len > 100000 && strncmp(m, "{\"return\": [",
+		    12) == 0 && strcmp(m + len - strlen(id), id) == 0,
+		    "reply %zu: %.100s ... (%zu bytes)", i, m, len);
+		free(m);
+	}
+	ck_assert_int_eq(t_quiet(c, 200), T_SILENT);
+	t_cmd_eq(c, "{\"execute\": \"query-status\", \"id\": 2}",
+	    T_STATUS("2", "running", "true"));
+	stop_all();
+}
+END_TEST
+
+/*
  * A message answered before an earlier one of its client is done (a
  * refusal, past a command that waits) is written over in the ring, so
  * that the take-over after a crash does not answer it again: with
@@ -1424,6 +1468,7 @@ crash_suite(void)
 	tcase_add_test(tc, test_kill9);
 	tcase_add_test(tc, test_deadline_kept);
 	tcase_add_test(tc, test_queued_kept);
+	tcase_add_test(tc, test_output_kept);
 	tcase_add_test(tc, test_answered_once);
 	tcase_add_test(t_tcase(s, "loop", 60), test_crash_loop);
 	tcase_add_test(tc, test_sent_bad_slot);

@@ -2081,6 +2081,35 @@ t_vm_commands(const char *ctl, const char *vm, long long *taken,
 }
 
 /*
+ * Wait up to ms until query-vm on ctl says the VM's counter name is n,
+ * asking every millisecond.  0 when it does.
+ */
+int
+t_wait_vm_counter(const char *ctl, const char *vm, const char *name,
+    long long n, int ms)
+{
+	const char	*path[] = { "return", "counters", name, NULL };
+	long long	 end = t_clock_ms() + ms, now;
+	yajl_val	 v, k;
+	char		*m;
+
+	for (;;) {
+		v = t_query_vm(ctl, vm, &m);
+		k = yajl_tree_get(v, path, yajl_t_number);
+		ck_assert_msg(k != NULL && YAJL_IS_INTEGER(k), "query-vm %s: "
+		    "no counter %s: %s", vm, name, m);
+		now = YAJL_GET_INTEGER(k);
+		yajl_tree_free(v);
+		free(m);
+		if (now == n)
+			return (0);
+		if (t_clock_ms() >= end)
+			return (-1);
+		poll(NULL, 0, 1);
+	}
+}
+
+/*
  * Wait up to ms until the VM has exactly n commands queued in qmpmuxd,
  * unsent, asking the control socket every millisecond.  0 when it has.
  */

@@ -140,6 +140,8 @@ int		 t_peer_unread(struct t_client *);
 long		 t_unread(const char *);
 int		 t_wait_unread(const char *, long, int);
 long long	 t_vm_taken(const char *, const char *);
+int		 t_wait_vm_counter(const char *, const char *, const char *,
+		    long long, int);
 int		 t_wait_vm_queued(const char *, const char *, long long, int);
 int		 t_wait_vm_sent(const char *, const char *, long long, int);
 enum t_heard	 t_quiet(struct t_client *, int);
