@@ -438,7 +438,8 @@ client_in_release(struct client *c, struct client_span *s)
 	}
 	if (s->owners > 0)
 		s->owners--;
-	if (s->owners == 0)
+	/* its reply may wait past the out ring: it leaves with that */
+	if (s->owners == 0 && !client_out_hold(c, s))
 		client_in_done(c, s);
 }
 

@@ -50,11 +50,13 @@ struct client_piece {
 	uint64_t		 end;		/* stream offset of its end */
 	void			(*cleanup)(const void *, size_t, void *);
 	void			*arg;
+	struct client_span	*spans;		/* done once it is in */
 	TAILQ_ENTRY(client_piece) entry;
 	char			 data[];
 };
 
 static void	client_out_cb(int, short, void *);
+static void	client_out_unhold(struct client *, struct client_piece *);
 static int	client_out_send(struct client *);
 
 /* The capacity of a client's out ring, for the VM's max_client_output. */
@@ -243,7 +245,8 @@ client_out_refill(struct client *c)
 	size_t			 room, left, cap;
 	int			 moved = 0;
 
-	cap = client_out_cap(c->vm) - 1;
+	/* the ring's, as made: the configuration may have changed since */
+	cap = spool_cap(c->spool, CLIENT_OUT_RING) - 1;
 	while ((p = TAILQ_FIRST(&c->out_more)) != NULL) {
 		room = client_out_room(c);
 		left = p->len - p->off;
@@ -258,12 +261,47 @@ client_out_refill(struct client *c)
 		if (p->off < p->len)
 			break;
 		TAILQ_REMOVE(&c->out_more, p, entry);
+		client_out_unhold(c, p);
 		if (p->cleanup != NULL)
 			TAILQ_INSERT_TAIL(&c->out_refs, p, entry);
 		else
 			free(p);
 	}
 	return (moved);
+}
+
+/*
+ * A message whose handling is over (client-in.c) while output waits in
+ * memory: its reply, if it has one, is there, and would die with the
+ * process, so the message stays in the input ring until the last piece
+ * now waiting is in the out ring, and leaves in the commit that puts
+ * it.  A crash then answers it again, rather than never.  Whether it
+ * waits so.
+ */
+int
+client_out_hold(struct client *c, struct client_span *s)
+{
+	struct client_piece	*p;
+
+	if ((p = TAILQ_LAST(&c->out_more, client_pieces)) == NULL)
+		return (0);
+	s->owners = 1;
+	s->wait_next = p->spans;
+	p->spans = s;
+	return (1);
+}
+
+/* A piece is in the ring: the messages it held leave the input with it. */
+static void
+client_out_unhold(struct client *c, struct client_piece *p)
+{
+	struct client_span	*s;
+
+	while ((s = p->spans) != NULL) {
+		p->spans = s->wait_next;
+		s->owners = 0;
+		client_in_done(c, s);
+	}
 }
 
 /* Give back the event batches the kernel has sent the last byte of. */
@@ -329,12 +367,15 @@ client_out_now(struct client *c)
 
 /*
  * A restart in place: what waits in memory, which the state carries;
- * the ring goes with the spool.
+ * the ring goes with the spool, with what was put in it and not yet
+ * committed (a reply put in this turn of the loop, sent at its end).
  */
 void
-client_out_spill(const struct client *c, struct evbuffer *b)
+client_out_spill(struct client *c, struct evbuffer *b)
 {
 	const struct client_piece	*p;
+
+	client_out_commit(c);
 
 	TAILQ_FOREACH(p, &c->out_more, entry) {
 		if (evbuffer_add(b, p->buf + p->off, p->len - p->off) == -1)

@@ -592,6 +592,8 @@ client_greet(struct client *c)
 	iov.iov_base = m->greeting;
 	iov.iov_len = m->greeting_len;
 	client_put(c, 0, &iov, 1, NULL);
+	/* in the ring before its name in the store says it was greeted */
+	client_out_commit(c);
 	client_set_state(c, CLIENT_CAPS);
 	client_in_read(c, 1);
 	if (evbuffer_get_length(c->in) > 0)

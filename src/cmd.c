@@ -126,6 +126,13 @@ cmd_done(struct cmd *cmd)
 	struct client	*c = cmd->client;
 
 	cmd->answered = 1;
+	/*
+	 * Its reply is committed with its message's leaving the client's
+	 * ring; one sent has left it, and its reply is committed now,
+	 * before the table of commands sent forgets it (cmd_free).
+	 */
+	if (cmd->span == NULL && c != NULL)
+		client_out_commit(c);
 	cmd_span_release(cmd);
 	cmd->client = NULL;
 	if (c != NULL)

@@ -469,6 +469,7 @@ struct spool	*spool_open(int, int, int, char *, size_t);
 void		 spool_free(struct spool *);
 int		 spool_fd(const struct spool *);
 size_t		 spool_nrings(const struct spool *);
+size_t		 spool_cap(const struct spool *, unsigned int);
 int		 spool_ring_out(const struct spool *, unsigned int);
 void		 spool_pipe(const struct spool *, int *, int *);
 size_t		 spool_used(const struct spool *, unsigned int);
@@ -858,7 +859,7 @@ struct client {
 	struct client_span	*span_cur;	/* the message being handled */
 	/* its output (client-out.c): the ring, and what waits past it */
 	struct event		*wr;
-	TAILQ_HEAD(, client_piece) out_more;	/* not yet in the ring */
+	TAILQ_HEAD(client_pieces, client_piece) out_more; /* not in the ring */
 	TAILQ_HEAD(, client_piece) out_refs;	/* events in it, unsent */
 	size_t			 out_more_len;
 	size_t			 out_pending;	/* put, not yet committed */
@@ -927,6 +928,7 @@ struct client_span {
 	unsigned int		 owners;
 	int			 done;
 	TAILQ_ENTRY(client_span) entry;
+	struct client_span	*wait_next;	/* on a piece of output */
 };
 
 /* when a reply of the proxy's goes to its client */
@@ -981,7 +983,8 @@ void		 client_out_put(struct client *, const struct iovec *, int);
 void		 client_out_ref(struct client *, const void *, size_t,
 		    void (*)(const void *, size_t, void *), void *);
 void		 client_out_now(struct client *);
-void		 client_out_spill(const struct client *, struct evbuffer *);
+void		 client_out_spill(struct client *, struct evbuffer *);
+int		 client_out_hold(struct client *, struct client_span *);
 /* client-in.c: a client's input, in a ring a crash does not lose */
 int		 client_in_init(struct client *, int, struct spool *, int);
 void		 client_in_free(struct client *);

@@ -275,6 +275,13 @@ spool_nrings(const struct spool *sp)
 	return (sp->hdr->nrings);
 }
 
+/* A ring's capacity, as it was made (one byte of it is always free). */
+size_t
+spool_cap(const struct spool *sp, unsigned int ring)
+{
+	return ((size_t)sp->hdr->ring[ring].cap);
+}
+
 /* Whether a ring is sent from (spool_send), or read into. */
 int
 spool_ring_out(const struct spool *sp, unsigned int ring)
