@@ -980,6 +980,99 @@ traffic(int round)
 			ck_assert_int_eq(t_quiet(clients[i][j], 10), T_SILENT);
 }
 
+/* A client of kills_traffic: its next id, and whether it waits for it. */
+struct kt_client {
+	struct t_client	*c;
+	int		 next;
+	int		 waiting;
+};
+
+/*
+ * The reply c waits for, if it has come: QEMU's with its id, or the
+ * timeout error of a command whose reply died with qmpmuxd.  Counts in
+ * *timeouts; a reply with another id, or anything else, fails.
+ */
+static int
+kt_answered(struct kt_client *k, char *m, int *timeouts)
+{
+	char	 want[256], id[32];
+
+	snprintf(want, sizeof(want), T_STATUS("%d", "running", "true"),
+	    k->next);
+	snprintf(id, sizeof(id), "\"id\": %d", k->next);
+	if (strcmp(m, want) != 0) {
+		ck_assert_msg(strncmp(m, "{\"id\": ", 7) == 0 &&
+		    strncmp(m + 1, id, strlen(id)) == 0 &&
+		    strstr(m, "did not reply to query-status") != NULL,
+		    "waiting for %d, got %s", k->next, m);
+		(*timeouts)++;
+	}
+	free(m);
+	k->waiting = 0;
+	k->next++;
+	return (1);
+}
+
+/*
+ * kill -9 ten times in a row under traffic: six clients of three VMs
+ * each keep a query-status at QEMU, and qmpmuxd is killed and taken over
+ * every 150 ms of it.  Every command gets exactly one reply, in order,
+ * with its own id: QEMU's, or, for one whose reply qmpmuxd had read and
+ * died with, the timeout error (command_timeout 2 here); no connection
+ * closes, and nothing more comes.  How many were timeouts is printed.
+ */
+START_TEST(test_kills_under_traffic)
+{
+	struct kt_client	 k[NVMS * 2];
+	long long		 end;
+	char			*m;
+	int			 i, n = 0, round, answered = 0, timeouts = 0;
+
+	start();
+	write_conf("command_timeout = 2\n");
+	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ", T_WAIT_MS),
+	    0);
+	for (i = 0; i < NVMS; i++) {
+		k[n].c = clients[i][0];
+		k[n].next = 0;
+		k[n++].waiting = 0;
+		k[n].c = clients[i][1];
+		k[n].next = 0;
+		k[n++].waiting = 0;
+	}
+	for (round = 0; round < 10; round++) {
+		for (end = t_clock_ms() + 150; t_clock_ms() < end;) {
+			for (i = 0; i < n; i++) {
+				if (!k[i].waiting) {
+					t_send(k[i].c, "{\"execute\": "
+					    "\"query-status\", \"id\": %d}",
+					    k[i].next);
+					k[i].waiting = 1;
+				}
+				if ((m = t_recv_now(k[i].c)) != NULL)
+					answered += kt_answered(&k[i], m,
+					    &timeouts);
+			}
+		}
+		store_holds(9);
+		crash();
+	}
+	/* the last of each: QEMU's reply, or its deadline's error */
+	for (i = 0; i < n; i++) {
+		if (k[i].waiting) {
+			ck_assert_ptr_nonnull(m = t_recv(k[i].c, T_WAIT_MS));
+			answered += kt_answered(&k[i], m, &timeouts);
+		}
+		ck_assert_int_eq(t_quiet(k[i].c, 100), T_SILENT);
+	}
+	printf("kills under traffic: 10 kills, %d commands answered once "
+	    "each, %d of them by their deadline\n", answered, timeouts);
+	ck_assert_int_gt(answered, 10 * n);
+	stop_all();
+}
+END_TEST
+
 /*
  * The whole life under a service manager: a restart in place, an
  * upgrade to another binary, then kill -9; traffic and events before
@@ -1469,6 +1562,7 @@ crash_suite(void)
 	tcase_add_test(tc, test_deadline_kept);
 	tcase_add_test(tc, test_queued_kept);
 	tcase_add_test(tc, test_output_kept);
+	tcase_add_test(tc, test_kills_under_traffic);
 	tcase_add_test(tc, test_answered_once);
 	tcase_add_test(t_tcase(s, "loop", 60), test_crash_loop);
 	tcase_add_test(tc, test_sent_bad_slot);
