@@ -56,7 +56,9 @@ struct client_piece {
 };
 
 static void	client_out_cb(int, short, void *);
+static void	client_out_idle_cb(int, short, void *);
 static void	client_out_unhold(struct client *, struct client_piece *);
+static void	client_out_idle(struct client *);
 static int	client_out_send(struct client *);
 
 /* The capacity of a client's out ring, for the VM's max_client_output. */
@@ -79,7 +81,8 @@ client_out_init(struct client *c, int fd)
 	TAILQ_INIT(&c->out_more);
 	TAILQ_INIT(&c->out_refs);
 	if ((c->wr = event_new(c->vm->base, fd, EV_WRITE, client_out_cb,
-	    c)) == NULL)
+	    c)) == NULL || (c->out_idle = evtimer_new(c->vm->base,
+	    client_out_idle_cb, c)) == NULL)
 		fatalx("%s: out of memory", __func__);
 	/* what the process before had not sent goes first */
 	c->out_total = spool_used(c->spool, CLIENT_OUT_RING);
@@ -111,7 +114,9 @@ client_out_free(struct client *c)
 	}
 	if (c->wr != NULL)
 		event_free(c->wr);
-	c->wr = NULL;
+	if (c->out_idle != NULL)
+		event_free(c->out_idle);
+	c->wr = c->out_idle = NULL;
 	c->out_more_len = 0;
 }
 
@@ -326,6 +331,7 @@ static int
 client_out_send(struct client *c)
 {
 	ssize_t	 n;
+	int	 full, moved;
 
 	c->out_kicked = 0;
 	for (;;) {
@@ -337,14 +343,44 @@ client_out_send(struct client *c)
 		}
 		if (n == -1 && errno != EAGAIN)
 			return (errno);
-		if (spool_used(c->spool, CLIENT_OUT_RING) > 0) {
-			/* the socket is full */
+		/* what it did not send, the socket had no room for */
+		full = spool_used(c->spool, CLIENT_OUT_RING) > 0;
+		/* the ring takes what waits as soon as it has room */
+		moved = client_out_refill(c);
+		if (full) {
+			client_out_commit(c);
 			event_add(c->wr, NULL);
 			return (0);
 		}
-		if (!client_out_refill(c))
+		if (!moved) {
+			client_out_idle(c);
 			return (0);
+		}
 	}
+}
+
+/*
+ * The ring is empty: if it stays so CLIENT_OUT_IDLE seconds, the pages
+ * it sent are given back.  Not at once: a client that reads as fast
+ * as it is written to empties its ring at every send, and each page
+ * given back is one more to fault in at the next write.
+ */
+static void
+client_out_idle(struct client *c)
+{
+	struct timeval	 tv = { CLIENT_OUT_IDLE, 0 };
+
+	if (!evtimer_pending(c->out_idle, NULL))
+		evtimer_add(c->out_idle, &tv);
+}
+
+static void
+client_out_idle_cb(int fd, short events, void *arg)
+{
+	struct client	*c = arg;
+
+	if (spool_used(c->spool, CLIENT_OUT_RING) == 0)
+		spool_trim(c->spool, CLIENT_OUT_RING);
 }
 
 static void

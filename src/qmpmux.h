@@ -488,6 +488,7 @@ int		 spool_put(struct spool *, unsigned int, const struct iovec *,
 int		 spool_commit(struct spool *);
 void		 spool_abort(struct spool *);
 ssize_t		 spool_send(struct spool *, unsigned int, int);
+void		 spool_trim(struct spool *, unsigned int);
 
 /* fdstore.c: systemd's file descriptor store, so a crash loses no socket */
 #define FDSTORE_NAME_MAX	255
@@ -859,6 +860,7 @@ struct client {
 	struct client_span	*span_cur;	/* the message being handled */
 	/* its output (client-out.c): the ring, and what waits past it */
 	struct event		*wr;
+	struct event		*out_idle;	/* then its ring is trimmed */
 	TAILQ_HEAD(client_pieces, client_piece) out_more; /* not in the ring */
 	TAILQ_HEAD(, client_piece) out_refs;	/* events in it, unsent */
 	size_t			 out_more_len;
@@ -973,6 +975,7 @@ void		 client_written(struct client *, int);
 #define CLIENT_IN_RING		0	/* the rings of a client's spool */
 #define CLIENT_OUT_RING		1
 #define CLIENT_OUT_SLACK	(64 << 10)	/* past max_client_output */
+#define CLIENT_OUT_IDLE		1	/* seconds empty, then trimmed */
 struct client_piece;
 size_t		 client_out_cap(const struct vm *);
 void		 client_out_init(struct client *, int);

@@ -54,6 +54,9 @@
 #define SPOOL_TXN_MAX	64	/* positions one transaction sets */
 #define SPOOL_PIPE_NONE	UINT32_MAX
 #define SPOOL_ALIGN	4096
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE	23	/* Linux 5.14 */
+#endif
 
 /* A ring's header: head and tail are written by the kernel too. */
 struct spool_ring {
@@ -222,6 +225,30 @@ spool_punch(struct spool *sp, const struct spool_ring *r, int64_t from,
 	}
 	if (to > from && fallocate(sp->fd, mode, from, to - from) == -1)
 		fatal("%s: fallocate", __func__);
+}
+
+/*
+ * Map new pages in [from, to) of a ring about to be written (punched
+ * just before), in one call: a trap for each page costs more than the
+ * page (several microseconds in a virtual machine).  Best effort: a
+ * kernel without MADV_POPULATE_WRITE (before 5.14) faults them in.
+ */
+static void
+spool_populate(struct spool *sp, const struct spool_ring *r, int64_t from,
+    int64_t to)
+{
+	char	*mem = (char *)sp->hdr;
+
+	if (from == to)
+		return;
+	if (to < from) {
+		(void)madvise(mem + from, (size_t)(r->base + r->cap - from),
+		    MADV_POPULATE_WRITE);
+		from = r->base;
+	}
+	if (to > from)
+		(void)madvise(mem + from, (size_t)(to - from),
+		    MADV_POPULATE_WRITE);
 }
 
 /* What a ring moves before its pages are punched: a quarter, at most a batch. */
@@ -863,9 +890,11 @@ spool_clean(struct spool *sp, unsigned int ring, int64_t pos, size_t len)
 		return;
 	from = m->dirty;
 	m->dirty = -1;
-	if (span > 0)
+	/* the writes to come enter them in order: mapped new, at once */
+	if (span > 0) {
 		spool_punch(sp, r, from, hp);
-	else if (head == hp)
+		spool_populate(sp, r, from, hp);
+	} else if (head == hp)
 		spool_punch(sp, r, r->base, r->base + r->cap);
 	else
 		spool_punch(sp, r, spool_norm(r, hp + SPOOL_ALIGN), hp);
@@ -1006,14 +1035,24 @@ spool_send(struct spool *sp, unsigned int ring, int sock)
 	/* pages it left are punched when written again (spool_clean) */
 	if (m->dirty == -1 && sent >= from + SPOOL_ALIGN - start)
 		m->dirty = from;
-	/*
-	 * or once a batch of them is sent, so that a ring holds only
-	 * the memory of what it has to send, as a ring read into does
-	 */
-	if (m->dirty != -1 && spool_dist(r, m->dirty, spool_page(r, head)) >=
-	    spool_batch(r)) {
-		spool_punch(sp, r, m->dirty, spool_page(r, head));
-		m->dirty = -1;
-	}
 	return (sent > 0 || n == 0 ? sent : -1);
+}
+
+/*
+ * Give back the memory of the pages a ring sent from has sent whole
+ * (its user calls this once the ring has been idle a while): else a
+ * ring keeps the memory of all it ever held.  Not at each send: the
+ * next write would fault each page in again, one trap a page.
+ */
+void
+spool_trim(struct spool *sp, unsigned int ring)
+{
+	const struct spool_ring	*r = &sp->hdr->ring[ring];
+	struct spool_mem	*m = &sp->mem[ring];
+
+	if (m->dirty == -1)
+		return;
+	spool_punch(sp, r, m->dirty, spool_page(r, spool_norm(r,
+	    SPOOL_LOAD(&r->head))));
+	m->dirty = -1;
 }

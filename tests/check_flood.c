@@ -102,9 +102,11 @@ START_TEST(test_flood_bounded)
 	 * from QEMU with one chain per batch in the client's output; allow
 	 * three times the bound for that and the sanitizers' redzones and
 	 * shadow, and 4 MiB for input buffers, the replies that clog c and
-	 * allocator slack.
+	 * allocator slack.  Each client's out ring (max_client_output, 1 MiB
+	 * by default, and 64 KiB) is mapped as it is written, two of them.
 	 */
-	limit_kb = base_kb + (3 * bytes_bound + (4L << 20)) / 1024;
+	limit_kb = base_kb + (3 * bytes_bound + (4L << 20) +
+	    2 * ((1L << 20) + (64L << 10))) / 1024;
 	printf("flood: RSS %ld kB before, %ld kB with reads paused, %ld kB "
 	    "0.5 s later (bound %ld kB, max_queued_bytes %ld kB)\n", base_kb,
 	    paused_kb, later_kb, limit_kb, bytes_bound / 1024);
