@@ -265,6 +265,16 @@ write_conf(const char *global)
 	t_conf_vms(conf, global, NVMS - 1);
 }
 
+/* The file's [global] is global now: written, and reloaded (SIGHUP). */
+static void
+reconf(const char *global)
+{
+	write_conf(global);
+	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
+	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ", T_WAIT_MS),
+	    0);
+}
+
 /* Three VMs (the third added by the control socket), and their clients. */
 static void
 start(void)
@@ -439,10 +449,7 @@ START_TEST(test_deadline_kept)
 	long long	 t0, t;
 
 	start();
-	write_conf("command_timeout = 3\nmax_inflight = 2\n");
-	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ", T_WAIT_MS),
-	    0);
+	reconf("command_timeout = 3\nmax_inflight = 2\n");
 	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
 	held = t_unread(q0);
 	t_send(clients[0][0], "{\"execute\": \"query-status\", \"id\": "
@@ -764,10 +771,7 @@ START_TEST(test_output_kept)
 	size_t		 i, len;
 
 	start();
-	write_conf("introspection_cache = 0\n");
-	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ", T_WAIT_MS),
-	    0);
+	reconf("introspection_cache = 0\n");
 	c = clients[0][0];
 	for (i = 0; i < 4; i++)
 		t_send(c, "{\"execute\": \"query-qmp-schema\", \"id\": "
@@ -809,10 +813,7 @@ START_TEST(test_answered_once)
 	long		 held;
 
 	start();
-	write_conf("max_queued_commands = 1\n");
-	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ", T_WAIT_MS),
-	    0);
+	reconf("max_queued_commands = 1\n");
 	b = clients[0][1];
 	ck_assert_int_eq(t_sigstop(qemus[0], T_WAIT_MS), 0);
 	held = t_unread(q0);
@@ -1029,10 +1030,7 @@ START_TEST(test_kills_under_traffic)
 	int			 i, n = 0, round, answered = 0, timeouts = 0;
 
 	start();
-	write_conf("command_timeout = 2\n");
-	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ", T_WAIT_MS),
-	    0);
+	reconf("command_timeout = 2\n");
 	for (i = 0; i < NVMS; i++) {
 		k[n].c = clients[i][0];
 		k[n].next = 0;
@@ -1345,10 +1343,7 @@ START_TEST(test_store_bound)
 
 	start();
 	store_wait(&w);
-	write_conf("fdstore_max_pending = 2\n");
-	ck_assert_int_eq(kill(t_proxy_pid, SIGHUP), 0);
-	ck_assert_int_eq(t_wait_log("qmpmuxd.log", "reloaded: ", T_WAIT_MS),
-	    0);
+	reconf("fdstore_max_pending = 2\n");
 	pthread_mutex_lock(&store_lock);
 	n = stall_traffic(kept);
 	pthread_mutex_unlock(&store_lock);

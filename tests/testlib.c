@@ -2088,20 +2088,10 @@ int
 t_wait_vm_counter(const char *ctl, const char *vm, const char *name,
     long long n, int ms)
 {
-	const char	*path[] = { "return", "counters", name, NULL };
-	long long	 end = t_clock_ms() + ms, now;
-	yajl_val	 v, k;
-	char		*m;
+	long long	 end = t_clock_ms() + ms;
 
 	for (;;) {
-		v = t_query_vm(ctl, vm, &m);
-		k = yajl_tree_get(v, path, yajl_t_number);
-		ck_assert_msg(k != NULL && YAJL_IS_INTEGER(k), "query-vm %s: "
-		    "no counter %s: %s", vm, name, m);
-		now = YAJL_GET_INTEGER(k);
-		yajl_tree_free(v);
-		free(m);
-		if (now == n)
+		if (t_vm_counter(ctl, vm, name) == n)
 			return (0);
 		if (t_clock_ms() >= end)
 			return (-1);
