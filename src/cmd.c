@@ -55,6 +55,7 @@
 #include "qmpmux.h"
 
 static void	cmd_deadline_cb(int, short, void *);
+static void	cmd_expire(struct cmd *);
 static void	cmd_wake_cb(int, short, void *);
 static struct cmd_flight *cmd_flight_find(struct vm *, unsigned int,
 		    uint64_t);
@@ -841,11 +842,49 @@ cmd_adopt(struct cmd *cmd, double left)
 	cmd_tell_sent(cmd, 1);
 }
 
-/* The deadline of a command has passed. */
+/* Whether a's deadline is not later than b's. */
+static int
+cmd_due_by(const struct cmd *a, const struct cmd *b)
+{
+	double	 da, db;
+
+	da = (double)a->arrived.tv_sec + a->arrived.tv_usec / 1e6 + a->timeout;
+	db = (double)b->arrived.tv_sec + b->arrived.tv_usec / 1e6 + b->timeout;
+	return (da <= db + 1e-6);
+}
+
+/*
+ * The deadline of a command has passed.  QEMU answers a client's
+ * commands in order, and timers due at the same instant fire in no set
+ * order: the client's commands before this one whose deadlines are not
+ * later are answered first.
+ */
 static void
 cmd_deadline_cb(int fd, short events, void *arg)
 {
-	struct cmd	*cmd = arg;
+	struct cmd	*cmd = arg, *prev;
+
+again:
+	if (cmd->client != NULL) {
+		TAILQ_FOREACH(prev, &cmd->client->order, order) {
+			if (prev == cmd)
+				break;
+			if (prev->deadline != NULL && !prev->answered &&
+			    evtimer_pending(prev->deadline, NULL) &&
+			    cmd_due_by(prev, cmd)) {
+				evtimer_del(prev->deadline);
+				cmd_expire(prev);
+				goto again;
+			}
+		}
+	}
+	cmd_expire(cmd);
+}
+
+/* The deadline of a command has passed: it is answered with an error. */
+static void
+cmd_expire(struct cmd *cmd)
+{
 	struct vm	*vm = cmd->vm;
 	double		 limit = cmd->timeout;
 	char		 desc[512];
