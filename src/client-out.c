@@ -240,10 +240,12 @@ client_out_ref(struct client *c, const void *buf, size_t len,
 
 /*
  * Move what waits in memory into the ring, as much as fits: whole
- * pieces, and a piece larger than the ring in parts.  Whether any moved.
+ * pieces, and, into an empty ring (split), a piece larger than the
+ * ring in parts: a piece is never cut but for that.  Whether any
+ * moved.
  */
 static int
-client_out_refill(struct client *c)
+client_out_refill(struct client *c, int split)
 {
 	struct client_piece	*p;
 	struct iovec		 iov;
@@ -255,7 +257,7 @@ client_out_refill(struct client *c)
 	while ((p = TAILQ_FIRST(&c->out_more)) != NULL) {
 		room = client_out_room(c);
 		left = p->len - p->off;
-		if (room < left && (room == 0 || left <= cap / 2))
+		if (room < left && (!split || room == 0 || left <= cap / 2))
 			break;
 		iov.iov_base = (void *)(uintptr_t)(p->buf + p->off);
 		iov.iov_len = left < room ? left : room;
@@ -346,7 +348,7 @@ client_out_send(struct client *c)
 		/* what it did not send, the socket had no room for */
 		full = spool_used(c->spool, CLIENT_OUT_RING) > 0;
 		/* the ring takes what waits as soon as it has room */
-		moved = client_out_refill(c);
+		moved = client_out_refill(c, !full);
 		if (full) {
 			client_out_commit(c);
 			event_add(c->wr, NULL);
@@ -360,10 +362,11 @@ client_out_send(struct client *c)
 }
 
 /*
- * The ring is empty: if it stays so CLIENT_OUT_IDLE seconds, the pages
- * it sent are given back.  Not at once: a client that reads as fast
- * as it is written to empties its ring at every send, and each page
- * given back is one more to fault in at the next write.
+ * The ring is empty: if it is empty still when the timer (armed once
+ * for CLIENT_OUT_IDLE seconds) fires, its pages are given back.  Not at
+ * once: a client that reads as fast as it is written to empties its
+ * ring at every send, and each page given back is one more to map at
+ * the next write.
  */
 static void
 client_out_idle(struct client *c)
@@ -379,7 +382,8 @@ client_out_idle_cb(int fd, short events, void *arg)
 {
 	struct client	*c = arg;
 
-	if (spool_used(c->spool, CLIENT_OUT_RING) == 0)
+	/* bytes put and not yet committed lie past the tail: not then */
+	if (spool_used(c->spool, CLIENT_OUT_RING) == 0 && c->out_pending == 0)
 		spool_trim(c->spool, CLIENT_OUT_RING);
 }
 

@@ -1039,20 +1039,25 @@ spool_send(struct spool *sp, unsigned int ring, int sock)
 }
 
 /*
- * Give back the memory of the pages a ring sent from has sent whole
- * (its user calls this once the ring has been idle a while): else a
- * ring keeps the memory of all it ever held.  Not at each send: the
- * next write would fault each page in again, one trap a page.
+ * Give back the memory of an empty ring sent from (its user calls this
+ * once the ring has been idle a while): every page but the head's, in
+ * which the next write goes on, whether sent (the socket keeps its own
+ * reference) or mapped ahead of writes (spool_clean).  Else a ring
+ * keeps the memory of all it ever held.  Not at each send: the next
+ * write would map each page again.  Never with a put not committed: its
+ * bytes lie past the tail.
  */
 void
 spool_trim(struct spool *sp, unsigned int ring)
 {
 	const struct spool_ring	*r = &sp->hdr->ring[ring];
 	struct spool_mem	*m = &sp->mem[ring];
+	int64_t			 hp, from;
 
-	if (m->dirty == -1)
+	if (spool_used(sp, ring) > 0 || r->cap <= SPOOL_ALIGN)
 		return;
-	spool_punch(sp, r, m->dirty, spool_page(r, spool_norm(r,
-	    SPOOL_LOAD(&r->head))));
+	hp = spool_page(r, spool_norm(r, SPOOL_LOAD(&r->head)));
+	from = spool_norm(r, hp + SPOOL_ALIGN);
+	spool_punch(sp, r, from, hp);
 	m->dirty = -1;
 }
